@@ -1,0 +1,350 @@
+//! The Pet Store backend and its server, shared by `examples/petstore.rs`,
+//! the TCP tests and the load benchmark.
+//!
+//! The backend is deliberately ordinary: an in-memory map behind a mutex,
+//! JSON in and out. Every call it answers carries `x-petstore-invocation: N`,
+//! N counting the calls that reached it, so a gateway cache hit is visible.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, LOCATION};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tollgate::{Body, Gateway};
+use tower::Service;
+
+/// The largest request body the pet store reads.
+const MAX_BODY: usize = 64 * 1024;
+
+/// One pet, as the AWS Pet Store sample has them.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Pet {
+    pub id: u64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub price: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPet {
+    #[serde(rename = "type")]
+    kind: String,
+    price: f64,
+}
+
+/// The in-memory pet store.
+#[derive(Debug)]
+pub struct PetStore {
+    pets: Mutex<BTreeMap<u64, Pet>>,
+    next_id: AtomicU64,
+    invocations: AtomicU64,
+}
+
+impl PetStore {
+    /// A store with the three pets of the AWS sample.
+    pub fn new() -> Arc<Self> {
+        let pets = [(1, "dog", 249.99), (2, "cat", 124.99), (3, "fish", 0.99)]
+            .into_iter()
+            .map(|(id, kind, price)| {
+                (
+                    id,
+                    Pet {
+                        id,
+                        kind: kind.to_owned(),
+                        price,
+                    },
+                )
+            })
+            .collect();
+        Arc::new(Self {
+            pets: Mutex::new(pets),
+            next_id: AtomicU64::new(4),
+            invocations: AtomicU64::new(0),
+        })
+    }
+
+    /// How many requests reached the backend.
+    pub fn invocations(&self) -> u64 {
+        self.invocations.load(Ordering::Relaxed)
+    }
+
+    /// Answers one request. `stage_prefixed`: the path still starts with
+    /// `/{stage}` (bare mode, no gateway in front).
+    pub async fn handle<B>(&self, req: Request<B>, stage_prefixed: bool) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<tollgate::body::BoxError>,
+    {
+        let n = self.invocations.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut res = self.route(req, stage_prefixed).await;
+        res.headers_mut()
+            .insert("x-petstore-invocation", HeaderValue::from(n));
+        res
+    }
+
+    async fn route<B>(&self, req: Request<B>, stage_prefixed: bool) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<tollgate::body::BoxError>,
+    {
+        let path = req.uri().path();
+        let path = if stage_prefixed {
+            // Skip `/{stage}`: a bare server's only routing work.
+            path.get(1..)
+                .and_then(|p| p.find('/').map(|i| &p[i..]))
+                .unwrap_or("/")
+        } else {
+            path
+        };
+        let mut segments = path.trim_matches('/').split('/');
+        match (segments.next(), segments.next(), segments.next()) {
+            (Some("pets"), None, None) => match *req.method() {
+                Method::GET => {
+                    let wanted = query_param(req.uri().query(), "type");
+                    let pets = self.lock();
+                    let list: Vec<&Pet> = pets
+                        .values()
+                        .filter(|p| wanted.as_deref().is_none_or(|t| p.kind == t))
+                        .collect();
+                    json(StatusCode::OK, &list)
+                }
+                Method::POST => {
+                    let new: NewPet = match read_json(req.into_body()).await {
+                        Ok(p) => p,
+                        Err(res) => return res,
+                    };
+                    if let Err(res) = check(&new) {
+                        return res;
+                    }
+                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                    let pet = Pet {
+                        id,
+                        kind: new.kind,
+                        price: new.price,
+                    };
+                    self.lock().insert(id, pet.clone());
+                    let mut res = json(StatusCode::CREATED, &pet);
+                    if let Ok(v) = HeaderValue::try_from(format!("/pets/{id}")) {
+                        res.headers_mut().insert(LOCATION, v);
+                    }
+                    res
+                }
+                _ => message(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            },
+            (Some("pets"), Some(id), None) => {
+                let Ok(id) = id.parse::<u64>() else {
+                    return message(StatusCode::NOT_FOUND, &format!("no pet with id `{id}`"));
+                };
+                match *req.method() {
+                    Method::GET => match self.lock().get(&id) {
+                        Some(p) => json(StatusCode::OK, p),
+                        None => not_found(id),
+                    },
+                    Method::PUT => {
+                        let new: NewPet = match read_json(req.into_body()).await {
+                            Ok(p) => p,
+                            Err(res) => return res,
+                        };
+                        if let Err(res) = check(&new) {
+                            return res;
+                        }
+                        match self.lock().get_mut(&id) {
+                            Some(p) => {
+                                p.kind = new.kind;
+                                p.price = new.price;
+                                json(StatusCode::OK, p)
+                            }
+                            None => not_found(id),
+                        }
+                    }
+                    Method::DELETE => match self.lock().remove(&id) {
+                        Some(p) => json(StatusCode::OK, &p),
+                        None => not_found(id),
+                    },
+                    _ => message(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+                }
+            }
+            _ => message(StatusCode::NOT_FOUND, "no such resource"),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Pet>> {
+        // A panic while holding the lock cannot leave a map half-updated.
+        self.pets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn check(p: &NewPet) -> Result<(), Response<Body>> {
+    if p.kind.is_empty() || p.kind.len() > 64 {
+        return Err(message(
+            StatusCode::BAD_REQUEST,
+            "`type` must be 1 to 64 characters",
+        ));
+    }
+    if !(p.price.is_finite() && p.price >= 0.0) {
+        return Err(message(
+            StatusCode::BAD_REQUEST,
+            "`price` must be a number >= 0",
+        ));
+    }
+    Ok(())
+}
+
+async fn read_json<B>(body: B) -> Result<NewPet, Response<Body>>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<tollgate::body::BoxError>,
+{
+    let bytes = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return Err(message(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the body is over 64 KiB",
+            ));
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| message(StatusCode::BAD_REQUEST, &format!("invalid pet JSON: {e}")))
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+fn message(status: StatusCode, text: &str) -> Response<Body> {
+    json(status, &serde_json::json!({ "message": text }))
+}
+
+fn not_found(id: u64) -> Response<Body> {
+    message(StatusCode::NOT_FOUND, &format!("no pet with id {id}"))
+}
+
+/// Command-line options of the example.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub listen: SocketAddr,
+    pub bare: bool,
+}
+
+impl Options {
+    pub const USAGE: &'static str = "usage: petstore [--config PATH] [--listen ADDR] [--bare]\n\
+        \x20 --config PATH  gateway config (default examples/petstore.yaml)\n\
+        \x20 --listen ADDR  address to listen on (default 127.0.0.1:8080)\n\
+        \x20 --bare         serve the pet store with no gateway in front (for benchmarks)";
+
+    pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mut opts = Self {
+            config: PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/examples/petstore.yaml"
+            )),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            bare: false,
+        };
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--config" => opts.config = args.next().ok_or("--config needs a path")?.into(),
+                "--listen" => {
+                    let v = args.next().ok_or("--listen needs an address")?;
+                    opts.listen = v.parse().map_err(|e| format!("--listen {v}: {e}"))?;
+                }
+                "--bare" => opts.bare = true,
+                "-h" | "--help" => return Err(Self::USAGE.to_owned()),
+                other => return Err(format!("unknown argument `{other}`\n{}", Self::USAGE)),
+            }
+        }
+        Ok(opts)
+    }
+}
+
+/// Serves `svc` on `listener` until `shutdown` resolves.
+pub async fn serve<S>(listener: TcpListener, svc: S, shutdown: impl Future<Output = ()>)
+where
+    S: Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let svc = TowerToHyperService::new(svc.clone());
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+}
+
+/// The pet store behind the gateway built from `config`.
+pub fn gateway_service(
+    gateway: &Gateway,
+    store: Arc<PetStore>,
+) -> tollgate::GatewayService<
+    impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static,
+> {
+    gateway.service(tower::service_fn(move |req: Request<Body>| {
+        let store = store.clone();
+        async move { Ok::<_, Infallible>(store.handle(req, false).await) }
+    }))
+}
+
+/// The pet store alone, routing `/{stage}/pets...` itself.
+pub fn bare_service(
+    store: Arc<PetStore>,
+) -> impl Service<
+    Request<hyper::body::Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let store = store.clone();
+        async move { Ok::<_, Infallible>(store.handle(req, true).await) }
+    })
+}

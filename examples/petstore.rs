@@ -1,0 +1,93 @@
+//! The Pet Store API behind tollgate.
+//!
+//! ```text
+//! cargo run --release --example petstore [-- --config PATH --listen ADDR --bare]
+//! ```
+//!
+//! Serves stages `dev` and `prod` at `/dev/...` and `/prod/...` with the
+//! in-memory stores; nothing else needs installing. `--bare` serves the same
+//! pet store with no gateway in front, for `benches/load.sh`.
+
+#[path = "common/petstore.rs"]
+mod petstore;
+
+use petstore::{Options, PetStore};
+use tokio::net::TcpListener;
+use tollgate::Gateway;
+
+#[tokio::main]
+async fn main() {
+    let opts = match Options::parse(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let gateway = if opts.bare {
+        None
+    } else {
+        match Gateway::from_path(&opts.config) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+    };
+    let listener = match TcpListener::bind(opts.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", opts.listen);
+            std::process::exit(1);
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(opts.listen);
+    let store = PetStore::new();
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    println!("listening on http://{addr}");
+    match gateway {
+        None => {
+            println!("mode: bare (no gateway)");
+            petstore::serve(listener, petstore::bare_service(store), shutdown).await;
+        }
+        Some(gateway) => {
+            print_welcome(&gateway, &addr.to_string());
+            petstore::serve(
+                listener,
+                petstore::gateway_service(&gateway, store),
+                shutdown,
+            )
+            .await;
+        }
+    }
+}
+
+fn print_welcome(gateway: &Gateway, addr: &str) {
+    let config = gateway.config();
+    for key in &config.keys {
+        if let Some(value) = &key.value {
+            // The demo key is printed on purpose: this is a local demo.
+            println!("demo API key ({}): {}", key.name, value.expose());
+        }
+    }
+    for c in &config.credentials {
+        println!(
+            "SigV4 credentials ({}): access key id {}, secret {}",
+            c.principal.as_deref().unwrap_or(&c.access_key_id),
+            c.access_key_id,
+            c.secret_access_key.expose()
+        );
+    }
+    println!("try:");
+    println!("  curl -i http://{addr}/prod/pets");
+    println!("  curl -i 'http://{addr}/prod/pets?type=dog'");
+    println!("  curl -i -X POST http://{addr}/prod/pets -d '{{\"type\":\"bird\",\"price\":12.5}}'");
+    println!("  curl -i http://{addr}/prod/pets/1");
+    println!("  curl -i -X PUT http://{addr}/prod/pets/1 -d '{{\"type\":\"dog\",\"price\":199}}'");
+    println!("  curl -i -X DELETE http://{addr}/prod/pets/1");
+    println!("  curl -i http://{addr}/prod/cats      # 404 RESOURCE_NOT_FOUND");
+    println!("  curl -i -X PATCH http://{addr}/prod/pets   # 405 METHOD_NOT_ALLOWED");
+}

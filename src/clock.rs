@@ -1,0 +1,185 @@
+//! Time, read in one place.
+//!
+//! Every layer that needs the time (throttle buckets, quota periods, cache
+//! expiry, SigV4 skew checks, latency) asks a [`Clock`]. Production uses
+//! [`SystemClock`]; tests use a [`ManualClock`], whose clones share one time, so
+//! a test can move time forward by exactly the amount it needs.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tollgate::clock::{Clock, ManualClock};
+//!
+//! let clock = ManualClock::at_unix_secs(1_700_000_000);
+//! let shared = clock.clone();
+//! clock.advance(Duration::from_millis(1500));
+//! assert_eq!(shared.unix_nanos(), 1_700_000_001_500_000_000);
+//! ```
+//!
+//! This module is the only one allowed to call `SystemTime::now` or
+//! `Instant::now`; `clippy.toml` forbids it everywhere else.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use time::OffsetDateTime;
+
+/// A source of wall-clock time.
+///
+/// The one required method returns nanoseconds since the Unix epoch; the
+/// provided methods convert. Implementations must be cheap (the throttle layer
+/// reads the clock on every request) and safe to share between threads.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// Nanoseconds since 1970-01-01T00:00:00Z.
+    fn unix_nanos(&self) -> u64;
+
+    /// The current time as a [`SystemTime`].
+    fn system_time(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.unix_nanos())
+    }
+
+    /// The current time as a UTC [`OffsetDateTime`], for calendar arithmetic.
+    fn utc(&self) -> OffsetDateTime {
+        // u64 nanoseconds reach the year 2554, well inside OffsetDateTime's range.
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.unix_nanos()))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn unix_nanos(&self) -> u64 {
+        (**self).unix_nanos()
+    }
+}
+
+/// The operating system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn unix_nanos(&self) -> u64 {
+        #[allow(clippy::disallowed_methods)] // the one sanctioned read of the system time
+        let now = SystemTime::now();
+        match now.duration_since(UNIX_EPOCH) {
+            Ok(d) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            // A clock set before 1970: report the epoch rather than panic.
+            Err(_) => 0,
+        }
+    }
+}
+
+/// A clock that moves only when told to. Clones share one time.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate::clock::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new();
+/// assert_eq!(clock.unix_nanos(), 0);
+/// clock.advance(Duration::from_secs(2));
+/// assert_eq!(clock.unix_nanos(), 2_000_000_000);
+/// ```
+#[derive(Clone, Default)]
+pub struct ManualClock {
+    nanos: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock at the Unix epoch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A clock at `secs` seconds after the Unix epoch.
+    pub fn at_unix_secs(secs: u64) -> Self {
+        let clock = Self::new();
+        clock.set_unix_nanos(secs.saturating_mul(1_000_000_000));
+        clock
+    }
+
+    /// A clock at the given time (the epoch for times before it).
+    pub fn at(time: SystemTime) -> Self {
+        let clock = Self::new();
+        clock.set(time);
+        clock
+    }
+
+    /// Moves every clone of this clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        // fetch_update never fails with a closure that always returns Some.
+        let _ = self
+            .nanos
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_add(by))
+            });
+    }
+
+    /// Sets every clone of this clock to `time`.
+    pub fn set(&self, time: SystemTime) {
+        let nanos = time
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        self.set_unix_nanos(nanos);
+    }
+
+    /// Sets every clone of this clock to `nanos` nanoseconds after the epoch.
+    pub fn set_unix_nanos(&self, nanos: u64) {
+        self.nanos.store(nanos, Ordering::Release);
+    }
+}
+
+impl Clock for ManualClock {
+    fn unix_nanos(&self) -> u64 {
+        self.nanos.load(Ordering::Acquire)
+    }
+}
+
+impl fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManualClock")
+            .field("unix_nanos", &self.unix_nanos())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_share_one_time() {
+        let a = ManualClock::at_unix_secs(10);
+        let b = a.clone();
+        b.advance(Duration::from_nanos(7));
+        assert_eq!(a.unix_nanos(), 10_000_000_007);
+        a.set(UNIX_EPOCH + Duration::from_secs(3));
+        assert_eq!(b.unix_nanos(), 3_000_000_000);
+    }
+
+    #[test]
+    fn advance_saturates_instead_of_wrapping() {
+        let c = ManualClock::new();
+        c.set_unix_nanos(u64::MAX - 1);
+        c.advance(Duration::from_secs(1));
+        assert_eq!(c.unix_nanos(), u64::MAX);
+    }
+
+    #[test]
+    fn utc_conversion_is_calendar_correct() {
+        let c = ManualClock::at_unix_secs(1_700_000_000);
+        let t = c.utc();
+        assert_eq!((t.year(), u8::from(t.month()), t.day()), (2023, 11, 14));
+        assert_eq!(
+            c.system_time(),
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        );
+    }
+
+    #[test]
+    fn system_clock_is_after_2020() {
+        assert!(SystemClock.unix_nanos() > 1_577_836_800_000_000_000);
+    }
+}

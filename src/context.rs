@@ -1,0 +1,195 @@
+//! Per-request facts shared between layers.
+//!
+//! The route layer inserts a [`RequestContext`] into the request extensions:
+//! the request id, the matched [`Endpoint`] (stage, resource template, method
+//! and its resolved settings, stage variables) and the decoded path
+//! parameters. Every later layer and the inner service read it from there.
+//!
+//! ```
+//! use http::Request;
+//! use tollgate::{Body, Config, Gateway, RequestContext};
+//! use tower::{ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tollgate::body::BoxError> {
+//! let config = Config::from_yaml_str(r#"
+//! routes: { "/pets/{petId}": [GET] }
+//! stages: { prod: { variables: { tier: gold } } }
+//! "#)?;
+//! let inner = service_fn(|req: Request<Body>| async move {
+//!     let ctx = req.extensions().get::<RequestContext>().expect("set by the route layer");
+//!     let text = format!(
+//!         "{} {} {} pet={} tier={}",
+//!         ctx.endpoint().stage(),
+//!         ctx.endpoint().resource(),
+//!         req.uri().path(),
+//!         ctx.path_param("petId").unwrap_or("-"),
+//!         ctx.endpoint().stage_variable("tier").unwrap_or("-"),
+//!     );
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Body::from(text)))
+//! });
+//! let svc = Gateway::new(config)?.service(inner);
+//! let res = svc.oneshot(Request::get("/prod/pets/7").body(Body::empty())?).await?;
+//! # use http_body_util::BodyExt;
+//! let body = res.into_body().collect().await?.to_bytes();
+//! assert_eq!(&body[..], b"prod /pets/{petId} /pets/7 pet=7 tier=gold");
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use http::{Method, Uri};
+use uuid::Uuid;
+
+use crate::gateway::MethodSettings;
+
+/// A request's id: a random UUID, as API Gateway's `requestId`, returned to the
+/// client in the `x-amzn-requestid` header.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestId(Uuid);
+
+impl RequestId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// The id's 16 bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    /// Writes the lower-case hyphenated form into `buf` and returns it.
+    pub fn encode<'b>(&self, buf: &'b mut [u8; 36]) -> &'b str {
+        self.0.hyphenated().encode_lower(buf)
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestId({self})")
+    }
+}
+
+/// One method of one resource of one stage, with its settings resolved.
+///
+/// The gateway builds every endpoint once; a request carries a reference to
+/// its own.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub(crate) index: usize,
+    pub(crate) stage: Arc<str>,
+    pub(crate) resource: Arc<str>,
+    pub(crate) method: Option<Method>,
+    pub(crate) params: Arc<[Box<str>]>,
+    pub(crate) variables: Arc<BTreeMap<String, String>>,
+    pub(crate) settings: MethodSettings,
+}
+
+impl Endpoint {
+    /// A dense number, unique within one gateway (`0 .. endpoint count`),
+    /// for layers that keep a table per endpoint.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The stage name (`prod`).
+    pub fn stage(&self) -> &str {
+        &self.stage
+    }
+
+    /// The resource template (`/pets/{petId}`).
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The method as declared: `None` for an `ANY` method.
+    pub fn method(&self) -> Option<&Method> {
+        self.method.as_ref()
+    }
+
+    /// The method as written in config keys (`GET`, `ANY`).
+    pub fn method_name(&self) -> &str {
+        self.method.as_ref().map_or("ANY", Method::as_str)
+    }
+
+    /// The resolved settings of this method in this stage.
+    pub fn settings(&self) -> &MethodSettings {
+        &self.settings
+    }
+
+    /// All stage variables.
+    pub fn stage_variables(&self) -> &BTreeMap<String, String> {
+        &self.variables
+    }
+
+    /// One stage variable.
+    pub fn stage_variable(&self, name: &str) -> Option<&str> {
+        self.variables.get(name).map(String::as_str)
+    }
+
+    /// Path parameter names in path order.
+    pub fn param_names(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.params.iter().map(|p| &**p)
+    }
+}
+
+/// What the route layer learned about a request. Read it with
+/// `req.extensions().get::<RequestContext>()`.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub(crate) request_id: RequestId,
+    pub(crate) endpoint: Arc<Endpoint>,
+    pub(crate) path_values: Vec<String>,
+    pub(crate) original_uri: Uri,
+}
+
+impl RequestContext {
+    /// The request id.
+    pub fn request_id(&self) -> RequestId {
+        self.request_id
+    }
+
+    /// The matched endpoint: stage, resource, method and settings.
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    /// A decoded path parameter (`petId` for `/pets/{petId}`; `proxy` for `{proxy+}`).
+    pub fn path_param(&self, name: &str) -> Option<&str> {
+        self.endpoint
+            .params
+            .iter()
+            .position(|p| &**p == name)
+            .and_then(|i| self.path_values.get(i))
+            .map(String::as_str)
+    }
+
+    /// Every decoded path parameter as `(name, value)`, in path order.
+    pub fn path_params(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.endpoint
+            .params
+            .iter()
+            .map(|p| &**p)
+            .zip(self.path_values.iter().map(String::as_str))
+    }
+
+    /// The URI as the client sent it, stage prefix included (what a SigV4
+    /// signature covers).
+    pub fn original_uri(&self) -> &Uri {
+        &self.original_uri
+    }
+}

@@ -1,0 +1,190 @@
+//! Reading a [`Config`] from YAML or JSON.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use super::config::Config;
+use super::error::{ConfigError, ConfigErrorKind, ConfigIssue, push_field};
+use super::validate;
+
+/// Configs larger than this are refused before parsing.
+const MAX_CONFIG_BYTES: usize = 16 << 20;
+
+impl Config {
+    /// Parses and validates a YAML config.
+    ///
+    /// Every unknown field and every rule broken is reported, each with its path.
+    pub fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
+        check_size(yaml.len())?;
+        let options = serde_saphyr::options! {
+            // A snippet of the document could echo a secret into a log.
+            with_snippet: false,
+        };
+        let mut unknown = Vec::new();
+        let mut error_path = None;
+        // The deserializer must stop at the first type error (the rest of the
+        // document would read as a second one), so the path travels aside.
+        let parsed = serde_saphyr::with_deserializer_from_str_with_options(yaml, options, |de| {
+            deserialize_tracking(de, &mut unknown).map_err(|e| {
+                error_path = Some(render_p2e_path(e.path()));
+                e.into_inner()
+            })
+        });
+        let result =
+            parsed.map_err(|e| ConfigIssue::new(error_path.unwrap_or_default(), yaml_message(&e)));
+        finish(result, unknown)
+    }
+
+    /// Parses and validates a JSON config.
+    pub fn from_json_str(json: &str) -> Result<Self, ConfigError> {
+        check_size(json.len())?;
+        let mut unknown = Vec::new();
+        let mut de = serde_json::Deserializer::from_str(json);
+        let result = deserialize_tracking(&mut de, &mut unknown)
+            .map_err(|e| ConfigIssue::new(render_p2e_path(e.path()), e.inner().to_string()))
+            .and_then(|c| {
+                de.end()
+                    .map(|()| c)
+                    .map_err(|e| ConfigIssue::new("", e.to_string()))
+            });
+        finish(result, unknown)
+    }
+
+    /// Reads a config file: JSON when the name ends in `.json`, YAML otherwise.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| {
+            ConfigError::new(
+                ConfigErrorKind::Io,
+                vec![ConfigIssue::new("", format!("{}: {e}", path.display()))],
+            )
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            ConfigError::new(
+                ConfigErrorKind::Syntax,
+                vec![ConfigIssue::new(
+                    "",
+                    format!(
+                        "{}: not UTF-8 text (byte {})",
+                        path.display(),
+                        e.utf8_error().valid_up_to()
+                    ),
+                )],
+            )
+        })?;
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        {
+            Self::from_json_str(&text)
+        } else {
+            Self::from_yaml_str(&text)
+        }
+    }
+
+    /// Checks every rule, reporting every problem with its path. A config read
+    /// with `from_*` has been validated already; call this on one built in code.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate::resolve(self).map(|_| ())
+    }
+}
+
+fn check_size(len: usize) -> Result<(), ConfigError> {
+    if len > MAX_CONFIG_BYTES {
+        return Err(ConfigError::new(
+            ConfigErrorKind::Syntax,
+            vec![ConfigIssue::new(
+                "",
+                format!("the config is {len} bytes; the limit is {MAX_CONFIG_BYTES}"),
+            )],
+        ));
+    }
+    Ok(())
+}
+
+/// Deserializes `T`, recording the path of every field it does not know and
+/// the path of the first type error.
+fn deserialize_tracking<'de, D, T>(
+    de: D,
+    unknown: &mut Vec<String>,
+) -> Result<T, serde_path_to_error::Error<D::Error>>
+where
+    D: serde::Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(render_ignored(&path));
+    let ignored = serde_ignored::Deserializer::new(de, &mut record);
+    serde_path_to_error::deserialize(ignored)
+}
+
+fn finish(
+    result: Result<Config, ConfigIssue>,
+    unknown: Vec<String>,
+) -> Result<Config, ConfigError> {
+    let mut issues: Vec<ConfigIssue> = unknown
+        .into_iter()
+        .map(|p| ConfigIssue::new(p, "unknown field"))
+        .collect();
+    match result {
+        Err(issue) => {
+            issues.push(issue);
+            Err(ConfigError::new(ConfigErrorKind::Syntax, issues))
+        }
+        Ok(config) => {
+            let kind = if issues.is_empty() {
+                ConfigErrorKind::Invalid
+            } else {
+                ConfigErrorKind::Syntax
+            };
+            if let Err(e) = config.validate() {
+                issues.extend(e.issues().iter().cloned());
+            }
+            if issues.is_empty() {
+                Ok(config)
+            } else {
+                Err(ConfigError::new(kind, issues))
+            }
+        }
+    }
+}
+
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let text = e.to_string();
+    match e.location() {
+        Some(l) if l.line() > 0 && !text.contains("line") => {
+            format!("{text} (line {}, column {})", l.line(), l.column())
+        }
+        _ => text,
+    }
+}
+
+fn render_ignored(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", render_ignored(parent)),
+        P::Map { parent, key } => {
+            let mut s = render_ignored(parent);
+            push_field(&mut s, key);
+            s
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            render_ignored(parent)
+        }
+    }
+}
+
+fn render_p2e_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment as S;
+    let mut s = String::new();
+    for seg in path.iter() {
+        match seg {
+            S::Seq { index } => s.push_str(&format!("[{index}]")),
+            S::Map { key } => push_field(&mut s, key),
+            S::Enum { variant } => push_field(&mut s, variant),
+            S::Unknown => push_field(&mut s, "?"),
+        }
+    }
+    s
+}

@@ -1,0 +1,72 @@
+//! The gateway: one config, one stack of layers, any inner service.
+//!
+//! A [`Config`] is read from YAML or JSON ([`Config::from_path`],
+//! [`Config::from_yaml_str`], [`Config::from_json_str`]) and validated: every
+//! unknown field and every broken rule is reported at once, each with its
+//! path (`stages.prod.methods."/pets/GET".throttle.rate: must be >= 0 (got -1)`).
+//! [`Gateway::new`] then resolves the settings of every method of every stage
+//! once (stage `settings`, then `RESOURCE/*`, then `RESOURCE/METHOD`, each
+//! replacing only the fields it names), so a request does one table lookup.
+//!
+//! ```
+//! use http::{Request, StatusCode};
+//! use tollgate::{Body, Config, Gateway};
+//! use tower::{ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::from_yaml_str(r#"
+//! routes:
+//!   /pets: [GET, POST]
+//!   /pets/{petId}: [GET]
+//! stages:
+//!   prod:
+//!     settings: { throttle: { rate: 100, burst: 50 } }
+//!     methods:
+//!       /pets/POST: { throttle: { rate: 5 } }   # burst 50 kept from the stage
+//! "#)?;
+//! let gateway = Gateway::new(config)?;
+//! let post = gateway.endpoint("prod", "/pets", "POST").unwrap();
+//! assert_eq!(post.settings().throttle.map(|r| (r.rate, r.burst)), Some((5.0, 50)));
+//!
+//! let svc = gateway.service(service_fn(|_req: Request<Body>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
+//! }));
+//! let res = svc.oneshot(Request::get("/prod/pets/1").body(Body::empty())?).await?;
+//! assert_eq!(res.status(), StatusCode::OK);
+//! # Ok(()) }
+//! ```
+//!
+//! Errors name every problem:
+//!
+//! ```
+//! use tollgate::Config;
+//!
+//! let err = Config::from_yaml_str(r#"
+//! routes: { /pets: [GET] }
+//! stages:
+//!   prod:
+//!     methods:
+//!       /pets/GET: { throttle: { rate: -1, burst: 5 } }
+//!       /cats/GET: { cache: { ttl: 7200 } }
+//! "#).unwrap_err();
+//! let text = err.to_string();
+//! assert!(text.contains(r#"stages.prod.methods."/pets/GET".throttle.rate: must be >= 0"#));
+//! assert!(text.contains(r#"stages.prod.methods."/cats/GET": unknown route `/cats`"#));
+//! ```
+
+mod builder;
+mod config;
+mod error;
+mod load;
+mod settings;
+mod template;
+pub(crate) mod validate;
+
+pub use self::builder::{Gateway, GatewayBuilder, GatewayService, ResponseFuture};
+pub use self::config::{
+    Authorization, ByteSize, CacheConfig, Config, CredentialConfig, KeyConfig,
+    MethodSettingsConfig, Period, PlanConfig, PlanMethodConfig, QuotaConfig, Secret, SigV4Config,
+    StageConfig, ThrottleConfig,
+};
+pub use self::error::{ConfigError, ConfigErrorKind, ConfigIssue};
+pub use self::settings::{CacheKeyParam, CacheSettings, DEFAULT_CACHE_TTL, MethodSettings, Rate};

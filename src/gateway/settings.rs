@@ -1,0 +1,120 @@
+//! Effective per-method settings, resolved once when the gateway is built.
+
+use std::time::Duration;
+
+use http::HeaderName;
+
+use super::config::{Authorization, CacheConfig, MethodSettingsConfig, ThrottleConfig};
+
+/// A token-bucket limit: `rate` requests per second with room for `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Rate {
+    /// Requests per second (`0 ..= 1e9`).
+    pub rate: f64,
+    /// Bucket size.
+    pub burst: u32,
+}
+
+impl Rate {
+    /// A limit of `rate` requests per second with a bucket of `burst`.
+    pub const fn new(rate: f64, burst: u32) -> Self {
+        Self { rate, burst }
+    }
+}
+
+/// Which request parameter goes into a cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CacheKeyParam {
+    /// `querystring.NAME`
+    Query(String),
+    /// `header.NAME` (names compare case-insensitively)
+    Header(HeaderName),
+    /// `path.NAME`
+    Path(String),
+}
+
+/// Effective cache settings of one method.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CacheSettings {
+    /// Whether responses are cached (false when `ttl` is 0).
+    pub enabled: bool,
+    /// How long an entry lives.
+    pub ttl: Duration,
+    /// Parameters in the cache key besides stage, method, resource and path.
+    pub key: Vec<CacheKeyParam>,
+    /// Whether the caller's identity is part of the key.
+    pub per_key: bool,
+}
+
+/// The default cache TTL, as API Gateway's.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            ttl: DEFAULT_CACHE_TTL,
+            key: Vec::new(),
+            per_key: false,
+        }
+    }
+}
+
+/// Effective settings of one method of one stage: the stage's `settings`,
+/// then `RESOURCE/*`, then `RESOURCE/METHOD`, each replacing the fields it names.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct MethodSettings {
+    /// This method's own bucket, if limited.
+    pub throttle: Option<Rate>,
+    /// Response caching.
+    pub cache: CacheSettings,
+    /// Whether an API key is required.
+    pub api_key_required: bool,
+    /// How callers are authorized.
+    pub authorization: Authorization,
+}
+
+/// The un-finished merge of settings layers: each field is the last value any
+/// layer named.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Merged {
+    pub(crate) throttle_rate: Option<f64>,
+    pub(crate) throttle_burst: Option<u32>,
+    pub(crate) cache: CacheConfig,
+    pub(crate) api_key_required: Option<bool>,
+    pub(crate) authorization: Option<Authorization>,
+}
+
+impl Merged {
+    /// Lays `over` on top of what is merged so far, field by field.
+    pub(crate) fn apply(&mut self, over: &MethodSettingsConfig) {
+        if let Some(ThrottleConfig { rate, burst }) = over.throttle {
+            self.throttle_rate = rate.or(self.throttle_rate);
+            self.throttle_burst = burst.or(self.throttle_burst);
+        }
+        if let Some(c) = &over.cache {
+            if c.enabled.is_some() {
+                self.cache.enabled = c.enabled;
+            }
+            if c.ttl.is_some() {
+                self.cache.ttl = c.ttl;
+            }
+            if c.key.is_some() {
+                self.cache.key.clone_from(&c.key);
+            }
+            if c.per_key.is_some() {
+                self.cache.per_key = c.per_key;
+            }
+        }
+        if over.api_key_required.is_some() {
+            self.api_key_required = over.api_key_required;
+        }
+        if over.authorization.is_some() {
+            self.authorization = over.authorization;
+        }
+    }
+}

@@ -1,0 +1,734 @@
+//! Validation and resolution of a [`Config`]: one pass that checks every rule,
+//! collects every problem with its path, and, when there is none, produces the
+//! tables the gateway serves from.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use sha2::{Digest, Sha256};
+
+use super::config::{Authorization, CacheConfig, Config, MethodSettingsConfig, ThrottleConfig};
+use super::error::{ConfigError, ConfigErrorKind, Issues, PathBuf};
+use super::settings::{CacheKeyParam, CacheSettings, Merged, MethodSettings, Rate};
+use super::template;
+use crate::context::Endpoint;
+use crate::response::{GatewayResponseKind, GatewayResponses, OverrideError};
+
+/// The most a rate may be: one request per nanosecond.
+pub(crate) const MAX_RATE: f64 = 1e9;
+/// The longest cache TTL, as API Gateway's.
+pub(crate) const MAX_CACHE_TTL: u32 = 3600;
+
+const METHODS: &[&str] = &[
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "ANY",
+];
+
+/// A route, resolved.
+#[derive(Debug)]
+pub(crate) struct RouteDef {
+    pub(crate) template: Arc<str>,
+    pub(crate) matchit: String,
+    pub(crate) params: Arc<[Box<str>]>,
+    /// Declared methods; `None` is ANY.
+    pub(crate) methods: Vec<Option<Method>>,
+    /// The `Allow` header for a 405 on this route.
+    pub(crate) allow: HeaderValue,
+}
+
+/// A stage, resolved.
+#[derive(Debug)]
+pub(crate) struct StageDef {
+    pub(crate) name: Arc<str>,
+    /// For each route (same order as `routes`), its endpoints: explicit
+    /// methods first, then ANY.
+    pub(crate) endpoints: Vec<Vec<Arc<Endpoint>>>,
+}
+
+/// Everything the gateway serves from, computed once.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub(crate) name: Arc<str>,
+    pub(crate) responses: GatewayResponses,
+    pub(crate) routes: Vec<RouteDef>,
+    pub(crate) stages: Vec<StageDef>,
+}
+
+impl Resolved {
+    /// Every endpoint of every stage.
+    pub(crate) fn endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
+        self.stages
+            .iter()
+            .flat_map(|s| s.endpoints.iter().flatten())
+    }
+}
+
+/// Checks `config` and resolves it; every problem found is in the error.
+pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
+    let mut v = Validator::default();
+    let root = PathBuf::root();
+
+    if let Some(t) = &config.throttle {
+        v.throttle_complete(t, &root.field("throttle"));
+    }
+    let routes = v.routes(config, &root.field("routes"));
+    let route_index: HashMap<&str, usize> = routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (&*r.template, i))
+        .collect();
+
+    let mut stages = Vec::new();
+    let mut next_endpoint = 0usize;
+    if config.stages.is_empty() {
+        v.issues
+            .push(&root.field("stages"), "at least one stage is required");
+    }
+    for (name, stage) in &config.stages {
+        let path = root.field("stages").field(name);
+        if !is_stage_name(name) {
+            v.issues.push(
+                &path,
+                "a stage name is 1 to 128 letters, digits, `-` or `_`",
+            );
+        }
+        let vpath = path.field("variables");
+        for (k, val) in &stage.variables {
+            if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                v.issues.push(
+                    &vpath.field(k),
+                    "a variable name is letters, digits and `_`",
+                );
+            }
+            if val.len() > 512 || val.chars().any(char::is_control) {
+                v.issues.push(
+                    &vpath.field(k),
+                    "a variable value is at most 512 characters, none of them control characters",
+                );
+            }
+        }
+        let variables = Arc::new(stage.variables.clone());
+        v.method_settings(&stage.settings, &path.field("settings"), None);
+        let overrides = v.overrides(
+            &stage.methods,
+            &path.field("methods"),
+            &routes,
+            &route_index,
+        );
+        if overrides.all.is_some() && stage.settings != MethodSettingsConfig::default() {
+            v.issues.push(
+                &path.field("methods").field("*/*"),
+                "give stage-wide settings either in `settings` or in `methods.\"*/*\"`, not both",
+            );
+        }
+
+        let mut endpoints = Vec::with_capacity(routes.len());
+        for (ri, route) in routes.iter().enumerate() {
+            let mut list = Vec::with_capacity(route.methods.len());
+            for method in &route.methods {
+                let mut merged = Merged::default();
+                let mut deepest = path.field("settings");
+                let mut layers: Vec<(&MethodSettingsConfig, PathBuf)> =
+                    vec![(&stage.settings, path.field("settings"))];
+                if let Some(l) = &overrides.all {
+                    layers.push(l.clone());
+                }
+                if let Some(l) = overrides.resource.get(&ri) {
+                    layers.push(l.clone());
+                }
+                if let Some(l) = overrides.exact.get(&(ri, method.clone())) {
+                    layers.push(l.clone());
+                }
+                for (layer, lpath) in layers {
+                    merged.apply(layer);
+                    if layer.throttle.is_some() {
+                        deepest = lpath.clone();
+                    }
+                }
+                let settings = v.finish(merged, &deepest, config);
+                list.push(Arc::new(Endpoint {
+                    index: next_endpoint,
+                    stage: Arc::from(name.as_str()),
+                    resource: route.template.clone(),
+                    method: method.clone(),
+                    params: route.params.clone(),
+                    variables: variables.clone(),
+                    settings,
+                }));
+                next_endpoint += 1;
+            }
+            endpoints.push(list);
+        }
+        stages.push(StageDef {
+            name: Arc::from(name.as_str()),
+            endpoints,
+        });
+    }
+
+    v.plans(config, &routes, &route_index);
+    v.keys(config);
+    v.credentials(config);
+    v.sigv4(config);
+    let responses = v.responses(config);
+
+    if v.issues.0.is_empty() {
+        Ok(Resolved {
+            name: Arc::from(config.name.as_deref().unwrap_or("tollgate")),
+            responses,
+            routes,
+            stages,
+        })
+    } else {
+        // The same problem reached through several endpoints is said once.
+        let mut seen = BTreeSet::new();
+        let mut issues = v.issues.0;
+        issues.retain(|i| seen.insert((i.path().to_owned(), i.message().to_owned())));
+        Err(ConfigError::new(ConfigErrorKind::Invalid, issues))
+    }
+}
+
+fn is_stage_name(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A settings layer and where it was written.
+type Layer<'a> = (&'a MethodSettingsConfig, PathBuf);
+
+#[derive(Default)]
+struct Overrides<'a> {
+    all: Option<Layer<'a>>,
+    resource: HashMap<usize, Layer<'a>>,
+    exact: HashMap<(usize, Option<Method>), Layer<'a>>,
+}
+
+#[derive(Default)]
+struct Validator {
+    issues: Issues,
+}
+
+impl Validator {
+    fn routes(&mut self, config: &Config, path: &PathBuf) -> Vec<RouteDef> {
+        if config.routes.is_empty() {
+            self.issues.push(path, "at least one route is required");
+        }
+        let mut out = Vec::new();
+        let mut probe = matchit::Router::new();
+        for (template, methods) in &config.routes {
+            let rpath = path.field(template);
+            let parsed = match template::parse(template) {
+                Ok(t) => t,
+                Err(errs) => {
+                    for e in errs {
+                        self.issues.push(&rpath, e);
+                    }
+                    continue;
+                }
+            };
+            if let Err(e) = probe.insert(parsed.matchit.clone(), template.clone()) {
+                let msg = match e {
+                    matchit::InsertError::Conflict { with } => {
+                        let other = config
+                            .routes
+                            .keys()
+                            .find(|k| template::parse(k).is_ok_and(|t| t.matchit == with))
+                            .map_or(with.as_str(), String::as_str);
+                        format!(
+                            "conflicts with the route `{other}` (the same paths would match both)"
+                        )
+                    }
+                    other => format!("cannot be routed: {other}"),
+                };
+                self.issues.push(&rpath, msg);
+                continue;
+            }
+            if methods.is_empty() {
+                self.issues
+                    .push(&rpath, "a route needs at least one method");
+            }
+            let mut declared: Vec<Option<Method>> = Vec::new();
+            for (i, m) in methods.iter().enumerate() {
+                let mpath = rpath.index(i);
+                if !METHODS.contains(&m.as_str()) {
+                    self.issues.push(
+                        &mpath,
+                        format!("`{m}` is not a method (use one of {})", METHODS.join(", ")),
+                    );
+                    continue;
+                }
+                let method = (m != "ANY")
+                    .then(|| Method::from_bytes(m.as_bytes()).ok())
+                    .flatten();
+                if declared.contains(&method) {
+                    self.issues.push(&mpath, format!("`{m}` is listed twice"));
+                    continue;
+                }
+                declared.push(method);
+            }
+            // Explicit methods first, ANY last: lookup tries them in order.
+            declared.sort_by_key(Option::is_none);
+            let allow = declared
+                .iter()
+                .map(|m| m.as_ref().map_or("ANY", Method::as_str))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push(RouteDef {
+                template: Arc::from(template.as_str()),
+                matchit: parsed.matchit,
+                params: parsed
+                    .params
+                    .into_iter()
+                    .map(String::into_boxed_str)
+                    .collect(),
+                methods: declared,
+                allow: HeaderValue::from_str(&allow).unwrap_or(HeaderValue::from_static("")),
+            });
+        }
+        out
+    }
+
+    fn overrides<'a>(
+        &mut self,
+        methods: &'a BTreeMap<String, MethodSettingsConfig>,
+        path: &PathBuf,
+        routes: &[RouteDef],
+        route_index: &HashMap<&str, usize>,
+    ) -> Overrides<'a> {
+        let mut out = Overrides::default();
+        for (key, settings) in methods {
+            let opath = path.field(key);
+            match parse_method_key(key, routes, route_index, true) {
+                Ok(MethodKey::All) => {
+                    self.method_settings(settings, &opath, None);
+                    out.all = Some((settings, opath));
+                }
+                Ok(MethodKey::Resource(ri)) => {
+                    self.method_settings(settings, &opath, Some(&routes[ri]));
+                    out.resource.insert(ri, (settings, opath));
+                }
+                Ok(MethodKey::Exact(ri, m)) => {
+                    self.method_settings(settings, &opath, Some(&routes[ri]));
+                    out.exact.insert((ri, m), (settings, opath));
+                }
+                Err(msg) => self.issues.push(&opath, msg),
+            }
+        }
+        out
+    }
+
+    /// Checks the fields of one settings layer where they are written.
+    fn method_settings(
+        &mut self,
+        s: &MethodSettingsConfig,
+        path: &PathBuf,
+        route: Option<&RouteDef>,
+    ) {
+        if let Some(t) = &s.throttle {
+            self.throttle_fields(t, &path.field("throttle"));
+        }
+        if let Some(c) = &s.cache {
+            self.cache(c, &path.field("cache"), route);
+        }
+    }
+
+    fn throttle_fields(&mut self, t: &ThrottleConfig, path: &PathBuf) {
+        if let Some(rate) = t.rate {
+            let rpath = path.field("rate");
+            if rate.is_nan() {
+                self.issues.push(&rpath, "must be a number, not NaN");
+            } else if rate < 0.0 {
+                self.issues
+                    .push(&rpath, format!("must be >= 0 (got {rate})"));
+            } else if rate > MAX_RATE {
+                self.issues
+                    .push(&rpath, "must be <= 1000000000 (one request per nanosecond)");
+            }
+        }
+    }
+
+    /// Checks a limit that must stand alone (gateway-wide, plans).
+    fn throttle_complete(&mut self, t: &ThrottleConfig, path: &PathBuf) {
+        self.throttle_fields(t, path);
+        self.throttle_combination(t.rate, t.burst, path);
+    }
+
+    fn throttle_combination(&mut self, rate: Option<f64>, burst: Option<u32>, path: &PathBuf) {
+        match (rate, burst) {
+            (None, None) => {}
+            (Some(_), None) => self.issues.push(&path.field("burst"), "is required"),
+            (None, Some(_)) => self.issues.push(&path.field("rate"), "is required"),
+            (Some(rate), Some(burst)) if rate.is_finite() => {
+                if rate == 0.0 && burst > 0 {
+                    self.issues.push(
+                        &path.field("rate"),
+                        "must be > 0 when burst is > 0 (rate 0 with burst 0 blocks every request)",
+                    );
+                } else if rate > 0.0 && burst == 0 {
+                    self.issues.push(
+                        &path.field("burst"),
+                        "must be > 0 when rate is > 0 (an empty bucket admits nothing)",
+                    );
+                }
+            }
+            (Some(_), Some(_)) => {} // already reported by throttle_fields
+        }
+    }
+
+    fn cache(&mut self, c: &CacheConfig, path: &PathBuf, route: Option<&RouteDef>) {
+        if let Some(ttl) = c.ttl
+            && ttl > MAX_CACHE_TTL
+        {
+            self.issues.push(
+                &path.field("ttl"),
+                format!("must be <= {MAX_CACHE_TTL} seconds (got {ttl})"),
+            );
+        }
+        for (i, k) in c.key.iter().flatten().enumerate() {
+            let kpath = path.field("key").index(i);
+            match parse_cache_key(k) {
+                Ok(CacheKeyParam::Path(name)) => {
+                    if let Some(r) = route
+                        && !r.params.iter().any(|p| **p == name)
+                    {
+                        self.issues.push(
+                            &kpath,
+                            format!("`{}` has no path parameter `{name}`", r.template),
+                        );
+                    }
+                }
+                Ok(_) => {}
+                Err(msg) => self.issues.push(&kpath, msg),
+            }
+        }
+    }
+
+    /// Completes a merged layer stack into effective settings.
+    fn finish(&mut self, m: Merged, throttle_path: &PathBuf, config: &Config) -> MethodSettings {
+        self.throttle_combination(
+            m.throttle_rate,
+            m.throttle_burst,
+            &throttle_path.field("throttle"),
+        );
+        let throttle = match (m.throttle_rate, m.throttle_burst) {
+            (Some(r), Some(b)) => Some(Rate::new(r, b)),
+            _ => None,
+        };
+        let ttl = m.cache.ttl.unwrap_or(300);
+        let authorization = m.authorization.unwrap_or_default();
+        if authorization == Authorization::Sigv4 && config.sigv4.is_none() {
+            self.issues.push(
+                &PathBuf::root().field("sigv4"),
+                "is required because a method uses `authorization: sigv4`",
+            );
+        }
+        MethodSettings {
+            throttle,
+            cache: CacheSettings {
+                enabled: m.cache.enabled.unwrap_or(false) && ttl > 0,
+                ttl: Duration::from_secs(u64::from(ttl)),
+                key: m
+                    .cache
+                    .key
+                    .iter()
+                    .flatten()
+                    .filter_map(|k| parse_cache_key(k).ok())
+                    .collect(),
+                per_key: m.cache.per_key.unwrap_or(false),
+            },
+            api_key_required: m.api_key_required.unwrap_or(false),
+            authorization,
+        }
+    }
+
+    fn plans(&mut self, config: &Config, routes: &[RouteDef], route_index: &HashMap<&str, usize>) {
+        let root = PathBuf::root().field("plans");
+        for (name, plan) in &config.plans {
+            let path = root.field(name);
+            for (i, s) in plan.stages.iter().enumerate() {
+                if !config.stages.contains_key(s) {
+                    self.issues.push(
+                        &path.field("stages").index(i),
+                        format!("unknown stage `{s}`"),
+                    );
+                }
+            }
+            if let Some(t) = &plan.throttle {
+                self.throttle_complete(t, &path.field("throttle"));
+            }
+            if let Some(q) = &plan.quota {
+                let qpath = path.field("quota");
+                if q.limit == 0 {
+                    self.issues.push(&qpath.field("limit"), "must be > 0");
+                }
+                if q.offset >= q.limit && q.limit > 0 {
+                    self.issues.push(
+                        &qpath.field("offset"),
+                        format!("must be < limit ({})", q.limit),
+                    );
+                }
+            }
+            for (key, m) in &plan.methods {
+                let mpath = path.field("methods").field(key);
+                match parse_method_key(key, routes, route_index, false) {
+                    Ok(_) => {}
+                    Err(msg) => self.issues.push(&mpath, msg),
+                }
+                if let Some(t) = &m.throttle {
+                    self.throttle_complete(t, &mpath.field("throttle"));
+                }
+            }
+        }
+    }
+
+    fn keys(&mut self, config: &Config) {
+        let root = PathBuf::root().field("keys");
+        let mut by_digest: HashMap<[u8; 32], usize> = HashMap::new();
+        let mut by_name: HashMap<&str, usize> = HashMap::new();
+        for (i, key) in config.keys.iter().enumerate() {
+            let path = root.index(i);
+            if key.name.is_empty() {
+                self.issues.push(&path.field("name"), "must not be empty");
+            } else if let Some(j) = by_name.insert(&key.name, i) {
+                self.issues.push(
+                    &path.field("name"),
+                    format!("`{}` is also the name of keys[{j}]", key.name),
+                );
+            }
+            let digest = match (&key.value, &key.value_sha256) {
+                (Some(_), Some(_)) => {
+                    self.issues
+                        .push(&path, "give `value` or `value_sha256`, not both");
+                    None
+                }
+                (None, None) => {
+                    self.issues
+                        .push(&path, "`value` or `value_sha256` is required");
+                    None
+                }
+                (Some(value), None) => {
+                    let v = value.expose();
+                    if !(20..=128).contains(&v.len()) || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                        // The message must not echo the value.
+                        self.issues.push(
+                            &path.field("value"),
+                            "an API key is 20 to 128 printable ASCII characters without spaces",
+                        );
+                        None
+                    } else {
+                        Some(Sha256::digest(v.as_bytes()).into())
+                    }
+                }
+                (None, Some(hex)) => match parse_sha256_hex(hex) {
+                    Some(d) => Some(d),
+                    None => {
+                        self.issues
+                            .push(&path.field("value_sha256"), "must be 64 hexadecimal digits");
+                        None
+                    }
+                },
+            };
+            if let Some(d) = digest
+                && let Some(j) = by_digest.insert(d, i)
+            {
+                self.issues
+                    .push(&path, format!("has the same key value as keys[{j}]"));
+            }
+            let mut stage_owner: HashMap<&str, &str> = HashMap::new();
+            for (pi, plan) in key.plans.iter().enumerate() {
+                let ppath = path.field("plans").index(pi);
+                let Some(p) = config.plans.get(plan) else {
+                    self.issues.push(&ppath, format!("unknown plan `{plan}`"));
+                    continue;
+                };
+                for s in &p.stages {
+                    if let Some(other) = stage_owner.insert(s, plan)
+                        && other != plan
+                    {
+                        self.issues.push(
+                                &ppath,
+                                format!("plans `{other}` and `{plan}` both cover stage `{s}` (a key may be in one plan per stage)"),
+                            );
+                    }
+                }
+            }
+            if let Some(t) = &key.expires
+                && time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .is_err()
+            {
+                self.issues.push(
+                    &path.field("expires"),
+                    "must be an RFC 3339 time such as 2027-01-31T00:00:00Z",
+                );
+            }
+        }
+    }
+
+    fn credentials(&mut self, config: &Config) {
+        let root = PathBuf::root().field("credentials");
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, c) in config.credentials.iter().enumerate() {
+            let path = root.index(i);
+            let id = c.access_key_id.as_str();
+            if !(1..=128).contains(&id.len())
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            {
+                self.issues.push(
+                    &path.field("access_key_id"),
+                    "an access key id is 1 to 128 upper-case letters and digits",
+                );
+            } else if let Some(j) = seen.insert(id, i) {
+                self.issues.push(
+                    &path.field("access_key_id"),
+                    format!("`{id}` is also the id of credentials[{j}]"),
+                );
+            }
+            if c.secret_access_key.expose().is_empty() {
+                self.issues
+                    .push(&path.field("secret_access_key"), "must not be empty");
+            }
+            if c.principal.as_deref() == Some("") {
+                self.issues
+                    .push(&path.field("principal"), "must not be empty");
+            }
+        }
+    }
+
+    fn sigv4(&mut self, config: &Config) {
+        let Some(s) = &config.sigv4 else { return };
+        let path = PathBuf::root().field("sigv4");
+        if s.region.is_empty() {
+            self.issues.push(&path.field("region"), "must not be empty");
+        }
+        if s.service.is_empty() {
+            self.issues
+                .push(&path.field("service"), "must not be empty");
+        }
+        if !(1..=3600).contains(&s.max_skew) {
+            self.issues.push(
+                &path.field("max_skew"),
+                "must be between 1 and 3600 seconds",
+            );
+        }
+        if let Some(b) = s.max_body
+            && (b.0 == 0 || b.0 > 1 << 30)
+        {
+            self.issues
+                .push(&path.field("max_body"), "must be between 1 byte and 1GiB");
+        }
+    }
+
+    fn responses(&mut self, config: &Config) -> GatewayResponses {
+        let root = PathBuf::root().field("responses");
+        let mut overrides = BTreeMap::new();
+        for (name, o) in &config.responses {
+            match name.parse::<GatewayResponseKind>() {
+                Ok(kind) => {
+                    overrides.insert(kind, o.clone());
+                }
+                Err(_) => self.issues.push(&root.field(name), "unknown gateway response kind (RESOURCE_NOT_FOUND, THROTTLED, DEFAULT_4XX, ...)"),
+            }
+        }
+        match GatewayResponses::new(&overrides) {
+            Ok(r) => r,
+            Err(errors) => {
+                for (kind, e) in errors {
+                    let path = root.field(kind.as_str());
+                    let path = match &e {
+                        OverrideError::Status => path.field("status"),
+                        OverrideError::HeaderName(n) | OverrideError::HeaderValue(n) => {
+                            path.field("headers").field(n)
+                        }
+                    };
+                    self.issues.push(&path, e.to_string());
+                }
+                GatewayResponses::default()
+            }
+        }
+    }
+}
+
+enum MethodKey {
+    All,
+    Resource(usize),
+    Exact(usize, Option<Method>),
+}
+
+/// Parses `RESOURCE/METHOD`, `RESOURCE/*` or `*/*` against the routes.
+fn parse_method_key(
+    key: &str,
+    routes: &[RouteDef],
+    route_index: &HashMap<&str, usize>,
+    wildcards: bool,
+) -> Result<MethodKey, String> {
+    if key == "*/*" {
+        return if wildcards {
+            Ok(MethodKey::All)
+        } else {
+            Err("`*/*` is not allowed here; name a `RESOURCE/METHOD`".to_owned())
+        };
+    }
+    let Some((resource, method)) = key.rsplit_once('/') else {
+        return Err("must be `RESOURCE/METHOD` (such as `/pets/GET`)".to_owned());
+    };
+    let resource = if resource.is_empty() { "/" } else { resource };
+    let Some(&ri) = route_index.get(resource) else {
+        return Err(format!("unknown route `{resource}`"));
+    };
+    if method == "*" {
+        return if wildcards {
+            Ok(MethodKey::Resource(ri))
+        } else {
+            Err("`RESOURCE/*` is not allowed here; name a method".to_owned())
+        };
+    }
+    let m = if method == "ANY" {
+        None
+    } else {
+        match Method::from_bytes(method.as_bytes()) {
+            Ok(m) if METHODS.contains(&method) => Some(m),
+            _ => return Err(format!("`{method}` is not a method")),
+        }
+    };
+    if !routes[ri].methods.contains(&m) {
+        return Err(format!("the route `{resource}` has no method `{method}`"));
+    }
+    Ok(MethodKey::Exact(ri, m))
+}
+
+fn parse_cache_key(k: &str) -> Result<CacheKeyParam, String> {
+    let bad = || {
+        format!(
+            "`{k}` is not a cache key parameter (use querystring.NAME, header.NAME or path.NAME)"
+        )
+    };
+    let (source, name) = k.split_once('.').ok_or_else(bad)?;
+    if name.is_empty() {
+        return Err(bad());
+    }
+    match source {
+        "querystring" => Ok(CacheKeyParam::Query(name.to_owned())),
+        "path" => Ok(CacheKeyParam::Path(name.to_owned())),
+        "header" => HeaderName::from_bytes(name.as_bytes())
+            .map(CacheKeyParam::Header)
+            .map_err(|_| format!("`{name}` is not a valid header name")),
+        _ => Err(bad()),
+    }
+}
+
+fn parse_sha256_hex(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = u8::try_from(hi * 16 + lo).ok()?;
+    }
+    Some(out)
+}

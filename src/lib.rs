@@ -1,0 +1,73 @@
+//! tollgate puts a managed API gateway inside the service it protects.
+//!
+//! Wrap an axum `Router`, a hyper service or any tower `Service` in a
+//! [`Gateway`] built from one YAML or JSON config, and requests get what
+//! Amazon API Gateway gives them, in process: stages and routes, API keys and
+//! usage plans, SigV4, throttling, caching and usage reporting. Each capability
+//! is a tower layer that also works alone.
+//!
+//! ```
+//! use http::{Request, StatusCode};
+//! use tollgate::{Body, Gateway};
+//! use tower::{ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let gateway = Gateway::new(tollgate::Config::from_yaml_str(r#"
+//! routes:
+//!   /pets: [GET, POST]
+//!   /pets/{petId}: [GET, PUT, DELETE]
+//! stages:
+//!   prod: { variables: { tier: gold } }
+//! "#)?)?;
+//!
+//! let app = service_fn(|req: Request<Body>| async move {
+//!     // The stage prefix is gone; the route layer's facts are in the extensions.
+//!     let ctx = req.extensions().get::<tollgate::RequestContext>().unwrap();
+//!     let body = format!("{} {}", ctx.endpoint().resource(), req.uri().path());
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Body::from(body)))
+//! });
+//! let svc = gateway.service(app);
+//!
+//! let ok = svc.clone().oneshot(Request::get("/prod/pets/42").body(Body::empty())?).await?;
+//! assert_eq!(ok.status(), StatusCode::OK);
+//! let missing = svc.clone().oneshot(Request::get("/prod/cats").body(Body::empty())?).await?;
+//! assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+//! assert_eq!(missing.headers()["x-tollgate-error-type"], "RESOURCE_NOT_FOUND");
+//! # Ok(()) }
+//! ```
+//!
+//! # Layers
+//!
+//! | module | layer | status |
+//! |---|---|---|
+//! | [`route`] | [`RouteLayer`](route::RouteLayer): stages, resources, 404/405, request id | available |
+//! | [`gateway`] | [`Gateway`]: config, validation, settings resolution | available |
+//! | `throttle` | token buckets per gateway, method, key | planned |
+//! | `keys`, `plans` | API keys, usage plans, quotas | planned |
+//! | `auth` | SigV4, custom authorizers | planned |
+//! | `cache` | response cache | planned |
+//! | `mapping`, `integration` | templates, HTTP proxy | planned |
+//! | `usage` | usage events and sinks | planned |
+//!
+//! Settings that a planned layer will enforce are parsed and validated now;
+//! security settings (`api_key_required`, `authorization`) make
+//! [`Gateway::new`] fail until their layer exists, rather than serve the
+//! method unprotected.
+//!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | (none yet) | | `redis` arrives with the Redis backends |
+
+pub mod body;
+pub mod clock;
+pub mod context;
+pub mod gateway;
+pub mod response;
+pub mod route;
+
+pub use self::body::Body;
+pub use self::context::{Endpoint, RequestContext, RequestId};
+pub use self::gateway::{Config, ConfigError, Gateway, GatewayService};
+pub use self::response::{GatewayResponseKind, GatewayResponses};

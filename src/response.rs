@@ -1,0 +1,435 @@
+//! Gateway responses: what tollgate answers when it rejects a request.
+//!
+//! Every rejection is a JSON body `{"message": "..."}` with
+//! `content-type: application/json` and a header `x-tollgate-error-type`
+//! naming the [`GatewayResponseKind`], as Amazon API Gateway's gateway
+//! responses are. Status, message and extra headers can be overridden per kind
+//! (`responses:` in the config), and `DEFAULT_4XX` / `DEFAULT_5XX` overrides
+//! apply to every 4xx / 5xx kind that has no override of its own.
+//!
+//! ```
+//! use http::StatusCode;
+//! use tollgate::response::{GatewayResponseKind, GatewayResponses};
+//!
+//! let responses = GatewayResponses::default();
+//! let res = responses.respond(GatewayResponseKind::Throttled);
+//! assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert_eq!(res.headers()["x-tollgate-error-type"], "THROTTLED");
+//! ```
+//!
+//! Bodies for fixed messages are rendered once, when the responses are built;
+//! answering a rejection copies a few header values and a reference-counted
+//! buffer.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+
+use crate::body::Body;
+
+/// The header that names the kind of a gateway response.
+pub const ERROR_TYPE_HEADER: HeaderName = HeaderName::from_static("x-tollgate-error-type");
+
+macro_rules! kinds {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, $status:literal, $message:literal; )*) => {
+        /// Why the gateway answered instead of the integration.
+        ///
+        /// The names are API Gateway's gateway response types.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum GatewayResponseKind {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl GatewayResponseKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [GatewayResponseKind] = &[$(GatewayResponseKind::$variant),*];
+
+            /// The kind's name, as in `x-tollgate-error-type` and the config.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(GatewayResponseKind::$variant => $name,)* }
+            }
+
+            /// The status answered unless the config overrides it.
+            pub const fn default_status(self) -> StatusCode {
+                match self {
+                    $(GatewayResponseKind::$variant => match StatusCode::from_u16($status) {
+                        Ok(s) => s,
+                        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                    },)*
+                }
+            }
+
+            /// The message answered unless the config overrides it.
+            pub const fn default_message(self) -> &'static str {
+                match self { $(GatewayResponseKind::$variant => $message,)* }
+            }
+        }
+
+        impl FromStr for GatewayResponseKind {
+            type Err = UnknownKind;
+            fn from_str(s: &str) -> Result<Self, UnknownKind> {
+                match s {
+                    $($name => Ok(GatewayResponseKind::$variant),)*
+                    _ => Err(UnknownKind),
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    /// No route matches the path, or the stage does not exist.
+    ResourceNotFound => "RESOURCE_NOT_FOUND", 404, "Not Found";
+    /// The path exists but not with this method (answered with `Allow`).
+    MethodNotAllowed => "METHOD_NOT_ALLOWED", 405, "Method Not Allowed";
+    /// An authorized route was called without credentials.
+    MissingAuthenticationToken => "MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token";
+    /// The API key is missing, unknown, disabled, expired or not in a plan for this stage.
+    InvalidApiKey => "INVALID_API_KEY", 403, "Forbidden";
+    /// The SigV4 signature does not match.
+    InvalidSignature => "INVALID_SIGNATURE", 403, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
+    /// The SigV4 signature is outside the allowed clock skew or past its expiry.
+    ExpiredToken => "EXPIRED_TOKEN", 403, "Signature expired";
+    /// The SigV4 access key id or session token is unknown.
+    UnrecognizedClient => "UNRECOGNIZED_CLIENT", 403, "The security token included in the request is invalid.";
+    /// The authorizer could not identify the caller.
+    Unauthorized => "UNAUTHORIZED", 401, "Unauthorized";
+    /// The caller is known but not allowed to call this resource.
+    AccessDenied => "ACCESS_DENIED", 403, "User is not authorized to access this resource";
+    /// A throttle limit rejected the request.
+    Throttled => "THROTTLED", 429, "Too Many Requests";
+    /// The API key's usage plan quota is used up for this period.
+    QuotaExceeded => "QUOTA_EXCEEDED", 429, "Limit Exceeded";
+    /// A request parameter cannot be read (for example a path parameter that
+    /// does not decode to UTF-8).
+    BadRequestParameters => "BAD_REQUEST_PARAMETERS", 400, "Invalid request parameters";
+    /// The request body cannot be read as the route requires.
+    BadRequestBody => "BAD_REQUEST_BODY", 400, "Invalid request body";
+    /// The request body is over the configured limit.
+    RequestTooLarge => "REQUEST_TOO_LARGE", 413, "Request Too Long";
+    /// No mapping template handles the request's content type.
+    UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE", 415, "Unsupported Media Type";
+    /// The integration failed.
+    IntegrationFailure => "INTEGRATION_FAILURE", 502, "Bad Gateway";
+    /// The integration did not answer in time.
+    IntegrationTimeout => "INTEGRATION_TIMEOUT", 504, "Endpoint request timed out";
+    /// A store the request depends on is unreachable and the layer fails closed.
+    BackendUnavailable => "BACKEND_UNAVAILABLE", 503, "Service Unavailable";
+    /// Overrides for every 4xx kind without an override of its own (config only).
+    Default4xx => "DEFAULT_4XX", 400, "Bad Request";
+    /// Overrides for every 5xx kind without an override of its own (config only).
+    Default5xx => "DEFAULT_5XX", 500, "Internal server error";
+}
+
+impl fmt::Display for GatewayResponseKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing an unknown gateway response kind name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown gateway response kind")]
+pub struct UnknownKind;
+
+/// An override of one gateway response kind, as written in the config.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ResponseOverride {
+    /// The status code to answer with (100 to 599).
+    pub status: Option<u16>,
+    /// The message in the JSON body.
+    pub message: Option<String>,
+    /// Extra headers to add to the response.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The rendered gateway responses of one gateway: status, body and headers
+/// for each kind, overrides applied. Cheap to clone.
+#[derive(Clone)]
+pub struct GatewayResponses {
+    inner: Arc<[Rendered]>,
+}
+
+struct Rendered {
+    status: StatusCode,
+    /// Whether the config overrides the message (a request-specific message
+    /// is then not used).
+    overridden_message: bool,
+    body: Bytes,
+    headers: HeaderMap,
+}
+
+/// An override that cannot be applied; the config validator reports these
+/// with their path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OverrideError {
+    /// The status is not a valid HTTP status code.
+    #[error("status must be between 100 and 599")]
+    Status,
+    /// A header name is not a valid HTTP header name.
+    #[error("`{0}` is not a valid header name")]
+    HeaderName(String),
+    /// A header value is not a valid HTTP header value.
+    #[error("the value of `{0}` is not a valid header value")]
+    HeaderValue(String),
+}
+
+impl Default for GatewayResponses {
+    fn default() -> Self {
+        match Self::new(&BTreeMap::new()) {
+            Ok(r) => r,
+            // No overrides cannot fail; keep the fallback total anyway.
+            Err(_) => Self {
+                inner: Arc::from(Vec::new()),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for GatewayResponses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (kind, r) in GatewayResponseKind::ALL.iter().zip(self.inner.iter()) {
+            m.entry(&kind.as_str(), &r.status.as_u16());
+        }
+        m.finish()
+    }
+}
+
+impl GatewayResponses {
+    /// Renders every kind with the given overrides applied.
+    pub fn new(
+        overrides: &BTreeMap<GatewayResponseKind, ResponseOverride>,
+    ) -> Result<Self, Vec<(GatewayResponseKind, OverrideError)>> {
+        let mut errors = Vec::new();
+        let mut rendered = Vec::with_capacity(GatewayResponseKind::ALL.len());
+        for &kind in GatewayResponseKind::ALL {
+            let status = kind.default_status();
+            let fallback = if kind == GatewayResponseKind::Default4xx
+                || kind == GatewayResponseKind::Default5xx
+            {
+                None
+            } else if status.is_client_error() {
+                overrides.get(&GatewayResponseKind::Default4xx)
+            } else if status.is_server_error() {
+                overrides.get(&GatewayResponseKind::Default5xx)
+            } else {
+                None
+            };
+            let own = overrides.get(&kind);
+            let status_override = own
+                .and_then(|o| o.status)
+                .or_else(|| fallback.and_then(|o| o.status));
+            let status = match status_override.as_ref() {
+                Some(&code) => match StatusCode::from_u16(code) {
+                    Ok(s) if (100..600).contains(&code) => s,
+                    _ => {
+                        errors.push((kind, OverrideError::Status));
+                        status
+                    }
+                },
+                None => status,
+            };
+            let message = own
+                .and_then(|o| o.message.as_ref())
+                .or_else(|| fallback.and_then(|o| o.message.as_ref()));
+            let mut headers = HeaderMap::new();
+            for o in fallback.into_iter().chain(own) {
+                for (name, value) in &o.headers {
+                    match (
+                        HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(value),
+                    ) {
+                        (Ok(n), Ok(v)) => {
+                            headers.insert(n, v);
+                        }
+                        (Err(_), _) => errors.push((kind, OverrideError::HeaderName(name.clone()))),
+                        (_, Err(_)) => {
+                            errors.push((kind, OverrideError::HeaderValue(name.clone())))
+                        }
+                    }
+                }
+            }
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(ERROR_TYPE_HEADER, HeaderValue::from_static(kind.as_str()));
+            let text = message.map_or(kind.default_message(), String::as_str);
+            rendered.push(Rendered {
+                status,
+                overridden_message: message.is_some(),
+                body: json_message(text),
+                headers,
+            });
+        }
+        if errors.is_empty() {
+            Ok(Self {
+                inner: Arc::from(rendered),
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn rendered(&self, kind: GatewayResponseKind) -> Option<&Rendered> {
+        self.inner.get(kind as usize)
+    }
+
+    /// The status this gateway answers for `kind`.
+    pub fn status(&self, kind: GatewayResponseKind) -> StatusCode {
+        self.rendered(kind)
+            .map_or_else(|| kind.default_status(), |r| r.status)
+    }
+
+    /// The response for `kind` with its configured (or default) message.
+    pub fn respond(&self, kind: GatewayResponseKind) -> Response<Body> {
+        match self.rendered(kind) {
+            Some(r) => build(r.status, r.headers.clone(), r.body.clone()),
+            None => fallback(kind, kind.default_message()),
+        }
+    }
+
+    /// The response for `kind` with a message that depends on the request
+    /// (an expired signature's times, what is wrong with a body). A message
+    /// overridden in the config takes precedence.
+    pub fn respond_with_message(&self, kind: GatewayResponseKind, message: &str) -> Response<Body> {
+        match self.rendered(kind) {
+            Some(r) if r.overridden_message => build(r.status, r.headers.clone(), r.body.clone()),
+            Some(r) => build(r.status, r.headers.clone(), json_message(message)),
+            None => fallback(kind, message),
+        }
+    }
+}
+
+fn build(status: StatusCode, headers: HeaderMap, body: Bytes) -> Response<Body> {
+    let mut res = Response::new(Body::full(body));
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    res
+}
+
+fn fallback(kind: GatewayResponseKind, message: &str) -> Response<Body> {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(ERROR_TYPE_HEADER, HeaderValue::from_static(kind.as_str()));
+    build(kind.default_status(), headers, json_message(message))
+}
+
+fn json_message(message: &str) -> Bytes {
+    let mut out = Vec::with_capacity(message.len() + 16);
+    out.extend_from_slice(b"{\"message\":");
+    // Serializing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, message);
+    out.push(b'}');
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ov(status: Option<u16>, message: Option<&str>) -> ResponseOverride {
+        ResponseOverride {
+            status,
+            message: message.map(str::to_owned),
+            headers: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_design_table() {
+        let r = GatewayResponses::default();
+        for &(kind, status, message) in &[
+            (GatewayResponseKind::ResourceNotFound, 404, "Not Found"),
+            (
+                GatewayResponseKind::MethodNotAllowed,
+                405,
+                "Method Not Allowed",
+            ),
+            (GatewayResponseKind::InvalidApiKey, 403, "Forbidden"),
+            (GatewayResponseKind::Throttled, 429, "Too Many Requests"),
+            (GatewayResponseKind::QuotaExceeded, 429, "Limit Exceeded"),
+            (GatewayResponseKind::Unauthorized, 401, "Unauthorized"),
+            (
+                GatewayResponseKind::RequestTooLarge,
+                413,
+                "Request Too Long",
+            ),
+            (
+                GatewayResponseKind::IntegrationTimeout,
+                504,
+                "Endpoint request timed out",
+            ),
+            (
+                GatewayResponseKind::BackendUnavailable,
+                503,
+                "Service Unavailable",
+            ),
+        ] {
+            assert_eq!(r.status(kind).as_u16(), status, "{kind}");
+            assert_eq!(kind.default_message(), message);
+            assert_eq!(kind.as_str().parse::<GatewayResponseKind>(), Ok(kind));
+        }
+    }
+
+    #[test]
+    fn kind_override_beats_default_4xx_and_messages_are_json_escaped() {
+        let mut o = BTreeMap::new();
+        o.insert(GatewayResponseKind::Default4xx, ov(Some(418), None));
+        o.insert(
+            GatewayResponseKind::ResourceNotFound,
+            ov(Some(403), Some("Missing \"Authentication\" Token")),
+        );
+        let r = GatewayResponses::new(&o).unwrap();
+        assert_eq!(
+            r.status(GatewayResponseKind::ResourceNotFound).as_u16(),
+            403
+        );
+        assert_eq!(r.status(GatewayResponseKind::Throttled).as_u16(), 418);
+        assert_eq!(
+            r.status(GatewayResponseKind::IntegrationFailure).as_u16(),
+            502
+        );
+        let res = r.respond(GatewayResponseKind::ResourceNotFound);
+        let body = r.rendered(GatewayResponseKind::ResourceNotFound).unwrap();
+        assert_eq!(
+            &body.body[..],
+            br#"{"message":"Missing \"Authentication\" Token"}"#
+        );
+        assert_eq!(res.headers()[CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn dynamic_message_unless_overridden() {
+        let r = GatewayResponses::default();
+        let res = r.respond_with_message(GatewayResponseKind::BadRequestBody, "bad \u{1} json");
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let mut o = BTreeMap::new();
+        o.insert(GatewayResponseKind::BadRequestBody, ov(None, Some("nope")));
+        let r = GatewayResponses::new(&o).unwrap();
+        let rendered = r.rendered(GatewayResponseKind::BadRequestBody).unwrap();
+        assert!(rendered.overridden_message);
+        assert_eq!(&rendered.body[..], br#"{"message":"nope"}"#);
+    }
+
+    #[test]
+    fn bad_overrides_are_reported_per_kind() {
+        let mut o = BTreeMap::new();
+        let mut bad = ov(Some(99), None);
+        bad.headers.insert("bad name".into(), "v".into());
+        o.insert(GatewayResponseKind::Throttled, bad);
+        let errs = GatewayResponses::new(&o).unwrap_err();
+        assert!(errs.contains(&(GatewayResponseKind::Throttled, OverrideError::Status)));
+        assert!(errs.contains(&(
+            GatewayResponseKind::Throttled,
+            OverrideError::HeaderName("bad name".into())
+        )));
+    }
+}

@@ -1,0 +1,73 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Response};
+use pin_project_lite::pin_project;
+
+use crate::body::{Body, BoxError};
+use crate::context::RequestId;
+
+/// The header that carries the request id back to the client, as API Gateway's.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-amzn-requestid");
+
+pin_project! {
+    /// Response future of [`Route`](super::Route).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+        request_id: RequestId,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Inner { #[pin] future: F },
+        Rejected { response: Option<Response<Body>> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn inner(future: F, request_id: RequestId) -> Self {
+        Self {
+            kind: Kind::Inner { future },
+            request_id,
+        }
+    }
+
+    pub(super) fn rejected(response: Response<Body>, request_id: RequestId) -> Self {
+        Self {
+            kind: Kind::Rejected {
+                response: Some(response),
+            },
+            request_id,
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = match this.kind.project() {
+            KindProj::Inner { future } => ready!(future.poll(cx))?.map(Body::new),
+            KindProj::Rejected { response } => match response.take() {
+                Some(r) => r,
+                None => return Poll::Pending, // polled after completion
+            },
+        };
+        let mut buf = [0u8; 36];
+        if let Ok(v) = HeaderValue::from_str(this.request_id.encode(&mut buf)) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        Poll::Ready(Ok(response))
+    }
+}

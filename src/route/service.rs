@@ -1,0 +1,143 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::ALLOW;
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri};
+use tower::Service;
+
+use super::future::ResponseFuture;
+use super::table::{Lookup, RouteTable};
+use crate::body::{Body, BoxError};
+use crate::context::{RequestContext, RequestId};
+use crate::gateway::validate::Resolved;
+use crate::response::{GatewayResponseKind, GatewayResponses};
+
+/// What every clone of a route service shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) table: RouteTable,
+    pub(crate) responses: GatewayResponses,
+}
+
+impl Shared {
+    pub(crate) fn new(resolved: &Resolved) -> Self {
+        Self {
+            table: RouteTable::new(resolved),
+            responses: resolved.responses.clone(),
+        }
+    }
+}
+
+/// The route middleware; see the [module docs](crate::route).
+#[derive(Debug, Clone)]
+pub struct Route<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Route<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for Route<S>
+where
+    S: Service<Request<Body>, Response = Response<ResB>>,
+    ReqB: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqB::Error: Into<BoxError>,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let request_id = RequestId::new();
+        let (mut parts, body) = req.into_parts();
+        let responses = &self.shared.responses;
+        let (endpoint, strip, values) =
+            match self.shared.table.lookup(&parts.method, parts.uri.path()) {
+                Lookup::Found {
+                    endpoint,
+                    strip,
+                    values,
+                } => (endpoint.clone(), strip, values),
+                Lookup::NotFound => {
+                    let res = responses.respond(GatewayResponseKind::ResourceNotFound);
+                    return ResponseFuture::rejected(res, request_id);
+                }
+                Lookup::MethodNotAllowed(allow) => {
+                    let mut res = responses.respond(GatewayResponseKind::MethodNotAllowed);
+                    res.headers_mut().insert(ALLOW, allow.clone());
+                    return ResponseFuture::rejected(res, request_id);
+                }
+                Lookup::BadParameter => {
+                    let res = responses.respond_with_message(
+                        GatewayResponseKind::BadRequestParameters,
+                        "A path parameter is not valid UTF-8 once percent-decoded",
+                    );
+                    return ResponseFuture::rejected(res, request_id);
+                }
+            };
+        let Some(stripped) = strip_prefix(&parts.uri, strip) else {
+            let res = responses.respond(GatewayResponseKind::BadRequestParameters);
+            return ResponseFuture::rejected(res, request_id);
+        };
+        let original_uri = std::mem::replace(&mut parts.uri, stripped);
+        parts.extensions.insert(RequestContext {
+            request_id,
+            endpoint,
+            path_values: values,
+            original_uri,
+        });
+        let req = Request::from_parts(parts, Body::new(body));
+        ResponseFuture::inner(self.inner.call(req), request_id)
+    }
+}
+
+/// The URI with the first `strip` bytes of its path removed (the stage prefix).
+fn strip_prefix(uri: &Uri, strip: usize) -> Option<Uri> {
+    let path = uri.path().get(strip..)?;
+    let path = if path.is_empty() { "/" } else { path };
+    let query = uri.query();
+    let mut buf = BytesMut::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    buf.put_slice(path.as_bytes());
+    if let Some(q) = query {
+        buf.put_u8(b'?');
+        buf.put_slice(q.as_bytes());
+    }
+    let pq = PathAndQuery::from_maybe_shared(buf.freeze()).ok()?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = uri.scheme().cloned();
+    parts.authority = uri.authority().cloned();
+    parts.path_and_query = Some(pq);
+    Uri::from_parts(parts).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strip_keeps_query_scheme_and_authority() {
+        let uri: Uri = "https://api.example/prod/pets/1?type=dog".parse().unwrap();
+        let s = strip_prefix(&uri, 5).unwrap();
+        assert_eq!(s.to_string(), "https://api.example/pets/1?type=dog");
+        let root: Uri = "/prod".parse().unwrap();
+        assert_eq!(strip_prefix(&root, 5).unwrap().to_string(), "/");
+        assert!(strip_prefix(&root, 9).is_none());
+    }
+}

@@ -1,0 +1,123 @@
+//! The route table: `/{stage}/{resource}` to an endpoint, in one radix lookup.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use http::{HeaderValue, Method};
+use percent_encoding::percent_decode_str;
+
+use crate::context::Endpoint;
+use crate::gateway::validate::Resolved;
+
+/// Routes requests to endpoints. Built once from a resolved config.
+#[derive(Debug)]
+pub(crate) struct RouteTable {
+    /// Stage names and their index; stages are few, so a scan beats hashing.
+    stages: Box<[Box<str>]>,
+    /// Resource templates (matchit syntax) to route index.
+    router: matchit::Router<usize>,
+    /// Per route: the `Allow` value for a 405.
+    allow: Box<[HeaderValue]>,
+    /// `endpoints[stage * routes + route]`: explicit methods first, then ANY.
+    endpoints: Box<[Box<[Arc<Endpoint>]>]>,
+    routes: usize,
+}
+
+/// The outcome of a lookup.
+#[derive(Debug)]
+pub(crate) enum Lookup<'t> {
+    /// The request goes to `endpoint`; the inner service sees the path from
+    /// byte `strip` on; `values` are the decoded path parameters.
+    Found {
+        endpoint: &'t Arc<Endpoint>,
+        strip: usize,
+        values: Vec<String>,
+    },
+    /// No stage or no resource matches.
+    NotFound,
+    /// The resource exists without this method.
+    MethodNotAllowed(&'t HeaderValue),
+    /// A path parameter does not decode to UTF-8.
+    BadParameter,
+}
+
+impl RouteTable {
+    pub(crate) fn new(resolved: &Resolved) -> Self {
+        let mut router = matchit::Router::new();
+        for (i, r) in resolved.routes.iter().enumerate() {
+            // Validation inserted the same templates into a probe router, so
+            // this cannot conflict; a failure would only lose that route.
+            let _ = router.insert(r.matchit.clone(), i);
+        }
+        let endpoints = resolved
+            .stages
+            .iter()
+            .flat_map(|s| s.endpoints.iter().map(|e| e.clone().into_boxed_slice()))
+            .collect();
+        Self {
+            stages: resolved
+                .stages
+                .iter()
+                .map(|s| Box::from(&*s.name))
+                .collect(),
+            router,
+            allow: resolved.routes.iter().map(|r| r.allow.clone()).collect(),
+            endpoints,
+            routes: resolved.routes.len(),
+        }
+    }
+
+    /// Finds the endpoint for `method` and the raw (still percent-encoded) `path`.
+    pub(crate) fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
+        let Some(after_slash) = path.strip_prefix('/') else {
+            return Lookup::NotFound;
+        };
+        let stage_len = after_slash.find('/').unwrap_or(after_slash.len());
+        let stage_name = &after_slash[..stage_len];
+        let Some(stage) = self.stages.iter().position(|s| **s == *stage_name) else {
+            return Lookup::NotFound;
+        };
+        let strip = 1 + stage_len;
+        let rest = &path[strip..];
+        let rest = if rest.is_empty() { "/" } else { rest };
+        // A trailing slash is ignored (`/pets/` is `/pets`), unless the route
+        // matches with it (a greedy parameter keeps it).
+        let matched = match self.router.at(rest) {
+            Ok(m) => m,
+            Err(_) => match rest.strip_suffix('/') {
+                Some(trimmed) if !trimmed.is_empty() => match self.router.at(trimmed) {
+                    Ok(m) => m,
+                    Err(_) => return Lookup::NotFound,
+                },
+                _ => return Lookup::NotFound,
+            },
+        };
+        let route = *matched.value;
+        let Some(list) = self.endpoints.get(stage * self.routes + route) else {
+            return Lookup::NotFound;
+        };
+        let endpoint = list
+            .iter()
+            .find(|e| e.method.as_ref() == Some(method))
+            .or_else(|| list.iter().find(|e| e.method.is_none()));
+        let Some(endpoint) = endpoint else {
+            return match self.allow.get(route) {
+                Some(allow) => Lookup::MethodNotAllowed(allow),
+                None => Lookup::NotFound,
+            };
+        };
+        let mut values = Vec::with_capacity(matched.params.len());
+        for (_, raw) in matched.params.iter() {
+            match percent_decode_str(raw).decode_utf8() {
+                Ok(Cow::Borrowed(s)) => values.push(s.to_owned()),
+                Ok(Cow::Owned(s)) => values.push(s),
+                Err(_) => return Lookup::BadParameter,
+            }
+        }
+        Lookup::Found {
+            endpoint,
+            strip,
+            values,
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The petstore example over real TCP: a hyper client against the example's
+//! own server code on 127.0.0.1:0.
+
+#[path = "../examples/common/petstore.rs"]
+mod petstore;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tollgate::Gateway;
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(bare: bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let store = petstore::PetStore::new();
+        let task = if bare {
+            tokio::spawn(petstore::serve(
+                listener,
+                petstore::bare_service(store),
+                shutdown,
+            ))
+        } else {
+            let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/petstore.yaml");
+            let gateway = Gateway::from_path(config).unwrap();
+            tokio::spawn(petstore::serve(
+                listener,
+                petstore::gateway_service(&gateway, store),
+                shutdown,
+            ))
+        };
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task).await;
+    }
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+struct Reply {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    json: Value,
+}
+
+async fn send(
+    client: &HttpClient,
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Reply {
+    let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(bytes))
+        .unwrap();
+    let res = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
+        .await
+        .expect("the server answers within 10 s")
+        .unwrap();
+    let (parts, body) = res.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+fn invocation(r: &Reply) -> u64 {
+    r.headers["x-petstore-invocation"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_pet_store_crud_cycle_through_the_gateway() {
+    let server = Server::start(false).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let a = server.addr;
+
+    let list = send(&client, a, Method::GET, "/prod/pets", None).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.json.as_array().unwrap().len(), 3);
+    assert_eq!(invocation(&list), 1);
+    assert!(list.headers.contains_key("x-amzn-requestid"));
+
+    let dogs = send(&client, a, Method::GET, "/prod/pets?type=dog", None).await;
+    assert_eq!(
+        dogs.json,
+        json!([{ "id": 1, "type": "dog", "price": 249.99 }])
+    );
+    assert_eq!(invocation(&dogs), 2);
+
+    let created = send(
+        &client,
+        a,
+        Method::POST,
+        "/prod/pets",
+        Some(json!({ "type": "bird", "price": 12.5 })),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.json["id"].as_u64().unwrap();
+    assert_eq!(
+        created.json,
+        json!({ "id": id, "type": "bird", "price": 12.5 })
+    );
+    assert_eq!(invocation(&created), 3);
+
+    let fetched = send(&client, a, Method::GET, &format!("/prod/pets/{id}"), None).await;
+    assert_eq!(fetched.status, StatusCode::OK);
+    assert_eq!(fetched.json["type"], "bird");
+
+    let updated = send(
+        &client,
+        a,
+        Method::PUT,
+        &format!("/prod/pets/{id}"),
+        Some(json!({ "type": "parrot", "price": 30 })),
+    )
+    .await;
+    assert_eq!(updated.status, StatusCode::OK);
+    assert_eq!(
+        updated.json,
+        json!({ "id": id, "type": "parrot", "price": 30.0 })
+    );
+
+    let deleted = send(
+        &client,
+        a,
+        Method::DELETE,
+        &format!("/prod/pets/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    let gone = send(&client, a, Method::GET, &format!("/prod/pets/{id}"), None).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(gone.json["message"], format!("no pet with id {id}"));
+    assert_eq!(
+        invocation(&gone),
+        7,
+        "every call so far reached the backend once"
+    );
+
+    // The dev stage reaches the same backend.
+    let dev = send(&client, a, Method::GET, "/dev/pets/2", None).await;
+    assert_eq!(dev.json["type"], "cat");
+    assert_eq!(invocation(&dev), 8);
+
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_over_tcp_gets_clear_answers() {
+    let server = Server::start(false).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let a = server.addr;
+
+    // The backend rejects a bad body with a message.
+    let req = Request::post(format!("http://{a}/prod/pets"))
+        .body(Full::new(Bytes::from_static(b"{not json")))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid pet JSON"),
+        "{body}"
+    );
+
+    // The gateway answers for routes and methods it does not know; the backend is not called.
+    let missing = send(&client, a, Method::GET, "/prod/cats", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        missing.headers["x-tollgate-error-type"],
+        "RESOURCE_NOT_FOUND"
+    );
+    assert!(!missing.headers.contains_key("x-petstore-invocation"));
+    let wrong = send(&client, a, Method::PATCH, "/prod/pets", None).await;
+    assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong.headers["allow"], "GET, POST");
+
+    // A request line over 64 KiB: hyper answers 414 before any service runs;
+    // the server stays up.
+    let mut stream = tokio::net::TcpStream::connect(a).await.unwrap();
+    let line = format!(
+        "GET /prod/pets/{} HTTP/1.1\r\nhost: x\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.write_all(line.as_bytes()).await;
+    let mut head = [0u8; 12];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut head))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    let status = std::str::from_utf8(&head[..n]).unwrap_or("");
+    assert!(
+        status.starts_with("HTTP/1.1 414"),
+        "got {status:?} ({n} bytes)"
+    );
+    let after = send(&client, a, Method::GET, "/prod/pets/1", None).await;
+    assert_eq!(after.status, StatusCode::OK);
+
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bare_mode_serves_the_same_api_without_the_gateway() {
+    let server = Server::start(true).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let list = send(&client, server.addr, Method::GET, "/prod/pets", None).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.json.as_array().unwrap().len(), 3);
+    assert!(
+        !list.headers.contains_key("x-amzn-requestid"),
+        "no gateway in front"
+    );
+    server.stop().await;
+}
