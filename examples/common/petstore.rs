@@ -123,13 +123,10 @@ impl PetStore {
                     json(StatusCode::OK, &list)
                 }
                 Method::POST => {
-                    let new: NewPet = match read_json(req.into_body()).await {
+                    let new = match read_pet(req.into_body()).await {
                         Ok(p) => p,
-                        Err(res) => return res,
+                        Err((status, text)) => return message(status, &text),
                     };
-                    if let Err(res) = check(&new) {
-                        return res;
-                    }
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                     let pet = Pet {
                         id,
@@ -155,13 +152,10 @@ impl PetStore {
                         None => not_found(id),
                     },
                     Method::PUT => {
-                        let new: NewPet = match read_json(req.into_body()).await {
+                        let new = match read_pet(req.into_body()).await {
                             Ok(p) => p,
-                            Err(res) => return res,
+                            Err((status, text)) => return message(status, &text),
                         };
-                        if let Err(res) = check(&new) {
-                            return res;
-                        }
                         match self.lock().get_mut(&id) {
                             Some(p) => {
                                 p.kind = new.kind;
@@ -188,23 +182,8 @@ impl PetStore {
     }
 }
 
-fn check(p: &NewPet) -> Result<(), Response<Body>> {
-    if p.kind.is_empty() || p.kind.len() > 64 {
-        return Err(message(
-            StatusCode::BAD_REQUEST,
-            "`type` must be 1 to 64 characters",
-        ));
-    }
-    if !(p.price.is_finite() && p.price >= 0.0) {
-        return Err(message(
-            StatusCode::BAD_REQUEST,
-            "`price` must be a number >= 0",
-        ));
-    }
-    Ok(())
-}
-
-async fn read_json<B>(body: B) -> Result<NewPet, Response<Body>>
+/// Reads and checks a pet from a JSON body; a rejection says why.
+async fn read_pet<B>(body: B) -> Result<NewPet, (StatusCode, String)>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<tollgate::body::BoxError>,
@@ -212,14 +191,27 @@ where
     let bytes = match Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => c.to_bytes(),
         Err(_) => {
-            return Err(message(
+            return Err((
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "the body is over 64 KiB",
+                "the body is over 64 KiB".to_owned(),
             ));
         }
     };
-    serde_json::from_slice(&bytes)
-        .map_err(|e| message(StatusCode::BAD_REQUEST, &format!("invalid pet JSON: {e}")))
+    let pet: NewPet = serde_json::from_slice(&bytes)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid pet JSON: {e}")))?;
+    if pet.kind.is_empty() || pet.kind.len() > 64 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "`type` must be 1 to 64 characters".to_owned(),
+        ));
+    }
+    if !(pet.price.is_finite() && pet.price >= 0.0) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "`price` must be a number >= 0".to_owned(),
+        ));
+    }
+    Ok(pet)
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {

@@ -16,6 +16,7 @@ use crate::body::{Body, BoxError};
 use crate::clock::{Clock, SystemClock};
 use crate::context::Endpoint;
 use crate::response::GatewayResponses;
+use crate::route::table::Lookup;
 use crate::route::{self, Route, RouteLayer};
 
 /// An API gateway built from one [`Config`]: wrap any service with it.
@@ -178,6 +179,16 @@ impl Gateway {
     /// Every endpoint (stage, resource, method) with its resolved settings.
     pub fn endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
         self.shared.resolved.endpoints()
+    }
+
+    /// The endpoint a request with `method` and raw `path` (`/prod/pets/1`)
+    /// would reach: `None` where the gateway would answer 404, 405 or 400.
+    /// This is the route layer's own lookup.
+    pub fn find_endpoint(&self, method: &http::Method, path: &str) -> Option<&Arc<Endpoint>> {
+        match self.shared.route.table().lookup(method, path) {
+            Lookup::Found { endpoint, .. } => Some(endpoint),
+            _ => None,
+        }
     }
 
     /// The endpoint for `stage`, `resource` and `method` (`GET`, `ANY`), if declared.

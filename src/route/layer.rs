@@ -28,6 +28,10 @@ impl RouteLayer {
         }
     }
 
+    pub(crate) fn table(&self) -> &super::table::RouteTable {
+        &self.shared.table
+    }
+
     /// The gateway responses this layer answers with.
     pub fn responses(&self) -> &GatewayResponses {
         &self.shared.responses

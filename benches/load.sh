@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# End-to-end throughput: the petstore example bare (no gateway) against the
+# same pet store behind the gateway, with wrk on loopback, alternating
+# A B A B so that drift on a shared machine hits both alike.
+#
+#   benches/load.sh [ROUNDS] [SECONDS] [CONNECTIONS]
+#
+# Prints requests per second for each run, the median of each mode, and the
+# ratio gateway/bare (budget: at least 0.95). Traffic goes only to 127.0.0.1;
+# every run is bounded by SECONDS and the servers are stopped at the end.
+set -euo pipefail
+
+ROUNDS=${1:-5}
+SECONDS_PER_RUN=${2:-10}
+CONNECTIONS=${3:-32}
+PATH_UNDER_TEST=${PATH_UNDER_TEST:-/prod/pets}
+BARE_PORT=${BARE_PORT:-18090}
+GATEWAY_PORT=${GATEWAY_PORT:-18091}
+
+cd "$(dirname "$0")/.."
+
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "wrk is missing; installing it with apt-get" >&2
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq >/dev/null
+    $SUDO apt-get install -y -qq wrk >/dev/null
+fi
+
+cargo build --release --example petstore >&2
+BIN=target/release/examples/petstore
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+start() { # mode port
+    local log; log=$(mktemp)
+    if [ "$1" = bare ]; then "$BIN" --bare --listen "127.0.0.1:$2" >"$log" 2>&1 &
+    else "$BIN" --listen "127.0.0.1:$2" >"$log" 2>&1 & fi
+    pids+=($!)
+    for _ in $(seq 1 100); do grep -q "listening on" "$log" && return 0; sleep 0.1; done
+    echo "the $1 server did not start:" >&2; cat "$log" >&2; exit 1
+}
+start bare "$BARE_PORT"
+start gateway "$GATEWAY_PORT"
+
+# Both answer the same request the same way before we measure.
+for port in "$BARE_PORT" "$GATEWAY_PORT"; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$PATH_UNDER_TEST")
+    [ "$code" = 200 ] || { echo "GET $PATH_UNDER_TEST on port $port answered $code" >&2; exit 1; }
+done
+
+run() { # port -> requests/sec
+    wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "http://127.0.0.1:$1$PATH_UNDER_TEST" \
+        | awk '/Requests\/sec/ { print $2 }'
+}
+
+bare=(); gw=()
+echo "GET $PATH_UNDER_TEST, wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, $ROUNDS rounds (A B A B)"
+for r in $(seq 1 "$ROUNDS"); do
+    b=$(run "$BARE_PORT"); bare+=("$b"); echo "round $r bare     $b req/s"
+    g=$(run "$GATEWAY_PORT"); gw+=("$g"); echo "round $r gateway  $g req/s"
+done
+
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+mb=$(median "${bare[@]}"); mg=$(median "${gw[@]}")
+ratio=$(awk -v g="$mg" -v b="$mb" 'BEGIN { printf "%.3f", g / b }')
+echo "median bare     $mb req/s"
+echo "median gateway  $mg req/s"
+echo "ratio gateway/bare $ratio (budget >= 0.95)"
