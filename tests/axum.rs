@@ -8,7 +8,11 @@ use tollgate::{Config, Gateway, RequestContext};
 use tower::ServiceExt;
 
 async fn hello(Path(name): Path<String>, Extension(ctx): Extension<RequestContext>) -> String {
-    format!("{} {name} {}", ctx.endpoint().stage(), ctx.endpoint().stage_variable("greeting").unwrap_or("-"))
+    format!(
+        "{} {name} {}",
+        ctx.endpoint().stage(),
+        ctx.endpoint().stage_variable("greeting").unwrap_or("-")
+    )
 }
 
 #[tokio::test]
@@ -23,7 +27,11 @@ async fn axum_routes_on_the_stripped_path_and_sees_the_context() {
 
     let res = service
         .clone()
-        .oneshot(Request::get("/prod/hello/world").body(axum::body::Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/prod/hello/world")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -32,7 +40,11 @@ async fn axum_routes_on_the_stripped_path_and_sees_the_context() {
     assert_eq!(&body[..], b"prod world hi");
 
     let res = service
-        .oneshot(Request::get("/prod/goodbye").body(axum::body::Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/prod/goodbye")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
