@@ -147,6 +147,40 @@ impl Endpoint {
     }
 }
 
+/// The API key a request presented, once it has been accepted: its id (never
+/// the key itself) and the usage plan that covers this stage. The API key
+/// layer inserts it into the request extensions; the throttle and quota
+/// layers read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyIdentity {
+    key_id: Arc<str>,
+    plan: Option<Arc<str>>,
+}
+
+impl ApiKeyIdentity {
+    /// An identity for key `key_id` in `plan`.
+    pub fn new(key_id: impl Into<Arc<str>>, plan: Option<Arc<str>>) -> Self {
+        Self {
+            key_id: key_id.into(),
+            plan,
+        }
+    }
+
+    /// The key's id.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    pub(crate) fn key_id_arc(&self) -> &Arc<str> {
+        &self.key_id
+    }
+
+    /// The plan covering this request's stage.
+    pub fn plan(&self) -> Option<&str> {
+        self.plan.as_deref()
+    }
+}
+
 /// What the route layer learned about a request. Read it with
 /// `req.extensions().get::<RequestContext>()`.
 #[derive(Debug, Clone)]

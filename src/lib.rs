@@ -66,8 +66,10 @@ pub mod context;
 pub mod gateway;
 pub mod response;
 pub mod route;
+pub mod store;
+pub mod throttle;
 
 pub use self::body::Body;
-pub use self::context::{Endpoint, RequestContext, RequestId};
+pub use self::context::{ApiKeyIdentity, Endpoint, RequestContext, RequestId};
 pub use self::gateway::{Config, ConfigError, Gateway, GatewayService};
 pub use self::response::{GatewayResponseKind, GatewayResponses};

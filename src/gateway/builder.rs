@@ -18,6 +18,9 @@ use crate::context::Endpoint;
 use crate::response::GatewayResponses;
 use crate::route::table::Lookup;
 use crate::route::{self, Route, RouteLayer};
+use crate::throttle::{
+    self, DEFAULT_MAX_KEYS, InMemoryRateStore, RateStore, Throttle, ThrottleLayer,
+};
 
 /// An API gateway built from one [`Config`]: wrap any service with it.
 ///
@@ -31,6 +34,7 @@ struct Shared {
     config: Config,
     resolved: Resolved,
     route: RouteLayer,
+    throttle: ThrottleLayer,
     clock: Arc<dyn Clock>,
 }
 
@@ -50,6 +54,7 @@ impl fmt::Debug for Gateway {
 pub struct GatewayBuilder {
     config: Config,
     clock: Arc<dyn Clock>,
+    rate_store: Option<Arc<dyn RateStore>>,
 }
 
 impl fmt::Debug for GatewayBuilder {
@@ -68,17 +73,34 @@ impl GatewayBuilder {
         self
     }
 
+    /// Keeps throttle buckets in `store` instead of in memory (for example
+    /// in Redis, shared by every process).
+    pub fn rate_store(mut self, store: Arc<dyn RateStore>) -> Self {
+        self.rate_store = Some(store);
+        self
+    }
+
     /// Validates the config and resolves every method's settings.
     pub fn build(self) -> Result<Gateway, ConfigError> {
-        let resolved = validate::resolve(&self.config)?;
+        let mut resolved = validate::resolve(&self.config)?;
         refuse_unenforced(&resolved)?;
         warn_unenforced(&self.config, &resolved);
         let route = RouteLayer::from_resolved(&resolved);
+        let options = &self.config.throttle_options;
+        let rate_store = self.rate_store.unwrap_or_else(|| {
+            let max = options.max_tracked_keys.unwrap_or(DEFAULT_MAX_KEYS);
+            Arc::new(InMemoryRateStore::with_max_keys(self.clock.clone(), max))
+        });
+        let throttle = ThrottleLayer::for_gateway(std::mem::take(&mut resolved.limits), rate_store)
+            .responses(resolved.responses.clone())
+            .headers(options.headers.unwrap_or(true))
+            .fail_mode(options.fail_mode.unwrap_or_default());
         Ok(Gateway {
             shared: Arc::new(Shared {
                 config: self.config,
                 resolved,
                 route,
+                throttle,
                 clock: self.clock,
             }),
         })
@@ -146,6 +168,7 @@ impl Gateway {
         GatewayBuilder {
             config,
             clock: Arc::new(SystemClock),
+            rate_store: None,
         }
     }
 
@@ -154,11 +177,17 @@ impl Gateway {
         Self::new(Config::from_path(path)?)
     }
 
-    /// Wraps `inner` in the gateway's stack.
+    /// Wraps `inner` in the gateway's stack: route, then throttle, then `inner`.
     pub fn service<S>(&self, inner: S) -> GatewayService<S> {
+        let throttled = self.shared.throttle.layer(inner);
         GatewayService {
-            inner: self.shared.route.layer(inner),
+            inner: self.shared.route.layer(throttled),
         }
+    }
+
+    /// The throttle layer the gateway applies (for its store error count).
+    pub fn throttle(&self) -> &ThrottleLayer {
+        &self.shared.throttle
     }
 
     /// The config the gateway was built from.
@@ -209,12 +238,13 @@ impl<S> Layer<S> for Gateway {
 /// A service wrapped by a [`Gateway`]. Clone it freely: clones share every limit and cache.
 #[derive(Debug, Clone)]
 pub struct GatewayService<S> {
-    inner: Route<S>,
+    inner: Route<Throttle<S>>,
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for GatewayService<S>
 where
-    S: Service<Request<Body>, Response = Response<ResB>>,
+    S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
     ReqB: http_body::Body<Data = Bytes> + Send + 'static,
     ReqB::Error: Into<BoxError>,
     ResB: http_body::Body<Data = Bytes> + Send + 'static,
@@ -222,7 +252,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         Service::<Request<ReqB>>::poll_ready(&mut self.inner, cx)
@@ -237,19 +267,22 @@ where
 
 pin_project! {
     /// Response future of [`GatewayService`].
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<S>
+    where
+        S: Service<Request<Body>>,
+    {
         #[pin]
-        inner: route::ResponseFuture<F>,
+        inner: route::ResponseFuture<throttle::ResponseFuture<S, Body>>,
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<S, B> Future for ResponseFuture<S>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    S: Service<Request<Body>, Response = Response<B>>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    type Output = Result<Response<Body>, E>;
+    type Output = Result<Response<Body>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.project().inner.poll(cx)

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use crate::response::ResponseOverride;
+use crate::store::FailMode;
 
 /// A whole gateway configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -45,6 +46,31 @@ pub struct Config {
     /// Gateway response overrides by kind (`RESOURCE_NOT_FOUND`, `DEFAULT_4XX`, ...).
     #[serde(default)]
     pub responses: BTreeMap<String, ResponseOverride>,
+    /// How the throttle layer behaves (headers, store failures, per-client limit).
+    #[serde(default)]
+    pub throttle_options: ThrottleOptions,
+}
+
+/// Options of the throttle layer.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct ThrottleOptions {
+    /// Whether admitted responses carry `RateLimit-Policy` and `RateLimit`
+    /// (429s always do). Default true.
+    #[serde(default)]
+    pub headers: Option<bool>,
+    /// What to do when the rate store fails. Default `open`.
+    #[serde(default)]
+    pub fail_mode: Option<FailMode>,
+    /// Most buckets the in-memory store tracks, at least 1. Default 1,000,000.
+    #[serde(default)]
+    pub max_tracked_keys: Option<usize>,
+    /// One bucket per client IP, across the gateway. Both fields required.
+    #[serde(default)]
+    pub per_client: Option<ThrottleConfig>,
+    /// Peers (IPs or CIDRs) whose `X-Forwarded-For` names the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// A token-bucket limit: a steady `rate` in requests per second and a `burst`.

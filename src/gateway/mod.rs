@@ -66,7 +66,7 @@ pub use self::builder::{Gateway, GatewayBuilder, GatewayService, ResponseFuture}
 pub use self::config::{
     Authorization, ByteSize, CacheConfig, Config, CredentialConfig, KeyConfig,
     MethodSettingsConfig, Period, PlanConfig, PlanMethodConfig, QuotaConfig, Secret, SigV4Config,
-    StageConfig, ThrottleConfig,
+    StageConfig, ThrottleConfig, ThrottleOptions,
 };
 pub use self::error::{ConfigError, ConfigErrorKind, ConfigIssue};
 pub use self::settings::{CacheKeyParam, CacheSettings, DEFAULT_CACHE_TTL, MethodSettings, Rate};

@@ -5,23 +5,7 @@ use std::time::Duration;
 use http::HeaderName;
 
 use super::config::{Authorization, CacheConfig, MethodSettingsConfig, ThrottleConfig};
-
-/// A token-bucket limit: `rate` requests per second with room for `burst` at once.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
-pub struct Rate {
-    /// Requests per second (`0 ..= 1e9`).
-    pub rate: f64,
-    /// Bucket size.
-    pub burst: u32,
-}
-
-impl Rate {
-    /// A limit of `rate` requests per second with a bucket of `burst`.
-    pub const fn new(rate: f64, burst: u32) -> Self {
-        Self { rate, burst }
-    }
-}
+pub use crate::throttle::Rate;
 
 /// Which request parameter goes into a cache key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

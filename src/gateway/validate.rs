@@ -15,6 +15,7 @@ use super::settings::{CacheKeyParam, CacheSettings, Merged, MethodSettings, Rate
 use super::template;
 use crate::context::Endpoint;
 use crate::response::{GatewayResponseKind, GatewayResponses, OverrideError};
+use crate::throttle::{GatewayLimits, PlanLimits};
 
 /// The most a rate may be: one request per nanosecond.
 pub(crate) const MAX_RATE: f64 = 1e9;
@@ -51,6 +52,8 @@ pub(crate) struct StageDef {
 pub(crate) struct Resolved {
     pub(crate) name: Arc<str>,
     pub(crate) responses: GatewayResponses,
+    /// Every throttle limit that is not a method's own (those are in the endpoints).
+    pub(crate) limits: GatewayLimits,
     pub(crate) routes: Vec<RouteDef>,
     pub(crate) stages: Vec<StageDef>,
 }
@@ -167,14 +170,22 @@ pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     }
 
     v.plans(config, &routes, &route_index);
+    let trusted_proxies = v.throttle_options(config);
     v.keys(config);
     v.credentials(config);
     v.sigv4(config);
     let responses = v.responses(config);
 
     if v.issues.0.is_empty() {
+        let limits = GatewayLimits {
+            gateway: config.throttle.and_then(complete),
+            per_client: config.throttle_options.per_client.and_then(complete),
+            trusted_proxies,
+            plans: plan_limits(config, &routes, &route_index, &stages),
+        };
         Ok(Resolved {
             name: Arc::from(config.name.as_deref().unwrap_or("tollgate")),
+            limits,
             responses,
             routes,
             stages,
@@ -186,6 +197,54 @@ pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         issues.retain(|i| seen.insert((i.path().to_owned(), i.message().to_owned())));
         Err(ConfigError::new(ConfigErrorKind::Invalid, issues))
     }
+}
+
+/// A limit whose fields are both given (validation has made sure of it).
+fn complete(t: ThrottleConfig) -> Option<Rate> {
+    Some(Rate::new(t.rate?, t.burst?))
+}
+
+/// Each plan's per-key limit, and its per-key-and-method limits indexed by
+/// endpoint (one bucket per key and method of each stage).
+fn plan_limits(
+    config: &Config,
+    routes: &[RouteDef],
+    route_index: &HashMap<&str, usize>,
+    stages: &[StageDef],
+) -> HashMap<Arc<str>, PlanLimits> {
+    let endpoints: usize = stages
+        .iter()
+        .map(|s| s.endpoints.iter().map(Vec::len).sum::<usize>())
+        .sum();
+    config
+        .plans
+        .iter()
+        .map(|(name, plan)| {
+            let mut methods = vec![None; endpoints];
+            for (key, m) in &plan.methods {
+                let (Ok(MethodKey::Exact(ri, method)), Some(rate)) = (
+                    parse_method_key(key, routes, route_index, false),
+                    m.throttle.and_then(complete),
+                ) else {
+                    continue;
+                };
+                for stage in stages {
+                    for e in stage.endpoints.get(ri).into_iter().flatten() {
+                        if e.method == method {
+                            methods[e.index] = Some(rate);
+                        }
+                    }
+                }
+            }
+            (
+                Arc::from(name.as_str()),
+                PlanLimits {
+                    throttle: plan.throttle.and_then(complete),
+                    methods,
+                },
+            )
+        })
+        .collect()
 }
 
 fn is_stage_name(s: &str) -> bool {
@@ -595,6 +654,32 @@ impl Validator {
                     .push(&path.field("principal"), "must not be empty");
             }
         }
+    }
+
+    fn throttle_options(&mut self, config: &Config) -> Vec<ipnet::IpNet> {
+        let o = &config.throttle_options;
+        let path = PathBuf::root().field("throttle_options");
+        if let Some(t) = &o.per_client {
+            self.throttle_complete(t, &path.field("per_client"));
+        }
+        if o.max_tracked_keys == Some(0) {
+            self.issues
+                .push(&path.field("max_tracked_keys"), "must be at least 1");
+        }
+        let mut nets = Vec::new();
+        for (i, p) in o.trusted_proxies.iter().enumerate() {
+            match p
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            {
+                Ok(n) => nets.push(n),
+                Err(_) => self.issues.push(
+                    &path.field("trusted_proxies").index(i),
+                    format!("`{p}` is not an IP address or CIDR block"),
+                ),
+            }
+        }
+        nets
     }
 
     fn sigv4(&mut self, config: &Config) {

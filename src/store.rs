@@ -1,0 +1,85 @@
+//! What every pluggable store shares: its error type and what a layer does
+//! when its store fails.
+//!
+//! ```
+//! use tollgate::store::{FailMode, StoreError};
+//!
+//! let err = StoreError::unavailable("redis: connection refused");
+//! assert_eq!(err.to_string(), "store unavailable: redis: connection refused");
+//! assert_eq!(FailMode::default(), FailMode::Open);
+//! ```
+
+use std::fmt;
+
+/// What a layer does when its store fails (an error or a timeout).
+///
+/// A store failure never panics and never passes silently: with `Open` the
+/// request is admitted and the failure counted; with `Closed` the gateway
+/// answers 503 `BACKEND_UNAVAILABLE`. Each layer documents its default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum FailMode {
+    /// Admit the request; count the failure.
+    #[default]
+    Open,
+    /// Answer 503 `BACKEND_UNAVAILABLE`.
+    Closed,
+}
+
+/// A store could not answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    message: String,
+}
+
+/// What sort of [`StoreError`] this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The backend cannot be reached or refused the call.
+    Unavailable,
+    /// The backend did not answer in time.
+    Timeout,
+    /// The backend answered something the store cannot use.
+    Protocol,
+}
+
+impl StoreError {
+    /// A store error of `kind`. The message must not contain secrets.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The backend cannot be reached.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StoreErrorKind::Unavailable, message)
+    }
+
+    /// The backend did not answer in time.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(StoreErrorKind::Timeout, message)
+    }
+
+    /// What sort of error this is.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            StoreErrorKind::Unavailable => "store unavailable",
+            StoreErrorKind::Timeout => "store timed out",
+            StoreErrorKind::Protocol => "store protocol error",
+        };
+        write!(f, "{what}: {}", self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}

@@ -1,0 +1,94 @@
+use std::net::{IpAddr, SocketAddr};
+
+use http::HeaderMap;
+use ipnet::IpNet;
+
+/// The peer address of the connection a request came on. Servers insert it
+/// into the request extensions (see `examples/petstore.rs`); tollgate reads it
+/// for per-client limits and usage records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The client's IP: the peer address, or, when the peer is a trusted proxy,
+/// the right-most address in `X-Forwarded-For` that is not itself a trusted
+/// proxy. An unparsable entry ends the walk at the last trusted hop, so a
+/// client cannot pick its own address by sending garbage.
+pub(crate) fn client_ip(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
+    let mut ip = peer?;
+    if trusted.is_empty() || !trusted.iter().any(|n| n.contains(&ip)) {
+        return Some(ip);
+    }
+    // Hops are appended left to right; walk from the nearest.
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(value) = value.to_str() else {
+            return Some(ip);
+        };
+        for hop in value.rsplit(',') {
+            let hop = hop.trim();
+            let hop = hop
+                .strip_prefix('[')
+                .and_then(|h| h.split(']').next())
+                .unwrap_or(hop);
+            let Ok(addr) = hop.parse::<IpAddr>() else {
+                return Some(ip);
+            };
+            ip = addr;
+            if !trusted.iter().any(|n| n.contains(&ip)) {
+                return Some(ip);
+            }
+        }
+    }
+    Some(ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn untrusted_peers_are_the_client() {
+        let peer: IpAddr = "203.0.113.9".parse().unwrap();
+        let h = headers(&["1.2.3.4"]);
+        assert_eq!(client_ip(Some(peer), &h, &[]), Some(peer));
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(client_ip(Some(peer), &h, &trusted), Some(peer));
+    }
+
+    #[test]
+    fn trusted_proxies_are_skipped_from_the_right() {
+        let trusted: Vec<IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "127.0.0.1/32".parse().unwrap(),
+        ];
+        let peer = Some("127.0.0.1".parse().unwrap());
+        let h = headers(&["6.6.6.6, 198.51.100.7", "10.1.2.3"]);
+        assert_eq!(
+            client_ip(peer, &h, &trusted),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        let h = headers(&["[2001:db8::1]:443, 10.0.0.1"]);
+        assert_eq!(
+            client_ip(peer, &h, &trusted),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        // Garbage stops the walk at the last trusted hop.
+        let h = headers(&["6.6.6.6, nonsense, 10.0.0.2"]);
+        assert_eq!(
+            client_ip(peer, &h, &trusted),
+            Some("10.0.0.2".parse().unwrap())
+        );
+        assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
+    }
+}

@@ -1,0 +1,157 @@
+//! The generic cell rate algorithm: a token bucket kept as one number.
+//!
+//! A bucket of `burst` tokens refilled at `rate` per second is the same as a
+//! *theoretical arrival time* (TAT): the time at which the bucket would be
+//! full again. A request at `now` is admitted when `max(tat, now) - now` is at
+//! most `(burst - 1)` emission intervals, and then moves the TAT one interval
+//! further. One `u64` of nanoseconds per key, no timer, no refill loop.
+
+use super::Rate;
+
+const NANOS_PER_SEC: f64 = 1e9;
+
+/// A rate, in the form the algorithm uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Gcra {
+    /// Nanoseconds between two tokens (1/rate); 0 means "blocks everything".
+    interval: u64,
+    /// `(burst - 1) * interval`: how far ahead of `now` the TAT may run.
+    tolerance: u64,
+}
+
+/// What one check decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Admitted: the new TAT to store, tokens left, nanoseconds until full.
+    Admit {
+        tat: u64,
+        remaining: u32,
+        reset: u64,
+    },
+    /// Rejected: nanoseconds until a token is available, and until full.
+    Reject { retry: u64, reset: u64 },
+}
+
+impl Gcra {
+    pub(crate) fn new(rate: Rate) -> Self {
+        if !(rate.rate > 0.0) || rate.burst == 0 {
+            // Rate 0 with burst 0: nothing is ever admitted.
+            return Self {
+                interval: 0,
+                tolerance: 0,
+            };
+        }
+        let interval = (NANOS_PER_SEC / rate.rate).round().max(1.0);
+        // f64 -> u64 saturates; a rate of 1e-9 rps is ~31 years per token.
+        let interval = interval as u64;
+        Self {
+            interval,
+            tolerance: interval.saturating_mul(u64::from(rate.burst) - 1),
+        }
+    }
+
+    /// Decides a request at `now` against a bucket whose TAT is `tat` (0 for
+    /// a key never seen).
+    pub(crate) fn decide(&self, tat: u64, now: u64) -> Verdict {
+        if self.interval == 0 {
+            return Verdict::Reject {
+                retry: u64::MAX,
+                reset: u64::MAX,
+            };
+        }
+        let ahead = tat.saturating_sub(now);
+        if ahead > self.tolerance {
+            return Verdict::Reject {
+                retry: ahead - self.tolerance,
+                reset: ahead,
+            };
+        }
+        let reset = ahead + self.interval;
+        let capacity = self.tolerance + self.interval;
+        let remaining = (capacity - reset) / self.interval;
+        Verdict::Admit {
+            tat: now.saturating_add(reset),
+            remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+            reset,
+        }
+    }
+
+    /// Nanoseconds between tokens (0: blocked).
+    pub(crate) fn interval(&self) -> u64 {
+        self.interval
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn run(g: &Gcra, tat: &mut u64, now: u64) -> bool {
+        match g.decide(*tat, now) {
+            Verdict::Admit { tat: t, .. } => {
+                *tat = t;
+                true
+            }
+            Verdict::Reject { .. } => false,
+        }
+    }
+
+    #[test]
+    fn burst_at_once_then_one_per_interval() {
+        let g = Gcra::new(Rate::new(2.0, 3));
+        let mut tat = 0;
+        let now = 100 * S;
+        assert!((0..3).all(|_| run(&g, &mut tat, now)));
+        assert!(!run(&g, &mut tat, now));
+        assert!(!run(&g, &mut tat, now + S / 2 - 1));
+        assert!(run(&g, &mut tat, now + S / 2));
+        assert!(!run(&g, &mut tat, now + S / 2));
+    }
+
+    #[test]
+    fn remaining_reset_and_retry() {
+        let g = Gcra::new(Rate::new(1.0, 2));
+        let now = 10 * S;
+        assert_eq!(
+            g.decide(0, now),
+            Verdict::Admit {
+                tat: now + S,
+                remaining: 1,
+                reset: S
+            }
+        );
+        assert_eq!(
+            g.decide(now + S, now),
+            Verdict::Admit {
+                tat: now + 2 * S,
+                remaining: 0,
+                reset: 2 * S
+            }
+        );
+        assert_eq!(
+            g.decide(now + 2 * S, now),
+            Verdict::Reject {
+                retry: S,
+                reset: 2 * S
+            }
+        );
+    }
+
+    #[test]
+    fn zero_blocks_everything() {
+        let g = Gcra::new(Rate::new(0.0, 0));
+        assert!(matches!(g.decide(0, S), Verdict::Reject { .. }));
+    }
+
+    #[test]
+    fn idle_time_refills_to_burst_and_no_further() {
+        let g = Gcra::new(Rate::new(10.0, 5));
+        let mut tat = 0;
+        let now = 50 * S;
+        assert!((0..5).all(|_| run(&g, &mut tat, now)));
+        let later = now + 3600 * S;
+        assert_eq!((0..7).filter(|_| run(&g, &mut tat, later)).count(), 5);
+    }
+}

@@ -1,0 +1,80 @@
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderName;
+use http::request::Parts;
+
+use super::client::{ClientAddr, client_ip};
+
+/// How a standalone [`ThrottleLayer`](super::ThrottleLayer) picks a request's bucket.
+///
+/// Requests for which the extractor finds no key (a missing header, no
+/// [`ClientAddr`]) share one bucket.
+#[derive(Clone)]
+pub struct KeyExtractor {
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Global,
+    Header(HeaderName),
+    ClientIp(Arc<[ipnet::IpNet]>),
+    Fn(Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>),
+}
+
+impl KeyExtractor {
+    /// One bucket for every request.
+    pub fn global() -> Self {
+        Self { kind: Kind::Global }
+    }
+
+    /// One bucket per value of a header.
+    pub fn header(name: HeaderName) -> Self {
+        Self {
+            kind: Kind::Header(name),
+        }
+    }
+
+    /// One bucket per client IP, from the request's [`ClientAddr`]; when the
+    /// peer is in `trusted_proxies`, from `X-Forwarded-For`.
+    pub fn client_ip(trusted_proxies: impl IntoIterator<Item = ipnet::IpNet>) -> Self {
+        Self {
+            kind: Kind::ClientIp(trusted_proxies.into_iter().collect()),
+        }
+    }
+
+    /// One bucket per value the closure returns.
+    pub fn from_fn(f: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
+        Self {
+            kind: Kind::Fn(Arc::new(f)),
+        }
+    }
+
+    /// The bucket name for a request (empty: the shared bucket).
+    pub(crate) fn extract(&self, parts: &Parts) -> Option<String> {
+        match &self.kind {
+            Kind::Global => None,
+            Kind::Header(name) => parts
+                .headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            Kind::ClientIp(trusted) => {
+                let peer = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
+                client_ip(peer, &parts.headers, trusted).map(|ip| ip.to_string())
+            }
+            Kind::Fn(f) => f(parts),
+        }
+    }
+}
+
+impl fmt::Debug for KeyExtractor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Global => f.write_str("KeyExtractor::Global"),
+            Kind::Header(h) => write!(f, "KeyExtractor::Header({h})"),
+            Kind::ClientIp(t) => write!(f, "KeyExtractor::ClientIp({} trusted)", t.len()),
+            Kind::Fn(_) => f.write_str("KeyExtractor::Fn"),
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! The in-memory [`RateStore`]: sharded maps of atomic theoretical arrival times.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::gcra::{Gcra, Verdict};
+use super::store::{Limit, Outcome, RateKey, RateStore};
+use crate::clock::Clock;
+use crate::store::StoreError;
+
+/// Default cap on tracked keys.
+pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+const SHARDS: usize = 64;
+/// A shard is swept on insert once it holds this many keys, then at twice
+/// what a sweep leaves.
+const MIN_SWEEP_LEN: usize = 256;
+/// A shard that is touched is swept at most this often (1 s).
+const SWEEP_EVERY: u64 = 1_000_000_000;
+
+/// The in-memory rate store: one process, nothing to install.
+///
+/// Keys are reduced to a 64-bit fingerprint with a per-store random SipHash
+/// key (so clients cannot aim collisions), spread over 64 shards, each a
+/// `RwLock<HashMap<u64, AtomicU64>>`. A check takes the shard's read lock and
+/// updates the key's theoretical arrival time with a compare-and-swap loop,
+/// so concurrent checks of one key never lose an update; only the first
+/// request of a new key takes the write lock.
+///
+/// A key whose bucket is full again is the same as an absent key, so it is
+/// evicted: each shard is swept when it has grown to twice what its last
+/// sweep left, and at most once a second when touched; [`sweep`](Self::sweep)
+/// does the whole store at once. At most `max_keys` keys are tracked (default
+/// one million, about 25 bytes each): a new key past the cap is decided as a
+/// full bucket and not remembered, and counted in [`untracked`](Self::untracked).
+///
+/// ```
+/// use tollgate::clock::ManualClock;
+/// use tollgate::throttle::{InMemoryRateStore, Limit, Rate, RateKey};
+///
+/// let store = InMemoryRateStore::new(ManualClock::at_unix_secs(1_000));
+/// let limit = [Limit { key: RateKey::Custom("client-1"), rate: Rate::new(1.0, 2) }];
+/// assert!(store.check_limits(&limit).admitted);
+/// assert!(store.check_limits(&limit).admitted);
+/// assert!(!store.check_limits(&limit).admitted);
+/// ```
+pub struct InMemoryRateStore {
+    shards: Box<[Shard]>,
+    hasher: RandomState,
+    clock: Arc<dyn Clock>,
+    per_shard_cap: usize,
+    untracked: AtomicU64,
+}
+
+#[repr(align(64))]
+struct Shard {
+    map: RwLock<Map>,
+    last_sweep: AtomicU64,
+    sweep_at_len: AtomicUsize,
+}
+
+type Map = HashMap<u64, AtomicU64, BuildHasherDefault<Fingerprint>>;
+
+/// Fingerprints are already uniform 64-bit hashes: use them as they are.
+#[derive(Default)]
+struct Fingerprint(u64);
+
+impl Hasher for Fingerprint {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl fmt::Debug for InMemoryRateStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InMemoryRateStore")
+            .field("tracked", &self.len())
+            .field("max_keys", &(self.per_shard_cap * SHARDS))
+            .field("untracked", &self.untracked())
+            .finish()
+    }
+}
+
+impl InMemoryRateStore {
+    /// A store reading the time from `clock`, tracking at most [`DEFAULT_MAX_KEYS`].
+    pub fn new(clock: impl Clock) -> Self {
+        Self::with_max_keys(clock, DEFAULT_MAX_KEYS)
+    }
+
+    /// A store tracking at most `max_keys` keys (rounded up to a multiple of 64).
+    pub fn with_max_keys(clock: impl Clock, max_keys: usize) -> Self {
+        let shards = (0..SHARDS)
+            .map(|_| Shard {
+                map: RwLock::new(Map::default()),
+                last_sweep: AtomicU64::new(0),
+                sweep_at_len: AtomicUsize::new(MIN_SWEEP_LEN),
+            })
+            .collect();
+        Self {
+            shards,
+            hasher: RandomState::new(),
+            clock: Arc::new(clock),
+            per_shard_cap: max_keys.div_ceil(SHARDS).max(1),
+            untracked: AtomicU64::new(0),
+        }
+    }
+
+    /// How many keys are tracked now.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| read(s).len()).sum()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many new keys were decided without being tracked because the store was full.
+    pub fn untracked(&self) -> u64 {
+        self.untracked.load(Ordering::Relaxed)
+    }
+
+    /// Evicts every key whose bucket is full again, returns how many, and
+    /// gives memory back to the allocator where most of a shard was freed.
+    pub fn sweep(&self) -> usize {
+        let now = self.clock.unix_nanos();
+        self.shards
+            .iter()
+            .map(|s| sweep_locked(s, &mut write(s), now))
+            .sum()
+    }
+
+    /// Checks and charges `limits` now, synchronously. See [`RateStore::check`].
+    pub fn check_limits(&self, limits: &[Limit<'_>]) -> Outcome {
+        self.check_at(limits, self.clock.unix_nanos())
+    }
+
+    fn fingerprint(&self, key: &RateKey<'_>) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        match key {
+            RateKey::Gateway => 0u8.hash(&mut h),
+            RateKey::Method(e) => (1u8, e.index()).hash(&mut h),
+            RateKey::ApiKey(id) => (2u8, id).hash(&mut h),
+            RateKey::ApiKeyMethod(id, e) => (3u8, id, e.index()).hash(&mut h),
+            RateKey::Client(ip) => (4u8, ip).hash(&mut h),
+            RateKey::Custom(v) => (5u8, v).hash(&mut h),
+        }
+        h.finish()
+    }
+
+    fn shard(&self, fp: u64) -> &Shard {
+        // Bits 40.. pick the shard; the map uses the low bits for buckets and
+        // the top seven for tags, so neither loses entropy.
+        &self.shards[(fp >> 40) as usize % SHARDS]
+    }
+
+    fn check_at(&self, limits: &[Limit<'_>], now: u64) -> Outcome {
+        // Buckets charged so far, to refund if a later limit rejects: inline
+        // for the usual handful, spilling to the heap past eight.
+        let mut inline = [(0u64, 0u64); 8];
+        let mut spill: Vec<(u64, u64)> = Vec::new();
+        let mut best = Outcome::unlimited();
+        for (i, limit) in limits.iter().enumerate() {
+            let gcra = Gcra::new(limit.rate);
+            let fp = self.fingerprint(&limit.key);
+            match self.charge(fp, &gcra, now) {
+                Verdict::Admit {
+                    remaining, reset, ..
+                } => {
+                    let reset = Duration::from_nanos(reset);
+                    if remaining < best.remaining
+                        || (remaining == best.remaining && reset > best.reset)
+                    {
+                        best = Outcome::new(true, i, remaining, reset, None);
+                    }
+                    match inline.get_mut(i) {
+                        Some(entry) => *entry = (fp, gcra.interval()),
+                        None => spill.push((fp, gcra.interval())),
+                    }
+                }
+                Verdict::Reject { retry, reset } => {
+                    for &(fp, interval) in inline.iter().take(i).chain(&spill) {
+                        self.refund(fp, interval);
+                    }
+                    return Outcome::new(
+                        false,
+                        i,
+                        0,
+                        Duration::from_nanos(reset),
+                        Some(Duration::from_nanos(retry)),
+                    );
+                }
+            }
+        }
+        best
+    }
+
+    fn charge(&self, fp: u64, gcra: &Gcra, now: u64) -> Verdict {
+        let shard = self.shard(fp);
+        if now.saturating_sub(shard.last_sweep.load(Ordering::Relaxed)) > SWEEP_EVERY {
+            if let Ok(mut map) = shard.map.try_write() {
+                sweep_locked(shard, &mut map, now);
+            }
+        }
+        if let Some(slot) = read(shard).get(&fp) {
+            return update(slot, gcra, now);
+        }
+        let mut map = write(shard);
+        if !map.contains_key(&fp) {
+            if map.len() >= shard.sweep_at_len.load(Ordering::Relaxed)
+                || map.len() >= self.per_shard_cap
+            {
+                sweep_locked(shard, &mut map, now);
+            }
+            if map.len() >= self.per_shard_cap {
+                self.untracked.fetch_add(1, Ordering::Relaxed);
+                return gcra.decide(0, now);
+            }
+        }
+        let slot = map.entry(fp).or_insert_with(|| AtomicU64::new(0));
+        update(slot, gcra, now)
+    }
+
+    /// Gives back one token taken by a request that another limit rejected.
+    fn refund(&self, fp: u64, interval: u64) {
+        if let Some(slot) = read(self.shard(fp)).get(&fp) {
+            let _ = slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                Some(t.saturating_sub(interval))
+            });
+        }
+    }
+}
+
+/// The compare-and-swap loop: decide on the value seen, store the new TAT
+/// only if nobody changed it meanwhile, else decide again.
+fn update(slot: &AtomicU64, gcra: &Gcra, now: u64) -> Verdict {
+    let mut seen = slot.load(Ordering::Acquire);
+    loop {
+        let verdict = gcra.decide(seen, now);
+        let Verdict::Admit { tat, .. } = verdict else {
+            return verdict;
+        };
+        match slot.compare_exchange_weak(seen, tat, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return verdict,
+            Err(actual) => seen = actual,
+        }
+    }
+}
+
+fn sweep_locked(shard: &Shard, map: &mut Map, now: u64) -> usize {
+    let before = map.len();
+    map.retain(|_, tat| *tat.get_mut() > now);
+    let after = map.len();
+    if map.capacity() > 2 * MIN_SWEEP_LEN && after * 4 < map.capacity() {
+        map.shrink_to(after * 2);
+    }
+    shard
+        .sweep_at_len
+        .store((after * 2).max(MIN_SWEEP_LEN), Ordering::Relaxed);
+    shard.last_sweep.store(now, Ordering::Relaxed);
+    before - after
+}
+
+// A panic while a lock is held cannot leave a map inconsistent (every update
+// is one atomic store or one map operation), so a poisoned lock is used as is.
+fn read(shard: &Shard) -> RwLockReadGuard<'_, Map> {
+    shard.map.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(shard: &Shard) -> RwLockWriteGuard<'_, Map> {
+    shard.map.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[async_trait]
+impl RateStore for InMemoryRateStore {
+    async fn check(&self, limits: &[Limit<'_>]) -> Result<Outcome, StoreError> {
+        Ok(self.check_limits(limits))
+    }
+
+    fn check_now(&self, limits: &[Limit<'_>]) -> Option<Result<Outcome, StoreError>> {
+        Some(Ok(self.check_limits(limits)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::throttle::Rate;
+
+    fn custom(v: &str, rate: f64, burst: u32) -> Limit<'_> {
+        Limit {
+            key: RateKey::Custom(v),
+            rate: Rate::new(rate, burst),
+        }
+    }
+
+    #[test]
+    fn a_rejection_refunds_the_limits_before_it() {
+        let clock = ManualClock::at_unix_secs(100);
+        let store = InMemoryRateStore::new(clock.clone());
+        let roomy = custom("roomy", 1.0, 10);
+        let tight = custom("tight", 1.0, 1);
+        assert!(store.check_limits(&[roomy, tight]).admitted);
+        let out = store.check_limits(&[roomy, tight]);
+        assert!(!out.admitted);
+        assert_eq!(out.binding, 1);
+        // roomy was charged once, not twice: 9 left before this check.
+        let alone = store.check_limits(&[roomy]);
+        assert_eq!(alone.remaining, 8);
+    }
+
+    #[test]
+    fn the_binding_limit_has_the_fewest_tokens() {
+        let store = InMemoryRateStore::new(ManualClock::at_unix_secs(100));
+        let out = store.check_limits(&[
+            custom("a", 10.0, 100),
+            custom("b", 1.0, 5),
+            custom("c", 1.0, 50),
+        ]);
+        assert_eq!(
+            (out.binding, out.remaining, out.reset),
+            (1, 4, Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn a_full_store_decides_new_keys_without_tracking_them() {
+        let clock = ManualClock::at_unix_secs(100);
+        let store = InMemoryRateStore::with_max_keys(clock, 64);
+        let names: Vec<String> = (0..5000).map(|i| format!("k{i}")).collect();
+        for n in &names {
+            assert!(store.check_limits(&[custom(n, 1.0, 1)]).admitted);
+        }
+        assert!(store.len() <= 64, "{}", store.len());
+        assert!(store.untracked() > 0);
+    }
+}
