@@ -19,12 +19,18 @@ fn main() {
         let before = dhat::HeapStats::get().curr_bytes;
         for i in 0..keys {
             let key = RateKey::Client(IpAddr::V4(Ipv4Addr::from(i)));
-            store.check_limits(&[Limit { key, rate: Rate::new(10.0, 20) }]);
+            store.check_limits(&[Limit {
+                key,
+                rate: Rate::new(10.0, 20),
+            }]);
         }
         let used = dhat::HeapStats::get().curr_bytes - before;
         clock.advance(Duration::from_secs(10));
         store.sweep();
         let after = dhat::HeapStats::get().curr_bytes - before;
-        println!("{keys:<11} {used:<12} {:<11.1} {after}", used as f64 / f64::from(keys));
+        println!(
+            "{keys:<11} {used:<12} {:<11.1} {after}",
+            used as f64 / f64::from(keys)
+        );
     }
 }

@@ -70,7 +70,8 @@ const ANCHOR_EVERY: u64 = 1_000_000_000;
 
 struct Counter {
     clock: quanta::Clock,
-    base: quanta::Instant,
+    /// The counter's raw reading at start.
+    base: u64,
     /// Wall-clock nanoseconds minus counter nanoseconds (wrapping).
     offset: AtomicU64,
     /// Counter nanoseconds at the last anchoring.
@@ -92,12 +93,18 @@ fn wall_nanos() -> u64 {
 impl Counter {
     fn new() -> Self {
         let clock = quanta::Clock::new();
-        let base = clock.now();
-        Self { clock, base, offset: AtomicU64::new(wall_nanos()), anchored: AtomicU64::new(0) }
+        let base = clock.raw();
+        Self {
+            clock,
+            base,
+            offset: AtomicU64::new(wall_nanos()),
+            anchored: AtomicU64::new(0),
+        }
     }
 
+    /// Nanoseconds since start: a multiply and a shift on the raw counter.
     fn since_base(&self) -> u64 {
-        u64::try_from(self.clock.now().saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+        self.clock.delta_as_nanos(self.base, self.clock.raw())
     }
 }
 
@@ -115,7 +122,9 @@ impl Clock for SystemClock {
         let mono = c.since_base();
         let anchored = c.anchored.load(Ordering::Relaxed);
         if mono.saturating_sub(anchored) > ANCHOR_EVERY
-            && c.anchored.compare_exchange(anchored, mono, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && c.anchored
+                .compare_exchange(anchored, mono, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
             // One thread re-anchors; the offset is one word, never torn.
             let offset = wall_nanos().wrapping_sub(c.since_base());

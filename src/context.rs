@@ -171,10 +171,6 @@ impl ApiKeyIdentity {
         &self.key_id
     }
 
-    pub(crate) fn key_id_arc(&self) -> &Arc<str> {
-        &self.key_id
-    }
-
     /// The plan covering this request's stage.
     pub fn plan(&self) -> Option<&str> {
         self.plan.as_deref()

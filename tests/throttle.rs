@@ -12,8 +12,8 @@ use proptest::prelude::*;
 use tollgate::clock::ManualClock;
 use tollgate::store::{FailMode, StoreError};
 use tollgate::throttle::{
-    ClientAddr, InMemoryRateStore, KeyExtractor, Limit, LimitScope, Outcome, Rate, RateKey, RateStore,
-    ThrottleLayer, ThrottleRejection,
+    ClientAddr, InMemoryRateStore, KeyExtractor, Limit, LimitScope, Outcome, Rate, RateKey,
+    RateStore, ThrottleLayer, ThrottleRejection,
 };
 use tollgate::{ApiKeyIdentity, Body, Config, Gateway};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -21,12 +21,20 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 const SEC: u64 = 1_000_000_000;
 
 fn ok_service()
--> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + 'static {
+-> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
     service_fn(|_req: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::from("ok"))) })
 }
 
 fn admit(store: &InMemoryRateStore, key: &str, rate: Rate) -> bool {
-    store.check_limits(&[Limit { key: RateKey::Custom(key), rate }]).admitted
+    store
+        .check_limits(&[Limit {
+            key: RateKey::Custom(key),
+            rate,
+        }])
+        .admitted
 }
 
 // ---------------------------------------------------------------- arithmetic
@@ -39,7 +47,10 @@ fn burst_at_once_then_exactly_one_per_interval() {
     assert_eq!((0..20).filter(|_| admit(&store, "k", rate)).count(), 5);
     for _ in 0..50 {
         clock.advance(Duration::from_millis(100) - Duration::from_nanos(1));
-        assert!(!admit(&store, "k", rate), "a token arrives only after a full interval");
+        assert!(
+            !admit(&store, "k", rate),
+            "a token arrives only after a full interval"
+        );
         clock.advance(Duration::from_nanos(1));
         assert!(admit(&store, "k", rate));
         assert!(!admit(&store, "k", rate));
@@ -88,7 +99,12 @@ struct Model {
 impl Model {
     fn new(rate: f64, burst: u32) -> Self {
         let interval = (1e9 / rate).round().max(1.0) as u64;
-        Self { interval, capacity: interval * u64::from(burst), level: 0, last: 0 }
+        Self {
+            interval,
+            capacity: interval * u64::from(burst),
+            level: 0,
+            last: 0,
+        }
     }
 
     fn request(&mut self, now: u64) -> bool {
@@ -168,7 +184,10 @@ fn eight_threads_on_one_key_admit_exactly_what_the_model_admits() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(admitted.load(Ordering::Relaxed), 100 + 20 * (WINDOWS as u64 - 1));
+    assert_eq!(
+        admitted.load(Ordering::Relaxed),
+        100 + 20 * (WINDOWS as u64 - 1)
+    );
 }
 
 // --------------------------------------------------------- through a gateway
@@ -192,7 +211,10 @@ plans:
 "#;
 
 fn gateway(yaml: &str, clock: &ManualClock) -> Gateway {
-    Gateway::builder(Config::from_yaml_str(yaml).unwrap()).clock(clock.clone()).build().unwrap()
+    Gateway::builder(Config::from_yaml_str(yaml).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap()
 }
 
 async fn send(
@@ -201,9 +223,14 @@ async fn send(
     uri: &str,
     key: Option<&str>,
 ) -> Response<Body> {
-    let mut req = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .unwrap();
     if let Some(k) = key {
-        req.extensions_mut().insert(ApiKeyIdentity::new(k, Some(Arc::from("basic"))));
+        req.extensions_mut()
+            .insert(ApiKeyIdentity::new(k, Some(Arc::from("basic"))));
     }
     svc.ready().await.unwrap().call(req).await.unwrap()
 }
@@ -214,24 +241,42 @@ async fn each_method_of_a_stage_has_its_own_bucket_and_the_gateway_bucket_is_sha
     let mut svc = gateway(GATEWAY, &clock).service(ok_service());
     // GET /pets: burst 3 from the stage settings.
     for _ in 0..3 {
-        assert_eq!(send(&mut svc, "GET", "/prod/pets", None).await.status(), StatusCode::OK);
+        assert_eq!(
+            send(&mut svc, "GET", "/prod/pets", None).await.status(),
+            StatusCode::OK
+        );
     }
     let res = send(&mut svc, "GET", "/prod/pets", None).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(res.extensions().get::<ThrottleRejection>().unwrap().scope, LimitScope::Method);
+    assert_eq!(
+        res.extensions().get::<ThrottleRejection>().unwrap().scope,
+        LimitScope::Method
+    );
     // POST /pets has its own bucket (burst overridden to 1, rate kept).
-    assert_eq!(send(&mut svc, "POST", "/prod/pets", None).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&mut svc, "POST", "/prod/pets", None).await.status(),
+        StatusCode::OK
+    );
     let res = send(&mut svc, "POST", "/prod/pets", None).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(res.headers()["ratelimit-policy"], "\"method\";q=1;w=1");
     // GET /pets/{id} has a third bucket of 3, but the gateway bucket (6) is
     // shared by all: 4 admitted so far, so 2 more pass and the third is the
     // gateway's to reject.
-    assert_eq!(send(&mut svc, "GET", "/prod/pets/1", None).await.status(), StatusCode::OK);
-    assert_eq!(send(&mut svc, "GET", "/prod/pets/2", None).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&mut svc, "GET", "/prod/pets/1", None).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&mut svc, "GET", "/prod/pets/2", None).await.status(),
+        StatusCode::OK
+    );
     let res = send(&mut svc, "GET", "/prod/pets/3", None).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(res.extensions().get::<ThrottleRejection>().unwrap().scope, LimitScope::Gateway);
+    assert_eq!(
+        res.extensions().get::<ThrottleRejection>().unwrap().scope,
+        LimitScope::Gateway
+    );
     assert_eq!(res.headers()["ratelimit-policy"], "\"gateway\";q=6;w=6");
     assert_eq!(res.headers()["retry-after"], "1");
 }
@@ -241,12 +286,25 @@ async fn a_rejection_by_one_limit_does_not_drain_the_other() {
     let clock = ManualClock::at_unix_secs(10_000);
     let mut svc = gateway(GATEWAY, &clock).service(ok_service());
     // The plan allows 2 per key; the method allows 3.
-    assert_eq!(send(&mut svc, "GET", "/prod/pets", Some("k1")).await.status(), StatusCode::OK);
-    assert_eq!(send(&mut svc, "GET", "/prod/pets", Some("k1")).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&mut svc, "GET", "/prod/pets", Some("k1"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&mut svc, "GET", "/prod/pets", Some("k1"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     for _ in 0..5 {
         let res = send(&mut svc, "GET", "/prod/pets", Some("k1")).await;
         assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(res.extensions().get::<ThrottleRejection>().unwrap().scope, LimitScope::ApiKey);
+        assert_eq!(
+            res.extensions().get::<ThrottleRejection>().unwrap().scope,
+            LimitScope::ApiKey
+        );
         assert_eq!(res.headers()["ratelimit-policy"], "\"plan\";q=2;w=2");
     }
     // Five plan rejections took nothing from the method bucket: it still has
@@ -255,7 +313,10 @@ async fn a_rejection_by_one_limit_does_not_drain_the_other() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["ratelimit"], "\"method\";r=0;t=3");
     let res = send(&mut svc, "GET", "/prod/pets", Some("k2")).await;
-    assert_eq!(res.extensions().get::<ThrottleRejection>().unwrap().scope, LimitScope::Method);
+    assert_eq!(
+        res.extensions().get::<ThrottleRejection>().unwrap().scope,
+        LimitScope::Method
+    );
 }
 
 #[tokio::test]
@@ -274,7 +335,10 @@ async fn headers_report_the_most_restrictive_limit() {
     assert_eq!(res.headers()["retry-after"], "1");
     assert_eq!(res.headers()["content-type"], "application/json");
     assert_eq!(res.headers()["x-tollgate-error-type"], "THROTTLED");
-    let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
     assert_eq!(&body[..], br#"{"message":"Too Many Requests"}"#);
 }
 
@@ -283,12 +347,19 @@ async fn retry_after_rounds_up_and_is_never_zero() {
     let clock = ManualClock::at_unix_secs(10_000);
     let yaml = "routes: { /a: [GET] }\nstages: { prod: { settings: { throttle: { rate: 0.4, burst: 1 } } } }\n";
     let mut svc = gateway(yaml, &clock).service(ok_service());
-    assert_eq!(send(&mut svc, "GET", "/prod/a", None).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&mut svc, "GET", "/prod/a", None).await.status(),
+        StatusCode::OK
+    );
     let res = send(&mut svc, "GET", "/prod/a", None).await;
     assert_eq!(res.headers()["retry-after"], "3", "2.5 s rounds up to 3");
     clock.advance(Duration::from_millis(2499));
     let res = send(&mut svc, "GET", "/prod/a", None).await;
-    assert_eq!(res.headers()["retry-after"], "1", "1 ms rounds up to 1, never 0");
+    assert_eq!(
+        res.headers()["retry-after"],
+        "1",
+        "1 ms rounds up to 1, never 0"
+    );
 }
 
 #[tokio::test]
@@ -300,7 +371,10 @@ async fn admitted_headers_can_be_switched_off() {
     assert!(!res.headers().contains_key("ratelimit"));
     let res = send(&mut svc, "GET", "/prod/a", None).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(res.headers().contains_key("ratelimit"), "a 429 always says why");
+    assert!(
+        res.headers().contains_key("ratelimit"),
+        "a 429 always says why"
+    );
 }
 
 async fn status(
@@ -321,49 +395,128 @@ async fn per_client_limits_believe_forwarded_for_only_from_trusted_proxies() {
             b = b.header("x-forwarded-for", x);
         }
         let mut r = b.body(Body::empty()).unwrap();
-        r.extensions_mut().insert(ClientAddr(format!("{peer}:5000").parse().unwrap()));
+        r.extensions_mut()
+            .insert(ClientAddr(format!("{peer}:5000").parse().unwrap()));
         r
     };
     // Two clients behind one trusted proxy get a bucket each.
-    assert_eq!(status(&mut svc, req("10.0.0.1", Some("198.51.100.1"))).await, StatusCode::OK);
-    assert_eq!(status(&mut svc, req("10.0.0.1", Some("198.51.100.2"))).await, StatusCode::OK);
-    assert_eq!(status(&mut svc, req("10.0.0.1", Some("198.51.100.1"))).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        status(&mut svc, req("10.0.0.1", Some("198.51.100.1"))).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&mut svc, req("10.0.0.1", Some("198.51.100.2"))).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&mut svc, req("10.0.0.1", Some("198.51.100.1"))).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     // An untrusted peer cannot pick an address by sending the header.
-    assert_eq!(status(&mut svc, req("203.0.113.5", Some("198.51.100.3"))).await, StatusCode::OK);
-    assert_eq!(status(&mut svc, req("203.0.113.5", Some("198.51.100.4"))).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        status(&mut svc, req("203.0.113.5", Some("198.51.100.3"))).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&mut svc, req("203.0.113.5", Some("198.51.100.4"))).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 // ------------------------------------------------------------- standalone
 
 #[tokio::test]
 async fn standalone_layer_by_header_by_ip_and_by_closure() {
-    let by_header = ThrottleLayer::new(Rate::new(1.0, 1)).key(KeyExtractor::header(HeaderName::from_static("x-user")));
+    let by_header = ThrottleLayer::new(Rate::new(1.0, 1))
+        .key(KeyExtractor::header(HeaderName::from_static("x-user")));
     let mut svc = by_header.layer(ok_service());
-    let req = |user: &str| Request::get("/").header("x-user", user).body(Body::empty()).unwrap();
-    assert_eq!(svc.ready().await.unwrap().call(req("a")).await.unwrap().status(), StatusCode::OK);
-    assert_eq!(svc.ready().await.unwrap().call(req("b")).await.unwrap().status(), StatusCode::OK);
+    let req = |user: &str| {
+        Request::get("/")
+            .header("x-user", user)
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(req("a"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(req("b"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
     let res = svc.ready().await.unwrap().call(req("a")).await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(res.extensions().get::<ThrottleRejection>().unwrap().scope, LimitScope::Custom);
+    assert_eq!(
+        res.extensions().get::<ThrottleRejection>().unwrap().scope,
+        LimitScope::Custom
+    );
 
     let by_ip = ThrottleLayer::new(Rate::new(1.0, 1)).key(KeyExtractor::client_ip([]));
     let mut svc = by_ip.layer(ok_service());
     let req = |ip: &str| {
         let mut r = Request::get("/").body(Body::empty()).unwrap();
-        r.extensions_mut().insert(ClientAddr(format!("{ip}:1").parse().unwrap()));
+        r.extensions_mut()
+            .insert(ClientAddr(format!("{ip}:1").parse().unwrap()));
         r
     };
-    assert_eq!(svc.ready().await.unwrap().call(req("192.0.2.1")).await.unwrap().status(), StatusCode::OK);
-    assert_eq!(svc.ready().await.unwrap().call(req("192.0.2.2")).await.unwrap().status(), StatusCode::OK);
-    let third = svc.ready().await.unwrap().call(req("192.0.2.1")).await.unwrap();
+    assert_eq!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(req("192.0.2.1"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(req("192.0.2.2"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let third = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(req("192.0.2.1"))
+        .await
+        .unwrap();
     assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
 
-    let by_fn = ThrottleLayer::new(Rate::new(1.0, 2))
-        .key(KeyExtractor::from_fn(|parts| parts.uri.path().split('/').nth(1).map(str::to_owned)));
+    let by_fn = ThrottleLayer::new(Rate::new(1.0, 2)).key(KeyExtractor::from_fn(|head| {
+        head.uri.path().split('/').nth(1).map(str::to_owned)
+    }));
     let mut svc = by_fn.layer(ok_service());
     let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
     for p in ["/t1/a", "/t1/b", "/t2/a", "/t2/b"] {
-        assert_eq!(svc.ready().await.unwrap().call(get(p)).await.unwrap().status(), StatusCode::OK, "{p}");
+        assert_eq!(
+            svc.ready()
+                .await
+                .unwrap()
+                .call(get(p))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK,
+            "{p}"
+        );
     }
     let res = svc.ready().await.unwrap().call(get("/t1/c")).await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -397,16 +550,33 @@ async fn store_failures_follow_the_fail_mode_and_are_counted() {
     let open = ThrottleLayer::new(Rate::new(1.0, 1)).store(Arc::new(Broken));
     let mut svc = open.layer(ok_service());
     for _ in 0..3 {
-        let res = svc.ready().await.unwrap().call(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
     }
     assert_eq!(open.store_errors(), 3);
 
-    let closed = ThrottleLayer::new(Rate::new(1.0, 1)).store(Arc::new(Broken)).fail_mode(FailMode::Closed);
+    let closed = ThrottleLayer::new(Rate::new(1.0, 1))
+        .store(Arc::new(Broken))
+        .fail_mode(FailMode::Closed);
     let mut svc = closed.layer(ok_service());
-    let res = svc.ready().await.unwrap().call(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(res.headers()["x-tollgate-error-type"], "BACKEND_UNAVAILABLE");
+    assert_eq!(
+        res.headers()["x-tollgate-error-type"],
+        "BACKEND_UNAVAILABLE"
+    );
     assert_eq!(closed.store_errors(), 1);
 }
 
@@ -414,12 +584,21 @@ async fn store_failures_follow_the_fail_mode_and_are_counted() {
 async fn a_store_that_waits_gives_the_same_answers() {
     let clock = ManualClock::at_unix_secs(10_000);
     let remote = Arc::new(Remote(InMemoryRateStore::new(clock.clone())));
-    let gw = Gateway::builder(Config::from_yaml_str(GATEWAY).unwrap()).clock(clock).rate_store(remote).build().unwrap();
+    let gw = Gateway::builder(Config::from_yaml_str(GATEWAY).unwrap())
+        .clock(clock)
+        .rate_store(remote)
+        .build()
+        .unwrap();
     let mut svc = gw.service(ok_service());
     let statuses: Vec<u16> = {
         let mut v = Vec::new();
         for _ in 0..4 {
-            v.push(send(&mut svc, "GET", "/prod/pets", None).await.status().as_u16());
+            v.push(
+                send(&mut svc, "GET", "/prod/pets", None)
+                    .await
+                    .status()
+                    .as_u16(),
+            );
         }
         v
     };

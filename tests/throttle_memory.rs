@@ -23,7 +23,10 @@ fn a_million_one_off_keys_are_evicted_once_idle() {
     // A flood of one-off client addresses, all at one instant.
     for i in 0..KEYS {
         let ip = IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i));
-        let out = store.check_limits(&[Limit { key: RateKey::Client(ip), rate }]);
+        let out = store.check_limits(&[Limit {
+            key: RateKey::Client(ip),
+            rate,
+        }]);
         assert!(out.admitted);
     }
     assert_eq!(store.len(), KEYS as usize);
@@ -49,13 +52,19 @@ fn touching_a_shard_later_sweeps_it_without_an_explicit_call() {
     let store = InMemoryRateStore::new(clock.clone());
     let rate = Rate::new(10.0, 20);
     for i in 0..100_000u32 {
-        store.check_limits(&[Limit { key: RateKey::Client(IpAddr::V4(Ipv4Addr::from(i))), rate }]);
+        store.check_limits(&[Limit {
+            key: RateKey::Client(IpAddr::V4(Ipv4Addr::from(i))),
+            rate,
+        }]);
     }
     assert_eq!(store.len(), 100_000);
     clock.advance(Duration::from_secs(5));
     // Ordinary traffic on a few keys touches every shard over time.
     for i in 0..2_000u32 {
-        store.check_limits(&[Limit { key: RateKey::Client(IpAddr::V4(Ipv4Addr::from(i))), rate }]);
+        store.check_limits(&[Limit {
+            key: RateKey::Client(IpAddr::V4(Ipv4Addr::from(i))),
+            rate,
+        }]);
     }
     assert!(store.len() <= 2_000, "{} keys still tracked", store.len());
 }

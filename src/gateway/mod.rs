@@ -26,7 +26,7 @@
 //! "#)?;
 //! let gateway = Gateway::new(config)?;
 //! let post = gateway.endpoint("prod", "/pets", "POST").unwrap();
-//! assert_eq!(post.settings().throttle.map(|r| (r.rate, r.burst)), Some((5.0, 50)));
+//! assert_eq!(post.settings().throttle.map(|r| (r.rate(), r.burst())), Some((5.0, 50)));
 //!
 //! let svc = gateway.service(service_fn(|_req: Request<Body>| async {
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))

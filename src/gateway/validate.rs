@@ -15,7 +15,7 @@ use super::settings::{CacheKeyParam, CacheSettings, Merged, MethodSettings, Rate
 use super::template;
 use crate::context::Endpoint;
 use crate::response::{GatewayResponseKind, GatewayResponses, OverrideError};
-use crate::throttle::{GatewayLimits, PlanLimits};
+use crate::throttle::{GatewayLimits, LimitScope, PlanLimits, Spec};
 
 /// The most a rate may be: one request per nanosecond.
 pub(crate) const MAX_RATE: f64 = 1e9;
@@ -177,10 +177,21 @@ pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     let responses = v.responses(config);
 
     if v.issues.0.is_empty() {
+        let spec =
+            |scope, t: Option<ThrottleConfig>| t.and_then(complete).map(|r| Spec::new(scope, r));
         let limits = GatewayLimits {
-            gateway: config.throttle.and_then(complete),
-            per_client: config.throttle_options.per_client.and_then(complete),
+            gateway: spec(LimitScope::Gateway, config.throttle),
+            per_client: spec(LimitScope::Client, config.throttle_options.per_client),
             trusted_proxies,
+            methods: stages
+                .iter()
+                .flat_map(|s| s.endpoints.iter().flatten())
+                .map(|e| {
+                    e.settings
+                        .throttle
+                        .map(|r| Spec::new(LimitScope::Method, r))
+                })
+                .collect(),
             plans: plan_limits(config, &routes, &route_index, &stages),
         };
         Ok(Resolved {
@@ -228,21 +239,20 @@ fn plan_limits(
                 ) else {
                     continue;
                 };
+                let spec = Spec::new(LimitScope::ApiKeyMethod, rate);
                 for stage in stages {
                     for e in stage.endpoints.get(ri).into_iter().flatten() {
                         if e.method == method {
-                            methods[e.index] = Some(rate);
+                            methods[e.index] = Some(spec.clone());
                         }
                     }
                 }
             }
-            (
-                Arc::from(name.as_str()),
-                PlanLimits {
-                    throttle: plan.throttle.and_then(complete),
-                    methods,
-                },
-            )
+            let throttle = plan
+                .throttle
+                .and_then(complete)
+                .map(|r| Spec::new(LimitScope::ApiKey, r));
+            (Arc::from(name.as_str()), PlanLimits { throttle, methods })
         })
         .collect()
 }

@@ -1,7 +1,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -9,13 +8,11 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::layer::Shared;
-use super::service::{Decision, Planned, Stamp};
-use super::store::Outcome;
+use super::service::{Decision, Stamp};
 use crate::body::{Body, BoxError};
-use crate::store::StoreError;
 
-type Check = Pin<Box<dyn Future<Output = Result<Outcome, StoreError>> + Send>>;
+/// A decision that waits for the store, holding the request meanwhile.
+pub(super) type Pending<ReqB> = Pin<Box<dyn Future<Output = (Decision, Request<ReqB>)> + Send>>;
 
 pin_project! {
     /// Response future of [`Throttle`](super::Throttle).
@@ -35,11 +32,8 @@ pin_project! {
         S: Service<Request<ReqB>>,
     {
         Checking {
-            check: Check,
+            decision: Pending<ReqB>,
             inner: Option<S>,
-            req: Option<Request<ReqB>>,
-            shared: Arc<Shared>,
-            planned: Planned,
         },
         Inner {
             #[pin]
@@ -47,7 +41,7 @@ pin_project! {
             stamp: Option<Stamp>,
         },
         Done {
-            response: Option<Response<Body>>,
+            response: Option<Box<Response<Body>>>,
         },
     }
 }
@@ -71,7 +65,7 @@ where
         }
     }
 
-    pub(super) fn done(response: Response<Body>) -> Self {
+    pub(super) fn done(response: Box<Response<Body>>) -> Self {
         Self {
             kind: Kind::Done {
                 response: Some(response),
@@ -79,20 +73,11 @@ where
         }
     }
 
-    pub(super) fn checking(
-        check: Check,
-        inner: S,
-        req: Request<ReqB>,
-        shared: Arc<Shared>,
-        planned: Planned,
-    ) -> Self {
+    pub(super) fn checking(decision: Pending<ReqB>, inner: S) -> Self {
         Self {
             kind: Kind::Checking {
-                check,
+                decision,
                 inner: Some(inner),
-                req: Some(req),
-                shared,
-                planned,
             },
         }
     }
@@ -110,21 +95,15 @@ where
         let mut kind = self.project().kind;
         loop {
             match kind.as_mut().project() {
-                KindProj::Checking {
-                    check,
-                    inner,
-                    req,
-                    shared,
-                    planned,
-                } => {
-                    let result = ready!(check.as_mut().poll(cx));
-                    let next = match shared.decide(planned, result) {
-                        Decision::Admit(stamp) => match (inner.take(), req.take()) {
-                            (Some(mut svc), Some(req)) => Kind::Inner {
+                KindProj::Checking { decision, inner } => {
+                    let (decision, req) = ready!(decision.as_mut().poll(cx));
+                    let next = match decision {
+                        Decision::Admit(stamp) => match inner.take() {
+                            Some(mut svc) => Kind::Inner {
                                 future: svc.call(req),
                                 stamp,
                             },
-                            _ => return Poll::Pending, // polled after completion
+                            None => return Poll::Pending, // polled after completion
                         },
                         Decision::Reject(res) => Kind::Done {
                             response: Some(res),
@@ -141,7 +120,7 @@ where
                 }
                 KindProj::Done { response } => {
                     return match response.take() {
-                        Some(r) => Poll::Ready(Ok(r)),
+                        Some(r) => Poll::Ready(Ok(*r)),
                         None => Poll::Pending,
                     };
                 }

@@ -8,8 +8,6 @@
 
 use super::Rate;
 
-const NANOS_PER_SEC: f64 = 1e9;
-
 /// A rate, in the form the algorithm uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Gcra {
@@ -17,6 +15,8 @@ pub(crate) struct Gcra {
     interval: u64,
     /// `(burst - 1) * interval`: how far ahead of `now` the TAT may run.
     tolerance: u64,
+    /// `burst - 1`: tokens left after one request on a full bucket.
+    spare: u32,
 }
 
 /// What one check decided.
@@ -34,19 +34,12 @@ pub(crate) enum Verdict {
 
 impl Gcra {
     pub(crate) fn new(rate: Rate) -> Self {
-        if !(rate.rate > 0.0) || rate.burst == 0 {
-            // Rate 0 with burst 0: nothing is ever admitted.
-            return Self {
-                interval: 0,
-                tolerance: 0,
-            };
-        }
-        let interval = (NANOS_PER_SEC / rate.rate).round().max(1.0);
-        // f64 -> u64 saturates; a rate of 1e-9 rps is ~31 years per token.
-        let interval = interval as u64;
+        let interval = rate.interval_nanos();
+        let spare = rate.burst().saturating_sub(1);
         Self {
             interval,
-            tolerance: interval.saturating_mul(u64::from(rate.burst) - 1),
+            tolerance: interval.saturating_mul(u64::from(spare)),
+            spare,
         }
     }
 
@@ -67,11 +60,15 @@ impl Gcra {
             };
         }
         let reset = ahead + self.interval;
-        let capacity = self.tolerance + self.interval;
-        let remaining = (capacity - reset) / self.interval;
+        // A full bucket (the usual case for most keys) needs no division.
+        let remaining = if ahead == 0 {
+            self.spare
+        } else {
+            u32::try_from((self.tolerance - ahead) / self.interval).unwrap_or(u32::MAX)
+        };
         Verdict::Admit {
             tat: now.saturating_add(reset),
-            remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+            remaining,
             reset,
         }
     }

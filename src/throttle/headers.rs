@@ -1,9 +1,11 @@
 //! `Retry-After` and the IETF draft `RateLimit-Policy` / `RateLimit` fields
 //! (draft-ietf-httpapi-ratelimit-headers, structured-field form).
 
-use std::fmt::Write as _;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{LimitScope, Rate};
@@ -16,26 +18,100 @@ pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Whole seconds, rounded up.
 pub(crate) fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
+/// A limit as the layer applies it: its rate, and its `RateLimit-Policy`
+/// value rendered once.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    pub(crate) rate: Rate,
+    pub(crate) policy: HeaderValue,
+}
+
+impl Spec {
+    pub(crate) fn new(scope: LimitScope, rate: Rate) -> Self {
+        Self {
+            rate,
+            policy: policy_value(scope, rate),
+        }
+    }
+}
+
+/// The `RateLimit-Policy` value of a limit. Values are interned: a process
+/// keeps one copy of each distinct value (there are as many as distinct
+/// limits in its configs), and cloning one never touches a reference count.
+fn policy_value(scope: LimitScope, rate: Rate) -> HeaderValue {
+    static INTERNED: OnceLock<Mutex<BTreeSet<&'static str>>> = OnceLock::new();
+    let text = format!(
+        "\"{}\";q={};w={}",
+        scope.as_str(),
+        rate.burst(),
+        rate.window_secs()
+    );
+    let mut set = INTERNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let interned: &'static str = match set.get(text.as_str()) {
+        Some(s) => s,
+        None => {
+            let leaked: &'static str = Box::leak(text.into_boxed_str());
+            set.insert(leaked);
+            leaked
+        }
+    };
+    HeaderValue::from_maybe_shared(Bytes::from_static(interned.as_bytes()))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Sets `RateLimit-Policy` and `RateLimit` for the binding limit.
 pub(crate) fn insert(
     headers: &mut HeaderMap,
+    policy: &HeaderValue,
     scope: LimitScope,
-    rate: Rate,
     remaining: u32,
     reset: Duration,
 ) {
-    let name = scope.as_str();
-    let mut buf = String::with_capacity(48);
-    let _ = write!(buf, "\"{name}\";q={};w={}", rate.burst, rate.window_secs());
-    if let Ok(v) = HeaderValue::from_str(&buf) {
-        headers.insert(RATELIMIT_POLICY, v);
-    }
-    buf.clear();
-    let _ = write!(buf, "\"{name}\";r={remaining};t={}", ceil_secs(reset));
-    if let Ok(v) = HeaderValue::from_str(&buf) {
+    headers.insert(RATELIMIT_POLICY, policy.clone());
+    let mut buf = Buf::default();
+    let mut num = itoa::Buffer::new();
+    buf.push(b"\"");
+    buf.push(scope.as_str().as_bytes());
+    buf.push(b"\";r=");
+    buf.push(num.format(remaining).as_bytes());
+    buf.push(b";t=");
+    buf.push(num.format(ceil_secs(reset)).as_bytes());
+    if let Ok(v) = HeaderValue::from_bytes(buf.as_slice()) {
         headers.insert(RATELIMIT, v);
+    }
+}
+
+/// A stack buffer long enough for any `RateLimit` value.
+struct Buf {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Default for Buf {
+    fn default() -> Self {
+        Self {
+            bytes: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl Buf {
+    fn push(&mut self, s: &[u8]) {
+        if let Some(dst) = self.bytes.get_mut(self.len..self.len + s.len()) {
+            dst.copy_from_slice(s);
+            self.len += s.len();
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -54,20 +130,39 @@ mod tests {
     #[test]
     fn values_are_structured_fields() {
         let mut h = HeaderMap::new();
+        let spec = Spec::new(LimitScope::Method, Rate::new(0.5, 3));
         insert(
             &mut h,
+            &spec.policy,
             LimitScope::Method,
-            Rate::new(0.5, 3),
             2,
             Duration::from_millis(2001),
         );
         assert_eq!(h[RATELIMIT_POLICY], "\"method\";q=3;w=6");
         assert_eq!(h[RATELIMIT], "\"method\";r=2;t=3");
+        insert(
+            &mut h,
+            &spec.policy,
+            LimitScope::ApiKeyMethod,
+            u32::MAX,
+            Duration::from_secs(u64::MAX),
+        );
+        assert_eq!(
+            h[RATELIMIT],
+            "\"plan-method\";r=4294967295;t=18446744073709551615"
+        );
         retry_after(&mut h, Duration::from_nanos(1));
         assert_eq!(h[http::header::RETRY_AFTER], "1");
         retry_after(&mut h, Duration::ZERO);
         assert_eq!(h[http::header::RETRY_AFTER], "1");
         retry_after(&mut h, Duration::from_millis(1500));
         assert_eq!(h[http::header::RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn equal_policies_share_one_interned_value() {
+        let a = Spec::new(LimitScope::Gateway, Rate::new(10.0, 20));
+        let b = Spec::new(LimitScope::Gateway, Rate::new(10.0, 20));
+        assert_eq!(a.policy.as_bytes().as_ptr(), b.policy.as_bytes().as_ptr());
     }
 }

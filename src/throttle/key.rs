@@ -1,8 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::HeaderName;
-use http::request::Parts;
+use http::{Extensions, HeaderMap, HeaderName, Method, Request, Uri};
 
 use super::client::{ClientAddr, client_ip};
 
@@ -20,7 +19,34 @@ enum Kind {
     Global,
     Header(HeaderName),
     ClientIp(Arc<[ipnet::IpNet]>),
-    Fn(Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>),
+    Fn(Arc<dyn Fn(RequestHead<'_>) -> Option<String> + Send + Sync>),
+}
+
+/// What a key extractor sees of a request: its head, borrowed.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct RequestHead<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The URI (behind a gateway: with the stage prefix stripped).
+    pub uri: &'a Uri,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+    /// The extensions ([`RequestContext`](crate::RequestContext),
+    /// [`ClientAddr`], ...).
+    pub extensions: &'a Extensions,
+}
+
+impl<'a> RequestHead<'a> {
+    /// The head of `req`.
+    pub fn of<B>(req: &'a Request<B>) -> Self {
+        Self {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            extensions: req.extensions(),
+        }
+    }
 }
 
 impl KeyExtractor {
@@ -45,25 +71,25 @@ impl KeyExtractor {
     }
 
     /// One bucket per value the closure returns.
-    pub fn from_fn(f: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
+    pub fn from_fn(f: impl Fn(RequestHead<'_>) -> Option<String> + Send + Sync + 'static) -> Self {
         Self {
             kind: Kind::Fn(Arc::new(f)),
         }
     }
 
     /// The bucket name for a request (empty: the shared bucket).
-    pub(crate) fn extract(&self, parts: &Parts) -> Option<String> {
+    pub(crate) fn extract(&self, head: RequestHead<'_>) -> Option<String> {
         match &self.kind {
             Kind::Global => None,
-            Kind::Header(name) => parts
+            Kind::Header(name) => head
                 .headers
                 .get(name)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
             Kind::ClientIp(trusted) => {
-                let peer = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
-                client_ip(peer, &parts.headers, trusted).map(|ip| ip.to_string())
+                let peer = head.extensions.get::<ClientAddr>().map(|a| a.0.ip());
+                client_ip(peer, head.headers, trusted).map(|ip| ip.to_string())
             }
-            Kind::Fn(f) => f(parts),
+            Kind::Fn(f) => f(head),
         }
     }
 }

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ipnet::IpNet;
 use tower::Layer;
 
+use super::headers::Spec;
 use super::service::Throttle;
-use super::{InMemoryRateStore, KeyExtractor, Rate, RateStore};
+use super::{InMemoryRateStore, KeyExtractor, LimitScope, Rate, RateStore};
 use crate::clock::SystemClock;
 use crate::response::GatewayResponses;
 use crate::store::FailMode;
@@ -33,7 +34,7 @@ pub(super) struct Shared {
 #[derive(Clone)]
 pub(super) enum Source {
     /// One limit, one bucket per extracted key.
-    Standalone { rate: Rate, key: KeyExtractor },
+    Standalone { spec: Spec, key: KeyExtractor },
     /// Every level the gateway config defines.
     Gateway(Arc<GatewayLimits>),
 }
@@ -41,17 +42,19 @@ pub(super) enum Source {
 /// The limits of a gateway, resolved at build.
 #[derive(Debug, Default)]
 pub(crate) struct GatewayLimits {
-    pub(crate) gateway: Option<Rate>,
-    pub(crate) per_client: Option<Rate>,
+    pub(crate) gateway: Option<Spec>,
+    pub(crate) per_client: Option<Spec>,
     pub(crate) trusted_proxies: Vec<IpNet>,
+    /// Each endpoint's own limit, by endpoint index.
+    pub(crate) methods: Vec<Option<Spec>>,
     /// Plan name to its per-key limit and per-key-and-method limits (by endpoint index).
     pub(crate) plans: HashMap<Arc<str>, PlanLimits>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct PlanLimits {
-    pub(crate) throttle: Option<Rate>,
-    pub(crate) methods: Vec<Option<Rate>>,
+    pub(crate) throttle: Option<Spec>,
+    pub(crate) methods: Vec<Option<Spec>>,
 }
 
 impl fmt::Debug for ThrottleLayer {
@@ -59,7 +62,7 @@ impl fmt::Debug for ThrottleLayer {
         let s = &self.shared;
         let mut d = f.debug_struct("ThrottleLayer");
         match &s.source {
-            Source::Standalone { rate, key } => d.field("rate", rate).field("key", key),
+            Source::Standalone { spec, key } => d.field("rate", &spec.rate).field("key", key),
             Source::Gateway(limits) => d.field("limits", limits),
         };
         d.field("store", &s.store)
@@ -76,7 +79,7 @@ impl ThrottleLayer {
     pub fn new(rate: Rate) -> Self {
         Self::with_source(
             Source::Standalone {
-                rate,
+                spec: Spec::new(LimitScope::Custom, rate),
                 key: KeyExtractor::global(),
             },
             Arc::new(InMemoryRateStore::new(SystemClock)),

@@ -1,7 +1,6 @@
 //! The in-memory [`RateStore`]: sharded maps of atomic theoretical arrival times.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -26,8 +25,9 @@ const SWEEP_EVERY: u64 = 1_000_000_000;
 
 /// The in-memory rate store: one process, nothing to install.
 ///
-/// Keys are reduced to a 64-bit fingerprint with a per-store random SipHash
-/// key (so clients cannot aim collisions), spread over 64 shards, each a
+/// Keys are reduced to a 64-bit fingerprint with a per-store randomly seeded
+/// hash (foldhash, hashbrown's default: clients cannot aim collisions without
+/// the seed), spread over 64 shards, each a
 /// `RwLock<HashMap<u64, AtomicU64>>`. A check takes the shard's read lock and
 /// updates the key's theoretical arrival time with a compare-and-swap loop,
 /// so concurrent checks of one key never lose an update; only the first
@@ -52,7 +52,7 @@ const SWEEP_EVERY: u64 = 1_000_000_000;
 /// ```
 pub struct InMemoryRateStore {
     shards: Box<[Shard]>,
-    hasher: RandomState,
+    hasher: foldhash::quality::RandomState,
     clock: Arc<dyn Clock>,
     per_shard_cap: usize,
     untracked: AtomicU64,
@@ -112,7 +112,7 @@ impl InMemoryRateStore {
             .collect();
         Self {
             shards,
-            hasher: RandomState::new(),
+            hasher: foldhash::quality::RandomState::default(),
             clock: Arc::new(clock),
             per_shard_cap: max_keys.div_ceil(SHARDS).max(1),
             untracked: AtomicU64::new(0),
@@ -169,6 +169,22 @@ impl InMemoryRateStore {
     }
 
     fn check_at(&self, limits: &[Limit<'_>], now: u64) -> Outcome {
+        if let [limit] = limits {
+            // One limit: nothing to refund, nothing to compare.
+            let gcra = Gcra::new(limit.rate);
+            return match self.charge(self.fingerprint(&limit.key), &gcra, now) {
+                Verdict::Admit {
+                    remaining, reset, ..
+                } => Outcome::new(true, 0, remaining, Duration::from_nanos(reset), None),
+                Verdict::Reject { retry, reset } => Outcome::new(
+                    false,
+                    0,
+                    0,
+                    Duration::from_nanos(reset),
+                    Some(Duration::from_nanos(retry)),
+                ),
+            };
+        }
         // Buckets charged so far, to refund if a later limit rejects: inline
         // for the usual handful, spilling to the heap past eight.
         let mut inline = [(0u64, 0u64); 8];

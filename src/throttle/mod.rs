@@ -68,7 +68,8 @@ use std::time::Duration;
 
 pub use self::client::ClientAddr;
 pub use self::future::ResponseFuture;
-pub use self::key::KeyExtractor;
+pub(crate) use self::headers::Spec;
+pub use self::key::{KeyExtractor, RequestHead};
 pub use self::layer::ThrottleLayer;
 pub(crate) use self::layer::{GatewayLimits, PlanLimits};
 pub use self::memory::{DEFAULT_MAX_KEYS, InMemoryRateStore};

@@ -3,33 +3,63 @@
 /// `Rate::new(0.0, 0)` blocks every request. The config validator rejects
 /// other limits that could never admit anything (rate 0 with a burst, a rate
 /// with burst 0).
+///
+/// ```
+/// use tollgate::throttle::Rate;
+///
+/// let r = Rate::new(0.5, 3);
+/// assert_eq!((r.rate(), r.burst()), (0.5, 3));
+/// assert_eq!(r.interval_nanos(), 2_000_000_000);
+/// assert_eq!(r.window_secs(), 6);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
 pub struct Rate {
-    /// Requests per second (`0 ..= 1e9`; fractions allowed).
-    pub rate: f64,
-    /// Bucket size: requests admitted at once after an idle period.
-    pub burst: u32,
+    rate: f64,
+    burst: u32,
+    /// Nanoseconds between tokens, rounded; 0 when nothing is ever admitted.
+    interval: u64,
 }
 
 impl Rate {
-    /// A limit of `rate` requests per second with a bucket of `burst`.
+    /// A limit of `rate` requests per second (fractions allowed) with a
+    /// bucket of `burst`. A rate that is not positive, or a burst of 0,
+    /// admits nothing.
     pub const fn new(rate: f64, burst: u32) -> Self {
-        Self { rate, burst }
+        let interval = if rate > 0.0 && burst > 0 {
+            // Rounded to the nearest nanosecond, at least 1; `as` saturates
+            // for rates so small the interval would overflow.
+            let ns = 1e9 / rate + 0.5;
+            if ns < 1.0 { 1 } else { ns as u64 }
+        } else {
+            0
+        };
+        Self {
+            rate,
+            burst,
+            interval,
+        }
+    }
+
+    /// Requests per second.
+    pub const fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Bucket size: requests admitted at once after an idle period.
+    pub const fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// Nanoseconds between two tokens (0: the limit admits nothing).
+    pub const fn interval_nanos(&self) -> u64 {
+        self.interval
     }
 
     /// Seconds a full bucket takes to refill from empty, rounded up: the
     /// window `w` of `RateLimit-Policy`.
     pub fn window_secs(&self) -> u64 {
-        if self.rate > 0.0 {
-            let w = (f64::from(self.burst) / self.rate).ceil();
-            if w >= 1.0 {
-                w.min(u64::MAX as f64) as u64
-            } else {
-                1
-            }
-        } else {
-            0
-        }
+        let total = (self.interval as u128) * (self.burst as u128);
+        let secs = total.div_ceil(1_000_000_000);
+        u64::try_from(secs).unwrap_or(u64::MAX)
     }
 }

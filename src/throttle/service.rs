@@ -5,17 +5,18 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::request::Parts;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use tower::Service;
 
 use super::client::{ClientAddr, client_ip};
 use super::future::ResponseFuture;
+use super::headers::Spec;
+use super::key::RequestHead;
 use super::layer::{Shared, Source};
 use super::store::{Limit, LimitScope, Outcome, RateKey};
 use super::{Rate, ThrottleRejection, headers};
 use crate::body::{Body, BoxError};
-use crate::context::{ApiKeyIdentity, Endpoint, RequestContext};
+use crate::context::{ApiKeyIdentity, RequestContext};
 use crate::response::GatewayResponseKind;
 use crate::store::{FailMode, StoreError};
 
@@ -46,7 +47,7 @@ impl<S> Throttle<S> {
 /// Which bucket a planned limit counts against; the borrowed parts (endpoint,
 /// key id, custom key) are supplied when the check is made.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Which {
+enum Which {
     Gateway,
     Method,
     ApiKey,
@@ -55,50 +56,55 @@ pub(super) enum Which {
     Custom,
 }
 
+/// Placeholder for unused slots of a plan.
+static NO_SPEC: Spec = Spec {
+    rate: Rate::new(0.0, 0),
+    policy: http::HeaderValue::from_static(""),
+};
+
 /// The limits that cover one request, in the order they are checked: the
 /// most specific first, so an abusive caller is named by its own bucket.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Planned {
-    items: [(Which, Rate); MAX_LIMITS],
+struct Planned<'s> {
+    items: [(Which, &'s Spec); MAX_LIMITS],
     len: usize,
+    /// A standalone layer's key for this request.
+    custom: String,
 }
 
-impl Planned {
-    fn push(&mut self, which: Which, rate: Option<Rate>) {
-        if let (Some(rate), Some(slot)) = (rate, self.items.get_mut(self.len)) {
-            *slot = (which, rate);
+impl<'s> Planned<'s> {
+    fn push(&mut self, which: Which, spec: Option<&'s Spec>) {
+        if let (Some(spec), Some(slot)) = (spec, self.items.get_mut(self.len)) {
+            *slot = (which, spec);
             self.len += 1;
         }
     }
 
-    pub(super) fn get(&self, i: usize) -> Option<(Which, Rate)> {
-        self.items[..self.len].get(i).copied()
-    }
-}
-
-/// What the checked keys borrow.
-pub(super) struct Sources<'a> {
-    pub(super) endpoint: Option<&'a Endpoint>,
-    pub(super) key_id: Option<&'a str>,
-    pub(super) custom: &'a str,
-}
-
-impl Planned {
-    /// Fills `out` with the limits to check and returns how many.
-    pub(super) fn limits<'a>(&self, src: &Sources<'a>, out: &mut [Limit<'a>; MAX_LIMITS]) -> usize {
+    /// The limits to check, keyed by what the request carries.
+    fn limits<'a>(&'a self, head: RequestHead<'a>, out: &mut [Limit<'a>; MAX_LIMITS]) -> usize {
+        let endpoint = head
+            .extensions
+            .get::<RequestContext>()
+            .map(|c| &**c.endpoint());
+        let key_id = head
+            .extensions
+            .get::<ApiKeyIdentity>()
+            .map(ApiKeyIdentity::key_id);
         let mut n = 0;
-        for &(which, rate) in &self.items[..self.len] {
-            let key = match (which, src.endpoint, src.key_id) {
+        for &(which, spec) in &self.items[..self.len] {
+            let key = match (which, endpoint, key_id) {
                 (Which::Gateway, ..) => RateKey::Gateway,
                 (Which::Method, Some(e), _) => RateKey::Method(e),
                 (Which::ApiKey, _, Some(id)) => RateKey::ApiKey(id),
                 (Which::ApiKeyMethod, Some(e), Some(id)) => RateKey::ApiKeyMethod(id, e),
                 (Which::Client(ip), ..) => RateKey::Client(ip),
-                (Which::Custom, ..) => RateKey::Custom(src.custom),
-                // `plan` only adds these when the sources exist.
+                (Which::Custom, ..) => RateKey::Custom(&self.custom),
+                // `plan` only adds these when the parts exist.
                 _ => continue,
             };
-            out[n] = Limit { key, rate };
+            out[n] = Limit {
+                key,
+                rate: spec.rate,
+            };
             n += 1;
         }
         n
@@ -111,70 +117,94 @@ const EMPTY: Limit<'static> = Limit {
 };
 
 /// The fields of the headers on an admitted response.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Stamp {
+    policy: HeaderValue,
     scope: LimitScope,
-    rate: Rate,
     remaining: u32,
     reset: Duration,
 }
 
 impl Stamp {
     pub(super) fn apply(&self, headers: &mut http::HeaderMap) {
-        headers::insert(headers, self.scope, self.rate, self.remaining, self.reset);
+        headers::insert(
+            headers,
+            &self.policy,
+            self.scope,
+            self.remaining,
+            self.reset,
+        );
     }
 }
 
-/// What to do with a request once its limits are decided.
+/// What to do with a request once its limits are decided. A rejection is
+/// boxed: it is the rare path, and it keeps the common one small to move.
 pub(super) enum Decision {
     Admit(Option<Stamp>),
-    Reject(Response<Body>),
+    Reject(Box<Response<Body>>),
 }
 
 impl Shared {
-    /// The limits that cover a request, and a standalone layer's key.
-    fn plan(&self, parts: &Parts) -> (Planned, Option<String>) {
+    /// The limits that cover a request.
+    fn plan<'s>(&'s self, head: RequestHead<'_>) -> Planned<'s> {
         let mut p = Planned {
-            items: [(Which::Gateway, Rate::new(0.0, 0)); MAX_LIMITS],
+            items: [(Which::Gateway, &NO_SPEC); MAX_LIMITS],
             len: 0,
+            custom: String::new(),
         };
         match &self.source {
-            Source::Standalone { rate, key } => {
-                p.push(Which::Custom, Some(*rate));
-                (p, key.extract(parts))
+            Source::Standalone { spec, key } => {
+                p.push(Which::Custom, Some(spec));
+                p.custom = key.extract(head).unwrap_or_default();
             }
             Source::Gateway(limits) => {
-                let endpoint = parts
+                let endpoint = head
                     .extensions
                     .get::<RequestContext>()
-                    .map(|c| c.endpoint());
-                let identity = parts.extensions.get::<ApiKeyIdentity>();
+                    .map(|c| c.endpoint().index());
+                let identity = head.extensions.get::<ApiKeyIdentity>();
                 if let Some(plan) = identity
                     .and_then(|i| i.plan())
                     .and_then(|p| limits.plans.get(p))
                 {
-                    let method =
-                        endpoint.and_then(|e| plan.methods.get(e.index()).copied().flatten());
+                    let method = endpoint
+                        .and_then(|e| plan.methods.get(e))
+                        .and_then(Option::as_ref);
                     p.push(Which::ApiKeyMethod, method);
-                    p.push(Which::ApiKey, plan.throttle);
+                    p.push(Which::ApiKey, plan.throttle.as_ref());
                 }
-                if let Some(rate) = limits.per_client {
-                    let peer = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
-                    if let Some(ip) = client_ip(peer, &parts.headers, &limits.trusted_proxies) {
-                        p.push(Which::Client(ip), Some(rate));
+                if let Some(spec) = &limits.per_client {
+                    let peer = head.extensions.get::<ClientAddr>().map(|a| a.0.ip());
+                    if let Some(ip) = client_ip(peer, head.headers, &limits.trusted_proxies) {
+                        p.push(Which::Client(ip), Some(spec));
                     }
                 }
-                p.push(Which::Method, endpoint.and_then(|e| e.settings().throttle));
-                p.push(Which::Gateway, limits.gateway);
-                (p, None)
+                p.push(
+                    Which::Method,
+                    endpoint
+                        .and_then(|e| limits.methods.get(e))
+                        .and_then(Option::as_ref),
+                );
+                p.push(Which::Gateway, limits.gateway.as_ref());
             }
         }
+        p
     }
 
     /// Turns a store's answer into a decision.
-    pub(super) fn decide(
+    fn decide(&self, planned: &Planned<'_>, result: Result<Outcome, StoreError>) -> Decision {
+        let binding = result.as_ref().map_or(0, |o| o.binding);
+        match planned.items[..planned.len].get(binding) {
+            Some(&(which, spec)) => self.decide_for(scope_of(which), spec, result),
+            None => self.decide_for(LimitScope::Gateway, &NO_SPEC, result),
+        }
+    }
+
+    /// The decision, given the limit that speaks for the response.
+    fn decide_for(
         &self,
-        planned: &Planned,
+        scope: LimitScope,
+        spec: &Spec,
         result: Result<Outcome, StoreError>,
     ) -> Decision {
         let outcome = match result {
@@ -183,36 +213,68 @@ impl Shared {
                 self.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, fail_mode = ?self.fail_mode, "throttle store failed");
                 return match self.fail_mode {
-                    FailMode::Closed => Decision::Reject(
+                    FailMode::Closed => Decision::Reject(Box::new(
                         self.responses
                             .respond(GatewayResponseKind::BackendUnavailable),
-                    ),
+                    )),
                     _ => Decision::Admit(None),
                 };
             }
         };
-        let Some((which, rate)) = planned.get(outcome.binding) else {
-            return Decision::Admit(None);
-        };
-        let scope = scope_of(which);
-        let stamp = Stamp {
-            scope,
-            rate,
-            remaining: outcome.remaining,
-            reset: outcome.reset,
-        };
         if outcome.admitted {
-            return Decision::Admit(self.headers.then_some(stamp));
+            return Decision::Admit(self.headers.then(|| Stamp {
+                policy: spec.policy.clone(),
+                scope,
+                remaining: outcome.remaining,
+                reset: outcome.reset,
+            }));
         }
         let wait = outcome.retry_after.unwrap_or(outcome.reset);
         let mut res = self.responses.respond(GatewayResponseKind::Throttled);
-        stamp.apply(res.headers_mut());
+        headers::insert(
+            res.headers_mut(),
+            &spec.policy,
+            scope,
+            outcome.remaining,
+            outcome.reset,
+        );
         headers::retry_after(res.headers_mut(), wait);
         res.extensions_mut().insert(ThrottleRejection {
             scope,
             retry_after: wait,
         });
-        Decision::Reject(res)
+        Decision::Reject(Box::new(res))
+    }
+
+    /// Plans, checks and decides without waiting, if the store can.
+    fn decide_now(&self, head: RequestHead<'_>) -> Option<Decision> {
+        if let Source::Standalone { spec, key } = &self.source {
+            // One limit: no plan to build.
+            let custom = key.extract(head);
+            let limit = [Limit {
+                key: RateKey::Custom(custom.as_deref().unwrap_or("")),
+                rate: spec.rate,
+            }];
+            let result = self.store.check_now(&limit)?;
+            return Some(self.decide_for(LimitScope::Custom, spec, result));
+        }
+        let planned = self.plan(head);
+        if planned.len == 0 {
+            return Some(Decision::Admit(None));
+        }
+        let mut limits = [EMPTY; MAX_LIMITS];
+        let n = planned.limits(head, &mut limits);
+        let result = self.store.check_now(&limits[..n])?;
+        Some(self.decide(&planned, result))
+    }
+
+    /// The same, waiting for the store.
+    async fn decide_later(&self, head: RequestHead<'_>) -> Decision {
+        let planned = self.plan(head);
+        let mut limits = [EMPTY; MAX_LIMITS];
+        let n = planned.limits(head, &mut limits);
+        let result = self.store.check(&limits[..n]).await;
+        self.decide(&planned, result)
     }
 }
 
@@ -244,63 +306,20 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let (parts, body) = req.into_parts();
-        let (planned, custom) = self.shared.plan(&parts);
-        if planned.len == 0 {
-            return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)), None);
-        }
-        let endpoint = parts
-            .extensions
-            .get::<RequestContext>()
-            .map(|c| c.endpoint());
-        let key_id = parts
-            .extensions
-            .get::<ApiKeyIdentity>()
-            .map(|i| i.key_id_arc());
-        let custom = custom.unwrap_or_default();
-        let checked = {
-            let src = Sources {
-                endpoint: endpoint.map(|e| &**e),
-                key_id: key_id.map(|k| &**k),
-                custom: &custom,
-            };
-            let mut limits = [EMPTY; MAX_LIMITS];
-            let n = planned.limits(&src, &mut limits);
-            self.shared.store.check_now(&limits[..n])
-        };
-        match checked {
-            Some(result) => match self.shared.decide(&planned, result) {
-                Decision::Admit(stamp) => {
-                    ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)), stamp)
-                }
-                Decision::Reject(res) => ResponseFuture::done(res),
-            },
+        match self.shared.decide_now(RequestHead::of(&req)) {
+            Some(Decision::Admit(stamp)) => ResponseFuture::inner(self.inner.call(req), stamp),
+            Some(Decision::Reject(res)) => ResponseFuture::done(res),
             None => {
-                // A store that waits (Redis): check in a future that owns
-                // what the keys borrow, then call the inner service that
-                // was polled ready.
-                let owned = (endpoint.cloned(), key_id.cloned(), custom);
-                let store = self.shared.store.clone();
-                let check = Box::pin(async move {
-                    let (endpoint, key_id, custom) = owned;
-                    let src = Sources {
-                        endpoint: endpoint.as_deref(),
-                        key_id: key_id.as_deref(),
-                        custom: &custom,
-                    };
-                    let mut limits = [EMPTY; MAX_LIMITS];
-                    let n = planned.limits(&src, &mut limits);
-                    store.check(&limits[..n]).await
+                // A store that waits (Redis): decide in a future that owns
+                // the request, then call the inner service that was polled ready.
+                let shared = self.shared.clone();
+                let decision = Box::pin(async move {
+                    let decision = shared.decide_later(RequestHead::of(&req)).await;
+                    (decision, req)
                 });
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::checking(
-                    check,
-                    inner,
-                    Request::from_parts(parts, body),
-                    self.shared.clone(),
-                    planned,
-                )
+                ResponseFuture::checking(decision, inner)
             }
         }
     }
