@@ -51,16 +51,14 @@ async fn main() {
     match gateway {
         None => {
             println!("mode: bare (no gateway)");
-            petstore::serve(listener, petstore::bare_service(store), shutdown).await;
+            petstore::serve(listener, petstore::bare_service(store), false, shutdown).await;
         }
         Some(gateway) => {
             print_welcome(&gateway, &addr.to_string());
-            petstore::serve(
-                listener,
-                petstore::gateway_service(&gateway, store),
-                shutdown,
-            )
-            .await;
+            // Per-client limits need the peer address on each request.
+            let per_client = gateway.config().throttle_options.per_client.is_some();
+            let svc = petstore::gateway_service(&gateway, store);
+            petstore::serve(listener, svc, per_client, shutdown).await;
         }
     }
 }
@@ -90,4 +88,7 @@ fn print_welcome(gateway: &Gateway, addr: &str) {
     println!("  curl -i -X DELETE http://{addr}/prod/pets/1");
     println!("  curl -i http://{addr}/prod/cats      # 404 RESOURCE_NOT_FOUND");
     println!("  curl -i -X PATCH http://{addr}/prod/pets   # 405 METHOD_NOT_ALLOWED");
+    println!(
+        "  for i in $(seq 8); do curl -s -o /dev/null -w '%{{http_code}} ' http://{addr}/dev/pets; done   # 429 after 5"
+    );
 }

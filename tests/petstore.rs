@@ -35,6 +35,7 @@ impl Server {
             tokio::spawn(petstore::serve(
                 listener,
                 petstore::bare_service(store),
+                false,
                 shutdown,
             ))
         } else {
@@ -43,6 +44,7 @@ impl Server {
             tokio::spawn(petstore::serve(
                 listener,
                 petstore::gateway_service(&gateway, store),
+                true,
                 shutdown,
             ))
         };
@@ -239,6 +241,45 @@ async fn bad_input_over_tcp_gets_clear_answers() {
     let after = send(&client, a, Method::GET, "/prod/pets/1", None).await;
     assert_eq!(after.status, StatusCode::OK);
 
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_dev_stage_limit_answers_429_with_the_rate_limit_headers() {
+    let server = Server::start(false).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    // dev: every method has a bucket of 5 refilled at 2 per second.
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..7 {
+        let r = send(&client, server.addr, Method::GET, "/dev/pets", None).await;
+        statuses.push(r.status.as_u16());
+        last = Some(r);
+    }
+    // Five pass at once; the sixth or seventh is refused (a token may have
+    // arrived meanwhile, at 2 per second).
+    assert_eq!(&statuses[..5], &[200; 5], "{statuses:?}");
+    assert_eq!(statuses[6], 429, "{statuses:?}");
+    let res = last.unwrap();
+    assert_eq!(res.json, json!({ "message": "Too Many Requests" }));
+    assert_eq!(res.headers["x-tollgate-error-type"], "THROTTLED");
+    assert_eq!(res.headers["retry-after"], "1");
+    assert_eq!(res.headers["ratelimit-policy"], "\"method\";q=5;w=3");
+    assert!(
+        res.headers["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"method\";r=0;t=")
+    );
+    assert!(
+        !res.headers.contains_key("x-petstore-invocation"),
+        "a 429 never reaches the backend"
+    );
+    // Another method of the stage has its own bucket; admitted responses
+    // carry the fields too.
+    let other = send(&client, server.addr, Method::GET, "/dev/pets/1", None).await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(other.headers["ratelimit"], "\"method\";r=4;t=1");
     server.stop().await;
 }
 

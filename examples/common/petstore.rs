@@ -23,8 +23,9 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tollgate::throttle::ClientAddr;
 use tollgate::{Body, Gateway};
-use tower::Service;
+use tower::{Service, ServiceExt};
 
 /// The largest request body the pet store reads.
 const MAX_BODY: usize = 64 * 1024;
@@ -281,9 +282,15 @@ impl Options {
     }
 }
 
-/// Serves `svc` on `listener` until `shutdown` resolves.
-pub async fn serve<S>(listener: TcpListener, svc: S, shutdown: impl Future<Output = ()>)
-where
+/// Serves `svc` on `listener` until `shutdown` resolves. With
+/// `client_addr`, each request carries the connection's peer address as a
+/// [`ClientAddr`] (for per-client limits).
+pub async fn serve<S>(
+    listener: TcpListener,
+    svc: S,
+    client_addr: bool,
+    shutdown: impl Future<Output = ()>,
+) where
     S: Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible>
         + Clone
         + Send
@@ -294,9 +301,15 @@ where
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, peer)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                let svc = TowerToHyperService::new(svc.clone());
+                let svc = svc.clone().map_request(move |mut req: Request<hyper::body::Incoming>| {
+                    if client_addr {
+                        req.extensions_mut().insert(ClientAddr(peer));
+                    }
+                    req
+                });
+                let svc = TowerToHyperService::new(svc);
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)

@@ -227,10 +227,10 @@ impl InMemoryRateStore {
 
     fn charge(&self, fp: u64, gcra: &Gcra, now: u64) -> Verdict {
         let shard = self.shard(fp);
-        if now.saturating_sub(shard.last_sweep.load(Ordering::Relaxed)) > SWEEP_EVERY {
-            if let Ok(mut map) = shard.map.try_write() {
-                sweep_locked(shard, &mut map, now);
-            }
+        if now.saturating_sub(shard.last_sweep.load(Ordering::Relaxed)) > SWEEP_EVERY
+            && let Ok(mut map) = shard.map.try_write()
+        {
+            sweep_locked(shard, &mut map, now);
         }
         if let Some(slot) = read(shard).get(&fp) {
             return update(slot, gcra, now);
