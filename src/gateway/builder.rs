@@ -89,7 +89,11 @@ impl GatewayBuilder {
         let options = &self.config.throttle_options;
         let rate_store = self.rate_store.unwrap_or_else(|| {
             let max = options.max_tracked_keys.unwrap_or(DEFAULT_MAX_KEYS);
-            Arc::new(InMemoryRateStore::with_max_keys(self.clock.clone(), max))
+            let endpoints = resolved.endpoints().count();
+            Arc::new(
+                InMemoryRateStore::with_max_keys(self.clock.clone(), max)
+                    .with_endpoint_slots(endpoints),
+            )
         });
         let throttle = ThrottleLayer::for_gateway(std::mem::take(&mut resolved.limits), rate_store)
             .responses(resolved.responses.clone())

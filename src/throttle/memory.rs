@@ -51,12 +51,20 @@ const SWEEP_EVERY: u64 = 1_000_000_000;
 /// assert!(!store.check_limits(&limit).admitted);
 /// ```
 pub struct InMemoryRateStore {
+    /// The gateway-wide bucket (slot 0) and one per endpoint (slot
+    /// `index + 1`), when the store belongs to one gateway.
+    fixed: Box<[Slot]>,
     shards: Box<[Shard]>,
     hasher: foldhash::quality::RandomState,
     clock: Arc<dyn Clock>,
     per_shard_cap: usize,
     untracked: AtomicU64,
 }
+
+/// A bucket on a cache line of its own, so that hot buckets used from
+/// different cores do not invalidate each other.
+#[repr(align(64))]
+struct Slot(AtomicU64);
 
 #[repr(align(64))]
 struct Shard {
@@ -111,12 +119,23 @@ impl InMemoryRateStore {
             })
             .collect();
         Self {
+            fixed: Box::new([]),
             shards,
             hasher: foldhash::quality::RandomState::default(),
             clock: Arc::new(clock),
             per_shard_cap: max_keys.div_ceil(SHARDS).max(1),
             untracked: AtomicU64::new(0),
         }
+    }
+
+    /// Keeps the gateway-wide bucket and one bucket for each of `endpoints`
+    /// endpoints in a fixed array: no hashing and no lock, one atomic update
+    /// per check. For a store that belongs to one gateway (the
+    /// [`Gateway`](crate::Gateway) builds its default store this way): two
+    /// gateways sharing it would share their endpoints' buckets by index.
+    pub fn with_endpoint_slots(mut self, endpoints: usize) -> Self {
+        self.fixed = (0..=endpoints).map(|_| Slot(AtomicU64::new(0))).collect();
+        self
     }
 
     /// How many keys are tracked now.
@@ -149,6 +168,27 @@ impl InMemoryRateStore {
         self.check_at(limits, self.clock.unix_nanos())
     }
 
+    /// The fixed bucket of a key, if it has one.
+    fn fixed(&self, key: &RateKey<'_>) -> Option<&AtomicU64> {
+        let slot = match key {
+            RateKey::Gateway => self.fixed.first(),
+            RateKey::Method(e) => self.fixed.get(e.index() + 1),
+            _ => None,
+        };
+        slot.map(|s| &s.0)
+    }
+
+    /// Charges the bucket of `key`: its fixed slot, or its map entry.
+    fn charge_key(&self, key: &RateKey<'_>, gcra: &Gcra, now: u64) -> (Verdict, Charged<'_>) {
+        match self.fixed(key) {
+            Some(slot) => (update(slot, gcra, now), Charged::Fixed(slot)),
+            None => {
+                let fp = self.fingerprint(key);
+                (self.charge(fp, gcra, now), Charged::Map(fp))
+            }
+        }
+    }
+
     fn fingerprint(&self, key: &RateKey<'_>) -> u64 {
         let mut h = self.hasher.build_hasher();
         match key {
@@ -172,7 +212,7 @@ impl InMemoryRateStore {
         if let [limit] = limits {
             // One limit: nothing to refund, nothing to compare.
             let gcra = Gcra::new(limit.rate);
-            return match self.charge(self.fingerprint(&limit.key), &gcra, now) {
+            return match self.charge_key(&limit.key, &gcra, now).0 {
                 Verdict::Admit {
                     remaining, reset, ..
                 } => Outcome::new(true, 0, remaining, Duration::from_nanos(reset), None),
@@ -187,13 +227,13 @@ impl InMemoryRateStore {
         }
         // Buckets charged so far, to refund if a later limit rejects: inline
         // for the usual handful, spilling to the heap past eight.
-        let mut inline = [(0u64, 0u64); 8];
-        let mut spill: Vec<(u64, u64)> = Vec::new();
+        let mut inline = [(Charged::Map(0), 0u64); 8];
+        let mut spill: Vec<(Charged<'_>, u64)> = Vec::new();
         let mut best = Outcome::unlimited();
         for (i, limit) in limits.iter().enumerate() {
             let gcra = Gcra::new(limit.rate);
-            let fp = self.fingerprint(&limit.key);
-            match self.charge(fp, &gcra, now) {
+            let (verdict, charged) = self.charge_key(&limit.key, &gcra, now);
+            match verdict {
                 Verdict::Admit {
                     remaining, reset, ..
                 } => {
@@ -204,13 +244,13 @@ impl InMemoryRateStore {
                         best = Outcome::new(true, i, remaining, reset, None);
                     }
                     match inline.get_mut(i) {
-                        Some(entry) => *entry = (fp, gcra.interval()),
-                        None => spill.push((fp, gcra.interval())),
+                        Some(entry) => *entry = (charged, gcra.interval()),
+                        None => spill.push((charged, gcra.interval())),
                     }
                 }
                 Verdict::Reject { retry, reset } => {
-                    for &(fp, interval) in inline.iter().take(i).chain(&spill) {
-                        self.refund(fp, interval);
+                    for &(charged, interval) in inline.iter().take(i).chain(&spill) {
+                        self.refund(charged, interval);
                     }
                     return Outcome::new(
                         false,
@@ -252,13 +292,28 @@ impl InMemoryRateStore {
     }
 
     /// Gives back one token taken by a request that another limit rejected.
-    fn refund(&self, fp: u64, interval: u64) {
-        if let Some(slot) = read(self.shard(fp)).get(&fp) {
+    fn refund(&self, charged: Charged<'_>, interval: u64) {
+        let give_back = |slot: &AtomicU64| {
             let _ = slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
                 Some(t.saturating_sub(interval))
             });
+        };
+        match charged {
+            Charged::Fixed(slot) => give_back(slot),
+            Charged::Map(fp) => {
+                if let Some(slot) = read(self.shard(fp)).get(&fp) {
+                    give_back(slot);
+                }
+            }
         }
     }
+}
+
+/// Where a charged token was taken from, to refund it.
+#[derive(Clone, Copy)]
+enum Charged<'a> {
+    Fixed(&'a AtomicU64),
+    Map(u64),
 }
 
 /// The compare-and-swap loop: decide on the value seen, store the new TAT
@@ -338,6 +393,46 @@ mod tests {
         // roomy was charged once, not twice: 9 left before this check.
         let alone = store.check_limits(&[roomy]);
         assert_eq!(alone.remaining, 8);
+    }
+
+    fn endpoint(index: usize) -> crate::context::Endpoint {
+        crate::context::Endpoint {
+            index,
+            stage: "prod".into(),
+            resource: "/r".into(),
+            method: None,
+            params: Arc::from(Vec::<Box<str>>::new()),
+            variables: Arc::default(),
+            settings: Default::default(),
+        }
+    }
+
+    #[test]
+    fn fixed_slots_are_charged_refunded_and_kept_apart() {
+        let store = InMemoryRateStore::new(ManualClock::at_unix_secs(100)).with_endpoint_slots(2);
+        let (e0, e1) = (endpoint(0), endpoint(1));
+        let method = |e| Limit {
+            key: RateKey::Method(e),
+            rate: Rate::new(1.0, 2),
+        };
+        let gateway = Limit {
+            key: RateKey::Gateway,
+            rate: Rate::new(1.0, 3),
+        };
+        assert!(store.check_limits(&[method(&e0), gateway]).admitted);
+        assert!(store.check_limits(&[method(&e0), gateway]).admitted);
+        // e0 is empty now; e1 has its own bucket.
+        assert!(!store.check_limits(&[method(&e0), gateway]).admitted);
+        // e1 is admitted by its bucket, then the gateway (1 token left) takes it.
+        assert!(store.check_limits(&[method(&e1), gateway]).admitted);
+        let out = store.check_limits(&[method(&e1), gateway]);
+        assert!(!out.admitted);
+        assert_eq!(out.binding, 1);
+        // The gateway's rejection refunded e1's token: one is still there.
+        assert_eq!(store.check_limits(&[method(&e1)]).remaining, 0);
+        assert!(!store.check_limits(&[method(&e1)]).admitted);
+        // No map entry was made for fixed buckets.
+        assert_eq!(store.len(), 0);
     }
 
     #[test]
