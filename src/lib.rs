@@ -63,6 +63,7 @@
 pub mod body;
 pub mod clock;
 pub mod context;
+mod gate;
 pub mod gateway;
 pub mod response;
 pub mod route;

@@ -44,6 +44,8 @@ pub enum StoreErrorKind {
     Timeout,
     /// The backend answered something the store cannot use.
     Protocol,
+    /// The change conflicts with what is stored (a duplicate key value, an unknown id).
+    Conflict,
 }
 
 impl StoreError {
@@ -77,6 +79,7 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Unavailable => "store unavailable",
             StoreErrorKind::Timeout => "store timed out",
             StoreErrorKind::Protocol => "store protocol error",
+            StoreErrorKind::Conflict => "store conflict",
         };
         write!(f, "{what}: {}", self.message)
     }

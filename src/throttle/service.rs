@@ -16,6 +16,7 @@ use super::layer::{Shared, Source};
 use super::store::{Limit, LimitScope, Outcome, RateKey};
 use super::{Rate, ThrottleRejection, headers};
 use crate::body::{Body, BoxError};
+use crate::gate::{self, Finish, GateFuture};
 use crate::context::{ApiKeyIdentity, RequestContext};
 use crate::response::GatewayResponseKind;
 use crate::store::{FailMode, StoreError};
@@ -137,12 +138,13 @@ impl Stamp {
     }
 }
 
-/// What to do with a request once its limits are decided. A rejection is
-/// boxed: it is the rare path, and it keeps the common one small to move.
-pub(super) enum Decision {
-    Admit(Option<Stamp>),
-    Reject(Box<Response<Body>>),
+impl Finish for Stamp {
+    fn finish(self, res: &mut Response<Body>) {
+        self.apply(res.headers_mut());
+    }
 }
+
+type Decision = gate::Decision<Option<Stamp>>;
 
 impl Shared {
     /// The limits that cover a request.
@@ -306,21 +308,20 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        match self.shared.decide_now(RequestHead::of(&req)) {
-            Some(Decision::Admit(stamp)) => ResponseFuture::inner(self.inner.call(req), stamp),
-            Some(Decision::Reject(res)) => ResponseFuture::done(res),
+        let gate = match self.shared.decide_now(RequestHead::of(&req)) {
+            Some(decision) => GateFuture::now(decision, &mut self.inner, req),
             None => {
                 // A store that waits (Redis): decide in a future that owns
                 // the request, then call the inner service that was polled ready.
                 let shared = self.shared.clone();
-                let decision = Box::pin(async move {
+                let decision: gate::Pending<ReqB, Option<Stamp>> = Box::pin(async move {
                     let decision = shared.decide_later(RequestHead::of(&req)).await;
                     (decision, req)
                 });
                 let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::checking(decision, inner)
+                GateFuture::later(decision, std::mem::replace(&mut self.inner, clone))
             }
-        }
+        };
+        ResponseFuture::new(gate)
     }
 }

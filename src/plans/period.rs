@@ -1,0 +1,74 @@
+//! Quota periods: calendar-aligned in UTC.
+
+use time::{Date, Duration, Month, OffsetDateTime, Time};
+
+pub use crate::gateway::Period;
+
+/// The first and the last-plus-one second (Unix time) of a period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// The period's first second.
+    pub start: i64,
+    /// The first second after the period (`i64::MAX` for eternity).
+    pub end: i64,
+}
+
+impl Period {
+    /// The period that contains `t`.
+    pub fn window(self, t: OffsetDateTime) -> Window {
+        let t = t.to_offset(time::UtcOffset::UTC);
+        let date = t.date();
+        let (start, end) = match self {
+            Period::Minute => {
+                let s = t.replace_time(Time::from_hms(t.hour(), t.minute(), 0).unwrap_or(Time::MIDNIGHT));
+                (s, s + Duration::MINUTE)
+            }
+            Period::Hour => {
+                let s = t.replace_time(Time::from_hms(t.hour(), 0, 0).unwrap_or(Time::MIDNIGHT));
+                (s, s + Duration::HOUR)
+            }
+            Period::Day => {
+                let s = midnight(date);
+                (s, s + Duration::DAY)
+            }
+            Period::Week => {
+                let monday = date - Duration::days(i64::from(date.weekday().number_days_from_monday()));
+                let s = midnight(monday);
+                (s, s + Duration::WEEK)
+            }
+            Period::Month => {
+                let first = date.replace_day(1).unwrap_or(date);
+                let next = match first.month() {
+                    Month::December => Date::from_calendar_date(first.year() + 1, Month::January, 1),
+                    m => Date::from_calendar_date(first.year(), m.next(), 1),
+                }
+                .unwrap_or(first);
+                (midnight(first), midnight(next))
+            }
+            Period::Year => {
+                let first = Date::from_calendar_date(date.year(), Month::January, 1).unwrap_or(date);
+                let next = Date::from_calendar_date(date.year() + 1, Month::January, 1).unwrap_or(first);
+                (midnight(first), midnight(next))
+            }
+            Period::Eternity => return Window { start: 0, end: i64::MAX },
+        };
+        Window { start: start.unix_timestamp(), end: end.unix_timestamp() }
+    }
+
+    /// The period's name as in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Minute => "minute",
+            Period::Hour => "hour",
+            Period::Day => "day",
+            Period::Week => "week",
+            Period::Month => "month",
+            Period::Year => "year",
+            Period::Eternity => "eternity",
+        }
+    }
+}
+
+fn midnight(d: Date) -> OffsetDateTime {
+    d.midnight().assume_utc()
+}
