@@ -39,7 +39,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use http::{Method, Uri};
+use http::{Extensions, HeaderMap, Method, Request, Uri};
 use uuid::Uuid;
 
 use crate::gateway::MethodSettings;
@@ -155,6 +155,7 @@ impl Endpoint {
 pub struct ApiKeyIdentity {
     key_id: Arc<str>,
     plan: Option<Arc<str>>,
+    created: Option<i64>,
 }
 
 impl ApiKeyIdentity {
@@ -163,7 +164,20 @@ impl ApiKeyIdentity {
         Self {
             key_id: key_id.into(),
             plan,
+            created: None,
         }
+    }
+
+    /// The same, noting when the key was created (Unix seconds): a quota's
+    /// `offset` applies to the period that contains it.
+    pub fn created_at(mut self, unix_secs: i64) -> Self {
+        self.created = Some(unix_secs);
+        self
+    }
+
+    /// When the key was created, if known.
+    pub fn created(&self) -> Option<i64> {
+        self.created
     }
 
     /// The key's id.
@@ -221,5 +235,44 @@ impl RequestContext {
     /// signature covers).
     pub fn original_uri(&self) -> &Uri {
         &self.original_uri
+    }
+}
+
+/// What a key extractor or key source sees of a request: its head, borrowed.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct RequestHead<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The URI (behind a gateway: with the stage prefix stripped).
+    pub uri: &'a Uri,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+    /// The extensions ([`RequestContext`](crate::RequestContext),
+    /// [`ClientAddr`](crate::throttle::ClientAddr), ...).
+    pub extensions: &'a Extensions,
+}
+
+impl<'a> RequestHead<'a> {
+    /// The head of `req`.
+    pub fn of<B>(req: &'a Request<B>) -> Self {
+        Self {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            extensions: req.extensions(),
+        }
+    }
+}
+
+/// The API key an authorizer found for a request (API Gateway's
+/// `usageIdentifierKey`): with `api_key_options.source: authorizer`, the API
+/// key layer takes the key from here instead of a header.
+#[derive(Clone)]
+pub struct UsageIdentifierKey(pub crate::gateway::Secret);
+
+impl fmt::Debug for UsageIdentifierKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UsageIdentifierKey(****)")
     }
 }

@@ -37,7 +37,8 @@ pub(crate) enum Decision<P> {
 }
 
 /// A decision that waits for a store, holding the request meanwhile.
-pub(crate) type Pending<ReqB, P> = Pin<Box<dyn Future<Output = (Decision<P>, Request<ReqB>)> + Send>>;
+pub(crate) type Pending<ReqB, P> =
+    Pin<Box<dyn Future<Output = (Decision<P>, Request<ReqB>)> + Send>>;
 
 pin_project! {
     pub(crate) struct GateFuture<S, ReqB, P>
@@ -68,8 +69,13 @@ where
     /// Calls `inner` with `req` now, or answers for it.
     pub(crate) fn now(decision: Decision<P>, inner: &mut S, req: Request<ReqB>) -> Self {
         let kind = match decision {
-            Decision::Admit(post) => Kind::Inner { future: inner.call(req), post: Some(post) },
-            Decision::Reject(res) => Kind::Done { response: Some(res) },
+            Decision::Admit(post) => Kind::Inner {
+                future: inner.call(req),
+                post: Some(post),
+            },
+            Decision::Reject(res) => Kind::Done {
+                response: Some(res),
+            },
         };
         Self { kind }
     }
@@ -77,7 +83,12 @@ where
     /// Waits for `decision`, then calls `inner` (the instance polled ready)
     /// or answers.
     pub(crate) fn later(decision: Pending<ReqB, P>, inner: S) -> Self {
-        Self { kind: Kind::Waiting { decision, inner: Some(inner) } }
+        Self {
+            kind: Kind::Waiting {
+                decision,
+                inner: Some(inner),
+            },
+        }
     }
 }
 
@@ -97,10 +108,13 @@ where
                 KindProj::Waiting { decision, inner } => {
                     let (decision, req) = ready!(decision.as_mut().poll(cx));
                     let next = match (decision, inner.take()) {
-                        (Decision::Admit(post), Some(mut svc)) => {
-                            Kind::Inner { future: svc.call(req), post: Some(post) }
-                        }
-                        (Decision::Reject(res), _) => Kind::Done { response: Some(res) },
+                        (Decision::Admit(post), Some(mut svc)) => Kind::Inner {
+                            future: svc.call(req),
+                            post: Some(post),
+                        },
+                        (Decision::Reject(res), _) => Kind::Done {
+                            response: Some(res),
+                        },
                         (Decision::Admit(_), None) => return Poll::Pending, // polled after completion
                     };
                     kind.set(next);

@@ -65,12 +65,16 @@ pub mod clock;
 pub mod context;
 mod gate;
 pub mod gateway;
+pub mod keys;
+pub mod plans;
 pub mod response;
 pub mod route;
 pub mod store;
 pub mod throttle;
 
 pub use self::body::Body;
-pub use self::context::{ApiKeyIdentity, Endpoint, RequestContext, RequestId};
+pub use self::context::{
+    ApiKeyIdentity, Endpoint, RequestContext, RequestHead, RequestId, UsageIdentifierKey,
+};
 pub use self::gateway::{Config, ConfigError, Gateway, GatewayService};
 pub use self::response::{GatewayResponseKind, GatewayResponses};

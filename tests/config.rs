@@ -452,15 +452,15 @@ fn star_star_in_methods_is_the_stage_default() {
 
 #[test]
 fn security_settings_without_their_layer_refuse_to_build() {
-    let config = Config::from_yaml_str(&with_prod(
-        "methods:\n  /pets/GET: { api_key_required: true }",
-    ))
-    .unwrap();
-    let err = Gateway::new(config).unwrap_err();
+    let yaml = format!(
+        "{}sigv4: {{ region: us-east-1 }}\n",
+        with_prod("methods:\n  /pets/POST: { authorization: sigv4 }")
+    );
+    let err = Gateway::new(Config::from_yaml_str(&yaml).unwrap()).unwrap_err();
     assert_eq!(err.kind(), ConfigErrorKind::Unsupported);
     assert!(
         err.to_string().contains(
-            r#"stages.prod.methods."/pets/GET".api_key_required: API keys are not enforced"#
+            r#"stages.prod.methods."/pets/POST".authorization: authorization is not enforced"#
         ),
         "{err}"
     );

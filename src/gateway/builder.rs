@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -5,22 +6,25 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderName, Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::config::{Authorization, Config};
+use super::config::{ApiKeySource, Authorization, Config};
 use super::error::{ConfigError, ConfigErrorKind, ConfigIssue, PathBuf};
 use super::validate::{self, Resolved};
 use crate::body::{Body, BoxError};
 use crate::clock::{Clock, SystemClock};
 use crate::context::Endpoint;
+use crate::keys::{
+    self, ApiKey, ApiKeyLayer, InMemoryKeyStore, KeyHasher, KeyManager, KeySource, KeyStore,
+};
+use crate::plans::{CounterStore, InMemoryCounterStore, Meter, MeterLayer, Quota, UsageRecords};
 use crate::response::GatewayResponses;
 use crate::route::table::Lookup;
 use crate::route::{self, Route, RouteLayer};
-use crate::throttle::{
-    self, DEFAULT_MAX_KEYS, InMemoryRateStore, RateStore, Throttle, ThrottleLayer,
-};
+use crate::store::{FailMode, StoreError};
+use crate::throttle::{DEFAULT_MAX_KEYS, InMemoryRateStore, RateStore, Throttle, ThrottleLayer};
 
 /// An API gateway built from one [`Config`]: wrap any service with it.
 ///
@@ -34,7 +38,13 @@ struct Shared {
     config: Config,
     resolved: Resolved,
     route: RouteLayer,
+    keys: ApiKeyLayer,
     throttle: ThrottleLayer,
+    meter: MeterLayer,
+    key_store: Arc<dyn KeyStore>,
+    counter_store: Arc<dyn CounterStore>,
+    hasher: KeyHasher,
+    quotas: HashMap<Arc<str>, Quota>,
     clock: Arc<dyn Clock>,
 }
 
@@ -55,6 +65,8 @@ pub struct GatewayBuilder {
     config: Config,
     clock: Arc<dyn Clock>,
     rate_store: Option<Arc<dyn RateStore>>,
+    key_store: Option<Arc<dyn KeyStore>>,
+    counter_store: Option<Arc<dyn CounterStore>>,
 }
 
 impl fmt::Debug for GatewayBuilder {
@@ -80,11 +92,26 @@ impl GatewayBuilder {
         self
     }
 
+    /// Keeps API keys in `store` instead of in memory. The config's `keys`
+    /// are not loaded into it (that would wait on the store): call
+    /// [`Gateway::load_config_keys`] once built.
+    pub fn key_store(mut self, store: Arc<dyn KeyStore>) -> Self {
+        self.key_store = Some(store);
+        self
+    }
+
+    /// Keeps quota counters in `store` instead of in memory.
+    pub fn counter_store(mut self, store: Arc<dyn CounterStore>) -> Self {
+        self.counter_store = Some(store);
+        self
+    }
+
     /// Validates the config and resolves every method's settings.
     pub fn build(self) -> Result<Gateway, ConfigError> {
         let mut resolved = validate::resolve(&self.config)?;
         refuse_unenforced(&resolved)?;
-        warn_unenforced(&self.config, &resolved);
+        warn_unenforced(&resolved);
+        SystemClock::warm_up();
         let route = RouteLayer::from_resolved(&resolved);
         let options = &self.config.throttle_options;
         let rate_store = self.rate_store.unwrap_or_else(|| {
@@ -99,12 +126,90 @@ impl GatewayBuilder {
             .responses(resolved.responses.clone())
             .headers(options.headers.unwrap_or(true))
             .fail_mode(options.fail_mode.unwrap_or_default());
+
+        let key_options = &self.config.api_key_options;
+        let hasher = key_options
+            .pepper
+            .clone()
+            .map_or_else(KeyHasher::sha256, KeyHasher::peppered);
+        let key_store = match self.key_store {
+            Some(store) => store,
+            None => {
+                let store = InMemoryKeyStore::new();
+                let now = self.clock.utc();
+                let mut issues = Vec::new();
+                for (i, k) in self.config.keys.iter().enumerate() {
+                    let loaded =
+                        keys::prepare(k.into(), &hasher, now).and_then(|(d, r)| store.insert(d, r));
+                    if let Err(e) = loaded {
+                        issues.push(ConfigIssue::new(
+                            PathBuf::root().field("keys").index(i).as_str(),
+                            e.to_string(),
+                        ));
+                    }
+                }
+                if !issues.is_empty() {
+                    return Err(ConfigError::new(ConfigErrorKind::Invalid, issues));
+                }
+                Arc::new(store)
+            }
+        };
+        let source = match (
+            key_options.source.unwrap_or_default(),
+            &key_options.query,
+            &key_options.header,
+        ) {
+            (ApiKeySource::Authorizer, ..) => KeySource::authorizer(),
+            (_, Some(q), _) => KeySource::query(q.as_str()),
+            (_, None, Some(h)) => match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(name) => KeySource::header(name),
+                Err(_) => KeySource::default(),
+            },
+            _ => KeySource::default(),
+        };
+        let plan_stages = self
+            .config
+            .plans
+            .iter()
+            .map(|(name, p)| {
+                (
+                    Arc::from(name.as_str()),
+                    p.stages.iter().map(|s| Arc::from(s.as_str())).collect(),
+                )
+            })
+            .collect();
+        let keys = ApiKeyLayer::for_gateway(key_store.clone(), plan_stages)
+            .source(source)
+            .hasher(hasher.clone())
+            .clock(self.clock.clone())
+            .responses(resolved.responses.clone())
+            .fail_mode(key_options.fail_mode.unwrap_or(FailMode::Closed));
+
+        let quotas: HashMap<Arc<str>, Quota> = self
+            .config
+            .plans
+            .iter()
+            .filter_map(|(name, p)| Some((Arc::from(name.as_str()), Quota::from(p.quota?))))
+            .collect();
+        let counter_store = self
+            .counter_store
+            .unwrap_or_else(|| Arc::new(InMemoryCounterStore::new()));
+        let meter = MeterLayer::for_gateway(quotas.clone(), counter_store.clone())
+            .clock(self.clock.clone())
+            .responses(resolved.responses.clone());
+
         Ok(Gateway {
             shared: Arc::new(Shared {
                 config: self.config,
                 resolved,
                 route,
+                keys,
                 throttle,
+                meter,
+                key_store,
+                counter_store,
+                hasher,
+                quotas,
                 clock: self.clock,
             }),
         })
@@ -121,12 +226,6 @@ fn refuse_unenforced(resolved: &Resolved) -> Result<(), ConfigError> {
             .field(e.stage())
             .field("methods")
             .field(&format!("{}/{}", e.resource(), e.method_name()));
-        if e.settings().api_key_required {
-            issues.push(ConfigIssue::new(
-                path.field("api_key_required").as_str(),
-                "API keys are not enforced by this version of tollgate yet; refusing to serve the method without them",
-            ));
-        }
         if e.settings().authorization != Authorization::None {
             issues.push(ConfigIssue::new(
                 path.field("authorization").as_str(),
@@ -141,22 +240,10 @@ fn refuse_unenforced(resolved: &Resolved) -> Result<(), ConfigError> {
     }
 }
 
-fn warn_unenforced(config: &Config, resolved: &Resolved) {
-    let throttled = config.throttle.is_some()
-        || resolved
-            .endpoints()
-            .any(|e| e.settings().throttle.is_some());
-    let cached = resolved.endpoints().any(|e| e.settings().cache.enabled);
-    let plans = config
-        .plans
-        .values()
-        .any(|p| p.throttle.is_some() || p.quota.is_some());
-    if throttled || cached || plans {
+fn warn_unenforced(resolved: &Resolved) {
+    if resolved.endpoints().any(|e| e.settings().cache.enabled) {
         tracing::warn!(
-            throttle = throttled,
-            cache = cached,
-            plans = plans,
-            "the config sets limits or caching that this version of tollgate parses but does not apply yet"
+            "the config enables caching, which this version of tollgate parses but does not apply yet"
         );
     }
 }
@@ -173,6 +260,8 @@ impl Gateway {
             config,
             clock: Arc::new(SystemClock),
             rate_store: None,
+            key_store: None,
+            counter_store: None,
         }
     }
 
@@ -181,12 +270,53 @@ impl Gateway {
         Self::new(Config::from_path(path)?)
     }
 
-    /// Wraps `inner` in the gateway's stack: route, then throttle, then `inner`.
+    /// Wraps `inner` in the gateway's stack: route, API key, throttle,
+    /// meter (quota), then `inner`.
     pub fn service<S>(&self, inner: S) -> GatewayService<S> {
-        let throttled = self.shared.throttle.layer(inner);
-        GatewayService {
-            inner: self.shared.route.layer(throttled),
+        let s = &self.shared;
+        let stack = s
+            .route
+            .layer(s.keys.layer(s.throttle.layer(s.meter.layer(inner))));
+        GatewayService { inner: stack }
+    }
+
+    /// Manages the gateway's API keys (create, import, rotate, disable, ...).
+    pub fn key_manager(&self) -> KeyManager {
+        KeyManager::new(
+            self.shared.key_store.clone(),
+            self.shared.hasher.clone(),
+            self.shared.clock.clone(),
+        )
+    }
+
+    /// Loads the config's `keys` into the key store; needed only with a
+    /// store given to [`GatewayBuilder::key_store`] (the default store has them).
+    pub async fn load_config_keys(&self) -> Result<(), StoreError> {
+        let manager = self.key_manager();
+        for k in &self.shared.config.keys {
+            manager.import(k.into()).await?;
         }
+        Ok(())
+    }
+
+    /// Usage records of the gateway's plans (GetUsage, UpdateUsage).
+    pub fn usage(&self) -> UsageRecords {
+        UsageRecords::new(
+            self.shared.counter_store.clone(),
+            self.shared.key_store.clone(),
+            self.shared.quotas.clone(),
+            self.shared.clock.clone(),
+        )
+    }
+
+    /// The API key layer the gateway applies (for its store error count).
+    pub fn api_keys(&self) -> &ApiKeyLayer {
+        &self.shared.keys
+    }
+
+    /// The meter (quota) layer the gateway applies.
+    pub fn meter(&self) -> &MeterLayer {
+        &self.shared.meter
     }
 
     /// The throttle layer the gateway applies (for its store error count).
@@ -242,7 +372,7 @@ impl<S> Layer<S> for Gateway {
 /// A service wrapped by a [`Gateway`]. Clone it freely: clones share every limit and cache.
 #[derive(Debug, Clone)]
 pub struct GatewayService<S> {
-    inner: Route<Throttle<S>>,
+    inner: Route<ApiKey<Throttle<Meter<S>>>>,
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for GatewayService<S>
@@ -256,7 +386,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = ResponseFuture<S>;
+    type Future = ResponseFuture<S, ResB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         Service::<Request<ReqB>>::poll_ready(&mut self.inner, cx)
@@ -271,20 +401,29 @@ where
 
 pin_project! {
     /// Response future of [`GatewayService`].
-    pub struct ResponseFuture<S>
+    pub struct ResponseFuture<S, ResB>
     where
-        S: Service<Request<Body>>,
+        S: Service<Request<Body>, Response = Response<ResB>>,
+        S: Clone,
+        S: Send,
+        S: 'static,
+        S::Future: Send,
+        ResB: http_body::Body<Data = Bytes>,
+        ResB: Send,
+        ResB: 'static,
+        ResB::Error: Into<BoxError>,
     {
         #[pin]
-        inner: route::ResponseFuture<throttle::ResponseFuture<S, Body>>,
+        inner: route::ResponseFuture<keys::ResponseFuture<Throttle<Meter<S>>, Body>>,
     }
 }
 
-impl<S, B> Future for ResponseFuture<S>
+impl<S, ResB> Future for ResponseFuture<S, ResB>
 where
-    S: Service<Request<Body>, Response = Response<B>>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
 {
     type Output = Result<Response<Body>, S::Error>;
 

@@ -49,6 +49,44 @@ pub struct Config {
     /// How the throttle layer behaves (headers, store failures, per-client limit).
     #[serde(default)]
     pub throttle_options: ThrottleOptions,
+    /// Where API keys are read from and how they are hashed.
+    #[serde(default)]
+    pub api_key_options: ApiKeyOptions,
+}
+
+/// Where the API key layer reads keys, and how it hashes them.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct ApiKeyOptions {
+    /// `header` (default) or `authorizer` (the key an authorizer returns, API
+    /// Gateway's `usageIdentifierKey`).
+    #[serde(default)]
+    pub source: Option<ApiKeySource>,
+    /// The header carrying the key. Default `x-api-key`.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// A query parameter to read the key from instead of the header.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// A secret pepper: keys are hashed with HMAC-SHA-256 under it (and
+    /// `value_sha256` must then hold that HMAC).
+    #[serde(default)]
+    pub pepper: Option<Secret>,
+    /// What a key store failure does. Default `closed` (503).
+    #[serde(default)]
+    pub fail_mode: Option<FailMode>,
+}
+
+/// Where API keys come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ApiKeySource {
+    /// A header (or a query parameter when `query` is set).
+    #[default]
+    Header,
+    /// The key an authorizer found.
+    Authorizer,
 }
 
 /// Options of the throttle layer.

@@ -173,6 +173,7 @@ pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     let trusted_proxies = v.throttle_options(config);
     v.keys(config);
     v.credentials(config);
+    v.api_key_options(config);
     v.sigv4(config);
     let responses = v.responses(config);
 
@@ -690,6 +691,26 @@ impl Validator {
             }
         }
         nets
+    }
+
+    fn api_key_options(&mut self, config: &Config) {
+        let o = &config.api_key_options;
+        let path = PathBuf::root().field("api_key_options");
+        if let Some(h) = &o.header
+            && HeaderName::from_bytes(h.as_bytes()).is_err()
+        {
+            self.issues.push(
+                &path.field("header"),
+                format!("`{h}` is not a valid header name"),
+            );
+        }
+        if o.query.as_deref() == Some("") {
+            self.issues.push(&path.field("query"), "must not be empty");
+        }
+        if o.pepper.as_ref().is_some_and(|p| p.expose().len() < 16) {
+            self.issues
+                .push(&path.field("pepper"), "must be at least 16 characters");
+        }
     }
 
     fn sigv4(&mut self, config: &Config) {

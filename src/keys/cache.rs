@@ -53,7 +53,10 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
 
 fn new_cache(entries: u64) -> moka::sync::Cache<KeyDigest, Entry> {
-    moka::sync::Cache::builder().max_capacity(entries).support_invalidation_closures().build()
+    moka::sync::Cache::builder()
+        .max_capacity(entries)
+        .support_invalidation_closures()
+        .build()
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -99,7 +102,11 @@ impl CachingKeyStore {
 
     fn fresh(&self, digest: &KeyDigest) -> Option<Option<Arc<KeyRecord>>> {
         let e = self.cache.get(digest)?;
-        let ttl = if e.record.is_some() { self.ttl } else { self.negative_ttl };
+        let ttl = if e.record.is_some() {
+            self.ttl
+        } else {
+            self.negative_ttl
+        };
         (self.clock.unix_nanos().saturating_sub(e.fetched) < ttl).then_some(e.record)
     }
 
@@ -121,7 +128,13 @@ impl KeyStore for CachingKeyStore {
         match self.inner.get(digest).await {
             Ok(record) => {
                 let fetched = self.clock.unix_nanos();
-                self.cache.insert(*digest, Entry { record: record.clone(), fetched });
+                self.cache.insert(
+                    *digest,
+                    Entry {
+                        record: record.clone(),
+                        fetched,
+                    },
+                );
                 Ok(record)
             }
             Err(e) => match self.cache.get(digest) {

@@ -55,7 +55,9 @@ pub struct KeyHasher {
 
 impl fmt::Debug for KeyHasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyHasher").field("peppered", &self.pepper.is_some()).finish()
+        f.debug_struct("KeyHasher")
+            .field("peppered", &self.pepper.is_some())
+            .finish()
     }
 }
 
@@ -68,7 +70,9 @@ impl KeyHasher {
     /// HMAC-SHA-256 under a secret pepper: a stolen table of digests cannot
     /// be checked against guesses without the pepper.
     pub fn peppered(pepper: Secret) -> Self {
-        Self { pepper: Some(Arc::new(pepper)) }
+        Self {
+            pepper: Some(Arc::new(pepper)),
+        }
     }
 
     /// The digest of a key value.
@@ -186,7 +190,8 @@ mod tests {
     #[test]
     fn digests_differ_with_a_pepper_and_round_trip_as_hex() {
         let plain = KeyHasher::sha256().digest("demo-key-0123456789abcdef");
-        let peppered = KeyHasher::peppered(Secret::new("pepper")).digest("demo-key-0123456789abcdef");
+        let peppered =
+            KeyHasher::peppered(Secret::new("pepper")).digest("demo-key-0123456789abcdef");
         assert_ne!(plain, peppered);
         assert_eq!(KeyDigest::from_hex(&plain.to_hex()), Some(plain));
         assert!(!format!("{plain:?}").contains(&plain.to_hex()));

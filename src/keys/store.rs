@@ -55,7 +55,9 @@ struct Maps {
 
 impl fmt::Debug for InMemoryKeyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InMemoryKeyStore").field("keys", &self.read().by_id.len()).finish()
+        f.debug_struct("InMemoryKeyStore")
+            .field("keys", &self.read().by_id.len())
+            .finish()
     }
 }
 
@@ -81,10 +83,13 @@ impl InMemoryKeyStore {
     /// Stores a record; see [`KeyStore::put`].
     pub fn insert(&self, digest: KeyDigest, record: KeyRecord) -> Result<(), StoreError> {
         let mut maps = self.write();
-        if let Some(owner) = maps.by_digest.get(&digest) {
-            if owner.id != record.id {
-                return Err(StoreError::new(StoreErrorKind::Conflict, "another key has the same value"));
-            }
+        if let Some(owner) = maps.by_digest.get(&digest)
+            && owner.id != record.id
+        {
+            return Err(StoreError::new(
+                StoreErrorKind::Conflict,
+                "another key has the same value",
+            ));
         }
         if let Some(old) = maps.by_id.get(&record.id).copied() {
             maps.by_digest.remove(&old);
@@ -118,7 +123,10 @@ impl KeyStore for InMemoryKeyStore {
 
     async fn get_by_id(&self, id: &str) -> Result<Option<(KeyDigest, Arc<KeyRecord>)>, StoreError> {
         let maps = self.read();
-        Ok(maps.by_id.get(id).and_then(|d| maps.by_digest.get(d).map(|r| (*d, r.clone()))))
+        Ok(maps
+            .by_id
+            .get(id)
+            .and_then(|d| maps.by_digest.get(d).map(|r| (*d, r.clone()))))
     }
 
     async fn put(&self, digest: KeyDigest, record: KeyRecord) -> Result<(), StoreError> {

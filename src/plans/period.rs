@@ -20,7 +20,9 @@ impl Period {
         let date = t.date();
         let (start, end) = match self {
             Period::Minute => {
-                let s = t.replace_time(Time::from_hms(t.hour(), t.minute(), 0).unwrap_or(Time::MIDNIGHT));
+                let s = t.replace_time(
+                    Time::from_hms(t.hour(), t.minute(), 0).unwrap_or(Time::MIDNIGHT),
+                );
                 (s, s + Duration::MINUTE)
             }
             Period::Hour => {
@@ -32,27 +34,81 @@ impl Period {
                 (s, s + Duration::DAY)
             }
             Period::Week => {
-                let monday = date - Duration::days(i64::from(date.weekday().number_days_from_monday()));
+                let monday =
+                    date - Duration::days(i64::from(date.weekday().number_days_from_monday()));
                 let s = midnight(monday);
                 (s, s + Duration::WEEK)
             }
             Period::Month => {
                 let first = date.replace_day(1).unwrap_or(date);
                 let next = match first.month() {
-                    Month::December => Date::from_calendar_date(first.year() + 1, Month::January, 1),
+                    Month::December => {
+                        Date::from_calendar_date(first.year() + 1, Month::January, 1)
+                    }
                     m => Date::from_calendar_date(first.year(), m.next(), 1),
                 }
                 .unwrap_or(first);
                 (midnight(first), midnight(next))
             }
             Period::Year => {
-                let first = Date::from_calendar_date(date.year(), Month::January, 1).unwrap_or(date);
-                let next = Date::from_calendar_date(date.year() + 1, Month::January, 1).unwrap_or(first);
+                let first =
+                    Date::from_calendar_date(date.year(), Month::January, 1).unwrap_or(date);
+                let next =
+                    Date::from_calendar_date(date.year() + 1, Month::January, 1).unwrap_or(first);
                 (midnight(first), midnight(next))
             }
-            Period::Eternity => return Window { start: 0, end: i64::MAX },
+            Period::Eternity => {
+                return Window {
+                    start: 0,
+                    end: i64::MAX,
+                };
+            }
         };
-        Window { start: start.unix_timestamp(), end: end.unix_timestamp() }
+        Window {
+            start: start.unix_timestamp(),
+            end: end.unix_timestamp(),
+        }
+    }
+
+    /// The period that contains Unix second `secs`; minutes, hours, days
+    /// and weeks without calendar arithmetic.
+    pub fn window_at(self, secs: i64) -> Window {
+        const DAY: i64 = 86_400;
+        let floor = |unit: i64| secs - secs.rem_euclid(unit);
+        match self {
+            Period::Minute => Window {
+                start: floor(60),
+                end: floor(60) + 60,
+            },
+            Period::Hour => Window {
+                start: floor(3600),
+                end: floor(3600) + 3600,
+            },
+            Period::Day => Window {
+                start: floor(DAY),
+                end: floor(DAY) + DAY,
+            },
+            Period::Week => {
+                // 1970-01-01 was a Thursday: Monday is 3 days before it.
+                let day = floor(DAY);
+                let start = day - (day / DAY + 3).rem_euclid(7) * DAY;
+                Window {
+                    start,
+                    end: start + 7 * DAY,
+                }
+            }
+            Period::Eternity => Window {
+                start: 0,
+                end: i64::MAX,
+            },
+            Period::Month | Period::Year => match OffsetDateTime::from_unix_timestamp(secs) {
+                Ok(t) => self.window(t),
+                Err(_) => Window {
+                    start: 0,
+                    end: i64::MAX,
+                },
+            },
+        }
     }
 
     /// The period's name as in the config.

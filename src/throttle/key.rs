@@ -1,7 +1,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::{Extensions, HeaderMap, HeaderName, Method, Request, Uri};
+use http::HeaderName;
+
+use crate::context::RequestHead;
 
 use super::client::{ClientAddr, client_ip};
 
@@ -20,33 +22,6 @@ enum Kind {
     Header(HeaderName),
     ClientIp(Arc<[ipnet::IpNet]>),
     Fn(Arc<dyn Fn(RequestHead<'_>) -> Option<String> + Send + Sync>),
-}
-
-/// What a key extractor sees of a request: its head, borrowed.
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub struct RequestHead<'a> {
-    /// The method.
-    pub method: &'a Method,
-    /// The URI (behind a gateway: with the stage prefix stripped).
-    pub uri: &'a Uri,
-    /// The headers.
-    pub headers: &'a HeaderMap,
-    /// The extensions ([`RequestContext`](crate::RequestContext),
-    /// [`ClientAddr`], ...).
-    pub extensions: &'a Extensions,
-}
-
-impl<'a> RequestHead<'a> {
-    /// The head of `req`.
-    pub fn of<B>(req: &'a Request<B>) -> Self {
-        Self {
-            method: req.method(),
-            uri: req.uri(),
-            headers: req.headers(),
-            extensions: req.extensions(),
-        }
-    }
 }
 
 impl KeyExtractor {

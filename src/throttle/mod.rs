@@ -69,13 +69,14 @@ use std::time::Duration;
 pub use self::client::ClientAddr;
 pub use self::future::ResponseFuture;
 pub(crate) use self::headers::Spec;
-pub use self::key::{KeyExtractor, RequestHead};
+pub use self::key::KeyExtractor;
 pub use self::layer::ThrottleLayer;
 pub(crate) use self::layer::{GatewayLimits, PlanLimits};
 pub use self::memory::{DEFAULT_MAX_KEYS, InMemoryRateStore};
 pub use self::rate::Rate;
 pub use self::service::Throttle;
 pub use self::store::{Limit, LimitScope, Outcome, RateKey, RateStore};
+pub use crate::context::RequestHead;
 
 /// Response extension of a 429 from the throttle layer: which limit rejected
 /// the request, and when to come back.

@@ -11,13 +11,13 @@ use tower::Service;
 use super::client::{ClientAddr, client_ip};
 use super::future::ResponseFuture;
 use super::headers::Spec;
-use super::key::RequestHead;
 use super::layer::{Shared, Source};
 use super::store::{Limit, LimitScope, Outcome, RateKey};
 use super::{Rate, ThrottleRejection, headers};
 use crate::body::{Body, BoxError};
-use crate::gate::{self, Finish, GateFuture};
+use crate::context::RequestHead;
 use crate::context::{ApiKeyIdentity, RequestContext};
+use crate::gate::{self, Finish, GateFuture};
 use crate::response::GatewayResponseKind;
 use crate::store::{FailMode, StoreError};
 

@@ -1,0 +1,175 @@
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tower::Service;
+
+use super::KeyRecord;
+use super::future::ResponseFuture;
+use super::layer::Shared;
+use crate::body::{Body, BoxError};
+use crate::context::{ApiKeyIdentity, RequestContext, RequestHead};
+use crate::gate::{self, Finish, GateFuture};
+use crate::response::GatewayResponseKind;
+use crate::store::{FailMode, StoreError};
+
+/// The API key middleware; see the [module docs](crate::keys).
+#[derive(Clone)]
+pub struct ApiKey<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for ApiKey<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> ApiKey<S> {
+    pub(super) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+}
+
+/// The accepted key goes on the response too, for the usage layer.
+impl Finish for ApiKeyIdentity {
+    fn finish(self, res: &mut Response<Body>) {
+        res.extensions_mut().insert(self);
+    }
+}
+
+type Decision = gate::Decision<Option<ApiKeyIdentity>>;
+
+/// A lookup's result.
+type Found = Result<Option<Arc<KeyRecord>>, StoreError>;
+
+impl Shared {
+    /// Whether this request must present a key.
+    fn required(&self, head: RequestHead<'_>) -> bool {
+        match &self.plans {
+            None => true,
+            Some(_) => head
+                .extensions
+                .get::<RequestContext>()
+                .is_some_and(|c| c.endpoint().settings().api_key_required),
+        }
+    }
+
+    fn forbidden(&self) -> Decision {
+        // One answer for every way a key can be wrong: no oracle.
+        gate::Decision::Reject(Box::new(
+            self.responses.respond(GatewayResponseKind::InvalidApiKey),
+        ))
+    }
+
+    fn decide(&self, found: Found, head: RequestHead<'_>) -> Decision {
+        let record = match found {
+            Ok(Some(r)) => r,
+            Ok(None) => return self.forbidden(),
+            Err(e) => {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, fail_mode = ?self.fail_mode, "key store failed");
+                return match self.fail_mode {
+                    FailMode::Closed => gate::Decision::Reject(Box::new(
+                        self.responses
+                            .respond(GatewayResponseKind::BackendUnavailable),
+                    )),
+                    _ => gate::Decision::Admit(None),
+                };
+            }
+        };
+        if !record.usable_at(self.clock.utc()) {
+            return self.forbidden();
+        }
+        let plan = match &self.plans {
+            None => record.plans.first().cloned(),
+            Some(plans) => {
+                let Some(stage) = head
+                    .extensions
+                    .get::<RequestContext>()
+                    .map(|c| c.endpoint().stage())
+                else {
+                    return self.forbidden();
+                };
+                let covering = record.plans.iter().find(|p| {
+                    plans
+                        .get(*p)
+                        .is_some_and(|stages| stages.iter().any(|s| &**s == stage))
+                });
+                match covering {
+                    Some(p) => Some(p.clone()),
+                    // A key outside every plan of this stage is not a key here.
+                    None => return self.forbidden(),
+                }
+            }
+        };
+        gate::Decision::Admit(Some(
+            ApiKeyIdentity::new(record.id.clone(), plan)
+                .created_at(record.created.unix_timestamp()),
+        ))
+    }
+}
+
+fn admit<ReqB>(decision: Decision, req: &mut Request<ReqB>) -> Decision {
+    if let gate::Decision::Admit(Some(identity)) = &decision {
+        req.extensions_mut().insert(identity.clone());
+    }
+    decision
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for ApiKey<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqB: Send + 'static,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let shared = &self.shared;
+        let head = RequestHead::of(&req);
+        if !shared.required(head) {
+            return ResponseFuture::new(GateFuture::now(
+                gate::Decision::Admit(None),
+                &mut self.inner,
+                req,
+            ));
+        }
+        let Some(value) = shared.source.extract(head) else {
+            return ResponseFuture::new(GateFuture::now(shared.forbidden(), &mut self.inner, req));
+        };
+        let digest = shared.hasher.digest(&value);
+        drop(value);
+        let gate = match shared.store.get_now(&digest) {
+            Some(found) => {
+                let decision = shared.decide(found, RequestHead::of(&req));
+                let decision = admit(decision, &mut req);
+                GateFuture::now(decision, &mut self.inner, req)
+            }
+            None => {
+                let shared = self.shared.clone();
+                let decision: gate::Pending<ReqB, Option<ApiKeyIdentity>> = Box::pin(async move {
+                    let found = shared.store.get(&digest).await;
+                    let decision = shared.decide(found, RequestHead::of(&req));
+                    (admit(decision, &mut req), req)
+                });
+                let clone = self.inner.clone();
+                GateFuture::later(decision, std::mem::replace(&mut self.inner, clone))
+            }
+        };
+        ResponseFuture::new(gate)
+    }
+}

@@ -1,0 +1,314 @@
+//! `MeterLayer`: counts requests against their key's quota.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use tower::{Layer, Service};
+
+use super::{CounterKey, CounterKind, CounterStore, Quota, Window};
+use crate::body::{Body, BoxError};
+use crate::clock::{Clock, SystemClock};
+use crate::context::ApiKeyIdentity;
+use crate::gate::{self, GateFuture};
+use crate::response::{GatewayResponseKind, GatewayResponses};
+use crate::store::{FailMode, StoreError};
+use crate::throttle::headers::{RATELIMIT, RATELIMIT_POLICY};
+
+/// Daily usage counters are kept this long after their day, for usage records.
+const RETENTION_SECS: i64 = 90 * 86_400;
+
+/// Counts requests against quotas; see the [module docs](crate::plans).
+#[derive(Clone)]
+#[must_use]
+pub struct MeterLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    store: Arc<dyn CounterStore>,
+    quotas: Quotas,
+    clock: Arc<dyn Clock>,
+    responses: GatewayResponses,
+    fail_mode: FailMode,
+    store_errors: Arc<AtomicU64>,
+}
+
+#[derive(Clone)]
+enum Quotas {
+    /// One quota for every identified key.
+    One(Quota),
+    /// Each plan's quota.
+    ByPlan(Arc<HashMap<Arc<str>, Quota>>),
+}
+
+/// Response extension of a 429 from the meter: the plan whose quota is used
+/// up, and when it resets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaRejection {
+    /// The plan.
+    pub plan: Arc<str>,
+    /// The first second of the next period (Unix time).
+    pub resets_at: i64,
+}
+
+impl fmt::Debug for MeterLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MeterLayer")
+            .field("store", &self.shared.store)
+            .field("fail_mode", &self.shared.fail_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MeterLayer {
+    /// Applies `quota` to every request that carries an [`ApiKeyIdentity`]
+    /// with a plan, counting in `store`.
+    pub fn new(quota: Quota, store: Arc<dyn CounterStore>) -> Self {
+        Self::with_quotas(Quotas::One(quota), store)
+    }
+
+    pub(crate) fn for_gateway(
+        quotas: HashMap<Arc<str>, Quota>,
+        store: Arc<dyn CounterStore>,
+    ) -> Self {
+        Self::with_quotas(Quotas::ByPlan(Arc::new(quotas)), store)
+    }
+
+    fn with_quotas(quotas: Quotas, store: Arc<dyn CounterStore>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                store,
+                quotas,
+                clock: Arc::new(SystemClock),
+                responses: GatewayResponses::default(),
+                fail_mode: FailMode::Open,
+                store_errors: Arc::new(AtomicU64::new(0)),
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Shared)) -> Self {
+        f(Arc::make_mut(&mut self.shared));
+        self
+    }
+
+    /// The clock that decides periods.
+    pub fn clock(self, clock: Arc<dyn Clock>) -> Self {
+        self.edit(|s| s.clock = clock)
+    }
+
+    /// What a store failure does. Default [`FailMode::Open`]: admit, uncounted, and count the failure.
+    pub fn fail_mode(self, mode: FailMode) -> Self {
+        self.edit(|s| s.fail_mode = mode)
+    }
+
+    /// The gateway responses to answer with.
+    pub fn responses(self, responses: GatewayResponses) -> Self {
+        self.edit(|s| s.responses = responses)
+    }
+
+    /// How many store failures this layer (and its clones) has seen.
+    pub fn store_errors(&self) -> u64 {
+        self.shared.store_errors.load(Ordering::Relaxed)
+    }
+}
+
+impl<S> Layer<S> for MeterLayer {
+    type Service = Meter<S>;
+
+    fn layer(&self, inner: S) -> Meter<S> {
+        Meter {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The meter middleware; see the [module docs](crate::plans).
+#[derive(Clone)]
+pub struct Meter<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Meter<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Meter")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+crate::gate::response_future! {
+    /// Response future of [`Meter`].
+    ()
+}
+
+type Decision = gate::Decision<()>;
+
+/// What one request is counted against.
+struct Charge {
+    identity: ApiKeyIdentity,
+    quota: Quota,
+    window: Window,
+    day: Window,
+    now: i64,
+}
+
+impl Charge {
+    fn key(&self) -> CounterKey<'_> {
+        CounterKey {
+            key_id: self.identity.key_id(),
+            plan: self.identity.plan().unwrap_or(""),
+            kind: CounterKind::Quota,
+            start: self.window.start,
+        }
+    }
+
+    fn day_key(&self) -> CounterKey<'_> {
+        CounterKey {
+            kind: CounterKind::Day,
+            start: self.day.start,
+            ..self.key()
+        }
+    }
+
+    fn limit(&self) -> i64 {
+        self.quota.limit_in(self.window, self.identity.created())
+    }
+}
+
+impl Shared {
+    fn charge(&self, req: &http::Extensions) -> Option<Charge> {
+        let identity = req.get::<ApiKeyIdentity>()?;
+        let quota = match &self.quotas {
+            Quotas::One(q) => *q,
+            Quotas::ByPlan(plans) => *plans.get(identity.plan()?)?,
+        };
+        identity.plan()?;
+        let now = i64::try_from(self.clock.unix_nanos() / 1_000_000_000).unwrap_or(i64::MAX);
+        Some(Charge {
+            identity: identity.clone(),
+            quota,
+            window: quota.period.window_at(now),
+            day: super::Period::Day.window_at(now),
+            now,
+        })
+    }
+
+    fn decide(&self, charge: &Charge, counted: Result<super::Count, StoreError>) -> Decision {
+        match counted {
+            Ok(c) if c.admitted => gate::Decision::Admit(()),
+            Ok(_) => gate::Decision::Reject(Box::new(self.over_quota(charge))),
+            Err(e) => {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, fail_mode = ?self.fail_mode, "counter store failed");
+                match self.fail_mode {
+                    FailMode::Closed => gate::Decision::Reject(Box::new(
+                        self.responses
+                            .respond(GatewayResponseKind::BackendUnavailable),
+                    )),
+                    _ => gate::Decision::Admit(()),
+                }
+            }
+        }
+    }
+
+    fn over_quota(&self, charge: &Charge) -> Response<Body> {
+        let mut res = self.responses.respond(GatewayResponseKind::QuotaExceeded);
+        let wait = u64::try_from(charge.window.end.saturating_sub(charge.now))
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let period = u64::try_from(charge.window.end.saturating_sub(charge.window.start))
+            .unwrap_or(u64::MAX);
+        let h = res.headers_mut();
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+        if let Ok(v) = HeaderValue::try_from(format!("\"quota\";q={};w={period}", charge.limit())) {
+            h.insert(RATELIMIT_POLICY, v);
+        }
+        if let Ok(v) = HeaderValue::try_from(format!("\"quota\";r=0;t={wait}")) {
+            h.insert(RATELIMIT, v);
+        }
+        let plan = charge
+            .identity
+            .plan()
+            .map(Arc::from)
+            .unwrap_or_else(|| Arc::from(""));
+        res.extensions_mut().insert(QuotaRejection {
+            plan,
+            resets_at: charge.window.end,
+        });
+        res
+    }
+
+    /// Counts a request now, if the store can; `None` sends it to `later`.
+    fn now(&self, charge: &Charge) -> Option<Decision> {
+        let counted = self
+            .store
+            .increment_now(&charge.key(), charge.limit(), charge.window.end)?;
+        if matches!(counted, Ok(c) if c.admitted) {
+            let _ = self
+                .store
+                .add_now(&charge.day_key(), 1, charge.day.end + RETENTION_SECS);
+        }
+        Some(self.decide(charge, counted))
+    }
+
+    async fn later(&self, charge: &Charge) -> Decision {
+        let counted = self
+            .store
+            .increment(&charge.key(), charge.limit(), charge.window.end)
+            .await;
+        if matches!(counted, Ok(c) if c.admitted) {
+            let _ = self
+                .store
+                .add(&charge.day_key(), 1, charge.day.end + RETENTION_SECS)
+                .await;
+        }
+        self.decide(charge, counted)
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for Meter<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqB: Send + 'static,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let Some(charge) = self.shared.charge(req.extensions()) else {
+            return ResponseFuture::new(GateFuture::now(
+                gate::Decision::Admit(()),
+                &mut self.inner,
+                req,
+            ));
+        };
+        let gate = match self.shared.now(&charge) {
+            Some(decision) => GateFuture::now(decision, &mut self.inner, req),
+            None => {
+                let shared = self.shared.clone();
+                let decision: gate::Pending<ReqB, ()> =
+                    Box::pin(async move { (shared.later(&charge).await, req) });
+                let clone = self.inner.clone();
+                GateFuture::later(decision, std::mem::replace(&mut self.inner, clone))
+            }
+        };
+        ResponseFuture::new(gate)
+    }
+}

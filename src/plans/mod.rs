@@ -1,0 +1,105 @@
+//! Usage plans: quotas per calendar period, counted per API key, and usage records.
+//!
+//! A plan (config `plans:`) names the stages its keys may call, a throttle
+//! (see [`throttle`](crate::throttle)) and a [`Quota`]: at most `limit`
+//! requests per key per period, periods calendar-aligned in UTC (a week
+//! starts on Monday; `eternity` never resets). `offset`, as in API Gateway,
+//! is subtracted from the limit in the key's first period (the one in which
+//! the key was created).
+//!
+//! [`MeterLayer`] counts every request that reached it (after the key and
+//! throttle layers: rejected requests do not count) in a [`CounterStore`];
+//! one over quota gets 429 `QUOTA_EXCEEDED` `{"message":"Limit Exceeded"}`
+//! with `Retry-After` to the end of the period and the RateLimit fields of
+//! the quota (`"quota";q=LIMIT;w=PERIOD_SECONDS`). [`UsageRecords`] reads
+//! what was counted the way API Gateway's GetUsage does, and grants or
+//! resets quota (UpdateUsage).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use http::{Request, StatusCode};
+//! use tollgate::{ApiKeyIdentity, Body};
+//! use tollgate::clock::ManualClock;
+//! use tollgate::plans::{InMemoryCounterStore, MeterLayer, Period, Quota};
+//! use tower::{Layer, Service, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let layer = MeterLayer::new(Quota::new(2, Period::Day), Arc::new(InMemoryCounterStore::new()))
+//!     .clock(Arc::new(ManualClock::at_unix_secs(1_700_000_000)));
+//! let mut svc = layer.layer(service_fn(|_req: Request<Body>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+//! }));
+//! let req = || {
+//!     let mut r = Request::get("/").body(Body::empty()).unwrap();
+//!     r.extensions_mut().insert(ApiKeyIdentity::new("k1", Some(Arc::from("basic"))));
+//!     r
+//! };
+//! assert_eq!(svc.ready().await?.call(req()).await?.status(), StatusCode::OK);
+//! assert_eq!(svc.ready().await?.call(req()).await?.status(), StatusCode::OK);
+//! let over = svc.ready().await?.call(req()).await?;
+//! assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert_eq!(over.headers()["x-tollgate-error-type"], "QUOTA_EXCEEDED");
+//! # Ok(()) }
+//! ```
+
+mod counter;
+mod meter;
+mod period;
+mod usage;
+
+pub use self::counter::{Count, CounterKey, CounterKind, CounterStore, InMemoryCounterStore};
+pub use self::meter::{Meter, MeterLayer, QuotaRejection, ResponseFuture};
+pub use self::period::{Period, Window};
+pub use self::usage::{Usage, UsageRecords};
+
+/// A quota: at most `limit` requests per key per `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Quota {
+    /// Requests per period.
+    pub limit: u64,
+    /// The calendar period.
+    pub period: Period,
+    /// Requests subtracted from the limit in the key's first period.
+    pub offset: u64,
+}
+
+impl Quota {
+    /// `limit` requests per `period`, no offset.
+    pub const fn new(limit: u64, period: Period) -> Self {
+        Self {
+            limit,
+            period,
+            offset: 0,
+        }
+    }
+
+    /// With an offset for the first period.
+    pub const fn with_offset(mut self, offset: u64) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// The limit in `window` for a key created at `created` (Unix seconds).
+    pub fn limit_in(&self, window: Window, created: Option<i64>) -> i64 {
+        let limit = i64::try_from(self.limit).unwrap_or(i64::MAX);
+        let first = created.is_some_and(|c| window.start <= c && c < window.end);
+        if first {
+            limit
+                .saturating_sub(i64::try_from(self.offset).unwrap_or(i64::MAX))
+                .max(0)
+        } else {
+            limit
+        }
+    }
+}
+
+impl From<crate::gateway::QuotaConfig> for Quota {
+    fn from(q: crate::gateway::QuotaConfig) -> Self {
+        Self {
+            limit: q.limit,
+            period: q.period,
+            offset: q.offset,
+        }
+    }
+}

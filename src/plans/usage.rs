@@ -1,0 +1,229 @@
+//! Usage records, like API Gateway's GetUsage and UpdateUsage.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use time::{Date, Duration};
+
+use super::{CounterKey, CounterKind, CounterStore, Period, Quota, Window};
+use crate::clock::Clock;
+use crate::keys::KeyStore;
+use crate::store::{StoreError, StoreErrorKind};
+
+/// Reads and adjusts what the meter counted.
+#[derive(Clone)]
+pub struct UsageRecords {
+    counters: Arc<dyn CounterStore>,
+    keys: Arc<dyn KeyStore>,
+    quotas: Arc<HashMap<Arc<str>, Quota>>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Usage of one plan over a range of days, as GetUsage reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Usage {
+    /// The plan.
+    pub plan: String,
+    /// The first day.
+    pub start: Date,
+    /// The last day (inclusive).
+    pub end: Date,
+    /// Per key id, per day from `start` to `end`: `[used, remaining]`, where
+    /// remaining is what was left of the quota period at the end of that day.
+    pub items: BTreeMap<String, Vec<[i64; 2]>>,
+}
+
+impl fmt::Debug for UsageRecords {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UsageRecords")
+            .field("plans", &self.quotas.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn not_found(what: String) -> StoreError {
+    StoreError::new(StoreErrorKind::Conflict, what)
+}
+
+fn day_start(d: Date) -> i64 {
+    d.midnight().assume_utc().unix_timestamp()
+}
+
+impl UsageRecords {
+    /// Records over `counters`, for the keys in `keys` and the plans' `quotas`.
+    pub fn new(
+        counters: Arc<dyn CounterStore>,
+        keys: Arc<dyn KeyStore>,
+        quotas: HashMap<Arc<str>, Quota>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            counters,
+            keys,
+            quotas: Arc::new(quotas),
+            clock,
+        }
+    }
+
+    fn quota(&self, plan: &str) -> Result<Quota, StoreError> {
+        self.quotas
+            .get(plan)
+            .copied()
+            .ok_or_else(|| not_found(format!("no quota for plan `{plan}`")))
+    }
+
+    /// Per key and day `[used, remaining]` for `plan` from `start` to `end`
+    /// (inclusive, at most 366 days), for one key or every key in the plan.
+    pub async fn get_usage(
+        &self,
+        plan: &str,
+        start: Date,
+        end: Date,
+        key_id: Option<&str>,
+    ) -> Result<Usage, StoreError> {
+        let quota = self.quota(plan)?;
+        if end < start || (end - start).whole_days() > 366 {
+            return Err(not_found(
+                "the range must run forward and span at most 366 days".into(),
+            ));
+        }
+        let keys: Vec<(String, i64)> = match key_id {
+            Some(id) => match self.keys.get_by_id(id).await? {
+                Some((_, r)) => vec![(r.id.to_string(), r.created.unix_timestamp())],
+                None => return Err(not_found(format!("no key with id `{id}`"))),
+            },
+            None => self
+                .keys
+                .list()
+                .await?
+                .iter()
+                .filter(|r| r.plans.iter().any(|p| &**p == plan))
+                .map(|r| (r.id.to_string(), r.created.unix_timestamp()))
+                .collect(),
+        };
+        let mut items = BTreeMap::new();
+        for (id, created) in keys {
+            let mut days = Vec::new();
+            let mut day = start;
+            while day <= end {
+                let used = self.day_count(&id, plan, day).await?;
+                let window = quota.period.window_at(day_start(day));
+                let remaining = match quota.period {
+                    // A period shorter than a day starts afresh within it.
+                    Period::Minute | Period::Hour => quota.limit_in(window, Some(created)),
+                    _ => {
+                        let spent = self.spent_through(&id, plan, window, day).await?;
+                        (quota.limit_in(window, Some(created)) - spent).max(0)
+                    }
+                };
+                days.push([used, remaining]);
+                day = day.next_day().unwrap_or(day);
+                if day == Date::MAX {
+                    break;
+                }
+            }
+            items.insert(id, days);
+        }
+        Ok(Usage {
+            plan: plan.to_owned(),
+            start,
+            end,
+            items,
+        })
+    }
+
+    async fn day_count(&self, key_id: &str, plan: &str, day: Date) -> Result<i64, StoreError> {
+        let key = CounterKey {
+            key_id,
+            plan,
+            kind: CounterKind::Day,
+            start: day_start(day),
+        };
+        self.counters.get(&key).await
+    }
+
+    /// Requests counted in `window` up to the end of `day`: the quota
+    /// counter when the window ends with the day (it includes grants and
+    /// resets), else the sum of the window's daily counts so far.
+    async fn spent_through(
+        &self,
+        key_id: &str,
+        plan: &str,
+        window: Window,
+        day: Date,
+    ) -> Result<i64, StoreError> {
+        let day_end = day_start(day) + 86_400;
+        if window.end <= day_end {
+            let key = CounterKey {
+                key_id,
+                plan,
+                kind: CounterKind::Quota,
+                start: window.start,
+            };
+            return self.counters.get(&key).await;
+        }
+        // Daily counts are kept 90 days: a longer window is summed over those.
+        let earliest = day_start(day) - 90 * 86_400;
+        let from = window.start.max(earliest);
+        let mut d = time::OffsetDateTime::from_unix_timestamp(from).map_or(day, |t| t.date());
+        let mut spent = 0;
+        while d <= day {
+            spent += self.day_count(key_id, plan, d).await?;
+            d += Duration::DAY;
+        }
+        Ok(spent)
+    }
+
+    fn current(&self, quota: &Quota) -> Window {
+        let now = i64::try_from(self.clock.unix_nanos() / 1_000_000_000).unwrap_or(i64::MAX);
+        quota.period.window_at(now)
+    }
+
+    /// What is left of a key's quota in the current period.
+    pub async fn remaining(&self, key_id: &str, plan: &str) -> Result<i64, StoreError> {
+        let quota = self.quota(plan)?;
+        let window = self.current(&quota);
+        let created = self
+            .keys
+            .get_by_id(key_id)
+            .await?
+            .map(|(_, r)| r.created.unix_timestamp());
+        let key = CounterKey {
+            key_id,
+            plan,
+            kind: CounterKind::Quota,
+            start: window.start,
+        };
+        Ok((quota.limit_in(window, created) - self.counters.get(&key).await?).max(0))
+    }
+
+    /// Gives a key `extra` more requests in the current period (UpdateUsage);
+    /// returns what is left.
+    pub async fn grant(&self, key_id: &str, plan: &str, extra: i64) -> Result<i64, StoreError> {
+        let quota = self.quota(plan)?;
+        let window = self.current(&quota);
+        let key = CounterKey {
+            key_id,
+            plan,
+            kind: CounterKind::Quota,
+            start: window.start,
+        };
+        self.counters.add(&key, -extra, window.end).await?;
+        self.remaining(key_id, plan).await
+    }
+
+    /// Starts a key's current period afresh.
+    pub async fn reset(&self, key_id: &str, plan: &str) -> Result<(), StoreError> {
+        let quota = self.quota(plan)?;
+        let window = self.current(&quota);
+        let key = CounterKey {
+            key_id,
+            plan,
+            kind: CounterKind::Quota,
+            start: window.start,
+        };
+        self.counters.reset(&key).await
+    }
+}
