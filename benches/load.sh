@@ -14,6 +14,8 @@ ROUNDS=${1:-5}
 SECONDS_PER_RUN=${2:-10}
 CONNECTIONS=${3:-32}
 PATH_UNDER_TEST=${PATH_UNDER_TEST:-/prod/pets}
+# The `bench` key of examples/petstore.yaml: its plan has no quota and a high throttle.
+API_KEY=${API_KEY:-bench-key-0123456789abcdef}
 BARE_PORT=${BARE_PORT:-18090}
 GATEWAY_PORT=${GATEWAY_PORT:-18091}
 
@@ -46,12 +48,12 @@ start gateway "$GATEWAY_PORT"
 
 # Both answer the same request the same way before we measure.
 for port in "$BARE_PORT" "$GATEWAY_PORT"; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$PATH_UNDER_TEST")
+    code=$(curl -s -o /dev/null -w "%{http_code}" -H "x-api-key: $API_KEY" "http://127.0.0.1:$port$PATH_UNDER_TEST")
     [ "$code" = 200 ] || { echo "GET $PATH_UNDER_TEST on port $port answered $code" >&2; exit 1; }
 done
 
 run() { # port -> requests/sec
-    wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "http://127.0.0.1:$1$PATH_UNDER_TEST" \
+    wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" -H "x-api-key: $API_KEY" "http://127.0.0.1:$1$PATH_UNDER_TEST" \
         | awk '/Requests\/sec/ { print $2 }'
 }
 

@@ -79,16 +79,31 @@ fn print_welcome(gateway: &Gateway, addr: &str) {
             c.secret_access_key.expose()
         );
     }
+    let key = config
+        .keys
+        .iter()
+        .find_map(|k| k.value.as_ref())
+        .map_or("YOUR-KEY", |v| v.expose());
+    let k = format!("-H 'x-api-key: {key}'");
     println!("try:");
-    println!("  curl -i http://{addr}/prod/pets");
-    println!("  curl -i 'http://{addr}/prod/pets?type=dog'");
-    println!("  curl -i -X POST http://{addr}/prod/pets -d '{{\"type\":\"bird\",\"price\":12.5}}'");
-    println!("  curl -i http://{addr}/prod/pets/1");
-    println!("  curl -i -X PUT http://{addr}/prod/pets/1 -d '{{\"type\":\"dog\",\"price\":199}}'");
-    println!("  curl -i -X DELETE http://{addr}/prod/pets/1");
+    println!("  curl -i http://{addr}/prod/pets                  # 403: prod asks for an API key");
+    println!("  curl -i {k} http://{addr}/prod/pets");
+    println!("  curl -i {k} 'http://{addr}/prod/pets?type=dog'");
+    println!(
+        "  curl -i {k} -X POST http://{addr}/prod/pets -d '{{\"type\":\"bird\",\"price\":12.5}}'"
+    );
+    println!("  curl -i {k} http://{addr}/prod/pets/1");
+    println!(
+        "  curl -i {k} -X PUT http://{addr}/prod/pets/1 -d '{{\"type\":\"dog\",\"price\":199}}'"
+    );
+    println!("  curl -i {k} -X DELETE http://{addr}/prod/pets/1");
+    println!("  curl -i http://{addr}/dev/pets                   # dev needs no key");
     println!("  curl -i http://{addr}/prod/cats      # 404 RESOURCE_NOT_FOUND");
     println!("  curl -i -X PATCH http://{addr}/prod/pets   # 405 METHOD_NOT_ALLOWED");
     println!(
-        "  for i in $(seq 8); do curl -s -o /dev/null -w '%{{http_code}} ' http://{addr}/dev/pets; done   # 429 after 5"
+        "  for i in $(seq 8); do curl -s -o /dev/null -w '%{{http_code}} ' http://{addr}/dev/pets; done   # 429 after 5 (stage limit)"
+    );
+    println!(
+        "  for i in $(seq 14); do curl -s -o /dev/null -w '%{{http_code}} ' {k} http://{addr}/prod/pets; done   # 429 after 10 (plan limit)"
     );
 }

@@ -71,6 +71,9 @@ struct Reply {
     json: Value,
 }
 
+/// The demo key of examples/petstore.yaml (plan `basic`: 10 at once, 5 a second, 50 a day).
+const DEMO_KEY: &str = "demo-key-0123456789abcdef";
+
 async fn send(
     client: &HttpClient,
     addr: SocketAddr,
@@ -78,13 +81,26 @@ async fn send(
     path: &str,
     body: Option<Value>,
 ) -> Reply {
+    send_with_key(client, addr, method, path, body, Some(DEMO_KEY)).await
+}
+
+async fn send_with_key(
+    client: &HttpClient,
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> Reply {
     let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-    let req = Request::builder()
+    let mut req = Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"))
-        .header("content-type", "application/json")
-        .body(Full::new(bytes))
-        .unwrap();
+        .header("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.header("x-api-key", k);
+    }
+    let req = req.body(Full::new(bytes)).unwrap();
     let res = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
         .await
         .expect("the server answers within 10 s")
@@ -193,6 +209,7 @@ async fn bad_input_over_tcp_gets_clear_answers() {
 
     // The backend rejects a bad body with a message.
     let req = Request::post(format!("http://{a}/prod/pets"))
+        .header("x-api-key", DEMO_KEY)
         .body(Full::new(Bytes::from_static(b"{not json")))
         .unwrap();
     let res = client.request(req).await.unwrap();
@@ -280,6 +297,91 @@ async fn the_dev_stage_limit_answers_429_with_the_rate_limit_headers() {
     let other = send(&client, server.addr, Method::GET, "/dev/pets/1", None).await;
     assert_eq!(other.status, StatusCode::OK);
     assert_eq!(other.headers["ratelimit"], "\"method\";r=4;t=1");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn prod_asks_for_a_key_and_answers_every_bad_one_alike() {
+    let server = Server::start(false).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    for key in [
+        None,
+        Some("wrong-key-0000000000000000"),
+        Some("short"),
+        Some(""),
+    ] {
+        let r = send_with_key(&client, server.addr, Method::GET, "/prod/pets", None, key).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{key:?}");
+        assert_eq!(r.json, json!({ "message": "Forbidden" }));
+        assert_eq!(r.headers["x-tollgate-error-type"], "INVALID_API_KEY");
+        assert!(!r.headers.contains_key("x-petstore-invocation"));
+    }
+    // dev asks for none.
+    let r = send_with_key(&client, server.addr, Method::GET, "/dev/pets", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_plan_limit_answers_429_with_the_rate_limit_headers() {
+    let server = Server::start(false).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    // Plan `basic`: one bucket of 10 per key, refilled at 5 a second.
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..13 {
+        let r = send(&client, server.addr, Method::GET, "/prod/pets", None).await;
+        statuses.push(r.status.as_u16());
+        last = Some(r);
+    }
+    assert_eq!(&statuses[..10], &[200; 10], "{statuses:?}");
+    assert_eq!(statuses[12], 429, "{statuses:?}");
+    let r = last.unwrap();
+    assert_eq!(r.json, json!({ "message": "Too Many Requests" }));
+    assert_eq!(r.headers["ratelimit-policy"], "\"plan\";q=10;w=2");
+    assert!(
+        r.headers["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"plan\";r=0;t=")
+    );
+    assert_eq!(r.headers["retry-after"], "1");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_demo_quota_runs_out_with_429_limit_exceeded() {
+    let server = Server::start(false).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    // 50 a day. The plan's throttle (10 at once, then 5 a second) answers
+    // too: wait out its 429s, count the admissions until the quota's 429.
+    let mut admitted = 0;
+    let mut over = None;
+    for _ in 0..200 {
+        let r = send(&client, server.addr, Method::GET, "/prod/pets", None).await;
+        match (
+            r.status.as_u16(),
+            r.headers
+                .get("x-tollgate-error-type")
+                .map(|v| v.to_str().unwrap()),
+        ) {
+            (200, _) => admitted += 1,
+            (429, Some("THROTTLED")) => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await
+            }
+            (429, Some("QUOTA_EXCEEDED")) => {
+                over = Some(r);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(admitted, 50);
+    let r = over.expect("the quota ran out");
+    assert_eq!(r.json, json!({ "message": "Limit Exceeded" }));
+    assert_eq!(r.headers["ratelimit-policy"], "\"quota\";q=50;w=86400");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry));
     server.stop().await;
 }
 

@@ -140,7 +140,11 @@ impl Stamp {
 
 impl Finish for Stamp {
     fn finish(self, res: &mut Response<Body>) {
-        self.apply(res.headers_mut());
+        // An inner layer that already described a limit (the quota's 429)
+        // spoke more precisely: keep its fields.
+        if !res.headers().contains_key(headers::RATELIMIT_POLICY) {
+            self.apply(res.headers_mut());
+        }
     }
 }
 
