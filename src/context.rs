@@ -248,7 +248,7 @@ pub struct RequestHead<'a> {
     pub uri: &'a Uri,
     /// The headers.
     pub headers: &'a HeaderMap,
-    /// The extensions ([`RequestContext`](crate::RequestContext),
+    /// The extensions ([`RequestContext`],
     /// [`ClientAddr`](crate::throttle::ClientAddr), ...).
     pub extensions: &'a Extensions,
 }

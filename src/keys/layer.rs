@@ -28,9 +28,12 @@ pub(super) struct Shared {
     pub(super) fail_mode: FailMode,
     /// Behind a gateway: plan name to the stages it covers, and only methods
     /// with `api_key_required` ask for a key. Alone: every request does.
-    pub(super) plans: Option<Arc<HashMap<Arc<str>, Vec<Arc<str>>>>>,
+    pub(super) plans: Option<Arc<PlanStages>>,
     pub(super) store_errors: Arc<AtomicU64>,
 }
+
+/// Plan name to the stages it covers.
+pub(crate) type PlanStages = HashMap<Arc<str>, Vec<Arc<str>>>;
 
 impl fmt::Debug for ApiKeyLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -131,7 +131,13 @@ impl KeyRecord {
 
     /// Whether the key may be used at `now`.
     pub fn usable_at(&self, now: OffsetDateTime) -> bool {
-        self.enabled && self.expires.is_none_or(|e| now < e)
+        self.usable_at_nanos(now.unix_timestamp_nanos())
+    }
+
+    /// Whether the key may be used at `now` (Unix nanoseconds): no calendar
+    /// arithmetic on the request path.
+    pub fn usable_at_nanos(&self, now: i128) -> bool {
+        self.enabled && self.expires.is_none_or(|e| now < e.unix_timestamp_nanos())
     }
 }
 

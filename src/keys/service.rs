@@ -83,7 +83,7 @@ impl Shared {
                 };
             }
         };
-        if !record.usable_at(self.clock.utc()) {
+        if !record.usable_at_nanos(i128::from(self.clock.unix_nanos())) {
             return self.forbidden();
         }
         let plan = match &self.plans {
@@ -148,11 +148,13 @@ where
                 req,
             ));
         }
-        let Some(value) = shared.source.extract(head) else {
+        let Some(digest) = shared
+            .source
+            .extract(head)
+            .map(|value| shared.hasher.digest(&value))
+        else {
             return ResponseFuture::new(GateFuture::now(shared.forbidden(), &mut self.inner, req));
         };
-        let digest = shared.hasher.digest(&value);
-        drop(value);
         let gate = match shared.store.get_now(&digest) {
             Some(found) => {
                 let decision = shared.decide(found, RequestHead::of(&req));

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -58,29 +59,25 @@ impl KeySource {
         }
     }
 
-    pub(crate) fn extract(&self, head: RequestHead<'_>) -> Option<String> {
+    /// The presented key, borrowed from the request where it can be.
+    pub(crate) fn extract<'a>(&self, head: RequestHead<'a>) -> Option<Cow<'a, str>> {
         match &self.kind {
             Kind::Header(name) => head
                 .headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+                .map(Cow::Borrowed),
             Kind::Query(name) => head.uri.query().and_then(|q| {
                 q.split('&').find_map(|pair| {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    (k == &**name).then(|| {
-                        percent_decode_str(v)
-                            .decode_utf8()
-                            .ok()
-                            .map(|v| v.into_owned())
-                    })
+                    (k == &**name).then(|| percent_decode_str(v).decode_utf8().ok())
                 })
             })?,
             Kind::Authorizer => head
                 .extensions
                 .get::<UsageIdentifierKey>()
-                .map(|k| k.0.expose().to_owned()),
-            Kind::Fn(f) => f(head),
+                .map(|k| Cow::Borrowed(k.0.expose())),
+            Kind::Fn(f) => f(head).map(Cow::Owned),
         }
     }
 }

@@ -184,7 +184,7 @@ impl InMemoryCounterStore {
     }
 
     fn locate(&self, k: &CounterKey<'_>) -> (u64, &Shard) {
-        let fp = self.hasher.hash_one(&k);
+        let fp = self.hasher.hash_one(k);
         (fp, &self.shards[(fp >> 48) as usize % SHARDS])
     }
 

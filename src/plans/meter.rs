@@ -152,16 +152,17 @@ crate::gate::response_future! {
 
 type Decision = gate::Decision<()>;
 
-/// What one request is counted against.
-struct Charge {
-    identity: ApiKeyIdentity,
+/// What one request is counted against (borrowing the request's identity,
+/// or owning a copy on the path that waits for the store).
+struct Charge<I> {
+    identity: I,
     quota: Quota,
     window: Window,
     day: Window,
     now: i64,
 }
 
-impl Charge {
+impl<I: std::ops::Deref<Target = ApiKeyIdentity>> Charge<I> {
     fn key(&self) -> CounterKey<'_> {
         CounterKey {
             key_id: self.identity.key_id(),
@@ -185,7 +186,7 @@ impl Charge {
 }
 
 impl Shared {
-    fn charge(&self, req: &http::Extensions) -> Option<Charge> {
+    fn charge<'a>(&self, req: &'a http::Extensions) -> Option<Charge<&'a ApiKeyIdentity>> {
         let identity = req.get::<ApiKeyIdentity>()?;
         let quota = match &self.quotas {
             Quotas::One(q) => *q,
@@ -194,7 +195,7 @@ impl Shared {
         identity.plan()?;
         let now = i64::try_from(self.clock.unix_nanos() / 1_000_000_000).unwrap_or(i64::MAX);
         Some(Charge {
-            identity: identity.clone(),
+            identity,
             quota,
             window: quota.period.window_at(now),
             day: super::Period::Day.window_at(now),
@@ -202,7 +203,11 @@ impl Shared {
         })
     }
 
-    fn decide(&self, charge: &Charge, counted: Result<super::Count, StoreError>) -> Decision {
+    fn decide<I: std::ops::Deref<Target = ApiKeyIdentity>>(
+        &self,
+        charge: &Charge<I>,
+        counted: Result<super::Count, StoreError>,
+    ) -> Decision {
         match counted {
             Ok(c) if c.admitted => gate::Decision::Admit(()),
             Ok(_) => gate::Decision::Reject(Box::new(self.over_quota(charge))),
@@ -220,7 +225,10 @@ impl Shared {
         }
     }
 
-    fn over_quota(&self, charge: &Charge) -> Response<Body> {
+    fn over_quota<I: std::ops::Deref<Target = ApiKeyIdentity>>(
+        &self,
+        charge: &Charge<I>,
+    ) -> Response<Body> {
         let mut res = self.responses.respond(GatewayResponseKind::QuotaExceeded);
         let wait = u64::try_from(charge.window.end.saturating_sub(charge.now))
             .unwrap_or(u64::MAX)
@@ -248,7 +256,7 @@ impl Shared {
     }
 
     /// Counts a request now, if the store can; `None` sends it to `later`.
-    fn now(&self, charge: &Charge) -> Option<Decision> {
+    fn now(&self, charge: &Charge<&ApiKeyIdentity>) -> Option<Decision> {
         let counted = self
             .store
             .increment_now(&charge.key(), charge.limit(), charge.window.end)?;
@@ -260,7 +268,7 @@ impl Shared {
         Some(self.decide(charge, counted))
     }
 
-    async fn later(&self, charge: &Charge) -> Decision {
+    async fn later(&self, charge: &Charge<Box<ApiKeyIdentity>>) -> Decision {
         let counted = self
             .store
             .increment(&charge.key(), charge.limit(), charge.window.end)
@@ -292,16 +300,33 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let Some(charge) = self.shared.charge(req.extensions()) else {
-            return ResponseFuture::new(GateFuture::now(
-                gate::Decision::Admit(()),
-                &mut self.inner,
-                req,
-            ));
+        // Decide without waiting when the store can, borrowing the identity;
+        // otherwise take an owned copy into a future that waits.
+        let waiting = match self.shared.charge(req.extensions()) {
+            None => Err(gate::Decision::Admit(())),
+            Some(charge) => match self.shared.now(&charge) {
+                Some(decision) => Err(decision),
+                None => {
+                    let Charge {
+                        identity,
+                        quota,
+                        window,
+                        day,
+                        now,
+                    } = charge;
+                    Ok(Charge {
+                        identity: Box::new(identity.clone()),
+                        quota,
+                        window,
+                        day,
+                        now,
+                    })
+                }
+            },
         };
-        let gate = match self.shared.now(&charge) {
-            Some(decision) => GateFuture::now(decision, &mut self.inner, req),
-            None => {
+        let gate = match waiting {
+            Err(decision) => GateFuture::now(decision, &mut self.inner, req),
+            Ok(charge) => {
                 let shared = self.shared.clone();
                 let decision: gate::Pending<ReqB, ()> =
                     Box::pin(async move { (shared.later(&charge).await, req) });
