@@ -351,3 +351,76 @@ async fn usage_records_match_what_was_admitted_and_can_be_granted_and_reset() {
     gw.usage().reset(&ids["b"], "daily").await.unwrap();
     assert_eq!(gw.usage().remaining(&ids["b"], "daily").await.unwrap(), 3);
 }
+
+#[tokio::test]
+async fn plans_created_at_run_time_apply_at_once_in_every_layer() {
+    use tollgate::gateway::{PlanConfig, QuotaConfig, ThrottleConfig};
+    let clock = ManualClock::at(datetime!(2025-06-01 12:00:00 UTC).into());
+    let gw = Gateway::builder(Config::from_yaml_str(CONFIG).unwrap())
+        .clock(clock)
+        .build()
+        .unwrap();
+    let mut svc = gw.service(ok());
+    let keys = gw.key_manager();
+    let (record, value) = keys
+        .create(tollgate::keys::NewKey::named("late"))
+        .await
+        .unwrap();
+    let v = value.expose().to_owned();
+    // No plan for prod yet: refused.
+    assert_eq!(get(&mut svc, &v).await.status(), StatusCode::FORBIDDEN);
+
+    // A new plan: 2 per day, a bucket of 5.
+    let mut silver = PlanConfig::default();
+    silver.stages = vec!["prod".into()];
+    silver.throttle = Some(ThrottleConfig::new(1.0, 5));
+    silver.quota = Some(QuotaConfig::new(2, Period::Day));
+    gw.plans().put("silver", silver).unwrap();
+    // One plan per stage: `daily` covers prod too.
+    keys.attach(&record.id, "daily").await.unwrap();
+    let both = keys.attach(&record.id, "silver").await.unwrap_err();
+    assert!(
+        both.to_string().contains("both cover stage `prod`"),
+        "{both}"
+    );
+    keys.detach(&record.id, "daily").await.unwrap();
+    keys.attach(&record.id, "silver").await.unwrap();
+    assert!(
+        keys.attach(&record.id, "gone").await.is_err(),
+        "unknown plans are refused"
+    );
+
+    assert_eq!(get(&mut svc, &v).await.status(), StatusCode::OK);
+    let res = get(&mut svc, &v).await;
+    assert_eq!(
+        res.headers()["ratelimit-policy"],
+        "\"plan\";q=5;w=5",
+        "the new plan's throttle applies"
+    );
+    let over = get(&mut svc, &v).await;
+    assert_eq!(
+        over.headers()["x-tollgate-error-type"],
+        "QUOTA_EXCEEDED",
+        "the new plan's quota applies"
+    );
+    assert_eq!(gw.usage().remaining(&record.id, "silver").await.unwrap(), 0);
+
+    // An invalid plan is refused with the config's own messages, and changes nothing.
+    let mut bad = PlanConfig::default();
+    bad.throttle = Some(ThrottleConfig::new(-1.0, 5));
+    let err = gw.plans().put("silver", bad).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("plans.silver.throttle.rate: must be >= 0"),
+        "{err}"
+    );
+    assert_eq!(
+        get(&mut svc, &v).await.headers()["x-tollgate-error-type"],
+        "QUOTA_EXCEEDED"
+    );
+
+    // Deleting the plan refuses its keys on its stages.
+    assert!(gw.plans().delete("silver").unwrap());
+    assert_eq!(get(&mut svc, &v).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(gw.plans().names(), vec!["daily", "weekly"]);
+}

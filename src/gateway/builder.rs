@@ -1,8 +1,7 @@
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -19,7 +18,9 @@ use crate::context::Endpoint;
 use crate::keys::{
     self, ApiKey, ApiKeyLayer, InMemoryKeyStore, KeyHasher, KeyManager, KeySource, KeyStore,
 };
-use crate::plans::{CounterStore, InMemoryCounterStore, Meter, MeterLayer, Quota, UsageRecords};
+use crate::plans::{
+    CounterStore, InMemoryCounterStore, Meter, MeterLayer, PlanBook, PlanManager, UsageRecords,
+};
 use crate::response::GatewayResponses;
 use crate::route::table::Lookup;
 use crate::route::{self, Route, RouteLayer};
@@ -44,7 +45,7 @@ struct Shared {
     key_store: Arc<dyn KeyStore>,
     counter_store: Arc<dyn CounterStore>,
     hasher: KeyHasher,
-    quotas: HashMap<Arc<str>, Quota>,
+    plans: PlanManager,
     clock: Arc<dyn Clock>,
 }
 
@@ -122,10 +123,15 @@ impl GatewayBuilder {
                     .with_endpoint_slots(endpoints),
             )
         });
-        let throttle = ThrottleLayer::for_gateway(std::mem::take(&mut resolved.limits), rate_store)
-            .responses(resolved.responses.clone())
-            .headers(options.headers.unwrap_or(true))
-            .fail_mode(options.fail_mode.unwrap_or_default());
+        let plans = PlanBook::new(std::mem::take(&mut resolved.plans));
+        let throttle = ThrottleLayer::for_gateway(
+            std::mem::take(&mut resolved.limits),
+            plans.clone(),
+            rate_store,
+        )
+        .responses(resolved.responses.clone())
+        .headers(options.headers.unwrap_or(true))
+        .fail_mode(options.fail_mode.unwrap_or_default());
 
         let key_options = &self.config.api_key_options;
         let hasher = key_options
@@ -167,37 +173,21 @@ impl GatewayBuilder {
             },
             _ => KeySource::default(),
         };
-        let plan_stages = self
-            .config
-            .plans
-            .iter()
-            .map(|(name, p)| {
-                (
-                    Arc::from(name.as_str()),
-                    p.stages.iter().map(|s| Arc::from(s.as_str())).collect(),
-                )
-            })
-            .collect();
-        let keys = ApiKeyLayer::for_gateway(key_store.clone(), plan_stages)
+        let keys = ApiKeyLayer::for_gateway(key_store.clone(), plans.clone())
             .source(source)
             .hasher(hasher.clone())
             .clock(self.clock.clone())
             .responses(resolved.responses.clone())
             .fail_mode(key_options.fail_mode.unwrap_or(FailMode::Closed));
 
-        let quotas: HashMap<Arc<str>, Quota> = self
-            .config
-            .plans
-            .iter()
-            .filter_map(|(name, p)| Some((Arc::from(name.as_str()), Quota::from(p.quota?))))
-            .collect();
         let counter_store = self
             .counter_store
             .unwrap_or_else(|| Arc::new(InMemoryCounterStore::new()));
-        let meter = MeterLayer::for_gateway(quotas.clone(), counter_store.clone())
+        let meter = MeterLayer::for_gateway(plans.clone(), counter_store.clone())
             .clock(self.clock.clone())
             .responses(resolved.responses.clone());
 
+        let plan_config = self.config.clone();
         Ok(Gateway {
             shared: Arc::new(Shared {
                 config: self.config,
@@ -209,7 +199,10 @@ impl GatewayBuilder {
                 key_store,
                 counter_store,
                 hasher,
-                quotas,
+                plans: PlanManager {
+                    book: plans,
+                    config: Arc::new(Mutex::new(plan_config)),
+                },
                 clock: self.clock,
             }),
         })
@@ -287,6 +280,7 @@ impl Gateway {
             self.shared.hasher.clone(),
             self.shared.clock.clone(),
         )
+        .with_plans(self.shared.plans.book.clone())
     }
 
     /// Loads the config's `keys` into the key store; needed only with a
@@ -304,9 +298,14 @@ impl Gateway {
         UsageRecords::new(
             self.shared.counter_store.clone(),
             self.shared.key_store.clone(),
-            self.shared.quotas.clone(),
+            self.shared.plans.book.clone(),
             self.shared.clock.clone(),
         )
+    }
+
+    /// Creates, replaces and deletes usage plans while the gateway serves.
+    pub fn plans(&self) -> &PlanManager {
+        &self.shared.plans
     }
 
     /// The API key layer the gateway applies (for its store error count).

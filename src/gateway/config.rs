@@ -226,6 +226,27 @@ pub struct PlanMethodConfig {
     pub throttle: Option<ThrottleConfig>,
 }
 
+impl ThrottleConfig {
+    /// A complete limit.
+    pub fn new(rate: f64, burst: u32) -> Self {
+        Self {
+            rate: Some(rate),
+            burst: Some(burst),
+        }
+    }
+}
+
+impl QuotaConfig {
+    /// `limit` requests per `period`, no offset.
+    pub fn new(limit: u64, period: Period) -> Self {
+        Self {
+            limit,
+            period,
+            offset: 0,
+        }
+    }
+}
+
 /// A quota: at most `limit` requests per key per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[non_exhaustive]

@@ -14,8 +14,9 @@ use super::error::{ConfigError, ConfigErrorKind, Issues, PathBuf};
 use super::settings::{CacheKeyParam, CacheSettings, Merged, MethodSettings, Rate};
 use super::template;
 use crate::context::Endpoint;
+use crate::plans::{PlanDef, Plans, Quota};
 use crate::response::{GatewayResponseKind, GatewayResponses, OverrideError};
-use crate::throttle::{GatewayLimits, LimitScope, PlanLimits, Spec};
+use crate::throttle::{GatewayLimits, LimitScope, Spec};
 
 /// The most a rate may be: one request per nanosecond.
 pub(crate) const MAX_RATE: f64 = 1e9;
@@ -52,8 +53,10 @@ pub(crate) struct StageDef {
 pub(crate) struct Resolved {
     pub(crate) name: Arc<str>,
     pub(crate) responses: GatewayResponses,
-    /// Every throttle limit that is not a method's own (those are in the endpoints).
+    /// The gateway-wide, per-client and per-method throttle limits.
     pub(crate) limits: GatewayLimits,
+    /// The usage plans.
+    pub(crate) plans: Plans,
     pub(crate) routes: Vec<RouteDef>,
     pub(crate) stages: Vec<StageDef>,
 }
@@ -193,11 +196,12 @@ pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
                         .map(|r| Spec::new(LimitScope::Method, r))
                 })
                 .collect(),
-            plans: plan_limits(config, &routes, &route_index, &stages),
         };
+        let plans = plan_defs(config, &routes, &route_index, &stages);
         Ok(Resolved {
             name: Arc::from(config.name.as_deref().unwrap_or("tollgate")),
             limits,
+            plans,
             responses,
             routes,
             stages,
@@ -216,14 +220,14 @@ fn complete(t: ThrottleConfig) -> Option<Rate> {
     Some(Rate::new(t.rate?, t.burst?))
 }
 
-/// Each plan's per-key limit, and its per-key-and-method limits indexed by
-/// endpoint (one bucket per key and method of each stage).
-fn plan_limits(
+/// Each plan: its stages, per-key limit, per-key-and-method limits indexed
+/// by endpoint (one bucket per key and method of each stage), and quota.
+fn plan_defs(
     config: &Config,
     routes: &[RouteDef],
     route_index: &HashMap<&str, usize>,
     stages: &[StageDef],
-) -> HashMap<Arc<str>, PlanLimits> {
+) -> Plans {
     let endpoints: usize = stages
         .iter()
         .map(|s| s.endpoints.iter().map(Vec::len).sum::<usize>())
@@ -253,7 +257,13 @@ fn plan_limits(
                 .throttle
                 .and_then(complete)
                 .map(|r| Spec::new(LimitScope::ApiKey, r));
-            (Arc::from(name.as_str()), PlanLimits { throttle, methods })
+            let def = PlanDef {
+                stages: plan.stages.iter().map(|s| Arc::from(s.as_str())).collect(),
+                throttle,
+                methods,
+                quota: plan.quota.map(Quota::from),
+            };
+            (Arc::from(name.as_str()), def)
         })
         .collect()
 }

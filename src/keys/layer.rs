@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +7,7 @@ use tower::Layer;
 use super::service::ApiKey;
 use super::{InMemoryKeyStore, KeyHasher, KeySource, KeyStore};
 use crate::clock::{Clock, SystemClock};
+use crate::plans::PlanBook;
 use crate::response::GatewayResponses;
 use crate::store::FailMode;
 
@@ -28,12 +28,9 @@ pub(super) struct Shared {
     pub(super) fail_mode: FailMode,
     /// Behind a gateway: plan name to the stages it covers, and only methods
     /// with `api_key_required` ask for a key. Alone: every request does.
-    pub(super) plans: Option<Arc<PlanStages>>,
+    pub(super) plans: Option<PlanBook>,
     pub(super) store_errors: Arc<AtomicU64>,
 }
-
-/// Plan name to the stages it covers.
-pub(crate) type PlanStages = HashMap<Arc<str>, Vec<Arc<str>>>;
 
 impl fmt::Debug for ApiKeyLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -70,12 +67,9 @@ impl ApiKeyLayer {
         (Self::new(store.clone()), store)
     }
 
-    pub(crate) fn for_gateway(
-        store: Arc<dyn KeyStore>,
-        plans: HashMap<Arc<str>, Vec<Arc<str>>>,
-    ) -> Self {
+    pub(crate) fn for_gateway(store: Arc<dyn KeyStore>, plans: PlanBook) -> Self {
         let mut layer = Self::new(store);
-        Arc::make_mut(&mut layer.shared).plans = Some(Arc::new(plans));
+        Arc::make_mut(&mut layer.shared).plans = Some(plans);
         layer
     }
 

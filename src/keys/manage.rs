@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use super::{KeyDigest, KeyHasher, KeyRecord, KeyStore, generate_key, is_valid_key};
 use crate::clock::Clock;
 use crate::gateway::Secret;
+use crate::plans::PlanBook;
 use crate::store::{StoreError, StoreErrorKind};
 
 /// Manages API keys in a [`KeyStore`]: create, import, rotate, disable,
@@ -30,6 +31,8 @@ pub struct KeyManager {
     store: Arc<dyn KeyStore>,
     hasher: KeyHasher,
     clock: Arc<dyn Clock>,
+    /// A gateway's plans, to refuse a key two plans of one stage.
+    plans: Option<PlanBook>,
 }
 
 /// A key to create or import.
@@ -87,7 +90,35 @@ impl KeyManager {
             store,
             hasher,
             clock: Arc::new(clock),
+            plans: None,
         }
+    }
+
+    pub(crate) fn with_plans(mut self, plans: PlanBook) -> Self {
+        self.plans = Some(plans);
+        self
+    }
+
+    /// A key may be in several plans, at most one per stage, and only in plans that exist.
+    fn check_plans(&self, plans: &[Arc<str>]) -> Result<(), StoreError> {
+        let Some(book) = &self.plans else {
+            return Ok(());
+        };
+        let book = book.load();
+        let mut owner: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+        for plan in plans {
+            let Some(def) = book.get(plan) else {
+                return Err(conflict(format!("no plan `{plan}`")));
+            };
+            for stage in &def.stages {
+                if let Some(other) = owner.insert(stage, plan) {
+                    return Err(conflict(format!(
+                        "plans `{other}` and `{plan}` both cover stage `{stage}` (a key may be in one plan per stage)"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Creates a key and returns its record and value. The value is not kept
@@ -108,6 +139,7 @@ impl KeyManager {
     /// Stores a key whose value (or digest) is given.
     pub async fn import(&self, key: NewKey) -> Result<KeyRecord, StoreError> {
         let (digest, record) = prepare(key, &self.hasher, self.clock.utc())?;
+        self.check_plans(&record.plans)?;
         self.store.put(digest, record.clone()).await?;
         Ok(record)
     }
@@ -196,6 +228,7 @@ impl KeyManager {
     ) -> Result<KeyRecord, StoreError> {
         let (digest, mut record) = self.record(id).await?;
         f(&mut record);
+        self.check_plans(&record.plans)?;
         self.store.put(digest, record.clone()).await?;
         Ok(record)
     }

@@ -88,7 +88,8 @@ impl Shared {
         }
         let plan = match &self.plans {
             None => record.plans.first().cloned(),
-            Some(plans) => {
+            Some(book) => {
+                let plans = book.load();
                 let Some(stage) = head
                     .extensions
                     .get::<RequestContext>()
@@ -99,7 +100,7 @@ impl Shared {
                 let covering = record.plans.iter().find(|p| {
                     plans
                         .get(*p)
-                        .is_some_and(|stages| stages.iter().any(|s| &**s == stage))
+                        .is_some_and(|def| def.stages.iter().any(|s| &**s == stage))
                 });
                 match covering {
                     Some(p) => Some(p.clone()),

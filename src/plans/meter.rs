@@ -1,6 +1,5 @@
 //! `MeterLayer`: counts requests against their key's quota.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use tower::{Layer, Service};
 
-use super::{CounterKey, CounterKind, CounterStore, Quota, Window};
+use super::{CounterKey, CounterKind, CounterStore, PlanBook, Quota, Window};
 use crate::body::{Body, BoxError};
 use crate::clock::{Clock, SystemClock};
 use crate::context::ApiKeyIdentity;
@@ -43,8 +42,8 @@ struct Shared {
 enum Quotas {
     /// One quota for every identified key.
     One(Quota),
-    /// Each plan's quota.
-    ByPlan(Arc<HashMap<Arc<str>, Quota>>),
+    /// Each plan's quota, from the plan book.
+    ByPlan(PlanBook),
 }
 
 /// Response extension of a 429 from the meter: the plan whose quota is used
@@ -73,11 +72,8 @@ impl MeterLayer {
         Self::with_quotas(Quotas::One(quota), store)
     }
 
-    pub(crate) fn for_gateway(
-        quotas: HashMap<Arc<str>, Quota>,
-        store: Arc<dyn CounterStore>,
-    ) -> Self {
-        Self::with_quotas(Quotas::ByPlan(Arc::new(quotas)), store)
+    pub(crate) fn for_gateway(plans: PlanBook, store: Arc<dyn CounterStore>) -> Self {
+        Self::with_quotas(Quotas::ByPlan(plans), store)
     }
 
     fn with_quotas(quotas: Quotas, store: Arc<dyn CounterStore>) -> Self {
@@ -190,7 +186,7 @@ impl Shared {
         let identity = req.get::<ApiKeyIdentity>()?;
         let quota = match &self.quotas {
             Quotas::One(q) => *q,
-            Quotas::ByPlan(plans) => *plans.get(identity.plan()?)?,
+            Quotas::ByPlan(book) => book.load().get(identity.plan()?)?.quota?,
         };
         identity.plan()?;
         let now = i64::try_from(self.clock.unix_nanos() / 1_000_000_000).unwrap_or(i64::MAX);

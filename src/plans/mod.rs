@@ -42,11 +42,14 @@
 //! # Ok(()) }
 //! ```
 
+mod book;
 mod counter;
 mod meter;
 mod period;
 mod usage;
 
+pub use self::book::PlanManager;
+pub(crate) use self::book::{PlanBook, PlanDef, Plans};
 pub use self::counter::{Count, CounterKey, CounterKind, CounterStore, InMemoryCounterStore};
 pub use self::meter::{Meter, MeterLayer, QuotaRejection, ResponseFuture};
 pub use self::period::{Period, Window};

@@ -1,12 +1,12 @@
 //! Usage records, like API Gateway's GetUsage and UpdateUsage.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use time::{Date, Duration};
 
-use super::{CounterKey, CounterKind, CounterStore, Period, Quota, Window};
+use super::{CounterKey, CounterKind, CounterStore, Period, PlanBook, Quota, Window};
 use crate::clock::Clock;
 use crate::keys::KeyStore;
 use crate::store::{StoreError, StoreErrorKind};
@@ -16,7 +16,7 @@ use crate::store::{StoreError, StoreErrorKind};
 pub struct UsageRecords {
     counters: Arc<dyn CounterStore>,
     keys: Arc<dyn KeyStore>,
-    quotas: Arc<HashMap<Arc<str>, Quota>>,
+    plans: PlanBook,
     clock: Arc<dyn Clock>,
 }
 
@@ -38,7 +38,7 @@ pub struct Usage {
 impl fmt::Debug for UsageRecords {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UsageRecords")
-            .field("plans", &self.quotas.len())
+            .field("plans", &self.plans.load().len())
             .finish_non_exhaustive()
     }
 }
@@ -52,25 +52,25 @@ fn day_start(d: Date) -> i64 {
 }
 
 impl UsageRecords {
-    /// Records over `counters`, for the keys in `keys` and the plans' `quotas`.
-    pub fn new(
+    pub(crate) fn new(
         counters: Arc<dyn CounterStore>,
         keys: Arc<dyn KeyStore>,
-        quotas: HashMap<Arc<str>, Quota>,
+        plans: PlanBook,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             counters,
             keys,
-            quotas: Arc::new(quotas),
+            plans,
             clock,
         }
     }
 
     fn quota(&self, plan: &str) -> Result<Quota, StoreError> {
-        self.quotas
+        self.plans
+            .load()
             .get(plan)
-            .copied()
+            .and_then(|p| p.quota)
             .ok_or_else(|| not_found(format!("no quota for plan `{plan}`")))
     }
 

@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +9,7 @@ use super::headers::Spec;
 use super::service::Throttle;
 use super::{InMemoryRateStore, KeyExtractor, LimitScope, Rate, RateStore};
 use crate::clock::SystemClock;
+use crate::plans::PlanBook;
 use crate::response::GatewayResponses;
 use crate::store::FailMode;
 
@@ -35,8 +35,8 @@ pub(super) struct Shared {
 pub(super) enum Source {
     /// One limit, one bucket per extracted key.
     Standalone { spec: Spec, key: KeyExtractor },
-    /// Every level the gateway config defines.
-    Gateway(Arc<GatewayLimits>),
+    /// Every level the gateway config defines; plan limits from the plan book.
+    Gateway(Arc<GatewayLimits>, PlanBook),
 }
 
 /// The limits of a gateway, resolved at build.
@@ -47,14 +47,6 @@ pub(crate) struct GatewayLimits {
     pub(crate) trusted_proxies: Vec<IpNet>,
     /// Each endpoint's own limit, by endpoint index.
     pub(crate) methods: Vec<Option<Spec>>,
-    /// Plan name to its per-key limit and per-key-and-method limits (by endpoint index).
-    pub(crate) plans: HashMap<Arc<str>, PlanLimits>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct PlanLimits {
-    pub(crate) throttle: Option<Spec>,
-    pub(crate) methods: Vec<Option<Spec>>,
 }
 
 impl fmt::Debug for ThrottleLayer {
@@ -63,7 +55,7 @@ impl fmt::Debug for ThrottleLayer {
         let mut d = f.debug_struct("ThrottleLayer");
         match &s.source {
             Source::Standalone { spec, key } => d.field("rate", &spec.rate).field("key", key),
-            Source::Gateway(limits) => d.field("limits", limits),
+            Source::Gateway(limits, _) => d.field("limits", limits),
         };
         d.field("store", &s.store)
             .field("fail_mode", &s.fail_mode)
@@ -86,8 +78,12 @@ impl ThrottleLayer {
         )
     }
 
-    pub(crate) fn for_gateway(limits: GatewayLimits, store: Arc<dyn RateStore>) -> Self {
-        Self::with_source(Source::Gateway(Arc::new(limits)), store)
+    pub(crate) fn for_gateway(
+        limits: GatewayLimits,
+        plans: PlanBook,
+        store: Arc<dyn RateStore>,
+    ) -> Self {
+        Self::with_source(Source::Gateway(Arc::new(limits), plans), store)
     }
 
     fn with_source(source: Source, store: Arc<dyn RateStore>) -> Self {

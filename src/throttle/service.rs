@@ -18,6 +18,7 @@ use crate::body::{Body, BoxError};
 use crate::context::RequestHead;
 use crate::context::{ApiKeyIdentity, RequestContext};
 use crate::gate::{self, Finish, GateFuture};
+use crate::plans::Plans;
 use crate::response::GatewayResponseKind;
 use crate::store::{FailMode, StoreError};
 
@@ -152,7 +153,7 @@ type Decision = gate::Decision<Option<Stamp>>;
 
 impl Shared {
     /// The limits that cover a request.
-    fn plan<'s>(&'s self, head: RequestHead<'_>) -> Planned<'s> {
+    fn plan<'s>(&'s self, plans: Option<&'s Plans>, head: RequestHead<'_>) -> Planned<'s> {
         let mut p = Planned {
             items: [(Which::Gateway, &NO_SPEC); MAX_LIMITS],
             len: 0,
@@ -163,16 +164,13 @@ impl Shared {
                 p.push(Which::Custom, Some(spec));
                 p.custom = key.extract(head).unwrap_or_default();
             }
-            Source::Gateway(limits) => {
+            Source::Gateway(limits, _) => {
                 let endpoint = head
                     .extensions
                     .get::<RequestContext>()
                     .map(|c| c.endpoint().index());
                 let identity = head.extensions.get::<ApiKeyIdentity>();
-                if let Some(plan) = identity
-                    .and_then(|i| i.plan())
-                    .and_then(|p| limits.plans.get(p))
-                {
+                if let Some(plan) = identity.and_then(|i| i.plan()).and_then(|p| plans?.get(p)) {
                     let method = endpoint
                         .and_then(|e| plan.methods.get(e))
                         .and_then(Option::as_ref);
@@ -264,7 +262,11 @@ impl Shared {
             let result = self.store.check_now(&limit)?;
             return Some(self.decide_for(LimitScope::Custom, spec, result));
         }
-        let planned = self.plan(head);
+        let book = match &self.source {
+            Source::Gateway(_, book) => Some(book.load()),
+            Source::Standalone { .. } => None,
+        };
+        let planned = self.plan(book.as_deref().map(|p| &**p), head);
         if planned.len == 0 {
             return Some(Decision::Admit(None));
         }
@@ -276,7 +278,11 @@ impl Shared {
 
     /// The same, waiting for the store.
     async fn decide_later(&self, head: RequestHead<'_>) -> Decision {
-        let planned = self.plan(head);
+        let book = match &self.source {
+            Source::Gateway(_, book) => Some(book.load_full()),
+            Source::Standalone { .. } => None,
+        };
+        let planned = self.plan(book.as_deref(), head);
         let mut limits = [EMPTY; MAX_LIMITS];
         let n = planned.limits(head, &mut limits);
         let result = self.store.check(&limits[..n]).await;
