@@ -336,7 +336,7 @@ fn sweep_locked(shard: &Shard, map: &mut Map, now: u64) -> usize {
     let before = map.len();
     map.retain(|_, tat| *tat.get_mut() > now);
     let after = map.len();
-    if map.capacity() > 2 * MIN_SWEEP_LEN && after * 4 < map.capacity() {
+    if after * 4 < map.capacity() {
         map.shrink_to(after * 2);
     }
     shard
