@@ -80,13 +80,19 @@ where
         Self { kind }
     }
 
-    /// Waits for `decision`, then calls `inner` (the instance polled ready)
-    /// or answers.
-    pub(crate) fn later(decision: Pending<ReqB, P>, inner: S) -> Self {
+    /// Waits for `decision`, then calls `inner` or answers. The instance
+    /// that was polled ready is the one kept for the call; a clone stays
+    /// behind in its place (tower's "be careful when cloning inner services").
+    pub(crate) fn wait(decision: Pending<ReqB, P>, inner: &mut S) -> Self
+    where
+        S: Clone,
+    {
+        let clone = inner.clone();
+        let ready = std::mem::replace(inner, clone);
         Self {
             kind: Kind::Waiting {
                 decision,
-                inner: Some(inner),
+                inner: Some(ready),
             },
         }
     }

@@ -86,3 +86,25 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+/// A hasher for keys that are already uniform 64-bit hashes (fingerprints):
+/// it passes them through instead of hashing them again.
+#[derive(Default)]
+pub(crate) struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Builds [`Prehashed`] hashers for maps keyed by fingerprints.
+pub(crate) type PrehashedState = std::hash::BuildHasherDefault<Prehashed>;

@@ -169,8 +169,7 @@ where
                     let decision = shared.decide(found, RequestHead::of(&req));
                     (admit(decision, &mut req), req)
                 });
-                let clone = self.inner.clone();
-                GateFuture::later(decision, std::mem::replace(&mut self.inner, clone))
+                GateFuture::wait(decision, &mut self.inner)
             }
         };
         ResponseFuture::new(gate)

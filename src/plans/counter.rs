@@ -1,12 +1,12 @@
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 
-use crate::store::StoreError;
+use crate::store::{PrehashedState, StoreError};
 
 /// What a counter counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,25 +101,8 @@ pub struct InMemoryCounterStore {
 #[repr(align(64))]
 #[derive(Default)]
 struct Shard {
-    map: RwLock<HashMap<u64, Vec<Entry>, std::hash::BuildHasherDefault<Identity>>>,
+    map: RwLock<HashMap<u64, Vec<Entry>, PrehashedState>>,
     sweep_at: std::sync::atomic::AtomicUsize,
-}
-
-#[derive(Default)]
-struct Identity(u64);
-
-impl Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 struct Entry {
@@ -255,22 +238,18 @@ impl InMemoryCounterStore {
     }
 }
 
-fn sweep(map: &mut HashMap<u64, Vec<Entry>, std::hash::BuildHasherDefault<Identity>>, now: i64) {
+fn sweep(map: &mut HashMap<u64, Vec<Entry>, PrehashedState>, now: i64) {
     map.retain(|_, list| {
         list.retain(|e| e.expires > now);
         !list.is_empty()
     });
 }
 
-fn read(
-    s: &Shard,
-) -> RwLockReadGuard<'_, HashMap<u64, Vec<Entry>, std::hash::BuildHasherDefault<Identity>>> {
+fn read(s: &Shard) -> RwLockReadGuard<'_, HashMap<u64, Vec<Entry>, PrehashedState>> {
     s.map.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn write(
-    s: &Shard,
-) -> RwLockWriteGuard<'_, HashMap<u64, Vec<Entry>, std::hash::BuildHasherDefault<Identity>>> {
+fn write(s: &Shard) -> RwLockWriteGuard<'_, HashMap<u64, Vec<Entry>, PrehashedState>> {
     s.map.write().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -326,8 +326,7 @@ where
                 let shared = self.shared.clone();
                 let decision: gate::Pending<ReqB, ()> =
                     Box::pin(async move { (shared.later(&charge).await, req) });
-                let clone = self.inner.clone();
-                GateFuture::later(decision, std::mem::replace(&mut self.inner, clone))
+                GateFuture::wait(decision, &mut self.inner)
             }
         };
         ResponseFuture::new(gate)

@@ -176,54 +176,46 @@ impl UsageRecords {
         Ok(spent)
     }
 
-    fn current(&self, quota: &Quota) -> Window {
-        let now = i64::try_from(self.clock.unix_nanos() / 1_000_000_000).unwrap_or(i64::MAX);
-        quota.period.window_at(now)
-    }
-
-    /// What is left of a key's quota in the current period.
-    pub async fn remaining(&self, key_id: &str, plan: &str) -> Result<i64, StoreError> {
+    /// The plan's quota, its current window, and the key's counter in it.
+    fn current<'a>(
+        &self,
+        key_id: &'a str,
+        plan: &'a str,
+    ) -> Result<(Quota, Window, CounterKey<'a>), StoreError> {
         let quota = self.quota(plan)?;
-        let window = self.current(&quota);
-        let created = self
-            .keys
-            .get_by_id(key_id)
-            .await?
-            .map(|(_, r)| r.created.unix_timestamp());
+        let now = i64::try_from(self.clock.unix_nanos() / 1_000_000_000).unwrap_or(i64::MAX);
+        let window = quota.period.window_at(now);
         let key = CounterKey {
             key_id,
             plan,
             kind: CounterKind::Quota,
             start: window.start,
         };
+        Ok((quota, window, key))
+    }
+
+    /// What is left of a key's quota in the current period.
+    pub async fn remaining(&self, key_id: &str, plan: &str) -> Result<i64, StoreError> {
+        let (quota, window, key) = self.current(key_id, plan)?;
+        let created = self
+            .keys
+            .get_by_id(key_id)
+            .await?
+            .map(|(_, r)| r.created.unix_timestamp());
         Ok((quota.limit_in(window, created) - self.counters.get(&key).await?).max(0))
     }
 
     /// Gives a key `extra` more requests in the current period (UpdateUsage);
     /// returns what is left.
     pub async fn grant(&self, key_id: &str, plan: &str, extra: i64) -> Result<i64, StoreError> {
-        let quota = self.quota(plan)?;
-        let window = self.current(&quota);
-        let key = CounterKey {
-            key_id,
-            plan,
-            kind: CounterKind::Quota,
-            start: window.start,
-        };
+        let (_, window, key) = self.current(key_id, plan)?;
         self.counters.add(&key, -extra, window.end).await?;
         self.remaining(key_id, plan).await
     }
 
     /// Starts a key's current period afresh.
     pub async fn reset(&self, key_id: &str, plan: &str) -> Result<(), StoreError> {
-        let quota = self.quota(plan)?;
-        let window = self.current(&quota);
-        let key = CounterKey {
-            key_id,
-            plan,
-            kind: CounterKind::Quota,
-            start: window.start,
-        };
+        let (_, _, key) = self.current(key_id, plan)?;
         self.counters.reset(&key).await
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use super::gcra::{Gcra, Verdict};
 use super::store::{Limit, Outcome, RateKey, RateStore};
 use crate::clock::Clock;
-use crate::store::StoreError;
+use crate::store::{PrehashedState, StoreError};
 
 /// Default cap on tracked keys.
 pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
@@ -73,25 +73,7 @@ struct Shard {
     sweep_at_len: AtomicUsize,
 }
 
-type Map = HashMap<u64, AtomicU64, BuildHasherDefault<Fingerprint>>;
-
-/// Fingerprints are already uniform 64-bit hashes: use them as they are.
-#[derive(Default)]
-struct Fingerprint(u64);
-
-impl Hasher for Fingerprint {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
+type Map = HashMap<u64, AtomicU64, PrehashedState>;
 
 impl fmt::Debug for InMemoryRateStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -328,8 +328,7 @@ where
                     let decision = shared.decide_later(RequestHead::of(&req)).await;
                     (decision, req)
                 });
-                let clone = self.inner.clone();
-                GateFuture::later(decision, std::mem::replace(&mut self.inner, clone))
+                GateFuture::wait(decision, &mut self.inner)
             }
         };
         ResponseFuture::new(gate)
