@@ -436,26 +436,8 @@ async fn standalone_layer_by_header_by_ip_and_by_closure() {
             .body(Body::empty())
             .unwrap()
     };
-    assert_eq!(
-        svc.ready()
-            .await
-            .unwrap()
-            .call(req("a"))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        svc.ready()
-            .await
-            .unwrap()
-            .call(req("b"))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(status(&mut svc, req("a")).await, StatusCode::OK);
+    assert_eq!(status(&mut svc, req("b")).await, StatusCode::OK);
     let res = svc.ready().await.unwrap().call(req("a")).await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
@@ -471,26 +453,8 @@ async fn standalone_layer_by_header_by_ip_and_by_closure() {
             .insert(ClientAddr(format!("{ip}:1").parse().unwrap()));
         r
     };
-    assert_eq!(
-        svc.ready()
-            .await
-            .unwrap()
-            .call(req("192.0.2.1"))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        svc.ready()
-            .await
-            .unwrap()
-            .call(req("192.0.2.2"))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(status(&mut svc, req("192.0.2.1")).await, StatusCode::OK);
+    assert_eq!(status(&mut svc, req("192.0.2.2")).await, StatusCode::OK);
     let third = svc
         .ready()
         .await
