@@ -42,16 +42,18 @@
 //! |---|---|---|
 //! | [`route`] | [`RouteLayer`](route::RouteLayer): stages, resources, 404/405, request id | available |
 //! | [`gateway`] | [`Gateway`]: config, validation, settings resolution | available |
-//! | `throttle` | token buckets per gateway, method, key | planned |
-//! | `keys`, `plans` | API keys, usage plans, quotas | planned |
+//! | [`throttle`] | [`ThrottleLayer`](throttle::ThrottleLayer): token buckets per gateway, method, client, key | available |
+//! | [`keys`] | [`ApiKeyLayer`](keys::ApiKeyLayer): hashed API keys, stores, cache, management | available |
+//! | [`plans`] | [`MeterLayer`](plans::MeterLayer): quotas, usage records, plans at run time | available |
 //! | `auth` | SigV4, custom authorizers | planned |
 //! | `cache` | response cache | planned |
 //! | `mapping`, `integration` | templates, HTTP proxy | planned |
 //! | `usage` | usage events and sinks | planned |
 //!
-//! Settings that a planned layer will enforce are parsed and validated now;
-//! security settings (`api_key_required`, `authorization`) make
-//! [`Gateway::new`] fail until their layer exists, rather than serve the
+//! Behind a [`Gateway`] the order is route, API key, throttle, meter, then
+//! the inner service. Settings that a planned layer will enforce are parsed
+//! and validated now; `authorization: sigv4 | authorizer` makes
+//! [`Gateway::new`] fail until those layers exist, rather than serve the
 //! method unprotected.
 //!
 //! # Features
