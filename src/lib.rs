@@ -62,6 +62,7 @@
 //! |---|---|---|
 //! | (none yet) | | `redis` arrives with the Redis backends |
 
+pub mod auth;
 pub mod body;
 pub mod clock;
 pub mod context;

@@ -1,0 +1,281 @@
+//! The canonical request, exactly as AWS defines it.
+
+use std::fmt::Write as _;
+
+use percent_encoding::percent_decode;
+
+use super::SignatureParams;
+
+/// How the path is put in canonical form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CanonicalOptions {
+    /// Remove `.` and `..` segments and empty segments (every service but S3).
+    pub normalize_path: bool,
+    /// URI-encode the path as received (so encoded once on the wire, twice
+    /// here): every service but S3. S3 encodes it once.
+    pub double_encode: bool,
+    /// Whether a presigned URL's `X-Amz-Security-Token` is part of what was
+    /// signed (true, the default). Some clients (AWS IoT's) append it after
+    /// signing; allow that only where such clients call.
+    pub session_token_signed: bool,
+}
+
+impl CanonicalOptions {
+    /// Options with both settings given.
+    pub const fn new(normalize_path: bool, double_encode: bool) -> Self {
+        Self {
+            normalize_path,
+            double_encode,
+            session_token_signed: true,
+        }
+    }
+
+    /// The same, with the presigned session token signed or not.
+    pub const fn with_session_token_signed(mut self, signed: bool) -> Self {
+        self.session_token_signed = signed;
+        self
+    }
+}
+
+impl Default for CanonicalOptions {
+    fn default() -> Self {
+        Self::new(true, true)
+    }
+}
+
+/// Why a canonical request cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CanonicalError {
+    /// A header named in `SignedHeaders` is not in the request.
+    #[error("the signed header `{0}` is not in the request")]
+    MissingHeader(String),
+}
+
+/// RFC 3986 unreserved characters stay; everything else is `%XX` (upper-case hex).
+fn encode_into(out: &mut Vec<u8>, bytes: &[u8], keep_slash: bool) {
+    for &b in bytes {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~')
+            || (keep_slash && b == b'/')
+        {
+            out.push(b);
+        } else {
+            out.push(b'%');
+            out.push(b"0123456789ABCDEF"[usize::from(b >> 4)]);
+            out.push(b"0123456789ABCDEF"[usize::from(b & 15)]);
+        }
+    }
+}
+
+/// Removes dot segments and empty segments, keeping a trailing slash.
+fn normalize(path: &[u8]) -> Vec<u8> {
+    let mut segments: Vec<&[u8]> = Vec::new();
+    for seg in path.split(|&b| b == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let trailing = path.ends_with(b"/")
+        || path.ends_with(b"/.")
+        || path.ends_with(b"/..")
+        || path == b"."
+        || path == b"..";
+    let mut out = Vec::with_capacity(path.len() + 1);
+    for s in &segments {
+        out.push(b'/');
+        out.extend_from_slice(s);
+    }
+    if segments.is_empty() || trailing {
+        out.push(b'/');
+    }
+    out
+}
+
+/// The canonical URI of a raw request path.
+pub fn canonical_uri(raw_path: &[u8], options: CanonicalOptions) -> Vec<u8> {
+    let path: &[u8] = if raw_path.is_empty() { b"/" } else { raw_path };
+    let path = if options.normalize_path {
+        normalize(path)
+    } else {
+        path.to_vec()
+    };
+    let mut out = Vec::with_capacity(path.len() + 8);
+    if options.double_encode {
+        encode_into(&mut out, &path, true);
+    } else {
+        // Encoded once already: keep every `%XX` (upper-cased, so `%2F`
+        // stays a character of its segment), encode only what is not.
+        let mut i = 0;
+        while let Some(&b) = path.get(i) {
+            match (b, path.get(i + 1..i + 3)) {
+                (b'%', Some(hex)) if hex.iter().all(u8::is_ascii_hexdigit) => {
+                    out.push(b'%');
+                    out.extend(hex.iter().map(u8::to_ascii_uppercase));
+                    i += 3;
+                }
+                _ => {
+                    encode_into(&mut out, &[b], true);
+                    i += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The canonical query string: every parameter decoded and re-encoded,
+/// sorted by name then value; when `presigned`, `X-Amz-Signature` left out,
+/// and `X-Amz-Security-Token` too unless `token_signed`.
+pub fn canonical_query(raw_query: &[u8], presigned: bool, token_signed: bool) -> Vec<u8> {
+    let mut params: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for pair in raw_query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        if presigned
+            && (name == b"X-Amz-Signature" || (!token_signed && name == b"X-Amz-Security-Token"))
+        {
+            continue;
+        }
+        let mut n = Vec::with_capacity(name.len());
+        let mut v = Vec::with_capacity(value.len());
+        encode_into(&mut n, &percent_decode(name).collect::<Vec<u8>>(), false);
+        encode_into(&mut v, &percent_decode(value).collect::<Vec<u8>>(), false);
+        params.push((n, v));
+    }
+    params.sort();
+    let mut out = Vec::new();
+    for (i, (n, v)) in params.iter().enumerate() {
+        if i > 0 {
+            out.push(b'&');
+        }
+        out.extend_from_slice(n);
+        out.push(b'=');
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+/// A header value as AWS signs it: trimmed, every run of whitespace
+/// (including folded line breaks) one space.
+fn fold_value(out: &mut Vec<u8>, value: &[u8]) {
+    let mut pending_space = false;
+    for &b in value.trim_ascii() {
+        if b.is_ascii_whitespace() {
+            pending_space = true;
+        } else {
+            if pending_space {
+                out.push(b' ');
+                pending_space = false;
+            }
+            out.push(b);
+        }
+    }
+}
+
+/// The canonical request. `headers` are the request's headers (any case,
+/// repeated names allowed); `params` say which headers were signed and
+/// whether the URL is presigned; `payload_hash` is the hex SHA-256 of the
+/// body (or `UNSIGNED-PAYLOAD`).
+pub fn canonical_request<'h>(
+    method: &str,
+    raw_path: &[u8],
+    raw_query: &[u8],
+    headers: impl IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
+    params: &SignatureParams,
+    payload_hash: &str,
+    options: CanonicalOptions,
+) -> Result<Vec<u8>, CanonicalError> {
+    let presigned = params.presigned.is_some();
+    let signed_headers = &params.signed_headers;
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(method.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(&canonical_uri(raw_path, options));
+    out.push(b'\n');
+    out.extend_from_slice(&canonical_query(
+        raw_query,
+        presigned,
+        options.session_token_signed,
+    ));
+    out.push(b'\n');
+    let mut names: Vec<&str> = signed_headers.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in &names {
+        out.extend_from_slice(name.as_bytes());
+        out.push(b':');
+        let mut found = false;
+        for (n, v) in headers.clone() {
+            if n.eq_ignore_ascii_case(name) {
+                if found {
+                    out.push(b',');
+                }
+                found = true;
+                fold_value(&mut out, v);
+            }
+        }
+        if !found {
+            return Err(CanonicalError::MissingHeader((*name).to_owned()));
+        }
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    let mut signed = String::new();
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            signed.push(';');
+        }
+        let _ = write!(signed, "{n}");
+    }
+    out.extend_from_slice(signed.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(payload_hash.as_bytes());
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_normalize_and_encode() {
+        let n = CanonicalOptions::default();
+        assert_eq!(canonical_uri(b"//example//", n), b"/example/");
+        assert_eq!(canonical_uri(b"/example1/example2/../..", n), b"/");
+        assert_eq!(canonical_uri(b"/./", n), b"/");
+        assert_eq!(canonical_uri(b"/a b/%20", n), b"/a%20b/%2520");
+        assert_eq!(canonical_uri(b"", n), b"/");
+        let s3 = CanonicalOptions::new(false, false);
+        assert_eq!(canonical_uri(b"/a%20b/%2F", s3), b"/a%20b/%2F");
+        assert_eq!(canonical_uri(b"//x//", s3), b"//x//");
+    }
+
+    #[test]
+    fn queries_sort_by_encoded_name_then_value() {
+        assert_eq!(
+            canonical_query(b"b=2&a=2&a=1&c", false, true),
+            b"a=1&a=2&b=2&c="
+        );
+        assert_eq!(canonical_query(b"x=a+b&y=%7e", false, true), b"x=a%2Bb&y=~");
+        assert_eq!(
+            canonical_query(b"X-Amz-Signature=abc&z=1", true, true),
+            b"z=1"
+        );
+        assert_eq!(
+            canonical_query(b"X-Amz-Security-Token=t&z=1", true, true),
+            b"X-Amz-Security-Token=t&z=1"
+        );
+        assert_eq!(
+            canonical_query(b"X-Amz-Security-Token=t&z=1", true, false),
+            b"z=1"
+        );
+    }
+}
