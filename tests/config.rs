@@ -452,15 +452,12 @@ fn star_star_in_methods_is_the_stage_default() {
 
 #[test]
 fn security_settings_without_their_layer_refuse_to_build() {
-    let yaml = format!(
-        "{}sigv4: {{ region: us-east-1 }}\n",
-        with_prod("methods:\n  /pets/POST: { authorization: sigv4 }")
-    );
+    let yaml = with_prod("methods:\n  /pets/POST: { authorization: authorizer }");
     let err = Gateway::new(Config::from_yaml_str(&yaml).unwrap()).unwrap_err();
     assert_eq!(err.kind(), ConfigErrorKind::Unsupported);
     assert!(
         err.to_string().contains(
-            r#"stages.prod.methods."/pets/POST".authorization: authorization is not enforced"#
+            r#"stages.prod.methods."/pets/POST".authorization: custom authorizers are not supported"#
         ),
         "{err}"
     );

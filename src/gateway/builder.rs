@@ -12,6 +12,10 @@ use tower::{Layer, Service};
 use super::config::{ApiKeySource, Authorization, Config};
 use super::error::{ConfigError, ConfigErrorKind, ConfigIssue, PathBuf};
 use super::validate::{self, Resolved};
+use crate::auth::sigv4::{
+    self, Credential, CredentialStore, DEFAULT_MAX_BODY, InMemoryCredentialStore, SigV4,
+    SigV4Layer, Verifier, VerifierSettings,
+};
 use crate::body::{Body, BoxError};
 use crate::clock::{Clock, SystemClock};
 use crate::context::Endpoint;
@@ -39,6 +43,7 @@ struct Shared {
     config: Config,
     resolved: Resolved,
     route: RouteLayer,
+    sigv4: SigV4Layer,
     keys: ApiKeyLayer,
     throttle: ThrottleLayer,
     meter: MeterLayer,
@@ -68,6 +73,7 @@ pub struct GatewayBuilder {
     rate_store: Option<Arc<dyn RateStore>>,
     key_store: Option<Arc<dyn KeyStore>>,
     counter_store: Option<Arc<dyn CounterStore>>,
+    credential_store: Option<Arc<dyn CredentialStore>>,
 }
 
 impl fmt::Debug for GatewayBuilder {
@@ -98,6 +104,12 @@ impl GatewayBuilder {
     /// [`Gateway::load_config_keys`] once built.
     pub fn key_store(mut self, store: Arc<dyn KeyStore>) -> Self {
         self.key_store = Some(store);
+        self
+    }
+
+    /// Looks SigV4 credentials up in `store` instead of the config's `credentials`.
+    pub fn credential_store(mut self, store: Arc<dyn CredentialStore>) -> Self {
+        self.credential_store = Some(store);
         self
     }
 
@@ -187,12 +199,45 @@ impl GatewayBuilder {
             .clock(self.clock.clone())
             .responses(resolved.responses.clone());
 
+        let sigv4 = {
+            let verifier = self.config.sigv4.as_ref().map(|c| {
+                let store = self.credential_store.clone().unwrap_or_else(|| {
+                    let store = InMemoryCredentialStore::new();
+                    for cred in &self.config.credentials {
+                        let principal = cred
+                            .principal
+                            .clone()
+                            .unwrap_or_else(|| cred.access_key_id.clone());
+                        store.insert(Credential::new(
+                            cred.access_key_id.clone(),
+                            cred.secret_access_key.clone(),
+                            principal,
+                        ));
+                    }
+                    Arc::new(store)
+                });
+                let mut settings = VerifierSettings::new(c.region.clone(), c.service.clone());
+                settings.max_skew = c.max_skew;
+                settings.unsigned_payload = c.unsigned_payload;
+                Verifier::new(settings, store, self.clock.clone())
+            });
+            let max_body = self
+                .config
+                .sigv4
+                .as_ref()
+                .and_then(|c| c.max_body)
+                .map_or(DEFAULT_MAX_BODY, |b| {
+                    usize::try_from(b.0).unwrap_or(usize::MAX)
+                });
+            SigV4Layer::for_gateway(verifier, resolved.responses.clone(), max_body)
+        };
         let plan_config = self.config.clone();
         Ok(Gateway {
             shared: Arc::new(Shared {
                 config: self.config,
                 resolved,
                 route,
+                sigv4,
                 keys,
                 throttle,
                 meter,
@@ -219,10 +264,10 @@ fn refuse_unenforced(resolved: &Resolved) -> Result<(), ConfigError> {
             .field(e.stage())
             .field("methods")
             .field(&format!("{}/{}", e.resource(), e.method_name()));
-        if e.settings().authorization != Authorization::None {
+        if e.settings().authorization == Authorization::Authorizer {
             issues.push(ConfigIssue::new(
                 path.field("authorization").as_str(),
-                "authorization is not enforced by this version of tollgate yet; refusing to serve the method without it",
+                "custom authorizers are not supported by this version of tollgate yet; refusing to serve the method without one",
             ));
         }
     }
@@ -255,6 +300,7 @@ impl Gateway {
             rate_store: None,
             key_store: None,
             counter_store: None,
+            credential_store: None,
         }
     }
 
@@ -263,13 +309,14 @@ impl Gateway {
         Self::new(Config::from_path(path)?)
     }
 
-    /// Wraps `inner` in the gateway's stack: route, API key, throttle,
-    /// meter (quota), then `inner`.
+    /// Wraps `inner` in the gateway's stack: route, SigV4, API key,
+    /// throttle, meter (quota), then `inner`.
     pub fn service<S>(&self, inner: S) -> GatewayService<S> {
         let s = &self.shared;
+        let metered = s.meter.layer(inner);
         let stack = s
             .route
-            .layer(s.keys.layer(s.throttle.layer(s.meter.layer(inner))));
+            .layer(s.sigv4.layer(s.keys.layer(s.throttle.layer(metered))));
         GatewayService { inner: stack }
     }
 
@@ -371,7 +418,7 @@ impl<S> Layer<S> for Gateway {
 /// A service wrapped by a [`Gateway`]. Clone it freely: clones share every limit and cache.
 #[derive(Debug, Clone)]
 pub struct GatewayService<S> {
-    inner: Route<ApiKey<Throttle<Meter<S>>>>,
+    inner: Route<SigV4<ApiKey<Throttle<Meter<S>>>>>,
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for GatewayService<S>
@@ -413,7 +460,7 @@ pin_project! {
         ResB::Error: Into<BoxError>,
     {
         #[pin]
-        inner: route::ResponseFuture<keys::ResponseFuture<Throttle<Meter<S>>, Body>>,
+        inner: route::ResponseFuture<sigv4::ResponseFuture<ApiKey<Throttle<Meter<S>>>, Body>>,
     }
 }
 

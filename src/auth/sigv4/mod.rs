@@ -8,8 +8,18 @@
 //! and sorted, header values trimmed and folded, repeated headers joined),
 //! the string to sign and the signing key ([`SigningKey`]), and a
 //! constant-time signature check. It passes every case of AWS's signing
-//! test suite (`tests/sigv4_vectors.rs`). The layer that applies it to
-//! requests arrives with the rest of the authorization issue.
+//! test suite (`tests/sigv4_vectors.rs`).
+//!
+//! [`SigV4Layer`] applies it: behind a [`Gateway`](crate::Gateway), to
+//! methods with `authorization: sigv4`. It hashes the buffered body (up to
+//! `sigv4.max_body`, 413 beyond), checks `x-amz-content-sha256`, the
+//! credential scope (region, service, date), the clock skew (5 minutes by
+//! default) or a presigned URL's expiry, the credentials ([`CredentialStore`])
+//! and session token, and the signature, in constant time, with a signing key
+//! cached per access key and day. A verified request carries a
+//! [`SigV4Identity`] in its request and response extensions. Refusals are
+//! API Gateway's: 403 `MISSING_AUTHENTICATION_TOKEN`, `INVALID_SIGNATURE`,
+//! `EXPIRED_TOKEN` ("Signature expired: ..."), `UNRECOGNIZED_CLIENT`.
 //!
 //! ```
 //! use tollgate::auth::sigv4::{CanonicalOptions, SigningKey, canonical_request, parse_authorization, sha256_hex, string_to_sign};
@@ -31,14 +41,20 @@
 //! ```
 
 mod canonical;
+mod credentials;
+mod layer;
 mod parse;
 mod sign;
+mod verify;
 
 pub use self::canonical::{
     CanonicalError, CanonicalOptions, canonical_query, canonical_request, canonical_uri,
 };
+pub use self::credentials::{Credential, CredentialStore, InMemoryCredentialStore};
+pub use self::layer::{DEFAULT_MAX_BODY, ResponseFuture, SigV4, SigV4Layer};
 pub use self::parse::{
     ALGORITHM, ParseError, ParseErrorKind, Presigned, SignatureParams, parse_authorization,
     parse_presigned,
 };
 pub use self::sign::{SigningKey, hex, sha256_hex, string_to_sign};
+pub use self::verify::{Refusal, SigV4Identity, UNSIGNED_PAYLOAD, Verifier, VerifierSettings};

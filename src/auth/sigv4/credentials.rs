@@ -1,0 +1,110 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+
+use crate::gateway::Secret;
+use crate::store::StoreError;
+
+/// SigV4 credentials: who signs, with which secret.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Credential {
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret: Secret,
+    /// Who the caller is, for the inner service, logs and usage.
+    pub principal: String,
+    /// For temporary credentials: the session token requests must carry.
+    pub session_token: Option<Secret>,
+}
+
+impl Credential {
+    /// Long-term credentials.
+    pub fn new(
+        access_key_id: impl Into<String>,
+        secret: Secret,
+        principal: impl Into<String>,
+    ) -> Self {
+        Self {
+            access_key_id: access_key_id.into(),
+            secret,
+            principal: principal.into(),
+            session_token: None,
+        }
+    }
+
+    /// Temporary credentials: requests must carry `token` (`X-Amz-Security-Token`).
+    pub fn with_session_token(mut self, token: Secret) -> Self {
+        self.session_token = Some(token);
+        self
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("access_key_id", &self.access_key_id)
+            .field("principal", &self.principal)
+            .field("temporary", &self.session_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where SigV4 credentials live, by access key id.
+#[async_trait]
+pub trait CredentialStore: Send + Sync + fmt::Debug + 'static {
+    /// The credentials of `access_key_id`.
+    async fn get(&self, access_key_id: &str) -> Result<Option<Arc<Credential>>, StoreError>;
+}
+
+/// The in-memory credential store.
+#[derive(Default)]
+pub struct InMemoryCredentialStore {
+    map: RwLock<HashMap<String, Arc<Credential>>>,
+}
+
+impl fmt::Debug for InMemoryCredentialStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.map.read().map_or(0, |m| m.len());
+        f.debug_struct("InMemoryCredentialStore")
+            .field("credentials", &n)
+            .finish()
+    }
+}
+
+impl InMemoryCredentialStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces credentials.
+    pub fn insert(&self, credential: Credential) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(credential.access_key_id.clone(), Arc::new(credential));
+    }
+
+    /// Removes credentials; whether they were there.
+    pub fn remove(&self, access_key_id: &str) -> bool {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(access_key_id)
+            .is_some()
+    }
+}
+
+#[async_trait]
+impl CredentialStore for InMemoryCredentialStore {
+    async fn get(&self, access_key_id: &str) -> Result<Option<Arc<Credential>>, StoreError> {
+        Ok(self
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(access_key_id)
+            .cloned())
+    }
+}

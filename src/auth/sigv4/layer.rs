@@ -1,0 +1,215 @@
+//! `SigV4Layer`: requires a valid AWS Signature Version 4.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tower::{Layer, Service};
+
+use super::{SigV4Identity, Verifier};
+use crate::body::{Body, BoxError};
+use crate::context::RequestContext;
+use crate::gate::{self, Finish, GateFuture};
+use crate::gateway::Authorization;
+use crate::response::{GatewayResponseKind, GatewayResponses};
+
+/// The default limit on a body hashed for verification: 10 MiB.
+pub const DEFAULT_MAX_BODY: usize = 10 << 20;
+
+/// Requires a valid SigV4 signature; see the [module docs](super).
+#[derive(Clone)]
+#[must_use]
+pub struct SigV4Layer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    verifier: Option<Verifier>,
+    responses: GatewayResponses,
+    max_body: usize,
+    /// Behind a gateway only methods with `authorization: sigv4` are checked.
+    gateway: bool,
+}
+
+impl fmt::Debug for SigV4Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigV4Layer")
+            .field("verifier", &self.shared.verifier)
+            .field("max_body", &self.shared.max_body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigV4Layer {
+    /// Verifies every request with `verifier`, hashing bodies up to 10 MiB.
+    pub fn new(verifier: Verifier) -> Self {
+        Self::with(
+            Some(verifier),
+            GatewayResponses::default(),
+            DEFAULT_MAX_BODY,
+            false,
+        )
+    }
+
+    pub(crate) fn for_gateway(
+        verifier: Option<Verifier>,
+        responses: GatewayResponses,
+        max_body: usize,
+    ) -> Self {
+        Self::with(verifier, responses, max_body, true)
+    }
+
+    fn with(
+        verifier: Option<Verifier>,
+        responses: GatewayResponses,
+        max_body: usize,
+        gateway: bool,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                verifier,
+                responses,
+                max_body,
+                gateway,
+            }),
+        }
+    }
+
+    /// The largest body hashed; a larger one gets 413 `REQUEST_TOO_LARGE`.
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.shared).max_body = bytes;
+        self
+    }
+
+    /// The gateway responses to answer with.
+    pub fn responses(mut self, responses: GatewayResponses) -> Self {
+        Arc::make_mut(&mut self.shared).responses = responses;
+        self
+    }
+}
+
+impl<S> Layer<S> for SigV4Layer {
+    type Service = SigV4<S>;
+
+    fn layer(&self, inner: S) -> SigV4<S> {
+        SigV4 {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The SigV4 middleware.
+#[derive(Clone)]
+pub struct SigV4<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for SigV4<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigV4")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Finish for SigV4Identity {
+    fn finish(self, res: &mut Response<Body>) {
+        res.extensions_mut().insert(self);
+    }
+}
+
+crate::gate::response_future! {
+    /// Response future of [`SigV4`].
+    Option<SigV4Identity>
+}
+
+type Decision = gate::Decision<Option<SigV4Identity>>;
+
+impl Shared {
+    fn refuse(&self, kind: GatewayResponseKind, message: Option<&str>) -> Decision {
+        let res = match message {
+            Some(m) => self.responses.respond_with_message(kind, m),
+            None => self.responses.respond(kind),
+        };
+        gate::Decision::Reject(Box::new(res))
+    }
+
+    async fn decide(&self, req: Request<Body>) -> (Decision, Request<Body>) {
+        let (mut parts, body) = req.into_parts();
+        let Some(verifier) = &self.verifier else {
+            // Validation makes sure a gateway that requires SigV4 has settings.
+            let refused = self.refuse(GatewayResponseKind::MissingAuthenticationToken, None);
+            return (refused, Request::from_parts(parts, Body::empty()));
+        };
+        let bytes = match Limited::new(body, self.max_body).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                let refused = if e.is::<LengthLimitError>() {
+                    self.refuse(GatewayResponseKind::RequestTooLarge, None)
+                } else {
+                    self.refuse(
+                        GatewayResponseKind::BadRequestBody,
+                        Some("The request body could not be read"),
+                    )
+                };
+                return (refused, Request::from_parts(parts, Body::empty()));
+            }
+        };
+        let uri = parts
+            .extensions
+            .get::<RequestContext>()
+            .map_or_else(|| parts.uri.clone(), |c| c.original_uri().clone());
+        let decision = match verifier
+            .verify(parts.method.as_str(), &uri, &parts.headers, &bytes)
+            .await
+        {
+            Ok(identity) => {
+                parts.extensions.insert(identity.clone());
+                gate::Decision::Admit(Some(identity))
+            }
+            Err(refusal) => self.refuse(refusal.kind, refusal.message.as_deref()),
+        };
+        (decision, Request::from_parts(parts, Body::full(bytes)))
+    }
+}
+
+impl<S, ResB> Service<Request<Body>> for SigV4<S>
+where
+    S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, Body>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let required = !self.shared.gateway
+            || req
+                .extensions()
+                .get::<RequestContext>()
+                .is_some_and(|c| c.endpoint().settings().authorization == Authorization::Sigv4);
+        if !required {
+            return ResponseFuture::new(GateFuture::now(
+                gate::Decision::Admit(None),
+                &mut self.inner,
+                req,
+            ));
+        }
+        let shared = self.shared.clone();
+        let pending: gate::Pending<Body, Option<SigV4Identity>> =
+            Box::pin(async move { shared.decide(req).await });
+        ResponseFuture::new(GateFuture::wait(pending, &mut self.inner))
+    }
+}
