@@ -473,16 +473,13 @@ fn mutate(s: &mut Signed, m: Mutation) {
             for (n, v) in &mut s.headers {
                 if n == name {
                     let c = v.pop().unwrap_or('0');
-                    let replacement = match m {
-                        Mutation::Date | Mutation::Signature if c.is_ascii_digit() => {
-                            if c == '1' {
-                                '2'
-                            } else {
-                                '1'
+                    let replacement =
+                        match m {
+                            Mutation::Date | Mutation::Signature if c.is_ascii_digit() => {
+                                if c == '1' { '2' } else { '1' }
                             }
-                        }
-                        _ => flip(c),
-                    };
+                            _ => flip(c),
+                        };
                     v.push(replacement);
                 }
             }

@@ -92,7 +92,16 @@ pub struct Verifier {
     settings: VerifierSettings,
     store: Arc<dyn CredentialStore>,
     clock: Arc<dyn Clock>,
-    keys: moka::sync::Cache<String, (Secret, SigningKey)>,
+    keys: moka::sync::Cache<u64, Arc<CachedKey>>,
+    hasher: foldhash::quality::RandomState,
+}
+
+/// A derived key and what it was derived from.
+struct CachedKey {
+    access_key_id: String,
+    date: String,
+    secret: Secret,
+    key: SigningKey,
 }
 
 impl fmt::Debug for Verifier {
@@ -168,6 +177,7 @@ impl Verifier {
             store,
             clock,
             keys: moka::sync::Cache::new(10_000),
+            hasher: Default::default(),
         }
     }
 
@@ -302,14 +312,12 @@ impl Verifier {
         )
         .map_err(|e| Refusal::new(InvalidSignature, e.to_string()))?;
         let sts = string_to_sign(&amz_date, &params.scope(), &canonical);
-        if !self
-            .signing_key(
-                &credential.access_key_id,
-                &credential.secret,
-                &params.scope_date,
-            )
-            .verify(&sts, &params.signature)
-        {
+        let cached = self.signing_key(
+            &credential.access_key_id,
+            &credential.secret,
+            &params.scope_date,
+        );
+        if !cached.key.verify(&sts, &params.signature) {
             return Err(Refusal::plain(InvalidSignature));
         }
         Ok(SigV4Identity {
@@ -403,22 +411,34 @@ impl Verifier {
     }
 
     /// The signing key for a credential and day, derived once and cached.
-    fn signing_key(&self, access_key_id: &str, secret: &Secret, date: &str) -> SigningKey {
-        let cache_key = format!("{access_key_id}\u{0}{date}");
-        if let Some((cached_secret, key)) = self.keys.get(&cache_key) {
-            // A rotated secret must not verify with yesterday's key.
-            if bool::from(
-                cached_secret
-                    .expose()
-                    .as_bytes()
-                    .ct_eq(secret.expose().as_bytes()),
-            ) {
-                return key;
+    fn signing_key(&self, access_key_id: &str, secret: &Secret, date: &str) -> Arc<CachedKey> {
+        use std::hash::BuildHasher;
+        let slot = self.hasher.hash_one((access_key_id, date));
+        if let Some(cached) = self.keys.get(&slot) {
+            // The slot is a hash: check what it holds. A rotated secret must
+            // not verify with yesterday's key.
+            if cached.access_key_id == access_key_id
+                && cached.date == date
+                && bool::from(
+                    cached
+                        .secret
+                        .expose()
+                        .as_bytes()
+                        .ct_eq(secret.expose().as_bytes()),
+                )
+            {
+                return cached;
             }
         }
         let key = SigningKey::derive(secret, date, &self.settings.region, &self.settings.service);
-        self.keys.insert(cache_key, (secret.clone(), key.clone()));
-        key
+        let cached = Arc::new(CachedKey {
+            access_key_id: access_key_id.to_owned(),
+            date: date.to_owned(),
+            secret: secret.clone(),
+            key,
+        });
+        self.keys.insert(slot, cached.clone());
+        cached
     }
 }
 
