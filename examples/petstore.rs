@@ -89,9 +89,13 @@ fn print_welcome(gateway: &Gateway, addr: &str) {
     println!("  curl -i http://{addr}/prod/pets                  # 403: prod asks for an API key");
     println!("  curl -i {k} http://{addr}/prod/pets");
     println!("  curl -i {k} 'http://{addr}/prod/pets?type=dog'");
-    println!(
-        "  curl -i {k} -X POST http://{addr}/prod/pets -d '{{\"type\":\"bird\",\"price\":12.5}}'"
-    );
+    if let Some(c) = config.credentials.first() {
+        println!(
+            "  curl -i {k} --aws-sigv4 aws:amz:us-east-1:execute-api --user '{}:{}' -H 'content-type: application/json' -X POST http://{addr}/prod/pets -d '{{\"type\":\"bird\",\"price\":12.5}}'",
+            c.access_key_id,
+            c.secret_access_key.expose()
+        );
+    }
     println!("  curl -i {k} http://{addr}/prod/pets/1");
     println!(
         "  curl -i {k} -X PUT http://{addr}/prod/pets/1 -d '{{\"type\":\"dog\",\"price\":199}}'"

@@ -74,6 +74,57 @@ struct Reply {
 /// The demo key of examples/petstore.yaml (plan `basic`: 10 at once, 5 a second, 50 a day).
 const DEMO_KEY: &str = "demo-key-0123456789abcdef";
 
+/// SigV4 headers for a request, signed by AWS's own signer with the demo
+/// credentials of examples/petstore.yaml (`POST /prod/pets` asks for them).
+fn sigv4_headers(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{
+        PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
+    };
+    let identity = aws_credential_types::Credentials::new(
+        "AKIDEXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        None,
+        None,
+        "petstore-test",
+    )
+    .into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("execute-api")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let host = addr.to_string();
+    let url = format!("http://{host}{path}");
+    let headers = [
+        ("host", host.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let signable = SignableRequest::new(
+        method,
+        url.as_str(),
+        headers.into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut req = Request::builder()
+        .method(method)
+        .uri(&url)
+        .body(())
+        .unwrap();
+    instructions.apply_to_request_http1x(&mut req);
+    req.headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect()
+}
+
 async fn send(
     client: &HttpClient,
     addr: SocketAddr,
@@ -94,11 +145,16 @@ async fn send_with_key(
 ) -> Reply {
     let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
     let mut req = Request::builder()
-        .method(method)
+        .method(method.clone())
         .uri(format!("http://{addr}{path}"))
         .header("content-type", "application/json");
     if let Some(k) = key {
         req = req.header("x-api-key", k);
+    }
+    if method == Method::POST && path.starts_with("/prod/") {
+        for (n, v) in sigv4_headers(addr, method.as_str(), path, &bytes) {
+            req = req.header(n, v);
+        }
     }
     let req = req.body(Full::new(bytes)).unwrap();
     let res = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
@@ -208,8 +264,13 @@ async fn bad_input_over_tcp_gets_clear_answers() {
     let a = server.addr;
 
     // The backend rejects a bad body with a message.
-    let req = Request::post(format!("http://{a}/prod/pets"))
+    let mut req = Request::post(format!("http://{a}/prod/pets"))
         .header("x-api-key", DEMO_KEY)
+        .header("content-type", "application/json");
+    for (n, v) in sigv4_headers(a, "POST", "/prod/pets", b"{not json") {
+        req = req.header(n, v);
+    }
+    let req = req
         .body(Full::new(Bytes::from_static(b"{not json")))
         .unwrap();
     let res = client.request(req).await.unwrap();
@@ -382,6 +443,53 @@ async fn the_demo_quota_runs_out_with_429_limit_exceeded() {
     assert_eq!(r.headers["ratelimit-policy"], "\"quota\";q=50;w=86400");
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=86_400).contains(&retry));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn creating_a_pet_takes_a_sigv4_signature() {
+    let server = Server::start(false).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let a = server.addr;
+    let body = json!({ "type": "bird", "price": 1 }).to_string();
+    // The key alone is not enough.
+    let req = Request::post(format!("http://{a}/prod/pets"))
+        .header("x-api-key", DEMO_KEY)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.clone())))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        res.headers()["x-tollgate-error-type"],
+        "MISSING_AUTHENTICATION_TOKEN"
+    );
+    // A signature over another body is refused.
+    let mut req = Request::post(format!("http://{a}/prod/pets"))
+        .header("x-api-key", DEMO_KEY)
+        .header("content-type", "application/json");
+    for (n, v) in sigv4_headers(a, "POST", "/prod/pets", b"{}") {
+        req = req.header(n, v);
+    }
+    let res = client
+        .request(req.body(Full::new(Bytes::from(body.clone()))).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::BAD_REQUEST,
+        "x-amz-content-sha256 does not match"
+    );
+    // Signed properly: created.
+    let created = send(
+        &client,
+        a,
+        Method::POST,
+        "/prod/pets",
+        Some(serde_json::from_str(&body).unwrap()),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
     server.stop().await;
 }
 

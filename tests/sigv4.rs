@@ -564,3 +564,35 @@ proptest! {
         prop_assert_ne!(status, StatusCode::OK, "{:?} was not detected", mutation);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Hostile headers and URLs never panic the parsers or the canonicalizer.
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        auth in prop::collection::vec(any::<u8>(), 0..300),
+        auth_text in "AWS4-HMAC-SHA256[ ,=/;a-zA-Z0-9]{0,200}",
+        query in prop::collection::vec(any::<u8>(), 0..300),
+        path in prop::collection::vec(any::<u8>(), 0..300),
+        value in prop::collection::vec(any::<u8>(), 0..100),
+        signed in prop::collection::vec("[a-z-]{1,12}", 1..5),
+    ) {
+        use tollgate::auth::sigv4::{CanonicalOptions, canonical_query, canonical_request, canonical_uri, parse_authorization, parse_presigned};
+        let _ = parse_authorization(&String::from_utf8_lossy(&auth));
+        let parsed = parse_authorization(&auth_text);
+        let _ = parse_presigned(&String::from_utf8_lossy(&query));
+        for opts in [CanonicalOptions::new(true, true), CanonicalOptions::new(false, false)] {
+            let _ = canonical_uri(&path, opts);
+        }
+        let _ = canonical_query(&query, true, false);
+        let _ = parsed;
+        let valid = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
+        let mut p = parse_authorization(valid).unwrap();
+        p.signed_headers = signed;
+        let headers = [("x-a", value.as_slice()), ("host", b"h".as_slice())];
+        for presigned in [false, true] {
+            let _ = canonical_request("GET", &path, &query, headers.iter().copied(), &p, "", CanonicalOptions::new(presigned, presigned));
+        }
+    }
+}
