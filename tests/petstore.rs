@@ -94,7 +94,9 @@ fn sigv4_headers(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Vec
         .identity(&identity)
         .region("us-east-1")
         .name("execute-api")
-        .time(std::time::SystemTime::now())
+        .time(tollgate::clock::Clock::system_time(
+            &tollgate::clock::SystemClock,
+        ))
         .settings(settings)
         .build()
         .unwrap()
