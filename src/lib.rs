@@ -74,6 +74,7 @@ pub mod response;
 pub mod route;
 pub mod store;
 pub mod throttle;
+mod ttl_cache;
 
 pub use self::body::Body;
 pub use self::context::{

@@ -596,3 +596,75 @@ proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn credentials_are_cached_with_ttl_negative_ttl_and_resilience() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use tollgate::auth::sigv4::{
+        CachingCredentialStore, Credential, CredentialStore, InMemoryCredentialStore,
+    };
+    use tollgate::gateway::Secret;
+    use tollgate::store::StoreError;
+
+    #[derive(Debug, Default)]
+    struct Remote {
+        inner: InMemoryCredentialStore,
+        down: AtomicBool,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl CredentialStore for Remote {
+        async fn get(&self, id: &str) -> Result<Option<Arc<Credential>>, StoreError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::unavailable("remote is down"));
+            }
+            self.inner.get(id).await
+        }
+    }
+
+    let clock = ManualClock::at_unix_secs(NOW);
+    let remote = Arc::new(Remote::default());
+    remote
+        .inner
+        .insert(Credential::new(AKID, Secret::new(SECRET), "alice"));
+    let cache = CachingCredentialStore::new(remote.clone(), clock.clone()).resilient(true);
+    for _ in 0..3 {
+        assert!(cache.get(AKID).await.unwrap().is_some());
+        assert!(cache.get("AKIDNOBODY").await.unwrap().is_none());
+    }
+    assert_eq!(
+        remote.calls.load(Ordering::SeqCst),
+        2,
+        "one call per id within the TTLs"
+    );
+    clock.advance(Duration::from_secs(11));
+    assert!(cache.get("AKIDNOBODY").await.unwrap().is_none());
+    assert_eq!(
+        remote.calls.load(Ordering::SeqCst),
+        3,
+        "a miss is remembered 10 s"
+    );
+    clock.advance(Duration::from_secs(300));
+    remote.down.store(true, Ordering::SeqCst);
+    let served = cache
+        .get(AKID)
+        .await
+        .unwrap()
+        .expect("the last known credentials serve");
+    assert_eq!(served.principal, "alice");
+    let plain = CachingCredentialStore::new(remote.clone(), clock.clone());
+    assert!(
+        plain.get(AKID).await.is_err(),
+        "without resilience an outage is an error"
+    );
+    remote.down.store(false, Ordering::SeqCst);
+    remote.inner.remove(AKID);
+    cache.invalidate(AKID);
+    assert!(
+        cache.get(AKID).await.unwrap().is_none(),
+        "recovery: the backend's answer is used again"
+    );
+}

@@ -108,3 +108,72 @@ impl CredentialStore for InMemoryCredentialStore {
             .cloned())
     }
 }
+
+/// A cache in front of a remote [`CredentialStore`]: the same policy as
+/// [`CachingKeyStore`](crate::keys::CachingKeyStore) (found credentials for
+/// 300 s, unknown ones for 10 s, resilient mode, bounded).
+pub struct CachingCredentialStore {
+    inner: Arc<dyn CredentialStore>,
+    cache: crate::ttl_cache::TtlCache<String, Arc<Credential>>,
+}
+
+impl fmt::Debug for CachingCredentialStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (cached, ttl, negative_ttl, resilient) = self.cache.describe();
+        f.debug_struct("CachingCredentialStore")
+            .field("inner", &self.inner)
+            .field("cached", &cached)
+            .field("ttl_ns", &ttl)
+            .field("negative_ttl_ns", &negative_ttl)
+            .field("resilient", &resilient)
+            .finish()
+    }
+}
+
+impl CachingCredentialStore {
+    /// A cache in front of `inner` with the default TTLs, not resilient.
+    pub fn new(inner: Arc<dyn CredentialStore>, clock: impl crate::clock::Clock) -> Self {
+        use crate::keys::{DEFAULT_NEGATIVE_TTL, DEFAULT_TTL};
+        Self {
+            inner,
+            cache: crate::ttl_cache::TtlCache::new(
+                Arc::new(clock),
+                100_000,
+                DEFAULT_TTL,
+                DEFAULT_NEGATIVE_TTL,
+            ),
+        }
+    }
+
+    /// How long found credentials are trusted.
+    pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.cache.set_ttl(ttl);
+        self
+    }
+
+    /// How long an unknown access key id is remembered as unknown.
+    pub fn negative_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.cache.set_negative_ttl(ttl);
+        self
+    }
+
+    /// Serve the last known answer while the backend fails.
+    pub fn resilient(mut self, on: bool) -> Self {
+        self.cache.set_resilient(on);
+        self
+    }
+
+    /// Forgets what is cached for `access_key_id` (after a change at the backend).
+    pub fn invalidate(&self, access_key_id: &str) {
+        self.cache.forget(&access_key_id.to_owned());
+    }
+}
+
+#[async_trait]
+impl CredentialStore for CachingCredentialStore {
+    async fn get(&self, access_key_id: &str) -> Result<Option<Arc<Credential>>, StoreError> {
+        self.cache
+            .get_or_fetch(access_key_id.to_owned(), self.inner.get(access_key_id))
+            .await
+    }
+}

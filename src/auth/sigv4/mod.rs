@@ -50,7 +50,9 @@ mod verify;
 pub use self::canonical::{
     CanonicalError, CanonicalOptions, canonical_query, canonical_request, canonical_uri,
 };
-pub use self::credentials::{Credential, CredentialStore, InMemoryCredentialStore};
+pub use self::credentials::{
+    CachingCredentialStore, Credential, CredentialStore, InMemoryCredentialStore,
+};
 pub use self::layer::{DEFAULT_MAX_BODY, ResponseFuture, SigV4, SigV4Layer};
 pub use self::parse::{
     ALGORITHM, ParseError, ParseErrorKind, Presigned, SignatureParams, parse_authorization,
