@@ -45,16 +45,14 @@
 //! | [`throttle`] | [`ThrottleLayer`](throttle::ThrottleLayer): token buckets per gateway, method, client, key | available |
 //! | [`keys`] | [`ApiKeyLayer`](keys::ApiKeyLayer): hashed API keys, stores, cache, management | available |
 //! | [`plans`] | [`MeterLayer`](plans::MeterLayer): quotas, usage records, plans at run time | available |
-//! | [`auth`] | [`SigV4Layer`](auth::sigv4::SigV4Layer): AWS Signature Version 4 | available; custom authorizers planned |
+//! | [`auth`] | [`SigV4Layer`](auth::sigv4::SigV4Layer), [`AuthorizerLayer`](auth::authorizer::AuthorizerLayer): SigV4, custom authorizers | available |
 //! | `cache` | response cache | planned |
 //! | `mapping`, `integration` | templates, HTTP proxy | planned |
 //! | `usage` | usage events and sinks | planned |
 //!
-//! Behind a [`Gateway`] the order is route, SigV4, API key, throttle,
-//! meter, then the inner service. Settings that a planned layer will
-//! enforce are parsed and validated now; `authorization: authorizer` makes
-//! [`Gateway::new`] fail until custom authorizers exist, rather than serve
-//! the method unprotected.
+//! Behind a [`Gateway`] the order is route, SigV4, custom authorizer, API
+//! key, throttle, meter, then the inner service. Settings that a planned
+//! layer will enforce (caching) are parsed and validated now.
 //!
 //! # Features
 //!

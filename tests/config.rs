@@ -451,14 +451,38 @@ fn star_star_in_methods_is_the_stage_default() {
 }
 
 #[test]
-fn security_settings_without_their_layer_refuse_to_build() {
-    let yaml = with_prod("methods:\n  /pets/POST: { authorization: authorizer }");
+fn authorizer_rules() {
+    assert_issue(
+        &with_prod("methods:\n  /pets/POST: { authorization: authorizer }"),
+        r#"stages.prod.methods."/pets/POST".authorizer: `authorization: authorizer` needs `authorizer: NAME`"#,
+    );
+    assert_issue(
+        &with_prod("methods:\n  /pets/POST: { authorization: authorizer, authorizer: nope }"),
+        r#"stages.prod.methods."/pets/POST".authorizer: unknown authorizer `nope`"#,
+    );
+    let yaml = format!(
+        "{BASE}authorizers:\n  a: {{ identity_sources: [header.Authorization, cookie.x], ttl: 7200 }}\n  b: {{ identity_sources: [] }}\n"
+    );
+    let found = issues(&yaml);
+    for expected in [
+        "authorizers.a.identity_sources[1]: `cookie.x` is not an identity source (header.NAME, querystring.NAME, stageVariables.NAME)",
+        "authorizers.a.ttl: must be <= 3600 seconds (got 7200)",
+        "authorizers.b.identity_sources: at least one identity source is required",
+    ] {
+        assert!(
+            found.contains(&expected.to_owned()),
+            "{expected} not in {found:#?}"
+        );
+    }
+    // A configured authorizer must have an implementation.
+    let yaml = format!(
+        "{}authorizers: {{ bearer: {{ identity_sources: [header.Authorization] }} }}\n",
+        with_prod("methods:\n  /pets/POST: { authorization: authorizer, authorizer: bearer }")
+    );
     let err = Gateway::new(Config::from_yaml_str(&yaml).unwrap()).unwrap_err();
-    assert_eq!(err.kind(), ConfigErrorKind::Unsupported);
     assert!(
-        err.to_string().contains(
-            r#"stages.prod.methods."/pets/POST".authorization: custom authorizers are not supported"#
-        ),
+        err.to_string()
+            .contains("authorizers.bearer: no implementation is registered for it"),
         "{err}"
     );
 }

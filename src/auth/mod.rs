@@ -1,5 +1,5 @@
-//! Authorization: AWS Signature Version 4 (custom authorizers to come).
-//!
-//! See [`sigv4`]: the verification core and [`SigV4Layer`](sigv4::SigV4Layer).
+//! Authorization: AWS Signature Version 4 ([`sigv4`]) and custom authorizers
+//! with cached verdicts ([`authorizer`]).
 
+pub mod authorizer;
 pub mod sigv4;

@@ -1,17 +1,20 @@
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::config::{ApiKeySource, Authorization, Config};
+use super::config::{ApiKeySource, Config};
 use super::error::{ConfigError, ConfigErrorKind, ConfigIssue, PathBuf};
 use super::validate::{self, Resolved};
+use crate::auth::authorizer::{Authorize, Authorizer, AuthorizerLayer, Configured};
 use crate::auth::sigv4::{
     self, Credential, CredentialStore, DEFAULT_MAX_BODY, InMemoryCredentialStore, SigV4,
     SigV4Layer, Verifier, VerifierSettings,
@@ -44,6 +47,7 @@ struct Shared {
     resolved: Resolved,
     route: RouteLayer,
     sigv4: SigV4Layer,
+    authorizers: AuthorizerLayer,
     keys: ApiKeyLayer,
     throttle: ThrottleLayer,
     meter: MeterLayer,
@@ -74,6 +78,7 @@ pub struct GatewayBuilder {
     key_store: Option<Arc<dyn KeyStore>>,
     counter_store: Option<Arc<dyn CounterStore>>,
     credential_store: Option<Arc<dyn CredentialStore>>,
+    authorizers: HashMap<String, Arc<dyn Authorizer>>,
 }
 
 impl fmt::Debug for GatewayBuilder {
@@ -113,6 +118,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// Registers the implementation of the config's authorizer `name`.
+    pub fn authorizer(mut self, name: impl Into<String>, authorizer: impl Authorizer) -> Self {
+        self.authorizers.insert(name.into(), Arc::new(authorizer));
+        self
+    }
+
     /// Keeps quota counters in `store` instead of in memory.
     pub fn counter_store(mut self, store: Arc<dyn CounterStore>) -> Self {
         self.counter_store = Some(store);
@@ -122,7 +133,6 @@ impl GatewayBuilder {
     /// Validates the config and resolves every method's settings.
     pub fn build(self) -> Result<Gateway, ConfigError> {
         let mut resolved = validate::resolve(&self.config)?;
-        refuse_unenforced(&resolved)?;
         warn_unenforced(&resolved);
         SystemClock::warm_up();
         let route = RouteLayer::from_resolved(&resolved);
@@ -231,6 +241,32 @@ impl GatewayBuilder {
                 });
             SigV4Layer::for_gateway(verifier, resolved.responses.clone(), max_body)
         };
+        let mut configured = HashMap::new();
+        let mut missing = Vec::new();
+        for (name, a) in &self.config.authorizers {
+            match self.authorizers.get(name) {
+                Some(imp) => {
+                    let ttl = Duration::from_secs(u64::from(a.ttl.unwrap_or(300)));
+                    let fail_mode = a.fail_mode.unwrap_or(FailMode::Closed);
+                    let c = Configured::new(
+                        imp.clone(),
+                        a.identity_sources.clone(),
+                        ttl,
+                        fail_mode,
+                        self.clock.clone(),
+                    );
+                    configured.insert(Arc::<str>::from(name.as_str()), c);
+                }
+                None => missing.push(ConfigIssue::new(
+                    PathBuf::root().field("authorizers").field(name).as_str(),
+                    "no implementation is registered for it (GatewayBuilder::authorizer)",
+                )),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(ConfigError::new(ConfigErrorKind::Invalid, missing));
+        }
+        let authorizers = AuthorizerLayer::new(configured, resolved.responses.clone());
         let plan_config = self.config.clone();
         Ok(Gateway {
             shared: Arc::new(Shared {
@@ -238,6 +274,7 @@ impl GatewayBuilder {
                 resolved,
                 route,
                 sigv4,
+                authorizers,
                 keys,
                 throttle,
                 meter,
@@ -251,30 +288,6 @@ impl GatewayBuilder {
                 clock: self.clock,
             }),
         })
-    }
-}
-
-/// Security settings this version cannot enforce yet fail the build: serving
-/// such a method unprotected would be worse than not serving it.
-fn refuse_unenforced(resolved: &Resolved) -> Result<(), ConfigError> {
-    let mut issues = Vec::new();
-    for e in resolved.endpoints() {
-        let path = PathBuf::root()
-            .field("stages")
-            .field(e.stage())
-            .field("methods")
-            .field(&format!("{}/{}", e.resource(), e.method_name()));
-        if e.settings().authorization == Authorization::Authorizer {
-            issues.push(ConfigIssue::new(
-                path.field("authorization").as_str(),
-                "custom authorizers are not supported by this version of tollgate yet; refusing to serve the method without one",
-            ));
-        }
-    }
-    if issues.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigError::new(ConfigErrorKind::Unsupported, issues))
     }
 }
 
@@ -301,6 +314,7 @@ impl Gateway {
             key_store: None,
             counter_store: None,
             credential_store: None,
+            authorizers: HashMap::new(),
         }
     }
 
@@ -309,14 +323,13 @@ impl Gateway {
         Self::new(Config::from_path(path)?)
     }
 
-    /// Wraps `inner` in the gateway's stack: route, SigV4, API key,
-    /// throttle, meter (quota), then `inner`.
+    /// Wraps `inner` in the gateway's stack: route, SigV4, custom
+    /// authorizer, API key, throttle, meter (quota), then `inner`.
     pub fn service<S>(&self, inner: S) -> GatewayService<S> {
         let s = &self.shared;
         let metered = s.meter.layer(inner);
-        let stack = s
-            .route
-            .layer(s.sigv4.layer(s.keys.layer(s.throttle.layer(metered))));
+        let keyed = s.keys.layer(s.throttle.layer(metered));
+        let stack = s.route.layer(s.sigv4.layer(s.authorizers.layer(keyed)));
         GatewayService { inner: stack }
     }
 
@@ -415,10 +428,13 @@ impl<S> Layer<S> for Gateway {
     }
 }
 
+/// The layers below routing and SigV4, innermost last.
+type Stack<S> = Authorize<ApiKey<Throttle<Meter<S>>>>;
+
 /// A service wrapped by a [`Gateway`]. Clone it freely: clones share every limit and cache.
 #[derive(Debug, Clone)]
 pub struct GatewayService<S> {
-    inner: Route<SigV4<ApiKey<Throttle<Meter<S>>>>>,
+    inner: Route<SigV4<Stack<S>>>,
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for GatewayService<S>
@@ -460,7 +476,7 @@ pin_project! {
         ResB::Error: Into<BoxError>,
     {
         #[pin]
-        inner: route::ResponseFuture<sigv4::ResponseFuture<ApiKey<Throttle<Meter<S>>>, Body>>,
+        inner: route::ResponseFuture<sigv4::ResponseFuture<Stack<S>, Body>>,
     }
 }
 

@@ -52,6 +52,27 @@ pub struct Config {
     /// Where API keys are read from and how they are hashed.
     #[serde(default)]
     pub api_key_options: ApiKeyOptions,
+    /// Custom authorizers by name; implementations are registered with
+    /// `GatewayBuilder::authorizer`.
+    #[serde(default)]
+    pub authorizers: BTreeMap<String, AuthorizerConfig>,
+}
+
+/// A custom authorizer: where its identity comes from and how long its
+/// verdicts are cached.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct AuthorizerConfig {
+    /// `header.NAME`, `querystring.NAME` or `stageVariables.NAME`; every one
+    /// must be present, or the request gets 401 without a call.
+    pub identity_sources: Vec<String>,
+    /// Seconds a verdict is cached per identity, `0 ..= 3600`; 0 turns
+    /// caching off. Default 300.
+    #[serde(default)]
+    pub ttl: Option<u32>,
+    /// What an authorizer error does. Default `closed` (503).
+    #[serde(default)]
+    pub fail_mode: Option<FailMode>,
 }
 
 /// Where the API key layer reads keys, and how it hashes them.
@@ -176,6 +197,9 @@ pub struct MethodSettingsConfig {
     /// How callers are authorized. Default `none`.
     #[serde(default)]
     pub authorization: Option<Authorization>,
+    /// The custom authorizer, with `authorization: authorizer`.
+    #[serde(default)]
+    pub authorizer: Option<String>,
 }
 
 /// One stage: `/{stage}/...`.

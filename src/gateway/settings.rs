@@ -60,6 +60,8 @@ pub struct MethodSettings {
     pub api_key_required: bool,
     /// How callers are authorized.
     pub authorization: Authorization,
+    /// The custom authorizer, with [`Authorization::Authorizer`].
+    pub authorizer: Option<std::sync::Arc<str>>,
 }
 
 /// The un-finished merge of settings layers: each field is the last value any
@@ -71,6 +73,7 @@ pub(crate) struct Merged {
     pub(crate) cache: CacheConfig,
     pub(crate) api_key_required: Option<bool>,
     pub(crate) authorization: Option<Authorization>,
+    pub(crate) authorizer: Option<String>,
 }
 
 impl Merged {
@@ -99,6 +102,9 @@ impl Merged {
         }
         if over.authorization.is_some() {
             self.authorization = over.authorization;
+        }
+        if over.authorizer.is_some() {
+            self.authorizer.clone_from(&over.authorizer);
         }
     }
 }

@@ -135,6 +135,7 @@ pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
             for method in &route.methods {
                 let mut merged = Merged::default();
                 let mut deepest = path.field("settings");
+                let mut auth_path = path.field("settings");
                 let mut layers: Vec<(&MethodSettingsConfig, PathBuf)> =
                     vec![(&stage.settings, path.field("settings"))];
                 if let Some(l) = &overrides.all {
@@ -151,8 +152,11 @@ pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
                     if layer.throttle.is_some() {
                         deepest = lpath.clone();
                     }
+                    if layer.authorization.is_some() || layer.authorizer.is_some() {
+                        auth_path = lpath.clone();
+                    }
                 }
-                let settings = v.finish(merged, &deepest, config);
+                let settings = v.finish(merged, &deepest, &auth_path, config);
                 list.push(Arc::new(Endpoint {
                     index: next_endpoint,
                     stage: Arc::from(name.as_str()),
@@ -177,6 +181,7 @@ pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     v.keys(config);
     v.credentials(config);
     v.api_key_options(config);
+    v.authorizers(config);
     v.sigv4(config);
     let responses = v.responses(config);
 
@@ -485,7 +490,13 @@ impl Validator {
     }
 
     /// Completes a merged layer stack into effective settings.
-    fn finish(&mut self, m: Merged, throttle_path: &PathBuf, config: &Config) -> MethodSettings {
+    fn finish(
+        &mut self,
+        m: Merged,
+        throttle_path: &PathBuf,
+        auth_path: &PathBuf,
+        config: &Config,
+    ) -> MethodSettings {
         self.throttle_combination(
             m.throttle_rate,
             m.throttle_burst,
@@ -497,6 +508,20 @@ impl Validator {
         };
         let ttl = m.cache.ttl.unwrap_or(300);
         let authorization = m.authorization.unwrap_or_default();
+        let authorizer = m.authorizer.as_deref().map(std::sync::Arc::<str>::from);
+        if authorization == Authorization::Authorizer {
+            match &authorizer {
+                None => self.issues.push(
+                    &auth_path.field("authorizer"),
+                    "`authorization: authorizer` needs `authorizer: NAME`",
+                ),
+                Some(name) if !config.authorizers.contains_key(&**name) => self.issues.push(
+                    &auth_path.field("authorizer"),
+                    format!("unknown authorizer `{name}`"),
+                ),
+                Some(_) => {}
+            }
+        }
         if authorization == Authorization::Sigv4 && config.sigv4.is_none() {
             self.issues.push(
                 &PathBuf::root().field("sigv4"),
@@ -519,6 +544,7 @@ impl Validator {
             },
             api_key_required: m.api_key_required.unwrap_or(false),
             authorization,
+            authorizer,
         }
     }
 
@@ -701,6 +727,38 @@ impl Validator {
             }
         }
         nets
+    }
+
+    fn authorizers(&mut self, config: &Config) {
+        let root = PathBuf::root().field("authorizers");
+        for (name, a) in &config.authorizers {
+            let path = root.field(name);
+            if a.identity_sources.is_empty() {
+                self.issues.push(
+                    &path.field("identity_sources"),
+                    "at least one identity source is required",
+                );
+            }
+            for (i, src) in a.identity_sources.iter().enumerate() {
+                let ok = src.split_once('.').is_some_and(|(kind, n)| {
+                    !n.is_empty() && matches!(kind, "header" | "querystring" | "stageVariables")
+                });
+                if !ok {
+                    self.issues.push(
+                        &path.field("identity_sources").index(i),
+                        format!("`{src}` is not an identity source (header.NAME, querystring.NAME, stageVariables.NAME)"),
+                    );
+                }
+            }
+            if let Some(ttl) = a.ttl
+                && ttl > MAX_CACHE_TTL
+            {
+                self.issues.push(
+                    &path.field("ttl"),
+                    format!("must be <= {MAX_CACHE_TTL} seconds (got {ttl})"),
+                );
+            }
+        }
     }
 
     fn api_key_options(&mut self, config: &Config) {

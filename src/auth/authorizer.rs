@@ -1,0 +1,436 @@
+//! Custom authorizers, like API Gateway's Lambda authorizers: your code
+//! decides, tollgate caches the verdict.
+//!
+//! An [`Authorizer`] receives the request's identity sources (the headers,
+//! query parameters and stage variables its config names) and returns a
+//! [`Verdict`]: allow or deny, a principal id, a map of context values for
+//! the inner service, and optionally a usage identifier key (API Gateway's
+//! `usageIdentifierKey`) that the API key layer then uses as the caller's key.
+//!
+//! Behind a [`Gateway`](crate::Gateway), methods with
+//! `authorization: authorizer` and `authorizer: NAME` are checked:
+//!
+//! | case | answer |
+//! |---|---|
+//! | an identity source missing or empty | 401 `UNAUTHORIZED`, the authorizer is not called |
+//! | deny | 403 `ACCESS_DENIED` |
+//! | allow | the request goes on with an [`AuthorizerContext`] in its extensions |
+//! | the authorizer fails | `fail_mode`: `closed` (default) 503, `open` admits without a context |
+//!
+//! Verdicts are cached per authorizer and identity-source values for `ttl`
+//! seconds (default 300, at most 3600, 0 off).
+//!
+//! ```
+//! use http::{Request, StatusCode};
+//! use tollgate::auth::authorizer::{AuthorizerRequest, Verdict};
+//! use tollgate::{Body, Config, Gateway};
+//! use tower::{ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::from_yaml_str(r#"
+//! routes: { /me: [GET] }
+//! stages: { prod: { settings: { authorization: authorizer, authorizer: bearer } } }
+//! authorizers: { bearer: { identity_sources: [header.Authorization], ttl: 60 } }
+//! "#)?;
+//! let gateway = Gateway::builder(config)
+//!     .authorizer("bearer", |req: AuthorizerRequest| async move {
+//!         Ok(match req.identity("header.Authorization") {
+//!             Some("Bearer letmein") => Verdict::allow("user-1"),
+//!             _ => Verdict::deny("anonymous"),
+//!         })
+//!     })
+//!     .build()?;
+//! let svc = gateway.service(service_fn(|_req: Request<Body>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+//! }));
+//! let ok = svc.clone().oneshot(Request::get("/prod/me").header("authorization", "Bearer letmein").body(Body::empty())?).await?;
+//! assert_eq!(ok.status(), StatusCode::OK);
+//! let denied = svc.clone().oneshot(Request::get("/prod/me").header("authorization", "Bearer nope").body(Body::empty())?).await?;
+//! assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+//! let missing = svc.oneshot(Request::get("/prod/me").body(Body::empty())?).await?;
+//! assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+use crate::body::{Body, BoxError};
+use crate::clock::Clock;
+use crate::context::{RequestContext, RequestHead, UsageIdentifierKey};
+use crate::gate::{self, Finish, GateFuture};
+use crate::gateway::{Authorization, Secret};
+use crate::response::{GatewayResponseKind, GatewayResponses};
+use crate::store::{FailMode, StoreError};
+use crate::ttl_cache::TtlCache;
+
+/// What an authorizer is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthorizerRequest {
+    /// Identity source (as configured, e.g. `header.Authorization`) to value.
+    pub identity: BTreeMap<String, String>,
+    /// The stage called.
+    pub stage: String,
+    /// The resource template called (`/pets/{petId}`).
+    pub resource: String,
+    /// The method (`GET`, or `ANY` for an ANY method).
+    pub method: String,
+}
+
+impl AuthorizerRequest {
+    /// The value of one identity source.
+    pub fn identity(&self, source: &str) -> Option<&str> {
+        self.identity.get(source).map(String::as_str)
+    }
+}
+
+/// What an authorizer decides.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Verdict {
+    /// Whether the call may go on.
+    pub allow: bool,
+    /// Who the caller is.
+    pub principal_id: String,
+    /// Values passed to the inner service in the [`AuthorizerContext`].
+    pub context: BTreeMap<String, String>,
+    /// The API key to meter the caller with (API Gateway's `usageIdentifierKey`).
+    pub usage_identifier_key: Option<Secret>,
+}
+
+impl fmt::Debug for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verdict")
+            .field("allow", &self.allow)
+            .field("principal_id", &self.principal_id)
+            .field("context", &self.context)
+            .field("usage_identifier_key", &self.usage_identifier_key)
+            .finish()
+    }
+}
+
+impl Verdict {
+    /// Allow `principal_id`.
+    pub fn allow(principal_id: impl Into<String>) -> Self {
+        Self {
+            allow: true,
+            principal_id: principal_id.into(),
+            context: BTreeMap::new(),
+            usage_identifier_key: None,
+        }
+    }
+
+    /// Deny `principal_id`.
+    pub fn deny(principal_id: impl Into<String>) -> Self {
+        Self {
+            allow: false,
+            ..Self::allow(principal_id)
+        }
+    }
+
+    /// With a context value for the inner service.
+    pub fn with_context(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.context.insert(key.into(), value.into());
+        self
+    }
+
+    /// With the API key to meter the caller with.
+    pub fn with_usage_identifier_key(mut self, key: Secret) -> Self {
+        self.usage_identifier_key = Some(key);
+        self
+    }
+}
+
+/// Decides whether a request may go on.
+#[async_trait]
+pub trait Authorizer: Send + Sync + 'static {
+    /// The verdict for `request`. An error follows the authorizer's fail mode.
+    async fn authorize(&self, request: AuthorizerRequest) -> Result<Verdict, StoreError>;
+}
+
+#[async_trait]
+impl<F, Fut> Authorizer for F
+where
+    F: Fn(AuthorizerRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Verdict, StoreError>> + Send,
+{
+    async fn authorize(&self, request: AuthorizerRequest) -> Result<Verdict, StoreError> {
+        self(request).await
+    }
+}
+
+/// What an allowed request carries in its request and response extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthorizerContext {
+    /// Who the authorizer said the caller is.
+    pub principal_id: String,
+    /// The authorizer's context values.
+    pub context: BTreeMap<String, String>,
+}
+
+/// One configured authorizer, ready to run.
+pub(crate) struct Configured {
+    pub(crate) authorizer: Arc<dyn Authorizer>,
+    pub(crate) sources: Vec<String>,
+    pub(crate) cache: Option<TtlCache<String, Arc<Verdict>>>,
+    pub(crate) fail_mode: FailMode,
+}
+
+impl Configured {
+    pub(crate) fn new(
+        authorizer: Arc<dyn Authorizer>,
+        sources: Vec<String>,
+        ttl: Duration,
+        fail_mode: FailMode,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        // A missing verdict is never cached: a negative TTL of zero.
+        let cache = (!ttl.is_zero()).then(|| TtlCache::new(clock, 100_000, ttl, Duration::ZERO));
+        Self {
+            authorizer,
+            sources,
+            cache,
+            fail_mode,
+        }
+    }
+}
+
+/// Runs a gateway's custom authorizers; see the [module docs](self).
+#[derive(Clone)]
+#[must_use]
+pub struct AuthorizerLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    authorizers: HashMap<Arc<str>, Configured>,
+    responses: GatewayResponses,
+    failures: AtomicU64,
+}
+
+impl fmt::Debug for AuthorizerLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&str> = self.shared.authorizers.keys().map(|k| &**k).collect();
+        names.sort_unstable();
+        f.debug_struct("AuthorizerLayer")
+            .field("authorizers", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthorizerLayer {
+    pub(crate) fn new(
+        authorizers: HashMap<Arc<str>, Configured>,
+        responses: GatewayResponses,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                authorizers,
+                responses,
+                failures: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// How many authorizer calls failed.
+    pub fn failures(&self) -> u64 {
+        self.shared.failures.load(Ordering::Relaxed)
+    }
+}
+
+impl<S> Layer<S> for AuthorizerLayer {
+    type Service = Authorize<S>;
+
+    fn layer(&self, inner: S) -> Authorize<S> {
+        Authorize {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The authorizer middleware.
+#[derive(Clone)]
+pub struct Authorize<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Authorize<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorize")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Finish for AuthorizerContext {
+    fn finish(self, res: &mut Response<Body>) {
+        res.extensions_mut().insert(self);
+    }
+}
+
+crate::gate::response_future! {
+    /// Response future of [`Authorize`].
+    Option<AuthorizerContext>
+}
+
+type Decision = gate::Decision<Option<AuthorizerContext>>;
+
+/// The value of an identity source, if present and not empty.
+fn source_value(head: RequestHead<'_>, source: &str) -> Option<String> {
+    let (kind, name) = source.split_once('.')?;
+    let value = match kind {
+        "header" => head.headers.get(name)?.to_str().ok()?.to_owned(),
+        "querystring" => head.uri.query()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then(|| {
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+        })?,
+        "stageVariables" => head
+            .extensions
+            .get::<RequestContext>()?
+            .endpoint()
+            .stage_variable(name)?
+            .to_owned(),
+        _ => return None,
+    };
+    (!value.is_empty()).then_some(value)
+}
+
+impl Shared {
+    fn refuse(&self, kind: GatewayResponseKind) -> Decision {
+        gate::Decision::Reject(Box::new(self.responses.respond(kind)))
+    }
+
+    async fn decide(&self, name: &str, mut req: Request<Body>) -> (Decision, Request<Body>) {
+        let Some(configured) = self.authorizers.get(name) else {
+            // Validation and the builder make sure every named authorizer exists.
+            return (self.refuse(GatewayResponseKind::Unauthorized), req);
+        };
+        let head = RequestHead::of(&req);
+        let mut identity = BTreeMap::new();
+        for source in &configured.sources {
+            match source_value(head, source) {
+                Some(v) => {
+                    identity.insert(source.clone(), v);
+                }
+                None => return (self.refuse(GatewayResponseKind::Unauthorized), req),
+            }
+        }
+        let endpoint = head
+            .extensions
+            .get::<RequestContext>()
+            .map(|c| c.endpoint().clone());
+        let request = AuthorizerRequest {
+            stage: endpoint
+                .as_ref()
+                .map(|e| e.stage().to_owned())
+                .unwrap_or_default(),
+            resource: endpoint
+                .as_ref()
+                .map(|e| e.resource().to_owned())
+                .unwrap_or_default(),
+            method: endpoint
+                .as_ref()
+                .map(|e| e.method_name().to_owned())
+                .unwrap_or_default(),
+            identity,
+        };
+        let verdict = match &configured.cache {
+            Some(cache) => {
+                let mut key = String::new();
+                for v in request.identity.values() {
+                    key.push_str(v);
+                    key.push('\u{0}');
+                }
+                let call = async {
+                    configured
+                        .authorizer
+                        .authorize(request.clone())
+                        .await
+                        .map(|v| Some(Arc::new(v)))
+                };
+                cache
+                    .get_or_fetch(key, call)
+                    .await
+                    .and_then(|v| v.ok_or_else(|| StoreError::unavailable("no verdict")))
+            }
+            None => configured.authorizer.authorize(request).await.map(Arc::new),
+        };
+        let verdict = match verdict {
+            Ok(v) => v,
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, authorizer = name, "authorizer failed");
+                return match configured.fail_mode {
+                    FailMode::Closed => (self.refuse(GatewayResponseKind::BackendUnavailable), req),
+                    _ => (gate::Decision::Admit(None), req),
+                };
+            }
+        };
+        if !verdict.allow {
+            return (self.refuse(GatewayResponseKind::AccessDenied), req);
+        }
+        let context = AuthorizerContext {
+            principal_id: verdict.principal_id.clone(),
+            context: verdict.context.clone(),
+        };
+        req.extensions_mut().insert(context.clone());
+        if let Some(key) = &verdict.usage_identifier_key {
+            req.extensions_mut().insert(UsageIdentifierKey(key.clone()));
+        }
+        (gate::Decision::Admit(Some(context)), req)
+    }
+}
+
+impl<S, ResB> Service<Request<Body>> for Authorize<S>
+where
+    S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, Body>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let name = req.extensions().get::<RequestContext>().and_then(|c| {
+            let s = c.endpoint().settings();
+            (s.authorization == Authorization::Authorizer)
+                .then(|| s.authorizer.clone())
+                .flatten()
+        });
+        let Some(name) = name else {
+            return ResponseFuture::new(GateFuture::now(
+                gate::Decision::Admit(None),
+                &mut self.inner,
+                req,
+            ));
+        };
+        let shared = self.shared.clone();
+        let pending: gate::Pending<Body, Option<AuthorizerContext>> =
+            Box::pin(async move { shared.decide(&name, req).await });
+        ResponseFuture::new(GateFuture::wait(pending, &mut self.inner))
+    }
+}
