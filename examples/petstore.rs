@@ -27,7 +27,7 @@ async fn main() {
     let gateway = if opts.bare {
         None
     } else {
-        match Gateway::from_path(&opts.config) {
+        match petstore::build_gateway(&opts.config) {
             Ok(g) => Some(g),
             Err(e) => {
                 eprintln!("{e}");
@@ -102,6 +102,9 @@ fn print_welcome(gateway: &Gateway, addr: &str) {
     );
     println!("  curl -i {k} -X DELETE http://{addr}/prod/pets/1");
     println!("  curl -i http://{addr}/dev/pets                   # dev needs no key");
+    println!(
+        "  curl -i -H 'authorization: Bearer letmein' http://{addr}/dev/whoami   # a toy authorizer"
+    );
     println!("  curl -i http://{addr}/prod/cats      # 404 RESOURCE_NOT_FOUND");
     println!("  curl -i -X PATCH http://{addr}/prod/pets   # 405 METHOD_NOT_ALLOWED");
     println!(

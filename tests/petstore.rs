@@ -14,7 +14,6 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tollgate::Gateway;
 
 struct Server {
     addr: SocketAddr,
@@ -40,7 +39,7 @@ impl Server {
             ))
         } else {
             let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/petstore.yaml");
-            let gateway = Gateway::from_path(config).unwrap();
+            let gateway = petstore::build_gateway(std::path::Path::new(config)).unwrap();
             tokio::spawn(petstore::serve(
                 listener,
                 petstore::gateway_service(&gateway, store),
@@ -492,6 +491,40 @@ async fn creating_a_pet_takes_a_sigv4_signature() {
     )
     .await;
     assert_eq!(created.status, StatusCode::CREATED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_dev_whoami_route_takes_a_bearer_token() {
+    let server = Server::start(false).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let req = |auth: Option<&str>| {
+        let mut b = Request::get(format!("http://{}/dev/whoami", server.addr));
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        b.body(Full::new(Bytes::new())).unwrap()
+    };
+    let res = client.request(req(Some("Bearer letmein"))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        body,
+        json!({ "principal": "demo-user", "context": { "tier": "bronze" } })
+    );
+    assert_eq!(
+        client
+            .request(req(Some("Bearer nope")))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        client.request(req(None)).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
     server.stop().await;
 }
 

@@ -23,6 +23,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tollgate::auth::authorizer::{AuthorizerContext, AuthorizerRequest, Verdict};
 use tollgate::throttle::ClientAddr;
 use tollgate::{Body, Gateway};
 use tower::{Service, ServiceExt};
@@ -173,6 +174,16 @@ impl PetStore {
                     _ => message(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
                 }
             }
+            (Some("whoami"), None, None) => {
+                let who = req.extensions().get::<AuthorizerContext>();
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "principal": who.map(|c| c.principal_id.clone()),
+                        "context": who.map(|c| c.context.clone()),
+                    }),
+                )
+            }
             _ => message(StatusCode::NOT_FOUND, "no such resource"),
         }
     }
@@ -241,6 +252,22 @@ fn message(status: StatusCode, text: &str) -> Response<Body> {
 
 fn not_found(id: u64) -> Response<Body> {
     message(StatusCode::NOT_FOUND, &format!("no pet with id {id}"))
+}
+
+/// The gateway of the example: the config at `path`, and the toy bearer
+/// authorizer its `dev` stage names (`Authorization: Bearer letmein`).
+pub fn build_gateway(path: &std::path::Path) -> Result<Gateway, tollgate::ConfigError> {
+    let config = tollgate::Config::from_path(path)?;
+    Gateway::builder(config)
+        .authorizer("bearer", |req: AuthorizerRequest| async move {
+            Ok(match req.identity("header.Authorization") {
+                Some("Bearer letmein") => {
+                    Verdict::allow("demo-user").with_context("tier", "bronze")
+                }
+                _ => Verdict::deny("anonymous"),
+            })
+        })
+        .build()
 }
 
 /// Command-line options of the example.

@@ -229,6 +229,7 @@ impl GatewayBuilder {
                 let mut settings = VerifierSettings::new(c.region.clone(), c.service.clone());
                 settings.max_skew = c.max_skew;
                 settings.unsigned_payload = c.unsigned_payload;
+                settings.explain_mismatch = c.explain_signature_errors;
                 Verifier::new(settings, store, self.clock.clone())
             });
             let max_body = self

@@ -384,6 +384,10 @@ pub struct SigV4Config {
     /// Largest body hashed for verification. Default 10 MiB.
     #[serde(default)]
     pub max_body: Option<ByteSize>,
+    /// Answer a signature mismatch with the canonical request and string to
+    /// sign, as AWS does. Default false.
+    #[serde(default)]
+    pub explain_signature_errors: bool,
 }
 
 fn execute_api() -> String {

@@ -69,6 +69,10 @@ pub struct VerifierSettings {
     pub unsigned_payload: bool,
     /// How the canonical request is built.
     pub canonical: CanonicalOptions,
+    /// Whether a signature mismatch answers with the canonical request and
+    /// string to sign, as AWS does. Off by default: it helps a client
+    /// developer, and shows anyone what the server computed.
+    pub explain_mismatch: bool,
 }
 
 impl VerifierSettings {
@@ -80,6 +84,7 @@ impl VerifierSettings {
             max_skew: 300,
             unsigned_payload: false,
             canonical: CanonicalOptions::default(),
+            explain_mismatch: false,
         }
     }
 }
@@ -318,7 +323,17 @@ impl Verifier {
             &params.scope_date,
         );
         if !cached.key.verify(&sts, &params.signature) {
-            return Err(Refusal::plain(InvalidSignature));
+            if !s.explain_mismatch {
+                return Err(Refusal::plain(InvalidSignature));
+            }
+            return Err(Refusal::new(
+                InvalidSignature,
+                format!(
+                    "{}\n\nThe Canonical String for this request should have been\n'{}'\n\nThe String-to-Sign should have been\n'{sts}'\n",
+                    InvalidSignature.default_message(),
+                    String::from_utf8_lossy(&canonical)
+                ),
+            ));
         }
         Ok(SigV4Identity {
             access_key_id: credential.access_key_id.clone(),
