@@ -1,6 +1,6 @@
 //! The canonical request, exactly as AWS defines it.
 
-use std::fmt::Write as _;
+use std::borrow::Cow;
 
 use percent_encoding::percent_decode;
 
@@ -129,11 +129,30 @@ pub fn canonical_uri(raw_path: &[u8], options: CanonicalOptions) -> Vec<u8> {
     out
 }
 
+/// Whether `bytes` is already in canonical form: unreserved characters only
+/// (so decoding and re-encoding would give it back unchanged).
+fn is_canonical(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// A query name or value in canonical form: borrowed when it already is.
+fn canonical_part(raw: &[u8]) -> Cow<'_, [u8]> {
+    if is_canonical(raw) {
+        Cow::Borrowed(raw)
+    } else {
+        let mut out = Vec::with_capacity(raw.len() + 8);
+        encode_into(&mut out, &percent_decode(raw).collect::<Vec<u8>>(), false);
+        Cow::Owned(out)
+    }
+}
+
 /// The canonical query string: every parameter decoded and re-encoded,
 /// sorted by name then value; when `presigned`, `X-Amz-Signature` left out,
 /// and `X-Amz-Security-Token` too unless `token_signed`.
 pub fn canonical_query(raw_query: &[u8], presigned: bool, token_signed: bool) -> Vec<u8> {
-    let mut params: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut params: Vec<(Cow<'_, [u8]>, Cow<'_, [u8]>)> = Vec::new();
     for pair in raw_query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         let (name, value) = match pair.iter().position(|&b| b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),
@@ -144,14 +163,10 @@ pub fn canonical_query(raw_query: &[u8], presigned: bool, token_signed: bool) ->
         {
             continue;
         }
-        let mut n = Vec::with_capacity(name.len());
-        let mut v = Vec::with_capacity(value.len());
-        encode_into(&mut n, &percent_decode(name).collect::<Vec<u8>>(), false);
-        encode_into(&mut v, &percent_decode(value).collect::<Vec<u8>>(), false);
-        params.push((n, v));
+        params.push((canonical_part(name), canonical_part(value)));
     }
-    params.sort();
-    let mut out = Vec::new();
+    params.sort_unstable();
+    let mut out = Vec::with_capacity(raw_query.len() + 16);
     for (i, (n, v)) in params.iter().enumerate() {
         if i > 0 {
             out.push(b'&');
@@ -228,14 +243,12 @@ pub fn canonical_request<'h>(
         out.push(b'\n');
     }
     out.push(b'\n');
-    let mut signed = String::new();
     for (i, n) in names.iter().enumerate() {
         if i > 0 {
-            signed.push(';');
+            out.push(b';');
         }
-        let _ = write!(signed, "{n}");
+        out.extend_from_slice(n.as_bytes());
     }
-    out.extend_from_slice(signed.as_bytes());
     out.push(b'\n');
     out.extend_from_slice(payload_hash.as_bytes());
     Ok(out)

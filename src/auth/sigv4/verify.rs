@@ -1,7 +1,8 @@
 //! Verifying a request: every check AWS makes, in AWS's order, with AWS's messages.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use http::{HeaderMap, Uri};
 use subtle::ConstantTimeEq;
@@ -97,9 +98,13 @@ pub struct Verifier {
     settings: VerifierSettings,
     store: Arc<dyn CredentialStore>,
     clock: Arc<dyn Clock>,
-    keys: moka::sync::Cache<u64, Arc<CachedKey>>,
+    keys: Arc<RwLock<HashMap<u64, Arc<CachedKey>>>>,
     hasher: foldhash::quality::RandomState,
 }
+
+/// Signing keys kept: one per access key and day, so a handful in practice;
+/// past this many the map starts afresh.
+const MAX_CACHED_KEYS: usize = 10_000;
 
 /// A derived key and what it was derived from.
 struct CachedKey {
@@ -114,7 +119,7 @@ impl fmt::Debug for Verifier {
         f.debug_struct("Verifier")
             .field("settings", &self.settings)
             .field("store", &self.store)
-            .field("cached_keys", &self.keys.entry_count())
+            .field("cached_keys", &self.keys.read().map_or(0, |k| k.len()))
             .finish()
     }
 }
@@ -181,7 +186,7 @@ impl Verifier {
             settings,
             store,
             clock,
-            keys: moka::sync::Cache::new(10_000),
+            keys: Arc::default(),
             hasher: Default::default(),
         }
     }
@@ -344,15 +349,16 @@ impl Verifier {
     fn check_time(&self, params: &SignatureParams, signed_at: i64) -> Result<(), Refusal> {
         let now = i64::try_from(self.clock.unix_nanos() / 1_000_000_000).unwrap_or(i64::MAX);
         let skew = i64::try_from(self.settings.max_skew).unwrap_or(i64::MAX);
-        let minutes = format!("{} min.", self.settings.max_skew.div_ceil(60));
+        let minutes = || format!("{} min.", self.settings.max_skew.div_ceil(60));
         if signed_at > now.saturating_add(skew) {
             return Err(Refusal::new(
                 GatewayResponseKind::ExpiredToken,
                 format!(
-                    "Signature not yet current: {} is still later than {} ({} + {minutes})",
+                    "Signature not yet current: {} is still later than {} ({} + {})",
                     amz(signed_at),
                     amz(now + skew),
-                    amz(now)
+                    amz(now),
+                    minutes()
                 ),
             ));
         }
@@ -370,10 +376,11 @@ impl Verifier {
                     return Err(Refusal::new(
                         GatewayResponseKind::ExpiredToken,
                         format!(
-                            "Signature expired: {} is now earlier than {} ({} - {minutes})",
+                            "Signature expired: {} is now earlier than {} ({} - {})",
                             amz(signed_at),
                             amz(now - skew),
-                            amz(now)
+                            amz(now),
+                            minutes()
                         ),
                     ));
                 }
@@ -429,7 +436,8 @@ impl Verifier {
     fn signing_key(&self, access_key_id: &str, secret: &Secret, date: &str) -> Arc<CachedKey> {
         use std::hash::BuildHasher;
         let slot = self.hasher.hash_one((access_key_id, date));
-        if let Some(cached) = self.keys.get(&slot) {
+        let hit = self.keys.read().ok().and_then(|k| k.get(&slot).cloned());
+        if let Some(cached) = hit {
             // The slot is a hash: check what it holds. A rotated secret must
             // not verify with yesterday's key.
             if cached.access_key_id == access_key_id
@@ -452,7 +460,11 @@ impl Verifier {
             secret: secret.clone(),
             key,
         });
-        self.keys.insert(slot, cached.clone());
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        if keys.len() >= MAX_CACHED_KEYS {
+            keys.clear();
+        }
+        keys.insert(slot, cached.clone());
         cached
     }
 }
