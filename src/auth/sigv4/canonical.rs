@@ -152,7 +152,7 @@ fn canonical_part(raw: &[u8]) -> Cow<'_, [u8]> {
 /// sorted by name then value; when `presigned`, `X-Amz-Signature` left out,
 /// and `X-Amz-Security-Token` too unless `token_signed`.
 pub fn canonical_query(raw_query: &[u8], presigned: bool, token_signed: bool) -> Vec<u8> {
-    let mut params: Vec<(Cow<'_, [u8]>, Cow<'_, [u8]>)> = Vec::new();
+    let mut params = Vec::new();
     for pair in raw_query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         let (name, value) = match pair.iter().position(|&b| b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),
