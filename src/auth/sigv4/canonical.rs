@@ -97,17 +97,37 @@ fn normalize(path: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether normalizing `path` would leave it as it is: it starts with `/`
+/// and has no empty, `.` or `..` segment (a trailing slash aside).
+fn is_normal(path: &[u8]) -> bool {
+    if path == b"/" {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix(b"/") else {
+        return false;
+    };
+    let rest = rest.strip_suffix(b"/").unwrap_or(rest);
+    rest.split(|&b| b == b'/')
+        .all(|seg| !matches!(seg, b"" | b"." | b".."))
+}
+
 /// The canonical URI of a raw request path.
 pub fn canonical_uri(raw_path: &[u8], options: CanonicalOptions) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw_path.len() + 8);
+    canonical_uri_into(&mut out, raw_path, options);
+    out
+}
+
+/// [`canonical_uri`], appended to `out`.
+fn canonical_uri_into(out: &mut Vec<u8>, raw_path: &[u8], options: CanonicalOptions) {
     let path: &[u8] = if raw_path.is_empty() { b"/" } else { raw_path };
-    let path = if options.normalize_path {
-        normalize(path)
+    let path: Cow<'_, [u8]> = if options.normalize_path && !is_normal(path) {
+        Cow::Owned(normalize(path))
     } else {
-        path.to_vec()
+        Cow::Borrowed(path)
     };
-    let mut out = Vec::with_capacity(path.len() + 8);
     if options.double_encode {
-        encode_into(&mut out, &path, true);
+        encode_into(out, &path, true);
     } else {
         // Encoded once already: keep every `%XX` (upper-cased, so `%2F`
         // stays a character of its segment), encode only what is not.
@@ -120,13 +140,12 @@ pub fn canonical_uri(raw_path: &[u8], options: CanonicalOptions) -> Vec<u8> {
                     i += 3;
                 }
                 _ => {
-                    encode_into(&mut out, &[b], true);
+                    encode_into(out, &[b], true);
                     i += 1;
                 }
             }
         }
     }
-    out
 }
 
 /// Whether `bytes` is already in canonical form: unreserved characters only
@@ -152,6 +171,13 @@ fn canonical_part(raw: &[u8]) -> Cow<'_, [u8]> {
 /// sorted by name then value; when `presigned`, `X-Amz-Signature` left out,
 /// and `X-Amz-Security-Token` too unless `token_signed`.
 pub fn canonical_query(raw_query: &[u8], presigned: bool, token_signed: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw_query.len() + 16);
+    canonical_query_into(&mut out, raw_query, presigned, token_signed);
+    out
+}
+
+/// [`canonical_query`], appended to `out`.
+fn canonical_query_into(out: &mut Vec<u8>, raw_query: &[u8], presigned: bool, token_signed: bool) {
     let mut params = Vec::new();
     for pair in raw_query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         let (name, value) = match pair.iter().position(|&b| b == b'=') {
@@ -166,7 +192,6 @@ pub fn canonical_query(raw_query: &[u8], presigned: bool, token_signed: bool) ->
         params.push((canonical_part(name), canonical_part(value)));
     }
     params.sort_unstable();
-    let mut out = Vec::with_capacity(raw_query.len() + 16);
     for (i, (n, v)) in params.iter().enumerate() {
         if i > 0 {
             out.push(b'&');
@@ -175,24 +200,19 @@ pub fn canonical_query(raw_query: &[u8], presigned: bool, token_signed: bool) ->
         out.push(b'=');
         out.extend_from_slice(v);
     }
-    out
 }
 
 /// A header value as AWS signs it: trimmed, every run of whitespace
 /// (including folded line breaks) one space.
 fn fold_value(out: &mut Vec<u8>, value: &[u8]) {
-    let mut pending_space = false;
-    for &b in value.trim_ascii() {
-        if b.is_ascii_whitespace() {
-            pending_space = true;
-        } else {
-            if pending_space {
-                out.push(b' ');
-                pending_space = false;
-            }
-            out.push(b);
-        }
+    // Trimmed, so every whitespace run is followed by more of the value.
+    let mut rest = value.trim_ascii();
+    while let Some(i) = rest.iter().position(u8::is_ascii_whitespace) {
+        out.extend_from_slice(&rest[..i]);
+        out.push(b' ');
+        rest = rest[i..].trim_ascii_start();
     }
+    out.extend_from_slice(rest);
 }
 
 /// The canonical request. `headers` are the request's headers (any case,
@@ -210,16 +230,12 @@ pub fn canonical_request<'h>(
 ) -> Result<Vec<u8>, CanonicalError> {
     let presigned = params.presigned.is_some();
     let signed_headers = &params.signed_headers;
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(256 + raw_path.len() + raw_query.len());
     out.extend_from_slice(method.as_bytes());
     out.push(b'\n');
-    out.extend_from_slice(&canonical_uri(raw_path, options));
+    canonical_uri_into(&mut out, raw_path, options);
     out.push(b'\n');
-    out.extend_from_slice(&canonical_query(
-        raw_query,
-        presigned,
-        options.session_token_signed,
-    ));
+    canonical_query_into(&mut out, raw_query, presigned, options.session_token_signed);
     out.push(b'\n');
     let mut names: Vec<&str> = signed_headers.iter().map(String::as_str).collect();
     names.sort_unstable();
@@ -266,9 +282,23 @@ mod tests {
         assert_eq!(canonical_uri(b"/./", n), b"/");
         assert_eq!(canonical_uri(b"/a b/%20", n), b"/a%20b/%2520");
         assert_eq!(canonical_uri(b"", n), b"/");
+        assert_eq!(canonical_uri(b"//", n), b"/");
+        assert_eq!(canonical_uri(b"/a/b/", n), b"/a/b/");
+        assert_eq!(canonical_uri(b"a/b", n), b"/a/b");
+        assert_eq!(canonical_uri(b"/a/.", n), b"/a/");
         let s3 = CanonicalOptions::new(false, false);
         assert_eq!(canonical_uri(b"/a%20b/%2F", s3), b"/a%20b/%2F");
         assert_eq!(canonical_uri(b"//x//", s3), b"//x//");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_path_left_as_it_is_is_already_normal(path in "[/.a]{0,12}") {
+            let path = path.as_bytes();
+            if is_normal(path) {
+                proptest::prop_assert_eq!(normalize(path), path);
+            }
+        }
     }
 
     #[test]

@@ -69,10 +69,20 @@ impl fmt::Debug for Presigned {
 impl SignatureParams {
     /// `DATE/REGION/SERVICE/aws4_request`.
     pub fn scope(&self) -> String {
-        format!(
-            "{}/{}/{}/aws4_request",
-            self.scope_date, self.region, self.service
-        )
+        let parts = [
+            &*self.scope_date,
+            &*self.region,
+            &*self.service,
+            "aws4_request",
+        ];
+        let mut s = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+        for (i, p) in parts.into_iter().enumerate() {
+            if i > 0 {
+                s.push('/');
+            }
+            s.push_str(p);
+        }
+        s
     }
 }
 
@@ -279,14 +289,21 @@ fn build(
     signature: &str,
     presigned: Option<Presigned>,
 ) -> Result<SignatureParams, ParseError> {
-    let parts: Vec<&str> = credential.split('/').collect();
-    let [access_key_id, date, region, service, terminal] = parts.as_slice() else {
+    let mut parts = credential.split('/');
+    let (Some(access_key_id), Some(date), Some(region), Some(service), Some(terminal), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(ParseError::malformed(format!(
             "Credential should be scoped to a valid region, not a malformed credential `{}`",
             printable(credential)
         )));
     };
-    if *terminal != "aws4_request" {
+    if terminal != "aws4_request" {
         return Err(ParseError::malformed(
             "Credential should be scoped with a valid terminator: 'aws4_request'",
         ));
@@ -314,10 +331,10 @@ fn build(
         ));
     }
     Ok(SignatureParams {
-        access_key_id: (*access_key_id).to_owned(),
-        scope_date: (*date).to_owned(),
-        region: (*region).to_owned(),
-        service: (*service).to_owned(),
+        access_key_id: access_key_id.to_owned(),
+        scope_date: date.to_owned(),
+        region: region.to_owned(),
+        service: service.to_owned(),
         signed_headers,
         signature: signature.to_ascii_lowercase(),
         presigned,

@@ -1,5 +1,6 @@
 //! Verifying a request: every check AWS makes, in AWS's order, with AWS's messages.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -162,9 +163,9 @@ fn parse_amz_date(s: &str) -> Option<i64> {
 }
 
 /// The request's date: `X-Amz-Date`, else `Date` (RFC 7231 or the same ISO form).
-fn header_date(headers: &HeaderMap) -> Option<(String, i64)> {
+fn header_date(headers: &HeaderMap) -> Option<(Cow<'_, str>, i64)> {
     if let Some(v) = headers.get("x-amz-date").and_then(|v| v.to_str().ok()) {
-        return parse_amz_date(v).map(|t| (v.to_owned(), t));
+        return parse_amz_date(v).map(|t| (Cow::Borrowed(v), t));
     }
     let v = headers.get(http::header::DATE)?.to_str().ok()?;
     let t = parse_amz_date(v).or_else(|| {
@@ -172,7 +173,7 @@ fn header_date(headers: &HeaderMap) -> Option<(String, i64)> {
             .ok()
             .map(|t| t.unix_timestamp())
     })?;
-    Some((amz(t), t))
+    Some((Cow::Owned(amz(t)), t))
 }
 
 impl Verifier {
@@ -245,7 +246,7 @@ impl Verifier {
         }
         let (amz_date, signed_at) = match &params.presigned {
             Some(p) => match parse_amz_date(&p.amz_date) {
-                Some(t) => (p.amz_date.clone(), t),
+                Some(t) => (Cow::Borrowed(p.amz_date.as_str()), t),
                 None => {
                     return Err(Refusal::new(
                         InvalidSignature,
