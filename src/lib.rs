@@ -62,6 +62,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod clock;
 pub mod context;
 mod gate;

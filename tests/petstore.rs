@@ -541,3 +541,25 @@ async fn bare_mode_serves_the_same_api_without_the_gateway() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_pet_list_is_cached_per_type() {
+    let server = Server::start(false).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let a = server.addr;
+
+    let first = send(&client, a, Method::GET, "/prod/pets?type=cat", None).await;
+    assert_eq!(first.headers["x-cache"], "Miss");
+    // `page` is not in the cache key: the same entry answers, the backend is not called.
+    let again = send(&client, a, Method::GET, "/prod/pets?page=2&type=cat", None).await;
+    assert_eq!(again.headers["x-cache"], "Hit");
+    assert_eq!(invocation(&again), invocation(&first));
+    assert_eq!(again.json, first.json);
+    // Another type is another entry.
+    let dogs = send(&client, a, Method::GET, "/prod/pets?type=dog", None).await;
+    assert_eq!(dogs.headers["x-cache"], "Miss");
+    assert_eq!(invocation(&dogs), invocation(&first) + 1);
+    // Methods without caching carry no x-cache header.
+    let one = send(&client, a, Method::GET, "/prod/pets/1", None).await;
+    assert!(!one.headers.contains_key("x-cache"));
+}

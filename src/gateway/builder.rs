@@ -20,6 +20,7 @@ use crate::auth::sigv4::{
     SigV4Layer, Verifier, VerifierSettings,
 };
 use crate::body::{Body, BoxError};
+use crate::cache::{Cache, CacheLayer, CacheStore, DEFAULT_CACHE_CAPACITY, MokaCacheStore};
 use crate::clock::{Clock, SystemClock};
 use crate::context::Endpoint;
 use crate::keys::{
@@ -51,6 +52,8 @@ struct Shared {
     keys: ApiKeyLayer,
     throttle: ThrottleLayer,
     meter: MeterLayer,
+    cache: CacheLayer,
+    cache_stores: HashMap<Arc<str>, Arc<dyn CacheStore>>,
     key_store: Arc<dyn KeyStore>,
     counter_store: Arc<dyn CounterStore>,
     hasher: KeyHasher,
@@ -133,7 +136,6 @@ impl GatewayBuilder {
     /// Validates the config and resolves every method's settings.
     pub fn build(self) -> Result<Gateway, ConfigError> {
         let mut resolved = validate::resolve(&self.config)?;
-        warn_unenforced(&resolved);
         SystemClock::warm_up();
         let route = RouteLayer::from_resolved(&resolved);
         let options = &self.config.throttle_options;
@@ -268,6 +270,17 @@ impl GatewayBuilder {
             return Err(ConfigError::new(ConfigErrorKind::Invalid, missing));
         }
         let authorizers = AuthorizerLayer::new(configured, resolved.responses.clone());
+        let cache_stores: HashMap<Arc<str>, Arc<dyn CacheStore>> = self
+            .config
+            .stages
+            .iter()
+            .map(|(name, stage)| {
+                let capacity = stage.cache_capacity.map_or(DEFAULT_CACHE_CAPACITY, |c| c.0);
+                let store: Arc<dyn CacheStore> = Arc::new(MokaCacheStore::new(capacity));
+                (Arc::<str>::from(name.as_str()), store)
+            })
+            .collect();
+        let cache = CacheLayer::for_gateway(cache_stores.clone(), self.clock.clone());
         let plan_config = self.config.clone();
         Ok(Gateway {
             shared: Arc::new(Shared {
@@ -279,6 +292,8 @@ impl GatewayBuilder {
                 keys,
                 throttle,
                 meter,
+                cache,
+                cache_stores,
                 key_store,
                 counter_store,
                 hasher,
@@ -289,14 +304,6 @@ impl GatewayBuilder {
                 clock: self.clock,
             }),
         })
-    }
-}
-
-fn warn_unenforced(resolved: &Resolved) {
-    if resolved.endpoints().any(|e| e.settings().cache.enabled) {
-        tracing::warn!(
-            "the config enables caching, which this version of tollgate parses but does not apply yet"
-        );
     }
 }
 
@@ -325,13 +332,22 @@ impl Gateway {
     }
 
     /// Wraps `inner` in the gateway's stack: route, SigV4, custom
-    /// authorizer, API key, throttle, meter (quota), then `inner`.
+    /// authorizer, API key, throttle, meter (quota), cache, then `inner`.
     pub fn service<S>(&self, inner: S) -> GatewayService<S> {
         let s = &self.shared;
-        let metered = s.meter.layer(inner);
+        let metered = s.meter.layer(s.cache.layer(inner));
         let keyed = s.keys.layer(s.throttle.layer(metered));
         let stack = s.route.layer(s.sigv4.layer(s.authorizers.layer(keyed)));
         GatewayService { inner: stack }
+    }
+
+    /// Removes every cached response of `stage` (API Gateway's "flush stage
+    /// cache"). `false` when the gateway has no such stage.
+    pub async fn flush_cache(&self, stage: &str) -> Result<bool, StoreError> {
+        match self.shared.cache_stores.get(stage) {
+            Some(store) => store.flush().await.map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Manages the gateway's API keys (create, import, rotate, disable, ...).
@@ -430,7 +446,7 @@ impl<S> Layer<S> for Gateway {
 }
 
 /// The layers below routing and SigV4, innermost last.
-type Stack<S> = Authorize<ApiKey<Throttle<Meter<S>>>>;
+type Stack<S> = Authorize<ApiKey<Throttle<Meter<Cache<S>>>>>;
 
 /// A service wrapped by a [`Gateway`]. Clone it freely: clones share every limit and cache.
 #[derive(Debug, Clone)]
@@ -441,7 +457,8 @@ pub struct GatewayService<S> {
 impl<S, ReqB, ResB> Service<Request<ReqB>> for GatewayService<S>
 where
     S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
     ReqB: http_body::Body<Data = Bytes> + Send + 'static,
     ReqB::Error: Into<BoxError>,
     ResB: http_body::Body<Data = Bytes> + Send + 'static,
@@ -471,6 +488,9 @@ pin_project! {
         S: Send,
         S: 'static,
         S::Future: Send,
+        S::Future: 'static,
+        S::Error: Send,
+        S::Error: 'static,
         ResB: http_body::Body<Data = Bytes>,
         ResB: Send,
         ResB: 'static,
@@ -484,7 +504,8 @@ pin_project! {
 impl<S, ResB> Future for ResponseFuture<S, ResB>
 where
     S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
     ResB: http_body::Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {

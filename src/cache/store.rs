@@ -1,0 +1,253 @@
+//! Where cached responses live: the [`CacheStore`] trait and its in-process
+//! implementation on moka.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+
+use crate::store::StoreError;
+
+/// The largest body an entry holds; bigger responses pass uncached.
+pub const MAX_ENTRY_BODY: usize = 1024 * 1024;
+
+/// What identifies a cached response: the parts the layer chose, each
+/// length-prefixed so no two different lists of parts give the same key.
+///
+/// `Debug` shows only the length: a key may hold a header value the provider
+/// listed, and header values can be credentials.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey(Arc<[u8]>);
+
+impl CacheKey {
+    /// A key made of `parts`, in order.
+    pub fn from_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut buf = Vec::with_capacity(64);
+        for part in parts {
+            push_part(&mut buf, part);
+        }
+        Self(buf.into())
+    }
+
+    /// The encoded key.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Appends one length-prefixed part.
+pub(crate) fn push_part(buf: &mut Vec<u8>, part: &[u8]) {
+    let mut n = itoa::Buffer::new();
+    buf.extend_from_slice(n.format(part.len()).as_bytes());
+    buf.push(b':');
+    buf.extend_from_slice(part);
+}
+
+impl From<Vec<u8>> for CacheKey {
+    fn from(encoded: Vec<u8>) -> Self {
+        Self(encoded.into())
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheKey({} bytes)", self.0.len())
+    }
+}
+
+/// A stored response: status, headers and the whole body, with the times
+/// (nanoseconds since the Unix epoch, from the layer's clock) it was stored
+/// and stops being fresh.
+#[derive(Clone)]
+pub struct CachedResponse {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    stored_at: u64,
+    expires_at: u64,
+}
+
+impl CachedResponse {
+    /// An entry stored at `stored_at`, fresh for `ttl`.
+    pub fn new(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        stored_at: u64,
+        ttl: Duration,
+    ) -> Self {
+        let ttl = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
+        Self {
+            status,
+            headers,
+            body,
+            stored_at,
+            expires_at: stored_at.saturating_add(ttl),
+        }
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The body; clones share the buffer.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// When it was stored, Unix nanoseconds.
+    pub fn stored_at(&self) -> u64 {
+        self.stored_at
+    }
+
+    /// When it stops being fresh, Unix nanoseconds.
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+
+    /// Whether it is fresh at `now` (Unix nanoseconds).
+    pub fn is_fresh(&self, now: u64) -> bool {
+        now < self.expires_at
+    }
+
+    /// Bytes it takes, roughly: body, header names and values, and a fixed overhead.
+    pub fn weight(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 32)
+            .sum();
+        self.body.len() + headers + 64
+    }
+}
+
+impl fmt::Debug for CachedResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers.len())
+            .field("body_len", &self.body.len())
+            .field("stored_at", &self.stored_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Where cached responses live. Freshness is the layer's business (it compares
+/// [`CachedResponse::expires_at`] with its clock); a store only keeps entries and
+/// may drop any of them early to stay within its capacity.
+#[async_trait]
+pub trait CacheStore: fmt::Debug + Send + Sync + 'static {
+    /// The entry under `key`, fresh or not.
+    async fn get(&self, key: &CacheKey) -> Result<Option<Arc<CachedResponse>>, StoreError>;
+
+    /// Stores `entry` under `key`, replacing what was there.
+    async fn put(&self, key: CacheKey, entry: Arc<CachedResponse>) -> Result<(), StoreError>;
+
+    /// Removes the entry under `key`.
+    async fn invalidate(&self, key: &CacheKey) -> Result<(), StoreError>;
+
+    /// Removes every entry.
+    async fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// The in-process store: a moka cache bounded in bytes (each entry weighs its
+/// key, headers and body). Entries of more than [`MAX_ENTRY_BODY`] body bytes
+/// are not kept. moka's own time-to-live (`retain`, 2 hours by default) only
+/// reclaims memory of entries long past their freshness.
+#[derive(Clone)]
+pub struct MokaCacheStore {
+    cache: moka::sync::Cache<CacheKey, Arc<CachedResponse>>,
+    capacity: u64,
+}
+
+/// The capacity of a stage cache when the config names none.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+
+impl MokaCacheStore {
+    /// A store holding at most `capacity_bytes`, keeping entries 2 hours at most.
+    pub fn new(capacity_bytes: u64) -> Self {
+        Self::with_retention(capacity_bytes, Duration::from_secs(7200))
+    }
+
+    /// A store holding at most `capacity_bytes`, reclaiming entries `retain`
+    /// after they were stored (set it above the longest TTL plus any stale grace).
+    pub fn with_retention(capacity_bytes: u64, retain: Duration) -> Self {
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(capacity_bytes)
+            .weigher(|k: &CacheKey, v: &Arc<CachedResponse>| {
+                u32::try_from(k.as_bytes().len() + v.weight()).unwrap_or(u32::MAX)
+            })
+            .time_to_live(retain)
+            .build();
+        Self {
+            cache,
+            capacity: capacity_bytes,
+        }
+    }
+
+    /// The capacity, in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Bytes held now, after moka has applied pending evictions.
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.weighted_size()
+    }
+
+    /// Entries held now, after moka has applied pending evictions.
+    pub fn entry_count(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+}
+
+impl Default for MokaCacheStore {
+    fn default() -> Self {
+        Self::new(DEFAULT_CACHE_CAPACITY)
+    }
+}
+
+impl fmt::Debug for MokaCacheStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MokaCacheStore")
+            .field("capacity", &self.capacity)
+            .field("entries", &self.cache.entry_count())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl CacheStore for MokaCacheStore {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Arc<CachedResponse>>, StoreError> {
+        Ok(self.cache.get(key))
+    }
+
+    async fn put(&self, key: CacheKey, entry: Arc<CachedResponse>) -> Result<(), StoreError> {
+        if entry.body().len() <= MAX_ENTRY_BODY {
+            self.cache.insert(key, entry);
+        }
+        Ok(())
+    }
+
+    async fn invalidate(&self, key: &CacheKey) -> Result<(), StoreError> {
+        self.cache.invalidate(key);
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.cache.invalidate_all();
+        Ok(())
+    }
+}

@@ -1,0 +1,537 @@
+//! Response caching: hits and misses, TTL, keys, what is never stored,
+//! coalesced misses, capacity, and the gateway's per-method settings.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use tollgate::cache::{
+    CacheKey, CacheLayer, CachePolicy, CacheStatus, CacheStore, CachedResponse, MokaCacheStore,
+};
+use tollgate::clock::ManualClock;
+use tollgate::{Body, Config, Gateway};
+use tower::{BoxError, Layer, Service, ServiceExt};
+
+const T0: u64 = 1_800_000_000;
+
+/// A backend counting its calls; each response's body says which call it was.
+#[derive(Clone)]
+struct Backend {
+    calls: Arc<AtomicUsize>,
+    status: StatusCode,
+    cache_control: Option<&'static str>,
+    set_cookie: bool,
+    body_len: Option<usize>,
+    delay: Option<Duration>,
+    /// The first call fails with an error (not a response).
+    fail_first: bool,
+}
+
+impl Backend {
+    fn new() -> Self {
+        Self {
+            calls: Arc::default(),
+            status: StatusCode::OK,
+            cache_control: None,
+            set_cookie: false,
+            body_len: None,
+            delay: None,
+            fail_first: false,
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Service<Request<Body>> for Backend {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response<Body>, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let this = self.clone();
+        Box::pin(async move {
+            if let Some(d) = this.delay {
+                tokio::time::sleep(d).await;
+            }
+            if this.fail_first && n == 1 {
+                return Err("backend down".into());
+            }
+            let body = match this.body_len {
+                Some(len) => Body::full(vec![b'x'; len]),
+                None => Body::from(format!("call {n} {}", req.uri())),
+            };
+            let mut res = Response::new(body);
+            *res.status_mut() = this.status;
+            res.headers_mut()
+                .insert("x-backend", HeaderValue::from_static("yes"));
+            if let Some(cc) = this.cache_control {
+                res.headers_mut()
+                    .insert(http::header::CACHE_CONTROL, HeaderValue::from_static(cc));
+            }
+            if this.set_cookie {
+                res.headers_mut()
+                    .insert(http::header::SET_COOKIE, HeaderValue::from_static("s=1"));
+            }
+            Ok(res)
+        })
+    }
+}
+
+fn layer(clock: &ManualClock, ttl: u64) -> CacheLayer {
+    CacheLayer::new(
+        Arc::new(MokaCacheStore::default()),
+        CachePolicy::with_ttl(Duration::from_secs(ttl)),
+    )
+    .with_clock(Arc::new(clock.clone()))
+}
+
+async fn send<S>(
+    svc: &S,
+    method: Method,
+    uri: &str,
+) -> (StatusCode, Option<CacheStatus>, http::HeaderMap, Bytes)
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .unwrap();
+    let res = svc.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let cache = res.extensions().get::<CacheStatus>().copied();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, cache, headers, body)
+}
+
+#[tokio::test]
+async fn a_second_get_is_a_hit_until_the_ttl_runs_out() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend::new();
+    let svc = layer(&clock, 60).layer(backend.clone());
+
+    let (_, s1, h1, b1) = send(&svc, Method::GET, "/pets").await;
+    assert_eq!(s1, Some(CacheStatus::Miss));
+    assert_eq!(h1["x-cache"], "Miss");
+    clock.advance(Duration::from_secs(59));
+    let (_, s2, h2, b2) = send(&svc, Method::GET, "/pets").await;
+    assert_eq!(s2, Some(CacheStatus::Hit));
+    assert_eq!(h2["x-cache"], "Hit");
+    assert_eq!(h2["age"], "59");
+    assert_eq!(h2["x-backend"], "yes", "stored headers are served");
+    assert_eq!(b1, b2);
+    assert_eq!(backend.calls(), 1);
+
+    clock.advance(Duration::from_secs(1));
+    let (_, s3, _, b3) = send(&svc, Method::GET, "/pets").await;
+    assert_eq!(s3, Some(CacheStatus::Miss), "expired at exactly the TTL");
+    assert_ne!(b3, b1);
+    assert_eq!(backend.calls(), 2);
+}
+
+#[tokio::test]
+async fn head_is_answered_from_the_get_entry_without_a_body() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend::new();
+    let svc = layer(&clock, 60).layer(backend.clone());
+    send(&svc, Method::GET, "/pets").await;
+    let (status, s, _, body) = send(&svc, Method::HEAD, "/pets").await;
+    assert_eq!((status, s), (StatusCode::OK, Some(CacheStatus::Hit)));
+    assert!(body.is_empty());
+    assert_eq!(backend.calls(), 1);
+}
+
+#[tokio::test]
+async fn post_bypasses_the_cache() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend::new();
+    let svc = layer(&clock, 60).layer(backend.clone());
+    for _ in 0..2 {
+        let (_, s, h, _) = send(&svc, Method::POST, "/pets").await;
+        assert_eq!(s, Some(CacheStatus::Bypass));
+        assert_eq!(h["x-cache"], "Bypass");
+    }
+    assert_eq!(backend.calls(), 2);
+}
+
+#[tokio::test]
+async fn standalone_keys_are_method_path_and_query() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend::new();
+    let svc = layer(&clock, 60).layer(backend.clone());
+    send(&svc, Method::GET, "/pets?type=dog").await;
+    send(&svc, Method::GET, "/pets?type=cat").await;
+    send(&svc, Method::GET, "/pets").await;
+    let (_, s, _, _) = send(&svc, Method::GET, "/pets?type=dog").await;
+    assert_eq!(s, Some(CacheStatus::Hit));
+    assert_eq!(backend.calls(), 3);
+}
+
+#[tokio::test]
+async fn what_is_never_stored() {
+    let cases: [(&str, Backend); 5] = [
+        (
+            "5xx",
+            Backend {
+                status: StatusCode::BAD_GATEWAY,
+                ..Backend::new()
+            },
+        ),
+        (
+            "no-store",
+            Backend {
+                cache_control: Some("no-store"),
+                ..Backend::new()
+            },
+        ),
+        (
+            "private",
+            Backend {
+                cache_control: Some("public, Private"),
+                ..Backend::new()
+            },
+        ),
+        (
+            "set-cookie",
+            Backend {
+                set_cookie: true,
+                ..Backend::new()
+            },
+        ),
+        (
+            "over 1 MiB",
+            Backend {
+                body_len: Some(1024 * 1024 + 1),
+                ..Backend::new()
+            },
+        ),
+    ];
+    for (name, backend) in cases {
+        let clock = ManualClock::at_unix_secs(T0);
+        let svc = layer(&clock, 60).layer(backend.clone());
+        let (_, _, _, first) = send(&svc, Method::GET, "/pets").await;
+        let (_, s, _, second) = send(&svc, Method::GET, "/pets").await;
+        assert_eq!(s, Some(CacheStatus::Miss), "{name}");
+        assert_eq!(backend.calls(), 2, "{name}: the backend is asked again");
+        assert_eq!(first.len(), second.len(), "{name}: whole bodies pass");
+    }
+}
+
+#[tokio::test]
+async fn a_body_of_exactly_1_mib_is_stored() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend {
+        body_len: Some(1024 * 1024),
+        ..Backend::new()
+    };
+    let svc = layer(&clock, 60).layer(backend.clone());
+    send(&svc, Method::GET, "/big").await;
+    let (_, s, _, body) = send(&svc, Method::GET, "/big").await;
+    assert_eq!(s, Some(CacheStatus::Hit));
+    assert_eq!(body.len(), 1024 * 1024);
+}
+
+#[tokio::test]
+async fn upstream_max_age_shortens_the_entry() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend {
+        cache_control: Some("public, max-age=10"),
+        ..Backend::new()
+    };
+    let svc = layer(&clock, 60).layer(backend.clone());
+    send(&svc, Method::GET, "/pets").await;
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(
+        send(&svc, Method::GET, "/pets").await.1,
+        Some(CacheStatus::Hit)
+    );
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        send(&svc, Method::GET, "/pets").await.1,
+        Some(CacheStatus::Miss)
+    );
+    assert_eq!(backend.calls(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_misses_make_one_backend_call() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend {
+        delay: Some(Duration::from_millis(200)),
+        ..Backend::new()
+    };
+    let svc = layer(&clock, 60).layer(backend.clone());
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let svc = svc.clone();
+        tasks.push(tokio::spawn(async move {
+            send(&svc, Method::GET, "/pets").await
+        }));
+    }
+    let mut bodies = Vec::new();
+    for t in tasks {
+        let (status, s, _, body) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(s, Some(CacheStatus::Miss));
+        bodies.push(body);
+    }
+    assert_eq!(backend.calls(), 1);
+    assert!(
+        bodies.iter().all(|b| *b == bodies[0]),
+        "100 equal responses"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_call_is_not_cached_and_the_next_request_retries() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend {
+        fail_first: true,
+        ..Backend::new()
+    };
+    let svc = layer(&clock, 60).layer(backend.clone());
+    let req = || Request::get("/pets").body(Body::empty()).unwrap();
+    let err = svc.clone().oneshot(req()).await.unwrap_err();
+    assert_eq!(err.to_string(), "backend down");
+    let res = svc.clone().oneshot(req()).await.unwrap();
+    assert_eq!(
+        res.extensions().get::<CacheStatus>(),
+        Some(&CacheStatus::Miss)
+    );
+    let res = svc.clone().oneshot(req()).await.unwrap();
+    assert_eq!(
+        res.extensions().get::<CacheStatus>(),
+        Some(&CacheStatus::Hit)
+    );
+    assert_eq!(backend.calls(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_on_a_failed_call_ask_the_backend_themselves() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend {
+        fail_first: true,
+        delay: Some(Duration::from_millis(200)),
+        ..Backend::new()
+    };
+    let svc = layer(&clock, 60).layer(backend.clone());
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let svc = svc.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = Request::get("/pets").body(Body::empty()).unwrap();
+            svc.oneshot(req).await.is_ok()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap());
+    }
+    assert_eq!(ok, 9, "only the request whose call failed sees the error");
+    assert!(backend.calls() >= 2, "waiters asked again");
+}
+
+#[tokio::test]
+async fn the_store_stays_within_its_capacity() {
+    let store = MokaCacheStore::new(100_000);
+    let body = Bytes::from(vec![b'x'; 1000]);
+    for i in 0..1000u32 {
+        let key = CacheKey::from_parts([&i.to_be_bytes()[..]]);
+        let entry = CachedResponse::new(
+            StatusCode::OK,
+            http::HeaderMap::new(),
+            body.clone(),
+            0,
+            Duration::from_secs(60),
+        );
+        store.put(key, Arc::new(entry)).await.unwrap();
+    }
+    let size = store.weighted_size();
+    assert!(size <= 100_000, "weighted size {size} within capacity");
+    assert!(size > 50_000, "and the cache is used ({size})");
+}
+
+#[test]
+fn keys_do_not_show_their_parts() {
+    let key = CacheKey::from_parts([&b"Authorization: Bearer secret-token"[..]]);
+    assert!(!format!("{key:?}").contains("secret"));
+}
+
+const GATEWAY: &str = r#"
+routes:
+  /pets: [GET, POST]
+  /pets/{petId}: [GET]
+  /mine: [GET]
+stages:
+  prod:
+    settings:
+      cache: { enabled: true, ttl: 300 }
+    methods:
+      /pets/GET: { cache: { ttl: 60, key: [querystring.type, header.Accept] } }
+      /mine/GET: { api_key_required: true, cache: { per_key: true } }
+  dev:
+    settings:
+      cache: { enabled: true, ttl: 0 }
+plans:
+  tenants: { stages: [prod] }
+keys:
+  - { name: alice, value: alice-key-0123456789abcdef, plans: [tenants] }
+  - { name: bob, value: bob-key-0123456789abcdefgh, plans: [tenants] }
+"#;
+
+fn gateway(clock: &ManualClock) -> (Gateway, Backend) {
+    let gw = Gateway::builder(Config::from_yaml_str(GATEWAY).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    (gw, Backend::new())
+}
+
+async fn get<S>(
+    svc: &S,
+    uri: &str,
+    headers: &[(&'static str, &str)],
+) -> (Option<CacheStatus>, Bytes)
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let mut req = Request::get(uri).body(Body::empty()).unwrap();
+    for (n, v) in headers {
+        req.headers_mut().insert(*n, v.parse().unwrap());
+    }
+    let res = svc.clone().oneshot(req).await.unwrap();
+    let s = res.extensions().get::<CacheStatus>().copied();
+    (s, res.into_body().collect().await.unwrap().to_bytes())
+}
+
+#[tokio::test]
+async fn listed_parameters_split_entries_and_unlisted_ones_do_not() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let (gw, backend) = gateway(&clock);
+    let svc = gw.service(backend.clone());
+    assert_eq!(
+        get(&svc, "/prod/pets?type=dog&page=1", &[]).await.0,
+        Some(CacheStatus::Miss)
+    );
+    // `page` is not in the key: same entry.
+    assert_eq!(
+        get(&svc, "/prod/pets?page=2&type=dog", &[]).await.0,
+        Some(CacheStatus::Hit)
+    );
+    // `type` is.
+    assert_eq!(
+        get(&svc, "/prod/pets?type=cat", &[]).await.0,
+        Some(CacheStatus::Miss)
+    );
+    // So is the Accept header.
+    assert_eq!(
+        get(&svc, "/prod/pets?type=dog", &[("accept", "text/plain")])
+            .await
+            .0,
+        Some(CacheStatus::Miss)
+    );
+    // Path parameters always are.
+    assert_eq!(
+        get(&svc, "/prod/pets/1", &[]).await.0,
+        Some(CacheStatus::Miss)
+    );
+    assert_eq!(
+        get(&svc, "/prod/pets/2", &[]).await.0,
+        Some(CacheStatus::Miss)
+    );
+    assert_eq!(
+        get(&svc, "/prod/pets/1?x=1", &[]).await.0,
+        Some(CacheStatus::Hit)
+    );
+    assert_eq!(backend.calls(), 5);
+}
+
+#[tokio::test]
+async fn method_ttl_overrides_the_stage_and_ttl_0_turns_caching_off() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let (gw, backend) = gateway(&clock);
+    let svc = gw.service(backend.clone());
+    get(&svc, "/prod/pets", &[]).await;
+    get(&svc, "/prod/pets/1", &[]).await;
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        get(&svc, "/prod/pets", &[]).await.0,
+        Some(CacheStatus::Miss),
+        "60 s override"
+    );
+    assert_eq!(
+        get(&svc, "/prod/pets/1", &[]).await.0,
+        Some(CacheStatus::Hit),
+        "300 s stage TTL"
+    );
+    // dev: ttl 0, nothing cached, no header.
+    let (s, _) = get(&svc, "/dev/pets", &[]).await;
+    assert_eq!(s, None);
+    let (s, _) = get(&svc, "/dev/pets", &[]).await;
+    assert_eq!(s, None);
+    assert_eq!(backend.calls(), 5);
+}
+
+#[tokio::test]
+async fn per_key_separates_tenants() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let (gw, backend) = gateway(&clock);
+    let svc = gw.service(backend.clone());
+    let alice = [("x-api-key", "alice-key-0123456789abcdef")];
+    let bob = [("x-api-key", "bob-key-0123456789abcdefgh")];
+    let (s, a1) = get(&svc, "/prod/mine", &alice).await;
+    assert_eq!(s, Some(CacheStatus::Miss));
+    let (s, b1) = get(&svc, "/prod/mine", &bob).await;
+    assert_eq!(s, Some(CacheStatus::Miss), "bob never gets alice's entry");
+    assert_ne!(a1, b1);
+    let (s, a2) = get(&svc, "/prod/mine", &alice).await;
+    assert_eq!(s, Some(CacheStatus::Hit));
+    assert_eq!(a1, a2);
+    assert_eq!(backend.calls(), 2);
+}
+
+#[tokio::test]
+async fn post_in_a_cached_stage_bypasses_and_flush_empties_the_stage() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let (gw, backend) = gateway(&clock);
+    let svc = gw.service(backend.clone());
+    let req = Request::post("/prod/pets").body(Body::empty()).unwrap();
+    let res = svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(
+        res.extensions().get::<CacheStatus>(),
+        Some(&CacheStatus::Bypass)
+    );
+
+    get(&svc, "/prod/pets/1", &[]).await;
+    assert_eq!(
+        get(&svc, "/prod/pets/1", &[]).await.0,
+        Some(CacheStatus::Hit)
+    );
+    assert!(gw.flush_cache("prod").await.unwrap());
+    assert!(!gw.flush_cache("nope").await.unwrap());
+    assert_eq!(
+        get(&svc, "/prod/pets/1", &[]).await.0,
+        Some(CacheStatus::Miss)
+    );
+    assert_eq!(backend.calls(), 3);
+}
