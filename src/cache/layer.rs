@@ -138,6 +138,8 @@ enum Stores {
     Standalone(Arc<dyn CacheStore>),
     /// One store per stage; keys and TTLs from each method's settings.
     Gateway(HashMap<Arc<str>, Arc<dyn CacheStore>>),
+    /// A gateway whose config caches nothing: every request passes untouched.
+    Off,
 }
 
 impl fmt::Debug for CacheLayer {
@@ -145,6 +147,7 @@ impl fmt::Debug for CacheLayer {
         let mode = match &self.shared.stores {
             Stores::Standalone(_) => "standalone",
             Stores::Gateway(_) => "gateway",
+            Stores::Off => "off",
         };
         f.debug_struct("CacheLayer")
             .field("mode", &mode)
@@ -159,12 +162,19 @@ impl CacheLayer {
         Self::build(Stores::Standalone(store), policy, Arc::new(SystemClock))
     }
 
-    /// One store per stage, each method cached as its settings say.
+    /// One store per stage, each method cached as its settings say; with
+    /// `any_cached` false (no method caches), a layer that only passes requests on.
     pub(crate) fn for_gateway(
         stores: HashMap<Arc<str>, Arc<dyn CacheStore>>,
+        any_cached: bool,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self::build(Stores::Gateway(stores), CachePolicy::default(), clock)
+        let stores = if any_cached {
+            Stores::Gateway(stores)
+        } else {
+            Stores::Off
+        };
+        Self::build(stores, CachePolicy::default(), clock)
     }
 
     fn build(stores: Stores, policy: CachePolicy, clock: Arc<dyn Clock>) -> Self {
@@ -250,6 +260,7 @@ impl Shared {
                     head,
                 }
             }
+            Stores::Off => Plan::Pass,
             Stores::Gateway(stores) => {
                 let Some(ctx) = req.extensions().get::<RequestContext>() else {
                     return Plan::Pass;

@@ -280,7 +280,8 @@ impl GatewayBuilder {
                 (Arc::<str>::from(name.as_str()), store)
             })
             .collect();
-        let cache = CacheLayer::for_gateway(cache_stores.clone(), self.clock.clone());
+        let any_cached = resolved.endpoints().any(|e| e.settings().cache.enabled);
+        let cache = CacheLayer::for_gateway(cache_stores.clone(), any_cached, self.clock.clone());
         let plan_config = self.config.clone();
         Ok(Gateway {
             shared: Arc::new(Shared {
