@@ -535,3 +535,30 @@ async fn post_in_a_cached_stage_bypasses_and_flush_empties_the_stage() {
     );
     assert_eq!(backend.calls(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_finishes_the_call_of_a_caller_that_went_away() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend {
+        delay: Some(Duration::from_millis(300)),
+        ..Backend::new()
+    };
+    let svc = layer(&clock, 60).layer(backend.clone());
+    let first = svc.clone();
+    let leader = tokio::spawn(async move {
+        tokio::time::timeout(
+            Duration::from_millis(100),
+            send(&first, Method::GET, "/pets"),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (status, s, _, _) = send(&svc, Method::GET, "/pets").await;
+    assert!(leader.await.unwrap().is_err(), "the first caller gave up");
+    assert_eq!((status, s), (StatusCode::OK, Some(CacheStatus::Miss)));
+    assert_eq!(backend.calls(), 1, "the waiter did not start a second call");
+    assert_eq!(
+        send(&svc, Method::GET, "/pets").await.1,
+        Some(CacheStatus::Hit)
+    );
+}

@@ -610,6 +610,9 @@ where
     }
 }
 
+/// In-flight misses tracked before abandoned ones are swept out.
+const PRUNE_INFLIGHT_AT: usize = 1024;
+
 /// One cacheable request.
 struct Lookup {
     shared: Arc<Shared>,
@@ -666,6 +669,10 @@ impl Lookup {
                 None => {
                     let call = inner.call(req.take().expect("taken only here"));
                     let flight: Flight = self.fly(call, slot.clone(), now).boxed().shared();
+                    if map.len() >= PRUNE_INFLIGHT_AT {
+                        // Flights whose every caller went away never removed themselves.
+                        map.retain(|_, weak| weak.upgrade().is_some());
+                    }
                     if let Some(weak) = flight.downgrade() {
                         map.insert(self.key.clone(), weak);
                     }
