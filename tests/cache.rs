@@ -1,6 +1,7 @@
 //! Response caching: hits and misses, TTL, keys, what is never stored,
 //! coalesced misses, capacity, and the gateway's per-method settings.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -561,4 +562,65 @@ async fn a_waiter_finishes_the_call_of_a_caller_that_went_away() {
         send(&svc, Method::GET, "/pets").await.1,
         Some(CacheStatus::Hit)
     );
+}
+
+/// A backend answering with the frames `frames()` gives, counting calls.
+fn framed(
+    calls: Arc<AtomicUsize>,
+    frames: fn() -> Vec<http_body::Frame<Bytes>>,
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    tower::service_fn(move |_req: Request<Body>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let stream = futures_util::stream::iter(frames().into_iter().map(Ok::<_, Infallible>));
+        async move {
+            Ok(Response::new(Body::new(http_body_util::StreamBody::new(
+                stream,
+            ))))
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_body_in_several_chunks_is_stored_whole() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer(&clock, 60).layer(framed(calls.clone(), || {
+        vec![
+            http_body::Frame::data(Bytes::from_static(b"one ")),
+            http_body::Frame::data(Bytes::from_static(b"two")),
+        ]
+    }));
+    assert_eq!(send(&svc, Method::GET, "/pets").await.3, "one two");
+    let (_, s, _, body) = send(&svc, Method::GET, "/pets").await;
+    assert_eq!((s, &body[..]), (Some(CacheStatus::Hit), &b"one two"[..]));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn trailers_pass_through_and_are_not_stored() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer(&clock, 60).layer(framed(calls.clone(), || {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        vec![
+            http_body::Frame::data(Bytes::from_static(b"data")),
+            http_body::Frame::trailers(trailers),
+        ]
+    }));
+    for _ in 0..2 {
+        let req = Request::get("/pets").body(Body::empty()).unwrap();
+        let res = svc.clone().oneshot(req).await.unwrap();
+        assert_eq!(
+            res.extensions().get::<CacheStatus>(),
+            Some(&CacheStatus::Miss)
+        );
+        let collected = res.into_body().collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
+        assert_eq!(collected.to_bytes(), "data");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }

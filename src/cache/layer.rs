@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::{FutureExt, Shared as SharedFuture, WeakShared};
 use http::header::{AGE, CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
@@ -136,8 +136,9 @@ struct Shared {
 enum Stores {
     /// One store; every request's key is its method, path and query.
     Standalone(Arc<dyn CacheStore>),
-    /// One store per stage; keys and TTLs from each method's settings.
-    Gateway(HashMap<Arc<str>, Arc<dyn CacheStore>>),
+    /// Each cached endpoint's stage store, by endpoint index (resolved when
+    /// the gateway is built); keys and TTLs from each method's settings.
+    Gateway(Arc<[Option<Arc<dyn CacheStore>>]>),
     /// A gateway whose config caches nothing: every request passes untouched.
     Off,
 }
@@ -162,15 +163,14 @@ impl CacheLayer {
         Self::build(Stores::Standalone(store), policy, Arc::new(SystemClock))
     }
 
-    /// One store per stage, each method cached as its settings say; with
-    /// `any_cached` false (no method caches), a layer that only passes requests on.
+    /// `by_endpoint[i]` is the store of endpoint `i` when that method caches;
+    /// when none does, a layer that only passes requests on.
     pub(crate) fn for_gateway(
-        stores: HashMap<Arc<str>, Arc<dyn CacheStore>>,
-        any_cached: bool,
+        by_endpoint: Vec<Option<Arc<dyn CacheStore>>>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let stores = if any_cached {
-            Stores::Gateway(stores)
+        let stores = if by_endpoint.iter().any(Option::is_some) {
+            Stores::Gateway(by_endpoint.into())
         } else {
             Stores::Off
         };
@@ -266,13 +266,10 @@ impl Shared {
                     return Plan::Pass;
                 };
                 let endpoint = ctx.endpoint();
-                let settings = &endpoint.settings().cache;
-                if !settings.enabled {
-                    return Plan::Pass;
-                }
-                let Some(store) = stores.get(endpoint.stage()) else {
+                let Some(Some(store)) = stores.get(endpoint.index()) else {
                     return Plan::Pass;
                 };
+                let settings = &endpoint.settings().cache;
                 let head = match *method {
                     Method::GET => false,
                     Method::HEAD => true,
@@ -420,9 +417,9 @@ fn mark(mut res: Response<Body>, status: CacheStatus, headers: bool) -> Response
     res
 }
 
-/// A body that first yields what was already read, then the rest.
+/// A body that first yields the frames already read, then the rest.
 struct Prefixed<B> {
-    prefix: Option<Bytes>,
+    read: std::collections::VecDeque<http_body::Frame<Bytes>>,
     rest: B,
 }
 
@@ -437,11 +434,30 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
-        if let Some(prefix) = self.prefix.take() {
-            return Poll::Ready(Some(Ok(http_body::Frame::data(prefix))));
+        if let Some(frame) = self.read.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
         }
         Pin::new(&mut self.rest).poll_frame(cx)
     }
+}
+
+/// The response rebuilt around the frames read so far and the rest of its body.
+fn unbuffered<B>(
+    parts: http::response::Parts,
+    chunks: Vec<Bytes>,
+    held: Option<http_body::Frame<Bytes>>,
+    rest: B,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let read = chunks
+        .into_iter()
+        .map(http_body::Frame::data)
+        .chain(held)
+        .collect();
+    Response::from_parts(parts, Body::new(Prefixed { read, rest }))
 }
 
 /// What a flight left for the request that started it when there is nothing
@@ -455,37 +471,25 @@ async fn buffer(res: Response<Body>) -> Result<(http::response::Parts, Bytes), R
     if body.size_hint().lower() > MAX_ENTRY_BODY as u64 {
         return Err(Response::from_parts(parts, body));
     }
-    let mut read = BytesMut::new();
+    // Chunks are kept as they come: a one-chunk body is stored without a copy.
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0;
     loop {
         match body.frame().await {
-            None => return Ok((parts, read.freeze())),
+            None if chunks.len() <= 1 => return Ok((parts, chunks.pop().unwrap_or_default())),
+            None => return Ok((parts, chunks.concat().into())),
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
-                    read.extend_from_slice(&data);
-                    if read.len() > MAX_ENTRY_BODY {
-                        let rest = Prefixed {
-                            prefix: Some(read.freeze()),
-                            rest: body,
-                        };
-                        return Err(Response::from_parts(parts, Body::new(rest)));
+                    len += data.len();
+                    chunks.push(data);
+                    if len > MAX_ENTRY_BODY {
+                        return Err(unbuffered(parts, chunks, None, body));
                     }
                 }
-                // Trailers: not something an entry keeps; pass uncached.
-                Err(_) => {
-                    let rest = Prefixed {
-                        prefix: Some(read.freeze()),
-                        rest: body,
-                    };
-                    return Err(Response::from_parts(parts, Body::new(rest)));
-                }
+                // Trailers: not something an entry keeps; passed on, uncached.
+                Err(trailers) => return Err(unbuffered(parts, chunks, Some(trailers), body)),
             },
-            Some(Err(e)) => {
-                let rest = Prefixed {
-                    prefix: Some(read.freeze()),
-                    rest: Failed(Some(e)),
-                };
-                return Err(Response::from_parts(parts, Body::new(rest)));
-            }
+            Some(Err(e)) => return Err(unbuffered(parts, chunks, None, Failed(Some(e)))),
         }
     }
 }

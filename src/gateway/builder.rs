@@ -280,8 +280,16 @@ impl GatewayBuilder {
                 (Arc::<str>::from(name.as_str()), store)
             })
             .collect();
-        let any_cached = resolved.endpoints().any(|e| e.settings().cache.enabled);
-        let cache = CacheLayer::for_gateway(cache_stores.clone(), any_cached, self.clock.clone());
+        let mut by_endpoint = Vec::new();
+        for e in resolved.endpoints() {
+            if by_endpoint.len() <= e.index() {
+                by_endpoint.resize(e.index() + 1, None);
+            }
+            if e.settings().cache.enabled {
+                by_endpoint[e.index()] = cache_stores.get(e.stage()).cloned();
+            }
+        }
+        let cache = CacheLayer::for_gateway(by_endpoint, self.clock.clone());
         let plan_config = self.config.clone();
         Ok(Gateway {
             shared: Arc::new(Shared {
