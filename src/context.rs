@@ -156,6 +156,7 @@ pub struct ApiKeyIdentity {
     key_id: Arc<str>,
     plan: Option<Arc<str>>,
     created: Option<i64>,
+    invalidate_cache: bool,
 }
 
 impl ApiKeyIdentity {
@@ -165,7 +166,19 @@ impl ApiKeyIdentity {
             key_id: key_id.into(),
             plan,
             created: None,
+            invalidate_cache: false,
         }
+    }
+
+    /// The same, noting whether the key may invalidate cache entries.
+    pub fn allow_cache_invalidation(mut self, allowed: bool) -> Self {
+        self.invalidate_cache = allowed;
+        self
+    }
+
+    /// Whether the key may invalidate cache entries (`Cache-Control: max-age=0`).
+    pub fn can_invalidate_cache(&self) -> bool {
+        self.invalidate_cache
     }
 
     /// The same, noting when the key was created (Unix seconds): a quota's

@@ -3,14 +3,15 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tollgate::cache::{
-    CacheKey, CacheLayer, CachePolicy, CacheStatus, CacheStore, CachedResponse, MokaCacheStore,
+    CacheInvalidator, CacheKey, CacheLayer, CachePolicy, CacheStatus, CacheStore, CachedResponse,
+    MokaCacheStore, UnauthorizedStrategy,
 };
 use tollgate::clock::ManualClock;
 use tollgate::{Body, Config, Gateway};
@@ -29,6 +30,10 @@ struct Backend {
     delay: Option<Duration>,
     /// The first call fails with an error (not a response).
     fail_first: bool,
+    /// While set: every call fails with an error.
+    erroring: Arc<AtomicBool>,
+    /// While set: every call answers 503.
+    unavailable: Arc<AtomicBool>,
 }
 
 impl Backend {
@@ -41,6 +46,8 @@ impl Backend {
             body_len: None,
             delay: None,
             fail_first: false,
+            erroring: Arc::default(),
+            unavailable: Arc::default(),
         }
     }
 
@@ -70,8 +77,13 @@ impl Service<Request<Body>> for Backend {
             if let Some(d) = this.delay {
                 tokio::time::sleep(d).await;
             }
-            if this.fail_first && n == 1 {
+            if (this.fail_first && n == 1) || this.erroring.load(Ordering::SeqCst) {
                 return Err("backend down".into());
+            }
+            if this.unavailable.load(Ordering::SeqCst) {
+                let mut res = Response::new(Body::from("unavailable"));
+                *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                return Ok(res);
             }
             let body = match this.body_len {
                 Some(len) => Body::full(vec![b'x'; len]),
@@ -623,4 +635,399 @@ async fn trailers_pass_through_and_are_not_stored() {
         assert_eq!(collected.to_bytes(), "data");
     }
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+fn stale_layer(clock: &ManualClock, ttl: u64, grace: u64) -> CacheLayer {
+    let mut policy = CachePolicy::with_ttl(Duration::from_secs(ttl));
+    policy.stale_if_error = Duration::from_secs(grace);
+    CacheLayer::new(Arc::new(MokaCacheStore::default()), policy).with_clock(Arc::new(clock.clone()))
+}
+
+#[tokio::test]
+async fn stale_if_error_stands_in_within_the_grace_and_not_past_it() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend::new();
+    let svc = stale_layer(&clock, 60, 30).layer(backend.clone());
+    let (_, s, _, first) = send(&svc, Method::GET, "/pets").await;
+    assert_eq!(s, Some(CacheStatus::Miss));
+
+    // Expired 10 s ago, backend erroring: the old entry answers, marked stale.
+    clock.advance(Duration::from_secs(70));
+    backend.erroring.store(true, Ordering::SeqCst);
+    let (status, s, headers, body) = send(&svc, Method::GET, "/pets").await;
+    assert_eq!((status, s), (StatusCode::OK, Some(CacheStatus::Stale)));
+    assert_eq!(body, first);
+    assert_eq!(headers["x-cache"], "Stale");
+    assert_eq!(headers["age"], "70");
+    // A HEAD gets the stale entry's headers and no body.
+    let (_, s, _, body) = send(&svc, Method::HEAD, "/pets").await;
+    assert_eq!(s, Some(CacheStatus::Stale));
+    assert!(body.is_empty());
+
+    // A 5xx is a failure too.
+    backend.erroring.store(false, Ordering::SeqCst);
+    backend.unavailable.store(true, Ordering::SeqCst);
+    let (status, s, _, body) = send(&svc, Method::GET, "/pets").await;
+    assert_eq!((status, s), (StatusCode::OK, Some(CacheStatus::Stale)));
+    assert_eq!(body, first);
+
+    // Past expiry + grace (60 + 30 s): the failure goes through.
+    clock.advance(Duration::from_secs(21));
+    let (status, s, _, _) = send(&svc, Method::GET, "/pets").await;
+    assert_eq!(
+        (status, s),
+        (StatusCode::SERVICE_UNAVAILABLE, Some(CacheStatus::Miss))
+    );
+    backend.unavailable.store(false, Ordering::SeqCst);
+    backend.erroring.store(true, Ordering::SeqCst);
+    let req = Request::get("/pets").body(Body::empty()).unwrap();
+    let err = svc.clone().oneshot(req).await.unwrap_err();
+    assert_eq!(err.to_string(), "backend down");
+
+    // Backend back: a fresh entry, and a healthy backend is never masked.
+    backend.erroring.store(false, Ordering::SeqCst);
+    let (_, s, _, fresh) = send(&svc, Method::GET, "/pets").await;
+    assert_eq!(s, Some(CacheStatus::Miss));
+    assert_ne!(fresh, first);
+}
+
+#[tokio::test]
+async fn without_stale_if_error_an_expired_entry_never_answers() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend::new();
+    let svc = layer(&clock, 60).layer(backend.clone());
+    send(&svc, Method::GET, "/pets").await;
+    clock.advance(Duration::from_secs(61));
+    backend.unavailable.store(true, Ordering::SeqCst);
+    let (status, s, _, _) = send(&svc, Method::GET, "/pets").await;
+    assert_eq!(
+        (status, s),
+        (StatusCode::SERVICE_UNAVAILABLE, Some(CacheStatus::Miss))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_waiters_on_a_failing_refill_all_get_the_stale_entry() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend {
+        delay: Some(Duration::from_millis(50)),
+        ..Backend::new()
+    };
+    let svc = stale_layer(&clock, 60, 600).layer(backend.clone());
+    let (_, _, _, first) = send(&svc, Method::GET, "/pets").await;
+    clock.advance(Duration::from_secs(120));
+    backend.unavailable.store(true, Ordering::SeqCst);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move { send(&svc, Method::GET, "/pets").await })
+        })
+        .collect();
+    for t in tasks {
+        let (status, s, _, body) = t.await.unwrap();
+        assert_eq!((status, s), (StatusCode::OK, Some(CacheStatus::Stale)));
+        assert_eq!(body, first);
+    }
+    assert!(backend.calls() < 1 + 20, "the failing refill was shared");
+}
+
+/// A request with `Cache-Control: max-age=0`, optionally allowed to invalidate.
+async fn refresh<S>(
+    svc: &S,
+    allowed: bool,
+) -> (StatusCode, Option<CacheStatus>, http::HeaderMap, Bytes)
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let mut req = Request::get("/pets")
+        .header("cache-control", "no-transform, max-age=0")
+        .body(Body::empty())
+        .unwrap();
+    if allowed {
+        req.extensions_mut().insert(CacheInvalidator);
+    }
+    let res = svc.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let cache = res.extensions().get::<CacheStatus>().copied();
+    let headers = res.headers().clone();
+    (
+        status,
+        cache,
+        headers,
+        res.into_body().collect().await.unwrap().to_bytes(),
+    )
+}
+
+#[tokio::test]
+async fn max_age_0_refreshes_only_for_callers_allowed_to_invalidate() {
+    for strategy in [
+        UnauthorizedStrategy::FailWith403,
+        UnauthorizedStrategy::SucceedWithResponseHeader,
+        UnauthorizedStrategy::SucceedWithoutResponseHeader,
+    ] {
+        let clock = ManualClock::at_unix_secs(T0);
+        let backend = Backend::new();
+        let mut policy = CachePolicy::default();
+        policy.unauthorized = strategy;
+        let svc = CacheLayer::new(Arc::new(MokaCacheStore::default()), policy)
+            .with_clock(Arc::new(clock.clone()))
+            .layer(backend.clone());
+        let (_, _, _, first) = send(&svc, Method::GET, "/pets").await;
+
+        let (status, s, headers, body) = refresh(&svc, false).await;
+        match strategy {
+            UnauthorizedStrategy::FailWith403 => {
+                assert_eq!(status, StatusCode::FORBIDDEN);
+                assert_eq!(headers["x-tollgate-error-type"], "ACCESS_DENIED");
+                assert_eq!(s, None);
+            }
+            UnauthorizedStrategy::SucceedWithResponseHeader => {
+                assert_eq!((status, s), (StatusCode::OK, Some(CacheStatus::Hit)));
+                assert_eq!(body, first);
+                let warning = headers["warning"].to_str().unwrap();
+                assert!(warning.starts_with("199 "), "{warning}");
+                assert!(warning.contains("ignored"), "{warning}");
+            }
+            _ => {
+                assert_eq!((status, s), (StatusCode::OK, Some(CacheStatus::Hit)));
+                assert_eq!(body, first);
+                assert!(!headers.contains_key("warning"));
+            }
+        }
+        assert_eq!(
+            backend.calls(),
+            1,
+            "{strategy:?}: the backend was not asked"
+        );
+
+        // Allowed: the backend answers and its response replaces the entry.
+        let (status, s, headers, second) = refresh(&svc, true).await;
+        assert_eq!((status, s), (StatusCode::OK, Some(CacheStatus::Miss)));
+        assert!(!headers.contains_key("warning"));
+        assert_ne!(second, first);
+        assert_eq!(backend.calls(), 2);
+        let (_, s, _, body) = send(&svc, Method::GET, "/pets").await;
+        assert_eq!(s, Some(CacheStatus::Hit));
+        assert_eq!(body, second, "{strategy:?}: the refreshed entry is served");
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_that_cannot_be_stored_removes_the_old_entry() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend::new();
+    let svc = layer(&clock, 60).layer(backend.clone());
+    send(&svc, Method::GET, "/pets").await;
+    backend.unavailable.store(true, Ordering::SeqCst);
+    let (status, s, _, _) = refresh(&svc, true).await;
+    assert_eq!(
+        (status, s),
+        (StatusCode::SERVICE_UNAVAILABLE, Some(CacheStatus::Miss))
+    );
+    backend.unavailable.store(false, Ordering::SeqCst);
+    let (_, s, _, _) = send(&svc, Method::GET, "/pets").await;
+    assert_eq!(s, Some(CacheStatus::Miss), "the invalidated entry is gone");
+}
+
+#[tokio::test]
+async fn without_require_authorization_anyone_may_refresh() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend::new();
+    let mut policy = CachePolicy::default();
+    policy.require_authorization = false;
+    let svc = CacheLayer::new(Arc::new(MokaCacheStore::default()), policy)
+        .with_clock(Arc::new(clock.clone()))
+        .layer(backend.clone());
+    send(&svc, Method::GET, "/pets").await;
+    let (_, s, _, _) = refresh(&svc, false).await;
+    assert_eq!(s, Some(CacheStatus::Miss));
+    assert_eq!(backend.calls(), 2);
+}
+
+const INVALIDATION: &str = r#"
+routes:
+  /fail: [GET]
+  /warn: [GET]
+  /quiet: [GET]
+stages:
+  prod:
+    settings: { api_key_required: true, cache: { enabled: true } }
+    methods:
+      /fail/GET: { cache: { unauthorized: FAIL_WITH_403 } }
+      /warn/GET: { cache: { unauthorized: SUCCEED_WITH_RESPONSE_HEADER } }
+      /quiet/GET: { cache: { unauthorized: SUCCEED_WITHOUT_RESPONSE_HEADER } }
+plans:
+  p: { stages: [prod] }
+keys:
+  - { name: admin, value: admin-key-0123456789abcdef, plans: [p], can_invalidate_cache: true }
+  - { name: user, value: user-key-0123456789abcdefg, plans: [p] }
+"#;
+
+#[tokio::test]
+async fn gateway_invalidation_follows_the_key_permission_and_each_strategy() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let gw = Gateway::builder(Config::from_yaml_str(INVALIDATION).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let backend = Backend::new();
+    let svc = gw.service(backend.clone());
+    let call = |path: &'static str, key: &'static str, refresh: bool| {
+        let svc = svc.clone();
+        async move {
+            let mut req = Request::get(path).header("x-api-key", key);
+            if refresh {
+                req = req.header("cache-control", "max-age=0");
+            }
+            let res = svc.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            (
+                res.status(),
+                res.headers().get("x-cache").cloned(),
+                res.headers().contains_key("warning"),
+            )
+        }
+    };
+    let user = "user-key-0123456789abcdefg";
+    let admin = "admin-key-0123456789abcdef";
+    let hit = Some(HeaderValue::from_static("Hit"));
+    let miss = Some(HeaderValue::from_static("Miss"));
+    for path in ["/prod/fail", "/prod/warn", "/prod/quiet"] {
+        assert_eq!(call(path, user, false).await.1, miss);
+    }
+    assert_eq!(backend.calls(), 3);
+
+    assert_eq!(
+        call("/prod/fail", user, true).await,
+        (StatusCode::FORBIDDEN, None, false)
+    );
+    assert_eq!(
+        call("/prod/warn", user, true).await,
+        (StatusCode::OK, hit.clone(), true)
+    );
+    assert_eq!(
+        call("/prod/quiet", user, true).await,
+        (StatusCode::OK, hit.clone(), false)
+    );
+    assert_eq!(
+        backend.calls(),
+        3,
+        "no unauthorized refresh reached the backend"
+    );
+
+    for path in ["/prod/fail", "/prod/warn", "/prod/quiet"] {
+        assert_eq!(
+            call(path, admin, true).await,
+            (StatusCode::OK, miss.clone(), false)
+        );
+    }
+    assert_eq!(backend.calls(), 6);
+
+    // The permission is on the key record: granting it at run time works.
+    let keys = gw.key_manager();
+    let id = keys
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .find(|r| r.name == "user")
+        .unwrap()
+        .id
+        .clone();
+    assert!(
+        keys.allow_cache_invalidation(&id, true)
+            .await
+            .unwrap()
+            .can_invalidate_cache
+    );
+    assert_eq!(
+        call("/prod/fail", user, true).await,
+        (StatusCode::OK, miss.clone(), false)
+    );
+    assert_eq!(backend.calls(), 7);
+}
+
+const METHODS: &str = r#"
+routes:
+  /search: [GET, POST]
+  /orders: [POST]
+  /missing: [GET]
+  /quiet: [GET]
+stages:
+  prod:
+    settings: { cache: { enabled: true } }
+    methods:
+      /search/POST: { cache: { enabled: true, key: [header.x-query] } }
+      /missing/GET: { cache: { statuses: [200, 404] } }
+      /quiet/GET: { cache: { headers: false } }
+"#;
+
+#[tokio::test]
+async fn other_methods_are_cached_only_by_their_own_override() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let gw = Gateway::builder(Config::from_yaml_str(METHODS).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let backend = Backend::new();
+    let svc = gw.service(backend.clone());
+    let post = |path: &'static str, query: &'static str| {
+        let svc = svc.clone();
+        async move {
+            let req = Request::post(path)
+                .header("x-query", query)
+                .body(Body::empty())
+                .unwrap();
+            let res = svc.oneshot(req).await.unwrap();
+            res.extensions().get::<CacheStatus>().copied()
+        }
+    };
+    assert_eq!(post("/prod/search", "a").await, Some(CacheStatus::Miss));
+    assert_eq!(post("/prod/search", "a").await, Some(CacheStatus::Hit));
+    assert_eq!(post("/prod/search", "b").await, Some(CacheStatus::Miss));
+    // The stage-wide setting does not cache a POST.
+    assert_eq!(post("/prod/orders", "a").await, Some(CacheStatus::Bypass));
+    assert_eq!(post("/prod/orders", "a").await, Some(CacheStatus::Bypass));
+    // GET and POST of one resource have separate entries.
+    assert_eq!(
+        get(&svc, "/prod/search", &[("x-query", "a")]).await.0,
+        Some(CacheStatus::Miss)
+    );
+    assert_eq!(backend.calls(), 5);
+}
+
+#[tokio::test]
+async fn listed_statuses_are_stored_and_headers_can_be_turned_off() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let gw = Gateway::builder(Config::from_yaml_str(METHODS).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let backend = Backend {
+        status: StatusCode::NOT_FOUND,
+        ..Backend::new()
+    };
+    let svc = gw.service(backend.clone());
+    assert_eq!(
+        get(&svc, "/prod/missing", &[]).await.0,
+        Some(CacheStatus::Miss)
+    );
+    assert_eq!(
+        get(&svc, "/prod/missing", &[]).await.0,
+        Some(CacheStatus::Hit),
+        "404 listed"
+    );
+    // Not listed elsewhere: a 404 is not stored.
+    assert_eq!(
+        get(&svc, "/prod/quiet", &[]).await.0,
+        Some(CacheStatus::Miss)
+    );
+    let req = Request::get("/prod/quiet").body(Body::empty()).unwrap();
+    let res = svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(
+        res.extensions().get::<CacheStatus>(),
+        Some(&CacheStatus::Miss)
+    );
+    assert!(!res.headers().contains_key("x-cache"), "headers: false");
+    assert_eq!(backend.calls(), 3);
 }

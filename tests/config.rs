@@ -497,3 +497,73 @@ fn secrets_never_appear_in_debug_output() {
     assert!(!shown.contains("my-very-secret"), "{shown}");
     assert!(!shown.contains("my-secret-access-key"), "{shown}");
 }
+
+#[test]
+fn cache_grace_statuses_and_strategy_are_checked() {
+    let found = issues(&with_prod(
+        "settings: { cache: { enabled: true, stale_if_error: 3601, statuses: [200, 42, 600] } }",
+    ));
+    let p = "stages.prod.settings.cache";
+    assert!(
+        found.contains(&format!(
+            "{p}.stale_if_error: must be <= 3600 seconds (got 3601)"
+        )),
+        "{found:#?}"
+    );
+    assert!(
+        found.contains(&format!(
+            "{p}.statuses[1]: must be an HTTP status, 100 to 599 (got 42)"
+        )),
+        "{found:#?}"
+    );
+    assert!(
+        found.contains(&format!(
+            "{p}.statuses[2]: must be an HTTP status, 100 to 599 (got 600)"
+        )),
+        "{found:#?}"
+    );
+    assert_eq!(found.len(), 3, "{found:#?}");
+    let found = issues(&with_prod(
+        "settings: { cache: { unauthorized: FAIL_WITH_401 } }",
+    ));
+    assert!(
+        found
+            .iter()
+            .any(|i| i.starts_with("stages.prod.settings.cache.unauthorized")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn cache_settings_resolve_and_only_a_method_s_own_override_caches_it() {
+    use tollgate::cache::UnauthorizedStrategy;
+    let yaml = with_prod(
+        "settings:\n  cache: { enabled: true, stale_if_error: 60, unauthorized: FAIL_WITH_403 }\nmethods:\n  /pets/*:\n    cache: { enabled: true, statuses: [200, 404] }\n  /pets/{petId}/PUT:\n    cache: { enabled: true, headers: false, require_authorization: false }",
+    );
+    let gw = Gateway::builder(Config::from_yaml_str(&yaml).unwrap())
+        .build()
+        .unwrap();
+    let cache = |resource: &str, method: &str| {
+        gw.endpoint("prod", resource, method)
+            .unwrap()
+            .settings()
+            .cache
+            .clone()
+    };
+    let get = cache("/pets", "GET");
+    assert!(get.enabled && !get.method_override);
+    assert_eq!(get.stale_if_error, Duration::from_secs(60));
+    assert_eq!(get.unauthorized, UnauthorizedStrategy::FailWith403);
+    assert_eq!(
+        get.statuses,
+        [http::StatusCode::OK, http::StatusCode::NOT_FOUND]
+    );
+    assert!(get.headers && get.require_authorization && get.honor_max_age);
+    // `/pets/*` names `enabled`, but it is not POST's own override.
+    assert!(!cache("/pets", "POST").method_override);
+    let put = cache("/pets/{petId}", "PUT");
+    assert!(put.enabled && put.method_override);
+    assert!(!put.headers && !put.require_authorization);
+    assert!(put.statuses.is_empty(), "2xx");
+    assert!(!cache("/pets/{petId}", "DELETE").method_override);
+}

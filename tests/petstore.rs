@@ -562,4 +562,25 @@ async fn the_pet_list_is_cached_per_type() {
     // Methods without caching carry no x-cache header.
     let one = send(&client, a, Method::GET, "/prod/pets/1", None).await;
     assert!(!one.headers.contains_key("x-cache"));
+
+    // `Cache-Control: max-age=0`: the demo key may refresh; the bench key may not.
+    let refresh = |key: &'static str| {
+        let req = Request::get(format!("http://{a}/prod/pets?type=cat"))
+            .header("x-api-key", key)
+            .header("cache-control", "max-age=0")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        client.request(req)
+    };
+    let res = refresh(DEMO_KEY).await.unwrap();
+    assert_eq!(res.headers()["x-cache"], "Miss");
+    let n: u64 = res.headers()["x-petstore-invocation"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(n, invocation(&one) + 1, "the backend was asked again");
+    let res = refresh("bench-key-0123456789abcdef").await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(res.headers()["x-tollgate-error-type"], "ACCESS_DENIED");
 }

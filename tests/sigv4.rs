@@ -668,3 +668,46 @@ async fn credentials_are_cached_with_ttl_negative_ttl_and_resilience() {
         "recovery: the backend's answer is used again"
     );
 }
+
+#[tokio::test]
+async fn only_credentials_allowed_to_invalidate_refresh_a_cached_entry() {
+    for allowed in [false, true] {
+        let yaml = format!(
+            r#"
+routes:
+  /pets: [GET]
+stages:
+  prod:
+    settings: {{ authorization: sigv4, cache: {{ enabled: true, unauthorized: FAIL_WITH_403 }} }}
+credentials:
+  - {{ access_key_id: AKIDEXAMPLE, secret_access_key: "{SECRET}", principal: alice, can_invalidate_cache: {allowed} }}
+sigv4: {{ region: us-east-1 }}
+"#
+        );
+        let clock = ManualClock::at_unix_secs(NOW);
+        let gw = gateway(&yaml, &clock);
+        let plain = sign_request("GET", "/prod/pets", &[], b"", at(NOW), None, None);
+        let (_, headers, _) = send(&gw, &plain).await;
+        assert_eq!(headers["x-cache"], "Miss");
+        let (_, headers, _) = send(&gw, &plain).await;
+        assert_eq!(headers["x-cache"], "Hit");
+        let refresh = sign_request(
+            "GET",
+            "/prod/pets",
+            &[("cache-control", "max-age=0")],
+            b"",
+            at(NOW),
+            None,
+            None,
+        );
+        let (status, headers, body) = send(&gw, &refresh).await;
+        if allowed {
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(headers["x-cache"], "Miss");
+        } else {
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            assert_eq!(headers["x-tollgate-error-type"], "ACCESS_DENIED");
+            assert!(body["message"].as_str().unwrap().contains("invalidate"));
+        }
+    }
+}

@@ -23,6 +23,7 @@ use crate::body::{Body, BoxError};
 use crate::clock::{Clock, SystemClock};
 use crate::context::{ApiKeyIdentity, RequestContext};
 use crate::gateway::{CacheKeyParam, CacheSettings};
+use crate::response::{GatewayResponseKind, GatewayResponses};
 
 /// The `x-cache` response header.
 pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
@@ -91,6 +92,17 @@ pub struct CachePolicy {
     pub honor_max_age: bool,
     /// Whether responses carry `x-cache` and, on hits, `Age`. Default true.
     pub headers: bool,
+    /// How long past its expiry an entry may answer instead of a failing
+    /// backend (an error, or a 5xx response), marked [`CacheStatus::Stale`].
+    /// Default zero: off. The store must keep entries that long past expiry
+    /// ([`MokaCacheStore`](super::MokaCacheStore) keeps them two hours).
+    pub stale_if_error: Duration,
+    /// Whether a client's `Cache-Control: max-age=0` refreshes the entry only
+    /// when the caller may invalidate (see [`CacheInvalidator`]). Default
+    /// true, as API Gateway's "require authorization".
+    pub require_authorization: bool,
+    /// What an unauthorized `Cache-Control: max-age=0` gets.
+    pub unauthorized: UnauthorizedStrategy,
 }
 
 impl Default for CachePolicy {
@@ -101,9 +113,70 @@ impl Default for CachePolicy {
             statuses: StatusFilter::Success,
             honor_max_age: true,
             headers: true,
+            stale_if_error: Duration::ZERO,
+            require_authorization: true,
+            unauthorized: UnauthorizedStrategy::default(),
         }
     }
 }
+
+impl CachePolicy {
+    /// The policy of one gateway method: GET and HEAD, plus the method itself
+    /// when its own override turned caching on.
+    pub(crate) fn from_settings(s: &CacheSettings, method: Option<&Method>) -> Self {
+        let mut methods = vec![Method::GET, Method::HEAD];
+        if s.method_override
+            && let Some(m) = method
+            && !methods.contains(m)
+        {
+            methods.push(m.clone());
+        }
+        Self {
+            ttl: s.ttl,
+            methods,
+            statuses: if s.statuses.is_empty() {
+                StatusFilter::Success
+            } else {
+                StatusFilter::Only(s.statuses.clone())
+            },
+            honor_max_age: s.honor_max_age,
+            headers: s.headers,
+            stale_if_error: s.stale_if_error,
+            require_authorization: s.require_authorization,
+            unauthorized: s.unauthorized,
+        }
+    }
+}
+
+/// What a `Cache-Control: max-age=0` from a caller who may not invalidate
+/// gets: API Gateway's `unauthorizedCacheControlHeaderStrategy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[non_exhaustive]
+pub enum UnauthorizedStrategy {
+    /// Refused: 403 `ACCESS_DENIED`.
+    #[serde(rename = "FAIL_WITH_403")]
+    FailWith403,
+    /// Served as if the header were absent, with a `Warning` header saying it
+    /// was ignored (the default).
+    #[default]
+    #[serde(rename = "SUCCEED_WITH_RESPONSE_HEADER")]
+    SucceedWithResponseHeader,
+    /// Served as if the header were absent.
+    #[serde(rename = "SUCCEED_WITHOUT_RESPONSE_HEADER")]
+    SucceedWithoutResponseHeader,
+}
+
+/// A request extension that lets its request invalidate a cache entry with
+/// `Cache-Control: max-age=0`. The API key layer and the SigV4 layer grant it
+/// through [`ApiKeyIdentity::can_invalidate_cache`] and
+/// [`SigV4Identity::can_invalidate_cache`]; insert this from your own layer
+/// (after an authorizer, say) to grant it otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheInvalidator;
+
+/// The `Warning` an ignored `Cache-Control: max-age=0` gets.
+const IGNORED_WARNING: &str =
+    "199 - \"Cache-Control max-age=0 ignored: the caller may not invalidate the cache\"";
 
 impl CachePolicy {
     /// The default policy with `ttl`.
@@ -127,18 +200,22 @@ type WeakFlight = WeakShared<Pin<Box<dyn Future<Output = Option<Arc<CachedRespon
 
 struct Shared {
     stores: Stores,
-    policy: CachePolicy,
+    policy: Arc<CachePolicy>,
     clock: Arc<dyn Clock>,
+    responses: GatewayResponses,
     inflight: Mutex<HashMap<CacheKey, WeakFlight>>,
 }
+
+/// Where one gateway method's responses go, and how.
+pub(crate) type EndpointCache = (Arc<dyn CacheStore>, Arc<CachePolicy>);
 
 #[derive(Clone)]
 enum Stores {
     /// One store; every request's key is its method, path and query.
     Standalone(Arc<dyn CacheStore>),
-    /// Each cached endpoint's stage store, by endpoint index (resolved when
-    /// the gateway is built); keys and TTLs from each method's settings.
-    Gateway(Arc<[Option<Arc<dyn CacheStore>>]>),
+    /// Each cached endpoint's stage store and policy, by endpoint index
+    /// (resolved when the gateway is built); keys from each method's settings.
+    Gateway(Arc<[Option<EndpointCache>]>),
     /// A gateway whose config caches nothing: every request passes untouched.
     Off,
 }
@@ -160,29 +237,41 @@ impl fmt::Debug for CacheLayer {
 impl CacheLayer {
     /// Caches every request the policy allows in `store`, keyed by method, path and query.
     pub fn new(store: Arc<dyn CacheStore>, policy: CachePolicy) -> Self {
-        Self::build(Stores::Standalone(store), policy, Arc::new(SystemClock))
+        Self::build(
+            Stores::Standalone(store),
+            Arc::new(policy),
+            Arc::new(SystemClock),
+            GatewayResponses::default(),
+        )
     }
 
-    /// `by_endpoint[i]` is the store of endpoint `i` when that method caches;
-    /// when none does, a layer that only passes requests on.
+    /// `by_endpoint[i]` is the store and policy of endpoint `i` when that
+    /// method caches; when none does, a layer that only passes requests on.
     pub(crate) fn for_gateway(
-        by_endpoint: Vec<Option<Arc<dyn CacheStore>>>,
+        by_endpoint: Vec<Option<EndpointCache>>,
         clock: Arc<dyn Clock>,
+        responses: GatewayResponses,
     ) -> Self {
         let stores = if by_endpoint.iter().any(Option::is_some) {
             Stores::Gateway(by_endpoint.into())
         } else {
             Stores::Off
         };
-        Self::build(stores, CachePolicy::default(), clock)
+        Self::build(stores, Arc::default(), clock, responses)
     }
 
-    fn build(stores: Stores, policy: CachePolicy, clock: Arc<dyn Clock>) -> Self {
+    fn build(
+        stores: Stores,
+        policy: Arc<CachePolicy>,
+        clock: Arc<dyn Clock>,
+        responses: GatewayResponses,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 stores,
                 policy,
                 clock,
+                responses,
                 inflight: Mutex::default(),
             }),
         }
@@ -190,10 +279,24 @@ impl CacheLayer {
 
     /// The same layer reading time from `clock` (tests use a manual clock).
     pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        let s = &self.shared;
         Self::build(
-            self.shared.stores.clone(),
-            self.shared.policy.clone(),
+            s.stores.clone(),
+            s.policy.clone(),
             clock,
+            s.responses.clone(),
+        )
+    }
+
+    /// The same layer answering with `responses` (the 403 of
+    /// [`UnauthorizedStrategy::FailWith403`]).
+    pub fn responses(self, responses: GatewayResponses) -> Self {
+        let s = &self.shared;
+        Self::build(
+            s.stores.clone(),
+            s.policy.clone(),
+            s.clock.clone(),
+            responses,
         )
     }
 }
@@ -228,15 +331,28 @@ impl<S: fmt::Debug> fmt::Debug for Cache<S> {
 enum Plan {
     /// Not cached here at all: straight through, no header.
     Pass,
-    /// Caching is on, but not for this request.
-    Bypass,
-    /// Look up `key` in `store`; on a miss, store for `ttl`.
+    /// Caching is on, but not for this request; `true` for an `x-cache` header.
+    Bypass(bool),
+    /// Look up `key` in `store`; on a miss, store as `policy` says.
     Cache {
         store: Arc<dyn CacheStore>,
         key: CacheKey,
-        ttl: Duration,
+        policy: Arc<CachePolicy>,
         head: bool,
     },
+}
+
+/// The method an entry is stored under (HEAD is answered from GET's) and
+/// whether the request is a HEAD; `None` when `policy` does not cache `method`.
+fn keyed_method<'a>(policy: &CachePolicy, method: &'a Method) -> Option<(&'a Method, bool)> {
+    if !policy.methods.contains(method) {
+        return None;
+    }
+    if method == Method::HEAD {
+        Some((&Method::GET, true))
+    } else {
+        Some((method, false))
+    }
 }
 
 impl Shared {
@@ -244,11 +360,9 @@ impl Shared {
         let method = req.method();
         match &self.stores {
             Stores::Standalone(store) => {
-                if !self.policy.methods.contains(method) {
-                    return Plan::Bypass;
-                }
-                let head = method == Method::HEAD;
-                let shown = if head { &Method::GET } else { method };
+                let Some((shown, head)) = keyed_method(&self.policy, method) else {
+                    return Plan::Bypass(self.policy.headers);
+                };
                 let mut buf = Vec::with_capacity(64);
                 push_part(&mut buf, shown.as_str().as_bytes());
                 push_part(&mut buf, req.uri().path().as_bytes());
@@ -256,7 +370,7 @@ impl Shared {
                 Plan::Cache {
                     store: store.clone(),
                     key: buf.into(),
-                    ttl: self.policy.ttl,
+                    policy: self.policy.clone(),
                     head,
                 }
             }
@@ -266,23 +380,20 @@ impl Shared {
                     return Plan::Pass;
                 };
                 let endpoint = ctx.endpoint();
-                let Some(Some(store)) = stores.get(endpoint.index()) else {
+                let Some(Some((store, policy))) = stores.get(endpoint.index()) else {
                     return Plan::Pass;
                 };
-                let settings = &endpoint.settings().cache;
-                let head = match *method {
-                    Method::GET => false,
-                    Method::HEAD => true,
-                    _ => return Plan::Bypass,
+                let Some((shown, head)) = keyed_method(policy, method) else {
+                    return Plan::Bypass(policy.headers);
                 };
-                match gateway_key(req, ctx, settings) {
+                match gateway_key(req, ctx, &endpoint.settings().cache, shown) {
                     Some(key) => Plan::Cache {
                         store: store.clone(),
                         key,
-                        ttl: settings.ttl,
+                        policy: policy.clone(),
                         head,
                     },
-                    None => Plan::Bypass,
+                    None => Plan::Bypass(policy.headers),
                 }
             }
         }
@@ -295,11 +406,12 @@ fn gateway_key<B>(
     req: &Request<B>,
     ctx: &RequestContext,
     settings: &CacheSettings,
+    method: &Method,
 ) -> Option<CacheKey> {
     let endpoint = ctx.endpoint();
     let mut buf = Vec::with_capacity(128);
     push_part(&mut buf, endpoint.stage().as_bytes());
-    push_part(&mut buf, b"GET");
+    push_part(&mut buf, method.as_str().as_bytes());
     push_part(&mut buf, endpoint.resource().as_bytes());
     for (name, value) in ctx.path_params() {
         push_part(&mut buf, name.as_bytes());
@@ -354,12 +466,11 @@ fn storable(
     policy: &CachePolicy,
     status: StatusCode,
     headers: &http::HeaderMap,
-    ttl: Duration,
 ) -> Option<Duration> {
     if !policy.statuses.allows(status) || headers.contains_key(SET_COOKIE) {
         return None;
     }
-    let mut ttl = ttl;
+    let mut ttl = policy.ttl;
     for value in headers.get_all(CACHE_CONTROL) {
         let Ok(value) = value.to_str() else { continue };
         for directive in value.split(',') {
@@ -577,14 +688,13 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let headers = self.shared.policy.headers;
         let kind = match self.shared.plan(&req) {
             Plan::Pass => Kind::Pass {
                 future: self.inner.call(req),
                 status: None,
-                headers,
+                headers: false,
             },
-            Plan::Bypass => Kind::Pass {
+            Plan::Bypass(headers) => Kind::Pass {
                 future: self.inner.call(req),
                 status: Some(CacheStatus::Bypass),
                 headers,
@@ -592,7 +702,7 @@ where
             Plan::Cache {
                 store,
                 key,
-                ttl,
+                policy,
                 head,
             } => {
                 // The instance polled ready goes with the request.
@@ -602,7 +712,7 @@ where
                     shared: self.shared.clone(),
                     store,
                     key,
-                    ttl,
+                    policy,
                     head,
                 };
                 Kind::Cache {
@@ -622,8 +732,36 @@ struct Lookup {
     shared: Arc<Shared>,
     store: Arc<dyn CacheStore>,
     key: CacheKey,
-    ttl: Duration,
+    policy: Arc<CachePolicy>,
     head: bool,
+}
+
+/// Whether the request's `Cache-Control` says `max-age=0`.
+fn asks_refresh(headers: &http::HeaderMap) -> bool {
+    headers.get_all(CACHE_CONTROL).iter().any(|value| {
+        value.to_str().is_ok_and(|value| {
+            value.split(',').any(|directive| {
+                let (name, arg) = directive.split_once('=').unwrap_or((directive, ""));
+                name.trim().eq_ignore_ascii_case("max-age")
+                    && arg.trim().trim_matches('"').parse::<u64>() == Ok(0)
+            })
+        })
+    })
+}
+
+/// Whether the request's caller may invalidate cache entries.
+fn may_invalidate(ext: &http::Extensions) -> bool {
+    ext.get::<ApiKeyIdentity>()
+        .is_some_and(ApiKeyIdentity::can_invalidate_cache)
+        || ext
+            .get::<SigV4Identity>()
+            .is_some_and(|s| s.can_invalidate_cache)
+        || ext.get::<CacheInvalidator>().is_some()
+}
+
+/// Whether a backend answer counts as a failure for stale-if-error.
+fn failed(status: StatusCode) -> bool {
+    status.is_server_error()
 }
 
 impl Lookup {
@@ -640,25 +778,91 @@ impl Lookup {
         ResB: http_body::Body<Data = Bytes> + Send + 'static,
         ResB::Error: Into<BoxError>,
     {
-        let headers = self.shared.policy.headers;
         let now = self.shared.clock.unix_nanos();
-        match self.store.get(&self.key).await {
-            Ok(Some(entry)) if entry.is_fresh(now) => {
-                return Ok(from_entry(
-                    &entry,
-                    CacheStatus::Hit,
-                    self.head,
-                    now,
-                    headers,
-                ));
+        let mut refresh = false;
+        let mut ignored = false;
+        if asks_refresh(req.headers()) {
+            if !self.policy.require_authorization || may_invalidate(req.extensions()) {
+                refresh = true;
+            } else {
+                match self.policy.unauthorized {
+                    UnauthorizedStrategy::FailWith403 => {
+                        return Ok(self.shared.responses.respond_with_message(
+                            GatewayResponseKind::AccessDenied,
+                            "User is not authorized to invalidate the cache",
+                        ));
+                    }
+                    UnauthorizedStrategy::SucceedWithResponseHeader => ignored = true,
+                    UnauthorizedStrategy::SucceedWithoutResponseHeader => {}
+                }
             }
-            Ok(_) => {}
+        }
+        let res = self.answer(&mut inner, req, now, refresh).await?;
+        Ok(if ignored {
+            let mut res = res;
+            res.headers_mut().append(
+                http::header::WARNING,
+                HeaderValue::from_static(IGNORED_WARNING),
+            );
+            res
+        } else {
+            res
+        })
+    }
+
+    async fn answer<S, ReqB, ResB>(
+        &self,
+        inner: &mut S,
+        req: Request<ReqB>,
+        now: u64,
+        refresh: bool,
+    ) -> Result<Response<Body>, S::Error>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        ReqB: Send + 'static,
+        ResB: http_body::Body<Data = Bytes> + Send + 'static,
+        ResB::Error: Into<BoxError>,
+    {
+        let headers = self.policy.headers;
+        let grace = self.policy.stale_if_error;
+        // An entry that may stand in for a failing backend.
+        let mut stale = None;
+        match self.store.get(&self.key).await {
+            Ok(Some(entry)) => {
+                if !refresh && entry.is_fresh(now) {
+                    return Ok(from_entry(
+                        &entry,
+                        CacheStatus::Hit,
+                        self.head,
+                        now,
+                        headers,
+                    ));
+                }
+                if !grace.is_zero() && entry.is_fresh(now.saturating_sub(duration_nanos(grace))) {
+                    stale = Some(entry);
+                }
+            }
+            Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "cache store failed; answering as a miss"),
         }
+        let stand_in = |stale: &Option<Arc<CachedResponse>>| {
+            stale
+                .as_ref()
+                .map(|e| from_entry(e, CacheStatus::Stale, self.head, now, headers))
+        };
+        // A response this request got from the backend itself.
+        let direct = |res: Result<Response<Body>, S::Error>| match res {
+            Err(e) => stand_in(&stale).ok_or(e),
+            Ok(res) if failed(res.status()) => {
+                Ok(stand_in(&stale).unwrap_or_else(|| mark(res, CacheStatus::Miss, headers)))
+            }
+            Ok(res) => Ok(mark(res, CacheStatus::Miss, headers)),
+        };
         if self.head {
             // HEAD is served from a GET entry; a HEAD miss only asks the backend.
-            let res = inner.call(req).await?.map(Body::new);
-            return Ok(mark(res, CacheStatus::Miss, headers));
+            return direct(inner.call(req).await.map(|r| r.map(Body::new)));
         }
         let slot: LeaderSlot<S::Error> = Arc::default();
         let mut req = Some(req);
@@ -672,7 +876,8 @@ impl Lookup {
                 Some(flight) => flight,
                 None => {
                     let call = inner.call(req.take().expect("taken only here"));
-                    let flight: Flight = self.fly(call, slot.clone(), now).boxed().shared();
+                    let flight: Flight =
+                        self.fly(call, slot.clone(), now, refresh).boxed().shared();
                     if map.len() >= PRUNE_INFLIGHT_AT {
                         // Flights whose every caller went away never removed themselves.
                         map.retain(|_, weak| weak.upgrade().is_some());
@@ -685,18 +890,17 @@ impl Lookup {
             }
         };
         match flight.await {
+            Some(entry) if failed(entry.status()) && stale.is_some() => {
+                Ok(stand_in(&stale).expect("checked"))
+            }
             Some(entry) => Ok(from_entry(&entry, CacheStatus::Miss, false, now, headers)),
             None => {
                 let taken = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
                 match (taken, req) {
                     // The flight was ours: its error, or its unbuffered response.
-                    (Some(Ok(res)), _) => Ok(mark(res, CacheStatus::Miss, headers)),
-                    (Some(Err(e)), _) => Err(e),
+                    (Some(res), _) => direct(res),
                     // Another request's flight had nothing to share: ask ourselves.
-                    (None, Some(req)) => {
-                        let res = inner.call(req).await?.map(Body::new);
-                        Ok(mark(res, CacheStatus::Miss, headers))
-                    }
+                    (None, Some(req)) => direct(inner.call(req).await.map(|r| r.map(Body::new))),
                     // Not reached: a flight that shares nothing fills its leader's slot.
                     (None, None) => {
                         let mut res = Response::new(Body::empty());
@@ -708,12 +912,14 @@ impl Lookup {
         }
     }
 
-    /// The one backend call of a flight: buffer, store if allowed, share.
+    /// The one backend call of a flight: buffer, store if allowed, share. A
+    /// refresh whose response may not be stored removes the old entry.
     fn fly<F, ResB, E>(
         &self,
         call: F,
         slot: LeaderSlot<E>,
         now: u64,
+        refresh: bool,
     ) -> impl Future<Output = Option<Arc<CachedResponse>>> + Send + 'static
     where
         F: Future<Output = Result<Response<ResB>, E>> + Send + 'static,
@@ -722,9 +928,9 @@ impl Lookup {
         ResB::Error: Into<BoxError>,
     {
         let shared = self.shared.clone();
+        let policy = self.policy.clone();
         let store = self.store.clone();
         let key = self.key.clone();
-        let ttl = self.ttl;
         async move {
             let outcome = match call.await {
                 Err(e) => {
@@ -733,7 +939,7 @@ impl Lookup {
                 }
                 Ok(res) => {
                     let res = res.map(Body::new);
-                    let keep = storable(&shared.policy, res.status(), res.headers(), ttl);
+                    let keep = storable(&policy, res.status(), res.headers());
                     match buffer(res).await {
                         Err(res) => {
                             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Ok(res));
@@ -747,10 +953,13 @@ impl Lookup {
                                 now,
                                 keep.unwrap_or(Duration::ZERO),
                             ));
-                            if keep.is_some()
-                                && let Err(e) = store.put(key.clone(), entry.clone()).await
-                            {
-                                tracing::warn!(error = %e, "cache store failed to keep a response");
+                            let stored = match keep {
+                                Some(_) => store.put(key.clone(), entry.clone()).await,
+                                None if refresh => store.invalidate(&key).await,
+                                None => Ok(()),
+                            };
+                            if let Err(e) = stored {
+                                tracing::warn!(error = %e, "cache store failed to update an entry");
                             }
                             Some(entry)
                         }
@@ -765,4 +974,8 @@ impl Lookup {
             outcome
         }
     }
+}
+
+fn duration_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

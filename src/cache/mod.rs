@@ -1,5 +1,6 @@
 //! Response caching: API Gateway's stage cache, with concurrent misses
-//! coalesced into one backend call.
+//! coalesced into one backend call and stale entries standing in for a
+//! failing backend.
 //!
 //! [`CacheLayer`] keeps whole responses in a [`CacheStore`] ([`MokaCacheStore`],
 //! bounded in bytes, by default). Alone, it caches `GET` (and answers `HEAD`
@@ -8,7 +9,8 @@
 //! key is the stage, resource, path parameters and exactly the parameters
 //! listed in `cache.key` (`querystring.NAME`, `header.NAME`, `path.NAME`), so
 //! two requests that differ only in an unlisted parameter share an entry, as
-//! in API Gateway.
+//! in API Gateway. Methods other than GET and HEAD are cached only when their
+//! own `RESOURCE/METHOD` override enables caching (the body is not in the key).
 //!
 //! - Stored: statuses 2xx by default ([`StatusFilter`]), bodies up to
 //!   [`MAX_ENTRY_BODY`] (1 MiB). Never stored: a response with
@@ -18,9 +20,15 @@
 //! - Concurrent misses on one key make one backend call; the others wait for
 //!   it and get its response. A failed call is stored nowhere: each waiter then
 //!   calls the backend itself, and the next request tries again.
-//! - `x-cache: Hit | Miss | Bypass` (and `Age` on hits) unless
-//!   [`CachePolicy::headers`] is off; the [`CacheStatus`] is in the response
-//!   extensions either way.
+//! - Stale-if-error ([`CachePolicy::stale_if_error`], off by default): when the
+//!   backend fails (an error, or a 5xx), an entry that expired less than the
+//!   grace ago answers instead, as [`CacheStatus::Stale`].
+//! - A request with `Cache-Control: max-age=0` refreshes its entry if its
+//!   caller may invalidate ([`CacheInvalidator`]); otherwise the
+//!   [`UnauthorizedStrategy`] decides (serve with a `Warning`, serve, or 403).
+//! - `x-cache: Hit | Miss | Stale | Bypass` (and `Age` when served from the
+//!   cache) unless [`CachePolicy::headers`] is off; the [`CacheStatus`] is in
+//!   the response extensions either way.
 //! - A hit copies no body bytes: the entry's body is [`Bytes`](bytes::Bytes),
 //!   shared.
 //! - Freshness is decided with the layer's [`Clock`](crate::clock::Clock);
@@ -64,7 +72,8 @@ mod layer;
 mod store;
 
 pub use layer::{
-    Cache, CacheLayer, CachePolicy, CacheStatus, ResponseFuture, StatusFilter, X_CACHE,
+    Cache, CacheInvalidator, CacheLayer, CachePolicy, CacheStatus, ResponseFuture, StatusFilter,
+    UnauthorizedStrategy, X_CACHE,
 };
 pub use store::{
     CacheKey, CacheStore, CachedResponse, DEFAULT_CACHE_CAPACITY, MAX_ENTRY_BODY, MokaCacheStore,

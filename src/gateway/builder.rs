@@ -20,7 +20,9 @@ use crate::auth::sigv4::{
     SigV4Layer, Verifier, VerifierSettings,
 };
 use crate::body::{Body, BoxError};
-use crate::cache::{Cache, CacheLayer, CacheStore, DEFAULT_CACHE_CAPACITY, MokaCacheStore};
+use crate::cache::{
+    Cache, CacheLayer, CachePolicy, CacheStore, DEFAULT_CACHE_CAPACITY, MokaCacheStore,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::context::Endpoint;
 use crate::keys::{
@@ -220,11 +222,14 @@ impl GatewayBuilder {
                             .principal
                             .clone()
                             .unwrap_or_else(|| cred.access_key_id.clone());
-                        store.insert(Credential::new(
-                            cred.access_key_id.clone(),
-                            cred.secret_access_key.clone(),
-                            principal,
-                        ));
+                        store.insert(
+                            Credential::new(
+                                cred.access_key_id.clone(),
+                                cred.secret_access_key.clone(),
+                                principal,
+                            )
+                            .allow_cache_invalidation(cred.can_invalidate_cache),
+                        );
                     }
                     Arc::new(store)
                 });
@@ -285,11 +290,16 @@ impl GatewayBuilder {
             if by_endpoint.len() <= e.index() {
                 by_endpoint.resize(e.index() + 1, None);
             }
-            if e.settings().cache.enabled {
-                by_endpoint[e.index()] = cache_stores.get(e.stage()).cloned();
+            let settings = &e.settings().cache;
+            if settings.enabled {
+                by_endpoint[e.index()] = cache_stores.get(e.stage()).map(|store| {
+                    let policy = CachePolicy::from_settings(settings, e.method());
+                    (store.clone(), Arc::new(policy))
+                });
             }
         }
-        let cache = CacheLayer::for_gateway(by_endpoint, self.clock.clone());
+        let cache =
+            CacheLayer::for_gateway(by_endpoint, self.clock.clone(), resolved.responses.clone());
         let plan_config = self.config.clone();
         Ok(Gateway {
             shared: Arc::new(Shared {

@@ -164,7 +164,34 @@ pub struct CacheConfig {
     /// Adds the caller's identity (API key id or principal) to the cache key.
     #[serde(default)]
     pub per_key: Option<bool>,
+    /// Statuses stored, each `100 ..= 599`. Default: every 2xx.
+    #[serde(default)]
+    pub statuses: Option<Vec<u16>>,
+    /// Whether an upstream `Cache-Control: max-age` (or `s-maxage`) below the
+    /// TTL shortens the entry. Default true.
+    #[serde(default)]
+    pub honor_max_age: Option<bool>,
+    /// Seconds past expiry, `0 ..= 3600`, during which an expired entry
+    /// answers instead of a failing backend (an error or a 5xx), marked
+    /// `x-cache: Stale`. Default 0 (off).
+    #[serde(default)]
+    pub stale_if_error: Option<u32>,
+    /// Whether a client's `Cache-Control: max-age=0` refreshes the entry only
+    /// when the caller may invalidate (an API key or SigV4 credential with
+    /// `can_invalidate_cache`). Default true, as API Gateway's.
+    #[serde(default)]
+    pub require_authorization: Option<bool>,
+    /// What an unauthorized `Cache-Control: max-age=0` gets. Default
+    /// `SUCCEED_WITH_RESPONSE_HEADER`, as API Gateway's.
+    #[serde(default)]
+    pub unauthorized: Option<UnauthorizedStrategy>,
+    /// Whether responses carry `x-cache` and, when served from the cache,
+    /// `Age`. Default true.
+    #[serde(default)]
+    pub headers: Option<bool>,
 }
+
+use crate::cache::UnauthorizedStrategy;
 
 /// How callers of a method are authorized.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
@@ -332,6 +359,10 @@ pub struct KeyConfig {
     /// Free-form tags.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Whether requests with this key may invalidate a cache entry with
+    /// `Cache-Control: max-age=0`. Default false.
+    #[serde(default)]
+    pub can_invalidate_cache: bool,
 }
 
 fn yes() -> bool {
@@ -349,6 +380,7 @@ impl Default for KeyConfig {
             description: None,
             expires: None,
             tags: BTreeMap::new(),
+            can_invalidate_cache: false,
         }
     }
 }
@@ -364,6 +396,10 @@ pub struct CredentialConfig {
     /// Who the caller is, for logs, usage and cache keys. Default: the access key id.
     #[serde(default)]
     pub principal: Option<String>,
+    /// Whether requests signed with these credentials may invalidate a cache
+    /// entry with `Cache-Control: max-age=0`. Default false.
+    #[serde(default)]
+    pub can_invalidate_cache: bool,
 }
 
 /// SigV4 verification settings.

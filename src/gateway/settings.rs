@@ -31,6 +31,21 @@ pub struct CacheSettings {
     pub key: Vec<CacheKeyParam>,
     /// Whether the caller's identity is part of the key.
     pub per_key: bool,
+    /// Whether this method's own `RESOURCE/METHOD` override turned caching
+    /// on: what caches a method other than GET and HEAD.
+    pub method_override: bool,
+    /// Statuses stored; empty for every 2xx.
+    pub statuses: Vec<http::StatusCode>,
+    /// Whether an upstream `max-age` below the TTL shortens the entry.
+    pub honor_max_age: bool,
+    /// How long past expiry an entry may stand in for a failing backend.
+    pub stale_if_error: Duration,
+    /// Whether `Cache-Control: max-age=0` needs a caller allowed to invalidate.
+    pub require_authorization: bool,
+    /// What an unauthorized `Cache-Control: max-age=0` gets.
+    pub unauthorized: crate::cache::UnauthorizedStrategy,
+    /// Whether responses carry `x-cache` and `Age`.
+    pub headers: bool,
 }
 
 /// The default cache TTL, as API Gateway's.
@@ -43,6 +58,13 @@ impl Default for CacheSettings {
             ttl: DEFAULT_CACHE_TTL,
             key: Vec::new(),
             per_key: false,
+            method_override: false,
+            statuses: Vec::new(),
+            honor_max_age: true,
+            stale_if_error: Duration::ZERO,
+            require_authorization: true,
+            unauthorized: crate::cache::UnauthorizedStrategy::default(),
+            headers: true,
         }
     }
 }
@@ -71,6 +93,8 @@ pub(crate) struct Merged {
     pub(crate) throttle_rate: Option<f64>,
     pub(crate) throttle_burst: Option<u32>,
     pub(crate) cache: CacheConfig,
+    /// `enabled` as the method's own `RESOURCE/METHOD` override gives it.
+    pub(crate) cache_enabled_by_method: Option<bool>,
     pub(crate) api_key_required: Option<bool>,
     pub(crate) authorization: Option<Authorization>,
     pub(crate) authorizer: Option<String>,
@@ -95,6 +119,24 @@ impl Merged {
             }
             if c.per_key.is_some() {
                 self.cache.per_key = c.per_key;
+            }
+            if c.statuses.is_some() {
+                self.cache.statuses.clone_from(&c.statuses);
+            }
+            if c.honor_max_age.is_some() {
+                self.cache.honor_max_age = c.honor_max_age;
+            }
+            if c.stale_if_error.is_some() {
+                self.cache.stale_if_error = c.stale_if_error;
+            }
+            if c.require_authorization.is_some() {
+                self.cache.require_authorization = c.require_authorization;
+            }
+            if c.unauthorized.is_some() {
+                self.cache.unauthorized = c.unauthorized;
+            }
+            if c.headers.is_some() {
+                self.cache.headers = c.headers;
             }
         }
         if over.api_key_required.is_some() {

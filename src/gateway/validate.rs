@@ -145,6 +145,7 @@ pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
                     layers.push(l.clone());
                 }
                 if let Some(l) = overrides.exact.get(&(ri, method.clone())) {
+                    merged.cache_enabled_by_method = l.0.cache.as_ref().and_then(|c| c.enabled);
                     layers.push(l.clone());
                 }
                 for (layer, lpath) in layers {
@@ -487,6 +488,22 @@ impl Validator {
                 Err(msg) => self.issues.push(&kpath, msg),
             }
         }
+        if let Some(grace) = c.stale_if_error
+            && grace > MAX_CACHE_TTL
+        {
+            self.issues.push(
+                &path.field("stale_if_error"),
+                format!("must be <= {MAX_CACHE_TTL} seconds (got {grace})"),
+            );
+        }
+        for (i, s) in c.statuses.iter().flatten().enumerate() {
+            if !(100..=599).contains(s) {
+                self.issues.push(
+                    &path.field("statuses").index(i),
+                    format!("must be an HTTP status, 100 to 599 (got {s})"),
+                );
+            }
+        }
     }
 
     /// Completes a merged layer stack into effective settings.
@@ -507,6 +524,7 @@ impl Validator {
             _ => None,
         };
         let ttl = m.cache.ttl.unwrap_or(300);
+        let c = &m.cache;
         let authorization = m.authorization.unwrap_or_default();
         let authorizer = m.authorizer.as_deref().map(std::sync::Arc::<str>::from);
         if authorization == Authorization::Authorizer {
@@ -540,7 +558,19 @@ impl Validator {
                     .flatten()
                     .filter_map(|k| parse_cache_key(k).ok())
                     .collect(),
-                per_key: m.cache.per_key.unwrap_or(false),
+                per_key: c.per_key.unwrap_or(false),
+                method_override: m.cache_enabled_by_method == Some(true),
+                statuses: c
+                    .statuses
+                    .iter()
+                    .flatten()
+                    .filter_map(|s| http::StatusCode::from_u16(*s).ok())
+                    .collect(),
+                honor_max_age: c.honor_max_age.unwrap_or(true),
+                stale_if_error: Duration::from_secs(u64::from(c.stale_if_error.unwrap_or(0))),
+                require_authorization: c.require_authorization.unwrap_or(true),
+                unauthorized: c.unauthorized.unwrap_or_default(),
+                headers: c.headers.unwrap_or(true),
             },
             api_key_required: m.api_key_required.unwrap_or(false),
             authorization,

@@ -55,6 +55,8 @@ pub struct NewKey {
     pub plans: Vec<String>,
     /// Tags.
     pub tags: std::collections::BTreeMap<String, String>,
+    /// Whether the key may invalidate cache entries (`Cache-Control: max-age=0`).
+    pub can_invalidate_cache: bool,
 }
 
 impl NewKey {
@@ -265,6 +267,16 @@ impl KeyManager {
         .await
     }
 
+    /// Lets a key invalidate cache entries with `Cache-Control: max-age=0`
+    /// (`true`), or stops it (`false`).
+    pub async fn allow_cache_invalidation(
+        &self,
+        id: &str,
+        allowed: bool,
+    ) -> Result<KeyRecord, StoreError> {
+        self.update(id, |r| r.can_invalidate_cache = allowed).await
+    }
+
     /// Detaches a key from a plan.
     pub async fn detach(&self, id: &str, plan: &str) -> Result<KeyRecord, StoreError> {
         self.update(id, |r| r.plans.retain(|p| &**p != plan)).await
@@ -311,6 +323,7 @@ pub(crate) fn prepare(
         .map(|p| Arc::from(p.as_str()))
         .collect();
     record.tags = key.tags;
+    record.can_invalidate_cache = key.can_invalidate_cache;
     Ok((digest, record))
 }
 
@@ -330,6 +343,7 @@ impl From<&crate::gateway::KeyConfig> for NewKey {
                 .and_then(|e| OffsetDateTime::parse(e, &Rfc3339).ok()),
             plans: k.plans.clone(),
             tags: k.tags.clone(),
+            can_invalidate_cache: k.can_invalidate_cache,
         }
     }
 }

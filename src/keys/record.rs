@@ -112,6 +112,9 @@ pub struct KeyRecord {
     pub plans: Vec<Arc<str>>,
     /// Free-form tags.
     pub tags: BTreeMap<String, String>,
+    /// Whether requests with this key may invalidate a cache entry with
+    /// `Cache-Control: max-age=0` (API Gateway's `execute-api:InvalidateCache`).
+    pub can_invalidate_cache: bool,
 }
 
 impl KeyRecord {
@@ -126,6 +129,7 @@ impl KeyRecord {
             expires: None,
             plans: Vec::new(),
             tags: BTreeMap::new(),
+            can_invalidate_cache: false,
         }
     }
 

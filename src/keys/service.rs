@@ -111,7 +111,8 @@ impl Shared {
         };
         gate::Decision::Admit(Some(
             ApiKeyIdentity::new(record.id.clone(), plan)
-                .created_at(record.created.unix_timestamp()),
+                .created_at(record.created.unix_timestamp())
+                .allow_cache_invalidation(record.can_invalidate_cache),
         ))
     }
 }

@@ -19,6 +19,9 @@ pub struct Credential {
     pub principal: String,
     /// For temporary credentials: the session token requests must carry.
     pub session_token: Option<Secret>,
+    /// Whether requests signed with these credentials may invalidate a cache
+    /// entry with `Cache-Control: max-age=0` (API Gateway's `execute-api:InvalidateCache`).
+    pub can_invalidate_cache: bool,
 }
 
 impl Credential {
@@ -33,7 +36,14 @@ impl Credential {
             secret,
             principal: principal.into(),
             session_token: None,
+            can_invalidate_cache: false,
         }
+    }
+
+    /// The same credentials, allowed (or not) to invalidate cache entries.
+    pub fn allow_cache_invalidation(mut self, allowed: bool) -> Self {
+        self.can_invalidate_cache = allowed;
+        self
     }
 
     /// Temporary credentials: requests must carry `token` (`X-Amz-Security-Token`).
@@ -49,6 +59,7 @@ impl fmt::Debug for Credential {
             .field("access_key_id", &self.access_key_id)
             .field("principal", &self.principal)
             .field("temporary", &self.session_token.is_some())
+            .field("can_invalidate_cache", &self.can_invalidate_cache)
             .finish_non_exhaustive()
     }
 }

@@ -29,6 +29,8 @@ pub struct SigV4Identity {
     pub access_key_id: String,
     /// The principal the credentials belong to.
     pub principal: String,
+    /// Whether the credentials may invalidate cache entries.
+    pub can_invalidate_cache: bool,
 }
 
 /// Why a request is refused: the gateway response and, where AWS gives one,
@@ -344,6 +346,7 @@ impl Verifier {
         Ok(SigV4Identity {
             access_key_id: credential.access_key_id.clone(),
             principal: credential.principal.clone(),
+            can_invalidate_cache: credential.can_invalidate_cache,
         })
     }
 
