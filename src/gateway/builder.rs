@@ -11,7 +11,7 @@ use http::{HeaderName, Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::config::{ApiKeySource, Config};
+use super::config::{ApiKeySource, Config, IntegrationConfig};
 use super::error::{ConfigError, ConfigErrorKind, ConfigIssue, PathBuf};
 use super::validate::{self, Resolved};
 use crate::auth::authorizer::{Authorize, Authorizer, AuthorizerLayer, Configured};
@@ -25,9 +25,11 @@ use crate::cache::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::context::Endpoint;
+use crate::integration::{HttpIntegration, Integration, Integrations, MockIntegration};
 use crate::keys::{
     self, ApiKey, ApiKeyLayer, InMemoryKeyStore, KeyHasher, KeyManager, KeySource, KeyStore,
 };
+use crate::mapping::{MappingLayer, MappingService};
 use crate::plans::{
     CounterStore, InMemoryCounterStore, Meter, MeterLayer, PlanBook, PlanManager, UsageRecords,
 };
@@ -55,6 +57,8 @@ struct Shared {
     throttle: ThrottleLayer,
     meter: MeterLayer,
     cache: CacheLayer,
+    mapping: MappingLayer,
+    integrations: Option<Arc<[Option<Integration>]>>,
     cache_stores: HashMap<Arc<str>, Arc<dyn CacheStore>>,
     key_store: Arc<dyn KeyStore>,
     counter_store: Arc<dyn CounterStore>,
@@ -300,6 +304,66 @@ impl GatewayBuilder {
         }
         let cache =
             CacheLayer::for_gateway(by_endpoint, self.clock.clone(), resolved.responses.clone());
+        let endpoint_count = resolved
+            .endpoints()
+            .map(|e| e.index() + 1)
+            .max()
+            .unwrap_or(0);
+        let mut mappings = vec![None; endpoint_count];
+        let mut integrations: Vec<Option<Integration>> = vec![None; endpoint_count];
+        // One pooled client for every HTTP integration of the gateway.
+        let client = crate::integration::new_client();
+        for e in resolved.endpoints() {
+            let settings = e.settings();
+            mappings[e.index()].clone_from(&settings.mapping);
+            integrations[e.index()] = match &settings.integration {
+                IntegrationConfig::Service => None,
+                IntegrationConfig::Http {
+                    url,
+                    base,
+                    timeout_ms,
+                } => {
+                    // Validation has checked the URL.
+                    HttpIntegration::from_config(client.clone(), url.as_deref(), base.as_deref())
+                        .ok()
+                        .map(|h| {
+                            let timeout = timeout_ms
+                                .map_or(crate::integration::DEFAULT_TIMEOUT, Duration::from_millis);
+                            Integration::Http(
+                                h.timeout(timeout).responses(resolved.responses.clone()),
+                            )
+                        })
+                }
+                IntegrationConfig::Mock {
+                    status,
+                    headers,
+                    body,
+                } => {
+                    let status = status
+                        .and_then(|s| http::StatusCode::from_u16(s).ok())
+                        .unwrap_or(http::StatusCode::OK);
+                    let mut mock = MockIntegration::new(status).body(body.clone());
+                    for (n, v) in headers {
+                        if let (Ok(n), Ok(v)) = (
+                            http::HeaderName::from_bytes(n.as_bytes()),
+                            http::HeaderValue::from_str(v),
+                        ) {
+                            mock = mock.header(n, v);
+                        }
+                    }
+                    Some(Integration::Mock(mock))
+                }
+            };
+        }
+        let mapping = MappingLayer::for_gateway(
+            mappings,
+            resolved.responses.clone(),
+            Arc::from(resolved.limits.trusted_proxies.clone()),
+        );
+        let integrations = integrations
+            .iter()
+            .any(Option::is_some)
+            .then(|| Arc::from(integrations));
         let plan_config = self.config.clone();
         Ok(Gateway {
             shared: Arc::new(Shared {
@@ -312,6 +376,8 @@ impl GatewayBuilder {
                 throttle,
                 meter,
                 cache,
+                mapping,
+                integrations,
                 cache_stores,
                 key_store,
                 counter_store,
@@ -351,10 +417,13 @@ impl Gateway {
     }
 
     /// Wraps `inner` in the gateway's stack: route, SigV4, custom
-    /// authorizer, API key, throttle, meter (quota), cache, then `inner`.
+    /// authorizer, API key, throttle, meter (quota), cache, mapping, then
+    /// each method's integration (`inner` for methods without one).
     pub fn service<S>(&self, inner: S) -> GatewayService<S> {
         let s = &self.shared;
-        let metered = s.meter.layer(s.cache.layer(inner));
+        let integrated = Integrations::new(inner, s.integrations.clone());
+        let mapped = s.mapping.layer(integrated);
+        let metered = s.meter.layer(s.cache.layer(mapped));
         let keyed = s.keys.layer(s.throttle.layer(metered));
         let stack = s.route.layer(s.sigv4.layer(s.authorizers.layer(keyed)));
         GatewayService { inner: stack }
@@ -465,7 +534,7 @@ impl<S> Layer<S> for Gateway {
 }
 
 /// The layers below routing and SigV4, innermost last.
-type Stack<S> = Authorize<ApiKey<Throttle<Meter<Cache<S>>>>>;
+type Stack<S> = Authorize<ApiKey<Throttle<Meter<Cache<MappingService<Integrations<S>>>>>>>;
 
 /// A service wrapped by a [`Gateway`]. Clone it freely: clones share every limit and cache.
 #[derive(Debug, Clone)]

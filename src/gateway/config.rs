@@ -56,6 +56,9 @@ pub struct Config {
     /// `GatewayBuilder::authorizer`.
     #[serde(default)]
     pub authorizers: BTreeMap<String, AuthorizerConfig>,
+    /// Bounds on mapping templates.
+    #[serde(default)]
+    pub mapping_limits: MappingLimitsConfig,
 }
 
 /// A custom authorizer: where its identity comes from and how long its
@@ -227,6 +230,65 @@ pub struct MethodSettingsConfig {
     /// The custom authorizer, with `authorization: authorizer`.
     #[serde(default)]
     pub authorizer: Option<String>,
+    /// Where requests go. Default: the inner service.
+    #[serde(default)]
+    pub integration: Option<IntegrationConfig>,
+    /// Parameter mappings, body templates and integration responses.
+    #[serde(default)]
+    pub mapping: Option<MappingConfig>,
+}
+
+use crate::mapping::MappingConfig;
+
+/// Where a method's requests go.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum IntegrationConfig {
+    /// The inner service given to `Gateway::service` (the default).
+    #[default]
+    Service,
+    /// An upstream HTTP server.
+    Http {
+        /// A URL template: `http://{stageVariables.host}/pets/{petId}`;
+        /// the request's query is appended. Give this or `base`.
+        #[serde(default)]
+        url: Option<String>,
+        /// A base URL the request path (after the stage) and query are
+        /// appended to. Give this or `url`.
+        #[serde(default)]
+        base: Option<String>,
+        /// Milliseconds to wait for the response head, `50 ..= 300000`. Default 29000.
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    },
+    /// A fixed answer.
+    Mock {
+        /// The status. Default 200.
+        #[serde(default)]
+        status: Option<u16>,
+        /// Response headers.
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        /// The body. Default empty.
+        #[serde(default)]
+        body: String,
+    },
+}
+
+/// Bounds on mapping templates, for every method.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct MappingLimitsConfig {
+    /// The largest body a template reads. Default 10 MiB.
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
+    /// The largest output a template writes. Default 10 MiB.
+    #[serde(default)]
+    pub max_output: Option<ByteSize>,
+    /// Instructions one render may run. Default 1,000,000.
+    #[serde(default)]
+    pub fuel: Option<u64>,
 }
 
 /// One stage: `/{stage}/...`.

@@ -123,6 +123,15 @@ impl PathBuf {
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// `self.rest`, `rest` already a path (`request.templates."text/plain"`).
+    pub(crate) fn join(&self, rest: &str) -> Self {
+        if self.0.is_empty() {
+            Self(rest.to_owned())
+        } else {
+            Self(format!("{}.{rest}", self.0))
+        }
+    }
 }
 
 pub(crate) fn push_field(s: &mut String, name: &str) {

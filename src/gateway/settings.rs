@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-use super::config::{Authorization, CacheConfig, MethodSettingsConfig, ThrottleConfig};
+use super::config::{
+    Authorization, CacheConfig, IntegrationConfig, MethodSettingsConfig, ThrottleConfig,
+};
 pub use crate::throttle::Rate;
 
 /// Which request parameter goes into a cache key.
@@ -84,6 +86,10 @@ pub struct MethodSettings {
     pub authorization: Authorization,
     /// The custom authorizer, with [`Authorization::Authorizer`].
     pub authorizer: Option<std::sync::Arc<str>>,
+    /// Where requests go.
+    pub integration: IntegrationConfig,
+    /// The compiled mapping, if any.
+    pub mapping: Option<std::sync::Arc<crate::mapping::Mapping>>,
 }
 
 /// The un-finished merge of settings layers: each field is the last value any
@@ -98,6 +104,8 @@ pub(crate) struct Merged {
     pub(crate) api_key_required: Option<bool>,
     pub(crate) authorization: Option<Authorization>,
     pub(crate) authorizer: Option<String>,
+    pub(crate) integration: Option<IntegrationConfig>,
+    pub(crate) mapping: Option<crate::mapping::MappingConfig>,
 }
 
 impl Merged {
@@ -147,6 +155,12 @@ impl Merged {
         }
         if over.authorizer.is_some() {
             self.authorizer.clone_from(&over.authorizer);
+        }
+        if over.integration.is_some() {
+            self.integration.clone_from(&over.integration);
+        }
+        if over.mapping.is_some() {
+            self.mapping.clone_from(&over.mapping);
         }
     }
 }

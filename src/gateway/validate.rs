@@ -9,11 +9,14 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 use sha2::{Digest, Sha256};
 
-use super::config::{Authorization, CacheConfig, Config, MethodSettingsConfig, ThrottleConfig};
+use super::config::{
+    Authorization, CacheConfig, Config, IntegrationConfig, MethodSettingsConfig, ThrottleConfig,
+};
 use super::error::{ConfigError, ConfigErrorKind, Issues, PathBuf};
 use super::settings::{CacheKeyParam, CacheSettings, Merged, MethodSettings, Rate};
 use super::template;
 use crate::context::Endpoint;
+use crate::mapping::{Mapping, MappingLimits};
 use crate::plans::{PlanDef, Plans, Quota};
 use crate::response::{GatewayResponseKind, GatewayResponses, OverrideError};
 use crate::throttle::{GatewayLimits, LimitScope, Spec};
@@ -74,6 +77,7 @@ impl Resolved {
 pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     let mut v = Validator::default();
     let root = PathBuf::root();
+    v.mapping_limits(config, &root.field("mapping_limits"));
 
     if let Some(t) = &config.throttle {
         v.throttle_complete(t, &root.field("throttle"));
@@ -136,6 +140,10 @@ pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
                 let mut merged = Merged::default();
                 let mut deepest = path.field("settings");
                 let mut auth_path = path.field("settings");
+                let mut origins = Origins {
+                    integration: path.field("settings"),
+                    mapping: path.field("settings"),
+                };
                 let mut layers: Vec<(&MethodSettingsConfig, PathBuf)> =
                     vec![(&stage.settings, path.field("settings"))];
                 if let Some(l) = &overrides.all {
@@ -156,8 +164,15 @@ pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
                     if layer.authorization.is_some() || layer.authorizer.is_some() {
                         auth_path = lpath.clone();
                     }
+                    if layer.integration.is_some() {
+                        origins.integration = lpath.clone();
+                    }
+                    if layer.mapping.is_some() {
+                        origins.mapping = lpath.clone();
+                    }
                 }
-                let settings = v.finish(merged, &deepest, &auth_path, config);
+                let mut settings = v.finish(merged.clone(), &deepest, &auth_path, config);
+                v.integration_and_mapping(&mut settings, merged, &origins, route);
                 list.push(Arc::new(Endpoint {
                     index: next_endpoint,
                     stage: Arc::from(name.as_str()),
@@ -293,6 +308,16 @@ struct Overrides<'a> {
 #[derive(Default)]
 struct Validator {
     issues: Issues,
+    /// Mappings compiled so far, by the path of the settings that hold them
+    /// (a stage-wide mapping is compiled, and reported, once).
+    mappings: HashMap<String, Option<Arc<Mapping>>>,
+    mapping_limits: MappingLimits,
+}
+
+/// Where the settings that gave an endpoint its integration and mapping are.
+struct Origins {
+    integration: PathBuf,
+    mapping: PathBuf,
 }
 
 impl Validator {
@@ -506,6 +531,125 @@ impl Validator {
         }
     }
 
+    /// Compiles the mapping (once per settings block) and checks the
+    /// integration of one endpoint.
+    fn integration_and_mapping(
+        &mut self,
+        settings: &mut MethodSettings,
+        m: Merged,
+        origins: &Origins,
+        route: &RouteDef,
+    ) {
+        if let Some(config) = &m.mapping {
+            let key = origins.mapping.as_str().to_owned();
+            let limits = self.mapping_limits;
+            let compiled = match self.mappings.get(&key) {
+                Some(done) => done.clone(),
+                None => {
+                    let base = origins.mapping.field("mapping");
+                    let mut broken = false;
+                    let mapping = Mapping::compile(config, limits, &mut |p, msg| {
+                        broken = true;
+                        self.issues.push(&base.join(&p), msg);
+                    });
+                    let done = (!broken).then(|| Arc::new(mapping));
+                    self.mappings.insert(key, done.clone());
+                    done
+                }
+            };
+            settings.mapping = compiled;
+        }
+        if let Some(integration) = m.integration {
+            let ipath = origins.integration.field("integration");
+            match &integration {
+                IntegrationConfig::Service => {}
+                IntegrationConfig::Http {
+                    url,
+                    base,
+                    timeout_ms,
+                } => {
+                    let client = crate::integration::new_client();
+                    match crate::integration::HttpIntegration::from_config(
+                        client,
+                        url.as_deref(),
+                        base.as_deref(),
+                    ) {
+                        Ok(h) => {
+                            for p in h.params() {
+                                if !route.params.iter().any(|r| **r == *p) {
+                                    self.issues.push(
+                                        &ipath.field("url"),
+                                        format!("`{}` has no path parameter `{p}`", route.template),
+                                    );
+                                }
+                            }
+                        }
+                        Err(e) => self.issues.push(&ipath, e.to_string()),
+                    }
+                    if let Some(t) = timeout_ms
+                        && !(50..=300_000).contains(t)
+                    {
+                        self.issues.push(
+                            &ipath.field("timeout_ms"),
+                            format!("must be 50 to 300000 (got {t})"),
+                        );
+                    }
+                }
+                IntegrationConfig::Mock {
+                    status, headers, ..
+                } => {
+                    if let Some(s) = status
+                        && !(100..=599).contains(s)
+                    {
+                        self.issues.push(
+                            &ipath.field("status"),
+                            format!("must be an HTTP status, 100 to 599 (got {s})"),
+                        );
+                    }
+                    for (n, val) in headers {
+                        if HeaderName::from_bytes(n.as_bytes()).is_err()
+                            || HeaderValue::from_str(val).is_err()
+                        {
+                            self.issues.push(
+                                &ipath.field("headers").field(n),
+                                "is not a valid header name and value",
+                            );
+                        }
+                    }
+                }
+            }
+            settings.integration = integration;
+        }
+    }
+
+    fn mapping_limits(&mut self, config: &Config, path: &PathBuf) {
+        let c = &config.mapping_limits;
+        let mut limits = MappingLimits::default();
+        let size = |v: Option<super::config::ByteSize>, d: usize| {
+            v.map_or(Ok(d), |b| usize::try_from(b.0).map_err(|_| ()))
+        };
+        match size(c.max_body, limits.max_body) {
+            Ok(n) if n > 0 => limits.max_body = n,
+            _ => self.issues.push(
+                &path.field("max_body"),
+                "must be more than 0 and fit in memory",
+            ),
+        }
+        match size(c.max_output, limits.max_output) {
+            Ok(n) if n > 0 => limits.max_output = n,
+            _ => self.issues.push(
+                &path.field("max_output"),
+                "must be more than 0 and fit in memory",
+            ),
+        }
+        match c.fuel {
+            Some(0) => self.issues.push(&path.field("fuel"), "must be more than 0"),
+            Some(f) => limits.fuel = f,
+            None => {}
+        }
+        self.mapping_limits = limits;
+    }
+
     /// Completes a merged layer stack into effective settings.
     fn finish(
         &mut self,
@@ -575,6 +719,8 @@ impl Validator {
             api_key_required: m.api_key_required.unwrap_or(false),
             authorization,
             authorizer,
+            integration: IntegrationConfig::Service,
+            mapping: None,
         }
     }
 

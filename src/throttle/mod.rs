@@ -67,6 +67,7 @@ mod store;
 use std::time::Duration;
 
 pub use self::client::ClientAddr;
+pub(crate) use self::client::client_ip;
 pub use self::future::ResponseFuture;
 pub(crate) use self::headers::Spec;
 pub use self::key::KeyExtractor;

@@ -1,0 +1,127 @@
+//! The gateway's last step: each method's integration, or the inner service.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tower::Service;
+
+use super::{HttpIntegration, MockIntegration};
+use crate::body::{Body, BoxError};
+use crate::context::RequestContext;
+
+/// A configured integration.
+#[derive(Debug, Clone)]
+pub(crate) enum Integration {
+    Http(HttpIntegration),
+    Mock(MockIntegration),
+}
+
+/// Sends each request to its method's integration; methods without one (the
+/// `service` integration) go to the inner service.
+#[derive(Clone)]
+pub struct Integrations<S> {
+    inner: S,
+    by_endpoint: Option<Arc<[Option<Integration>]>>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Integrations<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Integrations")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Integrations<S> {
+    pub(crate) fn new(inner: S, by_endpoint: Option<Arc<[Option<Integration>]>>) -> Self {
+        Self { inner, by_endpoint }
+    }
+}
+
+type Boxed = Pin<Box<dyn Future<Output = Result<Response<Body>, std::convert::Infallible>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// Response future of [`Integrations`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Inner { #[pin] future: F },
+        Ready { response: Option<Response<Body>> },
+        Boxed { future: Boxed },
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, ResB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future } => future.poll(cx).map(|r| r.map(|r| r.map(Body::new))),
+            KindProj::Ready { response } => Poll::Ready(Ok(response
+                .take()
+                .unwrap_or_else(|| Response::new(Body::empty())))),
+            KindProj::Boxed { future } => future
+                .as_mut()
+                .poll(cx)
+                .map(|r| Ok(r.unwrap_or_else(|never| match never {}))),
+        }
+    }
+}
+
+impl<S, ResB> Service<Request<Body>> for Integrations<S>
+where
+    S: Service<Request<Body>, Response = Response<ResB>>,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let integration = self.by_endpoint.as_ref().and_then(|all| {
+            req.extensions()
+                .get::<RequestContext>()
+                .and_then(|c| all.get(c.endpoint().index()))
+                .and_then(Option::as_ref)
+        });
+        let kind = match integration {
+            None => Kind::Inner {
+                future: self.inner.call(req),
+            },
+            Some(Integration::Mock(m)) => Kind::Ready {
+                response: Some(m.respond()),
+            },
+            Some(Integration::Http(h)) => Kind::Boxed {
+                future: h.clone().call(req),
+            },
+        };
+        ResponseFuture { kind }
+    }
+}

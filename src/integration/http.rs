@@ -1,0 +1,408 @@
+//! The HTTP integration: a reverse proxy to an upstream URL.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use tower::Service;
+
+use crate::body::{Body, BoxError};
+use crate::context::RequestContext;
+use crate::mapping::IntegrationPath;
+use crate::response::{GatewayResponseKind, GatewayResponses};
+use crate::throttle::ClientAddr;
+
+/// API Gateway's default integration timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(29);
+
+/// Why an integration URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UrlTemplateError(String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    StageVariable(String),
+    Param(String),
+}
+
+/// An upstream URL with `{NAME}` (a path parameter: the mapped one first,
+/// then the method request's), `{stageVariables.NAME}` and, for a base URL,
+/// the request path appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UrlTemplate {
+    parts: Vec<Part>,
+    append_path: bool,
+}
+
+/// Characters escaped in a path parameter put into a URL (`/` too, except
+/// in a greedy parameter).
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/');
+const GREEDY: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+impl UrlTemplate {
+    fn parse(s: &str, append_path: bool) -> Result<Self, UrlTemplateError> {
+        if !s.starts_with("http://") {
+            return Err(UrlTemplateError(format!(
+                "`{s}`: an integration URL starts with http:// (https needs a TLS connector, not built in)"
+            )));
+        }
+        let mut parts = Vec::new();
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Literal(rest[..open].to_owned()));
+            }
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| UrlTemplateError(format!("`{s}`: `{{` without `}}`")))?;
+            let name = &after[..close];
+            if name.is_empty() || name.contains('{') {
+                return Err(UrlTemplateError(format!(
+                    "`{s}`: an empty or nested placeholder"
+                )));
+            }
+            parts.push(match name.strip_prefix("stageVariables.") {
+                Some(v) => Part::StageVariable(v.to_owned()),
+                None => Part::Param(name.trim_end_matches('+').to_owned()),
+            });
+            rest = &after[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_owned()));
+        }
+        if append_path && s.contains('?') {
+            return Err(UrlTemplateError(format!("`{s}`: a base URL has no query")));
+        }
+        Ok(Self { parts, append_path })
+    }
+
+    /// Path parameters the template names.
+    fn params(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Param(n) => Some(n.as_str()),
+            _ => None,
+        })
+    }
+
+    fn render<B>(&self, req: &Request<B>) -> String {
+        let ctx = req.extensions().get::<RequestContext>();
+        let mapped = req.extensions().get::<IntegrationPath>();
+        let mut url = String::with_capacity(128);
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => url.push_str(s),
+                Part::StageVariable(n) => {
+                    if let Some(v) = ctx.and_then(|c| c.endpoint().stage_variable(n)) {
+                        url.push_str(v);
+                    }
+                }
+                Part::Param(n) => {
+                    let value = match mapped {
+                        Some(m) => m.get(n),
+                        None => ctx.and_then(|c| c.path_param(n)),
+                    };
+                    if let Some(v) = value {
+                        let greedy = ctx.is_some_and(|c| {
+                            c.endpoint().resource().contains(&format!("{{{n}+}}"))
+                        });
+                        let set = if greedy { GREEDY } else { SEGMENT };
+                        url.extend(utf8_percent_encode(v, set));
+                    }
+                }
+            }
+        }
+        if self.append_path {
+            let trimmed = url.trim_end_matches('/').len();
+            url.truncate(trimmed);
+            url.push_str(req.uri().path());
+        }
+        if let Some(q) = req.uri().query() {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(q);
+        }
+        url
+    }
+}
+
+/// Proxies requests to an upstream HTTP server (API Gateway's HTTP
+/// integration): the URL from a template, headers forwarded minus hop-by-hop
+/// ones, `X-Forwarded-For`/`-Proto`/`-Host` added, bodies streamed both ways,
+/// connections pooled. No answer within the timeout (29 s by default, to
+/// the response head) is a 504 `INTEGRATION_TIMEOUT`; a connection that
+/// fails is a 502 `INTEGRATION_FAILURE`. Plain `http://` only.
+#[derive(Clone)]
+pub struct HttpIntegration {
+    client: Client<HttpConnector, Body>,
+    url: Arc<UrlTemplate>,
+    timeout: Duration,
+    responses: GatewayResponses,
+}
+
+impl fmt::Debug for HttpIntegration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpIntegration")
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn new_client() -> Client<HttpConnector, Body> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+impl HttpIntegration {
+    /// Proxies to `url`: `http://{stageVariables.host}/pets/{petId}`; the
+    /// request's query is appended.
+    pub fn new(url: &str) -> Result<Self, UrlTemplateError> {
+        Ok(Self::with_client(
+            new_client(),
+            UrlTemplate::parse(url, false)?,
+        ))
+    }
+
+    /// Proxies to `base` with the request's path (after the stage, in a
+    /// gateway) and query appended: `http://10.0.0.5:8080` sends
+    /// `/prod/pets/1?x=1` to `http://10.0.0.5:8080/pets/1?x=1`.
+    pub fn forward_to(base: &str) -> Result<Self, UrlTemplateError> {
+        Ok(Self::with_client(
+            new_client(),
+            UrlTemplate::parse(base, true)?,
+        ))
+    }
+
+    pub(crate) fn from_config(
+        client: Client<HttpConnector, Body>,
+        url: Option<&str>,
+        base: Option<&str>,
+    ) -> Result<Self, UrlTemplateError> {
+        let template = match (url, base) {
+            (Some(u), None) => UrlTemplate::parse(u, false)?,
+            (None, Some(b)) => UrlTemplate::parse(b, true)?,
+            _ => {
+                return Err(UrlTemplateError(
+                    "give exactly one of `url` and `base`".to_owned(),
+                ));
+            }
+        };
+        Ok(Self::with_client(client, template))
+    }
+
+    fn with_client(client: Client<HttpConnector, Body>, url: UrlTemplate) -> Self {
+        Self {
+            client,
+            url: Arc::new(url),
+            timeout: DEFAULT_TIMEOUT,
+            responses: GatewayResponses::default(),
+        }
+    }
+
+    /// With this timeout to the response head.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Answering failures with `responses` (502, 504).
+    pub fn responses(mut self, responses: GatewayResponses) -> Self {
+        self.responses = responses;
+        self
+    }
+
+    /// Path parameters the URL names (checked against the route at build).
+    pub(crate) fn params(&self) -> Vec<String> {
+        self.url.params().map(str::to_owned).collect()
+    }
+}
+
+/// Headers that belong to one connection, never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(n);
+    }
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+impl<B> Service<Request<B>> for HttpIntegration
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let url = self.url.render(&req);
+        let this = self.clone();
+        let original = req
+            .extensions()
+            .get::<RequestContext>()
+            .map(|c| c.original_uri().clone());
+        let peer = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
+        let (mut parts, body) = req.into_parts();
+        Box::pin(async move {
+            let Ok(uri) = url.parse::<Uri>() else {
+                tracing::error!("integration URL does not parse after substitution");
+                return Ok(this
+                    .responses
+                    .respond(GatewayResponseKind::IntegrationFailure));
+            };
+            let host = parts.headers.get(HOST).cloned().or_else(|| {
+                original
+                    .as_ref()
+                    .and_then(|u| u.authority())
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            });
+            let https = original
+                .as_ref()
+                .and_then(Uri::scheme_str)
+                .is_some_and(|s| s == "https");
+            strip_hop_by_hop(&mut parts.headers);
+            parts.headers.remove(HOST);
+            if let Some(ip) = peer {
+                let xff = match parts
+                    .headers
+                    .get(&X_FORWARDED_FOR)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    Some(prior) => format!("{prior}, {ip}"),
+                    None => ip.to_string(),
+                };
+                if let Ok(v) = HeaderValue::from_str(&xff) {
+                    parts.headers.insert(X_FORWARDED_FOR.clone(), v);
+                }
+            }
+            parts.headers.insert(
+                X_FORWARDED_PROTO.clone(),
+                HeaderValue::from_static(if https { "https" } else { "http" }),
+            );
+            if let Some(h) = host {
+                parts.headers.insert(X_FORWARDED_HOST.clone(), h);
+            }
+            parts.uri = uri;
+            parts.version = http::Version::HTTP_11;
+            let upstream = Request::from_parts(parts, Body::new(body));
+            match tokio::time::timeout(this.timeout, this.client.request(upstream)).await {
+                Err(_) => Ok(this
+                    .responses
+                    .respond(GatewayResponseKind::IntegrationTimeout)),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, connect = e.is_connect(), "integration request failed");
+                    Ok(this
+                        .responses
+                        .respond(GatewayResponseKind::IntegrationFailure))
+                }
+                Ok(Ok(res)) => {
+                    let (mut parts, body) = res.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    Ok(Response::from_parts(parts, Body::new(body)))
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_parse_and_refuse_what_they_cannot_serve() {
+        let t = UrlTemplate::parse("http://{stageVariables.host}/pets/{petId}/x", false).unwrap();
+        assert_eq!(
+            t.parts,
+            [
+                Part::Literal("http://".into()),
+                Part::StageVariable("host".into()),
+                Part::Literal("/pets/".into()),
+                Part::Param("petId".into()),
+                Part::Literal("/x".into()),
+            ]
+        );
+        assert!(UrlTemplate::parse("https://x", false).is_err());
+        assert!(UrlTemplate::parse("http://x/{a", false).is_err());
+        assert!(UrlTemplate::parse("http://x/{}", false).is_err());
+        assert!(UrlTemplate::parse("http://x/?a=1", true).is_err());
+    }
+
+    #[test]
+    fn a_url_is_filled_with_parameters_and_the_query() {
+        let t = UrlTemplate::parse("http://up/items?src=gw", false).unwrap();
+        let req = Request::get("/pets?type=dog").body(()).unwrap();
+        assert_eq!(t.render(&req), "http://up/items?src=gw&type=dog");
+        let base = UrlTemplate::parse("http://up:81/", true).unwrap();
+        assert_eq!(base.render(&req), "http://up:81/pets?type=dog");
+        let mut req = Request::get("/x").body(()).unwrap();
+        req.extensions_mut()
+            .insert(IntegrationPath(vec![("id".into(), "a b/c".into())]));
+        let t = UrlTemplate::parse("http://up/{id}", false).unwrap();
+        assert_eq!(t.render(&req), "http://up/a%20b%2Fc");
+    }
+}

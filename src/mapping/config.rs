@@ -1,0 +1,90 @@
+//! The `mapping` section of a method's settings.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// How one method's requests and responses are transformed between the
+/// client and the integration.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct MappingConfig {
+    /// The integration request: parameters and body templates.
+    #[serde(default)]
+    pub request: RequestMappingConfig,
+    /// Integration responses, tried in order: the first whose
+    /// `selection_pattern` matches the backend status applies; the one
+    /// without a pattern is the default.
+    #[serde(default)]
+    pub responses: Vec<ResponseMappingConfig>,
+}
+
+/// The request side of a mapping.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct RequestMappingConfig {
+    /// `TARGET: SOURCE`: the target takes the source's value, replacing any.
+    /// Targets: `integration.request.header.NAME`,
+    /// `integration.request.querystring.NAME`, `integration.request.path.NAME`.
+    /// Sources: `method.request.path.NAME`, `method.request.querystring.NAME`,
+    /// `method.request.header.NAME`, `stageVariables.NAME`, `context.requestId`,
+    /// `context.stage`, `context.resourcePath`, `context.httpMethod`,
+    /// `context.identity.sourceIp`, `context.identity.apiKeyId`,
+    /// `context.authorizer.principalId`, or `'literal'`.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// `TARGET: SOURCE`: the source's value is added (a header gets another
+    /// value, a query parameter another occurrence).
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    /// Targets removed.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// `FROM: TO`, both targets of one kind: the values move.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// Body templates by request content type (`application/json`); a
+    /// request without a `Content-Type` counts as `application/json`.
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+    /// What happens to a body whose content type has no template.
+    #[serde(default)]
+    pub passthrough: Passthrough,
+}
+
+/// API Gateway's `passthroughBehavior`: what a request whose content type
+/// has no template gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Passthrough {
+    /// Passed through untouched (the default).
+    #[default]
+    WhenNoMatch,
+    /// Passed through only when the method has no templates at all;
+    /// otherwise 415 `UNSUPPORTED_MEDIA_TYPE`.
+    WhenNoTemplates,
+    /// Never passed through: 415 `UNSUPPORTED_MEDIA_TYPE`.
+    Never,
+}
+
+/// One integration response.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct ResponseMappingConfig {
+    /// A regular expression the backend status (`"404"`) must match whole;
+    /// absent for the default response.
+    #[serde(default)]
+    pub selection_pattern: Option<String>,
+    /// The status sent to the client. Default: the backend's.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// `NAME: SOURCE` headers set on the response: `integration.response.header.NAME`
+    /// or `'literal'`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Body templates by content type, chosen by the request's `Accept`
+    /// (then `application/json`, then the first).
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+}

@@ -1,0 +1,88 @@
+//! Request and response mapping: API Gateway's parameter mappings, body
+//! mapping templates, passthrough rules and integration responses.
+//!
+//! A [`Mapping`] is compiled once from a [`MappingConfig`] (every target,
+//! source, regex and template checked; a template's syntax error names its
+//! line) and applied by [`MappingLayer`], alone or, in a
+//! [`Gateway`](crate::Gateway), per method from its `mapping` settings.
+//!
+//! - **Parameters** (`request.set`, `add`, `remove`, `rename`): targets
+//!   `integration.request.header|querystring|path.NAME`; sources
+//!   `method.request.path|querystring|header.NAME`, `stageVariables.NAME`,
+//!   `context.requestId`, `context.stage`, `context.resourcePath`,
+//!   `context.httpMethod`, `context.identity.sourceIp`,
+//!   `context.identity.apiKeyId`, `context.authorizer.principalId`, or a
+//!   `'literal'`. Sources are read from the request as it came; a source
+//!   without a value leaves its target alone. Mapped path parameters reach the
+//!   integration as [`IntegrationPath`].
+//! - **Body templates** (`request.templates`, by content type; a request
+//!   without `Content-Type` counts as `application/json`) are
+//!   [minijinja](https://docs.rs/minijinja) templates. They see
+//!   `input.body`, `input.json('$.path')` (the selection as a JSON string),
+//!   `input.path('$.path')` (the selection as a value), `input.params()` and
+//!   `input.params('name')` (path, then query, then header), `context.request_id`,
+//!   `.stage`, `.resource_path`, `.http_method`, `.source_ip`, `.api_key_id`,
+//!   `.principal_id`, `.authorizer` (the authorizer's context), `stage_variables.NAME`,
+//!   and `util.escape_javascript`, `url_encode`, `url_decode`, `base64_encode`,
+//!   `base64_decode`, `parse_json`. JSONPath is RFC 9535 (`serde_json_path`).
+//! - **Passthrough** for a content type without a template: `when_no_match`
+//!   (the default: passed on untouched), `when_no_templates` (passed only when
+//!   the method has no templates), `never`; otherwise 415 `UNSUPPORTED_MEDIA_TYPE`.
+//! - **Integration responses** (`responses`): the first whose
+//!   `selection_pattern` matches the backend status whole (`"4\\d\\d"`), else
+//!   the one without a pattern, sets the status, headers
+//!   (`integration.response.header.NAME` or `'literal'`) and body template
+//!   (chosen by the request's `Accept`, then `application/json`, then the first).
+//!   A status nothing selects passes unchanged.
+//! - **Limits** ([`MappingLimits`]): a body over `max_body` is a 413; a JSON
+//!   body that does not parse is a 400 `BAD_REQUEST_BODY` naming the line and
+//!   column (nesting deeper than 128 levels included); a template that fails
+//!   while rendering, runs out of fuel or writes more than `max_output` is a
+//!   500 saying only "Internal server error", with the detail logged under the
+//!   request id. Bodies are read only when a template needs them; otherwise
+//!   they stream.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::sync::Arc;
+//! use http::{Request, Response};
+//! use http_body_util::BodyExt;
+//! use tollgate::mapping::{Mapping, MappingConfig, MappingLayer};
+//! use tollgate::Body;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let config: MappingConfig = serde_json::from_value(serde_json::json!({
+//!     "request": {
+//!         "set": { "integration.request.header.x-source": "'tollgate'" },
+//!         "templates": { "application/json": "{\"name\": {{ input.json('$.pet.name') }}}" }
+//!     }
+//! })).unwrap();
+//! let mapping = Arc::new(Mapping::new(&config).unwrap());
+//! let svc = ServiceBuilder::new()
+//!     .layer(MappingLayer::new(mapping))
+//!     .service_fn(|req: Request<Body>| async move {
+//!         assert_eq!(req.headers()["x-source"], "tollgate");
+//!         Ok::<_, Infallible>(Response::new(req.into_body()))
+//!     });
+//! let req = Request::post("/pets")
+//!     .body(Body::from(r#"{"pet": {"name": "Rex", "age": 3}}"#))
+//!     .unwrap();
+//! let res = svc.oneshot(req).await.unwrap();
+//! let body = res.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(body, r#"{"name": "Rex"}"#);
+//! # }
+//! ```
+
+mod config;
+mod layer;
+mod params;
+mod template;
+
+pub use config::{MappingConfig, Passthrough, RequestMappingConfig, ResponseMappingConfig};
+pub use layer::{
+    Mapping, MappingError, MappingIssue, MappingLayer, MappingLimits, MappingService,
+    ResponseFuture,
+};
+pub use params::IntegrationPath;
+pub use template::{escape_javascript, url_decode, url_encode};

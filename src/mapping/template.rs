@@ -1,0 +1,296 @@
+//! Body templates: minijinja, with API Gateway's `$input`, `$context`,
+//! `$stageVariables` and `$util` under readable names.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use minijinja::value::{Object, Value};
+use minijinja::{Environment, Error, ErrorKind, State};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json_path::JsonPath;
+
+/// Builds the environment templates compile into: no auto-escaping, fuel
+/// bounding the work one render may do.
+pub(crate) fn environment(fuel: u64) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.set_fuel(Some(fuel));
+    env.set_recursion_limit(64);
+    env
+}
+
+/// What `input.params()` offers: the method request's parameters.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub(crate) struct Params {
+    pub(crate) path: BTreeMap<String, String>,
+    pub(crate) querystring: BTreeMap<String, String>,
+    pub(crate) header: BTreeMap<String, String>,
+}
+
+impl Params {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.path
+            .get(name)
+            .or_else(|| self.querystring.get(name))
+            .or_else(|| {
+                self.header
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v)
+            })
+            .map(String::as_str)
+    }
+}
+
+/// `input`: the body being mapped and the method request's parameters.
+#[derive(Debug)]
+pub(crate) struct Input {
+    pub(crate) body: String,
+    pub(crate) json: Option<serde_json::Value>,
+    pub(crate) params: Arc<Params>,
+}
+
+fn str_arg<'a>(args: &'a [Value], what: &str) -> Result<&'a str, Error> {
+    match args {
+        [v] => v.as_str().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("{what} takes a string"),
+            )
+        }),
+        _ => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{what} takes one argument"),
+        )),
+    }
+}
+
+impl Input {
+    /// The nodes `path` selects: one node as itself, several as an array,
+    /// none as null.
+    fn select(&self, path: &str) -> Result<serde_json::Value, Error> {
+        let path = JsonPath::parse(path).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("invalid JSONPath `{path}`: {e}"),
+            )
+        })?;
+        let Some(json) = &self.json else {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "the body is not JSON",
+            ));
+        };
+        let nodes = path.query(json).all();
+        Ok(match nodes.as_slice() {
+            [] => serde_json::Value::Null,
+            [one] => (*one).clone(),
+            many => serde_json::Value::Array(many.iter().map(|v| (*v).clone()).collect()),
+        })
+    }
+}
+
+impl Object for Input {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "body" => Some(Value::from(self.body.as_str())),
+            _ => None,
+        }
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "json" => {
+                let v = self.select(str_arg(args, "input.json")?)?;
+                Ok(Value::from(v.to_string()))
+            }
+            "path" => Ok(Value::from_serialize(
+                self.select(str_arg(args, "input.path")?)?,
+            )),
+            "params" => match args {
+                [] => Ok(Value::from_serialize(&*self.params)),
+                _ => {
+                    let name = str_arg(args, "input.params")?;
+                    Ok(Value::from(self.params.lookup(name).unwrap_or("")))
+                }
+            },
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+/// `util`: API Gateway's `$util` helpers.
+#[derive(Debug)]
+pub(crate) struct Util;
+
+/// What `url_encode` leaves as it is (`application/x-www-form-urlencoded`,
+/// as Java's `URLEncoder`: letters, digits, `.-*_`; a space becomes `+`).
+const FORM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'*')
+    .remove(b'_');
+
+/// `util.url_encode`.
+pub fn url_encode(s: &str) -> String {
+    s.split(' ')
+        .map(|part| utf8_percent_encode(part, FORM).to_string())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// `util.url_decode`: `+` is a space; an invalid escape is kept as it is.
+pub fn url_decode(s: &str) -> String {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// `util.escape_javascript`: JavaScript string rules, as API Gateway's
+/// `$util.escapeJavaScript` (quotes, backslash and `/` escaped, control
+/// characters as `\n`, `\t`, ... or `\uXXXX`, characters past ASCII as `\uXXXX`).
+pub fn escape_javascript(s: &str) -> String {
+    use fmt::Write as _;
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\'' => out.push_str("\\'"),
+            '\\' => out.push_str("\\\\"),
+            '/' => out.push_str("\\/"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c if (c as u32) > 0x7e => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{u:04X}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Object for Util {
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        let bad = |what: &str| Error::new(ErrorKind::InvalidOperation, what.to_owned());
+        match method {
+            "escape_javascript" => Ok(escape_javascript(str_arg(args, method)?).into()),
+            "url_encode" => Ok(url_encode(str_arg(args, method)?).into()),
+            "url_decode" => Ok(url_decode(str_arg(args, method)?).into()),
+            "base64_encode" => Ok(STANDARD.encode(str_arg(args, method)?).into()),
+            "base64_decode" => {
+                let bytes = STANDARD
+                    .decode(str_arg(args, method)?)
+                    .map_err(|_| bad("base64_decode: not base64"))?;
+                Ok(String::from_utf8_lossy(&bytes).into_owned().into())
+            }
+            "parse_json" => {
+                let v: serde_json::Value = serde_json::from_str(str_arg(args, method)?)
+                    .map_err(|e| bad(&format!("parse_json: {e}")))?;
+                Ok(Value::from_serialize(v))
+            }
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+/// A writer that refuses to grow past `limit` bytes.
+pub(crate) struct Capped {
+    pub(crate) buf: Vec<u8>,
+    pub(crate) limit: usize,
+}
+
+impl io::Write for Capped {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > self.limit {
+            return Err(io::Error::other("template output over the limit"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The values a template sees besides `input`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub(crate) struct TemplateContext {
+    pub(crate) request_id: String,
+    pub(crate) stage: String,
+    pub(crate) resource_path: String,
+    pub(crate) http_method: String,
+    pub(crate) source_ip: String,
+    pub(crate) api_key_id: String,
+    pub(crate) principal_id: String,
+    pub(crate) authorizer: BTreeMap<String, String>,
+}
+
+/// Renders template `name` of `env` with `input`, at most `limit` bytes.
+pub(crate) fn render(
+    env: &Environment<'static>,
+    name: &str,
+    input: Input,
+    context: &TemplateContext,
+    stage_variables: &BTreeMap<String, String>,
+    limit: usize,
+) -> Result<Vec<u8>, Error> {
+    let template = env.get_template(name)?;
+    let ctx = minijinja::context! {
+        input => Value::from_object(input),
+        context => Value::from_serialize(context),
+        stage_variables => Value::from_serialize(stage_variables),
+        util => Value::from_object(Util),
+    };
+    let mut out = Capped {
+        buf: Vec::new(),
+        limit,
+    };
+    template.render_captured_to(ctx, &mut out)?;
+    Ok(out.buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_encoding_is_form_encoding() {
+        assert_eq!(url_encode("a b&c=d/é*"), "a+b%26c%3Dd%2F%C3%A9*");
+        assert_eq!(url_decode("a+b%26c%3Dd%2F%C3%A9*"), "a b&c=d/é*");
+        assert_eq!(url_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn javascript_escaping_follows_string_rules() {
+        assert_eq!(
+            escape_javascript("He said \"hi\" / it's\n\tok\u{1}é"),
+            "He said \\\"hi\\\" \\/ it\\'s\\n\\tok\\u0001\\u00E9"
+        );
+        assert_eq!(escape_javascript("😀"), "\\uD83D\\uDE00");
+    }
+}
