@@ -442,6 +442,81 @@ impl Validator {
         if let Some(c) = &s.cache {
             self.cache(c, &path.field("cache"), route);
         }
+        if let Some(i) = &s.integration {
+            self.integration(i, &path.field("integration"), route);
+        }
+    }
+
+    /// Checks an integration; its URL's path parameters against `route` when
+    /// the settings belong to one (stage-wide ones are checked per endpoint).
+    fn integration(
+        &mut self,
+        integration: &IntegrationConfig,
+        ipath: &PathBuf,
+        route: Option<&RouteDef>,
+    ) {
+        match integration {
+            IntegrationConfig::Service => {}
+            IntegrationConfig::Http {
+                url,
+                base,
+                timeout_ms,
+            } => {
+                match crate::integration::HttpIntegration::from_config(
+                    crate::integration::new_client(),
+                    url.as_deref(),
+                    base.as_deref(),
+                ) {
+                    Ok(h) => {
+                        if let Some(route) = route {
+                            self.url_params(&h.params(), ipath, route);
+                        }
+                    }
+                    Err(e) => self.issues.push(ipath, e.to_string()),
+                }
+                if let Some(t) = timeout_ms
+                    && !(50..=300_000).contains(t)
+                {
+                    self.issues.push(
+                        &ipath.field("timeout_ms"),
+                        format!("must be 50 to 300000 (got {t})"),
+                    );
+                }
+            }
+            IntegrationConfig::Mock {
+                status, headers, ..
+            } => {
+                if let Some(s) = status
+                    && !(100..=599).contains(s)
+                {
+                    self.issues.push(
+                        &ipath.field("status"),
+                        format!("must be an HTTP status, 100 to 599 (got {s})"),
+                    );
+                }
+                for (n, val) in headers {
+                    if HeaderName::from_bytes(n.as_bytes()).is_err()
+                        || HeaderValue::from_str(val).is_err()
+                    {
+                        self.issues.push(
+                            &ipath.field("headers").field(n),
+                            "is not a valid header name and value",
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn url_params(&mut self, params: &[String], ipath: &PathBuf, route: &RouteDef) {
+        for p in params {
+            if !route.params.iter().any(|r| **r == **p) {
+                self.issues.push(
+                    &ipath.field("url"),
+                    format!("`{}` has no path parameter `{p}`", route.template),
+                );
+            }
+        }
     }
 
     fn throttle_fields(&mut self, t: &ThrottleConfig, path: &PathBuf) {
@@ -560,63 +635,22 @@ impl Validator {
             settings.mapping = compiled;
         }
         if let Some(integration) = m.integration {
-            let ipath = origins.integration.field("integration");
-            match &integration {
-                IntegrationConfig::Service => {}
-                IntegrationConfig::Http {
-                    url,
-                    base,
-                    timeout_ms,
-                } => {
-                    let client = crate::integration::new_client();
-                    match crate::integration::HttpIntegration::from_config(
-                        client,
-                        url.as_deref(),
-                        base.as_deref(),
-                    ) {
-                        Ok(h) => {
-                            for p in h.params() {
-                                if !route.params.iter().any(|r| **r == *p) {
-                                    self.issues.push(
-                                        &ipath.field("url"),
-                                        format!("`{}` has no path parameter `{p}`", route.template),
-                                    );
-                                }
-                            }
-                        }
-                        Err(e) => self.issues.push(&ipath, e.to_string()),
-                    }
-                    if let Some(t) = timeout_ms
-                        && !(50..=300_000).contains(t)
-                    {
-                        self.issues.push(
-                            &ipath.field("timeout_ms"),
-                            format!("must be 50 to 300000 (got {t})"),
-                        );
-                    }
-                }
-                IntegrationConfig::Mock {
-                    status, headers, ..
-                } => {
-                    if let Some(s) = status
-                        && !(100..=599).contains(s)
-                    {
-                        self.issues.push(
-                            &ipath.field("status"),
-                            format!("must be an HTTP status, 100 to 599 (got {s})"),
-                        );
-                    }
-                    for (n, val) in headers {
-                        if HeaderName::from_bytes(n.as_bytes()).is_err()
-                            || HeaderValue::from_str(val).is_err()
-                        {
-                            self.issues.push(
-                                &ipath.field("headers").field(n),
-                                "is not a valid header name and value",
-                            );
-                        }
-                    }
-                }
+            // Stage-wide settings know their route only here.
+            let stage_wide = origins.integration.as_str().ends_with(".settings")
+                || origins.integration.as_str().ends_with("\"*/*\"");
+            if stage_wide
+                && let IntegrationConfig::Http { url, base, .. } = &integration
+                && let Ok(h) = crate::integration::HttpIntegration::from_config(
+                    crate::integration::new_client(),
+                    url.as_deref(),
+                    base.as_deref(),
+                )
+            {
+                self.url_params(
+                    &h.params(),
+                    &origins.integration.field("integration"),
+                    route,
+                );
             }
             settings.integration = integration;
         }
