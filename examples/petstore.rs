@@ -1,12 +1,15 @@
 //! The Pet Store API behind tollgate.
 //!
 //! ```text
-//! cargo run --release --example petstore [-- --config PATH --listen ADDR --bare]
+//! cargo run --release --example petstore [-- --config PATH --listen ADDR --bare --upstream URL]
 //! ```
 //!
 //! Serves stages `dev` and `prod` at `/dev/...` and `/prod/...` with the
 //! in-memory stores; nothing else needs installing. `--bare` serves the same
-//! pet store with no gateway in front, for `benches/load.sh`.
+//! pet store with no gateway in front, for `benches/load.sh`. `--upstream URL`
+//! proxies to another HTTP server instead of the in-memory store: the path
+//! after the stage is appended to `URL`, the query kept (`--upstream
+//! http://127.0.0.1:9090/prod` in front of a `--bare` pet store on port 9090).
 
 #[path = "common/petstore.rs"]
 mod petstore;
@@ -14,6 +17,7 @@ mod petstore;
 use petstore::{Options, PetStore};
 use tokio::net::TcpListener;
 use tollgate::Gateway;
+use tollgate::integration::HttpIntegration;
 
 #[tokio::main]
 async fn main() {
@@ -57,8 +61,24 @@ async fn main() {
             print_welcome(&gateway, &addr.to_string());
             // Per-client limits need the peer address on each request.
             let per_client = gateway.config().throttle_options.per_client.is_some();
-            let svc = petstore::gateway_service(&gateway, store);
-            petstore::serve(listener, svc, per_client, shutdown).await;
+            match &opts.upstream {
+                Some(url) => {
+                    let upstream = match HttpIntegration::forward_to(url) {
+                        Ok(u) => u.responses(gateway.responses().clone()),
+                        Err(e) => {
+                            eprintln!("--upstream {url}: {e}");
+                            std::process::exit(2);
+                        }
+                    };
+                    println!("mode: proxying to {url}");
+                    let svc = gateway.service(upstream);
+                    petstore::serve(listener, svc, true, shutdown).await;
+                }
+                None => {
+                    let svc = petstore::gateway_service(&gateway, store);
+                    petstore::serve(listener, svc, per_client, shutdown).await;
+                }
+            }
         }
     }
 }
@@ -97,6 +117,7 @@ fn print_welcome(gateway: &Gateway, addr: &str) {
         );
     }
     println!("  curl -i {k} http://{addr}/prod/pets/1");
+    println!("  curl -i {k} http://{addr}/prod/pets/1/summary   # a response mapping template");
     println!(
         "  curl -i {k} -X PUT http://{addr}/prod/pets/1 -d '{{\"type\":\"dog\",\"price\":199}}'"
     );

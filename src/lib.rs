@@ -46,13 +46,13 @@
 //! | [`keys`] | [`ApiKeyLayer`](keys::ApiKeyLayer): hashed API keys, stores, cache, management | available |
 //! | [`plans`] | [`MeterLayer`](plans::MeterLayer): quotas, usage records, plans at run time | available |
 //! | [`auth`] | [`SigV4Layer`](auth::sigv4::SigV4Layer), [`AuthorizerLayer`](auth::authorizer::AuthorizerLayer): SigV4, custom authorizers | available |
-//! | `cache` | response cache | planned |
-//! | `mapping`, `integration` | templates, HTTP proxy | planned |
+//! | [`cache`] | [`CacheLayer`](cache::CacheLayer): stage cache, coalesced misses, stale-if-error | available |
+//! | [`mapping`], [`integration`] | [`MappingLayer`](mapping::MappingLayer): parameters, templates; HTTP proxy, mock | available |
 //! | `usage` | usage events and sinks | planned |
 //!
 //! Behind a [`Gateway`] the order is route, SigV4, custom authorizer, API
-//! key, throttle, meter, then the inner service. Settings that a planned
-//! layer will enforce (caching) are parsed and validated now.
+//! key, throttle, meter, cache, mapping, then each method's integration (the
+//! inner service by default).
 //!
 //! # Features
 //!

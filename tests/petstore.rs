@@ -54,6 +54,32 @@ impl Server {
         }
     }
 
+    /// The gateway of examples/petstore.yaml proxying to `upstream` (`--upstream`).
+    async fn proxy(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/petstore.yaml");
+        let gateway = petstore::build_gateway(std::path::Path::new(config)).unwrap();
+        let integration = tollgate::integration::HttpIntegration::forward_to(upstream)
+            .unwrap()
+            .responses(gateway.responses().clone());
+        let task = tokio::spawn(petstore::serve(
+            listener,
+            gateway.service(integration),
+            true,
+            shutdown,
+        ));
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
     async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -583,4 +609,40 @@ async fn the_pet_list_is_cached_per_type() {
     let res = refresh("bench-key-0123456789abcdef").await.unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(res.headers()["x-tollgate-error-type"], "ACCESS_DENIED");
+}
+
+#[tokio::test]
+async fn the_summary_is_mapped_by_a_response_template() {
+    let server = Server::start(false).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let r = send(&client, server.addr, Method::GET, "/prod/pets/1/summary", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["x-mapped"], "summary");
+    assert_eq!(
+        r.json,
+        json!({ "pet": "dog #1", "price": "$249.99", "stage": "prod" })
+    );
+    // Nothing selects a 404: it passes unchanged.
+    let r = send(&client, server.addr, Method::GET, "/prod/pets/99/summary", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.headers.get("x-mapped").is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_mode_proxies_to_another_pet_store() {
+    let bare = Server::start(true).await;
+    let proxy = Server::proxy(&format!("http://{}/prod", bare.addr)).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let r = send(&client, proxy.addr, Method::GET, "/prod/pets?type=cat", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json, json!([{ "id": 2, "type": "cat", "price": 124.99 }]));
+    assert_eq!(r.headers["x-petstore-invocation"], "1", "the upstream answered");
+    let r = send(&client, proxy.addr, Method::GET, "/prod/pets/3/summary", None).await;
+    assert_eq!(r.json["pet"], "fish #3", "mapping applies in front of the proxy too");
+    // The gateway still decides: no key, no call.
+    let r = send_with_key(&client, proxy.addr, Method::GET, "/prod/pets/1", None, None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    proxy.stop().await;
+    bare.stop().await;
 }

@@ -144,6 +144,14 @@ impl PetStore {
                 }
                 _ => message(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             },
+            // The backend of the mapped `/pets/{petId}/summary`: the whole
+            // pet; the gateway's response template shrinks it.
+            (Some("pets"), Some(id), Some("summary")) if req.method() == Method::GET => {
+                match id.parse::<u64>().ok().and_then(|id| self.lock().get(&id).cloned()) {
+                    Some(p) => json(StatusCode::OK, &p),
+                    None => message(StatusCode::NOT_FOUND, &format!("no pet with id `{id}`")),
+                }
+            }
             (Some("pets"), Some(id), None) => {
                 let Ok(id) = id.parse::<u64>() else {
                     return message(StatusCode::NOT_FOUND, &format!("no pet with id `{id}`"));
@@ -276,13 +284,16 @@ pub struct Options {
     pub config: PathBuf,
     pub listen: SocketAddr,
     pub bare: bool,
+    pub upstream: Option<String>,
 }
 
 impl Options {
-    pub const USAGE: &'static str = "usage: petstore [--config PATH] [--listen ADDR] [--bare]\n\
-        \x20 --config PATH  gateway config (default examples/petstore.yaml)\n\
-        \x20 --listen ADDR  address to listen on (default 127.0.0.1:8080)\n\
-        \x20 --bare         serve the pet store with no gateway in front (for benchmarks)";
+    pub const USAGE: &'static str = "usage: petstore [--config PATH] [--listen ADDR] [--bare] [--upstream URL]\n\
+        \x20 --config PATH   gateway config (default examples/petstore.yaml)\n\
+        \x20 --listen ADDR   address to listen on (default 127.0.0.1:8080)\n\
+        \x20 --bare          serve the pet store with no gateway in front (for benchmarks)\n\
+        \x20 --upstream URL  proxy to this base URL (the path after the stage appended,\n\
+        \x20                 the query kept) instead of the in-memory store";
 
     pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
         let mut opts = Self {
@@ -292,6 +303,7 @@ impl Options {
             )),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             bare: false,
+            upstream: None,
         };
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -301,6 +313,9 @@ impl Options {
                     opts.listen = v.parse().map_err(|e| format!("--listen {v}: {e}"))?;
                 }
                 "--bare" => opts.bare = true,
+                "--upstream" => {
+                    opts.upstream = Some(args.next().ok_or("--upstream needs a URL")?);
+                }
                 "-h" | "--help" => return Err(Self::USAGE.to_owned()),
                 other => return Err(format!("unknown argument `{other}`\n{}", Self::USAGE)),
             }

@@ -528,11 +528,17 @@ fn facts<B>(req: &Request<B>, trusted: &[IpNet]) -> RequestFacts {
     }
 }
 
-fn request_id<B>(req: &Request<B>) -> String {
-    req.extensions()
-        .get::<RequestContext>()
-        .map(|c| c.request_id().to_string())
-        .unwrap_or_default()
+
+/// A request id for logs, formatted only when logged.
+struct LogId(Option<crate::context::RequestId>);
+
+impl fmt::Display for LogId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(id) => fmt::Display::fmt(id, f),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Reads a whole body of at most `limit` bytes; `None` when it is bigger
@@ -588,7 +594,12 @@ where
     if !mapping.params.is_empty() {
         mapping.params.apply(&mut req, &shared.trusted);
     }
-    let id = request_id(&req);
+    // Formatted only when something is logged.
+    let id_of = req
+        .extensions()
+        .get::<RequestContext>()
+        .map(RequestContext::request_id);
+    let id = LogId(id_of);
 
     let req = if mapping.needs_request_body() {
         let media = req

@@ -302,7 +302,16 @@ impl ParamOps {
     /// came (the method request); then renames, removals, sets and adds, in
     /// that order. A source with no value leaves its target alone.
     pub(crate) fn apply<B>(&self, req: &mut Request<B>, trusted: &[IpNet]) {
-        let method_query = parse_query(req.uri().query());
+        let reads_query = self
+            .set
+            .iter()
+            .chain(&self.add)
+            .any(|(_, s)| matches!(s, Source::Query(_)));
+        let method_query = if reads_query || self.touches_query() {
+            parse_query(req.uri().query())
+        } else {
+            Vec::new()
+        };
         let read_all =
             |list: &[(Target, Source)], req: &Request<B>| -> Vec<(Target, Option<String>)> {
                 list.iter()
