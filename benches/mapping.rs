@@ -57,8 +57,8 @@ fn mapping(c: &mut Criterion) {
             "integration.request.header.x-e": "context.httpMethod"
         } }
     }));
-    let mut bare = inner.clone();
-    let mut templated = template.layer(inner.clone());
+    let mut bare = inner;
+    let mut templated = template.layer(inner);
     let mut mapped = headers.layer(inner);
     let post = || {
         Request::post("/pets?type=dog")
@@ -94,7 +94,9 @@ async fn upstream() -> std::net::SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(|_req| async {
@@ -126,7 +128,11 @@ fn proxy(c: &mut Criterion) {
     g.bench_function("hyper_client_direct", |b| {
         b.to_async(&rt).iter(|| async {
             let res = direct
-                .request(Request::get(url.as_str()).body(Full::new(Bytes::new())).unwrap())
+                .request(
+                    Request::get(url.as_str())
+                        .body(Full::new(Bytes::new()))
+                        .unwrap(),
+                )
                 .await
                 .unwrap();
             res.into_body().collect().await.unwrap().to_bytes()

@@ -23,7 +23,7 @@ use tower::ServiceExt;
 /// Released by the test to let the slow upstream finish its body.
 type Gate = Arc<Mutex<Option<oneshot::Receiver<()>>>>;
 
-/// An upstream on a free loopback port: `/slow` waits 2 s, `/stream` sends
+/// An upstream on a free loopback port: `/slow` never answers, `/stream` sends
 /// one chunk then waits for the test, anything else echoes the request.
 async fn upstream(gate: Gate) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -51,8 +51,9 @@ async fn upstream(gate: Gate) -> SocketAddr {
 async fn answer(req: Request<Incoming>, gate: Gate) -> Response<Body> {
     match req.uri().path() {
         "/slow" => {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            Response::new(Body::from("late"))
+            // Never answers: only the gateway's timeout ends the call.
+            std::future::pending::<()>().await;
+            Response::new(Body::from("never"))
         }
         "/stream" => {
             let rx = gate.lock().unwrap().take();
@@ -217,15 +218,10 @@ async fn base_urls_and_greedy_parameters_carry_the_path() {
 #[tokio::test]
 async fn a_slow_upstream_is_a_504_and_a_dead_one_a_502() {
     let (gw, _tx) = setup().await;
-    let started = std::time::Instant::now();
     let (status, headers, _) =
         call(&gw, Request::get("/prod/slow").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(headers["x-tollgate-error-type"], "INTEGRATION_TIMEOUT");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "did not wait for the upstream"
-    );
     let (status, headers, body) =
         call(&gw, Request::get("/prod/dead").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);

@@ -447,7 +447,7 @@ stages:
             - {}
 "#;
     let err = Config::from_yaml_str(yaml)
-        .and_then(|c| Gateway::new(c))
+        .and_then(Gateway::new)
         .unwrap_err()
         .to_string();
     let base = r#"stages.prod.methods."/x/POST".mapping"#;

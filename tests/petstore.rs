@@ -615,7 +615,14 @@ async fn the_pet_list_is_cached_per_type() {
 async fn the_summary_is_mapped_by_a_response_template() {
     let server = Server::start(false).await;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let r = send(&client, server.addr, Method::GET, "/prod/pets/1/summary", None).await;
+    let r = send(
+        &client,
+        server.addr,
+        Method::GET,
+        "/prod/pets/1/summary",
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.headers["x-mapped"], "summary");
     assert_eq!(
@@ -623,7 +630,14 @@ async fn the_summary_is_mapped_by_a_response_template() {
         json!({ "pet": "dog #1", "price": "$249.99", "stage": "prod" })
     );
     // Nothing selects a 404: it passes unchanged.
-    let r = send(&client, server.addr, Method::GET, "/prod/pets/99/summary", None).await;
+    let r = send(
+        &client,
+        server.addr,
+        Method::GET,
+        "/prod/pets/99/summary",
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(r.headers.get("x-mapped").is_none());
     server.stop().await;
@@ -634,12 +648,32 @@ async fn upstream_mode_proxies_to_another_pet_store() {
     let bare = Server::start(true).await;
     let proxy = Server::proxy(&format!("http://{}/prod", bare.addr)).await;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let r = send(&client, proxy.addr, Method::GET, "/prod/pets?type=cat", None).await;
+    let r = send(
+        &client,
+        proxy.addr,
+        Method::GET,
+        "/prod/pets?type=cat",
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json, json!([{ "id": 2, "type": "cat", "price": 124.99 }]));
-    assert_eq!(r.headers["x-petstore-invocation"], "1", "the upstream answered");
-    let r = send(&client, proxy.addr, Method::GET, "/prod/pets/3/summary", None).await;
-    assert_eq!(r.json["pet"], "fish #3", "mapping applies in front of the proxy too");
+    assert_eq!(
+        r.headers["x-petstore-invocation"], "1",
+        "the upstream answered"
+    );
+    let r = send(
+        &client,
+        proxy.addr,
+        Method::GET,
+        "/prod/pets/3/summary",
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.json["pet"], "fish #3",
+        "mapping applies in front of the proxy too"
+    );
     // The gateway still decides: no key, no call.
     let r = send_with_key(&client, proxy.addr, Method::GET, "/prod/pets/1", None, None).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);

@@ -147,7 +147,11 @@ impl PetStore {
             // The backend of the mapped `/pets/{petId}/summary`: the whole
             // pet; the gateway's response template shrinks it.
             (Some("pets"), Some(id), Some("summary")) if req.method() == Method::GET => {
-                match id.parse::<u64>().ok().and_then(|id| self.lock().get(&id).cloned()) {
+                match id
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|id| self.lock().get(&id).cloned())
+                {
                     Some(p) => json(StatusCode::OK, &p),
                     None => message(StatusCode::NOT_FOUND, &format!("no pet with id `{id}`")),
                 }

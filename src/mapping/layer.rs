@@ -528,7 +528,6 @@ fn facts<B>(req: &Request<B>, trusted: &[IpNet]) -> RequestFacts {
     }
 }
 
-
 /// A request id for logs, formatted only when logged.
 struct LogId(Option<crate::context::RequestId>);
 
