@@ -204,6 +204,23 @@ impl ApiKeyIdentity {
     }
 }
 
+/// Where a request went, in the response extensions of a gateway that
+/// reports usage.
+#[derive(Debug, Clone)]
+pub(crate) struct Routed {
+    pub(crate) request_id: RequestId,
+    pub(crate) endpoint: Option<Arc<Endpoint>>,
+}
+
+impl Routed {
+    pub(crate) fn new(request_id: RequestId, endpoint: Option<Arc<Endpoint>>) -> Self {
+        Self {
+            request_id,
+            endpoint,
+        }
+    }
+}
+
 /// What the route layer learned about a request. Read it with
 /// `req.extensions().get::<RequestContext>()`.
 #[derive(Debug, Clone)]

@@ -75,6 +75,7 @@ pub mod response;
 pub mod route;
 pub mod store;
 pub mod throttle;
+pub mod usage;
 mod ttl_cache;
 
 pub use self::body::Body;

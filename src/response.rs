@@ -289,23 +289,34 @@ impl GatewayResponses {
     }
 
     /// The response for `kind` with its configured (or default) message.
+    ///
+    /// The response carries `kind` in its extensions (usage events read it).
     pub fn respond(&self, kind: GatewayResponseKind) -> Response<Body> {
-        match self.rendered(kind) {
+        let res = match self.rendered(kind) {
             Some(r) => build(r.status, r.headers.clone(), r.body.clone()),
             None => fallback(kind, kind.default_message()),
-        }
+        };
+        mark(res, kind)
     }
 
     /// The response for `kind` with a message that depends on the request
     /// (an expired signature's times, what is wrong with a body). A message
     /// overridden in the config takes precedence.
     pub fn respond_with_message(&self, kind: GatewayResponseKind, message: &str) -> Response<Body> {
-        match self.rendered(kind) {
+        let res = match self.rendered(kind) {
             Some(r) if r.overridden_message => build(r.status, r.headers.clone(), r.body.clone()),
             Some(r) => build(r.status, r.headers.clone(), json_message(message)),
             None => fallback(kind, message),
-        }
+        };
+        mark(res, kind)
     }
+}
+
+/// Notes the kind on a gateway response, and says why at debug level.
+fn mark(mut res: Response<Body>, kind: GatewayResponseKind) -> Response<Body> {
+    tracing::debug!(kind = kind.as_str(), status = res.status().as_u16(), "gateway response");
+    res.extensions_mut().insert(kind);
+    res
 }
 
 fn build(status: StatusCode, headers: HeaderMap, body: Bytes) -> Response<Body> {

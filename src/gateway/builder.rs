@@ -30,6 +30,7 @@ use crate::keys::{
     self, ApiKey, ApiKeyLayer, InMemoryKeyStore, KeyHasher, KeyManager, KeySource, KeyStore,
 };
 use crate::mapping::{MappingLayer, MappingService};
+use crate::usage::{AggregatingSink, Reporter, Usage, UsageLayer};
 use crate::plans::{
     CounterStore, InMemoryCounterStore, Meter, MeterLayer, PlanBook, PlanManager, UsageRecords,
 };
@@ -59,6 +60,8 @@ struct Shared {
     cache: CacheLayer,
     mapping: MappingLayer,
     integrations: Option<Arc<[Option<Integration>]>>,
+    usage: UsageLayer,
+    aggregate: Option<Arc<AggregatingSink>>,
     cache_stores: HashMap<Arc<str>, Arc<dyn CacheStore>>,
     key_store: Arc<dyn KeyStore>,
     counter_store: Arc<dyn CounterStore>,
@@ -88,6 +91,8 @@ pub struct GatewayBuilder {
     counter_store: Option<Arc<dyn CounterStore>>,
     credential_store: Option<Arc<dyn CredentialStore>>,
     authorizers: HashMap<String, Arc<dyn Authorizer>>,
+    reporters: Vec<Reporter>,
+    aggregate: Option<Arc<AggregatingSink>>,
 }
 
 impl fmt::Debug for GatewayBuilder {
@@ -99,6 +104,20 @@ impl fmt::Debug for GatewayBuilder {
 }
 
 impl GatewayBuilder {
+    /// Reports every request to `reporter` (call again for more): a
+    /// [`UsageLayer`] goes outermost. See [`usage`](crate::usage).
+    pub fn reporter(mut self, reporter: Reporter) -> Self {
+        self.reporters.push(reporter);
+        self
+    }
+
+    /// Lets [`Gateway::usage`] answer `get_usage` for plans without a quota
+    /// from `aggregate` (feed it with a [`Reporter`] too).
+    pub fn usage_records_from(mut self, aggregate: Arc<AggregatingSink>) -> Self {
+        self.aggregate = Some(aggregate);
+        self
+    }
+
     /// Reads the time from `clock` instead of the system clock (tests use a
     /// [`ManualClock`](crate::clock::ManualClock)).
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -143,7 +162,8 @@ impl GatewayBuilder {
     pub fn build(self) -> Result<Gateway, ConfigError> {
         let mut resolved = validate::resolve(&self.config)?;
         SystemClock::warm_up();
-        let route = RouteLayer::from_resolved(&resolved);
+        let reporting = !self.reporters.is_empty();
+        let route = RouteLayer::reporting(&resolved, reporting);
         let options = &self.config.throttle_options;
         let rate_store = self.rate_store.unwrap_or_else(|| {
             let max = options.max_tracked_keys.unwrap_or(DEFAULT_MAX_KEYS);
@@ -364,6 +384,13 @@ impl GatewayBuilder {
             .iter()
             .any(Option::is_some)
             .then(|| Arc::from(integrations));
+        let usage = UsageLayer::build(
+            self.reporters,
+            self.clock.clone(),
+            resolved.name.clone(),
+            Arc::from(resolved.limits.trusted_proxies.clone()),
+            resolved.responses.clone(),
+        );
         let plan_config = self.config.clone();
         Ok(Gateway {
             shared: Arc::new(Shared {
@@ -378,6 +405,8 @@ impl GatewayBuilder {
                 cache,
                 mapping,
                 integrations,
+                usage,
+                aggregate: self.aggregate,
                 cache_stores,
                 key_store,
                 counter_store,
@@ -408,6 +437,8 @@ impl Gateway {
             counter_store: None,
             credential_store: None,
             authorizers: HashMap::new(),
+            reporters: Vec::new(),
+            aggregate: None,
         }
     }
 
@@ -421,12 +452,15 @@ impl Gateway {
     /// each method's integration (`inner` for methods without one).
     pub fn service<S>(&self, inner: S) -> GatewayService<S> {
         let s = &self.shared;
-        let integrated = Integrations::new(inner, s.integrations.clone());
+        let timing = s.usage.is_on().then(|| s.clock.clone());
+        let integrated = Integrations::new(inner, s.integrations.clone(), timing);
         let mapped = s.mapping.layer(integrated);
         let metered = s.meter.layer(s.cache.layer(mapped));
         let keyed = s.keys.layer(s.throttle.layer(metered));
         let stack = s.route.layer(s.sigv4.layer(s.authorizers.layer(keyed)));
-        GatewayService { inner: stack }
+        GatewayService {
+            inner: s.usage.layer(stack),
+        }
     }
 
     /// Removes every cached response of `stage` (API Gateway's "flush stage
@@ -460,12 +494,24 @@ impl Gateway {
 
     /// Usage records of the gateway's plans (GetUsage, UpdateUsage).
     pub fn usage(&self) -> UsageRecords {
-        UsageRecords::new(
+        let records = UsageRecords::new(
             self.shared.counter_store.clone(),
             self.shared.key_store.clone(),
             self.shared.plans.book.clone(),
             self.shared.clock.clone(),
-        )
+        );
+        match &self.shared.aggregate {
+            Some(a) => records.with_aggregate(a.clone()),
+            None => records,
+        }
+    }
+
+    /// Shuts every usage reporter down: each delivers what it has queued
+    /// before this returns (see [`Reporter::shutdown`]). Call it on the way out.
+    pub async fn shutdown_reporters(&self) {
+        for r in self.shared.usage.reporters() {
+            r.shutdown().await;
+        }
     }
 
     /// Creates, replaces and deletes usage plans while the gateway serves.
@@ -539,7 +585,7 @@ type Stack<S> = Authorize<ApiKey<Throttle<Meter<Cache<MappingService<Integration
 /// A service wrapped by a [`Gateway`]. Clone it freely: clones share every limit and cache.
 #[derive(Debug, Clone)]
 pub struct GatewayService<S> {
-    inner: Route<SigV4<Stack<S>>>,
+    inner: Usage<Route<SigV4<Stack<S>>>>,
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for GatewayService<S>
@@ -585,7 +631,7 @@ pin_project! {
         ResB::Error: Into<BoxError>,
     {
         #[pin]
-        inner: route::ResponseFuture<sigv4::ResponseFuture<Stack<S>, Body>>,
+        inner: crate::usage::ResponseFuture<route::ResponseFuture<sigv4::ResponseFuture<Stack<S>, Body>>>,
     }
 }
 

@@ -12,7 +12,10 @@ use tower::Service;
 
 use super::{HttpIntegration, MockIntegration};
 use crate::body::{Body, BoxError};
+use crate::clock::Clock;
 use crate::context::RequestContext;
+use crate::usage::IntegrationLatency;
+use std::time::Duration;
 
 /// A configured integration.
 #[derive(Debug, Clone)]
@@ -27,6 +30,8 @@ pub(crate) enum Integration {
 pub struct Integrations<S> {
     inner: S,
     by_endpoint: Option<Arc<[Option<Integration>]>>,
+    /// Set when usage is reported: integration latency is measured.
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Integrations<S> {
@@ -38,8 +43,16 @@ impl<S: fmt::Debug> fmt::Debug for Integrations<S> {
 }
 
 impl<S> Integrations<S> {
-    pub(crate) fn new(inner: S, by_endpoint: Option<Arc<[Option<Integration>]>>) -> Self {
-        Self { inner, by_endpoint }
+    pub(crate) fn new(
+        inner: S,
+        by_endpoint: Option<Arc<[Option<Integration>]>>,
+        clock: Option<Arc<dyn Clock>>,
+    ) -> Self {
+        Self {
+            inner,
+            by_endpoint,
+            clock,
+        }
     }
 }
 
@@ -50,6 +63,7 @@ pin_project_lite::pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
+        timing: Option<(Arc<dyn Clock>, u64)>,
     }
 }
 
@@ -77,7 +91,8 @@ where
     type Output = Result<Response<Body>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
+        let this = self.project();
+        let polled = match this.kind.project() {
             KindProj::Inner { future } => future.poll(cx).map(|r| r.map(|r| r.map(Body::new))),
             KindProj::Ready { response } => Poll::Ready(Ok(response
                 .take()
@@ -86,6 +101,19 @@ where
                 .as_mut()
                 .poll(cx)
                 .map(|r| Ok(r.unwrap_or_else(|never| match never {}))),
+        };
+        match (polled, this.timing.take()) {
+            (Poll::Ready(Ok(mut res)), Some((clock, start))) => {
+                let took = clock.unix_nanos().saturating_sub(start);
+                res.extensions_mut()
+                    .insert(IntegrationLatency(Duration::from_nanos(took)));
+                Poll::Ready(Ok(res))
+            }
+            (Poll::Pending, timing) => {
+                *this.timing = timing;
+                Poll::Pending
+            }
+            (ready, _) => ready,
         }
     }
 }
@@ -122,6 +150,7 @@ where
                 future: h.clone().call(req),
             },
         };
-        ResponseFuture { kind }
+        let timing = self.clock.as_ref().map(|c| (c.clone(), c.unix_nanos()));
+        ResponseFuture { kind, timing }
     }
 }

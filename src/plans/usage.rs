@@ -18,6 +18,7 @@ pub struct UsageRecords {
     keys: Arc<dyn KeyStore>,
     plans: PlanBook,
     clock: Arc<dyn Clock>,
+    aggregate: Option<Arc<crate::usage::AggregatingSink>>,
 }
 
 /// Usage of one plan over a range of days, as GetUsage reports it.
@@ -63,7 +64,15 @@ impl UsageRecords {
             keys,
             plans,
             clock,
+            aggregate: None,
         }
+    }
+
+    /// Answers `get_usage` for plans without a quota from `aggregate`'s
+    /// per-key daily counts (remaining is then -1: no quota).
+    pub(crate) fn with_aggregate(mut self, aggregate: Arc<crate::usage::AggregatingSink>) -> Self {
+        self.aggregate = Some(aggregate);
+        self
     }
 
     fn quota(&self, plan: &str) -> Result<Quota, StoreError> {
@@ -76,6 +85,9 @@ impl UsageRecords {
 
     /// Per key and day `[used, remaining]` for `plan` from `start` to `end`
     /// (inclusive, at most 366 days), for one key or every key in the plan.
+    /// A plan without a quota has usage only when the gateway reports to an
+    /// [`AggregatingSink`](crate::usage::AggregatingSink) it was told of
+    /// (`GatewayBuilder::usage_records_from`); remaining is then -1.
     pub async fn get_usage(
         &self,
         plan: &str,
@@ -83,7 +95,11 @@ impl UsageRecords {
         end: Date,
         key_id: Option<&str>,
     ) -> Result<Usage, StoreError> {
-        let quota = self.quota(plan)?;
+        let quota = match (self.quota(plan), &self.aggregate) {
+            (Ok(q), _) => Some(q),
+            (Err(_), Some(_)) if self.plans.load().get(plan).is_some() => None,
+            (Err(e), _) => return Err(e),
+        };
         if end < start || (end - start).whole_days() > 366 {
             return Err(not_found(
                 "the range must run forward and span at most 366 days".into(),
@@ -108,6 +124,18 @@ impl UsageRecords {
             let mut days = Vec::new();
             let mut day = start;
             while day <= end {
+                let Some(quota) = quota else {
+                    let used = self
+                        .aggregate
+                        .as_ref()
+                        .map_or(0, |a| a.key_day(&id, day));
+                    days.push([i64::try_from(used).unwrap_or(i64::MAX), -1]);
+                    day = day.next_day().unwrap_or(day);
+                    if day == Date::MAX {
+                        break;
+                    }
+                    continue;
+                };
                 let used = self.day_count(&id, plan, day).await?;
                 let window = quota.period.window_at(day_start(day));
                 let remaining = match quota.period {

@@ -7,7 +7,7 @@ use http::{HeaderName, HeaderValue, Response};
 use pin_project_lite::pin_project;
 
 use crate::body::{Body, BoxError};
-use crate::context::RequestId;
+use crate::context::{RequestId, Routed};
 
 /// The header that carries the request id back to the client, as API Gateway's.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-amzn-requestid");
@@ -17,6 +17,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
+        routed: Option<Routed>,
         request_id: RequestId,
     }
 }
@@ -30,19 +31,21 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn inner(future: F, request_id: RequestId) -> Self {
+    pub(super) fn inner(future: F, routed: Routed, report: bool) -> Self {
         Self {
             kind: Kind::Inner { future },
-            request_id,
+            request_id: routed.request_id,
+            routed: report.then_some(routed),
         }
     }
 
-    pub(super) fn rejected(response: Response<Body>, request_id: RequestId) -> Self {
+    pub(super) fn rejected(response: Response<Body>, routed: Routed, report: bool) -> Self {
         Self {
             kind: Kind::Rejected {
                 response: Some(response),
             },
-            request_id,
+            request_id: routed.request_id,
+            routed: report.then_some(routed),
         }
     }
 }
@@ -67,6 +70,9 @@ where
         let mut buf = [0u8; 36];
         if let Ok(v) = HeaderValue::from_str(this.request_id.encode(&mut buf)) {
             response.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        if let Some(routed) = this.routed.take() {
+            response.extensions_mut().insert(routed);
         }
         Poll::Ready(Ok(response))
     }

@@ -23,8 +23,13 @@ impl RouteLayer {
     }
 
     pub(crate) fn from_resolved(resolved: &validate::Resolved) -> Self {
+        Self::reporting(resolved, false)
+    }
+
+    /// With `report`, responses carry where the request went (for usage).
+    pub(crate) fn reporting(resolved: &validate::Resolved, report: bool) -> Self {
         Self {
-            shared: Arc::new(Shared::new(resolved)),
+            shared: Arc::new(Shared::new(resolved, report)),
         }
     }
 

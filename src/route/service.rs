@@ -10,7 +10,7 @@ use tower::Service;
 use super::future::ResponseFuture;
 use super::table::{Lookup, RouteTable};
 use crate::body::{Body, BoxError};
-use crate::context::{RequestContext, RequestId};
+use crate::context::{RequestContext, RequestId, Routed};
 use crate::gateway::validate::Resolved;
 use crate::response::{GatewayResponseKind, GatewayResponses};
 
@@ -19,13 +19,16 @@ use crate::response::{GatewayResponseKind, GatewayResponses};
 pub(crate) struct Shared {
     pub(crate) table: RouteTable,
     pub(crate) responses: GatewayResponses,
+    /// Whether responses carry [`Routed`] (a usage layer reads it).
+    pub(crate) report: bool,
 }
 
 impl Shared {
-    pub(crate) fn new(resolved: &Resolved) -> Self {
+    pub(crate) fn new(resolved: &Resolved, report: bool) -> Self {
         Self {
             table: RouteTable::new(resolved),
             responses: resolved.responses.clone(),
+            report,
         }
     }
 }
@@ -66,6 +69,7 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let request_id = RequestId::new();
+        let report = self.shared.report;
         let (mut parts, body) = req.into_parts();
         let responses = &self.shared.responses;
         let (endpoint, strip, values) =
@@ -77,26 +81,27 @@ where
                 } => (endpoint.clone(), strip, values),
                 Lookup::NotFound => {
                     let res = responses.respond(GatewayResponseKind::ResourceNotFound);
-                    return ResponseFuture::rejected(res, request_id);
+                    return ResponseFuture::rejected(res, Routed::new(request_id, None), report);
                 }
                 Lookup::MethodNotAllowed(allow) => {
                     let mut res = responses.respond(GatewayResponseKind::MethodNotAllowed);
                     res.headers_mut().insert(ALLOW, allow.clone());
-                    return ResponseFuture::rejected(res, request_id);
+                    return ResponseFuture::rejected(res, Routed::new(request_id, None), report);
                 }
                 Lookup::BadParameter => {
                     let res = responses.respond_with_message(
                         GatewayResponseKind::BadRequestParameters,
                         "A path parameter is not valid UTF-8 once percent-decoded",
                     );
-                    return ResponseFuture::rejected(res, request_id);
+                    return ResponseFuture::rejected(res, Routed::new(request_id, None), report);
                 }
             };
         let Some(stripped) = strip_prefix(&parts.uri, strip) else {
             let res = responses.respond(GatewayResponseKind::BadRequestParameters);
-            return ResponseFuture::rejected(res, request_id);
+            return ResponseFuture::rejected(res, Routed::new(request_id, None), report);
         };
         let original_uri = std::mem::replace(&mut parts.uri, stripped);
+        let routed = Routed::new(request_id, report.then(|| endpoint.clone()));
         parts.extensions.insert(RequestContext {
             request_id,
             endpoint,
@@ -104,7 +109,7 @@ where
             original_uri,
         });
         let req = Request::from_parts(parts, Body::new(body));
-        ResponseFuture::inner(self.inner.call(req), request_id)
+        ResponseFuture::inner(self.inner.call(req), routed, report)
     }
 }
 

@@ -1,0 +1,197 @@
+//! The in-memory aggregating sink.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use http::Method;
+use time::{Date, OffsetDateTime};
+
+use super::event::UsageEvent;
+use crate::context::Endpoint;
+use super::reporter::{SinkError, UsageSink};
+
+/// Counts of one stage, resource and method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointCounts {
+    /// Requests.
+    pub count: u64,
+    /// 4xx answers.
+    pub client_errors: u64,
+    /// 5xx answers.
+    pub server_errors: u64,
+    /// Cache hits.
+    pub cache_hits: u64,
+    /// Cache misses.
+    pub cache_misses: u64,
+}
+
+
+#[derive(Default)]
+struct Counts {
+    key_day: HashMap<(Arc<str>, Date), u64>,
+    key_minute: HashMap<(Arc<str>, i64), u64>,
+    /// By endpoint index and method (an `ANY` endpoint serves several).
+    endpoint: HashMap<(usize, Method), (Arc<Endpoint>, EndpointCounts)>,
+    status_class: [u64; 6],
+    day: HashMap<Date, u64>,
+    minute: HashMap<i64, u64>,
+    total: u64,
+    newest_minute: i64,
+}
+
+/// Minutes of per-minute counts kept (two days).
+const MINUTES_KEPT: i64 = 2 * 24 * 60;
+
+/// Counts usage in memory: per API key per day and per minute, per stage,
+/// resource and method, per status class, per day and per minute. Query it
+/// any time; per-minute counts are kept two days.
+///
+/// A [`Gateway`](crate::Gateway) built with
+/// [`usage_aggregate`](crate::gateway::GatewayBuilder::usage_aggregate)
+/// answers `UsageRecords::get_usage` from it for plans without a quota (the
+/// meter counts only what a quota needs).
+#[derive(Default)]
+pub struct AggregatingSink {
+    counts: Mutex<Counts>,
+}
+
+impl fmt::Debug for AggregatingSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AggregatingSink")
+            .field("total", &self.total())
+            .finish_non_exhaustive()
+    }
+}
+
+fn day_of(unix_nanos: u64) -> Date {
+    OffsetDateTime::from_unix_timestamp(i64::try_from(unix_nanos / 1_000_000_000).unwrap_or(0))
+        .map_or(Date::MIN, OffsetDateTime::date)
+}
+
+fn minute_of(unix_nanos: u64) -> i64 {
+    i64::try_from(unix_nanos / 60_000_000_000).unwrap_or(i64::MAX) * 60
+}
+
+impl AggregatingSink {
+    /// An empty aggregate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts `events` (what the sink does with each batch).
+    pub fn add(&self, events: &[UsageEvent]) {
+        let mut c = self.lock();
+        for e in events {
+            let day = day_of(e.time_unix_nanos);
+            let minute = minute_of(e.time_unix_nanos);
+            c.total += 1;
+            *c.day.entry(day).or_default() += 1;
+            *c.minute.entry(minute).or_default() += 1;
+            let class = usize::from(e.status_class()).min(5);
+            c.status_class[class] += 1;
+            if let Some(key) = &e.api_key_id {
+                *c.key_day.entry((key.clone(), day)).or_default() += 1;
+                *c.key_minute.entry((key.clone(), minute)).or_default() += 1;
+            }
+            if let Some(ep) = &e.endpoint {
+                let (_, counts) = c
+                    .endpoint
+                    .entry((ep.index(), e.method.clone()))
+                    .or_insert_with(|| (ep.clone(), EndpointCounts::default()));
+                counts.count += 1;
+                match e.status_class() {
+                    4 => counts.client_errors += 1,
+                    5 => counts.server_errors += 1,
+                    _ => {}
+                }
+                match e.cache {
+                    Some(crate::cache::CacheStatus::Hit) => counts.cache_hits += 1,
+                    Some(crate::cache::CacheStatus::Miss) => counts.cache_misses += 1,
+                    _ => {}
+                }
+            }
+            if minute > c.newest_minute {
+                c.newest_minute = minute;
+                let oldest = minute - MINUTES_KEPT * 60;
+                if c.minute.len() as i64 > MINUTES_KEPT {
+                    c.minute.retain(|m, _| *m > oldest);
+                    c.key_minute.retain(|(_, m), _| *m > oldest);
+                }
+            }
+        }
+    }
+
+    /// Requests of key `key_id` on `day` (UTC).
+    pub fn key_day(&self, key_id: &str, day: Date) -> u64 {
+        self.lock()
+            .key_day
+            .get(&(Arc::from(key_id), day))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Requests of key `key_id` in the minute starting at `minute_start`
+    /// (Unix seconds, a multiple of 60).
+    pub fn key_minute(&self, key_id: &str, minute_start: i64) -> u64 {
+        self.lock()
+            .key_minute
+            .get(&(Arc::from(key_id), minute_start))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Counts of one stage, resource template and method.
+    pub fn endpoint(&self, stage: &str, resource: &str, method: &Method) -> EndpointCounts {
+        self.lock()
+            .endpoint
+            .iter()
+            .filter(|((_, m), (e, _))| m == method && e.stage() == stage && e.resource() == resource)
+            .fold(EndpointCounts::default(), |mut all, (_, (_, c))| {
+                all.count += c.count;
+                all.client_errors += c.client_errors;
+                all.server_errors += c.server_errors;
+                all.cache_hits += c.cache_hits;
+                all.cache_misses += c.cache_misses;
+                all
+            })
+    }
+
+    /// Requests answered with a status of `class` (2 for 2xx, ... 5 for 5xx).
+    pub fn status_class(&self, class: u16) -> u64 {
+        self.lock()
+            .status_class
+            .get(usize::from(class))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Requests on `day` (UTC).
+    pub fn day(&self, day: Date) -> u64 {
+        self.lock().day.get(&day).copied().unwrap_or(0)
+    }
+
+    /// Requests in the minute starting at `minute_start` (Unix seconds).
+    pub fn minute(&self, minute_start: i64) -> u64 {
+        self.lock().minute.get(&minute_start).copied().unwrap_or(0)
+    }
+
+    /// Every request counted.
+    pub fn total(&self) -> u64 {
+        self.lock().total
+    }
+}
+
+#[async_trait]
+impl UsageSink for AggregatingSink {
+    async fn send(&self, batch: &[UsageEvent]) -> Result<(), SinkError> {
+        self.add(batch);
+        Ok(())
+    }
+}

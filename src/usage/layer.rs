@@ -1,0 +1,533 @@
+//! The usage layer: one event per request, built on the request path
+//! without waiting, sent when the response body is done.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, USER_AGENT};
+use http::{Method, Request, Response};
+use http_body::{Body as _, Frame, SizeHint};
+use ipnet::IpNet;
+use tower::{Layer, Service};
+
+use super::event::{CLIENT_CLOSED_REQUEST, Outcome, UsageEvent};
+use super::reporter::Reporter;
+use crate::auth::authorizer::AuthorizerContext;
+use crate::auth::sigv4::SigV4Identity;
+use crate::body::{Body, BoxError};
+use crate::cache::CacheStatus;
+use crate::clock::{Clock, SystemClock};
+use crate::context::{ApiKeyIdentity, Routed};
+use crate::response::{GatewayResponseKind, GatewayResponses};
+use crate::throttle::ClientAddr;
+
+/// How long the integration took to its response head, in the response
+/// extensions of a gateway that reports usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntegrationLatency(pub Duration);
+
+struct Shared {
+    reporters: Box<[Reporter]>,
+    clock: Arc<dyn Clock>,
+    api: Arc<str>,
+    trusted: Arc<[IpNet]>,
+    responses: GatewayResponses,
+}
+
+/// Reports every request to its [`Reporter`]s: outermost, so rejections,
+/// panics (answered 500) and clients that leave are reported too. See the
+/// [module docs](crate::usage).
+#[derive(Clone)]
+#[must_use]
+pub struct UsageLayer {
+    shared: Option<Arc<Shared>>,
+}
+
+impl fmt::Debug for UsageLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UsageLayer")
+            .field(
+                "reporters",
+                &self.shared.as_ref().map_or(0, |s| s.reporters.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl UsageLayer {
+    /// Reports to `reporter`.
+    pub fn new(reporter: Reporter) -> Self {
+        Self::build(
+            vec![reporter],
+            Arc::new(SystemClock),
+            Arc::from("tollgate"),
+            Arc::from([]),
+            GatewayResponses::default(),
+        )
+    }
+
+    /// A layer that reports nothing and passes every request untouched.
+    pub(crate) fn off() -> Self {
+        Self { shared: None }
+    }
+
+    pub(crate) fn build(
+        reporters: Vec<Reporter>,
+        clock: Arc<dyn Clock>,
+        api: Arc<str>,
+        trusted: Arc<[IpNet]>,
+        responses: GatewayResponses,
+    ) -> Self {
+        if reporters.is_empty() {
+            return Self::off();
+        }
+        Self {
+            shared: Some(Arc::new(Shared {
+                reporters: reporters.into(),
+                clock,
+                api,
+                trusted,
+                responses,
+            })),
+        }
+    }
+
+    fn with(self, f: impl FnOnce(&mut Shared)) -> Self {
+        let Some(shared) = self.shared else {
+            return self;
+        };
+        let mut s = Shared {
+            reporters: shared.reporters.clone(),
+            clock: shared.clock.clone(),
+            api: shared.api.clone(),
+            trusted: shared.trusted.clone(),
+            responses: shared.responses.clone(),
+        };
+        f(&mut s);
+        Self {
+            shared: Some(Arc::new(s)),
+        }
+    }
+
+    /// Also reports to `reporter`.
+    pub fn reporter(self, reporter: Reporter) -> Self {
+        self.with(|s| {
+            let mut all = s.reporters.to_vec();
+            all.push(reporter);
+            s.reporters = all.into();
+        })
+    }
+
+    /// Reads time from `clock`.
+    pub fn clock(self, clock: Arc<dyn Clock>) -> Self {
+        self.with(|s| s.clock = clock)
+    }
+
+    /// Names the API in events (`api` label of metrics).
+    pub fn api_name(self, name: &str) -> Self {
+        self.with(|s| s.api = Arc::from(name))
+    }
+
+    /// Takes the client address from `X-Forwarded-For` behind these proxies.
+    pub fn trusted_proxies(self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
+        let list: Arc<[IpNet]> = proxies.into_iter().collect();
+        self.with(|s| s.trusted = list)
+    }
+
+    /// Answers a panic with these responses' `DEFAULT_5XX`.
+    pub fn responses(self, responses: GatewayResponses) -> Self {
+        self.with(|s| s.responses = responses)
+    }
+
+    pub(crate) fn is_on(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    pub(crate) fn reporters(&self) -> &[Reporter] {
+        self.shared.as_ref().map_or(&[], |s| &s.reporters)
+    }
+}
+
+impl<S> Layer<S> for UsageLayer {
+    type Service = Usage<S>;
+
+    fn layer(&self, inner: S) -> Usage<S> {
+        Usage {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The usage middleware.
+#[derive(Clone)]
+pub struct Usage<S> {
+    inner: S,
+    shared: Option<Arc<Shared>>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Usage<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Usage")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body counted as it streams (when its length is not known
+    /// up front).
+    pub struct Counted<B> {
+        #[pin]
+        inner: B,
+        counter: Option<Arc<AtomicU64>>,
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for Counted<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Counted")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> http_body::Body for Counted<B>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let (Some(counter), Poll::Ready(Some(Ok(frame)))) = (this.counter.as_ref(), &polled)
+            && let Some(data) = frame.data_ref()
+        {
+            counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What is known of a request before its response.
+struct Pending {
+    shared: Arc<Shared>,
+    start: u64,
+    method: Method,
+    request_bytes: u64,
+    counter: Option<Arc<AtomicU64>>,
+    source_ip: Option<std::net::IpAddr>,
+    user_agent: Option<String>,
+}
+
+impl Pending {
+    fn event(&self, status: u16, outcome: Outcome) -> UsageEvent {
+        UsageEvent {
+            time_unix_nanos: self.start,
+            request_id: None,
+            api: self.shared.api.clone(),
+            endpoint: None,
+            method: self.method.clone(),
+            status,
+            rejection: None,
+            latency: Duration::ZERO,
+            integration_latency: None,
+            request_bytes: self.request_bytes
+                + self
+                    .counter
+                    .as_ref()
+                    .map_or(0, |c| c.load(Ordering::Relaxed)),
+            response_bytes: 0,
+            api_key_id: None,
+            principal: None,
+            cache: None,
+            source_ip: self.source_ip,
+            user_agent: self.user_agent.clone(),
+            outcome,
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.shared.clock.unix_nanos().saturating_sub(self.start))
+    }
+}
+
+fn emit(shared: &Shared, event: UsageEvent) {
+    match &*shared.reporters {
+        [one] => one.record(event),
+        many => {
+            for r in many {
+                r.record(event.clone());
+            }
+        }
+    }
+}
+
+/// Reports a request whose response never came (its future was dropped).
+struct Guard(Option<Pending>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let mut event = p.event(CLIENT_CLOSED_REQUEST, Outcome::ClientDisconnected);
+            event.latency = p.elapsed();
+            emit(&p.shared, event);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`Usage`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        future: F,
+        guard: Guard,
+        done: bool,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, ResB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if *this.done {
+            return Poll::Pending;
+        }
+        let mut future = this.future;
+        let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)));
+        let Some(pending) = this.guard.0.take() else {
+            // Reporting is off: pass through.
+            return match polled {
+                Ok(p) => p.map(|r| r.map(|r| r.map(Body::new))),
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+        };
+        match polled {
+            Ok(Poll::Pending) => {
+                this.guard.0 = Some(pending);
+                Poll::Pending
+            }
+            Ok(Poll::Ready(Ok(res))) => {
+                *this.done = true;
+                let mut event = pending.event(res.status().as_u16(), Outcome::Completed);
+                read_extensions(&mut event, res.extensions());
+                let (parts, body) = res.into_parts();
+                let body = Reporting {
+                    inner: Body::new(body),
+                    pending: Some((pending, event)),
+                    sent: 0,
+                };
+                Poll::Ready(Ok(Response::from_parts(parts, Body::new(body))))
+            }
+            Ok(Poll::Ready(Err(e))) => {
+                *this.done = true;
+                let mut event = pending.event(500, Outcome::Completed);
+                event.latency = pending.elapsed();
+                emit(&pending.shared, event);
+                Poll::Ready(Err(e))
+            }
+            Err(_) => {
+                *this.done = true;
+                tracing::error!("a request panicked in the stack; answered 500");
+                let res = pending
+                    .shared
+                    .responses
+                    .respond(GatewayResponseKind::Default5xx);
+                let mut event = pending.event(res.status().as_u16(), Outcome::Panicked);
+                event.rejection = Some(GatewayResponseKind::Default5xx);
+                event.response_bytes = res.body().size_hint().exact().unwrap_or(0);
+                event.latency = pending.elapsed();
+                emit(&pending.shared, event);
+                Poll::Ready(Ok(res))
+            }
+        }
+    }
+}
+
+fn read_extensions(event: &mut UsageEvent, ext: &http::Extensions) {
+    if let Some(r) = ext.get::<Routed>() {
+        event.request_id = Some(r.request_id);
+        event.endpoint.clone_from(&r.endpoint);
+    }
+    event.rejection = ext.get::<GatewayResponseKind>().copied();
+    event.api_key_id = ext
+        .get::<ApiKeyIdentity>()
+        .map(|k| Arc::from(k.key_id()));
+    event.principal = ext
+        .get::<SigV4Identity>()
+        .map(|s| s.principal.clone())
+        .or_else(|| {
+            ext.get::<AuthorizerContext>()
+                .map(|a| a.principal_id.clone())
+        });
+    event.cache = ext.get::<CacheStatus>().copied();
+    event.integration_latency = ext.get::<IntegrationLatency>().map(|l| l.0);
+}
+
+/// A response body that reports its request when it is done or dropped.
+struct Reporting {
+    inner: Body,
+    pending: Option<(Pending, UsageEvent)>,
+    sent: u64,
+}
+
+impl Reporting {
+    fn finish(&mut self, outcome: Outcome) {
+        if let Some((pending, mut event)) = self.pending.take() {
+            event.response_bytes = self.sent;
+            event.latency = pending.elapsed();
+            if outcome != Outcome::Completed {
+                event.outcome = outcome;
+            }
+            emit(&pending.shared, event);
+        }
+    }
+}
+
+impl Drop for Reporting {
+    fn drop(&mut self) {
+        if self.pending.is_some() {
+            // Dropped before its end: the client went away (or the server
+            // stopped reading). An empty body is done without a poll.
+            let outcome = if self.inner.is_end_stream() {
+                Outcome::Completed
+            } else {
+                Outcome::ClientDisconnected
+            };
+            self.finish(outcome);
+        }
+    }
+}
+
+impl http_body::Body for Reporting {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    self.sent += d.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    self.finish(Outcome::Completed);
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.finish(Outcome::Completed),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for Usage<S>
+where
+    S: Service<Request<Counted<ReqB>>, Response = Response<ResB>>,
+    ReqB: http_body::Body<Data = Bytes>,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let Some(shared) = &self.shared else {
+            let req = req.map(|inner| Counted {
+                inner,
+                counter: None,
+            });
+            return ResponseFuture {
+                future: self.inner.call(req),
+                guard: Guard(None),
+                done: false,
+            };
+        };
+        let start = shared.clock.unix_nanos();
+        let (parts, body) = req.into_parts();
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .or_else(|| body.size_hint().exact());
+        let counter = match declared {
+            Some(_) => None,
+            None => Some(Arc::new(AtomicU64::new(0))),
+        };
+        let peer = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
+        let pending = Pending {
+            shared: shared.clone(),
+            start,
+            method: parts.method.clone(),
+            request_bytes: declared.unwrap_or(0),
+            counter: counter.clone(),
+            source_ip: crate::throttle::client_ip(peer, &parts.headers, &shared.trusted),
+            user_agent: parts
+                .headers
+                .get(USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        };
+        let req = Request::from_parts(
+            parts,
+            Counted {
+                inner: body,
+                counter,
+            },
+        );
+        ResponseFuture {
+            future: self.inner.call(req),
+            guard: Guard(Some(pending)),
+            done: false,
+        }
+    }
+}

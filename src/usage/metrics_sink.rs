@@ -1,0 +1,90 @@
+//! The `metrics`-crate sink: API Gateway's CloudWatch metrics.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use metrics::Label;
+
+use super::event::UsageEvent;
+use super::reporter::{SinkError, UsageSink};
+use crate::cache::CacheStatus;
+
+/// Emits API Gateway's CloudWatch metrics through the [`metrics`] crate, to
+/// whatever recorder the process installed (a Prometheus exporter, say):
+/// counters `Count`, `4XXError`, `5XXError`, `CacheHitCount`,
+/// `CacheMissCount` and histograms `Latency` and `IntegrationLatency` (in
+/// milliseconds), labelled `api`, `stage`, `resource` and `method` (`stage`
+/// and `resource` are `-` for a request no route matched).
+///
+/// Names are API Gateway's as they are; [`prefix`](Self::prefix) one for a
+/// system whose names may not start with a digit (`tollgate_4XXError`).
+#[derive(Clone, Default)]
+pub struct MetricsSink {
+    prefix: String,
+}
+
+impl fmt::Debug for MetricsSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsSink")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl MetricsSink {
+    /// A sink with API Gateway's names.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Puts `prefix` before every name.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    fn name(&self, n: &str) -> String {
+        format!("{}{n}", self.prefix)
+    }
+
+    /// Emits one event's metrics.
+    pub fn emit(&self, e: &UsageEvent) {
+        let labels = vec![
+            Label::new("api", e.api.to_string()),
+            Label::new("stage", e.stage().unwrap_or("-").to_owned()),
+            Label::new("resource", e.resource().unwrap_or("-").to_owned()),
+            Label::new("method", e.method.as_str().to_owned()),
+        ];
+        metrics::counter!(self.name("Count"), labels.iter()).increment(1);
+        match e.status_class() {
+            4 => metrics::counter!(self.name("4XXError"), labels.iter()).increment(1),
+            5 => metrics::counter!(self.name("5XXError"), labels.iter()).increment(1),
+            _ => {}
+        }
+        match e.cache {
+            Some(CacheStatus::Hit) => {
+                metrics::counter!(self.name("CacheHitCount"), labels.iter()).increment(1);
+            }
+            Some(CacheStatus::Miss) => {
+                metrics::counter!(self.name("CacheMissCount"), labels.iter()).increment(1);
+            }
+            _ => {}
+        }
+        metrics::histogram!(self.name("Latency"), labels.iter())
+            .record(e.latency.as_secs_f64() * 1000.0);
+        if let Some(l) = e.integration_latency {
+            metrics::histogram!(self.name("IntegrationLatency"), labels.iter())
+                .record(l.as_secs_f64() * 1000.0);
+        }
+    }
+}
+
+#[async_trait]
+impl UsageSink for MetricsSink {
+    async fn send(&self, batch: &[UsageEvent]) -> Result<(), SinkError> {
+        for e in batch {
+            self.emit(e);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+//! Usage reporting: one [`UsageEvent`] per request, successful or rejected,
+//! handed to sinks off the request path.
+//!
+//! [`UsageLayer`] goes outermost (a [`Gateway`](crate::Gateway) puts it there
+//! when built with [`GatewayBuilder::usage`](crate::gateway::GatewayBuilder::usage)).
+//! It notes the arrival, the method, client address and user agent, counts
+//! the request body as it streams, reads what the other layers put in the
+//! response extensions (route, rejection kind, API key, principal, cache
+//! status, integration latency), and sends the event when the response body
+//! is done: completed, or cut short by a client that went away. A request
+//! whose client leaves before any response is reported with status 499; a
+//! panic anywhere in the stack is caught, answered 500 `DEFAULT_5XX`, and
+//! reported as such.
+//!
+//! A [`Reporter`] stands between the layer and a [`UsageSink`]: a bounded
+//! queue the request path never waits on (a full queue drops and counts),
+//! batches by size and by time, retries a failing sink with capped
+//! exponential backoff, and delivers everything queued on
+//! [`shutdown`](Reporter::shutdown). Sinks: [`AggregatingSink`] (counts in
+//! memory, queryable), [`MetricsSink`] (API Gateway's CloudWatch metrics
+//! through the `metrics` crate), [`AccessLogSink`] (a `$context` format or
+//! JSON lines, to a writer or `tracing`), [`HttpSink`] (JSON batches posted
+//! to a collector).
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::sync::Arc;
+//! use http::{Request, Response};
+//! use tollgate::usage::{AggregatingSink, Counted, Reporter, UsageLayer};
+//! use tollgate::Body;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let counts = Arc::new(AggregatingSink::new());
+//! let reporter = Reporter::new(counts.clone());
+//! let svc = ServiceBuilder::new()
+//!     .layer(UsageLayer::new(reporter.clone()))
+//!     // The inner service gets the body wrapped to count it.
+//!     .service_fn(|_req: Request<Counted<Body>>| async {
+//!         Ok::<_, Infallible>(Response::new(Body::from("ok")))
+//!     });
+//! let res = svc.oneshot(Request::get("/pets").body(Body::empty()).unwrap()).await.unwrap();
+//! drop(res); // the event is sent once the body is done with
+//! reporter.shutdown().await;
+//! assert_eq!(counts.status_class(2), 1);
+//! # }
+//! ```
+
+mod access_log;
+mod aggregate;
+mod event;
+mod http_sink;
+mod layer;
+mod metrics_sink;
+mod reporter;
+
+pub use access_log::{AccessLogSink, CLF, UnknownVariable};
+pub use aggregate::{AggregatingSink, EndpointCounts};
+pub use event::{CLIENT_CLOSED_REQUEST, Outcome, UsageEvent};
+pub use http_sink::HttpSink;
+pub use layer::{Counted, IntegrationLatency, ResponseFuture, Usage, UsageLayer};
+pub use metrics_sink::MetricsSink;
+pub use reporter::{Reporter, ReporterConfig, SinkError, UsageSink};

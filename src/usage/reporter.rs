@@ -1,0 +1,268 @@
+//! The reporter: a bounded queue between the request path and a sink.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use super::event::UsageEvent;
+
+/// Why a sink could not take a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("usage sink failed: {0}")]
+pub struct SinkError(pub String);
+
+impl SinkError {
+    /// An error saying `what`.
+    pub fn new(what: impl Into<String>) -> Self {
+        Self(what.into())
+    }
+}
+
+/// Where usage events go, a batch at a time. A [`Reporter`] calls it from
+/// its own task, never from the request path, and calls it again with the
+/// same batch when it fails.
+#[async_trait]
+pub trait UsageSink: Send + Sync + 'static {
+    /// Takes one batch. An error means none of it was taken: the reporter
+    /// retries the whole batch.
+    async fn send(&self, batch: &[UsageEvent]) -> Result<(), SinkError>;
+}
+
+/// How a [`Reporter`] batches and retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReporterConfig {
+    /// Events waiting at most; more are dropped and counted. Default 65,536.
+    pub queue: usize,
+    /// Events per batch at most. Default 512.
+    pub batch_size: usize,
+    /// A batch that is not full goes out this long after its first event.
+    /// Default 1 s.
+    pub flush_interval: Duration,
+    /// The first retry's wait; each next one doubles. Default 100 ms.
+    pub retry_base: Duration,
+    /// The longest wait between retries. Default 10 s.
+    pub retry_cap: Duration,
+    /// Tries per batch before it is given up (and counted as failed).
+    /// Default 8.
+    pub max_attempts: u32,
+}
+
+impl Default for ReporterConfig {
+    fn default() -> Self {
+        Self {
+            queue: 65_536,
+            batch_size: 512,
+            flush_interval: Duration::from_secs(1),
+            retry_base: Duration::from_millis(100),
+            retry_cap: Duration::from_secs(10),
+            max_attempts: 8,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    dropped: AtomicU64,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    retries: AtomicU64,
+}
+
+struct Inner {
+    tx: mpsc::Sender<UsageEvent>,
+    stats: Arc<Stats>,
+    stop: Arc<Notify>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Takes usage events on the request path without waiting, and hands them
+/// to a [`UsageSink`] in batches from a background task.
+///
+/// `record` never blocks: when the queue is full the event is dropped and
+/// counted ([`dropped`](Self::dropped), and the `tollgate_usage_dropped`
+/// counter of the `metrics` crate). A failing sink is retried with capped
+/// exponential backoff, the same batch each time, up to
+/// [`ReporterConfig::max_attempts`]; then the batch is counted as
+/// [`failed`](Self::failed). [`shutdown`](Self::shutdown) delivers everything
+/// queued before it returns.
+///
+/// **Delivery**: at least once while the process lives (a sink that fails
+/// after taking part of a batch sees that part again), provided the sink
+/// recovers within the attempts. A crash loses what is queued and the batch
+/// in flight; an event dropped at a full queue is only counted.
+#[derive(Clone)]
+pub struct Reporter {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reporter")
+            .field("dropped", &self.dropped())
+            .field("delivered", &self.delivered())
+            .field("failed", &self.failed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reporter {
+    /// A reporter for `sink` with the default config. Spawns its task on the
+    /// current tokio runtime (call it inside one).
+    pub fn new(sink: Arc<dyn UsageSink>) -> Self {
+        Self::with_config(sink, ReporterConfig::default())
+    }
+
+    /// A reporter for `sink` with `config`.
+    pub fn with_config(sink: Arc<dyn UsageSink>, config: ReporterConfig) -> Self {
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let stats = Arc::new(Stats::default());
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(run(sink, rx, config, stats.clone(), stop.clone()));
+        Self {
+            inner: Arc::new(Inner {
+                tx,
+                stats,
+                stop,
+                task: Mutex::new(Some(task)),
+            }),
+        }
+    }
+
+    /// Queues `event`; drops and counts it when the queue is full or the
+    /// reporter has shut down. Never waits.
+    pub fn record(&self, event: UsageEvent) {
+        if self.inner.tx.try_send(event).is_err() {
+            self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("tollgate_usage_dropped").increment(1);
+        }
+    }
+
+    /// Events dropped because the queue was full (or closed).
+    pub fn dropped(&self) -> u64 {
+        self.inner.stats.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events the sink took.
+    pub fn delivered(&self) -> u64 {
+        self.inner.stats.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Events given up after every attempt failed.
+    pub fn failed(&self) -> u64 {
+        self.inner.stats.failed.load(Ordering::Relaxed)
+    }
+
+    /// Failed sink calls that were retried.
+    pub fn retries(&self) -> u64 {
+        self.inner.stats.retries.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking events, delivers everything queued, and returns once the
+    /// sink has it (or every attempt failed). Later calls return at once.
+    pub async fn shutdown(&self) {
+        self.inner.stop.notify_one();
+        let task = self
+            .inner
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn run(
+    sink: Arc<dyn UsageSink>,
+    mut rx: mpsc::Receiver<UsageEvent>,
+    config: ReporterConfig,
+    stats: Arc<Stats>,
+    stop: Arc<Notify>,
+) {
+    let size = config.batch_size.max(1);
+    let mut batch: Vec<UsageEvent> = Vec::with_capacity(size.min(4096));
+    let mut deadline = None;
+    loop {
+        let flush_at = deadline;
+        tokio::select! {
+            biased;
+            () = stop.notified() => {
+                // Take what is queued, then deliver it all.
+                rx.close();
+                while let Some(e) = rx.recv().await {
+                    batch.push(e);
+                    if batch.len() >= size {
+                        deliver(&*sink, &mut batch, &config, &stats).await;
+                    }
+                }
+                deliver(&*sink, &mut batch, &config, &stats).await;
+                return;
+            }
+            next = rx.recv() => match next {
+                Some(e) => {
+                    if batch.is_empty() {
+                        deadline = Some(tokio::time::Instant::now() + config.flush_interval);
+                    }
+                    batch.push(e);
+                    if batch.len() >= size {
+                        deliver(&*sink, &mut batch, &config, &stats).await;
+                        deadline = None;
+                    }
+                }
+                None => {
+                    deliver(&*sink, &mut batch, &config, &stats).await;
+                    return;
+                }
+            },
+            () = sleep_until(flush_at), if flush_at.is_some() => {
+                deliver(&*sink, &mut batch, &config, &stats).await;
+                deadline = None;
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends `batch` until the sink takes it or the attempts run out; empties it.
+async fn deliver(sink: &dyn UsageSink, batch: &mut Vec<UsageEvent>, config: &ReporterConfig, stats: &Stats) {
+    if batch.is_empty() {
+        return;
+    }
+    let n = batch.len() as u64;
+    let mut wait = config.retry_base;
+    let attempts = config.max_attempts.max(1);
+    for attempt in 1..=attempts {
+        match sink.send(batch).await {
+            Ok(()) => {
+                stats.delivered.fetch_add(n, Ordering::Relaxed);
+                batch.clear();
+                return;
+            }
+            Err(e) if attempt < attempts => {
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, attempt, events = n, "usage sink failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(config.retry_cap);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = n, "usage sink failed; batch given up");
+            }
+        }
+    }
+    stats.failed.fetch_add(n, Ordering::Relaxed);
+    metrics::counter!("tollgate_usage_failed").increment(n);
+    batch.clear();
+}
