@@ -39,7 +39,8 @@ trap cleanup EXIT
 start() { # mode port
     local log; log=$(mktemp)
     if [ "$1" = bare ]; then "$BIN" --bare --listen "127.0.0.1:$2" >"$log" 2>&1 &
-    else "$BIN" --listen "127.0.0.1:$2" >"$log" 2>&1 & fi
+    # --quiet: no access log (figures stay comparable); GATEWAY_FLAGS adds flags.
+    else "$BIN" --quiet ${GATEWAY_FLAGS:-} --listen "127.0.0.1:$2" >"$log" 2>&1 & fi
     pids+=($!)
     for _ in $(seq 1 100); do grep -q "listening on" "$log" && return 0; sleep 0.1; done
     echo "the $1 server did not start:" >&2; cat "$log" >&2; exit 1

@@ -10,14 +10,22 @@
 //! proxies to another HTTP server instead of the in-memory store: the path
 //! after the stage is appended to `URL`, the query kept (`--upstream
 //! http://127.0.0.1:9090/prod` in front of a `--bare` pet store on port 9090).
+//! Each request is logged on stdout in API Gateway's CLF-like access log
+//! format (`--quiet` to stop it); `--metrics-listen ADDR` serves Prometheus
+//! metrics (API Gateway's CloudWatch names, prefixed `apigateway_`) at
+//! `http://ADDR/metrics`. Ctrl-C delivers every queued usage event, then exits.
 
 #[path = "common/petstore.rs"]
 mod petstore;
 
 use petstore::{Options, PetStore};
 use tokio::net::TcpListener;
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusBuilder;
 use tollgate::Gateway;
 use tollgate::integration::HttpIntegration;
+use tollgate::usage::{AccessLogSink, CLF, MetricsSink, Reporter};
 
 #[tokio::main]
 async fn main() {
@@ -28,10 +36,32 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    // Usage: one access log line per request on stdout, and Prometheus
+    // metrics with --metrics-listen.
+    let mut reporters = Vec::new();
+    if !opts.bare {
+        if !opts.quiet {
+            let log = AccessLogSink::template(CLF).unwrap_or_else(|e| {
+                eprintln!("{e}");
+                std::process::exit(1);
+            });
+            reporters.push(Reporter::new(Arc::new(log)));
+        }
+        if let Some(addr) = opts.metrics_listen {
+            if let Err(e) = PrometheusBuilder::new().with_http_listener(addr).install() {
+                eprintln!("cannot serve metrics on {addr}: {e}");
+                std::process::exit(1);
+            }
+            // Prometheus names may not start with a digit: `apigateway_4XXError`.
+            let sink = MetricsSink::new().prefix("apigateway_");
+            reporters.push(Reporter::new(Arc::new(sink)));
+            println!("metrics on http://{addr}/metrics");
+        }
+    }
     let gateway = if opts.bare {
         None
     } else {
-        match petstore::build_gateway(&opts.config) {
+        match petstore::build_gateway_with(&opts.config, reporters) {
             Ok(g) => Some(g),
             Err(e) => {
                 eprintln!("{e}");
@@ -60,7 +90,8 @@ async fn main() {
         Some(gateway) => {
             print_welcome(&gateway, &addr.to_string());
             // Per-client limits need the peer address on each request.
-            let per_client = gateway.config().throttle_options.per_client.is_some();
+            // (and access logs, for the client address).
+            let per_client = gateway.config().throttle_options.per_client.is_some() || !opts.quiet;
             match &opts.upstream {
                 Some(url) => {
                     let upstream = match HttpIntegration::forward_to(url) {
@@ -79,6 +110,8 @@ async fn main() {
                     petstore::serve(listener, svc, per_client, shutdown).await;
                 }
             }
+            // Ctrl-C: every queued usage event is delivered before exit.
+            gateway.shutdown_reporters().await;
         }
     }
 }

@@ -63,6 +63,14 @@ impl Body {
         }
     }
 
+    /// The length of a body held whole in memory (`None` for a streaming one).
+    pub(crate) fn in_memory_len(&self) -> Option<u64> {
+        match &self.kind {
+            Kind::Full(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Boxed(_) => None,
+        }
+    }
+
     /// A body held in memory; `Bytes` clones share the buffer.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();

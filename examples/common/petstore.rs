@@ -269,8 +269,20 @@ fn not_found(id: u64) -> Response<Body> {
 /// The gateway of the example: the config at `path`, and the toy bearer
 /// authorizer its `dev` stage names (`Authorization: Bearer letmein`).
 pub fn build_gateway(path: &std::path::Path) -> Result<Gateway, tollgate::ConfigError> {
+    build_gateway_with(path, Vec::new())
+}
+
+/// The same, reporting usage to `reporters`.
+pub fn build_gateway_with(
+    path: &std::path::Path,
+    reporters: Vec<tollgate::usage::Reporter>,
+) -> Result<Gateway, tollgate::ConfigError> {
     let config = tollgate::Config::from_path(path)?;
-    Gateway::builder(config)
+    let mut builder = Gateway::builder(config);
+    for r in reporters {
+        builder = builder.reporter(r);
+    }
+    builder
         .authorizer("bearer", |req: AuthorizerRequest| async move {
             Ok(match req.identity("header.Authorization") {
                 Some("Bearer letmein") => {
@@ -289,6 +301,8 @@ pub struct Options {
     pub listen: SocketAddr,
     pub bare: bool,
     pub upstream: Option<String>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub quiet: bool,
 }
 
 impl Options {
@@ -297,7 +311,9 @@ impl Options {
         \x20 --listen ADDR   address to listen on (default 127.0.0.1:8080)\n\
         \x20 --bare          serve the pet store with no gateway in front (for benchmarks)\n\
         \x20 --upstream URL  proxy to this base URL (the path after the stage appended,\n\
-        \x20                 the query kept) instead of the in-memory store";
+        \x20                 the query kept) instead of the in-memory store\n\
+        \x20 --metrics-listen ADDR  serve Prometheus metrics at http://ADDR/metrics\n\
+        \x20 --quiet         no access log lines on stdout";
 
     pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
         let mut opts = Self {
@@ -308,6 +324,8 @@ impl Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             bare: false,
             upstream: None,
+            metrics_listen: None,
+            quiet: false,
         };
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -320,6 +338,12 @@ impl Options {
                 "--upstream" => {
                     opts.upstream = Some(args.next().ok_or("--upstream needs a URL")?);
                 }
+                "--metrics-listen" => {
+                    let v = args.next().ok_or("--metrics-listen needs an address")?;
+                    opts.metrics_listen =
+                        Some(v.parse().map_err(|e| format!("--metrics-listen {v}: {e}"))?);
+                }
+                "--quiet" => opts.quiet = true,
                 "-h" | "--help" => return Err(Self::USAGE.to_owned()),
                 other => return Err(format!("unknown argument `{other}`\n{}", Self::USAGE)),
             }

@@ -24,6 +24,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::context::{ApiKeyIdentity, RequestContext};
 use crate::gateway::{CacheKeyParam, CacheSettings};
 use crate::response::{GatewayResponseKind, GatewayResponses};
+use crate::usage::IntegrationLatency;
 
 /// The `x-cache` response header.
 pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
@@ -195,8 +196,11 @@ pub struct CacheLayer {
     shared: Arc<Shared>,
 }
 
-type Flight = SharedFuture<Pin<Box<dyn Future<Output = Option<Arc<CachedResponse>>> + Send>>>;
-type WeakFlight = WeakShared<Pin<Box<dyn Future<Output = Option<Arc<CachedResponse>>> + Send>>>;
+/// What a flight shares: the entry, and how long the backend took (the
+/// leader's to report).
+type Landed = Option<(Arc<CachedResponse>, Option<IntegrationLatency>)>;
+type Flight = SharedFuture<Pin<Box<dyn Future<Output = Landed> + Send>>>;
+type WeakFlight = WeakShared<Pin<Box<dyn Future<Output = Landed> + Send>>>;
 
 struct Shared {
     stores: Stores,
@@ -504,6 +508,7 @@ fn from_entry(
     } else {
         Body::full(entry.body().clone())
     };
+    tracing::debug!(layer = "cache", decision = status.as_str(), "cache answered");
     let mut res = Response::new(body);
     *res.status_mut() = entry.status();
     *res.headers_mut() = entry.headers().clone();
@@ -520,6 +525,7 @@ fn from_entry(
 }
 
 fn mark(mut res: Response<Body>, status: CacheStatus, headers: bool) -> Response<Body> {
+    tracing::debug!(layer = "cache", decision = status.as_str(), "cache passed the request on");
     if headers {
         res.headers_mut()
             .insert(X_CACHE.clone(), HeaderValue::from_static(status.as_str()));
@@ -890,10 +896,17 @@ impl Lookup {
             }
         };
         match flight.await {
-            Some(entry) if failed(entry.status()) && stale.is_some() => {
+            Some((entry, _)) if failed(entry.status()) && stale.is_some() => {
                 Ok(stand_in(&stale).expect("checked"))
             }
-            Some(entry) => Ok(from_entry(&entry, CacheStatus::Miss, false, now, headers)),
+            Some((entry, took)) => {
+                let mut res = from_entry(&entry, CacheStatus::Miss, false, now, headers);
+                // The request that made the call reports its latency.
+                if let (Some(took), None) = (took, &req) {
+                    res.extensions_mut().insert(took);
+                }
+                Ok(res)
+            }
             None => {
                 let taken = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
                 match (taken, req) {
@@ -920,7 +933,7 @@ impl Lookup {
         slot: LeaderSlot<E>,
         now: u64,
         refresh: bool,
-    ) -> impl Future<Output = Option<Arc<CachedResponse>>> + Send + 'static
+    ) -> impl Future<Output = Landed> + Send + 'static
     where
         F: Future<Output = Result<Response<ResB>, E>> + Send + 'static,
         E: Send + 'static,
@@ -946,6 +959,7 @@ impl Lookup {
                             None
                         }
                         Ok((parts, body)) => {
+                            let took = parts.extensions.get::<IntegrationLatency>().copied();
                             let entry = Arc::new(CachedResponse::new(
                                 parts.status,
                                 parts.headers,
@@ -961,7 +975,7 @@ impl Lookup {
                             if let Err(e) = stored {
                                 tracing::warn!(error = %e, "cache store failed to update an entry");
                             }
-                            Some(entry)
+                            Some((entry, took))
                         }
                     }
                 }

@@ -60,7 +60,8 @@ impl Shared {
         }
     }
 
-    fn forbidden(&self) -> Decision {
+    fn forbidden(&self, reason: &'static str) -> Decision {
+        tracing::debug!(layer = "api_key", decision = "reject", reason, "API key refused");
         // One answer for every way a key can be wrong: no oracle.
         gate::Decision::Reject(Box::new(
             self.responses.respond(GatewayResponseKind::InvalidApiKey),
@@ -70,7 +71,7 @@ impl Shared {
     fn decide(&self, found: Found, head: RequestHead<'_>) -> Decision {
         let record = match found {
             Ok(Some(r)) => r,
-            Ok(None) => return self.forbidden(),
+            Ok(None) => return self.forbidden("unknown key"),
             Err(e) => {
                 self.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, fail_mode = ?self.fail_mode, "key store failed");
@@ -84,7 +85,7 @@ impl Shared {
             }
         };
         if !record.usable_at_nanos(i128::from(self.clock.unix_nanos())) {
-            return self.forbidden();
+            return self.forbidden("disabled or expired key");
         }
         let plan = match &self.plans {
             None => record.plans.first().cloned(),
@@ -95,7 +96,7 @@ impl Shared {
                     .get::<RequestContext>()
                     .map(|c| c.endpoint().stage())
                 else {
-                    return self.forbidden();
+                    return self.forbidden("no stage");
                 };
                 let covering = record.plans.iter().find(|p| {
                     plans
@@ -105,10 +106,11 @@ impl Shared {
                 match covering {
                     Some(p) => Some(p.clone()),
                     // A key outside every plan of this stage is not a key here.
-                    None => return self.forbidden(),
+                    None => return self.forbidden("no plan of the key covers this stage"),
                 }
             }
         };
+        tracing::debug!(layer = "api_key", decision = "admit", key_id = %record.id, plan = ?plan, "API key accepted");
         gate::Decision::Admit(Some(
             ApiKeyIdentity::new(record.id.clone(), plan)
                 .created_at(record.created.unix_timestamp())
@@ -155,7 +157,7 @@ where
             .extract(head)
             .map(|value| shared.hasher.digest(&value))
         else {
-            return ResponseFuture::new(GateFuture::now(shared.forbidden(), &mut self.inner, req));
+            return ResponseFuture::new(GateFuture::now(shared.forbidden("no key in the request"), &mut self.inner, req));
         };
         let gate = match shared.store.get_now(&digest) {
             Some(found) => {

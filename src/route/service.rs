@@ -100,6 +100,12 @@ where
             let res = responses.respond(GatewayResponseKind::BadRequestParameters);
             return ResponseFuture::rejected(res, Routed::new(request_id, None), report);
         };
+        tracing::debug!(
+            layer = "route",
+            stage = endpoint.stage(),
+            resource = endpoint.resource(),
+            "routed"
+        );
         let original_uri = std::mem::replace(&mut parts.uri, stripped);
         let routed = Routed::new(request_id, report.then(|| endpoint.clone()));
         parts.extensions.insert(RequestContext {

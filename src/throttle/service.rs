@@ -234,6 +234,7 @@ impl Shared {
             }));
         }
         let wait = outcome.retry_after.unwrap_or(outcome.reset);
+        tracing::debug!(layer = "throttle", decision = "reject", scope = ?scope, retry_after = ?wait, "rate limit reached");
         let mut res = self.responses.respond(GatewayResponseKind::Throttled);
         headers::insert(
             res.headers_mut(),

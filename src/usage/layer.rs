@@ -344,8 +344,17 @@ where
                 let mut event = pending.event(res.status().as_u16(), Outcome::Completed);
                 read_extensions(&mut event, res.extensions());
                 let (parts, body) = res.into_parts();
+                let body = Body::new(body);
+                if let Some(len) = body.in_memory_len() {
+                    // A body held whole in memory goes out in one write:
+                    // reported now, its length as sent, with no wrapper.
+                    event.response_bytes = len;
+                    event.latency = pending.elapsed();
+                    emit(&pending.shared, event);
+                    return Poll::Ready(Ok(Response::from_parts(parts, body)));
+                }
                 let body = Reporting {
-                    inner: Body::new(body),
+                    inner: body,
                     pending: Some((pending, event)),
                     sent: 0,
                 };

@@ -1,12 +1,13 @@
 //! The reporter: a bounded queue between the request path and a sink.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::event::UsageEvent;
@@ -75,9 +76,14 @@ struct Stats {
 }
 
 struct Inner {
-    tx: mpsc::Sender<UsageEvent>,
+    tx: SyncSender<UsageEvent>,
     stats: Arc<Stats>,
-    stop: Arc<Notify>,
+    /// Events queued and not yet taken by the task.
+    queued: Arc<AtomicUsize>,
+    /// Wakes the task: a batch is full, or shutdown.
+    wake: Arc<Notify>,
+    stopping: Arc<AtomicBool>,
+    batch_size: usize,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -120,15 +126,30 @@ impl Reporter {
 
     /// A reporter for `sink` with `config`.
     pub fn with_config(sink: Arc<dyn UsageSink>, config: ReporterConfig) -> Self {
-        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        // A plain bounded channel: a send is a few atomics and never wakes
+        // anyone; the task is woken once per full batch, or by its timer.
+        let (tx, rx) = sync_channel(config.queue.max(1));
         let stats = Arc::new(Stats::default());
-        let stop = Arc::new(Notify::new());
-        let task = tokio::spawn(run(sink, rx, config, stats.clone(), stop.clone()));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let wake = Arc::new(Notify::new());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(run(Task {
+            sink,
+            rx,
+            config,
+            stats: stats.clone(),
+            queued: queued.clone(),
+            wake: wake.clone(),
+            stopping: stopping.clone(),
+        }));
         Self {
             inner: Arc::new(Inner {
                 tx,
                 stats,
-                stop,
+                queued,
+                wake,
+                stopping,
+                batch_size: config.batch_size.max(1),
                 task: Mutex::new(Some(task)),
             }),
         }
@@ -137,9 +158,14 @@ impl Reporter {
     /// Queues `event`; drops and counts it when the queue is full or the
     /// reporter has shut down. Never waits.
     pub fn record(&self, event: UsageEvent) {
-        if self.inner.tx.try_send(event).is_err() {
-            self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        let inner = &*self.inner;
+        if inner.stopping.load(Ordering::Relaxed) || inner.tx.try_send(event).is_err() {
+            inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("tollgate_usage_dropped").increment(1);
+            return;
+        }
+        if inner.queued.fetch_add(1, Ordering::Relaxed) + 1 == inner.batch_size {
+            inner.wake.notify_one();
         }
     }
 
@@ -166,7 +192,8 @@ impl Reporter {
     /// Stops taking events, delivers everything queued, and returns once the
     /// sink has it (or every attempt failed). Later calls return at once.
     pub async fn shutdown(&self) {
-        self.inner.stop.notify_one();
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_one();
         let task = self
             .inner
             .task
@@ -179,60 +206,65 @@ impl Reporter {
     }
 }
 
-async fn run(
+struct Task {
     sink: Arc<dyn UsageSink>,
-    mut rx: mpsc::Receiver<UsageEvent>,
+    rx: Receiver<UsageEvent>,
     config: ReporterConfig,
     stats: Arc<Stats>,
-    stop: Arc<Notify>,
-) {
-    let size = config.batch_size.max(1);
-    let mut batch: Vec<UsageEvent> = Vec::with_capacity(size.min(4096));
-    let mut deadline = None;
-    loop {
-        let flush_at = deadline;
-        tokio::select! {
-            biased;
-            () = stop.notified() => {
-                // Take what is queued, then deliver it all.
-                rx.close();
-                while let Some(e) = rx.recv().await {
-                    batch.push(e);
-                    if batch.len() >= size {
-                        deliver(&*sink, &mut batch, &config, &stats).await;
-                    }
-                }
-                deliver(&*sink, &mut batch, &config, &stats).await;
-                return;
+    queued: Arc<AtomicUsize>,
+    wake: Arc<Notify>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Task {
+    /// Moves up to `room` queued events into `batch`; `false` once the
+    /// channel is closed and empty.
+    fn take(&self, batch: &mut Vec<UsageEvent>, room: usize) -> bool {
+        let mut taken = 0;
+        let open = loop {
+            if taken == room {
+                break true;
             }
-            next = rx.recv() => match next {
-                Some(e) => {
-                    if batch.is_empty() {
-                        deadline = Some(tokio::time::Instant::now() + config.flush_interval);
-                    }
+            match self.rx.try_recv() {
+                Ok(e) => {
                     batch.push(e);
-                    if batch.len() >= size {
-                        deliver(&*sink, &mut batch, &config, &stats).await;
-                        deadline = None;
-                    }
+                    taken += 1;
                 }
-                None => {
-                    deliver(&*sink, &mut batch, &config, &stats).await;
-                    return;
-                }
-            },
-            () = sleep_until(flush_at), if flush_at.is_some() => {
-                deliver(&*sink, &mut batch, &config, &stats).await;
-                deadline = None;
+                Err(TryRecvError::Empty) => break true,
+                Err(TryRecvError::Disconnected) => break false,
             }
-        }
+        };
+        self.queued.fetch_sub(taken, Ordering::Relaxed);
+        open
     }
 }
 
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+async fn run(task: Task) {
+    let size = task.config.batch_size.max(1);
+    let mut batch: Vec<UsageEvent> = Vec::with_capacity(size.min(4096));
+    loop {
+        // Full batches go out at once; a partial one when the interval ends.
+        let woken = tokio::time::timeout(task.config.flush_interval, task.wake.notified()).await;
+        let stopping = task.stopping.load(Ordering::SeqCst);
+        loop {
+            let room = size - batch.len();
+            let open = task.take(&mut batch, room);
+            let full = batch.len() >= size;
+            if full || woken.is_err() || stopping || !open {
+                deliver(&*task.sink, &mut batch, &task.config, &task.stats).await;
+            }
+            if !full || !open {
+                break;
+            }
+        }
+        if stopping {
+            // Events that raced the stop flag are taken too.
+            while task.take(&mut batch, size) && !batch.is_empty() {
+                deliver(&*task.sink, &mut batch, &task.config, &task.stats).await;
+            }
+            deliver(&*task.sink, &mut batch, &task.config, &task.stats).await;
+            return;
+        }
     }
 }
 

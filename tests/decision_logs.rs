@@ -1,0 +1,97 @@
+//! `RUST_LOG=tollgate=debug` says which layer decided and why. Alone in its
+//! test binary: tracing's per-callsite interest cache is global, and tests on
+//! other threads without a subscriber would race it.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use tollgate::auth::authorizer::{AuthorizerRequest, Verdict};
+use tollgate::{Body, Config, Gateway};
+use tower::{ServiceExt, service_fn};
+
+/// A writer that keeps what tracing writes.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn take(&self) -> String {
+        String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
+    }
+}
+
+const CONFIG: &str = r#"
+routes:
+  /pets: [GET]
+  /pets/{id}: [GET]
+  /me: [GET]
+stages:
+  prod:
+    methods:
+      /pets/GET: { api_key_required: true, cache: { enabled: true } }
+      /pets/{id}/GET: { throttle: { rate: 1, burst: 1 } }
+      /me/GET: { authorization: authorizer, authorizer: who }
+plans:
+  p: { stages: [prod] }
+keys:
+  - { name: k, value: key-0123456789abcdefghij, plans: [p] }
+authorizers:
+  who: { identity_sources: [header.Authorization], ttl: 0 }
+"#;
+
+async fn run(gw: &Gateway, req: Request<Body>) {
+    let inner = service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from("ok")))
+    });
+    let res = gw.service(inner).oneshot(req).await.unwrap();
+    res.into_body().collect().await.unwrap();
+}
+
+#[tokio::test]
+async fn debug_logs_say_which_layer_decided_and_why() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let gw = Gateway::builder(Config::from_yaml_str(CONFIG).unwrap())
+        .authorizer("who", |_req: AuthorizerRequest| async { Ok(Verdict::deny("nobody")) })
+        .build()
+        .unwrap();
+    let get = |path: &str| Request::get(path);
+
+    run(&gw, get("/prod/pets").header("x-api-key", "wrong-0123456789abcdefgh").body(Body::empty()).unwrap()).await;
+    let t = logs.take();
+    assert!(t.contains("layer=\"api_key\"") && t.contains("reason=\"unknown key\""), "{t}");
+    assert!(t.contains("kind=\"INVALID_API_KEY\""), "{t}");
+    assert!(!t.contains("wrong-0123456789abcdefgh"), "the key never reaches a log");
+
+    run(&gw, get("/prod/pets/1").body(Body::empty()).unwrap()).await;
+    run(&gw, get("/prod/pets/1").body(Body::empty()).unwrap()).await;
+    let t = logs.take();
+    assert!(t.contains("layer=\"route\"") && t.contains("resource=\"/pets/{id}\""), "{t}");
+    assert!(t.contains("layer=\"throttle\"") && t.contains("decision=\"reject\""), "{t}");
+
+    run(&gw, get("/prod/me").header("authorization", "bob").body(Body::empty()).unwrap()).await;
+    let t = logs.take();
+    assert!(t.contains("layer=\"authorizer\"") && t.contains("kind=\"ACCESS_DENIED\""), "{t}");
+
+    run(&gw, get("/prod/pets").header("x-api-key", "key-0123456789abcdefghij").body(Body::empty()).unwrap()).await;
+    let t = logs.take();
+    assert!(t.contains("layer=\"api_key\"") && t.contains("decision=\"admit\""), "{t}");
+    assert!(t.contains("layer=\"cache\"") && t.contains("decision=\"Miss\""), "{t}");
+}
