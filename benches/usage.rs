@@ -73,12 +73,20 @@ fn layer(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("usage_layer");
     g.bench_function("bare_inner_service", |b| {
-        b.iter_batched(request, |r| drop(ready(bare.call(r))), BatchSize::SmallInput)
+        b.iter_batched(
+            request,
+            |r| drop(ready(bare.call(r))),
+            BatchSize::SmallInput,
+        )
     });
     g.bench_function("record", |b| {
         // The response (and its body) is dropped in the timed part: that is
         // when the event is queued.
-        b.iter_batched(request, |r| drop(ready(reported.call(r))), BatchSize::SmallInput)
+        b.iter_batched(
+            request,
+            |r| drop(ready(reported.call(r))),
+            BatchSize::SmallInput,
+        )
     });
     g.finish();
     assert_eq!(reporter.dropped(), 0, "the queue kept up");

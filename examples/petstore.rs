@@ -19,8 +19,8 @@
 mod petstore;
 
 use petstore::{Options, PetStore};
-use tokio::net::TcpListener;
 use std::sync::Arc;
+use tokio::net::TcpListener;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tollgate::Gateway;

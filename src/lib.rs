@@ -48,9 +48,9 @@
 //! | [`auth`] | [`SigV4Layer`](auth::sigv4::SigV4Layer), [`AuthorizerLayer`](auth::authorizer::AuthorizerLayer): SigV4, custom authorizers | available |
 //! | [`cache`] | [`CacheLayer`](cache::CacheLayer): stage cache, coalesced misses, stale-if-error | available |
 //! | [`mapping`], [`integration`] | [`MappingLayer`](mapping::MappingLayer): parameters, templates; HTTP proxy, mock | available |
-//! | `usage` | usage events and sinks | planned |
+//! | [`usage`] | [`UsageLayer`](usage::UsageLayer): usage events, reporter, sinks | available |
 //!
-//! Behind a [`Gateway`] the order is route, SigV4, custom authorizer, API
+//! Behind a [`Gateway`] the order is usage (when reporting), route, SigV4, custom authorizer, API
 //! key, throttle, meter, cache, mapping, then each method's integration (the
 //! inner service by default).
 //!
@@ -75,8 +75,8 @@ pub mod response;
 pub mod route;
 pub mod store;
 pub mod throttle;
-pub mod usage;
 mod ttl_cache;
+pub mod usage;
 
 pub use self::body::Body;
 pub use self::context::{

@@ -314,7 +314,11 @@ impl GatewayResponses {
 
 /// Notes the kind on a gateway response, and says why at debug level.
 fn mark(mut res: Response<Body>, kind: GatewayResponseKind) -> Response<Body> {
-    tracing::debug!(kind = kind.as_str(), status = res.status().as_u16(), "gateway response");
+    tracing::debug!(
+        kind = kind.as_str(),
+        status = res.status().as_u16(),
+        "gateway response"
+    );
     res.extensions_mut().insert(kind);
     res
 }

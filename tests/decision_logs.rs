@@ -69,29 +69,73 @@ async fn debug_logs_say_which_layer_decided_and_why() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     let gw = Gateway::builder(Config::from_yaml_str(CONFIG).unwrap())
-        .authorizer("who", |_req: AuthorizerRequest| async { Ok(Verdict::deny("nobody")) })
+        .authorizer("who", |_req: AuthorizerRequest| async {
+            Ok(Verdict::deny("nobody"))
+        })
         .build()
         .unwrap();
     let get = |path: &str| Request::get(path);
 
-    run(&gw, get("/prod/pets").header("x-api-key", "wrong-0123456789abcdefgh").body(Body::empty()).unwrap()).await;
+    run(
+        &gw,
+        get("/prod/pets")
+            .header("x-api-key", "wrong-0123456789abcdefgh")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     let t = logs.take();
-    assert!(t.contains("layer=\"api_key\"") && t.contains("reason=\"unknown key\""), "{t}");
+    assert!(
+        t.contains("layer=\"api_key\"") && t.contains("reason=\"unknown key\""),
+        "{t}"
+    );
     assert!(t.contains("kind=\"INVALID_API_KEY\""), "{t}");
-    assert!(!t.contains("wrong-0123456789abcdefgh"), "the key never reaches a log");
+    assert!(
+        !t.contains("wrong-0123456789abcdefgh"),
+        "the key never reaches a log"
+    );
 
     run(&gw, get("/prod/pets/1").body(Body::empty()).unwrap()).await;
     run(&gw, get("/prod/pets/1").body(Body::empty()).unwrap()).await;
     let t = logs.take();
-    assert!(t.contains("layer=\"route\"") && t.contains("resource=\"/pets/{id}\""), "{t}");
-    assert!(t.contains("layer=\"throttle\"") && t.contains("decision=\"reject\""), "{t}");
+    assert!(
+        t.contains("layer=\"route\"") && t.contains("resource=\"/pets/{id}\""),
+        "{t}"
+    );
+    assert!(
+        t.contains("layer=\"throttle\"") && t.contains("decision=\"reject\""),
+        "{t}"
+    );
 
-    run(&gw, get("/prod/me").header("authorization", "bob").body(Body::empty()).unwrap()).await;
+    run(
+        &gw,
+        get("/prod/me")
+            .header("authorization", "bob")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     let t = logs.take();
-    assert!(t.contains("layer=\"authorizer\"") && t.contains("kind=\"ACCESS_DENIED\""), "{t}");
+    assert!(
+        t.contains("layer=\"authorizer\"") && t.contains("kind=\"ACCESS_DENIED\""),
+        "{t}"
+    );
 
-    run(&gw, get("/prod/pets").header("x-api-key", "key-0123456789abcdefghij").body(Body::empty()).unwrap()).await;
+    run(
+        &gw,
+        get("/prod/pets")
+            .header("x-api-key", "key-0123456789abcdefghij")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     let t = logs.take();
-    assert!(t.contains("layer=\"api_key\"") && t.contains("decision=\"admit\""), "{t}");
-    assert!(t.contains("layer=\"cache\"") && t.contains("decision=\"Miss\""), "{t}");
+    assert!(
+        t.contains("layer=\"api_key\"") && t.contains("decision=\"admit\""),
+        "{t}"
+    );
+    assert!(
+        t.contains("layer=\"cache\"") && t.contains("decision=\"Miss\""),
+        "{t}"
+    );
 }

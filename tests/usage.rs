@@ -101,7 +101,8 @@ fn gateway(reporter: Reporter) -> Gateway {
 
 /// The backend: `/boom` panics, `/sick` answers 503, `/stream` streams
 /// until the test stops reading.
-fn backend() -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
+fn backend()
+-> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
 + Clone
 + Send
 + 'static {
@@ -117,7 +118,9 @@ fn backend() -> impl Service<Request<Body>, Response = Response<Body>, Error = I
                 let chunks = futures_util::stream::iter([Bytes::from_static(b"first")])
                     .map(|b| Ok::<_, Infallible>(http_body::Frame::data(b)))
                     .chain(futures_util::stream::pending());
-                Ok(Response::new(Body::new(http_body_util::StreamBody::new(chunks))))
+                Ok(Response::new(Body::new(http_body_util::StreamBody::new(
+                    chunks,
+                ))))
             }
             _ => Ok(Response::new(Body::from("pets!"))),
         }
@@ -145,32 +148,95 @@ async fn one_event_per_request_for_every_outcome() {
     let reporter = Reporter::new(sink.clone());
     let gw = gateway(reporter.clone());
     let key = "key-0123456789abcdefghij";
-    let key_id = gw.key_manager().list().await.unwrap().iter().find(|k| k.name == "k").unwrap().id.to_string();
+    let key_id = gw
+        .key_manager()
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .find(|k| k.name == "k")
+        .unwrap()
+        .id
+        .to_string();
 
     // 2xx, a miss then a hit.
-    let (_, h) = run(&gw, get("/prod/pets").header("x-api-key", key).body(Body::empty()).unwrap()).await;
+    let (_, h) = run(
+        &gw,
+        get("/prod/pets")
+            .header("x-api-key", key)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     let request_id = h["x-amzn-requestid"].to_str().unwrap().to_owned();
-    run(&gw, get("/prod/pets").header("x-api-key", key).body(Body::empty()).unwrap()).await;
+    run(
+        &gw,
+        get("/prod/pets")
+            .header("x-api-key", key)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     // A rejection from each deciding layer.
     run(&gw, get("/prod/cats").body(Body::empty()).unwrap()).await; // route
-    run(&gw, Request::delete("/prod/pets").body(Body::empty()).unwrap()).await; // 405
+    run(
+        &gw,
+        Request::delete("/prod/pets").body(Body::empty()).unwrap(),
+    )
+    .await; // 405
     run(&gw, get("/prod/pets").body(Body::empty()).unwrap()).await; // no key
     run(&gw, get("/prod/pets/1").body(Body::empty()).unwrap()).await;
     run(&gw, get("/prod/pets/1").body(Body::empty()).unwrap()).await; // throttled
     let small = "small-0123456789abcdefgh";
-    run(&gw, get("/quota/pets").header("x-api-key", small).body(Body::empty()).unwrap()).await;
-    run(&gw, get("/quota/pets").header("x-api-key", small).body(Body::empty()).unwrap()).await; // quota
+    run(
+        &gw,
+        get("/quota/pets")
+            .header("x-api-key", small)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    run(
+        &gw,
+        get("/quota/pets")
+            .header("x-api-key", small)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await; // quota
     run(&gw, get("/prod/me").body(Body::empty()).unwrap()).await; // authorizer: no identity
-    run(&gw, get("/prod/me").header("authorization", "bob").body(Body::empty()).unwrap()).await; // deny
+    run(
+        &gw,
+        get("/prod/me")
+            .header("authorization", "bob")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await; // deny
     run(&gw, get("/prod/signed").body(Body::empty()).unwrap()).await; // no signature
-    run(&gw, Request::post("/prod/pets").header("content-type", "text/plain").body(Body::from("12345")).unwrap()).await; // 415
+    run(
+        &gw,
+        Request::post("/prod/pets")
+            .header("content-type", "text/plain")
+            .body(Body::from("12345"))
+            .unwrap(),
+    )
+    .await; // 415
     // 5xx from the backend, and a panic.
     run(&gw, get("/prod/sick").body(Body::empty()).unwrap()).await;
     let (status, h) = run(&gw, get("/prod/boom").body(Body::empty()).unwrap()).await;
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "a panic is answered");
+    assert_eq!(
+        status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "a panic is answered"
+    );
     assert_eq!(h["x-tollgate-error-type"], "DEFAULT_5XX");
     // A client that leaves mid-body, and one that leaves before any response.
-    let res = gw.service(backend()).oneshot(get("/prod/stream").body(Body::empty()).unwrap()).await.unwrap();
+    let res = gw
+        .service(backend())
+        .oneshot(get("/prod/stream").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let mut body = res.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
     assert_eq!(first, "first");
@@ -179,8 +245,14 @@ async fn one_event_per_request_for_every_outcome() {
         std::future::pending::<()>().await;
         Ok::<_, Infallible>(Response::new(Body::empty()))
     });
-    let call = gw.service(slow).oneshot(get("/prod/sick").body(Body::empty()).unwrap());
-    assert!(tokio::time::timeout(Duration::from_millis(20), call).await.is_err());
+    let call = gw
+        .service(slow)
+        .oneshot(get("/prod/sick").body(Body::empty()).unwrap());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(20), call)
+            .await
+            .is_err()
+    );
 
     reporter.shutdown().await;
     let events = sink.take();
@@ -214,20 +286,32 @@ async fn one_event_per_request_for_every_outcome() {
     let first = &events[0];
     assert_eq!(first.request_id.unwrap().to_string(), request_id);
     assert_eq!(&*first.api, "zoo");
-    assert_eq!((first.stage(), first.resource()), (Some("prod"), Some("/pets")));
+    assert_eq!(
+        (first.stage(), first.resource()),
+        (Some("prod"), Some("/pets"))
+    );
     assert_eq!(first.method, Method::GET);
     assert_eq!(first.api_key_id.as_deref(), Some(key_id.as_str()));
     assert_eq!(first.cache, Some(CacheStatus::Miss));
     assert_eq!(events[1].cache, Some(CacheStatus::Hit));
-    assert!(first.integration_latency.is_some(), "the backend was called");
-    assert!(events[1].integration_latency.is_none(), "a hit calls nothing");
+    assert!(
+        first.integration_latency.is_some(),
+        "the backend was called"
+    );
+    assert!(
+        events[1].integration_latency.is_none(),
+        "a hit calls nothing"
+    );
     assert_eq!(first.response_bytes, 5);
     assert_eq!(first.source_ip, Some("198.51.100.4".parse().unwrap()));
     assert_eq!(first.user_agent.as_deref(), Some("test/1"));
     assert!(first.latency >= first.integration_latency.unwrap());
     assert_eq!(events[2].stage(), None, "no route, no stage");
     assert_eq!(events[12].request_bytes, 5);
-    assert_eq!(events[15].response_bytes, 5, "what was sent before the client left");
+    assert_eq!(
+        events[15].response_bytes, 5,
+        "what was sent before the client left"
+    );
     assert_eq!(reporter.dropped(), 0);
 }
 
@@ -270,7 +354,10 @@ async fn a_stalled_sink_never_holds_a_request_and_drops_only_beyond_the_queue() 
         .map(|_| {
             let svc = svc.clone();
             tokio::spawn(async move {
-                let res = svc.oneshot(get("/prod/sick").body(Body::empty()).unwrap()).await.unwrap();
+                let res = svc
+                    .oneshot(get("/prod/sick").body(Body::empty()).unwrap())
+                    .await
+                    .unwrap();
                 res.into_body().collect().await.unwrap();
             })
         })
@@ -281,10 +368,18 @@ async fn a_stalled_sink_never_holds_a_request_and_drops_only_beyond_the_queue() 
             .expect("a request waited on the sink")
             .unwrap();
     }
-    assert_eq!(reporter.dropped(), 400, "the events beyond the queue of 100");
+    assert_eq!(
+        reporter.dropped(),
+        400,
+        "the events beyond the queue of 100"
+    );
     sink.release.notify_one();
     reporter.shutdown().await;
-    assert_eq!(sink.got.load(Ordering::SeqCst), 101, "nothing under the bound lost");
+    assert_eq!(
+        sink.got.load(Ordering::SeqCst),
+        101,
+        "nothing under the bound lost"
+    );
     assert_eq!(reporter.delivered(), 101);
 }
 
@@ -301,16 +396,29 @@ async fn shutdown_flushes_and_retries_do_not_duplicate() {
     let reporter = Reporter::with_config(sink.clone(), config);
     let gw = gateway(reporter.clone());
     for i in 0..10 {
-        run(&gw, get(&format!("/prod/pets/{i}?n={i}")).body(Body::empty()).unwrap()).await;
+        run(
+            &gw,
+            get(&format!("/prod/pets/{i}?n={i}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     }
     // Nothing has gone out yet: the batch is neither full nor due.
     assert_eq!(sink.calls.load(Ordering::SeqCst), 0);
     gw.shutdown_reporters().await;
     let events = sink.take();
-    assert_eq!(sink.calls.load(Ordering::SeqCst), 3, "two failures, then the one that took it");
+    assert_eq!(
+        sink.calls.load(Ordering::SeqCst),
+        3,
+        "two failures, then the one that took it"
+    );
     assert_eq!(reporter.retries(), 2);
     assert_eq!(events.len(), 10, "each event once");
-    let mut ids: Vec<String> = events.iter().map(|e| e.request_id.unwrap().to_string()).collect();
+    let mut ids: Vec<String> = events
+        .iter()
+        .map(|e| e.request_id.unwrap().to_string())
+        .collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 10);
@@ -323,9 +431,30 @@ async fn sample_events() -> Vec<UsageEvent> {
     let sink = Arc::new(Collect::default());
     let reporter = Reporter::new(sink.clone());
     let gw = gateway(reporter.clone());
-    run(&gw, get("/prod/pets").header("x-api-key", "key-0123456789abcdefghij").body(Body::empty()).unwrap()).await;
-    run(&gw, get("/prod/pets").header("x-api-key", "key-0123456789abcdefghij").body(Body::empty()).unwrap()).await;
-    run(&gw, get("/prod/me").header("authorization", "alice").body(Body::empty()).unwrap()).await;
+    run(
+        &gw,
+        get("/prod/pets")
+            .header("x-api-key", "key-0123456789abcdefghij")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    run(
+        &gw,
+        get("/prod/pets")
+            .header("x-api-key", "key-0123456789abcdefghij")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    run(
+        &gw,
+        get("/prod/me")
+            .header("authorization", "alice")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     run(&gw, get("/prod/nope").body(Body::empty()).unwrap()).await;
     run(&gw, get("/prod/sick").body(Body::empty()).unwrap()).await;
     reporter.shutdown().await;
@@ -359,12 +488,16 @@ async fn the_metrics_sink_emits_cloudwatch_names_and_labels() {
             DebugValue::Counter(n) => {
                 counters.insert((k.name().to_owned(), label("stage"), label("resource")), n);
             }
-            DebugValue::Histogram(v) => *histograms.entry(k.name().to_owned()).or_default() += v.len(),
+            DebugValue::Histogram(v) => {
+                *histograms.entry(k.name().to_owned()).or_default() += v.len()
+            }
             DebugValue::Gauge(_) => {}
         }
     }
     let c = |name: &str, stage: &str, resource: &str| {
-        counters.get(&(name.to_owned(), stage.to_owned(), resource.to_owned())).copied()
+        counters
+            .get(&(name.to_owned(), stage.to_owned(), resource.to_owned()))
+            .copied()
     };
     assert_eq!(c("Count", "prod", "/pets"), Some(2));
     assert_eq!(c("CacheMissCount", "prod", "/pets"), Some(1));
@@ -397,7 +530,9 @@ async fn the_access_log_renders_each_variable() {
     let events = sample_events().await;
     let format = "$context.requestId|$context.extendedRequestId|$context.identity.sourceIp|$context.identity.userAgent|$context.identity.apiKeyId|$context.httpMethod|$context.resourcePath|$context.stage|$context.apiId|$context.status|$context.responseLength|$context.responseLatency|$context.integrationLatency|$context.requestTime|$context.requestTimeEpoch|$context.error.responseType|$context.authorizer.principalId";
     let out = Shared::default();
-    let sink = AccessLogSink::template(format).unwrap().to_writer(out.clone());
+    let sink = AccessLogSink::template(format)
+        .unwrap()
+        .to_writer(out.clone());
     sink.send(&events).await.unwrap();
     let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('|').collect()).collect();
@@ -412,9 +547,15 @@ async fn the_access_log_renders_each_variable() {
     assert_eq!(miss[4], &**e.api_key_id.as_ref().unwrap());
     assert_eq!(&miss[5..11], ["GET", "/pets", "prod", "zoo", "200", "5"]);
     assert_eq!(miss[11], e.latency.as_millis().to_string());
-    assert_eq!(miss[12], e.integration_latency.unwrap().as_millis().to_string());
-    let t = time::OffsetDateTime::from_unix_timestamp((e.time_unix_nanos / 1_000_000_000) as i64).unwrap();
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    assert_eq!(
+        miss[12],
+        e.integration_latency.unwrap().as_millis().to_string()
+    );
+    let t = time::OffsetDateTime::from_unix_timestamp((e.time_unix_nanos / 1_000_000_000) as i64)
+        .unwrap();
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     assert_eq!(
         miss[13],
         format!(
@@ -431,11 +572,18 @@ async fn the_access_log_renders_each_variable() {
     assert_eq!((miss[15], miss[16]), ("-", "-"));
     assert_eq!(lines[1][12], "-", "a hit has no integration latency");
     assert_eq!(lines[2][16], "alice");
-    assert_eq!((lines[3][6], lines[3][9], lines[3][15]), ("-", "404", "RESOURCE_NOT_FOUND"));
+    assert_eq!(
+        (lines[3][6], lines[3][9], lines[3][15]),
+        ("-", "404", "RESOURCE_NOT_FOUND")
+    );
     assert!(AccessLogSink::template("$context.bogus").is_err());
 
     let out = Shared::default();
-    AccessLogSink::json_lines().to_writer(out.clone()).send(&events).await.unwrap();
+    AccessLogSink::json_lines()
+        .to_writer(out.clone())
+        .send(&events)
+        .await
+        .unwrap();
     let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(first["requestId"], id);
@@ -458,23 +606,33 @@ async fn the_http_sink_posts_json_batches() {
         let status = status.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let posted = posted.clone();
                 let status = status.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let posted = posted.clone();
-                        let status = status.clone();
-                        async move {
-                            assert_eq!(req.uri().path(), "/report");
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            posted.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
-                            let mut res = Response::new(http_body_util::Full::new(Bytes::new()));
-                            *res.status_mut() = StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap();
-                            Ok::<_, Infallible>(res)
-                        }
-                    });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let svc =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let posted = posted.clone();
+                            let status = status.clone();
+                            async move {
+                                assert_eq!(req.uri().path(), "/report");
+                                let body = req.into_body().collect().await.unwrap().to_bytes();
+                                posted
+                                    .lock()
+                                    .unwrap()
+                                    .push(serde_json::from_slice(&body).unwrap());
+                                let mut res =
+                                    Response::new(http_body_util::Full::new(Bytes::new()));
+                                *res.status_mut() =
+                                    StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap();
+                                Ok::<_, Infallible>(res)
+                            }
+                        });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });
@@ -498,27 +656,56 @@ async fn the_http_sink_posts_json_batches() {
 async fn the_aggregate_counts_and_answers_usage_records_without_a_quota() {
     let agg = Arc::new(AggregatingSink::new());
     let reporter = Reporter::new(agg.clone());
+    let clock = tollgate::clock::ManualClock::at_unix_secs(1_800_000_000);
     let gw = Gateway::builder(Config::from_yaml_str(CONFIG).unwrap())
-        .authorizer("who", |_req: AuthorizerRequest| async { Ok(Verdict::deny("x")) })
+        .clock(clock)
+        .authorizer("who", |_req: AuthorizerRequest| async {
+            Ok(Verdict::deny("x"))
+        })
         .reporter(reporter.clone())
         .usage_records_from(agg.clone())
         .build()
         .unwrap();
     let key = "key-0123456789abcdefghij";
     for _ in 0..3 {
-        run(&gw, get("/prod/pets").header("x-api-key", key).body(Body::empty()).unwrap()).await;
+        run(
+            &gw,
+            get("/prod/pets")
+                .header("x-api-key", key)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     }
     run(&gw, get("/prod/sick").body(Body::empty()).unwrap()).await;
     run(&gw, get("/prod/nope").body(Body::empty()).unwrap()).await;
     reporter.shutdown().await;
 
-    let key_id = gw.key_manager().list().await.unwrap().iter().find(|k| k.name == "k").unwrap().id.to_string();
-    let today = time::OffsetDateTime::now_utc().date();
+    let key_id = gw
+        .key_manager()
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .find(|k| k.name == "k")
+        .unwrap()
+        .id
+        .to_string();
+    let today = time::OffsetDateTime::from_unix_timestamp(1_800_000_000)
+        .unwrap()
+        .date();
     assert_eq!(agg.key_day(&key_id, today), 3);
     let pets = agg.endpoint("prod", "/pets", &Method::GET);
     assert_eq!((pets.count, pets.cache_misses, pets.cache_hits), (3, 1, 2));
     assert_eq!(agg.endpoint("prod", "/sick", &Method::GET).server_errors, 1);
-    assert_eq!((agg.status_class(2), agg.status_class(4), agg.status_class(5)), (3, 1, 1));
+    assert_eq!(
+        (
+            agg.status_class(2),
+            agg.status_class(4),
+            agg.status_class(5)
+        ),
+        (3, 1, 1)
+    );
     assert_eq!(agg.day(today), 5);
     assert_eq!(agg.total(), 5);
 

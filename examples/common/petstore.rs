@@ -340,8 +340,10 @@ impl Options {
                 }
                 "--metrics-listen" => {
                     let v = args.next().ok_or("--metrics-listen needs an address")?;
-                    opts.metrics_listen =
-                        Some(v.parse().map_err(|e| format!("--metrics-listen {v}: {e}"))?);
+                    opts.metrics_listen = Some(
+                        v.parse()
+                            .map_err(|e| format!("--metrics-listen {v}: {e}"))?,
+                    );
                 }
                 "--quiet" => opts.quiet = true,
                 "-h" | "--help" => return Err(Self::USAGE.to_owned()),

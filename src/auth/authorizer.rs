@@ -315,7 +315,12 @@ fn source_value(head: RequestHead<'_>, source: &str) -> Option<String> {
 
 impl Shared {
     fn refuse(&self, kind: GatewayResponseKind) -> Decision {
-        tracing::debug!(layer = "authorizer", decision = "reject", kind = kind.as_str(), "authorizer refused");
+        tracing::debug!(
+            layer = "authorizer",
+            decision = "reject",
+            kind = kind.as_str(),
+            "authorizer refused"
+        );
         gate::Decision::Reject(Box::new(self.responses.respond(kind)))
     }
 

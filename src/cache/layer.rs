@@ -508,7 +508,11 @@ fn from_entry(
     } else {
         Body::full(entry.body().clone())
     };
-    tracing::debug!(layer = "cache", decision = status.as_str(), "cache answered");
+    tracing::debug!(
+        layer = "cache",
+        decision = status.as_str(),
+        "cache answered"
+    );
     let mut res = Response::new(body);
     *res.status_mut() = entry.status();
     *res.headers_mut() = entry.headers().clone();
@@ -525,7 +529,11 @@ fn from_entry(
 }
 
 fn mark(mut res: Response<Body>, status: CacheStatus, headers: bool) -> Response<Body> {
-    tracing::debug!(layer = "cache", decision = status.as_str(), "cache passed the request on");
+    tracing::debug!(
+        layer = "cache",
+        decision = status.as_str(),
+        "cache passed the request on"
+    );
     if headers {
         res.headers_mut()
             .insert(X_CACHE.clone(), HeaderValue::from_static(status.as_str()));

@@ -30,7 +30,6 @@ use crate::keys::{
     self, ApiKey, ApiKeyLayer, InMemoryKeyStore, KeyHasher, KeyManager, KeySource, KeyStore,
 };
 use crate::mapping::{MappingLayer, MappingService};
-use crate::usage::{AggregatingSink, Reporter, Usage, UsageLayer};
 use crate::plans::{
     CounterStore, InMemoryCounterStore, Meter, MeterLayer, PlanBook, PlanManager, UsageRecords,
 };
@@ -39,6 +38,7 @@ use crate::route::table::Lookup;
 use crate::route::{self, Route, RouteLayer};
 use crate::store::{FailMode, StoreError};
 use crate::throttle::{DEFAULT_MAX_KEYS, InMemoryRateStore, RateStore, Throttle, ThrottleLayer};
+use crate::usage::{AggregatingSink, Reporter, Usage, UsageLayer};
 
 /// An API gateway built from one [`Config`]: wrap any service with it.
 ///
@@ -349,9 +349,9 @@ impl GatewayBuilder {
                         .map(|h| {
                             let timeout = timeout_ms
                                 .map_or(crate::integration::DEFAULT_TIMEOUT, Duration::from_millis);
-                            Integration::Http(
+                            Integration::Http(Box::new(
                                 h.timeout(timeout).responses(resolved.responses.clone()),
-                            )
+                            ))
                         })
                 }
                 IntegrationConfig::Mock {

@@ -20,7 +20,7 @@ use std::time::Duration;
 /// A configured integration.
 #[derive(Debug, Clone)]
 pub(crate) enum Integration {
-    Http(HttpIntegration),
+    Http(Box<HttpIntegration>),
     Mock(MockIntegration),
 }
 

@@ -61,7 +61,12 @@ impl Shared {
     }
 
     fn forbidden(&self, reason: &'static str) -> Decision {
-        tracing::debug!(layer = "api_key", decision = "reject", reason, "API key refused");
+        tracing::debug!(
+            layer = "api_key",
+            decision = "reject",
+            reason,
+            "API key refused"
+        );
         // One answer for every way a key can be wrong: no oracle.
         gate::Decision::Reject(Box::new(
             self.responses.respond(GatewayResponseKind::InvalidApiKey),
@@ -157,7 +162,11 @@ where
             .extract(head)
             .map(|value| shared.hasher.digest(&value))
         else {
-            return ResponseFuture::new(GateFuture::now(shared.forbidden("no key in the request"), &mut self.inner, req));
+            return ResponseFuture::new(GateFuture::now(
+                shared.forbidden("no key in the request"),
+                &mut self.inner,
+                req,
+            ));
         };
         let gate = match shared.store.get_now(&digest) {
             Some(found) => {

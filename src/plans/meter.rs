@@ -225,7 +225,12 @@ impl Shared {
         &self,
         charge: &Charge<I>,
     ) -> Response<Body> {
-        tracing::debug!(layer = "meter", decision = "reject", key_id = charge.identity.key_id(), "quota exceeded");
+        tracing::debug!(
+            layer = "meter",
+            decision = "reject",
+            key_id = charge.identity.key_id(),
+            "quota exceeded"
+        );
         let mut res = self.responses.respond(GatewayResponseKind::QuotaExceeded);
         let wait = u64::try_from(charge.window.end.saturating_sub(charge.now))
             .unwrap_or(u64::MAX)

@@ -125,10 +125,7 @@ impl UsageRecords {
             let mut day = start;
             while day <= end {
                 let Some(quota) = quota else {
-                    let used = self
-                        .aggregate
-                        .as_ref()
-                        .map_or(0, |a| a.key_day(&id, day));
+                    let used = self.aggregate.as_ref().map_or(0, |a| a.key_day(&id, day));
                     days.push([i64::try_from(used).unwrap_or(i64::MAX), -1]);
                     day = day.next_day().unwrap_or(day);
                     if day == Date::MAX {

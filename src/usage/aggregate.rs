@@ -9,8 +9,8 @@ use http::Method;
 use time::{Date, OffsetDateTime};
 
 use super::event::UsageEvent;
-use crate::context::Endpoint;
 use super::reporter::{SinkError, UsageSink};
+use crate::context::Endpoint;
 
 /// Counts of one stage, resource and method.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,7 +27,6 @@ pub struct EndpointCounts {
     /// Cache misses.
     pub cache_misses: u64,
 }
-
 
 #[derive(Default)]
 struct Counts {
@@ -50,7 +49,7 @@ const MINUTES_KEPT: i64 = 2 * 24 * 60;
 /// any time; per-minute counts are kept two days.
 ///
 /// A [`Gateway`](crate::Gateway) built with
-/// [`usage_aggregate`](crate::gateway::GatewayBuilder::usage_aggregate)
+/// [`usage_records_from`](crate::gateway::GatewayBuilder::usage_records_from)
 /// answers `UsageRecords::get_usage` from it for plans without a quota (the
 /// meter counts only what a quota needs).
 #[derive(Default)]
@@ -152,7 +151,9 @@ impl AggregatingSink {
         self.lock()
             .endpoint
             .iter()
-            .filter(|((_, m), (e, _))| m == method && e.stage() == stage && e.resource() == resource)
+            .filter(|((_, m), (e, _))| {
+                m == method && e.stage() == stage && e.resource() == resource
+            })
             .fold(EndpointCounts::default(), |mut all, (_, (_, c))| {
                 all.count += c.count;
                 all.client_errors += c.client_errors;

@@ -105,16 +105,16 @@ impl Serialize for UsageEvent {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("requestTimeEpoch", &(self.time_unix_nanos / 1_000_000))?;
-        m.serialize_entry(
-            "requestId",
-            &self.request_id.map(|id| id.to_string()),
-        )?;
+        m.serialize_entry("requestId", &self.request_id.map(|id| id.to_string()))?;
         m.serialize_entry("apiName", &*self.api)?;
         m.serialize_entry("stage", &self.stage())?;
         m.serialize_entry("resourcePath", &self.resource())?;
         m.serialize_entry("httpMethod", self.method.as_str())?;
         m.serialize_entry("status", &self.status)?;
-        m.serialize_entry("errorType", &self.rejection.map(GatewayResponseKind::as_str))?;
+        m.serialize_entry(
+            "errorType",
+            &self.rejection.map(GatewayResponseKind::as_str),
+        )?;
         m.serialize_entry("responseLatency", &millis(self.latency))?;
         m.serialize_entry("integrationLatency", &self.integration_latency.map(millis))?;
         m.serialize_entry("requestLength", &self.request_bytes)?;

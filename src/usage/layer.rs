@@ -391,9 +391,7 @@ fn read_extensions(event: &mut UsageEvent, ext: &http::Extensions) {
         event.endpoint.clone_from(&r.endpoint);
     }
     event.rejection = ext.get::<GatewayResponseKind>().copied();
-    event.api_key_id = ext
-        .get::<ApiKeyIdentity>()
-        .map(|k| Arc::from(k.key_id()));
+    event.api_key_id = ext.get::<ApiKeyIdentity>().map(|k| Arc::from(k.key_id()));
     event.principal = ext
         .get::<SigV4Identity>()
         .map(|s| s.principal.clone())

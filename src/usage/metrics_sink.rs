@@ -49,7 +49,7 @@ impl MetricsSink {
 
     /// Emits one event's metrics.
     pub fn emit(&self, e: &UsageEvent) {
-        let labels = vec![
+        let labels = [
             Label::new("api", e.api.to_string()),
             Label::new("stage", e.stage().unwrap_or("-").to_owned()),
             Label::new("resource", e.resource().unwrap_or("-").to_owned()),

@@ -269,7 +269,12 @@ async fn run(task: Task) {
 }
 
 /// Sends `batch` until the sink takes it or the attempts run out; empties it.
-async fn deliver(sink: &dyn UsageSink, batch: &mut Vec<UsageEvent>, config: &ReporterConfig, stats: &Stats) {
+async fn deliver(
+    sink: &dyn UsageSink,
+    batch: &mut Vec<UsageEvent>,
+    config: &ReporterConfig,
+    stats: &Stats,
+) {
     if batch.is_empty() {
         return;
     }

@@ -133,7 +133,13 @@ type Decision = gate::Decision<Option<SigV4Identity>>;
 
 impl Shared {
     fn refuse(&self, kind: GatewayResponseKind, message: Option<&str>) -> Decision {
-        tracing::debug!(layer = "sigv4", decision = "reject", kind = kind.as_str(), reason = message.unwrap_or(kind.default_message()), "signature refused");
+        tracing::debug!(
+            layer = "sigv4",
+            decision = "reject",
+            kind = kind.as_str(),
+            reason = message.unwrap_or(kind.default_message()),
+            "signature refused"
+        );
         let res = match message {
             Some(m) => self.responses.respond_with_message(kind, m),
             None => self.responses.respond(kind),
