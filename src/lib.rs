@@ -77,6 +77,8 @@ pub mod store;
 pub mod throttle;
 mod ttl_cache;
 pub mod usage;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 pub use self::body::Body;
 pub use self::context::{

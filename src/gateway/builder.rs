@@ -38,7 +38,7 @@ use crate::route::table::Lookup;
 use crate::route::{self, Route, RouteLayer};
 use crate::store::{FailMode, StoreError};
 use crate::throttle::{DEFAULT_MAX_KEYS, InMemoryRateStore, RateStore, Throttle, ThrottleLayer};
-use crate::usage::{AggregatingSink, Reporter, Usage, UsageLayer};
+use crate::usage::{Reporter, Usage, UsageCounts, UsageLayer};
 
 /// An API gateway built from one [`Config`]: wrap any service with it.
 ///
@@ -61,7 +61,7 @@ struct Shared {
     mapping: MappingLayer,
     integrations: Option<Arc<[Option<Integration>]>>,
     usage: UsageLayer,
-    aggregate: Option<Arc<AggregatingSink>>,
+    aggregate: Option<Arc<dyn UsageCounts>>,
     cache_stores: HashMap<Arc<str>, Arc<dyn CacheStore>>,
     key_store: Arc<dyn KeyStore>,
     counter_store: Arc<dyn CounterStore>,
@@ -92,7 +92,7 @@ pub struct GatewayBuilder {
     credential_store: Option<Arc<dyn CredentialStore>>,
     authorizers: HashMap<String, Arc<dyn Authorizer>>,
     reporters: Vec<Reporter>,
-    aggregate: Option<Arc<AggregatingSink>>,
+    aggregate: Option<Arc<dyn UsageCounts>>,
 }
 
 impl fmt::Debug for GatewayBuilder {
@@ -112,8 +112,10 @@ impl GatewayBuilder {
     }
 
     /// Lets [`Gateway::usage`] answer `get_usage` for plans without a quota
-    /// from `aggregate` (feed it with a [`Reporter`] too).
-    pub fn usage_records_from(mut self, aggregate: Arc<AggregatingSink>) -> Self {
+    /// from `aggregate` (feed it with a [`Reporter`] too): an
+    /// [`AggregatingSink`](crate::usage::AggregatingSink), or a
+    /// `RedisUsageSink` that every gateway adds to.
+    pub fn usage_records_from(mut self, aggregate: Arc<dyn UsageCounts>) -> Self {
         self.aggregate = Some(aggregate);
         self
     }

@@ -41,6 +41,13 @@ pub struct Count {
     pub used: i64,
 }
 
+impl Count {
+    /// A result: whether it was admitted, and the count after the call.
+    pub fn new(admitted: bool, used: i64) -> Self {
+        Self { admitted, used }
+    }
+}
+
 /// Keeps request counters: atomic check-and-increment against a limit.
 #[async_trait]
 pub trait CounterStore: Send + Sync + fmt::Debug + 'static {

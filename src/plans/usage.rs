@@ -18,7 +18,7 @@ pub struct UsageRecords {
     keys: Arc<dyn KeyStore>,
     plans: PlanBook,
     clock: Arc<dyn Clock>,
-    aggregate: Option<Arc<crate::usage::AggregatingSink>>,
+    aggregate: Option<Arc<dyn crate::usage::UsageCounts>>,
 }
 
 /// Usage of one plan over a range of days, as GetUsage reports it.
@@ -70,7 +70,7 @@ impl UsageRecords {
 
     /// Answers `get_usage` for plans without a quota from `aggregate`'s
     /// per-key daily counts (remaining is then -1: no quota).
-    pub(crate) fn with_aggregate(mut self, aggregate: Arc<crate::usage::AggregatingSink>) -> Self {
+    pub(crate) fn with_aggregate(mut self, aggregate: Arc<dyn crate::usage::UsageCounts>) -> Self {
         self.aggregate = Some(aggregate);
         self
     }
@@ -125,7 +125,10 @@ impl UsageRecords {
             let mut day = start;
             while day <= end {
                 let Some(quota) = quota else {
-                    let used = self.aggregate.as_ref().map_or(0, |a| a.key_day(&id, day));
+                    let used = match &self.aggregate {
+                        Some(a) => a.key_day(&id, day).await?,
+                        None => 0,
+                    };
                     days.push([i64::try_from(used).unwrap_or(i64::MAX), -1]);
                     day = day.next_day().unwrap_or(day);
                     if day == Date::MAX {

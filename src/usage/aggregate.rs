@@ -189,6 +189,21 @@ impl AggregatingSink {
     }
 }
 
+/// Per-key daily counts that [`UsageRecords`](crate::plans::UsageRecords)
+/// can read for plans without a quota (`GatewayBuilder::usage_records_from`).
+#[async_trait]
+pub trait UsageCounts: Send + Sync + 'static {
+    /// Requests of `key_id` on `day` (UTC).
+    async fn key_day(&self, key_id: &str, day: Date) -> Result<u64, crate::store::StoreError>;
+}
+
+#[async_trait]
+impl UsageCounts for AggregatingSink {
+    async fn key_day(&self, key_id: &str, day: Date) -> Result<u64, crate::store::StoreError> {
+        Ok(AggregatingSink::key_day(self, key_id, day))
+    }
+}
+
 #[async_trait]
 impl UsageSink for AggregatingSink {
     async fn send(&self, batch: &[UsageEvent]) -> Result<(), SinkError> {

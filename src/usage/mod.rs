@@ -55,7 +55,7 @@ mod metrics_sink;
 mod reporter;
 
 pub use access_log::{AccessLogSink, CLF, UnknownVariable};
-pub use aggregate::{AggregatingSink, EndpointCounts};
+pub use aggregate::{AggregatingSink, EndpointCounts, UsageCounts};
 pub use event::{CLIENT_CLOSED_REQUEST, Outcome, UsageEvent};
 pub use http_sink::HttpSink;
 pub use layer::{Counted, IntegrationLatency, ResponseFuture, Usage, UsageLayer};

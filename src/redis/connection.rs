@@ -1,0 +1,179 @@
+//! One shared, self-reconnecting connection per Redis URL.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, RedisResult, Script};
+
+use crate::store::{StoreError, StoreErrorKind};
+
+/// How stores talk to Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    /// Prefix of every key (and its hash tag). Default `tollgate`.
+    pub namespace: String,
+    /// The most one call may take, reconnection included. Default 50 ms.
+    pub timeout: Duration,
+    /// The most one connection attempt may take. Default 1 s.
+    pub connect_timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            namespace: "tollgate".to_owned(),
+            timeout: Duration::from_millis(50),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RedisOptions {
+    /// The defaults with `namespace`.
+    pub fn namespace(namespace: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// The Lua scripts, loaded once per connection.
+pub(crate) struct Scripts {
+    pub(crate) gcra: Script,
+    pub(crate) quota: Script,
+    pub(crate) add: Script,
+    pub(crate) put_key: Script,
+    pub(crate) delete_key: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            gcra: Script::new(super::rate::GCRA),
+            quota: Script::new(super::counter::QUOTA),
+            add: Script::new(super::counter::ADD),
+            put_key: Script::new(super::keys::PUT_KEY),
+            delete_key: Script::new(super::keys::DELETE_KEY),
+        }
+    }
+
+    fn all(&self) -> [&Script; 5] {
+        [
+            &self.gcra,
+            &self.quota,
+            &self.add,
+            &self.put_key,
+            &self.delete_key,
+        ]
+    }
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    namespace: String,
+    timeout: Duration,
+    errors: AtomicU64,
+    scripts: Scripts,
+}
+
+/// A connection to one Redis server, shared by every store built on it
+/// (clone it freely: clones share the connection and the error count).
+#[derive(Clone)]
+pub struct RedisConnection {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConnection")
+            .field("namespace", &self.inner.namespace)
+            .field("timeout", &self.inner.timeout)
+            .field("errors", &self.errors())
+            .finish_non_exhaustive()
+    }
+}
+
+fn store_error(e: &::redis::RedisError) -> StoreError {
+    // The message names the failure, never a key or a value.
+    StoreError::unavailable(format!("redis: {}", e.category()))
+}
+
+impl RedisConnection {
+    /// Connects to `url` (`redis://127.0.0.1:6379`) and loads the scripts.
+    pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
+        let client = Client::open(url)
+            .map_err(|e| StoreError::new(StoreErrorKind::Protocol, format!("redis URL: {}", e.category())))?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(options.timeout))
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(100));
+        let conn = tokio::time::timeout(
+            options.connect_timeout,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| StoreError::timeout("redis: connecting timed out"))?
+        .map_err(|e| store_error(&e))?;
+        let this = Self {
+            inner: Arc::new(Inner {
+                conn,
+                namespace: options.namespace,
+                timeout: options.timeout,
+                errors: AtomicU64::new(0),
+                scripts: Scripts::new(),
+            }),
+        };
+        for script in this.inner.scripts.all() {
+            let mut conn = this.inner.conn.clone();
+            tokio::time::timeout(options.connect_timeout, script.prepare_invoke().load_async(&mut conn))
+                .await
+                .map_err(|_| StoreError::timeout("redis: loading scripts timed out"))?
+                .map_err(|e| store_error(&e))?;
+        }
+        Ok(this)
+    }
+
+    /// Calls that failed or timed out since the connection was made.
+    pub fn errors(&self) -> u64 {
+        self.inner.errors.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    pub(crate) fn scripts(&self) -> &Scripts {
+        &self.inner.scripts
+    }
+
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    /// Runs one call under the timeout; failures are counted.
+    pub(crate) async fn run<T>(
+        &self,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.inner.timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                self.inner.errors.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("tollgate_redis_errors").increment(1);
+                Err(store_error(&e))
+            }
+            Err(_) => {
+                self.inner.errors.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("tollgate_redis_errors").increment(1);
+                Err(StoreError::timeout("redis: the call timed out"))
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Redis backends (feature `redis`): many gateway processes share one set of
+//! limits, quota counters, API keys, credentials and usage counts.
+//!
+//! One [`RedisConnection`] per Redis URL (a multiplexed, self-reconnecting
+//! `ConnectionManager`) is shared by every store built on it. Each call is
+//! bounded by a timeout (50 ms by default); a call that fails or times out is
+//! a [`StoreError`](crate::store::StoreError) of kind `Unavailable`, counted
+//! in [`RedisConnection::errors`], and the layer above follows its
+//! [`FailMode`](crate::store::FailMode). When Redis comes back, the
+//! connection comes back by itself.
+//!
+//! - [`RedisRateStore`]: GCRA in one Lua script, all limits of a check at
+//!   once, with the server's `TIME` as the clock (gateways whose clocks
+//!   disagree still agree), in microseconds (Lua numbers are doubles: every
+//!   value stays under 2^53). A bucket's key expires once the bucket is full
+//!   again. A bucket refills at most once per microsecond: rates above
+//!   1,000,000 per second are held to that.
+//! - [`RedisCounterStore`]: quota check-and-increment in one script; keys
+//!   by plan, key id and period start, expiring with the period.
+//! - [`RedisKeyStore`] and [`RedisCredentialStore`]: records by digest and
+//!   by access key id; put a [`CachingKeyStore`](crate::keys::CachingKeyStore)
+//!   (or [`CachingCredentialStore`](crate::auth::sigv4::CachingCredentialStore))
+//!   in front. The [`KeyManager`](crate::keys::KeyManager) works against them.
+//! - [`RedisUsageSink`]: per key per day and per minute counts, `HINCRBY` in
+//!   one pipeline per batch.
+//!
+//! Scripts are loaded when the connection is made (`SCRIPT LOAD`), so calls
+//! use `EVALSHA`; after a Redis restart the first call reloads them.
+//!
+//! Key schema (`NS` is [`RedisOptions::namespace`], `tollgate` by default):
+//!
+//! | key | type | TTL |
+//! |---|---|---|
+//! | `{NS}:rate:SCOPE` | string: the bucket's TAT, µs | until the bucket is full + 1 s |
+//! | `{NS:quota}:KIND:PLAN:KEY_ID:START` | string: a counter | the period's end |
+//! | `{NS:keys}:digest:HEX` | string: a key record, JSON | none |
+//! | `{NS:keys}:id:ID` | string: the digest hex | none |
+//! | `{NS:keys}:all` | set of key ids | none |
+//! | `{NS:creds}:ACCESS_KEY_ID` | string: credentials, JSON (the secret in clear: SigV4 needs it) | none |
+//! | `{NS:usage}:day:YYYY-MM-DD` | hash: key id → requests | 90 days |
+//! | `{NS:usage}:minute:UNIX_MINUTE_START` | hash: key id → requests | 2 days |
+//!
+//! The braces are Redis Cluster hash tags: the keys one call touches share a
+//! slot. Every rate key of a namespace is in one slot (a check touches the
+//! gateway-wide bucket as well as the key's); run several namespaces to
+//! spread limits over a cluster.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use tollgate::redis::{RedisConnection, RedisCounterStore, RedisOptions, RedisRateStore};
+//! use tollgate::{Config, Gateway};
+//!
+//! let redis = RedisConnection::connect("redis://127.0.0.1:6379", RedisOptions::default()).await?;
+//! let gateway = Gateway::builder(Config::from_path("gateway.yaml")?)
+//!     .rate_store(Arc::new(RedisRateStore::new(redis.clone())))
+//!     .counter_store(Arc::new(RedisCounterStore::new(redis.clone())))
+//!     .build()?;
+//! # let _ = gateway; Ok(()) }
+//! ```
+
+mod connection;
+mod counter;
+mod keys;
+mod rate;
+mod usage;
+
+pub use connection::{RedisConnection, RedisOptions};
+pub use counter::RedisCounterStore;
+pub use keys::{RedisCredentialStore, RedisKeyStore};
+pub use rate::RedisRateStore;
+pub use usage::RedisUsageSink;

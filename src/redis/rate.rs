@@ -1,0 +1,119 @@
+//! Token buckets in Redis: GCRA in one Lua script.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::connection::RedisConnection;
+use crate::store::{StoreError, StoreErrorKind};
+use crate::throttle::{Limit, Outcome, RateStore};
+
+/// GCRA over every limit of a check, all or nothing, in microseconds of
+/// the server's clock. ARGV holds, per key, the interval, the tolerance and
+/// the spare tokens. Returns `{admitted, binding, remaining, reset, retry}`
+/// (µs; -1 for "never").
+pub(crate) const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tats = {}
+local best_i, best_rem, best_reset = 0, -1, 0
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[3 * i - 2])
+  local tolerance = tonumber(ARGV[3 * i - 1])
+  local spare = tonumber(ARGV[3 * i])
+  if interval == 0 then
+    return {0, i - 1, 0, -1, -1}
+  end
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local ahead = tat - now
+  if ahead < 0 then ahead = 0 end
+  if ahead > tolerance then
+    return {0, i - 1, 0, ahead, ahead - tolerance}
+  end
+  local reset = ahead + interval
+  local remaining = spare
+  if ahead > 0 then
+    remaining = math.floor((tolerance - ahead) / interval)
+  end
+  tats[i] = now + reset
+  if best_rem < 0 or remaining < best_rem or (remaining == best_rem and reset > best_reset) then
+    best_i, best_rem, best_reset = i - 1, remaining, reset
+  end
+end
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], string.format('%d', tats[i]), 'PX', math.floor((tats[i] - now) / 1000) + 1000)
+end
+return {1, best_i, best_rem, best_reset, 0}
+";
+
+/// The largest value sent to the script: Lua numbers are doubles.
+const MAX_US: u64 = 1 << 52;
+
+/// Throttle buckets shared by every gateway on one Redis; see the
+/// [module docs](super).
+#[derive(Clone)]
+pub struct RedisRateStore {
+    redis: RedisConnection,
+}
+
+impl fmt::Debug for RedisRateStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRateStore")
+            .field("redis", &self.redis)
+            .finish()
+    }
+}
+
+impl RedisRateStore {
+    /// Buckets on `redis`.
+    pub fn new(redis: RedisConnection) -> Self {
+        Self { redis }
+    }
+
+    /// The Redis key of a bucket.
+    pub fn key(&self, limit: &Limit<'_>) -> String {
+        format!("{{{}}}:rate:{}", self.redis.namespace(), limit.key)
+    }
+}
+
+fn micros(v: i64) -> Duration {
+    match u64::try_from(v) {
+        Ok(us) => Duration::from_micros(us),
+        // -1: never.
+        Err(_) => Duration::from_nanos(u64::MAX),
+    }
+}
+
+#[async_trait]
+impl RateStore for RedisRateStore {
+    async fn check(&self, limits: &[Limit<'_>]) -> Result<Outcome, StoreError> {
+        if limits.is_empty() {
+            return Ok(Outcome::new(true, 0, u32::MAX, Duration::ZERO, None));
+        }
+        let script = &self.redis.scripts().gcra;
+        let mut call = script.prepare_invoke();
+        for limit in limits {
+            let nanos = limit.rate.interval_nanos();
+            // At least 1 µs between tokens; 0 stays 0 (blocked).
+            let interval = if nanos == 0 { 0 } else { nanos.div_ceil(1000).min(MAX_US) };
+            let spare = u64::from(limit.rate.burst().saturating_sub(1));
+            let tolerance = interval.saturating_mul(spare).min(MAX_US);
+            call.key(self.key(limit)).arg(interval).arg(tolerance).arg(spare);
+        }
+        let mut conn = self.redis.conn();
+        let (admitted, binding, remaining, reset, retry): (i64, i64, i64, i64, i64) =
+            self.redis.run(call.invoke_async(&mut conn)).await?;
+        let binding = usize::try_from(binding)
+            .ok()
+            .filter(|b| *b < limits.len())
+            .ok_or_else(|| StoreError::new(StoreErrorKind::Protocol, "redis: a bad binding index"))?;
+        Ok(Outcome::new(
+            admitted == 1,
+            binding,
+            u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+            micros(reset),
+            (admitted != 1).then(|| micros(retry)),
+        ))
+    }
+}

@@ -1,0 +1,419 @@
+//! The Redis backends against a real redis-server (started here on a free
+//! loopback port, `--save ''`, no AOF, stopped at the end): the same
+//! behavioural suites as the in-memory stores, exact limits and quotas across
+//! three gateways, clock skew, and Redis going away and coming back.
+#![cfg(feature = "redis")]
+
+use std::convert::Infallible;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use time::OffsetDateTime;
+use tollgate::auth::sigv4::{Credential, CredentialStore, InMemoryCredentialStore};
+use tollgate::clock::{ManualClock, SystemClock};
+use tollgate::gateway::Secret;
+use tollgate::keys::{CachingKeyStore, InMemoryKeyStore, KeyDigest, KeyRecord, KeyStore};
+use tollgate::plans::{CounterKey, CounterKind, CounterStore, InMemoryCounterStore};
+use tollgate::redis::{
+    RedisConnection, RedisCounterStore, RedisCredentialStore, RedisKeyStore, RedisOptions,
+    RedisRateStore, RedisUsageSink,
+};
+use tollgate::throttle::{InMemoryRateStore, Limit, Rate, RateKey, RateStore};
+use tollgate::usage::{Reporter, UsageCounts};
+use tollgate::{Body, Config, Gateway};
+use tower::{ServiceExt, service_fn};
+
+/// A redis-server of this test's own.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::on(port)
+    }
+
+    fn on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/run installs it with apt-get)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Self { child, port };
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn connect(server: &Server, namespace: &str) -> RedisConnection {
+    let mut options = RedisOptions::namespace(namespace);
+    options.timeout = Duration::from_millis(200);
+    RedisConnection::connect(&server.url(), options).await.unwrap()
+}
+
+// ---- behavioural suites, run against both twins ----
+
+async fn rate_suite(store: &dyn RateStore) {
+    let slow = Rate::new(1.0 / 3600.0, 3);
+    let a = Limit {
+        key: RateKey::Custom("a"),
+        rate: slow,
+    };
+    let b = Limit {
+        key: RateKey::Custom("b"),
+        rate: Rate::new(1.0 / 3600.0, 1),
+    };
+    // A burst of 3, then refusals with a retry time.
+    for left in [2, 1, 0] {
+        let out = store.check(&[a]).await.unwrap();
+        assert!(out.admitted);
+        assert_eq!(out.remaining, left);
+    }
+    let out = store.check(&[a]).await.unwrap();
+    assert!(!out.admitted);
+    let retry = out.retry_after.unwrap();
+    assert!(retry > Duration::from_secs(3500) && retry <= Duration::from_secs(3600), "{retry:?}");
+    // All or nothing: `b` admits, `a` refuses, so `b` is not charged.
+    let out = store.check(&[b, a]).await.unwrap();
+    assert!(!out.admitted);
+    assert_eq!(out.binding, 1);
+    let out = store.check(&[b]).await.unwrap();
+    assert!(out.admitted, "b's token was not spent by the refused check");
+    // The binding limit of an admitted check has the fewest tokens left.
+    let c = Limit {
+        key: RateKey::Custom("c"),
+        rate: Rate::new(1.0 / 3600.0, 10),
+    };
+    let d = Limit {
+        key: RateKey::Custom("d"),
+        rate: Rate::new(1.0 / 3600.0, 2),
+    };
+    let out = store.check(&[c, d]).await.unwrap();
+    assert!(out.admitted);
+    assert_eq!((out.binding, out.remaining), (1, 1));
+    // Rate 0, burst 0 blocks.
+    let blocked = Limit {
+        key: RateKey::Custom("e"),
+        rate: Rate::new(0.0, 0),
+    };
+    assert!(!store.check(&[blocked]).await.unwrap().admitted);
+}
+
+async fn counter_suite(store: &dyn CounterStore) {
+    let key = CounterKey {
+        key_id: "k1",
+        plan: "p",
+        kind: CounterKind::Quota,
+        start: 1_800_000_000,
+    };
+    let other = CounterKey { key_id: "k2", ..key };
+    let far = 4_000_000_000;
+    for used in 1..=3 {
+        let c = store.increment(&key, 3, far).await.unwrap();
+        assert!(c.admitted);
+        assert_eq!(c.used, used);
+    }
+    let c = store.increment(&key, 3, far).await.unwrap();
+    assert!(!c.admitted);
+    assert_eq!(c.used, 3);
+    assert_eq!(store.get(&other).await.unwrap(), 0, "keys are separate");
+    // A grant gives quota back.
+    assert_eq!(store.add(&key, -2, far).await.unwrap(), 1);
+    assert!(store.increment(&key, 3, far).await.unwrap().admitted);
+    assert_eq!(store.get(&key).await.unwrap(), 2);
+    store.reset(&key).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), 0);
+    assert_eq!(store.add(&other, 5, i64::MAX).await.unwrap(), 5);
+}
+
+fn record(name: &str) -> KeyRecord {
+    let mut r = KeyRecord::new(name, OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap());
+    r.plans = vec![Arc::from("basic")];
+    r.tags.insert("team".into(), "zoo".into());
+    r.can_invalidate_cache = true;
+    r.expires = Some(OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap());
+    r
+}
+
+async fn key_suite(store: &dyn KeyStore) {
+    let d1 = KeyDigest([1; 32]);
+    let d2 = KeyDigest([2; 32]);
+    let a = record("alice");
+    store.put(d1, a.clone()).await.unwrap();
+    store.put(KeyDigest([3; 32]), record("bob")).await.unwrap();
+    let got = store.get(&d1).await.unwrap().unwrap();
+    assert_eq!(*got, a, "every field survives the trip");
+    let (digest, by_id) = store.get_by_id(&a.id).await.unwrap().unwrap();
+    assert_eq!((digest, &*by_id), (d1, &a));
+    assert!(store.get(&d2).await.unwrap().is_none());
+    // Rotation: the same id under a new digest; the old digest is gone.
+    store.put(d2, a.clone()).await.unwrap();
+    assert!(store.get(&d1).await.unwrap().is_none());
+    assert_eq!(store.get_by_id(&a.id).await.unwrap().unwrap().0, d2);
+    let mut names: Vec<String> = store.list().await.unwrap().iter().map(|r| r.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["alice", "bob"]);
+    assert!(store.delete(&a.id).await.unwrap());
+    assert!(!store.delete(&a.id).await.unwrap());
+    assert!(store.get(&d2).await.unwrap().is_none());
+    assert_eq!(store.list().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn each_store_behaves_as_its_in_memory_twin() {
+    rate_suite(&InMemoryRateStore::new(SystemClock)).await;
+    counter_suite(&InMemoryCounterStore::new()).await;
+    key_suite(&InMemoryKeyStore::new()).await;
+
+    let server = Server::start();
+    let redis = connect(&server, "suite").await;
+    rate_suite(&RedisRateStore::new(redis.clone())).await;
+    counter_suite(&RedisCounterStore::new(redis.clone())).await;
+    key_suite(&RedisKeyStore::new(redis.clone())).await;
+
+    // Credentials: what goes in comes out, in both.
+    let cred = Credential::new("AKIDTEST", Secret::new("s3cr3t"), "carol")
+        .with_session_token(Secret::new("tok"))
+        .allow_cache_invalidation(true);
+    let memory = InMemoryCredentialStore::new();
+    memory.insert(cred.clone());
+    let redis_creds = RedisCredentialStore::new(redis.clone());
+    redis_creds.put(&cred).await.unwrap();
+    for store in [&memory as &dyn CredentialStore, &redis_creds] {
+        let got = store.get("AKIDTEST").await.unwrap().unwrap();
+        assert_eq!(got.secret.expose(), "s3cr3t");
+        assert_eq!(got.principal, "carol");
+        assert_eq!(got.session_token.as_ref().unwrap().expose(), "tok");
+        assert!(got.can_invalidate_cache);
+        assert!(store.get("AKIDNONE").await.unwrap().is_none());
+    }
+    assert!(redis_creds.delete("AKIDTEST").await.unwrap());
+    assert_eq!(redis.errors(), 0);
+}
+
+// ---- several gateways, one Redis ----
+
+const SHARED: &str = r#"
+routes:
+  /limited: [GET]
+  /metered: [GET]
+stages:
+  prod:
+    settings: { api_key_required: true }
+    methods:
+      /limited/GET: { throttle: { rate: 0.0003, burst: 50 } }
+plans:
+  p:
+    stages: [prod]
+    throttle: { rate: 1000000, burst: 1000000 }
+    quota: { limit: 10000, period: day }
+keys:
+  - { name: k, value: shared-key-0123456789abcd, plans: [p] }
+"#;
+
+async fn shared_gateway(server: &Server, clock: ManualClock) -> (Gateway, RedisConnection) {
+    let redis = connect(server, "shared").await;
+    let gw = Gateway::builder(Config::from_yaml_str(SHARED).unwrap())
+        .clock(clock)
+        .rate_store(Arc::new(RedisRateStore::new(redis.clone())))
+        .counter_store(Arc::new(RedisCounterStore::new(redis.clone())))
+        .key_store(Arc::new(RedisKeyStore::new(redis.clone())))
+        .build()
+        .unwrap();
+    (gw, redis)
+}
+
+async fn hit(gw: &Gateway, path: &str) -> StatusCode {
+    let inner = service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from("ok")))
+    });
+    let req = Request::get(path)
+        .header("x-api-key", "shared-key-0123456789abcd")
+        .body(Body::empty())
+        .unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(5), gw.service(inner).oneshot(req))
+        .await
+        .expect("no request hangs")
+        .unwrap();
+    let status = res.status();
+    res.into_body().collect().await.unwrap();
+    status
+}
+
+/// Sends `total` requests spread over `gateways` from 24 tasks; counts 200s.
+async fn spread(gateways: &[Gateway], path: &'static str, total: usize) -> usize {
+    let sent = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..24)
+        .map(|t| {
+            let gw = gateways[t % gateways.len()].clone();
+            let (sent, ok) = (sent.clone(), ok.clone());
+            tokio::spawn(async move {
+                while sent.fetch_add(1, Ordering::SeqCst) < total {
+                    if hit(&gw, path).await == StatusCode::OK {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    ok.load(Ordering::SeqCst)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_gateways_share_exact_limits_and_quotas() {
+    let server = Server::start();
+    let clock = ManualClock::at_unix_secs(1_800_000_000);
+    let (a, _) = shared_gateway(&server, clock.clone()).await;
+    a.load_config_keys().await.unwrap();
+    let (b, _) = shared_gateway(&server, clock.clone()).await;
+    let (c, _) = shared_gateway(&server, clock.clone()).await;
+    let all = [a, b, c];
+    // A limit of 50 (its refill is one token an hour): exactly 50 of 150.
+    assert_eq!(spread(&all, "/prod/limited", 150).await, 50);
+    // A quota of 10,000 a day, 50 already spent above: 9,950 more of 10,500.
+    assert_eq!(spread(&all, "/prod/metered", 10_500).await, 9_950);
+}
+
+#[tokio::test]
+async fn gateways_with_skewed_clocks_agree_on_limits() {
+    let server = Server::start();
+    // Two hours apart (two tokens' worth of refill at this rate): the
+    // buckets follow Redis's clock, not theirs.
+    let (a, _) = shared_gateway(&server, ManualClock::at_unix_secs(1_800_000_000)).await;
+    a.load_config_keys().await.unwrap();
+    let (b, _) = shared_gateway(&server, ManualClock::at_unix_secs(1_800_007_200)).await;
+    let mut ok = 0;
+    for i in 0..120 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        if hit(gw, "/prod/limited").await == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 50, "the later clock did not refill the bucket");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_follows_each_fail_mode_and_recovery_needs_no_restart() {
+    let mut server = Server::start();
+    let redis = connect(&server, "faults").await;
+    let keys = Arc::new(
+        CachingKeyStore::new(Arc::new(RedisKeyStore::new(redis.clone())), SystemClock)
+            .resilient(true),
+    );
+    let gw = Gateway::builder(Config::from_yaml_str(SHARED).unwrap())
+        .rate_store(Arc::new(RedisRateStore::new(redis.clone())))
+        .counter_store(Arc::new(RedisCounterStore::new(redis.clone())))
+        .key_store(keys)
+        .build()
+        .unwrap();
+    gw.load_config_keys().await.unwrap();
+    let id = gw.key_manager().list().await.unwrap()[0].id.to_string();
+    assert_eq!(hit(&gw, "/prod/metered").await, StatusCode::OK);
+
+    server.stop();
+    // Throttle and quota fail open; the key is served from the cache.
+    for _ in 0..20 {
+        assert_eq!(hit(&gw, "/prod/metered").await, StatusCode::OK);
+    }
+    assert!(redis.errors() > 0, "failures are counted");
+    // A key the cache has never seen: closed, 503.
+    let inner = service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from("ok")))
+    });
+    let req = Request::get("/prod/metered")
+        .header("x-api-key", "unknown-key-0123456789abc")
+        .body(Body::empty())
+        .unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(5), gw.service(inner).oneshot(req))
+        .await
+        .expect("no request hangs")
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["x-tollgate-error-type"], "BACKEND_UNAVAILABLE");
+
+    // Redis back on the same port: counting resumes without a restart.
+    let _server = Server::on(server.port);
+    let errors_before = redis.errors();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if hit(&gw, "/prod/metered").await == StatusCode::OK && redis.errors() == errors_before {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recovered, "the connection came back");
+    // The restarted Redis kept nothing (no persistence): the count starts over there.
+    let left = gw.usage().remaining(&id, "p").await.unwrap();
+    assert!(left < 10_000, "the quota is counted in Redis again ({left} left)");
+}
+
+#[tokio::test]
+async fn the_usage_sink_counts_per_key_and_feeds_usage_records() {
+    let server = Server::start();
+    let redis = connect(&server, "usage").await;
+    let sink = Arc::new(RedisUsageSink::new(redis.clone()));
+    let reporter = Reporter::new(sink.clone());
+    let clock = ManualClock::at_unix_secs(1_800_000_000);
+    let config = SHARED.replace("    quota: { limit: 10000, period: day }\n", "");
+    let gw = Gateway::builder(Config::from_yaml_str(&config).unwrap())
+        .clock(clock)
+        .reporter(reporter.clone())
+        .usage_records_from(sink.clone())
+        .build()
+        .unwrap();
+    for _ in 0..7 {
+        assert_eq!(hit(&gw, "/prod/metered").await, StatusCode::OK);
+    }
+    reporter.shutdown().await;
+    let id = gw.key_manager().list().await.unwrap()[0].id.to_string();
+    let day = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap().date();
+    assert_eq!(sink.key_day(&id, day).await.unwrap(), 7);
+    assert_eq!(sink.key_minute(&id, 1_800_000_000 / 60 * 60).await.unwrap(), 7);
+    let usage = gw.usage().get_usage("p", day, day, None).await.unwrap();
+    assert_eq!(usage.items[&id], vec![[7, -1]]);
+}
