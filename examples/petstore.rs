@@ -61,7 +61,20 @@ async fn main() {
     let gateway = if opts.bare {
         None
     } else {
-        match petstore::build_gateway_with(&opts.config, reporters) {
+        let built = match &opts.redis {
+            None => petstore::build_gateway_with(&opts.config, reporters).map_err(|e| e.to_string()),
+            #[cfg(feature = "redis")]
+            Some(url) => {
+                let built = petstore::build_redis_gateway(&opts.config, url, reporters).await;
+                if built.is_ok() {
+                    println!("stores: redis at {url}");
+                }
+                built
+            }
+            #[cfg(not(feature = "redis"))]
+            Some(_) => Err("--redis needs the `redis` feature: cargo run --release --features redis --example petstore -- --redis URL".to_owned()),
+        };
+        match built {
             Ok(g) => Some(g),
             Err(e) => {
                 eprintln!("{e}");

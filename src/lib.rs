@@ -58,7 +58,7 @@
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | (none yet) | | `redis` arrives with the Redis backends |
+//! | `redis` | no | [`redis`]: every store on Redis, shared by many gateway processes |
 
 pub mod auth;
 pub mod body;
@@ -71,14 +71,14 @@ pub mod integration;
 pub mod keys;
 pub mod mapping;
 pub mod plans;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod response;
 pub mod route;
 pub mod store;
 pub mod throttle;
 mod ttl_cache;
 pub mod usage;
-#[cfg(feature = "redis")]
-pub mod redis;
 
 pub use self::body::Body;
 pub use self::context::{

@@ -45,7 +45,7 @@ impl Server {
     }
 
     fn on(port: u16) -> Self {
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args([
                 "--port",
                 &port.to_string(),
@@ -66,6 +66,8 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("redis-server did not start on port {port}");
     }
 
@@ -88,7 +90,9 @@ impl Drop for Server {
 async fn connect(server: &Server, namespace: &str) -> RedisConnection {
     let mut options = RedisOptions::namespace(namespace);
     options.timeout = Duration::from_millis(200);
-    RedisConnection::connect(&server.url(), options).await.unwrap()
+    RedisConnection::connect(&server.url(), options)
+        .await
+        .unwrap()
 }
 
 // ---- behavioural suites, run against both twins ----
@@ -112,7 +116,10 @@ async fn rate_suite(store: &dyn RateStore) {
     let out = store.check(&[a]).await.unwrap();
     assert!(!out.admitted);
     let retry = out.retry_after.unwrap();
-    assert!(retry > Duration::from_secs(3500) && retry <= Duration::from_secs(3600), "{retry:?}");
+    assert!(
+        retry > Duration::from_secs(3500) && retry <= Duration::from_secs(3600),
+        "{retry:?}"
+    );
     // All or nothing: `b` admits, `a` refuses, so `b` is not charged.
     let out = store.check(&[b, a]).await.unwrap();
     assert!(!out.admitted);
@@ -146,7 +153,10 @@ async fn counter_suite(store: &dyn CounterStore) {
         kind: CounterKind::Quota,
         start: 1_800_000_000,
     };
-    let other = CounterKey { key_id: "k2", ..key };
+    let other = CounterKey {
+        key_id: "k2",
+        ..key
+    };
     let far = 4_000_000_000;
     for used in 1..=3 {
         let c = store.increment(&key, 3, far).await.unwrap();
@@ -167,7 +177,10 @@ async fn counter_suite(store: &dyn CounterStore) {
 }
 
 fn record(name: &str) -> KeyRecord {
-    let mut r = KeyRecord::new(name, OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap());
+    let mut r = KeyRecord::new(
+        name,
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+    );
     r.plans = vec![Arc::from("basic")];
     r.tags.insert("team".into(), "zoo".into());
     r.can_invalidate_cache = true;
@@ -190,7 +203,13 @@ async fn key_suite(store: &dyn KeyStore) {
     store.put(d2, a.clone()).await.unwrap();
     assert!(store.get(&d1).await.unwrap().is_none());
     assert_eq!(store.get_by_id(&a.id).await.unwrap().unwrap().0, d2);
-    let mut names: Vec<String> = store.list().await.unwrap().iter().map(|r| r.name.clone()).collect();
+    let mut names: Vec<String> = store
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
     names.sort();
     assert_eq!(names, ["alice", "bob"]);
     assert!(store.delete(&a.id).await.unwrap());
@@ -311,6 +330,12 @@ async fn three_gateways_share_exact_limits_and_quotas() {
     a.load_config_keys().await.unwrap();
     let (b, _) = shared_gateway(&server, clock.clone()).await;
     let (c, _) = shared_gateway(&server, clock.clone()).await;
+    // Every process loads the config's keys; the first one's id stands.
+    let id = a.key_manager().list().await.unwrap()[0].id.clone();
+    b.load_config_keys().await.unwrap();
+    c.load_config_keys().await.unwrap();
+    let listed = c.key_manager().list().await.unwrap();
+    assert_eq!((listed.len(), &listed[0].id), (1, &id));
     let all = [a, b, c];
     // A limit of 50 (its refill is one token an hour): exactly 50 of 150.
     assert_eq!(spread(&all, "/prod/limited", 150).await, 50);
@@ -373,7 +398,10 @@ async fn redis_going_away_follows_each_fail_mode_and_recovery_needs_no_restart()
         .expect("no request hangs")
         .unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(res.headers()["x-tollgate-error-type"], "BACKEND_UNAVAILABLE");
+    assert_eq!(
+        res.headers()["x-tollgate-error-type"],
+        "BACKEND_UNAVAILABLE"
+    );
 
     // Redis back on the same port: counting resumes without a restart.
     let _server = Server::on(server.port);
@@ -389,7 +417,10 @@ async fn redis_going_away_follows_each_fail_mode_and_recovery_needs_no_restart()
     assert!(recovered, "the connection came back");
     // The restarted Redis kept nothing (no persistence): the count starts over there.
     let left = gw.usage().remaining(&id, "p").await.unwrap();
-    assert!(left < 10_000, "the quota is counted in Redis again ({left} left)");
+    assert!(
+        left < 10_000,
+        "the quota is counted in Redis again ({left} left)"
+    );
 }
 
 #[tokio::test]
@@ -411,9 +442,14 @@ async fn the_usage_sink_counts_per_key_and_feeds_usage_records() {
     }
     reporter.shutdown().await;
     let id = gw.key_manager().list().await.unwrap()[0].id.to_string();
-    let day = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap().date();
+    let day = OffsetDateTime::from_unix_timestamp(1_800_000_000)
+        .unwrap()
+        .date();
     assert_eq!(sink.key_day(&id, day).await.unwrap(), 7);
-    assert_eq!(sink.key_minute(&id, 1_800_000_000 / 60 * 60).await.unwrap(), 7);
+    assert_eq!(
+        sink.key_minute(&id, 1_800_000_000 / 60 * 60).await.unwrap(),
+        7
+    );
     let usage = gw.usage().get_usage("p", day, day, None).await.unwrap();
     assert_eq!(usage.items[&id], vec![[7, -1]]);
 }

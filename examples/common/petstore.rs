@@ -282,16 +282,75 @@ pub fn build_gateway_with(
     for r in reporters {
         builder = builder.reporter(r);
     }
-    builder
-        .authorizer("bearer", |req: AuthorizerRequest| async move {
-            Ok(match req.identity("header.Authorization") {
-                Some("Bearer letmein") => {
-                    Verdict::allow("demo-user").with_context("tier", "bronze")
-                }
-                _ => Verdict::deny("anonymous"),
-            })
+    authorizers(builder).build()
+}
+
+/// The gateway with every store in Redis (`--redis URL`, feature `redis`):
+/// limits, quotas, keys (cached, served from the cache while Redis is away),
+/// credentials and usage counts, shared by every process on that Redis.
+#[cfg(feature = "redis")]
+pub async fn build_redis_gateway(
+    path: &std::path::Path,
+    url: &str,
+    mut reporters: Vec<tollgate::usage::Reporter>,
+) -> Result<Gateway, String> {
+    use tollgate::auth::sigv4::{CachingCredentialStore, Credential};
+    use tollgate::clock::SystemClock;
+    use tollgate::keys::CachingKeyStore;
+    use tollgate::redis::{
+        RedisConnection, RedisCounterStore, RedisCredentialStore, RedisKeyStore, RedisOptions,
+        RedisRateStore, RedisUsageSink,
+    };
+    let config = tollgate::Config::from_path(path).map_err(|e| e.to_string())?;
+    let redis = RedisConnection::connect(url, RedisOptions::namespace("petstore"))
+        .await
+        .map_err(|e| format!("--redis {url}: {e}"))?;
+    let credentials = RedisCredentialStore::new(redis.clone());
+    for c in &config.credentials {
+        let principal = c
+            .principal
+            .clone()
+            .unwrap_or_else(|| c.access_key_id.clone());
+        let cred = Credential::new(
+            c.access_key_id.clone(),
+            c.secret_access_key.clone(),
+            principal,
+        )
+        .allow_cache_invalidation(c.can_invalidate_cache);
+        credentials.put(&cred).await.map_err(|e| e.to_string())?;
+    }
+    let usage = Arc::new(RedisUsageSink::new(redis.clone()));
+    reporters.push(tollgate::usage::Reporter::new(usage.clone()));
+    let keys = CachingKeyStore::new(Arc::new(RedisKeyStore::new(redis.clone())), SystemClock)
+        .resilient(true);
+    let mut builder = Gateway::builder(config)
+        .rate_store(Arc::new(RedisRateStore::new(redis.clone())))
+        .counter_store(Arc::new(RedisCounterStore::new(redis.clone())))
+        .key_store(Arc::new(keys))
+        .credential_store(Arc::new(CachingCredentialStore::new(
+            Arc::new(credentials),
+            SystemClock,
+        )))
+        .usage_records_from(usage);
+    for r in reporters {
+        builder = builder.reporter(r);
+    }
+    let gateway = authorizers(builder).build().map_err(|e| e.to_string())?;
+    // The config's keys go into Redis (the same digests every process loads).
+    gateway
+        .load_config_keys()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(gateway)
+}
+
+fn authorizers(builder: tollgate::gateway::GatewayBuilder) -> tollgate::gateway::GatewayBuilder {
+    builder.authorizer("bearer", |req: AuthorizerRequest| async move {
+        Ok(match req.identity("header.Authorization") {
+            Some("Bearer letmein") => Verdict::allow("demo-user").with_context("tier", "bronze"),
+            _ => Verdict::deny("anonymous"),
         })
-        .build()
+    })
 }
 
 /// Command-line options of the example.
@@ -303,6 +362,7 @@ pub struct Options {
     pub upstream: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
     pub quiet: bool,
+    pub redis: Option<String>,
 }
 
 impl Options {
@@ -313,7 +373,9 @@ impl Options {
         \x20 --upstream URL  proxy to this base URL (the path after the stage appended,\n\
         \x20                 the query kept) instead of the in-memory store\n\
         \x20 --metrics-listen ADDR  serve Prometheus metrics at http://ADDR/metrics\n\
-        \x20 --quiet         no access log lines on stdout";
+        \x20 --quiet         no access log lines on stdout\n\
+        \x20 --redis URL     keep limits, quotas, keys, credentials and usage in Redis\n\
+        \x20                 (built with --features redis)";
 
     pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
         let mut opts = Self {
@@ -326,6 +388,7 @@ impl Options {
             upstream: None,
             metrics_listen: None,
             quiet: false,
+            redis: None,
         };
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -346,6 +409,7 @@ impl Options {
                     );
                 }
                 "--quiet" => opts.quiet = true,
+                "--redis" => opts.redis = Some(args.next().ok_or("--redis needs a URL")?),
                 "-h" | "--help" => return Err(Self::USAGE.to_owned()),
                 other => return Err(format!("unknown argument `{other}`\n{}", Self::USAGE)),
             }

@@ -486,9 +486,17 @@ impl Gateway {
 
     /// Loads the config's `keys` into the key store; needed only with a
     /// store given to [`GatewayBuilder::key_store`] (the default store has them).
+    ///
+    /// A key already in the store (same digest) is left as it is: processes
+    /// sharing a store (Redis) agree on its id, so on its counters.
     pub async fn load_config_keys(&self) -> Result<(), StoreError> {
         let manager = self.key_manager();
+        let now = self.shared.clock.utc();
         for k in &self.shared.config.keys {
+            let (digest, _) = keys::prepare(k.into(), &self.shared.hasher, now)?;
+            if self.shared.key_store.get(&digest).await?.is_some() {
+                continue;
+            }
             manager.import(k.into()).await?;
         }
         Ok(())

@@ -55,7 +55,7 @@ pub(crate) struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            gcra: Script::new(super::rate::GCRA),
+            gcra: Script::new(super::rate::GCRA_SCRIPT),
             quota: Script::new(super::counter::QUOTA),
             add: Script::new(super::counter::ADD),
             put_key: Script::new(super::keys::PUT_KEY),
@@ -107,8 +107,12 @@ fn store_error(e: &::redis::RedisError) -> StoreError {
 impl RedisConnection {
     /// Connects to `url` (`redis://127.0.0.1:6379`) and loads the scripts.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        let client = Client::open(url)
-            .map_err(|e| StoreError::new(StoreErrorKind::Protocol, format!("redis URL: {}", e.category())))?;
+        let client = Client::open(url).map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Protocol,
+                format!("redis URL: {}", e.category()),
+            )
+        })?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(options.timeout))
             .set_connection_timeout(Some(options.connect_timeout))
@@ -132,10 +136,13 @@ impl RedisConnection {
         };
         for script in this.inner.scripts.all() {
             let mut conn = this.inner.conn.clone();
-            tokio::time::timeout(options.connect_timeout, script.prepare_invoke().load_async(&mut conn))
-                .await
-                .map_err(|_| StoreError::timeout("redis: loading scripts timed out"))?
-                .map_err(|e| store_error(&e))?;
+            tokio::time::timeout(
+                options.connect_timeout,
+                script.prepare_invoke().load_async(&mut conn),
+            )
+            .await
+            .map_err(|_| StoreError::timeout("redis: loading scripts timed out"))?
+            .map_err(|e| store_error(&e))?;
         }
         Ok(this)
     }

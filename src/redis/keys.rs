@@ -197,7 +197,10 @@ impl KeyStore for RedisKeyStore {
     async fn list(&self) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
         let mut conn = self.redis.conn();
         let all = self.all_key();
-        let ids: Vec<String> = self.redis.run(async move { conn.smembers(all).await }).await?;
+        let ids: Vec<String> = self
+            .redis
+            .run(async move { conn.smembers(all).await })
+            .await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -205,7 +208,12 @@ impl KeyStore for RedisKeyStore {
         let mut conn = self.redis.conn();
         let digests: Vec<Option<String>> = self
             .redis
-            .run(async move { ::redis::cmd("MGET").arg(id_keys).query_async(&mut conn).await })
+            .run(async move {
+                ::redis::cmd("MGET")
+                    .arg(id_keys)
+                    .query_async(&mut conn)
+                    .await
+            })
             .await?;
         let digest_keys: Vec<String> = digests
             .iter()
@@ -218,7 +226,12 @@ impl KeyStore for RedisKeyStore {
         let mut conn = self.redis.conn();
         let records: Vec<Option<String>> = self
             .redis
-            .run(async move { ::redis::cmd("MGET").arg(digest_keys).query_async(&mut conn).await })
+            .run(async move {
+                ::redis::cmd("MGET")
+                    .arg(digest_keys)
+                    .query_async(&mut conn)
+                    .await
+            })
             .await?;
         let mut out: Vec<Arc<KeyRecord>> = records
             .iter()
@@ -281,7 +294,8 @@ impl RedisCredentialStore {
                 .map(|t| t.expose().to_owned()),
             can_invalidate_cache: credential.can_invalidate_cache,
         };
-        let json = serde_json::to_string(&wire).map_err(|_| protocol("cannot encode credentials"))?;
+        let json =
+            serde_json::to_string(&wire).map_err(|_| protocol("cannot encode credentials"))?;
         let mut conn = self.redis.conn();
         let k = self.key(&credential.access_key_id);
         self.redis

@@ -68,5 +68,5 @@ mod usage;
 pub use connection::{RedisConnection, RedisOptions};
 pub use counter::RedisCounterStore;
 pub use keys::{RedisCredentialStore, RedisKeyStore};
-pub use rate::RedisRateStore;
+pub use rate::{GCRA_SCRIPT, RedisRateStore};
 pub use usage::RedisUsageSink;

@@ -9,11 +9,12 @@ use super::connection::RedisConnection;
 use crate::store::{StoreError, StoreErrorKind};
 use crate::throttle::{Limit, Outcome, RateStore};
 
+/// The Lua script of [`RedisRateStore`], for inspection and benchmarks:
 /// GCRA over every limit of a check, all or nothing, in microseconds of
 /// the server's clock. ARGV holds, per key, the interval, the tolerance and
 /// the spare tokens. Returns `{admitted, binding, remaining, reset, retry}`
 /// (µs; -1 for "never").
-pub(crate) const GCRA: &str = r"
+pub const GCRA_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tats = {}
@@ -96,10 +97,17 @@ impl RateStore for RedisRateStore {
         for limit in limits {
             let nanos = limit.rate.interval_nanos();
             // At least 1 µs between tokens; 0 stays 0 (blocked).
-            let interval = if nanos == 0 { 0 } else { nanos.div_ceil(1000).min(MAX_US) };
+            let interval = if nanos == 0 {
+                0
+            } else {
+                nanos.div_ceil(1000).min(MAX_US)
+            };
             let spare = u64::from(limit.rate.burst().saturating_sub(1));
             let tolerance = interval.saturating_mul(spare).min(MAX_US);
-            call.key(self.key(limit)).arg(interval).arg(tolerance).arg(spare);
+            call.key(self.key(limit))
+                .arg(interval)
+                .arg(tolerance)
+                .arg(spare);
         }
         let mut conn = self.redis.conn();
         let (admitted, binding, remaining, reset, retry): (i64, i64, i64, i64, i64) =
@@ -107,7 +115,9 @@ impl RateStore for RedisRateStore {
         let binding = usize::try_from(binding)
             .ok()
             .filter(|b| *b < limits.len())
-            .ok_or_else(|| StoreError::new(StoreErrorKind::Protocol, "redis: a bad binding index"))?;
+            .ok_or_else(|| {
+                StoreError::new(StoreErrorKind::Protocol, "redis: a bad binding index")
+            })?;
         Ok(Outcome::new(
             admitted == 1,
             binding,

@@ -57,7 +57,10 @@ impl RedisUsageSink {
         let mut conn = self.redis.conn();
         let k = self.minute_key(minute_start);
         let id = key_id.to_owned();
-        let n: Option<u64> = self.redis.run(async move { conn.hget(k, id).await }).await?;
+        let n: Option<u64> = self
+            .redis
+            .run(async move { conn.hget(k, id).await })
+            .await?;
         Ok(n.unwrap_or(0))
     }
 }
@@ -68,7 +71,10 @@ impl UsageCounts for RedisUsageSink {
         let mut conn = self.redis.conn();
         let k = self.day_key(day);
         let id = key_id.to_owned();
-        let n: Option<u64> = self.redis.run(async move { conn.hget(k, id).await }).await?;
+        let n: Option<u64> = self
+            .redis
+            .run(async move { conn.hget(k, id).await })
+            .await?;
         Ok(n.unwrap_or(0))
     }
 }
@@ -80,7 +86,9 @@ impl UsageSink for RedisUsageSink {
         let mut days: HashMap<(Date, &str), i64> = HashMap::new();
         let mut minutes: HashMap<(i64, &str), i64> = HashMap::new();
         for e in batch {
-            let Some(key) = e.api_key_id.as_deref() else { continue };
+            let Some(key) = e.api_key_id.as_deref() else {
+                continue;
+            };
             *days.entry((day_of(e.time_unix_nanos), key)).or_default() += 1;
             let minute = i64::try_from(e.time_unix_nanos / 60_000_000_000).unwrap_or(0) * 60;
             *minutes.entry((minute, key)).or_default() += 1;
