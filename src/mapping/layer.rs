@@ -757,6 +757,6 @@ fn choose_response_template<'a>(
         .map(media_type)
         .find_map(|t| by(&t))
         .or_else(|| by("application/json"))
-        .unwrap_or(&templates[0]);
-    (found.0.as_str(), found.1.as_str())
+        .or_else(|| templates.first());
+    found.map_or(("application/json", ""), |(c, n)| (c.as_str(), n.as_str()))
 }

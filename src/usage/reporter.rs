@@ -38,7 +38,8 @@ pub trait UsageSink: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReporterConfig {
-    /// Events waiting at most; more are dropped and counted. Default 65,536.
+    /// Events waiting at most; more are dropped and counted. Default 16,384
+    /// (the queue is allocated whole: about 4 MiB).
     pub queue: usize,
     /// Events per batch at most. Default 512.
     pub batch_size: usize,
@@ -57,7 +58,7 @@ pub struct ReporterConfig {
 impl Default for ReporterConfig {
     fn default() -> Self {
         Self {
-            queue: 65_536,
+            queue: 16_384,
             batch_size: 512,
             flush_interval: Duration::from_secs(1),
             retry_base: Duration::from_millis(100),
