@@ -106,6 +106,12 @@ async fn debug_logs_say_which_layer_decided_and_why() {
         t.contains("layer=\"throttle\"") && t.contains("decision=\"reject\""),
         "{t}"
     );
+    // Each decision is logged inside the request's span, with its id.
+    let throttled = t
+        .lines()
+        .find(|l| l.contains("layer=\"throttle\""))
+        .unwrap_or_default();
+    assert!(throttled.contains("request{id="), "{throttled}");
 
     run(
         &gw,

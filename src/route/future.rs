@@ -19,6 +19,9 @@ pin_project! {
         kind: Kind<F>,
         routed: Option<Routed>,
         request_id: RequestId,
+        // The request's debug span (when debug logs are on): every layer's
+        // decision logs inside it.
+        span: Option<Box<tracing::Span>>,
     }
 }
 
@@ -31,11 +34,17 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn inner(future: F, routed: Routed, report: bool) -> Self {
+    pub(super) fn inner(
+        future: F,
+        routed: Routed,
+        report: bool,
+        span: Option<Box<tracing::Span>>,
+    ) -> Self {
         Self {
             kind: Kind::Inner { future },
             request_id: routed.request_id,
             routed: report.then_some(routed),
+            span,
         }
     }
 
@@ -46,6 +55,7 @@ impl<F> ResponseFuture<F> {
             },
             request_id: routed.request_id,
             routed: report.then_some(routed),
+            span: None,
         }
     }
 }
@@ -61,7 +71,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = match this.kind.project() {
-            KindProj::Inner { future } => ready!(future.poll(cx))?.map(Body::new),
+            KindProj::Inner { future } => {
+                let _entered = this.span.as_ref().map(|s| s.enter());
+                ready!(future.poll(cx))?.map(Body::new)
+            }
             KindProj::Rejected { response } => match response.take() {
                 Some(r) => r,
                 None => return Poll::Pending, // polled after completion

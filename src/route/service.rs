@@ -100,12 +100,18 @@ where
             let res = responses.respond(GatewayResponseKind::BadRequestParameters);
             return ResponseFuture::rejected(res, Routed::new(request_id, None), report);
         };
-        tracing::debug!(
-            layer = "route",
-            stage = endpoint.stage(),
-            resource = endpoint.resource(),
-            "routed"
-        );
+        // Only when a subscriber wants debug: every layer's decision then
+        // logs inside the request's span, with its id.
+        let span = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+            let span = tracing::debug_span!(
+                "request",
+                id = %request_id,
+                stage = endpoint.stage(),
+                resource = endpoint.resource()
+            );
+            span.in_scope(|| tracing::debug!(layer = "route", "routed"));
+            Box::new(span)
+        });
         let original_uri = std::mem::replace(&mut parts.uri, stripped);
         let routed = Routed::new(request_id, report.then(|| endpoint.clone()));
         parts.extensions.insert(RequestContext {
@@ -115,7 +121,11 @@ where
             original_uri,
         });
         let req = Request::from_parts(parts, Body::new(body));
-        ResponseFuture::inner(self.inner.call(req), routed, report)
+        let future = {
+            let _entered = span.as_ref().map(|s| s.enter());
+            self.inner.call(req)
+        };
+        ResponseFuture::inner(future, routed, report, span)
     }
 }
 
