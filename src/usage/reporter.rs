@@ -165,7 +165,9 @@ impl Reporter {
             metrics::counter!("tollgate_usage_dropped").increment(1);
             return;
         }
-        if inner.queued.fetch_add(1, Ordering::Relaxed) + 1 == inner.batch_size {
+        // The task may take the event before this count sees it: the count
+        // dips below zero for a moment, so it wraps rather than overflows.
+        if inner.queued.fetch_add(1, Ordering::Relaxed).wrapping_add(1) == inner.batch_size {
             inner.wake.notify_one();
         }
     }
@@ -192,6 +194,9 @@ impl Reporter {
 
     /// Stops taking events, delivers everything queued, and returns once the
     /// sink has it (or every attempt failed). Later calls return at once.
+    /// Events recorded after it starts are dropped and counted, except one
+    /// that races the start itself (a request finishing in that instant),
+    /// which may be lost uncounted.
     pub async fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.inner.wake.notify_one();
