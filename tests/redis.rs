@@ -453,3 +453,105 @@ async fn the_usage_sink_counts_per_key_and_feeds_usage_records() {
     let usage = gw.usage().get_usage("p", day, day, None).await.unwrap();
     assert_eq!(usage.items[&id], vec![[7, -1]]);
 }
+
+async fn cache_suite(store: &dyn tollgate::cache::CacheStore) {
+    use bytes::Bytes;
+    use tollgate::cache::{CacheKey, CachedResponse};
+    let key = CacheKey::from_parts([&b"GET"[..], b"/pets"]);
+    let other = CacheKey::from_parts([&b"GET"[..], b"/cats"]);
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().unwrap());
+    let entry = Arc::new(CachedResponse::new(
+        StatusCode::OK,
+        headers,
+        Bytes::from_static(b"[1,2,3]"),
+        1_800_000_000_000_000_000,
+        Duration::from_secs(60),
+    ));
+    assert!(store.get(&key).await.unwrap().is_none());
+    store.put(key.clone(), entry.clone()).await.unwrap();
+    store.put(other.clone(), entry.clone()).await.unwrap();
+    let got = store.get(&key).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status(), got.body(), got.headers(), got.expires_at()),
+        (
+            entry.status(),
+            entry.body(),
+            entry.headers(),
+            entry.expires_at()
+        )
+    );
+    store.invalidate(&key).await.unwrap();
+    assert!(store.get(&key).await.unwrap().is_none());
+    assert!(store.get(&other).await.unwrap().is_some());
+    store.flush().await.unwrap();
+    assert!(store.get(&other).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_cache_store_behaves_as_its_in_memory_twin_and_tiers_share_entries() {
+    use tollgate::cache::{CacheStore, MokaCacheStore};
+    use tollgate::redis::RedisCacheStore;
+    cache_suite(&MokaCacheStore::default()).await;
+    let server = Server::start();
+    let redis = connect(&server, "cache").await;
+    cache_suite(&RedisCacheStore::new(redis.clone(), "prod")).await;
+
+    // Two gateways, each with its own memory, one Redis tier: what one
+    // fetched, the other serves.
+    let config = r#"
+routes:
+  /pets: [GET]
+stages:
+  prod:
+    settings: { cache: { enabled: true, ttl: 60 } }
+"#;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gateway = |redis: RedisConnection| {
+        Gateway::builder(Config::from_yaml_str(config).unwrap())
+            .cache_tier(move |stage| {
+                Arc::new(RedisCacheStore::new(redis.clone(), stage)) as Arc<dyn CacheStore>
+            })
+            .build()
+            .unwrap()
+    };
+    let a = gateway(connect(&server, "cache").await);
+    let b = gateway(connect(&server, "cache").await);
+    let mut seen = Vec::new();
+    for gw in [&a, &b, &b] {
+        let calls = calls.clone();
+        let inner = service_fn(move |_req: Request<Body>| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { Ok::<_, Infallible>(Response::new(Body::from(format!("call {n}")))) }
+        });
+        let res = gw
+            .service(inner)
+            .oneshot(Request::get("/prod/pets").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let cache = res.headers()["x-cache"].to_str().unwrap().to_owned();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        seen.push((cache, body));
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one backend call for both processes"
+    );
+    assert_eq!(seen[0].0, "Miss");
+    assert_eq!((seen[1].0.as_str(), &seen[1].1), ("Hit", &seen[0].1));
+    assert_eq!(seen[2].0, "Hit");
+    // Stages are scoped: flushing one leaves another.
+    let dev = RedisCacheStore::new(redis.clone(), "dev");
+    let key = tollgate::cache::CacheKey::from_parts([&b"k"[..]]);
+    let entry = Arc::new(tollgate::cache::CachedResponse::new(
+        StatusCode::OK,
+        http::HeaderMap::new(),
+        bytes::Bytes::from_static(b"x"),
+        1,
+        Duration::from_secs(60),
+    ));
+    dev.put(key.clone(), entry).await.unwrap();
+    assert!(b.flush_cache("prod").await.unwrap());
+    assert!(dev.get(&key).await.unwrap().is_some());
+}

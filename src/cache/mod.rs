@@ -77,4 +77,5 @@ pub use layer::{
 };
 pub use store::{
     CacheKey, CacheStore, CachedResponse, DEFAULT_CACHE_CAPACITY, MAX_ENTRY_BODY, MokaCacheStore,
+    TieredCacheStore,
 };

@@ -251,3 +251,69 @@ impl CacheStore for MokaCacheStore {
         Ok(())
     }
 }
+
+/// Two stores in tiers: lookups try `first` (this process's memory), then
+/// `second` (shared, Redis say), copying what the second has into the
+/// first; writes, invalidations and flushes go to both. A failing second
+/// tier is logged and treated as a miss; the first tier decides the result.
+///
+/// An invalidation (or flush) reaches this process's memory and the shared
+/// tier; other processes keep their in-memory copy until it expires, so keep
+/// TTLs short where several processes must agree at once.
+#[derive(Clone)]
+pub struct TieredCacheStore {
+    first: Arc<dyn CacheStore>,
+    second: Arc<dyn CacheStore>,
+}
+
+impl fmt::Debug for TieredCacheStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TieredCacheStore").finish_non_exhaustive()
+    }
+}
+
+impl TieredCacheStore {
+    /// `first` in front of `second`.
+    pub fn new(first: Arc<dyn CacheStore>, second: Arc<dyn CacheStore>) -> Self {
+        Self { first, second }
+    }
+}
+
+#[async_trait]
+impl CacheStore for TieredCacheStore {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Arc<CachedResponse>>, StoreError> {
+        if let Some(hit) = self.first.get(key).await? {
+            return Ok(Some(hit));
+        }
+        match self.second.get(key).await {
+            Ok(Some(entry)) => {
+                self.first.put(key.clone(), entry.clone()).await?;
+                Ok(Some(entry))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "second cache tier failed; a miss");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn put(&self, key: CacheKey, entry: Arc<CachedResponse>) -> Result<(), StoreError> {
+        if let Err(e) = self.second.put(key.clone(), entry.clone()).await {
+            tracing::warn!(error = %e, "second cache tier failed to keep an entry");
+        }
+        self.first.put(key, entry).await
+    }
+
+    async fn invalidate(&self, key: &CacheKey) -> Result<(), StoreError> {
+        let second = self.second.invalidate(key).await;
+        self.first.invalidate(key).await?;
+        second
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        let second = self.second.flush().await;
+        self.first.flush().await?;
+        second
+    }
+}

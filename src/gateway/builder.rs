@@ -22,6 +22,7 @@ use crate::auth::sigv4::{
 use crate::body::{Body, BoxError};
 use crate::cache::{
     Cache, CacheLayer, CachePolicy, CacheStore, DEFAULT_CACHE_CAPACITY, MokaCacheStore,
+    TieredCacheStore,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::context::Endpoint;
@@ -93,7 +94,11 @@ pub struct GatewayBuilder {
     authorizers: HashMap<String, Arc<dyn Authorizer>>,
     reporters: Vec<Reporter>,
     aggregate: Option<Arc<dyn UsageCounts>>,
+    cache_tier: Option<CacheTier>,
 }
+
+/// Makes the shared cache tier of one stage.
+type CacheTier = Box<dyn Fn(&str) -> Arc<dyn CacheStore> + Send + Sync>;
 
 impl fmt::Debug for GatewayBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -117,6 +122,17 @@ impl GatewayBuilder {
     /// `RedisUsageSink` that every gateway adds to.
     pub fn usage_records_from(mut self, aggregate: Arc<dyn UsageCounts>) -> Self {
         self.aggregate = Some(aggregate);
+        self
+    }
+
+    /// Puts a shared second tier behind each stage's in-memory response
+    /// cache: `tier(stage)` makes it (a `RedisCacheStore` for the stage, say).
+    /// See [`TieredCacheStore`](crate::cache::TieredCacheStore).
+    pub fn cache_tier(
+        mut self,
+        tier: impl Fn(&str) -> Arc<dyn CacheStore> + Send + Sync + 'static,
+    ) -> Self {
+        self.cache_tier = Some(Box::new(tier));
         self
     }
 
@@ -307,7 +323,10 @@ impl GatewayBuilder {
             .iter()
             .map(|(name, stage)| {
                 let capacity = stage.cache_capacity.map_or(DEFAULT_CACHE_CAPACITY, |c| c.0);
-                let store: Arc<dyn CacheStore> = Arc::new(MokaCacheStore::new(capacity));
+                let mut store: Arc<dyn CacheStore> = Arc::new(MokaCacheStore::new(capacity));
+                if let Some(tier) = &self.cache_tier {
+                    store = Arc::new(TieredCacheStore::new(store, tier(name)));
+                }
                 (Arc::<str>::from(name.as_str()), store)
             })
             .collect();
@@ -441,6 +460,7 @@ impl Gateway {
             authorizers: HashMap::new(),
             reporters: Vec::new(),
             aggregate: None,
+            cache_tier: None,
         }
     }
 

@@ -23,6 +23,9 @@
 //!   in front. The [`KeyManager`](crate::keys::KeyManager) works against them.
 //! - [`RedisUsageSink`]: per key per day and per minute counts, `HINCRBY` in
 //!   one pipeline per batch.
+//! - [`RedisCacheStore`]: cached responses, a second tier behind each
+//!   process's in-memory cache ([`TieredCacheStore`](crate::cache::TieredCacheStore);
+//!   in a gateway, [`GatewayBuilder::cache_tier`](crate::gateway::GatewayBuilder::cache_tier)).
 //!
 //! Scripts are loaded when the connection is made (`SCRIPT LOAD`), so calls
 //! use `EVALSHA`; after a Redis restart the first call reloads them.
@@ -39,6 +42,7 @@
 //! | `{NS:creds}:ACCESS_KEY_ID` | string: credentials, JSON (the secret in clear: SigV4 needs it) | none |
 //! | `{NS:usage}:day:YYYY-MM-DD` | hash: key id → requests | 90 days |
 //! | `{NS:usage}:minute:UNIX_MINUTE_START` | hash: key id → requests | 2 days |
+//! | `{NS:cache:STAGE}:SHA256_OF_CACHE_KEY` | string: a cached response (binary) | its TTL + 2 h |
 //!
 //! The braces are Redis Cluster hash tags: the keys one call touches share a
 //! slot. Every rate key of a namespace is in one slot (a check touches the
@@ -59,12 +63,14 @@
 //! # let _ = gateway; Ok(()) }
 //! ```
 
+mod cache;
 mod connection;
 mod counter;
 mod keys;
 mod rate;
 mod usage;
 
+pub use cache::RedisCacheStore;
 pub use connection::{RedisConnection, RedisOptions};
 pub use counter::RedisCounterStore;
 pub use keys::{RedisCredentialStore, RedisKeyStore};

@@ -1,0 +1,226 @@
+//! Cached responses in Redis: a tier every gateway process shares.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::AsyncCommands;
+use async_trait::async_trait;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use sha2::{Digest, Sha256};
+
+use super::connection::RedisConnection;
+use crate::cache::{CacheKey, CacheStore, CachedResponse, MAX_ENTRY_BODY};
+use crate::store::StoreError;
+
+/// The encoding's version byte.
+const VERSION: u8 = 1;
+
+/// Cached responses in Redis, under `{NS:cache:SCOPE}` (the scope is the
+/// stage in a gateway). Each entry is kept until it expires plus a
+/// retention (2 h by default, for stale-if-error). Put it behind the
+/// in-memory store with [`TieredCacheStore`](crate::cache::TieredCacheStore):
+/// processes share what any of them fetched. A malformed entry reads as a
+/// miss.
+#[derive(Clone)]
+pub struct RedisCacheStore {
+    redis: RedisConnection,
+    prefix: Arc<str>,
+    retain: Duration,
+}
+
+impl fmt::Debug for RedisCacheStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisCacheStore")
+            .field("prefix", &self.prefix)
+            .field("retain", &self.retain)
+            .finish_non_exhaustive()
+    }
+}
+
+fn encode(entry: &CachedResponse) -> Vec<u8> {
+    let mut out = BytesMut::with_capacity(entry.weight() + 32);
+    out.put_u8(VERSION);
+    out.put_u16(entry.status().as_u16());
+    out.put_u64(entry.stored_at());
+    out.put_u64(entry.expires_at());
+    out.put_u32(u32::try_from(entry.headers().len()).unwrap_or(u32::MAX));
+    for (name, value) in entry.headers() {
+        let n = name.as_str().as_bytes();
+        out.put_u16(u16::try_from(n.len()).unwrap_or(u16::MAX));
+        out.put_slice(n);
+        out.put_u32(u32::try_from(value.len()).unwrap_or(u32::MAX));
+        out.put_slice(value.as_bytes());
+    }
+    out.put_slice(entry.body());
+    out.to_vec()
+}
+
+fn decode(raw: &[u8]) -> Option<CachedResponse> {
+    let mut b = raw;
+    if b.remaining() < 1 + 2 + 8 + 8 + 4 || b.get_u8() != VERSION {
+        return None;
+    }
+    let status = StatusCode::from_u16(b.get_u16()).ok()?;
+    let stored_at = b.get_u64();
+    let expires_at = b.get_u64();
+    let count = b.get_u32();
+    let mut headers = HeaderMap::new();
+    for _ in 0..count {
+        if b.remaining() < 2 {
+            return None;
+        }
+        let n = usize::from(b.get_u16());
+        if b.remaining() < n + 4 {
+            return None;
+        }
+        let name = HeaderName::from_bytes(&b[..n]).ok()?;
+        b.advance(n);
+        let v = usize::try_from(b.get_u32()).ok()?;
+        if b.remaining() < v {
+            return None;
+        }
+        let value = HeaderValue::from_bytes(&b[..v]).ok()?;
+        b.advance(v);
+        headers.append(name, value);
+    }
+    if b.remaining() > MAX_ENTRY_BODY {
+        return None;
+    }
+    let body = Bytes::copy_from_slice(b);
+    let ttl = Duration::from_nanos(expires_at.checked_sub(stored_at)?);
+    Some(CachedResponse::new(status, headers, body, stored_at, ttl))
+}
+
+impl RedisCacheStore {
+    /// Entries on `redis`, under scope `scope` (a stage).
+    pub fn new(redis: RedisConnection, scope: &str) -> Self {
+        let prefix = format!("{{{}:cache:{scope}}}:", redis.namespace());
+        Self {
+            redis,
+            prefix: Arc::from(prefix),
+            retain: Duration::from_secs(7200),
+        }
+    }
+
+    /// Keeps entries `retain` past their expiry (the longest stale grace).
+    pub fn retain(mut self, retain: Duration) -> Self {
+        self.retain = retain;
+        self
+    }
+
+    fn key(&self, key: &CacheKey) -> String {
+        let digest = Sha256::digest(key.as_bytes());
+        let mut out = String::with_capacity(self.prefix.len() + 64);
+        out.push_str(&self.prefix);
+        for b in digest {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl CacheStore for RedisCacheStore {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Arc<CachedResponse>>, StoreError> {
+        let mut conn = self.redis.conn();
+        let k = self.key(key);
+        let raw: Option<Vec<u8>> = self.redis.run(async move { conn.get(k).await }).await?;
+        Ok(raw.as_deref().and_then(decode).map(Arc::new))
+    }
+
+    async fn put(&self, key: CacheKey, entry: Arc<CachedResponse>) -> Result<(), StoreError> {
+        let fresh = entry.expires_at().saturating_sub(entry.stored_at()) / 1_000_000;
+        let ttl_ms = fresh
+            .saturating_add(u64::try_from(self.retain.as_millis()).unwrap_or(u64::MAX))
+            .max(1);
+        let value = encode(&entry);
+        let mut conn = self.redis.conn();
+        let k = self.key(&key);
+        self.redis
+            .run(async move { conn.pset_ex::<_, _, ()>(k, value, ttl_ms).await })
+            .await
+    }
+
+    async fn invalidate(&self, key: &CacheKey) -> Result<(), StoreError> {
+        let mut conn = self.redis.conn();
+        let k = self.key(key);
+        self.redis
+            .run(async move { conn.del::<_, ()>(k).await })
+            .await
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        // SCAN in steps, each under the timeout: a big cache takes several calls.
+        let pattern = format!("{}*", self.prefix.replace('{', "\\{").replace('}', "\\}"));
+        let mut cursor: u64 = 0;
+        loop {
+            let mut conn = self.redis.conn();
+            let p = pattern.clone();
+            let (next, keys): (u64, Vec<String>) = self
+                .redis
+                .run(async move {
+                    ::redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(p)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            if !keys.is_empty() {
+                let mut conn = self.redis.conn();
+                self.redis
+                    .run(async move {
+                        ::redis::cmd("UNLINK")
+                            .arg(keys)
+                            .query_async::<()>(&mut conn)
+                            .await
+                    })
+                    .await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_survive_the_encoding_and_garbage_is_a_miss() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        let e = CachedResponse::new(
+            StatusCode::CREATED,
+            h,
+            Bytes::from_static(b"{\"id\":1}"),
+            1_800_000_000_000_000_000,
+            Duration::from_secs(60),
+        );
+        let back = decode(&encode(&e)).unwrap();
+        assert_eq!(back.status(), StatusCode::CREATED);
+        assert_eq!(back.headers(), e.headers());
+        assert_eq!(back.body(), e.body());
+        assert_eq!(
+            (back.stored_at(), back.expires_at()),
+            (e.stored_at(), e.expires_at())
+        );
+        let raw = encode(&e);
+        // Every truncation decodes to something or nothing, never a panic.
+        for cut in 0..raw.len() {
+            let _ = decode(&raw[..cut]);
+        }
+        assert!(decode(b"").is_none());
+        assert!(decode(&[9, 0, 200]).is_none());
+    }
+}
