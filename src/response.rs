@@ -289,8 +289,6 @@ impl GatewayResponses {
     }
 
     /// The response for `kind` with its configured (or default) message.
-    ///
-    /// The response carries `kind` in its extensions (usage events read it).
     pub fn respond(&self, kind: GatewayResponseKind) -> Response<Body> {
         let res = match self.rendered(kind) {
             Some(r) => build(r.status, r.headers.clone(), r.body.clone()),
@@ -312,14 +310,14 @@ impl GatewayResponses {
     }
 }
 
-/// Notes the kind on a gateway response, and says why at debug level.
-fn mark(mut res: Response<Body>, kind: GatewayResponseKind) -> Response<Body> {
+/// Says at debug level which gateway response a request got. (Usage events
+/// read the kind back from the `x-tollgate-error-type` header.)
+fn mark(res: Response<Body>, kind: GatewayResponseKind) -> Response<Body> {
     tracing::debug!(
         kind = kind.as_str(),
         status = res.status().as_u16(),
         "gateway response"
     );
-    res.extensions_mut().insert(kind);
     res
 }
 

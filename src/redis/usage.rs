@@ -5,11 +5,11 @@ use std::fmt;
 
 use ::redis::AsyncCommands;
 use async_trait::async_trait;
-use time::{Date, OffsetDateTime};
+use time::Date;
 
 use super::connection::RedisConnection;
 use crate::store::StoreError;
-use crate::usage::{SinkError, UsageCounts, UsageEvent, UsageSink};
+use crate::usage::{SinkError, UsageCounts, UsageEvent, UsageSink, day_of};
 
 /// Days of per-day counts kept.
 const DAY_TTL_SECS: i64 = 90 * 86_400;
@@ -31,11 +31,6 @@ impl fmt::Debug for RedisUsageSink {
             .field("redis", &self.redis)
             .finish()
     }
-}
-
-fn day_of(unix_nanos: u64) -> Date {
-    OffsetDateTime::from_unix_timestamp(i64::try_from(unix_nanos / 1_000_000_000).unwrap_or(0))
-        .map_or(Date::MIN, OffsetDateTime::date)
 }
 
 impl RedisUsageSink {

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use http::Method;
-use time::{Date, OffsetDateTime};
+use time::Date;
 
-use super::event::UsageEvent;
+use super::event::{UsageEvent, day_of};
 use super::reporter::{SinkError, UsageSink};
 use crate::context::Endpoint;
 
@@ -63,11 +63,6 @@ impl fmt::Debug for AggregatingSink {
             .field("total", &self.total())
             .finish_non_exhaustive()
     }
-}
-
-fn day_of(unix_nanos: u64) -> Date {
-    OffsetDateTime::from_unix_timestamp(i64::try_from(unix_nanos / 1_000_000_000).unwrap_or(0))
-        .map_or(Date::MIN, OffsetDateTime::date)
 }
 
 fn minute_of(unix_nanos: u64) -> i64 {

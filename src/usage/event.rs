@@ -96,6 +96,14 @@ impl UsageEvent {
     }
 }
 
+/// The UTC day of a time in Unix nanoseconds.
+pub(crate) fn day_of(unix_nanos: u64) -> time::Date {
+    time::OffsetDateTime::from_unix_timestamp(
+        i64::try_from(unix_nanos / 1_000_000_000).unwrap_or(0),
+    )
+    .map_or(time::Date::MIN, time::OffsetDateTime::date)
+}
+
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }

@@ -25,7 +25,7 @@ use crate::body::{Body, BoxError};
 use crate::cache::CacheStatus;
 use crate::clock::{Clock, SystemClock};
 use crate::context::{ApiKeyIdentity, Routed};
-use crate::response::{GatewayResponseKind, GatewayResponses};
+use crate::response::{ERROR_TYPE_HEADER, GatewayResponseKind, GatewayResponses};
 use crate::throttle::ClientAddr;
 
 /// How long the integration took to its response head, in the response
@@ -342,7 +342,7 @@ where
             Ok(Poll::Ready(Ok(res))) => {
                 *this.done = true;
                 let mut event = pending.event(res.status().as_u16(), Outcome::Completed);
-                read_extensions(&mut event, res.extensions());
+                read_response(&mut event, res.headers(), res.extensions());
                 let (parts, body) = res.into_parts();
                 let body = Body::new(body);
                 if let Some(len) = body.in_memory_len() {
@@ -385,12 +385,17 @@ where
     }
 }
 
-fn read_extensions(event: &mut UsageEvent, ext: &http::Extensions) {
+/// What the layers below said about the request: the route, the gateway
+/// response kind, the caller, the cache, the integration's latency.
+fn read_response(event: &mut UsageEvent, headers: &http::HeaderMap, ext: &http::Extensions) {
     if let Some(r) = ext.get::<Routed>() {
         event.request_id = Some(r.request_id);
         event.endpoint.clone_from(&r.endpoint);
     }
-    event.rejection = ext.get::<GatewayResponseKind>().copied();
+    event.rejection = headers
+        .get(&ERROR_TYPE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     event.api_key_id = ext.get::<ApiKeyIdentity>().map(|k| Arc::from(k.key_id()));
     event.principal = ext
         .get::<SigV4Identity>()
