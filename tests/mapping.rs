@@ -547,3 +547,27 @@ async fn a_100_mib_body_is_a_413_without_reading_it_all() {
     let taken = read.load(std::sync::atomic::Ordering::SeqCst);
     assert!(taken <= 2 << 20, "read {taken} bytes of 100 MiB");
 }
+
+#[tokio::test]
+async fn a_template_renders_for_a_request_without_a_body() {
+    let yaml = r#"
+routes: { /x: [GET] }
+stages:
+  prod:
+    settings:
+      mapping:
+        request:
+          templates: { application/json: '{"q": "{{ input.params("q") }}", "body": {{ input.json("$") }}, "name": {{ input.json("$.name") }}}' }
+"#;
+    let gw = gateway(yaml);
+    let (status, _, body) = send(
+        &gw,
+        Request::get("/prod/x?q=1").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        json_of(&body)["body"],
+        r#"{"q": "1", "body": null, "name": null}"#
+    );
+}

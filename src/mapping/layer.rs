@@ -562,11 +562,17 @@ fn is_json(media: &str) -> bool {
     media == "application/json" || media.ends_with("+json")
 }
 
+/// The body as JSON for `input.json` and `input.path`: an empty body is
+/// `null` (a GET's template still renders); a JSON content type that does
+/// not parse is an error; anything else is JSON only if it parses.
 fn parse_json_body(
     media: &str,
     body: &Bytes,
 ) -> Result<Option<serde_json::Value>, serde_json::Error> {
-    if body.is_empty() || !is_json(media) {
+    if body.is_empty() {
+        return Ok(Some(serde_json::Value::Null));
+    }
+    if !is_json(media) {
         return Ok(serde_json::from_slice(body).ok());
     }
     serde_json::from_slice(body).map(Some)
