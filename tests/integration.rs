@@ -213,6 +213,13 @@ async fn base_urls_and_greedy_parameters_carry_the_path() {
     let (status, _, bytes) = call(&gw, req).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json_of(&bytes)["uri"], "/store/a/b%20c.txt?v=2");
+    // Dot segments in a greedy parameter cannot climb out of `/store/`.
+    let req = Request::get("/prod/files/a/../../secret")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, bytes) = call(&gw, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_of(&bytes)["uri"], "/store/a/%2E%2E/%2E%2E/secret");
 }
 
 #[tokio::test]

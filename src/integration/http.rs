@@ -140,8 +140,23 @@ impl UrlTemplate {
                         let greedy = ctx.is_some_and(|c| {
                             c.endpoint().resource().contains(&format!("{{{n}+}}"))
                         });
-                        let set = if greedy { GREEDY } else { SEGMENT };
-                        url.extend(utf8_percent_encode(v, set));
+                        // A `.` or `..` segment would climb out of the
+                        // template's path on the upstream: sent escaped.
+                        let push = |url: &mut String, segment: &str, set| match segment {
+                            "." => url.push_str("%2E"),
+                            ".." => url.push_str("%2E%2E"),
+                            s => url.extend(utf8_percent_encode(s, set)),
+                        };
+                        if greedy {
+                            for (i, segment) in v.split('/').enumerate() {
+                                if i > 0 {
+                                    url.push('/');
+                                }
+                                push(&mut url, segment, GREEDY);
+                            }
+                        } else {
+                            push(&mut url, v, SEGMENT);
+                        }
                     }
                 }
             }
@@ -404,5 +419,16 @@ mod tests {
             .insert(IntegrationPath(vec![("id".into(), "a b/c".into())]));
         let t = UrlTemplate::parse("http://up/{id}", false).unwrap();
         assert_eq!(t.render(&req), "http://up/a%20b%2Fc");
+        // Dot segments cannot climb out of the template's path.
+        for (value, sent) in [
+            ("..", "http://up/%2E%2E"),
+            (".", "http://up/%2E"),
+            ("..a", "http://up/..a"),
+        ] {
+            let mut req = Request::get("/x").body(()).unwrap();
+            req.extensions_mut()
+                .insert(IntegrationPath(vec![("id".into(), value.into())]));
+            assert_eq!(t.render(&req), sent);
+        }
     }
 }
