@@ -108,6 +108,22 @@ impl UrlTemplate {
         if append_path && s.contains('?') {
             return Err(UrlTemplateError(format!("`{s}`: a base URL has no query")));
         }
+        // A request must never choose the host: parameters go after it.
+        let mut in_host = true;
+        for part in &parts {
+            match part {
+                Part::Literal(l) if in_host => {
+                    let after_scheme = l.strip_prefix("http://").unwrap_or(l);
+                    in_host = !after_scheme.contains('/');
+                }
+                Part::Param(_) if in_host => {
+                    return Err(UrlTemplateError(format!(
+                        "`{s}`: a path parameter cannot be in the host (stage variables can)"
+                    )));
+                }
+                _ => {}
+            }
+        }
         Ok(Self { parts, append_path })
     }
 
@@ -405,6 +421,9 @@ mod tests {
         assert!(UrlTemplate::parse("http://x/{a", false).is_err());
         assert!(UrlTemplate::parse("http://x/{}", false).is_err());
         assert!(UrlTemplate::parse("http://x/?a=1", true).is_err());
+        assert!(UrlTemplate::parse("http://{id}/x", false).is_err());
+        assert!(UrlTemplate::parse("http://up.{id}.internal/x", false).is_err());
+        assert!(UrlTemplate::parse("http://{stageVariables.h}:8080/{id}", false).is_ok());
     }
 
     #[test]
