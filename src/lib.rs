@@ -3,8 +3,10 @@
 //! Wrap an axum `Router`, a hyper service or any tower `Service` in a
 //! [`Gateway`] built from one YAML or JSON config, and requests get what
 //! Amazon API Gateway gives them, in process: stages and routes, API keys and
-//! usage plans, SigV4, throttling, caching and usage reporting. Each capability
-//! is a tower layer that also works alone.
+//! usage plans, SigV4 and custom authorizers, throttling, response caching,
+//! request/response mapping, HTTP integrations and usage reporting. Each
+//! capability is a tower layer that also works alone; with the `redis`
+//! feature, many processes share one set of limits, quotas and keys.
 //!
 //! ```
 //! use http::{Request, StatusCode};
