@@ -326,14 +326,11 @@ where
             return Poll::Pending;
         }
         let mut future = this.future;
-        let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)));
         let Some(pending) = this.guard.0.take() else {
-            // Reporting is off: pass through.
-            return match polled {
-                Ok(p) => p.map(|r| r.map(|r| r.map(Body::new))),
-                Err(panic) => std::panic::resume_unwind(panic),
-            };
+            // Reporting is off: pass through, panics included.
+            return future.poll(cx).map(|r| r.map(|r| r.map(Body::new)));
         };
+        let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)));
         match polled {
             Ok(Poll::Pending) => {
                 this.guard.0 = Some(pending);

@@ -56,6 +56,7 @@ mod reporter;
 
 pub use access_log::{AccessLogSink, CLF, UnknownVariable};
 pub use aggregate::{AggregatingSink, EndpointCounts, UsageCounts};
+#[cfg(feature = "redis")]
 pub(crate) use event::day_of;
 pub use event::{CLIENT_CLOSED_REQUEST, Outcome, UsageEvent};
 pub use http_sink::HttpSink;
