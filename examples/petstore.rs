@@ -55,7 +55,6 @@ async fn main() {
             // Prometheus names may not start with a digit: `apigateway_4XXError`.
             let sink = MetricsSink::new().prefix("apigateway_");
             reporters.push(Reporter::new(Arc::new(sink)));
-            println!("metrics on http://{addr}/metrics");
         }
     }
     let gateway = if opts.bare {
@@ -65,11 +64,7 @@ async fn main() {
             None => petstore::build_gateway_with(&opts.config, reporters).map_err(|e| e.to_string()),
             #[cfg(feature = "redis")]
             Some(url) => {
-                let built = petstore::build_redis_gateway(&opts.config, url, reporters).await;
-                if built.is_ok() {
-                    println!("stores: redis at {url}");
-                }
-                built
+                petstore::build_redis_gateway(&opts.config, url, reporters).await
             }
             #[cfg(not(feature = "redis"))]
             Some(_) => Err("--redis needs the `redis` feature: cargo run --release --features redis --example petstore -- --redis URL".to_owned()),
@@ -94,7 +89,14 @@ async fn main() {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
+    // The first line once ready, as DESIGN.md says; then the extras.
     println!("listening on http://{addr}");
+    if let Some(m) = opts.metrics_listen {
+        println!("metrics on http://{m}/metrics");
+    }
+    if let Some(url) = &opts.redis {
+        println!("stores: redis at {url}");
+    }
     match gateway {
         None => {
             println!("mode: bare (no gateway)");
