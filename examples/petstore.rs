@@ -91,11 +91,13 @@ async fn main() {
     };
     // The first line once ready, as DESIGN.md says; then the extras.
     println!("listening on http://{addr}");
-    if let Some(m) = opts.metrics_listen {
-        println!("metrics on http://{m}/metrics");
-    }
-    if let Some(url) = &opts.redis {
-        println!("stores: redis at {url}");
+    if !opts.bare {
+        if let Some(m) = opts.metrics_listen {
+            println!("metrics on http://{m}/metrics");
+        }
+        if let Some(url) = &opts.redis {
+            println!("stores: redis at {url}");
+        }
     }
     match gateway {
         None => {
