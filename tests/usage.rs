@@ -713,3 +713,24 @@ async fn the_aggregate_counts_and_answers_usage_records_without_a_quota() {
     let usage = gw.usage().get_usage("p", today, today, None).await.unwrap();
     assert_eq!(usage.items[&key_id], vec![[3, -1]]);
 }
+
+#[tokio::test]
+async fn a_reporter_dropped_everywhere_delivers_what_it_held_and_ends() {
+    let sink = Arc::new(Collect::default());
+    let mut config = ReporterConfig::default();
+    config.flush_interval = Duration::from_millis(10);
+    let gw = gateway(Reporter::with_config(sink.clone(), config));
+    for _ in 0..3 {
+        run(&gw, get("/prod/sick").body(Body::empty()).unwrap()).await;
+    }
+    drop(gw);
+    // The task holds the last other reference to the sink until it ends.
+    for _ in 0..500 {
+        if Arc::strong_count(&sink) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(Arc::strong_count(&sink), 1, "the task ended");
+    assert_eq!(sink.take().len(), 3, "after delivering what it held");
+}

@@ -252,7 +252,7 @@ async fn run(task: Task) {
         // Full batches go out at once; a partial one when the interval ends.
         let woken = tokio::time::timeout(task.config.flush_interval, task.wake.notified()).await;
         let stopping = task.stopping.load(Ordering::SeqCst);
-        loop {
+        let open = loop {
             let room = size - batch.len();
             let open = task.take(&mut batch, room);
             let full = batch.len() >= size;
@@ -260,8 +260,12 @@ async fn run(task: Task) {
                 deliver(&*task.sink, &mut batch, &task.config, &task.stats).await;
             }
             if !full || !open {
-                break;
+                break open;
             }
+        };
+        if !open {
+            // Every `Reporter` was dropped: what was queued is delivered; done.
+            return;
         }
         if stopping {
             // Events that raced the stop flag are taken too.
