@@ -198,6 +198,11 @@ impl ApiKeyIdentity {
         &self.key_id
     }
 
+    /// The key's id, shared (a usage event keeps it without a copy).
+    pub(crate) fn key_id_arc(&self) -> Arc<str> {
+        self.key_id.clone()
+    }
+
     /// The plan covering this request's stage.
     pub fn plan(&self) -> Option<&str> {
         self.plan.as_deref()

@@ -304,7 +304,7 @@ async fn one_event_per_request_for_every_outcome() {
     );
     assert_eq!(first.response_bytes, 5);
     assert_eq!(first.source_ip, Some("198.51.100.4".parse().unwrap()));
-    assert_eq!(first.user_agent.as_deref(), Some("test/1"));
+    assert_eq!(first.user_agent.as_ref().unwrap(), "test/1");
     assert!(first.latency >= first.integration_latency.unwrap());
     assert_eq!(events[2].stage(), None, "no route, no stage");
     assert_eq!(events[12].request_bytes, 5);

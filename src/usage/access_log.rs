@@ -143,7 +143,7 @@ fn write_var(out: &mut String, var: Var, e: &UsageEvent) {
             }
             None => out.push('-'),
         },
-        Var::UserAgent => dash(out, e.user_agent.as_deref()),
+        Var::UserAgent => dash(out, e.user_agent.as_ref().and_then(|v| v.to_str().ok())),
         Var::ApiKeyId => dash(out, e.api_key_id.as_deref()),
         Var::HttpMethod => out.push_str(e.method.as_str()),
         Var::ResourcePath => dash(out, e.resource()),

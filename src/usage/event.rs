@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Method;
+use http::{HeaderValue, Method};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::cache::CacheStatus;
@@ -74,7 +74,7 @@ pub struct UsageEvent {
     /// The client's address (behind trusted proxies, from `X-Forwarded-For`).
     pub source_ip: Option<IpAddr>,
     /// The `User-Agent` header.
-    pub user_agent: Option<String>,
+    pub user_agent: Option<HeaderValue>,
     /// How the request ended.
     pub outcome: Outcome,
 }
@@ -131,7 +131,10 @@ impl Serialize for UsageEvent {
         m.serialize_entry("principalId", &self.principal)?;
         m.serialize_entry("cache", &self.cache.map(CacheStatus::as_str))?;
         m.serialize_entry("sourceIp", &self.source_ip.map(|ip| ip.to_string()))?;
-        m.serialize_entry("userAgent", &self.user_agent)?;
+        m.serialize_entry(
+            "userAgent",
+            &self.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+        )?;
         m.serialize_entry("outcome", self.outcome.as_str())?;
         m.end()
     }

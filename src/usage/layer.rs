@@ -237,7 +237,7 @@ struct Pending {
     request_bytes: u64,
     counter: Option<Arc<AtomicU64>>,
     source_ip: Option<std::net::IpAddr>,
-    user_agent: Option<String>,
+    user_agent: Option<http::HeaderValue>,
 }
 
 impl Pending {
@@ -393,7 +393,7 @@ fn read_response(event: &mut UsageEvent, headers: &http::HeaderMap, ext: &http::
         .get(&ERROR_TYPE_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    event.api_key_id = ext.get::<ApiKeyIdentity>().map(|k| Arc::from(k.key_id()));
+    event.api_key_id = ext.get::<ApiKeyIdentity>().map(ApiKeyIdentity::key_id_arc);
     event.principal = ext
         .get::<SigV4Identity>()
         .map(|s| s.principal.clone())
@@ -520,11 +520,8 @@ where
             request_bytes: declared.unwrap_or(0),
             counter: counter.clone(),
             source_ip: crate::throttle::client_ip(peer, &parts.headers, &shared.trusted),
-            user_agent: parts
-                .headers
-                .get(USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            // A shared-buffer clone, not a copy.
+            user_agent: parts.headers.get(USER_AGENT).cloned(),
         };
         let req = Request::from_parts(
             parts,
