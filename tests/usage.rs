@@ -431,32 +431,22 @@ async fn sample_events() -> Vec<UsageEvent> {
     let sink = Arc::new(Collect::default());
     let reporter = Reporter::new(sink.clone());
     let gw = gateway(reporter.clone());
-    run(
-        &gw,
-        get("/prod/pets")
-            .header("x-api-key", "key-0123456789abcdefghij")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    run(
-        &gw,
-        get("/prod/pets")
-            .header("x-api-key", "key-0123456789abcdefghij")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    run(
-        &gw,
-        get("/prod/me")
-            .header("authorization", "alice")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    run(&gw, get("/prod/nope").body(Body::empty()).unwrap()).await;
-    run(&gw, get("/prod/sick").body(Body::empty()).unwrap()).await;
+    // A miss, a hit, an authorized call, a 404, a 503.
+    let key = ("x-api-key", "key-0123456789abcdefghij");
+    let requests = [
+        ("/prod/pets", Some(key)),
+        ("/prod/pets", Some(key)),
+        ("/prod/me", Some(("authorization", "alice"))),
+        ("/prod/nope", None),
+        ("/prod/sick", None),
+    ];
+    for (path, header) in requests {
+        let mut req = get(path);
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
+        run(&gw, req.body(Body::empty()).unwrap()).await;
+    }
     reporter.shutdown().await;
     sink.take()
 }
