@@ -14,6 +14,7 @@
 //! format (`--quiet` to stop it); `--metrics-listen ADDR` serves Prometheus
 //! metrics (API Gateway's CloudWatch names, prefixed `apigateway_`) at
 //! `http://ADDR/metrics`. Ctrl-C delivers every queued usage event, then exits.
+//! `RUST_LOG=debug` prints each layer's decision (and why) on stderr.
 
 #[path = "common/petstore.rs"]
 mod petstore;
@@ -29,6 +30,14 @@ use tollgate::usage::{AccessLogSink, CLF, MetricsSink, Reporter};
 
 #[tokio::main]
 async fn main() {
+    // Decision logs and warnings on stderr: RUST_LOG=debug shows why each
+    // request was admitted or refused (default: warnings only).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let opts = match Options::parse(std::env::args().skip(1)) {
         Ok(o) => o,
         Err(e) => {

@@ -5,6 +5,14 @@
 //! gateway responses (404, 429, ...) are small in-memory bodies, and whatever
 //! the inner service streams is passed through unbuffered.
 //!
+//! A body the gateway must read whole (to hash it for SigV4, or to render a
+//! mapping template) is read by one helper with two bounds: a size (a
+//! declared `Content-Length` over it is refused before a byte is read) and a
+//! time, [`DEFAULT_BODY_TIMEOUT`] unless `limits.body_timeout_ms` says
+//! otherwise. Its frames are copied into one buffer as they arrive, so a
+//! client writing one byte at a time cannot make the gateway hold a
+//! transport buffer per byte.
+//!
 //! ```
 //! use http_body_util::BodyExt;
 //! use tollgate::Body;
@@ -18,10 +26,12 @@
 
 use std::any::Any;
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -180,6 +190,136 @@ impl http_body::Body for Body {
             Kind::Boxed(b) => b.size_hint(),
         }
     }
+}
+
+/// The default time a request body that the gateway reads whole may take to
+/// arrive: 10 seconds (`limits.body_timeout_ms`); past it the request gets
+/// 408 `REQUEST_TIMEOUT`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The bounds on a body that is read whole before a decision (SigV4's hash,
+/// a mapping template): at most `max` bytes, arriving within `timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BodyLimits {
+    pub(crate) max: usize,
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// Why a body could not be read whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadError {
+    /// Declared or found larger than the limit (413).
+    TooLarge,
+    /// Not all there before the timeout (408).
+    TimedOut,
+    /// The body failed (the client went away, a broken chunk): 400.
+    Failed,
+}
+
+impl ReadError {
+    /// The gateway response this fault is answered with.
+    pub(crate) fn kind(self) -> crate::response::GatewayResponseKind {
+        use crate::response::GatewayResponseKind as K;
+        match self {
+            Self::TooLarge => K::RequestTooLarge,
+            Self::TimedOut => K::RequestTimeout,
+            Self::Failed => K::BadRequestBody,
+        }
+    }
+}
+
+/// The most reserved up front from a declared length: an announced size is
+/// only a claim, so memory follows what arrives.
+const INITIAL_RESERVE: usize = 16 << 10;
+
+/// Reads a whole body within `limits`: the one bounded-buffering helper.
+///
+/// - A declared length over the limit (the body's size hint, which is
+///   `Content-Length` for hyper's bodies) is refused before a byte is read.
+/// - Frames are copied into one growing buffer and dropped at once, never
+///   held: a client writing one-byte frames must not pin a transport read
+///   buffer per byte. A body of one frame is kept as it is, without a copy.
+/// - The whole read is bounded by `limits.timeout`.
+pub(crate) async fn read_bounded<B>(body: B, limits: BodyLimits) -> Result<Bytes, ReadError>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    if body.size_hint().lower() > limits.max as u64 {
+        return Err(ReadError::TooLarge);
+    }
+    let Some(deadline) = limits.timeout.and_then(timer) else {
+        return read_all(body, limits.max).await;
+    };
+    let mut read = std::pin::pin!(read_all(body, limits.max));
+    let mut deadline = std::pin::pin!(deadline);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = read.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        deadline
+            .as_mut()
+            .poll(cx)
+            .map(|()| Err(ReadError::TimedOut))
+    })
+    .await
+}
+
+/// A Tokio sleep of `t`, or `None` on a runtime without timers (one built
+/// without `enable_time`), where Tokio would panic: the body is then read
+/// without a time limit, and a warning says so once per thread.
+fn timer(t: Duration) -> Option<tokio::time::Sleep> {
+    thread_local!(static NO_TIMER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if NO_TIMER.get() {
+        return None;
+    }
+    match std::panic::catch_unwind(|| tokio::time::sleep(t)) {
+        Ok(sleep) => Some(sleep),
+        Err(_) => {
+            NO_TIMER.set(true);
+            tracing::warn!(
+                "the Tokio runtime has no timers (enable_time): bodies are read without a time limit"
+            );
+            None
+        }
+    }
+}
+
+async fn read_all<B>(body: B, max: usize) -> Result<Bytes, ReadError>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let mut body = std::pin::pin!(body);
+    let hint = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
+    // The first data frame is kept as it is; a second one starts the copy.
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let Ok(frame) = frame else {
+            return Err(ReadError::Failed);
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: not part of the content
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
+        if data.len() > max - held {
+            return Err(ReadError::TooLarge);
+        }
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            taken => {
+                if let Some(head) = taken {
+                    let both = head.len() + data.len();
+                    buf.reserve(hint.min(INITIAL_RESERVE).max(both));
+                    buf.extend_from_slice(&head);
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| buf.freeze()))
 }
 
 #[cfg(test)]

@@ -73,6 +73,7 @@ pub mod integration;
 pub mod keys;
 pub mod mapping;
 pub mod plans;
+mod redacted;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod response;

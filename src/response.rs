@@ -113,6 +113,9 @@ kinds! {
     BadRequestBody => "BAD_REQUEST_BODY", 400, "Invalid request body";
     /// The request body is over the configured limit.
     RequestTooLarge => "REQUEST_TOO_LARGE", 413, "Request Too Long";
+    /// The request body did not arrive within the body timeout (tollgate's;
+    /// API Gateway's front door cuts such a client off without a kind of its own).
+    RequestTimeout => "REQUEST_TIMEOUT", 408, "Request Timeout";
     /// No mapping template handles the request's content type.
     UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE", 415, "Unsupported Media Type";
     /// The integration failed.

@@ -292,7 +292,8 @@ fn plan_rules() {
     );
     assert_issue(
         &format!("{BASE}plans:\n  p: {{ quota: {{ limit: 5, period: fortnight }} }}\n"),
-        "plans.p.quota.period: unknown variant `fortnight`, expected one of minute, hour, day, week, month, year, eternity at line 9, column 35",
+        // The value is not quoted: a misplaced secret must not be echoed.
+        "plans.p.quota.period: unknown variant, expected one of minute, hour, day, week, month, year, eternity at line 9, column 35",
     );
 }
 
@@ -347,10 +348,8 @@ fn type_errors_name_their_path() {
     let json = r#"{"routes": {"/a": ["GET"]}, "stages": {"prod": {"cache_capacity": "lots"}}}"#;
     let err = Config::from_json_str(json).unwrap_err();
     assert_eq!(err.issues()[0].path(), "stages.prod.cache_capacity");
-    assert!(
-        err.issues()[0].message().contains("`lots` is not a size"),
-        "{err}"
-    );
+    assert!(err.issues()[0].message().contains("not a size"), "{err}");
+    assert!(!err.to_string().contains("lots"), "{err}");
 }
 
 #[test]

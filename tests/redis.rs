@@ -408,7 +408,11 @@ async fn redis_going_away_follows_each_fail_mode_and_recovery_needs_no_restart()
     let errors_before = redis.errors();
     let mut recovered = false;
     for _ in 0..100 {
-        if hit(&gw, "/prod/metered").await == StatusCode::OK && redis.errors() == errors_before {
+        let fast_before = redis.fast_failures();
+        if hit(&gw, "/prod/metered").await == StatusCode::OK
+            && redis.errors() == errors_before
+            && redis.fast_failures() == fast_before
+        {
             recovered = true;
             break;
         }
@@ -421,6 +425,66 @@ async fn redis_going_away_follows_each_fail_mode_and_recovery_needs_no_restart()
         left < 10_000,
         "the quota is counted in Redis again ({left} left)"
     );
+}
+
+/// Sends a signal to the redis-server process.
+fn signal(server: &Server, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_costs_a_request_one_timeout_not_one_per_store() {
+    let server = Server::start();
+    let mut options = RedisOptions::namespace("paused");
+    options.timeout = Duration::from_millis(100);
+    let redis = RedisConnection::connect(&server.url(), options)
+        .await
+        .unwrap();
+    // Throttle and quota on Redis; keys in memory.
+    let gw = Gateway::builder(Config::from_yaml_str(SHARED).unwrap())
+        .rate_store(Arc::new(RedisRateStore::new(redis.clone())))
+        .counter_store(Arc::new(RedisCounterStore::new(redis.clone())))
+        .build()
+        .unwrap();
+    assert_eq!(hit(&gw, "/prod/metered").await, StatusCode::OK);
+
+    signal(&server, "-STOP");
+    for round in 0..4 {
+        let (errors, fast) = (redis.errors(), redis.fast_failures());
+        // Both stores fail open: the request is served.
+        assert_eq!(hit(&gw, "/prod/metered").await, StatusCode::OK);
+        let timeouts = redis.errors() - errors;
+        assert!(
+            timeouts <= 1,
+            "round {round}: {timeouts} timeouts in one request"
+        );
+        assert!(
+            redis.fast_failures() > fast,
+            "round {round}: the quota check waited out a timeout of its own"
+        );
+        // Past the circuit's window (500 ms), the next request probes.
+        if round % 2 == 1 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+    }
+    signal(&server, "-CONT");
+    let mut recovered = false;
+    for _ in 0..40 {
+        let (errors, fast) = (redis.errors(), redis.fast_failures());
+        if hit(&gw, "/prod/metered").await == StatusCode::OK
+            && redis.errors() == errors
+            && redis.fast_failures() == fast
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "calls reach Redis again once it answers");
 }
 
 #[tokio::test]

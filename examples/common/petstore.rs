@@ -14,12 +14,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LOCATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -30,6 +31,8 @@ use tower::{Service, ServiceExt};
 
 /// The largest request body the pet store reads.
 const MAX_BODY: usize = 64 * 1024;
+/// How long the pet store waits for a whole request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One pet, as the AWS Pet Store sample has them.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -212,15 +215,38 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<tollgate::body::BoxError>,
 {
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => {
-            return Err((
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the body is over 64 KiB".to_owned(),
-            ));
+    // Copied into one buffer as it arrives (a client sending one byte at a
+    // time must not pin a read buffer per byte), within a size and a time.
+    let read = async {
+        let mut body = std::pin::pin!(body);
+        let mut buf = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    "the body could not be read".to_owned(),
+                )
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > MAX_BODY {
+                    return Err((
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "the body is over 64 KiB".to_owned(),
+                    ));
+                }
+                buf.extend_from_slice(&data);
+            }
         }
+        Ok(buf)
     };
+    let bytes = tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err((
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time".to_owned(),
+            ))
+        })?;
     let pet: NewPet = serde_json::from_slice(&bytes)
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid pet JSON: {e}")))?;
     if pet.kind.is_empty() || pet.kind.len() > 64 {
@@ -418,6 +444,10 @@ impl Options {
     }
 }
 
+/// How long a client may take to send a request's headers: 10 s, the
+/// `header_timeout_ms` of the edge design.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves `svc` on `listener` until `shutdown` resolves. With
 /// `client_addr`, each request carries the connection's peer address as a
 /// [`ClientAddr`] (for per-client limits).
@@ -447,7 +477,12 @@ pub async fn serve<S>(
                 });
                 let svc = TowerToHyperService::new(svc);
                 tokio::spawn(async move {
+                    // A client has HEADER_READ_TIMEOUT to send its headers
+                    // (hyper answers 408 and closes past it); bodies read
+                    // whole are bounded by the gateway's body timeout.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
                 });

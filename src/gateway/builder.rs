@@ -188,6 +188,7 @@ impl GatewayBuilder {
             let endpoints = resolved.endpoints().count();
             Arc::new(
                 InMemoryRateStore::with_max_keys(self.clock.clone(), max)
+                    .on_capacity(options.on_capacity.unwrap_or_default())
                     .with_endpoint_slots(endpoints),
             )
         });
@@ -289,7 +290,12 @@ impl GatewayBuilder {
                 .map_or(DEFAULT_MAX_BODY, |b| {
                     usize::try_from(b.0).unwrap_or(usize::MAX)
                 });
-            SigV4Layer::for_gateway(verifier, resolved.responses.clone(), max_body)
+            SigV4Layer::for_gateway(
+                verifier,
+                resolved.responses.clone(),
+                max_body,
+                Some(resolved.body_timeout),
+            )
         };
         let mut configured = HashMap::new();
         let mut missing = Vec::new();

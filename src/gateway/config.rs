@@ -59,6 +59,21 @@ pub struct Config {
     /// Bounds on mapping templates.
     #[serde(default)]
     pub mapping_limits: MappingLimitsConfig,
+    /// Bounds on what one client may hold: how long a body read whole may take.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Bounds on what one client may make the gateway hold.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct LimitsConfig {
+    /// Milliseconds a request body that the gateway reads whole (to hash it
+    /// for SigV4, or to render a mapping template) may take to arrive,
+    /// `1 ..= 600000`; past it the request gets 408 `REQUEST_TIMEOUT`.
+    /// Default 10000. Bodies that stream through unread are not timed.
+    #[serde(default)]
+    pub body_timeout_ms: Option<u64>,
 }
 
 /// A custom authorizer: where its identity comes from and how long its
@@ -127,6 +142,12 @@ pub struct ThrottleOptions {
     /// Most buckets the in-memory store tracks, at least 1. Default 1,000,000.
     #[serde(default)]
     pub max_tracked_keys: Option<usize>,
+    /// What a request with a new key (client address, API key) gets when
+    /// the in-memory store already tracks `max_tracked_keys`: `reject`
+    /// (default: 429 `THROTTLED`, `Retry-After: 1`) or `admit` (untracked).
+    /// Either way it is counted (`InMemoryRateStore::untracked`).
+    #[serde(default)]
+    pub on_capacity: Option<crate::throttle::OnCapacity>,
     /// One bucket per client IP, across the gateway. Both fields required.
     #[serde(default)]
     pub per_client: Option<ThrottleConfig>,
@@ -562,10 +583,9 @@ impl<'de> Deserialize<'de> for ByteSize {
                     .map_err(|_| E::custom("a size cannot be negative"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                // The value is not quoted: error messages never echo the document.
                 ByteSize::parse(v).ok_or_else(|| {
-                    E::custom(format_args!(
-                        "`{v}` is not a size (use a number with B, KB, MB, GB, KiB, MiB or GiB)"
-                    ))
+                    E::custom("not a size (use a number with B, KB, MB, GB, KiB, MiB or GiB)")
                 })
             }
         }

@@ -37,17 +37,23 @@ impl Config {
     }
 
     /// Parses and validates a JSON config.
+    ///
+    /// As for YAML, no message quotes the document: a syntax error names its
+    /// line and column, a type error its path and the kind of value found
+    /// (`keys[0]: invalid type: a string, expected struct KeyConfig`), never
+    /// the value, which may be a key or a secret.
     pub fn from_json_str(json: &str) -> Result<Self, ConfigError> {
         check_size(json.len())?;
+        let value = match crate::redacted::parse_json(json) {
+            Ok(v) => v,
+            Err(e) => {
+                let issue = ConfigIssue::new("", e.to_string());
+                return finish(Err(issue), Vec::new());
+            }
+        };
         let mut unknown = Vec::new();
-        let mut de = serde_json::Deserializer::from_str(json);
-        let result = deserialize_tracking(&mut de, &mut unknown)
-            .map_err(|e| ConfigIssue::new(render_p2e_path(e.path()), e.inner().to_string()))
-            .and_then(|c| {
-                de.end()
-                    .map(|()| c)
-                    .map_err(|e| ConfigIssue::new("", e.to_string()))
-            });
+        let result = deserialize_tracking(crate::redacted::ValueDeserializer(value), &mut unknown)
+            .map_err(|e| ConfigIssue::new(render_p2e_path(e.path()), e.inner().to_string()));
         finish(result, unknown)
     }
 
@@ -150,10 +156,23 @@ fn finish(
 }
 
 fn yaml_message(e: &serde_saphyr::Error) -> String {
-    let text = e.to_string();
+    let text = redact_variant(e.to_string());
     match e.location() {
         Some(l) if l.line() > 0 && !text.contains("line") => {
             format!("{text} (line {}, column {})", l.line(), l.column())
+        }
+        _ => text,
+    }
+}
+
+/// serde's "unknown variant `VALUE`, expected ..." quotes the value; the
+/// YAML loader's other messages never do.
+fn redact_variant(text: String) -> String {
+    const START: &str = "unknown variant `";
+    const END: &str = "`, expected";
+    match (text.find(START), text.rfind(END)) {
+        (Some(s), Some(e)) if s + START.len() <= e => {
+            format!("{}unknown variant{}", &text[..s], &text[e + 1..])
         }
         _ => text,
     }

@@ -65,9 +65,9 @@ pub(crate) mod validate;
 pub use self::builder::{Gateway, GatewayBuilder, GatewayService, ResponseFuture};
 pub use self::config::{
     ApiKeyOptions, ApiKeySource, Authorization, AuthorizerConfig, ByteSize, CacheConfig, Config,
-    CredentialConfig, IntegrationConfig, KeyConfig, MappingLimitsConfig, MethodSettingsConfig,
-    Period, PlanConfig, PlanMethodConfig, QuotaConfig, Secret, SigV4Config, StageConfig,
-    ThrottleConfig, ThrottleOptions,
+    CredentialConfig, IntegrationConfig, KeyConfig, LimitsConfig, MappingLimitsConfig,
+    MethodSettingsConfig, Period, PlanConfig, PlanMethodConfig, QuotaConfig, Secret, SigV4Config,
+    StageConfig, ThrottleConfig, ThrottleOptions,
 };
 pub use self::error::{ConfigError, ConfigErrorKind, ConfigIssue};
 pub use self::settings::{CacheKeyParam, CacheSettings, DEFAULT_CACHE_TTL, MethodSettings, Rate};

@@ -58,6 +58,8 @@ pub(crate) struct Resolved {
     pub(crate) responses: GatewayResponses,
     /// The gateway-wide, per-client and per-method throttle limits.
     pub(crate) limits: GatewayLimits,
+    /// How long a body read whole may take (`limits.body_timeout_ms`).
+    pub(crate) body_timeout: Duration,
     /// The usage plans.
     pub(crate) plans: Plans,
     pub(crate) routes: Vec<RouteDef>,
@@ -78,6 +80,7 @@ pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     let mut v = Validator::default();
     let root = PathBuf::root();
     v.mapping_limits(config, &root.field("mapping_limits"));
+    v.body_limits(config, &root.field("limits"));
 
     if let Some(t) = &config.throttle {
         v.throttle_complete(t, &root.field("throttle"));
@@ -222,6 +225,7 @@ pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         Ok(Resolved {
             name: Arc::from(config.name.as_deref().unwrap_or("tollgate")),
             limits,
+            body_timeout: v.body_timeout,
             plans,
             responses,
             routes,
@@ -312,6 +316,7 @@ struct Validator {
     /// (a stage-wide mapping is compiled, and reported, once).
     mappings: HashMap<String, Option<Arc<Mapping>>>,
     mapping_limits: MappingLimits,
+    body_timeout: Duration,
 }
 
 /// Where the settings that gave an endpoint its integration and mapping are.
@@ -654,6 +659,18 @@ impl Validator {
             }
             settings.integration = integration;
         }
+    }
+
+    fn body_limits(&mut self, config: &Config, path: &PathBuf) {
+        self.body_timeout = crate::body::DEFAULT_BODY_TIMEOUT;
+        match config.limits.body_timeout_ms {
+            Some(ms @ 1..=600_000) => self.body_timeout = Duration::from_millis(ms),
+            Some(_) => self
+                .issues
+                .push(&path.field("body_timeout_ms"), "must be 1 to 600000"),
+            None => {}
+        }
+        self.mapping_limits.body_timeout = Some(self.body_timeout);
     }
 
     fn mapping_limits(&mut self, config: &Config, path: &PathBuf) {

@@ -10,17 +10,17 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use ipnet::IpNet;
 use minijinja::Environment;
 use regex::Regex;
 use tower::{Layer, Service};
 
+use super::bound::{self, Unbounded};
 use super::config::{MappingConfig, Passthrough};
 use super::params::{ContextValue, ParamOps, context_value, parse_query};
 use super::template::{self, Input, Params, TemplateContext};
 use crate::auth::authorizer::AuthorizerContext;
-use crate::body::{Body, BoxError};
+use crate::body::{Body, BodyLimits, BoxError, ReadError, read_bounded};
 use crate::context::RequestContext;
 use crate::response::{GatewayResponseKind, GatewayResponses};
 
@@ -37,6 +37,10 @@ pub struct MappingLimits {
     /// minijinja fuel: the instructions one render may run (a template
     /// looping forever stops here). Default 1,000,000.
     pub fuel: u64,
+    /// How long a request body a template reads may take to arrive (408
+    /// `REQUEST_TIMEOUT` past it), and a response body the time to be read
+    /// (a 500). `None`: no limit. Default 10 s (`limits.body_timeout_ms`).
+    pub body_timeout: Option<std::time::Duration>,
 }
 
 impl Default for MappingLimits {
@@ -45,6 +49,7 @@ impl Default for MappingLimits {
             max_body: 10 << 20,
             max_output: 10 << 20,
             fuel: 1_000_000,
+            body_timeout: Some(crate::body::DEFAULT_BODY_TIMEOUT),
         }
     }
 }
@@ -150,6 +155,7 @@ impl Mapping {
         issue: &mut dyn FnMut(String, String),
     ) -> Self {
         let mut env = template::environment(limits.fuel);
+        bound::register(&mut env, limits.max_output);
         let req = &config.request;
         let params =
             ParamOps::compile(&req.set, &req.add, &req.remove, &req.rename, &mut |p, m| {
@@ -157,7 +163,22 @@ impl Mapping {
             });
         let mut add_template =
             |path: String, source: &str, issue: &mut dyn FnMut(String, String)| {
-                if let Err(e) = env.add_template_owned(path.clone(), source.to_owned()) {
+                let bounded = match bound::rewrite(source) {
+                    Ok(rewritten) => rewritten,
+                    // minijinja reports the syntax error itself, below.
+                    Err(Unbounded::Syntax) => source.to_owned(),
+                    Err(Unbounded::Unsupported { line, what }) => {
+                        issue(
+                            path.clone(),
+                            format!(
+                                "line {line}: {what} is not supported in mapping templates \
+                                 (what it builds cannot be bounded)"
+                            ),
+                        );
+                        return path;
+                    }
+                };
+                if let Err(e) = env.add_template_owned(path.clone(), bounded) {
                     let detail = e.detail().unwrap_or("syntax error");
                     let line = e.line().map_or(String::new(), |l| format!("line {l}: "));
                     issue(path.clone(), format!("{line}{detail}"));
@@ -540,22 +561,16 @@ impl fmt::Display for LogId {
     }
 }
 
-/// Reads a whole body of at most `limit` bytes; `None` when it is bigger
-/// (or fails).
-async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, bool>
+/// Reads a whole body within the mapping's size and time limits.
+async fn read_body<B>(body: B, limits: &MappingLimits) -> Result<Bytes, ReadError>
 where
     B: http_body::Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
 {
-    if body.size_hint().lower() > limit as u64 {
-        return Err(true);
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => Err(e
-            .downcast_ref::<http_body_util::LengthLimitError>()
-            .is_some()),
-    }
+    let limits = BodyLimits {
+        max: limits.max_body,
+        timeout: limits.body_timeout,
+    };
+    read_bounded(body, limits).await
 }
 
 fn is_json(media: &str) -> bool {
@@ -631,15 +646,15 @@ where
             }
             Some(name) => {
                 let (mut parts, body) = req.into_parts();
-                let body = match read_body(body, mapping.limits.max_body).await {
+                let body = match read_body(body, &mapping.limits).await {
                     Ok(b) => b,
-                    Err(true) => return Ok(responses.respond(GatewayResponseKind::RequestTooLarge)),
-                    Err(false) => {
+                    Err(ReadError::Failed) => {
                         return Ok(responses.respond_with_message(
                             GatewayResponseKind::BadRequestBody,
                             "The request body could not be read",
                         ));
                     }
+                    Err(e) => return Ok(responses.respond(e.kind())),
                 };
                 let json = match parse_json_body(&media, &body) {
                     Ok(j) => j,
@@ -655,6 +670,7 @@ where
                     body: String::from_utf8_lossy(&body).into_owned(),
                     json,
                     params: facts.params.clone(),
+                    limit: mapping.limits.max_output,
                 };
                 match template::render(
                     &mapping.env,
@@ -712,7 +728,7 @@ where
     }
     let facts = facts.as_ref().expect("made when there are responses");
     let (ctype, name) = choose_response_template(&rule.templates, facts.accept.as_deref());
-    let body = match read_body(body, mapping.limits.max_body).await {
+    let body = match read_body(body, &mapping.limits).await {
         Ok(b) => b,
         Err(_) => {
             tracing::error!(request_id = %id, "integration response body over the mapping limit or unreadable");
@@ -728,6 +744,7 @@ where
         json: parse_json_body(&backend_media, &body).ok().flatten(),
         body: String::from_utf8_lossy(&body).into_owned(),
         params: facts.params.clone(),
+        limit: mapping.limits.max_output,
     };
     match template::render(
         &mapping.env,

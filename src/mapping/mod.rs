@@ -34,13 +34,18 @@
 //!   (`integration.response.header.NAME` or `'literal'`) and body template
 //!   (chosen by the request's `Accept`, then `application/json`, then the first).
 //!   A status nothing selects passes unchanged.
-//! - **Limits** ([`MappingLimits`]): a body over `max_body` is a 413; a JSON
-//!   body that does not parse is a 400 `BAD_REQUEST_BODY` naming the line and
-//!   column (nesting deeper than 128 levels included); a template that fails
-//!   while rendering, runs out of fuel or writes more than `max_output` is a
-//!   500 saying only "Internal server error", with the detail logged under the
-//!   request id. Bodies are read only when a template needs them; otherwise
-//!   they stream.
+//! - **Limits** ([`MappingLimits`]): a body over `max_body` is a 413 (at once
+//!   when its declared length is over), one that has not arrived within
+//!   `body_timeout` a 408; a JSON body that does not parse is a 400
+//!   `BAD_REQUEST_BODY` naming the line and column (nesting deeper than 128
+//!   levels included); a template that fails while rendering, runs out of
+//!   fuel, writes more than `max_output` or would build a value larger than
+//!   `max_output` is a 500 saying only "Internal server error", with the
+//!   detail logged under the request id. Templates are rewritten when
+//!   compiled so that every operator, filter and call measures what it builds
+//!   first; block captures, macros, `{% call %}`, recursive loops and includes
+//!   are refused at compile time, as what they capture is outside any limit.
+//!   Bodies are read only when a template needs them; otherwise they stream.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -74,6 +79,7 @@
 //! # }
 //! ```
 
+mod bound;
 mod config;
 mod layer;
 mod params;

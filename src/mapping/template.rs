@@ -52,6 +52,35 @@ pub(crate) struct Input {
     pub(crate) body: String,
     pub(crate) json: Option<serde_json::Value>,
     pub(crate) params: Arc<Params>,
+    /// The most a selection may hold, serialized (`max_output`): `$..*`
+    /// over a deep document copies each node once per ancestor.
+    pub(crate) limit: usize,
+}
+
+/// The serialized size of `v`, counted without serializing it; `None`
+/// past `budget`.
+fn json_size(v: &serde_json::Value, budget: usize) -> Option<usize> {
+    use serde_json::Value as J;
+    let n = match v {
+        J::Null | J::Bool(_) | J::Number(_) => 24,
+        J::String(s) => s.len() + 2,
+        J::Array(items) => {
+            let mut total = 2usize;
+            for item in items {
+                total = total.checked_add(json_size(item, budget.checked_sub(total)?)? + 1)?;
+            }
+            total
+        }
+        J::Object(map) => {
+            let mut total = 2usize;
+            for (k, item) in map {
+                let left = budget.checked_sub(total)?;
+                total = total.checked_add(k.len() + 4 + json_size(item, left)?)?;
+            }
+            total
+        }
+    };
+    (n <= budget).then_some(n)
 }
 
 fn str_arg<'a>(args: &'a [Value], what: &str) -> Result<&'a str, Error> {
@@ -86,6 +115,18 @@ impl Input {
             ));
         };
         let nodes = path.query(json).all();
+        let mut total = 0usize;
+        for node in &nodes {
+            let left = self.limit.saturating_sub(total);
+            total = json_size(node, left)
+                .and_then(|n| total.checked_add(n))
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        "the JSONPath selection is larger than the mapping's size limit",
+                    )
+                })?;
+        }
         Ok(match nodes.as_slice() {
             [] => serde_json::Value::Null,
             [one] => (*one).clone(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, RedisResult, Script};
 
+use crate::clock::{Clock, SystemClock};
 use crate::store::{StoreError, StoreErrorKind};
 
 /// How stores talk to Redis.
@@ -21,6 +22,14 @@ pub struct RedisOptions {
     pub timeout: Duration,
     /// The most one connection attempt may take. Default 1 s.
     pub connect_timeout: Duration,
+    /// After a call times out or the connection fails, how long every call
+    /// on this connection fails at once instead of waiting out its own
+    /// timeout; then one call probes, and the first success closes the
+    /// circuit again. So a request whose rate and quota checks both go to a
+    /// Redis that stopped answering pays one timeout, not two, and while
+    /// Redis stays down most requests pay none. Default 500 ms;
+    /// `Duration::ZERO` turns it off.
+    pub circuit_open_for: Duration,
 }
 
 impl Default for RedisOptions {
@@ -29,6 +38,7 @@ impl Default for RedisOptions {
             namespace: "tollgate".to_owned(),
             timeout: Duration::from_millis(50),
             connect_timeout: Duration::from_secs(1),
+            circuit_open_for: Duration::from_millis(500),
         }
     }
 }
@@ -79,6 +89,11 @@ struct Inner {
     namespace: String,
     timeout: Duration,
     errors: AtomicU64,
+    fast_failures: AtomicU64,
+    /// Until when (the clock's nanoseconds) calls fail at once; 0: closed.
+    open_until: AtomicU64,
+    open_for: u64,
+    clock: SystemClock,
     scripts: Scripts,
 }
 
@@ -95,6 +110,7 @@ impl fmt::Debug for RedisConnection {
             .field("namespace", &self.inner.namespace)
             .field("timeout", &self.inner.timeout)
             .field("errors", &self.errors())
+            .field("fast_failures", &self.fast_failures())
             .finish_non_exhaustive()
     }
 }
@@ -131,6 +147,10 @@ impl RedisConnection {
                 namespace: options.namespace,
                 timeout: options.timeout,
                 errors: AtomicU64::new(0),
+                fast_failures: AtomicU64::new(0),
+                open_until: AtomicU64::new(0),
+                open_for: u64::try_from(options.circuit_open_for.as_nanos()).unwrap_or(u64::MAX),
+                clock: SystemClock,
                 scripts: Scripts::new(),
             }),
         };
@@ -164,23 +184,66 @@ impl RedisConnection {
         self.inner.conn.clone()
     }
 
-    /// Runs one call under the timeout; failures are counted.
+    /// Calls refused at once because the circuit was open (see
+    /// [`RedisOptions::circuit_open_for`]); not counted in [`errors`](Self::errors).
+    pub fn fast_failures(&self) -> u64 {
+        self.inner.fast_failures.load(Ordering::Relaxed)
+    }
+
+    /// Runs one call under the timeout; failures are counted. While the
+    /// circuit is open the call is not made: it fails at once, except for
+    /// one probe per `circuit_open_for`.
     pub(crate) async fn run<T>(
         &self,
         call: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.inner.timeout, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                self.inner.errors.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("tollgate_redis_errors").increment(1);
-                Err(store_error(&e))
-            }
-            Err(_) => {
-                self.inner.errors.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("tollgate_redis_errors").increment(1);
-                Err(StoreError::timeout("redis: the call timed out"))
+        let inner = &*self.inner;
+        let until = inner.open_until.load(Ordering::Acquire);
+        if until != 0 {
+            let now = inner.clock.unix_nanos();
+            // Past the window, one caller wins the probe (and pushes the
+            // window on for everyone else); the others fail at once.
+            let probe = now >= until
+                && inner
+                    .open_until
+                    .compare_exchange(
+                        until,
+                        now.saturating_add(inner.open_for),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_ok();
+            if !probe {
+                inner.fast_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(StoreError::unavailable(
+                    "redis: unavailable (a recent call failed; retrying shortly)",
+                ));
             }
         }
+        let failed = match tokio::time::timeout(inner.timeout, call).await {
+            Ok(Ok(v)) => {
+                if until != 0 {
+                    inner.open_until.store(0, Ordering::Release);
+                }
+                return Ok(v);
+            }
+            // A script or command error is Redis answering: no circuit.
+            Ok(Err(e)) if !(e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) => {
+                inner.errors.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("tollgate_redis_errors").increment(1);
+                return Err(store_error(&e));
+            }
+            Ok(Err(e)) => store_error(&e),
+            Err(_) => StoreError::timeout("redis: the call timed out"),
+        };
+        inner.errors.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("tollgate_redis_errors").increment(1);
+        if inner.open_for > 0 {
+            let now = inner.clock.unix_nanos();
+            inner
+                .open_until
+                .store(now.saturating_add(inner.open_for).max(1), Ordering::Release);
+        }
+        Err(failed)
     }
 }

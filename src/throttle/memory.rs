@@ -37,8 +37,14 @@ const SWEEP_EVERY: u64 = 1_000_000_000;
 /// evicted: each shard is swept when it has grown to twice what its last
 /// sweep left, and at most once a second when touched; [`sweep`](Self::sweep)
 /// does the whole store at once. At most `max_keys` keys are tracked (default
-/// one million, about 25 bytes each): a new key past the cap is decided as a
-/// full bucket and not remembered, and counted in [`untracked`](Self::untracked).
+/// one million, about 25 bytes each). A new key that finds the store full
+/// (after a sweep of its shard) is decided by the store's [`OnCapacity`]
+/// policy and counted in [`untracked`](Self::untracked): by default it is
+/// rejected (429 with `Retry-After: 1`), so a client rotating addresses
+/// cannot switch per-client limiting off for everyone; [`OnCapacity::Admit`]
+/// admits it untracked instead. Keys already tracked are never evicted
+/// while their bucket is not full again: evicting one would hand its client
+/// a fresh bucket.
 ///
 /// ```
 /// use tollgate::clock::ManualClock;
@@ -58,8 +64,28 @@ pub struct InMemoryRateStore {
     hasher: foldhash::quality::RandomState,
     clock: Arc<dyn Clock>,
     per_shard_cap: usize,
+    on_capacity: OnCapacity,
     untracked: AtomicU64,
 }
+
+/// What the in-memory rate store does with a new key when it already tracks
+/// as many keys as it may (`throttle_options.on_capacity`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum OnCapacity {
+    /// Reject the request as throttled, retry after one second (the
+    /// default): a limit never switches itself off.
+    #[default]
+    Reject,
+    /// Admit the request without tracking its key: for a deployment that
+    /// prefers serving new clients to limiting them while the store is full.
+    Admit,
+}
+
+/// How long a client refused for capacity is asked to wait: the time in
+/// which a touched shard is swept again.
+const CAPACITY_RETRY: u64 = SWEEP_EVERY;
 
 /// A bucket on a cache line of its own, so that hot buckets used from
 /// different cores do not invalidate each other.
@@ -80,6 +106,7 @@ impl fmt::Debug for InMemoryRateStore {
         f.debug_struct("InMemoryRateStore")
             .field("tracked", &self.len())
             .field("max_keys", &(self.per_shard_cap * SHARDS))
+            .field("on_capacity", &self.on_capacity)
             .field("untracked", &self.untracked())
             .finish()
     }
@@ -106,8 +133,16 @@ impl InMemoryRateStore {
             hasher: foldhash::quality::RandomState::default(),
             clock: Arc::new(clock),
             per_shard_cap: max_keys.div_ceil(SHARDS).max(1),
+            on_capacity: OnCapacity::default(),
             untracked: AtomicU64::new(0),
         }
+    }
+
+    /// What a new key gets when the store is full. Default [`OnCapacity::Reject`].
+    #[must_use]
+    pub fn on_capacity(mut self, policy: OnCapacity) -> Self {
+        self.on_capacity = policy;
+        self
     }
 
     /// Keeps the gateway-wide bucket and one bucket for each of `endpoints`
@@ -130,7 +165,8 @@ impl InMemoryRateStore {
         self.len() == 0
     }
 
-    /// How many new keys were decided without being tracked because the store was full.
+    /// How many new keys were decided without being tracked because the
+    /// store was full (rejected or admitted, as [`OnCapacity`] says).
     pub fn untracked(&self) -> u64 {
         self.untracked.load(Ordering::Relaxed)
     }
@@ -266,7 +302,13 @@ impl InMemoryRateStore {
             }
             if map.len() >= self.per_shard_cap {
                 self.untracked.fetch_add(1, Ordering::Relaxed);
-                return gcra.decide(0, now);
+                return match self.on_capacity {
+                    OnCapacity::Admit => gcra.decide(0, now),
+                    OnCapacity::Reject => Verdict::Reject {
+                        retry: CAPACITY_RETRY,
+                        reset: CAPACITY_RETRY,
+                    },
+                };
             }
         }
         let slot = map.entry(fp).or_insert_with(|| AtomicU64::new(0));
@@ -432,14 +474,49 @@ mod tests {
     }
 
     #[test]
-    fn a_full_store_decides_new_keys_without_tracking_them() {
+    fn a_full_store_admits_new_keys_untracked_when_told_to() {
         let clock = ManualClock::at_unix_secs(100);
-        let store = InMemoryRateStore::with_max_keys(clock, 64);
+        let store = InMemoryRateStore::with_max_keys(clock, 64).on_capacity(OnCapacity::Admit);
         let names: Vec<String> = (0..5000).map(|i| format!("k{i}")).collect();
         for n in &names {
             assert!(store.check_limits(&[custom(n, 1.0, 1)]).admitted);
         }
         assert!(store.len() <= 64, "{}", store.len());
         assert!(store.untracked() > 0);
+    }
+
+    #[test]
+    fn a_full_store_rejects_new_keys_by_default() {
+        let clock = ManualClock::at_unix_secs(100);
+        let store = InMemoryRateStore::with_max_keys(clock, 64);
+        let names: Vec<String> = (0..5000).map(|i| format!("k{i}")).collect();
+        let admitted = names
+            .iter()
+            .filter(|n| store.check_limits(&[custom(n, 0.001, 5)]).admitted)
+            .count();
+        // At most one key per shard was tracked (64 / 64 shards); every
+        // other new key was refused, with a retry of a second.
+        assert!(admitted <= 64, "{admitted}");
+        assert_eq!(store.untracked(), (5000 - admitted) as u64);
+        let out = store.check_limits(&[custom("one-more", 0.001, 5)]);
+        assert!(!out.admitted);
+        assert_eq!(out.retry_after, Some(Duration::from_secs(1)));
+        // A rejection for capacity refunds the limits charged before it.
+        let tracked = names.iter().find(|n| {
+            let o = store.check_limits(&[custom(n, 0.001, 5)]);
+            o.admitted
+        });
+        if let Some(t) = tracked {
+            let before = store.check_limits(&[custom(t, 0.001, 5)]).remaining;
+            assert!(
+                !store
+                    .check_limits(&[custom(t, 0.001, 5), custom("fresh", 0.001, 5)])
+                    .admitted
+            );
+            assert_eq!(
+                store.check_limits(&[custom(t, 0.001, 5)]).remaining,
+                before - 1
+            );
+        }
     }
 }

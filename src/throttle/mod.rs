@@ -73,7 +73,7 @@ pub(crate) use self::headers::Spec;
 pub use self::key::KeyExtractor;
 pub(crate) use self::layer::GatewayLimits;
 pub use self::layer::ThrottleLayer;
-pub use self::memory::{DEFAULT_MAX_KEYS, InMemoryRateStore};
+pub use self::memory::{DEFAULT_MAX_KEYS, InMemoryRateStore, OnCapacity};
 pub use self::rate::Rate;
 pub use self::service::Throttle;
 pub use self::store::{Limit, LimitScope, Outcome, RateKey, RateStore};

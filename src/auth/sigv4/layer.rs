@@ -4,13 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower::{Layer, Service};
 
 use super::{SigV4Identity, Verifier};
-use crate::body::{Body, BoxError};
+use crate::body::{Body, BodyLimits, BoxError, DEFAULT_BODY_TIMEOUT, read_bounded};
 use crate::context::RequestContext;
 use crate::gate::{self, Finish, GateFuture};
 use crate::gateway::Authorization;
@@ -31,6 +32,7 @@ struct Shared {
     verifier: Option<Verifier>,
     responses: GatewayResponses,
     max_body: usize,
+    body_timeout: Option<Duration>,
     /// Behind a gateway only methods with `authorization: sigv4` are checked.
     gateway: bool,
 }
@@ -40,12 +42,14 @@ impl fmt::Debug for SigV4Layer {
         f.debug_struct("SigV4Layer")
             .field("verifier", &self.shared.verifier)
             .field("max_body", &self.shared.max_body)
+            .field("body_timeout", &self.shared.body_timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl SigV4Layer {
-    /// Verifies every request with `verifier`, hashing bodies up to 10 MiB.
+    /// Verifies every request with `verifier`, hashing bodies up to 10 MiB
+    /// that arrive within 10 seconds.
     pub fn new(verifier: Verifier) -> Self {
         Self::with(
             Some(verifier),
@@ -59,8 +63,9 @@ impl SigV4Layer {
         verifier: Option<Verifier>,
         responses: GatewayResponses,
         max_body: usize,
+        body_timeout: Option<Duration>,
     ) -> Self {
-        Self::with(verifier, responses, max_body, true)
+        Self::with(verifier, responses, max_body, true).body_timeout(body_timeout)
     }
 
     fn with(
@@ -74,6 +79,7 @@ impl SigV4Layer {
                 verifier,
                 responses,
                 max_body,
+                body_timeout: Some(DEFAULT_BODY_TIMEOUT),
                 gateway,
             }),
         }
@@ -82,6 +88,14 @@ impl SigV4Layer {
     /// The largest body hashed; a larger one gets 413 `REQUEST_TOO_LARGE`.
     pub fn max_body(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.shared).max_body = bytes;
+        self
+    }
+
+    /// How long a body that must be hashed may take to arrive; past it the
+    /// request gets 408 `REQUEST_TIMEOUT`. `None` waits as long as the
+    /// client takes (the server's own timeouts still apply). Default 10 s.
+    pub fn body_timeout(mut self, timeout: Option<Duration>) -> Self {
+        Arc::make_mut(&mut self.shared).body_timeout = timeout;
         self
     }
 
@@ -147,6 +161,10 @@ impl Shared {
         gate::Decision::Reject(Box::new(res))
     }
 
+    /// Headers first: a request refused on its headers (an unknown access
+    /// key id, a bad scope, an expired date, a declared hash whose signature
+    /// does not match) is refused before a byte of its body is read. Only
+    /// then is the body read, within `max_body` and `body_timeout`.
     async fn decide(&self, req: Request<Body>) -> (Decision, Request<Body>) {
         let (mut parts, body) = req.into_parts();
         let Some(verifier) = &self.verifier else {
@@ -154,35 +172,46 @@ impl Shared {
             let refused = self.refuse(GatewayResponseKind::MissingAuthenticationToken, None);
             return (refused, Request::from_parts(parts, Body::empty()));
         };
-        let bytes = match Limited::new(body, self.max_body).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) => {
-                let refused = if e.is::<LengthLimitError>() {
-                    self.refuse(GatewayResponseKind::RequestTooLarge, None)
-                } else {
-                    self.refuse(
-                        GatewayResponseKind::BadRequestBody,
-                        Some("The request body could not be read"),
-                    )
-                };
-                return (refused, Request::from_parts(parts, Body::empty()));
-            }
-        };
         let uri = parts
             .extensions
             .get::<RequestContext>()
             .map_or_else(|| parts.uri.clone(), |c| c.original_uri().clone());
-        let decision = match verifier
-            .verify(parts.method.as_str(), &uri, &parts.headers, &bytes)
-            .await
-        {
+        let method = parts.method.as_str();
+        let prepared = match verifier.prepare(method, &uri, &parts.headers).await {
+            Ok(p) => p,
+            Err(refusal) => {
+                let refused = self.refuse(refusal.kind, refusal.message.as_deref());
+                return (refused, Request::from_parts(parts, Body::empty()));
+            }
+        };
+        let (result, body) = if prepared.needs_body() {
+            let limits = BodyLimits {
+                max: self.max_body,
+                timeout: self.body_timeout,
+            };
+            let bytes = match read_bounded(body, limits).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let refused = self.refuse(e.kind(), None);
+                    return (refused, Request::from_parts(parts, Body::empty()));
+                }
+            };
+            let result = verifier.finish(prepared, method, &uri, &parts.headers, &bytes);
+            (result, Body::full(bytes))
+        } else {
+            (
+                verifier.finish(prepared, method, &uri, &parts.headers, &[]),
+                body,
+            )
+        };
+        let decision = match result {
             Ok(identity) => {
                 parts.extensions.insert(identity.clone());
                 gate::Decision::Admit(Some(identity))
             }
             Err(refusal) => self.refuse(refusal.kind, refusal.message.as_deref()),
         };
-        (decision, Request::from_parts(parts, Body::full(bytes)))
+        (decision, Request::from_parts(parts, body))
     }
 }
 

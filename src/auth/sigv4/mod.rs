@@ -11,12 +11,17 @@
 //! test suite (`tests/sigv4_vectors.rs`).
 //!
 //! [`SigV4Layer`] applies it: behind a [`Gateway`](crate::Gateway), to
-//! methods with `authorization: sigv4`. It hashes the buffered body (up to
-//! `sigv4.max_body`, 413 beyond), checks `x-amz-content-sha256`, the
-//! credential scope (region, service, date), the clock skew (5 minutes by
-//! default) or a presigned URL's expiry, the credentials ([`CredentialStore`])
-//! and session token, and the signature, in constant time, with a signing key
-//! cached per access key and day. A verified request carries a
+//! methods with `authorization: sigv4`. It checks everything that needs no
+//! body before reading any of it ([`Verifier::prepare`]): the credential
+//! scope (region, service, date), the clock skew (5 minutes by default) or a
+//! presigned URL's expiry, the `x-amz-content-sha256` rules, the credentials
+//! ([`CredentialStore`]; an unknown access key id is refused here) and
+//! session token, and the signature when the payload hash is declared. Then
+//! it reads the body within `sigv4.max_body` (413 at once for a longer
+//! declared length) and `limits.body_timeout_ms` (408), copying it into one
+//! buffer, and checks its hash or the signature over it
+//! ([`Verifier::finish`]), in constant time, with a signing key cached per
+//! access key and day. A verified request carries a
 //! [`SigV4Identity`] in its request and response extensions. Refusals are
 //! API Gateway's: 403 `MISSING_AUTHENTICATION_TOKEN`, `INVALID_SIGNATURE`,
 //! `EXPIRED_TOKEN` ("Signature expired: ..."), `UNRECOGNIZED_CLIENT`.
@@ -59,4 +64,6 @@ pub use self::parse::{
     parse_presigned,
 };
 pub use self::sign::{SigningKey, hex, sha256_hex, string_to_sign};
-pub use self::verify::{Refusal, SigV4Identity, UNSIGNED_PAYLOAD, Verifier, VerifierSettings};
+pub use self::verify::{
+    Prepared, Refusal, SigV4Identity, UNSIGNED_PAYLOAD, Verifier, VerifierSettings,
+};

@@ -59,6 +59,42 @@ impl Refusal {
     }
 }
 
+/// A request whose headers passed [`Verifier::prepare`]: what
+/// [`Verifier::finish`] needs to check its body.
+pub struct Prepared {
+    params: SignatureParams,
+    amz_date: String,
+    credential: Arc<super::Credential>,
+    payload: Payload,
+}
+
+/// The payload hash the signature covers.
+enum Payload {
+    /// `x-amz-content-sha256` as sent; the signature is checked.
+    Declared(String),
+    /// `UNSIGNED-PAYLOAD`, allowed; the signature is checked.
+    Unsigned(String),
+    /// No header: the body's hash, known once the body is read.
+    Body,
+}
+
+impl Prepared {
+    /// Whether [`Verifier::finish`] needs the body: false for an allowed
+    /// `UNSIGNED-PAYLOAD`, whose body can stream on unread.
+    pub fn needs_body(&self) -> bool {
+        !matches!(self.payload, Payload::Unsigned(_))
+    }
+}
+
+impl fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prepared")
+            .field("access_key_id", &self.params.access_key_id)
+            .field("needs_body", &self.needs_body())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the verifier checks against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -196,6 +232,10 @@ impl Verifier {
 
     /// Verifies a request: `uri` as the client sent it (stage prefix
     /// included), its headers and its whole body.
+    ///
+    /// The same checks as [`prepare`](Self::prepare) followed by the body's:
+    /// a layer that has not read the body yet calls the two halves, so that
+    /// a request refused on its headers is refused before its body is read.
     pub async fn verify(
         &self,
         method: &str,
@@ -203,6 +243,23 @@ impl Verifier {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<SigV4Identity, Refusal> {
+        let prepared = self.prepare(method, uri, headers).await?;
+        self.finish(prepared, method, uri, headers, body)
+    }
+
+    /// Every check that needs no body, in AWS's order: the signature's form,
+    /// scope, signed headers and date, the clock skew, the payload header's
+    /// rules, the credential (an unknown access key id is refused here) and
+    /// the session token. When the client declared its payload hash in
+    /// `x-amz-content-sha256` (or `UNSIGNED-PAYLOAD`), the signature itself
+    /// is checked here too; [`finish`](Self::finish) then only compares the
+    /// body with the declared hash.
+    pub async fn prepare(
+        &self,
+        method: &str,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Result<Prepared, Refusal> {
         use GatewayResponseKind::{InvalidSignature, MissingAuthenticationToken};
         let query = uri.query().unwrap_or("");
         let params = match headers.get(http::header::AUTHORIZATION) {
@@ -287,7 +344,7 @@ impl Verifier {
             ));
         }
         self.check_time(&params, signed_at)?;
-        let payload = self.payload_hash(headers, &params, body)?;
+        let payload = self.declared_payload(headers, &params)?;
         let credential = match self.store.get(&params.access_key_id).await {
             Ok(Some(c)) => c,
             Ok(None) => return Err(Refusal::plain(GatewayResponseKind::UnrecognizedClient)),
@@ -310,6 +367,62 @@ impl Verifier {
         if !token_ok {
             return Err(Refusal::plain(GatewayResponseKind::UnrecognizedClient));
         }
+        let amz_date = amz_date.into_owned();
+        let prepared = Prepared {
+            params,
+            amz_date,
+            credential,
+            payload,
+        };
+        if let Payload::Declared(hash) | Payload::Unsigned(hash) = &prepared.payload {
+            self.check_signature(&prepared, method, uri, headers, hash)?;
+        }
+        Ok(prepared)
+    }
+
+    /// The checks that need the body: its hash against the declared one, or,
+    /// when none was declared, the signature over the body's hash. `method`,
+    /// `uri` and `headers` are the ones given to [`prepare`](Self::prepare).
+    pub fn finish(
+        &self,
+        prepared: Prepared,
+        method: &str,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<SigV4Identity, Refusal> {
+        match &prepared.payload {
+            Payload::Unsigned(_) => {}
+            Payload::Declared(sent) => {
+                if !sent.eq_ignore_ascii_case(&sha256_hex(body)) {
+                    return Err(Refusal::new(
+                        GatewayResponseKind::BadRequestBody,
+                        "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                    ));
+                }
+            }
+            Payload::Body => {
+                self.check_signature(&prepared, method, uri, headers, &sha256_hex(body))?;
+            }
+        }
+        let credential = &prepared.credential;
+        Ok(SigV4Identity {
+            access_key_id: credential.access_key_id.clone(),
+            principal: credential.principal.clone(),
+            can_invalidate_cache: credential.can_invalidate_cache,
+        })
+    }
+
+    fn check_signature(
+        &self,
+        prepared: &Prepared,
+        method: &str,
+        uri: &Uri,
+        headers: &HeaderMap,
+        payload: &str,
+    ) -> Result<(), Refusal> {
+        use GatewayResponseKind::InvalidSignature;
+        let params = &prepared.params;
         let pairs: Vec<(&str, &[u8])> = headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_bytes()))
@@ -317,37 +430,34 @@ impl Verifier {
         let canonical = canonical_request(
             method,
             uri.path().as_bytes(),
-            query.as_bytes(),
+            uri.query().unwrap_or("").as_bytes(),
             pairs.iter().copied(),
-            &params,
-            &payload,
-            s.canonical,
+            params,
+            payload,
+            self.settings.canonical,
         )
         .map_err(|e| Refusal::new(InvalidSignature, e.to_string()))?;
-        let sts = string_to_sign(&amz_date, &params.scope(), &canonical);
+        let sts = string_to_sign(&prepared.amz_date, &params.scope(), &canonical);
+        let credential = &prepared.credential;
         let cached = self.signing_key(
             &credential.access_key_id,
             &credential.secret,
             &params.scope_date,
         );
-        if !cached.key.verify(&sts, &params.signature) {
-            if !s.explain_mismatch {
-                return Err(Refusal::plain(InvalidSignature));
-            }
-            return Err(Refusal::new(
-                InvalidSignature,
-                format!(
-                    "{}\n\nThe Canonical String for this request should have been\n'{}'\n\nThe String-to-Sign should have been\n'{sts}'\n",
-                    InvalidSignature.default_message(),
-                    String::from_utf8_lossy(&canonical)
-                ),
-            ));
+        if cached.key.verify(&sts, &params.signature) {
+            return Ok(());
         }
-        Ok(SigV4Identity {
-            access_key_id: credential.access_key_id.clone(),
-            principal: credential.principal.clone(),
-            can_invalidate_cache: credential.can_invalidate_cache,
-        })
+        if !self.settings.explain_mismatch {
+            return Err(Refusal::plain(InvalidSignature));
+        }
+        Err(Refusal::new(
+            InvalidSignature,
+            format!(
+                "{}\n\nThe Canonical String for this request should have been\n'{}'\n\nThe String-to-Sign should have been\n'{sts}'\n",
+                InvalidSignature.default_message(),
+                String::from_utf8_lossy(&canonical)
+            ),
+        ))
     }
 
     fn check_time(&self, params: &SignatureParams, signed_at: i64) -> Result<(), Refusal> {
@@ -393,17 +503,19 @@ impl Verifier {
         Ok(())
     }
 
-    fn payload_hash(
+    /// What `x-amz-content-sha256` declares, checked by AWS's rules: it
+    /// must be signed (in header form), and `UNSIGNED-PAYLOAD` only where
+    /// allowed. Absent: the body's own hash is signed.
+    fn declared_payload(
         &self,
         headers: &HeaderMap,
         params: &SignatureParams,
-        body: &[u8],
-    ) -> Result<String, Refusal> {
+    ) -> Result<Payload, Refusal> {
         let sent = headers
             .get("x-amz-content-sha256")
             .and_then(|v| v.to_str().ok());
         let Some(sent) = sent else {
-            return Ok(sha256_hex(body));
+            return Ok(Payload::Body);
         };
         if params.presigned.is_none()
             && !params
@@ -418,7 +530,7 @@ impl Verifier {
         }
         if sent == UNSIGNED_PAYLOAD {
             return if self.settings.unsigned_payload {
-                Ok(UNSIGNED_PAYLOAD.to_owned())
+                Ok(Payload::Unsigned(UNSIGNED_PAYLOAD.to_owned()))
             } else {
                 Err(Refusal::new(
                     GatewayResponseKind::InvalidSignature,
@@ -426,14 +538,7 @@ impl Verifier {
                 ))
             };
         }
-        let computed = sha256_hex(body);
-        if !sent.eq_ignore_ascii_case(&computed) {
-            return Err(Refusal::new(
-                GatewayResponseKind::BadRequestBody,
-                "The provided 'x-amz-content-sha256' header does not match what was computed.",
-            ));
-        }
-        Ok(sent.to_owned())
+        Ok(Payload::Declared(sent.to_owned()))
     }
 
     /// The signing key for a credential and day, derived once and cached.
