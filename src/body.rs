@@ -264,12 +264,13 @@ where
     .await
 }
 
-/// A Tokio sleep of `t`, or `None` on a runtime without timers (one built
-/// without `enable_time`), where Tokio would panic: the body is then read
-/// without a time limit, and a warning says so once per thread.
+/// A Tokio sleep of `t`, or `None` outside a Tokio runtime or on one
+/// without timers (built without `enable_time`), where Tokio would panic:
+/// the body is then read without a time limit (and, for a runtime without
+/// timers, a warning says so once per thread).
 fn timer(t: Duration) -> Option<tokio::time::Sleep> {
     thread_local!(static NO_TIMER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
-    if NO_TIMER.get() {
+    if NO_TIMER.get() || tokio::runtime::Handle::try_current().is_err() {
         return None;
     }
     match std::panic::catch_unwind(|| tokio::time::sleep(t)) {

@@ -9,10 +9,12 @@
 //!
 //! - `a ~ b` becomes `__tollgate_concat(a, b)`, which measures both sides
 //!   and refuses a result over the limit before building it;
-//! - each operand of `+`, each filter's input and arguments and each call's
-//!   arguments pass through `__tollgate_sized`, which refuses a value whose
-//!   rendered size is over the limit (a string's length; a list's or a map's
-//!   items, counted without building them);
+//! - each operand of `+`, each item of a list or map literal, each filter's
+//!   input (but for filters that only shrink: `length`, `first`, `default`,
+//!   ...) and arguments, and each call's arguments pass through
+//!   `__tollgate_sized`, which refuses a value whose rendered size is over the
+//!   limit (a string's length; a list's or a map's items, counted without
+//!   building them);
 //! - `a * b` becomes `__tollgate_mul(a, b)`, which refuses a repeated string
 //!   over the limit before building it;
 //! - filters whose output grows with an argument (`join`, `replace`,
@@ -38,6 +40,35 @@ const MAX_ITEMS: usize = 100_000;
 /// How deep a value is measured; a deeper one (or one that holds itself)
 /// counts as over the limit.
 const MAX_DEPTH: usize = 64;
+
+/// Filters whose output is never larger than their input (a part of it, a
+/// number, a reordering): their input is not measured again.
+const SHRINKING: &[&str] = &[
+    "length",
+    "count",
+    "first",
+    "last",
+    "default",
+    "d",
+    "int",
+    "float",
+    "abs",
+    "round",
+    "bool",
+    "attr",
+    "trim",
+    "safe",
+    "min",
+    "max",
+    "select",
+    "reject",
+    "selectattr",
+    "rejectattr",
+    "reverse",
+    "sort",
+    "unique",
+    "dictsort",
+];
 
 /// Why a template cannot be bounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -335,12 +366,20 @@ fn children<'b, 'a>(expr: &'b Expr<'a>) -> Vec<(&'b Expr<'a>, Mode)> {
         .flatten()
         .map(|e| (e, Plain))
         .collect(),
-        Expr::Filter(f) => f
-            .expr
-            .iter()
-            .chain(f.args.iter().map(arg_expr))
-            .map(|e| (e, Sized))
-            .collect(),
+        Expr::Filter(f) => {
+            // A filter whose output is never larger than its input needs no
+            // measure of it (values reaching it were measured when built).
+            let input = if SHRINKING.contains(&f.name) {
+                Plain
+            } else {
+                Sized
+            };
+            f.expr
+                .iter()
+                .map(|e| (e, input))
+                .chain(f.args.iter().map(|a| (arg_expr(a), Sized)))
+                .collect()
+        }
         Expr::Test(t) => std::iter::once(&t.expr)
             .chain(t.args.iter().map(arg_expr))
             .map(|e| (e, Plain))
@@ -350,12 +389,12 @@ fn children<'b, 'a>(expr: &'b Expr<'a>) -> Vec<(&'b Expr<'a>, Mode)> {
         Expr::Call(c) => std::iter::once((&c.expr, Plain))
             .chain(c.args.iter().map(|a| (arg_expr(a), Sized)))
             .collect(),
-        Expr::List(l) => l.items.iter().map(|e| (e, Plain)).collect(),
+        Expr::List(l) => l.items.iter().map(|e| (e, Sized)).collect(),
         Expr::Map(m) => m
             .keys
             .iter()
             .chain(m.values.iter())
-            .map(|e| (e, Plain))
+            .map(|e| (e, Sized))
             .collect(),
     }
 }
@@ -476,12 +515,12 @@ pub(crate) fn register(env: &mut Environment<'static>, limit: usize) {
         {
             check(len.checked_mul(n), limit)?;
         }
-        if a.as_object().is_some() || b.as_object().is_some() {
-            // A list repeated: lazy in minijinja, measured where it is used.
-            check(size(&a, limit), limit)?;
-            check(size(&b, limit), limit)?;
+        let product = multiply(&a, &b)?;
+        if product.as_object().is_some() {
+            // A list repeated is lazy in minijinja: measured (not built) here.
+            check(size(&product, limit), limit)?;
         }
-        multiply(&a, &b)
+        Ok(product)
     });
     env.add_filter(
         "join",
@@ -674,6 +713,10 @@ mod tests {
             "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|join }}",
             "{% set ns = namespace(l=['xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx']) %}{% for i in range(40) %}{% set ns.l = ns.l * 2 %}{% endfor %}{{ ns.l|string|length }}",
             "{% set ns = namespace() %}{% set ns.me = ns %}{{ ns ~ '' }}",
+            "{{ (['x' * 100000] * 100)|string|length }}",
+            "{% set s = 'x' * 100000 %}{% set a = [s,s,s,s,s,s,s,s,s,s] %}{% set b = [a,a,a,a,a,a,a,a,a,a] %}{{ b|string|length }}",
+            "{% set s = 'x' * 100000 %}{% set a = [s,s,s,s,s,s,s,s,s,s] %}{% set b = {'k': a, 'l': a} %}{% set c = [b, b, b, b, b, b] %}{{ c|tojson|length }}",
+            "{% set ns = namespace(s='\"') %}{% for i in range(30) %}{% set ns.s = ns.s|tojson %}{% endfor %}{{ ns.s|length }}",
         ] {
             let e = render(&env, &rewrite(bomb).unwrap()).unwrap_err();
             assert!(
