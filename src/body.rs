@@ -35,6 +35,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
+use serde::Deserialize;
 
 /// A boxed error, as tower and hyper use.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -190,6 +191,18 @@ impl http_body::Body for Body {
             Kind::Boxed(b) => b.size_hint(),
         }
     }
+}
+
+/// Bounds on what one client may make the gateway hold.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct LimitsConfig {
+    /// Milliseconds a request body that the gateway reads whole (to hash it
+    /// for SigV4, or to render a mapping template) may take to arrive,
+    /// `1 ..= 600000`; past it the request gets 408 `REQUEST_TIMEOUT`.
+    /// Default 10000. Bodies that stream through unread are not timed.
+    #[serde(default)]
+    pub body_timeout_ms: Option<u64>,
 }
 
 /// The default time a request body that the gateway reads whole may take to

@@ -42,7 +42,10 @@ use std::sync::Arc;
 use http::{Extensions, HeaderMap, Method, Request, Uri};
 use uuid::Uuid;
 
-use crate::gateway::MethodSettings;
+use crate::auth::Authorization;
+use crate::cache::CacheSettings;
+use crate::integration::IntegrationConfig;
+use crate::throttle::Rate;
 
 /// A request's id: a random UUID, as API Gateway's `requestId`, returned to the
 /// client in the `x-amzn-requestid` header.
@@ -304,10 +307,31 @@ impl<'a> RequestHead<'a> {
 /// `usageIdentifierKey`): with `api_key_options.source: authorizer`, the API
 /// key layer takes the key from here instead of a header.
 #[derive(Clone)]
-pub struct UsageIdentifierKey(pub crate::gateway::Secret);
+pub struct UsageIdentifierKey(pub crate::secret::Secret);
 
 impl fmt::Debug for UsageIdentifierKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("UsageIdentifierKey(****)")
     }
+}
+
+/// Effective settings of one method of one stage: the stage's `settings`,
+/// then `RESOURCE/*`, then `RESOURCE/METHOD`, each replacing the fields it names.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct MethodSettings {
+    /// This method's own bucket, if limited.
+    pub throttle: Option<Rate>,
+    /// Response caching.
+    pub cache: CacheSettings,
+    /// Whether an API key is required.
+    pub api_key_required: bool,
+    /// How callers are authorized.
+    pub authorization: Authorization,
+    /// The custom authorizer, with [`Authorization::Authorizer`].
+    pub authorizer: Option<std::sync::Arc<str>>,
+    /// Where requests go.
+    pub integration: IntegrationConfig,
+    /// The compiled mapping, if any.
+    pub mapping: Option<std::sync::Arc<crate::mapping::Mapping>>,
 }

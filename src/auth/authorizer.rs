@@ -65,12 +65,13 @@ use bytes::Bytes;
 use http::{Request, Response};
 use tower::{Layer, Service};
 
+use crate::auth::Authorization;
 use crate::body::{Body, BoxError};
 use crate::clock::Clock;
 use crate::context::{RequestContext, RequestHead, UsageIdentifierKey};
 use crate::gate::{self, Finish, GateFuture};
-use crate::gateway::{Authorization, Secret};
 use crate::response::{GatewayResponseKind, GatewayResponses};
+use crate::secret::Secret;
 use crate::store::{FailMode, StoreError};
 use crate::ttl_cache::TtlCache;
 

@@ -2,4 +2,7 @@
 //! with cached verdicts ([`authorizer`]).
 
 pub mod authorizer;
+mod config;
 pub mod sigv4;
+
+pub use self::config::{Authorization, AuthorizerConfig};

@@ -17,12 +17,12 @@ use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
 use super::store::{CacheKey, CacheStore, CachedResponse, MAX_ENTRY_BODY, push_part};
+use super::{CacheKeyParam, CacheSettings};
 use crate::auth::authorizer::AuthorizerContext;
 use crate::auth::sigv4::SigV4Identity;
 use crate::body::{Body, BoxError};
 use crate::clock::{Clock, SystemClock};
 use crate::context::{ApiKeyIdentity, RequestContext};
-use crate::gateway::{CacheKeyParam, CacheSettings};
 use crate::response::{GatewayResponseKind, GatewayResponses};
 use crate::usage::IntegrationLatency;
 

@@ -68,7 +68,9 @@
 //! # }
 //! ```
 
+mod config;
 mod layer;
+mod policy;
 mod store;
 
 pub use layer::{
@@ -79,3 +81,6 @@ pub use store::{
     CacheKey, CacheStore, CachedResponse, DEFAULT_CACHE_CAPACITY, MAX_ENTRY_BODY, MokaCacheStore,
     TieredCacheStore,
 };
+
+pub use self::config::CacheConfig;
+pub use self::policy::{CacheKeyParam, CacheSettings, DEFAULT_CACHE_TTL};

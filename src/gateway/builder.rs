@@ -12,7 +12,6 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::config::{ApiKeySource, Config, IntegrationConfig};
-use super::error::{ConfigError, ConfigErrorKind, ConfigIssue, PathBuf};
 use super::validate::{self, Resolved};
 use crate::auth::authorizer::{Authorize, Authorizer, AuthorizerLayer, Configured};
 use crate::auth::sigv4::{
@@ -25,6 +24,7 @@ use crate::cache::{
     TieredCacheStore,
 };
 use crate::clock::{Clock, SystemClock};
+use crate::config::{ConfigError, ConfigErrorKind, ConfigIssue, PathBuf};
 use crate::context::Endpoint;
 use crate::integration::{HttpIntegration, Integration, Integrations, MockIntegration};
 use crate::keys::{

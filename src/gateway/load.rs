@@ -5,8 +5,8 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use super::config::Config;
-use super::error::{ConfigError, ConfigErrorKind, ConfigIssue, push_field};
 use super::validate;
+use crate::config::{ConfigError, ConfigErrorKind, ConfigIssue, push_field};
 
 /// Configs larger than this are refused before parsing.
 const MAX_CONFIG_BYTES: usize = 16 << 20;

@@ -56,7 +56,6 @@
 
 mod builder;
 mod config;
-mod error;
 mod load;
 mod settings;
 mod template;
@@ -69,5 +68,5 @@ pub use self::config::{
     MethodSettingsConfig, Period, PlanConfig, PlanMethodConfig, QuotaConfig, Secret, SigV4Config,
     StageConfig, ThrottleConfig, ThrottleOptions,
 };
-pub use self::error::{ConfigError, ConfigErrorKind, ConfigIssue};
 pub use self::settings::{CacheKeyParam, CacheSettings, DEFAULT_CACHE_TTL, MethodSettings, Rate};
+pub use crate::config::{ConfigError, ConfigErrorKind, ConfigIssue};

@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 use super::config::{
     Authorization, CacheConfig, Config, IntegrationConfig, MethodSettingsConfig, ThrottleConfig,
 };
-use super::error::{ConfigError, ConfigErrorKind, Issues, PathBuf};
 use super::settings::{CacheKeyParam, CacheSettings, Merged, MethodSettings, Rate};
 use super::template;
+use crate::config::{ConfigError, ConfigErrorKind, Issues, PathBuf};
 use crate::context::Endpoint;
 use crate::mapping::{Mapping, MappingLimits};
 use crate::plans::{PlanDef, Plans, Quota};

@@ -35,10 +35,12 @@
 //! # }
 //! ```
 
+mod config;
 mod dispatch;
 mod http;
 mod mock;
 
+pub use self::config::IntegrationConfig;
 pub(crate) use self::dispatch::Integration;
 pub use self::dispatch::{Integrations, ResponseFuture};
 pub(crate) use self::http::new_client;

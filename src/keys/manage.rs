@@ -4,8 +4,8 @@ use time::OffsetDateTime;
 
 use super::{KeyDigest, KeyHasher, KeyRecord, KeyStore, generate_key, is_valid_key};
 use crate::clock::Clock;
-use crate::gateway::Secret;
 use crate::plans::PlanBook;
+use crate::secret::Secret;
 use crate::store::{StoreError, StoreErrorKind};
 
 /// Manages API keys in a [`KeyStore`]: create, import, rotate, disable,
@@ -327,8 +327,8 @@ pub(crate) fn prepare(
     Ok((digest, record))
 }
 
-impl From<&crate::gateway::KeyConfig> for NewKey {
-    fn from(k: &crate::gateway::KeyConfig) -> Self {
+impl From<&crate::keys::KeyConfig> for NewKey {
+    fn from(k: &crate::keys::KeyConfig) -> Self {
         use time::format_description::well_known::Rfc3339;
         Self {
             name: k.name.clone(),

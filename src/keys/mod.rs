@@ -47,6 +47,7 @@
 //! (503 `BACKEND_UNAVAILABLE`).
 
 mod cache;
+mod config;
 mod future;
 mod layer;
 mod manage;
@@ -56,6 +57,7 @@ mod source;
 mod store;
 
 pub use self::cache::{CachingKeyStore, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL};
+pub use self::config::{ApiKeyOptions, ApiKeySource, KeyConfig};
 pub use self::future::ResponseFuture;
 pub use self::layer::ApiKeyLayer;
 pub(crate) use self::manage::prepare;

@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::gateway::Secret;
+use crate::secret::Secret;
 
 /// The digest of an API key: SHA-256 of the key, or HMAC-SHA-256 under a
 /// pepper. Keys are stored and looked up by digest only.

@@ -88,3 +88,18 @@ pub struct ResponseMappingConfig {
     #[serde(default)]
     pub templates: BTreeMap<String, String>,
 }
+
+/// Bounds on mapping templates, for every method.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct MappingLimitsConfig {
+    /// The largest body a template reads. Default 10 MiB.
+    #[serde(default)]
+    pub max_body: Option<crate::config::ByteSize>,
+    /// The largest output a template writes. Default 10 MiB.
+    #[serde(default)]
+    pub max_output: Option<crate::config::ByteSize>,
+    /// Instructions one render may run. Default 1,000,000.
+    #[serde(default)]
+    pub fuel: Option<u64>,
+}

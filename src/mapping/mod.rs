@@ -85,7 +85,9 @@ mod layer;
 mod params;
 mod template;
 
-pub use config::{MappingConfig, Passthrough, RequestMappingConfig, ResponseMappingConfig};
+pub use config::{
+    MappingConfig, MappingLimitsConfig, Passthrough, RequestMappingConfig, ResponseMappingConfig,
+};
 pub use layer::{
     Mapping, MappingError, MappingIssue, MappingLayer, MappingLimits, MappingService,
     ResponseFuture,

@@ -43,6 +43,7 @@
 //! ```
 
 mod book;
+mod config;
 mod counter;
 mod meter;
 mod period;
@@ -50,6 +51,7 @@ mod usage;
 
 pub use self::book::PlanManager;
 pub(crate) use self::book::{PlanBook, PlanDef, Plans};
+pub use self::config::{PlanConfig, PlanMethodConfig, QuotaConfig};
 pub use self::counter::{Count, CounterKey, CounterKind, CounterStore, InMemoryCounterStore};
 pub use self::meter::{Meter, MeterLayer, QuotaRejection, ResponseFuture};
 pub use self::period::{Period, Window};
@@ -97,8 +99,8 @@ impl Quota {
     }
 }
 
-impl From<crate::gateway::QuotaConfig> for Quota {
-    fn from(q: crate::gateway::QuotaConfig) -> Self {
+impl From<QuotaConfig> for Quota {
+    fn from(q: QuotaConfig) -> Self {
         Self {
             limit: q.limit,
             period: q.period,

@@ -1,8 +1,28 @@
 //! Quota periods: calendar-aligned in UTC.
 
+use serde::Deserialize;
 use time::{Date, Duration, Month, OffsetDateTime, Time};
 
-pub use crate::gateway::Period;
+/// A quota period, calendar-aligned in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Period {
+    /// A calendar minute.
+    Minute,
+    /// A calendar hour.
+    Hour,
+    /// A UTC day.
+    Day,
+    /// A week starting Monday 00:00 UTC.
+    Week,
+    /// A calendar month.
+    Month,
+    /// A calendar year.
+    Year,
+    /// Never resets.
+    Eternity,
+}
 
 /// The first and the last-plus-one second (Unix time) of a period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -12,8 +12,8 @@ use time::format_description::well_known::Rfc3339;
 
 use super::connection::RedisConnection;
 use crate::auth::sigv4::{Credential, CredentialStore};
-use crate::gateway::Secret;
 use crate::keys::{KeyDigest, KeyRecord, KeyStore};
+use crate::secret::Secret;
 use crate::store::{StoreError, StoreErrorKind};
 
 /// Stores a record: KEYS digest key, id key, id set; ARGV JSON, id, digest

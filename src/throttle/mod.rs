@@ -54,6 +54,7 @@
 //! ```
 
 mod client;
+mod config;
 mod future;
 pub(crate) mod gcra;
 pub mod headers;
@@ -68,6 +69,7 @@ use std::time::Duration;
 
 pub use self::client::ClientAddr;
 pub(crate) use self::client::client_ip;
+pub use self::config::{ThrottleConfig, ThrottleOptions};
 pub use self::future::ResponseFuture;
 pub(crate) use self::headers::Spec;
 pub use self::key::KeyExtractor;

@@ -4,7 +4,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
-use crate::gateway::Secret;
+use crate::secret::Secret;
 use crate::store::StoreError;
 
 /// SigV4 credentials: who signs, with which secret.

@@ -11,10 +11,10 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 
 use super::{SigV4Identity, Verifier};
+use crate::auth::Authorization;
 use crate::body::{Body, BodyLimits, BoxError, DEFAULT_BODY_TIMEOUT, read_bounded};
 use crate::context::RequestContext;
 use crate::gate::{self, Finish, GateFuture};
-use crate::gateway::Authorization;
 use crate::response::{GatewayResponseKind, GatewayResponses};
 
 /// The default limit on a body hashed for verification: 10 MiB.

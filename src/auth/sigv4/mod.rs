@@ -46,6 +46,7 @@
 //! ```
 
 mod canonical;
+mod config;
 mod credentials;
 mod layer;
 mod parse;
@@ -55,6 +56,7 @@ mod verify;
 pub use self::canonical::{
     CanonicalError, CanonicalOptions, canonical_query, canonical_request, canonical_uri,
 };
+pub use self::config::{CredentialConfig, SigV4Config};
 pub use self::credentials::{
     CachingCredentialStore, Credential, CredentialStore, InMemoryCredentialStore,
 };

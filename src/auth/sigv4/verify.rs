@@ -14,8 +14,8 @@ use super::{
     canonical_request, parse_authorization, parse_presigned, sha256_hex, string_to_sign,
 };
 use crate::clock::Clock;
-use crate::gateway::Secret;
 use crate::response::GatewayResponseKind;
+use crate::secret::Secret;
 
 /// The payload hash a client sends to leave the body out of the signature.
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";

@@ -1,0 +1,96 @@
+//! The `keys` and `api_key_options` sections.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+use crate::store::FailMode;
+
+/// Where the API key layer reads keys, and how it hashes them.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct ApiKeyOptions {
+    /// `header` (default) or `authorizer` (the key an authorizer returns, API
+    /// Gateway's `usageIdentifierKey`).
+    #[serde(default)]
+    pub source: Option<ApiKeySource>,
+    /// The header carrying the key. Default `x-api-key`.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// A query parameter to read the key from instead of the header.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// A secret pepper: keys are hashed with HMAC-SHA-256 under it (and
+    /// `value_sha256` must then hold that HMAC).
+    #[serde(default)]
+    pub pepper: Option<Secret>,
+    /// What a key store failure does. Default `closed` (503).
+    #[serde(default)]
+    pub fail_mode: Option<FailMode>,
+}
+
+/// Where API keys come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ApiKeySource {
+    /// A header (or a query parameter when `query` is set).
+    #[default]
+    Header,
+    /// The key an authorizer found.
+    Authorizer,
+}
+
+/// An API key loaded from the config. Its value is hashed at load and never kept.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct KeyConfig {
+    /// A unique name.
+    pub name: String,
+    /// The key itself, 20 to 128 printable ASCII characters. Give this or `value_sha256`.
+    #[serde(default)]
+    pub value: Option<Secret>,
+    /// The SHA-256 of the key, 64 hex digits, for configs that must not hold keys.
+    #[serde(default)]
+    pub value_sha256: Option<String>,
+    /// Plans the key belongs to (at most one per stage).
+    #[serde(default)]
+    pub plans: Vec<String>,
+    /// Disabled keys are rejected. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// RFC 3339 time after which the key is rejected.
+    #[serde(default)]
+    pub expires: Option<String>,
+    /// Free-form tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Whether requests with this key may invalidate a cache entry with
+    /// `Cache-Control: max-age=0`. Default false.
+    #[serde(default)]
+    pub can_invalidate_cache: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for KeyConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            value: None,
+            value_sha256: None,
+            plans: Vec::new(),
+            enabled: true,
+            description: None,
+            expires: None,
+            tags: BTreeMap::new(),
+            can_invalidate_cache: false,
+        }
+    }
+}
