@@ -205,6 +205,24 @@ pub struct LimitsConfig {
     pub body_timeout_ms: Option<u64>,
 }
 
+impl LimitsConfig {
+    /// Checks the section and resolves the body timeout.
+    pub(crate) fn resolve(
+        &self,
+        path: &crate::config::PathBuf,
+        issues: &mut crate::config::Issues,
+    ) -> Duration {
+        match self.body_timeout_ms {
+            Some(ms @ 1..=600_000) => Duration::from_millis(ms),
+            Some(_) => {
+                issues.push(&path.field("body_timeout_ms"), "must be 1 to 600000");
+                DEFAULT_BODY_TIMEOUT
+            }
+            None => DEFAULT_BODY_TIMEOUT,
+        }
+    }
+}
+
 /// The default time a request body that the gateway reads whole may take to
 /// arrive: 10 seconds (`limits.body_timeout_ms`); past it the request gets
 /// 408 `REQUEST_TIMEOUT`.

@@ -1,6 +1,10 @@
 //! How a method's callers are authorized, and the `authorizers` section.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+
+use crate::config::{Issues, PathBuf};
 
 use crate::store::FailMode;
 
@@ -33,4 +37,43 @@ pub enum Authorization {
     Sigv4,
     /// A custom authorizer decides.
     Authorizer,
+}
+
+/// The longest an authorizer's verdict may be cached, as API Gateway's: an hour.
+const MAX_TTL: u32 = 3600;
+
+/// Checks the `authorizers` section.
+pub(crate) fn check_authorizers(
+    authorizers: &BTreeMap<String, AuthorizerConfig>,
+    issues: &mut Issues,
+) {
+    let root = PathBuf::root().field("authorizers");
+    for (name, a) in authorizers {
+        let path = root.field(name);
+        if a.identity_sources.is_empty() {
+            issues.push(
+                &path.field("identity_sources"),
+                "at least one identity source is required",
+            );
+        }
+        for (i, src) in a.identity_sources.iter().enumerate() {
+            let ok = src.split_once('.').is_some_and(|(kind, n)| {
+                !n.is_empty() && matches!(kind, "header" | "querystring" | "stageVariables")
+            });
+            if !ok {
+                issues.push(
+                    &path.field("identity_sources").index(i),
+                    format!("`{src}` is not an identity source (header.NAME, querystring.NAME, stageVariables.NAME)"),
+                );
+            }
+        }
+        if let Some(ttl) = a.ttl
+            && ttl > MAX_TTL
+        {
+            issues.push(
+                &path.field("ttl"),
+                format!("must be <= {MAX_TTL} seconds (got {ttl})"),
+            );
+        }
+    }
 }

@@ -1,8 +1,12 @@
 //! A method's `cache` settings.
 
+use std::time::Duration;
+
+use http::HeaderName;
 use serde::Deserialize;
 
-use super::UnauthorizedStrategy;
+use super::{CacheKeyParam, CacheSettings, UnauthorizedStrategy};
+use crate::config::{Issues, PathBuf};
 
 /// Response cache settings of a stage or method.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -82,5 +86,114 @@ impl CacheConfig {
         if over.headers.is_some() {
             self.headers = over.headers;
         }
+    }
+}
+
+/// The longest cache TTL (and stale-if-error grace), as API Gateway's: an hour.
+pub(crate) const MAX_CACHE_TTL: u32 = 3600;
+
+/// The default TTL in seconds, as API Gateway's.
+const DEFAULT_TTL_SECS: u32 = 300;
+
+impl CacheConfig {
+    /// Checks the fields these settings name. `route` is the resource's
+    /// template and path parameters, for a method's own settings.
+    pub(crate) fn check(
+        &self,
+        path: &PathBuf,
+        route: Option<(&str, &[Box<str>])>,
+        issues: &mut Issues,
+    ) {
+        if let Some(ttl) = self.ttl
+            && ttl > MAX_CACHE_TTL
+        {
+            issues.push(
+                &path.field("ttl"),
+                format!("must be <= {MAX_CACHE_TTL} seconds (got {ttl})"),
+            );
+        }
+        for (i, k) in self.key.iter().flatten().enumerate() {
+            let kpath = path.field("key").index(i);
+            match parse_cache_key(k) {
+                Ok(CacheKeyParam::Path(name)) => {
+                    if let Some((template, params)) = route
+                        && !params.iter().any(|p| **p == name)
+                    {
+                        issues.push(
+                            &kpath,
+                            format!("`{template}` has no path parameter `{name}`"),
+                        );
+                    }
+                }
+                Ok(_) => {}
+                Err(msg) => issues.push(&kpath, msg),
+            }
+        }
+        if let Some(grace) = self.stale_if_error
+            && grace > MAX_CACHE_TTL
+        {
+            issues.push(
+                &path.field("stale_if_error"),
+                format!("must be <= {MAX_CACHE_TTL} seconds (got {grace})"),
+            );
+        }
+        for (i, s) in self.statuses.iter().flatten().enumerate() {
+            if !(100..=599).contains(s) {
+                issues.push(
+                    &path.field("statuses").index(i),
+                    format!("must be an HTTP status, 100 to 599 (got {s})"),
+                );
+            }
+        }
+    }
+
+    /// What these settings (the overlay's result, checked) resolve to.
+    /// `method_override`: the method's own `RESOURCE/METHOD` override turned
+    /// caching on (what caches a method other than GET and HEAD).
+    pub(crate) fn resolve(&self, method_override: bool) -> CacheSettings {
+        let ttl = self.ttl.unwrap_or(DEFAULT_TTL_SECS);
+        CacheSettings {
+            enabled: self.enabled.unwrap_or(false) && ttl > 0,
+            ttl: Duration::from_secs(u64::from(ttl)),
+            key: self
+                .key
+                .iter()
+                .flatten()
+                .filter_map(|k| parse_cache_key(k).ok())
+                .collect(),
+            per_key: self.per_key.unwrap_or(false),
+            method_override,
+            statuses: self
+                .statuses
+                .iter()
+                .flatten()
+                .filter_map(|s| http::StatusCode::from_u16(*s).ok())
+                .collect(),
+            honor_max_age: self.honor_max_age.unwrap_or(true),
+            stale_if_error: Duration::from_secs(u64::from(self.stale_if_error.unwrap_or(0))),
+            require_authorization: self.require_authorization.unwrap_or(true),
+            unauthorized: self.unauthorized.unwrap_or_default(),
+            headers: self.headers.unwrap_or(true),
+        }
+    }
+}
+
+fn parse_cache_key(k: &str) -> Result<CacheKeyParam, String> {
+    let bad = || {
+        format!(
+            "`{k}` is not a cache key parameter (use querystring.NAME, header.NAME or path.NAME)"
+        )
+    };
+    let (source, name) = k.split_once('.').ok_or_else(bad)?;
+    if name.is_empty() {
+        return Err(bad());
+    }
+    match source {
+        "querystring" => Ok(CacheKeyParam::Query(name.to_owned())),
+        "path" => Ok(CacheKeyParam::Path(name.to_owned())),
+        "header" => HeaderName::from_bytes(name.as_bytes())
+            .map(CacheKeyParam::Header)
+            .map_err(|_| format!("`{name}` is not a valid header name")),
+        _ => Err(bad()),
     }
 }

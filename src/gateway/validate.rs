@@ -10,21 +10,16 @@ use http::{HeaderName, HeaderValue, Method};
 use sha2::{Digest, Sha256};
 
 use super::config::{
-    Authorization, CacheConfig, Config, IntegrationConfig, MethodSettingsConfig, ThrottleConfig,
+    Authorization, Config, IntegrationConfig, MethodSettingsConfig, ThrottleConfig,
 };
-use super::settings::{CacheKeyParam, CacheSettings, Merged, MethodSettings, Rate};
+use super::settings::{Merged, MethodSettings, Rate};
 use super::template;
 use crate::config::{ConfigError, ConfigErrorKind, Issues, PathBuf};
 use crate::context::Endpoint;
 use crate::mapping::{Mapping, MappingLimits};
 use crate::plans::{PlanDef, Plans, Quota};
-use crate::response::{GatewayResponseKind, GatewayResponses, OverrideError};
+use crate::response::GatewayResponses;
 use crate::throttle::{GatewayLimits, LimitScope, Spec};
-
-/// The most a rate may be: one request per nanosecond.
-pub(crate) const MAX_RATE: f64 = 1e9;
-/// The longest cache TTL, as API Gateway's.
-pub(crate) const MAX_CACHE_TTL: u32 = 3600;
 
 const METHODS: &[&str] = &[
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "ANY",
@@ -79,11 +74,14 @@ impl Resolved {
 pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     let mut v = Validator::default();
     let root = PathBuf::root();
-    v.mapping_limits(config, &root.field("mapping_limits"));
-    v.body_limits(config, &root.field("limits"));
+    v.mapping_limits = config
+        .mapping_limits
+        .resolve(&root.field("mapping_limits"), &mut v.issues);
+    v.body_timeout = config.limits.resolve(&root.field("limits"), &mut v.issues);
+    v.mapping_limits.body_timeout = Some(v.body_timeout);
 
     if let Some(t) = &config.throttle {
-        v.throttle_complete(t, &root.field("throttle"));
+        t.check_complete(&root.field("throttle"), &mut v.issues);
     }
     let routes = v.routes(config, &root.field("routes"));
     let route_index: HashMap<&str, usize> = routes
@@ -196,13 +194,19 @@ pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     }
 
     v.plans(config, &routes, &route_index);
-    let trusted_proxies = v.throttle_options(config);
+    let trusted_proxies = config
+        .throttle_options
+        .check(&root.field("throttle_options"), &mut v.issues);
     v.keys(config);
-    v.credentials(config);
-    v.api_key_options(config);
-    v.authorizers(config);
-    v.sigv4(config);
-    let responses = v.responses(config);
+    crate::auth::sigv4::check_credentials(&config.credentials, &mut v.issues);
+    config
+        .api_key_options
+        .check(&root.field("api_key_options"), &mut v.issues);
+    crate::auth::check_authorizers(&config.authorizers, &mut v.issues);
+    if let Some(s) = &config.sigv4 {
+        s.check(&root.field("sigv4"), &mut v.issues);
+    }
+    let responses = GatewayResponses::from_config(&config.responses, &mut v.issues);
 
     if v.issues.0.is_empty() {
         let spec =
@@ -442,10 +446,11 @@ impl Validator {
         route: Option<&RouteDef>,
     ) {
         if let Some(t) = &s.throttle {
-            self.throttle_fields(t, &path.field("throttle"));
+            t.check_fields(&path.field("throttle"), &mut self.issues);
         }
         if let Some(c) = &s.cache {
-            self.cache(c, &path.field("cache"), route);
+            let params = route.map(|r| (&*r.template, &*r.params));
+            c.check(&path.field("cache"), params, &mut self.issues);
         }
         if let Some(i) = &s.integration {
             self.integration(i, &path.field("integration"), route);
@@ -524,93 +529,6 @@ impl Validator {
         }
     }
 
-    fn throttle_fields(&mut self, t: &ThrottleConfig, path: &PathBuf) {
-        if let Some(rate) = t.rate {
-            let rpath = path.field("rate");
-            if rate.is_nan() {
-                self.issues.push(&rpath, "must be a number, not NaN");
-            } else if rate < 0.0 {
-                self.issues
-                    .push(&rpath, format!("must be >= 0 (got {rate})"));
-            } else if rate > MAX_RATE {
-                self.issues
-                    .push(&rpath, "must be <= 1000000000 (one request per nanosecond)");
-            }
-        }
-    }
-
-    /// Checks a limit that must stand alone (gateway-wide, plans).
-    fn throttle_complete(&mut self, t: &ThrottleConfig, path: &PathBuf) {
-        self.throttle_fields(t, path);
-        self.throttle_combination(t.rate, t.burst, path);
-    }
-
-    fn throttle_combination(&mut self, rate: Option<f64>, burst: Option<u32>, path: &PathBuf) {
-        match (rate, burst) {
-            (None, None) => {}
-            (Some(_), None) => self.issues.push(&path.field("burst"), "is required"),
-            (None, Some(_)) => self.issues.push(&path.field("rate"), "is required"),
-            (Some(rate), Some(burst)) if rate.is_finite() => {
-                if rate == 0.0 && burst > 0 {
-                    self.issues.push(
-                        &path.field("rate"),
-                        "must be > 0 when burst is > 0 (rate 0 with burst 0 blocks every request)",
-                    );
-                } else if rate > 0.0 && burst == 0 {
-                    self.issues.push(
-                        &path.field("burst"),
-                        "must be > 0 when rate is > 0 (an empty bucket admits nothing)",
-                    );
-                }
-            }
-            (Some(_), Some(_)) => {} // already reported by throttle_fields
-        }
-    }
-
-    fn cache(&mut self, c: &CacheConfig, path: &PathBuf, route: Option<&RouteDef>) {
-        if let Some(ttl) = c.ttl
-            && ttl > MAX_CACHE_TTL
-        {
-            self.issues.push(
-                &path.field("ttl"),
-                format!("must be <= {MAX_CACHE_TTL} seconds (got {ttl})"),
-            );
-        }
-        for (i, k) in c.key.iter().flatten().enumerate() {
-            let kpath = path.field("key").index(i);
-            match parse_cache_key(k) {
-                Ok(CacheKeyParam::Path(name)) => {
-                    if let Some(r) = route
-                        && !r.params.iter().any(|p| **p == name)
-                    {
-                        self.issues.push(
-                            &kpath,
-                            format!("`{}` has no path parameter `{name}`", r.template),
-                        );
-                    }
-                }
-                Ok(_) => {}
-                Err(msg) => self.issues.push(&kpath, msg),
-            }
-        }
-        if let Some(grace) = c.stale_if_error
-            && grace > MAX_CACHE_TTL
-        {
-            self.issues.push(
-                &path.field("stale_if_error"),
-                format!("must be <= {MAX_CACHE_TTL} seconds (got {grace})"),
-            );
-        }
-        for (i, s) in c.statuses.iter().flatten().enumerate() {
-            if !(100..=599).contains(s) {
-                self.issues.push(
-                    &path.field("statuses").index(i),
-                    format!("must be an HTTP status, 100 to 599 (got {s})"),
-                );
-            }
-        }
-    }
-
     /// Compiles the mapping (once per settings block) and checks the
     /// integration of one endpoint.
     fn integration_and_mapping(
@@ -661,46 +579,6 @@ impl Validator {
         }
     }
 
-    fn body_limits(&mut self, config: &Config, path: &PathBuf) {
-        self.body_timeout = crate::body::DEFAULT_BODY_TIMEOUT;
-        match config.limits.body_timeout_ms {
-            Some(ms @ 1..=600_000) => self.body_timeout = Duration::from_millis(ms),
-            Some(_) => self
-                .issues
-                .push(&path.field("body_timeout_ms"), "must be 1 to 600000"),
-            None => {}
-        }
-        self.mapping_limits.body_timeout = Some(self.body_timeout);
-    }
-
-    fn mapping_limits(&mut self, config: &Config, path: &PathBuf) {
-        let c = &config.mapping_limits;
-        let mut limits = MappingLimits::default();
-        let size = |v: Option<super::config::ByteSize>, d: usize| {
-            v.map_or(Ok(d), |b| usize::try_from(b.0).map_err(|_| ()))
-        };
-        match size(c.max_body, limits.max_body) {
-            Ok(n) if n > 0 => limits.max_body = n,
-            _ => self.issues.push(
-                &path.field("max_body"),
-                "must be more than 0 and fit in memory",
-            ),
-        }
-        match size(c.max_output, limits.max_output) {
-            Ok(n) if n > 0 => limits.max_output = n,
-            _ => self.issues.push(
-                &path.field("max_output"),
-                "must be more than 0 and fit in memory",
-            ),
-        }
-        match c.fuel {
-            Some(0) => self.issues.push(&path.field("fuel"), "must be more than 0"),
-            Some(f) => limits.fuel = f,
-            None => {}
-        }
-        self.mapping_limits = limits;
-    }
-
     /// Completes a merged layer stack into effective settings.
     fn finish(
         &mut self,
@@ -709,17 +587,16 @@ impl Validator {
         auth_path: &PathBuf,
         config: &Config,
     ) -> MethodSettings {
-        self.throttle_combination(
+        crate::throttle::check_combination(
             m.throttle_rate,
             m.throttle_burst,
             &throttle_path.field("throttle"),
+            &mut self.issues,
         );
         let throttle = match (m.throttle_rate, m.throttle_burst) {
             (Some(r), Some(b)) => Some(Rate::new(r, b)),
             _ => None,
         };
-        let ttl = m.cache.ttl.unwrap_or(300);
-        let c = &m.cache;
         let authorization = m.authorization.unwrap_or_default();
         let authorizer = m.authorizer.as_deref().map(std::sync::Arc::<str>::from);
         if authorization == Authorization::Authorizer {
@@ -743,30 +620,7 @@ impl Validator {
         }
         MethodSettings {
             throttle,
-            cache: CacheSettings {
-                enabled: m.cache.enabled.unwrap_or(false) && ttl > 0,
-                ttl: Duration::from_secs(u64::from(ttl)),
-                key: m
-                    .cache
-                    .key
-                    .iter()
-                    .flatten()
-                    .filter_map(|k| parse_cache_key(k).ok())
-                    .collect(),
-                per_key: c.per_key.unwrap_or(false),
-                method_override: m.cache_enabled_by_method == Some(true),
-                statuses: c
-                    .statuses
-                    .iter()
-                    .flatten()
-                    .filter_map(|s| http::StatusCode::from_u16(*s).ok())
-                    .collect(),
-                honor_max_age: c.honor_max_age.unwrap_or(true),
-                stale_if_error: Duration::from_secs(u64::from(c.stale_if_error.unwrap_or(0))),
-                require_authorization: c.require_authorization.unwrap_or(true),
-                unauthorized: c.unauthorized.unwrap_or_default(),
-                headers: c.headers.unwrap_or(true),
-            },
+            cache: m.cache.resolve(m.cache_enabled_by_method == Some(true)),
             api_key_required: m.api_key_required.unwrap_or(false),
             authorization,
             authorizer,
@@ -788,7 +642,7 @@ impl Validator {
                 }
             }
             if let Some(t) = &plan.throttle {
-                self.throttle_complete(t, &path.field("throttle"));
+                t.check_complete(&path.field("throttle"), &mut self.issues);
             }
             if let Some(q) = &plan.quota {
                 let qpath = path.field("quota");
@@ -809,7 +663,7 @@ impl Validator {
                     Err(msg) => self.issues.push(&mpath, msg),
                 }
                 if let Some(t) = &m.throttle {
-                    self.throttle_complete(t, &mpath.field("throttle"));
+                    t.check_complete(&mpath.field("throttle"), &mut self.issues);
                 }
             }
         }
@@ -897,169 +751,6 @@ impl Validator {
             }
         }
     }
-
-    fn credentials(&mut self, config: &Config) {
-        let root = PathBuf::root().field("credentials");
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (i, c) in config.credentials.iter().enumerate() {
-            let path = root.index(i);
-            let id = c.access_key_id.as_str();
-            if !(1..=128).contains(&id.len())
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-            {
-                self.issues.push(
-                    &path.field("access_key_id"),
-                    "an access key id is 1 to 128 upper-case letters and digits",
-                );
-            } else if let Some(j) = seen.insert(id, i) {
-                self.issues.push(
-                    &path.field("access_key_id"),
-                    format!("`{id}` is also the id of credentials[{j}]"),
-                );
-            }
-            if c.secret_access_key.expose().is_empty() {
-                self.issues
-                    .push(&path.field("secret_access_key"), "must not be empty");
-            }
-            if c.principal.as_deref() == Some("") {
-                self.issues
-                    .push(&path.field("principal"), "must not be empty");
-            }
-        }
-    }
-
-    fn throttle_options(&mut self, config: &Config) -> Vec<ipnet::IpNet> {
-        let o = &config.throttle_options;
-        let path = PathBuf::root().field("throttle_options");
-        if let Some(t) = &o.per_client {
-            self.throttle_complete(t, &path.field("per_client"));
-        }
-        if o.max_tracked_keys == Some(0) {
-            self.issues
-                .push(&path.field("max_tracked_keys"), "must be at least 1");
-        }
-        let mut nets = Vec::new();
-        for (i, p) in o.trusted_proxies.iter().enumerate() {
-            match p
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-            {
-                Ok(n) => nets.push(n),
-                Err(_) => self.issues.push(
-                    &path.field("trusted_proxies").index(i),
-                    format!("`{p}` is not an IP address or CIDR block"),
-                ),
-            }
-        }
-        nets
-    }
-
-    fn authorizers(&mut self, config: &Config) {
-        let root = PathBuf::root().field("authorizers");
-        for (name, a) in &config.authorizers {
-            let path = root.field(name);
-            if a.identity_sources.is_empty() {
-                self.issues.push(
-                    &path.field("identity_sources"),
-                    "at least one identity source is required",
-                );
-            }
-            for (i, src) in a.identity_sources.iter().enumerate() {
-                let ok = src.split_once('.').is_some_and(|(kind, n)| {
-                    !n.is_empty() && matches!(kind, "header" | "querystring" | "stageVariables")
-                });
-                if !ok {
-                    self.issues.push(
-                        &path.field("identity_sources").index(i),
-                        format!("`{src}` is not an identity source (header.NAME, querystring.NAME, stageVariables.NAME)"),
-                    );
-                }
-            }
-            if let Some(ttl) = a.ttl
-                && ttl > MAX_CACHE_TTL
-            {
-                self.issues.push(
-                    &path.field("ttl"),
-                    format!("must be <= {MAX_CACHE_TTL} seconds (got {ttl})"),
-                );
-            }
-        }
-    }
-
-    fn api_key_options(&mut self, config: &Config) {
-        let o = &config.api_key_options;
-        let path = PathBuf::root().field("api_key_options");
-        if let Some(h) = &o.header
-            && HeaderName::from_bytes(h.as_bytes()).is_err()
-        {
-            self.issues.push(
-                &path.field("header"),
-                format!("`{h}` is not a valid header name"),
-            );
-        }
-        if o.query.as_deref() == Some("") {
-            self.issues.push(&path.field("query"), "must not be empty");
-        }
-        if o.pepper.as_ref().is_some_and(|p| p.expose().len() < 16) {
-            self.issues
-                .push(&path.field("pepper"), "must be at least 16 characters");
-        }
-    }
-
-    fn sigv4(&mut self, config: &Config) {
-        let Some(s) = &config.sigv4 else { return };
-        let path = PathBuf::root().field("sigv4");
-        if s.region.is_empty() {
-            self.issues.push(&path.field("region"), "must not be empty");
-        }
-        if s.service.is_empty() {
-            self.issues
-                .push(&path.field("service"), "must not be empty");
-        }
-        if !(1..=3600).contains(&s.max_skew) {
-            self.issues.push(
-                &path.field("max_skew"),
-                "must be between 1 and 3600 seconds",
-            );
-        }
-        if let Some(b) = s.max_body
-            && (b.0 == 0 || b.0 > 1 << 30)
-        {
-            self.issues
-                .push(&path.field("max_body"), "must be between 1 byte and 1GiB");
-        }
-    }
-
-    fn responses(&mut self, config: &Config) -> GatewayResponses {
-        let root = PathBuf::root().field("responses");
-        let mut overrides = BTreeMap::new();
-        for (name, o) in &config.responses {
-            match name.parse::<GatewayResponseKind>() {
-                Ok(kind) => {
-                    overrides.insert(kind, o.clone());
-                }
-                Err(_) => self.issues.push(&root.field(name), "unknown gateway response kind (RESOURCE_NOT_FOUND, THROTTLED, DEFAULT_4XX, ...)"),
-            }
-        }
-        match GatewayResponses::new(&overrides) {
-            Ok(r) => r,
-            Err(errors) => {
-                for (kind, e) in errors {
-                    let path = root.field(kind.as_str());
-                    let path = match &e {
-                        OverrideError::Status => path.field("status"),
-                        OverrideError::HeaderName(n) | OverrideError::HeaderValue(n) => {
-                            path.field("headers").field(n)
-                        }
-                    };
-                    self.issues.push(&path, e.to_string());
-                }
-                GatewayResponses::default()
-            }
-        }
-    }
 }
 
 enum MethodKey {
@@ -1108,26 +799,6 @@ fn parse_method_key(
         return Err(format!("the route `{resource}` has no method `{method}`"));
     }
     Ok(MethodKey::Exact(ri, m))
-}
-
-fn parse_cache_key(k: &str) -> Result<CacheKeyParam, String> {
-    let bad = || {
-        format!(
-            "`{k}` is not a cache key parameter (use querystring.NAME, header.NAME or path.NAME)"
-        )
-    };
-    let (source, name) = k.split_once('.').ok_or_else(bad)?;
-    if name.is_empty() {
-        return Err(bad());
-    }
-    match source {
-        "querystring" => Ok(CacheKeyParam::Query(name.to_owned())),
-        "path" => Ok(CacheKeyParam::Path(name.to_owned())),
-        "header" => HeaderName::from_bytes(name.as_bytes())
-            .map(CacheKeyParam::Header)
-            .map_err(|_| format!("`{name}` is not a valid header name")),
-        _ => Err(bad()),
-    }
 }
 
 fn parse_sha256_hex(s: &str) -> Option<[u8; 32]> {

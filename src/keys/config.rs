@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::config::{Issues, PathBuf};
 use crate::secret::Secret;
 use crate::store::FailMode;
 
@@ -91,6 +92,26 @@ impl Default for KeyConfig {
             expires: None,
             tags: BTreeMap::new(),
             can_invalidate_cache: false,
+        }
+    }
+}
+
+impl ApiKeyOptions {
+    /// Checks the options; the pepper is never quoted.
+    pub(crate) fn check(&self, path: &PathBuf, issues: &mut Issues) {
+        if let Some(h) = &self.header
+            && http::HeaderName::from_bytes(h.as_bytes()).is_err()
+        {
+            issues.push(
+                &path.field("header"),
+                format!("`{h}` is not a valid header name"),
+            );
+        }
+        if self.query.as_deref() == Some("") {
+            issues.push(&path.field("query"), "must not be empty");
+        }
+        if self.pepper.as_ref().is_some_and(|p| p.expose().len() < 16) {
+            issues.push(&path.field("pepper"), "must be at least 16 characters");
         }
     }
 }

@@ -103,3 +103,37 @@ pub struct MappingLimitsConfig {
     #[serde(default)]
     pub fuel: Option<u64>,
 }
+
+impl MappingLimitsConfig {
+    /// Checks the section and resolves it over the defaults.
+    pub(crate) fn resolve(
+        &self,
+        path: &crate::config::PathBuf,
+        issues: &mut crate::config::Issues,
+    ) -> super::MappingLimits {
+        let mut limits = super::MappingLimits::default();
+        let size = |v: Option<crate::config::ByteSize>, d: usize| {
+            v.map_or(Ok(d), |b| usize::try_from(b.0).map_err(|_| ()))
+        };
+        match size(self.max_body, limits.max_body) {
+            Ok(n) if n > 0 => limits.max_body = n,
+            _ => issues.push(
+                &path.field("max_body"),
+                "must be more than 0 and fit in memory",
+            ),
+        }
+        match size(self.max_output, limits.max_output) {
+            Ok(n) if n > 0 => limits.max_output = n,
+            _ => issues.push(
+                &path.field("max_output"),
+                "must be more than 0 and fit in memory",
+            ),
+        }
+        match self.fuel {
+            Some(0) => issues.push(&path.field("fuel"), "must be more than 0"),
+            Some(f) => limits.fuel = f,
+            None => {}
+        }
+        limits
+    }
+}

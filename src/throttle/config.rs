@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use crate::config::{Issues, PathBuf};
 use crate::store::FailMode;
 
 /// Options of the throttle layer.
@@ -54,5 +55,84 @@ impl ThrottleConfig {
             rate: Some(rate),
             burst: Some(burst),
         }
+    }
+}
+
+/// The most a rate may be: one request per nanosecond.
+pub(crate) const MAX_RATE: f64 = 1e9;
+
+impl ThrottleConfig {
+    /// Checks the fields this limit names (a method override may name one).
+    pub(crate) fn check_fields(&self, path: &PathBuf, issues: &mut Issues) {
+        if let Some(rate) = self.rate {
+            let rpath = path.field("rate");
+            if rate.is_nan() {
+                issues.push(&rpath, "must be a number, not NaN");
+            } else if rate < 0.0 {
+                issues.push(&rpath, format!("must be >= 0 (got {rate})"));
+            } else if rate > MAX_RATE {
+                issues.push(&rpath, "must be <= 1000000000 (one request per nanosecond)");
+            }
+        }
+    }
+
+    /// Checks a limit that must stand alone (gateway-wide, plans, per client).
+    pub(crate) fn check_complete(&self, path: &PathBuf, issues: &mut Issues) {
+        self.check_fields(path, issues);
+        check_combination(self.rate, self.burst, path, issues);
+    }
+}
+
+/// Checks a rate and burst together, as they end up after the overlay.
+pub(crate) fn check_combination(
+    rate: Option<f64>,
+    burst: Option<u32>,
+    path: &PathBuf,
+    issues: &mut Issues,
+) {
+    match (rate, burst) {
+        (None, None) => {}
+        (Some(_), None) => issues.push(&path.field("burst"), "is required"),
+        (None, Some(_)) => issues.push(&path.field("rate"), "is required"),
+        (Some(rate), Some(burst)) if rate.is_finite() => {
+            if rate == 0.0 && burst > 0 {
+                issues.push(
+                    &path.field("rate"),
+                    "must be > 0 when burst is > 0 (rate 0 with burst 0 blocks every request)",
+                );
+            } else if rate > 0.0 && burst == 0 {
+                issues.push(
+                    &path.field("burst"),
+                    "must be > 0 when rate is > 0 (an empty bucket admits nothing)",
+                );
+            }
+        }
+        (Some(_), Some(_)) => {} // already reported by check_fields
+    }
+}
+
+impl ThrottleOptions {
+    /// Checks the options and returns the trusted proxies, parsed.
+    pub(crate) fn check(&self, path: &PathBuf, issues: &mut Issues) -> Vec<ipnet::IpNet> {
+        if let Some(t) = &self.per_client {
+            t.check_complete(&path.field("per_client"), issues);
+        }
+        if self.max_tracked_keys == Some(0) {
+            issues.push(&path.field("max_tracked_keys"), "must be at least 1");
+        }
+        let mut nets = Vec::new();
+        for (i, p) in self.trusted_proxies.iter().enumerate() {
+            match p
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            {
+                Ok(n) => nets.push(n),
+                Err(_) => issues.push(
+                    &path.field("trusted_proxies").index(i),
+                    format!("`{p}` is not an IP address or CIDR block"),
+                ),
+            }
+        }
+        nets
     }
 }

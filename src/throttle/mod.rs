@@ -69,6 +69,7 @@ use std::time::Duration;
 
 pub use self::client::ClientAddr;
 pub(crate) use self::client::client_ip;
+pub(crate) use self::config::check_combination;
 pub use self::config::{ThrottleConfig, ThrottleOptions};
 pub use self::future::ResponseFuture;
 pub(crate) use self::headers::Spec;

@@ -1,8 +1,10 @@
 //! The `credentials` and `sigv4` sections.
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 
-use crate::config::ByteSize;
+use crate::config::{ByteSize, Issues, PathBuf};
 use crate::secret::Secret;
 
 /// SigV4 credentials loaded from the config.
@@ -52,4 +54,59 @@ fn execute_api() -> String {
 
 fn five_minutes() -> u64 {
     300
+}
+
+/// Checks the `credentials` section: ids well formed and unique, secrets
+/// and principals not empty. No message quotes a secret.
+pub(crate) fn check_credentials(credentials: &[CredentialConfig], issues: &mut Issues) {
+    let root = PathBuf::root().field("credentials");
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, c) in credentials.iter().enumerate() {
+        let path = root.index(i);
+        let id = c.access_key_id.as_str();
+        if !(1..=128).contains(&id.len())
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
+            issues.push(
+                &path.field("access_key_id"),
+                "an access key id is 1 to 128 upper-case letters and digits",
+            );
+        } else if let Some(j) = seen.insert(id, i) {
+            issues.push(
+                &path.field("access_key_id"),
+                format!("`{id}` is also the id of credentials[{j}]"),
+            );
+        }
+        if c.secret_access_key.expose().is_empty() {
+            issues.push(&path.field("secret_access_key"), "must not be empty");
+        }
+        if c.principal.as_deref() == Some("") {
+            issues.push(&path.field("principal"), "must not be empty");
+        }
+    }
+}
+
+impl SigV4Config {
+    /// Checks the section's fields.
+    pub(crate) fn check(&self, path: &PathBuf, issues: &mut Issues) {
+        if self.region.is_empty() {
+            issues.push(&path.field("region"), "must not be empty");
+        }
+        if self.service.is_empty() {
+            issues.push(&path.field("service"), "must not be empty");
+        }
+        if !(1..=3600).contains(&self.max_skew) {
+            issues.push(
+                &path.field("max_skew"),
+                "must be between 1 and 3600 seconds",
+            );
+        }
+        if let Some(b) = self.max_body
+            && (b.0 == 0 || b.0 > 1 << 30)
+        {
+            issues.push(&path.field("max_body"), "must be between 1 byte and 1GiB");
+        }
+    }
 }

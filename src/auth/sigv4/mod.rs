@@ -56,6 +56,7 @@ mod verify;
 pub use self::canonical::{
     CanonicalError, CanonicalOptions, canonical_query, canonical_request, canonical_uri,
 };
+pub(crate) use self::config::check_credentials;
 pub use self::config::{CredentialConfig, SigV4Config};
 pub use self::credentials::{
     CachingCredentialStore, Credential, CredentialStore, InMemoryCredentialStore,
