@@ -347,6 +347,45 @@ fn json_message(message: &str) -> Bytes {
     Bytes::from(out)
 }
 
+impl GatewayResponses {
+    /// Renders the `responses` section, reporting unknown kinds and invalid
+    /// overrides with their paths (and rendering the defaults if any is bad).
+    pub(crate) fn from_config(
+        config: &BTreeMap<String, ResponseOverride>,
+        issues: &mut crate::config::Issues,
+    ) -> Self {
+        let root = crate::config::PathBuf::root().field("responses");
+        let mut overrides = BTreeMap::new();
+        for (name, o) in config {
+            match name.parse::<GatewayResponseKind>() {
+                Ok(kind) => {
+                    overrides.insert(kind, o.clone());
+                }
+                Err(_) => issues.push(
+                    &root.field(name),
+                    "unknown gateway response kind (RESOURCE_NOT_FOUND, THROTTLED, DEFAULT_4XX, ...)",
+                ),
+            }
+        }
+        match Self::new(&overrides) {
+            Ok(r) => r,
+            Err(errors) => {
+                for (kind, e) in errors {
+                    let path = root.field(kind.as_str());
+                    let path = match &e {
+                        OverrideError::Status => path.field("status"),
+                        OverrideError::HeaderName(n) | OverrideError::HeaderValue(n) => {
+                            path.field("headers").field(n)
+                        }
+                    };
+                    issues.push(&path, e.to_string());
+                }
+                Self::default()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,44 +486,5 @@ mod tests {
             GatewayResponseKind::Throttled,
             OverrideError::HeaderName("bad name".into())
         )));
-    }
-}
-
-impl GatewayResponses {
-    /// Renders the `responses` section, reporting unknown kinds and invalid
-    /// overrides with their paths (and rendering the defaults if any is bad).
-    pub(crate) fn from_config(
-        config: &BTreeMap<String, ResponseOverride>,
-        issues: &mut crate::config::Issues,
-    ) -> Self {
-        let root = crate::config::PathBuf::root().field("responses");
-        let mut overrides = BTreeMap::new();
-        for (name, o) in config {
-            match name.parse::<GatewayResponseKind>() {
-                Ok(kind) => {
-                    overrides.insert(kind, o.clone());
-                }
-                Err(_) => issues.push(
-                    &root.field(name),
-                    "unknown gateway response kind (RESOURCE_NOT_FOUND, THROTTLED, DEFAULT_4XX, ...)",
-                ),
-            }
-        }
-        match Self::new(&overrides) {
-            Ok(r) => r,
-            Err(errors) => {
-                for (kind, e) in errors {
-                    let path = root.field(kind.as_str());
-                    let path = match &e {
-                        OverrideError::Status => path.field("status"),
-                        OverrideError::HeaderName(n) | OverrideError::HeaderValue(n) => {
-                            path.field("headers").field(n)
-                        }
-                    };
-                    issues.push(&path, e.to_string());
-                }
-                Self::default()
-            }
-        }
     }
 }

@@ -374,6 +374,11 @@ fn misplaced(secret: &str, number: u64) -> Vec<String> {
         format!(r#"{{{base}, "throttle_options": {{"on_capacity": {s}}}}}"#),
         format!(r#"{{{base}, "keys": {{"a": {s}}}}}"#),
         format!(r#"{{{base}, "limits": {{"body_timeout_ms": {s}}}}}"#),
+        // The integration block is a tagged enum: serde's own messages pass.
+        format!(r#"{{"routes": {{"/a": ["GET"]}}, "stages": {{"prod": {{"settings": {{"integration": {{"type": "mock", "status": {s}}}}}}}}}}}"#),
+        format!(r#"{{"routes": {{"/a": ["GET"]}}, "stages": {{"prod": {{"settings": {{"integration": {{"type": "mock", "status": {number}}}}}}}}}}}"#),
+        format!(r#"{{"routes": {{"/a": ["GET"]}}, "stages": {{"prod": {{"settings": {{"integration": {s}}}}}}}}}"#),
+        format!(r#"{{"routes": {{"/a": ["GET"]}}, "stages": {{"prod": {{"settings": {{"integration": {{"type": "http", "url": "http://x/", "timeout_ms": {s}}}}}}}}}}}"#),
     ]
     .into()
 }

@@ -24,12 +24,15 @@ routes:
   /signed: [POST]
   /mapped: [POST]
   /bomb: [GET]
+  /lazy: [POST]
 stages:
   prod:
     methods:
       /signed/POST: { authorization: sigv4 }
       /mapped/POST:
         mapping: { request: { templates: { text/plain: '{{ input.body|length }}' } } }
+      /lazy/POST:
+        mapping: { request: { templates: { application/json: 'ok' } } }
       /bomb/GET:
         mapping:
           responses:
@@ -117,7 +120,20 @@ fn hostile_bodies_and_templates_stay_within_a_small_heap() {
             "mapping: peak {peak} bytes for a {FRAMES}-byte body"
         );
 
-        // 3. The doubling template stops at the size limit (10 MiB by
+        // 3. A template that never selects from a JSON body does not pay
+        //    for its parse: a megabyte of `["","",...]` parsed is 13 MB.
+        let json = format!("[{}\"\"]", "\"\",".repeat(333_000));
+        let req = Request::post("/prod/lazy")
+            .header("content-type", "application/json")
+            .body(Body::from(json))
+            .unwrap();
+        let before = dhat::HeapStats::get().curr_bytes;
+        assert_eq!(status(&gw, req).await.0, StatusCode::OK);
+        let peak = dhat::HeapStats::get().max_bytes.saturating_sub(before);
+        eprintln!("unread 1 MB JSON body: heap peak {peak} bytes");
+        assert!(peak < 6 << 20, "unread JSON body: peak {peak} bytes");
+
+        // 4. The doubling template stops at the size limit (10 MiB by
         //    default) with a 500; unbounded it peaked at 1.67 GB.
         let req = Request::get("/prod/bomb").body(Body::empty()).unwrap();
         assert_eq!(status(&gw, req).await.0, StatusCode::INTERNAL_SERVER_ERROR);

@@ -156,13 +156,39 @@ fn finish(
 }
 
 fn yaml_message(e: &serde_saphyr::Error) -> String {
-    let text = redact_variant(e.to_string());
+    let text = redact_values(&redact_variant(e.to_string()));
     match e.location() {
         Some(l) if l.line() > 0 && !text.contains("line") => {
             format!("{text} (line {}, column {})", l.line(), l.column())
         }
         _ => text,
     }
+}
+
+/// serde's own messages, which some paths of the YAML loader pass through
+/// (tagged enums such as `integration`), quote the value they reject:
+/// `invalid type: string "VALUE"`, ``integer `123` ``. Each becomes the kind
+/// of value alone.
+fn redact_values(text: &str) -> String {
+    static QUOTED: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let Some(re) = QUOTED.get_or_init(|| {
+        regex::Regex::new(
+            r#"string "(?:[^"\\]|\\.)*"|(integer|floating point|boolean|character|char) `[^`]*`"#,
+        )
+        .ok()
+    }) else {
+        return text.to_owned();
+    };
+    re.replace_all(text, |c: &regex::Captures<'_>| {
+        match c.get(1).map(|m| m.as_str()) {
+            None => "a string",
+            Some("integer") => "an integer",
+            Some("floating point") => "a number",
+            Some("boolean") => "a boolean",
+            Some(_) => "a character",
+        }
+    })
+    .into_owned()
 }
 
 /// serde's "unknown variant `VALUE`, expected ..." quotes the value; the

@@ -577,20 +577,69 @@ fn is_json(media: &str) -> bool {
     media == "application/json" || media.ends_with("+json")
 }
 
-/// The body as JSON for `input.json` and `input.path`: an empty body is
-/// `null` (a GET's template still renders); a JSON content type that does
-/// not parse is an error; anything else is JSON only if it parses.
-fn parse_json_body(
-    media: &str,
-    body: &Bytes,
-) -> Result<Option<serde_json::Value>, serde_json::Error> {
-    if body.is_empty() {
-        return Ok(Some(serde_json::Value::Null));
+/// Checks that a body whose content type is JSON parses, before a template
+/// renders (400 otherwise), without building it: it is parsed for real
+/// only when a template selects from it.
+fn check_json_body(media: &str, body: &Bytes) -> Result<(), serde_json::Error> {
+    if body.is_empty() || !is_json(media) {
+        return Ok(());
     }
-    if !is_json(media) {
-        return Ok(serde_json::from_slice(body).ok());
+    serde_json::from_slice::<Skip>(body).map(|_| ())
+}
+
+/// Any JSON value, read and dropped as it is read. Unlike serde's
+/// `IgnoredAny` it goes through `deserialize_any`, so serde_json's nesting
+/// limit (128) applies as it does to a parse.
+struct Skip;
+
+impl<'de> serde::Deserialize<'de> for Skip {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SkipVisitor)
     }
-    serde_json::from_slice(body).map(Some)
+}
+
+struct SkipVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SkipVisitor {
+    type Value = Skip;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_unit<E>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+        while map.next_entry::<Skip, Skip>()?.is_some() {}
+        Ok(Skip)
+    }
 }
 
 async fn run<S, ReqB, ResB>(
@@ -656,8 +705,8 @@ where
                     }
                     Err(e) => return Ok(responses.respond(e.kind())),
                 };
-                let json = match parse_json_body(&media, &body) {
-                    Ok(j) => j,
+                match check_json_body(&media, &body) {
+                    Ok(()) => {}
                     Err(e) => {
                         return Ok(responses.respond_with_message(
                             GatewayResponseKind::BadRequestBody,
@@ -667,8 +716,9 @@ where
                 };
                 let facts = facts.as_ref().expect("made when there are templates");
                 let input = Input {
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                    json,
+                    body: minijinja::Value::from(String::from_utf8_lossy(&body).into_owned()),
+                    raw: body,
+                    json: std::sync::OnceLock::new(),
                     params: facts.params.clone(),
                     limit: mapping.limits.max_output,
                 };
@@ -735,14 +785,10 @@ where
             return Ok(responses.respond(GatewayResponseKind::Default5xx));
         }
     };
-    let backend_media = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(|| "application/json".to_owned(), media_type);
     let input = Input {
-        json: parse_json_body(&backend_media, &body).ok().flatten(),
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body: minijinja::Value::from(String::from_utf8_lossy(&body).into_owned()),
+        raw: body,
+        json: std::sync::OnceLock::new(),
         params: facts.params.clone(),
         limit: mapping.limits.max_output,
     };

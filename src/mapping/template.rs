@@ -49,8 +49,11 @@ impl Params {
 /// `input`: the body being mapped and the method request's parameters.
 #[derive(Debug)]
 pub(crate) struct Input {
-    pub(crate) body: String,
-    pub(crate) json: Option<serde_json::Value>,
+    pub(crate) body: Value,
+    /// The body's bytes, parsed as JSON the first time a template selects
+    /// from them (a template that never does pays no parse).
+    pub(crate) raw: bytes::Bytes,
+    pub(crate) json: std::sync::OnceLock<Option<serde_json::Value>>,
     pub(crate) params: Arc<Params>,
     /// The most a selection may hold, serialized (`max_output`): `$..*`
     /// over a deep document copies each node once per ancestor.
@@ -101,14 +104,33 @@ fn str_arg<'a>(args: &'a [Value], what: &str) -> Result<&'a str, Error> {
 impl Input {
     /// The nodes `path` selects: one node as itself, several as an array,
     /// none as null.
-    fn select(&self, path: &str) -> Result<serde_json::Value, Error> {
+    /// The body as JSON: an empty body is `null`; a body of another content
+    /// type is JSON only if it parses.
+    fn json(&self) -> Option<&serde_json::Value> {
+        self.json
+            .get_or_init(|| {
+                if self.raw.is_empty() {
+                    return Some(serde_json::Value::Null);
+                }
+                serde_json::from_slice(&self.raw).ok()
+            })
+            .as_ref()
+    }
+
+    /// Applies `f` to the nodes `path` selects: one node as itself, several
+    /// as an array, none as null; the selection is not copied.
+    fn select<T>(
+        &self,
+        path: &str,
+        f: impl FnOnce(&dyn erased::Selection) -> T,
+    ) -> Result<T, Error> {
         let path = JsonPath::parse(path).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidOperation,
                 format!("invalid JSONPath `{path}`: {e}"),
             )
         })?;
-        let Some(json) = &self.json else {
+        let Some(json) = self.json() else {
             return Err(Error::new(
                 ErrorKind::InvalidOperation,
                 "the body is not JSON",
@@ -128,17 +150,36 @@ impl Input {
                 })?;
         }
         Ok(match nodes.as_slice() {
-            [] => serde_json::Value::Null,
-            [one] => (*one).clone(),
-            many => serde_json::Value::Array(many.iter().map(|v| (*v).clone()).collect()),
+            [] => f(&serde_json::Value::Null),
+            [one] => f(*one),
+            many => f(&many),
         })
+    }
+}
+
+/// A selection, whichever its shape, for `input.json` and `input.path`.
+mod erased {
+    /// Serializable and writable as JSON text.
+    pub(crate) trait Selection {
+        fn to_json(&self) -> String;
+        fn to_value(&self) -> minijinja::Value;
+    }
+
+    impl<T: serde::Serialize> Selection for T {
+        fn to_json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_default()
+        }
+
+        fn to_value(&self) -> minijinja::Value {
+            minijinja::Value::from_serialize(self)
+        }
     }
 }
 
 impl Object for Input {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         match key.as_str()? {
-            "body" => Some(Value::from(self.body.as_str())),
+            "body" => Some(self.body.clone()),
             _ => None,
         }
     }
@@ -151,12 +192,10 @@ impl Object for Input {
     ) -> Result<Value, Error> {
         match method {
             "json" => {
-                let v = self.select(str_arg(args, "input.json")?)?;
-                Ok(Value::from(v.to_string()))
+                let text = self.select(str_arg(args, "input.json")?, |s| s.to_json())?;
+                Ok(Value::from(text))
             }
-            "path" => Ok(Value::from_serialize(
-                self.select(str_arg(args, "input.path")?)?,
-            )),
+            "path" => self.select(str_arg(args, "input.path")?, |s| s.to_value()),
             "params" => match args {
                 [] => Ok(Value::from_serialize(&*self.params)),
                 _ => {

@@ -12,13 +12,19 @@ pub struct ClientAddr(pub SocketAddr);
 /// The client's IP: the peer address, or, when the peer is a trusted proxy,
 /// the right-most address in `X-Forwarded-For` that is not itself a trusted
 /// proxy. An unparsable entry ends the walk at the last trusted hop, so a
-/// client cannot pick its own address by sending garbage.
+/// client cannot pick its own address by sending garbage. An IPv4 address
+/// written as IPv6 (`::ffff:192.0.2.1`) is the IPv4 address: one client,
+/// one bucket.
 pub(crate) fn client_ip(
     peer: Option<IpAddr>,
     headers: &HeaderMap,
     trusted: &[IpNet],
 ) -> Option<IpAddr> {
-    let mut ip = peer?;
+    walk(peer?.to_canonical(), headers, trusted).map(|ip| ip.to_canonical())
+}
+
+fn walk(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
+    let mut ip = peer;
     if trusted.is_empty() || !trusted.iter().any(|n| n.contains(&ip)) {
         return Some(ip);
     }
@@ -36,7 +42,7 @@ pub(crate) fn client_ip(
             let Ok(addr) = hop.parse::<IpAddr>() else {
                 return Some(ip);
             };
-            ip = addr;
+            ip = addr.to_canonical();
             if !trusted.iter().any(|n| n.contains(&ip)) {
                 return Some(ip);
             }
@@ -90,5 +96,18 @@ mod tests {
             Some("10.0.0.2".parse().unwrap())
         );
         assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
+    }
+
+    #[test]
+    fn an_ipv4_address_written_as_ipv6_is_the_same_client() {
+        let v4: IpAddr = "198.51.100.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        let none = HeaderMap::new();
+        assert_eq!(client_ip(Some(mapped), &none, &[]), Some(v4));
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "::ffff:198.51.100.7".parse().unwrap());
+        assert_eq!(client_ip(Some(proxy), &headers, &trusted), Some(v4));
     }
 }

@@ -36,8 +36,12 @@ const SWEEP_EVERY: u64 = 1_000_000_000;
 /// A key whose bucket is full again is the same as an absent key, so it is
 /// evicted: each shard is swept when it has grown to twice what its last
 /// sweep left, and at most once a second when touched; [`sweep`](Self::sweep)
-/// does the whole store at once. At most `max_keys` keys are tracked (default
-/// one million, about 25 bytes each). A new key that finds the store full
+/// does the whole store at once. At most `max_keys` client addresses and
+/// `max_keys` other keys (API keys, methods, custom keys) are tracked
+/// (default one million each, about 25 bytes a key; the cap is split over
+/// 64 shards, so a shard may fill a little before the whole store does).
+/// Addresses are what a client can make up; counting them apart keeps a
+/// client rotating addresses from crowding out API keys. A new key that finds the store full
 /// (after a sweep of its shard) is decided by the store's [`OnCapacity`]
 /// policy and counted in [`untracked`](Self::untracked): by default it is
 /// rejected (429 with `Retry-After: 1`), so a client rotating addresses
@@ -97,7 +101,13 @@ struct Shard {
     map: RwLock<Map>,
     last_sweep: AtomicU64,
     sweep_at_len: AtomicUsize,
+    /// How many of the map's keys are client addresses (changed under the
+    /// write lock): they have a capacity of their own.
+    clients: AtomicUsize,
 }
+
+/// The fingerprint bit that marks a client-address key.
+const CLIENT_BIT: u64 = 1 << 63;
 
 type Map = HashMap<u64, AtomicU64, PrehashedState>;
 
@@ -125,6 +135,7 @@ impl InMemoryRateStore {
                 map: RwLock::new(Map::default()),
                 last_sweep: AtomicU64::new(0),
                 sweep_at_len: AtomicUsize::new(MIN_SWEEP_LEN),
+                clients: AtomicUsize::new(0),
             })
             .collect();
         Self {
@@ -217,7 +228,14 @@ impl InMemoryRateStore {
             RateKey::Client(ip) => (4u8, ip).hash(&mut h),
             RateKey::Custom(v) => (5u8, v).hash(&mut h),
         }
-        h.finish()
+        // Client addresses and every other key are tracked apart (the top
+        // bit), each up to the cap: addresses are what a client can make up.
+        let class = if matches!(key, RateKey::Client(_)) {
+            CLIENT_BIT
+        } else {
+            0
+        };
+        (h.finish() & !CLIENT_BIT) | class
     }
 
     fn shard(&self, fp: u64) -> &Shard {
@@ -295,12 +313,22 @@ impl InMemoryRateStore {
         }
         let mut map = write(shard);
         if !map.contains_key(&fp) {
+            let is_client = fp & CLIENT_BIT != 0;
+            // Keys of this one's class: client addresses, or everything else.
+            let of_class = |map: &Map| {
+                let clients = shard.clients.load(Ordering::Relaxed);
+                if is_client {
+                    clients
+                } else {
+                    map.len().saturating_sub(clients)
+                }
+            };
             if map.len() >= shard.sweep_at_len.load(Ordering::Relaxed)
-                || map.len() >= self.per_shard_cap
+                || of_class(&map) >= self.per_shard_cap
             {
                 sweep_locked(shard, &mut map, now);
             }
-            if map.len() >= self.per_shard_cap {
+            if of_class(&map) >= self.per_shard_cap {
                 self.untracked.fetch_add(1, Ordering::Relaxed);
                 return match self.on_capacity {
                     OnCapacity::Admit => gcra.decide(0, now),
@@ -311,7 +339,12 @@ impl InMemoryRateStore {
                 };
             }
         }
-        let slot = map.entry(fp).or_insert_with(|| AtomicU64::new(0));
+        let slot = map.entry(fp).or_insert_with(|| {
+            if fp & CLIENT_BIT != 0 {
+                shard.clients.fetch_add(1, Ordering::Relaxed);
+            }
+            AtomicU64::new(0)
+        });
         update(slot, gcra, now)
     }
 
@@ -358,7 +391,15 @@ fn update(slot: &AtomicU64, gcra: &Gcra, now: u64) -> Verdict {
 
 fn sweep_locked(shard: &Shard, map: &mut Map, now: u64) -> usize {
     let before = map.len();
-    map.retain(|_, tat| *tat.get_mut() > now);
+    let mut clients_gone = 0;
+    map.retain(|fp, tat| {
+        let keep = *tat.get_mut() > now;
+        if !keep && fp & CLIENT_BIT != 0 {
+            clients_gone += 1;
+        }
+        keep
+    });
+    shard.clients.fetch_sub(clients_gone, Ordering::Relaxed);
     let after = map.len();
     if after * 4 < map.capacity() {
         map.shrink_to(after * 2);
@@ -483,6 +524,32 @@ mod tests {
         }
         assert!(store.len() <= 64, "{}", store.len());
         assert!(store.untracked() > 0);
+    }
+
+    #[test]
+    fn client_addresses_cannot_crowd_out_other_keys() {
+        let clock = ManualClock::at_unix_secs(100);
+        let store = InMemoryRateStore::with_max_keys(clock, 64);
+        for i in 0..5000u32 {
+            let ip = std::net::IpAddr::from(i.to_be_bytes());
+            store.check_limits(&[Limit {
+                key: RateKey::Client(ip),
+                rate: Rate::new(0.001, 5),
+            }]);
+        }
+        assert!(
+            store.untracked() > 0,
+            "the client addresses filled their share"
+        );
+        // An API key's bucket is still tracked, and limits as it should.
+        let key = |_: usize| Limit {
+            key: RateKey::Custom("api-key-7"),
+            rate: Rate::new(0.001, 3),
+        };
+        let admitted = (0..5)
+            .filter(|&i| store.check_limits(&[key(i)]).admitted)
+            .count();
+        assert_eq!(admitted, 3);
     }
 
     #[test]
