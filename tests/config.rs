@@ -566,3 +566,24 @@ fn cache_settings_resolve_and_only_a_method_s_own_override_caches_it() {
     assert!(put.statuses.is_empty(), "2xx");
     assert!(!cache("/pets/{petId}", "DELETE").method_override);
 }
+
+#[test]
+fn unknown_fields_inside_the_integration_block_are_errors() {
+    for yaml in [
+        with_prod("settings: { integration: { type: mock, status: 200, bdy: x } }"),
+        with_prod(
+            "settings: { integration: { type: http, url: 'http://127.0.0.1:1/', tmeout_ms: 5 } }",
+        ),
+    ] {
+        let found = issues(&yaml);
+        assert!(
+            found
+                .iter()
+                .any(|i| i.starts_with("stages.prod.settings.integration: unknown field")),
+            "{found:#?}"
+        );
+    }
+    let json = r#"{"routes": {"/a": ["GET"]}, "stages": {"prod": {"settings": {"integration": {"type": "mock", "bdy": 1}}}}}"#;
+    let e = Config::from_json_str(json).unwrap_err().to_string();
+    assert!(e.contains("unknown field"), "{e}");
+}

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 /// Where a method's requests go.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum IntegrationConfig {
     /// The inner service given to `Gateway::service` (the default).
