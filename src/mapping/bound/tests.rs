@@ -1,4 +1,7 @@
 //! Tests of the template bound.
+
+use minijinja::{Environment, Error};
+
 use super::*;
 
 fn bounded_env(limit: usize) -> Environment<'static> {

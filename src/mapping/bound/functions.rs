@@ -1,0 +1,260 @@
+//! The functions and filters the rewritten templates call.
+
+use std::sync::OnceLock;
+
+use minijinja::value::{Kwargs, Rest, StringInput, Value, ValueKind};
+use minijinja::{Environment, Error, ErrorKind, Expression, State};
+
+use super::MAX_ITEMS;
+use super::budget::{
+    Budget, ITEMIZING, KEEP_MIN, SHRINKING, check, expansion, json_len, too_large,
+};
+
+/// Concatenates two values as minijinja's `~` does, the result measured
+/// before it is built and accounted for while it lives.
+fn concat(state: &State<'_, '_>, a: &Value, b: &Value, limit: usize) -> Result<Value, Error> {
+    let budget = Budget::of(state, limit);
+    let len = budget.size(a)?.checked_add(budget.size(b)?);
+    check(len, limit)?;
+    let mut out = String::with_capacity(len.unwrap_or(0));
+    std::fmt::Write::write_fmt(&mut out, format_args!("{a}{b}"))
+        .map_err(|_| Error::new(ErrorKind::WriteFailure, "concatenation failed"))?;
+    budget.keep(&out)
+}
+
+/// A filter's or call's result, accounted for: a long string while it
+/// lives, a list or map measured.
+fn output(state: &State<'_, '_>, v: Value, limit: usize) -> Result<Value, Error> {
+    let budget = Budget::of(state, limit);
+    match v.as_str() {
+        Some(s) if s.len() >= KEEP_MIN => budget.keep(s),
+        Some(_) => Ok(v),
+        None => {
+            if matches!(
+                v.kind(),
+                ValueKind::Seq | ValueKind::Map | ValueKind::Iterable
+            ) {
+                budget.size(&v)?;
+            }
+            Ok(v)
+        }
+    }
+}
+
+/// Registers the functions the rewritten templates call and the bounded
+/// filters, for values of at most `limit` bytes and renders whose long
+/// strings alive add up to at most 4 times that.
+pub(crate) fn register(env: &mut Environment<'static>, limit: usize) {
+    env.add_function(
+        "__tollgate_sized",
+        move |state: &State<'_, '_>, v: Value| Budget::of(state, limit).size(&v).map(|_| v),
+    );
+    env.add_function(
+        "__tollgate_input",
+        move |state: &State<'_, '_>, v: Value, filter: &str| {
+            if let Some(text) = v.as_str()
+                && ITEMIZING.contains(&filter)
+                && text.chars().nth(MAX_ITEMS).is_some()
+            {
+                return Err(too_large());
+            }
+            if !SHRINKING.contains(&filter) {
+                let n = Budget::of(state, limit).size(&v)?;
+                check(n.checked_mul(expansion(filter)), limit)?;
+            }
+            Ok(v)
+        },
+    );
+    env.add_function(
+        "__tollgate_output",
+        move |state: &State<'_, '_>, v: Value| output(state, v, limit),
+    );
+    env.add_function(
+        "__tollgate_concat",
+        move |state: &State<'_, '_>, a: Value, b: Value| concat(state, &a, &b, limit),
+    );
+    env.add_function(
+        "__tollgate_add",
+        move |state: &State<'_, '_>, a: Value, b: Value| {
+            if a.as_str().is_some() && b.as_str().is_some() {
+                return concat(state, &a, &b, limit);
+            }
+            // Numbers, or lists (lazy in minijinja): each side measured.
+            let budget = Budget::of(state, limit);
+            budget.size(&a)?;
+            budget.size(&b)?;
+            binary(BinOp::Add, &a, &b)
+        },
+    );
+    env.add_function(
+        "__tollgate_mul",
+        move |state: &State<'_, '_>, a: Value, b: Value| {
+            let budget = Budget::of(state, limit);
+            let repeated = match (a.as_str(), b.as_str()) {
+                (Some(s), None) => Some((s, &b)),
+                (None, Some(s)) => Some((s, &a)),
+                _ => None,
+            };
+            if let Some((text, n)) = repeated
+                && let Some(n) = n.as_usize()
+            {
+                check(text.len().checked_mul(n), limit)?;
+                return budget.keep(&text.repeat(n));
+            }
+            let product = binary(BinOp::Mul, &a, &b)?;
+            if product.as_object().is_some() {
+                // A list repeated is lazy in minijinja: measured (not built) here.
+                budget.size(&product)?;
+            }
+            Ok(product)
+        },
+    );
+    env.add_filter(
+        "join",
+        move |state: &State<'_, '_>, value: &Value, joiner: Option<StringInput<'_>>| {
+            let budget = Budget::of(state, limit);
+            let sep = joiner.as_ref().map_or(0, |j| j.as_str().len());
+            let count = value.len().unwrap_or(0);
+            let separators = sep.saturating_mul(count);
+            check(budget.size(value)?.checked_add(separators), limit)?;
+            minijinja::filters::join(state, value, joiner)
+        },
+    );
+    env.add_filter(
+        "replace",
+        move |state: &State<'_, '_>,
+              value: StringInput<'_>,
+              from: StringInput<'_>,
+              to: StringInput<'_>| {
+            let (text, old) = (value.as_str(), from.as_str());
+            let hits = if old.is_empty() {
+                text.chars().count() + 1
+            } else {
+                text.matches(old).count()
+            };
+            let grown = hits
+                .checked_mul(to.as_str().len())
+                .and_then(|grow| grow.checked_add(text.len()));
+            check(grown, limit)?;
+            minijinja::filters::replace(state, value, from, to)
+        },
+    );
+    env.add_filter(
+        "indent",
+        move |value: StringInput<'_>,
+              width: Option<usize>,
+              first: Option<bool>,
+              blank: Option<bool>,
+              kwargs: Kwargs| {
+            let lines = value.as_str().lines().count() + 1;
+            let grown = width
+                .unwrap_or(4)
+                .checked_mul(lines)
+                .and_then(|grow| grow.checked_add(value.as_str().len()));
+            check(grown, limit)?;
+            minijinja::filters::indent(value, width, first, blank, kwargs)
+        },
+    );
+    env.add_filter(
+        "tojson",
+        move |state: &State<'_, '_>, value: &Value, indent: Option<Value>, kwargs: Kwargs| {
+            let wide = |i: &Value| {
+                i.as_usize().is_some_and(|n| n > 16) || i.as_str().is_some_and(|s| s.len() > 16)
+            };
+            let named: Option<Value> = kwargs.peek("indent")?;
+            if indent.as_ref().is_some_and(wide) || named.as_ref().is_some_and(wide) {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "tojson: indent is at most 16",
+                ));
+            }
+            let mut visits = 0;
+            let len = json_len(value, limit, 0, &mut visits);
+            Budget::of(state, limit).spend(visits)?;
+            check(len, limit)?;
+            minijinja::filters::tojson(value, indent, kwargs)
+        },
+    );
+    env.add_filter(
+        "format",
+        move |state: &State<'_, '_>, format: &Value, args: Rest<Value>| {
+            if let Some(f) = format.as_str()
+                && widest_field(f) > limit
+            {
+                return Err(too_large());
+            }
+            minijinja::filters::format(state, format, args)
+        },
+    );
+    env.add_filter(
+        "batch",
+        move |state: &State<'_, '_>, value: Value, count: usize, fill: Option<Value>| {
+            if count > MAX_ITEMS {
+                return Err(too_large());
+            }
+            minijinja::filters::batch(state, value, count, fill)
+        },
+    );
+    env.add_filter(
+        "slice",
+        move |state: &State<'_, '_>, value: Value, count: usize, fill: Option<Value>| {
+            if count > MAX_ITEMS {
+                return Err(too_large());
+            }
+            minijinja::filters::slice(state, value, count, fill)
+        },
+    );
+}
+
+/// The widest width or precision in a printf-style format string.
+fn widest_field(format: &str) -> usize {
+    let mut widest = 0usize;
+    let mut digits = 0usize;
+    let mut in_spec = false;
+    for c in format.chars() {
+        if c == '%' {
+            in_spec = !in_spec;
+            digits = 0;
+            continue;
+        }
+        if !in_spec {
+            continue;
+        }
+        if let Some(d) = c.to_digit(10) {
+            digits = digits.saturating_mul(10).saturating_add(d as usize);
+            widest = widest.max(digits);
+        } else if c == '.' || "-+ #0".contains(c) {
+            digits = 0;
+        } else {
+            in_spec = false;
+        }
+    }
+    widest
+}
+
+/// An operator minijinja evaluates for tollgate's checked versions.
+#[derive(Clone, Copy)]
+enum BinOp {
+    Add,
+    Mul,
+}
+
+/// `a + b` or `a * b` as minijinja computes it (numbers, lists), evaluated
+/// by minijinja itself; repeated strings are checked by the caller.
+fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, Error> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    static ADD: OnceLock<Option<Expression<'static, 'static>>> = OnceLock::new();
+    static MUL: OnceLock<Option<Expression<'static, 'static>>> = OnceLock::new();
+    let env = ENV.get_or_init(Environment::new);
+    let expr = match op {
+        BinOp::Add => ADD.get_or_init(|| env.compile_expression("a + b").ok()),
+        BinOp::Mul => MUL.get_or_init(|| env.compile_expression("a * b").ok()),
+    };
+    match expr {
+        Some(e) => e.eval(minijinja::context! { a => a, b => b }),
+        None => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "operator unavailable",
+        )),
+    }
+}
