@@ -420,3 +420,32 @@ fn a_json_type_error_names_its_path_and_the_kind_of_value_found() {
         .to_string();
     assert!(e.contains("line 3"), "{e}");
 }
+
+#[tokio::test]
+async fn util_helpers_measure_what_they_would_build() {
+    // escape_javascript writes six bytes for each control character: a
+    // megabyte of them would be six, over a 2 MiB limit.
+    let yaml = r#"
+routes: { /e: [POST] }
+stages:
+  prod:
+    settings:
+      mapping: { request: { templates: { text/plain: '{{ util.escape_javascript(input.body)|length }}' } } }
+mapping_limits: { max_output: 2MiB, max_body: 4MiB }
+"#;
+    let gw = gateway(yaml);
+    let send = |body: Vec<u8>| {
+        Request::post("/prod/e")
+            .header("content-type", "text/plain")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (status, kind, _) = call(&gw, send(vec![1u8; 1 << 20])).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "DEFAULT_5XX")
+    );
+    // The same length of plain text is escaped as it is.
+    let (status, _, body) = call(&gw, send(vec![b'a'; 1 << 20])).await;
+    assert_eq!((status, body), (StatusCode::OK, (1 << 20).to_string()));
+}

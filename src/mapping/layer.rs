@@ -15,7 +15,7 @@ use minijinja::Environment;
 use regex::Regex;
 use tower::{Layer, Service};
 
-use super::bound::{self, Unbounded};
+use super::bound::{self, Rewritten, Unbounded};
 use super::config::{MappingConfig, Passthrough};
 use super::params::{ContextValue, ParamOps, context_value, parse_query};
 use super::template::{self, Input, Params, TemplateContext};
@@ -97,6 +97,9 @@ pub struct Mapping {
     responses: Vec<ResponseRule>,
     env: Environment<'static>,
     limits: MappingLimits,
+    /// The templates that select from the body as JSON: only for these is
+    /// the body parsed (once, before rendering).
+    selecting: std::collections::HashSet<String>,
 }
 
 impl fmt::Debug for Mapping {
@@ -161,10 +164,19 @@ impl Mapping {
             ParamOps::compile(&req.set, &req.add, &req.remove, &req.rename, &mut |p, m| {
                 issue(format!("request.{p}"), m);
             });
+        let mut selecting = std::collections::HashSet::new();
         let mut add_template =
             |path: String, source: &str, issue: &mut dyn FnMut(String, String)| {
                 let bounded = match bound::rewrite(source) {
-                    Ok(rewritten) => rewritten,
+                    Ok(Rewritten {
+                        source,
+                        selects_json,
+                    }) => {
+                        if selects_json {
+                            selecting.insert(path.clone());
+                        }
+                        source
+                    }
                     // minijinja reports the syntax error itself, below.
                     Err(Unbounded::Syntax) => source.to_owned(),
                     Err(Unbounded::Unsupported { line, what }) => {
@@ -278,6 +290,7 @@ impl Mapping {
             responses,
             env,
             limits,
+            selecting,
         }
     }
 
@@ -577,6 +590,22 @@ fn is_json(media: &str) -> bool {
     media == "application/json" || media.ends_with("+json")
 }
 
+/// The body parsed for a template that selects from it: an empty body is
+/// `null` (a GET's template still renders); a JSON content type that does
+/// not parse is an error; anything else is JSON only if it parses.
+fn parse_json_body(
+    media: &str,
+    body: &Bytes,
+) -> Result<Option<serde_json::Value>, serde_json::Error> {
+    if body.is_empty() {
+        return Ok(Some(serde_json::Value::Null));
+    }
+    if !is_json(media) {
+        return Ok(serde_json::from_slice(body).ok());
+    }
+    serde_json::from_slice(body).map(Some)
+}
+
 /// Checks that a body whose content type is JSON parses, before a template
 /// renders (400 otherwise), without building it: it is parsed for real
 /// only when a template selects from it.
@@ -705,7 +734,17 @@ where
                     }
                     Err(e) => return Ok(responses.respond(e.kind())),
                 };
-                match check_json_body(&media, &body) {
+                // A template that selects from the body gets it parsed once,
+                // here; any other only has a JSON body checked, not built.
+                let parsed = std::sync::OnceLock::new();
+                let checked = if mapping.selecting.contains(&name) {
+                    parse_json_body(&media, &body).map(|json| {
+                        let _ = parsed.set(json);
+                    })
+                } else {
+                    check_json_body(&media, &body)
+                };
+                match checked {
                     Ok(()) => {}
                     Err(e) => {
                         return Ok(responses.respond_with_message(
@@ -718,7 +757,7 @@ where
                 let input = Input {
                     body: minijinja::Value::from(String::from_utf8_lossy(&body).into_owned()),
                     raw: body,
-                    json: std::sync::OnceLock::new(),
+                    json: parsed,
                     params: facts.params.clone(),
                     limit: mapping.limits.max_output,
                 };

@@ -186,16 +186,21 @@ impl Object for Input {
 
     fn call_method(
         self: &Arc<Self>,
-        _state: &State<'_, '_>,
+        state: &State<'_, '_>,
         method: &str,
         args: &[Value],
     ) -> Result<Value, Error> {
+        // Selections are measured before they are copied (`select`), and
+        // accounted for while the template holds them.
         match method {
             "json" => {
                 let text = self.select(str_arg(args, "input.json")?, |s| s.to_json())?;
-                Ok(Value::from(text))
+                super::bound::hold(state, Value::from(text), self.limit)
             }
-            "path" => self.select(str_arg(args, "input.path")?, |s| s.to_value()),
+            "path" => {
+                let v = self.select(str_arg(args, "input.path")?, |s| s.to_value())?;
+                super::bound::hold(state, v, self.limit)
+            }
             "params" => match args {
                 [] => Ok(Value::from_serialize(&*self.params)),
                 _ => {
@@ -210,7 +215,10 @@ impl Object for Input {
 
 /// `util`: API Gateway's `$util` helpers.
 #[derive(Debug)]
-pub(crate) struct Util;
+pub(crate) struct Util {
+    /// The mapping's size limit (`max_output`): no helper's output is larger.
+    pub(crate) limit: usize,
+}
 
 /// What `url_encode` leaves as it is (`application/x-www-form-urlencoded`,
 /// as Java's `URLEncoder`: letters, digits, `.-*_`; a space becomes `+`).
@@ -268,32 +276,74 @@ pub fn escape_javascript(s: &str) -> String {
     out
 }
 
+/// What `parse_json` may read, as a part of the limit: a parsed document
+/// takes about 13 times its text, twice over (serde_json's, then the
+/// template's).
+const PARSE_JSON_SHARE: usize = 32;
+
 impl Object for Util {
     fn call_method(
         self: &Arc<Self>,
-        _state: &State<'_, '_>,
+        state: &State<'_, '_>,
         method: &str,
         args: &[Value],
     ) -> Result<Value, Error> {
         let bad = |what: &str| Error::new(ErrorKind::InvalidOperation, what.to_owned());
-        match method {
-            "escape_javascript" => Ok(escape_javascript(str_arg(args, method)?).into()),
-            "url_encode" => Ok(url_encode(str_arg(args, method)?).into()),
-            "url_decode" => Ok(url_decode(str_arg(args, method)?).into()),
-            "base64_encode" => Ok(STANDARD.encode(str_arg(args, method)?).into()),
+        let limit = self.limit;
+        // Each helper's output is measured before it is built where it can
+        // grow (escaping: up to 12 bytes a character), and accounted for.
+        let out: Value = match method {
+            "escape_javascript" => {
+                let text = str_arg(args, method)?;
+                let grown: usize = text.chars().map(escaped_len).sum();
+                if grown > limit {
+                    return Err(super::bound::too_large());
+                }
+                escape_javascript(text).into()
+            }
+            "url_encode" => {
+                let text = str_arg(args, method)?;
+                if text.len().saturating_mul(3) > limit {
+                    return Err(super::bound::too_large());
+                }
+                url_encode(text).into()
+            }
+            "url_decode" => url_decode(str_arg(args, method)?).into(),
+            "base64_encode" => {
+                let text = str_arg(args, method)?;
+                if text.len().div_ceil(3).saturating_mul(4) > limit {
+                    return Err(super::bound::too_large());
+                }
+                STANDARD.encode(text).into()
+            }
             "base64_decode" => {
                 let bytes = STANDARD
                     .decode(str_arg(args, method)?)
                     .map_err(|_| bad("base64_decode: not base64"))?;
-                Ok(String::from_utf8_lossy(&bytes).into_owned().into())
+                String::from_utf8_lossy(&bytes).into_owned().into()
             }
             "parse_json" => {
-                let v: serde_json::Value = serde_json::from_str(str_arg(args, method)?)
-                    .map_err(|e| bad(&format!("parse_json: {e}")))?;
-                Ok(Value::from_serialize(v))
+                let text = str_arg(args, method)?;
+                if text.len() > limit / PARSE_JSON_SHARE {
+                    return Err(super::bound::too_large());
+                }
+                let v: serde_json::Value =
+                    serde_json::from_str(text).map_err(|e| bad(&format!("parse_json: {e}")))?;
+                Value::from_serialize(v)
             }
-            _ => Err(Error::from(ErrorKind::UnknownMethod)),
-        }
+            _ => return Err(Error::from(ErrorKind::UnknownMethod)),
+        };
+        super::bound::hold(state, out, limit)
+    }
+}
+
+/// How long `c` is once `escape_javascript` has escaped it.
+fn escaped_len(c: char) -> usize {
+    match c {
+        '"' | '\'' | '\\' | '/' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c if (c as u32) > 0x7e => 6 * c.len_utf16(),
+        _ => 1,
     }
 }
 
@@ -344,7 +394,7 @@ pub(crate) fn render(
         input => Value::from_object(input),
         context => Value::from_serialize(context),
         stage_variables => Value::from_serialize(stage_variables),
-        util => Value::from_object(Util),
+        util => Value::from_object(Util { limit }),
     };
     let mut out = Capped {
         buf: Vec::new(),

@@ -250,7 +250,7 @@ pub(super) fn json_len(v: &Value, limit: usize, depth: usize, visits: &mut usize
     (n <= limit).then_some(n)
 }
 
-pub(super) fn too_large() -> Error {
+pub(crate) fn too_large() -> Error {
     Error::new(
         ErrorKind::InvalidOperation,
         "a value would grow past the mapping's size limit (mapping_limits.max_output)",

@@ -24,17 +24,17 @@ fn concat(state: &State<'_, '_>, a: &Value, b: &Value, limit: usize) -> Result<V
 
 /// A filter's or call's result, accounted for: a long string while it
 /// lives, a list or map measured.
-fn output(state: &State<'_, '_>, v: Value, limit: usize) -> Result<Value, Error> {
-    let budget = Budget::of(state, limit);
+pub(crate) fn hold(state: &State<'_, '_>, v: Value, limit: usize) -> Result<Value, Error> {
+    // The budget is looked up only when there is something to account for.
     match v.as_str() {
-        Some(s) if s.len() >= KEEP_MIN => budget.keep(s),
+        Some(s) if s.len() >= KEEP_MIN => Budget::of(state, limit).keep(s),
         Some(_) => Ok(v),
         None => {
             if matches!(
                 v.kind(),
                 ValueKind::Seq | ValueKind::Map | ValueKind::Iterable
             ) {
-                budget.size(&v)?;
+                Budget::of(state, limit).size(&v)?;
             }
             Ok(v)
         }
@@ -67,7 +67,7 @@ pub(crate) fn register(env: &mut Environment<'static>, limit: usize) {
     );
     env.add_function(
         "__tollgate_output",
-        move |state: &State<'_, '_>, v: Value| output(state, v, limit),
+        move |state: &State<'_, '_>, v: Value| hold(state, v, limit),
     );
     env.add_function(
         "__tollgate_concat",

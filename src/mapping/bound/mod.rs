@@ -38,8 +38,9 @@ mod budget;
 mod functions;
 mod rewrite;
 
-pub(crate) use self::functions::register;
-pub(crate) use self::rewrite::{Unbounded, rewrite};
+pub(crate) use self::budget::too_large;
+pub(crate) use self::functions::{hold, register};
+pub(crate) use self::rewrite::{Rewritten, Unbounded, rewrite};
 
 /// The most items a list or map a template builds may hold: minijinja's
 /// own cap on `range`.

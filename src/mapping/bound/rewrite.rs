@@ -21,7 +21,7 @@ pub(crate) enum Unbounded {
 // `SyntaxConfig` is a unit struct unless minijinja's `custom_syntax` feature
 // is on (another crate in the build may turn it on): `default()` works for both.
 #[allow(clippy::default_constructed_unit_structs)]
-pub(crate) fn rewrite(source: &str) -> Result<String, Unbounded> {
+pub(crate) fn rewrite(source: &str) -> Result<Rewritten, Unbounded> {
     let ast = parse(
         source,
         "template",
@@ -31,6 +31,7 @@ pub(crate) fn rewrite(source: &str) -> Result<String, Unbounded> {
     .map_err(|_| Unbounded::Syntax)?;
     let mut r = Rewriter {
         src: source,
+        selects_json: false,
         edits: Vec::new(),
     };
     r.stmt(&ast)?;
@@ -42,11 +43,26 @@ pub(crate) fn rewrite(source: &str) -> Result<String, Unbounded> {
         pos = end;
     }
     out.push_str(&source[pos..]);
-    Ok(out)
+    Ok(Rewritten {
+        source: out,
+        selects_json: r.selects_json,
+    })
+}
+
+/// A template rewritten, and what it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rewritten {
+    /// The source to compile.
+    pub(crate) source: String,
+    /// Whether it selects from the body as JSON (`input.json`, `input.path`):
+    /// only then is the body parsed.
+    pub(crate) selects_json: bool,
 }
 
 struct Rewriter<'s> {
     src: &'s str,
+    /// Whether the template selects from the body as JSON.
+    selects_json: bool,
     /// Top-level expressions replaced: (start, end, new text), in order.
     edits: Vec<(usize, usize, String)>,
 }
@@ -133,15 +149,30 @@ impl Rewriter<'_> {
     /// Assignment targets are written back as they are, but may not name
     /// tollgate's own functions.
     fn target(&mut self, target: &Expr<'_>) -> Result<(), Unbounded> {
+        // `input` and `util` stay tollgate's: their calls are not wrapped.
+        let mut shadows = false;
+        walk_vars(target, &mut |v| shadows |= matches!(v.id, "input" | "util"));
+        if shadows {
+            return Err(unsupported(target.span(), "assigning to `input` or `util`"));
+        }
         self.check_names(target)
     }
 
-    fn check_names(&self, expr: &Expr<'_>) -> Result<(), Unbounded> {
+    fn check_names(&mut self, expr: &Expr<'_>) -> Result<(), Unbounded> {
         if let Expr::Var(v) = expr
             && v.id.starts_with("__tollgate")
         {
             return Err(unsupported(v.span(), "a name starting with __tollgate"));
         }
+        // `input.json`, `input.path` (or `x["path"]`, `x|attr("json")` on
+        // an alias of `input`): the template selects from the body as JSON.
+        let named = |e: &Expr<'_>| matches!(e, Expr::Const(c) if matches!(c.value.as_str(), Some("json" | "path")));
+        self.selects_json |= match expr {
+            Expr::GetAttr(g) => matches!(g.name, "json" | "path"),
+            Expr::GetItem(g) => named(&g.subscript_expr),
+            Expr::Filter(f) => f.name == "attr" && f.args.iter().any(|a| named(arg_expr(a))),
+            _ => false,
+        };
         for (child, _) in children(expr) {
             self.check_names(child)?;
         }
@@ -176,6 +207,8 @@ impl Rewriter<'_> {
                 ))
             }
             // A call's or a growing filter's result is accounted for.
+            // `input.*` and `util.*` account for their own results.
+            Expr::Call(c) if own_method(&c.expr) => self.call(c, c.span()),
             Expr::Call(c) => Ok(format!("__tollgate_output({})", self.call(c, c.span())?)),
             Expr::Filter(f) if !SHRINKING.contains(&f.name) => {
                 let kids = children(expr);
@@ -211,6 +244,8 @@ impl Rewriter<'_> {
             let text = self.expr(kid)?;
             match mode {
                 Mode::Plain => out.push_str(&text),
+                // A literal is as small as the template's own text.
+                Mode::Sized if matches!(kid, Expr::Const(_)) => out.push_str(&text),
                 Mode::Sized => {
                     out.push_str("__tollgate_sized(");
                     out.push_str(&text);
@@ -277,6 +312,22 @@ impl Rewriter<'_> {
         }
         ext
     }
+}
+
+/// Calls `f` on every variable in `expr`.
+fn walk_vars<'a>(expr: &Expr<'a>, f: &mut dyn FnMut(&ast::Var<'a>)) {
+    if let Expr::Var(v) = expr {
+        f(v);
+    }
+    for (child, _) in children(expr) {
+        walk_vars(child, f);
+    }
+}
+
+/// `input.NAME` or `util.NAME`: tollgate's own helpers, which measure and
+/// account for what they return.
+fn own_method(callee: &Expr<'_>) -> bool {
+    matches!(callee, Expr::GetAttr(g) if matches!(&g.expr, Expr::Var(v) if matches!(v.id, "input" | "util")))
 }
 
 fn arg_expr<'a, 'b>(arg: &'b CallArg<'a>) -> &'b Expr<'a> {

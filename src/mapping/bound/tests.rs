@@ -38,7 +38,7 @@ fn rewritten_templates_render_as_the_originals() {
         "{{ dict(a=name ~ 1, b=items)|tojson }} {{ obj|items|list }} {{ 'x'|default('y' ~ 'z') }}",
         "{{ name ~ (items | join) ~ ( 'q' ) }}{{ (items|first) ~ (items|last) }}",
     ] {
-        let rewritten = rewrite(source).unwrap();
+        let rewritten = rewrite(source).unwrap().source;
         assert_eq!(
             render(&bounded, &rewritten).unwrap(),
             render(&plain, source).unwrap(),
@@ -51,7 +51,7 @@ fn rewritten_templates_render_as_the_originals() {
 fn doubling_stops_at_the_limit() {
     let env = bounded_env(1 << 20);
     let bomb = r#"{% set ns = namespace(s="xxxxxxxxxx") %}{% for i in range(26) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}"#;
-    let e = render(&env, &rewrite(bomb).unwrap()).unwrap_err();
+    let e = render(&env, &rewrite(bomb).unwrap().source).unwrap_err();
     assert!(e.to_string().contains("size limit"), "{e}");
     for bomb in [
         "{{ 'x' * 2000000 }}",
@@ -68,7 +68,7 @@ fn doubling_stops_at_the_limit() {
         "{% set s = 'x' * 100000 %}{% set a = [s,s,s,s,s,s,s,s,s,s] %}{% set b = {'k': a, 'l': a} %}{% set c = [b, b, b, b, b, b] %}{{ c|tojson|length }}",
         "{% set ns = namespace(s='\"') %}{% for i in range(30) %}{% set ns.s = ns.s|tojson %}{% endfor %}{{ ns.s|length }}",
     ] {
-        let e = render(&env, &rewrite(bomb).unwrap()).unwrap_err();
+        let e = render(&env, &rewrite(bomb).unwrap().source).unwrap_err();
         assert!(
             e.to_string().contains("size limit") || e.to_string().contains("at most"),
             "{bomb}: {e}"
@@ -86,6 +86,8 @@ fn what_cannot_be_bounded_is_refused_with_its_line() {
         ("{% include 'other' %}", 1),
         ("{% set __tollgate_sized = 1 %}", 1),
         ("{{ __tollgate_sized('x') }}", 1),
+        ("{% set input = 1 %}", 1),
+        ("{% for util in [1] %}{% endfor %}", 1),
     ] {
         match rewrite(source) {
             Err(Unbounded::Unsupported { line: l, .. }) => assert_eq!(l, line, "{source}"),
@@ -118,7 +120,7 @@ fn many_values_each_under_the_limit_do_not_add_up_past_the_budget() {
         // Measuring a big list again and again: bounded in work, not only memory.
         "{% set l = ('x' * 100000)|batch(1)|list %}{% for i in range(20000) %}{% set y = [l] %}{% endfor %}done".to_owned(),
     ] {
-        let e = render(&env, &rewrite(&bomb).unwrap()).unwrap_err().to_string();
+        let e = render(&env, &rewrite(&bomb).unwrap().source).unwrap_err().to_string();
         assert!(
             ["budget", "size limit"].iter().any(|w| e.contains(w)),
             "{bomb}: {e}"
@@ -126,5 +128,18 @@ fn many_values_each_under_the_limit_do_not_add_up_past_the_budget() {
     }
     // An ordinary accumulation stays well within the budget.
     let ok = "{% set ns = namespace(s='') %}{% for i in range(2000) %}{% set ns.s = ns.s ~ i ~ ',' %}{% endfor %}{{ ns.s|length }}";
-    assert_eq!(render(&env, &rewrite(ok).unwrap()).unwrap(), "8890");
+    assert_eq!(render(&env, &rewrite(ok).unwrap().source).unwrap(), "8890");
+}
+
+#[test]
+fn a_template_that_selects_from_the_body_is_told_apart() {
+    for (source, selects) in [
+        ("{{ input.path('$.a') }}", true),
+        ("{% set i = input %}{{ i.json('$') }}", true),
+        ("{{ input['path']('$') }}", true),
+        ("{{ input.body|length }} {{ input.params('x') }}", false),
+        ("ok", false),
+    ] {
+        assert_eq!(rewrite(source).unwrap().selects_json, selects, "{source}");
+    }
 }
