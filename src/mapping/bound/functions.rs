@@ -186,24 +186,23 @@ pub(crate) fn register(env: &mut Environment<'static>, limit: usize) {
             minijinja::filters::format(state, format, args)
         },
     );
-    env.add_filter(
-        "batch",
-        move |state: &State<'_, '_>, value: Value, count: usize, fill: Option<Value>| {
-            if count > MAX_ITEMS {
-                return Err(too_large());
-            }
-            minijinja::filters::batch(state, value, count, fill)
-        },
-    );
-    env.add_filter(
-        "slice",
-        move |state: &State<'_, '_>, value: Value, count: usize, fill: Option<Value>| {
-            if count > MAX_ITEMS {
-                return Err(too_large());
-            }
-            minijinja::filters::slice(state, value, count, fill)
-        },
-    );
+    // `batch` and `slice` pad with `fill` up to `count` items.
+    type Splitter = fn(&State<'_, '_>, Value, usize, Option<Value>) -> Result<Value, Error>;
+    let splitters: [(&str, Splitter); 2] = [
+        ("batch", minijinja::filters::batch),
+        ("slice", minijinja::filters::slice),
+    ];
+    for (name, split) in splitters {
+        env.add_filter(
+            name,
+            move |state: &State<'_, '_>, value: Value, count: usize, fill: Option<Value>| {
+                if count > MAX_ITEMS {
+                    return Err(too_large());
+                }
+                split(state, value, count, fill)
+            },
+        );
+    }
 }
 
 /// The widest width or precision in a printf-style format string.
