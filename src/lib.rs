@@ -70,6 +70,7 @@ pub mod config;
 pub mod context;
 mod gate;
 pub mod gateway;
+mod hex;
 pub mod integration;
 pub mod keys;
 pub mod mapping;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
-use sha2::{Digest, Sha256};
 
 use super::config::{
     Authorization, Config, IntegrationConfig, MethodSettingsConfig, ThrottleConfig,
@@ -197,7 +196,7 @@ pub(crate) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     let trusted_proxies = config
         .throttle_options
         .check(&root.field("throttle_options"), &mut v.issues);
-    v.keys(config);
+    crate::keys::check_keys(&config.keys, &config.plans, &mut v.issues);
     crate::auth::sigv4::check_credentials(&config.credentials, &mut v.issues);
     config
         .api_key_options
@@ -668,89 +667,6 @@ impl Validator {
             }
         }
     }
-
-    fn keys(&mut self, config: &Config) {
-        let root = PathBuf::root().field("keys");
-        let mut by_digest: HashMap<[u8; 32], usize> = HashMap::new();
-        let mut by_name: HashMap<&str, usize> = HashMap::new();
-        for (i, key) in config.keys.iter().enumerate() {
-            let path = root.index(i);
-            if key.name.is_empty() {
-                self.issues.push(&path.field("name"), "must not be empty");
-            } else if let Some(j) = by_name.insert(&key.name, i) {
-                self.issues.push(
-                    &path.field("name"),
-                    format!("`{}` is also the name of keys[{j}]", key.name),
-                );
-            }
-            let digest = match (&key.value, &key.value_sha256) {
-                (Some(_), Some(_)) => {
-                    self.issues
-                        .push(&path, "give `value` or `value_sha256`, not both");
-                    None
-                }
-                (None, None) => {
-                    self.issues
-                        .push(&path, "`value` or `value_sha256` is required");
-                    None
-                }
-                (Some(value), None) => {
-                    let v = value.expose();
-                    if !(20..=128).contains(&v.len()) || !v.bytes().all(|b| b.is_ascii_graphic()) {
-                        // The message must not echo the value.
-                        self.issues.push(
-                            &path.field("value"),
-                            "an API key is 20 to 128 printable ASCII characters without spaces",
-                        );
-                        None
-                    } else {
-                        Some(Sha256::digest(v.as_bytes()).into())
-                    }
-                }
-                (None, Some(hex)) => match parse_sha256_hex(hex) {
-                    Some(d) => Some(d),
-                    None => {
-                        self.issues
-                            .push(&path.field("value_sha256"), "must be 64 hexadecimal digits");
-                        None
-                    }
-                },
-            };
-            if let Some(d) = digest
-                && let Some(j) = by_digest.insert(d, i)
-            {
-                self.issues
-                    .push(&path, format!("has the same key value as keys[{j}]"));
-            }
-            let mut stage_owner: HashMap<&str, &str> = HashMap::new();
-            for (pi, plan) in key.plans.iter().enumerate() {
-                let ppath = path.field("plans").index(pi);
-                let Some(p) = config.plans.get(plan) else {
-                    self.issues.push(&ppath, format!("unknown plan `{plan}`"));
-                    continue;
-                };
-                for s in &p.stages {
-                    if let Some(other) = stage_owner.insert(s, plan)
-                        && other != plan
-                    {
-                        self.issues.push(
-                                &ppath,
-                                format!("plans `{other}` and `{plan}` both cover stage `{s}` (a key may be in one plan per stage)"),
-                            );
-                    }
-                }
-            }
-            if let Some(t) = &key.expires
-                && time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                    .is_err()
-            {
-                self.issues.push(
-                    &path.field("expires"),
-                    "must be an RFC 3339 time such as 2027-01-31T00:00:00Z",
-                );
-            }
-        }
-    }
 }
 
 enum MethodKey {
@@ -799,18 +715,4 @@ fn parse_method_key(
         return Err(format!("the route `{resource}` has no method `{method}`"));
     }
     Ok(MethodKey::Exact(ri, m))
-}
-
-fn parse_sha256_hex(s: &str) -> Option<[u8; 32]> {
-    let b = s.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in b.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = u8::try_from(hi * 16 + lo).ok()?;
-    }
-    Some(out)
 }

@@ -1,8 +1,9 @@
 //! The `keys` and `api_key_options` sections.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::config::{Issues, PathBuf};
 use crate::secret::Secret;
@@ -112,6 +113,92 @@ impl ApiKeyOptions {
         }
         if self.pepper.as_ref().is_some_and(|p| p.expose().len() < 16) {
             issues.push(&path.field("pepper"), "must be at least 16 characters");
+        }
+    }
+}
+
+/// Checks the `keys` section: names unique, exactly one of `value` and
+/// `value_sha256` (a value never quoted), no key given twice, plans that
+/// exist and cover each stage at most once, expiry times.
+pub(crate) fn check_keys(
+    keys: &[KeyConfig],
+    plans: &BTreeMap<String, crate::plans::PlanConfig>,
+    issues: &mut Issues,
+) {
+    let root = PathBuf::root().field("keys");
+    let mut by_digest: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for (i, key) in keys.iter().enumerate() {
+        let path = root.index(i);
+        if key.name.is_empty() {
+            issues.push(&path.field("name"), "must not be empty");
+        } else if let Some(j) = by_name.insert(&key.name, i) {
+            issues.push(
+                &path.field("name"),
+                format!("`{}` is also the name of keys[{j}]", key.name),
+            );
+        }
+        let digest = match (&key.value, &key.value_sha256) {
+            (Some(_), Some(_)) => {
+                issues.push(&path, "give `value` or `value_sha256`, not both");
+                None
+            }
+            (None, None) => {
+                issues.push(&path, "`value` or `value_sha256` is required");
+                None
+            }
+            (Some(value), None) => {
+                let v = value.expose();
+                if !super::is_valid_key(v) {
+                    // The message must not echo the value.
+                    issues.push(
+                        &path.field("value"),
+                        "an API key is 20 to 128 printable ASCII characters without spaces",
+                    );
+                    None
+                } else {
+                    Some(Sha256::digest(v.as_bytes()).into())
+                }
+            }
+            (None, Some(hex)) => match crate::hex::decode::<32>(hex) {
+                Some(d) => Some(d),
+                None => {
+                    issues.push(&path.field("value_sha256"), "must be 64 hexadecimal digits");
+                    None
+                }
+            },
+        };
+        if let Some(d) = digest
+            && let Some(j) = by_digest.insert(d, i)
+        {
+            issues.push(&path, format!("has the same key value as keys[{j}]"));
+        }
+        let mut stage_owner: HashMap<&str, &str> = HashMap::new();
+        for (pi, plan) in key.plans.iter().enumerate() {
+            let ppath = path.field("plans").index(pi);
+            let Some(p) = plans.get(plan) else {
+                issues.push(&ppath, format!("unknown plan `{plan}`"));
+                continue;
+            };
+            for s in &p.stages {
+                if let Some(other) = stage_owner.insert(s, plan)
+                    && other != plan
+                {
+                    issues.push(
+                            &ppath,
+                            format!("plans `{other}` and `{plan}` both cover stage `{s}` (a key may be in one plan per stage)"),
+                        );
+                }
+            }
+        }
+        if let Some(t) = &key.expires
+            && time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .is_err()
+        {
+            issues.push(
+                &path.field("expires"),
+                "must be an RFC 3339 time such as 2027-01-31T00:00:00Z",
+            );
         }
     }
 }

@@ -57,6 +57,7 @@ mod source;
 mod store;
 
 pub use self::cache::{CachingKeyStore, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL};
+pub(crate) use self::config::check_keys;
 pub use self::config::{ApiKeyOptions, ApiKeySource, KeyConfig};
 pub use self::future::ResponseFuture;
 pub use self::layer::ApiKeyLayer;

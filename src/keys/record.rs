@@ -16,27 +16,12 @@ pub struct KeyDigest(pub [u8; 32]);
 impl KeyDigest {
     /// The digest as 64 lower-case hex digits.
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-            s.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
-        }
-        s
+        crate::hex::encode(&self.0)
     }
 
     /// Parses 64 hex digits.
     pub fn from_hex(s: &str) -> Option<Self> {
-        let b = s.as_bytes();
-        if b.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, pair) in b.chunks_exact(2).enumerate() {
-            let hi = char::from(pair[0]).to_digit(16)?;
-            let lo = char::from(pair[1]).to_digit(16)?;
-            out[i] = u8::try_from(hi * 16 + lo).ok()?;
-        }
-        Some(Self(out))
+        crate::hex::decode(s).map(Self)
     }
 }
 

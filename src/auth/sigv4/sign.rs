@@ -22,12 +22,7 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        s.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
-    }
-    s
+    crate::hex::encode(bytes)
 }
 
 /// The hex SHA-256 of `bytes` (a payload hash).
