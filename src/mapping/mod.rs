@@ -80,17 +80,17 @@
 //! ```
 
 mod bound;
+mod compile;
 mod config;
 mod layer;
 mod params;
+mod run;
 mod template;
 
+pub use compile::{Mapping, MappingError, MappingIssue, MappingLimits};
 pub use config::{
     MappingConfig, MappingLimitsConfig, Passthrough, RequestMappingConfig, ResponseMappingConfig,
 };
-pub use layer::{
-    Mapping, MappingError, MappingIssue, MappingLayer, MappingLimits, MappingService,
-    ResponseFuture,
-};
+pub use layer::{MappingLayer, MappingService, ResponseFuture};
 pub use params::IntegrationPath;
 pub use template::{escape_javascript, url_decode, url_encode};

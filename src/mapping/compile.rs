@@ -1,0 +1,303 @@
+//! A method's mapping, compiled once: parameter operations, bounded
+//! templates and integration responses.
+
+use std::fmt;
+
+use http::{HeaderName, HeaderValue, StatusCode};
+use minijinja::Environment;
+use regex::Regex;
+
+use super::bound::{self, Rewritten, Unbounded};
+use super::config::{MappingConfig, Passthrough};
+use super::params::ParamOps;
+use super::template::{self};
+
+/// Bounds on what one mapped request may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MappingLimits {
+    /// The largest body a template reads, request or response (413 beyond
+    /// on the request side, a 500 on the response side). Default 10 MiB, API
+    /// Gateway's payload limit.
+    pub max_body: usize,
+    /// The largest output a template may write. Default 10 MiB.
+    pub max_output: usize,
+    /// minijinja fuel: the instructions one render may run (a template
+    /// looping forever stops here). Default 1,000,000.
+    pub fuel: u64,
+    /// How long a request body a template reads may take to arrive (408
+    /// `REQUEST_TIMEOUT` past it), and a response body the time to be read
+    /// (a 500). `None`: no limit. Default 10 s (`limits.body_timeout_ms`).
+    pub body_timeout: Option<std::time::Duration>,
+}
+
+impl Default for MappingLimits {
+    fn default() -> Self {
+        Self {
+            max_body: 10 << 20,
+            max_output: 10 << 20,
+            fuel: 1_000_000,
+            body_timeout: Some(crate::body::DEFAULT_BODY_TIMEOUT),
+        }
+    }
+}
+
+/// A problem in a mapping config: where (relative to the mapping) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingIssue {
+    /// The field (`request.templates."application/json"`).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for MappingIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem of a mapping config.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid mapping: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct MappingError(pub Vec<MappingIssue>);
+
+pub(super) enum HeaderSource {
+    Integration(HeaderName),
+    Literal(HeaderValue),
+}
+
+pub(super) struct ResponseRule {
+    pub(super) pattern: Option<Regex>,
+    pub(super) status: Option<StatusCode>,
+    pub(super) headers: Vec<(HeaderName, HeaderSource)>,
+    /// (content type, template name)
+    pub(super) templates: Vec<(String, String)>,
+}
+
+/// A method's mapping, compiled: parameter operations, templates compiled
+/// once, integration responses with their patterns.
+pub struct Mapping {
+    pub(super) config: MappingConfig,
+    pub(super) params: ParamOps,
+    pub(super) request_templates: Vec<(String, String)>,
+    pub(super) passthrough: Passthrough,
+    pub(super) responses: Vec<ResponseRule>,
+    pub(super) env: Environment<'static>,
+    pub(super) limits: MappingLimits,
+    /// The templates that select from the body as JSON: only for these is
+    /// the body parsed (once, before rendering).
+    pub(super) selecting: std::collections::HashSet<String>,
+}
+
+impl fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mapping")
+            .field("config", &self.config)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Mapping {
+    fn eq(&self, other: &Self) -> bool {
+        self.config == other.config && self.limits == other.limits
+    }
+}
+
+/// A media type without parameters, lower-cased.
+pub(super) fn media_type(v: &str) -> String {
+    v.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+pub(super) fn quoted(s: &str) -> String {
+    format!("\"{s}\"")
+}
+
+impl Mapping {
+    /// Compiles `config` with the default limits.
+    pub fn new(config: &MappingConfig) -> Result<Self, MappingError> {
+        Self::with_limits(config, MappingLimits::default())
+    }
+
+    /// Compiles `config`: every target, source, pattern and template checked.
+    pub fn with_limits(
+        config: &MappingConfig,
+        limits: MappingLimits,
+    ) -> Result<Self, MappingError> {
+        let mut issues = Vec::new();
+        let mapping = Self::compile(config, limits, &mut |path, message| {
+            issues.push(MappingIssue { path, message });
+        });
+        if issues.is_empty() {
+            Ok(mapping)
+        } else {
+            Err(MappingError(issues))
+        }
+    }
+
+    pub(crate) fn compile(
+        config: &MappingConfig,
+        limits: MappingLimits,
+        issue: &mut dyn FnMut(String, String),
+    ) -> Self {
+        let mut env = template::environment(limits.fuel);
+        bound::register(&mut env, limits.max_output);
+        let req = &config.request;
+        let params =
+            ParamOps::compile(&req.set, &req.add, &req.remove, &req.rename, &mut |p, m| {
+                issue(format!("request.{p}"), m);
+            });
+        let mut selecting = std::collections::HashSet::new();
+        let mut add_template =
+            |path: String, source: &str, issue: &mut dyn FnMut(String, String)| {
+                let bounded = match bound::rewrite(source) {
+                    Ok(Rewritten {
+                        source,
+                        selects_json,
+                    }) => {
+                        if selects_json {
+                            selecting.insert(path.clone());
+                        }
+                        source
+                    }
+                    // minijinja reports the syntax error itself, below.
+                    Err(Unbounded::Syntax) => source.to_owned(),
+                    Err(Unbounded::Unsupported { line, what }) => {
+                        issue(
+                            path.clone(),
+                            format!(
+                                "line {line}: {what} is not supported in mapping templates \
+                                 (what it builds cannot be bounded)"
+                            ),
+                        );
+                        return path;
+                    }
+                };
+                if let Err(e) = env.add_template_owned(path.clone(), bounded) {
+                    let detail = e.detail().unwrap_or("syntax error");
+                    let line = e.line().map_or(String::new(), |l| format!("line {l}: "));
+                    issue(path.clone(), format!("{line}{detail}"));
+                }
+                path
+            };
+        let mut request_templates = Vec::new();
+        for (ctype, source) in &req.templates {
+            let path = format!("request.templates.{}", quoted(ctype));
+            let name = add_template(path, source, issue);
+            request_templates.push((media_type(ctype), name));
+        }
+        let mut responses = Vec::new();
+        for (i, r) in config.responses.iter().enumerate() {
+            let base = format!("responses[{i}]");
+            let pattern = r.selection_pattern.as_ref().and_then(|p| {
+                match Regex::new(&format!("^(?:{p})$")) {
+                    Ok(re) => Some(re),
+                    Err(e) => {
+                        issue(
+                            format!("{base}.selection_pattern"),
+                            format!("invalid regex: {e}"),
+                        );
+                        None
+                    }
+                }
+            });
+            let status = r.status.and_then(|s| match StatusCode::from_u16(s) {
+                Ok(s) if (100..=599).contains(&s.as_u16()) => Some(s),
+                _ => {
+                    issue(
+                        format!("{base}.status"),
+                        format!("must be an HTTP status, 100 to 599 (got {s})"),
+                    );
+                    None
+                }
+            });
+            let mut headers = Vec::new();
+            for (name, source) in &r.headers {
+                let Ok(hn) = HeaderName::from_bytes(name.as_bytes()) else {
+                    issue(
+                        format!("{base}.headers.{name}"),
+                        format!("`{name}` is not a valid header name"),
+                    );
+                    continue;
+                };
+                let src = if let Some(lit) =
+                    source.strip_prefix('\'').and_then(|s| s.strip_suffix('\''))
+                {
+                    HeaderValue::from_str(lit).ok().map(HeaderSource::Literal)
+                } else {
+                    source
+                        .strip_prefix("integration.response.header.")
+                        .and_then(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+                        .map(HeaderSource::Integration)
+                };
+                match src {
+                    Some(s) => headers.push((hn, s)),
+                    None => issue(
+                        format!("{base}.headers.{name}"),
+                        format!(
+                            "`{source}` is not a source (integration.response.header.NAME or 'literal')"
+                        ),
+                    ),
+                }
+            }
+            let mut templates = Vec::new();
+            for (ctype, source) in &r.templates {
+                let path = format!("{base}.templates.{}", quoted(ctype));
+                let name = add_template(path, source, issue);
+                templates.push((media_type(ctype), name));
+            }
+            responses.push(ResponseRule {
+                pattern,
+                status,
+                headers,
+                templates,
+            });
+        }
+        if config
+            .responses
+            .iter()
+            .filter(|r| r.selection_pattern.is_none())
+            .count()
+            > 1
+        {
+            issue(
+                "responses".to_owned(),
+                "at most one response without `selection_pattern` (the default)".to_owned(),
+            );
+        }
+        Self {
+            config: config.clone(),
+            params,
+            request_templates,
+            passthrough: req.passthrough,
+            responses,
+            env,
+            limits,
+            selecting,
+        }
+    }
+
+    /// The config this mapping was compiled from.
+    pub fn config(&self) -> &MappingConfig {
+        &self.config
+    }
+
+    pub(super) fn needs_request_body(&self) -> bool {
+        !self.request_templates.is_empty() || self.passthrough == Passthrough::Never
+    }
+
+    /// The integration response for a backend status: the first whose
+    /// pattern matches, else the default.
+    pub(super) fn select(&self, status: StatusCode) -> Option<&ResponseRule> {
+        let code = status.as_str();
+        self.responses
+            .iter()
+            .find(|r| r.pattern.as_ref().is_some_and(|p| p.is_match(code)))
+            .or_else(|| self.responses.iter().find(|r| r.pattern.is_none()))
+    }
+}
