@@ -4,190 +4,26 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::{FutureExt, Shared as SharedFuture, WeakShared};
-use http::header::{AGE, CACHE_CONTROL, SET_COOKIE};
-use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body::Body as _;
-use http_body_util::BodyExt;
+use futures_util::future::{Shared as SharedFuture, WeakShared};
+use http::{Method, Request, Response};
 use tower::{Layer, Service};
 
-use super::store::{CacheKey, CacheStore, CachedResponse, MAX_ENTRY_BODY, push_part};
+use super::coalesce::*;
+use super::entry::*;
+use super::status::*;
+use super::store::{CacheKey, CacheStore, CachedResponse, push_part};
 use super::{CacheKeyParam, CacheSettings};
 use crate::auth::authorizer::AuthorizerContext;
 use crate::auth::sigv4::SigV4Identity;
 use crate::body::{Body, BoxError};
 use crate::clock::{Clock, SystemClock};
 use crate::context::{ApiKeyIdentity, RequestContext};
-use crate::response::{GatewayResponseKind, GatewayResponses};
+use crate::response::GatewayResponses;
 use crate::usage::IntegrationLatency;
-
-/// The `x-cache` response header.
-pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
-
-/// What the cache did with a request; in the response extensions (for usage
-/// metrics) and, unless turned off, the `x-cache` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CacheStatus {
-    /// Served from a fresh entry; the backend was not called.
-    Hit,
-    /// No fresh entry: the backend answered (once for all concurrent misses on the key).
-    Miss,
-    /// An expired entry stood in for a failing backend.
-    Stale,
-    /// Caching is on for the method but this request is not cacheable
-    /// (its method, or no identity for a `per_key` cache).
-    Bypass,
-}
-
-impl CacheStatus {
-    /// The `x-cache` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hit => "Hit",
-            Self::Miss => "Miss",
-            Self::Stale => "Stale",
-            Self::Bypass => "Bypass",
-        }
-    }
-}
-
-/// Which statuses are stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StatusFilter {
-    /// 200 to 299 (the default).
-    Success,
-    /// Exactly these.
-    Only(Vec<StatusCode>),
-}
-
-impl StatusFilter {
-    fn allows(&self, status: StatusCode) -> bool {
-        match self {
-            Self::Success => status.is_success(),
-            Self::Only(list) => list.contains(&status),
-        }
-    }
-}
-
-/// How the layer caches when it works alone, and the gateway's defaults for
-/// what the config does not say.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct CachePolicy {
-    /// How long an entry is fresh. Default 300 s (API Gateway's).
-    pub ttl: Duration,
-    /// Methods cached standalone. Default GET and HEAD (HEAD is served from
-    /// the GET entry). In a gateway, GET and HEAD of methods with caching on.
-    pub methods: Vec<Method>,
-    /// Statuses stored. Default 2xx.
-    pub statuses: StatusFilter,
-    /// Whether an upstream `Cache-Control: max-age` (or `s-maxage`) below the
-    /// TTL shortens the entry. Default true.
-    pub honor_max_age: bool,
-    /// Whether responses carry `x-cache` and, on hits, `Age`. Default true.
-    pub headers: bool,
-    /// How long past its expiry an entry may answer instead of a failing
-    /// backend (an error, or a 5xx response), marked [`CacheStatus::Stale`].
-    /// Default zero: off. The store must keep entries that long past expiry
-    /// ([`MokaCacheStore`](super::MokaCacheStore) keeps them two hours).
-    pub stale_if_error: Duration,
-    /// Whether a client's `Cache-Control: max-age=0` refreshes the entry only
-    /// when the caller may invalidate (see [`CacheInvalidator`]). Default
-    /// true, as API Gateway's "require authorization".
-    pub require_authorization: bool,
-    /// What an unauthorized `Cache-Control: max-age=0` gets.
-    pub unauthorized: UnauthorizedStrategy,
-}
-
-impl Default for CachePolicy {
-    fn default() -> Self {
-        Self {
-            ttl: Duration::from_secs(300),
-            methods: vec![Method::GET, Method::HEAD],
-            statuses: StatusFilter::Success,
-            honor_max_age: true,
-            headers: true,
-            stale_if_error: Duration::ZERO,
-            require_authorization: true,
-            unauthorized: UnauthorizedStrategy::default(),
-        }
-    }
-}
-
-impl CachePolicy {
-    /// The policy of one gateway method: GET and HEAD, plus the method itself
-    /// when its own override turned caching on.
-    pub(crate) fn from_settings(s: &CacheSettings, method: Option<&Method>) -> Self {
-        let mut methods = vec![Method::GET, Method::HEAD];
-        if s.method_override
-            && let Some(m) = method
-            && !methods.contains(m)
-        {
-            methods.push(m.clone());
-        }
-        Self {
-            ttl: s.ttl,
-            methods,
-            statuses: if s.statuses.is_empty() {
-                StatusFilter::Success
-            } else {
-                StatusFilter::Only(s.statuses.clone())
-            },
-            honor_max_age: s.honor_max_age,
-            headers: s.headers,
-            stale_if_error: s.stale_if_error,
-            require_authorization: s.require_authorization,
-            unauthorized: s.unauthorized,
-        }
-    }
-}
-
-/// What a `Cache-Control: max-age=0` from a caller who may not invalidate
-/// gets: API Gateway's `unauthorizedCacheControlHeaderStrategy`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize)]
-#[non_exhaustive]
-pub enum UnauthorizedStrategy {
-    /// Refused: 403 `ACCESS_DENIED`.
-    #[serde(rename = "FAIL_WITH_403")]
-    FailWith403,
-    /// Served as if the header were absent, with a `Warning` header saying it
-    /// was ignored (the default).
-    #[default]
-    #[serde(rename = "SUCCEED_WITH_RESPONSE_HEADER")]
-    SucceedWithResponseHeader,
-    /// Served as if the header were absent.
-    #[serde(rename = "SUCCEED_WITHOUT_RESPONSE_HEADER")]
-    SucceedWithoutResponseHeader,
-}
-
-/// A request extension that lets its request invalidate a cache entry with
-/// `Cache-Control: max-age=0`. The API key layer and the SigV4 layer grant it
-/// through [`ApiKeyIdentity::can_invalidate_cache`] and
-/// [`SigV4Identity::can_invalidate_cache`]; insert this from your own layer
-/// (after an authorizer, say) to grant it otherwise.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CacheInvalidator;
-
-/// The `Warning` an ignored `Cache-Control: max-age=0` gets.
-const IGNORED_WARNING: &str =
-    "199 - \"Cache-Control max-age=0 ignored: the caller may not invalidate the cache\"";
-
-impl CachePolicy {
-    /// The default policy with `ttl`.
-    pub fn with_ttl(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            ..Self::default()
-        }
-    }
-}
 
 /// Caches responses; see the [module docs](crate::cache).
 #[derive(Clone)]
@@ -198,23 +34,23 @@ pub struct CacheLayer {
 
 /// What a flight shares: the entry, and how long the backend took (the
 /// leader's to report).
-type Landed = Option<(Arc<CachedResponse>, Option<IntegrationLatency>)>;
-type Flight = SharedFuture<Pin<Box<dyn Future<Output = Landed> + Send>>>;
-type WeakFlight = WeakShared<Pin<Box<dyn Future<Output = Landed> + Send>>>;
+pub(super) type Landed = Option<(Arc<CachedResponse>, Option<IntegrationLatency>)>;
+pub(super) type Flight = SharedFuture<Pin<Box<dyn Future<Output = Landed> + Send>>>;
+pub(super) type WeakFlight = WeakShared<Pin<Box<dyn Future<Output = Landed> + Send>>>;
 
-struct Shared {
-    stores: Stores,
-    policy: Arc<CachePolicy>,
-    clock: Arc<dyn Clock>,
-    responses: GatewayResponses,
-    inflight: Mutex<HashMap<CacheKey, WeakFlight>>,
+pub(super) struct Shared {
+    pub(super) stores: Stores,
+    pub(super) policy: Arc<CachePolicy>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) responses: GatewayResponses,
+    pub(super) inflight: Mutex<HashMap<CacheKey, WeakFlight>>,
 }
 
 /// Where one gateway method's responses go, and how.
 pub(crate) type EndpointCache = (Arc<dyn CacheStore>, Arc<CachePolicy>);
 
 #[derive(Clone)]
-enum Stores {
+pub(super) enum Stores {
     /// One store; every request's key is its method, path and query.
     Standalone(Arc<dyn CacheStore>),
     /// Each cached endpoint's stage store and policy, by endpoint index
@@ -332,7 +168,7 @@ impl<S: fmt::Debug> fmt::Debug for Cache<S> {
 }
 
 /// What the layer does with one request.
-enum Plan {
+pub(super) enum Plan {
     /// Not cached here at all: straight through, no header.
     Pass,
     /// Caching is on, but not for this request; `true` for an `x-cache` header.
@@ -348,7 +184,10 @@ enum Plan {
 
 /// The method an entry is stored under (HEAD is answered from GET's) and
 /// whether the request is a HEAD; `None` when `policy` does not cache `method`.
-fn keyed_method<'a>(policy: &CachePolicy, method: &'a Method) -> Option<(&'a Method, bool)> {
+pub(super) fn keyed_method<'a>(
+    policy: &CachePolicy,
+    method: &'a Method,
+) -> Option<(&'a Method, bool)> {
     if !policy.methods.contains(method) {
         return None;
     }
@@ -406,7 +245,7 @@ impl Shared {
 
 /// Stage, method, resource, path parameters, the listed parameters and, with
 /// `per_key`, the caller. `None` when `per_key` is set and the caller is unknown.
-fn gateway_key<B>(
+pub(super) fn gateway_key<B>(
     req: &Request<B>,
     ctx: &RequestContext,
     settings: &CacheSettings,
@@ -465,176 +304,7 @@ fn gateway_key<B>(
     Some(buf.into())
 }
 
-/// Whether a response may be stored, and for how long.
-fn storable(
-    policy: &CachePolicy,
-    status: StatusCode,
-    headers: &http::HeaderMap,
-) -> Option<Duration> {
-    if !policy.statuses.allows(status) || headers.contains_key(SET_COOKIE) {
-        return None;
-    }
-    let mut ttl = policy.ttl;
-    for value in headers.get_all(CACHE_CONTROL) {
-        let Ok(value) = value.to_str() else { continue };
-        for directive in value.split(',') {
-            let directive = directive.trim();
-            let (name, arg) = directive.split_once('=').unwrap_or((directive, ""));
-            let name = name.trim();
-            if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("private") {
-                return None;
-            }
-            if policy.honor_max_age
-                && (name.eq_ignore_ascii_case("max-age") || name.eq_ignore_ascii_case("s-maxage"))
-                && let Ok(secs) = arg.trim().trim_matches('"').parse::<u64>()
-            {
-                ttl = ttl.min(Duration::from_secs(secs));
-            }
-        }
-    }
-    (!ttl.is_zero()).then_some(ttl)
-}
-
-/// The response for a stored entry.
-fn from_entry(
-    entry: &CachedResponse,
-    status: CacheStatus,
-    head: bool,
-    now: u64,
-    headers: bool,
-) -> Response<Body> {
-    let body = if head {
-        Body::empty()
-    } else {
-        Body::full(entry.body().clone())
-    };
-    tracing::debug!(
-        layer = "cache",
-        decision = status.as_str(),
-        "cache answered"
-    );
-    let mut res = Response::new(body);
-    *res.status_mut() = entry.status();
-    *res.headers_mut() = entry.headers().clone();
-    if headers {
-        res.headers_mut()
-            .insert(X_CACHE.clone(), HeaderValue::from_static(status.as_str()));
-        if status != CacheStatus::Miss {
-            let age = now.saturating_sub(entry.stored_at()) / 1_000_000_000;
-            res.headers_mut().insert(AGE, HeaderValue::from(age));
-        }
-    }
-    res.extensions_mut().insert(status);
-    res
-}
-
-fn mark(mut res: Response<Body>, status: CacheStatus, headers: bool) -> Response<Body> {
-    tracing::debug!(
-        layer = "cache",
-        decision = status.as_str(),
-        "cache passed the request on"
-    );
-    if headers {
-        res.headers_mut()
-            .insert(X_CACHE.clone(), HeaderValue::from_static(status.as_str()));
-    }
-    res.extensions_mut().insert(status);
-    res
-}
-
-/// A body that first yields the frames already read, then the rest.
-struct Prefixed<B> {
-    read: std::collections::VecDeque<http_body::Frame<Bytes>>,
-    rest: B,
-}
-
-impl<B> http_body::Body for Prefixed<B>
-where
-    B: http_body::Body<Data = Bytes> + Unpin,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
-        if let Some(frame) = self.read.pop_front() {
-            return Poll::Ready(Some(Ok(frame)));
-        }
-        Pin::new(&mut self.rest).poll_frame(cx)
-    }
-}
-
-/// The response rebuilt around the frames read so far and the rest of its body.
-fn unbuffered<B>(
-    parts: http::response::Parts,
-    chunks: Vec<Bytes>,
-    held: Option<http_body::Frame<Bytes>>,
-    rest: B,
-) -> Response<Body>
-where
-    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let read = chunks
-        .into_iter()
-        .map(http_body::Frame::data)
-        .chain(held)
-        .collect();
-    Response::from_parts(parts, Body::new(Prefixed { read, rest }))
-}
-
-/// What a flight left for the request that started it when there is nothing
-/// to share: the inner service's error, or a response too big to buffer.
-type LeaderSlot<E> = Arc<Mutex<Option<Result<Response<Body>, E>>>>;
-
-/// Reads `res`'s body up to [`MAX_ENTRY_BODY`]: the whole response, or the
-/// response rebuilt around what was read when it is bigger.
-async fn buffer(res: Response<Body>) -> Result<(http::response::Parts, Bytes), Response<Body>> {
-    let (parts, mut body) = res.into_parts();
-    if body.size_hint().lower() > MAX_ENTRY_BODY as u64 {
-        return Err(Response::from_parts(parts, body));
-    }
-    // Chunks are kept as they come: a one-chunk body is stored without a copy.
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let mut len = 0;
-    loop {
-        match body.frame().await {
-            None if chunks.len() <= 1 => return Ok((parts, chunks.pop().unwrap_or_default())),
-            None => return Ok((parts, chunks.concat().into())),
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => {
-                    len += data.len();
-                    chunks.push(data);
-                    if len > MAX_ENTRY_BODY {
-                        return Err(unbuffered(parts, chunks, None, body));
-                    }
-                }
-                // Trailers: not something an entry keeps; passed on, uncached.
-                Err(trailers) => return Err(unbuffered(parts, chunks, Some(trailers), body)),
-            },
-            Some(Err(e)) => return Err(unbuffered(parts, chunks, None, Failed(Some(e)))),
-        }
-    }
-}
-
-/// A body that fails with the error another body failed with.
-struct Failed(Option<BoxError>);
-
-impl http_body::Body for Failed {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        Poll::Ready(self.0.take().map(Err))
-    }
-}
-
-type BoxedFuture<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
+pub(super) type BoxedFuture<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
 
 pin_project_lite::pin_project! {
     /// Response future of [`Cache`].
@@ -736,268 +406,4 @@ where
         };
         ResponseFuture { kind }
     }
-}
-
-/// In-flight misses tracked before abandoned ones are swept out.
-const PRUNE_INFLIGHT_AT: usize = 1024;
-
-/// One cacheable request.
-struct Lookup {
-    shared: Arc<Shared>,
-    store: Arc<dyn CacheStore>,
-    key: CacheKey,
-    policy: Arc<CachePolicy>,
-    head: bool,
-}
-
-/// Whether the request's `Cache-Control` says `max-age=0`.
-fn asks_refresh(headers: &http::HeaderMap) -> bool {
-    headers.get_all(CACHE_CONTROL).iter().any(|value| {
-        value.to_str().is_ok_and(|value| {
-            value.split(',').any(|directive| {
-                let (name, arg) = directive.split_once('=').unwrap_or((directive, ""));
-                name.trim().eq_ignore_ascii_case("max-age")
-                    && arg.trim().trim_matches('"').parse::<u64>() == Ok(0)
-            })
-        })
-    })
-}
-
-/// Whether the request's caller may invalidate cache entries.
-fn may_invalidate(ext: &http::Extensions) -> bool {
-    ext.get::<ApiKeyIdentity>()
-        .is_some_and(ApiKeyIdentity::can_invalidate_cache)
-        || ext
-            .get::<SigV4Identity>()
-            .is_some_and(|s| s.can_invalidate_cache)
-        || ext.get::<CacheInvalidator>().is_some()
-}
-
-/// Whether a backend answer counts as a failure for stale-if-error.
-fn failed(status: StatusCode) -> bool {
-    status.is_server_error()
-}
-
-impl Lookup {
-    async fn run<S, ReqB, ResB>(
-        self,
-        mut inner: S,
-        req: Request<ReqB>,
-    ) -> Result<Response<Body>, S::Error>
-    where
-        S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        ReqB: Send + 'static,
-        ResB: http_body::Body<Data = Bytes> + Send + 'static,
-        ResB::Error: Into<BoxError>,
-    {
-        let now = self.shared.clock.unix_nanos();
-        let mut refresh = false;
-        let mut ignored = false;
-        if asks_refresh(req.headers()) {
-            if !self.policy.require_authorization || may_invalidate(req.extensions()) {
-                refresh = true;
-            } else {
-                match self.policy.unauthorized {
-                    UnauthorizedStrategy::FailWith403 => {
-                        return Ok(self.shared.responses.respond_with_message(
-                            GatewayResponseKind::AccessDenied,
-                            "User is not authorized to invalidate the cache",
-                        ));
-                    }
-                    UnauthorizedStrategy::SucceedWithResponseHeader => ignored = true,
-                    UnauthorizedStrategy::SucceedWithoutResponseHeader => {}
-                }
-            }
-        }
-        let res = self.answer(&mut inner, req, now, refresh).await?;
-        Ok(if ignored {
-            let mut res = res;
-            res.headers_mut().append(
-                http::header::WARNING,
-                HeaderValue::from_static(IGNORED_WARNING),
-            );
-            res
-        } else {
-            res
-        })
-    }
-
-    async fn answer<S, ReqB, ResB>(
-        &self,
-        inner: &mut S,
-        req: Request<ReqB>,
-        now: u64,
-        refresh: bool,
-    ) -> Result<Response<Body>, S::Error>
-    where
-        S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        ReqB: Send + 'static,
-        ResB: http_body::Body<Data = Bytes> + Send + 'static,
-        ResB::Error: Into<BoxError>,
-    {
-        let headers = self.policy.headers;
-        let grace = self.policy.stale_if_error;
-        // An entry that may stand in for a failing backend.
-        let mut stale = None;
-        match self.store.get(&self.key).await {
-            Ok(Some(entry)) => {
-                if !refresh && entry.is_fresh(now) {
-                    return Ok(from_entry(
-                        &entry,
-                        CacheStatus::Hit,
-                        self.head,
-                        now,
-                        headers,
-                    ));
-                }
-                if !grace.is_zero() && entry.is_fresh(now.saturating_sub(duration_nanos(grace))) {
-                    stale = Some(entry);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "cache store failed; answering as a miss"),
-        }
-        let stand_in = |stale: &Option<Arc<CachedResponse>>| {
-            stale
-                .as_ref()
-                .map(|e| from_entry(e, CacheStatus::Stale, self.head, now, headers))
-        };
-        // A response this request got from the backend itself.
-        let direct = |res: Result<Response<Body>, S::Error>| match res {
-            Err(e) => stand_in(&stale).ok_or(e),
-            Ok(res) if failed(res.status()) => {
-                Ok(stand_in(&stale).unwrap_or_else(|| mark(res, CacheStatus::Miss, headers)))
-            }
-            Ok(res) => Ok(mark(res, CacheStatus::Miss, headers)),
-        };
-        if self.head {
-            // HEAD is served from a GET entry; a HEAD miss only asks the backend.
-            return direct(inner.call(req).await.map(|r| r.map(Body::new)));
-        }
-        let slot: LeaderSlot<S::Error> = Arc::default();
-        let mut req = Some(req);
-        let flight = {
-            let mut map = self
-                .shared
-                .inflight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match map.get(&self.key).and_then(WeakShared::upgrade) {
-                Some(flight) => flight,
-                None => {
-                    let call = inner.call(req.take().expect("taken only here"));
-                    let flight: Flight =
-                        self.fly(call, slot.clone(), now, refresh).boxed().shared();
-                    if map.len() >= PRUNE_INFLIGHT_AT {
-                        // Flights whose every caller went away never removed themselves.
-                        map.retain(|_, weak| weak.upgrade().is_some());
-                    }
-                    if let Some(weak) = flight.downgrade() {
-                        map.insert(self.key.clone(), weak);
-                    }
-                    flight
-                }
-            }
-        };
-        match flight.await {
-            Some((entry, _)) if failed(entry.status()) && stale.is_some() => {
-                Ok(stand_in(&stale).expect("checked"))
-            }
-            Some((entry, took)) => {
-                let mut res = from_entry(&entry, CacheStatus::Miss, false, now, headers);
-                // The request that made the call reports its latency.
-                if let (Some(took), None) = (took, &req) {
-                    res.extensions_mut().insert(took);
-                }
-                Ok(res)
-            }
-            None => {
-                let taken = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-                match (taken, req) {
-                    // The flight was ours: its error, or its unbuffered response.
-                    (Some(res), _) => direct(res),
-                    // Another request's flight had nothing to share: ask ourselves.
-                    (None, Some(req)) => direct(inner.call(req).await.map(|r| r.map(Body::new))),
-                    // Not reached: a flight that shares nothing fills its leader's slot.
-                    (None, None) => {
-                        let mut res = Response::new(Body::empty());
-                        *res.status_mut() = StatusCode::BAD_GATEWAY;
-                        Ok(res)
-                    }
-                }
-            }
-        }
-    }
-
-    /// The one backend call of a flight: buffer, store if allowed, share. A
-    /// refresh whose response may not be stored removes the old entry.
-    fn fly<F, ResB, E>(
-        &self,
-        call: F,
-        slot: LeaderSlot<E>,
-        now: u64,
-        refresh: bool,
-    ) -> impl Future<Output = Landed> + Send + 'static
-    where
-        F: Future<Output = Result<Response<ResB>, E>> + Send + 'static,
-        E: Send + 'static,
-        ResB: http_body::Body<Data = Bytes> + Send + 'static,
-        ResB::Error: Into<BoxError>,
-    {
-        let shared = self.shared.clone();
-        let policy = self.policy.clone();
-        let store = self.store.clone();
-        let key = self.key.clone();
-        async move {
-            let outcome = match call.await {
-                Err(e) => {
-                    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Err(e));
-                    None
-                }
-                Ok(res) => {
-                    let res = res.map(Body::new);
-                    let keep = storable(&policy, res.status(), res.headers());
-                    match buffer(res).await {
-                        Err(res) => {
-                            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Ok(res));
-                            None
-                        }
-                        Ok((parts, body)) => {
-                            let took = parts.extensions.get::<IntegrationLatency>().copied();
-                            let entry = Arc::new(CachedResponse::new(
-                                parts.status,
-                                parts.headers,
-                                body,
-                                now,
-                                keep.unwrap_or(Duration::ZERO),
-                            ));
-                            let stored = match keep {
-                                Some(_) => store.put(key.clone(), entry.clone()).await,
-                                None if refresh => store.invalidate(&key).await,
-                                None => Ok(()),
-                            };
-                            if let Err(e) = stored {
-                                tracing::warn!(error = %e, "cache store failed to update an entry");
-                            }
-                            Some((entry, took))
-                        }
-                    }
-                }
-            };
-            shared
-                .inflight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&key);
-            outcome
-        }
-    }
-}
-
-fn duration_nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

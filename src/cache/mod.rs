@@ -68,14 +68,17 @@
 //! # }
 //! ```
 
+mod coalesce;
 mod config;
+mod entry;
 mod layer;
 mod policy;
+mod status;
 mod store;
 
-pub use layer::{
-    Cache, CacheInvalidator, CacheLayer, CachePolicy, CacheStatus, ResponseFuture, StatusFilter,
-    UnauthorizedStrategy, X_CACHE,
+pub use layer::{Cache, CacheLayer, ResponseFuture};
+pub use status::{
+    CacheInvalidator, CachePolicy, CacheStatus, StatusFilter, UnauthorizedStrategy, X_CACHE,
 };
 pub use store::{
     CacheKey, CacheStore, CachedResponse, DEFAULT_CACHE_CAPACITY, MAX_ENTRY_BODY, MokaCacheStore,

@@ -1,0 +1,188 @@
+//! Responses as entries: what may be stored, buffering a response, and
+//! answering from an entry.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AGE, CACHE_CONTROL, SET_COOKIE};
+use http::{HeaderValue, Response, StatusCode};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+
+use super::status::*;
+use super::store::{CachedResponse, MAX_ENTRY_BODY};
+use crate::body::{Body, BoxError};
+
+/// Whether a response may be stored, and for how long.
+pub(super) fn storable(
+    policy: &CachePolicy,
+    status: StatusCode,
+    headers: &http::HeaderMap,
+) -> Option<Duration> {
+    if !policy.statuses.allows(status) || headers.contains_key(SET_COOKIE) {
+        return None;
+    }
+    let mut ttl = policy.ttl;
+    for value in headers.get_all(CACHE_CONTROL) {
+        let Ok(value) = value.to_str() else { continue };
+        for directive in value.split(',') {
+            let directive = directive.trim();
+            let (name, arg) = directive.split_once('=').unwrap_or((directive, ""));
+            let name = name.trim();
+            if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("private") {
+                return None;
+            }
+            if policy.honor_max_age
+                && (name.eq_ignore_ascii_case("max-age") || name.eq_ignore_ascii_case("s-maxage"))
+                && let Ok(secs) = arg.trim().trim_matches('"').parse::<u64>()
+            {
+                ttl = ttl.min(Duration::from_secs(secs));
+            }
+        }
+    }
+    (!ttl.is_zero()).then_some(ttl)
+}
+
+/// The response for a stored entry.
+pub(super) fn from_entry(
+    entry: &CachedResponse,
+    status: CacheStatus,
+    head: bool,
+    now: u64,
+    headers: bool,
+) -> Response<Body> {
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::full(entry.body().clone())
+    };
+    tracing::debug!(
+        layer = "cache",
+        decision = status.as_str(),
+        "cache answered"
+    );
+    let mut res = Response::new(body);
+    *res.status_mut() = entry.status();
+    *res.headers_mut() = entry.headers().clone();
+    if headers {
+        res.headers_mut()
+            .insert(X_CACHE.clone(), HeaderValue::from_static(status.as_str()));
+        if status != CacheStatus::Miss {
+            let age = now.saturating_sub(entry.stored_at()) / 1_000_000_000;
+            res.headers_mut().insert(AGE, HeaderValue::from(age));
+        }
+    }
+    res.extensions_mut().insert(status);
+    res
+}
+
+pub(super) fn mark(mut res: Response<Body>, status: CacheStatus, headers: bool) -> Response<Body> {
+    tracing::debug!(
+        layer = "cache",
+        decision = status.as_str(),
+        "cache passed the request on"
+    );
+    if headers {
+        res.headers_mut()
+            .insert(X_CACHE.clone(), HeaderValue::from_static(status.as_str()));
+    }
+    res.extensions_mut().insert(status);
+    res
+}
+
+/// A body that first yields the frames already read, then the rest.
+pub(super) struct Prefixed<B> {
+    read: std::collections::VecDeque<http_body::Frame<Bytes>>,
+    rest: B,
+}
+
+impl<B> http_body::Body for Prefixed<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
+        if let Some(frame) = self.read.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+}
+
+/// The response rebuilt around the frames read so far and the rest of its body.
+pub(super) fn unbuffered<B>(
+    parts: http::response::Parts,
+    chunks: Vec<Bytes>,
+    held: Option<http_body::Frame<Bytes>>,
+    rest: B,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let read = chunks
+        .into_iter()
+        .map(http_body::Frame::data)
+        .chain(held)
+        .collect();
+    Response::from_parts(parts, Body::new(Prefixed { read, rest }))
+}
+
+/// What a flight left for the request that started it when there is nothing
+/// to share: the inner service's error, or a response too big to buffer.
+pub(super) type LeaderSlot<E> = Arc<Mutex<Option<Result<Response<Body>, E>>>>;
+
+/// Reads `res`'s body up to [`MAX_ENTRY_BODY`]: the whole response, or the
+/// response rebuilt around what was read when it is bigger.
+pub(super) async fn buffer(
+    res: Response<Body>,
+) -> Result<(http::response::Parts, Bytes), Response<Body>> {
+    let (parts, mut body) = res.into_parts();
+    if body.size_hint().lower() > MAX_ENTRY_BODY as u64 {
+        return Err(Response::from_parts(parts, body));
+    }
+    // Chunks are kept as they come: a one-chunk body is stored without a copy.
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0;
+    loop {
+        match body.frame().await {
+            None if chunks.len() <= 1 => return Ok((parts, chunks.pop().unwrap_or_default())),
+            None => return Ok((parts, chunks.concat().into())),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    len += data.len();
+                    chunks.push(data);
+                    if len > MAX_ENTRY_BODY {
+                        return Err(unbuffered(parts, chunks, None, body));
+                    }
+                }
+                // Trailers: not something an entry keeps; passed on, uncached.
+                Err(trailers) => return Err(unbuffered(parts, chunks, Some(trailers), body)),
+            },
+            Some(Err(e)) => return Err(unbuffered(parts, chunks, None, Failed(Some(e)))),
+        }
+    }
+}
+
+/// A body that fails with the error another body failed with.
+pub(super) struct Failed(Option<BoxError>);
+
+impl http_body::Body for Failed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        Poll::Ready(self.0.take().map(Err))
+    }
+}
