@@ -149,8 +149,8 @@ pub enum UnauthorizedStrategy {
 
 /// A request extension that lets its request invalidate a cache entry with
 /// `Cache-Control: max-age=0`. The API key layer and the SigV4 layer grant it
-/// through [`ApiKeyIdentity::can_invalidate_cache`] and
-/// [`SigV4Identity::can_invalidate_cache`]; insert this from your own layer
+/// through [`ApiKeyIdentity::can_invalidate_cache`](crate::context::ApiKeyIdentity::can_invalidate_cache) and
+/// [`SigV4Identity::can_invalidate_cache`](crate::auth::sigv4::SigV4Identity::can_invalidate_cache); insert this from your own layer
 /// (after an authorizer, say) to grant it otherwise.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheInvalidator;
