@@ -1,100 +1,48 @@
+//! `GatewayBuilder`: a config plus the pluggable parts, composed into a
+//! `Gateway`.
+
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderName, Request, Response};
-use pin_project_lite::pin_project;
-use tower::{Layer, Service};
+use http::HeaderName;
 
 use super::config::{ApiKeySource, Config, IntegrationConfig};
-use super::validate::{self, Resolved};
-use crate::auth::authorizer::{Authorize, Authorizer, AuthorizerLayer, Configured};
+use super::handle::*;
+use super::validate::{self};
+use crate::auth::authorizer::{Authorizer, AuthorizerLayer, Configured};
 use crate::auth::sigv4::{
-    self, Credential, CredentialStore, DEFAULT_MAX_BODY, InMemoryCredentialStore, SigV4,
-    SigV4Layer, Verifier, VerifierSettings,
+    Credential, CredentialStore, DEFAULT_MAX_BODY, InMemoryCredentialStore, SigV4Layer, Verifier,
+    VerifierSettings,
 };
-use crate::body::{Body, BoxError};
 use crate::cache::{
-    Cache, CacheLayer, CachePolicy, CacheStore, DEFAULT_CACHE_CAPACITY, MokaCacheStore,
-    TieredCacheStore,
+    CacheLayer, CachePolicy, CacheStore, DEFAULT_CACHE_CAPACITY, MokaCacheStore, TieredCacheStore,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, ConfigErrorKind, ConfigIssue, PathBuf};
-use crate::context::Endpoint;
-use crate::integration::{HttpIntegration, Integration, Integrations, MockIntegration};
-use crate::keys::{
-    self, ApiKey, ApiKeyLayer, InMemoryKeyStore, KeyHasher, KeyManager, KeySource, KeyStore,
-};
-use crate::mapping::{MappingLayer, MappingService};
-use crate::plans::{
-    CounterStore, InMemoryCounterStore, Meter, MeterLayer, PlanBook, PlanManager, UsageRecords,
-};
-use crate::response::GatewayResponses;
-use crate::route::table::Lookup;
-use crate::route::{self, Route, RouteLayer};
-use crate::store::{FailMode, StoreError};
-use crate::throttle::{DEFAULT_MAX_KEYS, InMemoryRateStore, RateStore, Throttle, ThrottleLayer};
-use crate::usage::{Reporter, Usage, UsageCounts, UsageLayer};
-
-/// An API gateway built from one [`Config`]: wrap any service with it.
-///
-/// Cloning is a pointer copy. See the [module docs](crate::gateway).
-#[derive(Clone)]
-pub struct Gateway {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    config: Config,
-    resolved: Resolved,
-    route: RouteLayer,
-    sigv4: SigV4Layer,
-    authorizers: AuthorizerLayer,
-    keys: ApiKeyLayer,
-    throttle: ThrottleLayer,
-    meter: MeterLayer,
-    cache: CacheLayer,
-    mapping: MappingLayer,
-    integrations: Option<Arc<[Option<Integration>]>>,
-    usage: UsageLayer,
-    aggregate: Option<Arc<dyn UsageCounts>>,
-    cache_stores: HashMap<Arc<str>, Arc<dyn CacheStore>>,
-    key_store: Arc<dyn KeyStore>,
-    counter_store: Arc<dyn CounterStore>,
-    hasher: KeyHasher,
-    plans: PlanManager,
-    clock: Arc<dyn Clock>,
-}
-
-impl fmt::Debug for Gateway {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Gateway")
-            .field("name", &self.shared.resolved.name)
-            .field("stages", &self.shared.resolved.stages.len())
-            .field("routes", &self.shared.resolved.routes.len())
-            .field("clock", &self.shared.clock)
-            .finish_non_exhaustive()
-    }
-}
+use crate::integration::{HttpIntegration, Integration, MockIntegration};
+use crate::keys::{self, ApiKeyLayer, InMemoryKeyStore, KeyHasher, KeySource, KeyStore};
+use crate::mapping::MappingLayer;
+use crate::plans::{CounterStore, InMemoryCounterStore, MeterLayer, PlanBook, PlanManager};
+use crate::route::RouteLayer;
+use crate::store::FailMode;
+use crate::throttle::{DEFAULT_MAX_KEYS, InMemoryRateStore, RateStore, ThrottleLayer};
+use crate::usage::{Reporter, UsageCounts, UsageLayer};
 
 /// Builds a [`Gateway`]: a config plus the pluggable parts.
 #[must_use]
 pub struct GatewayBuilder {
-    config: Config,
-    clock: Arc<dyn Clock>,
-    rate_store: Option<Arc<dyn RateStore>>,
-    key_store: Option<Arc<dyn KeyStore>>,
-    counter_store: Option<Arc<dyn CounterStore>>,
-    credential_store: Option<Arc<dyn CredentialStore>>,
-    authorizers: HashMap<String, Arc<dyn Authorizer>>,
-    reporters: Vec<Reporter>,
-    aggregate: Option<Arc<dyn UsageCounts>>,
-    cache_tier: Option<CacheTier>,
+    pub(super) config: Config,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) rate_store: Option<Arc<dyn RateStore>>,
+    pub(super) key_store: Option<Arc<dyn KeyStore>>,
+    pub(super) counter_store: Option<Arc<dyn CounterStore>>,
+    pub(super) credential_store: Option<Arc<dyn CredentialStore>>,
+    pub(super) authorizers: HashMap<String, Arc<dyn Authorizer>>,
+    pub(super) reporters: Vec<Reporter>,
+    pub(super) aggregate: Option<Arc<dyn UsageCounts>>,
+    pub(super) cache_tier: Option<CacheTier>,
 }
 
 /// Makes the shared cache tier of one stage.
@@ -445,243 +393,5 @@ impl GatewayBuilder {
                 clock: self.clock,
             }),
         })
-    }
-}
-
-impl Gateway {
-    /// A gateway for `config` with the system clock.
-    pub fn new(config: Config) -> Result<Self, ConfigError> {
-        Self::builder(config).build()
-    }
-
-    /// A builder, to set a clock or stores before building.
-    pub fn builder(config: Config) -> GatewayBuilder {
-        GatewayBuilder {
-            config,
-            clock: Arc::new(SystemClock),
-            rate_store: None,
-            key_store: None,
-            counter_store: None,
-            credential_store: None,
-            authorizers: HashMap::new(),
-            reporters: Vec::new(),
-            aggregate: None,
-            cache_tier: None,
-        }
-    }
-
-    /// Reads a YAML or JSON config file and builds a gateway from it.
-    pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<Self, ConfigError> {
-        Self::new(Config::from_path(path)?)
-    }
-
-    /// Wraps `inner` in the gateway's stack: route, SigV4, custom
-    /// authorizer, API key, throttle, meter (quota), cache, mapping, then
-    /// each method's integration (`inner` for methods without one).
-    pub fn service<S>(&self, inner: S) -> GatewayService<S> {
-        let s = &self.shared;
-        let timing = s.usage.is_on().then(|| s.clock.clone());
-        let integrated = Integrations::new(inner, s.integrations.clone(), timing);
-        let mapped = s.mapping.layer(integrated);
-        let metered = s.meter.layer(s.cache.layer(mapped));
-        let keyed = s.keys.layer(s.throttle.layer(metered));
-        let stack = s.route.layer(s.sigv4.layer(s.authorizers.layer(keyed)));
-        GatewayService {
-            inner: s.usage.layer(stack),
-        }
-    }
-
-    /// Removes every cached response of `stage` (API Gateway's "flush stage
-    /// cache"). `false` when the gateway has no such stage.
-    pub async fn flush_cache(&self, stage: &str) -> Result<bool, StoreError> {
-        match self.shared.cache_stores.get(stage) {
-            Some(store) => store.flush().await.map(|()| true),
-            None => Ok(false),
-        }
-    }
-
-    /// Manages the gateway's API keys (create, import, rotate, disable, ...).
-    pub fn key_manager(&self) -> KeyManager {
-        KeyManager::new(
-            self.shared.key_store.clone(),
-            self.shared.hasher.clone(),
-            self.shared.clock.clone(),
-        )
-        .with_plans(self.shared.plans.book.clone())
-    }
-
-    /// Loads the config's `keys` into the key store; needed only with a
-    /// store given to [`GatewayBuilder::key_store`] (the default store has them).
-    ///
-    /// A key already in the store (same digest) is left as it is: processes
-    /// sharing a store (Redis) agree on its id, so on its counters.
-    pub async fn load_config_keys(&self) -> Result<(), StoreError> {
-        let manager = self.key_manager();
-        let now = self.shared.clock.utc();
-        for k in &self.shared.config.keys {
-            let (digest, _) = keys::prepare(k.into(), &self.shared.hasher, now)?;
-            if self.shared.key_store.get(&digest).await?.is_some() {
-                continue;
-            }
-            manager.import(k.into()).await?;
-        }
-        Ok(())
-    }
-
-    /// Usage records of the gateway's plans (GetUsage, UpdateUsage).
-    pub fn usage(&self) -> UsageRecords {
-        let records = UsageRecords::new(
-            self.shared.counter_store.clone(),
-            self.shared.key_store.clone(),
-            self.shared.plans.book.clone(),
-            self.shared.clock.clone(),
-        );
-        match &self.shared.aggregate {
-            Some(a) => records.with_aggregate(a.clone()),
-            None => records,
-        }
-    }
-
-    /// Shuts every usage reporter down: each delivers what it has queued
-    /// before this returns (see [`Reporter::shutdown`]). Call it on the way out.
-    pub async fn shutdown_reporters(&self) {
-        for r in self.shared.usage.reporters() {
-            r.shutdown().await;
-        }
-    }
-
-    /// Creates, replaces and deletes usage plans while the gateway serves.
-    pub fn plans(&self) -> &PlanManager {
-        &self.shared.plans
-    }
-
-    /// The API key layer the gateway applies (for its store error count).
-    pub fn api_keys(&self) -> &ApiKeyLayer {
-        &self.shared.keys
-    }
-
-    /// The meter (quota) layer the gateway applies.
-    pub fn meter(&self) -> &MeterLayer {
-        &self.shared.meter
-    }
-
-    /// The throttle layer the gateway applies (for its store error count).
-    pub fn throttle(&self) -> &ThrottleLayer {
-        &self.shared.throttle
-    }
-
-    /// The config the gateway was built from.
-    pub fn config(&self) -> &Config {
-        &self.shared.config
-    }
-
-    /// The gateway responses it answers with.
-    pub fn responses(&self) -> &GatewayResponses {
-        &self.shared.resolved.responses
-    }
-
-    /// The clock every layer reads.
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.shared.clock
-    }
-
-    /// Every endpoint (stage, resource, method) with its resolved settings.
-    pub fn endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
-        self.shared.resolved.endpoints()
-    }
-
-    /// The endpoint a request with `method` and raw `path` (`/prod/pets/1`)
-    /// would reach: `None` where the gateway would answer 404, 405 or 400.
-    /// This is the route layer's own lookup.
-    pub fn find_endpoint(&self, method: &http::Method, path: &str) -> Option<&Arc<Endpoint>> {
-        match self.shared.route.table().lookup(method, path) {
-            Lookup::Found { endpoint, .. } => Some(endpoint),
-            _ => None,
-        }
-    }
-
-    /// The endpoint for `stage`, `resource` and `method` (`GET`, `ANY`), if declared.
-    pub fn endpoint(&self, stage: &str, resource: &str, method: &str) -> Option<&Arc<Endpoint>> {
-        self.endpoints()
-            .find(|e| e.stage() == stage && e.resource() == resource && e.method_name() == method)
-    }
-}
-
-impl<S> Layer<S> for Gateway {
-    type Service = GatewayService<S>;
-
-    fn layer(&self, inner: S) -> GatewayService<S> {
-        self.service(inner)
-    }
-}
-
-/// The layers below routing and SigV4, innermost last.
-type Stack<S> = Authorize<ApiKey<Throttle<Meter<Cache<MappingService<Integrations<S>>>>>>>;
-
-/// A service wrapped by a [`Gateway`]. Clone it freely: clones share every limit and cache.
-#[derive(Debug, Clone)]
-pub struct GatewayService<S> {
-    inner: Usage<Route<SigV4<Stack<S>>>>,
-}
-
-impl<S, ReqB, ResB> Service<Request<ReqB>> for GatewayService<S>
-where
-    S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ReqB: http_body::Body<Data = Bytes> + Send + 'static,
-    ReqB::Error: Into<BoxError>,
-    ResB: http_body::Body<Data = Bytes> + Send + 'static,
-    ResB::Error: Into<BoxError>,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, ResB>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        Service::<Request<ReqB>>::poll_ready(&mut self.inner, cx)
-    }
-
-    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        ResponseFuture {
-            inner: self.inner.call(req),
-        }
-    }
-}
-
-pin_project! {
-    /// Response future of [`GatewayService`].
-    pub struct ResponseFuture<S, ResB>
-    where
-        S: Service<Request<Body>, Response = Response<ResB>>,
-        S: Clone,
-        S: Send,
-        S: 'static,
-        S::Future: Send,
-        S::Future: 'static,
-        S::Error: Send,
-        S::Error: 'static,
-        ResB: http_body::Body<Data = Bytes>,
-        ResB: Send,
-        ResB: 'static,
-        ResB::Error: Into<BoxError>,
-    {
-        #[pin]
-        inner: crate::usage::ResponseFuture<route::ResponseFuture<sigv4::ResponseFuture<Stack<S>, Body>>>,
-    }
-}
-
-impl<S, ResB> Future for ResponseFuture<S, ResB>
-where
-    S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ResB: http_body::Body<Data = Bytes> + Send + 'static,
-    ResB::Error: Into<BoxError>,
-{
-    type Output = Result<Response<Body>, S::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
     }
 }

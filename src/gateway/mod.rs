@@ -56,17 +56,21 @@
 
 mod builder;
 mod config;
+mod handle;
 mod load;
+mod service;
 mod settings;
 mod template;
 pub(crate) mod validate;
 
-pub use self::builder::{Gateway, GatewayBuilder, GatewayService, ResponseFuture};
+pub use self::builder::GatewayBuilder;
 pub use self::config::{
     ApiKeyOptions, ApiKeySource, Authorization, AuthorizerConfig, ByteSize, CacheConfig, Config,
     CredentialConfig, IntegrationConfig, KeyConfig, LimitsConfig, MappingLimitsConfig,
     MethodSettingsConfig, Period, PlanConfig, PlanMethodConfig, QuotaConfig, Secret, SigV4Config,
     StageConfig, ThrottleConfig, ThrottleOptions,
 };
+pub use self::handle::Gateway;
+pub use self::service::{GatewayService, ResponseFuture};
 pub use self::settings::{CacheKeyParam, CacheSettings, DEFAULT_CACHE_TTL, MethodSettings, Rate};
 pub use crate::config::{ConfigError, ConfigErrorKind, ConfigIssue};
