@@ -56,8 +56,10 @@
 
 mod builder;
 mod config;
+mod endpoint;
 mod handle;
 mod load;
+mod routes;
 mod service;
 mod settings;
 mod template;
