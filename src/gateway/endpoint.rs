@@ -1,10 +1,6 @@
 //! One endpoint's settings: the overlay of a stage's settings and its
 //! overrides, checked where they are written and resolved once.
 
-//! Validation and resolution of a [`Config`]: one pass that checks every rule,
-//! collects every problem with its path, and, when there is none, produces the
-//! tables the gateway serves from.
-
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};

@@ -1,10 +1,6 @@
 //! The route table of a config: its routes, checked, and the keys of
 //! method overrides (`RESOURCE/METHOD`) resolved against it.
 
-//! Validation and resolution of a [`Config`]: one pass that checks every rule,
-//! collects every problem with its path, and, when there is none, produces the
-//! tables the gateway serves from.
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
