@@ -449,3 +449,88 @@ mapping_limits: { max_output: 2MiB, max_body: 4MiB }
     let (status, _, body) = call(&gw, send(vec![b'a'; 1 << 20])).await;
     assert_eq!((status, body), (StatusCode::OK, (1 << 20).to_string()));
 }
+
+/// A gateway with one mapped POST method whose request template is `template`.
+fn mapped(template: &str) -> Gateway {
+    let yaml = format!(
+        r#"
+routes: {{ /m: [POST] }}
+stages:
+  prod:
+    settings:
+      mapping: {{ request: {{ templates: {{ application/json: {} }} }} }}
+mapping_limits: {{ max_output: 1MiB, max_render_ms: 200 }}
+"#,
+        serde_json::to_string(template).unwrap()
+    );
+    gateway(&yaml)
+}
+
+#[tokio::test]
+async fn what_a_render_holds_produces_and_spends_is_bounded() {
+    // Found by the second hostile review: copies that no single value check
+    // sees (slices, `reverse`, many small strings), and work that fuel does
+    // not count (a cheap instruction on a long string, many times over).
+    let twenty = |item: &str| {
+        (0..20)
+            .map(|i| item.replace('N', &(i + 1).to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let many_small: String = (0..30)
+        .map(|i| format!("{{% set a{i} = ([s] * 16)|map('upper')|list %}}"))
+        .collect();
+    for template in [
+        format!("{{% set s = 'x' * 1000000 %}}{{% set a = [{}] %}}ok", twenty("s[N:]")),
+        format!("{{% set s = 'x' * 1000000 %}}{{% set a = [{}] %}}ok", twenty("(s ~ 'N')|reverse")),
+        format!("{{% set s = 'x' * 60000 %}}{many_small}ok"),
+        "{% set s = 'x' * 1000000 %}{% for i in range(100000) %}{% if 'y' in s %}{% endif %}{% endfor %}ok".to_owned(),
+    ] {
+        let req = Request::post("/prod/m")
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let (status, kind, _) = call(&mapped(&template), req).await;
+        assert_eq!(
+            (status, kind.as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "DEFAULT_5XX"),
+            "{template}"
+        );
+        // The same template on small values renders: the 500 is the bound's.
+        let small = template
+            .replace("1000000", "10")
+            .replace("60000", "10")
+            .replace("100000", "10");
+        let req = Request::post("/prod/m")
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let (status, _, body) = call(&mapped(&small), req).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"), "{small}");
+    }
+}
+
+#[tokio::test]
+async fn a_json_body_too_many_values_to_hold_parsed_is_refused() {
+    // `[[],[],...]`: small as text, about 48 bytes a value once parsed.
+    let body = format!("[{}[]]", "[],".repeat(200_000));
+    let gw = mapped("{{ input.path('$')|length }}");
+    let req = Request::post("/prod/m")
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    let (status, kind, msg) = call(&gw, req).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::BAD_REQUEST, "BAD_REQUEST_BODY")
+    );
+    assert!(msg.contains("more values"), "{msg}");
+    // A template that never selects from the body does not parse it.
+    let gw = mapped("ok");
+    let body = format!("[{}[]]", "[],".repeat(200_000));
+    let req = Request::post("/prod/m")
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(call(&gw, req).await.0, StatusCode::OK);
+}

@@ -29,6 +29,10 @@ pub struct MappingLimits {
     /// `REQUEST_TIMEOUT` past it), and a response body the time to be read
     /// (a 500). `None`: no limit. Default 10 s (`limits.body_timeout_ms`).
     pub body_timeout: Option<std::time::Duration>,
+    /// How long one render may run: minijinja's fuel counts instructions,
+    /// not what each costs. Past it the render is a 500. Default 1 s
+    /// (`mapping_limits.max_render_ms`).
+    pub max_render: std::time::Duration,
 }
 
 impl Default for MappingLimits {
@@ -38,6 +42,7 @@ impl Default for MappingLimits {
             max_output: 10 << 20,
             fuel: 1_000_000,
             body_timeout: Some(crate::body::DEFAULT_BODY_TIMEOUT),
+            max_render: std::time::Duration::from_secs(1),
         }
     }
 }

@@ -102,6 +102,9 @@ pub struct MappingLimitsConfig {
     /// Instructions one render may run. Default 1,000,000.
     #[serde(default)]
     pub fuel: Option<u64>,
+    /// Milliseconds one render may run, `1 ..= 60000`. Default 1000.
+    #[serde(default)]
+    pub max_render_ms: Option<u64>,
 }
 
 impl MappingLimitsConfig {
@@ -132,6 +135,11 @@ impl MappingLimitsConfig {
         match self.fuel {
             Some(0) => issues.push(&path.field("fuel"), "must be more than 0"),
             Some(f) => limits.fuel = f,
+            None => {}
+        }
+        match self.max_render_ms {
+            Some(ms @ 1..=60_000) => limits.max_render = std::time::Duration::from_millis(ms),
+            Some(_) => issues.push(&path.field("max_render_ms"), "must be 1 to 60000"),
             None => {}
         }
         limits

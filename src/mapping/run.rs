@@ -114,14 +114,113 @@ fn is_json(media: &str) -> bool {
 fn parse_json_body(
     media: &str,
     body: &Bytes,
-) -> Result<Option<serde_json::Value>, serde_json::Error> {
+    limit: usize,
+) -> Result<Option<serde_json::Value>, BodyJsonError> {
     if body.is_empty() {
         return Ok(Some(serde_json::Value::Null));
     }
     if !is_json(media) {
-        return Ok(serde_json::from_slice(body).ok());
+        return Ok(parse_bounded(body, limit).ok());
     }
-    serde_json::from_slice(body).map(Some)
+    parse_bounded(body, limit).map(Some)
+}
+
+/// Why a JSON body cannot be mapped.
+#[derive(Debug)]
+pub(super) enum BodyJsonError {
+    /// It does not parse.
+    Syntax(serde_json::Error),
+    /// It holds more values than a render may hold parsed.
+    TooManyValues,
+}
+
+impl fmt::Display for BodyJsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Syntax(e) => write!(f, "Invalid JSON in request body: {e}"),
+            Self::TooManyValues => f.write_str(
+                "The JSON in the request body has more values than a mapping template may hold",
+            ),
+        }
+    }
+}
+
+/// Parses a JSON body whose values, parsed, fit in 4 times `limit`
+/// (`max_output`): each takes about 48 bytes, so the values are counted
+/// first, without building them.
+pub(super) fn parse_bounded(body: &[u8], limit: usize) -> Result<serde_json::Value, BodyJsonError> {
+    let count = std::cell::Cell::new(0usize);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde::de::DeserializeSeed::deserialize(Counting(&count), &mut de)
+        .and_then(|()| de.end())
+        .map_err(BodyJsonError::Syntax)?;
+    if count.get().saturating_mul(48) > limit.saturating_mul(4) {
+        return Err(BodyJsonError::TooManyValues);
+    }
+    serde_json::from_slice(body).map_err(BodyJsonError::Syntax)
+}
+
+/// Counts the values of a JSON document as they are read and dropped.
+struct Counting<'a>(&'a std::cell::Cell<usize>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Counting<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Counting<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.0.set(self.0.get() + 1);
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.0.set(self.0.get() + 1);
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.0.set(self.0.get() + 1);
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.0.set(self.0.get() + 1);
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        self.0.set(self.0.get() + 1);
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.0.set(self.0.get() + 1);
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.0.set(self.0.get() + 1);
+        while seq.next_element_seed(Counting(self.0))?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.0.set(self.0.get() + 1);
+        while map.next_key_seed(Counting(self.0))?.is_some() {
+            map.next_value_seed(Counting(self.0))?;
+        }
+        Ok(())
+    }
 }
 
 /// Checks that a body whose content type is JSON parses, before a template
@@ -256,18 +355,18 @@ where
                 // here; any other only has a JSON body checked, not built.
                 let parsed = std::sync::OnceLock::new();
                 let checked = if mapping.selecting.contains(&name) {
-                    parse_json_body(&media, &body).map(|json| {
+                    parse_json_body(&media, &body, mapping.limits.max_output).map(|json| {
                         let _ = parsed.set(json);
                     })
                 } else {
-                    check_json_body(&media, &body)
+                    check_json_body(&media, &body).map_err(BodyJsonError::Syntax)
                 };
                 match checked {
                     Ok(()) => {}
                     Err(e) => {
                         return Ok(responses.respond_with_message(
                             GatewayResponseKind::BadRequestBody,
-                            &format!("Invalid JSON in request body: {e}"),
+                            &e.to_string(),
                         ));
                     }
                 };
@@ -285,7 +384,7 @@ where
                     input,
                     &facts.context,
                     &facts.stage_variables,
-                    mapping.limits.max_output,
+                    &mapping.limits,
                 ) {
                     Ok(out) => {
                         parts.headers.remove(CONTENT_LENGTH);
@@ -355,7 +454,7 @@ where
         input,
         &facts.context,
         &facts.stage_variables,
-        mapping.limits.max_output,
+        &mapping.limits,
     ) {
         Ok(out) => {
             parts.headers.remove(CONTENT_LENGTH);

@@ -62,20 +62,24 @@ pub(crate) struct Input {
 
 /// The serialized size of `v`, counted without serializing it; `None`
 /// past `budget`.
+/// Every value weighs at least what it takes in memory once converted
+/// (`[[], [], ...]` is small as text, not as values).
+const VALUE_WEIGHT: usize = 48;
+
 fn json_size(v: &serde_json::Value, budget: usize) -> Option<usize> {
     use serde_json::Value as J;
     let n = match v {
-        J::Null | J::Bool(_) | J::Number(_) => 24,
-        J::String(s) => s.len() + 2,
+        J::Null | J::Bool(_) | J::Number(_) => VALUE_WEIGHT,
+        J::String(s) => (s.len() + 2).max(VALUE_WEIGHT),
         J::Array(items) => {
-            let mut total = 2usize;
+            let mut total = VALUE_WEIGHT;
             for item in items {
                 total = total.checked_add(json_size(item, budget.checked_sub(total)?)? + 1)?;
             }
             total
         }
         J::Object(map) => {
-            let mut total = 2usize;
+            let mut total = VALUE_WEIGHT;
             for (k, item) in map {
                 let left = budget.checked_sub(total)?;
                 total = total.checked_add(k.len() + 4 + json_size(item, left)?)?;
@@ -112,7 +116,7 @@ impl Input {
                 if self.raw.is_empty() {
                     return Some(serde_json::Value::Null);
                 }
-                serde_json::from_slice(&self.raw).ok()
+                super::run::parse_bounded(&self.raw, self.limit).ok()
             })
             .as_ref()
     }
@@ -387,8 +391,9 @@ pub(crate) fn render(
     input: Input,
     context: &TemplateContext,
     stage_variables: &BTreeMap<String, String>,
-    limit: usize,
+    limits: &super::MappingLimits,
 ) -> Result<Vec<u8>, Error> {
+    let limit = limits.max_output;
     let template = env.get_template(name)?;
     let ctx = minijinja::context! {
         input => Value::from_object(input),
@@ -400,7 +405,9 @@ pub(crate) fn render(
         buf: Vec::new(),
         limit,
     };
-    template.render_captured_to(ctx, &mut out)?;
+    super::bound::Pace::run(limits.max_render, || {
+        template.render_captured_to(ctx, &mut out).map(|_| ())
+    })?;
     Ok(out.buf)
 }
 

@@ -1,13 +1,14 @@
 //! The run-time half: what one render may hold and spend, and how values
 //! are measured without being built.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use minijinja::value::{Object, Value, ValueKind};
 use minijinja::{Error, ErrorKind, State};
 
 use super::{MAX_DEPTH, MAX_ITEMS};
+use crate::clock::{Clock, SystemClock};
 
 /// The most item visits a render may spend measuring values: measuring is
 /// not counted by minijinja's fuel, so it has a budget of its own.
@@ -17,6 +18,17 @@ const MAX_VISITS: usize = 10_000_000;
 const LIVE_FACTOR: usize = 4;
 /// Strings at least this long are accounted for while they live.
 pub(super) const KEEP_MIN: usize = 64 << 10;
+/// What the filters, calls and slices of one render may produce in all, as
+/// a multiple of `max_output`: their results are not all tracked while they
+/// live (a list of small strings), so their sum is bounded instead.
+const PRODUCED_FACTOR: usize = 8;
+
+/// Filters that return their input, a part of it or a number, without a
+/// copy of any size: their results are not accounted for.
+pub(super) const NO_COPY: &[&str] = &[
+    "length", "count", "first", "last", "default", "d", "int", "float", "abs", "round", "bool",
+    "attr", "safe", "min", "max",
+];
 
 /// Filters whose output is never larger than their input (a part of it, a
 /// number, a reordering): neither is measured again, unless the input is a
@@ -90,6 +102,8 @@ pub(super) struct Budget {
     /// once the template no longer holds it.
     live: Mutex<Vec<Arc<str>>>,
     visits: AtomicUsize,
+    /// What filters, calls and slices produced, in bytes as rendered.
+    produced: AtomicUsize,
     limit: usize,
 }
 
@@ -100,12 +114,27 @@ impl Budget {
         state.get_or_set_temp_object("__tollgate_budget", || Self {
             live: Mutex::new(Vec::new()),
             visits: AtomicUsize::new(0),
+            produced: AtomicUsize::new(0),
             limit,
         })
     }
 
+    /// Records `bytes` produced by a filter, a call or a slice.
+    pub(super) fn produce(&self, bytes: usize) -> Result<(), Error> {
+        let before = self.produced.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) > self.limit.saturating_mul(PRODUCED_FACTOR) {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "a render produced more than the mapping's budget \
+                 (8 times mapping_limits.max_output)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Spends `visits` of the render's measuring budget.
     pub(super) fn spend(&self, visits: usize) -> Result<(), Error> {
+        Pace::check_now()?;
         if self.visits.fetch_add(visits, Ordering::Relaxed) + visits > MAX_VISITS {
             return Err(Error::new(
                 ErrorKind::InvalidOperation,
@@ -262,4 +291,60 @@ pub(super) fn check(n: Option<usize>, limit: usize) -> Result<(), Error> {
         Some(n) if n <= limit => Ok(()),
         _ => Err(too_large()),
     }
+}
+
+/// A render's deadline (`mapping_limits.max_render_ms`): minijinja's fuel
+/// counts instructions, not what each costs (comparing two 10 MB strings is
+/// one instruction), so every checked operation and every loop iteration
+/// looks at the clock. Set for the thread while a render runs.
+#[derive(Debug)]
+pub(crate) struct Pace {
+    deadline: u64,
+    tripped: AtomicBool,
+}
+
+thread_local! {
+    static PACE: std::cell::RefCell<Option<Arc<Pace>>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Pace {
+    /// Runs `render` with a deadline `budget` from now; an error if it was
+    /// passed, even where the template could not be stopped at once (a loop
+    /// cut short).
+    pub(crate) fn run<T>(
+        budget: std::time::Duration,
+        render: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let now = SystemClock.unix_nanos();
+        let nanos = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX);
+        let pace = Arc::new(Pace {
+            deadline: now.saturating_add(nanos),
+            tripped: AtomicBool::new(false),
+        });
+        let previous = PACE.with(|p| p.replace(Some(pace.clone())));
+        let out = render();
+        PACE.with(|p| *p.borrow_mut() = previous);
+        if pace.tripped.load(Ordering::Relaxed) {
+            return Err(too_slow());
+        }
+        out
+    }
+
+    /// An error once the running render's deadline has passed.
+    pub(super) fn check_now() -> Result<(), Error> {
+        PACE.with(|p| match &*p.borrow() {
+            Some(pace) if SystemClock.unix_nanos() > pace.deadline => {
+                pace.tripped.store(true, Ordering::Relaxed);
+                Err(too_slow())
+            }
+            _ => Ok(()),
+        })
+    }
+}
+
+fn too_slow() -> Error {
+    Error::new(
+        ErrorKind::InvalidOperation,
+        "the render took longer than the mapping's limit (mapping_limits.max_render_ms)",
+    )
 }

@@ -1,13 +1,15 @@
 //! The functions and filters the rewritten templates call.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use minijinja::value::{Kwargs, Rest, StringInput, Value, ValueKind};
+use minijinja::value::{
+    Enumerator, Kwargs, Object, ObjectRepr, Rest, StringInput, Value, ValueKind,
+};
 use minijinja::{Environment, Error, ErrorKind, Expression, State};
 
 use super::MAX_ITEMS;
 use super::budget::{
-    Budget, ITEMIZING, KEEP_MIN, SHRINKING, check, expansion, json_len, too_large,
+    Budget, ITEMIZING, KEEP_MIN, Pace, SHRINKING, check, expansion, json_len, too_large,
 };
 
 /// Concatenates two values as minijinja's `~` does, the result measured
@@ -25,16 +27,29 @@ fn concat(state: &State<'_, '_>, a: &Value, b: &Value, limit: usize) -> Result<V
 /// A filter's or call's result, accounted for: a long string while it
 /// lives, a list or map measured.
 pub(crate) fn hold(state: &State<'_, '_>, v: Value, limit: usize) -> Result<Value, Error> {
-    // The budget is looked up only when there is something to account for.
+    Pace::check_now()?;
+    // The budget is looked up only when there is something to account for:
+    // a string is counted as produced (and tracked while it lives when
+    // long), a list or map measured and counted.
     match v.as_str() {
-        Some(s) if s.len() >= KEEP_MIN => Budget::of(state, limit).keep(s),
-        Some(_) => Ok(v),
+        Some("") => Ok(v),
+        Some(s) => {
+            let budget = Budget::of(state, limit);
+            budget.produce(s.len())?;
+            if s.len() >= KEEP_MIN {
+                budget.keep(s)
+            } else {
+                Ok(v)
+            }
+        }
         None => {
             if matches!(
                 v.kind(),
                 ValueKind::Seq | ValueKind::Map | ValueKind::Iterable
             ) {
-                Budget::of(state, limit).size(&v)?;
+                let budget = Budget::of(state, limit);
+                let n = budget.size(&v)?;
+                budget.produce(n)?;
             }
             Ok(v)
         }
@@ -69,6 +84,14 @@ pub(crate) fn register(env: &mut Environment<'static>, limit: usize) {
         "__tollgate_output",
         move |state: &State<'_, '_>, v: Value| hold(state, v, limit),
     );
+    env.add_function("__tollgate_loop", |v: Value| {
+        Pace::check_now()?;
+        // What cannot be iterated is left for minijinja to refuse as usual.
+        if v.try_iter().is_err() {
+            return Ok(v);
+        }
+        Ok(Value::from_object(Paced(v)))
+    });
     env.add_function(
         "__tollgate_concat",
         move |state: &State<'_, '_>, a: Value, b: Value| concat(state, &a, &b, limit),
@@ -255,5 +278,30 @@ fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, Error> {
             ErrorKind::InvalidOperation,
             "operator unavailable",
         )),
+    }
+}
+
+/// A loop's iterable, looking at the render's deadline on every item.
+#[derive(Debug)]
+struct Paced(Value);
+
+impl Object for Paced {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Iterable
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        match self.0.try_iter() {
+            // Past the deadline the loop ends, and the render fails
+            // (`Pace::run` sees the deadline was passed).
+            Ok(items) => {
+                Enumerator::Iter(Box::new(items.take_while(|_| Pace::check_now().is_ok())))
+            }
+            Err(_) => Enumerator::Empty,
+        }
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        self.0.len()
     }
 }

@@ -17,18 +17,22 @@
 //! - a filter's input passes through `__tollgate_input`, which refuses an
 //!   input whose output could pass the limit (six times an HTML-escaped
 //!   input, a string exploded into more than 100,000 items), and the result
-//!   of a call or of a filter that may grow through `__tollgate_output`;
+//!   of a call, a slice or a filter that may copy through `__tollgate_output`;
 //! - the long strings (64 KiB and more) a render holds are accounted for while
-//!   they live, and may add up to 4 times the limit; measuring has a budget
-//!   of 10 million item visits a render, as minijinja's fuel does not count it;
+//!   they live, and may add up to 4 times the limit; what filters, calls and
+//!   slices produce may add up to 8 times; measuring has a budget of 10
+//!   million item visits a render, as minijinja's fuel does not count it;
+//! - each loop's iterable passes through `__tollgate_loop`, which looks at
+//!   the render's deadline (`max_render_ms`) on every item, as checked
+//!   operations do: a cheap instruction on a long string is not cheap;
 //! - `a * b` becomes `__tollgate_mul(a, b)`, which refuses a repeated string
 //!   over the limit before building it;
 //! - filters whose output grows with an argument (`join`, `replace`,
 //!   `indent`, `tojson`, `format`, `batch`, `slice`) are replaced by versions
 //!   that compute their output's size first.
 //!
-//! So no value is ever built larger than about twice the limit
-//! (`mapping_limits.max_output`). What cannot be bounded this way is refused
+//! So no value is built larger than the limit (`mapping_limits.max_output`),
+//! and a render holds and spends a bounded multiple of it. What cannot be bounded this way is refused
 //! when the template is compiled: block captures (`{% set x %}…{% endset %}`,
 //! `{% filter %}`), macros and `{% call %}`, recursive loops, and templates
 //! that include or extend others. Each of those accumulates output in a
@@ -38,7 +42,7 @@ mod budget;
 mod functions;
 mod rewrite;
 
-pub(crate) use self::budget::too_large;
+pub(crate) use self::budget::{Pace, too_large};
 pub(crate) use self::functions::{hold, register};
 pub(crate) use self::rewrite::{Rewritten, Unbounded, rewrite};
 

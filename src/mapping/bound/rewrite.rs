@@ -5,7 +5,7 @@ use minijinja::machinery::ast::{self, BinOpKind, CallArg, Expr, Stmt};
 use minijinja::machinery::{Span, WhitespaceConfig, parse};
 use minijinja::syntax::SyntaxConfig;
 
-use super::budget::SHRINKING;
+use super::budget::NO_COPY;
 
 /// Why a template cannot be bounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +99,8 @@ impl Rewriter<'_> {
                     return Err(unsupported(f.span(), "a recursive loop"));
                 }
                 self.target(&f.target)?;
-                self.top(&f.iter)?;
+                // Each iteration looks at the render's deadline.
+                self.top_wrapped(&f.iter, "__tollgate_loop")?;
                 if let Some(e) = &f.filter_expr {
                     self.top(e)?;
                 }
@@ -179,6 +180,15 @@ impl Rewriter<'_> {
         Ok(())
     }
 
+    /// A statement's expression, rewritten and passed through `function`.
+    fn top_wrapped(&mut self, expr: &Expr<'_>, function: &str) -> Result<(), Unbounded> {
+        self.check_names(expr)?;
+        let (start, end) = self.extent(expr);
+        let text = self.expr(expr)?;
+        self.edits.push((start, end, format!("{function}({text})")));
+        Ok(())
+    }
+
     /// A statement's expression: replaced whole by its rewritten text.
     fn top(&mut self, expr: &Expr<'_>) -> Result<(), Unbounded> {
         self.check_names(expr)?;
@@ -210,7 +220,14 @@ impl Rewriter<'_> {
             // `input.*` and `util.*` account for their own results.
             Expr::Call(c) if own_method(&c.expr) => self.call(c, c.span()),
             Expr::Call(c) => Ok(format!("__tollgate_output({})", self.call(c, c.span())?)),
-            Expr::Filter(f) if !SHRINKING.contains(&f.name) => {
+            // A filter's result, unless it is its input, a part of it or
+            // a number; a slice is a copy.
+            Expr::Filter(f) if !NO_COPY.contains(&f.name) => {
+                let kids = children(expr);
+                let text = self.splice(self.extent(expr), &kids)?;
+                Ok(format!("__tollgate_output({text})"))
+            }
+            Expr::Slice(_) => {
                 let kids = children(expr);
                 let text = self.splice(self.extent(expr), &kids)?;
                 Ok(format!("__tollgate_output({text})"))
