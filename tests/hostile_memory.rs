@@ -25,12 +25,15 @@ routes:
   /mapped: [POST]
   /bomb: [GET]
   /lazy: [POST]
+  /cached: [GET]
 stages:
   prod:
     methods:
       /signed/POST: { authorization: sigv4 }
       /mapped/POST:
         mapping: { request: { templates: { text/plain: '{{ input.body|length }}' } } }
+      /cached/GET:
+        cache: { enabled: true }
       /lazy/POST:
         mapping: { request: { templates: { application/json: 'ok' } } }
       /bomb/GET:
@@ -56,6 +59,10 @@ fn one_byte_frames() -> Body {
 
 async fn status(gw: &Gateway, req: Request<Body>) -> (StatusCode, Bytes) {
     let inner = service_fn(|req: Request<Body>| async move {
+        // The cached method's backend streams one-byte frames.
+        if req.uri().path().ends_with("/cached") {
+            return Ok::<_, Infallible>(Response::new(one_byte_frames()));
+        }
         let body = req.into_body().collect().await.unwrap().to_bytes();
         Ok::<_, Infallible>(Response::new(Body::from(body)))
     });
@@ -120,7 +127,17 @@ fn hostile_bodies_and_templates_stay_within_a_small_heap() {
             "mapping: peak {peak} bytes for a {FRAMES}-byte body"
         );
 
-        // 3. A template that never selects from a JSON body does not pay
+        // 3. The cache buffers a response sent as one-byte frames the same
+        //    way before it stores it.
+        let before = dhat::HeapStats::get().curr_bytes;
+        let req = Request::get("/prod/cached").body(Body::empty()).unwrap();
+        let (code, body) = status(&gw, req).await;
+        assert_eq!((code, body.len()), (StatusCode::OK, FRAMES));
+        let peak = dhat::HeapStats::get().max_bytes.saturating_sub(before);
+        eprintln!("cache, {FRAMES} one-byte frames from the backend: heap peak {peak} bytes");
+        assert!(peak < 10 * FRAMES, "cache: peak {peak} bytes");
+
+        // 4. A template that never selects from a JSON body does not pay
         //    for its parse: a megabyte of `["","",...]` parsed is 13 MB.
         let json = format!("[{}\"\"]", "\"\",".repeat(333_000));
         let req = Request::post("/prod/lazy")
@@ -133,7 +150,7 @@ fn hostile_bodies_and_templates_stay_within_a_small_heap() {
         eprintln!("unread 1 MB JSON body: heap peak {peak} bytes");
         assert!(peak < 6 << 20, "unread JSON body: peak {peak} bytes");
 
-        // 4. The doubling template stops at the size limit (10 MiB by
+        // 5. The doubling template stops at the size limit (10 MiB by
         //    default) with a 500; unbounded it peaked at 1.67 GB.
         let req = Request::get("/prod/bomb").body(Body::empty()).unwrap();
         assert_eq!(status(&gw, req).await.0, StatusCode::INTERNAL_SERVER_ERROR);

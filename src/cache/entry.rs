@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{AGE, CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body::Body as _;
@@ -149,25 +149,67 @@ pub(super) async fn buffer(
     if body.size_hint().lower() > MAX_ENTRY_BODY as u64 {
         return Err(Response::from_parts(parts, body));
     }
-    // Chunks are kept as they come: a one-chunk body is stored without a copy.
-    let mut chunks: Vec<Bytes> = Vec::new();
+    // A one-chunk body is stored without a copy; more chunks are copied into
+    // one buffer as they come, never held (an upstream writing one byte at a
+    // time must not pin a read buffer per byte).
+    let mut first: Option<Bytes> = None;
+    let mut copied = BytesMut::new();
+    let so_far = |first: Option<Bytes>, copied: BytesMut| -> Vec<Bytes> {
+        match first {
+            Some(one) => vec![one],
+            None if copied.is_empty() => Vec::new(),
+            None => vec![copied.freeze()],
+        }
+    };
     let mut len = 0;
     loop {
         match body.frame().await {
-            None if chunks.len() <= 1 => return Ok((parts, chunks.pop().unwrap_or_default())),
-            None => return Ok((parts, chunks.concat().into())),
+            None => {
+                let whole = match first {
+                    Some(one) => one,
+                    None => copied.freeze(),
+                };
+                return Ok((parts, whole));
+            }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
+                    if data.is_empty() {
+                        continue;
+                    }
                     len += data.len();
-                    chunks.push(data);
                     if len > MAX_ENTRY_BODY {
-                        return Err(unbuffered(parts, chunks, None, body));
+                        let mut read = so_far(first, copied);
+                        read.push(data);
+                        return Err(unbuffered(parts, read, None, body));
+                    }
+                    match first.take() {
+                        None if copied.is_empty() => first = Some(data),
+                        taken => {
+                            if let Some(head) = taken {
+                                copied.extend_from_slice(&head);
+                            }
+                            copied.extend_from_slice(&data);
+                        }
                     }
                 }
                 // Trailers: not something an entry keeps; passed on, uncached.
-                Err(trailers) => return Err(unbuffered(parts, chunks, Some(trailers), body)),
+                Err(trailers) => {
+                    return Err(unbuffered(
+                        parts,
+                        so_far(first, copied),
+                        Some(trailers),
+                        body,
+                    ));
+                }
             },
-            Some(Err(e)) => return Err(unbuffered(parts, chunks, None, Failed(Some(e)))),
+            Some(Err(e)) => {
+                return Err(unbuffered(
+                    parts,
+                    so_far(first, copied),
+                    None,
+                    Failed(Some(e)),
+                ));
+            }
         }
     }
 }
