@@ -152,20 +152,34 @@ pub(super) fn parse_bounded(body: &[u8], limit: usize) -> Result<serde_json::Val
     // Every value takes at least a byte of text: a body this short cannot
     // hold too many, and is parsed once.
     if body.len().saturating_mul(48) > limit.saturating_mul(4) {
-        let count = std::cell::Cell::new(0usize);
-        let mut de = serde_json::Deserializer::from_slice(body);
-        serde::de::DeserializeSeed::deserialize(Counting(&count), &mut de)
-            .and_then(|()| de.end())
-            .map_err(BodyJsonError::Syntax)?;
-        if count.get().saturating_mul(48) > limit.saturating_mul(4) {
+        let count = count_values(body).map_err(BodyJsonError::Syntax)?;
+        if count.saturating_mul(48) > limit.saturating_mul(4) {
             return Err(BodyJsonError::TooManyValues);
         }
     }
     serde_json::from_slice(body).map_err(BodyJsonError::Syntax)
 }
 
+/// How many values a JSON document holds, counted as they are read and
+/// dropped (no document is built). It goes through `deserialize_any`, so
+/// serde_json's nesting limit (128) applies as it does to a parse.
+fn count_values(body: &[u8]) -> Result<usize, serde_json::Error> {
+    let count = std::cell::Cell::new(0usize);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde::de::DeserializeSeed::deserialize(Counting(&count), &mut de)?;
+    de.end()?;
+    Ok(count.get())
+}
+
 /// Counts the values of a JSON document as they are read and dropped.
 struct Counting<'a>(&'a std::cell::Cell<usize>);
+
+impl Counting<'_> {
+    fn one<E>(&self) -> Result<(), E> {
+        self.0.set(self.0.get() + 1);
+        Ok(())
+    }
+}
 
 impl<'de> serde::de::DeserializeSeed<'de> for Counting<'_> {
     type Value = ();
@@ -183,33 +197,27 @@ impl<'de> serde::de::Visitor<'de> for Counting<'_> {
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        self.0.set(self.0.get() + 1);
-        Ok(())
+        self.one()
     }
 
     fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        self.0.set(self.0.get() + 1);
-        Ok(())
+        self.one()
     }
 
     fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        self.0.set(self.0.get() + 1);
-        Ok(())
+        self.one()
     }
 
     fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        self.0.set(self.0.get() + 1);
-        Ok(())
+        self.one()
     }
 
     fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        self.0.set(self.0.get() + 1);
-        Ok(())
+        self.one()
     }
 
     fn visit_unit<E>(self) -> Result<(), E> {
-        self.0.set(self.0.get() + 1);
-        Ok(())
+        self.one()
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
@@ -234,62 +242,7 @@ fn check_json_body(media: &str, body: &Bytes) -> Result<(), serde_json::Error> {
     if body.is_empty() || !is_json(media) {
         return Ok(());
     }
-    serde_json::from_slice::<Skip>(body).map(|_| ())
-}
-
-/// Any JSON value, read and dropped as it is read. Unlike serde's
-/// `IgnoredAny` it goes through `deserialize_any`, so serde_json's nesting
-/// limit (128) applies as it does to a parse.
-struct Skip;
-
-impl<'de> serde::Deserialize<'de> for Skip {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(SkipVisitor)
-    }
-}
-
-struct SkipVisitor;
-
-impl<'de> serde::de::Visitor<'de> for SkipVisitor {
-    type Value = Skip;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_unit<E>(self) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(Skip)
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
-        while map.next_entry::<Skip, Skip>()?.is_some() {}
-        Ok(Skip)
-    }
+    count_values(body).map(|_| ())
 }
 
 pub(super) async fn run<S, ReqB, ResB>(
