@@ -21,7 +21,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tollgate::Body;
 use tollgate::integration::HttpIntegration;
-use tollgate::mapping::{Mapping, MappingConfig, MappingLayer};
+use tollgate::mapping::{CompiledMapping, MappingConfig, MappingLayer};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 fn ready<F: Future>(f: F) -> F::Output {
@@ -36,7 +36,7 @@ const PETS: &str = r#"{"pets": [{"id": 1, "type": "dog", "price": 249.99}, {"id"
 
 fn layer(config: serde_json::Value) -> MappingLayer {
     let config: MappingConfig = serde_json::from_value(config).unwrap();
-    MappingLayer::new(Arc::new(Mapping::new(&config).unwrap()))
+    MappingLayer::new(Arc::new(CompiledMapping::new(&config).unwrap()))
 }
 
 fn mapping(c: &mut Criterion) {

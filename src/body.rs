@@ -13,6 +13,16 @@
 //! client writing one byte at a time cannot make the gateway hold a
 //! transport buffer per byte.
 //!
+//! | fault | gateway response |
+//! |---|---|
+//! | declared or found longer than the limit | 413 `REQUEST_TOO_LARGE` |
+//! | not all there within the timeout | 408 `REQUEST_TIMEOUT` |
+//! | the body itself fails (client gone, broken chunk) | 400 `BAD_REQUEST_BODY` |
+//!
+//! The timeout needs Tokio's timer. Outside a Tokio runtime, or on one
+//! built without `enable_time`, the body is read without a time limit
+//! rather than panicking; on a runtime without timers a warning says so.
+//!
 //! ```
 //! use http_body_util::BodyExt;
 //! use tollgate::Body;
@@ -42,12 +52,23 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request or response body: empty, a buffer in memory, or any other body,
 /// boxed.
+///
+/// Gateway responses and bodies tollgate has read whole are held in memory
+/// without a box or a vtable, so their size is exact and known without
+/// polling; anything else is boxed once. The error type is [`BoxError`],
+/// whatever the wrapped body's was.
 pub struct Body {
     kind: Kind,
 }
 
+/// What a [`Body`] holds.
 enum Kind {
+    /// Bytes in memory, yielded as one frame; `None` once yielded, and for
+    /// an empty body (which then is at its end from the start).
     Full(Option<Bytes>),
+    /// Any other body. `UnsyncBoxBody`, not `BoxBody`: the body needs to be
+    /// `Send` to cross threads with its request, but never `Sync`, and not
+    /// requiring `Sync` admits bodies that are not.
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
 
@@ -82,7 +103,8 @@ impl Body {
         }
     }
 
-    /// A body held in memory; `Bytes` clones share the buffer.
+    /// A body held in memory; `Bytes` clones share the buffer. Its size hint
+    /// is exact, and an empty buffer is the same as [`Body::empty`].
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
         Self {
@@ -91,6 +113,9 @@ impl Body {
     }
 }
 
+/// `value` as a `T` when `K` is `T`, else `value` back; a runtime type
+/// check, no `unsafe`. Lets [`Body::new`] take a `Body` as it is instead
+/// of boxing it inside another.
 fn try_downcast<T: 'static, K: 'static>(value: K) -> Result<T, K> {
     let mut slot = Some(value);
     if let Some(target) = (&mut slot as &mut dyn Any).downcast_mut::<Option<T>>()
@@ -105,6 +130,7 @@ fn try_downcast<T: 'static, K: 'static>(value: K) -> Result<T, K> {
     }
 }
 
+/// The impossible branch of [`try_downcast`], kept out of line.
 #[cold]
 fn unreachable_slot<T>() -> T {
     unreachable!("downcast slot emptied without a match")
@@ -232,7 +258,10 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// a mapping template): at most `max` bytes, arriving within `timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BodyLimits {
+    /// The most bytes read; one more is [`ReadError::TooLarge`].
     pub(crate) max: usize,
+    /// The longest the whole read may take; `None` waits as long as the
+    /// client takes.
     pub(crate) timeout: Option<Duration>,
 }
 
@@ -316,6 +345,10 @@ fn timer(t: Duration) -> Option<tokio::time::Sleep> {
     }
 }
 
+/// [`read_bounded`] without the timer: reads until the body ends, at most
+/// `max` bytes. Trailers are skipped; the buffer grows by what arrives,
+/// reserving at most [`INITIAL_RESERVE`] ahead on the strength of the
+/// size hint.
 async fn read_all<B>(body: B, max: usize) -> Result<Bytes, ReadError>
 where
     B: http_body::Body<Data = Bytes>,

@@ -16,7 +16,19 @@
 //! ```
 //!
 //! This module is the only one allowed to call `SystemTime::now` or
-//! `Instant::now`; `clippy.toml` forbids it everywhere else.
+//! `Instant::now`; `clippy.toml` forbids it everywhere else (smithy-rs's
+//! `TimeSource` rule). A layer that read the system time itself could not be
+//! tested without sleeping, and its tests would be flaky under load.
+//!
+//! Times are `u64` nanoseconds since the Unix epoch throughout: one word,
+//! cheap to store in an atomic and to compare, and enough for dates up to
+//! the year 2554. Times before 1970 read as the epoch rather than panic.
+//!
+//! A [`Gateway`](crate::Gateway) takes its clock from
+//! [`GatewayBuilder::clock`](crate::gateway::GatewayBuilder::clock) and hands
+//! the same one to every layer, so a test that advances a [`ManualClock`]
+//! moves throttle buckets, quota periods, key expiry and cache entries
+//! together.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +42,13 @@ use time::OffsetDateTime;
 /// The one required method returns nanoseconds since the Unix epoch; the
 /// provided methods convert. Implementations must be cheap (the throttle layer
 /// reads the clock on every request) and safe to share between threads.
+///
+/// Nothing requires the clock to be monotonic: tollgate takes differences
+/// of times with saturating arithmetic (an entry "stored in the future" is
+/// simply fresh; a latency across a step back is 0), so a wall-clock step
+/// backwards does not underflow. A
+/// clock of your own (a simulation, a replay of recorded traffic) needs only
+/// [`unix_nanos`](Self::unix_nanos).
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// Nanoseconds since 1970-01-01T00:00:00Z.
     fn unix_nanos(&self) -> u64;
@@ -47,6 +66,8 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// Layers hold their clock as `Arc<dyn Clock>`; this lets such a handle be
+/// passed wherever an `impl Clock` is asked for, sharing one clock.
 impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn unix_nanos(&self) -> u64 {
         (**self).unix_nanos()
@@ -65,21 +86,40 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
-/// How often the counter is re-anchored to the wall clock.
+/// How often the counter is re-anchored to the wall clock, in nanoseconds of
+/// counter time (one second): the worst case for noticing an NTP step, and
+/// one `clock_gettime` per second per process, whatever the request rate.
 const ANCHOR_EVERY: u64 = 1_000_000_000;
 
+/// The process-wide state behind [`SystemClock`] (a zero-sized type: every
+/// value shares this one).
+///
+/// Lock-free because every request reads it: `offset` and `anchored` are
+/// one word each, so a reader sees either the old offset or the new one,
+/// never half of each, and both are within a second's drift of the wall
+/// clock. Relaxed ordering suffices: no other memory is published through
+/// these words.
 struct Counter {
+    /// quanta's calibrated reader of the CPU's time-stamp counter (quanta
+    /// falls back to the operating system's monotonic clock where the
+    /// counter is not usable).
     clock: quanta::Clock,
     /// The counter's raw reading at start.
     base: u64,
     /// Wall-clock nanoseconds minus counter nanoseconds (wrapping).
     offset: AtomicU64,
-    /// Counter nanoseconds at the last anchoring.
+    /// Counter nanoseconds at the last anchoring. Starts at 0 with `offset`
+    /// taken at the same moment, so the first re-anchoring comes a second
+    /// after start.
     anchored: AtomicU64,
 }
 
+/// Made on the first read (or by [`SystemClock::warm_up`]) and kept for the
+/// life of the process.
 static COUNTER: OnceLock<Counter> = OnceLock::new();
 
+/// The system's wall clock in Unix nanoseconds: saturates at `u64::MAX`
+/// (the year 2554), and reads 0 for a clock set before 1970.
 fn wall_nanos() -> u64 {
     #[allow(clippy::disallowed_methods)] // the one sanctioned read of the system time
     let now = SystemTime::now();
@@ -136,6 +176,14 @@ impl Clock for SystemClock {
 
 /// A clock that moves only when told to. Clones share one time.
 ///
+/// Give one clone to the code under test (a layer, a
+/// [`GatewayBuilder`](crate::gateway::GatewayBuilder), a
+/// [`CachingKeyStore`](crate::keys::CachingKeyStore)) and keep another to
+/// move time: nothing sleeps, so a test of a 300 s TTL or a monthly quota
+/// takes microseconds and never flakes. [`advance`](Self::advance)
+/// saturates at the largest time rather than wrapping; [`set`](Self::set)
+/// may also move time backwards, to test a wall-clock step.
+///
 /// ```
 /// use std::time::Duration;
 /// use tollgate::clock::{Clock, ManualClock};
@@ -147,6 +195,9 @@ impl Clock for SystemClock {
 /// ```
 #[derive(Clone, Default)]
 pub struct ManualClock {
+    /// Unix nanoseconds, shared by every clone. Written with `Release` and
+    /// read with `Acquire`, so a time set on a test's thread is seen by the
+    /// runtime's worker threads that read it next.
     nanos: Arc<AtomicU64>,
 }
 
@@ -156,7 +207,8 @@ impl ManualClock {
         Self::default()
     }
 
-    /// A clock at `secs` seconds after the Unix epoch.
+    /// A clock at `secs` seconds after the Unix epoch (saturating at the
+    /// largest time a `u64` of nanoseconds can hold).
     pub fn at_unix_secs(secs: u64) -> Self {
         let clock = Self::new();
         clock.set_unix_nanos(secs.saturating_mul(1_000_000_000));

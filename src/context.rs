@@ -333,5 +333,123 @@ pub struct MethodSettings {
     /// Where requests go.
     pub integration: IntegrationConfig,
     /// The compiled mapping, if any.
-    pub mapping: Option<std::sync::Arc<crate::mapping::Mapping>>,
+    pub mapping: Option<std::sync::Arc<crate::mapping::CompiledMapping>>,
+}
+
+/// One value per endpoint, indexed by [`Endpoint::index`]: the table every
+/// layer keeps its per-method policy in (the cache's store and policy, a
+/// mapping, an integration, a method's or a plan's method throttle).
+///
+/// An endpoint without a value (the method is not cached, has no mapping)
+/// holds `None`; a lookup is one bounds-checked index. Cloning is a pointer
+/// copy.
+#[derive(Debug)]
+pub(crate) struct PerEndpoint<T>(Arc<[Option<T>]>);
+
+impl<T> Clone for PerEndpoint<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T> Default for PerEndpoint<T> {
+    fn default() -> Self {
+        Self(Arc::from(Vec::new()))
+    }
+}
+
+impl<T> PerEndpoint<T> {
+    /// A table with `f(endpoint)` for each of `endpoints` (at its index).
+    pub(crate) fn build<'a>(
+        endpoints: impl IntoIterator<Item = &'a Arc<Endpoint>>,
+        mut f: impl FnMut(&Endpoint) -> Option<T>,
+    ) -> Self {
+        let mut table: Vec<Option<T>> = Vec::new();
+        for e in endpoints {
+            if table.len() <= e.index {
+                table.resize_with(e.index + 1, || None);
+            }
+            table[e.index] = f(e);
+        }
+        Self(table.into())
+    }
+
+    /// A table of `len` endpoints, with `values` at their indexes.
+    pub(crate) fn from_values(values: Vec<Option<T>>) -> Self {
+        Self(values.into())
+    }
+
+    /// The value of the endpoint with `index`.
+    pub(crate) fn at(&self, index: usize) -> Option<&T> {
+        self.0.get(index)?.as_ref()
+    }
+
+    /// The value of the request's endpoint, from its [`RequestContext`].
+    pub(crate) fn of(&self, ext: &Extensions) -> Option<&T> {
+        self.at(ext.get::<RequestContext>()?.endpoint.index)
+    }
+
+    /// Whether no endpoint has a value (the layer can pass every request
+    /// through without a lookup).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.iter().all(Option::is_none)
+    }
+}
+
+/// Who made a request, as the layers that authenticate it found: the API key
+/// it presented, the SigV4 credential it was signed with, the custom
+/// authorizer's verdict. Any, several or none may be present.
+///
+/// Read with [`Caller::of`] from the request (or response) extensions; the
+/// layers that partition or record by caller (the cache's `per_key`, cache
+/// invalidation, mapping's `$context` values, usage events) all read it here.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller<'a> {
+    /// The accepted API key.
+    pub api_key: Option<&'a ApiKeyIdentity>,
+    /// The verified SigV4 signer.
+    pub sigv4: Option<&'a crate::auth::sigv4::SigV4Identity>,
+    /// The custom authorizer's verdict.
+    pub authorizer: Option<&'a crate::auth::authorizer::AuthorizerContext>,
+}
+
+impl<'a> Caller<'a> {
+    /// The caller recorded in `ext`.
+    pub fn of(ext: &'a Extensions) -> Self {
+        Self {
+            api_key: ext.get(),
+            sigv4: ext.get(),
+            authorizer: ext.get(),
+        }
+    }
+
+    /// The principal (API Gateway's `$context.authorizer.principalId`): the
+    /// SigV4 principal, else the authorizer's. `None` for API keys alone.
+    pub fn principal(&self) -> Option<&'a str> {
+        self.sigv4
+            .map(|s| s.principal.as_str())
+            .or_else(|| self.authorizer.map(|a| a.principal_id.as_str()))
+    }
+
+    /// One string per caller, for partitioning (the cache's `per_key`):
+    /// the API key id first, then the SigV4 principal, then the authorizer's
+    /// principal, each tagged with its kind (`k`, `s`, `a`) so an API key id
+    /// never collides with a principal of the same text. `None`: anonymous.
+    pub fn partition(&self) -> Option<(&'static str, &'a str)> {
+        if let Some(k) = self.api_key {
+            Some(("k", k.key_id()))
+        } else if let Some(s) = self.sigv4 {
+            Some(("s", &s.principal))
+        } else {
+            self.authorizer.map(|a| ("a", a.principal_id.as_str()))
+        }
+    }
+
+    /// Whether the API key or SigV4 credential may invalidate cache entries
+    /// (API Gateway's `execute-api:InvalidateCache`).
+    pub fn can_invalidate_cache(&self) -> bool {
+        self.api_key
+            .is_some_and(ApiKeyIdentity::can_invalidate_cache)
+            || self.sigv4.is_some_and(|s| s.can_invalidate_cache)
+    }
 }

@@ -1,5 +1,10 @@
 //! Hexadecimal, the one codec: lower-case out, either case in.
+//!
+//! Used for key digests ([`KeyDigest::to_hex`](crate::keys::KeyDigest::to_hex),
+//! the `value_sha256` of config keys, Redis key names) and SigV4 signatures,
+//! which AWS writes in lower case. No dependency for twenty lines.
 
+/// Lower-case digits, indexed by nibble.
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// `bytes` as lower-case hex digits.
@@ -13,6 +18,8 @@ pub(crate) fn encode(bytes: &[u8]) -> String {
 }
 
 /// Exactly `2 * N` hex digits (either case) as `N` bytes; `None` otherwise.
+/// No prefix (`0x`), sign or whitespace is accepted: a digest read from a
+/// config must be exactly its 64 digits.
 pub(crate) fn decode<const N: usize>(s: &str) -> Option<[u8; N]> {
     let b = s.as_bytes();
     if b.len() != 2 * N {

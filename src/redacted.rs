@@ -10,6 +10,18 @@
 //!
 //! Syntax errors come from `serde_json`'s parser, whose messages name a
 //! line and column, never a value.
+//!
+//! The pipeline for a JSON config: the text is parsed into a [`Value`] by
+//! [`parse_json`] (which also refuses duplicate keys), then `Config` is
+//! deserialized from that value through [`ValueDeserializer`], wrapped in
+//! `serde_ignored` (unknown fields) and `serde_path_to_error` (the path of
+//! the first error). The deserializer is a copy of what `serde_json::Value`
+//! does, with one change: the error type. (YAML goes through
+//! serde-saphyr's own deserializer, with its document snippets turned off.)
+//!
+//! What still passes through [`de::Error::custom`]: messages written by a
+//! type's own `Deserialize` impl. Such impls must word their messages
+//! without the value, as `ByteSize`'s does.
 
 use std::fmt;
 
@@ -18,6 +30,7 @@ use serde::de::{self, Deserializer, IntoDeserializer, Unexpected, Visitor};
 use serde_json::Value;
 
 /// A deserialization error whose message never holds a value of the input.
+/// Only the message: the path is added by `serde_path_to_error` around it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Error(String);
 
@@ -29,7 +42,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// What was found, without the value: `a string`, `an integer`.
+/// What was found, without the value: `a string`, `an integer`. Signed and
+/// unsigned are both "an integer": the sign would tell something of the
+/// value.
 fn kind_of(unexp: &Unexpected<'_>) -> &'static str {
     match unexp {
         Unexpected::Bool(_) => "a boolean",
@@ -52,6 +67,12 @@ fn kind_of(unexp: &Unexpected<'_>) -> &'static str {
     }
 }
 
+/// serde's default messages, minus the values: `invalid_type` and
+/// `invalid_value` say what kind of value was found; `unknown_variant`
+/// lists the variants expected but not the one given (a secret pasted into
+/// the wrong field, such as `fail_mode`, must not come back in the error).
+/// `missing_field` and `duplicate_field` keep serde's wording: they name
+/// fields of the schema, not values.
 impl de::Error for Error {
     fn custom<T: fmt::Display>(msg: T) -> Self {
         Self(msg.to_string())
@@ -82,6 +103,12 @@ impl de::Error for Error {
 
 /// Deserializes `T` from `value` (through any wrapping such as
 /// `serde_ignored` or `serde_path_to_error`, which take the deserializer).
+///
+/// Self-describing, like `serde_json::Value`: integers are offered as
+/// `u64`, else `i64`, else as `f64`; a string deserializes an enum's unit
+/// variant and a one-key map an externally tagged one; `null` is `None`
+/// for an `Option` and `()` otherwise. Owned all the way down: strings are
+/// moved out of the value, not copied.
 pub(crate) struct ValueDeserializer(pub(crate) Value);
 
 impl<'de> IntoDeserializer<'de, Error> for ValueDeserializer {
@@ -156,6 +183,8 @@ impl<'de> Deserializer<'de> for ValueDeserializer {
         }
     }
 
+    /// An ignored value (an unknown field, seen by `serde_ignored` first) is
+    /// dropped without being walked.
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         visitor.visit_unit()
     }
@@ -176,7 +205,9 @@ pub(crate) fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
     Ok(value)
 }
 
-/// A JSON value whose objects have no repeated keys.
+/// A JSON value whose objects have no repeated keys. A duplicate in a config
+/// is almost always a mistake (two `throttle:` blocks, the second silently
+/// winning), and YAML's parser refuses them too, so JSON should not differ.
 struct Strict(Value);
 
 impl<'de> de::Deserialize<'de> for Strict {
@@ -185,6 +216,8 @@ impl<'de> de::Deserialize<'de> for Strict {
     }
 }
 
+/// Builds the [`Value`] that `serde_json` would, checking each object's keys
+/// as they come (a key seen twice stops the parse at its line and column).
 struct StrictVisitor;
 
 impl<'de> Visitor<'de> for StrictVisitor {
@@ -243,6 +276,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 }
 
+/// The [`Unexpected`] for a value, with placeholder contents: only its kind
+/// is ever shown (by [`kind_of`]), so the real value is never copied into
+/// an error.
 fn unexpected(v: &Value) -> Unexpected<'static> {
     match v {
         Value::Null => Unexpected::Unit,

@@ -20,6 +20,43 @@
 //! Bodies for fixed messages are rendered once, when the responses are built;
 //! answering a rejection copies a few header values and a reference-counted
 //! buffer.
+//!
+//! # Overrides
+//!
+//! An override may set the status, the message and extra headers; what it
+//! leaves out comes from `DEFAULT_4XX` / `DEFAULT_5XX`, then from the
+//! built-in default. Which default applies goes by the kind's *built-in*
+//! status class, as API Gateway's fallback does ("Gateway response types"
+//! in its developer guide): overriding `INTEGRATION_FAILURE`'s status to 400
+//! leaves it under `DEFAULT_5XX`. `content-type` and
+//! `x-tollgate-error-type` cannot be overridden: they are what a client
+//! and the usage layer rely on. Headers that depend on the request
+//! (`Retry-After` and the rate-limit fields on 429, `Allow` on 405) are
+//! added by the layer that answers, after these.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use tollgate::response::{GatewayResponseKind, GatewayResponses, ResponseOverride};
+//!
+//! let mut missing = ResponseOverride::default();
+//! missing.status = Some(403);
+//! missing.message = Some("Missing Authentication Token".to_owned());
+//! let mut all_4xx = ResponseOverride::default();
+//! all_4xx.headers.insert("access-control-allow-origin".to_owned(), "*".to_owned());
+//!
+//! let overrides = BTreeMap::from([
+//!     (GatewayResponseKind::ResourceNotFound, missing),
+//!     (GatewayResponseKind::Default4xx, all_4xx),
+//! ]);
+//! let responses = GatewayResponses::new(&overrides).expect("valid overrides");
+//! let res = responses.respond(GatewayResponseKind::ResourceNotFound);
+//! assert_eq!(res.status(), 403);
+//! assert_eq!(res.headers()["access-control-allow-origin"], "*");
+//! assert_eq!(res.headers()["x-tollgate-error-type"], "RESOURCE_NOT_FOUND");
+//! ```
+//!
+//! The message is a plain string: unlike API Gateway's gateway response
+//! templates, no `$context` substitution happens here.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,8 +70,16 @@ use http::{HeaderMap, Response, StatusCode};
 use crate::body::Body;
 
 /// The header that names the kind of a gateway response.
+///
+/// Set on every gateway response, so a client (or a test) can tell "the
+/// gateway refused" from "the backend answered 403". The usage layer reads
+/// the kind back from it (access logs' `$context.error.responseType`).
 pub const ERROR_TYPE_HEADER: HeaderName = HeaderName::from_static("x-tollgate-error-type");
 
+/// Defines [`GatewayResponseKind`] from one table (variant, name, default
+/// status, default message), so the name, status and message of a kind
+/// cannot drift apart. The declaration order is the index into
+/// [`GatewayResponses`]'s rendered table (`kind as usize`).
 macro_rules! kinds {
     ($( $(#[$doc:meta])* $variant:ident => $name:literal, $status:literal, $message:literal; )*) => {
         /// Why the gateway answered instead of the integration.
@@ -141,7 +186,18 @@ impl fmt::Display for GatewayResponseKind {
 #[error("unknown gateway response kind")]
 pub struct UnknownKind;
 
-/// An override of one gateway response kind, as written in the config.
+/// An override of one gateway response kind, as written in the config:
+///
+/// ```yaml
+/// responses:
+///   THROTTLED:
+///     status: 503
+///     message: Slow down
+///     headers: { x-retry-policy: backoff }
+/// ```
+///
+/// Every field is optional; what is left out falls back to `DEFAULT_4XX` or
+/// `DEFAULT_5XX`, then to the kind's built-in default.
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[non_exhaustive]
 pub struct ResponseOverride {
@@ -149,24 +205,33 @@ pub struct ResponseOverride {
     pub status: Option<u16>,
     /// The message in the JSON body.
     pub message: Option<String>,
-    /// Extra headers to add to the response.
+    /// Extra headers to add to the response (a kind's own replace the
+    /// `DEFAULT_4XX`/`DEFAULT_5XX` ones of the same name).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
 }
 
 /// The rendered gateway responses of one gateway: status, body and headers
 /// for each kind, overrides applied. Cheap to clone.
+///
+/// Every layer of a gateway holds a clone of the same table; a layer used
+/// alone has [`GatewayResponses::default`], the built-in answers.
 #[derive(Clone)]
 pub struct GatewayResponses {
+    /// One entry per kind, indexed by `kind as usize` (declaration order).
     inner: Arc<[Rendered]>,
 }
 
+/// One kind's response, ready to send: answering clones the header map and
+/// the body's reference-counted buffer.
 struct Rendered {
     status: StatusCode,
     /// Whether the config overrides the message (a request-specific message
     /// is then not used).
     overridden_message: bool,
+    /// `{"message":"..."}`, JSON-escaped.
     body: Bytes,
+    /// Override headers, then `content-type` and `x-tollgate-error-type`.
     headers: HeaderMap,
 }
 
@@ -210,6 +275,10 @@ impl fmt::Debug for GatewayResponses {
 
 impl GatewayResponses {
     /// Renders every kind with the given overrides applied.
+    ///
+    /// Every bad override is reported, not just the first, each with its
+    /// kind; then nothing is rendered. A status must be 100 to 599; header
+    /// names and values must be valid HTTP.
     pub fn new(
         overrides: &BTreeMap<GatewayResponseKind, ResponseOverride>,
     ) -> Result<Self, Vec<(GatewayResponseKind, OverrideError)>> {
@@ -281,6 +350,8 @@ impl GatewayResponses {
         }
     }
 
+    /// `None` only for the empty fallback table that `Default` keeps for
+    /// totality; callers then answer with the built-in default.
     fn rendered(&self, kind: GatewayResponseKind) -> Option<&Rendered> {
         self.inner.get(kind as usize)
     }
@@ -324,6 +395,7 @@ fn mark(res: Response<Body>, kind: GatewayResponseKind) -> Response<Body> {
     res
 }
 
+/// A response with a full body, its length known up front.
 fn build(status: StatusCode, headers: HeaderMap, body: Bytes) -> Response<Body> {
     let mut res = Response::new(Body::full(body));
     *res.status_mut() = status;
@@ -331,6 +403,8 @@ fn build(status: StatusCode, headers: HeaderMap, body: Bytes) -> Response<Body> 
     res
 }
 
+/// The built-in response of `kind`, rendered on the spot (only reached
+/// with a table that failed to render).
 fn fallback(kind: GatewayResponseKind, message: &str) -> Response<Body> {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -338,6 +412,8 @@ fn fallback(kind: GatewayResponseKind, message: &str) -> Response<Body> {
     build(kind.default_status(), headers, json_message(message))
 }
 
+/// `{"message":"..."}` with the message JSON-escaped (quotes, control
+/// characters), whatever it holds.
 fn json_message(message: &str) -> Bytes {
     let mut out = Vec::with_capacity(message.len() + 16);
     out.extend_from_slice(b"{\"message\":");
@@ -350,6 +426,8 @@ fn json_message(message: &str) -> Bytes {
 impl GatewayResponses {
     /// Renders the `responses` section, reporting unknown kinds and invalid
     /// overrides with their paths (and rendering the defaults if any is bad).
+    /// The paths are `responses.KIND.status` and `responses.KIND.headers.NAME`;
+    /// a header value is never quoted in a message.
     pub(crate) fn from_config(
         config: &BTreeMap<String, ResponseOverride>,
         issues: &mut crate::config::Issues,

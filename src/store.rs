@@ -1,6 +1,15 @@
 //! What every pluggable store shares: its error type and what a layer does
 //! when its store fails.
 //!
+//! Stores are async traits held as `Arc<dyn Trait>` (a
+//! [`KeyStore`](crate::keys::KeyStore),
+//! [`RateStore`](crate::throttle::RateStore),
+//! [`CounterStore`](crate::plans::CounterStore), ...), each with an
+//! in-memory default and, with feature `redis`, a Redis implementation
+//! ([`crate::redis`]). They all fail the same way, with a [`StoreError`],
+//! and each layer turns that into its [`FailMode`]'s answer: a store error
+//! never panics and never passes silently (DESIGN.md, "Stores").
+//!
 //! ```
 //! use tollgate::store::{FailMode, StoreError};
 //!
@@ -16,6 +25,14 @@ use std::fmt;
 /// A store failure never panics and never passes silently: with `Open` the
 /// request is admitted and the failure counted; with `Closed` the gateway
 /// answers 503 `BACKEND_UNAVAILABLE`. Each layer documents its default.
+///
+/// The choice is a trade between availability and enforcement: `Open`
+/// keeps the API up through a store outage at the price of limits not
+/// being enforced meanwhile (a throttle admits without a bucket); `Closed`
+/// enforces strictly and takes the API down with its store. Authentication
+/// stores (API keys) default to `Closed`, since admitting an unchecked
+/// caller is rarely acceptable. In config files it is written `open` or
+/// `closed`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
@@ -28,9 +45,16 @@ pub enum FailMode {
 }
 
 /// A store could not answer.
+///
+/// Opaque, with a [`kind`](Self::kind) to branch on, so context can be added
+/// later without a breaking change. `Display` gives the kind's phrase and
+/// the message (`store timed out: redis: the call timed out`). Messages
+/// name the failure and never a key value or secret, so the error is safe
+/// to log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError {
     kind: StoreErrorKind,
+    /// Free text for people; never parsed, never holding a secret.
     message: String,
 }
 
@@ -38,7 +62,9 @@ pub struct StoreError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StoreErrorKind {
-    /// The backend cannot be reached or refused the call.
+    /// The backend cannot be reached or refused the call. Also what the
+    /// Redis stores report while their circuit is open
+    /// ([`RedisOptions::circuit_open_for`](crate::redis::RedisOptions::circuit_open_for)).
     Unavailable,
     /// The backend did not answer in time.
     Timeout,
@@ -89,6 +115,15 @@ impl std::error::Error for StoreError {}
 
 /// A hasher for keys that are already uniform 64-bit hashes (fingerprints):
 /// it passes them through instead of hashing them again.
+///
+/// The in-memory throttle and counter stores key their maps by a 64-bit
+/// fingerprint of the bucket or counter (a hash with a per-store random
+/// seed), computed once per request; hashing it again would cost time on
+/// the hot path for no better spread. Only
+/// `write_u64` is meant to be used: `write` is a fallback that mixes bytes
+/// in, poorly, so that a misuse still compiles into a working map. Do not
+/// use it for keys an attacker chooses without hashing them first: it gives
+/// no protection against collisions.
 #[derive(Default)]
 pub(crate) struct Prehashed(u64);
 
@@ -106,5 +141,6 @@ impl std::hash::Hasher for Prehashed {
     }
 }
 
-/// Builds [`Prehashed`] hashers for maps keyed by fingerprints.
+/// Builds [`Prehashed`] hashers for maps keyed by fingerprints: the `S` of
+/// `HashMap<u64, V, PrehashedState>`.
 pub(crate) type PrehashedState = std::hash::BuildHasherDefault<Prehashed>;

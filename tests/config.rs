@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use tollgate::Gateway;
-use tollgate::gateway::{Authorization, CacheKeyParam, Config, ConfigErrorKind, Rate};
+use tollgate::cache::CacheKeyParam;
+use tollgate::gateway::{Authorization, Config, ConfigErrorKind};
+use tollgate::throttle::Rate;
 
 const BASE: &str = r#"
 routes:

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use tollgate::clock::ManualClock;
 use tollgate::store::{FailMode, StoreError};
 use tollgate::throttle::{
-    ClientAddr, InMemoryRateStore, KeyExtractor, Limit, LimitScope, Outcome, Rate, RateKey,
+    Admission, ClientAddr, InMemoryRateStore, KeyExtractor, Limit, LimitScope, Rate, RateKey,
     RateStore, ThrottleLayer, ThrottleRejection,
 };
 use tollgate::{ApiKeyIdentity, Body, Config, Gateway};
@@ -492,7 +492,7 @@ struct Broken;
 
 #[async_trait]
 impl RateStore for Broken {
-    async fn check(&self, _: &[Limit<'_>]) -> Result<Outcome, StoreError> {
+    async fn check(&self, _: &[Limit<'_>]) -> Result<Admission, StoreError> {
         Err(StoreError::unavailable("test store is down"))
     }
 }
@@ -503,7 +503,7 @@ struct Remote(InMemoryRateStore);
 
 #[async_trait]
 impl RateStore for Remote {
-    async fn check(&self, limits: &[Limit<'_>]) -> Result<Outcome, StoreError> {
+    async fn check(&self, limits: &[Limit<'_>]) -> Result<Admission, StoreError> {
         tokio::task::yield_now().await;
         Ok(self.0.check_limits(limits))
     }

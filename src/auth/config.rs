@@ -1,10 +1,15 @@
 //! How a method's callers are authorized, and the `authorizers` section.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Issues, PathBuf};
+use super::authorizer::{Authorizer, AuthorizerLayer, Configured};
+use crate::clock::Clock;
+use crate::config::{ConfigError, ConfigErrorKind, ConfigIssue, Issues, Merged, PathBuf};
+use crate::response::GatewayResponses;
 
 use crate::store::FailMode;
 
@@ -42,6 +47,9 @@ pub enum Authorization {
 /// The longest an authorizer's verdict may be cached, as API Gateway's: an hour.
 const MAX_TTL: u32 = 3600;
 
+/// How long a verdict is cached without `ttl`, as API Gateway's: 300 s.
+const DEFAULT_TTL: u32 = 300;
+
 /// Checks the `authorizers` section.
 pub(crate) fn check_authorizers(
     authorizers: &BTreeMap<String, AuthorizerConfig>,
@@ -75,5 +83,82 @@ pub(crate) fn check_authorizers(
                 format!("must be <= {MAX_TTL} seconds (got {ttl})"),
             );
         }
+    }
+}
+
+impl crate::config::Overlay for Authorization {}
+
+/// Resolves how one method's callers are authorized from its merged
+/// `authorization` and `authorizer`, reported at the deepest layer that named
+/// either: `authorization: authorizer` needs a known `authorizer`, and
+/// `authorization: sigv4` needs the root `sigv4` section (`sigv4_configured`).
+pub(crate) fn resolve_method(
+    authorization: &Merged<Authorization>,
+    authorizer: &Merged<String>,
+    authorizers: &BTreeMap<String, AuthorizerConfig>,
+    sigv4_configured: bool,
+    issues: &mut Issues,
+) -> (Authorization, Option<Arc<str>>) {
+    let path = if authorizer.depth > authorization.depth {
+        &authorizer.path
+    } else {
+        &authorization.path
+    };
+    let kind = authorization.value.unwrap_or_default();
+    let name = authorizer.value.as_deref().map(Arc::<str>::from);
+    if kind == Authorization::Authorizer {
+        match &name {
+            None => issues.push(
+                &path.field("authorizer"),
+                "`authorization: authorizer` needs `authorizer: NAME`",
+            ),
+            Some(n) if !authorizers.contains_key(&**n) => issues.push(
+                &path.field("authorizer"),
+                format!("unknown authorizer `{n}`"),
+            ),
+            Some(_) => {}
+        }
+    }
+    if kind == Authorization::Sigv4 && !sigv4_configured {
+        issues.push(
+            &PathBuf::root().field("sigv4"),
+            "is required because a method uses `authorization: sigv4`",
+        );
+    }
+    (kind, name)
+}
+
+/// The gateway's authorizer layer: each configured authorizer with the
+/// implementation registered under its name (`GatewayBuilder::authorizer`).
+/// An authorizer without one is an error at `authorizers.NAME`.
+pub(crate) fn layer(
+    config: &BTreeMap<String, AuthorizerConfig>,
+    implementations: &HashMap<String, Arc<dyn Authorizer>>,
+    clock: &Arc<dyn Clock>,
+    responses: GatewayResponses,
+) -> Result<AuthorizerLayer, ConfigError> {
+    let mut configured = HashMap::new();
+    let mut missing = Vec::new();
+    for (name, a) in config {
+        let Some(imp) = implementations.get(name) else {
+            missing.push(ConfigIssue::new(
+                PathBuf::root().field("authorizers").field(name).as_str(),
+                "no implementation is registered for it (GatewayBuilder::authorizer)",
+            ));
+            continue;
+        };
+        let c = Configured::new(
+            imp.clone(),
+            a.identity_sources.clone(),
+            Duration::from_secs(u64::from(a.ttl.unwrap_or(DEFAULT_TTL))),
+            a.fail_mode.unwrap_or(FailMode::Closed),
+            clock.clone(),
+        );
+        configured.insert(Arc::<str>::from(name.as_str()), c);
+    }
+    if missing.is_empty() {
+        Ok(AuthorizerLayer::new(configured, responses))
+    } else {
+        Err(ConfigError::new(ConfigErrorKind::Invalid, missing))
     }
 }

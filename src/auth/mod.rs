@@ -5,5 +5,5 @@ pub mod authorizer;
 mod config;
 pub mod sigv4;
 
-pub(crate) use self::config::check_authorizers;
 pub use self::config::{Authorization, AuthorizerConfig};
+pub(crate) use self::config::{check_authorizers, layer, resolve_method};

@@ -1,5 +1,28 @@
 //! One cacheable request: the lookup, the refresh rules and the coalesced
 //! miss that every concurrent request on the key shares.
+//!
+//! A miss does not go straight to the backend. The first request to miss a
+//! key starts a *flight*: one backend call whose response is buffered,
+//! stored if allowed, and shared. The flight is a shared future, entered in
+//! the layer's in-flight map under the key; a request that misses the same
+//! key while it is in the air finds it there and awaits it instead of
+//! calling the backend. So a popular entry that expires under load costs
+//! one backend call, not one per request waiting on it (no thundering
+//! herd). The map holds each flight weakly: when every request awaiting it
+//! has gone (their clients disconnected), the flight is dropped with them
+//! and the backend call cancelled.
+//!
+//! A flight lands with the entry, shared by every waiter whatever its
+//! status (stored or not), or with nothing when there is nothing to share:
+//! the inner service returned an error, or the response had trailers or a
+//! body over [`MAX_ENTRY_BODY`](super::MAX_ENTRY_BODY). Then the request
+//! that started the flight takes its own result from its [`LeaderSlot`],
+//! and each other waiter calls the backend itself. An error is never
+//! shared, so one failure is not multiplied into many.
+//!
+//! Stale-if-error: an entry past its freshness by less than
+//! `stale_if_error` is kept aside during the lookup; if the backend then
+//! errs or answers 5xx, the entry answers instead, marked `Stale`.
 
 use std::future::Future;
 use std::sync::{Arc, PoisonError};
@@ -15,26 +38,33 @@ use super::entry::*;
 use super::layer::*;
 use super::status::*;
 use super::store::{CacheKey, CacheStore, CachedResponse};
-use crate::auth::sigv4::SigV4Identity;
 use crate::body::{Body, BoxError};
 use crate::clock::Clock;
-use crate::context::ApiKeyIdentity;
+use crate::context::Caller;
 use crate::response::GatewayResponseKind;
 use crate::usage::IntegrationLatency;
 
-/// In-flight misses tracked before abandoned ones are swept out.
+/// In-flight misses tracked before abandoned ones are swept out. A flight
+/// removes itself from the map when it lands; one whose every waiter was
+/// dropped first never does, and is swept when the map reaches this size.
 pub(super) const PRUNE_INFLIGHT_AT: usize = 1024;
 
 /// One cacheable request.
 pub(super) struct Lookup {
+    /// The layer's clock, gateway responses and in-flight map.
     pub(super) shared: Arc<Shared>,
+    /// Where this request's entry lives (the stage's cache, behind a gateway).
     pub(super) store: Arc<dyn CacheStore>,
     pub(super) key: CacheKey,
+    /// The method's policy: TTL, statuses, stale grace, refresh rules.
     pub(super) policy: Arc<CachePolicy>,
+    /// A HEAD request: answered from the GET entry, without its body. A HEAD
+    /// miss goes to the backend alone, neither coalesced nor stored.
     pub(super) head: bool,
 }
 
-/// Whether the request's `Cache-Control` says `max-age=0`.
+/// Whether the request's `Cache-Control` says `max-age=0`, in any of its
+/// values, the directive in any case, the `0` quoted or not.
 pub(super) fn asks_refresh(headers: &http::HeaderMap) -> bool {
     headers.get_all(CACHE_CONTROL).iter().any(|value| {
         value.to_str().is_ok_and(|value| {
@@ -49,20 +79,25 @@ pub(super) fn asks_refresh(headers: &http::HeaderMap) -> bool {
 
 /// Whether the request's caller may invalidate cache entries.
 pub(super) fn may_invalidate(ext: &http::Extensions) -> bool {
-    ext.get::<ApiKeyIdentity>()
-        .is_some_and(ApiKeyIdentity::can_invalidate_cache)
-        || ext
-            .get::<SigV4Identity>()
-            .is_some_and(|s| s.can_invalidate_cache)
-        || ext.get::<CacheInvalidator>().is_some()
+    Caller::of(ext).can_invalidate_cache() || ext.get::<CacheInvalidator>().is_some()
 }
 
-/// Whether a backend answer counts as a failure for stale-if-error.
+/// Whether a backend answer counts as a failure for stale-if-error: any
+/// 5xx (RFC 5861 names 500, 502, 503 and 504). A 4xx is the client's
+/// answer, not the backend's failure.
 pub(super) fn failed(status: StatusCode) -> bool {
     status.is_server_error()
 }
 
 impl Lookup {
+    /// Answers the request: first the refresh rules of API Gateway's cache
+    /// invalidation ("Invalidate an API Gateway cache entry",
+    /// `api-gateway-caching.md`), then [`answer`](Self::answer).
+    ///
+    /// `Cache-Control: max-age=0` from a caller who may invalidate (or from
+    /// anyone, when the policy does not require authorization) refreshes
+    /// the entry. From anyone else, the policy's [`UnauthorizedStrategy`]
+    /// decides: 403, or served as if absent, with a `Warning` or without.
     pub(super) async fn run<S, ReqB, ResB>(
         self,
         mut inner: S,
@@ -108,6 +143,10 @@ impl Lookup {
         })
     }
 
+    /// A hit, a coalesced miss, or a stale entry standing in for a failing
+    /// backend. `refresh` passes over a fresh entry and replaces it (or,
+    /// when the new response may not be stored, removes it). A store that
+    /// fails to answer is a miss; one that fails to store is logged.
     async fn answer<S, ReqB, ResB>(
         &self,
         inner: &mut S,
@@ -282,6 +321,7 @@ impl Lookup {
     }
 }
 
+/// `d` in nanoseconds, saturating (at about 584 years).
 pub(super) fn duration_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -1,12 +1,20 @@
 //! A method's `cache` settings.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderName;
 use serde::Deserialize;
 
-use super::{CacheKeyParam, CacheSettings, UnauthorizedStrategy};
-use crate::config::{Issues, PathBuf};
+use super::{
+    CacheKeyParam, CacheLayer, CachePolicy, CacheSettings, CacheStore, DEFAULT_CACHE_CAPACITY,
+    MokaCacheStore, TieredCacheStore, UnauthorizedStrategy,
+};
+use crate::clock::Clock;
+use crate::config::{ByteSize, Issues, PathBuf};
+use crate::context::{Endpoint, PerEndpoint};
+use crate::response::GatewayResponses;
 
 /// Response cache settings of a stage or method.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -52,10 +60,10 @@ pub struct CacheConfig {
     pub headers: Option<bool>,
 }
 
-impl CacheConfig {
-    /// Lays `over` on top of these settings: each field `over` names
-    /// replaces this one (API Gateway's method settings overrides).
-    pub(crate) fn overlay(&mut self, over: &CacheConfig) {
+impl crate::config::Overlay for CacheConfig {
+    /// Each field `over` names replaces this one (API Gateway's method
+    /// settings overrides).
+    fn overlay(&mut self, over: &CacheConfig) {
         if over.enabled.is_some() {
             self.enabled = over.enabled;
         }
@@ -196,4 +204,46 @@ fn parse_cache_key(k: &str) -> Result<CacheKeyParam, String> {
             .map_err(|_| format!("`{name}` is not a valid header name")),
         _ => Err(bad()),
     }
+}
+
+/// Makes the shared second cache tier of one stage (`GatewayBuilder::cache_tier`).
+pub(crate) type CacheTier = Box<dyn Fn(&str) -> Arc<dyn CacheStore> + Send + Sync>;
+
+/// One response cache per stage, as API Gateway's (a stage's cache is shared
+/// by its methods): in memory, `capacity` bytes (default 64 MiB), with
+/// `tier(stage)` behind it when given.
+pub(crate) fn stage_stores<'a>(
+    stages: impl IntoIterator<Item = (&'a str, Option<ByteSize>)>,
+    tier: Option<&CacheTier>,
+) -> HashMap<Arc<str>, Arc<dyn CacheStore>> {
+    stages
+        .into_iter()
+        .map(|(name, capacity)| {
+            let capacity = capacity.map_or(DEFAULT_CACHE_CAPACITY, |c| c.0);
+            let mut store: Arc<dyn CacheStore> = Arc::new(MokaCacheStore::new(capacity));
+            if let Some(tier) = tier {
+                store = Arc::new(TieredCacheStore::new(store, tier(name)));
+            }
+            (Arc::<str>::from(name), store)
+        })
+        .collect()
+}
+
+/// The gateway's cache layer: each caching endpoint with its stage's store
+/// and the policy its settings resolve to.
+pub(crate) fn layer<'a>(
+    endpoints: impl IntoIterator<Item = &'a Arc<Endpoint>>,
+    stores: &HashMap<Arc<str>, Arc<dyn CacheStore>>,
+    clock: Arc<dyn Clock>,
+    responses: GatewayResponses,
+) -> CacheLayer {
+    let by_endpoint = PerEndpoint::build(endpoints, |e| {
+        let settings = &e.settings().cache;
+        if !settings.enabled {
+            return None;
+        }
+        let policy = CachePolicy::from_settings(settings, e.method());
+        Some((stores.get(e.stage())?.clone(), Arc::new(policy)))
+    });
+    CacheLayer::for_gateway(by_endpoint, clock, responses)
 }

@@ -1,5 +1,18 @@
 //! Responses as entries: what may be stored, buffering a response, and
 //! answering from an entry.
+//!
+//! What may be stored follows the response directives of RFC 9111 (HTTP
+//! Caching, section 5.2.2) as a shared cache must: `no-store` and `private`
+//! keep a response out; `max-age` and `s-maxage` may shorten the entry's
+//! life below the policy's TTL, never lengthen it. `no-cache` is not
+//! treated specially: the entry is stored and served without revalidation.
+//! A response with `Set-Cookie` is never stored, although API Gateway
+//! would store it: a cookie served from a shared cache goes to the wrong
+//! client.
+//!
+//! A response is buffered whole before it is stored. One that cannot be
+//! (too big, trailers, a body error) is not lost: it is rebuilt around the
+//! bytes already read and passed to the client unstored.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -16,7 +29,11 @@ use super::status::*;
 use super::store::{CachedResponse, MAX_ENTRY_BODY};
 use crate::body::{Body, BoxError};
 
-/// Whether a response may be stored, and for how long.
+/// Whether a response may be stored, and for how long: `None` when not
+/// (status not allowed, `Set-Cookie`, `no-store`, `private`, or a `max-age`
+/// of 0), else the policy's TTL, shortened by the smallest `max-age` or
+/// `s-maxage` when the policy honours them. Directive names are matched in
+/// any case.
 pub(super) fn storable(
     policy: &CachePolicy,
     status: StatusCode,
@@ -47,6 +64,12 @@ pub(super) fn storable(
 }
 
 /// The response for a stored entry.
+///
+/// The entry's status and headers, and its body as a shared `Bytes` (no
+/// copy; empty for HEAD). When `headers`, `x-cache` says `status` and, but
+/// for a miss, `Age` gives the whole seconds since the entry was stored
+/// (RFC 9111 section 5.1). The [`CacheStatus`] goes in the extensions
+/// either way, for usage records.
 pub(super) fn from_entry(
     entry: &CachedResponse,
     status: CacheStatus,
@@ -79,6 +102,8 @@ pub(super) fn from_entry(
     res
 }
 
+/// A response from the backend, passed on unchanged but for `x-cache`
+/// (when `headers`) and the [`CacheStatus`] extension.
 pub(super) fn mark(mut res: Response<Body>, status: CacheStatus, headers: bool) -> Response<Body> {
     tracing::debug!(
         layer = "cache",
@@ -95,7 +120,9 @@ pub(super) fn mark(mut res: Response<Body>, status: CacheStatus, headers: bool) 
 
 /// A body that first yields the frames already read, then the rest.
 pub(super) struct Prefixed<B> {
+    /// Frames taken from the body before buffering gave up, in order.
     read: std::collections::VecDeque<http_body::Frame<Bytes>>,
+    /// The body they were taken from, or [`Failed`] carrying its error.
     rest: B,
 }
 
@@ -118,6 +145,10 @@ where
 }
 
 /// The response rebuilt around the frames read so far and the rest of its body.
+///
+/// `chunks` is the data read, `held` a trailers frame that stopped the
+/// buffering: the client gets every byte and trailer the backend sent, in
+/// order, as if the cache had never looked.
 pub(super) fn unbuffered<B>(
     parts: http::response::Parts,
     chunks: Vec<Bytes>,
@@ -142,6 +173,11 @@ pub(super) type LeaderSlot<E> = Arc<Mutex<Option<Result<Response<Body>, E>>>>;
 
 /// Reads `res`'s body up to [`MAX_ENTRY_BODY`]: the whole response, or the
 /// response rebuilt around what was read when it is bigger.
+///
+/// `Err` holds the response to pass on unstored: when its declared size is
+/// over the limit (before a byte is read), when it turns out bigger, when
+/// it has trailers, or when its body fails, the error then reaching the
+/// client after the bytes before it.
 pub(super) async fn buffer(
     res: Response<Body>,
 ) -> Result<(http::response::Parts, Bytes), Response<Body>> {
@@ -214,7 +250,8 @@ pub(super) async fn buffer(
     }
 }
 
-/// A body that fails with the error another body failed with.
+/// A body that fails with the error another body failed with: the end of
+/// a [`Prefixed`] body whose source failed while it was being buffered.
 pub(super) struct Failed(Option<BoxError>);
 
 impl http_body::Body for Failed {

@@ -17,11 +17,9 @@ use super::entry::*;
 use super::status::*;
 use super::store::{CacheKey, CacheStore, CachedResponse, push_part};
 use super::{CacheKeyParam, CacheSettings};
-use crate::auth::authorizer::AuthorizerContext;
-use crate::auth::sigv4::SigV4Identity;
 use crate::body::{Body, BoxError};
 use crate::clock::{Clock, SystemClock};
-use crate::context::{ApiKeyIdentity, RequestContext};
+use crate::context::{Caller, PerEndpoint, RequestContext};
 use crate::response::GatewayResponses;
 use crate::usage::IntegrationLatency;
 
@@ -55,7 +53,7 @@ pub(super) enum Stores {
     Standalone(Arc<dyn CacheStore>),
     /// Each cached endpoint's stage store and policy, by endpoint index
     /// (resolved when the gateway is built); keys from each method's settings.
-    Gateway(Arc<[Option<EndpointCache>]>),
+    Gateway(PerEndpoint<EndpointCache>),
     /// A gateway whose config caches nothing: every request passes untouched.
     Off,
 }
@@ -85,17 +83,17 @@ impl CacheLayer {
         )
     }
 
-    /// `by_endpoint[i]` is the store and policy of endpoint `i` when that
-    /// method caches; when none does, a layer that only passes requests on.
+    /// The store and policy of each endpoint whose method caches; when none
+    /// does, a layer that only passes requests on.
     pub(crate) fn for_gateway(
-        by_endpoint: Vec<Option<EndpointCache>>,
+        by_endpoint: PerEndpoint<EndpointCache>,
         clock: Arc<dyn Clock>,
         responses: GatewayResponses,
     ) -> Self {
-        let stores = if by_endpoint.iter().any(Option::is_some) {
-            Stores::Gateway(by_endpoint.into())
-        } else {
+        let stores = if by_endpoint.is_empty() {
             Stores::Off
+        } else {
+            Stores::Gateway(by_endpoint)
         };
         Self::build(stores, Arc::default(), clock, responses)
     }
@@ -168,7 +166,7 @@ impl<S: fmt::Debug> fmt::Debug for Cache<S> {
 }
 
 /// What the layer does with one request.
-pub(super) enum Plan {
+pub(super) enum Treatment {
     /// Not cached here at all: straight through, no header.
     Pass,
     /// Caching is on, but not for this request; `true` for an `x-cache` header.
@@ -199,44 +197,44 @@ pub(super) fn keyed_method<'a>(
 }
 
 impl Shared {
-    fn plan<B>(&self, req: &Request<B>) -> Plan {
+    fn treatment<B>(&self, req: &Request<B>) -> Treatment {
         let method = req.method();
         match &self.stores {
             Stores::Standalone(store) => {
                 let Some((shown, head)) = keyed_method(&self.policy, method) else {
-                    return Plan::Bypass(self.policy.headers);
+                    return Treatment::Bypass(self.policy.headers);
                 };
                 let mut buf = Vec::with_capacity(64);
                 push_part(&mut buf, shown.as_str().as_bytes());
                 push_part(&mut buf, req.uri().path().as_bytes());
                 push_part(&mut buf, req.uri().query().unwrap_or("").as_bytes());
-                Plan::Cache {
+                Treatment::Cache {
                     store: store.clone(),
                     key: buf.into(),
                     policy: self.policy.clone(),
                     head,
                 }
             }
-            Stores::Off => Plan::Pass,
+            Stores::Off => Treatment::Pass,
             Stores::Gateway(stores) => {
                 let Some(ctx) = req.extensions().get::<RequestContext>() else {
-                    return Plan::Pass;
+                    return Treatment::Pass;
                 };
                 let endpoint = ctx.endpoint();
-                let Some(Some((store, policy))) = stores.get(endpoint.index()) else {
-                    return Plan::Pass;
+                let Some((store, policy)) = stores.at(endpoint.index()) else {
+                    return Treatment::Pass;
                 };
                 let Some((shown, head)) = keyed_method(policy, method) else {
-                    return Plan::Bypass(policy.headers);
+                    return Treatment::Bypass(policy.headers);
                 };
                 match gateway_key(req, ctx, &endpoint.settings().cache, shown) {
-                    Some(key) => Plan::Cache {
+                    Some(key) => Treatment::Cache {
                         store: store.clone(),
                         key,
                         policy: policy.clone(),
                         head,
                     },
-                    None => Plan::Bypass(policy.headers),
+                    None => Treatment::Bypass(policy.headers),
                 }
             }
         }
@@ -288,16 +286,7 @@ pub(super) fn gateway_key<B>(
         }
     }
     if settings.per_key {
-        let ext = req.extensions();
-        let who = if let Some(k) = ext.get::<ApiKeyIdentity>() {
-            ("k", k.key_id())
-        } else if let Some(s) = ext.get::<SigV4Identity>() {
-            ("s", s.principal.as_str())
-        } else if let Some(a) = ext.get::<AuthorizerContext>() {
-            ("a", a.principal_id.as_str())
-        } else {
-            return None;
-        };
+        let who = Caller::of(req.extensions()).partition()?;
         push_part(&mut buf, who.0.as_bytes());
         push_part(&mut buf, who.1.as_bytes());
     }
@@ -372,18 +361,18 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let kind = match self.shared.plan(&req) {
-            Plan::Pass => Kind::Pass {
+        let kind = match self.shared.treatment(&req) {
+            Treatment::Pass => Kind::Pass {
                 future: self.inner.call(req),
                 status: None,
                 headers: false,
             },
-            Plan::Bypass(headers) => Kind::Pass {
+            Treatment::Bypass(headers) => Kind::Pass {
                 future: self.inner.call(req),
                 status: Some(CacheStatus::Bypass),
                 headers,
             },
-            Plan::Cache {
+            Treatment::Cache {
                 store,
                 key,
                 policy,

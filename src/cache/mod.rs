@@ -86,4 +86,5 @@ pub use store::{
 };
 
 pub use self::config::CacheConfig;
+pub(crate) use self::config::{CacheTier, layer, stage_stores};
 pub use self::policy::{CacheKeyParam, CacheSettings, DEFAULT_CACHE_TTL};

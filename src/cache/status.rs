@@ -1,4 +1,11 @@
 //! What the cache did, and the policy a `CacheLayer` applies.
+//!
+//! A [`CachePolicy`] is resolved once per method when a gateway is built
+//! (from the stage's `cache` settings and the method's override) and shared
+//! behind an `Arc`; the standalone layer takes one directly. Its defaults
+//! are API Gateway's where API Gateway has one: a 300 s TTL, GET cached
+//! (HEAD answered from the GET entry), and `Cache-Control: max-age=0`
+//! honoured only from a caller allowed to invalidate.
 
 use std::time::Duration;
 
@@ -48,6 +55,7 @@ pub enum StatusFilter {
 }
 
 impl StatusFilter {
+    /// Whether a response of `status` may be stored.
     pub(super) fn allows(&self, status: StatusCode) -> bool {
         match self {
             Self::Success => status.is_success(),
@@ -155,7 +163,9 @@ pub enum UnauthorizedStrategy {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheInvalidator;
 
-/// The `Warning` an ignored `Cache-Control: max-age=0` gets.
+/// The `Warning` an ignored `Cache-Control: max-age=0` gets, under
+/// [`UnauthorizedStrategy::SucceedWithResponseHeader`]: code 199 is
+/// RFC 7234's "miscellaneous warning", `-` the unnamed agent.
 pub(super) const IGNORED_WARNING: &str =
     "199 - \"Cache-Control max-age=0 ignored: the caller may not invalidate the cache\"";
 

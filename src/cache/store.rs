@@ -1,5 +1,13 @@
 //! Where cached responses live: the [`CacheStore`] trait and its in-process
 //! implementation on moka.
+//!
+//! A store keeps entries and may forget any of them; it never decides
+//! freshness. That is the layer's, from [`CachedResponse::expires_at`] and
+//! its own clock, so that an entry a store keeps past its TTL can still
+//! stand in for a failing backend (stale-if-error), and so that every store
+//! agrees on what is fresh. With the `redis` feature, `RedisCacheStore` is
+//! a tier shared by every process; [`TieredCacheStore`] puts this process's
+//! memory in front of it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,7 +31,19 @@ pub const MAX_ENTRY_BODY: usize = 1024 * 1024;
 pub struct CacheKey(Arc<[u8]>);
 
 impl CacheKey {
-    /// A key made of `parts`, in order.
+    /// A key made of `parts`, in order, each written `LEN:BYTES`.
+    ///
+    /// ```
+    /// use tollgate::cache::CacheKey;
+    ///
+    /// let key = CacheKey::from_parts([&b"GET"[..], b"/pets"]);
+    /// assert_eq!(key.as_bytes(), b"3:GET5:/pets");
+    /// // Without the lengths, these two would be the same key.
+    /// assert_ne!(
+    ///     CacheKey::from_parts([&b"ab"[..], b"c"]),
+    ///     CacheKey::from_parts([&b"a"[..], b"bc"]),
+    /// );
+    /// ```
     pub fn from_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Self {
         let mut buf = Vec::with_capacity(64);
         for part in parts {
@@ -38,7 +58,8 @@ impl CacheKey {
     }
 }
 
-/// Appends one length-prefixed part.
+/// Appends one length-prefixed part: its length in decimal, `:`, its bytes.
+/// The layer builds its keys with this directly, without a list of parts.
 pub(crate) fn push_part(buf: &mut Vec<u8>, part: &[u8]) {
     let mut n = itoa::Buffer::new();
     buf.extend_from_slice(n.format(part.len()).as_bytes());
@@ -64,14 +85,17 @@ impl fmt::Debug for CacheKey {
 #[derive(Clone)]
 pub struct CachedResponse {
     status: StatusCode,
+    /// As the backend sent them; `x-cache` and `Age` are added per answer.
     headers: HeaderMap,
     body: Bytes,
+    /// Unix nanoseconds: where `Age` counts from.
     stored_at: u64,
+    /// Unix nanoseconds, `stored_at` plus the TTL, saturating.
     expires_at: u64,
 }
 
 impl CachedResponse {
-    /// An entry stored at `stored_at`, fresh for `ttl`.
+    /// An entry stored at `stored_at` (Unix nanoseconds), fresh for `ttl`.
     pub fn new(
         status: StatusCode,
         headers: HeaderMap,
@@ -120,6 +144,11 @@ impl CachedResponse {
     }
 
     /// Bytes it takes, roughly: body, header names and values, and a fixed overhead.
+    ///
+    /// 32 bytes per header and 64 for the entry stand for the map's and the
+    /// struct's own memory, so a response of many tiny headers still
+    /// weighs what it costs. [`MokaCacheStore`] bounds its capacity by
+    /// this.
     pub fn weight(&self) -> usize {
         let headers: usize = self
             .headers
@@ -166,7 +195,10 @@ pub trait CacheStore: fmt::Debug + Send + Sync + 'static {
 /// reclaims memory of entries long past their freshness.
 #[derive(Clone)]
 pub struct MokaCacheStore {
+    /// Weighed in bytes (key and [`CachedResponse::weight`]); moka evicts
+    /// by TinyLFU past the capacity.
     cache: moka::sync::Cache<CacheKey, Arc<CachedResponse>>,
+    /// The byte bound given, for `Debug` and [`capacity`](Self::capacity).
     capacity: u64,
 }
 
@@ -262,7 +294,11 @@ impl CacheStore for MokaCacheStore {
 /// TTLs short where several processes must agree at once.
 #[derive(Clone)]
 pub struct TieredCacheStore {
+    /// Fast and private: its failures are the store's failures.
     first: Arc<dyn CacheStore>,
+    /// Shared: a failed lookup is logged and read as a miss, a failed write
+    /// logged; a failed invalidation or flush is reported, after the first
+    /// tier has done its part.
     second: Arc<dyn CacheStore>,
 }
 

@@ -1,3 +1,5 @@
+//! The config error, its issues, and the path builder every check uses.
+
 use std::fmt;
 
 /// Why a configuration could not be loaded or built.
@@ -5,6 +7,21 @@ use std::fmt;
 /// It lists every problem found, each with the path of the field it concerns
 /// (`stages.prod.methods."/pets/GET".throttle.rate: must be > 0`), so a config
 /// can be fixed in one pass.
+///
+/// One limit to "every": a value of the wrong type stops the parser, so only
+/// the first such error is reported (with every unknown field met before
+/// it); rule checks run only on a config that parsed. No message quotes a
+/// value of the document, which may hold API keys and secrets: messages say
+/// what kind of value was found (see [`Config::from_json_str`](crate::Config::from_json_str)).
+///
+/// `Display` gives one line for one issue, else a count and one indented
+/// line per issue, ready for a terminal or a log:
+///
+/// ```text
+/// invalid gateway config (2 problems):
+///   stages.prod.throttle.rate: must be > 0
+///   keys[1].plans[0]: unknown plan `gold`
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     kind: ConfigErrorKind,
@@ -15,9 +32,12 @@ pub struct ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigErrorKind {
-    /// The file could not be read.
+    /// The file could not be read. The one issue has an empty path; its
+    /// message names the file and the operating system's error.
     Io,
-    /// The text is not YAML or JSON of the config's shape (syntax, types, unknown fields).
+    /// The text is not YAML or JSON of the config's shape (syntax, types,
+    /// unknown fields), is not UTF-8, or is over the size limit. Rule
+    /// violations found in the same pass are listed with it.
     Syntax,
     /// The config parsed but breaks a rule (bounds, references between sections, duplicates).
     Invalid,
@@ -26,9 +46,14 @@ pub enum ConfigErrorKind {
 }
 
 /// One problem in a configuration: where, and what.
+///
+/// `Display` is `path: message`, or the message alone for the whole
+/// document. Tools (the petstore example's `--check`) print one per line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {
+    /// Rendered by [`PathBuf`]; empty for the whole document.
     path: String,
+    /// What is wrong, for people; never quotes a value of the document.
     message: String,
 }
 
@@ -100,10 +125,17 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Builds field paths for messages: `stages.prod.methods."/pets/GET"`.
+///
+/// Each capability's checks receive the path of their slice and extend it,
+/// so a check does not need to know where in the document its slice sits
+/// (DESIGN.md: every capability owns its slice, and reports "with paths").
+/// Every step clones the string: paths are built on the error path and at
+/// load time, never per request.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PathBuf(String);
 
 impl PathBuf {
+    /// The whole document: the empty path.
     pub(crate) fn root() -> Self {
         Self(String::new())
     }
@@ -120,6 +152,7 @@ impl PathBuf {
         Self(format!("{}[{i}]", self.0))
     }
 
+    /// The path as shown in an issue.
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
@@ -134,6 +167,11 @@ impl PathBuf {
     }
 }
 
+/// Appends `.name` to a rendered path (no dot at the start). A plain name
+/// (ASCII letters, digits, `_`, `-`) goes as it is; anything else (a
+/// resource path, a header, a name with a dot) goes in double quotes, with
+/// `"` and `\` escaped and control characters spelled out, so that the
+/// path stays one unambiguous line whatever the document's keys hold.
 pub(crate) fn push_field(s: &mut String, name: &str) {
     if !s.is_empty() {
         s.push('.');
@@ -159,10 +197,17 @@ pub(crate) fn push_field(s: &mut String, name: &str) {
 }
 
 /// Collects issues while validating.
+///
+/// Checks push into it and carry on, rather than return at the first
+/// problem; the caller turns a non-empty collector into one [`ConfigError`]
+/// of kind [`Invalid`](ConfigErrorKind::Invalid). Issues keep the order
+/// they were pushed in: the order the checks walk the document.
 #[derive(Debug, Default)]
 pub(crate) struct Issues(pub(crate) Vec<ConfigIssue>);
 
 impl Issues {
+    /// Records `message` at `path`. The message must not quote a value that
+    /// may be secret.
     pub(crate) fn push(&mut self, path: &PathBuf, message: impl Into<String>) {
         self.0.push(ConfigIssue::new(path.as_str(), message));
     }

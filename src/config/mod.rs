@@ -15,8 +15,10 @@
 //! ```
 
 mod error;
+mod overlay;
 mod size;
 
 pub use self::error::{ConfigError, ConfigErrorKind, ConfigIssue};
 pub(crate) use self::error::{Issues, PathBuf, push_field};
+pub(crate) use self::overlay::{Merged, Overlay};
 pub use self::size::ByteSize;

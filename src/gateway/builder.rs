@@ -4,30 +4,25 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use http::HeaderName;
+use ipnet::IpNet;
 
-use super::config::{ApiKeySource, Config, IntegrationConfig};
+use super::config::Config;
 use super::handle::*;
-use super::validate::{self};
-use crate::auth::authorizer::{Authorizer, AuthorizerLayer, Configured};
-use crate::auth::sigv4::{
-    Credential, CredentialStore, DEFAULT_MAX_BODY, InMemoryCredentialStore, SigV4Layer, Verifier,
-    VerifierSettings,
-};
-use crate::cache::{
-    CacheLayer, CachePolicy, CacheStore, DEFAULT_CACHE_CAPACITY, MokaCacheStore, TieredCacheStore,
-};
+use super::resolve::resolve;
+use crate::auth::authorizer::Authorizer;
+use crate::auth::sigv4::{self, CredentialStore};
+use crate::auth::{self};
+use crate::cache::{self, CacheStore, CacheTier};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ConfigError, ConfigErrorKind, ConfigIssue, PathBuf};
-use crate::integration::{HttpIntegration, Integration, MockIntegration};
-use crate::keys::{self, ApiKeyLayer, InMemoryKeyStore, KeyHasher, KeySource, KeyStore};
+use crate::config::ConfigError;
+use crate::context::PerEndpoint;
+use crate::integration;
+use crate::keys::{self, KeyStore};
 use crate::mapping::MappingLayer;
 use crate::plans::{CounterStore, InMemoryCounterStore, MeterLayer, PlanBook, PlanManager};
 use crate::route::RouteLayer;
-use crate::store::FailMode;
-use crate::throttle::{DEFAULT_MAX_KEYS, InMemoryRateStore, RateStore, ThrottleLayer};
+use crate::throttle::RateStore;
 use crate::usage::{Reporter, UsageCounts, UsageLayer};
 
 /// Builds a [`Gateway`]: a config plus the pluggable parts.
@@ -44,9 +39,6 @@ pub struct GatewayBuilder {
     pub(super) aggregate: Option<Arc<dyn UsageCounts>>,
     pub(super) cache_tier: Option<CacheTier>,
 }
-
-/// Makes the shared cache tier of one stage.
-type CacheTier = Box<dyn Fn(&str) -> Arc<dyn CacheStore> + Send + Sync>;
 
 impl fmt::Debug for GatewayBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -124,249 +116,79 @@ impl GatewayBuilder {
         self
     }
 
-    /// Validates the config and resolves every method's settings.
+    /// Validates the config and resolves every method's settings, then has
+    /// each capability build its layer from its slice.
     pub fn build(self) -> Result<Gateway, ConfigError> {
-        let mut resolved = validate::resolve(&self.config)?;
+        let mut resolved = resolve(&self.config)?;
         SystemClock::warm_up();
-        let reporting = !self.reporters.is_empty();
-        let route = RouteLayer::reporting(&resolved, reporting);
-        let options = &self.config.throttle_options;
-        let rate_store = self.rate_store.unwrap_or_else(|| {
-            let max = options.max_tracked_keys.unwrap_or(DEFAULT_MAX_KEYS);
-            let endpoints = resolved.endpoints().count();
-            Arc::new(
-                InMemoryRateStore::with_max_keys(self.clock.clone(), max)
-                    .on_capacity(options.on_capacity.unwrap_or_default())
-                    .with_endpoint_slots(endpoints),
-            )
-        });
+        let config = &self.config;
+        let clock = &self.clock;
+        let responses = &resolved.responses;
+        let endpoints = &resolved.routes;
+        let route = RouteLayer::reporting(endpoints, responses.clone(), !self.reporters.is_empty());
         let plans = PlanBook::new(std::mem::take(&mut resolved.plans));
-        let throttle = ThrottleLayer::for_gateway(
+        let trusted: Arc<[IpNet]> = Arc::from(resolved.limits.trusted_proxies.clone());
+        let throttle = config.throttle_options.layer(
             std::mem::take(&mut resolved.limits),
             plans.clone(),
-            rate_store,
-        )
-        .responses(resolved.responses.clone())
-        .headers(options.headers.unwrap_or(true))
-        .fail_mode(options.fail_mode.unwrap_or_default());
-
-        let key_options = &self.config.api_key_options;
-        let hasher = key_options
-            .pepper
-            .clone()
-            .map_or_else(KeyHasher::sha256, KeyHasher::peppered);
+            self.rate_store,
+            clock.clone(),
+            endpoints.endpoint_count(),
+            responses.clone(),
+        );
+        let hasher = config.api_key_options.hasher();
         let key_store = match self.key_store {
             Some(store) => store,
-            None => {
-                let store = InMemoryKeyStore::new();
-                let now = self.clock.utc();
-                let mut issues = Vec::new();
-                for (i, k) in self.config.keys.iter().enumerate() {
-                    let loaded =
-                        keys::prepare(k.into(), &hasher, now).and_then(|(d, r)| store.insert(d, r));
-                    if let Err(e) = loaded {
-                        issues.push(ConfigIssue::new(
-                            PathBuf::root().field("keys").index(i).as_str(),
-                            e.to_string(),
-                        ));
-                    }
-                }
-                if !issues.is_empty() {
-                    return Err(ConfigError::new(ConfigErrorKind::Invalid, issues));
-                }
-                Arc::new(store)
-            }
+            None => Arc::new(keys::load_keys(&config.keys, &hasher, clock.utc())?),
         };
-        let source = match (
-            key_options.source.unwrap_or_default(),
-            &key_options.query,
-            &key_options.header,
-        ) {
-            (ApiKeySource::Authorizer, ..) => KeySource::authorizer(),
-            (_, Some(q), _) => KeySource::query(q.as_str()),
-            (_, None, Some(h)) => match HeaderName::from_bytes(h.as_bytes()) {
-                Ok(name) => KeySource::header(name),
-                Err(_) => KeySource::default(),
-            },
-            _ => KeySource::default(),
-        };
-        let keys = ApiKeyLayer::for_gateway(key_store.clone(), plans.clone())
-            .source(source)
-            .hasher(hasher.clone())
-            .clock(self.clock.clone())
-            .responses(resolved.responses.clone())
-            .fail_mode(key_options.fail_mode.unwrap_or(FailMode::Closed));
-
+        let keys = (config.api_key_options).layer(
+            key_store.clone(),
+            plans.clone(),
+            clock.clone(),
+            responses.clone(),
+        );
         let counter_store = self
             .counter_store
             .unwrap_or_else(|| Arc::new(InMemoryCounterStore::new()));
         let meter = MeterLayer::for_gateway(plans.clone(), counter_store.clone())
-            .clock(self.clock.clone())
-            .responses(resolved.responses.clone());
-
-        let sigv4 = {
-            let verifier = self.config.sigv4.as_ref().map(|c| {
-                let store = self.credential_store.clone().unwrap_or_else(|| {
-                    let store = InMemoryCredentialStore::new();
-                    for cred in &self.config.credentials {
-                        let principal = cred
-                            .principal
-                            .clone()
-                            .unwrap_or_else(|| cred.access_key_id.clone());
-                        store.insert(
-                            Credential::new(
-                                cred.access_key_id.clone(),
-                                cred.secret_access_key.clone(),
-                                principal,
-                            )
-                            .allow_cache_invalidation(cred.can_invalidate_cache),
-                        );
-                    }
-                    Arc::new(store)
-                });
-                let mut settings = VerifierSettings::new(c.region.clone(), c.service.clone());
-                settings.max_skew = c.max_skew;
-                settings.unsigned_payload = c.unsigned_payload;
-                settings.explain_mismatch = c.explain_signature_errors;
-                Verifier::new(settings, store, self.clock.clone())
-            });
-            let max_body = self
-                .config
-                .sigv4
-                .as_ref()
-                .and_then(|c| c.max_body)
-                .map_or(DEFAULT_MAX_BODY, |b| {
-                    usize::try_from(b.0).unwrap_or(usize::MAX)
-                });
-            SigV4Layer::for_gateway(
-                verifier,
-                resolved.responses.clone(),
-                max_body,
-                Some(resolved.body_timeout),
-            )
-        };
-        let mut configured = HashMap::new();
-        let mut missing = Vec::new();
-        for (name, a) in &self.config.authorizers {
-            match self.authorizers.get(name) {
-                Some(imp) => {
-                    let ttl = Duration::from_secs(u64::from(a.ttl.unwrap_or(300)));
-                    let fail_mode = a.fail_mode.unwrap_or(FailMode::Closed);
-                    let c = Configured::new(
-                        imp.clone(),
-                        a.identity_sources.clone(),
-                        ttl,
-                        fail_mode,
-                        self.clock.clone(),
-                    );
-                    configured.insert(Arc::<str>::from(name.as_str()), c);
-                }
-                None => missing.push(ConfigIssue::new(
-                    PathBuf::root().field("authorizers").field(name).as_str(),
-                    "no implementation is registered for it (GatewayBuilder::authorizer)",
-                )),
-            }
-        }
-        if !missing.is_empty() {
-            return Err(ConfigError::new(ConfigErrorKind::Invalid, missing));
-        }
-        let authorizers = AuthorizerLayer::new(configured, resolved.responses.clone());
-        let cache_stores: HashMap<Arc<str>, Arc<dyn CacheStore>> = self
-            .config
+            .clock(clock.clone())
+            .responses(responses.clone());
+        let sigv4 = sigv4::layer(
+            config.sigv4.as_ref(),
+            &config.credentials,
+            self.credential_store,
+            clock.clone(),
+            responses.clone(),
+            resolved.body_timeout,
+        );
+        let authorizers = auth::layer(
+            &config.authorizers,
+            &self.authorizers,
+            clock,
+            responses.clone(),
+        )?;
+        let stages = config
             .stages
             .iter()
-            .map(|(name, stage)| {
-                let capacity = stage.cache_capacity.map_or(DEFAULT_CACHE_CAPACITY, |c| c.0);
-                let mut store: Arc<dyn CacheStore> = Arc::new(MokaCacheStore::new(capacity));
-                if let Some(tier) = &self.cache_tier {
-                    store = Arc::new(TieredCacheStore::new(store, tier(name)));
-                }
-                (Arc::<str>::from(name.as_str()), store)
-            })
-            .collect();
-        let mut by_endpoint = Vec::new();
-        for e in resolved.endpoints() {
-            if by_endpoint.len() <= e.index() {
-                by_endpoint.resize(e.index() + 1, None);
-            }
-            let settings = &e.settings().cache;
-            if settings.enabled {
-                by_endpoint[e.index()] = cache_stores.get(e.stage()).map(|store| {
-                    let policy = CachePolicy::from_settings(settings, e.method());
-                    (store.clone(), Arc::new(policy))
-                });
-            }
-        }
-        let cache =
-            CacheLayer::for_gateway(by_endpoint, self.clock.clone(), resolved.responses.clone());
-        let endpoint_count = resolved
-            .endpoints()
-            .map(|e| e.index() + 1)
-            .max()
-            .unwrap_or(0);
-        let mut mappings = vec![None; endpoint_count];
-        let mut integrations: Vec<Option<Integration>> = vec![None; endpoint_count];
-        // One pooled client for every HTTP integration of the gateway.
-        let client = crate::integration::new_client();
-        for e in resolved.endpoints() {
-            let settings = e.settings();
-            mappings[e.index()].clone_from(&settings.mapping);
-            integrations[e.index()] = match &settings.integration {
-                IntegrationConfig::Service => None,
-                IntegrationConfig::Http {
-                    url,
-                    base,
-                    timeout_ms,
-                } => {
-                    // Validation has checked the URL.
-                    HttpIntegration::from_config(client.clone(), url.as_deref(), base.as_deref())
-                        .ok()
-                        .map(|h| {
-                            let timeout = timeout_ms
-                                .map_or(crate::integration::DEFAULT_TIMEOUT, Duration::from_millis);
-                            Integration::Http(Box::new(
-                                h.timeout(timeout).responses(resolved.responses.clone()),
-                            ))
-                        })
-                }
-                IntegrationConfig::Mock {
-                    status,
-                    headers,
-                    body,
-                } => {
-                    let status = status
-                        .and_then(|s| http::StatusCode::from_u16(s).ok())
-                        .unwrap_or(http::StatusCode::OK);
-                    let mut mock = MockIntegration::new(status).body(body.clone());
-                    for (n, v) in headers {
-                        if let (Ok(n), Ok(v)) = (
-                            http::HeaderName::from_bytes(n.as_bytes()),
-                            http::HeaderValue::from_str(v),
-                        ) {
-                            mock = mock.header(n, v);
-                        }
-                    }
-                    Some(Integration::Mock(mock))
-                }
-            };
-        }
-        let mapping = MappingLayer::for_gateway(
-            mappings,
-            resolved.responses.clone(),
-            Arc::from(resolved.limits.trusted_proxies.clone()),
+            .map(|(n, s)| (n.as_str(), s.cache_capacity));
+        let cache_stores = cache::stage_stores(stages, self.cache_tier.as_ref());
+        let cache = cache::layer(
+            endpoints.endpoints(),
+            &cache_stores,
+            clock.clone(),
+            responses.clone(),
         );
-        let integrations = integrations
-            .iter()
-            .any(Option::is_some)
-            .then(|| Arc::from(integrations));
+        let mappings = PerEndpoint::build(endpoints.endpoints(), |e| e.settings().mapping.clone());
+        let mapping = MappingLayer::for_gateway(mappings, responses.clone(), trusted.clone());
+        let integrations = integration::per_endpoint(endpoints.endpoints(), responses);
         let usage = UsageLayer::build(
             self.reporters,
-            self.clock.clone(),
+            clock.clone(),
             resolved.name.clone(),
-            Arc::from(resolved.limits.trusted_proxies.clone()),
-            resolved.responses.clone(),
+            trusted,
+            responses.clone(),
         );
-        let plan_config = self.config.clone();
+        let source = Arc::new(Mutex::new(self.config.clone()));
         Ok(Gateway {
             shared: Arc::new(Shared {
                 config: self.config,
@@ -388,7 +210,7 @@ impl GatewayBuilder {
                 hasher,
                 plans: PlanManager {
                     book: plans,
-                    config: Arc::new(Mutex::new(plan_config)),
+                    source,
                 },
                 clock: self.clock,
             }),

@@ -18,7 +18,7 @@ pub use crate::integration::IntegrationConfig;
 pub use crate::keys::{ApiKeyOptions, ApiKeySource, KeyConfig};
 use crate::mapping::MappingConfig;
 pub use crate::mapping::MappingLimitsConfig;
-pub use crate::plans::{Period, PlanConfig, PlanMethodConfig, QuotaConfig};
+pub use crate::plans::{PlanConfig, PlanMethodConfig, QuotaConfig};
 use crate::response::ResponseOverride;
 pub use crate::secret::Secret;
 pub use crate::throttle::{ThrottleConfig, ThrottleOptions};

@@ -9,14 +9,14 @@ use tower::Layer;
 
 use super::builder::GatewayBuilder;
 use super::config::Config;
+use super::resolve::Resolved;
 use super::service::*;
-use super::validate::Resolved;
 use crate::auth::authorizer::AuthorizerLayer;
 use crate::auth::sigv4::SigV4Layer;
 use crate::cache::{CacheLayer, CacheStore};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ConfigError;
-use crate::context::Endpoint;
+use crate::context::{Endpoint, PerEndpoint};
 use crate::integration::{Integration, Integrations};
 use crate::keys::{self, ApiKeyLayer, KeyHasher, KeyManager, KeyStore};
 use crate::mapping::MappingLayer;
@@ -47,7 +47,7 @@ pub(super) struct Shared {
     pub(super) meter: MeterLayer,
     pub(super) cache: CacheLayer,
     pub(super) mapping: MappingLayer,
-    pub(super) integrations: Option<Arc<[Option<Integration>]>>,
+    pub(super) integrations: Option<PerEndpoint<Integration>>,
     pub(super) usage: UsageLayer,
     pub(super) aggregate: Option<Arc<dyn UsageCounts>>,
     pub(super) cache_stores: HashMap<Arc<str>, Arc<dyn CacheStore>>,
@@ -62,8 +62,8 @@ impl fmt::Debug for Gateway {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gateway")
             .field("name", &self.shared.resolved.name)
-            .field("stages", &self.shared.resolved.stages.len())
-            .field("routes", &self.shared.resolved.routes.len())
+            .field("stages", &self.shared.resolved.routes.stages.len())
+            .field("routes", &self.shared.resolved.routes.routes.len())
             .field("clock", &self.shared.clock)
             .finish_non_exhaustive()
     }
@@ -208,7 +208,7 @@ impl Gateway {
 
     /// Every endpoint (stage, resource, method) with its resolved settings.
     pub fn endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
-        self.shared.resolved.endpoints()
+        self.shared.resolved.routes.endpoints()
     }
 
     /// The endpoint a request with `method` and raw `path` (`/prod/pets/1`)

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use super::config::Config;
-use super::validate;
+use super::resolve::resolve;
 use crate::config::{ConfigError, ConfigErrorKind, ConfigIssue, push_field};
 
 /// Configs larger than this are refused before parsing.
@@ -92,7 +92,7 @@ impl Config {
     /// Checks every rule, reporting every problem with its path. A config read
     /// with `from_*` has been validated already; call this on one built in code.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate::resolve(self).map(|_| ())
+        resolve(self).map(|_| ())
     }
 }
 

@@ -56,23 +56,19 @@
 
 mod builder;
 mod config;
-mod endpoint;
 mod handle;
 mod load;
-mod routes;
+mod overlay;
+mod resolve;
 mod service;
-mod settings;
-mod template;
-pub(crate) mod validate;
 
 pub use self::builder::GatewayBuilder;
 pub use self::config::{
     ApiKeyOptions, ApiKeySource, Authorization, AuthorizerConfig, ByteSize, CacheConfig, Config,
     CredentialConfig, IntegrationConfig, KeyConfig, LimitsConfig, MappingLimitsConfig,
-    MethodSettingsConfig, Period, PlanConfig, PlanMethodConfig, QuotaConfig, Secret, SigV4Config,
+    MethodSettingsConfig, PlanConfig, PlanMethodConfig, QuotaConfig, Secret, SigV4Config,
     StageConfig, ThrottleConfig, ThrottleOptions,
 };
 pub use self::handle::Gateway;
 pub use self::service::{GatewayService, ResponseFuture};
-pub use self::settings::{CacheKeyParam, CacheSettings, DEFAULT_CACHE_TTL, MethodSettings, Rate};
 pub use crate::config::{ConfigError, ConfigErrorKind, ConfigIssue};

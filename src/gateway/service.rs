@@ -15,14 +15,14 @@ use crate::body::{Body, BoxError};
 use crate::cache::Cache;
 use crate::integration::Integrations;
 use crate::keys::ApiKey;
-use crate::mapping::MappingService;
+use crate::mapping::Mapping;
 use crate::plans::Meter;
 use crate::route::{self, Route};
 use crate::throttle::Throttle;
 use crate::usage::Usage;
 
 /// The layers below routing and SigV4, innermost last.
-type Stack<S> = Authorize<ApiKey<Throttle<Meter<Cache<MappingService<Integrations<S>>>>>>>;
+type Stack<S> = Authorize<ApiKey<Throttle<Meter<Cache<Mapping<Integrations<S>>>>>>>;
 
 /// A service wrapped by a [`Gateway`](crate::Gateway). Clone it freely: clones share every limit and cache.
 #[derive(Debug, Clone)]

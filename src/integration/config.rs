@@ -1,8 +1,19 @@
 //! A method's `integration` setting.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use http::{HeaderName, HeaderValue, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Deserialize;
+
+use super::Integration;
+use super::http::{DEFAULT_TIMEOUT, HttpIntegration, UrlTemplate};
+use super::mock::MockIntegration;
+use crate::body::Body;
+use crate::config::{Issues, PathBuf};
+use crate::response::GatewayResponses;
 
 /// Where a method's requests go.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -38,4 +49,161 @@ pub enum IntegrationConfig {
         #[serde(default)]
         body: String,
     },
+}
+
+impl crate::config::Overlay for IntegrationConfig {}
+
+impl IntegrationConfig {
+    /// Checks the integration written at `path` (its `integration` field).
+    /// `route` is the resource's template and path parameters when the
+    /// settings belong to one route; stage-wide settings are checked against
+    /// each route with [`check_route`](Self::check_route) instead.
+    pub(crate) fn check(
+        &self,
+        path: &PathBuf,
+        route: Option<(&str, &[Box<str>])>,
+        issues: &mut Issues,
+    ) {
+        match self {
+            IntegrationConfig::Service => {}
+            IntegrationConfig::Http {
+                url,
+                base,
+                timeout_ms,
+            } => {
+                match UrlTemplate::from_config(url.as_deref(), base.as_deref()) {
+                    Ok(t) => {
+                        if let Some((template, params)) = route {
+                            url_params(&t, path, template, params, issues);
+                        }
+                    }
+                    Err(e) => issues.push(path, e.to_string()),
+                }
+                if let Some(t) = timeout_ms
+                    && !(50..=300_000).contains(t)
+                {
+                    issues.push(
+                        &path.field("timeout_ms"),
+                        format!("must be 50 to 300000 (got {t})"),
+                    );
+                }
+            }
+            IntegrationConfig::Mock {
+                status, headers, ..
+            } => {
+                if let Some(s) = status
+                    && !(100..=599).contains(s)
+                {
+                    issues.push(
+                        &path.field("status"),
+                        format!("must be an HTTP status, 100 to 599 (got {s})"),
+                    );
+                }
+                for (n, val) in headers {
+                    if HeaderName::from_bytes(n.as_bytes()).is_err()
+                        || HeaderValue::from_str(val).is_err()
+                    {
+                        issues.push(
+                            &path.field("headers").field(n),
+                            "is not a valid header name and value",
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks that the path parameters an HTTP integration's URL names exist
+    /// on the route `template` (with `params`) it serves. For stage-wide
+    /// settings, which know their routes only per endpoint.
+    pub(crate) fn check_route(
+        &self,
+        path: &PathBuf,
+        template: &str,
+        params: &[Box<str>],
+        issues: &mut Issues,
+    ) {
+        if let IntegrationConfig::Http { url, base, .. } = self
+            && let Ok(t) = UrlTemplate::from_config(url.as_deref(), base.as_deref())
+        {
+            url_params(&t, path, template, params, issues);
+        }
+    }
+
+    /// The integration a checked config describes: `None` for the inner
+    /// service. HTTP integrations share the gateway's pooled `client` and
+    /// answer their failures (502, 504) with `responses`.
+    pub(crate) fn build(
+        &self,
+        client: &Client<HttpConnector, Body>,
+        responses: &GatewayResponses,
+    ) -> Option<Integration> {
+        match self {
+            IntegrationConfig::Service => None,
+            IntegrationConfig::Http {
+                url,
+                base,
+                timeout_ms,
+            } => {
+                // Checked at validation; a URL that fails here is left out.
+                let h =
+                    HttpIntegration::from_config(client.clone(), url.as_deref(), base.as_deref())
+                        .ok()?;
+                let timeout = timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
+                Some(Integration::Http(Box::new(
+                    h.timeout(timeout).responses(responses.clone()),
+                )))
+            }
+            IntegrationConfig::Mock {
+                status,
+                headers,
+                body,
+            } => {
+                let status = status
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                    .unwrap_or(StatusCode::OK);
+                let mut mock = MockIntegration::new(status).body(body.clone());
+                for (n, v) in headers {
+                    if let (Ok(n), Ok(v)) = (
+                        HeaderName::from_bytes(n.as_bytes()),
+                        HeaderValue::from_str(v),
+                    ) {
+                        mock = mock.header(n, v);
+                    }
+                }
+                Some(Integration::Mock(mock))
+            }
+        }
+    }
+}
+
+/// Reports each parameter `url` names that the route does not have.
+fn url_params(
+    url: &UrlTemplate,
+    path: &PathBuf,
+    template: &str,
+    params: &[Box<str>],
+    issues: &mut Issues,
+) {
+    for p in url.params() {
+        if !params.iter().any(|r| **r == *p) {
+            issues.push(
+                &path.field("url"),
+                format!("`{template}` has no path parameter `{p}`"),
+            );
+        }
+    }
+}
+
+/// Each endpoint's own integration, sharing one pooled HTTP client; `None`
+/// when every method goes to the inner service.
+pub(crate) fn per_endpoint<'a>(
+    endpoints: impl IntoIterator<Item = &'a std::sync::Arc<crate::context::Endpoint>>,
+    responses: &GatewayResponses,
+) -> Option<crate::context::PerEndpoint<Integration>> {
+    let client = super::new_client();
+    let table = crate::context::PerEndpoint::build(endpoints, |e| {
+        e.settings().integration.build(&client, responses)
+    });
+    (!table.is_empty()).then_some(table)
 }

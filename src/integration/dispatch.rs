@@ -13,7 +13,7 @@ use tower::Service;
 use super::{HttpIntegration, MockIntegration};
 use crate::body::{Body, BoxError};
 use crate::clock::Clock;
-use crate::context::RequestContext;
+use crate::context::PerEndpoint;
 use crate::usage::IntegrationLatency;
 use std::time::Duration;
 
@@ -29,7 +29,8 @@ pub(crate) enum Integration {
 #[derive(Clone)]
 pub struct Integrations<S> {
     inner: S,
-    by_endpoint: Option<Arc<[Option<Integration>]>>,
+    /// `None` when no method has an integration of its own.
+    by_endpoint: Option<PerEndpoint<Integration>>,
     /// Set when usage is reported: integration latency is measured.
     clock: Option<Arc<dyn Clock>>,
 }
@@ -45,7 +46,7 @@ impl<S: fmt::Debug> fmt::Debug for Integrations<S> {
 impl<S> Integrations<S> {
     pub(crate) fn new(
         inner: S,
-        by_endpoint: Option<Arc<[Option<Integration>]>>,
+        by_endpoint: Option<PerEndpoint<Integration>>,
         clock: Option<Arc<dyn Clock>>,
     ) -> Self {
         Self {
@@ -133,12 +134,10 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let integration = self.by_endpoint.as_ref().and_then(|all| {
-            req.extensions()
-                .get::<RequestContext>()
-                .and_then(|c| all.get(c.endpoint().index()))
-                .and_then(Option::as_ref)
-        });
+        let integration = self
+            .by_endpoint
+            .as_ref()
+            .and_then(|all| all.of(req.extensions()));
         let kind = match integration {
             None => Kind::Inner {
                 future: self.inner.call(req),

@@ -42,7 +42,7 @@ enum Part {
 /// then the method request's), `{stageVariables.NAME}` and, for a base URL,
 /// the request path appended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct UrlTemplate {
+pub(crate) struct UrlTemplate {
     parts: Vec<Part>,
     append_path: bool,
 }
@@ -74,6 +74,21 @@ const GREEDY: &AsciiSet = &CONTROLS
     .add(b'}');
 
 impl UrlTemplate {
+    /// The template of a config's `url` (the whole URL) or `base` (the
+    /// request path is appended): exactly one of them must be given.
+    pub(crate) fn from_config(
+        url: Option<&str>,
+        base: Option<&str>,
+    ) -> Result<Self, UrlTemplateError> {
+        match (url, base) {
+            (Some(u), None) => UrlTemplate::parse(u, false),
+            (None, Some(b)) => UrlTemplate::parse(b, true),
+            _ => Err(UrlTemplateError(
+                "give exactly one of `url` and `base`".to_owned(),
+            )),
+        }
+    }
+
     fn parse(s: &str, append_path: bool) -> Result<Self, UrlTemplateError> {
         if !s.starts_with("http://") {
             return Err(UrlTemplateError(format!(
@@ -128,7 +143,8 @@ impl UrlTemplate {
     }
 
     /// Path parameters the template names.
-    fn params(&self) -> impl Iterator<Item = &str> {
+    /// The path parameters the template names (`{petId}`), in order.
+    pub(crate) fn params(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
             Part::Param(n) => Some(n.as_str()),
             _ => None,
@@ -240,21 +256,17 @@ impl HttpIntegration {
         ))
     }
 
+    /// An integration for a config's `url` or `base` (exactly one of them),
+    /// sending through the gateway's shared `client`.
     pub(crate) fn from_config(
         client: Client<HttpConnector, Body>,
         url: Option<&str>,
         base: Option<&str>,
     ) -> Result<Self, UrlTemplateError> {
-        let template = match (url, base) {
-            (Some(u), None) => UrlTemplate::parse(u, false)?,
-            (None, Some(b)) => UrlTemplate::parse(b, true)?,
-            _ => {
-                return Err(UrlTemplateError(
-                    "give exactly one of `url` and `base`".to_owned(),
-                ));
-            }
-        };
-        Ok(Self::with_client(client, template))
+        Ok(Self::with_client(
+            client,
+            UrlTemplate::from_config(url, base)?,
+        ))
     }
 
     fn with_client(client: Client<HttpConnector, Body>, url: UrlTemplate) -> Self {
@@ -276,11 +288,6 @@ impl HttpIntegration {
     pub fn responses(mut self, responses: GatewayResponses) -> Self {
         self.responses = responses;
         self
-    }
-
-    /// Path parameters the URL names (checked against the route at build).
-    pub(crate) fn params(&self) -> Vec<String> {
-        self.url.params().map(str::to_owned).collect()
     }
 }
 

@@ -41,6 +41,7 @@ mod http;
 mod mock;
 
 pub use self::config::IntegrationConfig;
+pub(crate) use self::config::per_endpoint;
 pub(crate) use self::dispatch::Integration;
 pub use self::dispatch::{Integrations, ResponseFuture};
 pub(crate) use self::http::new_client;

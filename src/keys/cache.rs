@@ -1,3 +1,5 @@
+//! The TTL cache in front of a remote key store.
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +23,42 @@ use crate::ttl_cache::TtlCache;
 ///
 /// Expiry is decided with the gateway's [`Clock`]; management calls through
 /// the cache drop the entries they change.
+///
+/// **Consistency.** Each process has its own cache. A key disabled,
+/// rotated or deleted through another process (or straight in Redis) keeps
+/// working here until its entry is older than `ttl`; a key created
+/// elsewhere may be refused here for up to `negative_ttl` after someone
+/// tried it. Lower the TTLs where revocation must be quick; every lookup
+/// then reaches the backend more often.
+///
+/// A fresh entry is answered from [`get_now`](KeyStore::get_now), without
+/// waiting; only misses and stale entries go to the backend.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use time::OffsetDateTime;
+/// use tollgate::clock::ManualClock;
+/// use tollgate::keys::{CachingKeyStore, InMemoryKeyStore, KeyHasher, KeyRecord, KeyStore};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let clock = ManualClock::new();
+/// let backend = Arc::new(InMemoryKeyStore::new());
+/// let cached = CachingKeyStore::new(backend.clone(), clock.clone());
+/// let digest = KeyHasher::sha256().digest("a-key-made-elsewhere-0123456789");
+///
+/// assert!(cached.get(&digest).await?.is_none());
+/// // Another process adds the key, behind this cache's back.
+/// backend.insert(digest, KeyRecord::new("bob", OffsetDateTime::UNIX_EPOCH))?;
+/// assert!(cached.get(&digest).await?.is_none()); // the miss is remembered
+/// clock.advance(Duration::from_secs(10)); // the default negative TTL
+/// assert!(cached.get(&digest).await?.is_some());
+/// # Ok(()) }
+/// ```
 pub struct CachingKeyStore {
+    /// The backend; every management call goes straight to it.
     inner: Arc<dyn KeyStore>,
+    /// Records (and misses) by digest.
     cache: TtlCache<KeyDigest, Arc<KeyRecord>>,
 }
 
@@ -53,36 +89,47 @@ impl CachingKeyStore {
         }
     }
 
-    /// How long a found key is trusted.
+    /// How long a found key is trusted: the longest a revoked key may still
+    /// be admitted by this process. `Duration::ZERO` turns caching of found
+    /// keys off (resilient mode still has the last answer to fall back on).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.cache.set_ttl(ttl);
         self
     }
 
-    /// How long a missing key is remembered as missing.
+    /// How long a missing key is remembered as missing: shields the backend
+    /// from guessing, and delays a key created elsewhere by as much.
     pub fn negative_ttl(mut self, ttl: Duration) -> Self {
         self.cache.set_negative_ttl(ttl);
         self
     }
 
-    /// Serve the last known answer while the backend fails.
+    /// Serve the last known answer while the backend fails (default off).
+    /// The answer may be a "no such key" as well as a record; a key revoked
+    /// during the outage keeps working until the backend answers again.
     pub fn resilient(mut self, on: bool) -> Self {
         self.cache.set_resilient(on);
         self
     }
 
-    /// At most `entries` digests are remembered.
+    /// At most `entries` digests are remembered (default 100,000); the
+    /// rarely used go first. Call it while building: it empties the cache.
     pub fn capacity(mut self, entries: u64) -> Self {
         self.cache.set_capacity(entries);
         self
     }
 
+    /// Drops every cached record of key `id`, whatever its digest: after a
+    /// rotation the old digest must not be served from here.
     fn forget_id(&self, id: &str) {
         let id: Arc<str> = Arc::from(id);
         self.cache.forget_if(move |r| r.id == id);
     }
 }
 
+/// Reads go through the cache; writes go to the backend and then drop what
+/// they change, even when the backend failed (the write may have landed).
+/// `get_by_id` and `list` are not cached: management wants the truth.
 #[async_trait]
 impl KeyStore for CachingKeyStore {
     async fn get(&self, digest: &KeyDigest) -> Result<Option<Arc<KeyRecord>>, StoreError> {

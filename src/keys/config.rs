@@ -1,11 +1,17 @@
 //! The `keys` and `api_key_options` sections.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
+use http::HeaderName;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Issues, PathBuf};
+use super::{ApiKeyLayer, InMemoryKeyStore, KeyHasher, KeySource, KeyStore};
+use crate::clock::Clock;
+use crate::config::{ConfigError, ConfigErrorKind, ConfigIssue, Issues, PathBuf};
+use crate::plans::PlanBook;
+use crate::response::GatewayResponses;
 use crate::secret::Secret;
 use crate::store::FailMode;
 
@@ -200,5 +206,73 @@ pub(crate) fn check_keys(
                 "must be an RFC 3339 time such as 2027-01-31T00:00:00Z",
             );
         }
+    }
+}
+
+impl ApiKeyOptions {
+    /// How key values are digested: SHA-256, keyed with `pepper` when given.
+    pub(crate) fn hasher(&self) -> KeyHasher {
+        self.pepper
+            .clone()
+            .map_or_else(KeyHasher::sha256, KeyHasher::peppered)
+    }
+
+    /// Where keys are read from: `source: authorizer`, else the `query`
+    /// parameter, else the `header` (checked to be a header name), else
+    /// `x-api-key`.
+    pub(crate) fn key_source(&self) -> KeySource {
+        match (self.source.unwrap_or_default(), &self.query, &self.header) {
+            (ApiKeySource::Authorizer, ..) => KeySource::authorizer(),
+            (_, Some(q), _) => KeySource::query(q.as_str()),
+            (_, None, Some(h)) => match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(name) => KeySource::header(name),
+                Err(_) => KeySource::default(),
+            },
+            _ => KeySource::default(),
+        }
+    }
+
+    /// The gateway's API key layer over `store`, reading plans from `plans`
+    /// and refusing with `responses`. A store failure fails closed (503)
+    /// unless `fail_mode: open`.
+    pub(crate) fn layer(
+        &self,
+        store: Arc<dyn KeyStore>,
+        plans: PlanBook,
+        clock: Arc<dyn Clock>,
+        responses: GatewayResponses,
+    ) -> ApiKeyLayer {
+        ApiKeyLayer::for_gateway(store, plans)
+            .source(self.key_source())
+            .hasher(self.hasher())
+            .clock(clock)
+            .responses(responses)
+            .fail_mode(self.fail_mode.unwrap_or(FailMode::Closed))
+    }
+}
+
+/// An in-memory store holding the config's `keys`, digested with `hasher`.
+/// A key that cannot be stored (a duplicate value, say) is an error at
+/// `keys[i]`.
+pub(crate) fn load_keys(
+    keys: &[KeyConfig],
+    hasher: &KeyHasher,
+    now: time::OffsetDateTime,
+) -> Result<InMemoryKeyStore, ConfigError> {
+    let store = InMemoryKeyStore::new();
+    let mut issues = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let loaded = super::prepare(k.into(), hasher, now).and_then(|(d, r)| store.insert(d, r));
+        if let Err(e) = loaded {
+            issues.push(ConfigIssue::new(
+                PathBuf::root().field("keys").index(i).as_str(),
+                e.to_string(),
+            ));
+        }
+    }
+    if issues.is_empty() {
+        Ok(store)
+    } else {
+        Err(ConfigError::new(ConfigErrorKind::Invalid, issues))
     }
 }

@@ -1,3 +1,5 @@
+//! Managing keys: the one way records are made, changed and removed.
+
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -11,6 +13,19 @@ use crate::store::{StoreError, StoreErrorKind};
 /// Manages API keys in a [`KeyStore`]: create, import, rotate, disable,
 /// delete, attach to plans. Config-file keys load through
 /// [`import`](Self::import) as well.
+///
+/// Every refusal is a [`StoreError`] of kind
+/// [`Conflict`](StoreErrorKind::Conflict) with a message for people (no
+/// such id, no such plan, two plans on one stage, a value that is not a
+/// key); a failing store passes its own error through. Messages never
+/// quote a key value.
+///
+/// **Concurrency.** Each change reads the record, changes it and puts it
+/// back: two changes of one key at the same moment (from two processes on
+/// one Redis, say) may lose one of them, the last put winning. Changes
+/// take effect in the store at once; processes that cache keys
+/// ([`CachingKeyStore`](super::CachingKeyStore)) see them within their TTL,
+/// except the one whose cache the change went through.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -29,7 +44,10 @@ use crate::store::{StoreError, StoreErrorKind};
 #[derive(Debug, Clone)]
 pub struct KeyManager {
     store: Arc<dyn KeyStore>,
+    /// Must be the hasher of the layers that read the store, or keys made
+    /// here are never found.
     hasher: KeyHasher,
+    /// Stamps `created` on new records (the start of their quota periods).
     clock: Arc<dyn Clock>,
     /// A gateway's plans, to refuse a key two plans of one stage.
     plans: Option<PlanBook>,
@@ -43,7 +61,8 @@ pub struct NewKey {
     pub name: String,
     /// The value; generated (40 alphanumerics) when absent.
     pub value: Option<Secret>,
-    /// The digest, for keys imported without their value.
+    /// The digest, for keys imported without their value (made with the
+    /// manager's [`KeyHasher`]); ignored when `value` is given.
     pub digest: Option<KeyDigest>,
     /// Free text.
     pub description: Option<String>,
@@ -51,7 +70,8 @@ pub struct NewKey {
     pub enabled: Option<bool>,
     /// When the key stops working.
     pub expires: Option<OffsetDateTime>,
-    /// Plans to attach.
+    /// Plans to attach, by name; the first that covers a stage is the one
+    /// a request on that stage is counted under.
     pub plans: Vec<String>,
     /// Tags.
     pub tags: std::collections::BTreeMap<String, String>,
@@ -68,7 +88,8 @@ impl NewKey {
         }
     }
 
-    /// With this value (20 to 128 printable characters).
+    /// With this value (20 to 128 printable characters; checked when the
+    /// key is stored, not here).
     pub fn value(mut self, value: Secret) -> Self {
         self.value = Some(value);
         self
@@ -96,6 +117,8 @@ impl KeyManager {
         }
     }
 
+    /// Checks plan attachments against `plans` from now on (a gateway's
+    /// manager does; a manager on its own accepts any plan name).
     pub(crate) fn with_plans(mut self, plans: PlanBook) -> Self {
         self.plans = Some(plans);
         self
@@ -125,6 +148,9 @@ impl KeyManager {
 
     /// Creates a key and returns its record and value. The value is not kept
     /// anywhere: hand it to its owner now.
+    ///
+    /// A store error of kind `Unavailable` when the operating system has no
+    /// randomness to give; no weaker key is made instead.
     pub async fn create(&self, key: NewKey) -> Result<(KeyRecord, Secret), StoreError> {
         let value = match &key.value {
             Some(v) => v.clone(),
@@ -138,7 +164,12 @@ impl KeyManager {
         Ok((self.import(key).await?, value))
     }
 
-    /// Stores a key whose value (or digest) is given.
+    /// Stores a key whose value (or digest) is given, under a new id.
+    ///
+    /// Importing the same name twice makes two keys. Importing a value that
+    /// a stored key already has is refused by the in-memory store
+    /// ([`Conflict`](StoreErrorKind::Conflict)); API Gateway instead
+    /// overwrites the older key.
     pub async fn import(&self, key: NewKey) -> Result<KeyRecord, StoreError> {
         let (digest, record) = prepare(key, &self.hasher, self.clock.utc())?;
         self.check_plans(&record.plans)?;
@@ -149,7 +180,41 @@ impl KeyManager {
     /// Imports keys from API Gateway's CSV format: a header line naming the
     /// columns (`Name,key,description,Enabled,usageplanIds`, in any order and
     /// case), then one key per line. `usageplanIds` separates plans with `;`.
-    /// Every line is checked before any key is stored.
+    /// The format of every line (both required cells, a valid key, `Enabled`
+    /// true or false in any case) is checked before any key is stored;
+    /// plans and store conflicts are checked key by key as they are stored,
+    /// so such an error leaves the keys before it stored.
+    ///
+    /// Differences from API Gateway's "API key file format": cells are not
+    /// unquoted (a comma cannot appear in a cell, so a description has
+    /// none), several plans are separated by `;` rather than a quoted
+    /// comma list, and keys may be 20 characters rather than 30. Unknown
+    /// columns are ignored, as there. Line numbers in errors count the
+    /// header as line 1 and skip blank lines.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tollgate::clock::SystemClock;
+    /// use tollgate::keys::{InMemoryKeyStore, KeyHasher, KeyManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = Arc::new(InMemoryKeyStore::new());
+    /// let keys = KeyManager::new(store.clone(), KeyHasher::sha256(), SystemClock);
+    /// let csv = "key,Name,Enabled,Notes\n\
+    ///            demo-key-alice-0123456789,alice,TRUE,first\n\
+    ///            demo-key-bob-0123456789ab,bob,false,\n";
+    /// let imported = keys.import_csv(csv).await?;
+    /// assert_eq!(imported.len(), 2);
+    /// assert!(imported[0].enabled && !imported[1].enabled);
+    /// assert_eq!(store.len(), 2);
+    ///
+    /// let err = keys.import_csv("Name,key\ncarol,too-short\n").await.unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "store conflict: CSV line 2: the key is not 20 to 128 printable characters",
+    /// );
+    /// # Ok(()) }
+    /// ```
     pub async fn import_csv(&self, csv: &str) -> Result<Vec<KeyRecord>, StoreError> {
         let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
         let header: Vec<String> = lines
@@ -216,6 +281,8 @@ impl KeyManager {
         Ok(out)
     }
 
+    /// The digest and an owned copy of key `id`'s record; a
+    /// [`Conflict`](StoreErrorKind::Conflict) when there is no such key.
     async fn record(&self, id: &str) -> Result<(KeyDigest, KeyRecord), StoreError> {
         match self.store.get_by_id(id).await? {
             Some((d, r)) => Ok((d, (*r).clone())),
@@ -223,6 +290,8 @@ impl KeyManager {
         }
     }
 
+    /// Read, change with `f`, check plans, put back under the same digest.
+    /// Not atomic: see the type's docs on concurrency.
     async fn update(
         &self,
         id: &str,
@@ -236,7 +305,9 @@ impl KeyManager {
     }
 
     /// Gives the key a new value (same id, plans and usage); the old value
-    /// stops working at once.
+    /// stops working at once in the store, and in processes that cache keys
+    /// once their entry for it is older than the cache's TTL. The record is
+    /// kept as it is (`created` included, so quota periods do not move).
     pub async fn rotate(&self, id: &str) -> Result<Secret, StoreError> {
         let (_, record) = self.record(id).await?;
         let value = generate_key()
@@ -257,7 +328,9 @@ impl KeyManager {
         self.update(id, |r| r.enabled = true).await
     }
 
-    /// Attaches a key to a plan.
+    /// Attaches a key to a plan; attaching it again changes nothing. Refused
+    /// when the manager knows the plans and the plan is unknown or shares a
+    /// stage with another plan of the key.
     pub async fn attach(&self, id: &str, plan: &str) -> Result<KeyRecord, StoreError> {
         self.update(id, |r| {
             if !r.plans.iter().any(|p| &**p == plan) {
@@ -277,12 +350,13 @@ impl KeyManager {
         self.update(id, |r| r.can_invalidate_cache = allowed).await
     }
 
-    /// Detaches a key from a plan.
+    /// Detaches a key from a plan (nothing to do if it is not attached).
     pub async fn detach(&self, id: &str, plan: &str) -> Result<KeyRecord, StoreError> {
         self.update(id, |r| r.plans.retain(|p| &**p != plan)).await
     }
 
-    /// Deletes a key.
+    /// Deletes a key; `Ok(false)` when there was none with this id. Its
+    /// quota counters and usage counts are not touched.
     pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         self.store.delete(id).await
     }
@@ -295,6 +369,12 @@ impl KeyManager {
 
 /// Checks a new key and makes its digest and record: the one path by which
 /// keys enter a store, from the config file or the management API.
+///
+/// The value wins over a digest when both are given. The record gets a new
+/// id and `created = now`. Refusals (all
+/// [`Conflict`](StoreErrorKind::Conflict), none quoting the value): a value
+/// that is not a key, neither value nor digest, an empty name. Plans are
+/// not checked here: that needs the plan book (`KeyManager::check_plans`).
 pub(crate) fn prepare(
     key: NewKey,
     hasher: &KeyHasher,
@@ -327,6 +407,9 @@ pub(crate) fn prepare(
     Ok((digest, record))
 }
 
+/// A key of the config file's `keys` section. An `expires` that does not
+/// parse is dropped: config validation has reported it already, and a
+/// config with errors is not built.
 impl From<&crate::keys::KeyConfig> for NewKey {
     fn from(k: &crate::keys::KeyConfig) -> Self {
         use time::format_description::well_known::Rfc3339;

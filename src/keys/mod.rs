@@ -57,8 +57,8 @@ mod source;
 mod store;
 
 pub use self::cache::{CachingKeyStore, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL};
-pub(crate) use self::config::check_keys;
 pub use self::config::{ApiKeyOptions, ApiKeySource, KeyConfig};
+pub(crate) use self::config::{check_keys, load_keys};
 pub use self::future::ResponseFuture;
 pub use self::layer::ApiKeyLayer;
 pub(crate) use self::manage::prepare;

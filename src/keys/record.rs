@@ -1,3 +1,12 @@
+//! Key values, their digests, and what is kept about each key.
+//!
+//! A key value exists only on its way in: [`KeyHasher::digest`] turns it
+//! into a [`KeyDigest`] and the value is dropped. Stores index records by
+//! digest, so a stolen store (a Redis dump, a backup) yields no usable key.
+//! Generated keys carry about 238 bits of entropy (40 characters of 62),
+//! beyond any offline search; imported keys may be weaker, which is what a
+//! pepper is for.
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -10,6 +19,10 @@ use crate::secret::Secret;
 
 /// The digest of an API key: SHA-256 of the key, or HMAC-SHA-256 under a
 /// pepper. Keys are stored and looked up by digest only.
+///
+/// `Debug` shows only the first eight hex digits, enough to tell digests
+/// apart in logs. The full digest is not a key, but without a pepper it
+/// lets its holder test guesses offline, so it is not printed either.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyDigest(pub [u8; 32]);
 
@@ -33,8 +46,17 @@ impl fmt::Debug for KeyDigest {
 }
 
 /// Turns API key values into digests.
+///
+/// Every process and tool that shares a key store must hash alike: a
+/// gateway with another pepper (or none) finds no key, and answers every
+/// request 403 `INVALID_API_KEY` rather than failing loudly. Changing the
+/// pepper orphans every stored digest; the keys must be imported again
+/// with their values. `Default` is plain SHA-256. `Debug` says whether
+/// there is a pepper, never what it is.
 #[derive(Clone, Default)]
 pub struct KeyHasher {
+    /// The HMAC key; behind an `Arc` so the clones every layer and manager
+    /// hold share one copy of the secret.
     pepper: Option<Arc<Secret>>,
 }
 
@@ -53,14 +75,17 @@ impl KeyHasher {
     }
 
     /// HMAC-SHA-256 under a secret pepper: a stolen table of digests cannot
-    /// be checked against guesses without the pepper.
+    /// be checked against guesses without the pepper. Keep the pepper out
+    /// of the store it protects (in the process's environment or config);
+    /// a config pepper must be at least 16 characters.
     pub fn peppered(pepper: Secret) -> Self {
         Self {
             pepper: Some(Arc::new(pepper)),
         }
     }
 
-    /// The digest of a key value.
+    /// The digest of a key value: of its bytes exactly as presented, with
+    /// no trimming or case folding.
     pub fn digest(&self, value: &str) -> KeyDigest {
         match &self.pepper {
             None => KeyDigest(Sha256::digest(value.as_bytes()).into()),
@@ -83,17 +108,23 @@ impl KeyHasher {
 pub struct KeyRecord {
     /// A stable id (survives rotation); what usage records and logs name.
     pub id: Arc<str>,
-    /// A unique name.
+    /// A name for people; management listings sort by it. Names are checked
+    /// unique among a config file's `keys`; the stores and the
+    /// [`KeyManager`](super::KeyManager) do not check them.
     pub name: String,
     /// Free text.
     pub description: Option<String>,
-    /// Disabled keys are refused.
+    /// Disabled keys are refused (with the same 403 as an unknown key).
     pub enabled: bool,
     /// When the key was created (the first quota period counts from here).
     pub created: OffsetDateTime,
-    /// After this time the key is refused.
+    /// From this instant on the key is refused (the instant itself is
+    /// already too late).
     pub expires: Option<OffsetDateTime>,
-    /// Usage plans (at most one per stage).
+    /// Usage plans by name, at most one per stage (checked by the
+    /// [`KeyManager`](super::KeyManager) when it knows the gateway's plans).
+    /// Behind a gateway, a request is admitted under the first plan that
+    /// covers its stage; a layer on its own uses the first plan listed.
     pub plans: Vec<Arc<str>>,
     /// Free-form tags.
     pub tags: BTreeMap<String, String>,
@@ -130,6 +161,8 @@ impl KeyRecord {
     }
 }
 
+/// What generated keys are made of: no punctuation, so a key survives URLs,
+/// shells and CSV files unquoted.
 const ALPHANUMERIC: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// `len` characters drawn uniformly from `alphabet` with the operating
@@ -151,12 +184,15 @@ fn random_string(len: usize, alphabet: &[u8]) -> Option<String> {
 }
 
 /// A new API key value: 40 alphanumeric characters from the operating
-/// system's CSPRNG; `None` if it has none to give.
+/// system's CSPRNG; `None` if it has none to give (the caller reports a
+/// store error rather than make a guessable key).
 pub fn generate_key() -> Option<Secret> {
     random_string(40, ALPHANUMERIC).map(Secret::new)
 }
 
-/// A new key id: 10 lower-case hex digits, not a secret.
+/// A new key id: 10 lower-case hex digits, not a secret. 40 random bits
+/// (from a v4 UUID): a collision is unlikely below about a million keys,
+/// and ids are what logs, usage records and Redis key names carry.
 pub(crate) fn new_id() -> String {
     let mut id = uuid::Uuid::new_v4().simple().to_string();
     id.truncate(10);
@@ -164,6 +200,10 @@ pub(crate) fn new_id() -> String {
 }
 
 /// Whether a value can be an API key: 20 to 128 printable ASCII characters, no spaces.
+///
+/// API Gateway asks for at least 30 characters on import (its "API key file
+/// format" page); tollgate accepts 20, so shorter keys from other gateways
+/// can be brought over. The upper bound, 128, is API Gateway's.
 pub fn is_valid_key(value: &str) -> bool {
     (20..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic())
 }

@@ -1,3 +1,6 @@
+//! The API key service: find the key, decide, then call the inner service
+//! or answer for it.
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
@@ -16,9 +19,27 @@ use crate::response::GatewayResponseKind;
 use crate::store::{FailMode, StoreError};
 
 /// The API key middleware; see the [module docs](crate::keys).
+///
+/// For each request that must present a key, in order:
+///
+/// 1. read the key from the [`KeySource`](super::KeySource); none: 403;
+/// 2. hash it and look the digest up, without waiting when the store can
+///    ([`KeyStore::get_now`](super::KeyStore::get_now)), else in a boxed
+///    future that holds the request;
+/// 3. unknown: 403; store failed: 503 `BACKEND_UNAVAILABLE` (fail closed,
+///    the default) or admitted without an identity (fail open);
+/// 4. disabled or expired at the layer's clock: 403;
+/// 5. behind a gateway, the first of the key's plans that covers the
+///    request's stage; none: 403.
+///
+/// Every 403 is the same `INVALID_API_KEY` response, so a caller cannot
+/// tell a wrong key from a disabled one; the reason is logged at debug
+/// level (never the key). An admitted request carries an
+/// [`ApiKeyIdentity`] in its extensions, and so does its response.
 #[derive(Clone)]
 pub struct ApiKey<S> {
     inner: S,
+    /// The layer's settings, shared by every clone of the service.
     shared: Arc<Shared>,
 }
 
@@ -43,13 +64,18 @@ impl Finish for ApiKeyIdentity {
     }
 }
 
+/// Admit (with the identity, or `None` when fail-open let the request
+/// through unidentified), or reject with a ready response.
 type Decision = gate::Decision<Option<ApiKeyIdentity>>;
 
 /// A lookup's result.
 type Found = Result<Option<Arc<KeyRecord>>, StoreError>;
 
 impl Shared {
-    /// Whether this request must present a key.
+    /// Whether this request must present a key. Alone, every request must;
+    /// behind a gateway, only those routed to a method with
+    /// `api_key_required` (a request with no [`RequestContext`] is not
+    /// asked: routing has answered it already).
     fn required(&self, head: RequestHead<'_>) -> bool {
         match &self.plans {
             None => true,
@@ -60,6 +86,7 @@ impl Shared {
         }
     }
 
+    /// The one refusal: 403 `INVALID_API_KEY`, the reason only in the log.
     fn forbidden(&self, reason: &'static str) -> Decision {
         tracing::debug!(
             layer = "api_key",
@@ -73,6 +100,10 @@ impl Shared {
         ))
     }
 
+    /// Steps 3 to 5 of the [`ApiKey`] docs, on a lookup's result. Expiry is
+    /// compared in Unix nanoseconds: no calendar arithmetic per request.
+    /// A store failure is counted in `store_errors` whichever the fail
+    /// mode.
     fn decide(&self, found: Found, head: RequestHead<'_>) -> Decision {
         let record = match found {
             Ok(Some(r)) => r,
@@ -124,6 +155,8 @@ impl Shared {
     }
 }
 
+/// Puts an admitted key's identity in the request extensions, for the
+/// throttle and quota layers below, and passes the decision on.
 fn admit<ReqB>(decision: Decision, req: &mut Request<ReqB>) -> Decision {
     if let gate::Decision::Admit(Some(identity)) = &decision {
         req.extensions_mut().insert(identity.clone());
@@ -147,6 +180,11 @@ where
         self.inner.poll_ready(cx)
     }
 
+    /// Decides in `call` when no lookup has to wait (no key required, no
+    /// key presented, or a store that answers at once): the future is then
+    /// the inner service's, unboxed. Otherwise the lookup is boxed and the
+    /// inner service that was polled ready goes with it, a clone staying
+    /// here (tower's advice on cloning inner services).
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let shared = &self.shared;
         let head = RequestHead::of(&req);

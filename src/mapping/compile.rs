@@ -1,5 +1,14 @@
 //! A method's mapping, compiled once: parameter operations, bounded
 //! templates and integration responses.
+//!
+//! Compiling checks the whole config and reports every problem at once,
+//! each with its path relative to the mapping (`responses[1].status`): the
+//! gateway prefixes the path of the `mapping` setting it came from.
+//! Templates are named by that same path in the minijinja environment, so a
+//! render error in the log says which template failed. A config with
+//! problems still compiles to a [`CompiledMapping`] (what is wrong is left
+//! out), so that one pass can collect every issue;
+//! [`CompiledMapping::with_limits`] turns any issue into a [`MappingError`].
 
 use std::fmt;
 
@@ -62,19 +71,30 @@ impl fmt::Display for MappingIssue {
     }
 }
 
-/// Every problem of a mapping config.
+/// Every problem of a mapping config, in the order they were found; its
+/// `Display` joins them with `; `.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid mapping: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
 pub struct MappingError(pub Vec<MappingIssue>);
 
+/// Where an integration response's header value comes from.
 pub(super) enum HeaderSource {
+    /// `integration.response.header.NAME`: the backend's header, as the
+    /// backend sent it; absent there, the header is left alone.
     Integration(HeaderName),
+    /// `'literal'`, checked to be a valid header value when compiled.
     Literal(HeaderValue),
 }
 
+/// One integration response (API Gateway's IntegrationResponse), compiled.
 pub(super) struct ResponseRule {
+    /// `selection_pattern`, anchored (`^(?:PATTERN)$`) so it must match the
+    /// whole status code, as API Gateway matches it; `None` for the default
+    /// response.
     pub(super) pattern: Option<Regex>,
+    /// The status the client gets; `None` keeps the backend's.
     pub(super) status: Option<StatusCode>,
+    /// Headers set on the response, in config order.
     pub(super) headers: Vec<(HeaderName, HeaderSource)>,
     /// (content type, template name)
     pub(super) templates: Vec<(String, String)>,
@@ -82,12 +102,20 @@ pub(super) struct ResponseRule {
 
 /// A method's mapping, compiled: parameter operations, templates compiled
 /// once, integration responses with their patterns.
-pub struct Mapping {
+pub struct CompiledMapping {
+    /// What it was compiled from; equality and `Debug` go by it and the
+    /// limits.
     pub(super) config: MappingConfig,
+    /// `request.set`, `add`, `remove` and `rename`.
     pub(super) params: ParamOps,
+    /// (media type, lower-cased and without parameters; template name).
     pub(super) request_templates: Vec<(String, String)>,
+    /// What a request whose content type has no template gets.
     pub(super) passthrough: Passthrough,
+    /// In config order: the first whose pattern matches wins.
     pub(super) responses: Vec<ResponseRule>,
+    /// Every template of the mapping, rewritten by the bound and compiled,
+    /// with the bound's functions and fuel set.
     pub(super) env: Environment<'static>,
     pub(super) limits: MappingLimits,
     /// The templates that select from the body as JSON: only for these is
@@ -95,7 +123,7 @@ pub struct Mapping {
     pub(super) selecting: std::collections::HashSet<String>,
 }
 
-impl fmt::Debug for Mapping {
+impl fmt::Debug for CompiledMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mapping")
             .field("config", &self.config)
@@ -104,7 +132,7 @@ impl fmt::Debug for Mapping {
     }
 }
 
-impl PartialEq for Mapping {
+impl PartialEq for CompiledMapping {
     fn eq(&self, other: &Self) -> bool {
         self.config == other.config && self.limits == other.limits
     }
@@ -119,11 +147,12 @@ pub(super) fn media_type(v: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// A content type quoted for a config path (`templates."application/json"`).
 pub(super) fn quoted(s: &str) -> String {
     format!("\"{s}\"")
 }
 
-impl Mapping {
+impl CompiledMapping {
     /// Compiles `config` with the default limits.
     pub fn new(config: &MappingConfig) -> Result<Self, MappingError> {
         Self::with_limits(config, MappingLimits::default())
@@ -145,6 +174,14 @@ impl Mapping {
         }
     }
 
+    /// Compiles `config`, reporting each problem to `issue` as (path
+    /// relative to the mapping, message) and leaving the faulty part out.
+    /// The gateway calls this with its own collector, which adds the path
+    /// of the `mapping` setting and drops a mapping with any issue;
+    /// [`CompiledMapping::with_limits`] collects into a [`MappingError`].
+    ///
+    /// Each template is rewritten by the bound first; one with a construct
+    /// the bound cannot limit is reported with its line and never compiled.
     pub(crate) fn compile(
         config: &MappingConfig,
         limits: MappingLimits,
@@ -292,12 +329,16 @@ impl Mapping {
         &self.config
     }
 
+    /// Whether a request must be looked at before it is passed on: to
+    /// render a template, or to refuse a content type with `never`
+    /// passthrough. Otherwise its body streams through untouched.
     pub(super) fn needs_request_body(&self) -> bool {
         !self.request_templates.is_empty() || self.passthrough == Passthrough::Never
     }
 
     /// The integration response for a backend status: the first whose
-    /// pattern matches, else the default.
+    /// pattern matches, else the default. `None` when neither exists: the
+    /// response passes unchanged.
     pub(super) fn select(&self, status: StatusCode) -> Option<&ResponseRule> {
         let code = status.as_str();
         self.responses

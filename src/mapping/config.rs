@@ -145,3 +145,49 @@ impl MappingLimitsConfig {
         limits
     }
 }
+
+impl crate::config::Overlay for MappingConfig {}
+
+/// Compiles each method's merged `mapping` once per settings block: a
+/// stage-wide mapping serves every endpoint of the stage and is compiled, and
+/// its errors reported, once.
+#[derive(Debug)]
+pub(crate) struct MappingCompiler {
+    limits: super::MappingLimits,
+    /// By the path of the settings block that holds the mapping; `None` for
+    /// one that did not compile.
+    done: std::collections::HashMap<String, Option<std::sync::Arc<super::CompiledMapping>>>,
+}
+
+impl MappingCompiler {
+    /// A compiler that applies `limits` to every mapping.
+    pub(crate) fn new(limits: super::MappingLimits) -> Self {
+        Self {
+            limits,
+            done: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The compiled mapping of one endpoint; `None` without a mapping or when
+    /// it has errors (reported under `merged.path`'s `mapping`).
+    pub(crate) fn compile(
+        &mut self,
+        merged: &crate::config::Merged<MappingConfig>,
+        issues: &mut crate::config::Issues,
+    ) -> Option<std::sync::Arc<super::CompiledMapping>> {
+        let config = merged.value.as_ref()?;
+        let key = merged.path.as_str().to_owned();
+        if let Some(done) = self.done.get(&key) {
+            return done.clone();
+        }
+        let base = merged.path.field("mapping");
+        let mut broken = false;
+        let mapping = super::CompiledMapping::compile(config, self.limits, &mut |p, msg| {
+            broken = true;
+            issues.push(&base.join(&p), msg);
+        });
+        let done = (!broken).then(|| std::sync::Arc::new(mapping));
+        self.done.insert(key, done.clone());
+        done
+    }
+}

@@ -11,10 +11,10 @@ use http::{Request, Response};
 use ipnet::IpNet;
 use tower::{Layer, Service};
 
-use super::compile::Mapping;
+use super::compile::CompiledMapping;
 use super::run::run;
 use crate::body::{Body, BoxError};
-use crate::context::RequestContext;
+use crate::context::PerEndpoint;
 use crate::response::GatewayResponses;
 
 /// Applies mappings; see the [module docs](crate::mapping).
@@ -31,8 +31,8 @@ pub(super) struct Shared {
 }
 
 enum Mappings {
-    One(Arc<Mapping>),
-    ByEndpoint(Arc<[Option<Arc<Mapping>>]>),
+    One(Arc<CompiledMapping>),
+    ByEndpoint(PerEndpoint<Arc<CompiledMapping>>),
     Off,
 }
 
@@ -51,7 +51,7 @@ impl fmt::Debug for MappingLayer {
 
 impl MappingLayer {
     /// Applies `mapping` to every request.
-    pub fn new(mapping: Arc<Mapping>) -> Self {
+    pub fn new(mapping: Arc<CompiledMapping>) -> Self {
         Self::build(
             Mappings::One(mapping),
             GatewayResponses::default(),
@@ -60,14 +60,14 @@ impl MappingLayer {
     }
 
     pub(crate) fn for_gateway(
-        by_endpoint: Vec<Option<Arc<Mapping>>>,
+        by_endpoint: PerEndpoint<Arc<CompiledMapping>>,
         responses: GatewayResponses,
         trusted: Arc<[IpNet]>,
     ) -> Self {
-        let mappings = if by_endpoint.iter().any(Option::is_some) {
-            Mappings::ByEndpoint(by_endpoint.into())
-        } else {
+        let mappings = if by_endpoint.is_empty() {
             Mappings::Off
+        } else {
+            Mappings::ByEndpoint(by_endpoint)
         };
         Self::build(mappings, responses, trusted)
     }
@@ -94,10 +94,10 @@ impl MappingLayer {
 }
 
 impl<S> Layer<S> for MappingLayer {
-    type Service = MappingService<S>;
+    type Service = Mapping<S>;
 
-    fn layer(&self, inner: S) -> MappingService<S> {
-        MappingService {
+    fn layer(&self, inner: S) -> Mapping<S> {
+        Mapping {
             inner,
             shared: self.shared.clone(),
         }
@@ -106,14 +106,14 @@ impl<S> Layer<S> for MappingLayer {
 
 /// The mapping middleware.
 #[derive(Clone)]
-pub struct MappingService<S> {
+pub struct Mapping<S> {
     inner: S,
     shared: Arc<Shared>,
 }
 
-impl<S: fmt::Debug> fmt::Debug for MappingService<S> {
+impl<S: fmt::Debug> fmt::Debug for Mapping<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MappingService")
+        f.debug_struct("Mapping")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
@@ -122,7 +122,7 @@ impl<S: fmt::Debug> fmt::Debug for MappingService<S> {
 type BoxedFuture<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
 
 pin_project_lite::pin_project! {
-    /// Response future of [`MappingService`].
+    /// Response future of [`Mapping`].
     pub struct ResponseFuture<F, E> {
         #[pin]
         kind: Kind<F, E>,
@@ -159,7 +159,7 @@ where
     }
 }
 
-impl<S, ReqB, ResB> Service<Request<ReqB>> for MappingService<S>
+impl<S, ReqB, ResB> Service<Request<ReqB>> for Mapping<S>
 where
     S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -181,11 +181,7 @@ where
         let mapping = match &self.shared.mappings {
             Mappings::Off => None,
             Mappings::One(m) => Some(m.clone()),
-            Mappings::ByEndpoint(all) => req
-                .extensions()
-                .get::<RequestContext>()
-                .and_then(|c| all.get(c.endpoint().index()))
-                .and_then(Option::clone),
+            Mappings::ByEndpoint(all) => all.of(req.extensions()).cloned(),
         };
         let Some(mapping) = mapping else {
             return ResponseFuture {

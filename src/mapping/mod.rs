@@ -1,7 +1,7 @@
 //! Request and response mapping: API Gateway's parameter mappings, body
 //! mapping templates, passthrough rules and integration responses.
 //!
-//! A [`Mapping`] is compiled once from a [`MappingConfig`] (every target,
+//! A [`CompiledMapping`] is compiled once from a [`MappingConfig`] (every target,
 //! source, regex and template checked; a template's syntax error names its
 //! line) and applied by [`MappingLayer`], alone or, in a
 //! [`Gateway`](crate::Gateway), per method from its `mapping` settings.
@@ -52,7 +52,7 @@
 //! use std::sync::Arc;
 //! use http::{Request, Response};
 //! use http_body_util::BodyExt;
-//! use tollgate::mapping::{Mapping, MappingConfig, MappingLayer};
+//! use tollgate::mapping::{CompiledMapping, MappingConfig, MappingLayer};
 //! use tollgate::Body;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
@@ -63,7 +63,7 @@
 //!         "templates": { "application/json": "{\"name\": {{ input.json('$.pet.name') }}}" }
 //!     }
 //! })).unwrap();
-//! let mapping = Arc::new(Mapping::new(&config).unwrap());
+//! let mapping = Arc::new(CompiledMapping::new(&config).unwrap());
 //! let svc = ServiceBuilder::new()
 //!     .layer(MappingLayer::new(mapping))
 //!     .service_fn(|req: Request<Body>| async move {
@@ -87,10 +87,11 @@ mod params;
 mod run;
 mod template;
 
-pub use compile::{Mapping, MappingError, MappingIssue, MappingLimits};
+pub use compile::{CompiledMapping, MappingError, MappingIssue, MappingLimits};
+pub(crate) use config::MappingCompiler;
 pub use config::{
     MappingConfig, MappingLimitsConfig, Passthrough, RequestMappingConfig, ResponseMappingConfig,
 };
-pub use layer::{MappingLayer, MappingService, ResponseFuture};
+pub use layer::{Mapping, MappingLayer, ResponseFuture};
 pub use params::IntegrationPath;
 pub use template::{escape_javascript, url_decode, url_encode};

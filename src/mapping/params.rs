@@ -1,6 +1,23 @@
 //! Parameter mapping: headers, query parameters and path parameters of the
 //! integration request, from the method request, stage variables, the
 //! request context or literals.
+//!
+//! The expressions are API Gateway's ("Map method request data to
+//! integration request parameters", `request-response-data-mappings.md`):
+//! a target `integration.request.header|querystring|path.NAME` and a source
+//! `method.request.path|querystring|header.NAME`, `stageVariables.NAME`, one
+//! of seven `context.*` values, or a `'literal'`. The multi-value sources
+//! (`method.request.multivalueheader.NAME`, `multivaluequerystring`) and the
+//! body sources (`method.request.body`, `method.request.body.JSONPATH`) are
+//! not supported and refused when compiled, as is a target without a name.
+//!
+//! [`ParamOps::apply`] reads every source before it changes anything, so
+//! operations never see each other's results: `set` of `header.b` from
+//! `method.request.header.a` reads the `a` the client sent, even when a
+//! `rename` moves `a` away. Headers are changed in place; query parameters
+//! are decoded, changed and the query re-encoded only when an operation
+//! names one; mapped path parameters go to the integration as an
+//! [`IntegrationPath`] request extension, the request's own path untouched.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -10,47 +27,68 @@ use http::{HeaderName, HeaderValue, Request, Uri};
 use ipnet::IpNet;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use crate::auth::authorizer::AuthorizerContext;
-use crate::auth::sigv4::SigV4Identity;
-use crate::context::{ApiKeyIdentity, RequestContext};
+use crate::context::{Caller, RequestContext};
 use crate::throttle::ClientAddr;
 
 /// Where a mapped value goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
+    /// `integration.request.header.NAME`.
     Header(HeaderName),
+    /// `integration.request.querystring.NAME`, decoded.
     Query(String),
+    /// `integration.request.path.NAME`: a parameter of the integration's
+    /// URL template.
     Path(String),
 }
 
-/// A value of the request context.
+/// A value of the request context: the `$context` variables API Gateway
+/// offers that tollgate knows. Each is also a field of a template's
+/// `context`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ContextValue {
+    /// `context.requestId`: the gateway's request id.
     RequestId,
+    /// `context.stage`: the stage name.
     Stage,
+    /// `context.resourcePath`: the matched resource (`/pets/{petId}`).
     ResourcePath,
+    /// `context.httpMethod`: the request's method.
     HttpMethod,
+    /// `context.identity.sourceIp`: the client address, past trusted proxies.
     SourceIp,
+    /// `context.identity.apiKeyId`: the id (not the value) of the API key.
     ApiKeyId,
+    /// `context.authorizer.principalId`: the SigV4 principal, else the
+    /// authorizer's.
     PrincipalId,
 }
 
 /// Where a mapped value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Source {
+    /// `method.request.path.NAME`: a path parameter the route matched.
     Path(String),
+    /// `method.request.querystring.NAME`: its first value, decoded.
     Query(String),
+    /// `method.request.header.NAME`: its first value, if it is visible ASCII.
     Header(HeaderName),
+    /// `stageVariables.NAME`.
     StageVariable(String),
+    /// `context.*`.
     Context(ContextValue),
+    /// `'text'`, without its quotes; never missing.
     Literal(String),
 }
 
+/// `name` as a header name, or the message for the config issue.
 fn header_name(name: &str) -> Result<HeaderName, String> {
     HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("`{name}` is not a valid header name"))
 }
 
+/// `name` when it is not empty; otherwise the message, quoting `whole`
+/// (the expression it came from).
 fn non_empty<'a>(name: &'a str, whole: &str) -> Result<&'a str, String> {
     if name.is_empty() {
         Err(format!("`{whole}` names no parameter"))
@@ -59,6 +97,8 @@ fn non_empty<'a>(name: &'a str, whole: &str) -> Result<&'a str, String> {
     }
 }
 
+/// Reads a target expression; `Err` holds the config issue's message,
+/// which lists the forms a target may take.
 pub(crate) fn parse_target(s: &str) -> Result<Target, String> {
     let rest = s.strip_prefix("integration.request.").ok_or_else(|| {
         format!("`{s}` is not a target (integration.request.header|querystring|path.NAME)")
@@ -77,6 +117,9 @@ pub(crate) fn parse_target(s: &str) -> Result<Target, String> {
     ))
 }
 
+/// Reads a source expression; `Err` holds the config issue's message, which
+/// lists every source tollgate knows. A literal is anything between single
+/// quotes, taken as it is (no escapes).
 pub(crate) fn parse_source(s: &str) -> Result<Source, String> {
     if let Some(lit) = s.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
         return Ok(Source::Literal(lit.to_owned()));
@@ -131,20 +174,29 @@ impl IntegrationPath {
 /// The compiled parameter operations of one method.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ParamOps {
+    /// (from, to), both of one kind: a header renamed to a header, ...
     pub(crate) rename: Vec<(Target, Target)>,
+    /// Targets removed, every value.
     pub(crate) remove: Vec<Target>,
+    /// Targets replaced by their source's value.
     pub(crate) set: Vec<(Target, Source)>,
+    /// Targets given one more value (a repeated header or query parameter);
+    /// a path parameter has one value, so `add` replaces it.
     pub(crate) add: Vec<(Target, Source)>,
 }
 
 /// Query parameters of a request, decoded.
 type Query = Vec<(String, String)>;
 
+/// A query name or value decoded as a form would be: `+` is a space, then
+/// percent escapes; invalid UTF-8 becomes U+FFFD.
 fn decode(s: &str) -> String {
     let plus = s.replace('+', " ");
     percent_decode_str(&plus).decode_utf8_lossy().into_owned()
 }
 
+/// The query's parameters, decoded, in order, repeats kept; a parameter
+/// without `=` has an empty value.
 pub(crate) fn parse_query(q: Option<&str>) -> Query {
     q.unwrap_or("")
         .split('&')
@@ -163,6 +215,8 @@ const QUERY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
+/// The query re-encoded: every byte but the unreserved ones of RFC 3986 is
+/// percent-encoded (a space is `%20`), each parameter written `name=value`.
 fn encode_query(q: &Query) -> String {
     let mut out = String::new();
     for (k, v) in q {
@@ -176,13 +230,18 @@ fn encode_query(q: &Query) -> String {
     out
 }
 
-/// The client's address as the mapping sees it.
+/// The client's address as the mapping sees it: the connection's peer
+/// ([`ClientAddr`]), or, when the peer is one of the `trusted` proxies,
+/// the address it forwarded for, as the throttle reads it.
 pub(crate) fn source_ip<B>(req: &Request<B>, trusted: &[IpNet]) -> Option<IpAddr> {
     let peer = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
     crate::throttle::client_ip(peer, req.headers(), trusted)
 }
 
-/// Reads `source` from the method request.
+/// Reads `source` from the method request; `None` when it has no value
+/// (no such parameter, a header that is not visible ASCII, no
+/// [`RequestContext`] for a path parameter or stage variable).
+/// `query` is the method request's query, parsed once by the caller.
 pub(crate) fn read<'a, B>(
     source: &'a Source,
     req: &'a Request<B>,
@@ -207,6 +266,9 @@ pub(crate) fn read<'a, B>(
     }
 }
 
+/// Reads one context value from the request and the extensions the layers
+/// before the mapping left on it; `None` when the layer that would know it
+/// did not run (no API key layer, no authorizer) or found nothing.
 pub(crate) fn context_value<'a, B>(
     c: ContextValue,
     req: &'a Request<B>,
@@ -220,20 +282,16 @@ pub(crate) fn context_value<'a, B>(
         ContextValue::ResourcePath => ctx.map(|c| Cow::Borrowed(c.endpoint().resource())),
         ContextValue::HttpMethod => Some(Cow::Borrowed(req.method().as_str())),
         ContextValue::SourceIp => source_ip(req, trusted).map(|ip| Cow::Owned(ip.to_string())),
-        ContextValue::ApiKeyId => ext
-            .get::<ApiKeyIdentity>()
-            .map(|k| Cow::Borrowed(k.key_id())),
-        ContextValue::PrincipalId => ext
-            .get::<SigV4Identity>()
-            .map(|s| Cow::Borrowed(s.principal.as_str()))
-            .or_else(|| {
-                ext.get::<AuthorizerContext>()
-                    .map(|a| Cow::Borrowed(a.principal_id.as_str()))
-            }),
+        ContextValue::ApiKeyId => Caller::of(ext).api_key.map(|k| Cow::Borrowed(k.key_id())),
+        ContextValue::PrincipalId => Caller::of(ext).principal().map(Cow::Borrowed),
     }
 }
 
 impl ParamOps {
+    /// Compiles the four operation lists of `request`, reporting each bad
+    /// expression to `issue` as (`set.TARGET`, message), `remove[INDEX]` or
+    /// `rename.FROM`, and leaving it out. A rename between kinds (a header
+    /// to a query parameter) is refused.
     pub(crate) fn compile(
         set: &BTreeMap<String, String>,
         add: &BTreeMap<String, String>,
@@ -275,6 +333,7 @@ impl ParamOps {
         ops
     }
 
+    /// Whether there is nothing to apply: the layer then skips the step.
     pub(crate) fn is_empty(&self) -> bool {
         self.rename.is_empty()
             && self.remove.is_empty()
@@ -282,6 +341,8 @@ impl ParamOps {
             && self.add.is_empty()
     }
 
+    /// Whether an operation changes a query parameter: only then is the
+    /// query decoded and the URI rebuilt.
     fn touches_query(&self) -> bool {
         let q = |t: &Target| matches!(t, Target::Query(_));
         self.rename.iter().any(|(f, _)| q(f))
@@ -290,6 +351,8 @@ impl ParamOps {
             || self.add.iter().any(|(t, _)| q(t))
     }
 
+    /// Whether an operation changes a path parameter: only then does the
+    /// request get an [`IntegrationPath`].
     fn touches_path(&self) -> bool {
         let p = |t: &Target| matches!(t, Target::Path(_));
         self.rename.iter().any(|(f, _)| p(f))
@@ -301,6 +364,10 @@ impl ParamOps {
     /// Applies the operations: every source is read from the request as it
     /// came (the method request); then renames, removals, sets and adds, in
     /// that order. A source with no value leaves its target alone.
+    ///
+    /// A value that cannot be a header value (a line break, say) is dropped
+    /// rather than failing the request. A rebuilt query that does not make
+    /// a valid URI leaves the URI as it was.
     pub(crate) fn apply<B>(&self, req: &mut Request<B>, trusted: &[IpNet]) {
         let reads_query = self
             .set

@@ -1,4 +1,21 @@
 //! Applying a mapping to one request and its response.
+//!
+//! The order is API Gateway's integration request and integration response
+//! (`how-to-integration-settings.md`, `integration-passthrough-behaviors.md`):
+//! what templates see is read from the method request first; then the
+//! parameter mapping, then the body template (or passthrough), then the
+//! call; then the integration response selected by the backend's status,
+//! its headers and its body template. A body is read whole only when a
+//! template will render it; any other body streams through.
+//!
+//! A body with a JSON content type that a template renders must parse (400
+//! `BAD_REQUEST_BODY` with serde_json's line and column otherwise). For a
+//! template that never selects from it, the check counts the values as they
+//! are read and builds nothing ([`count_values`]). For one that selects
+//! (`input.json`, `input.path`), the body is parsed into a document, but
+//! only if its values, parsed, fit in four times `max_output`
+//! ([`parse_bounded`]): 10 MiB of `[[],[],...]` is small as text and not as
+//! values.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,7 +27,7 @@ use http::{HeaderValue, Request, Response};
 use ipnet::IpNet;
 use tower::Service;
 
-use super::compile::{HeaderSource, Mapping, MappingLimits, media_type};
+use super::compile::{CompiledMapping, HeaderSource, MappingLimits, media_type};
 use super::config::Passthrough;
 use super::layer::Shared;
 use super::params::{ContextValue, context_value, parse_query};
@@ -22,12 +39,21 @@ use crate::response::GatewayResponseKind;
 
 /// Everything a template needs from the method request.
 pub(super) struct RequestFacts {
+    /// The template's `context`.
     context: TemplateContext,
+    /// The stage's variables, for `stage_variables`.
     stage_variables: BTreeMap<String, String>,
+    /// `input.params()`, shared by the request and the response template.
     params: Arc<Params>,
+    /// The client's `Accept`, which picks the response template.
     accept: Option<String>,
 }
 
+/// Reads what templates see from the method request, before the parameter
+/// mapping changes it: as in API Gateway, `input.params()` and `context`
+/// describe the request the client sent. Each parameter keeps its first
+/// value; a header value that is not visible ASCII is left out. Made only
+/// when the mapping has a template or an integration response.
 pub(super) fn facts<B>(req: &Request<B>, trusted: &[IpNet]) -> RequestFacts {
     let ctx = req.extensions().get::<RequestContext>();
     let value = |c| {
@@ -104,6 +130,8 @@ where
     read_bounded(body, limits).await
 }
 
+/// Whether a media type is JSON: `application/json` or any `+json` type
+/// (`application/problem+json`).
 fn is_json(media: &str) -> bool {
     media == "application/json" || media.ends_with("+json")
 }
@@ -175,6 +203,7 @@ fn count_values(body: &[u8]) -> Result<usize, serde_json::Error> {
 struct Counting<'a>(&'a std::cell::Cell<usize>);
 
 impl Counting<'_> {
+    /// Counts one scalar.
     fn one<E>(&self) -> Result<(), E> {
         self.0.set(self.0.get() + 1);
         Ok(())
@@ -245,8 +274,26 @@ fn check_json_body(media: &str, body: &Bytes) -> Result<(), serde_json::Error> {
     count_values(body).map(|_| ())
 }
 
+/// Maps one request, calls `inner` with it, and maps the response.
+///
+/// 1. The facts templates see are read, then the parameter operations
+///    applied.
+/// 2. When the mapping needs the body: a content type (none counts as
+///    `application/json`) without a template passes or gets 415
+///    `UNSUPPORTED_MEDIA_TYPE`, as the passthrough rule says. With one, the
+///    body is read within `max_body` and `body_timeout` (413, 408; a body
+///    that fails to arrive is 400), a JSON body checked or parsed (400), the
+///    template rendered (500 on any failure, the detail logged under the
+///    request id), and the body and its `Content-Length` replaced.
+/// 3. The backend's status selects an integration response; with none, the
+///    response passes unchanged. Its status and headers are set (header
+///    sources read from the backend's headers as they came), and when it
+///    has templates, the body is read and rendered as the request's was
+///    (500 on any failure), `Content-Type` set to the template's.
+///
+/// Every refusal is an `Ok` response; `Err` is only ever `inner`'s error.
 pub(super) async fn run<S, ReqB, ResB>(
-    mapping: Arc<Mapping>,
+    mapping: Arc<CompiledMapping>,
     shared: Arc<Shared>,
     mut inner: S,
     req: Request<ReqB>,
@@ -428,6 +475,10 @@ where
 }
 
 /// The template the request's `Accept` names, else `application/json`, else the first.
+///
+/// `Accept` is read as a list of media types, in the client's order, with
+/// their parameters (`q=`) ignored, each matched exactly against the
+/// templates' content types. Returns (content type, template name).
 fn choose_response_template<'a>(
     templates: &'a [(String, String)],
     accept: Option<&str>,

@@ -1,5 +1,21 @@
 //! Body templates: minijinja, with API Gateway's `$input`, `$context`,
 //! `$stageVariables` and `$util` under readable names.
+//!
+//! | API Gateway (VTL) | tollgate (minijinja) |
+//! |---|---|
+//! | `$input.body` | `input.body` |
+//! | `$input.json('$.a')` | `input.json('$.a')` (JSON text) |
+//! | `$input.path('$.a')` | `input.path('$.a')` (a value) |
+//! | `$input.params()`, `$input.params('x')` | `input.params()`, `input.params('x')` |
+//! | `$context.requestId`, `$context.identity.sourceIp`, ... | `context.request_id`, `context.source_ip`, ... |
+//! | `$stageVariables.x` | `stage_variables.x` |
+//! | `$util.escapeJavaScript(s)`, `$util.urlEncode(s)`, ... | `util.escape_javascript(s)`, `util.url_encode(s)`, ... |
+//!
+//! The helpers follow "API Gateway mapping template and access logging
+//! variable reference" (`api-gateway-mapping-template-reference.md`). Each
+//! works out the size of what it returns before building it and refuses
+//! one over `max_output`, as the rest of a bounded template does (see
+//! `bound`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,6 +31,9 @@ use serde_json_path::JsonPath;
 
 /// Builds the environment templates compile into: no auto-escaping, fuel
 /// bounding the work one render may do.
+///
+/// Templates write JSON, XML or anything else, so HTML auto-escaping would
+/// corrupt them. minijinja's recursion limit is lowered to 64 levels.
 pub(crate) fn environment(fuel: u64) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
@@ -26,12 +45,17 @@ pub(crate) fn environment(fuel: u64) -> Environment<'static> {
 /// What `input.params()` offers: the method request's parameters.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub(crate) struct Params {
+    /// Path parameters the route matched.
     pub(crate) path: BTreeMap<String, String>,
+    /// Query parameters, decoded, each with its first value.
     pub(crate) querystring: BTreeMap<String, String>,
+    /// Headers, names lower-case, each with its first value.
     pub(crate) header: BTreeMap<String, String>,
 }
 
 impl Params {
+    /// `input.params('name')`: the path, then the query string, then the
+    /// headers (any case), as `$input.params(x)` searches them.
     fn lookup(&self, name: &str) -> Option<&str> {
         self.path
             .get(name)
@@ -49,23 +73,29 @@ impl Params {
 /// `input`: the body being mapped and the method request's parameters.
 #[derive(Debug)]
 pub(crate) struct Input {
+    /// `input.body`: the body as a string, invalid UTF-8 replaced.
     pub(crate) body: Value,
     /// The body's bytes, parsed as JSON the first time a template selects
     /// from them (a template that never does pays no parse).
     pub(crate) raw: bytes::Bytes,
+    /// The parsed body once parsed (the layer may fill it in advance);
+    /// `None` inside when the body is not JSON.
     pub(crate) json: std::sync::OnceLock<Option<serde_json::Value>>,
+    /// `input.params()`.
     pub(crate) params: Arc<Params>,
     /// The most a selection may hold, serialized (`max_output`): `$..*`
     /// over a deep document copies each node once per ancestor.
     pub(crate) limit: usize,
 }
 
-/// The serialized size of `v`, counted without serializing it; `None`
-/// past `budget`.
 /// Every value weighs at least what it takes in memory once converted
 /// (`[[], [], ...]` is small as text, not as values).
 const VALUE_WEIGHT: usize = 48;
 
+/// The serialized size of `v`, counted without serializing it; `None`
+/// past `budget`. Each value counts at least [`VALUE_WEIGHT`], so the size
+/// bounds both the JSON text a selection becomes and the template value it
+/// is converted to.
 fn json_size(v: &serde_json::Value, budget: usize) -> Option<usize> {
     use serde_json::Value as J;
     let n = match v {
@@ -90,6 +120,7 @@ fn json_size(v: &serde_json::Value, budget: usize) -> Option<usize> {
     (n <= budget).then_some(n)
 }
 
+/// The one string argument of helper `what`, or an error saying what it takes.
 fn str_arg<'a>(args: &'a [Value], what: &str) -> Result<&'a str, Error> {
     match args {
         [v] => v.as_str().ok_or_else(|| {
@@ -106,10 +137,9 @@ fn str_arg<'a>(args: &'a [Value], what: &str) -> Result<&'a str, Error> {
 }
 
 impl Input {
-    /// The nodes `path` selects: one node as itself, several as an array,
-    /// none as null.
     /// The body as JSON: an empty body is `null`; a body of another content
-    /// type is JSON only if it parses.
+    /// type is JSON only if it parses. Parsed at most once per render, and
+    /// within [`parse_bounded`](super::run::parse_bounded)'s cap on values.
     fn json(&self) -> Option<&serde_json::Value> {
         self.json
             .get_or_init(|| {
@@ -123,6 +153,12 @@ impl Input {
 
     /// Applies `f` to the nodes `path` selects: one node as itself, several
     /// as an array, none as null; the selection is not copied.
+    ///
+    /// `path` is RFC 9535 JSONPath. The nodes are measured first, together
+    /// at most `limit`: `$..*` over a deeply nested document selects each
+    /// node once per ancestor, so a selection can be far larger than the
+    /// body it came from. Errors: an invalid path, a body that is not JSON,
+    /// a selection over the limit.
     fn select<T>(
         &self,
         path: &str,
@@ -162,10 +198,16 @@ impl Input {
 }
 
 /// A selection, whichever its shape, for `input.json` and `input.path`.
+///
+/// One node is a `&serde_json::Value` and several a slice of references:
+/// a trait object over both lets `Input::select` pass either to its
+/// caller's closure without first copying the nodes into one array.
 mod erased {
     /// Serializable and writable as JSON text.
     pub(crate) trait Selection {
+        /// As compact JSON text (`input.json`).
         fn to_json(&self) -> String;
+        /// As a template value (`input.path`).
         fn to_value(&self) -> minijinja::Value;
     }
 
@@ -232,7 +274,15 @@ const FORM: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'*')
     .remove(b'_');
 
-/// `util.url_encode`.
+/// `util.url_encode`: `application/x-www-form-urlencoded`, as API Gateway's
+/// `$util.urlEncode` (Java's `URLEncoder`): letters, digits and `.-*_` stay,
+/// a space becomes `+`, every other byte of the UTF-8 is `%XX`.
+///
+/// ```
+/// use tollgate::mapping::url_encode;
+///
+/// assert_eq!(url_encode("a b&c=d/é*"), "a+b%26c%3Dd%2F%C3%A9*");
+/// ```
 pub fn url_encode(s: &str) -> String {
     s.split(' ')
         .map(|part| utf8_percent_encode(part, FORM).to_string())
@@ -241,6 +291,14 @@ pub fn url_encode(s: &str) -> String {
 }
 
 /// `util.url_decode`: `+` is a space; an invalid escape is kept as it is.
+/// Bytes that are not UTF-8 once decoded become U+FFFD.
+///
+/// ```
+/// use tollgate::mapping::url_decode;
+///
+/// assert_eq!(url_decode("a+b%26c%3Dd%2F%C3%A9*"), "a b&c=d/é*");
+/// assert_eq!(url_decode("100%"), "100%");
+/// ```
 pub fn url_decode(s: &str) -> String {
     let plus = s.replace('+', " ");
     percent_encoding::percent_decode_str(&plus)
@@ -251,6 +309,16 @@ pub fn url_decode(s: &str) -> String {
 /// `util.escape_javascript`: JavaScript string rules, as API Gateway's
 /// `$util.escapeJavaScript` (quotes, backslash and `/` escaped, control
 /// characters as `\n`, `\t`, ... or `\uXXXX`, characters past ASCII as `\uXXXX`).
+///
+/// A character outside the Basic Multilingual Plane becomes its two UTF-16
+/// surrogates, as a JavaScript string holds it:
+///
+/// ```
+/// use tollgate::mapping::escape_javascript;
+///
+/// assert_eq!(escape_javascript("it's /ok/"), r"it\'s \/ok\/");
+/// assert_eq!(escape_javascript("😀"), r"\uD83D\uDE00");
+/// ```
 pub fn escape_javascript(s: &str) -> String {
     use fmt::Write as _;
     let mut out = String::with_capacity(s.len() + 8);
@@ -352,8 +420,15 @@ fn escaped_len(c: char) -> usize {
 }
 
 /// A writer that refuses to grow past `limit` bytes.
+///
+/// A write that would pass the limit is refused whole and `buf` keeps what
+/// it had; minijinja then ends the render with a write error, which the
+/// layer answers with a 500. Output is never held past `limit`, however
+/// the template loops.
 pub(crate) struct Capped {
+    /// What the render wrote so far.
     pub(crate) buf: Vec<u8>,
+    /// `max_output`, in bytes.
     pub(crate) limit: usize,
 }
 
@@ -371,7 +446,9 @@ impl io::Write for Capped {
     }
 }
 
-/// The values a template sees besides `input`.
+/// The values a template sees besides `input`: serialized as `context`,
+/// with snake_case names (`context.request_id`). A value the request does
+/// not have (no API key, no authorizer) is the empty string.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub(crate) struct TemplateContext {
     pub(crate) request_id: String,
@@ -385,6 +462,12 @@ pub(crate) struct TemplateContext {
 }
 
 /// Renders template `name` of `env` with `input`, at most `limit` bytes.
+///
+/// The output is bounded by `limits.max_output` ([`Capped`]), the time by
+/// `limits.max_render` (the render runs inside the bound's `Pace::run`), and
+/// the instructions by the fuel the environment was built with. Any of
+/// them, or a template error, is an `Err`: the caller logs it and answers
+/// 500.
 pub(crate) fn render(
     env: &Environment<'static>,
     name: &str,

@@ -1,12 +1,15 @@
 //! The usage plans a gateway enforces, swappable while it serves.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::Quota;
-use crate::gateway::{Config, ConfigError, PlanConfig, validate};
+use super::{PlanConfig, Quota};
+use crate::config::ConfigError;
+use crate::context::PerEndpoint;
+use crate::keys::KeyConfig;
 use crate::throttle::Spec;
 
 /// One plan, resolved for the layers that read it.
@@ -16,8 +19,8 @@ pub(crate) struct PlanDef {
     pub(crate) stages: Vec<Arc<str>>,
     /// One bucket per key.
     pub(crate) throttle: Option<Spec>,
-    /// One bucket per key and method, by endpoint index.
-    pub(crate) methods: Vec<Option<Spec>>,
+    /// One bucket per key and method.
+    pub(crate) methods: PerEndpoint<Spec>,
     /// Requests per key per period.
     pub(crate) quota: Option<Quota>,
 }
@@ -47,6 +50,23 @@ impl PlanBook {
     }
 }
 
+/// A change to the plans and the keys attached to them.
+pub(crate) type PlanChange<'a> =
+    &'a mut dyn FnMut(&mut BTreeMap<String, PlanConfig>, &mut [KeyConfig]);
+
+/// Where a [`PlanManager`] reads the configured plans and makes changes: the
+/// gateway's whole config, re-checked on every change (a plan names stages
+/// and methods, so it is valid only against the rest of the config).
+pub(crate) trait PlanSource: Send + Sync {
+    /// Applies `change` to a copy of the config and checks it whole. Valid:
+    /// the copy becomes the config and its resolved plans are returned.
+    /// Invalid: nothing changes and the error names every problem.
+    fn change(&self, change: PlanChange<'_>) -> Result<Plans, ConfigError>;
+
+    /// The configured plans.
+    fn plans(&self) -> BTreeMap<String, PlanConfig>;
+}
+
 /// Creates, replaces and deletes a gateway's usage plans while it serves.
 /// Every change is checked with the config's own rules (a plan's stages,
 /// throttles, quota and methods must be valid for the gateway's routes and
@@ -71,27 +91,31 @@ impl PlanBook {
 /// assert!(err.to_string().contains("plans.bad.stages[0]: unknown stage `staging`"));
 /// # Ok::<(), tollgate::ConfigError>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PlanManager {
     pub(crate) book: PlanBook,
-    pub(crate) config: Arc<Mutex<Config>>,
+    pub(crate) source: Arc<dyn PlanSource>,
+}
+
+impl fmt::Debug for PlanManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlanManager")
+            .field("plans", &self.source.plans().keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl PlanManager {
-    fn change(&self, f: impl FnOnce(&mut Config)) -> Result<(), ConfigError> {
-        let mut current = self.config.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = current.clone();
-        f(&mut next);
-        let resolved = validate::resolve(&next)?;
-        self.book.replace(resolved.plans);
-        *current = next;
+    fn change(&self, change: PlanChange<'_>) -> Result<(), ConfigError> {
+        let plans = self.source.change(change)?;
+        self.book.replace(plans);
         Ok(())
     }
 
     /// Creates or replaces the plan `name`. Keys already in it keep it.
     pub fn put(&self, name: &str, plan: PlanConfig) -> Result<(), ConfigError> {
-        self.change(|c| {
-            c.plans.insert(name.to_owned(), plan);
+        self.change(&mut |plans, _| {
+            plans.insert(name.to_owned(), plan.clone());
         })
     }
 
@@ -99,9 +123,9 @@ impl PlanManager {
     /// attached to another plan. Whether there was such a plan.
     pub fn delete(&self, name: &str) -> Result<bool, ConfigError> {
         let mut existed = false;
-        self.change(|c| {
-            existed = c.plans.remove(name).is_some();
-            for k in &mut c.keys {
+        self.change(&mut |plans, keys| {
+            existed = plans.remove(name).is_some();
+            for k in keys.iter_mut() {
                 k.plans.retain(|p| p != name);
             }
         })?;
@@ -110,22 +134,11 @@ impl PlanManager {
 
     /// The plan `name` as configured.
     pub fn get(&self, name: &str) -> Option<PlanConfig> {
-        self.config
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .plans
-            .get(name)
-            .cloned()
+        self.source.plans().remove(name)
     }
 
     /// Every plan's name, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.config
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .plans
-            .keys()
-            .cloned()
-            .collect()
+        self.source.plans().into_keys().collect()
     }
 }

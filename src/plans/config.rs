@@ -1,11 +1,16 @@
 //! The `plans` section: usage plans and their quotas.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::Period;
-use crate::throttle::ThrottleConfig;
+use super::book::{PlanDef, Plans};
+use super::{Period, Quota};
+use crate::config::{Issues, PathBuf};
+use crate::context::PerEndpoint;
+use crate::route::config::{MethodKey, RouteDef, RouteIndex, Routes, parse_method_key};
+use crate::throttle::{LimitScope, Spec, ThrottleConfig};
 
 /// A usage plan: which stages its keys may call, how fast and how much.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -59,4 +64,95 @@ pub struct QuotaConfig {
     /// Requests subtracted from the limit in the first period, below `limit`. Default 0.
     #[serde(default)]
     pub offset: u64,
+}
+
+/// Checks the `plans` section against the routes and stages it names. Every
+/// method key must be one `RESOURCE/METHOD` (no wildcards: a plan's method
+/// throttle is one bucket per key and method).
+pub(crate) fn check_plans(
+    plans: &BTreeMap<String, PlanConfig>,
+    is_stage: impl Fn(&str) -> bool,
+    routes: &[RouteDef],
+    route_index: &RouteIndex<'_>,
+    issues: &mut Issues,
+) {
+    let root = PathBuf::root().field("plans");
+    for (name, plan) in plans {
+        let path = root.field(name);
+        for (i, s) in plan.stages.iter().enumerate() {
+            if !is_stage(s) {
+                issues.push(
+                    &path.field("stages").index(i),
+                    format!("unknown stage `{s}`"),
+                );
+            }
+        }
+        if let Some(t) = &plan.throttle {
+            t.check_complete(&path.field("throttle"), issues);
+        }
+        if let Some(q) = &plan.quota {
+            let qpath = path.field("quota");
+            if q.limit == 0 {
+                issues.push(&qpath.field("limit"), "must be > 0");
+            }
+            if q.offset >= q.limit && q.limit > 0 {
+                issues.push(
+                    &qpath.field("offset"),
+                    format!("must be < limit ({})", q.limit),
+                );
+            }
+        }
+        for (key, m) in &plan.methods {
+            let mpath = path.field("methods").field(key);
+            if let Err(msg) = parse_method_key(key, routes, route_index, false) {
+                issues.push(&mpath, msg);
+            }
+            if let Some(t) = &m.throttle {
+                t.check_complete(&mpath.field("throttle"), issues);
+            }
+        }
+    }
+}
+
+/// Resolves checked plans for the layers that read them: each plan's stages,
+/// per-key limit, quota, and per-key-and-method limits indexed by endpoint
+/// (one bucket per key and method of each stage the plan covers).
+pub(crate) fn resolve_plans(
+    plans: &BTreeMap<String, PlanConfig>,
+    routes: &Routes,
+    route_index: &RouteIndex<'_>,
+) -> Plans {
+    let endpoints = routes.endpoint_count();
+    plans
+        .iter()
+        .map(|(name, plan)| {
+            let mut methods = vec![None; endpoints];
+            for (key, m) in &plan.methods {
+                let (Ok(MethodKey::Exact(ri, method)), Some(rate)) = (
+                    parse_method_key(key, &routes.routes, route_index, false),
+                    m.throttle.and_then(ThrottleConfig::complete),
+                ) else {
+                    continue;
+                };
+                let spec = Spec::new(LimitScope::ApiKeyMethod, rate);
+                for stage in &routes.stages {
+                    for e in stage.endpoints.get(ri).into_iter().flatten() {
+                        if e.method == method {
+                            methods[e.index] = Some(spec.clone());
+                        }
+                    }
+                }
+            }
+            let def = PlanDef {
+                stages: plan.stages.iter().map(|s| Arc::from(s.as_str())).collect(),
+                throttle: plan
+                    .throttle
+                    .and_then(ThrottleConfig::complete)
+                    .map(|r| Spec::new(LimitScope::ApiKey, r)),
+                methods: PerEndpoint::from_values(methods),
+                quota: plan.quota.map(Quota::from),
+            };
+            (Arc::from(name.as_str()), def)
+        })
+        .collect()
 }

@@ -1,4 +1,21 @@
 //! `MeterLayer`: counts requests against their key's quota.
+//!
+//! The meter reads the [`ApiKeyIdentity`] the API key layer left on the
+//! request, so it goes inside that layer; a gateway also puts it inside the
+//! throttle, so that only requests that got that far are counted. A request
+//! without an identity, without a plan, or whose plan has no quota passes
+//! uncounted.
+//!
+//! A counted request adds one to its quota period's counter if that is
+//! below the limit ([`CounterStore::increment`]) and, when admitted, one to
+//! the day's counter that [`UsageRecords`](super::UsageRecords) reads. The
+//! window is fixed from the layer's clock when the request arrives, so a
+//! request just before midnight counts in its own day however late the
+//! store answers.
+//!
+//! Store failures follow [`FailMode`]: `Open` (the default) admits the
+//! request uncounted and adds to [`MeterLayer::store_errors`]; `Closed`
+//! answers 503 `BACKEND_UNAVAILABLE`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,16 +45,21 @@ pub struct MeterLayer {
     shared: Arc<Shared>,
 }
 
+/// What every clone of the layer and its services shares.
 #[derive(Clone)]
 struct Shared {
     store: Arc<dyn CounterStore>,
     quotas: Quotas,
+    /// Decides the period a request falls in.
     clock: Arc<dyn Clock>,
     responses: GatewayResponses,
     fail_mode: FailMode,
+    /// Store failures seen, shared with every clone (and kept when a
+    /// builder method copies the settings).
     store_errors: Arc<AtomicU64>,
 }
 
+/// Where a request's quota comes from.
 #[derive(Clone)]
 enum Quotas {
     /// One quota for every identified key.
@@ -72,10 +94,14 @@ impl MeterLayer {
         Self::with_quotas(Quotas::One(quota), store)
     }
 
+    /// The gateway's meter: each key's quota is its plan's, read from the
+    /// plan book on every request, so a plan change applies at once.
     pub(crate) fn for_gateway(plans: PlanBook, store: Arc<dyn CounterStore>) -> Self {
         Self::with_quotas(Quotas::ByPlan(plans), store)
     }
 
+    /// The defaults: the system clock, the default gateway responses,
+    /// [`FailMode::Open`].
     fn with_quotas(quotas: Quotas, store: Arc<dyn CounterStore>) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -89,6 +115,8 @@ impl MeterLayer {
         }
     }
 
+    /// Changes this layer's settings. Clones made earlier keep theirs
+    /// (`Arc::make_mut` copies shared settings first).
     fn edit(mut self, f: impl FnOnce(&mut Shared)) -> Self {
         f(Arc::make_mut(&mut self.shared));
         self
@@ -153,12 +181,16 @@ type Decision = gate::Decision<()>;
 struct Charge<I> {
     identity: I,
     quota: Quota,
+    /// The quota period that holds `now`.
     window: Window,
+    /// The UTC day that holds `now`.
     day: Window,
+    /// The request's time, Unix seconds.
     now: i64,
 }
 
 impl<I: std::ops::Deref<Target = ApiKeyIdentity>> Charge<I> {
+    /// The quota period's counter.
     fn key(&self) -> CounterKey<'_> {
         CounterKey {
             key_id: self.identity.key_id(),
@@ -168,6 +200,7 @@ impl<I: std::ops::Deref<Target = ApiKeyIdentity>> Charge<I> {
         }
     }
 
+    /// The day's counter, for usage records.
     fn day_key(&self) -> CounterKey<'_> {
         CounterKey {
             kind: CounterKind::Day,
@@ -176,12 +209,16 @@ impl<I: std::ops::Deref<Target = ApiKeyIdentity>> Charge<I> {
         }
     }
 
+    /// The limit in this window: the quota's, less its offset in the
+    /// period in which the key was created.
     fn limit(&self) -> i64 {
         self.quota.limit_in(self.window, self.identity.created())
     }
 }
 
 impl Shared {
+    /// What a request is counted against; `None` passes it uncounted (no
+    /// identity, no plan, or a plan without a quota).
     fn charge<'a>(&self, req: &'a http::Extensions) -> Option<Charge<&'a ApiKeyIdentity>> {
         let identity = req.get::<ApiKeyIdentity>()?;
         let quota = match &self.quotas {
@@ -199,6 +236,7 @@ impl Shared {
         })
     }
 
+    /// The decision once the period's counter has answered.
     fn decide<I: std::ops::Deref<Target = ApiKeyIdentity>>(
         &self,
         charge: &Charge<I>,
@@ -221,6 +259,9 @@ impl Shared {
         }
     }
 
+    /// The 429 `QUOTA_EXCEEDED`: `Retry-After` to the end of the period (at
+    /// least 1 s), `RateLimit-Policy: "quota";q=LIMIT;w=PERIOD_SECONDS`,
+    /// `RateLimit: "quota";r=0;t=SECONDS_LEFT`, and a [`QuotaRejection`].
     fn over_quota<I: std::ops::Deref<Target = ApiKeyIdentity>>(
         &self,
         charge: &Charge<I>,
@@ -258,6 +299,8 @@ impl Shared {
     }
 
     /// Counts a request now, if the store can; `None` sends it to `later`.
+    /// The day's count is best effort: its failure only costs a usage
+    /// record, so it is not a store error.
     fn now(&self, charge: &Charge<&ApiKeyIdentity>) -> Option<Decision> {
         let counted = self
             .store
@@ -270,6 +313,8 @@ impl Shared {
         Some(self.decide(charge, counted))
     }
 
+    /// Counts a request on a store that must be awaited. The identity is
+    /// owned, boxed, as the future outlives the request's borrow.
     async fn later(&self, charge: &Charge<Box<ApiKeyIdentity>>) -> Decision {
         let counted = self
             .store

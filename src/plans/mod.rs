@@ -50,12 +50,13 @@ mod period;
 mod usage;
 
 pub use self::book::PlanManager;
-pub(crate) use self::book::{PlanBook, PlanDef, Plans};
+pub(crate) use self::book::{PlanBook, PlanChange, PlanSource, Plans};
 pub use self::config::{PlanConfig, PlanMethodConfig, QuotaConfig};
+pub(crate) use self::config::{check_plans, resolve_plans};
 pub use self::counter::{Count, CounterKey, CounterKind, CounterStore, InMemoryCounterStore};
 pub use self::meter::{Meter, MeterLayer, QuotaRejection, ResponseFuture};
 pub use self::period::{Period, Window};
-pub use self::usage::{Usage, UsageRecords};
+pub use self::usage::{PlanUsage, UsageRecords};
 
 /// A quota: at most `limit` requests per key per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

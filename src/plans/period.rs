@@ -1,4 +1,20 @@
 //! Quota periods: calendar-aligned in UTC.
+//!
+//! A period is a calendar unit, not a sliding window: a daily quota starts
+//! afresh at 00:00 UTC whenever the key was first used, a monthly one on
+//! the 1st. API Gateway's usage plans know `DAY`, `WEEK` and `MONTH`;
+//! tollgate adds `minute`, `hour`, `year` and `eternity`. Times are Unix
+//! seconds, so a [`Window`] is two integers and the meter can key a
+//! counter by its start.
+//!
+//! ```
+//! use tollgate::plans::Period;
+//!
+//! // 2023-11-14T22:13:20Z, a Tuesday.
+//! let w = Period::Week.window_at(1_700_000_000);
+//! assert_eq!(w.start, 1_699_833_600); // Monday 2023-11-13T00:00:00Z
+//! assert_eq!(w.end - w.start, 7 * 86_400);
+//! ```
 
 use serde::Deserialize;
 use time::{Date, Duration, Month, OffsetDateTime, Time};
@@ -34,7 +50,8 @@ pub struct Window {
 }
 
 impl Period {
-    /// The period that contains `t`.
+    /// The period that contains `t`, whatever `t`'s offset (it is taken to
+    /// UTC first).
     pub fn window(self, t: OffsetDateTime) -> Window {
         let t = t.to_offset(time::UtcOffset::UTC);
         let date = t.date();
@@ -92,6 +109,11 @@ impl Period {
 
     /// The period that contains Unix second `secs`; minutes, hours, days
     /// and weeks without calendar arithmetic.
+    ///
+    /// This is the meter's path, run on every counted request, so the fixed
+    /// periods are integer division; months and years go through
+    /// [`window`](Self::window). A time outside the calendar's range falls
+    /// in one window from 0 to `i64::MAX`, as eternity does.
     pub fn window_at(self, secs: i64) -> Window {
         const DAY: i64 = 86_400;
         let floor = |unit: i64| secs - secs.rem_euclid(unit);
@@ -145,6 +167,7 @@ impl Period {
     }
 }
 
+/// 00:00 UTC of `d`.
 fn midnight(d: Date) -> OffsetDateTime {
     d.midnight().assume_utc()
 }

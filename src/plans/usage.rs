@@ -1,4 +1,18 @@
 //! Usage records, like API Gateway's GetUsage and UpdateUsage.
+//!
+//! Nothing here is stored apart from the meter's counters: a record is
+//! computed from them when asked. `used` for a day is that day's counter
+//! ([`CounterKind::Day`], kept 90 days). `remaining` is what the quota
+//! period had left at the end of that day: on the period's last day, the
+//! limit less the period's own counter, which includes grants and resets;
+//! on an earlier day of a longer period, the limit less the sum of the
+//! period's daily counts so far, which does not; for a minute or hour
+//! quota, which starts afresh within the day, the whole limit.
+//! [`UsageRecords::remaining`] always reads the period's own counter.
+//!
+//! Errors are [`StoreError`]s: the store's own, or, of kind `Conflict`, a
+//! plan without a quota, an unknown key id, or a range that runs backwards
+//! or spans more than 366 days.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,17 +28,24 @@ use crate::store::{StoreError, StoreErrorKind};
 /// Reads and adjusts what the meter counted.
 #[derive(Clone)]
 pub struct UsageRecords {
+    /// The meter's counters, read and adjusted.
     counters: Arc<dyn CounterStore>,
+    /// For each key's creation time (the offset's first period) and for
+    /// the keys of a plan.
     keys: Arc<dyn KeyStore>,
+    /// The plans' quotas, as the meter sees them.
     plans: PlanBook,
+    /// Decides the current period for `remaining`, `grant` and `reset`.
     clock: Arc<dyn Clock>,
+    /// Per-key daily counts from the usage pipeline, for plans without a
+    /// quota (which the meter does not count).
     aggregate: Option<Arc<dyn crate::usage::UsageCounts>>,
 }
 
 /// Usage of one plan over a range of days, as GetUsage reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Usage {
+pub struct PlanUsage {
     /// The plan.
     pub plan: String,
     /// The first day.
@@ -44,10 +65,13 @@ impl fmt::Debug for UsageRecords {
     }
 }
 
+/// A request the records cannot answer (no such plan quota or key, a bad
+/// range), as a [`StoreErrorKind::Conflict`] with the reason.
 fn not_found(what: String) -> StoreError {
     StoreError::new(StoreErrorKind::Conflict, what)
 }
 
+/// 00:00 UTC of `d`, Unix seconds: the `start` of its day counter.
 fn day_start(d: Date) -> i64 {
     d.midnight().assume_utc().unix_timestamp()
 }
@@ -75,6 +99,8 @@ impl UsageRecords {
         self
     }
 
+    /// The quota of `plan`; an error when there is no such plan or it has
+    /// no quota.
     fn quota(&self, plan: &str) -> Result<Quota, StoreError> {
         self.plans
             .load()
@@ -94,7 +120,7 @@ impl UsageRecords {
         start: Date,
         end: Date,
         key_id: Option<&str>,
-    ) -> Result<Usage, StoreError> {
+    ) -> Result<PlanUsage, StoreError> {
         let quota = match (self.quota(plan), &self.aggregate) {
             (Ok(q), _) => Some(q),
             (Err(_), Some(_)) if self.plans.load().get(plan).is_some() => None,
@@ -154,7 +180,7 @@ impl UsageRecords {
             }
             items.insert(id, days);
         }
-        Ok(Usage {
+        Ok(PlanUsage {
             plan: plan.to_owned(),
             start,
             end,
@@ -162,6 +188,8 @@ impl UsageRecords {
         })
     }
 
+    /// Requests admitted for the key in `plan` on `day` (0 when none, or
+    /// when the day is past the 90 days counters are kept).
     async fn day_count(&self, key_id: &str, plan: &str, day: Date) -> Result<i64, StoreError> {
         let key = CounterKey {
             key_id,
@@ -234,14 +262,17 @@ impl UsageRecords {
     }
 
     /// Gives a key `extra` more requests in the current period (UpdateUsage);
-    /// returns what is left.
+    /// returns what is left. A negative `extra` takes requests away. The
+    /// grant lasts until the period ends: the next period starts from the
+    /// plain limit.
     pub async fn grant(&self, key_id: &str, plan: &str, extra: i64) -> Result<i64, StoreError> {
         let (_, window, key) = self.current(key_id, plan)?;
         self.counters.add(&key, -extra, window.end).await?;
         self.remaining(key_id, plan).await
     }
 
-    /// Starts a key's current period afresh.
+    /// Starts a key's current period afresh: its counter back to zero, the
+    /// whole limit available again. Past days' usage is unchanged.
     pub async fn reset(&self, key_id: &str, plan: &str) -> Result<(), StoreError> {
         let (_, _, key) = self.current(key_id, plan)?;
         self.counters.reset(&key).await

@@ -1,4 +1,9 @@
 //! Cached responses in Redis: a tier every gateway process shares.
+//!
+//! Entries are stored in a small binary encoding (see [`encode`]) under
+//! the SHA-256 of the cache key, so a key of any length (paths, query
+//! strings, header values) makes a Redis key of fixed length, and no
+//! request data appears in Redis key names.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,7 +19,9 @@ use super::connection::RedisConnection;
 use crate::cache::{CacheKey, CacheStore, CachedResponse, MAX_ENTRY_BODY};
 use crate::store::StoreError;
 
-/// The encoding's version byte.
+/// The encoding's version byte. A reader meets an entry of another version
+/// as a miss, so a change of format needs no migration: old entries age
+/// out.
 const VERSION: u8 = 1;
 
 /// Cached responses in Redis, under `{NS:cache:SCOPE}` (the scope is the
@@ -23,10 +30,25 @@ const VERSION: u8 = 1;
 /// in-memory store with [`TieredCacheStore`](crate::cache::TieredCacheStore):
 /// processes share what any of them fetched. A malformed entry reads as a
 /// miss.
+///
+/// Redis does the expiring: an entry is written with `PSETEX` for its
+/// freshness plus the retention, and freshness is judged by the cache
+/// layer from the stored times, so the Redis key outliving freshness is
+/// what lets a stale entry be served when the integration fails. An entry
+/// is one `GET` or one `PSETEX`; a body travels whole, so a tier of big
+/// responses costs Redis bandwidth on every miss of a process's own cache.
+///
+/// Consistency: processes share entries but not their in-memory copies;
+/// an [`invalidate`](CacheStore::invalidate) deletes the Redis entry,
+/// while other processes may keep serving theirs from memory until it
+/// expires there.
 #[derive(Clone)]
 pub struct RedisCacheStore {
     redis: RedisConnection,
+    /// `{NS:cache:SCOPE}:`, shared by every entry of the scope: one hash
+    /// tag per stage.
     prefix: Arc<str>,
+    /// How long past its freshness an entry is kept.
     retain: Duration,
 }
 
@@ -39,6 +61,10 @@ impl fmt::Debug for RedisCacheStore {
     }
 }
 
+/// The entry as bytes, big-endian: version (u8), status (u16), stored and
+/// expiry times (u64 Unix nanoseconds each), header count (u32), then per
+/// header its name length (u16), name, value length (u32) and value, then
+/// the body to the end. Repeated headers stay repeated and in order.
 fn encode(entry: &CachedResponse) -> Vec<u8> {
     let mut out = BytesMut::with_capacity(entry.weight() + 32);
     out.put_u8(VERSION);
@@ -57,6 +83,11 @@ fn encode(entry: &CachedResponse) -> Vec<u8> {
     out.to_vec()
 }
 
+/// The entry back, or `None` for anything that does not decode exactly: a
+/// short buffer, another version, an invalid status or header, expiry
+/// before storage, a body over [`MAX_ENTRY_BODY`]. Every length is checked
+/// before it is read, so garbage in Redis cannot make it panic (a unit
+/// test truncates an entry at every byte).
 fn decode(raw: &[u8]) -> Option<CachedResponse> {
     let mut b = raw;
     if b.remaining() < 1 + 2 + 8 + 8 + 4 || b.get_u8() != VERSION {
@@ -94,7 +125,9 @@ fn decode(raw: &[u8]) -> Option<CachedResponse> {
 }
 
 impl RedisCacheStore {
-    /// Entries on `redis`, under scope `scope` (a stage).
+    /// Entries on `redis`, under scope `scope` (a stage), kept 2 h past
+    /// their freshness. A gateway makes one per stage; two stages sharing
+    /// a scope would share entries.
     pub fn new(redis: RedisConnection, scope: &str) -> Self {
         let prefix = format!("{{{}:cache:{scope}}}:", redis.namespace());
         Self {
@@ -105,11 +138,16 @@ impl RedisCacheStore {
     }
 
     /// Keeps entries `retain` past their expiry (the longest stale grace).
+    /// It must cover the longest `stale_if_error` of the stages it serves;
+    /// the default 2 h covers the longest a config allows (an hour), and
+    /// longer only costs Redis memory.
     pub fn retain(mut self, retain: Duration) -> Self {
         self.retain = retain;
         self
     }
 
+    /// `prefix` and the SHA-256 of the cache key in hex: 64 characters
+    /// whatever the request.
     fn key(&self, key: &CacheKey) -> String {
         let digest = Sha256::digest(key.as_bytes());
         let mut out = String::with_capacity(self.prefix.len() + 64);
@@ -121,6 +159,10 @@ impl RedisCacheStore {
     }
 }
 
+/// [`flush`](CacheStore::flush) walks the scope's keys with `SCAN` and
+/// `UNLINK`s each page (1,000 keys a step, each step under the timeout):
+/// it does not block Redis, but is not atomic, and entries written while
+/// it runs may survive it.
 #[async_trait]
 impl CacheStore for RedisCacheStore {
     async fn get(&self, key: &CacheKey) -> Result<Option<Arc<CachedResponse>>, StoreError> {

@@ -1,4 +1,18 @@
 //! One shared, self-reconnecting connection per Redis URL.
+//!
+//! Every store call goes through [`RedisConnection::run`], which adds the
+//! three things a request path needs from a remote store: a deadline, an
+//! error count, and a circuit breaker, so that a Redis that stopped
+//! answering costs each request nothing rather than a timeout per store.
+//!
+//! The circuit has two states. Closed (`open_until == 0`): calls go
+//! through. After a call fails at the connection (I/O error, dropped
+//! connection, timeout) it opens for `circuit_open_for`: calls fail at
+//! once with [`StoreErrorKind::Unavailable`]. When the window ends, the
+//! first caller to claim it makes one real call (the probe) while the
+//! others keep failing fast; success closes the circuit, failure opens it
+//! for another window. An error *answered* by Redis (a script error, a
+//! wrong type) is counted but does not open the circuit: the server is up.
 
 use std::fmt;
 use std::future::Future;
@@ -13,12 +27,28 @@ use crate::clock::{Clock, SystemClock};
 use crate::store::{StoreError, StoreErrorKind};
 
 /// How stores talk to Redis.
+///
+/// `#[non_exhaustive]`: start from [`RedisOptions::default`] or
+/// [`RedisOptions::namespace`] and set fields.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate::redis::RedisOptions;
+///
+/// let mut options = RedisOptions::namespace("shop-prod");
+/// options.timeout = Duration::from_millis(20); // a Redis in the same zone
+/// assert_eq!(options.circuit_open_for, Duration::from_millis(500));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisOptions {
-    /// Prefix of every key (and its hash tag). Default `tollgate`.
+    /// Prefix of every key (and its hash tag). Default `tollgate`. Gateways
+    /// that must share limits, keys and counts use the same namespace;
+    /// separate environments on one Redis use different ones.
     pub namespace: String,
     /// The most one call may take, reconnection included. Default 50 ms.
+    /// It is added to a request's latency whenever Redis stalls (until the
+    /// circuit opens), so keep it near Redis's real round trip plus margin.
     pub timeout: Duration,
     /// The most one connection attempt may take. Default 1 s.
     pub connect_timeout: Duration,
@@ -54,6 +84,11 @@ impl RedisOptions {
 }
 
 /// The Lua scripts, loaded once per connection.
+///
+/// A [`Script`] knows its SHA-1 and is invoked with `EVALSHA`; when Redis
+/// answers `NOSCRIPT` (a restart, a `SCRIPT FLUSH`, a failover to a
+/// replica that never saw the load) the `redis` crate loads it and retries,
+/// so nothing here has to track whether a script is loaded.
 pub(crate) struct Scripts {
     pub(crate) gcra: Script,
     pub(crate) quota: Script,
@@ -73,6 +108,7 @@ impl Scripts {
         }
     }
 
+    /// Every script, for loading at connect.
     fn all(&self) -> [&Script; 5] {
         [
             &self.gcra,
@@ -84,15 +120,25 @@ impl Scripts {
     }
 }
 
+/// What every clone of a [`RedisConnection`] shares.
 struct Inner {
+    /// Multiplexed: every store and every request pipelines over this one
+    /// connection (cloning it is cheap and shares it). It reconnects by
+    /// itself after a failure.
     conn: ConnectionManager,
     namespace: String,
     timeout: Duration,
+    /// Failed calls (not fast failures); also the `tollgate_redis_errors`
+    /// counter of the `metrics` crate.
     errors: AtomicU64,
+    /// Calls refused while the circuit was open.
     fast_failures: AtomicU64,
     /// Until when (the clock's nanoseconds) calls fail at once; 0: closed.
     open_until: AtomicU64,
+    /// The circuit's window in nanoseconds; 0: no circuit breaker.
     open_for: u64,
+    /// Always the system clock, even in tests with a manual one: the
+    /// circuit is about real time passing, not the gateway's notion of it.
     clock: SystemClock,
     scripts: Scripts,
 }
@@ -115,6 +161,8 @@ impl fmt::Debug for RedisConnection {
     }
 }
 
+/// A Redis error as a store error of kind `Unavailable`, named by its
+/// category only.
 fn store_error(e: &::redis::RedisError) -> StoreError {
     // The message names the failure, never a key or a value.
     StoreError::unavailable(format!("redis: {}", e.category()))
@@ -122,6 +170,13 @@ fn store_error(e: &::redis::RedisError) -> StoreError {
 
 impl RedisConnection {
     /// Connects to `url` (`redis://127.0.0.1:6379`) and loads the scripts.
+    ///
+    /// Fails (rather than returning a connection that fails later) when
+    /// the URL does not parse ([`StoreErrorKind::Protocol`]), or when
+    /// Redis cannot be reached or the scripts cannot be loaded within
+    /// `connect_timeout` (`Unavailable` or `Timeout`). Once made, the
+    /// connection survives Redis going away and coming back. The URL
+    /// (which may hold a password) is never put in an error.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
         let client = Client::open(url).map_err(|e| {
             StoreError::new(
@@ -167,11 +222,13 @@ impl RedisConnection {
         Ok(this)
     }
 
-    /// Calls that failed or timed out since the connection was made.
+    /// Calls that failed or timed out since the connection was made
+    /// (shared by every clone and every store on it).
     pub fn errors(&self) -> u64 {
         self.inner.errors.load(Ordering::Relaxed)
     }
 
+    /// [`RedisOptions::namespace`], the start of every key.
     pub(crate) fn namespace(&self) -> &str {
         &self.inner.namespace
     }
@@ -180,6 +237,7 @@ impl RedisConnection {
         &self.inner.scripts
     }
 
+    /// A handle on the shared connection, for one call.
     pub(crate) fn conn(&self) -> ConnectionManager {
         self.inner.conn.clone()
     }
@@ -193,6 +251,11 @@ impl RedisConnection {
     /// Runs one call under the timeout; failures are counted. While the
     /// circuit is open the call is not made: it fails at once, except for
     /// one probe per `circuit_open_for`.
+    ///
+    /// `call` is only polled here, so a call refused by the open circuit
+    /// is never sent. A timed-out call is dropped: whether Redis ran it is
+    /// unknown (an `INCR` may have counted), which the stores accept as
+    /// the price of a bounded wait.
     pub(crate) async fn run<T>(
         &self,
         call: impl Future<Output = RedisResult<T>>,

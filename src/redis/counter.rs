@@ -1,4 +1,9 @@
 //! Quota counters in Redis.
+//!
+//! One string key per counter: `{NS:quota}:KIND:PLAN:KEY_ID:START`, where
+//! `START` is the window's first Unix second. A new period is a new key, so
+//! nothing resets counters at a period boundary: the old key simply
+//! expires. Every quota key shares the hash tag `{NS:quota}`.
 
 use std::fmt;
 
@@ -11,6 +16,11 @@ use crate::store::StoreError;
 
 /// Adds one below the limit: `{admitted, used}`. ARGV: limit, expiry (Unix
 /// seconds; 0 for none).
+///
+/// Check and increment in one script, so gateways sharing a quota cannot
+/// both take its last request. A refused request does not count: `used`
+/// stays at the limit. The expiry is set again on every increment (same
+/// value each time), so a key exists exactly while its period does.
 pub(crate) const QUOTA: &str = r"
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 if used >= tonumber(ARGV[1]) then
@@ -24,6 +34,9 @@ return {1, used}
 ";
 
 /// Adds a delta whatever the count. ARGV: delta, expiry (0 for none).
+/// Used for the per-day usage counts (one per admitted request) and for
+/// grants (API Gateway's UpdateUsage), where a negative delta gives a key
+/// more requests this period: the count may go below zero.
 pub(crate) const ADD: &str = r"
 local used = redis.call('INCRBY', KEYS[1], ARGV[1])
 if tonumber(ARGV[2]) > 0 then
@@ -34,6 +47,13 @@ return used
 
 /// Quota and daily counters shared by every gateway on one Redis; see the
 /// [module docs](super).
+///
+/// Every call is one round trip. The counts are exact across gateways,
+/// with one caveat: a call that times out may or may not have counted
+/// (Redis may have run it after the gateway stopped waiting), so under
+/// Redis trouble a key can lose a request of its quota. When Redis fails
+/// the meter follows its fail mode (open by default: the request is
+/// admitted and not counted).
 #[derive(Clone)]
 pub struct RedisCounterStore {
     redis: RedisConnection,
@@ -48,6 +68,8 @@ impl fmt::Debug for RedisCounterStore {
 }
 
 /// Expiry for Redis: none past what it takes (far-future values, `i64::MAX`).
+/// The cut is the year 3000 (32,503,680,000 s); a period that ends later
+/// (an unbounded one) gets a key without expiry. 0 and negative: none.
 fn expiry(expires: i64) -> i64 {
     if expires <= 0 || expires > 32_503_680_000 {
         0
@@ -62,7 +84,8 @@ impl RedisCounterStore {
         Self { redis }
     }
 
-    /// The Redis key of a counter.
+    /// The Redis key of a counter; plan names and key ids go in as they
+    /// are.
     pub fn key(&self, key: &CounterKey<'_>) -> String {
         let kind = match key.kind {
             CounterKind::Quota => "quota",
@@ -78,6 +101,8 @@ impl RedisCounterStore {
     }
 }
 
+/// `reset` sets the counter to zero and keeps its expiry (`SET ... KEEPTTL`,
+/// Redis 6.0 and later); `get` of a missing key is 0.
 #[async_trait]
 impl CounterStore for RedisCounterStore {
     async fn increment(

@@ -1,4 +1,11 @@
 //! API key records and SigV4 credentials in Redis.
+//!
+//! A key record lives at `{NS:keys}:digest:HEX` (JSON), found by digest on
+//! the request path; `{NS:keys}:id:ID` maps its id to the digest, for
+//! management; `{NS:keys}:all` is the set of ids, for listing. Writes
+//! change the three together in one script; reads are plain `GET`s. All
+//! share the hash tag `{NS:keys}`, so the scripts may touch them together
+//! on a cluster.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,6 +25,16 @@ use crate::store::{StoreError, StoreErrorKind};
 
 /// Stores a record: KEYS digest key, id key, id set; ARGV JSON, id, digest
 /// hex, digest key prefix. A key rotated to a new digest loses the old one.
+///
+/// Atomic: a reader sees the old record or the new, and after a rotation
+/// the old digest is gone in the same step. The old digest's key is built
+/// from ARGV, not declared in KEYS; it shares the `{NS:keys}` hash tag, so
+/// it is in the same slot.
+///
+/// Unlike [`KeyStore::put`]'s contract and the in-memory store, this script
+/// does not refuse a digest that belongs to another id: it overwrites that
+/// record, and the other id's `id:` entry is left pointing at this key.
+/// Callers that may import a value twice should check with `get` first.
 pub(crate) const PUT_KEY: &str = r"
 local old = redis.call('GET', KEYS[2])
 if old and old ~= ARGV[3] then
@@ -30,6 +47,8 @@ return 1
 ";
 
 /// Deletes a record: KEYS id key, id set; ARGV digest key prefix, id.
+/// Returns 1 when there was a record, 0 when the id was unknown. Atomic,
+/// like [`PUT_KEY`].
 pub(crate) const DELETE_KEY: &str = r"
 local d = redis.call('GET', KEYS[1])
 if not d then
@@ -41,11 +60,15 @@ redis.call('SREM', KEYS[2], ARGV[2])
 return 1
 ";
 
+/// Redis answered, but with something tollgate cannot read (a record
+/// written by another version, or by hand).
 fn protocol(what: &str) -> StoreError {
     StoreError::new(StoreErrorKind::Protocol, format!("redis: {what}"))
 }
 
-/// A key record as stored (JSON).
+/// A key record as stored (JSON). Times are RFC 3339 strings, readable in
+/// `redis-cli`. Fields added later must be `#[serde(default)]`, so that
+/// records written by an older gateway still read.
 #[derive(Serialize, Deserialize)]
 struct KeyWire {
     id: String,
@@ -64,6 +87,9 @@ struct KeyWire {
     can_invalidate_cache: bool,
 }
 
+/// A time as RFC 3339. One that cannot be written (such as a year past 9999)
+/// becomes the empty string, and its record then fails to read back as a
+/// [`StoreErrorKind::Protocol`] error rather than failing the write.
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
@@ -100,6 +126,9 @@ impl KeyWire {
     }
 }
 
+/// A stored record, or a `Protocol` error. A record that does not read is a
+/// store failure, not an unknown key: the layer answers by its fail mode,
+/// and the error never quotes the JSON.
 fn decode(json: &str) -> Result<Arc<KeyRecord>, StoreError> {
     serde_json::from_str::<KeyWire>(json)
         .map_err(|_| protocol("a key record that does not parse"))?
@@ -110,6 +139,16 @@ fn decode(json: &str) -> Result<Arc<KeyRecord>, StoreError> {
 /// API key records shared by every gateway on one Redis; see the
 /// [module docs](super). Put a [`CachingKeyStore`](crate::keys::CachingKeyStore)
 /// in front: with Redis away, cached keys keep working while they last.
+///
+/// A lookup by digest is one `GET`. Management reads cost more:
+/// [`get_by_id`](KeyStore::get_by_id) is two `GET`s, and
+/// [`list`](KeyStore::list) is `SMEMBERS` and two `MGET`s (every key
+/// record in memory at once), sorted by name. Neither is a snapshot: a
+/// record deleted or rotated between the round trips is left out.
+///
+/// Records hold no key values, only digests; but without a
+/// [`KeyHasher::peppered`](crate::keys::KeyHasher::peppered) hasher, who
+/// can read Redis can test guesses against them offline.
 #[derive(Clone)]
 pub struct RedisKeyStore {
     redis: RedisConnection,
@@ -129,6 +168,7 @@ impl RedisKeyStore {
         Self { redis }
     }
 
+    /// `{NS:keys}`: the hash tag (and prefix) of every key of this store.
     fn tag(&self) -> String {
         format!("{{{}:keys}}", self.redis.namespace())
     }
@@ -244,7 +284,9 @@ impl KeyStore for RedisKeyStore {
 }
 
 /// SigV4 credentials as stored (JSON). The secret is in clear: verifying a
-/// signature needs it.
+/// signature needs it (SigV4 is an HMAC: the verifier needs the signer's
+/// secret). Protect that Redis as you would a secrets store: an ACL user,
+/// TLS, no shared access.
 #[derive(Serialize, Deserialize)]
 struct CredentialWire {
     access_key_id: String,
@@ -259,6 +301,10 @@ struct CredentialWire {
 /// SigV4 credentials shared by every gateway on one Redis, by access key id;
 /// see the [module docs](super). Put a
 /// [`CachingCredentialStore`](crate::auth::sigv4::CachingCredentialStore) in front.
+///
+/// One `GET` per lookup, at `{NS:creds}:ACCESS_KEY_ID`. A credential
+/// deleted or replaced here is still honoured by caching gateways until
+/// their cache entry expires.
 #[derive(Clone)]
 pub struct RedisCredentialStore {
     redis: RedisConnection,
@@ -278,11 +324,13 @@ impl RedisCredentialStore {
         Self { redis }
     }
 
+    /// The Redis key of an access key id's credentials.
     fn key(&self, access_key_id: &str) -> String {
         format!("{{{}:creds}}:{access_key_id}", self.redis.namespace())
     }
 
-    /// Stores `credential` (replacing any with its access key id).
+    /// Stores `credential` (replacing any with its access key id). One
+    /// `SET`; no expiry.
     pub async fn put(&self, credential: &Credential) -> Result<(), StoreError> {
         let wire = CredentialWire {
             access_key_id: credential.access_key_id.clone(),

@@ -4,10 +4,29 @@
 //! One [`RedisConnection`] per Redis URL (a multiplexed, self-reconnecting
 //! `ConnectionManager`) is shared by every store built on it. Each call is
 //! bounded by a timeout (50 ms by default); a call that fails or times out is
-//! a [`StoreError`](crate::store::StoreError) of kind `Unavailable`, counted
-//! in [`RedisConnection::errors`], and the layer above follows its
-//! [`FailMode`](crate::store::FailMode). When Redis comes back, the
-//! connection comes back by itself.
+//! a [`StoreError`](crate::store::StoreError) of kind `Unavailable` (or
+//! `Timeout`), counted in [`RedisConnection::errors`], and the layer above
+//! follows its [`FailMode`](crate::store::FailMode). When Redis comes back,
+//! the connection comes back by itself.
+//!
+//! # When Redis is down
+//!
+//! After the first failed call the connection's circuit opens
+//! ([`RedisOptions::circuit_open_for`]), so requests stop waiting on Redis
+//! at all until a probe succeeds. What they see then, with each layer's
+//! default fail mode:
+//!
+//! | store | requests meanwhile |
+//! |---|---|
+//! | [`RedisRateStore`] | the throttle fails open: admitted, not throttled |
+//! | [`RedisCounterStore`] | the meter fails open: admitted, not counted against the quota |
+//! | [`RedisKeyStore`] | keys fresh in a [`CachingKeyStore`](crate::keys::CachingKeyStore) still work (all known keys, in resilient mode); others get 503 (the key layer fails closed) |
+//! | [`RedisCredentialStore`] | credentials fresh in a [`CachingCredentialStore`](crate::auth::sigv4::CachingCredentialStore) still work; others get 503 |
+//! | [`RedisUsageSink`] | nothing: the reporter retries the batch, then queues, then drops and counts |
+//! | [`RedisCacheStore`] | a miss in the shared tier; each process's memory still serves |
+//!
+//! Nothing is queued to replay later: quota used during an outage is not
+//! counted afterwards, and limits start again from what Redis holds.
 //!
 //! - [`RedisRateStore`]: GCRA in one Lua script, all limits of a check at
 //!   once, with the server's `TIME` as the clock (gateways whose clocks
@@ -45,7 +64,8 @@
 //! | `{NS:cache:STAGE}:SHA256_OF_CACHE_KEY` | string: a cached response (binary) | its TTL + 2 h |
 //!
 //! The braces are Redis Cluster hash tags: the keys one call touches share a
-//! slot. Every rate key of a namespace is in one slot (a check touches the
+//! slot (the connection itself is to one server; the tags keep the schema
+//! ready for a cluster). Every rate key of a namespace is in one slot (a check touches the
 //! gateway-wide bucket as well as the key's); run several namespaces to
 //! spread limits over a cluster.
 //!

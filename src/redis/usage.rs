@@ -1,4 +1,10 @@
 //! Usage counts in Redis.
+//!
+//! Two hashes per window, field = key id, value = requests:
+//! `{NS:usage}:day:YYYY-MM-DD` (UTC days, kept 90 days) and
+//! `{NS:usage}:minute:START` (the minute's first Unix second, kept 2
+//! days). A hash per window rather than a key per key id keeps the number
+//! of Redis keys independent of the number of API keys.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -11,15 +17,24 @@ use super::connection::RedisConnection;
 use crate::store::StoreError;
 use crate::usage::{SinkError, UsageCounts, UsageEvent, UsageSink, day_of};
 
-/// Days of per-day counts kept.
+/// How long a day's hash lives after its last write, in seconds (90 days).
 const DAY_TTL_SECS: i64 = 90 * 86_400;
-/// Per-minute counts kept.
+/// How long a minute's hash lives after its last write, in seconds (two
+/// days, as the in-memory aggregate keeps).
 const MINUTE_TTL_SECS: i64 = 2 * 86_400;
 
 /// Counts requests per API key per day and per minute in Redis hashes, one
 /// pipeline (`HINCRBY`, `EXPIRE`) per batch; every gateway on the Redis adds
 /// to the same counts. Readable with [`key_day`](Self::key_day) and by
 /// `Gateway::usage` when given to `GatewayBuilder::usage_records_from`.
+///
+/// Only requests with an accepted API key are counted (events without a
+/// key id are skipped). Counts are summed per batch first, so a batch of
+/// 512 events from 3 keys within one minute costs six `HINCRBY`s and their
+/// `EXPIRE`s, in one round trip. The pipeline is not a transaction: if the call fails
+/// midway, some increments may have landed and the reporter sends the
+/// batch again, so under Redis trouble counts can run a little high
+/// (at least once, as the [`Reporter`](crate::usage::Reporter) promises).
 #[derive(Clone)]
 pub struct RedisUsageSink {
     redis: RedisConnection,
@@ -39,15 +54,19 @@ impl RedisUsageSink {
         Self { redis }
     }
 
+    /// The hash of one UTC day (`Date` displays as `YYYY-MM-DD`).
     fn day_key(&self, day: Date) -> String {
         format!("{{{}:usage}}:day:{day}", self.redis.namespace())
     }
 
+    /// The hash of the minute starting at `minute_start` (Unix seconds).
     fn minute_key(&self, minute_start: i64) -> String {
         format!("{{{}:usage}}:minute:{minute_start}", self.redis.namespace())
     }
 
-    /// Requests of `key_id` in the minute starting at `minute_start` (Unix seconds).
+    /// Requests of `key_id` in the minute starting at `minute_start` (Unix
+    /// seconds, a multiple of 60; any other value finds nothing). 0 for a
+    /// minute older than two days.
     pub async fn key_minute(&self, key_id: &str, minute_start: i64) -> Result<u64, StoreError> {
         let mut conn = self.redis.conn();
         let k = self.minute_key(minute_start);

@@ -3,8 +3,8 @@ use std::sync::Arc;
 use tower::Layer;
 
 use super::Route;
+use super::config::Routes;
 use super::service::Shared;
-use crate::gateway::{Config, ConfigError, validate};
 use crate::response::GatewayResponses;
 
 /// Routes `/{stage}/{resource}` requests to their endpoint; see the
@@ -16,20 +16,11 @@ pub struct RouteLayer {
 }
 
 impl RouteLayer {
-    /// A route layer for the routes and stages of `config`, validated first.
-    pub fn new(config: &Config) -> Result<Self, ConfigError> {
-        let resolved = validate::resolve(config)?;
-        Ok(Self::from_resolved(&resolved))
-    }
-
-    pub(crate) fn from_resolved(resolved: &validate::Resolved) -> Self {
-        Self::reporting(resolved, false)
-    }
-
     /// With `report`, responses carry where the request went (for usage).
-    pub(crate) fn reporting(resolved: &validate::Resolved, report: bool) -> Self {
+    /// [`RouteLayer::new`] builds one from a whole config.
+    pub(crate) fn reporting(routes: &Routes, responses: GatewayResponses, report: bool) -> Self {
         Self {
-            shared: Arc::new(Shared::new(resolved, report)),
+            shared: Arc::new(Shared::new(routes, responses, report)),
         }
     }
 

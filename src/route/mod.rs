@@ -52,10 +52,12 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod config;
 mod future;
 mod layer;
 mod service;
 pub(crate) mod table;
+mod template;
 
 pub use self::future::{REQUEST_ID_HEADER, ResponseFuture};
 pub use self::layer::RouteLayer;

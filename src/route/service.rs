@@ -7,11 +7,11 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
 use tower::Service;
 
+use super::config::Routes;
 use super::future::ResponseFuture;
 use super::table::{Lookup, RouteTable};
 use crate::body::{Body, BoxError};
 use crate::context::{RequestContext, RequestId, Routed};
-use crate::gateway::validate::Resolved;
 use crate::response::{GatewayResponseKind, GatewayResponses};
 
 /// What every clone of a route service shares.
@@ -24,10 +24,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(resolved: &Resolved, report: bool) -> Self {
+    pub(crate) fn new(routes: &Routes, responses: GatewayResponses, report: bool) -> Self {
         Self {
-            table: RouteTable::new(resolved),
-            responses: resolved.responses.clone(),
+            table: RouteTable::new(routes),
+            responses,
             report,
         }
     }

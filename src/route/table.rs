@@ -6,8 +6,8 @@ use std::sync::Arc;
 use http::{HeaderValue, Method};
 use percent_encoding::percent_decode_str;
 
+use super::config::Routes;
 use crate::context::Endpoint;
-use crate::gateway::validate::Resolved;
 
 /// Routes requests to endpoints. Built once from a resolved config.
 #[derive(Debug)]
@@ -42,7 +42,7 @@ pub(crate) enum Lookup<'t> {
 }
 
 impl RouteTable {
-    pub(crate) fn new(resolved: &Resolved) -> Self {
+    pub(crate) fn new(resolved: &Routes) -> Self {
         let mut router = matchit::Router::new();
         for (i, r) in resolved.routes.iter().enumerate() {
             // Validation inserted the same templates into a probe router, so

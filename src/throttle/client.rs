@@ -1,3 +1,14 @@
+//! Who the client is: the connection's peer, or the address a trusted
+//! proxy forwarded for.
+//!
+//! `X-Forwarded-For` says whatever its sender wrote, so it is believed only
+//! as far as a chain of trusted proxies vouches for it: walking from the
+//! peer leftwards, each trusted hop names the one before it, and the first
+//! address that is not a trusted proxy is the client. With no trusted
+//! proxies (`throttle_options.trusted_proxies`), the header is ignored.
+//! The same answer feeds the per-client bucket, the mapping's
+//! `context.identity.sourceIp` and the usage record's source IP.
+
 use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
@@ -23,6 +34,10 @@ pub(crate) fn client_ip(
     walk(peer?.to_canonical(), headers, trusted).map(|ip| ip.to_canonical())
 }
 
+/// The walk of [`client_ip`], from a peer already in canonical form.
+/// Several `X-Forwarded-For` fields count as one list, in order; a hop may
+/// be bracketed IPv6 with a port (`[2001:db8::1]:443`). When every hop is
+/// trusted, the left-most one is the client.
 fn walk(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
     let mut ip = peer;
     if trusted.is_empty() || !trusted.iter().any(|n| n.contains(&ip)) {

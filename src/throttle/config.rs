@@ -2,7 +2,13 @@
 
 use serde::Deserialize;
 
-use crate::config::{Issues, PathBuf};
+use std::sync::Arc;
+
+use super::{DEFAULT_MAX_KEYS, GatewayLimits, InMemoryRateStore, Rate, RateStore, ThrottleLayer};
+use crate::clock::Clock;
+use crate::config::{Issues, Merged, PathBuf};
+use crate::plans::PlanBook;
+use crate::response::GatewayResponses;
 use crate::store::FailMode;
 
 /// Options of the throttle layer.
@@ -83,6 +89,31 @@ impl ThrottleConfig {
     }
 }
 
+impl crate::config::Overlay for ThrottleConfig {
+    /// A method override may name only `rate` or only `burst`; the other is
+    /// kept from the layer below.
+    fn overlay(&mut self, over: &Self) {
+        self.rate = over.rate.or(self.rate);
+        self.burst = over.burst.or(self.burst);
+    }
+}
+
+impl ThrottleConfig {
+    /// The limit, when both fields are given (validation has made sure of it
+    /// wherever a limit must stand alone).
+    pub(crate) fn complete(self) -> Option<Rate> {
+        Some(Rate::new(self.rate?, self.burst?))
+    }
+}
+
+/// Resolves a method's throttle from its merged layers: both fields or
+/// neither, reported at the deepest layer that named one.
+pub(crate) fn resolve_method(merged: &Merged<ThrottleConfig>, issues: &mut Issues) -> Option<Rate> {
+    let (rate, burst) = merged.value.map_or((None, None), |t| (t.rate, t.burst));
+    check_combination(rate, burst, &merged.path.field("throttle"), issues);
+    Some(Rate::new(rate?, burst?))
+}
+
 /// Checks a rate and burst together, as they end up after the overlay.
 pub(crate) fn check_combination(
     rate: Option<f64>,
@@ -134,5 +165,36 @@ impl ThrottleOptions {
             }
         }
         nets
+    }
+}
+
+impl ThrottleOptions {
+    /// The gateway's throttle layer: its `limits` and the plans' limits,
+    /// counted in `store` (default: an in-memory store tracking
+    /// `max_tracked_keys` buckets beside one fixed slot per endpoint),
+    /// refusing with `responses`.
+    pub(crate) fn layer(
+        &self,
+        limits: GatewayLimits,
+        plans: PlanBook,
+        store: Option<Arc<dyn RateStore>>,
+        clock: Arc<dyn Clock>,
+        endpoints: usize,
+        responses: GatewayResponses,
+    ) -> ThrottleLayer {
+        let store = store.unwrap_or_else(|| {
+            Arc::new(
+                InMemoryRateStore::with_max_keys(
+                    clock,
+                    self.max_tracked_keys.unwrap_or(DEFAULT_MAX_KEYS),
+                )
+                .on_capacity(self.on_capacity.unwrap_or_default())
+                .with_endpoint_slots(endpoints),
+            )
+        });
+        ThrottleLayer::for_gateway(limits, plans, store)
+            .responses(responses)
+            .headers(self.headers.unwrap_or(true))
+            .fail_mode(self.fail_mode.unwrap_or_default())
     }
 }

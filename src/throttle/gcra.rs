@@ -5,6 +5,27 @@
 //! full again. A request at `now` is admitted when `max(tat, now) - now` is at
 //! most `(burst - 1)` emission intervals, and then moves the TAT one interval
 //! further. One `u64` of nanoseconds per key, no timer, no refill loop.
+//!
+//! GCRA comes from ATM traffic policing (the ATM Forum's Traffic Management
+//! specification, ITU-T I.371), where it decides whether a cell conforms to
+//! a contract; `governor` and Redis's `redis-cell` use it for rate limits.
+//! It is the token bucket API Gateway describes ("Throttle requests to your
+//! REST APIs", `api-gateway-request-throttling.md`) computed from one
+//! timestamp instead of a count and a last-refill time, so a check is a
+//! compare and an add, and a store (a map of atomics, a Redis script)
+//! needs one compare-and-swap of one number.
+//!
+//! With `T` the interval and `τ` the tolerance `(burst - 1) × T`:
+//!
+//! ```text
+//! ahead = max(tat - now, 0)
+//! ahead > τ  →  reject; retry after ahead - τ
+//! otherwise  →  admit;  tat' = now + ahead + T
+//! ```
+//!
+//! A key never seen has TAT 0, which is a full bucket at any time. A bucket
+//! idle long enough falls behind `now` and counts as full again, so it
+//! never holds more than `burst`.
 
 use super::Rate;
 
@@ -23,16 +44,20 @@ pub(crate) struct Gcra {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// Admitted: the new TAT to store, tokens left, nanoseconds until full.
+    /// `remaining` and `reset` are the `r` and `t` of the `RateLimit` field.
     Admit {
         tat: u64,
         remaining: u32,
         reset: u64,
     },
     /// Rejected: nanoseconds until a token is available, and until full.
+    /// The stored TAT is left as it was: a rejection costs nothing.
     Reject { retry: u64, reset: u64 },
 }
 
 impl Gcra {
+    /// The algorithm's constants for `rate`, computed once per limit, not
+    /// per request. A rate that admits nothing has interval 0.
     pub(crate) fn new(rate: Rate) -> Self {
         let interval = rate.interval_nanos();
         let spare = rate.burst().saturating_sub(1);
@@ -44,7 +69,9 @@ impl Gcra {
     }
 
     /// Decides a request at `now` against a bucket whose TAT is `tat` (0 for
-    /// a key never seen).
+    /// a key never seen). Both are nanoseconds on the same clock; the
+    /// caller stores the admitted TAT only if the bucket still holds `tat`
+    /// (compare-and-swap), and decides again otherwise.
     pub(crate) fn decide(&self, tat: u64, now: u64) -> Verdict {
         if self.interval == 0 {
             return Verdict::Reject {

@@ -1,5 +1,12 @@
 //! `Retry-After` and the IETF draft `RateLimit-Policy` / `RateLimit` fields
 //! (draft-ietf-httpapi-ratelimit-headers, structured-field form).
+//!
+//! `Retry-After` is RFC 9110's (section 10.2.3), in delay-seconds; RFC
+//! 6585 defines the 429 it comes with. The RateLimit fields describe one
+//! limit, named by its [`LimitScope`] (`"method"`, `"plan"`, ...): `q` is
+//! the burst, `w` the seconds the bucket takes to refill from empty, `r`
+//! the tokens left and `t` the seconds until the bucket is full. Seconds
+//! are whole and rounded up, so a client that waits `t` is never early.
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, OnceLock};
@@ -26,10 +33,14 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
 #[derive(Debug, Clone)]
 pub(crate) struct Spec {
     pub(crate) rate: Rate,
+    /// `"SCOPE";q=BURST;w=WINDOW`, interned: cloning it onto a response
+    /// copies a pointer.
     pub(crate) policy: HeaderValue,
 }
 
 impl Spec {
+    /// The spec of a limit of `scope` at `rate`: built when the limits are,
+    /// never per request.
     pub(crate) fn new(scope: LimitScope, rate: Rate) -> Self {
         Self {
             rate,
@@ -66,6 +77,9 @@ fn policy_value(scope: LimitScope, rate: Rate) -> HeaderValue {
 }
 
 /// Sets `RateLimit-Policy` and `RateLimit` for the binding limit.
+///
+/// `policy` is the limit's prebuilt value; the `RateLimit` value is
+/// written into a stack buffer, with no intermediate `String`.
 pub(crate) fn insert(
     headers: &mut HeaderMap,
     policy: &HeaderValue,
@@ -87,7 +101,9 @@ pub(crate) fn insert(
     }
 }
 
-/// A stack buffer long enough for any `RateLimit` value.
+/// A stack buffer long enough for any `RateLimit` value: the longest scope
+/// name, and a `u32` and a `u64` in decimal, take well under 64 bytes.
+/// A push that would not fit is dropped rather than panicking.
 struct Buf {
     bytes: [u8; 64],
     len: usize,

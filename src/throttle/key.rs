@@ -1,3 +1,11 @@
+//! Choosing a standalone throttle's bucket: [`KeyExtractor`].
+//!
+//! Behind a gateway the buckets follow the configuration (per method, per
+//! key, per client, ...) and no extractor is used. Alone, a
+//! [`ThrottleLayer`](super::ThrottleLayer) has one rate, and the extractor
+//! decides what shares a bucket: every request, each value of a header,
+//! each client IP, or whatever a closure returns.
+
 use std::fmt;
 use std::sync::Arc;
 
@@ -16,11 +24,16 @@ pub struct KeyExtractor {
     kind: Kind,
 }
 
+/// The extractor's strategy; private so strategies can be added freely.
 #[derive(Clone)]
 enum Kind {
+    /// No key: one bucket.
     Global,
+    /// The header's first value, bytes that are not UTF-8 replaced.
     Header(HeaderName),
+    /// The client IP, with these trusted proxies.
     ClientIp(Arc<[ipnet::IpNet]>),
+    /// A closure; `Arc` so the extractor stays cheap to clone.
     Fn(Arc<dyn Fn(RequestHead<'_>) -> Option<String> + Send + Sync>),
 }
 

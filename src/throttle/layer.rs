@@ -9,6 +9,7 @@ use super::headers::Spec;
 use super::service::Throttle;
 use super::{InMemoryRateStore, KeyExtractor, LimitScope, Rate, RateStore};
 use crate::clock::SystemClock;
+use crate::context::PerEndpoint;
 use crate::plans::PlanBook;
 use crate::response::GatewayResponses;
 use crate::store::FailMode;
@@ -45,8 +46,8 @@ pub(crate) struct GatewayLimits {
     pub(crate) gateway: Option<Spec>,
     pub(crate) per_client: Option<Spec>,
     pub(crate) trusted_proxies: Vec<IpNet>,
-    /// Each endpoint's own limit, by endpoint index.
-    pub(crate) methods: Vec<Option<Spec>>,
+    /// Each endpoint's own limit.
+    pub(crate) methods: PerEndpoint<Spec>,
 }
 
 impl fmt::Debug for ThrottleLayer {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::gcra::{Gcra, Verdict};
-use super::store::{Limit, Outcome, RateKey, RateStore};
+use super::store::{Admission, Limit, RateKey, RateStore};
 use crate::clock::Clock;
 use crate::store::{PrehashedState, StoreError};
 
@@ -193,7 +193,7 @@ impl InMemoryRateStore {
     }
 
     /// Checks and charges `limits` now, synchronously. See [`RateStore::check`].
-    pub fn check_limits(&self, limits: &[Limit<'_>]) -> Outcome {
+    pub fn check_limits(&self, limits: &[Limit<'_>]) -> Admission {
         self.check_at(limits, self.clock.unix_nanos())
     }
 
@@ -244,15 +244,15 @@ impl InMemoryRateStore {
         &self.shards[(fp >> 40) as usize % SHARDS]
     }
 
-    fn check_at(&self, limits: &[Limit<'_>], now: u64) -> Outcome {
+    fn check_at(&self, limits: &[Limit<'_>], now: u64) -> Admission {
         if let [limit] = limits {
             // One limit: nothing to refund, nothing to compare.
             let gcra = Gcra::new(limit.rate);
             return match self.charge_key(&limit.key, &gcra, now).0 {
                 Verdict::Admit {
                     remaining, reset, ..
-                } => Outcome::new(true, 0, remaining, Duration::from_nanos(reset), None),
-                Verdict::Reject { retry, reset } => Outcome::new(
+                } => Admission::new(true, 0, remaining, Duration::from_nanos(reset), None),
+                Verdict::Reject { retry, reset } => Admission::new(
                     false,
                     0,
                     0,
@@ -265,7 +265,7 @@ impl InMemoryRateStore {
         // for the usual handful, spilling to the heap past eight.
         let mut inline = [(Charged::Map(0), 0u64); 8];
         let mut spill: Vec<(Charged<'_>, u64)> = Vec::new();
-        let mut best = Outcome::unlimited();
+        let mut best = Admission::unlimited();
         for (i, limit) in limits.iter().enumerate() {
             let gcra = Gcra::new(limit.rate);
             let (verdict, charged) = self.charge_key(&limit.key, &gcra, now);
@@ -277,7 +277,7 @@ impl InMemoryRateStore {
                     if remaining < best.remaining
                         || (remaining == best.remaining && reset > best.reset)
                     {
-                        best = Outcome::new(true, i, remaining, reset, None);
+                        best = Admission::new(true, i, remaining, reset, None);
                     }
                     match inline.get_mut(i) {
                         Some(entry) => *entry = (charged, gcra.interval()),
@@ -288,7 +288,7 @@ impl InMemoryRateStore {
                     for &(charged, interval) in inline.iter().take(i).chain(&spill) {
                         self.refund(charged, interval);
                     }
-                    return Outcome::new(
+                    return Admission::new(
                         false,
                         i,
                         0,
@@ -423,11 +423,11 @@ fn write(shard: &Shard) -> RwLockWriteGuard<'_, Map> {
 
 #[async_trait]
 impl RateStore for InMemoryRateStore {
-    async fn check(&self, limits: &[Limit<'_>]) -> Result<Outcome, StoreError> {
+    async fn check(&self, limits: &[Limit<'_>]) -> Result<Admission, StoreError> {
         Ok(self.check_limits(limits))
     }
 
-    fn check_now(&self, limits: &[Limit<'_>]) -> Option<Result<Outcome, StoreError>> {
+    fn check_now(&self, limits: &[Limit<'_>]) -> Option<Result<Admission, StoreError>> {
         Some(Ok(self.check_limits(limits)))
     }
 }

@@ -69,7 +69,7 @@ use std::time::Duration;
 
 pub use self::client::ClientAddr;
 pub(crate) use self::client::client_ip;
-pub(crate) use self::config::check_combination;
+pub(crate) use self::config::resolve_method;
 pub use self::config::{ThrottleConfig, ThrottleOptions};
 pub use self::future::ResponseFuture;
 pub(crate) use self::headers::Spec;
@@ -79,7 +79,7 @@ pub use self::layer::ThrottleLayer;
 pub use self::memory::{DEFAULT_MAX_KEYS, InMemoryRateStore, OnCapacity};
 pub use self::rate::Rate;
 pub use self::service::Throttle;
-pub use self::store::{Limit, LimitScope, Outcome, RateKey, RateStore};
+pub use self::store::{Admission, Limit, LimitScope, RateKey, RateStore};
 pub use crate::context::RequestHead;
 
 /// Response extension of a 429 from the throttle layer: which limit rejected

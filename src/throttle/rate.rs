@@ -14,7 +14,9 @@
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
+    /// Requests per second, as given.
     rate: f64,
+    /// Bucket size, as given.
     burst: u32,
     /// Nanoseconds between tokens, rounded; 0 when nothing is ever admitted.
     interval: u64,

@@ -12,7 +12,7 @@ use super::client::{ClientAddr, client_ip};
 use super::future::ResponseFuture;
 use super::headers::Spec;
 use super::layer::{Shared, Source};
-use super::store::{Limit, LimitScope, Outcome, RateKey};
+use super::store::{Admission, Limit, LimitScope, RateKey};
 use super::{Rate, ThrottleRejection, headers};
 use crate::body::{Body, BoxError};
 use crate::context::RequestHead;
@@ -171,9 +171,7 @@ impl Shared {
                     .map(|c| c.endpoint().index());
                 let identity = head.extensions.get::<ApiKeyIdentity>();
                 if let Some(plan) = identity.and_then(|i| i.plan()).and_then(|p| plans?.get(p)) {
-                    let method = endpoint
-                        .and_then(|e| plan.methods.get(e))
-                        .and_then(Option::as_ref);
+                    let method = endpoint.and_then(|e| plan.methods.at(e));
                     p.push(Which::ApiKeyMethod, method);
                     p.push(Which::ApiKey, plan.throttle.as_ref());
                 }
@@ -183,12 +181,7 @@ impl Shared {
                         p.push(Which::Client(ip), Some(spec));
                     }
                 }
-                p.push(
-                    Which::Method,
-                    endpoint
-                        .and_then(|e| limits.methods.get(e))
-                        .and_then(Option::as_ref),
-                );
+                p.push(Which::Method, endpoint.and_then(|e| limits.methods.at(e)));
                 p.push(Which::Gateway, limits.gateway.as_ref());
             }
         }
@@ -196,7 +189,7 @@ impl Shared {
     }
 
     /// Turns a store's answer into a decision.
-    fn decide(&self, planned: &Planned<'_>, result: Result<Outcome, StoreError>) -> Decision {
+    fn decide(&self, planned: &Planned<'_>, result: Result<Admission, StoreError>) -> Decision {
         let binding = result.as_ref().map_or(0, |o| o.binding);
         match planned.items[..planned.len].get(binding) {
             Some(&(which, spec)) => self.decide_for(scope_of(which), spec, result),
@@ -209,7 +202,7 @@ impl Shared {
         &self,
         scope: LimitScope,
         spec: &Spec,
-        result: Result<Outcome, StoreError>,
+        result: Result<Admission, StoreError>,
     ) -> Decision {
         let outcome = match result {
             Ok(o) => o,

@@ -115,7 +115,7 @@ pub struct Limit<'a> {
 /// What a store decided about a set of limits.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
-pub struct Outcome {
+pub struct Admission {
     /// Whether every limit admitted the request. When one rejects, none of
     /// the others is charged.
     pub admitted: bool,
@@ -131,7 +131,7 @@ pub struct Outcome {
     pub retry_after: Option<Duration>,
 }
 
-impl Outcome {
+impl Admission {
     /// An admission that no limit constrains.
     pub(crate) fn unlimited() -> Self {
         Self {
@@ -170,11 +170,11 @@ impl Outcome {
 #[async_trait]
 pub trait RateStore: Send + Sync + fmt::Debug + 'static {
     /// Checks and, if all admit, charges every limit.
-    async fn check(&self, limits: &[Limit<'_>]) -> Result<Outcome, StoreError>;
+    async fn check(&self, limits: &[Limit<'_>]) -> Result<Admission, StoreError>;
 
     /// The same check without waiting, for stores that never wait (in
     /// memory). `None` (the default) sends the layer to [`check`](Self::check).
-    fn check_now(&self, limits: &[Limit<'_>]) -> Option<Result<Outcome, StoreError>> {
+    fn check_now(&self, limits: &[Limit<'_>]) -> Option<Result<Admission, StoreError>> {
         let _ = limits;
         None
     }

@@ -1,4 +1,10 @@
 //! The access-log sink.
+//!
+//! A format is parsed once, when the sink is made, into text and variables;
+//! rendering a line is then a walk over that list, with no lookups. The
+//! variables are a subset of API Gateway's `$context` (its "`$context`
+//! variables for data models, authorizers, mapping templates, and
+//! CloudWatch access logging"), the ones a request's [`UsageEvent`] knows.
 
 use std::fmt::{self, Write as _};
 use std::io::Write;
@@ -11,9 +17,16 @@ use super::event::UsageEvent;
 use super::reporter::{SinkError, UsageSink};
 
 /// API Gateway's CLF-like default access log format.
+///
+/// The console's CLF example ("Setting up CloudWatch logging for a REST
+/// API" in API Gateway's guide) with `$context.identity.caller` and `$context.identity.user`
+/// written as `-` (tollgate has no IAM caller) and without
+/// `$context.protocol` and `$context.extendedRequestId`. A line looks like
+/// `203.0.113.7 - - [14/Nov/2023:22:13:20 +0000] "GET /pets" 200 48 3f1c…`.
 pub const CLF: &str = "$context.identity.sourceIp - - [$context.requestTime] \"$context.httpMethod $context.resourcePath\" $context.status $context.responseLength $context.requestId";
 
-/// A `$context` variable of an access log format.
+/// A `$context` variable of an access log format: what [`write_var`]
+/// renders from an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Var {
     RequestId,
@@ -34,7 +47,10 @@ enum Var {
     PrincipalId,
 }
 
-/// Every variable, by its API Gateway name.
+/// Every variable, by its API Gateway name. `extendedRequestId` is an
+/// alias of `requestId`: tollgate makes one id per request, where API
+/// Gateway makes two (one a client may override). `apiId` gives the API's
+/// name: tollgate's APIs have no separate id.
 const VARS: &[(&str, Var)] = &[
     ("$context.requestId", Var::RequestId),
     ("$context.extendedRequestId", Var::RequestId),
@@ -55,24 +71,32 @@ const VARS: &[(&str, Var)] = &[
     ("$context.authorizer.principalId", Var::PrincipalId),
 ];
 
+/// A parsed format: literal text and variables, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Text(String),
     Var(Var),
 }
 
-/// A format names a variable that does not exist.
+/// A format names a variable that does not exist (the field is the whole
+/// `$context.name` as written). Reported when the sink is made, never
+/// while logging.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown access log variable `{0}`")]
 pub struct UnknownVariable(pub String);
 
+/// How a line is made.
 enum Format {
     Template(Vec<Part>),
+    /// [`UsageEvent`]'s `Serialize` form.
     Json,
 }
 
+/// Where lines go.
 enum Target {
+    /// A blocking writer, behind a lock; one `write_all` per batch.
     Writer(Mutex<Box<dyn Write + Send>>),
+    /// One `tracing` event per line.
     Tracing,
 }
 
@@ -83,6 +107,48 @@ enum Target {
 /// `$context.identity.apiKeyId`, `$context.requestTime`, ...; a value that is
 /// not known is `-`), or JSON lines; to a writer (stdout by default) or
 /// through `tracing` (target `tollgate::access`, level info).
+///
+/// A batch is rendered whole and written with one `write_all` and a
+/// `flush`, from the reporter's task. The writer is blocking: stdout or a
+/// file is fine; a pipe whose reader stalls holds up that reporter (and
+/// only it). A write error fails the batch and the reporter retries it, so
+/// after a partial write some lines may appear twice.
+///
+/// ```
+/// use std::io::Write;
+/// use std::sync::{Arc, Mutex};
+/// use http::{Request, Response};
+/// use tollgate::Body;
+/// use tollgate::usage::{AccessLogSink, Counted, Reporter, UsageLayer};
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// /// Lines written to memory, for the test.
+/// #[derive(Clone, Default)]
+/// struct Lines(Arc<Mutex<Vec<u8>>>);
+/// impl Write for Lines {
+///     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+///         self.0.lock().unwrap().extend_from_slice(buf);
+///         Ok(buf.len())
+///     }
+///     fn flush(&mut self) -> std::io::Result<()> { Ok(()) }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let lines = Lines::default();
+/// let format = "$context.httpMethod $context.status $context.responseLength key=$context.identity.apiKeyId";
+/// let sink = AccessLogSink::template(format)?.to_writer(lines.clone());
+/// let reporter = Reporter::new(Arc::new(sink));
+/// let svc = ServiceBuilder::new()
+///     .layer(UsageLayer::new(reporter.clone()))
+///     .service_fn(|_req: Request<Counted<Body>>| async {
+///         Ok::<_, std::convert::Infallible>(Response::new(Body::from("ok")))
+///     });
+/// svc.oneshot(Request::get("/pets").body(Body::empty())?).await?;
+/// reporter.shutdown().await;
+/// // No key was presented: an unknown value is `-`.
+/// assert_eq!(String::from_utf8(lines.0.lock().unwrap().clone())?, "GET 200 2 key=-\n");
+/// # Ok(()) }
+/// ```
 pub struct AccessLogSink {
     format: Format,
     target: Target,
@@ -94,6 +160,10 @@ impl fmt::Debug for AccessLogSink {
     }
 }
 
+/// Splits a format into text and variables. A variable name runs over
+/// letters, digits, `.` and `_`, and a trailing `.` is left as text, so
+/// `$context.status.` reads as the status then a full stop. Anything that
+/// does not start with `$context.` is text (a lone `$` included).
 fn parse(format: &str) -> Result<Vec<Part>, UnknownVariable> {
     let mut parts = Vec::new();
     let mut text = String::new();
@@ -124,10 +194,15 @@ fn parse(format: &str) -> Result<Vec<Part>, UnknownVariable> {
     Ok(parts)
 }
 
+/// CLF's month abbreviations (English, whatever the locale).
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
+/// Appends one variable's value; `-` for what the event does not know.
+/// Latencies are whole milliseconds (truncated) here, where the JSON form
+/// keeps fractions; `requestTime` is CLF's `dd/MMM/yyyy:HH:mm:ss +0000`, in
+/// UTC; `requestTimeEpoch` is Unix milliseconds, as API Gateway's.
 fn write_var(out: &mut String, var: Var, e: &UsageEvent) {
     let dash = |out: &mut String, v: Option<&str>| out.push_str(v.unwrap_or("-"));
     match var {
@@ -191,7 +266,8 @@ fn write_var(out: &mut String, var: Var, e: &UsageEvent) {
 }
 
 impl AccessLogSink {
-    /// Lines in `format` (see [`CLF`]), to stdout.
+    /// Lines in `format` (see [`CLF`]), to stdout. An unknown variable is
+    /// an error now rather than a `-` in every line later.
     pub fn template(format: &str) -> Result<Self, UnknownVariable> {
         Ok(Self {
             format: Format::Template(parse(format)?),
@@ -208,19 +284,23 @@ impl AccessLogSink {
         }
     }
 
-    /// Writes to `writer` instead.
+    /// Writes to `writer` instead (a file, a buffer). Each batch is one
+    /// `write_all` and a `flush`; nothing is buffered in between.
     pub fn to_writer(mut self, writer: impl Write + Send + 'static) -> Self {
         self.target = Target::Writer(Mutex::new(Box::new(writer)));
         self
     }
 
     /// Logs through `tracing` instead (target `tollgate::access`, info).
+    /// Never fails: whether the line is kept is the subscriber's business.
     pub fn to_tracing(mut self) -> Self {
         self.target = Target::Tracing;
         self
     }
 
-    /// The line for one event, without its newline.
+    /// The line for one event, without its newline. Values are written as
+    /// they are: a user agent with a `"` in it is not escaped in a
+    /// template line (the JSON form escapes everything).
     pub fn render(&self, e: &UsageEvent) -> String {
         match &self.format {
             Format::Json => serde_json::to_string(e).unwrap_or_default(),

@@ -1,4 +1,10 @@
 //! The in-memory aggregating sink.
+//!
+//! Counts, not events: memory grows with keys, endpoints and days, not with
+//! traffic. It answers `UsageRecords::get_usage` for plans without a
+//! quota, and per-endpoint and per-status questions for a dashboard; for
+//! anything longer-lived, send events to a
+//! [`MetricsSink`](super::MetricsSink) or a collector as well.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,7 +18,10 @@ use super::event::{UsageEvent, day_of};
 use super::reporter::{SinkError, UsageSink};
 use crate::context::Endpoint;
 
-/// Counts of one stage, resource and method.
+/// Counts of one stage, resource and method. `count` includes every
+/// outcome (rejections, 499s, panics); the others are subsets of it. A
+/// request the cache bypassed or served stale counts as neither hit nor
+/// miss.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EndpointCounts {
@@ -28,20 +37,33 @@ pub struct EndpointCounts {
     pub cache_misses: u64,
 }
 
+/// Everything counted, behind the sink's one lock.
 #[derive(Default)]
 struct Counts {
+    /// Requests with an accepted key, per key id and UTC day. Never pruned:
+    /// one entry per key per day it was used.
     key_day: HashMap<(Arc<str>, Date), u64>,
+    /// The same per minute (the minute's first Unix second), pruned to
+    /// [`MINUTES_KEPT`].
     key_minute: HashMap<(Arc<str>, i64), u64>,
     /// By endpoint index and method (an `ANY` endpoint serves several).
+    /// Indexes are unique within one gateway: gateways built from other
+    /// configs that share this sink may merge endpoints of equal index.
     endpoint: HashMap<(usize, Method), (Arc<Endpoint>, EndpointCounts)>,
+    /// Indexed by status / 100, clamped to 5.
     status_class: [u64; 6],
+    /// All requests per UTC day; never pruned.
     day: HashMap<Date, u64>,
+    /// All requests per minute, pruned with `key_minute`.
     minute: HashMap<i64, u64>,
     total: u64,
+    /// The latest minute seen: pruning runs only when it moves on.
     newest_minute: i64,
 }
 
-/// Minutes of per-minute counts kept (two days).
+/// Minutes of per-minute counts kept (two days). Pruning runs when a new
+/// minute starts and the map holds more than this many minutes, so it
+/// costs one pass per minute at most.
 const MINUTES_KEPT: i64 = 2 * 24 * 60;
 
 /// Counts usage in memory: per API key per day and per minute, per stage,
@@ -52,6 +74,12 @@ const MINUTES_KEPT: i64 = 2 * 24 * 60;
 /// [`usage_records_from`](crate::gateway::GatewayBuilder::usage_records_from)
 /// answers `UsageRecords::get_usage` from it for plans without a quota (the
 /// meter counts only what a quota needs).
+///
+/// One mutex guards the counts. It is taken once per batch by the
+/// reporter's task, not per request, and briefly by each query, so
+/// queries do not slow the request path. Counts live as long as the sink
+/// and die with the process; per-day counts are never pruned (a few dozen
+/// bytes per key per day).
 #[derive(Default)]
 pub struct AggregatingSink {
     counts: Mutex<Counts>,
@@ -65,6 +93,7 @@ impl fmt::Debug for AggregatingSink {
     }
 }
 
+/// The first Unix second of the minute holding `unix_nanos`.
 fn minute_of(unix_nanos: u64) -> i64 {
     i64::try_from(unix_nanos / 60_000_000_000).unwrap_or(i64::MAX) * 60
 }
@@ -75,11 +104,15 @@ impl AggregatingSink {
         Self::default()
     }
 
+    /// The counts, even after a panic elsewhere poisoned the lock: a panic
+    /// while counting loses at most part of one batch, which is better than
+    /// every later query failing.
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts `events` (what the sink does with each batch).
+    /// Counts `events` (what the sink does with each batch). Callable
+    /// directly, to replay events or to test.
     pub fn add(&self, events: &[UsageEvent]) {
         let mut c = self.lock();
         for e in events {
@@ -141,7 +174,10 @@ impl AggregatingSink {
             .unwrap_or(0)
     }
 
-    /// Counts of one stage, resource template and method.
+    /// Counts of one stage, resource template and method (the template as
+    /// configured, `/pets/{petId}`, not a request path). Zero for an
+    /// endpoint never called. Scans every endpoint entry: for dashboards,
+    /// not hot loops.
     pub fn endpoint(&self, stage: &str, resource: &str, method: &Method) -> EndpointCounts {
         self.lock()
             .endpoint
@@ -160,6 +196,7 @@ impl AggregatingSink {
     }
 
     /// Requests answered with a status of `class` (2 for 2xx, ... 5 for 5xx).
+    /// Clients that left before any response count under 4 (status 499).
     pub fn status_class(&self, class: u16) -> u64 {
         self.lock()
             .status_class
@@ -186,6 +223,9 @@ impl AggregatingSink {
 
 /// Per-key daily counts that [`UsageRecords`](crate::plans::UsageRecords)
 /// can read for plans without a quota (`GatewayBuilder::usage_records_from`).
+///
+/// Implemented by [`AggregatingSink`] (this process's requests) and, with
+/// feature `redis`, `tollgate::redis::RedisUsageSink` (every process's).
 #[async_trait]
 pub trait UsageCounts: Send + Sync + 'static {
     /// Requests of `key_id` on `day` (UTC).

@@ -1,4 +1,9 @@
 //! One request, as reported.
+//!
+//! The event is built by [`UsageLayer`](super::UsageLayer) from what it saw
+//! and what the other layers put in the response extensions; sinks read it
+//! field by field or as JSON (its `Serialize` impl, with API Gateway's
+//! `$context` names where there is one).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,7 +23,8 @@ pub enum Outcome {
     /// The whole response was sent.
     Completed,
     /// The client went away before the response was whole (or before it
-    /// started: then the status is 499).
+    /// started: then the status is 499). Also what a server that stops
+    /// polling the body (a connection reset, a shutdown) looks like.
     ClientDisconnected,
     /// Something in the stack panicked; the client got a 500.
     Panicked,
@@ -36,18 +42,40 @@ impl Outcome {
 }
 
 /// The status recorded for a request whose client left before any response.
+/// nginx's "client closed request"; not an HTTP status, and never sent.
 pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// One request, successful or rejected, as a [`UsageLayer`](super::UsageLayer)
 /// reports it.
+///
+/// Built only by the layer (`#[non_exhaustive]`), read by sinks. Cloning
+/// copies a few reference counts and small strings; a layer with several
+/// reporters clones one per reporter. The JSON form (for
+/// [`HttpSink`](super::HttpSink) and JSON access logs) has one key per
+/// field, `null` when unknown:
+///
+/// ```text
+/// {"requestTimeEpoch":1700000000000,"requestId":"…","apiName":"petstore",
+///  "stage":"prod","resourcePath":"/pets/{petId}","httpMethod":"GET",
+///  "status":200,"errorType":null,"responseLatency":1.27,
+///  "integrationLatency":0.98,"requestLength":0,"responseLength":48,
+///  "apiKeyId":"3f9c2a1b7d","principalId":null,"cache":"Miss",
+///  "sourceIp":"203.0.113.7","userAgent":"curl/8.5.0","outcome":"completed"}
+/// ```
+///
+/// Times are Unix milliseconds and latencies fractional milliseconds, as
+/// CloudWatch writes them.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct UsageEvent {
     /// When the request arrived, Unix nanoseconds.
     pub time_unix_nanos: u64,
-    /// The request id (`x-amzn-requestid`).
+    /// The request id (`x-amzn-requestid`). `None` when routing did not run
+    /// or did not match, and for a client that left before the response.
     pub request_id: Option<RequestId>,
-    /// The API's name (the config's `name`).
+    /// The API's name (the config's `name`; a [`UsageLayer`](super::UsageLayer)
+    /// alone says `tollgate` unless given
+    /// [`api_name`](super::UsageLayer::api_name)).
     pub api: Arc<str>,
     /// The stage, resource template and method, when the request was routed.
     pub endpoint: Option<Arc<Endpoint>>,
@@ -57,13 +85,18 @@ pub struct UsageEvent {
     pub status: u16,
     /// The gateway response kind, when the gateway answered itself.
     pub rejection: Option<GatewayResponseKind>,
-    /// From arrival to the last body byte handed to the server.
+    /// From arrival to the last body byte handed to the server (for a body
+    /// held whole in memory: to the response head, since the body then goes
+    /// out in one write).
     pub latency: Duration,
     /// From the integration call to its response head, when one was called.
     pub integration_latency: Option<Duration>,
     /// Request body bytes (its `Content-Length`, or counted as it streamed).
+    /// A declared length is reported as declared; a counted one is what had
+    /// been read when the event was made.
     pub request_bytes: u64,
-    /// Response body bytes sent.
+    /// Response body bytes sent: for a client that left, what it got
+    /// before leaving. Headers are not counted.
     pub response_bytes: u64,
     /// The API key id, when a key was accepted.
     pub api_key_id: Option<Arc<str>>,
@@ -72,6 +105,8 @@ pub struct UsageEvent {
     /// What the cache did.
     pub cache: Option<CacheStatus>,
     /// The client's address (behind trusted proxies, from `X-Forwarded-For`).
+    /// `None` when the server did not put a
+    /// [`ClientAddr`](crate::throttle::ClientAddr) in the request.
     pub source_ip: Option<IpAddr>,
     /// The `User-Agent` header.
     pub user_agent: Option<HeaderValue>,
@@ -90,13 +125,14 @@ impl UsageEvent {
         self.endpoint.as_ref().map(|e| e.resource())
     }
 
-    /// 2 for 2xx, 4 for 4xx, ...
+    /// 2 for 2xx, 4 for 4xx, ... (4 for a client that left: 499).
     pub fn status_class(&self) -> u16 {
         self.status / 100
     }
 }
 
-/// The UTC day of a time in Unix nanoseconds.
+/// The UTC day of a time in Unix nanoseconds: the key of per-day counts,
+/// in memory and in Redis alike, so every process agrees on the day.
 pub(crate) fn day_of(unix_nanos: u64) -> time::Date {
     time::OffsetDateTime::from_unix_timestamp(
         i64::try_from(unix_nanos / 1_000_000_000).unwrap_or(0),
@@ -104,11 +140,14 @@ pub(crate) fn day_of(unix_nanos: u64) -> time::Date {
     .map_or(time::Date::MIN, time::OffsetDateTime::date)
 }
 
+/// Fractional milliseconds, CloudWatch's latency unit.
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// JSON field names follow API Gateway's `$context` names.
+/// JSON field names follow API Gateway's `$context` names (`errorType` is
+/// `$context.error.responseType`; `cache` and `outcome` are tollgate's).
+/// Absent values are `null`, never omitted, so every line has one shape.
 impl Serialize for UsageEvent {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;

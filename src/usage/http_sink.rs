@@ -1,4 +1,7 @@
 //! The HTTP batch sink: a 3scale-style report.
+//!
+//! One POST per batch, so a collector sees at most one request per flush
+//! interval per process (or per full batch), whatever the API's traffic.
 
 use std::fmt;
 use std::time::Duration;
@@ -19,10 +22,23 @@ use super::reporter::{SinkError, UsageSink};
 /// [`UsageEvent`]'s serialization) to a URL. Anything but a 2xx within the
 /// timeout (5 s by default) is an error, so the reporter retries. Plain
 /// `http://` only.
+///
+/// The collector should treat a batch as taken only when it answers 2xx:
+/// anything else, or no answer in time, makes the reporter send the same
+/// batch again, so a collector that stored it and then failed to answer
+/// gets it twice. Events carry no unique id of their own; a collector that
+/// needs exactly-once can use the `requestId` of routed requests.
+///
+/// The body is `{"events":[...]}` with each event as in
+/// [`UsageEvent`]'s `Serialize` impl, sent as `application/json`. For
+/// HTTPS, implement [`UsageSink`] over a client of your choice.
 #[derive(Clone)]
 pub struct HttpSink {
+    /// hyper's pooled client: connections to the collector are kept alive
+    /// between batches. Cloning the sink shares the pool.
     client: Client<HttpConnector, Full<Bytes>>,
     url: Uri,
+    /// Bounds one post: connecting, sending and reading the answer.
     timeout: Duration,
 }
 
@@ -36,7 +52,8 @@ impl fmt::Debug for HttpSink {
 }
 
 impl HttpSink {
-    /// Posts to `url` (`http://collector:8080/report`).
+    /// Posts to `url` (`http://collector:8080/report`). An error for a URL
+    /// that does not parse or is not `http://` with a host.
     pub fn new(url: &str) -> Result<Self, SinkError> {
         let uri: Uri = url
             .parse()
@@ -51,13 +68,15 @@ impl HttpSink {
         })
     }
 
-    /// With this timeout per post.
+    /// With this timeout per post (default 5 s). Keep it well under the
+    /// reporter's retry cap, or one slow collector holds its queue.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 }
 
+/// The body of one post.
 #[derive(serde::Serialize)]
 struct Report<'a> {
     events: &'a [UsageEvent],

@@ -1,5 +1,18 @@
 //! The usage layer: one event per request, built on the request path
 //! without waiting, sent when the response body is done.
+//!
+//! Three places can end a request, and each reports it exactly once:
+//!
+//! - the response future, when the inner service fails, panics, or returns
+//!   a body held whole in memory (reported at once: it goes out in one
+//!   write);
+//! - the [`Reporting`] body wrapper, when a streamed body ends, errors or
+//!   is dropped unfinished (a client that left mid-body);
+//! - the [`Guard`] in the future, when the future is dropped before the
+//!   response head (a client that left early): status 499.
+//!
+//! The [`Pending`] facts move from one to the next with `Option::take`, so
+//! a request cannot be reported twice.
 
 use std::fmt;
 use std::future::Future;
@@ -19,25 +32,34 @@ use tower::{Layer, Service};
 
 use super::event::{CLIENT_CLOSED_REQUEST, Outcome, UsageEvent};
 use super::reporter::Reporter;
-use crate::auth::authorizer::AuthorizerContext;
-use crate::auth::sigv4::SigV4Identity;
 use crate::body::{Body, BoxError};
 use crate::cache::CacheStatus;
 use crate::clock::{Clock, SystemClock};
-use crate::context::{ApiKeyIdentity, Routed};
+use crate::context::{ApiKeyIdentity, Caller, Routed};
 use crate::response::{ERROR_TYPE_HEADER, GatewayResponseKind, GatewayResponses};
 use crate::throttle::ClientAddr;
 
 /// How long the integration took to its response head, in the response
 /// extensions of a gateway that reports usage.
+///
+/// API Gateway's `IntegrationLatency` metric and
+/// `$context.integrationLatency`. A service of your own below the usage
+/// layer may insert it too; it is read as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IntegrationLatency(pub Duration);
 
+/// The layer's settings, shared by every service it made.
 struct Shared {
+    /// Never empty (an empty list makes the layer [`off`](UsageLayer::off)).
     reporters: Box<[Reporter]>,
+    /// Arrival and latency times.
     clock: Arc<dyn Clock>,
+    /// The API's name, copied into every event.
     api: Arc<str>,
+    /// Proxies whose `X-Forwarded-For` is believed; empty: the peer address
+    /// is the client.
     trusted: Arc<[IpNet]>,
+    /// For the 500 that answers a panic.
     responses: GatewayResponses,
 }
 
@@ -47,6 +69,8 @@ struct Shared {
 #[derive(Clone)]
 #[must_use]
 pub struct UsageLayer {
+    /// `None`: reporting is off and the service passes requests through
+    /// (panics included: nothing is caught when nothing would report it).
     shared: Option<Arc<Shared>>,
 }
 
@@ -62,7 +86,8 @@ impl fmt::Debug for UsageLayer {
 }
 
 impl UsageLayer {
-    /// Reports to `reporter`.
+    /// Reports to `reporter`, with the system clock, API name `tollgate`,
+    /// no trusted proxies and the default gateway responses.
     pub fn new(reporter: Reporter) -> Self {
         Self::build(
             vec![reporter],
@@ -99,6 +124,8 @@ impl UsageLayer {
         }
     }
 
+    /// Copy-on-write edit of the settings: layers already handed out keep
+    /// theirs. A layer that is off stays off.
     fn with(self, f: impl FnOnce(&mut Shared)) -> Self {
         let Some(shared) = self.shared else {
             return self;
@@ -136,6 +163,11 @@ impl UsageLayer {
     }
 
     /// Takes the client address from `X-Forwarded-For` behind these proxies.
+    ///
+    /// The peer address comes from the [`ClientAddr`] request extension,
+    /// which the server must insert; without it the source IP is unknown
+    /// (`-` in access logs). `X-Forwarded-For` is believed only from a peer
+    /// in these networks, as the throttle layer does.
     pub fn trusted_proxies(self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
         let list: Arc<[IpNet]> = proxies.into_iter().collect();
         self.with(|s| s.trusted = list)
@@ -166,7 +198,11 @@ impl<S> Layer<S> for UsageLayer {
     }
 }
 
-/// The usage middleware.
+/// The usage middleware; see [`UsageLayer`].
+///
+/// The inner service receives the request body wrapped in [`Counted`], and
+/// the response body comes back as [`Body`], wrapped in a counting body
+/// when it streams.
 #[derive(Clone)]
 pub struct Usage<S> {
     inner: S,
@@ -184,9 +220,18 @@ impl<S: fmt::Debug> fmt::Debug for Usage<S> {
 pin_project_lite::pin_project! {
     /// A request body counted as it streams (when its length is not known
     /// up front).
+    ///
+    /// Counts the data bytes the inner service actually read, by the time
+    /// the event is sent: a body the service never read counts 0. A body
+    /// with a `Content-Length` (or an exact size hint) is not counted: the
+    /// declared length is reported, and the wrapper costs one branch per
+    /// frame.
     pub struct Counted<B> {
         #[pin]
         inner: B,
+        // Shared with the request's pending event; `None` when the length
+        // was declared or reporting is off. (pin_project_lite takes no
+        // attributes, so no doc comments, on fields.)
         counter: Option<Arc<AtomicU64>>,
     }
 }
@@ -232,15 +277,20 @@ where
 /// What is known of a request before its response.
 struct Pending {
     shared: Arc<Shared>,
+    /// Arrival, the clock's Unix nanoseconds.
     start: u64,
     method: Method,
+    /// The declared length, or 0 when the body is counted instead.
     request_bytes: u64,
+    /// The streamed body's count, read when the event is made.
     counter: Option<Arc<AtomicU64>>,
     source_ip: Option<std::net::IpAddr>,
     user_agent: Option<http::HeaderValue>,
 }
 
 impl Pending {
+    /// An event with what is known now; the caller fills in what the
+    /// response tells (route, key, latency, response bytes).
     fn event(&self, status: u16, outcome: Outcome) -> UsageEvent {
         UsageEvent {
             time_unix_nanos: self.start,
@@ -272,6 +322,8 @@ impl Pending {
     }
 }
 
+/// Hands `event` to every reporter: moved to the only one, cloned for
+/// several. Never waits.
 fn emit(shared: &Shared, event: UsageEvent) {
     match &*shared.reporters {
         [one] => one.record(event),
@@ -284,6 +336,8 @@ fn emit(shared: &Shared, event: UsageEvent) {
 }
 
 /// Reports a request whose response never came (its future was dropped).
+/// Holds the pending facts while the future is pending; every other end
+/// takes them out first, so dropping a finished future reports nothing.
 struct Guard(Option<Pending>);
 
 impl Drop for Guard {
@@ -298,10 +352,19 @@ impl Drop for Guard {
 
 pin_project_lite::pin_project! {
     /// Response future of [`Usage`].
+    ///
+    /// Polls the inner future inside `catch_unwind` when reporting is on:
+    /// a panic below becomes a 500 `DEFAULT_5XX` response and a `panicked`
+    /// event, and the connection is not torn down. A panic in the inner
+    /// service's `call` itself (before any future exists) is not caught.
+    /// An `Err` from the inner service is reported as status 500 (the
+    /// server answers or closes without a response of ours) and passed on.
     pub struct ResponseFuture<F> {
         #[pin]
         future: F,
         guard: Guard,
+        // Set once the output is returned: polling again stays pending
+        // instead of polling a finished (or panicked) inner future.
         done: bool,
     }
 }
@@ -384,6 +447,11 @@ where
 
 /// What the layers below said about the request: the route, the gateway
 /// response kind, the caller, the cache, the integration's latency.
+///
+/// Each comes from a small typed value a layer put in the response
+/// extensions (DESIGN.md: "a layer that decides something says so"); the
+/// kind comes from the `x-tollgate-error-type` header that every gateway
+/// response carries. A SigV4 principal wins over an authorizer's.
 fn read_response(event: &mut UsageEvent, headers: &http::HeaderMap, ext: &http::Extensions) {
     if let Some(r) = ext.get::<Routed>() {
         event.request_id = Some(r.request_id);
@@ -393,14 +461,9 @@ fn read_response(event: &mut UsageEvent, headers: &http::HeaderMap, ext: &http::
         .get(&ERROR_TYPE_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    event.api_key_id = ext.get::<ApiKeyIdentity>().map(ApiKeyIdentity::key_id_arc);
-    event.principal = ext
-        .get::<SigV4Identity>()
-        .map(|s| s.principal.clone())
-        .or_else(|| {
-            ext.get::<AuthorizerContext>()
-                .map(|a| a.principal_id.clone())
-        });
+    let caller = Caller::of(ext);
+    event.api_key_id = caller.api_key.map(ApiKeyIdentity::key_id_arc);
+    event.principal = caller.principal().map(str::to_owned);
     event.cache = ext.get::<CacheStatus>().copied();
     event.integration_latency = ext.get::<IntegrationLatency>().map(|l| l.0);
 }
@@ -408,11 +471,16 @@ fn read_response(event: &mut UsageEvent, headers: &http::HeaderMap, ext: &http::
 /// A response body that reports its request when it is done or dropped.
 struct Reporting {
     inner: Body,
+    /// The event, filled in but for bytes and latency; taken when sent.
     pending: Option<(Pending, UsageEvent)>,
+    /// Data bytes handed to the server so far.
     sent: u64,
 }
 
 impl Reporting {
+    /// Sends the event once, with the bytes sent and the latency to now.
+    /// An error from the inner body counts as completed: the response
+    /// was whole as far as the gateway could make it.
     fn finish(&mut self, outcome: Outcome) {
         if let Some((pending, mut event)) = self.pending.take() {
             event.response_bytes = self.sent;

@@ -1,4 +1,8 @@
 //! The `metrics`-crate sink: API Gateway's CloudWatch metrics.
+//!
+//! The metrics and their meanings are API Gateway's ("Amazon API Gateway
+//! dimensions and metrics"); the labels are its `ApiName, Method, Resource,
+//! Stage` dimensions, lower-cased as Prometheus writes labels.
 
 use std::fmt;
 
@@ -18,6 +22,18 @@ use crate::cache::CacheStatus;
 ///
 /// Names are API Gateway's as they are; [`prefix`](Self::prefix) one for a
 /// system whose names may not start with a digit (`tollgate_4XXError`).
+///
+/// Emitted from the reporter's task, a batch at a time, so the recorder's
+/// cost is not on the request path; the metrics lag requests by up to the
+/// reporter's flush interval. `Count` counts every request, rejections
+/// included (API Gateway's error rate is `4XXError / Count`), and here
+/// clients that left as well: `4XXError` includes their 499.
+///
+/// The `stage` and `resource` labels come from the configuration (`-` when
+/// no route matched), never from request paths. The `method` label is the
+/// request's method, which a client may choose freely (HTTP allows
+/// extension methods): behind an exporter that keeps every series, that
+/// label is not bounded by the configuration.
 #[derive(Clone, Default)]
 pub struct MetricsSink {
     prefix: String,
@@ -43,11 +59,13 @@ impl MetricsSink {
         self
     }
 
+    /// The prefixed name (a small allocation per metric per event).
     fn name(&self, n: &str) -> String {
         format!("{}{n}", self.prefix)
     }
 
-    /// Emits one event's metrics.
+    /// Emits one event's metrics. Callable directly, for a sink of your own
+    /// that also wants these metrics.
     pub fn emit(&self, e: &UsageEvent) {
         let labels = [
             Label::new("api", e.api.to_string()),

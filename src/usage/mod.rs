@@ -22,6 +22,23 @@
 //! JSON lines, to a writer or `tracing`), [`HttpSink`] (JSON batches posted
 //! to a collector).
 //!
+//! # Costs and failure modes
+//!
+//! - The request path pays a clock read, a few header reads and one
+//!   non-blocking send per reporter; a response body held in memory is not
+//!   wrapped, a streamed one is wrapped to count its bytes.
+//! - A slow or failing sink never slows requests. Its reporter retries
+//!   (about 13 s with the defaults) while the queue takes new events; a
+//!   full queue drops and counts them ([`Reporter::dropped`], metric
+//!   `tollgate_usage_dropped`; batches given up: `tollgate_usage_failed`).
+//!   Those two counters are the ones to alert on.
+//! - Delivery is at least once while the process lives. Call
+//!   [`Reporter::shutdown`] before the runtime stops, or the events still
+//!   queued are lost.
+//! - Give each sink its own reporter
+//!   ([`UsageLayer::reporter`] adds one): each has its own queue, so a
+//!   stalled collector cannot delay the metrics.
+//!
 //! ```
 //! use std::convert::Infallible;
 //! use std::sync::Arc;

@@ -1,4 +1,23 @@
 //! The canonical request, exactly as AWS defines it.
+//!
+//! Step 1 of "Create a signed AWS API request" in AWS's SigV4 documentation:
+//! six parts joined by `\n`.
+//!
+//! ```text
+//! METHOD
+//! CANONICAL_URI       the path, normalized and encoded (twice, for every service but S3)
+//! CANONICAL_QUERY     each name and value encoded, sorted, joined by `&`
+//! CANONICAL_HEADERS   `name:value\n` per signed header, sorted by name (so a blank line follows)
+//! SIGNED_HEADERS      the names, sorted, joined by `;`
+//! PAYLOAD_HASH        hex SHA-256 of the body, or `UNSIGNED-PAYLOAD`
+//! ```
+//!
+//! Encoding is RFC 3986 percent-encoding with upper-case hex: only
+//! `A-Z a-z 0-9 - . _ ~` are left as they are (and `/` in the path).
+//! Everything works on bytes, so a path or query that is not UTF-8 is
+//! signed as it was sent. A request whose path is already normal and whose
+//! query parts are already canonical is copied into the output buffer
+//! without being decoded.
 
 use std::borrow::Cow;
 
@@ -22,7 +41,8 @@ pub struct CanonicalOptions {
 }
 
 impl CanonicalOptions {
-    /// Options with both settings given.
+    /// Options with both settings given, and the presigned session token
+    /// signed.
     pub const fn new(normalize_path: bool, double_encode: bool) -> Self {
         Self {
             normalize_path,
@@ -54,6 +74,7 @@ pub enum CanonicalError {
 }
 
 /// RFC 3986 unreserved characters stay; everything else is `%XX` (upper-case hex).
+/// `keep_slash` keeps the path's separators; in a query a `/` is encoded too.
 fn encode_into(out: &mut Vec<u8>, bytes: &[u8], keep_slash: bool) {
     for &b in bytes {
         if b.is_ascii_alphanumeric()
@@ -70,6 +91,11 @@ fn encode_into(out: &mut Vec<u8>, bytes: &[u8], keep_slash: bool) {
 }
 
 /// Removes dot segments and empty segments, keeping a trailing slash.
+///
+/// RFC 3986's dot-segment removal (section 5.2.4) plus empty segments
+/// (`//`) dropped, as AWS normalizes for every service but S3:
+/// `/a/./b/../c//` is `/a/c/`. A `..` above the root is dropped, and the
+/// result always starts with `/`.
 fn normalize(path: &[u8]) -> Vec<u8> {
     let mut segments: Vec<&[u8]> = Vec::new();
     for seg in path.split(|&b| b == b'/') {
@@ -112,6 +138,21 @@ fn is_normal(path: &[u8]) -> bool {
 }
 
 /// The canonical URI of a raw request path.
+///
+/// An empty path is `/`. With [`CanonicalOptions::double_encode`] (the
+/// default) the path as received is encoded again, its `%XX` escapes
+/// included, so a space sent as `%20` is signed as `%2520`; without it
+/// (S3), escapes are kept, upper-cased, and only raw bytes are encoded.
+///
+/// ```
+/// use tollgate::auth::sigv4::{CanonicalOptions, canonical_uri};
+///
+/// let aws = CanonicalOptions::default();
+/// assert_eq!(canonical_uri(b"/a b/%20", aws), b"/a%20b/%2520");
+/// assert_eq!(canonical_uri(b"/example1/example2/../..", aws), b"/");
+/// let s3 = CanonicalOptions::new(false, false);
+/// assert_eq!(canonical_uri(b"/a%20b/%2F", s3), b"/a%20b/%2F");
+/// ```
 pub fn canonical_uri(raw_path: &[u8], options: CanonicalOptions) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw_path.len() + 8);
     canonical_uri_into(&mut out, raw_path, options);
@@ -170,6 +211,16 @@ fn canonical_part(raw: &[u8]) -> Cow<'_, [u8]> {
 /// The canonical query string: every parameter decoded and re-encoded,
 /// sorted by name then value; when `presigned`, `X-Amz-Signature` left out,
 /// and `X-Amz-Security-Token` too unless `token_signed`.
+///
+/// Sorting is by the encoded bytes. A `+` is a plus sign here, not a space
+/// (it is signed as `%2B`), and a parameter without `=` has an empty value.
+///
+/// ```
+/// use tollgate::auth::sigv4::canonical_query;
+///
+/// assert_eq!(canonical_query(b"b=2&a=2&a=1&c", false, true), b"a=1&a=2&b=2&c=");
+/// assert_eq!(canonical_query(b"x=a+b&y=%7e", false, true), b"x=a%2Bb&y=~");
+/// ```
 pub fn canonical_query(raw_query: &[u8], presigned: bool, token_signed: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw_query.len() + 16);
     canonical_query_into(&mut out, raw_query, presigned, token_signed);
@@ -219,6 +270,16 @@ fn fold_value(out: &mut Vec<u8>, value: &[u8]) {
 /// repeated names allowed); `params` say which headers were signed and
 /// whether the URL is presigned; `payload_hash` is the hex SHA-256 of the
 /// body (or `UNSIGNED-PAYLOAD`).
+///
+/// Header names are matched in any case. A header sent more than once is
+/// one line, its values joined by `,` in the order sent; a name listed twice
+/// in `SignedHeaders` is one line too. `headers` is walked once per signed
+/// header, so it must be cheap to clone (an iterator over borrowed pairs).
+///
+/// # Errors
+///
+/// [`CanonicalError::MissingHeader`] when a signed header is not in
+/// `headers`: such a request cannot have been signed as it arrived.
 pub fn canonical_request<'h>(
     method: &str,
     raw_path: &[u8],

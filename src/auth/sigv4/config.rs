@@ -1,10 +1,33 @@
 //! The `credentials` and `sigv4` sections.
+//!
+//! ```yaml
+//! credentials:
+//!   - access_key_id: AKIDEXAMPLE
+//!     secret_access_key: wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY
+//!     principal: reporting-job        # default: the access key id
+//! sigv4:
+//!   region: us-east-1
+//!   service: execute-api              # the default
+//!   max_skew: 300                     # seconds, the default
+//! ```
+//!
+//! A method requires a signature with `authorization: sigv4`; these
+//! sections say what a signature is checked against. Checks report every
+//! problem with its path and never quote a secret.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::{
+    Credential, CredentialStore, DEFAULT_MAX_BODY, InMemoryCredentialStore, SigV4Layer, Verifier,
+    VerifierSettings,
+};
+use crate::clock::Clock;
 use crate::config::{ByteSize, Issues, PathBuf};
+use crate::response::GatewayResponses;
 use crate::secret::Secret;
 
 /// SigV4 credentials loaded from the config.
@@ -48,10 +71,12 @@ pub struct SigV4Config {
     pub explain_signature_errors: bool,
 }
 
+/// The default `sigv4.service`: API Gateway's own.
 fn execute_api() -> String {
     "execute-api".to_owned()
 }
 
+/// The default `sigv4.max_skew`: AWS's five minutes.
 fn five_minutes() -> u64 {
     300
 }
@@ -89,7 +114,8 @@ pub(crate) fn check_credentials(credentials: &[CredentialConfig], issues: &mut I
 }
 
 impl SigV4Config {
-    /// Checks the section's fields.
+    /// Checks the section's fields: region and service not empty,
+    /// `max_skew` 1 to 3600 seconds, `max_body` 1 byte to 1 GiB.
     pub(crate) fn check(&self, path: &PathBuf, issues: &mut Issues) {
         if self.region.is_empty() {
             issues.push(&path.field("region"), "must not be empty");
@@ -109,4 +135,49 @@ impl SigV4Config {
             issues.push(&path.field("max_body"), "must be between 1 byte and 1GiB");
         }
     }
+}
+
+/// The gateway's SigV4 layer: with a `sigv4` section, a verifier over
+/// `store` (or, without one, an in-memory store holding the config's
+/// `credentials`); without it, a layer that lets every request through
+/// (no method can name `authorization: sigv4` then).
+pub(crate) fn layer(
+    config: Option<&SigV4Config>,
+    credentials: &[CredentialConfig],
+    store: Option<Arc<dyn CredentialStore>>,
+    clock: Arc<dyn Clock>,
+    responses: GatewayResponses,
+    body_timeout: Duration,
+) -> SigV4Layer {
+    let verifier = config.map(|c| {
+        let store = store.unwrap_or_else(|| {
+            let store = InMemoryCredentialStore::new();
+            for cred in credentials {
+                let principal = cred
+                    .principal
+                    .clone()
+                    .unwrap_or_else(|| cred.access_key_id.clone());
+                store.insert(
+                    Credential::new(
+                        cred.access_key_id.clone(),
+                        cred.secret_access_key.clone(),
+                        principal,
+                    )
+                    .allow_cache_invalidation(cred.can_invalidate_cache),
+                );
+            }
+            Arc::new(store)
+        });
+        let mut settings = VerifierSettings::new(c.region.clone(), c.service.clone());
+        settings.max_skew = c.max_skew;
+        settings.unsigned_payload = c.unsigned_payload;
+        settings.explain_mismatch = c.explain_signature_errors;
+        Verifier::new(settings, store, clock)
+    });
+    let max_body = config
+        .and_then(|c| c.max_body)
+        .map_or(DEFAULT_MAX_BODY, |b| {
+            usize::try_from(b.0).unwrap_or(usize::MAX)
+        });
+    SigV4Layer::for_gateway(verifier, responses, max_body, Some(body_timeout))
 }

@@ -1,3 +1,13 @@
+//! Where SigV4 secrets come from: the [`CredentialStore`] trait, an
+//! in-memory store, and a cache in front of a remote store.
+//!
+//! A credential is looked up by the access key id of the request's
+//! credential scope, after every check that needs no secret has passed.
+//! `Ok(None)` (an unknown id) is answered 403 `UNRECOGNIZED_CLIENT`, a store
+//! error 503 `BACKEND_UNAVAILABLE`: a failing store never lets a request
+//! through. Secrets and session tokens are [`Secret`]s, never shown by
+//! `Debug`, and a session token is compared in constant time.
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -67,13 +77,19 @@ impl fmt::Debug for Credential {
 /// Where SigV4 credentials live, by access key id.
 #[async_trait]
 pub trait CredentialStore: Send + Sync + fmt::Debug + 'static {
-    /// The credentials of `access_key_id`.
+    /// The credentials of `access_key_id`; `Ok(None)` when there are none.
+    ///
+    /// Called once for every signed request that passes the checks before
+    /// it; put a [`CachingCredentialStore`] in front of a store that makes a
+    /// network call.
     async fn get(&self, access_key_id: &str) -> Result<Option<Arc<Credential>>, StoreError>;
 }
 
 /// The in-memory credential store.
 #[derive(Default)]
 pub struct InMemoryCredentialStore {
+    /// By access key id. A poisoned lock is used as it is: every write is
+    /// a single insert or remove, which cannot leave the map half-changed.
     map: RwLock<HashMap<String, Arc<Credential>>>,
 }
 
@@ -124,7 +140,9 @@ impl CredentialStore for InMemoryCredentialStore {
 /// [`CachingKeyStore`](crate::keys::CachingKeyStore) (found credentials for
 /// 300 s, unknown ones for 10 s, resilient mode, bounded).
 pub struct CachingCredentialStore {
+    /// The store asked on a miss.
     inner: Arc<dyn CredentialStore>,
+    /// Found and unknown ids with their expiry, at most 100,000 of them.
     cache: crate::ttl_cache::TtlCache<String, Arc<Credential>>,
 }
 
@@ -168,7 +186,9 @@ impl CachingCredentialStore {
         self
     }
 
-    /// Serve the last known answer while the backend fails.
+    /// Serve the last known answer, however old, while the backend fails;
+    /// off, a backend failure is this store's error too (SigV4 answers
+    /// 503). Default off.
     pub fn resilient(mut self, on: bool) -> Self {
         self.cache.set_resilient(on);
         self

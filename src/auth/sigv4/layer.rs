@@ -1,4 +1,11 @@
 //! `SigV4Layer`: requires a valid AWS Signature Version 4.
+//!
+//! The layer is the I/O around [`Verifier`]: it picks the URI the client
+//! signed (the original one, stage prefix included, when the route layer
+//! has stripped it), runs the header checks, reads the body only if the
+//! signature covers it, and turns a [`Refusal`](super::Refusal) into the
+//! gateway response. The body read for hashing is passed on to the inner
+//! service as one in-memory buffer, so it is read once.
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,11 +34,17 @@ pub struct SigV4Layer {
     shared: Arc<Shared>,
 }
 
+/// What every clone of the layer and its services shares.
 #[derive(Clone)]
 struct Shared {
+    /// `None` behind a gateway without a `sigv4` section: a request that
+    /// would need SigV4 is then refused with `MISSING_AUTHENTICATION_TOKEN`
+    /// (config validation keeps such a gateway from being built).
     verifier: Option<Verifier>,
     responses: GatewayResponses,
+    /// The largest body hashed, bytes: 413 beyond.
     max_body: usize,
+    /// How long that body may take to arrive: 408 beyond; `None`, no limit.
     body_timeout: Option<Duration>,
     /// Behind a gateway only methods with `authorization: sigv4` are checked.
     gateway: bool,
@@ -59,6 +72,8 @@ impl SigV4Layer {
         )
     }
 
+    /// The layer a gateway builds: it checks only the methods whose
+    /// `authorization` is `sigv4`, and passes the rest untouched.
     pub(crate) fn for_gateway(
         verifier: Option<Verifier>,
         responses: GatewayResponses,
@@ -146,6 +161,8 @@ crate::gate::response_future! {
 type Decision = gate::Decision<Option<SigV4Identity>>;
 
 impl Shared {
+    /// Logs the refusal at debug level (kind and reason) and answers with
+    /// the gateway response, AWS's message in its body where there is one.
     fn refuse(&self, kind: GatewayResponseKind, message: Option<&str>) -> Decision {
         tracing::debug!(
             layer = "sigv4",

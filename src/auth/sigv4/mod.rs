@@ -53,20 +53,26 @@ mod parse;
 mod sign;
 mod verify;
 
-pub use self::canonical::{
-    CanonicalError, CanonicalOptions, canonical_query, canonical_request, canonical_uri,
-};
-pub(crate) use self::config::check_credentials;
+// The building blocks below are public for the SigV4 test-suite runner
+// (tests/sigv4_vectors.rs) and the fuzz target, not for users: hidden from
+// the docs, they may change in any release.
+pub use self::canonical::CanonicalOptions;
+#[doc(hidden)]
+pub use self::canonical::{CanonicalError, canonical_query, canonical_request, canonical_uri};
 pub use self::config::{CredentialConfig, SigV4Config};
+pub(crate) use self::config::{check_credentials, layer};
 pub use self::credentials::{
     CachingCredentialStore, Credential, CredentialStore, InMemoryCredentialStore,
 };
 pub use self::layer::{DEFAULT_MAX_BODY, ResponseFuture, SigV4, SigV4Layer};
+#[doc(hidden)]
 pub use self::parse::{
     ALGORITHM, ParseError, ParseErrorKind, Presigned, SignatureParams, parse_authorization,
     parse_presigned,
 };
-pub use self::sign::{SigningKey, hex, sha256_hex, string_to_sign};
+#[doc(hidden)]
+pub use self::sign::string_to_sign;
+pub use self::sign::{SigningKey, sha256_hex};
 pub use self::verify::{
     Prepared, Refusal, SigV4Identity, UNSIGNED_PAYLOAD, Verifier, VerifierSettings,
 };

@@ -1,4 +1,16 @@
 //! Reading SigV4 parameters from an `Authorization` header or a presigned URL's query.
+//!
+//! These are the two places AWS's SigV4 documentation lets a client put its
+//! signature ("Add the signature to the request"). Both give a
+//! [`SignatureParams`]; a presigned URL adds [`Presigned`]. Only the form
+//! is checked here: whether the scope names the right region, service and
+//! day, and whether the signature is right, is the
+//! [`Verifier`](super::Verifier)'s business.
+//!
+//! Error messages are AWS's own where AWS has one, so that a client library
+//! that recognises AWS's text recognises tollgate's. Untrusted input quoted
+//! in a message is cut to 64 printable ASCII characters, so a header cannot
+//! put control characters or a large blob into a response or a log line.
 
 use std::fmt;
 
@@ -91,7 +103,11 @@ impl SignatureParams {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ParseError {
+    /// Decides the gateway response: the verifier answers `Incomplete`
+    /// with 403 `MISSING_AUTHENTICATION_TOKEN`, `Malformed` with 403
+    /// `INVALID_SIGNATURE`.
     kind: ParseErrorKind,
+    /// The text of the response body.
     message: String,
 }
 
@@ -199,6 +215,13 @@ pub fn parse_authorization(value: &str) -> Result<SignatureParams, ParseError> {
 
 /// Reads a presigned URL's `X-Amz-*` parameters from a raw query string;
 /// `Ok(None)` when the query carries no `X-Amz-Algorithm`.
+///
+/// Parameter names are matched exactly (AWS's spelling), values
+/// percent-decoded; other parameters are ignored here (they are signed as
+/// part of the canonical query). Refused: a repeated parameter, an
+/// algorithm other than [`ALGORITHM`], a missing required parameter
+/// ([`ParseErrorKind::Incomplete`]), and an `X-Amz-Expires` outside 1 to
+/// 604800 seconds (seven days, AWS's longest).
 pub fn parse_presigned(query: &str) -> Result<Option<SignatureParams>, ParseError> {
     let mut found: [Option<String>; 7] = Default::default();
     const NAMES: [&str; 7] = [
@@ -283,6 +306,10 @@ pub fn parse_presigned(query: &str) -> Result<Option<SignatureParams>, ParseErro
     .map(Some)
 }
 
+/// The parts both forms share, checked for form: the credential
+/// `AKID/YYYYMMDD/REGION/SERVICE/aws4_request`, the signed header names
+/// (lower case, separated by `;`) and a signature of 64 hex digits, stored
+/// lower-cased.
 fn build(
     credential: &str,
     signed: &str,

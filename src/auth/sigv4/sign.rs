@@ -1,4 +1,21 @@
 //! String to sign, signing key, signature.
+//!
+//! Steps 3 and 4 of "Create a signed AWS API request" in AWS's SigV4
+//! documentation. The string to sign names the algorithm, the request time,
+//! the credential scope and the hash of the canonical request. The signing
+//! key is derived from the secret by a chain of HMAC-SHA256, one link per
+//! element of the scope:
+//!
+//! ```text
+//! kDate     = HMAC("AWS4" + secret, DATE)
+//! kRegion   = HMAC(kDate, REGION)
+//! kService  = HMAC(kRegion, SERVICE)
+//! kSigning  = HMAC(kService, "aws4_request")
+//! signature = hex(HMAC(kSigning, string to sign))
+//! ```
+//!
+//! The key depends on the secret and the scope only, never on the request,
+//! so [`Verifier`](super::Verifier) derives it once per access key and day.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -9,6 +26,7 @@ use crate::secret::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// HMAC-SHA256 of `data` under `key`.
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     match HmacSha256::new_from_slice(key) {
         Ok(mut mac) => {
@@ -20,17 +38,16 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     }
 }
 
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    crate::hex::encode(bytes)
-}
-
 /// The hex SHA-256 of `bytes` (a payload hash).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    crate::hex::encode(&Sha256::digest(bytes))
 }
 
 /// `AWS4-HMAC-SHA256\nAMZ_DATE\nSCOPE\nhex(sha256(canonical request))`.
+///
+/// `amz_date` is the request time as `YYYYMMDDTHHMMSSZ`, `scope` the
+/// credential scope as [`SignatureParams::scope`](super::SignatureParams::scope)
+/// writes it.
 pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &[u8]) -> String {
     let digest = Sha256::digest(canonical_request);
     let mut s = String::with_capacity(ALGORITHM.len() + amz_date.len() + scope.len() + 67);
@@ -52,7 +69,11 @@ pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &[u8]) -> 
 /// signature costs the string to sign's blocks only.
 #[derive(Clone)]
 pub struct SigningKey {
+    /// `kSigning`. Compared in constant time and never shown by `Debug`.
     key: [u8; 32],
+    /// An HMAC already keyed with `key`: each signature clones it instead
+    /// of hashing the key's block again. Always `Some` (HMAC takes a key of
+    /// any length); `sign` falls back to keying afresh all the same.
     keyed: Option<HmacSha256>,
 }
 
@@ -71,7 +92,8 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    /// Derives the key.
+    /// Derives the key: `date` is the scope's `YYYYMMDD`, `region` and
+    /// `service` the scope's (`us-east-1`, `execute-api`).
     pub fn derive(secret: &Secret, date: &str, region: &str, service: &str) -> Self {
         let mut seed = Vec::with_capacity(4 + secret.expose().len());
         seed.extend_from_slice(b"AWS4");
@@ -100,19 +122,14 @@ impl SigningKey {
 
     /// Whether `signature_hex` (64 hex digits) is this key's signature of
     /// `string_to_sign`, compared in constant time.
+    ///
+    /// Hex digits of either case are accepted. Anything that is not 64 hex
+    /// digits is `false` at once, without computing a signature: the early
+    /// answer depends on the input's form only, never on the key.
     pub fn verify(&self, string_to_sign: &str, signature_hex: &str) -> bool {
-        let mut given = [0u8; 32];
-        let hex = signature_hex.as_bytes();
-        if hex.len() != 64 {
+        let Some(given) = crate::hex::decode::<32>(signature_hex) else {
             return false;
-        }
-        for (out, pair) in given.iter_mut().zip(hex.chunks_exact(2)) {
-            let digit = |c: u8| char::from(c).to_digit(16);
-            match (digit(pair[0]), digit(pair[1])) {
-                (Some(h), Some(l)) => *out = u8::try_from(h * 16 + l).unwrap_or(0),
-                _ => return false,
-            }
-        }
+        };
         self.sign(string_to_sign).ct_eq(&given).into()
     }
 }

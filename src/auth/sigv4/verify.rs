@@ -1,4 +1,25 @@
 //! Verifying a request: every check AWS makes, in AWS's order, with AWS's messages.
+//!
+//! In order; the first that fails decides the answer:
+//!
+//! | check | refusal |
+//! |---|---|
+//! | neither `Authorization` nor `X-Amz-Algorithm` in the query | 403 `MISSING_AUTHENTICATION_TOKEN` |
+//! | a required part missing (`Credential`, `X-Amz-Date`, ...) | 403 `MISSING_AUTHENTICATION_TOKEN`, AWS's message |
+//! | a malformed part; the scope's region or service not the settings'; `host` not signed | 403 `INVALID_SIGNATURE` |
+//! | no `X-Amz-Date` or `Date` header that parses | 403 `MISSING_AUTHENTICATION_TOKEN` |
+//! | the date not signed, or not the scope's day | 403 `INVALID_SIGNATURE` |
+//! | signed more than `max_skew` ahead of the clock or behind it; a presigned URL past `X-Amz-Expires` | 403 `EXPIRED_TOKEN` |
+//! | `x-amz-content-sha256` not signed; `UNSIGNED-PAYLOAD` not allowed | 403 `INVALID_SIGNATURE` |
+//! | an unknown access key id; a session token missing, unexpected or wrong | 403 `UNRECOGNIZED_CLIENT` |
+//! | the credential store failing | 503 `BACKEND_UNAVAILABLE` |
+//! | the signature | 403 `INVALID_SIGNATURE` |
+//! | the body against a declared `x-amz-content-sha256` | 400 `BAD_REQUEST_BODY` |
+//!
+//! Everything up to the credential lookup is free of secrets and of I/O,
+//! so a forged request costs a store lookup at most, and a request refused
+//! on its headers is refused before its body is read ([`Verifier::prepare`]
+//! then [`Verifier::finish`]).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -44,6 +65,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// A refusal with AWS's message for this case.
     fn new(kind: GatewayResponseKind, message: impl Into<String>) -> Self {
         Self {
             kind,
@@ -51,6 +73,7 @@ impl Refusal {
         }
     }
 
+    /// A refusal with the kind's own message.
     fn plain(kind: GatewayResponseKind) -> Self {
         Self {
             kind,
@@ -62,9 +85,14 @@ impl Refusal {
 /// A request whose headers passed [`Verifier::prepare`]: what
 /// [`Verifier::finish`] needs to check its body.
 pub struct Prepared {
+    /// What the request says about its signature.
     params: SignatureParams,
+    /// The request time as `YYYYMMDDTHHMMSSZ`, the form the string to sign
+    /// needs: `X-Amz-Date` as sent, or a `Date` header rewritten.
     amz_date: String,
+    /// The signer's credentials, found and their session token matched.
     credential: Arc<super::Credential>,
+    /// Which payload hash the signature covers.
     payload: Payload,
 }
 
@@ -136,8 +164,13 @@ impl VerifierSettings {
 pub struct Verifier {
     settings: VerifierSettings,
     store: Arc<dyn CredentialStore>,
+    /// Decides clock skew and presigned expiry.
     clock: Arc<dyn Clock>,
+    /// Derived keys, by a hash of (access key id, scope date). The hash is
+    /// only a slot: each entry records what it was derived from, and a hit
+    /// is used only when all of it matches.
     keys: Arc<RwLock<HashMap<u64, Arc<CachedKey>>>>,
+    /// Seeded at random per verifier, so slots cannot be predicted.
     hasher: foldhash::quality::RandomState,
 }
 
@@ -148,7 +181,10 @@ const MAX_CACHED_KEYS: usize = 10_000;
 /// A derived key and what it was derived from.
 struct CachedKey {
     access_key_id: String,
+    /// The scope's `YYYYMMDD`.
     date: String,
+    /// The secret the key was derived from, compared in constant time on
+    /// every hit: a rotated secret must not verify with the old key.
     secret: Secret,
     key: SigningKey,
 }
@@ -163,6 +199,8 @@ impl fmt::Debug for Verifier {
     }
 }
 
+/// Unix seconds as `YYYYMMDDTHHMMSSZ`, for AWS's messages and for a `Date`
+/// header's time; the plain number when out of range.
 fn amz(secs: i64) -> String {
     match OffsetDateTime::from_unix_timestamp(secs) {
         Ok(t) => format!(
@@ -413,6 +451,11 @@ impl Verifier {
         })
     }
 
+    /// Builds the canonical request from `uri` as the client sent it, the
+    /// string to sign from it, and compares the signature in constant time
+    /// with one made by the cached signing key. With
+    /// [`VerifierSettings::explain_mismatch`], a mismatch carries AWS's
+    /// text with both, so a client developer can compare them with theirs.
     fn check_signature(
         &self,
         prepared: &Prepared,
@@ -460,6 +503,11 @@ impl Verifier {
         ))
     }
 
+    /// Clock skew and expiry, in whole seconds of the verifier's clock. A
+    /// request signed more than `max_skew` in the future is refused in
+    /// either form; in the past, a header-signed request may be `max_skew`
+    /// old, a presigned URL `X-Amz-Expires` seconds old. The messages are
+    /// AWS's, the skew written in minutes, rounded up.
     fn check_time(&self, params: &SignatureParams, signed_at: i64) -> Result<(), Refusal> {
         let now = i64::try_from(self.clock.unix_nanos() / 1_000_000_000).unwrap_or(i64::MAX);
         let skew = i64::try_from(self.settings.max_skew).unwrap_or(i64::MAX);
@@ -542,6 +590,10 @@ impl Verifier {
     }
 
     /// The signing key for a credential and day, derived once and cached.
+    ///
+    /// Four HMACs on a miss. The map holds at most [`MAX_CACHED_KEYS`];
+    /// past that it is emptied rather than trimmed, as in practice it holds
+    /// a handful of keys and starting afresh costs one derivation each.
     fn signing_key(&self, access_key_id: &str, secret: &Secret, date: &str) -> Arc<CachedKey> {
         use std::hash::BuildHasher;
         let slot = self.hasher.hash_one((access_key_id, date));

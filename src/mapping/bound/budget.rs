@@ -1,5 +1,29 @@
 //! The run-time half: what one render may hold and spend, and how values
 //! are measured without being built.
+//!
+//! A render has five bounds. The first four live in one [`Budget`], made on
+//! the render's first checked operation and dropped with the render; the
+//! deadline lives in [`Pace`]:
+//!
+//! | what | bound | counted by |
+//! |---|---|---|
+//! | any one value | `max_output` bytes, as rendered | [`Budget::size`], [`measure`] |
+//! | long strings alive at once | 4 × `max_output` ([`LIVE_FACTOR`]) | [`Budget::keep`] |
+//! | what filters, calls and slices produce | 8 × `max_output` in all ([`PRODUCED_FACTOR`]) | [`Budget::produce`] |
+//! | item visits while measuring | 10,000,000 ([`MAX_VISITS`]) | [`Budget::spend`] |
+//! | wall time | `max_render_ms` | [`Pace::check_now`] |
+//!
+//! Sizes are computed by walking a value, so measuring has a cost of its
+//! own that minijinja's fuel never sees (one call of `__tollgate_sized` on a
+//! 100,000-item list is a few instructions of fuel and 100,000 visits): the
+//! visit budget is what keeps a loop that measures the same large list over
+//! and over from running for minutes.
+//!
+//! Every bound fails the same way: a minijinja `InvalidOperation` error that
+//! ends the render. The mapping layer logs it under the request id and
+//! answers 500 "Internal server error"; the message names the setting
+//! (`mapping_limits.max_output`, `mapping_limits.max_render_ms`) for the log
+//! reader, never for the client.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -101,15 +125,24 @@ pub(super) struct Budget {
     /// Long strings tollgate built or saw built; each is dropped from here
     /// once the template no longer holds it.
     live: Mutex<Vec<Arc<str>>>,
+    /// Item visits spent measuring so far, against [`MAX_VISITS`].
     visits: AtomicUsize,
     /// What filters, calls and slices produced, in bytes as rendered.
     produced: AtomicUsize,
+    /// `mapping_limits.max_output` in bytes: the largest any one value may
+    /// be, and the unit of the two factors.
     limit: usize,
 }
 
 impl Object for Budget {}
 
 impl Budget {
+    /// The budget of the render `state` belongs to, made on first use.
+    ///
+    /// It is a minijinja temp object, which lives exactly as long as one
+    /// render: every render starts from zero and nothing carries over from
+    /// one request to the next. `limit` is read only when the budget is
+    /// made; every caller passes the environment's own.
     pub(super) fn of(state: &State<'_, '_>, limit: usize) -> Arc<Self> {
         state.get_or_set_temp_object("__tollgate_budget", || Self {
             live: Mutex::new(Vec::new()),
@@ -181,6 +214,14 @@ impl Budget {
 /// The size a value takes once rendered, counted without rendering it, the
 /// items visited added to `visits`; `None` when it is over `limit` (or
 /// nested past [`MAX_DEPTH`], or holds more than [`MAX_ITEMS`] items).
+///
+/// Strings and bytes count their length. A list counts 2 for its brackets
+/// and 2 more per item (the `, ` between items); a map 2, plus each key and
+/// value and 4 for the `: ` and `, ` around them. Numbers, booleans, none
+/// and opaque objects count a flat 40, an upper estimate rather than their
+/// exact text. The walk stops at the first item that takes the total past
+/// `limit`, so measuring a huge value costs no more than measuring one just
+/// over the limit.
 pub(super) fn measure(v: &Value, limit: usize, depth: usize, visits: &mut usize) -> Option<usize> {
     if depth > MAX_DEPTH {
         return None;
@@ -241,6 +282,14 @@ pub(super) fn measure(v: &Value, limit: usize, depth: usize, visits: &mut usize)
 
 /// The length of `v` as JSON, with room for an indent of up to 16 on each
 /// line, counted without writing it.
+///
+/// Strings are counted as minijinja's `tojson` writes them: 2 for the
+/// quotes, 2 for each `"`, `\` and short control escape (`\n`, `\t`, ...),
+/// 6 for other control characters and for the HTML-sensitive `<`, `>`, `&`
+/// and `'` (`\u003c`), which `tojson` escapes for safe use inside HTML. Each
+/// item of a list or map adds 17: a newline and an indent of at most 16,
+/// which is why the bounded `tojson` refuses a wider indent. `None` as for
+/// [`measure`].
 pub(super) fn json_len(v: &Value, limit: usize, depth: usize, visits: &mut usize) -> Option<usize> {
     if depth > MAX_DEPTH {
         return None;
@@ -279,6 +328,8 @@ pub(super) fn json_len(v: &Value, limit: usize, depth: usize, visits: &mut usize
     (n <= limit).then_some(n)
 }
 
+/// The error of every size check: the value would be larger than
+/// `max_output`. Also used by the `input` and `util` helpers.
 pub(crate) fn too_large() -> Error {
     Error::new(
         ErrorKind::InvalidOperation,
@@ -286,6 +337,8 @@ pub(crate) fn too_large() -> Error {
     )
 }
 
+/// [`too_large`] unless `n` is a size within `limit`; `None` stands for a
+/// size whose checked arithmetic overflowed, which is over any limit.
 pub(super) fn check(n: Option<usize>, limit: usize) -> Result<(), Error> {
     match n {
         Some(n) if n <= limit => Ok(()),
@@ -299,11 +352,19 @@ pub(super) fn check(n: Option<usize>, limit: usize) -> Result<(), Error> {
 /// looks at the clock. Set for the thread while a render runs.
 #[derive(Debug)]
 pub(crate) struct Pace {
+    /// When the render must be over, Unix nanoseconds from [`SystemClock`].
     deadline: u64,
+    /// Set by the first check that found the deadline passed. A loop cut
+    /// short ends without an error of its own (its iterator simply stops),
+    /// so [`Pace::run`] reads this to fail the render all the same.
     tripped: AtomicBool,
 }
 
 thread_local! {
+    /// The deadline of the render running on this thread. minijinja calls
+    /// tollgate's functions synchronously, on the thread that renders, so a
+    /// thread-local reaches every checked operation without a handle passed
+    /// through each call. Outside a render it is `None` and no check fails.
     static PACE: std::cell::RefCell<Option<Arc<Pace>>> = const { std::cell::RefCell::new(None) };
 }
 
@@ -342,6 +403,7 @@ impl Pace {
     }
 }
 
+/// The error of a render past its deadline (`mapping_limits.max_render_ms`).
 fn too_slow() -> Error {
     Error::new(
         ErrorKind::InvalidOperation,

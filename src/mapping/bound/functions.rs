@@ -1,4 +1,23 @@
 //! The functions and filters the rewritten templates call.
+//!
+//! [`register`] adds them to a mapping's environment, each closing over the
+//! mapping's `max_output` (the limit below):
+//!
+//! | function | stands for | refuses |
+//! |---|---|---|
+//! | `__tollgate_concat(a, b)` | `a ~ b` | a result over the limit, before it is built |
+//! | `__tollgate_add(a, b)` | `a + b` | two strings as `~` does; otherwise either side over the limit |
+//! | `__tollgate_mul(a, b)` | `a * b` | a string repeated past the limit; a repeated list over it |
+//! | `__tollgate_sized(v)` | a call's or filter's argument, a list or map item | `v` over the limit |
+//! | `__tollgate_input(v, "f")` | the input of filter `f` | an input `f` could grow past the limit ([`expansion`]); a string `f` would split into more than 100,000 items |
+//! | `__tollgate_output(v)` | a call's, a copying filter's or a slice's result | the render's output of these past 8 × the limit ([`hold`]) |
+//! | `__tollgate_loop(v)` | a `for` loop's iterable | nothing itself; every item looks at the deadline ([`Paced`]) |
+//!
+//! It also replaces minijinja's `join`, `replace`, `indent`, `tojson`,
+//! `format`, `batch` and `slice` with filters that work out their output's
+//! size from their arguments first, then call minijinja's own: what a
+//! template renders is byte for byte what it renders without the bound, or
+//! an error.
 
 use std::sync::{Arc, OnceLock};
 
@@ -14,6 +33,10 @@ use super::budget::{
 
 /// Concatenates two values as minijinja's `~` does, the result measured
 /// before it is built and accounted for while it lives.
+///
+/// Both sides are measured with [`Budget::size`] (their rendered length),
+/// so the buffer is allocated once, at its final size, and only when that
+/// size is within `limit`.
 fn concat(state: &State<'_, '_>, a: &Value, b: &Value, limit: usize) -> Result<Value, Error> {
     let budget = Budget::of(state, limit);
     let len = budget.size(a)?.checked_add(budget.size(b)?);
@@ -26,6 +49,12 @@ fn concat(state: &State<'_, '_>, a: &Value, b: &Value, limit: usize) -> Result<V
 
 /// A filter's or call's result, accounted for: a long string while it
 /// lives, a list or map measured.
+///
+/// Every string counts towards what the render produced; one of 64 KiB or
+/// more is also tracked while the template holds it ([`Budget::keep`]). A
+/// list or map is measured and its size counted as produced. Numbers and
+/// other scalars pass free. Besides `__tollgate_output`, the `input.json`,
+/// `input.path` and `util` helpers call this for their own results.
 pub(crate) fn hold(state: &State<'_, '_>, v: Value, limit: usize) -> Result<Value, Error> {
     Pace::check_now()?;
     // The budget is looked up only when there is something to account for:
@@ -59,6 +88,12 @@ pub(crate) fn hold(state: &State<'_, '_>, v: Value, limit: usize) -> Result<Valu
 /// Registers the functions the rewritten templates call and the bounded
 /// filters, for values of at most `limit` bytes and renders whose long
 /// strings alive add up to at most 4 times that.
+///
+/// The functions are only safe to call as the rewrite calls them; a
+/// template cannot call them itself, since the rewrite refuses any name
+/// that starts with `__tollgate`. The replaced filters keep minijinja's
+/// names and signatures, so a template written for minijinja needs no
+/// change.
 pub(crate) fn register(env: &mut Environment<'static>, limit: usize) {
     env.add_function(
         "__tollgate_sized",
@@ -229,6 +264,12 @@ pub(crate) fn register(env: &mut Environment<'static>, limit: usize) {
 }
 
 /// The widest width or precision in a printf-style format string.
+///
+/// `format` pads to a field's width, so `"%999999999s"|format(x)` builds a
+/// gigabyte from a template of a few bytes; a precision lengthens a number
+/// the same way (`%.999999f`). Digits after a flag (`-`, `+`, space, `#`)
+/// or a `.` start a new number; `%%` opens and closes a field at once and
+/// counts nothing.
 fn widest_field(format: &str) -> usize {
     let mut widest = 0usize;
     let mut digits = 0usize;
@@ -257,12 +298,21 @@ fn widest_field(format: &str) -> usize {
 /// An operator minijinja evaluates for tollgate's checked versions.
 #[derive(Clone, Copy)]
 enum BinOp {
+    /// `a + b`: numbers added, lists joined.
     Add,
+    /// `a * b`: numbers multiplied, a list repeated.
     Mul,
 }
 
 /// `a + b` or `a * b` as minijinja computes it (numbers, lists), evaluated
 /// by minijinja itself; repeated strings are checked by the caller.
+///
+/// minijinja's operators are not public, so the expression `a + b` (or
+/// `a * b`) is compiled once per process, in an environment of its own, and
+/// evaluated with the operands as variables: number promotion, overflow
+/// errors and lazy lists come out exactly as in the unrewritten template.
+/// The compiled expressions cannot fail for these fixed sources; were they
+/// to, the operator is an error rather than a panic.
 fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, Error> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     static ADD: OnceLock<Option<Expression<'static, 'static>>> = OnceLock::new();
@@ -282,6 +332,12 @@ fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, Error> {
 }
 
 /// A loop's iterable, looking at the render's deadline on every item.
+///
+/// It enumerates the same items as the value it wraps and reports the same
+/// length, but stops at the first item past the deadline. The loop then
+/// ends quietly, and [`Pace::run`] fails the render because the deadline
+/// was tripped. Fuel alone would not do: it counts one instruction per
+/// iteration however long the iteration's comparisons of long strings take.
 #[derive(Debug)]
 struct Paced(Value);
 

@@ -37,6 +37,14 @@
 //! `{% filter %}`), macros and `{% call %}`, recursive loops, and templates
 //! that include or extend others. Each of those accumulates output in a
 //! buffer of minijinja's own that the limit never sees.
+//!
+//! The two halves meet in the mapping: `CompiledMapping::compile` passes
+//! every template through [`rewrite()`] before minijinja compiles it, and
+//! [`register`]s the checked functions in the same environment; every
+//! render then runs inside [`Pace::run`], and the `input` and `util`
+//! helpers account for their own results with [`hold`]. A template the
+//! rewrite cannot parse is handed to minijinja unchanged, so that the
+//! syntax error is minijinja's, with its line.
 
 mod budget;
 mod functions;

@@ -1,5 +1,25 @@
 //! The compile-time half: a template's source rewritten so that every
 //! operation that can grow a value goes through a checked function.
+//!
+//! The template is parsed with minijinja's own parser, so the rewrite reads
+//! exactly what minijinja will compile, but the rewrite itself works on the
+//! source text: each statement's expression is rewritten bottom-up and its
+//! span in the source replaced by the new text. Everything else (raw text,
+//! tags, comments, whitespace control) is copied as it is, and no new text
+//! holds a line break, so an error in the compiled template names the line
+//! the user wrote. The result is compiled by minijinja like any template.
+//!
+//! ```text
+//! {{ name ~ '-' ~ name|upper }}
+//! {{ __tollgate_concat(__tollgate_concat(name, '-'), __tollgate_output(__tollgate_input(name, "upper")|upper)) }}
+//! ```
+//!
+//! Spans need care: minijinja spans a filter from its name and an attribute
+//! from the attribute, not from the operand before them, so the text an
+//! expression covers is its span joined with its children's, widened over
+//! the parentheses that group its first operand (`Rewriter::extent`). A
+//! statement that cannot be bounded is refused with its line
+//! ([`Unbounded::Unsupported`]).
 
 use minijinja::machinery::ast::{self, BinOpKind, CallArg, Expr, Stmt};
 use minijinja::machinery::{Span, WhitespaceConfig, parse};
@@ -12,7 +32,9 @@ use super::budget::NO_COPY;
 pub(crate) enum Unbounded {
     /// minijinja's parser refused it: the environment reports the error.
     Syntax,
-    /// A construct that cannot be bounded, on this line.
+    /// A construct that cannot be bounded: `what` it is, for the message
+    /// (`a recursive loop`), and the `line` it starts on, counted from 1 as
+    /// minijinja counts (0 when it cannot be told).
     Unsupported { line: usize, what: &'static str },
 }
 
@@ -59,7 +81,9 @@ pub(crate) struct Rewritten {
     pub(crate) selects_json: bool,
 }
 
+/// One template's rewrite in progress.
 struct Rewriter<'s> {
+    /// The template as written: every span and edit is a byte range of it.
     src: &'s str,
     /// Whether the template selects from the body as JSON.
     selects_json: bool,
@@ -70,6 +94,7 @@ struct Rewriter<'s> {
 /// How a child expression is written back.
 #[derive(Clone, Copy)]
 enum Mode<'a> {
+    /// As rewritten, unwrapped.
     Plain,
     /// Through `__tollgate_sized`.
     Sized,
@@ -77,6 +102,7 @@ enum Mode<'a> {
     Input(&'a str),
 }
 
+/// [`Unbounded::Unsupported`] at the line `span` starts on.
 fn unsupported(span: Span, what: &'static str) -> Unbounded {
     Unbounded::Unsupported {
         line: usize::from(span.start_line),
@@ -85,10 +111,15 @@ fn unsupported(span: Span, what: &'static str) -> Unbounded {
 }
 
 impl Rewriter<'_> {
+    /// Rewrites each statement, in order; the first refusal ends it.
     fn stmts(&mut self, stmts: &[Stmt<'_>]) -> Result<(), Unbounded> {
         stmts.iter().try_for_each(|s| self.stmt(s))
     }
 
+    /// Rewrites the expressions of one statement and recurses into its
+    /// bodies. Only the statements listed are known to be boundable; any
+    /// other, including one a later minijinja adds, falls to the refusing
+    /// arm rather than through unchecked.
     fn stmt(&mut self, stmt: &Stmt<'_>) -> Result<(), Unbounded> {
         match stmt {
             Stmt::Template(t) => self.stmts(&t.children),
@@ -159,6 +190,12 @@ impl Rewriter<'_> {
         self.check_names(target)
     }
 
+    /// Refuses a variable whose name starts with `__tollgate` anywhere in
+    /// `expr`, and notes whether `expr` selects from the body as JSON.
+    ///
+    /// That test goes by name alone (`.json` or `.path` on anything counts),
+    /// since an alias of `input` cannot be told apart when compiling. A
+    /// false positive costs only a parse of the body before rendering.
     fn check_names(&mut self, expr: &Expr<'_>) -> Result<(), Unbounded> {
         if let Expr::Var(v) = expr
             && v.id.starts_with("__tollgate")
@@ -200,6 +237,11 @@ impl Rewriter<'_> {
         Ok(())
     }
 
+    /// The rewritten text of `expr`. `~`, `+` and `*` become checked calls;
+    /// the results of calls, of filters that may copy and of slices pass
+    /// through `__tollgate_output`; anything else is its own text with its
+    /// children rewritten in place. Calls of `input.*` and `util.*` are not
+    /// wrapped: those helpers account for their own results.
     fn expr(&mut self, expr: &Expr<'_>) -> Result<String, Unbounded> {
         match expr {
             Expr::BinOp(b)
@@ -239,6 +281,8 @@ impl Rewriter<'_> {
         }
     }
 
+    /// A call's text: the callee rewritten plainly, each argument (but a
+    /// literal) passed through `__tollgate_sized`.
     fn call(&mut self, call: &ast::Call<'_>, span: Span) -> Result<String, Unbounded> {
         let mut kids = vec![(&call.expr, Mode::Plain)];
         kids.extend(call.args.iter().map(|a| (arg_expr(a), Mode::Sized)));
@@ -247,6 +291,10 @@ impl Rewriter<'_> {
     }
 
     /// The node's text from `extent`, each child rewritten in place.
+    ///
+    /// Children are spliced in the order they appear in the source, not the
+    /// order the AST lists them (a map's keys come before its values
+    /// there); the text between them, operators and punctuation, is copied.
     fn splice(
         &mut self,
         (start, end): (usize, usize),
@@ -282,6 +330,8 @@ impl Rewriter<'_> {
         Ok(out)
     }
 
+    /// The text a call covers: its own span joined with its callee's and
+    /// its arguments'.
     fn extent_of_call(&self, call: &ast::Call<'_>, span: Span) -> (usize, usize) {
         let mut kids = vec![&call.expr];
         kids.extend(call.args.iter().map(arg_expr));
@@ -300,6 +350,11 @@ impl Rewriter<'_> {
         }
     }
 
+    /// The extent of a node spanned `span` with children `kids`. When its
+    /// first child ends before its own span begins (`(a ~ b)|upper`, whose
+    /// span starts at `upper`), each `)` between them closes a `(` that the
+    /// node must cover too: the start moves back over one `(` (and the
+    /// whitespace before it) per `)`.
     fn extent_with(&self, span: Span, kids: &[&Expr<'_>]) -> (usize, usize) {
         let own = (span.start_offset as usize, span.end_offset as usize);
         let mut ext = own;
@@ -347,6 +402,8 @@ fn own_method(callee: &Expr<'_>) -> bool {
     matches!(callee, Expr::GetAttr(g) if matches!(&g.expr, Expr::Var(v) if matches!(v.id, "input" | "util")))
 }
 
+/// The expression of a call argument, whatever its form (positional,
+/// keyword, `*args`, `**kwargs`).
 fn arg_expr<'a, 'b>(arg: &'b CallArg<'a>) -> &'b Expr<'a> {
     match arg {
         CallArg::Pos(e) | CallArg::Kwarg(_, e) | CallArg::PosSplat(e) | CallArg::KwargSplat(e) => e,
@@ -354,6 +411,11 @@ fn arg_expr<'a, 'b>(arg: &'b CallArg<'a>) -> &'b Expr<'a> {
 }
 
 /// An expression's child expressions, and how each is written back.
+///
+/// A filter's input goes through `__tollgate_input` with the filter's name;
+/// arguments of filters and calls, and the items of list and map literals,
+/// through `__tollgate_sized`; everything else plainly (an operator's
+/// operands are measured by the checked function that replaces it).
 fn children<'b, 'a>(expr: &'b Expr<'a>) -> Vec<(&'b Expr<'a>, Mode<'a>)> {
     use Mode::{Input, Plain, Sized};
     match expr {
@@ -408,6 +470,8 @@ fn children<'b, 'a>(expr: &'b Expr<'a>) -> Vec<(&'b Expr<'a>, Mode<'a>)> {
     }
 }
 
+/// The line of a statement the rewrite has no arm for, for the refusal;
+/// 0 when it cannot be told.
 fn stmt_line(stmt: &Stmt<'_>) -> usize {
     // Every statement is spanned; the catch-all arm has no typed access, so
     // the line is read from its debug form's trailing span when present.

@@ -1,0 +1,258 @@
+//! The composition of the slices: one pass over a [`Config`] that has every
+//! capability check its slice (collecting every problem with its path) and,
+//! when there is none, resolves the tables the gateway serves from.
+//!
+//! The order of the checks is the order of the messages in a
+//! [`ConfigError`]: the limits, the routes, each stage (its settings, its
+//! overrides, then each endpoint's merged settings), the plans, and the
+//! remaining root sections.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::config::{Config, MethodSettingsConfig};
+use super::overlay::Overlay;
+use crate::config::{ConfigError, ConfigErrorKind, Issues, Merged, PathBuf};
+use crate::context::{Endpoint, MethodSettings, PerEndpoint};
+use crate::mapping::MappingCompiler;
+use crate::plans::{PlanChange, PlanSource, Plans};
+use crate::response::GatewayResponses;
+use crate::route::RouteLayer;
+use crate::route::config::{self as routes, RouteDef, Routes, StageDef};
+use crate::throttle::{GatewayLimits, LimitScope, Spec, ThrottleConfig};
+
+/// Everything the gateway serves from, computed once.
+#[derive(Debug)]
+pub(super) struct Resolved {
+    /// The API's name (`name`, default `tollgate`).
+    pub(super) name: Arc<str>,
+    pub(super) responses: GatewayResponses,
+    /// The gateway-wide, per-client and per-method throttle limits.
+    pub(super) limits: GatewayLimits,
+    /// How long a body read whole may take (`limits.body_timeout_ms`).
+    pub(super) body_timeout: Duration,
+    /// The usage plans.
+    pub(super) plans: Plans,
+    /// The routes and the endpoints of every stage.
+    pub(super) routes: Routes,
+}
+
+/// Checks `config` and resolves it; every problem found is in the error.
+pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
+    let mut issues = Issues::default();
+    let root = PathBuf::root();
+    let mut mapping_limits = config
+        .mapping_limits
+        .resolve(&root.field("mapping_limits"), &mut issues);
+    let body_timeout = config.limits.resolve(&root.field("limits"), &mut issues);
+    mapping_limits.body_timeout = Some(body_timeout);
+    let mut mappings = MappingCompiler::new(mapping_limits);
+
+    if let Some(t) = &config.throttle {
+        t.check_complete(&root.field("throttle"), &mut issues);
+    }
+    let route_defs = routes::resolve_routes(&config.routes, &root.field("routes"), &mut issues);
+    let route_index = routes::index(&route_defs);
+
+    let mut stages = Vec::new();
+    let mut next_endpoint = 0usize;
+    if config.stages.is_empty() {
+        issues.push(&root.field("stages"), "at least one stage is required");
+    }
+    for (name, stage) in &config.stages {
+        let path = root.field("stages").field(name);
+        routes::check_stage(name, &stage.variables, &path, &mut issues);
+        let variables = Arc::new(stage.variables.clone());
+        let overlay = Overlay::new(
+            stage,
+            &path,
+            &route_defs,
+            &route_index,
+            &mut issues,
+            check_layer,
+        );
+        if overlay.all.is_some() && stage.settings != MethodSettingsConfig::default() {
+            issues.push(
+                &path.field("methods").field("*/*"),
+                "give stage-wide settings either in `settings` or in `methods.\"*/*\"`, not both",
+            );
+        }
+        let mut endpoints = Vec::with_capacity(route_defs.len());
+        for (ri, route) in route_defs.iter().enumerate() {
+            let mut list = Vec::with_capacity(route.methods.len());
+            for method in &route.methods {
+                let (layers, exact) = overlay.layers(ri, method);
+                let settings =
+                    method_settings(config, &layers, exact, route, &mut mappings, &mut issues);
+                list.push(Arc::new(Endpoint {
+                    index: next_endpoint,
+                    stage: Arc::from(name.as_str()),
+                    resource: route.template.clone(),
+                    method: method.clone(),
+                    params: route.params.clone(),
+                    variables: variables.clone(),
+                    settings,
+                }));
+                next_endpoint += 1;
+            }
+            endpoints.push(list);
+        }
+        stages.push(StageDef {
+            name: Arc::from(name.as_str()),
+            endpoints,
+        });
+    }
+
+    crate::plans::check_plans(
+        &config.plans,
+        |s| config.stages.contains_key(s),
+        &route_defs,
+        &route_index,
+        &mut issues,
+    );
+    let trusted_proxies = config
+        .throttle_options
+        .check(&root.field("throttle_options"), &mut issues);
+    crate::keys::check_keys(&config.keys, &config.plans, &mut issues);
+    crate::auth::sigv4::check_credentials(&config.credentials, &mut issues);
+    config
+        .api_key_options
+        .check(&root.field("api_key_options"), &mut issues);
+    crate::auth::check_authorizers(&config.authorizers, &mut issues);
+    if let Some(s) = &config.sigv4 {
+        s.check(&root.field("sigv4"), &mut issues);
+    }
+    let responses = GatewayResponses::from_config(&config.responses, &mut issues);
+
+    if !issues.0.is_empty() {
+        // The same problem reached through several endpoints is said once.
+        let mut seen = BTreeSet::new();
+        let mut issues = issues.0;
+        issues.retain(|i| seen.insert((i.path().to_owned(), i.message().to_owned())));
+        return Err(ConfigError::new(ConfigErrorKind::Invalid, issues));
+    }
+    let routes = Routes {
+        routes: route_defs,
+        stages,
+    };
+    let spec = |scope, t: Option<ThrottleConfig>| {
+        t.and_then(ThrottleConfig::complete)
+            .map(|r| Spec::new(scope, r))
+    };
+    let limits = GatewayLimits {
+        gateway: spec(LimitScope::Gateway, config.throttle),
+        per_client: spec(LimitScope::Client, config.throttle_options.per_client),
+        trusted_proxies,
+        methods: PerEndpoint::build(routes.endpoints(), |e| {
+            e.settings
+                .throttle
+                .map(|r| Spec::new(LimitScope::Method, r))
+        }),
+    };
+    let plans = crate::plans::resolve_plans(&config.plans, &routes, &routes::index(&routes.routes));
+    Ok(Resolved {
+        name: Arc::from(config.name.as_deref().unwrap_or("tollgate")),
+        limits,
+        body_timeout,
+        plans,
+        responses,
+        routes,
+    })
+}
+
+/// Checks the fields of one settings layer where they are written; `route`
+/// is the route the layer belongs to (`None` for stage-wide layers).
+fn check_layer(
+    s: &MethodSettingsConfig,
+    path: &PathBuf,
+    route: Option<&RouteDef>,
+    issues: &mut Issues,
+) {
+    let route = route.map(|r| (&*r.template, &*r.params));
+    if let Some(t) = &s.throttle {
+        t.check_fields(&path.field("throttle"), issues);
+    }
+    if let Some(c) = &s.cache {
+        c.check(&path.field("cache"), route, issues);
+    }
+    if let Some(i) = &s.integration {
+        i.check(&path.field("integration"), route, issues);
+    }
+}
+
+/// Resolves one endpoint's settings: each slice merged across `layers`
+/// (`exact` is the method's own `RESOURCE/METHOD` layer), checked as merged,
+/// and resolved into what its layer reads.
+fn method_settings(
+    config: &Config,
+    layers: &[(&MethodSettingsConfig, &PathBuf)],
+    exact: Option<&MethodSettingsConfig>,
+    route: &RouteDef,
+    mappings: &mut MappingCompiler,
+    issues: &mut Issues,
+) -> MethodSettings {
+    let throttle =
+        crate::throttle::resolve_method(&Merged::of(layers, |s| s.throttle.as_ref()), issues);
+    let (authorization, authorizer) = crate::auth::resolve_method(
+        &Merged::of(layers, |s| s.authorization.as_ref()),
+        &Merged::of(layers, |s| s.authorizer.as_ref()),
+        &config.authorizers,
+        config.sigv4.is_some(),
+        issues,
+    );
+    let mapping = mappings.compile(&Merged::of(layers, |s| s.mapping.as_ref()), issues);
+    let integration = Merged::of(layers, |s| s.integration.as_ref());
+    if let Some(i) = &integration.value {
+        // Stage-wide settings know their route only here.
+        let p = integration.path.as_str();
+        if p.ends_with(".settings") || p.ends_with("\"*/*\"") {
+            i.check_route(
+                &integration.path.field("integration"),
+                &route.template,
+                &route.params,
+                issues,
+            );
+        }
+    }
+    let cache_by_method = exact.and_then(|s| s.cache.as_ref()).and_then(|c| c.enabled);
+    MethodSettings {
+        throttle,
+        cache: Merged::of(layers, |s| s.cache.as_ref())
+            .value
+            .unwrap_or_default()
+            .resolve(cache_by_method == Some(true)),
+        api_key_required: Merged::of(layers, |s| s.api_key_required.as_ref())
+            .value
+            .unwrap_or(false),
+        authorization,
+        authorizer,
+        integration: integration.value.unwrap_or_default(),
+        mapping,
+    }
+}
+
+impl RouteLayer {
+    /// A route layer for the routes and stages of `config`, validated first
+    /// (the whole config: an error names every problem in it).
+    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        let resolved = resolve(config)?;
+        Ok(Self::reporting(&resolved.routes, resolved.responses, false))
+    }
+}
+
+/// Plans are changed on a copy of the gateway's config, checked whole.
+impl PlanSource for Mutex<Config> {
+    fn change(&self, change: PlanChange<'_>) -> Result<Plans, ConfigError> {
+        let mut current = self.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = current.clone();
+        change(&mut next.plans, &mut next.keys);
+        let resolved = resolve(&next)?;
+        *current = next;
+        Ok(resolved.plans)
+    }
+
+    fn plans(&self) -> std::collections::BTreeMap<String, crate::plans::PlanConfig> {
+        self.lock().unwrap_or_else(|e| e.into_inner()).plans.clone()
+    }
+}
