@@ -25,7 +25,7 @@
 //! the year 2554. Times before 1970 read as the epoch rather than panic.
 //!
 //! A [`Gateway`](crate::Gateway) takes its clock from
-//! [`GatewayBuilder::clock`](crate::gateway::GatewayBuilder::clock) and hands
+//! [`GatewayBuilder::clock`](crate::GatewayBuilder::clock) and hands
 //! the same one to every layer, so a test that advances a [`ManualClock`]
 //! moves throttle buckets, quota periods, key expiry and cache entries
 //! together.
@@ -177,7 +177,7 @@ impl Clock for SystemClock {
 /// A clock that moves only when told to. Clones share one time.
 ///
 /// Give one clone to the code under test (a layer, a
-/// [`GatewayBuilder`](crate::gateway::GatewayBuilder), a
+/// [`GatewayBuilder`](crate::GatewayBuilder), a
 /// [`CachingKeyStore`](crate::keys::CachingKeyStore)) and keep another to
 /// move time: nothing sleeps, so a test of a 300 s TTL or a monthly quota
 /// takes microseconds and never flakes. [`advance`](Self::advance)

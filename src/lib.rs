@@ -88,7 +88,8 @@ pub mod usage;
 
 pub use self::body::Body;
 pub use self::context::{
-    ApiKeyIdentity, Endpoint, RequestContext, RequestHead, RequestId, UsageIdentifierKey,
+    ApiKeyIdentity, Caller, Endpoint, MethodSettings, RequestContext, RequestHead, RequestId,
+    UsageIdentifierKey,
 };
-pub use self::gateway::{Config, ConfigError, Gateway, GatewayService};
+pub use self::gateway::{Config, ConfigError, Gateway, GatewayBuilder, GatewayService};
 pub use self::response::{GatewayResponseKind, GatewayResponses};

@@ -55,8 +55,9 @@
 //! assert_eq!(res.headers()["x-tollgate-error-type"], "RESOURCE_NOT_FOUND");
 //! ```
 //!
-//! The message is a plain string: unlike API Gateway's gateway response
-//! templates, no `$context` substitution happens here.
+//! The message is a plain string: API Gateway's gateway response templates
+//! (`$context` substitution, a body per content type) have no counterpart
+//! yet.
 
 use std::collections::BTreeMap;
 use std::fmt;

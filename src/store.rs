@@ -6,7 +6,7 @@
 //! [`RateStore`](crate::throttle::RateStore),
 //! [`CounterStore`](crate::plans::CounterStore), ...), each with an
 //! in-memory default and, with feature `redis`, a Redis implementation
-//! ([`crate::redis`]). They all fail the same way, with a [`StoreError`],
+//! (`tollgate::redis`). They all fail the same way, with a [`StoreError`],
 //! and each layer turns that into its [`FailMode`]'s answer: a store error
 //! never panics and never passes silently (DESIGN.md, "Stores").
 //!
@@ -64,7 +64,7 @@ pub struct StoreError {
 pub enum StoreErrorKind {
     /// The backend cannot be reached or refused the call. Also what the
     /// Redis stores report while their circuit is open
-    /// ([`RedisOptions::circuit_open_for`](crate::redis::RedisOptions::circuit_open_for)).
+    /// (`RedisOptions::circuit_open_for`, feature `redis`).
     Unavailable,
     /// The backend did not answer in time.
     Timeout,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{
     CacheKeyParam, CacheLayer, CachePolicy, CacheSettings, CacheStore, DEFAULT_CACHE_CAPACITY,
-    MokaCacheStore, TieredCacheStore, UnauthorizedStrategy,
+    DEFAULT_CACHE_TTL, MokaCacheStore, TieredCacheStore, UnauthorizedStrategy,
 };
 use crate::clock::Clock;
 use crate::config::{ByteSize, Issues, PathBuf};
@@ -100,9 +100,6 @@ impl crate::config::Overlay for CacheConfig {
 /// The longest cache TTL (and stale-if-error grace), as API Gateway's: an hour.
 pub(crate) const MAX_CACHE_TTL: u32 = 3600;
 
-/// The default TTL in seconds, as API Gateway's.
-const DEFAULT_TTL_SECS: u32 = 300;
-
 impl CacheConfig {
     /// Checks the fields these settings name. `route` is the resource's
     /// template and path parameters, for a method's own settings.
@@ -159,10 +156,12 @@ impl CacheConfig {
     /// `method_override`: the method's own `RESOURCE/METHOD` override turned
     /// caching on (what caches a method other than GET and HEAD).
     pub(crate) fn resolve(&self, method_override: bool) -> CacheSettings {
-        let ttl = self.ttl.unwrap_or(DEFAULT_TTL_SECS);
+        let ttl = self
+            .ttl
+            .map_or(DEFAULT_CACHE_TTL, |t| Duration::from_secs(u64::from(t)));
         CacheSettings {
-            enabled: self.enabled.unwrap_or(false) && ttl > 0,
-            ttl: Duration::from_secs(u64::from(ttl)),
+            enabled: self.enabled.unwrap_or(false) && !ttl.is_zero(),
+            ttl,
             key: self
                 .key
                 .iter()

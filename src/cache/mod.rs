@@ -71,12 +71,17 @@
 mod coalesce;
 mod config;
 mod entry;
+mod future;
+mod key;
 mod layer;
 mod policy;
+mod service;
 mod status;
 mod store;
 
-pub use layer::{Cache, CacheLayer, ResponseFuture};
+pub use self::future::ResponseFuture;
+pub use self::layer::CacheLayer;
+pub use self::service::Cache;
 pub use status::{
     CacheInvalidator, CachePolicy, CacheStatus, StatusFilter, UnauthorizedStrategy, X_CACHE,
 };

@@ -97,7 +97,7 @@ pub struct CachePolicy {
 impl Default for CachePolicy {
     fn default() -> Self {
         Self {
-            ttl: Duration::from_secs(300),
+            ttl: super::DEFAULT_CACHE_TTL,
             methods: vec![Method::GET, Method::HEAD],
             statuses: StatusFilter::Success,
             honor_max_age: true,

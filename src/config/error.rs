@@ -51,7 +51,7 @@ pub enum ConfigErrorKind {
 /// document. Tools (the petstore example's `--check`) print one per line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {
-    /// Rendered by [`PathBuf`]; empty for the whole document.
+    /// Rendered by `PathBuf`; empty for the whole document.
     path: String,
     /// What is wrong, for people; never quotes a value of the document.
     message: String,

@@ -44,7 +44,7 @@
 //!   one pipeline per batch.
 //! - [`RedisCacheStore`]: cached responses, a second tier behind each
 //!   process's in-memory cache ([`TieredCacheStore`](crate::cache::TieredCacheStore);
-//!   in a gateway, [`GatewayBuilder::cache_tier`](crate::gateway::GatewayBuilder::cache_tier)).
+//!   in a gateway, [`GatewayBuilder::cache_tier`](crate::GatewayBuilder::cache_tier)).
 //!
 //! Scripts are loaded when the connection is made (`SCRIPT LOAD`), so calls
 //! use `EVALSHA`; after a Redis restart the first call reloads them.

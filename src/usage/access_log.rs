@@ -85,14 +85,12 @@ enum Part {
 #[error("unknown access log variable `{0}`")]
 pub struct UnknownVariable(pub String);
 
-/// How a line is made.
 enum Format {
     Template(Vec<Part>),
     /// [`UsageEvent`]'s `Serialize` form.
     Json,
 }
 
-/// Where lines go.
 enum Target {
     /// A blocking writer, behind a lock; one `write_all` per batch.
     Writer(Mutex<Box<dyn Write + Send>>),

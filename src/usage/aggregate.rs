@@ -71,7 +71,7 @@ const MINUTES_KEPT: i64 = 2 * 24 * 60;
 /// any time; per-minute counts are kept two days.
 ///
 /// A [`Gateway`](crate::Gateway) built with
-/// [`usage_records_from`](crate::gateway::GatewayBuilder::usage_records_from)
+/// [`usage_records_from`](crate::GatewayBuilder::usage_records_from)
 /// answers `UsageRecords::get_usage` from it for plans without a quota (the
 /// meter counts only what a quota needs).
 ///

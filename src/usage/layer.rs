@@ -225,13 +225,12 @@ pin_project_lite::pin_project! {
     /// the event is sent: a body the service never read counts 0. A body
     /// with a `Content-Length` (or an exact size hint) is not counted: the
     /// declared length is reported, and the wrapper costs one branch per
-    /// frame.
+    /// frame. (Its `counter` is shared with the request's pending event;
+    /// `None` when the length was declared or reporting is off.
+    /// `pin_project_lite` takes no doc comments on fields.)
     pub struct Counted<B> {
         #[pin]
         inner: B,
-        // Shared with the request's pending event; `None` when the length
-        // was declared or reporting is off. (pin_project_lite takes no
-        // attributes, so no doc comments, on fields.)
         counter: Option<Arc<AtomicU64>>,
     }
 }
@@ -359,12 +358,12 @@ pin_project_lite::pin_project! {
     /// service's `call` itself (before any future exists) is not caught.
     /// An `Err` from the inner service is reported as status 500 (the
     /// server answers or closes without a response of ours) and passed on.
+    /// Once the output is returned (`done`), polling again stays pending
+    /// rather than poll a finished or panicked inner future.
     pub struct ResponseFuture<F> {
         #[pin]
         future: F,
         guard: Guard,
-        // Set once the output is returned: polling again stays pending
-        // instead of polling a finished (or panicked) inner future.
         done: bool,
     }
 }

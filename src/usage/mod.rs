@@ -2,7 +2,7 @@
 //! handed to sinks off the request path.
 //!
 //! [`UsageLayer`] goes outermost (a [`Gateway`](crate::Gateway) puts it there
-//! when built with [`GatewayBuilder::reporter`](crate::gateway::GatewayBuilder::reporter)).
+//! when built with [`GatewayBuilder::reporter`](crate::GatewayBuilder::reporter)).
 //! It notes the arrival, the method, client address and user agent, counts
 //! the request body as it streams, reads what the other layers put in the
 //! response extensions (route, rejection kind, API key, principal, cache

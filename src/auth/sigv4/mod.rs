@@ -48,6 +48,7 @@
 mod canonical;
 mod config;
 mod credentials;
+mod date;
 mod layer;
 mod parse;
 mod sign;
