@@ -3,7 +3,7 @@
 //! serde's default messages quote the value they reject (`invalid type:
 //! string "demo-key-0123…", expected struct KeyConfig`), and a config's
 //! values include API keys, secret access keys and peppers. A document
-//! deserialized through [`from_value`] reports the kind of value it found
+//! deserialized through [`ValueDeserializer`] reports the kind of value it found
 //! instead (`invalid type: a string, expected struct KeyConfig`), so an error
 //! can be logged or shown without leaking what the document held. The path of
 //! the error comes from `serde_path_to_error`, as for any deserializer.

@@ -141,7 +141,7 @@ impl GatewayBuilder {
             Some(store) => store,
             None => Arc::new(keys::load_keys(&config.keys, &hasher, clock.utc())?),
         };
-        let keys = (config.api_key_options).layer(
+        let keys = config.api_key_options.layer(
             key_store.clone(),
             plans.clone(),
             clock.clone(),
