@@ -354,10 +354,7 @@ where
     B: http_body::Body<Data = Bytes>,
 {
     let mut body = std::pin::pin!(body);
-    let hint = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
-    // The first data frame is kept as it is; a second one starts the copy.
-    let mut first: Option<Bytes> = None;
-    let mut buf = BytesMut::new();
+    let mut gathered = Gather::new(body.size_hint().lower());
     while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
         let Ok(frame) = frame else {
             return Err(ReadError::Failed);
@@ -365,26 +362,83 @@ where
         let Ok(data) = frame.into_data() else {
             continue; // trailers: not part of the content
         };
-        if data.is_empty() {
-            continue;
-        }
-        let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
-        if data.len() > max - held {
+        if data.len() > max - gathered.len() {
             return Err(ReadError::TooLarge);
         }
-        match first.take() {
-            None if buf.is_empty() => first = Some(data),
+        gathered.push(data);
+    }
+    Ok(gathered.finish())
+}
+
+/// What has been read of a body, gathered into one buffer: the copying
+/// discipline of every bounded read (request bodies here, a backend's
+/// response in the cache).
+///
+/// The first data frame is kept as it is (a body of one frame is never
+/// copied); a second one starts one growing buffer that every later frame
+/// is copied into and then dropped. Frames are never held: a peer writing
+/// one-byte frames must not pin a transport read buffer per byte. The
+/// buffer reserves at most [`INITIAL_RESERVE`] ahead on the strength of a
+/// declared length (only a claim), then grows by what arrives.
+#[derive(Debug, Default)]
+pub(crate) struct Gather {
+    /// The first frame, until a second one arrives.
+    first: Option<Bytes>,
+    /// Every frame from the second on, the first copied in ahead of them.
+    copied: BytesMut,
+    /// The declared length (size hint), capped when reserving.
+    hint: usize,
+}
+
+impl Gather {
+    /// Nothing gathered yet, for a body declaring `hint` bytes.
+    pub(crate) fn new(hint: u64) -> Self {
+        Self {
+            first: None,
+            copied: BytesMut::new(),
+            hint: usize::try_from(hint).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Bytes gathered so far.
+    pub(crate) fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.copied.len()
+    }
+
+    /// Adds one data frame (an empty one is dropped).
+    pub(crate) fn push(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        match self.first.take() {
+            None if self.copied.is_empty() => self.first = Some(data),
             taken => {
                 if let Some(head) = taken {
                     let both = head.len() + data.len();
-                    buf.reserve(hint.min(INITIAL_RESERVE).max(both));
-                    buf.extend_from_slice(&head);
+                    self.copied
+                        .reserve(self.hint.min(INITIAL_RESERVE).max(both));
+                    self.copied.extend_from_slice(&head);
                 }
-                buf.extend_from_slice(&data);
+                self.copied.extend_from_slice(&data);
             }
         }
     }
-    Ok(first.unwrap_or_else(|| buf.freeze()))
+
+    /// Everything gathered, as one buffer.
+    pub(crate) fn finish(self) -> Bytes {
+        self.first.unwrap_or_else(|| self.copied.freeze())
+    }
+
+    /// Everything gathered, as the chunks to replay ahead of the rest of the
+    /// body (none, or one).
+    pub(crate) fn into_chunks(self) -> Vec<Bytes> {
+        let all = self.finish();
+        if all.is_empty() {
+            Vec::new()
+        } else {
+            vec![all]
+        }
+    }
 }
 
 #[cfg(test)]

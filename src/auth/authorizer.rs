@@ -51,6 +51,43 @@
 //! assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
 //! # Ok(()) }
 //! ```
+//!
+//! # Settings
+//!
+//! The root section `authorizers`, by name. A method uses one with
+//! `authorization: authorizer` and `authorizer: NAME` (see
+//! [`auth`](crate::auth)); its code is registered under the same name with
+//! [`GatewayBuilder::authorizer`](crate::GatewayBuilder::authorizer).
+//!
+//! ```yaml
+//! authorizers:
+//!   bearer:
+//!     identity_sources: [header.Authorization, stageVariables.realm]
+//!     ttl: 60              # seconds; 0 calls the authorizer on every request
+//!     fail_mode: closed    # the default
+//! ```
+//!
+//! | field | unit | default | bounds |
+//! |---|---|---|---|
+//! | `identity_sources` | | required | at least one of `header.NAME`, `querystring.NAME`, `stageVariables.NAME`; their values together are the cache key |
+//! | `ttl` | seconds | `300` | 0 to 3600, API Gateway's default and maximum (`configure-api-gateway-lambda-authorization-with-console.md`); 0 turns caching off |
+//! | `fail_mode` | | `closed` | `open` or `closed` |
+//!
+//! # Failure modes
+//!
+//! The table above says what a client gets. An authorizer fails when it returns
+//! an error ([`StoreError`]); failures are counted in
+//! [`AuthorizerLayer::failures`] and are not cached, allow and deny verdicts
+//! are. Where tollgate answers a failure with 503 `BACKEND_UNAVAILABLE`, API
+//! Gateway answers 500 `AUTHORIZER_FAILURE` or `AUTHORIZER_CONFIGURATION_ERROR`
+//! (`supported-gateway-response-types.md`). Config mistakes are refused when
+//! the config is read or built:
+//!
+//! ```text
+//! authorizers.a.ttl: must be <= 3600 seconds (got 5000)
+//! authorizers.b.identity_sources[0]: `cookie.x` is not an identity source (header.NAME, querystring.NAME, stageVariables.NAME)
+//! authorizers.bearer: no implementation is registered for it (GatewayBuilder::authorizer)
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

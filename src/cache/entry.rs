@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{AGE, CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body::Body as _;
@@ -27,7 +27,7 @@ use http_body_util::BodyExt;
 
 use super::status::*;
 use super::store::{CachedResponse, MAX_ENTRY_BODY};
-use crate::body::{Body, BoxError};
+use crate::body::{Body, BoxError, Gather};
 
 /// Whether a response may be stored, and for how long: `None` when not
 /// (status not allowed, `Set-Cookie`, `no-store`, `private`, or a `max-age`
@@ -185,54 +185,25 @@ pub(super) async fn buffer(
     if body.size_hint().lower() > MAX_ENTRY_BODY as u64 {
         return Err(Response::from_parts(parts, body));
     }
-    // A one-chunk body is stored without a copy; more chunks are copied into
-    // one buffer as they come, never held (an upstream writing one byte at a
-    // time must not pin a read buffer per byte).
-    let mut first: Option<Bytes> = None;
-    let mut copied = BytesMut::new();
-    let so_far = |first: Option<Bytes>, copied: BytesMut| -> Vec<Bytes> {
-        match first {
-            Some(one) => vec![one],
-            None if copied.is_empty() => Vec::new(),
-            None => vec![copied.freeze()],
-        }
-    };
-    let mut len = 0;
+    // Copied as it comes, never held: see `Gather`.
+    let mut gathered = Gather::new(body.size_hint().lower());
     loop {
         match body.frame().await {
-            None => {
-                let whole = match first {
-                    Some(one) => one,
-                    None => copied.freeze(),
-                };
-                return Ok((parts, whole));
-            }
+            None => return Ok((parts, gathered.finish())),
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
-                    if data.is_empty() {
-                        continue;
-                    }
-                    len += data.len();
-                    if len > MAX_ENTRY_BODY {
-                        let mut read = so_far(first, copied);
+                    if data.len() > MAX_ENTRY_BODY - gathered.len() {
+                        let mut read = gathered.into_chunks();
                         read.push(data);
                         return Err(unbuffered(parts, read, None, body));
                     }
-                    match first.take() {
-                        None if copied.is_empty() => first = Some(data),
-                        taken => {
-                            if let Some(head) = taken {
-                                copied.extend_from_slice(&head);
-                            }
-                            copied.extend_from_slice(&data);
-                        }
-                    }
+                    gathered.push(data);
                 }
                 // Trailers: not something an entry keeps; passed on, uncached.
                 Err(trailers) => {
                     return Err(unbuffered(
                         parts,
-                        so_far(first, copied),
+                        gathered.into_chunks(),
                         Some(trailers),
                         body,
                     ));
@@ -241,7 +212,7 @@ pub(super) async fn buffer(
             Some(Err(e)) => {
                 return Err(unbuffered(
                     parts,
-                    so_far(first, copied),
+                    gathered.into_chunks(),
                     None,
                     Failed(Some(e)),
                 ));

@@ -123,7 +123,7 @@ impl CacheLayer {
     }
 
     /// The same layer answering with `responses` (the 403 of
-    /// [`UnauthorizedStrategy::FailWith403`]).
+    /// [`UnauthorizedStrategy::FailWith403`](super::UnauthorizedStrategy::FailWith403)).
     pub fn responses(self, responses: GatewayResponses) -> Self {
         let s = &self.shared;
         Self::build(

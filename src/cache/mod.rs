@@ -67,6 +67,63 @@
 //! assert_eq!(calls.load(Ordering::SeqCst), 1);
 //! # }
 //! ```
+//!
+//! # Settings
+//!
+//! `cache` is a method setting: in a stage's `settings` (every method) or a
+//! method override. The stage's store size is the stage's `cache_capacity`.
+//!
+//! ```yaml
+//! stages:
+//!   prod:
+//!     cache_capacity: 64MiB                     # the default
+//!     settings:
+//!       cache: { enabled: true, ttl: 300, key: [querystring.type] }
+//!     methods:
+//!       /pets/{petId}/GET: { cache: { ttl: 60, key: [path.petId], per_key: true } }
+//!       /search/POST: { cache: { enabled: true, key: [header.x-query] } }
+//! ```
+//!
+//! | field | unit | default | bounds |
+//! |---|---|---|---|
+//! | `enabled` | | `false` | for methods other than GET and HEAD, only their own `RESOURCE/METHOD` override's `enabled: true` counts |
+//! | `ttl` | seconds | `300` | 0 to 3600; 0 turns caching off |
+//! | `key` | | `[]` | `querystring.NAME`, `header.NAME` (a valid header name), `path.NAME` (a parameter of the resource) |
+//! | `per_key` | | `false` | the caller's identity joins the key |
+//! | `statuses` | | every 2xx | each 100 to 599 |
+//! | `honor_max_age` | | `true` | an upstream `max-age` or `s-maxage` below `ttl` shortens the entry |
+//! | `stale_if_error` | seconds | `0` (off) | 0 to 3600 |
+//! | `require_authorization` | | `true` | `Cache-Control: max-age=0` refreshes only for callers allowed to invalidate |
+//! | `unauthorized` | | `SUCCEED_WITH_RESPONSE_HEADER` | or `SUCCEED_WITHOUT_RESPONSE_HEADER`, `FAIL_WITH_403` |
+//! | `headers` | | `true` | `x-cache` and `Age` on responses |
+//! | `cache_capacity` (stage) | bytes (`64MiB` style) | `64MiB` | an integer or `N B/KB/MB/GB/KiB/MiB/GiB` |
+//!
+//! `cache` merges field by field: the stage's `settings`, then `*/*`, then
+//! `RESOURCE/*`, then `RESOURCE/METHOD`, each replacing only the fields it
+//! names, as API Gateway's method overrides replace its stage cache settings
+//! (`api-gateway-caching.md`, which also gives the 300 s default and 3600 s
+//! maximum).
+//!
+//! # Failure modes
+//!
+//! | case | answer |
+//! |---|---|
+//! | the store fails on a lookup | a miss: the backend answers, and the failure is logged |
+//! | the store fails to keep an entry | the response is served; the failure is logged |
+//! | the backend fails (an error or a 5xx) with an entry expired less than `stale_if_error` ago | the entry, `x-cache: Stale` |
+//! | the same without such an entry | the backend's answer; an error is stored nowhere |
+//! | `Cache-Control: max-age=0` from a caller who may not invalidate, `unauthorized: FAIL_WITH_403` | 403 `ACCESS_DENIED` |
+//!
+//! The cache has no fail mode and never answers 503 for its store. With a
+//! shared Redis tier ([`TieredCacheStore`], feature `redis`), a tier that fails
+//! is a miss in it, and this process's memory still serves. Config mistakes are
+//! refused when the config is read or built:
+//!
+//! ```text
+//! stages.prod.settings.cache.ttl: must be <= 3600 seconds (got 4000)
+//! stages.prod.settings.cache.key[0]: `bogus.x` is not a cache key parameter (use querystring.NAME, header.NAME or path.NAME)
+//! stages.prod.methods."/pets/{petId}/GET".cache.key[1]: `/pets/{petId}` has no path parameter `id`
+//! ```
 
 mod coalesce;
 mod config;

@@ -34,6 +34,47 @@
 //! assert_eq!(res.status(), StatusCode::ACCEPTED);
 //! # }
 //! ```
+//!
+//! # Settings
+//!
+//! `integration` is a method setting: a stage's `settings` (as in the YAML
+//! above) or a method override. It is one choice, replaced whole by the deepest
+//! layer that names it, so an override can switch `type`.
+//!
+//! | `type` | field | unit | default | bounds |
+//! |---|---|---|---|---|
+//! | `service` (the default) | | | | the inner service given to [`Gateway::service`](crate::Gateway::service) |
+//! | `http` | `url` | | | exactly one of `url` and `base`; starts with `http://`; `{param}` only after the host, naming a path parameter of every resource it serves; `{stageVariables.NAME}` anywhere |
+//! | `http` | `base` | | | as `url`, without a query; the path after the stage and the query are appended |
+//! | `http` | `timeout_ms` | milliseconds | `29000` | 50 to 300000 |
+//! | `mock` | `status` | | `200` | 100 to 599 |
+//! | `mock` | `headers` | name: value | `{}` | valid header names and values |
+//! | `mock` | `body` | | empty | |
+//!
+//! API Gateway's integration timeout is 50 ms to 29 s (`limits.md`); tollgate
+//! takes the same default and allows up to 300 s.
+//!
+//! # Failure modes
+//!
+//! | case | answer |
+//! |---|---|
+//! | no response head from the upstream within `timeout_ms` | 504 `INTEGRATION_TIMEOUT` |
+//! | the connection or the request fails (refused, reset, or no connection within 10 s when `timeout_ms` is longer) | 502 `INTEGRATION_FAILURE` |
+//! | the URL does not parse once stage variables and parameters are filled in | 502 `INTEGRATION_FAILURE` |
+//! | the upstream answers, a 5xx included | its response, hop-by-hop headers removed |
+//!
+//! API Gateway answers a timeout with 504 `INTEGRATION_TIMEOUT` and an
+//! integration failure with 504 `INTEGRATION_FAILURE`
+//! (`supported-gateway-response-types.md`); override `INTEGRATION_FAILURE`
+//! under `responses` with `status: 504` to match. A `service` integration's
+//! responses and errors are the inner service's, passed on unchanged. Config
+//! mistakes are refused when the config is read or built:
+//!
+//! ```text
+//! stages.prod.settings.integration: `ftp://x/{nope}`: an integration URL starts with http:// (https needs a TLS connector, not built in)
+//! stages.prod.settings.integration.timeout_ms: must be 50 to 300000 (got 10)
+//! stages.prod.methods."/pets/GET".integration.url: `/pets` has no path parameter `petId`
+//! ```
 
 mod config;
 mod dispatch;

@@ -78,6 +78,64 @@
 //! assert_eq!(body, r#"{"name": "Rex"}"#);
 //! # }
 //! ```
+//!
+//! # Settings
+//!
+//! `mapping` is a method setting, in a stage's `settings` or a method override;
+//! unlike `throttle` and `cache` it is one choice, replaced whole by the
+//! deepest layer that names it (a stage-wide mapping is compiled once). Its
+//! bounds are the root sections `mapping_limits` and `limits`.
+//!
+//! ```yaml
+//! stages:
+//!   prod:
+//!     methods:
+//!       /pets/{petId}/GET:
+//!         mapping:
+//!           request:
+//!             set: { integration.request.header.x-pet: method.request.path.petId }
+//!             templates: { application/json: '{"id": "{{ input.params("petId") }}"}' }
+//!             passthrough: when_no_match
+//!           responses:
+//!             - { selection_pattern: "4\\d\\d", status: 400 }
+//! mapping_limits: { max_body: 10MiB, max_output: 10MiB, fuel: 1000000, max_render_ms: 1000 }
+//! limits: { body_timeout_ms: 10000 }
+//! ```
+//!
+//! | field | unit | default | bounds |
+//! |---|---|---|---|
+//! | `request.set`, `request.add` | target: source | `{}` | targets and sources as listed above |
+//! | `request.remove` | targets | `[]` | |
+//! | `request.rename` | target: target | `{}` | both of one kind |
+//! | `request.templates` | content type: template | `{}` | compiled at build; no block captures, macros, `{% call %}`, recursive loops or includes |
+//! | `request.passthrough` | | `when_no_match` | or `when_no_templates`, `never` |
+//! | `responses[]` | `{ selection_pattern, status, headers, templates }` | `[]` | a pattern is a regex matched against the whole status; `status` 100 to 599; at most one response without a pattern |
+//! | `mapping_limits.max_body` | bytes | `10MiB` | more than 0 |
+//! | `mapping_limits.max_output` | bytes | `10MiB` | more than 0 |
+//! | `mapping_limits.fuel` | minijinja instructions | `1000000` | more than 0 |
+//! | `mapping_limits.max_render_ms` | milliseconds | `1000` | 1 to 60000 |
+//! | `limits.body_timeout_ms` | milliseconds | `10000` | 1 to 600000 |
+//!
+//! # Failure modes
+//!
+//! | case | answer |
+//! |---|---|
+//! | no template for the content type, and `passthrough` does not pass it | 415 `UNSUPPORTED_MEDIA_TYPE` |
+//! | a body a template reads, over `max_body` | 413 `REQUEST_TOO_LARGE` |
+//! | a body a template reads, not all there within `limits.body_timeout_ms` | 408 `REQUEST_TIMEOUT` |
+//! | a JSON body a template reads that does not parse, or holds too many values | 400 `BAD_REQUEST_BODY` |
+//! | a template that fails, on the request or the response side, or a backend body over `max_body` that a response template would read | 500 `DEFAULT_5XX` `{"message":"Internal server error"}`, the detail logged under the request id |
+//!
+//! Mappings use no store. API Gateway's passthrough behaviors and their 415 are
+//! in `integration-passthrough-behaviors.md`, its template variables in
+//! `api-gateway-mapping-template-reference.md`. Config mistakes are refused
+//! when the config is read or built, each under the path of its `mapping`:
+//!
+//! ```text
+//! stages.prod.settings.mapping.request.set.bogus: `bogus` is not a target (integration.request.header|querystring|path.NAME)
+//! stages.prod.settings.mapping.request.templates."application/json": line 1: unexpected end of variable block
+//! mapping_limits.fuel: must be more than 0
+//! ```
 
 mod bound;
 mod compile;

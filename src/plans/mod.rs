@@ -41,6 +41,59 @@
 //! assert_eq!(over.headers()["x-tollgate-error-type"], "QUOTA_EXCEEDED");
 //! # Ok(()) }
 //! ```
+//!
+//! # Settings
+//!
+//! The root section `plans`, by name. A key joins plans through its own `plans`
+//! list (see [`keys`](crate::keys)); a method counts against a plan only when
+//! it has `api_key_required: true`.
+//!
+//! ```yaml
+//! plans:
+//!   basic:
+//!     description: Free tier
+//!     stages: [prod]
+//!     throttle: { rate: 5, burst: 10 }                 # one bucket per key
+//!     quota: { limit: 1000, period: day, offset: 0 }   # per key, per UTC day
+//!     methods:
+//!       /pets/POST: { throttle: { rate: 1, burst: 2 } } # per key and method
+//! ```
+//!
+//! | field | unit | default | bounds |
+//! |---|---|---|---|
+//! | `stages` | stage names | `[]` | existing stages |
+//! | `throttle` | `{ rate, burst }` | none | both required; as in [`throttle`](crate::throttle) |
+//! | `quota.limit` | requests per period | required | at least 1 |
+//! | `quota.period` | | required | `minute`, `hour`, `day`, `week`, `month`, `year` or `eternity` |
+//! | `quota.offset` | requests | `0` | below `limit`; taken off the limit in the key's first period |
+//! | `methods."RESOURCE/METHOD".throttle` | `{ rate, burst }` | none | both required; the method must be declared in `routes`; no `*` wildcards |
+//! | `description` | | none | free text |
+//!
+//! Plan settings are not overlaid: each plan is whole. [`PlanManager`] changes
+//! plans while the gateway serves, each change checked by the same rules.
+//!
+//! # Failure modes
+//!
+//! | case | answer |
+//! |---|---|
+//! | over quota | 429 `QUOTA_EXCEEDED` `{"message":"Limit Exceeded"}`, `Retry-After` to the period's end (at least 1 s), `RateLimit-Policy` and `RateLimit` for the quota, a [`QuotaRejection`] response extension |
+//! | the counter store fails | admitted and not counted, the failure counted in [`MeterLayer::store_errors`] ([`FailMode::Open`](crate::store::FailMode::Open): the default, and a [`Gateway`](crate::Gateway)'s) |
+//! | the same, on a [`MeterLayer`] set to [`FailMode::Closed`](crate::store::FailMode::Closed) | 503 `BACKEND_UNAVAILABLE` |
+//!
+//! The in-memory [`InMemoryCounterStore`] does not fail. A Redis counter store
+//! (feature `redis`) fails when Redis does not answer within its call timeout;
+//! a request admitted meanwhile is never counted afterwards. API Gateway's own
+//! quotas are best effort, and answer 429 `QUOTA_EXCEEDED`
+//! (`api-gateway-api-usage-plans.md`, `supported-gateway-response-types.md`).
+//!
+//! Config mistakes are refused when the config is read or built, and by
+//! [`PlanManager`] for a change, each at its path:
+//!
+//! ```text
+//! plans.p.stages[0]: unknown stage `nope`
+//! plans.p.quota.offset: must be < limit (5)
+//! plans.p.methods."/zz/GET": unknown route `/zz`
+//! ```
 
 mod book;
 mod config;

@@ -51,6 +51,64 @@
 //! assert_eq!(res.status(), StatusCode::NOT_FOUND);
 //! # Ok(()) }
 //! ```
+//!
+//! # Settings
+//!
+//! Routing reads two root sections of the [`Config`](crate::Config): `routes`
+//! (the resource templates and the methods each accepts) and `stages` (their
+//! names, which are the first path segment, and their `variables`). The keys of
+//! a stage's `methods` name endpoints in the same terms, for the settings of
+//! every other capability.
+//!
+//! ```yaml
+//! routes:
+//!   /pets: [GET, POST]
+//!   /pets/{petId}: [GET, PUT, DELETE]
+//!   /files/{proxy+}: [ANY]
+//! stages:
+//!   prod:
+//!     variables: { backend: "10.0.0.5:8080" }
+//!     settings: {}              # every method of the stage (API Gateway's */*)
+//!     methods:
+//!       /pets/{petId}/*: {}     # every method of one resource
+//!       /pets/GET: {}           # one method; the root resource is /GET
+//! ```
+//!
+//! | field | default | bounds |
+//! |---|---|---|
+//! | `routes` | required | at least one; a path starts with `/` and has no trailing `/` or `//`; a segment is a literal (letters, digits, `-._~!$&'()*+,;=:@`), `{name}`, or `{name+}` as the last segment; parameter names are letters, digits and `_`, each once per path; two templates that match the same paths (`/a/{x}`, `/a/{y}`) conflict |
+//! | `routes.PATH` | required | at least one of `GET POST PUT DELETE PATCH HEAD OPTIONS ANY`, each once |
+//! | `stages` | required | at least one; a name is 1 to 128 letters, digits, `-` or `_` |
+//! | `stages.S.variables` | `{}` | names are letters, digits and `_`; values at most 512 characters, none a control character |
+//! | `stages.S.methods` | `{}` | keys `RESOURCE/METHOD`, `RESOURCE/*` or `*/*`, naming a declared route and method; `*/*` only when `settings` is empty |
+//!
+//! Each endpoint's settings are laid over once, at build: the stage's
+//! `settings`, then `*/*`, then `RESOURCE/*`, then `RESOURCE/METHOD`, each
+//! replacing only the fields it names (`throttle` and `cache` field by field),
+//! as API Gateway's method settings override its stage settings (`stages.md`).
+//!
+//! # Failure modes
+//!
+//! What a request gets is in the table above. API Gateway answers an unknown
+//! path, and a method the resource does not have, with 403
+//! `MISSING_AUTHENTICATION_TOKEN` (`supported-gateway-response-types.md`); to
+//! answer as it does, override both kinds under `responses`, for example
+//! `RESOURCE_NOT_FOUND: { status: 403, message: Missing Authentication Token
+//! }`.
+//!
+//! Routing mistakes are refused when the config is read
+//! ([`Config::from_yaml_str`](crate::Config::from_yaml_str) and
+//! [`from_path`](crate::Config::from_path) validate it) and when one made in
+//! code is built ([`RouteLayer::new`],
+//! [`GatewayBuilder::build`](crate::GatewayBuilder::build)), every problem at
+//! its path:
+//!
+//! ```text
+//! routes."/a"[1]: `FETCH` is not a method (use one of GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS, ANY)
+//! routes."/c//d": a resource path must not contain an empty segment (`//`)
+//! stages.prod.methods."/b/GET": unknown route `/b`
+//! stages.prod.methods."/a/POST": the route `/a` has no method `POST`
+//! ```
 
 pub(crate) mod config;
 mod future;

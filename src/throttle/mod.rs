@@ -52,6 +52,66 @@
 //! assert_eq!(third.headers()["ratelimit"], "\"default\";r=0;t=2");
 //! # Ok(()) }
 //! ```
+//!
+//! # Settings
+//!
+//! A limit ([`ThrottleConfig`]) is `{ rate, burst }`; the table above says
+//! where each one sits. How the layer behaves is the root section
+//! `throttle_options` ([`ThrottleOptions`]).
+//!
+//! ```yaml
+//! throttle: { rate: 1000, burst: 2000 }       # gateway-wide: one bucket
+//! throttle_options:
+//!   per_client: { rate: 20, burst: 40 }       # one bucket per client IP
+//!   trusted_proxies: [10.0.0.0/8]
+//! stages:
+//!   prod:
+//!     settings: { throttle: { rate: 100, burst: 200 } }   # each method its own bucket
+//!     methods:
+//!       /pets/POST: { throttle: { rate: 5 } }              # burst 200 kept from settings
+//! ```
+//!
+//! | field | unit | default | bounds |
+//! |---|---|---|---|
+//! | `rate` | requests per second | required | `0` to `1e9`, fractions allowed, not NaN |
+//! | `burst` | requests | required | an integer, `0` to `u32::MAX`; `rate: 0, burst: 0` blocks every request; rate 0 with a burst, or a rate with burst 0, is refused |
+//! | `throttle_options.headers` | | `true` | `RateLimit-Policy` and `RateLimit` on admitted responses |
+//! | `throttle_options.fail_mode` | | `open` | `open` or `closed`: what a rate store failure does |
+//! | `throttle_options.max_tracked_keys` | buckets | `1000000` | at least 1; what the in-memory store keeps |
+//! | `throttle_options.on_capacity` | | `reject` | `reject` or `admit`: a new key once the in-memory store is full |
+//! | `throttle_options.per_client` | limit | none | both fields required |
+//! | `throttle_options.trusted_proxies` | IPs or CIDR blocks | `[]` | peers whose `X-Forwarded-For` names the client |
+//!
+//! A stage's `throttle` merges field by field: `settings`, then `*/*`, then
+//! `RESOURCE/*`, then `RESOURCE/METHOD`, each replacing only `rate` or `burst`
+//! if it names it; what a method ends up with must have both, or neither (no
+//! limit). Gateway-wide, per-client and plan limits stand alone and need both.
+//!
+//! # Failure modes
+//!
+//! | case | answer |
+//! |---|---|
+//! | a bucket has no token | 429 `THROTTLED` `{"message":"Too Many Requests"}` with the headers above |
+//! | the in-memory store already tracks `max_tracked_keys`, a new key comes, `on_capacity: reject` | 429 `THROTTLED` with `Retry-After: 1`, counted in [`InMemoryRateStore::untracked`] |
+//! | the same with `on_capacity: admit` | admitted untracked, counted the same way |
+//! | the rate store fails, `fail_mode: open` | admitted, no limit applied, counted in [`ThrottleLayer::store_errors`] |
+//! | the rate store fails, `fail_mode: closed` | 503 `BACKEND_UNAVAILABLE` |
+//!
+//! The in-memory store does not fail. The Redis store (feature `redis`) fails
+//! when Redis does not answer within its call timeout (50 ms by default) and
+//! then fails fast while its circuit is open; it refills a bucket at most once
+//! a microsecond, so rates above 1,000,000 per second are held to that. API
+//! Gateway defines the 429 and the order of its limits in
+//! `api-gateway-request-throttling.md`.
+//!
+//! Config mistakes are refused when the config is read or built, each at the
+//! deepest layer that wrote it:
+//!
+//! ```text
+//! stages.prod.methods."/pets/GET".throttle.rate: must be >= 0 (got -1)
+//! stages.prod.methods."/pets/POST".throttle.burst: is required
+//! throttle.burst: must be > 0 when rate is > 0 (an empty bucket admits nothing)
+//! ```
 
 mod client;
 mod config;

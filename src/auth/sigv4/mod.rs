@@ -44,6 +44,74 @@
 //! assert!(key.verify(&sts, &params.signature));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Settings
+//!
+//! Methods ask for a signature with `authorization: sigv4` (see
+//! [`auth`](crate::auth)); two root sections say what it is checked against.
+//!
+//! ```yaml
+//! sigv4:
+//!   region: us-east-1
+//!   service: execute-api                # the default
+//!   max_skew: 300                       # seconds, the default
+//!   max_body: 10MiB                     # the default
+//! credentials:
+//!   - access_key_id: AKIDEXAMPLE
+//!     secret_access_key: wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY
+//!     principal: reporting-job          # default: the access key id
+//! ```
+//!
+//! | field | unit | default | bounds |
+//! |---|---|---|---|
+//! | `sigv4.region` | | required | not empty |
+//! | `sigv4.service` | | `execute-api` | not empty |
+//! | `sigv4.max_skew` | seconds | `300` | 1 to 3600 |
+//! | `sigv4.unsigned_payload` | | `false` | accept `x-amz-content-sha256: UNSIGNED-PAYLOAD` |
+//! | `sigv4.max_body` | bytes (`10MiB` style) | `10MiB` | 1 byte to 1 GiB |
+//! | `sigv4.explain_signature_errors` | | `false` | a mismatch answers with the canonical request and string to sign, as AWS does |
+//! | `credentials[].access_key_id` | | required | 1 to 128 upper-case letters and digits, unique |
+//! | `credentials[].secret_access_key` | | required | not empty; never shown by `Debug` or in a message |
+//! | `credentials[].principal` | | the access key id | not empty |
+//! | `credentials[].can_invalidate_cache` | | `false` | may refresh a cache entry with `Cache-Control: max-age=0` |
+//! | `limits.body_timeout_ms` | milliseconds | `10000` | 1 to 600000; how long a body read for its hash may take |
+//!
+//! Given a store with
+//! [`GatewayBuilder::credential_store`](crate::GatewayBuilder::credential_store),
+//! the gateway looks credentials up there instead of in `credentials`.
+//!
+//! # Failure modes
+//!
+//! Checks run in AWS's order and the first that fails decides; by answer:
+//!
+//! | case | answer |
+//! |---|---|
+//! | no `Authorization` header and no `X-Amz-Algorithm` query parameter; a required part (`Credential`, the date, ...) missing | 403 `MISSING_AUTHENTICATION_TOKEN` |
+//! | a malformed part; the scope's region or service not the settings'; `host`, the date or `x-amz-content-sha256` not signed; the date not the scope's day; `UNSIGNED-PAYLOAD` not allowed; a signature that does not match | 403 `INVALID_SIGNATURE` |
+//! | signed more than `max_skew` away from the clock; a presigned URL past `X-Amz-Expires` | 403 `EXPIRED_TOKEN` |
+//! | an unknown access key id; a session token missing, unexpected or wrong | 403 `UNRECOGNIZED_CLIENT` |
+//! | the credential store fails | 503 `BACKEND_UNAVAILABLE` |
+//! | a body declared or found longer than `max_body` | 413 `REQUEST_TOO_LARGE` |
+//! | a body not all there within `limits.body_timeout_ms` | 408 `REQUEST_TIMEOUT` |
+//! | a body that does not match its declared `x-amz-content-sha256` | 400 `BAD_REQUEST_BODY` |
+//!
+//! There is no fail-open for signatures. The in-memory credential store does
+//! not fail; in front of a remote one (the Redis store of feature `redis`, or
+//! your own), a [`CachingCredentialStore`] keeps found credentials 300 s and
+//! unknown ids 10 s, and in resilient mode serves the last known answer while
+//! the backend fails. This is API Gateway's `AWS_IAM` authorization, which
+//! verifies the caller's signature
+//! (`api-gateway-method-settings-method-request.md`), with its refusal kinds
+//! (`supported-gateway-response-types.md`).
+//!
+//! Config mistakes are refused when the config is read or built, never quoting
+//! a secret:
+//!
+//! ```text
+//! sigv4: is required because a method uses `authorization: sigv4`
+//! sigv4.max_skew: must be between 1 and 3600 seconds
+//! credentials[0].access_key_id: an access key id is 1 to 128 upper-case letters and digits
+//! ```
 
 mod canonical;
 mod config;
