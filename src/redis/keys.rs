@@ -31,11 +31,19 @@ use crate::store::{StoreError, StoreErrorKind};
 /// from ARGV, not declared in KEYS; it shares the `{NS:keys}` hash tag, so
 /// it is in the same slot.
 ///
-/// Unlike [`KeyStore::put`]'s contract and the in-memory store, this script
-/// does not refuse a digest that belongs to another id: it overwrites that
-/// record, and the other id's `id:` entry is left pointing at this key.
-/// Callers that may import a value twice should check with `get` first.
+/// A digest that belongs to another id is refused, as [`KeyStore::put`]
+/// requires (returns 0, nothing written): two keys with one value would
+/// otherwise share one record, and the other id would be left pointing at
+/// this key. The owner is read from the stored record's `id` (Redis's
+/// bundled `cjson`). Returns 1 when stored.
 pub(crate) const PUT_KEY: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, rec = pcall(cjson.decode, current)
+  if ok and type(rec) == 'table' and rec.id ~= ARGV[2] then
+    return 0
+  end
+end
 local old = redis.call('GET', KEYS[2])
 if old and old ~= ARGV[3] then
   redis.call('DEL', ARGV[4] .. old)
@@ -217,10 +225,13 @@ impl KeyStore for RedisKeyStore {
             .arg(&hex)
             .arg(self.digest_key(""));
         let mut conn = self.redis.conn();
-        self.redis
-            .run(call.invoke_async::<i64>(&mut conn))
-            .await
-            .map(|_| ())
+        match self.redis.run(call.invoke_async::<i64>(&mut conn)).await? {
+            0 => Err(StoreError::new(
+                StoreErrorKind::Conflict,
+                "another key has the same value",
+            )),
+            _ => Ok(()),
+        }
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {

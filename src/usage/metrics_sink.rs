@@ -31,9 +31,9 @@ use crate::cache::CacheStatus;
 ///
 /// The `stage` and `resource` labels come from the configuration (`-` when
 /// no route matched), never from request paths. The `method` label is the
-/// request's method, which a client may choose freely (HTTP allows
-/// extension methods): behind an exporter that keeps every series, that
-/// label is not bounded by the configuration.
+/// request's method when it is one of HTTP's nine (RFC 9110 and PATCH), and
+/// `OTHER` otherwise: a client may send any extension method, and each would
+/// be a new series behind an exporter that keeps every one.
 #[derive(Clone, Default)]
 pub struct MetricsSink {
     prefix: String,
@@ -71,7 +71,7 @@ impl MetricsSink {
             Label::new("api", e.api.to_string()),
             Label::new("stage", e.stage().unwrap_or("-").to_owned()),
             Label::new("resource", e.resource().unwrap_or("-").to_owned()),
-            Label::new("method", e.method.as_str().to_owned()),
+            Label::new("method", method_label(&e.method)),
         ];
         metrics::counter!(self.name("Count"), labels.iter()).increment(1);
         match e.status_class() {
@@ -104,5 +104,33 @@ impl UsageSink for MetricsSink {
             self.emit(e);
         }
         Ok(())
+    }
+}
+
+/// The request's method as a label: one of the nine standard methods, or
+/// `OTHER`, so the label's values are bounded whatever clients send.
+fn method_label(method: &http::Method) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|k| *k == method.as_str())
+        .unwrap_or("OTHER")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_label;
+    use http::Method;
+
+    #[test]
+    fn method_labels_are_bounded() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for made_up in ["FETCH", "X1", "get"] {
+            let m = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), "OTHER", "{made_up}");
+        }
     }
 }
