@@ -5,11 +5,13 @@
 //! `cargo bench --features redis --bench redis [-- SECONDS]` (default 5 s per
 //! side, sides alternated A B A B).
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use support::redis::Server;
 use tollgate::clock::{Clock, SystemClock};
 use tollgate::redis::{GCRA_SCRIPT, RedisConnection, RedisOptions, RedisRateStore};
 use tollgate::throttle::{Limit, Rate, RateKey, RateStore};
@@ -60,28 +62,9 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(5);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server is installed");
-    std::thread::sleep(Duration::from_millis(300));
-    let url = format!("redis://127.0.0.1:{port}");
+    // Stopped when dropped, at the end of `main` or on a panic.
+    let server = Server::start();
+    let url = server.url();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -152,6 +135,5 @@ fn main() {
             store_best / raw_best
         );
     });
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }

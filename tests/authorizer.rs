@@ -2,13 +2,14 @@
 //! sources, failures, context for the service, and a usage identifier key
 //! that feeds a usage plan.
 
+mod support;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use tollgate::auth::authorizer::{AuthorizerContext, AuthorizerRequest, Verdict};
 use tollgate::clock::ManualClock;
 use tollgate::gateway::Secret;
@@ -69,25 +70,13 @@ fn counting(calls: Arc<AtomicUsize>) -> impl tollgate::auth::authorizer::Authori
     }
 }
 
+/// GETs `uri` with `Authorization: <auth>` if given: the status and the body.
 async fn call(
     svc: &mut (impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send),
     uri: &str,
     auth: Option<&str>,
 ) -> (StatusCode, String) {
-    let mut req = Request::get(uri);
-    if let Some(a) = auth {
-        req = req.header("authorization", a);
-    }
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    support::get_text(svc, uri, auth.map(|a| ("authorization", a))).await
 }
 
 #[tokio::test]

@@ -1,7 +1,10 @@
 //! Config parsing, validation and settings resolution.
 
+mod support;
+
 use std::time::Duration;
 
+use support::issues;
 use tollgate::Gateway;
 use tollgate::cache::CacheKeyParam;
 use tollgate::gateway::{Authorization, Config, ConfigErrorKind};
@@ -15,14 +18,6 @@ routes:
 stages:
   prod: {}
 "#;
-
-/// Parses `BASE` with `extra` appended and returns every issue as `path: message`.
-fn issues(yaml: &str) -> Vec<String> {
-    match Config::from_yaml_str(yaml) {
-        Ok(_) => Vec::new(),
-        Err(e) => e.issues().iter().map(ToString::to_string).collect(),
-    }
-}
 
 fn assert_issue(yaml: &str, expected: &str) {
     let found = issues(yaml);

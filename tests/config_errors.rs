@@ -1,15 +1,9 @@
 //! Every config error message and path, pinned byte for byte: moving a
 //! config slice between modules must not change one of them (issue 14).
 
-use tollgate::Config;
+mod support;
 
-/// Every issue of `yaml`, as `path: message`.
-fn issues(yaml: &str) -> Vec<String> {
-    match Config::from_yaml_str(yaml) {
-        Ok(_) => Vec::new(),
-        Err(e) => e.issues().iter().map(ToString::to_string).collect(),
-    }
-}
+use support::issues;
 
 /// (config, every issue it has).
 const CASES: &[(&str, &[&str])] = &[

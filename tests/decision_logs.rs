@@ -2,34 +2,12 @@
 //! test binary: tracing's per-callsite interest cache is global, and tests on
 //! other threads without a subscriber would race it.
 
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+mod support;
 
-use http::{Request, Response};
-use http_body_util::BodyExt;
+use http::Request;
+use support::{Captured, ok};
 use tollgate::auth::authorizer::{AuthorizerRequest, Verdict};
 use tollgate::{Body, Config, Gateway};
-use tower::{ServiceExt, service_fn};
-
-/// A writer that keeps what tracing writes.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn take(&self) -> String {
-        String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
-    }
-}
 
 const CONFIG: &str = r#"
 routes:
@@ -50,17 +28,14 @@ authorizers:
   who: { identity_sources: [header.Authorization], ttl: 0 }
 "#;
 
+/// Sends `req` through `gw` in front of an `ok` service, reading the whole answer.
 async fn run(gw: &Gateway, req: Request<Body>) {
-    let inner = service_fn(|_req: Request<Body>| async {
-        Ok::<_, Infallible>(Response::new(Body::from("ok")))
-    });
-    let res = gw.service(inner).oneshot(req).await.unwrap();
-    res.into_body().collect().await.unwrap();
+    support::send(gw.service(ok()), req).await;
 }
 
 #[tokio::test]
 async fn debug_logs_say_which_layer_decided_and_why() {
-    let logs = Logs::default();
+    let logs = Captured::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::DEBUG)

@@ -4,6 +4,8 @@
 //! config errors that never echo a secret. (Heap peaks are measured in
 //! `tests/hostile_memory.rs`, real sockets in `tests/hostile_tcp.rs`.)
 
+mod support;
+
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
@@ -87,11 +89,9 @@ sigv4: { region: us-east-1, max_body: 65536 }
 limits: { body_timeout_ms: 200 }
 "#;
 
+/// A gateway of `yaml` whose clock stands at `NOW`.
 fn gateway(yaml: &str) -> Gateway {
-    Gateway::builder(Config::from_yaml_str(yaml).unwrap())
-        .clock(ManualClock::at_unix_secs(NOW))
-        .build()
-        .unwrap()
+    support::gateway(yaml, &ManualClock::at_unix_secs(NOW))
 }
 
 /// Sends `req` through `gw` in front of a service that reads the body;
@@ -105,14 +105,12 @@ async fn call(gw: &Gateway, req: Request<Body>) -> (StatusCode, String, String) 
         .await
         .expect("the gateway answers without waiting for the body")
         .unwrap();
-    let status = res.status();
-    let kind = res
-        .headers()
-        .get("x-tollgate-error-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, kind, String::from_utf8_lossy(&body).into_owned())
+    let (status, headers, body) = support::read(res).await;
+    (
+        status,
+        support::error_type(&headers),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 fn signed_by(access_key_id: &str, body: Body) -> Request<Body> {
@@ -298,10 +296,7 @@ async fn from(gw: &Gateway, ip: IpAddr) -> (StatusCode, Option<String>) {
     let mut req = Request::get("/prod/a").body(Body::empty()).unwrap();
     req.extensions_mut()
         .insert(ClientAddr(SocketAddr::new(ip, 40_000)));
-    let inner = service_fn(|_req: Request<Body>| async {
-        Ok::<_, Infallible>(Response::new(Body::from("ok")))
-    });
-    let res = gw.service(inner).oneshot(req).await.unwrap();
+    let res = gw.service(support::ok()).oneshot(req).await.unwrap();
     let retry = res
         .headers()
         .get("retry-after")

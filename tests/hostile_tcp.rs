@@ -4,12 +4,13 @@
 //! 20 announcing a body over the limit. Each is answered or closed within
 //! the body timeout, and the process grows by less than 20 MB.
 
-use std::convert::Infallible;
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::Request;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,11 +44,8 @@ fn rss() -> u64 {
 async fn serve(gw: Gateway) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let inner = tower::service_fn(|_req: Request<Body>| async {
-        Ok::<_, Infallible>(Response::new(Body::from("ok")))
-    });
     let svc = gw
-        .service(inner)
+        .service(support::ok())
         .map_request(|req: Request<hyper::body::Incoming>| req.map(Body::new));
     tokio::spawn(async move {
         loop {

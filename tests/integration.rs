@@ -1,6 +1,8 @@
 //! HttpIntegration against a real hyper server on 127.0.0.1, and the mock
 //! integration, through a gateway.
 
+mod support;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,6 +16,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use support::json_of;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tollgate::throttle::ClientAddr;
@@ -139,21 +142,13 @@ fn local()
     })
 }
 
+/// Sends `req` through `gw` in front of `local()`; the answer must start within 10 s.
 async fn call(gw: &Gateway, req: Request<Body>) -> (StatusCode, http::HeaderMap, Bytes) {
     let res = tokio::time::timeout(Duration::from_secs(10), gw.service(local()).oneshot(req))
         .await
         .expect("answered within 10 s")
         .unwrap();
-    let (parts, body) = res.into_parts();
-    (
-        parts.status,
-        parts.headers,
-        body.collect().await.unwrap().to_bytes(),
-    )
-}
-
-fn json_of(b: &Bytes) -> Value {
-    serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(b)))
+    support::read(res).await
 }
 
 #[tokio::test]

@@ -1,15 +1,16 @@
 //! API keys: every way a key can be wrong, rotation, sources, the caching
 //! wrapper, CSV import, and secrets kept out of Debug, logs and errors.
 
+mod support;
+
 use std::convert::Infallible;
-use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use support::{Captured, gateway};
 use tollgate::clock::ManualClock;
 use tollgate::keys::{
     ApiKeyLayer, CachingKeyStore, InMemoryKeyStore, KeyDigest, KeyHasher, KeyManager, KeyRecord,
@@ -51,38 +52,19 @@ fn whoami()
     })
 }
 
+/// GETs `uri` with `x-api-key: <key>` if given: the status and the body.
 async fn call(
     svc: &mut (impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send),
     uri: &str,
     key: Option<&str>,
 ) -> (StatusCode, String) {
-    let mut req = Request::get(uri);
-    if let Some(k) = key {
-        req = req.header("x-api-key", k);
-    }
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-fn gateway(clock: &ManualClock) -> Gateway {
-    Gateway::builder(Config::from_yaml_str(CONFIG).unwrap())
-        .clock(clock.clone())
-        .build()
-        .unwrap()
+    support::get_text(svc, uri, key.map(|k| ("x-api-key", k))).await
 }
 
 #[tokio::test]
 async fn every_bad_key_gets_the_same_403() {
     let clock = ManualClock::at_unix_secs(1_800_000_000); // 2027
-    let mut svc = gateway(&clock).service(whoami());
+    let mut svc = gateway(CONFIG, &clock).service(whoami());
     let forbidden = (
         StatusCode::FORBIDDEN,
         r#"{"message":"Forbidden"}"#.to_owned(),
@@ -124,7 +106,7 @@ async fn every_bad_key_gets_the_same_403() {
 #[tokio::test]
 async fn an_expiry_takes_effect_at_its_instant() {
     let clock = ManualClock::at_unix_secs(1_735_689_599); // 2024-12-31T23:59:59Z
-    let mut svc = gateway(&clock).service(whoami());
+    let mut svc = gateway(CONFIG, &clock).service(whoami());
     assert_eq!(
         call(&mut svc, "/prod/pets", Some("old-key-00123456789abcdef"))
             .await
@@ -143,7 +125,7 @@ async fn an_expiry_takes_effect_at_its_instant() {
 #[tokio::test]
 async fn management_rotates_disables_attaches_and_deletes() {
     let clock = ManualClock::at_unix_secs(1_800_000_000);
-    let gw = gateway(&clock);
+    let gw = gateway(CONFIG, &clock);
     let mut svc = gw.service(whoami());
     let keys = gw.key_manager();
     let (record, value) = keys
@@ -202,7 +184,7 @@ async fn management_rotates_disables_attaches_and_deletes() {
 #[tokio::test]
 async fn csv_import_reads_api_gateway_columns() {
     let clock = ManualClock::at_unix_secs(1_800_000_000);
-    let gw = gateway(&clock);
+    let gw = gateway(CONFIG, &clock);
     let csv = "Name,key,description,Enabled,usageplanIds\n\
                csv-one,csv-key-one-0123456789abc,first,true,gold\n\
                csv-two,csv-key-two-0123456789abc,,false,gold\n";
@@ -425,20 +407,6 @@ async fn the_cache_expires_remembers_misses_and_rides_out_an_outage() {
         !body.contains("remote is down"),
         "no internals in the answer: {body}"
     );
-}
-
-/// A writer that keeps what tracing writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! Request and response mapping: parameter sources and targets, template
 //! helpers, passthrough, integration responses, limits and hostile input.
 
+mod support;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
@@ -8,6 +10,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use support::json_of;
 use tollgate::auth::authorizer::{AuthorizerRequest, Verdict};
 use tollgate::mapping::IntegrationPath;
 use tollgate::throttle::ClientAddr;
@@ -55,18 +58,9 @@ fn gateway(yaml: &str) -> Gateway {
         .unwrap()
 }
 
+/// Sends `req` through `gw` in front of `echo()`.
 async fn send(gw: &Gateway, req: Request<Body>) -> (StatusCode, http::HeaderMap, Bytes) {
-    let res = gw.service(echo()).oneshot(req).await.unwrap();
-    let (parts, body) = res.into_parts();
-    (
-        parts.status,
-        parts.headers,
-        body.collect().await.unwrap().to_bytes(),
-    )
-}
-
-fn json_of(b: &Bytes) -> Value {
-    serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(b)))
+    support::send(gw.service(echo()), req).await
 }
 
 const PARAMS: &str = r#"
@@ -383,18 +377,9 @@ async fn get_code(
     if let Some(a) = accept {
         req = req.header("accept", a);
     }
-    let res = gw
-        .service(backend())
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = res.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    let (status, headers, body) =
+        support::send(gw.service(backend()), req.body(Body::empty()).unwrap()).await;
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test]
@@ -488,11 +473,11 @@ async fn hostile(gw: &Gateway, ctype: &str, body: Body) -> (StatusCode, String, 
         .body(body)
         .unwrap();
     let (status, headers, body) = send(gw, req).await;
-    let kind = headers
-        .get("x-tollgate-error-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, kind, String::from_utf8_lossy(&body).into_owned())
+    (
+        status,
+        support::error_type(&headers),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 #[tokio::test]

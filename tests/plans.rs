@@ -1,6 +1,8 @@
 //! Quotas: calendar periods, exact counting under concurrency, offsets,
 //! the meter through a gateway, and usage records.
 
+mod support;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -195,6 +197,7 @@ fn ok() -> impl Service<Request<Body>, Response = Response<Body>, Error = Infall
     service_fn(|_req: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) })
 }
 
+/// GETs `/prod/pets` with `key` as the API key.
 async fn get(
     svc: &mut (impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send),
     key: &str,
@@ -203,7 +206,7 @@ async fn get(
         .header("x-api-key", key)
         .body(Body::empty())
         .unwrap();
-    svc.ready().await.unwrap().call(req).await.unwrap()
+    support::call(svc, req).await
 }
 
 #[tokio::test]

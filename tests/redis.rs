@@ -4,15 +4,17 @@
 //! three gateways, clock skew, and Redis going away and coming back.
 #![cfg(feature = "redis")]
 
+mod support;
+
 use std::convert::Infallible;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use support::redis::Server;
 use time::OffsetDateTime;
 use tollgate::auth::sigv4::{Credential, CredentialStore, InMemoryCredentialStore};
 use tollgate::clock::{ManualClock, SystemClock};
@@ -27,65 +29,6 @@ use tollgate::throttle::{InMemoryRateStore, Limit, Rate, RateKey, RateStore};
 use tollgate::usage::{Reporter, UsageCounts};
 use tollgate::{Body, Config, Gateway};
 use tower::{ServiceExt, service_fn};
-
-/// A redis-server of this test's own.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::on(port)
-    }
-
-    fn on(port: u16) -> Self {
-        let mut child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (.ci/run installs it with apt-get)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self { child, port };
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server did not start on port {port}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 async fn connect(server: &Server, namespace: &str) -> RedisConnection {
     let mut options = RedisOptions::namespace(namespace);
@@ -283,17 +226,17 @@ async fn shared_gateway(server: &Server, clock: ManualClock) -> (Gateway, RedisC
 }
 
 async fn hit(gw: &Gateway, path: &str) -> StatusCode {
-    let inner = service_fn(|_req: Request<Body>| async {
-        Ok::<_, Infallible>(Response::new(Body::from("ok")))
-    });
     let req = Request::get(path)
         .header("x-api-key", "shared-key-0123456789abcd")
         .body(Body::empty())
         .unwrap();
-    let res = tokio::time::timeout(Duration::from_secs(5), gw.service(inner).oneshot(req))
-        .await
-        .expect("no request hangs")
-        .unwrap();
+    let res = tokio::time::timeout(
+        Duration::from_secs(5),
+        gw.service(support::ok()).oneshot(req),
+    )
+    .await
+    .expect("no request hangs")
+    .unwrap();
     let status = res.status();
     res.into_body().collect().await.unwrap();
     status
@@ -430,7 +373,7 @@ async fn redis_going_away_follows_each_fail_mode_and_recovery_needs_no_restart()
 /// Sends a signal to the redis-server process.
 fn signal(server: &Server, sig: &str) {
     let status = Command::new("kill")
-        .args([sig, &server.child.id().to_string()])
+        .args([sig, &server.pid().to_string()])
         .status()
         .unwrap();
     assert!(status.success());

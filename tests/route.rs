@@ -1,5 +1,7 @@
 //! Routing through the Gateway: stages, templates, 404/405, hostile paths.
 
+mod support;
+
 use std::convert::Infallible;
 
 use http::{Method, Request, Response, StatusCode};
@@ -58,11 +60,8 @@ async fn call_with(
         .uri(uri)
         .body(Body::empty())
         .unwrap();
-    let res = svc.oneshot(req).await.unwrap();
-    let (parts, body) = res.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (parts.status, parts.headers, value)
+    let (status, headers, bytes) = support::send(svc, req).await;
+    (status, headers, support::json_or_null(&bytes))
 }
 
 async fn call(method: Method, uri: &str) -> (StatusCode, http::HeaderMap, Value) {

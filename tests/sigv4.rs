@@ -2,6 +2,8 @@
 //! (`aws-sigv4`): header and presigned forms, bodies, session tokens, clock
 //! skew and expiry on both sides, and single mutations that must be refused.
 
+mod support;
+
 use std::convert::Infallible;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +16,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
 use serde_json::Value;
+use support::gateway;
 use tollgate::auth::sigv4::SigV4Identity;
 use tollgate::clock::ManualClock;
 use tollgate::{Body, Config, Gateway};
@@ -57,13 +60,6 @@ fn echo() -> impl Service<Request<Body>, Response = Response<Body>, Error = Infa
         let v = serde_json::json!({ "principal": who, "body_len": body.len(), "body": String::from_utf8_lossy(&body) });
         Ok::<_, Infallible>(Response::new(Body::from(v.to_string())))
     })
-}
-
-fn gateway(yaml: &str, clock: &ManualClock) -> Gateway {
-    Gateway::builder(Config::from_yaml_str(yaml).unwrap())
-        .clock(clock.clone())
-        .build()
-        .unwrap()
 }
 
 struct Signed {
@@ -149,18 +145,12 @@ async fn send(gw: &Gateway, s: &Signed) -> (StatusCode, http::HeaderMap, Value) 
     for (n, v) in &s.headers {
         req = req.header(n.as_str(), v.as_bytes());
     }
-    let res = gw
-        .service(echo())
-        .oneshot(req.body(Body::from(s.body.clone())).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = res.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    let (status, headers, bytes) = support::send(
+        gw.service(echo()),
+        req.body(Body::from(s.body.clone())).unwrap(),
     )
+    .await;
+    (status, headers, support::json_or_null(&bytes))
 }
 
 fn at(secs: u64) -> SystemTime {

@@ -1,6 +1,8 @@
 //! Throttling: exact token-bucket arithmetic, a reference model, concurrency,
 //! layered gateway limits, headers, store failures.
 
+mod support;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use http::{HeaderName, Request, Response, StatusCode};
 use proptest::prelude::*;
+use support::{gateway, ok, status};
 use tollgate::clock::ManualClock;
 use tollgate::store::{FailMode, StoreError};
 use tollgate::throttle::{
@@ -19,14 +22,6 @@ use tollgate::{ApiKeyIdentity, Body, Config, Gateway};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 const SEC: u64 = 1_000_000_000;
-
-fn ok_service()
--> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    service_fn(|_req: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::from("ok"))) })
-}
 
 fn admit(store: &InMemoryRateStore, key: &str, rate: Rate) -> bool {
     store
@@ -210,13 +205,7 @@ plans:
       /pets/{id}/GET: { throttle: { rate: 1, burst: 5 } }
 "#;
 
-fn gateway(yaml: &str, clock: &ManualClock) -> Gateway {
-    Gateway::builder(Config::from_yaml_str(yaml).unwrap())
-        .clock(clock.clone())
-        .build()
-        .unwrap()
-}
-
+/// Sends `method uri`, as the API key `key` (plan `basic`) if given.
 async fn send(
     svc: &mut (impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send),
     method: &str,
@@ -232,13 +221,13 @@ async fn send(
         req.extensions_mut()
             .insert(ApiKeyIdentity::new(k, Some(Arc::from("basic"))));
     }
-    svc.ready().await.unwrap().call(req).await.unwrap()
+    support::call(svc, req).await
 }
 
 #[tokio::test]
 async fn each_method_of_a_stage_has_its_own_bucket_and_the_gateway_bucket_is_shared() {
     let clock = ManualClock::at_unix_secs(10_000);
-    let mut svc = gateway(GATEWAY, &clock).service(ok_service());
+    let mut svc = gateway(GATEWAY, &clock).service(ok());
     // GET /pets: burst 3 from the stage settings.
     for _ in 0..3 {
         assert_eq!(
@@ -284,7 +273,7 @@ async fn each_method_of_a_stage_has_its_own_bucket_and_the_gateway_bucket_is_sha
 #[tokio::test]
 async fn a_rejection_by_one_limit_does_not_drain_the_other() {
     let clock = ManualClock::at_unix_secs(10_000);
-    let mut svc = gateway(GATEWAY, &clock).service(ok_service());
+    let mut svc = gateway(GATEWAY, &clock).service(ok());
     // The plan allows 2 per key; the method allows 3.
     assert_eq!(
         send(&mut svc, "GET", "/prod/pets", Some("k1"))
@@ -322,7 +311,7 @@ async fn a_rejection_by_one_limit_does_not_drain_the_other() {
 #[tokio::test]
 async fn headers_report_the_most_restrictive_limit() {
     let clock = ManualClock::at_unix_secs(10_000);
-    let mut svc = gateway(GATEWAY, &clock).service(ok_service());
+    let mut svc = gateway(GATEWAY, &clock).service(ok());
     // GET /pets/{id} with a key: plan-method 5, plan 2, method 3, gateway 8.
     let res = send(&mut svc, "GET", "/prod/pets/1", Some("k")).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -346,7 +335,7 @@ async fn headers_report_the_most_restrictive_limit() {
 async fn retry_after_rounds_up_and_is_never_zero() {
     let clock = ManualClock::at_unix_secs(10_000);
     let yaml = "routes: { /a: [GET] }\nstages: { prod: { settings: { throttle: { rate: 0.4, burst: 1 } } } }\n";
-    let mut svc = gateway(yaml, &clock).service(ok_service());
+    let mut svc = gateway(yaml, &clock).service(ok());
     assert_eq!(
         send(&mut svc, "GET", "/prod/a", None).await.status(),
         StatusCode::OK
@@ -366,7 +355,7 @@ async fn retry_after_rounds_up_and_is_never_zero() {
 async fn admitted_headers_can_be_switched_off() {
     let clock = ManualClock::at_unix_secs(10_000);
     let yaml = "throttle_options: { headers: false }\nroutes: { /a: [GET] }\nstages: { prod: { settings: { throttle: { rate: 1, burst: 1 } } } }\n";
-    let mut svc = gateway(yaml, &clock).service(ok_service());
+    let mut svc = gateway(yaml, &clock).service(ok());
     let res = send(&mut svc, "GET", "/prod/a", None).await;
     assert!(!res.headers().contains_key("ratelimit"));
     let res = send(&mut svc, "GET", "/prod/a", None).await;
@@ -377,18 +366,11 @@ async fn admitted_headers_can_be_switched_off() {
     );
 }
 
-async fn status(
-    svc: &mut (impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send),
-    req: Request<Body>,
-) -> StatusCode {
-    svc.ready().await.unwrap().call(req).await.unwrap().status()
-}
-
 #[tokio::test]
 async fn per_client_limits_believe_forwarded_for_only_from_trusted_proxies() {
     let clock = ManualClock::at_unix_secs(10_000);
     let yaml = "throttle_options: { per_client: { rate: 1, burst: 1 }, trusted_proxies: [10.0.0.0/8] }\nroutes: { /a: [GET] }\nstages: { prod: {} }\n";
-    let mut svc = gateway(yaml, &clock).service(ok_service());
+    let mut svc = gateway(yaml, &clock).service(ok());
     let req = |peer: &str, xff: Option<&str>| {
         let mut b = Request::get("/prod/a");
         if let Some(x) = xff {
@@ -429,7 +411,7 @@ async fn per_client_limits_believe_forwarded_for_only_from_trusted_proxies() {
 async fn standalone_layer_by_header_by_ip_and_by_closure() {
     let by_header = ThrottleLayer::new(Rate::new(1.0, 1))
         .key(KeyExtractor::header(HeaderName::from_static("x-user")));
-    let mut svc = by_header.layer(ok_service());
+    let mut svc = by_header.layer(ok());
     let req = |user: &str| {
         Request::get("/")
             .header("x-user", user)
@@ -446,7 +428,7 @@ async fn standalone_layer_by_header_by_ip_and_by_closure() {
     );
 
     let by_ip = ThrottleLayer::new(Rate::new(1.0, 1)).key(KeyExtractor::client_ip([]));
-    let mut svc = by_ip.layer(ok_service());
+    let mut svc = by_ip.layer(ok());
     let req = |ip: &str| {
         let mut r = Request::get("/").body(Body::empty()).unwrap();
         r.extensions_mut()
@@ -467,7 +449,7 @@ async fn standalone_layer_by_header_by_ip_and_by_closure() {
     let by_fn = ThrottleLayer::new(Rate::new(1.0, 2)).key(KeyExtractor::from_fn(|head| {
         head.uri.path().split('/').nth(1).map(str::to_owned)
     }));
-    let mut svc = by_fn.layer(ok_service());
+    let mut svc = by_fn.layer(ok());
     let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
     for p in ["/t1/a", "/t1/b", "/t2/a", "/t2/b"] {
         assert_eq!(
@@ -512,7 +494,7 @@ impl RateStore for Remote {
 #[tokio::test]
 async fn store_failures_follow_the_fail_mode_and_are_counted() {
     let open = ThrottleLayer::new(Rate::new(1.0, 1)).store(Arc::new(Broken));
-    let mut svc = open.layer(ok_service());
+    let mut svc = open.layer(ok());
     for _ in 0..3 {
         let res = svc
             .ready()
@@ -528,7 +510,7 @@ async fn store_failures_follow_the_fail_mode_and_are_counted() {
     let closed = ThrottleLayer::new(Rate::new(1.0, 1))
         .store(Arc::new(Broken))
         .fail_mode(FailMode::Closed);
-    let mut svc = closed.layer(ok_service());
+    let mut svc = closed.layer(ok());
     let res = svc
         .ready()
         .await
@@ -553,7 +535,7 @@ async fn a_store_that_waits_gives_the_same_answers() {
         .rate_store(remote)
         .build()
         .unwrap();
-    let mut svc = gw.service(ok_service());
+    let mut svc = gw.service(ok());
     let statuses: Vec<u16> = {
         let mut v = Vec::new();
         for _ in 0..4 {

@@ -2,6 +2,8 @@
 //! never slows requests, shutdown flushes, retries do not duplicate, and each
 //! sink writes what it should.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,6 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use support::Captured;
 use tokio::sync::Notify;
 use tollgate::auth::authorizer::{AuthorizerRequest, Verdict};
 use tollgate::cache::CacheStatus;
@@ -129,11 +132,10 @@ fn backend()
 
 use futures_util::StreamExt as _;
 
+/// Sends `req` through `gw` in front of `backend()`, reading the whole answer.
 async fn run(gw: &Gateway, req: Request<Body>) -> (StatusCode, http::HeaderMap) {
-    let res = gw.service(backend()).oneshot(req).await.unwrap();
-    let (parts, body) = res.into_parts();
-    body.collect().await.unwrap();
-    (parts.status, parts.headers)
+    let (status, headers, _) = support::send(gw.service(backend()), req).await;
+    (status, headers)
 }
 
 fn get(path: &str) -> http::request::Builder {
@@ -501,25 +503,11 @@ async fn the_metrics_sink_emits_cloudwatch_names_and_labels() {
     assert_eq!(histograms.get("IntegrationLatency"), Some(&3));
 }
 
-/// A writer the test can read back.
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Shared {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_access_log_renders_each_variable() {
     let events = sample_events().await;
     let format = "$context.requestId|$context.extendedRequestId|$context.identity.sourceIp|$context.identity.userAgent|$context.identity.apiKeyId|$context.httpMethod|$context.resourcePath|$context.stage|$context.apiId|$context.status|$context.responseLength|$context.responseLatency|$context.integrationLatency|$context.requestTime|$context.requestTimeEpoch|$context.error.responseType|$context.authorizer.principalId";
-    let out = Shared::default();
+    let out = Captured::default();
     let sink = AccessLogSink::template(format)
         .unwrap()
         .to_writer(out.clone());
@@ -568,7 +556,7 @@ async fn the_access_log_renders_each_variable() {
     );
     assert!(AccessLogSink::template("$context.bogus").is_err());
 
-    let out = Shared::default();
+    let out = Captured::default();
     AccessLogSink::json_lines()
         .to_writer(out.clone())
         .send(&events)
