@@ -30,6 +30,7 @@ use http_body::{Body as _, Frame, SizeHint};
 use ipnet::IpNet;
 use tower::{Layer, Service};
 
+use super::counted::Counted;
 use super::event::{CLIENT_CLOSED_REQUEST, Outcome, UsageEvent};
 use super::reporter::Reporter;
 use crate::body::{Body, BoxError};
@@ -214,62 +215,6 @@ impl<S: fmt::Debug> fmt::Debug for Usage<S> {
         f.debug_struct("Usage")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A request body counted as it streams (when its length is not known
-    /// up front).
-    ///
-    /// Counts the data bytes the inner service actually read, by the time
-    /// the event is sent: a body the service never read counts 0. A body
-    /// with a `Content-Length` (or an exact size hint) is not counted: the
-    /// declared length is reported, and the wrapper costs one branch per
-    /// frame. (Its `counter` is shared with the request's pending event;
-    /// `None` when the length was declared or reporting is off.
-    /// `pin_project_lite` takes no doc comments on fields.)
-    pub struct Counted<B> {
-        #[pin]
-        inner: B,
-        counter: Option<Arc<AtomicU64>>,
-    }
-}
-
-impl<B: fmt::Debug> fmt::Debug for Counted<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Counted")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<B> http_body::Body for Counted<B>
-where
-    B: http_body::Body<Data = Bytes>,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        if let (Some(counter), Poll::Ready(Some(Ok(frame)))) = (this.counter.as_ref(), &polled)
-            && let Some(data) = frame.data_ref()
-        {
-            counter.fetch_add(data.len() as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
@@ -557,10 +502,7 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let Some(shared) = &self.shared else {
-            let req = req.map(|inner| Counted {
-                inner,
-                counter: None,
-            });
+            let req = req.map(|inner| Counted::new(inner, None));
             return ResponseFuture {
                 future: self.inner.call(req),
                 guard: Guard(None),
@@ -590,13 +532,7 @@ where
             // A shared-buffer clone, not a copy.
             user_agent: parts.headers.get(USER_AGENT).cloned(),
         };
-        let req = Request::from_parts(
-            parts,
-            Counted {
-                inner: body,
-                counter,
-            },
-        );
+        let req = Request::from_parts(parts, Counted::new(body, counter));
         ResponseFuture {
             future: self.inner.call(req),
             guard: Guard(Some(pending)),

@@ -65,18 +65,20 @@
 
 mod access_log;
 mod aggregate;
+mod counted;
 mod event;
 mod http_sink;
 mod layer;
 mod metrics_sink;
 mod reporter;
 
+pub use self::counted::Counted;
 pub use access_log::{AccessLogSink, CLF, UnknownVariable};
 pub use aggregate::{AggregatingSink, EndpointCounts, UsageCounts};
 #[cfg(feature = "redis")]
 pub(crate) use event::day_of;
 pub use event::{CLIENT_CLOSED_REQUEST, Outcome, UsageEvent};
 pub use http_sink::HttpSink;
-pub use layer::{Counted, IntegrationLatency, ResponseFuture, Usage, UsageLayer};
+pub use layer::{IntegrationLatency, ResponseFuture, Usage, UsageLayer};
 pub use metrics_sink::MetricsSink;
 pub use reporter::{Reporter, ReporterConfig, SinkError, UsageSink};
