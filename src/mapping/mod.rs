@@ -140,6 +140,7 @@
 mod bound;
 mod compile;
 mod config;
+mod json;
 mod layer;
 mod params;
 mod run;

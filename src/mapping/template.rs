@@ -139,14 +139,14 @@ fn str_arg<'a>(args: &'a [Value], what: &str) -> Result<&'a str, Error> {
 impl Input {
     /// The body as JSON: an empty body is `null`; a body of another content
     /// type is JSON only if it parses. Parsed at most once per render, and
-    /// within [`parse_bounded`](super::run::parse_bounded)'s cap on values.
+    /// within [`parse_bounded`](super::json::parse_bounded)'s cap on values.
     fn json(&self) -> Option<&serde_json::Value> {
         self.json
             .get_or_init(|| {
                 if self.raw.is_empty() {
                     return Some(serde_json::Value::Null);
                 }
-                super::run::parse_bounded(&self.raw, self.limit).ok()
+                super::json::parse_bounded(&self.raw, self.limit).ok()
             })
             .as_ref()
     }
