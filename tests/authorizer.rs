@@ -15,7 +15,7 @@ use tollgate::clock::ManualClock;
 use tollgate::gateway::Secret;
 use tollgate::store::StoreError;
 use tollgate::{Body, Config, Gateway};
-use tower::{Service, ServiceExt, service_fn};
+use tower::{Service, service_fn};
 
 const CONFIG: &str = r#"
 routes: { /me: [GET], /plain: [GET] }

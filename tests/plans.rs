@@ -13,7 +13,7 @@ use time::macros::{date, datetime};
 use tollgate::clock::ManualClock;
 use tollgate::plans::{CounterKey, CounterKind, InMemoryCounterStore, Period, Quota, Window};
 use tollgate::{Body, Config, Gateway};
-use tower::{Service, ServiceExt, service_fn};
+use tower::{Service, service_fn};
 
 fn w(p: Period, t: time::OffsetDateTime) -> (time::OffsetDateTime, time::OffsetDateTime) {
     let win = p.window_at(t.unix_timestamp());

@@ -20,7 +20,7 @@ use support::gateway;
 use tollgate::auth::sigv4::SigV4Identity;
 use tollgate::clock::ManualClock;
 use tollgate::{Body, Config, Gateway};
-use tower::{Service, ServiceExt, service_fn};
+use tower::{Service, service_fn};
 
 const AKID: &str = "AKIDEXAMPLE";
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";

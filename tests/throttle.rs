@@ -19,7 +19,7 @@ use tollgate::throttle::{
     RateStore, ThrottleLayer, ThrottleRejection,
 };
 use tollgate::{ApiKeyIdentity, Body, Config, Gateway};
-use tower::{Layer, Service, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceExt};
 
 const SEC: u64 = 1_000_000_000;
 

@@ -1,0 +1,119 @@
+//! Coalesced cache misses: concurrent misses make one backend call, a failed
+//! call is not cached and its waiters ask the backend themselves, and a
+//! waiter finishes the call of a caller that went away.
+
+mod support;
+
+use std::time::Duration;
+
+use http::{Method, Request, StatusCode};
+use support::cache::{Backend, T0, layer, send};
+use tollgate::Body;
+use tollgate::cache::CacheStatus;
+use tollgate::clock::ManualClock;
+use tower::{Layer, ServiceExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_misses_make_one_backend_call() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend {
+        delay: Some(Duration::from_millis(200)),
+        ..Backend::new()
+    };
+    let svc = layer(&clock, 60).layer(backend.clone());
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let svc = svc.clone();
+        tasks.push(tokio::spawn(async move {
+            send(&svc, Method::GET, "/pets").await
+        }));
+    }
+    let mut bodies = Vec::new();
+    for t in tasks {
+        let (status, s, _, body) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(s, Some(CacheStatus::Miss));
+        bodies.push(body);
+    }
+    assert_eq!(backend.calls(), 1);
+    assert!(
+        bodies.iter().all(|b| *b == bodies[0]),
+        "100 equal responses"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_call_is_not_cached_and_the_next_request_retries() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend {
+        fail_first: true,
+        ..Backend::new()
+    };
+    let svc = layer(&clock, 60).layer(backend.clone());
+    let req = || Request::get("/pets").body(Body::empty()).unwrap();
+    let err = svc.clone().oneshot(req()).await.unwrap_err();
+    assert_eq!(err.to_string(), "backend down");
+    let res = svc.clone().oneshot(req()).await.unwrap();
+    assert_eq!(
+        res.extensions().get::<CacheStatus>(),
+        Some(&CacheStatus::Miss)
+    );
+    let res = svc.clone().oneshot(req()).await.unwrap();
+    assert_eq!(
+        res.extensions().get::<CacheStatus>(),
+        Some(&CacheStatus::Hit)
+    );
+    assert_eq!(backend.calls(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_on_a_failed_call_ask_the_backend_themselves() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend {
+        fail_first: true,
+        delay: Some(Duration::from_millis(200)),
+        ..Backend::new()
+    };
+    let svc = layer(&clock, 60).layer(backend.clone());
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let svc = svc.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = Request::get("/pets").body(Body::empty()).unwrap();
+            svc.oneshot(req).await.is_ok()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap());
+    }
+    assert_eq!(ok, 9, "only the request whose call failed sees the error");
+    assert!(backend.calls() >= 2, "waiters asked again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_finishes_the_call_of_a_caller_that_went_away() {
+    let clock = ManualClock::at_unix_secs(T0);
+    let backend = Backend {
+        delay: Some(Duration::from_millis(300)),
+        ..Backend::new()
+    };
+    let svc = layer(&clock, 60).layer(backend.clone());
+    let first = svc.clone();
+    let leader = tokio::spawn(async move {
+        tokio::time::timeout(
+            Duration::from_millis(100),
+            send(&first, Method::GET, "/pets"),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (status, s, _, _) = send(&svc, Method::GET, "/pets").await;
+    assert!(leader.await.unwrap().is_err(), "the first caller gave up");
+    assert_eq!((status, s), (StatusCode::OK, Some(CacheStatus::Miss)));
+    assert_eq!(backend.calls(), 1, "the waiter did not start a second call");
+    assert_eq!(
+        send(&svc, Method::GET, "/pets").await.1,
+        Some(CacheStatus::Hit)
+    );
+}
