@@ -25,6 +25,7 @@ use tollgate::redis::{
     RedisConnection, RedisCounterStore, RedisCredentialStore, RedisKeyStore, RedisOptions,
     RedisRateStore, RedisUsageSink,
 };
+use tollgate::store::StoreErrorKind;
 use tollgate::throttle::{InMemoryRateStore, Limit, Rate, RateKey, RateStore};
 use tollgate::usage::{Reporter, UsageCounts};
 use tollgate::{Body, Config, Gateway};
@@ -137,6 +138,16 @@ async fn key_suite(store: &dyn KeyStore) {
     let a = record("alice");
     store.put(d1, a.clone()).await.unwrap();
     store.put(KeyDigest([3; 32]), record("bob")).await.unwrap();
+    // A value that belongs to another key is refused, and bob keeps his record.
+    let mallory = record("mallory");
+    let err = store
+        .put(KeyDigest([3; 32]), mallory.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Conflict);
+    let bob = store.get(&KeyDigest([3; 32])).await.unwrap().unwrap();
+    assert_eq!(bob.name, "bob");
+    assert!(store.get_by_id(&mallory.id).await.unwrap().is_none());
     let got = store.get(&d1).await.unwrap().unwrap();
     assert_eq!(*got, a, "every field survives the trip");
     let (digest, by_id) = store.get_by_id(&a.id).await.unwrap().unwrap();
