@@ -4,10 +4,20 @@
 # A B A B so that drift on a shared machine hits both alike.
 #
 #   benches/load.sh [ROUNDS] [SECONDS] [CONNECTIONS]
+#   PROFILE=quiet benches/load.sh      # the older, lighter profile
+#
+# Profiles (PROFILE, default `full`):
+# - full: what production runs. The `load` key of examples/petstore.yaml (an
+#   API key, the prod stage's per-method throttle and the gateway-wide one,
+#   the `production` plan's throttle and daily quota, all generous so nothing
+#   is rejected), usage reporting with the access log on, written to a file.
+# - quiet: the `bench` key (a plan throttle, no quota) and `--quiet` (no
+#   access log): the profile measured before the full one existed.
 #
 # Prints requests per second for each run, the median of each mode, and the
-# ratio gateway/bare (budget: at least 0.95). Traffic goes only to 127.0.0.1;
-# every run is bounded by SECONDS and the servers are stopped at the end.
+# ratio gateway/bare (budget: at least 0.95 for the full profile). Traffic
+# goes only to 127.0.0.1; every run is bounded by SECONDS and the servers are
+# stopped at the end.
 set -euo pipefail
 
 ROUNDS=${1:-5}
@@ -15,8 +25,13 @@ SECONDS_PER_RUN=${2:-10}
 CONNECTIONS=${3:-32}
 # An uncached method: /prod/pets is cached, and a hit would skip the backend the bare run pays for.
 PATH_UNDER_TEST=${PATH_UNDER_TEST:-/prod/pets/1}
-# The `bench` key of examples/petstore.yaml: its plan has no quota and a high throttle.
-API_KEY=${API_KEY:-bench-key-0123456789abcdef}
+PROFILE=${PROFILE:-full}
+case "$PROFILE" in
+    full) DEFAULT_KEY=load-key-0123456789abcdef0; QUIET= ;;
+    quiet) DEFAULT_KEY=bench-key-0123456789abcdef; QUIET=--quiet ;;
+    *) echo "PROFILE is full or quiet, not $PROFILE" >&2; exit 2 ;;
+esac
+API_KEY=${API_KEY:-$DEFAULT_KEY}
 BARE_PORT=${BARE_PORT:-18090}
 GATEWAY_PORT=${GATEWAY_PORT:-18091}
 
@@ -32,15 +47,20 @@ fi
 cargo build --release --example petstore >&2
 BIN=target/release/examples/petstore
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+pids=(); logs=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+    # The access log of a full run is hundreds of megabytes: say how much, then drop it.
+    for l in "${logs[@]}"; do [ -f "$l" ] && echo "log $(basename "$l"): $(wc -l <"$l") lines" >&2; rm -f "$l"; done
+}
 trap cleanup EXIT
 
 start() { # mode port
-    local log; log=$(mktemp)
+    local log; log=$(mktemp); logs+=("$log")
     if [ "$1" = bare ]; then "$BIN" --bare --listen "127.0.0.1:$2" >"$log" 2>&1 &
-    # --quiet: no access log (figures stay comparable); GATEWAY_FLAGS adds flags.
-    else "$BIN" --quiet ${GATEWAY_FLAGS:-} --listen "127.0.0.1:$2" >"$log" 2>&1 & fi
+    # The access log goes to the log file, as a production server's would;
+    # the quiet profile turns it off. GATEWAY_FLAGS adds flags.
+    else "$BIN" $QUIET ${GATEWAY_FLAGS:-} --listen "127.0.0.1:$2" >"$log" 2>&1 & fi
     pids+=($!)
     for _ in $(seq 1 100); do grep -q "listening on" "$log" && return 0; sleep 0.1; done
     echo "the $1 server did not start:" >&2; cat "$log" >&2; exit 1
@@ -60,7 +80,7 @@ run() { # port -> requests/sec
 }
 
 bare=(); gw=()
-echo "GET $PATH_UNDER_TEST, wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, $ROUNDS rounds (A B A B)"
+echo "profile $PROFILE: GET $PATH_UNDER_TEST, wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, $ROUNDS rounds (A B A B)"
 for r in $(seq 1 "$ROUNDS"); do
     b=$(run "$BARE_PORT"); bare+=("$b"); echo "round $r bare     $b req/s"
     g=$(run "$GATEWAY_PORT"); gw+=("$g"); echo "round $r gateway  $g req/s"

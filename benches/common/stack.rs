@@ -1,0 +1,102 @@
+//! The production stack of issue 15, shared by `benches/stack.rs` (time)
+//! and `benches/allocations.rs` (heap allocations): an API key, a stage
+//! throttle, a plan throttle and a daily quota, all generous so nothing is
+//! rejected, and usage reporting with the access log on. The same set
+//! `benches/load.sh`'s `full` profile runs end to end.
+
+// Each bench uses a part of this file.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::Write;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use http::{Request, Response};
+use tollgate::usage::{AccessLogSink, CLF, Reporter, ReporterConfig};
+use tollgate::{Body, Config, Gateway};
+
+/// The key of the `production` plan.
+pub(crate) const KEY: &str = "load-key-0123456789abcdef0";
+
+/// Key, stage throttle, plan throttle and quota.
+pub(crate) const FULL: &str = r#"
+routes: { "/pets/{petId}": [GET] }
+stages:
+  prod:
+    settings: { api_key_required: true, throttle: { rate: 1000000000, burst: 1000000 } }
+plans:
+  production:
+    stages: [prod]
+    throttle: { rate: 1000000000, burst: 1000000 }
+    quota: { limit: 1000000000000, period: day }
+keys:
+  - { name: load, value: load-key-0123456789abcdef0, plans: [production] }
+"#;
+
+/// No feature configured: routing only.
+pub(crate) const NO_FEATURES: &str = r#"
+routes: { "/pets/{petId}": [GET] }
+stages: { prod: {} }
+"#;
+
+/// A writer that keeps nothing: the line is formatted and written, the
+/// bytes go nowhere (a file's cost is the kernel's, measured by load.sh).
+struct Discard;
+
+impl Write for Discard {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The full stack's gateway, reporting to an access log (needs a Tokio
+/// runtime entered: the reporter's task runs on it).
+pub(crate) fn full() -> Gateway {
+    let log = AccessLogSink::template(CLF).unwrap().to_writer(Discard);
+    let mut config = ReporterConfig::default();
+    config.queue = 1 << 20;
+    let reporter = Reporter::with_config(Arc::new(log), config);
+    Gateway::builder(Config::from_yaml_str(FULL).unwrap())
+        .reporter(reporter)
+        .build()
+        .unwrap()
+}
+
+/// A gateway with no feature configured.
+pub(crate) fn no_features() -> Gateway {
+    Gateway::new(Config::from_yaml_str(NO_FEATURES).unwrap()).unwrap()
+}
+
+/// A request as a client sends it to the full stack.
+pub(crate) fn request() -> Request<Body> {
+    Request::get("/prod/pets/1")
+        .header("x-api-key", KEY)
+        .header("user-agent", "wrk")
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// The no-op service: a small JSON pet, as the pet store answers.
+pub(crate) async fn pet(_req: Request<Body>) -> Result<Response<Body>, Infallible> {
+    let mut res = Response::new(Body::from(r#"{"id":1,"type":"dog","price":249.99}"#));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(res)
+}
+
+/// Polls a future that is ready at once (every future here is).
+pub(crate) fn ready<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => unreachable!("a no-op service answers at once"),
+    }
+}

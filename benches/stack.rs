@@ -1,0 +1,67 @@
+//! The whole production stack on a no-op service, against the bare service
+//! in the same run (issue 15's budget: at most 500 ns; the gateway with no
+//! feature at most 250 ns). `cargo bench --bench stack`
+//!
+//! The response is dropped whole in each iteration, so its usage event is
+//! queued (and the access log line formatted by the reporter's task) as on
+//! a server.
+
+#[path = "common/stack.rs"]
+mod stack;
+
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use tower::{Service, service_fn};
+
+fn stack(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _entered = rt.enter();
+    let mut bare = service_fn(stack::pet);
+    let mut full = stack::full().service(service_fn(stack::pet));
+    let mut plain = stack::no_features().service(service_fn(stack::pet));
+    // Both answer 200 before anything is measured.
+    assert_eq!(
+        stack::ready(full.call(stack::request())).unwrap().status(),
+        200
+    );
+    assert_eq!(
+        stack::ready(plain.call(stack::request())).unwrap().status(),
+        200
+    );
+
+    let mut g = c.benchmark_group("stack");
+    g.bench_function("bare_inner_service", |b| {
+        b.iter_batched(
+            stack::request,
+            |r| drop(stack::ready(bare.call(r))),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("no_features", |b| {
+        b.iter_batched(
+            stack::request,
+            |r| drop(stack::ready(plain.call(r))),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("full", |b| {
+        b.iter_batched(
+            stack::request,
+            |r| drop(stack::ready(full.call(r))),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = stack
+}
+criterion_main!(benches);
