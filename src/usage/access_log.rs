@@ -300,17 +300,23 @@ impl AccessLogSink {
     /// they are: a user agent with a `"` in it is not escaped in a
     /// template line (the JSON form escapes everything).
     pub fn render(&self, e: &UsageEvent) -> String {
+        let mut out = String::with_capacity(128);
+        self.render_into(&mut out, e);
+        out
+    }
+
+    /// Appends the line for `e` (without its newline) to `out`: a batch is
+    /// rendered into one buffer, with no string per line.
+    fn render_into(&self, out: &mut String, e: &UsageEvent) {
         match &self.format {
-            Format::Json => serde_json::to_string(e).unwrap_or_default(),
+            Format::Json => out.push_str(&serde_json::to_string(e).unwrap_or_default()),
             Format::Template(parts) => {
-                let mut out = String::with_capacity(128);
                 for p in parts {
                     match p {
                         Part::Text(t) => out.push_str(t),
-                        Part::Var(v) => write_var(&mut out, *v, e),
+                        Part::Var(v) => write_var(out, *v, e),
                     }
                 }
-                out
             }
         }
     }
@@ -327,9 +333,9 @@ impl UsageSink for AccessLogSink {
                 Ok(())
             }
             Target::Writer(w) => {
-                let mut text = String::new();
+                let mut text = String::with_capacity(batch.len() * 160);
                 for e in batch {
-                    text.push_str(&self.render(e));
+                    self.render_into(&mut text, e);
                     text.push('\n');
                 }
                 let mut w = w.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
