@@ -8,7 +8,7 @@
 //! in-memory default and, with feature `redis`, a Redis implementation
 //! (`tollgate::redis`). They all fail the same way, with a [`StoreError`],
 //! and each layer turns that into its [`FailMode`]'s answer: a store error
-//! never panics and never passes silently (DESIGN.md, "Stores").
+//! never panics and never passes silently.
 //!
 //! ```
 //! use tollgate::store::{FailMode, StoreError};

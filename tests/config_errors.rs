@@ -25,6 +25,10 @@ const CASES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "routes: { /a: [GET], \"/a/{x}\": [GET], \"/a/{y}\": [POST] }\nstages: { prod: {} }\n",
+        &["routes.\"/a/{y}\": conflicts with the route `/a/{x}` (the same paths would match both)"],
+    ),
+    (
         "routes: { /a: [GET, FETCH], b: [GET], /c//d: [GET] }\nstages: { prod: {} }\n",
         &[
             "routes.\"/a\"[1]: `FETCH` is not a method (use one of GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS, ANY)",

@@ -70,7 +70,7 @@
 //! | field | unit | default | bounds |
 //! |---|---|---|---|
 //! | `identity_sources` | | required | at least one of `header.NAME`, `querystring.NAME`, `stageVariables.NAME`; their values together are the cache key |
-//! | `ttl` | seconds | `300` | 0 to 3600, API Gateway's default and maximum (`configure-api-gateway-lambda-authorization-with-console.md`); 0 turns caching off |
+//! | `ttl` | seconds | `300` | 0 to 3600, API Gateway's default and maximum ([`configure-api-gateway-lambda-authorization-with-console`](https://docs.aws.amazon.com/apigateway/latest/developerguide/configure-api-gateway-lambda-authorization-with-console.html)); 0 turns caching off |
 //! | `fail_mode` | | `closed` | `open` or `closed` |
 //!
 //! # Failure modes
@@ -80,7 +80,7 @@
 //! [`AuthorizerLayer::failures`] and are not cached, allow and deny verdicts
 //! are. Where tollgate answers a failure with 503 `BACKEND_UNAVAILABLE`, API
 //! Gateway answers 500 `AUTHORIZER_FAILURE` or `AUTHORIZER_CONFIGURATION_ERROR`
-//! (`supported-gateway-response-types.md`). Config mistakes are refused when
+//! ([`supported-gateway-response-types`](https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html)). Config mistakes are refused when
 //! the config is read or built:
 //!
 //! ```text
@@ -191,6 +191,42 @@ impl Verdict {
 }
 
 /// Decides whether a request may go on.
+///
+/// An async closure is one; a type of your own implements it with the
+/// `async_trait` attribute (add `async-trait = "0.1"` to your dependencies):
+///
+/// ```
+/// use std::collections::HashSet;
+/// use tollgate::auth::authorizer::{Authorizer, AuthorizerRequest, Verdict};
+/// use tollgate::store::StoreError;
+///
+/// /// Bearer tokens known in advance, each naming its user.
+/// struct Tokens(HashSet<String>);
+///
+/// #[async_trait::async_trait]
+/// impl Authorizer for Tokens {
+///     async fn authorize(&self, request: AuthorizerRequest) -> Result<Verdict, StoreError> {
+///         let token = request
+///             .identity("header.Authorization")
+///             .and_then(|v| v.strip_prefix("Bearer "));
+///         Ok(match token {
+///             Some(t) if self.0.contains(t) => Verdict::allow(t).with_context("plan", "gold"),
+///             _ => Verdict::deny("anonymous"),
+///         })
+///     }
+/// }
+///
+/// let config = tollgate::Config::from_yaml_str(r#"
+/// routes: { /pets: [GET] }
+/// stages: { prod: { settings: { authorization: authorizer, authorizer: tokens } } }
+/// authorizers: { tokens: { identity_sources: [header.Authorization] } }
+/// "#)?;
+/// let gateway = tollgate::Gateway::builder(config)
+///     .authorizer("tokens", Tokens(HashSet::from(["t0k3n".to_owned()])))
+///     .build()?;
+/// # let _ = gateway;
+/// # Ok::<(), tollgate::ConfigError>(())
+/// ```
 #[async_trait]
 pub trait Authorizer: Send + Sync + 'static {
     /// The verdict for `request`. An error follows the authorizer's fail mode.

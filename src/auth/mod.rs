@@ -3,7 +3,7 @@
 //!
 //! Each method says how its callers are authorized, in its stage's `settings`
 //! or a method override (API Gateway's method `authorizationType`,
-//! `api-gateway-method-settings-method-request.md`):
+//! [`api-gateway-method-settings-method-request`](https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-method-settings-method-request.html)):
 //!
 //! | `authorization` | the caller must | refused with |
 //! |---|---|---|
@@ -16,7 +16,7 @@
 //! authorization layers run first, right after routing, and the API key layer
 //! after them, so that an authorizer can supply the key
 //! (`api_key_options.source: authorizer`, API Gateway's `AUTHORIZER` key
-//! source, `api-gateway-api-key-source.md`); then come the throttle and the
+//! source, [`api-gateway-api-key-source`](https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-api-key-source.html)); then come the throttle and the
 //! quota.
 //!
 //! # Settings

@@ -92,7 +92,7 @@ pub(super) fn failed(status: StatusCode) -> bool {
 impl Lookup {
     /// Answers the request: first the refresh rules of API Gateway's cache
     /// invalidation ("Invalidate an API Gateway cache entry",
-    /// `api-gateway-caching.md`), then [`answer`](Self::answer).
+    /// [`api-gateway-caching`](https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-caching.html)), then [`answer`](Self::answer).
     ///
     /// `Cache-Control: max-age=0` from a caller who may invalidate (or from
     /// anyone, when the policy does not require authorization) refreshes

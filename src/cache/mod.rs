@@ -101,7 +101,7 @@
 //! `cache` merges field by field: the stage's `settings`, then `*/*`, then
 //! `RESOURCE/*`, then `RESOURCE/METHOD`, each replacing only the fields it
 //! names, as API Gateway's method overrides replace its stage cache settings
-//! (`api-gateway-caching.md`, which also gives the 300 s default and 3600 s
+//! ([`api-gateway-caching`](https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-caching.html), which also gives the 300 s default and 3600 s
 //! maximum).
 //!
 //! # Failure modes

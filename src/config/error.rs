@@ -128,7 +128,7 @@ impl std::error::Error for ConfigError {}
 ///
 /// Each capability's checks receive the path of their slice and extend it,
 /// so a check does not need to know where in the document its slice sits
-/// (DESIGN.md: every capability owns its slice, and reports "with paths").
+/// (every capability owns its slice, and reports its problems with paths).
 /// Every step clones the string: paths are built on the error path and at
 /// load time, never per request.
 #[derive(Debug, Clone, Default)]

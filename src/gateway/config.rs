@@ -1,6 +1,6 @@
 //! The configuration model, as read from YAML or JSON.
 //!
-//! Field names and shapes follow DESIGN.md; the README's "Configuration
+//! Field names and shapes follow API Gateway's where it has them; the README's "Configuration
 //! reference" lists every field with its default and bounds. Everything here is
 //! plain data: [`Config::from_yaml_str`] and friends parse *and* validate, and
 //! the [`Gateway`](crate::Gateway) resolves it into per-route tables.

@@ -5,8 +5,8 @@
 //! unknown field and every broken rule is reported at once, each with its
 //! path (`stages.prod.methods."/pets/GET".throttle.rate: must be >= 0 (got -1)`).
 //! [`Gateway::new`] then resolves the settings of every method of every stage
-//! once (stage `settings`, then `RESOURCE/*`, then `RESOURCE/METHOD`, each
-//! replacing only the fields it names), so a request does one table lookup.
+//! once (stage `settings`, then `*/*`, then `RESOURCE/*`, then
+//! `RESOURCE/METHOD`, each replacing only the fields it names), so a request does one table lookup.
 //!
 //! ```
 //! use http::{Request, StatusCode};

@@ -51,7 +51,7 @@
 //! | `mock` | `headers` | name: value | `{}` | valid header names and values |
 //! | `mock` | `body` | | empty | |
 //!
-//! API Gateway's integration timeout is 50 ms to 29 s (`limits.md`); tollgate
+//! API Gateway's integration timeout is 50 ms to 29 s ([`limits`](https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html)); tollgate
 //! takes the same default and allows up to 300 s.
 //!
 //! # Failure modes
@@ -65,7 +65,7 @@
 //!
 //! API Gateway answers a timeout with 504 `INTEGRATION_TIMEOUT` and an
 //! integration failure with 504 `INTEGRATION_FAILURE`
-//! (`supported-gateway-response-types.md`); override `INTEGRATION_FAILURE`
+//! ([`supported-gateway-response-types`](https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html)); override `INTEGRATION_FAILURE`
 //! under `responses` with `status: 504` to match. A `service` integration's
 //! responses and errors are the inner service's, passed on unchanged. Config
 //! mistakes are refused when the config is read or built:

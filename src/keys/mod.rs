@@ -93,7 +93,7 @@
 //!
 //! | case | answer |
 //! |---|---|
-//! | no key, or one unknown, disabled, expired, or in no plan for the stage | 403 `INVALID_API_KEY` `{"message":"Forbidden"}` (API Gateway's 403 Forbidden, `api-gateway-api-key-source.md`) |
+//! | no key, or one unknown, disabled, expired, or in no plan for the stage | 403 `INVALID_API_KEY` `{"message":"Forbidden"}` (API Gateway's 403 Forbidden, [`api-gateway-api-key-source`](https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-api-key-source.html)) |
 //! | the store fails, `fail_mode: closed` | 503 `BACKEND_UNAVAILABLE` |
 //! | the store fails, `fail_mode: open` | admitted without an [`ApiKeyIdentity`](crate::ApiKeyIdentity), so no plan throttle or quota applies |
 //!

@@ -127,8 +127,8 @@
 //! | a template that fails, on the request or the response side, or a backend body over `max_body` that a response template would read | 500 `DEFAULT_5XX` `{"message":"Internal server error"}`, the detail logged under the request id |
 //!
 //! Mappings use no store. API Gateway's passthrough behaviors and their 415 are
-//! in `integration-passthrough-behaviors.md`, its template variables in
-//! `api-gateway-mapping-template-reference.md`. Config mistakes are refused
+//! in [`integration-passthrough-behaviors`](https://docs.aws.amazon.com/apigateway/latest/developerguide/integration-passthrough-behaviors.html), its template variables in
+//! [`api-gateway-mapping-template-reference`](https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-mapping-template-reference.html). Config mistakes are refused
 //! when the config is read or built, each under the path of its `mapping`:
 //!
 //! ```text

@@ -3,7 +3,7 @@
 //! request context or literals.
 //!
 //! The expressions are API Gateway's ("Map method request data to
-//! integration request parameters", `request-response-data-mappings.md`):
+//! integration request parameters", [`request-response-data-mappings`](https://docs.aws.amazon.com/apigateway/latest/developerguide/request-response-data-mappings.html)):
 //! a target `integration.request.header|querystring|path.NAME` and a source
 //! `method.request.path|querystring|header.NAME`, `stageVariables.NAME`, one
 //! of seven `context.*` values, or a `'literal'`. The multi-value sources

@@ -1,7 +1,7 @@
 //! Applying a mapping to one request and its response.
 //!
 //! The order is API Gateway's integration request and integration response
-//! (`how-to-integration-settings.md`, `integration-passthrough-behaviors.md`):
+//! ([`how-to-integration-settings`](https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-integration-settings.html), [`integration-passthrough-behaviors`](https://docs.aws.amazon.com/apigateway/latest/developerguide/integration-passthrough-behaviors.html)):
 //! what templates see is read from the method request first; then the
 //! parameter mapping, then the body template (or passthrough), then the
 //! call; then the integration response selected by the backend's status,

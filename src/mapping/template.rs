@@ -12,7 +12,7 @@
 //! | `$util.escapeJavaScript(s)`, `$util.urlEncode(s)`, ... | `util.escape_javascript(s)`, `util.url_encode(s)`, ... |
 //!
 //! The helpers follow "API Gateway mapping template and access logging
-//! variable reference" (`api-gateway-mapping-template-reference.md`). Each
+//! variable reference" ([`api-gateway-mapping-template-reference`](https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-mapping-template-reference.html)). Each
 //! works out the size of what it returns before building it and refuses
 //! one over `max_output`, as the rest of a bounded template does (see
 //! `bound`).

@@ -84,7 +84,7 @@
 //! (feature `redis`) fails when Redis does not answer within its call timeout;
 //! a request admitted meanwhile is never counted afterwards. API Gateway's own
 //! quotas are best effort, and answer 429 `QUOTA_EXCEEDED`
-//! (`api-gateway-api-usage-plans.md`, `supported-gateway-response-types.md`).
+//! ([`api-gateway-api-usage-plans`](https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-api-usage-plans.html), [`supported-gateway-response-types`](https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html)).
 //!
 //! Config mistakes are refused when the config is read or built, and by
 //! [`PlanManager`] for a change, each at its path:

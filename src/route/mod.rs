@@ -85,13 +85,13 @@
 //! Each endpoint's settings are laid over once, at build: the stage's
 //! `settings`, then `*/*`, then `RESOURCE/*`, then `RESOURCE/METHOD`, each
 //! replacing only the fields it names (`throttle` and `cache` field by field),
-//! as API Gateway's method settings override its stage settings (`stages.md`).
+//! as API Gateway's method settings override its stage settings ([`stages`](https://docs.aws.amazon.com/apigateway/latest/developerguide/stages.html)).
 //!
 //! # Failure modes
 //!
 //! What a request gets is in the table above. API Gateway answers an unknown
 //! path, and a method the resource does not have, with 403
-//! `MISSING_AUTHENTICATION_TOKEN` (`supported-gateway-response-types.md`); to
+//! `MISSING_AUTHENTICATION_TOKEN` ([`supported-gateway-response-types`](https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html)); to
 //! answer as it does, override both kinds under `responses`, for example
 //! `RESOURCE_NOT_FOUND: { status: 403, message: Missing Authentication Token
 //! }`.

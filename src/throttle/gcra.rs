@@ -10,7 +10,7 @@
 //! specification, ITU-T I.371), where it decides whether a cell conforms to
 //! a contract; `governor` and Redis's `redis-cell` use it for rate limits.
 //! It is the token bucket API Gateway describes ("Throttle requests to your
-//! REST APIs", `api-gateway-request-throttling.md`) computed from one
+//! REST APIs", [`api-gateway-request-throttling`](https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-request-throttling.html)) computed from one
 //! timestamp instead of a count and a last-refill time, so a check is a
 //! compare and an add, and a store (a map of atomics, a Redis script)
 //! needs one compare-and-swap of one number.

@@ -102,7 +102,7 @@
 //! then fails fast while its circuit is open; it refills a bucket at most once
 //! a microsecond, so rates above 1,000,000 per second are held to that. API
 //! Gateway defines the 429 and the order of its limits in
-//! `api-gateway-request-throttling.md`.
+//! [`api-gateway-request-throttling`](https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-request-throttling.html).
 //!
 //! Config mistakes are refused when the config is read or built, each at the
 //! deepest layer that wrote it:

@@ -393,7 +393,7 @@ where
 /// response kind, the caller, the cache, the integration's latency.
 ///
 /// Each comes from a small typed value a layer put in the response
-/// extensions (DESIGN.md: "a layer that decides something says so"); the
+/// extensions (a layer that decides something says so there); the
 /// kind comes from the `x-tollgate-error-type` header that every gateway
 /// response carries. A SigV4 principal wins over an authorizer's.
 fn read_response(event: &mut UsageEvent, headers: &http::HeaderMap, ext: &http::Extensions) {

@@ -101,8 +101,8 @@
 //! unknown ids 10 s, and in resilient mode serves the last known answer while
 //! the backend fails. This is API Gateway's `AWS_IAM` authorization, which
 //! verifies the caller's signature
-//! (`api-gateway-method-settings-method-request.md`), with its refusal kinds
-//! (`supported-gateway-response-types.md`).
+//! ([`api-gateway-method-settings-method-request`](https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-method-settings-method-request.html)), with its refusal kinds
+//! ([`supported-gateway-response-types`](https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html)).
 //!
 //! Config mistakes are refused when the config is read or built, never quoting
 //! a secret:
