@@ -427,3 +427,61 @@ async fn plans_created_at_run_time_apply_at_once_in_every_layer() {
     assert_eq!(get(&mut svc, &v).await.status(), StatusCode::FORBIDDEN);
     assert_eq!(gw.plans().names(), vec!["daily", "weekly"]);
 }
+
+/// Plan changes racing from several threads: the plans served afterwards
+/// are the ones the config says, every time (each thread flips its own plan
+/// between two stages and ends on `prod`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_plan_changes_are_served_as_committed() {
+    use tollgate::gateway::PlanConfig;
+    use tower::ServiceExt;
+    const THREADS: usize = 8;
+    let mut yaml = String::from(
+        "routes: { /a: [GET] }\nstages:\n  prod: { settings: { api_key_required: true } }\n  test: {}\nplans:\n",
+    );
+    for i in 0..THREADS {
+        yaml.push_str(&format!("  p{i}: {{ stages: [prod] }}\n"));
+    }
+    yaml.push_str("keys:\n");
+    for i in 0..THREADS {
+        yaml.push_str(&format!(
+            "  - {{ name: k{i}, value: key-value-{i:04}-abcdefghijklmnop, plans: [p{i}] }}\n"
+        ));
+    }
+    let gw = Arc::new(Gateway::new(Config::from_yaml_str(&yaml).unwrap()).unwrap());
+    let plan = |stage: &str| {
+        let mut p = PlanConfig::default();
+        p.stages = vec![stage.into()];
+        p
+    };
+    for round in 0..300 {
+        let barrier = Arc::new(std::sync::Barrier::new(THREADS));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let (gw, barrier) = (gw.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for n in 0..20 {
+                        let stage = if n % 2 == 0 { "test" } else { "prod" };
+                        gw.plans().put(&format!("p{i}"), plan(stage)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for i in 0..THREADS {
+            let req = Request::get("/prod/a")
+                .header("x-api-key", format!("key-value-{i:04}-abcdefghijklmnop"))
+                .body(Body::empty())
+                .unwrap();
+            let res = gw.service(support::ok()).oneshot(req).await.unwrap();
+            assert_eq!(
+                res.status(),
+                StatusCode::OK,
+                "round {round}: key k{i} is served an old plan"
+            );
+        }
+    }
+}

@@ -16,7 +16,7 @@ use super::overlay::Overlay;
 use crate::config::{ConfigError, ConfigErrorKind, Issues, Merged, PathBuf};
 use crate::context::{Endpoint, MethodSettings, PerEndpoint};
 use crate::mapping::MappingCompiler;
-use crate::plans::{PlanChange, PlanSource, Plans};
+use crate::plans::{PlanBook, PlanChange, PlanSource, Plans};
 use crate::response::GatewayResponses;
 use crate::route::RouteLayer;
 use crate::route::config::{self as routes, RouteDef, Routes, StageDef};
@@ -243,13 +243,15 @@ impl RouteLayer {
 
 /// Plans are changed on a copy of the gateway's config, checked whole.
 impl PlanSource for Mutex<Config> {
-    fn change(&self, change: PlanChange<'_>) -> Result<Plans, ConfigError> {
+    fn change(&self, change: PlanChange<'_>, book: &PlanBook) -> Result<(), ConfigError> {
         let mut current = self.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = current.clone();
         change(&mut next.plans, &mut next.keys);
         let resolved = resolve(&next)?;
+        // Still under the lock: the plans served are the last committed.
+        book.replace(resolved.plans);
         *current = next;
-        Ok(resolved.plans)
+        Ok(())
     }
 
     fn plans(&self) -> std::collections::BTreeMap<String, crate::plans::PlanConfig> {

@@ -45,7 +45,7 @@ impl PlanBook {
         self.0.load_full()
     }
 
-    fn replace(&self, plans: Plans) {
+    pub(crate) fn replace(&self, plans: Plans) {
         self.0.store(Arc::new(plans));
     }
 }
@@ -59,9 +59,11 @@ pub(crate) type PlanChange<'a> =
 /// and methods, so it is valid only against the rest of the config).
 pub(crate) trait PlanSource: Send + Sync {
     /// Applies `change` to a copy of the config and checks it whole. Valid:
-    /// the copy becomes the config and its resolved plans are returned.
-    /// Invalid: nothing changes and the error names every problem.
-    fn change(&self, change: PlanChange<'_>) -> Result<Plans, ConfigError>;
+    /// the copy becomes the config and its resolved plans replace `book`'s,
+    /// both under one lock, so concurrent changes are served in the order
+    /// they were committed. Invalid: nothing changes and the error names
+    /// every problem.
+    fn change(&self, change: PlanChange<'_>, book: &PlanBook) -> Result<(), ConfigError>;
 
     /// The configured plans.
     fn plans(&self) -> BTreeMap<String, PlanConfig>;
@@ -107,9 +109,7 @@ impl fmt::Debug for PlanManager {
 
 impl PlanManager {
     fn change(&self, change: PlanChange<'_>) -> Result<(), ConfigError> {
-        let plans = self.source.change(change)?;
-        self.book.replace(plans);
-        Ok(())
+        self.source.change(change, &self.book)
     }
 
     /// Creates or replaces the plan `name`. Keys already in it keep it.
