@@ -431,18 +431,17 @@ impl<'a> Caller<'a> {
             .or_else(|| self.authorizer.map(|a| a.principal_id.as_str()))
     }
 
-    /// One string per caller, for partitioning (the cache's `per_key`):
-    /// the API key id first, then the SigV4 principal, then the authorizer's
-    /// principal, each tagged with its kind (`k`, `s`, `a`) so an API key id
-    /// never collides with a principal of the same text. `None`: anonymous.
-    pub fn partition(&self) -> Option<(&'static str, &'a str)> {
-        if let Some(k) = self.api_key {
-            Some(("k", k.key_id()))
-        } else if let Some(s) = self.sigv4 {
-            Some(("s", &s.principal))
-        } else {
-            self.authorizer.map(|a| ("a", a.principal_id.as_str()))
-        }
+    /// Every identity the request carries, for partitioning (the cache's
+    /// `per_key`): the API key id, the SigV4 principal and the authorizer's
+    /// principal, those present, in that order, each tagged with its kind
+    /// (`k`, `s`, `a`) so an API key id never collides with a principal of
+    /// the same text. All of them, not the first: users of one app's API key
+    /// told apart by an authorizer are different callers. Empty: anonymous.
+    pub fn partition(&self) -> impl Iterator<Item = (&'static str, &'a str)> + use<'a> {
+        let key = self.api_key.map(|k| ("k", k.key_id()));
+        let sigv4 = self.sigv4.map(|s| ("s", s.principal.as_str()));
+        let authorizer = self.authorizer.map(|a| ("a", a.principal_id.as_str()));
+        key.into_iter().chain(sigv4).chain(authorizer)
     }
 
     /// Whether the API key or SigV4 credential may invalidate cache entries

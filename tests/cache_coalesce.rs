@@ -117,3 +117,63 @@ async fn a_waiter_finishes_the_call_of_a_caller_that_went_away() {
         Some(CacheStatus::Hit)
     );
 }
+
+/// A response that belongs to its client (a cookie, `private`, `no-store`)
+/// is not stored, and not handed to a client waiting on the same miss
+/// either: the waiter gets its own answer from the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_answer_is_not_shared_with_waiters() {
+    use http::{HeaderValue, Response};
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::service_fn;
+
+    let clock = ManualClock::at_unix_secs(T0);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let backend = {
+        let calls = calls.clone();
+        service_fn(move |req: Request<Body>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let who = req.headers()["authorization"].to_str().unwrap().to_owned();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let mut res = Response::new(Body::from(format!("hello {who}")));
+                let cookie = HeaderValue::from_str(&format!("session={who}")).unwrap();
+                res.headers_mut().insert("set-cookie", cookie);
+                res.headers_mut()
+                    .insert("cache-control", HeaderValue::from_static("private"));
+                Ok::<_, Infallible>(res)
+            }
+        })
+    };
+    let svc = layer(&clock, 60).layer(backend);
+    let send = |who: &'static str| {
+        let svc = svc.clone();
+        async move {
+            let req = Request::get("/session")
+                .header("authorization", who)
+                .body(Body::empty())
+                .unwrap();
+            let (status, headers, body) = support::read(svc.oneshot(req).await.unwrap()).await;
+            assert_eq!(status, StatusCode::OK);
+            (headers["set-cookie"].clone(), body)
+        }
+    };
+    let alice = tokio::spawn(send("alice"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let bob = tokio::spawn(send("bob"));
+    let (alice, bob) = (alice.await.unwrap(), bob.await.unwrap());
+    assert_eq!(
+        alice,
+        (
+            HeaderValue::from_static("session=alice"),
+            "hello alice".into()
+        )
+    );
+    assert_eq!(
+        bob,
+        (HeaderValue::from_static("session=bob"), "hello bob".into())
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "each asked the backend");
+}

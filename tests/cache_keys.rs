@@ -88,3 +88,68 @@ async fn per_key_separates_tenants() {
     assert_eq!(a1, a2);
     assert_eq!(backend.calls(), 2);
 }
+
+/// One app's API key shared by its users, each told apart by a custom
+/// authorizer: with `per_key`, each user's responses are their own (the key
+/// id alone would put every user of the app in one entry).
+#[tokio::test]
+async fn per_key_tells_users_of_one_api_key_apart_by_their_principal() {
+    use http::Request;
+    use std::convert::Infallible;
+    use tollgate::auth::authorizer::{AuthorizerContext, AuthorizerRequest, Verdict};
+    use tollgate::{Body, Config, Gateway};
+    use tower::{ServiceExt, service_fn};
+
+    let config = Config::from_yaml_str(
+        r#"
+routes: { /me: [GET] }
+stages:
+  prod:
+    settings:
+      authorization: authorizer
+      authorizer: bearer
+      api_key_required: true
+      cache: { enabled: true, per_key: true }
+plans: { p: { stages: [prod] } }
+keys: [{ name: app, value: shared-app-key-0123456789abcdef, plans: [p] }]
+authorizers: { bearer: { identity_sources: [header.Authorization], ttl: 0 } }
+"#,
+    )
+    .unwrap();
+    let bearer = |req: AuthorizerRequest| async move {
+        let name = req
+            .identity("header.Authorization")
+            .and_then(|h| h.strip_prefix("Bearer "));
+        Ok(name.map_or_else(|| Verdict::deny("anonymous"), Verdict::allow))
+    };
+    let gw = Gateway::builder(config)
+        .clock(ManualClock::at_unix_secs(T0))
+        .authorizer("bearer", bearer)
+        .build()
+        .unwrap();
+    let whoami = service_fn(|req: Request<Body>| async move {
+        let who = req
+            .extensions()
+            .get::<AuthorizerContext>()
+            .map(|c| c.principal_id.clone());
+        Ok::<_, Infallible>(http::Response::new(Body::from(format!(
+            "data of {}",
+            who.unwrap_or_default()
+        ))))
+    });
+    for user in ["alice", "bob", "alice"] {
+        let req = Request::get("/prod/me")
+            .header("x-api-key", "shared-app-key-0123456789abcdef")
+            .header("authorization", format!("Bearer {user}"))
+            .body(Body::empty())
+            .unwrap();
+        let res = gw.service(whoami).oneshot(req).await.unwrap();
+        let (status, _, body) = support::read(res).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body,
+            format!("data of {user}").as_bytes(),
+            "{user} got another user's response"
+        );
+    }
+}

@@ -284,6 +284,21 @@ impl Lookup {
                 Ok(res) => {
                     let res = res.map(Body::new);
                     let keep = storable(&policy, res.status(), res.headers());
+                    if keep.is_none() && is_private(res.headers()) {
+                        // One client's own answer (a cookie, `private`,
+                        // `no-store`): the leader's alone. Waiters ask the
+                        // backend themselves, as after a failed call.
+                        if refresh && let Err(e) = store.invalidate(&key).await {
+                            tracing::warn!(error = %e, "cache store failed to update an entry");
+                        }
+                        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Ok(res));
+                        shared
+                            .inflight
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .remove(&key);
+                        return None;
+                    }
                     match buffer(res).await {
                         Err(res) => {
                             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Ok(res));

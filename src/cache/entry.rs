@@ -29,6 +29,21 @@ use super::status::*;
 use super::store::{CachedResponse, MAX_ENTRY_BODY};
 use crate::body::{Body, BoxError, Gather};
 
+/// Whether a response belongs to the client it answers: it sets a cookie,
+/// or says `Cache-Control: private` or `no-store` (RFC 9111 5.2.2). Never
+/// stored, and never handed to another client waiting on the same miss.
+pub(super) fn is_private(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(SET_COOKIE)
+        || headers.get_all(CACHE_CONTROL).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',').any(|d| {
+                    let name = d.split_once('=').map_or(d, |(n, _)| n).trim();
+                    name.eq_ignore_ascii_case("private") || name.eq_ignore_ascii_case("no-store")
+                })
+            })
+        })
+}
+
 /// Whether a response may be stored, and for how long: `None` when not
 /// (status not allowed, `Set-Cookie`, `no-store`, `private`, or a `max-age`
 /// of 0), else the policy's TTL, shortened by the smallest `max-age` or

@@ -132,9 +132,15 @@ pub(super) fn gateway_key<B>(
         }
     }
     if settings.per_key {
-        let who = Caller::of(req.extensions()).partition()?;
-        push_part(&mut buf, who.0.as_bytes());
-        push_part(&mut buf, who.1.as_bytes());
+        let mut anonymous = true;
+        for (kind, who) in Caller::of(req.extensions()).partition() {
+            push_part(&mut buf, kind.as_bytes());
+            push_part(&mut buf, who.as_bytes());
+            anonymous = false;
+        }
+        if anonymous {
+            return None;
+        }
     }
     Some(buf.into())
 }
