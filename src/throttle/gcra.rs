@@ -63,7 +63,9 @@ impl Gcra {
         let spare = rate.burst().saturating_sub(1);
         Self {
             interval,
-            tolerance: interval.saturating_mul(u64::from(spare)),
+            // At most half the clock's range: a tolerance that saturated to
+            // `u64::MAX` would admit a bucket whose TAT has saturated too.
+            tolerance: interval.saturating_mul(u64::from(spare)).min(u64::MAX / 2),
             spare,
         }
     }
@@ -86,7 +88,9 @@ impl Gcra {
                 reset: ahead,
             };
         }
-        let reset = ahead + self.interval;
+        // Saturating: a rate so small its interval is near `u64::MAX`
+        // nanoseconds (1e-10 a second) must block, not wrap around to admit.
+        let reset = ahead.saturating_add(self.interval);
         // A full bucket (the usual case for most keys) needs no division.
         let remaining = if ahead == 0 {
             self.spare
@@ -119,6 +123,18 @@ mod tests {
                 true
             }
             Verdict::Reject { .. } => false,
+        }
+    }
+
+    #[test]
+    fn a_tiny_rate_never_wraps_around_to_admit() {
+        // Intervals of about 317 years and of u64::MAX nanoseconds: the
+        // first request passes, and never more than the burst of two.
+        for rate in [1e-10, 5e-324] {
+            let g = Gcra::new(Rate::new(rate, 2));
+            let (mut tat, now) = (0, 1_800_000_000 * S);
+            let admitted = (0..5).filter(|_| run(&g, &mut tat, now)).count();
+            assert!((1..=2).contains(&admitted), "{rate}: {admitted} admitted");
         }
     }
 
