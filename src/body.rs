@@ -429,6 +429,17 @@ impl Gather {
         self.first.unwrap_or_else(|| self.copied.freeze())
     }
 
+    /// Everything gathered, in a buffer of its own: a body of one frame is
+    /// copied too, since that frame may be a slice of a much larger buffer
+    /// (a transport's read buffer) that would stay alive with it. For what
+    /// is kept long (a cache entry), so its memory is what it weighs.
+    pub(crate) fn finish_owned(self) -> Bytes {
+        match self.first {
+            Some(one) => Bytes::copy_from_slice(&one),
+            None => self.copied.freeze(),
+        }
+    }
+
     /// Everything gathered, as the chunks to replay ahead of the rest of the
     /// body (none, or one).
     pub(crate) fn into_chunks(self) -> Vec<Bytes> {

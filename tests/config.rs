@@ -584,3 +584,25 @@ fn unknown_fields_inside_the_integration_block_are_errors() {
     let e = Config::from_json_str(json).unwrap_err().to_string();
     assert!(e.contains("unknown field"), "{e}");
 }
+
+/// A small file cannot ask for unbounded memory: stages times route methods
+/// is capped (here 101 stages of 1000 methods), and said at `stages`.
+#[test]
+fn endpoints_are_capped() {
+    let mut yaml = String::from("routes:\n");
+    for i in 0..1000 {
+        yaml.push_str(&format!("  /r{i}: [GET]\n"));
+    }
+    yaml.push_str("stages:\n");
+    for s in 0..101 {
+        yaml.push_str(&format!("  s{s}: {{}}\n"));
+    }
+    let err = Config::from_yaml_str(&yaml).unwrap_err().to_string();
+    assert!(
+        err.contains("stages: 101 stages of 1000 methods are 101000 endpoints; at most 100000"),
+        "{err}"
+    );
+    // 100 stages of those routes are within it.
+    let fits = yaml.replace("  s100: {}\n", "");
+    assert!(Config::from_yaml_str(&fits).is_ok());
+}

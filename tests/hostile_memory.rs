@@ -26,6 +26,7 @@ routes:
   /bomb: [GET]
   /lazy: [POST]
   /cached: [GET]
+  /sliced/{n}: [GET]
 stages:
   prod:
     methods:
@@ -34,6 +35,8 @@ stages:
         mapping: { request: { templates: { text/plain: '{{ input.body|length }}' } } }
       /cached/GET:
         cache: { enabled: true }
+      /sliced/{n}/GET:
+        cache: { enabled: true, key: [path.n] }
       /lazy/POST:
         mapping: { request: { templates: { application/json: 'ok' } } }
       /bomb/GET:
@@ -62,6 +65,11 @@ async fn status(gw: &Gateway, req: Request<Body>) -> (StatusCode, Bytes) {
         // The cached method's backend streams one-byte frames.
         if req.uri().path().ends_with("/cached") {
             return Ok::<_, Infallible>(Response::new(one_byte_frames()));
+        }
+        // One frame: 100 bytes sliced from a megabyte buffer of its own.
+        if req.uri().path().starts_with("/sliced") {
+            let buffer = Bytes::from(vec![b's'; 1 << 20]);
+            return Ok(Response::new(Body::from(buffer.slice(0..100))));
         }
         let body = req.into_body().collect().await.unwrap().to_bytes();
         Ok::<_, Infallible>(Response::new(Body::from(body)))
@@ -136,6 +144,20 @@ fn hostile_bodies_and_templates_stay_within_a_small_heap() {
         let peak = dhat::HeapStats::get().max_bytes.saturating_sub(before);
         eprintln!("cache, {FRAMES} one-byte frames from the backend: heap peak {peak} bytes");
         assert!(peak < 10 * FRAMES, "cache: peak {peak} bytes");
+
+        // 3b. A cache entry made of one frame sliced from a large buffer
+        //     keeps its 100 bytes, not the megabyte around them.
+        let before = dhat::HeapStats::get().curr_bytes;
+        for n in 0..20 {
+            let req = Request::get(format!("/prod/sliced/{n}"))
+                .body(Body::empty())
+                .unwrap();
+            let (code, body) = status(&gw, req).await;
+            assert_eq!((code, body.len()), (StatusCode::OK, 100));
+        }
+        let kept = dhat::HeapStats::get().curr_bytes.saturating_sub(before);
+        eprintln!("20 cached one-frame slices of 1 MiB buffers: {kept} bytes kept");
+        assert!(kept < 1 << 20, "cache entries keep {kept} bytes");
 
         // 4. A template that never selects from a JSON body does not pay
         //    for its parse: a megabyte of `["","",...]` parsed is 13 MB.

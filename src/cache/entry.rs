@@ -204,7 +204,8 @@ pub(super) async fn buffer(
     let mut gathered = Gather::new(body.size_hint().lower());
     loop {
         match body.frame().await {
-            None => return Ok((parts, gathered.finish())),
+            // Kept for the entry's lifetime: in a buffer of its own.
+            None => return Ok((parts, gathered.finish_owned())),
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
                     if data.len() > MAX_ENTRY_BODY - gathered.len() {

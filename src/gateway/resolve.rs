@@ -22,6 +22,11 @@ use crate::route::RouteLayer;
 use crate::route::config::{self as routes, RouteDef, Routes, StageDef};
 use crate::throttle::{GatewayLimits, LimitScope, Spec, ThrottleConfig};
 
+/// The most endpoints (stages times the methods of every route) one config
+/// may declare. API Gateway's own quotas (300 resources, 10 stages by
+/// default) stay well below it.
+const MAX_ENDPOINTS: usize = 100_000;
+
 /// Everything the gateway serves from, computed once.
 #[derive(Debug)]
 pub(super) struct Resolved {
@@ -59,6 +64,19 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     let mut next_endpoint = 0usize;
     if config.stages.is_empty() {
         issues.push(&root.field("stages"), "at least one stage is required");
+    }
+    let methods: usize = route_defs.iter().map(|r| r.methods.len()).sum();
+    let endpoints = methods.saturating_mul(config.stages.len());
+    if endpoints > MAX_ENDPOINTS {
+        // Resolving them would take the memory a small file can ask for.
+        issues.push(
+            &root.field("stages"),
+            format!(
+                "{} stages of {methods} methods are {endpoints} endpoints; at most {MAX_ENDPOINTS}",
+                config.stages.len()
+            ),
+        );
+        return Err(ConfigError::new(ConfigErrorKind::Invalid, issues.0));
     }
     for (name, stage) in &config.stages {
         let path = root.field("stages").field(name);

@@ -126,7 +126,13 @@ pub(crate) fn resolve_plans(
     plans
         .iter()
         .map(|(name, plan)| {
-            let mut methods = vec![None; endpoints];
+            // A plan without method throttles keeps an empty table: plans
+            // times endpoints would otherwise be the config's memory.
+            let mut methods = if plan.methods.is_empty() {
+                Vec::new()
+            } else {
+                vec![None; endpoints]
+            };
             for (key, m) in &plan.methods {
                 let (Ok(MethodKey::Exact(ri, method)), Some(rate)) = (
                     parse_method_key(key, &routes.routes, route_index, false),

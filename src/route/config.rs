@@ -136,6 +136,9 @@ pub(crate) fn resolve_routes(
     }
     let mut out = Vec::new();
     let mut probe = matchit::Router::new();
+    // Each inserted route's template by its matchit form, to name the route
+    // a conflict is with (a scan per conflict would be quadratic).
+    let mut inserted: HashMap<String, &str> = HashMap::new();
     for (template, methods) in config {
         let rpath = path.field(template);
         let parsed = match template::parse(template) {
@@ -150,10 +153,7 @@ pub(crate) fn resolve_routes(
         if let Err(e) = probe.insert(parsed.matchit.clone(), template.clone()) {
             let msg = match e {
                 matchit::InsertError::Conflict { with } => {
-                    let other = config
-                        .keys()
-                        .find(|k| template::parse(k).is_ok_and(|t| t.matchit == with))
-                        .map_or(with.as_str(), String::as_str);
+                    let other = inserted.get(&with).copied().unwrap_or(with.as_str());
                     format!("conflicts with the route `{other}` (the same paths would match both)")
                 }
                 other => format!("cannot be routed: {other}"),
@@ -161,6 +161,7 @@ pub(crate) fn resolve_routes(
             issues.push(&rpath, msg);
             continue;
         }
+        inserted.insert(parsed.matchit.clone(), template);
         if methods.is_empty() {
             issues.push(&rpath, "a route needs at least one method");
         }
