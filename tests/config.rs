@@ -606,3 +606,20 @@ fn endpoints_are_capped() {
     let fits = yaml.replace("  s100: {}\n", "");
     assert!(Config::from_yaml_str(&fits).is_ok());
 }
+
+/// An integration URL quoted by an error has its password taken out.
+#[test]
+fn url_errors_never_quote_a_password() {
+    for url in [
+        "ftp://user:SeCrEt-pw@x/",
+        "http://user:SeCrEt-pw@x/{a",
+        "ht tp://u:SeCrEt-pw@x/",
+    ] {
+        let yaml = format!(
+            "routes: {{ /a: [GET] }}\nstages: {{ prod: {{ settings: {{ integration: {{ type: http, url: \"{url}\" }} }} }} }}\n"
+        );
+        let err = Config::from_yaml_str(&yaml).unwrap_err().to_string();
+        assert!(!err.contains("SeCrEt"), "{err}");
+        assert!(err.contains("****@x/"), "{err}");
+    }
+}

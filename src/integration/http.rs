@@ -73,6 +73,19 @@ const GREEDY: &AsciiSet = &CONTROLS
     .add(b'{')
     .add(b'}');
 
+/// `url` as errors quote it: a user-info part (`user:password@`) before the
+/// host is replaced by `****@`, so a config error never echoes a password.
+fn shown(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.into();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://****@{}", &rest[at + 1..]).into(),
+        None => url.into(),
+    }
+}
+
 impl UrlTemplate {
     /// The template of a config's `url` (the whole URL) or `base` (the
     /// request path is appended): exactly one of them must be given.
@@ -89,14 +102,22 @@ impl UrlTemplate {
         }
     }
 
-    fn parse(s: &str, append_path: bool) -> Result<Self, UrlTemplateError> {
-        if !s.starts_with("http://") {
+    fn parse(url: &str, append_path: bool) -> Result<Self, UrlTemplateError> {
+        // What errors quote: the URL without a password it may carry.
+        let shown = shown(url);
+        let s = &*shown;
+        Self::parse_shown(url, s, append_path)
+    }
+
+    /// [`parse`](Self::parse) of `url`, quoting it as `s` in errors.
+    fn parse_shown(url: &str, s: &str, append_path: bool) -> Result<Self, UrlTemplateError> {
+        if !url.starts_with("http://") {
             return Err(UrlTemplateError(format!(
                 "`{s}`: an integration URL starts with http:// (https needs a TLS connector, not built in)"
             )));
         }
         let mut parts = Vec::new();
-        let mut rest = s;
+        let mut rest = url;
         while let Some(open) = rest.find('{') {
             if open > 0 {
                 parts.push(Part::Literal(rest[..open].to_owned()));
@@ -120,7 +141,7 @@ impl UrlTemplate {
         if !rest.is_empty() {
             parts.push(Part::Literal(rest.to_owned()));
         }
-        if append_path && s.contains('?') {
+        if append_path && url.contains('?') {
             return Err(UrlTemplateError(format!("`{s}`: a base URL has no query")));
         }
         // A request must never choose the host: parameters go after it.
