@@ -235,7 +235,7 @@ impl Routed {
 pub struct RequestContext {
     pub(crate) request_id: RequestId,
     pub(crate) endpoint: Arc<Endpoint>,
-    pub(crate) path_values: Vec<String>,
+    pub(crate) path_values: crate::route::table::PathValues,
     pub(crate) original_uri: Uri,
 }
 
@@ -256,8 +256,7 @@ impl RequestContext {
             .params
             .iter()
             .position(|p| &**p == name)
-            .and_then(|i| self.path_values.get(i))
-            .map(String::as_str)
+            .and_then(|i| self.path_values.get(i, self.original_uri.path()))
     }
 
     /// Every decoded path parameter as `(name, value)`, in path order.
@@ -266,7 +265,10 @@ impl RequestContext {
             .params
             .iter()
             .map(|p| &**p)
-            .zip(self.path_values.iter().map(String::as_str))
+            .enumerate()
+            .filter_map(|(i, name)| {
+                Some((name, self.path_values.get(i, self.original_uri.path())?))
+            })
     }
 
     /// The URI as the client sent it, stage prefix included (what a SigV4

@@ -284,3 +284,34 @@ async fn the_route_layer_works_without_the_gateway() {
         serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(seen["params"], json!({ "petId": "5" }));
 }
+
+/// More parameters than are held in place, some percent-encoded: every one
+/// reads back decoded, in path order, by name.
+#[tokio::test]
+async fn six_parameters_read_back_in_order_and_by_name() {
+    let config = Config::from_yaml_str(
+        "routes: { \"/x/{a}/{b}/{c}/{d}/{e}/{f}\": [GET] }\nstages: { prod: {} }\n",
+    )
+    .unwrap();
+    let svc = Gateway::new(config)
+        .unwrap()
+        .service(service_fn(|req: Request<Body>| async move {
+            let ctx = req.extensions().get::<RequestContext>().unwrap();
+            let all: Vec<String> = ctx.path_params().map(|(n, v)| format!("{n}={v}")).collect();
+            let f = ctx.path_param("f").unwrap_or("-").to_owned();
+            Ok::<_, Infallible>(Response::new(Body::from(format!(
+                "{} f={f}",
+                all.join(",")
+            ))))
+        }));
+    let res = svc
+        .oneshot(
+            Request::get("/prod/x/1/two/%C3%A9/4/five%2Fsix/6")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], "a=1,b=two,c=é,d=4,e=five/six,f=6 f=6".as_bytes());
+}

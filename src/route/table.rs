@@ -31,7 +31,7 @@ pub(crate) enum Lookup<'t> {
     Found {
         endpoint: &'t Arc<Endpoint>,
         strip: usize,
-        values: Vec<String>,
+        values: PathValues,
     },
     /// No stage or no resource matches.
     NotFound,
@@ -106,11 +106,11 @@ impl RouteTable {
                 None => Lookup::NotFound,
             };
         };
-        let mut values = Vec::with_capacity(matched.params.len());
+        let mut values = PathValues::default();
         for (_, raw) in matched.params.iter() {
             match percent_decode_str(raw).decode_utf8() {
-                Ok(Cow::Borrowed(s)) => values.push(s.to_owned()),
-                Ok(Cow::Owned(s)) => values.push(s),
+                Ok(Cow::Borrowed(s)) => values.push(Value::span(path, s)),
+                Ok(Cow::Owned(s)) => values.push(Value::Decoded(s.into_boxed_str())),
                 Err(_) => return Lookup::BadParameter,
             }
         }
@@ -118,6 +118,75 @@ impl RouteTable {
             endpoint,
             strip,
             values,
+        }
+    }
+}
+
+/// Parameters held in place, without an allocation; more spill to the heap.
+const INLINE_VALUES: usize = 4;
+
+/// A request's path parameter values, in path order: where a value needs no
+/// decoding (the usual case), only where it sits in the request's path, so
+/// routing allocates nothing for it; a percent-decoded value is held.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PathValues {
+    /// The first values.
+    inline: [Value; INLINE_VALUES],
+    /// How many of `inline` are used.
+    len: usize,
+    /// Values past the first [`INLINE_VALUES`].
+    spilled: Vec<Value>,
+}
+
+/// One path parameter value.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    /// Bytes `start .. end` of the request's path (the original one, stage
+    /// prefix included), which decode to themselves.
+    Span(u32, u32),
+    /// The decoded value.
+    Decoded(Box<str>),
+}
+
+impl Default for Value {
+    fn default() -> Self {
+        Self::Span(0, 0)
+    }
+}
+
+impl Value {
+    /// `value`, a slice of `path` (matchit's parameters borrow the path
+    /// they matched), as a span of it; held as a copy should it not be one.
+    fn span(path: &str, value: &str) -> Self {
+        let start = (value.as_ptr() as usize).wrapping_sub(path.as_ptr() as usize);
+        let end = start.wrapping_add(value.len());
+        match (u32::try_from(start), u32::try_from(end)) {
+            (Ok(s), Ok(e)) if path.get(start..end) == Some(value) => Self::Span(s, e),
+            _ => Self::Decoded(value.into()),
+        }
+    }
+}
+
+impl PathValues {
+    fn push(&mut self, value: Value) {
+        if self.len < INLINE_VALUES {
+            self.inline[self.len] = value;
+            self.len += 1;
+        } else {
+            self.spilled.push(value);
+        }
+    }
+
+    /// Value `i`, read against `path`: the request's original path.
+    pub(crate) fn get<'a>(&'a self, i: usize, path: &'a str) -> Option<&'a str> {
+        let value = if i < self.len {
+            &self.inline[i]
+        } else {
+            self.spilled.get(i - INLINE_VALUES)?
+        };
+        match value {
+            Value::Span(s, e) => path.get(*s as usize..*e as usize),
+            Value::Decoded(d) => Some(d),
         }
     }
 }
