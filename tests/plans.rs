@@ -485,3 +485,27 @@ async fn concurrent_plan_changes_are_served_as_committed() {
         }
     }
 }
+
+/// A plan's name is 1 to 128 characters without control characters, in a
+/// config and through the plan manager alike.
+#[test]
+fn plan_names_are_checked() {
+    use tollgate::gateway::PlanConfig;
+    let gw = Gateway::new(
+        Config::from_yaml_str("routes: { /a: [GET] }\nstages: { prod: {} }\n").unwrap(),
+    )
+    .unwrap();
+    for bad in ["", "p\0", &"x".repeat(129)] {
+        let err = gw
+            .plans()
+            .put(bad, PlanConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a plan name is 1 to 128 characters"),
+            "{bad:?}: {err}"
+        );
+    }
+    assert!(gw.plans().names().is_empty());
+    gw.plans().put("gold-2027", PlanConfig::default()).unwrap();
+}

@@ -79,6 +79,12 @@ pub(crate) fn check_plans(
     let root = PathBuf::root().field("plans");
     for (name, plan) in plans {
         let path = root.field(name);
+        if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+            issues.push(
+                &path,
+                "a plan name is 1 to 128 characters, none of them control characters",
+            );
+        }
         for (i, s) in plan.stages.iter().enumerate() {
             if !is_stage(s) {
                 issues.push(
