@@ -120,7 +120,14 @@ where
             path_values: values,
             original_uri,
         });
-        let req = Request::from_parts(parts, Body::new(body));
+        // A body already at its end (a GET's) is not boxed: the layers below
+        // and the inner service see an empty body either way.
+        let body = if http_body::Body::is_end_stream(&body) {
+            Body::empty()
+        } else {
+            Body::new(body)
+        };
+        let req = Request::from_parts(parts, body);
         let future = {
             let _entered = span.as_ref().map(|s| s.enter());
             self.inner.call(req)
