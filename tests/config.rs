@@ -623,3 +623,33 @@ fn url_errors_never_quote_a_password() {
         assert!(err.contains("****@x/"), "{err}");
     }
 }
+
+/// `Debug` of a config, and of the endpoints built from it, shows neither a
+/// password in an integration URL nor a literal a mapping sends the backend.
+#[test]
+fn debug_output_hides_url_passwords_and_mapping_literals() {
+    let yaml = r#"
+routes: { /a: [GET] }
+stages:
+  prod:
+    settings:
+      integration: { type: http, url: "http://svc:SeCrEt-pw@backend.internal/a" }
+      mapping:
+        request:
+          set: { integration.request.header.authorization: "'Bearer SeCrEt-token'" }
+          templates: { application/json: '{"token": "SeCrEt-in-template"}' }
+        responses:
+          - headers: { x-upstream: "'SeCrEt-header'" }
+"#;
+    let config = Config::from_yaml_str(yaml).unwrap();
+    let gw = tollgate::Gateway::new(config.clone()).unwrap();
+    let endpoint = gw.endpoint("prod", "/a", "GET").unwrap();
+    for shown in [format!("{config:?}"), format!("{endpoint:?}")] {
+        assert!(!shown.contains("SeCrEt"), "{shown}");
+        assert!(shown.contains("****@backend.internal"), "{shown}");
+        assert!(
+            shown.contains("integration.request.header.authorization"),
+            "{shown}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! A method's `integration` setting.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -9,14 +10,17 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Deserialize;
 
 use super::Integration;
-use super::http::{DEFAULT_TIMEOUT, HttpIntegration, UrlTemplate};
+use super::http::{DEFAULT_TIMEOUT, HttpIntegration, UrlTemplate, shown};
 use super::mock::MockIntegration;
 use crate::body::Body;
 use crate::config::{Issues, PathBuf};
 use crate::response::GatewayResponses;
 
 /// Where a method's requests go.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+///
+/// `Debug` shows a URL without the password of its user-info, and a mock's
+/// header names and body length, not their values.
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum IntegrationConfig {
@@ -49,6 +53,34 @@ pub enum IntegrationConfig {
         #[serde(default)]
         body: String,
     },
+}
+
+impl fmt::Debug for IntegrationConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Service => f.write_str("Service"),
+            Self::Http {
+                url,
+                base,
+                timeout_ms,
+            } => f
+                .debug_struct("Http")
+                .field("url", &url.as_deref().map(shown))
+                .field("base", &base.as_deref().map(shown))
+                .field("timeout_ms", timeout_ms)
+                .finish(),
+            Self::Mock {
+                status,
+                headers,
+                body,
+            } => f
+                .debug_struct("Mock")
+                .field("status", status)
+                .field("headers", &headers.keys().collect::<Vec<_>>())
+                .field("body_len", &body.len())
+                .finish(),
+        }
+    }
 }
 
 impl crate::config::Overlay for IntegrationConfig {}

@@ -75,7 +75,7 @@ const GREEDY: &AsciiSet = &CONTROLS
 
 /// `url` as errors quote it: a user-info part (`user:password@`) before the
 /// host is replaced by `****@`, so a config error never echoes a password.
-fn shown(url: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn shown(url: &str) -> std::borrow::Cow<'_, str> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.into();
     };

@@ -125,7 +125,7 @@ pub struct CompiledMapping {
 
 impl fmt::Debug for CompiledMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mapping")
+        f.debug_struct("CompiledMapping")
             .field("config", &self.config)
             .field("limits", &self.limits)
             .finish_non_exhaustive()

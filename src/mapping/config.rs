@@ -1,6 +1,7 @@
 //! The `mapping` section of a method's settings.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::Deserialize;
 
@@ -20,7 +21,10 @@ pub struct MappingConfig {
 }
 
 /// The request side of a mapping.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+///
+/// `Debug` shows a `'literal'` source as `'****'` and a template as its
+/// length: either may hold a credential for the backend.
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[non_exhaustive]
 pub struct RequestMappingConfig {
     /// `TARGET: SOURCE`: the target takes the source's value, replacing any.
@@ -69,7 +73,10 @@ pub enum Passthrough {
 }
 
 /// One integration response.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+///
+/// `Debug` hides `'literal'` header values and templates, as
+/// [`RequestMappingConfig`]'s does.
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[non_exhaustive]
 pub struct ResponseMappingConfig {
     /// A regular expression the backend status (`"404"`) must match whole;
@@ -87,6 +94,63 @@ pub struct ResponseMappingConfig {
     /// (then `application/json`, then the first).
     #[serde(default)]
     pub templates: BTreeMap<String, String>,
+}
+
+/// Parameter mappings as `Debug` shows them: a literal source hidden.
+struct Sources<'a>(&'a BTreeMap<String, String>);
+
+impl fmt::Debug for Sources<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(target, source)| {
+                let shown = if source.starts_with('\'') {
+                    "'****'"
+                } else {
+                    source.as_str()
+                };
+                (target, shown)
+            }))
+            .finish()
+    }
+}
+
+/// Templates as `Debug` shows them: each media type with its length.
+struct Templates<'a>(&'a BTreeMap<String, String>);
+
+impl fmt::Debug for Templates<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(media, t)| (media, format!("<{} bytes>", t.len()))),
+            )
+            .finish()
+    }
+}
+
+impl fmt::Debug for RequestMappingConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestMappingConfig")
+            .field("set", &Sources(&self.set))
+            .field("add", &Sources(&self.add))
+            .field("remove", &self.remove)
+            .field("rename", &self.rename)
+            .field("templates", &Templates(&self.templates))
+            .field("passthrough", &self.passthrough)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ResponseMappingConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseMappingConfig")
+            .field("selection_pattern", &self.selection_pattern)
+            .field("status", &self.status)
+            .field("headers", &Sources(&self.headers))
+            .field("templates", &Templates(&self.templates))
+            .finish()
+    }
 }
 
 /// Bounds on mapping templates, for every method.
