@@ -30,7 +30,8 @@ pub struct CacheConfig {
     /// resource and path: `querystring.NAME`, `header.NAME`, `path.NAME`.
     #[serde(default)]
     pub key: Option<Vec<String>>,
-    /// Adds the caller's identity (API key id or principal) to the cache key.
+    /// Adds the caller's identities (API key id, SigV4 and authorizer
+    /// principals, those present) to the cache key.
     #[serde(default)]
     pub per_key: Option<bool>,
     /// Statuses stored, each `100 ..= 599`. Default: every 2xx.

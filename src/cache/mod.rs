@@ -34,8 +34,8 @@
 //! - Freshness is decided with the layer's [`Clock`](crate::clock::Clock);
 //!   moka's own time-to-live only reclaims memory.
 //!
-//! `cache.per_key: true` adds the caller (API key id, SigV4 principal or
-//! authorizer principal) to the key. Turn it on whenever the response depends
+//! `cache.per_key: true` adds the caller (every identity it carries: API key
+//! id, SigV4 principal, authorizer principal) to the key. Turn it on whenever the response depends
 //! on who asks and the key does not already say so (an `Authorization` header
 //! is not part of the key unless listed): without it, one tenant's response
 //! serves the next. A `per_key` method whose caller is unknown bypasses the cache.
