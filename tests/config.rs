@@ -653,3 +653,16 @@ stages:
         );
     }
 }
+
+/// `key=value` typed for `key: value` is one unknown field whose name holds
+/// the value: the error shows the name only up to the `=`.
+#[test]
+fn an_unknown_field_is_not_quoted_past_its_equals_sign() {
+    let yaml = "routes: { /a: [GET] }\nstages: { prod: {} }\napi_key_options: { pepper=SeCrEt-pepper-value }\n";
+    let err = Config::from_yaml_str(yaml).unwrap_err().to_string();
+    assert!(!err.contains("SeCrEt"), "{err}");
+    assert!(
+        err.contains("api_key_options.\"pepper=…\": unknown field"),
+        "{err}"
+    );
+}

@@ -119,7 +119,7 @@ where
     D: serde::Deserializer<'de>,
     T: DeserializeOwned,
 {
-    let mut record = |path: serde_ignored::Path<'_>| unknown.push(render_ignored(&path));
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(render_unknown(&path));
     let ignored = serde_ignored::Deserializer::new(de, &mut record);
     serde_path_to_error::deserialize(ignored)
 }
@@ -202,6 +202,27 @@ fn redact_variant(text: String) -> String {
         }
         _ => text,
     }
+}
+
+/// The path of an unknown field, its own name shown only up to a `=`, `:`
+/// or space, and at most 64 characters: a `key=value` typed where
+/// `key: value` was meant (`pepper=...` in a YAML flow map) reads as one
+/// unknown field, and its value may be a secret.
+fn render_unknown(path: &serde_ignored::Path<'_>) -> String {
+    let serde_ignored::Path::Map { parent, key } = path else {
+        return render_ignored(path);
+    };
+    let mut s = render_ignored(parent);
+    let cut = key
+        .find(['=', ':', ' ', '\t'])
+        .map_or(key.len(), |i| i + 1)
+        .min(key.char_indices().nth(64).map_or(key.len(), |(i, _)| i));
+    if cut < key.len() {
+        push_field(&mut s, &format!("{}…", &key[..cut]));
+    } else {
+        push_field(&mut s, key);
+    }
+    s
 }
 
 fn render_ignored(path: &serde_ignored::Path<'_>) -> String {
