@@ -30,7 +30,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::{FutureExt, WeakShared};
-use http::header::CACHE_CONTROL;
 use http::{HeaderValue, Request, Response, StatusCode};
 use tower::Service;
 
@@ -66,14 +65,8 @@ pub(super) struct Lookup {
 /// Whether the request's `Cache-Control` says `max-age=0`, in any of its
 /// values, the directive in any case, the `0` quoted or not.
 pub(super) fn asks_refresh(headers: &http::HeaderMap) -> bool {
-    headers.get_all(CACHE_CONTROL).iter().any(|value| {
-        value.to_str().is_ok_and(|value| {
-            value.split(',').any(|directive| {
-                let (name, arg) = directive.split_once('=').unwrap_or((directive, ""));
-                name.trim().eq_ignore_ascii_case("max-age")
-                    && arg.trim().trim_matches('"').parse::<u64>() == Ok(0)
-            })
-        })
+    directives(headers).any(|(name, arg)| {
+        name.eq_ignore_ascii_case("max-age") && arg.trim_matches('"').parse::<u64>() == Ok(0)
     })
 }
 
@@ -284,22 +277,18 @@ impl Lookup {
                 Ok(res) => {
                     let res = res.map(Body::new);
                     let keep = storable(&policy, res.status(), res.headers());
-                    if keep.is_none() && is_private(res.headers()) {
-                        // One client's own answer (a cookie, `private`,
-                        // `no-store`): the leader's alone. Waiters ask the
-                        // backend themselves, as after a failed call.
+                    // One client's own answer (a cookie, `private`,
+                    // `no-store`) is the leader's alone, like one too big
+                    // to buffer: waiters ask the backend themselves.
+                    let buffered = if keep.is_none() && is_private(res.headers()) {
                         if refresh && let Err(e) = store.invalidate(&key).await {
                             tracing::warn!(error = %e, "cache store failed to update an entry");
                         }
-                        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Ok(res));
-                        shared
-                            .inflight
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .remove(&key);
-                        return None;
-                    }
-                    match buffer(res).await {
+                        Err(res)
+                    } else {
+                        buffer(res).await
+                    };
+                    match buffered {
                         Err(res) => {
                             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Ok(res));
                             None

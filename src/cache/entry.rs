@@ -34,42 +34,43 @@ use crate::body::{Body, BoxError, Gather};
 /// stored, and never handed to another client waiting on the same miss.
 pub(super) fn is_private(headers: &http::HeaderMap) -> bool {
     headers.contains_key(SET_COOKIE)
-        || headers.get_all(CACHE_CONTROL).iter().any(|v| {
-            v.to_str().is_ok_and(|v| {
-                v.split(',').any(|d| {
-                    let name = d.split_once('=').map_or(d, |(n, _)| n).trim();
-                    name.eq_ignore_ascii_case("private") || name.eq_ignore_ascii_case("no-store")
-                })
-            })
+        || directives(headers).any(|(name, _)| {
+            name.eq_ignore_ascii_case("private") || name.eq_ignore_ascii_case("no-store")
+        })
+}
+
+/// Every `Cache-Control` directive of `headers` as `(name, argument)`, both
+/// trimmed (the argument empty when there is none); values that are not
+/// text are skipped.
+pub(super) fn directives(headers: &http::HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| {
+            let (name, arg) = d.split_once('=').unwrap_or((d, ""));
+            (name.trim(), arg.trim())
         })
 }
 
 /// Whether a response may be stored, and for how long: `None` when not
-/// (status not allowed, `Set-Cookie`, `no-store`, `private`, or a `max-age`
-/// of 0), else the policy's TTL, shortened by the smallest `max-age` or
-/// `s-maxage` when the policy honours them. Directive names are matched in
-/// any case.
+/// (status not allowed, a private answer, or a `max-age` of 0), else the
+/// policy's TTL, shortened by the smallest `max-age` or `s-maxage` when the
+/// policy honours them. Directive names are matched in any case.
 pub(super) fn storable(
     policy: &CachePolicy,
     status: StatusCode,
     headers: &http::HeaderMap,
 ) -> Option<Duration> {
-    if !policy.statuses.allows(status) || headers.contains_key(SET_COOKIE) {
+    if !policy.statuses.allows(status) || is_private(headers) {
         return None;
     }
     let mut ttl = policy.ttl;
-    for value in headers.get_all(CACHE_CONTROL) {
-        let Ok(value) = value.to_str() else { continue };
-        for directive in value.split(',') {
-            let directive = directive.trim();
-            let (name, arg) = directive.split_once('=').unwrap_or((directive, ""));
-            let name = name.trim();
-            if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("private") {
-                return None;
-            }
-            if policy.honor_max_age
-                && (name.eq_ignore_ascii_case("max-age") || name.eq_ignore_ascii_case("s-maxage"))
-                && let Ok(secs) = arg.trim().trim_matches('"').parse::<u64>()
+    if policy.honor_max_age {
+        for (name, arg) in directives(headers) {
+            if (name.eq_ignore_ascii_case("max-age") || name.eq_ignore_ascii_case("s-maxage"))
+                && let Ok(secs) = arg.trim_matches('"').parse::<u64>()
             {
                 ttl = ttl.min(Duration::from_secs(secs));
             }
