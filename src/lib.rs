@@ -81,6 +81,7 @@ pub mod redis;
 pub mod response;
 pub mod route;
 pub mod secret;
+mod slab;
 pub mod store;
 pub mod throttle;
 mod ttl_cache;

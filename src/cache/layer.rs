@@ -69,6 +69,16 @@ impl fmt::Debug for CacheLayer {
 }
 
 impl CacheLayer {
+    /// Whether requests to endpoint `index` can be cached (or bypass a
+    /// cache): `false` when the layer passes them through untouched.
+    pub(crate) fn covers(&self, index: usize) -> bool {
+        match &self.shared.stores {
+            Stores::Standalone(_) => true,
+            Stores::Gateway(all) => all.at(index).is_some(),
+            Stores::Off => false,
+        }
+    }
+
     /// Caches every request the policy allows in `store`, keyed by method, path and query.
     pub fn new(store: Arc<dyn CacheStore>, policy: CachePolicy) -> Self {
         Self::build(

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use super::config::Config;
 use super::handle::*;
 use super::resolve::resolve;
+use super::service::Path;
 use crate::auth::authorizer::Authorizer;
 use crate::auth::sigv4::{self, CredentialStore};
 use crate::auth::{self};
@@ -188,6 +189,29 @@ impl GatewayBuilder {
             trusted,
             responses.clone(),
         );
+        let paths = endpoints
+            .endpoints()
+            .map(|e| {
+                let i = e.index();
+                if e.settings().authorization != auth::Authorization::None {
+                    Path::Layered
+                } else if cache.covers(i)
+                    || mapping.covers(i)
+                    || integrations.as_ref().is_some_and(|all| all.at(i).is_some())
+                {
+                    Path::Tail
+                } else {
+                    Path::Inline
+                }
+            })
+            .collect::<Vec<_>>();
+        // Indexed by endpoint index: the table is dense from 0.
+        let mut by_index = vec![Path::Layered; paths.len()];
+        for (e, p) in endpoints.endpoints().zip(paths) {
+            if let Some(slot) = by_index.get_mut(e.index()) {
+                *slot = p;
+            }
+        }
         let source = Arc::new(Mutex::new(self.config.clone()));
         Ok(Gateway {
             shared: Arc::new(Shared {
@@ -203,6 +227,7 @@ impl GatewayBuilder {
                 mapping,
                 integrations,
                 usage,
+                paths: by_index.into(),
                 aggregate: self.aggregate,
                 cache_stores,
                 key_store,

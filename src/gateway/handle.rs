@@ -17,7 +17,7 @@ use crate::cache::{CacheLayer, CacheStore};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ConfigError;
 use crate::context::{Endpoint, PerEndpoint};
-use crate::integration::{Integration, Integrations};
+use crate::integration::Integration;
 use crate::keys::{self, ApiKeyLayer, KeyHasher, KeyManager, KeyStore};
 use crate::mapping::MappingLayer;
 use crate::plans::{CounterStore, MeterLayer, PlanManager, UsageRecords};
@@ -49,6 +49,8 @@ pub(super) struct Shared {
     pub(super) mapping: MappingLayer,
     pub(super) integrations: Option<PerEndpoint<Integration>>,
     pub(super) usage: UsageLayer,
+    /// How each endpoint's requests go, by endpoint index.
+    pub(super) paths: Box<[Path]>,
     pub(super) aggregate: Option<Arc<dyn UsageCounts>>,
     pub(super) cache_stores: HashMap<Arc<str>, Arc<dyn CacheStore>>,
     pub(super) key_store: Arc<dyn KeyStore>,
@@ -100,15 +102,9 @@ impl Gateway {
     /// authorizer, API key, throttle, meter (quota), cache, mapping, then
     /// each method's integration (`inner` for methods without one).
     pub fn service<S>(&self, inner: S) -> GatewayService<S> {
-        let s = &self.shared;
-        let timing = s.usage.is_on().then(|| s.clock.clone());
-        let integrated = Integrations::new(inner, s.integrations.clone(), timing);
-        let mapped = s.mapping.layer(integrated);
-        let metered = s.meter.layer(s.cache.layer(mapped));
-        let keyed = s.keys.layer(s.throttle.layer(metered));
-        let stack = s.route.layer(s.sigv4.layer(s.authorizers.layer(keyed)));
         GatewayService {
-            inner: s.usage.layer(stack),
+            shared: self.shared.clone(),
+            inner,
         }
     }
 

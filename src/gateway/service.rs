@@ -1,33 +1,130 @@
-//! `GatewayService`: the composed stack around an inner service.
+//! `GatewayService`: the gateway's steps composed into one service.
+//!
+//! The steps are the layers' own: usage, route, SigV4, custom authorizer,
+//! API key, throttle, meter (quota), cache, mapping, integration, in that
+//! order. Each decision is the layer's code; what this service adds is how
+//! they are strung together.
+//!
+//! - **Inline** (the common case): an endpoint with no authorization, no
+//!   cache, no mapping and no integration of its own, whose key, rate and
+//!   counter stores answer without waiting (the in-memory ones always do).
+//!   Usage, route, key, throttle and meter decide in `call`, one after the
+//!   other, and the inner service's own future is polled directly. One
+//!   request context, no boxed future, no clone of a layer per request.
+//! - **Through the layers**: the first step that cannot decide at once (a
+//!   Redis store, SigV4, an authorizer), and everything after it, runs as
+//!   the layer services themselves, in one boxed future. So does the tail
+//!   of an endpoint with a cache, a mapping or an integration. Steps
+//!   already decided are not repeated.
+//!
+//! Both ways give the same responses, headers and usage events (the test
+//! suite runs configs of both kinds). Behind a gateway the response does
+//! not carry the [`ApiKeyIdentity`](crate::ApiKeyIdentity) or the routing
+//! facts in its extensions: the usage event gets them directly.
 
+use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
-use tower::Service;
+use tower::{Layer, Service};
 
-use crate::auth::authorizer::Authorize;
-use crate::auth::sigv4::{self, SigV4};
+use super::handle::Shared;
 use crate::body::{Body, BoxError};
-use crate::cache::Cache;
+use crate::context::{Endpoint, RequestHead, RequestId};
+use crate::gate::{Decision, Finish};
 use crate::integration::Integrations;
-use crate::keys::ApiKey;
-use crate::mapping::Mapping;
-use crate::plans::Meter;
-use crate::route::{self, Route};
-use crate::throttle::Throttle;
-use crate::usage::Usage;
+use crate::route::future::insert_request_id;
+use crate::route::service::Routing;
+use crate::throttle::service::Stamp;
+use crate::usage::layer::{Guard, Known, Pending};
 
-/// The layers below routing and SigV4, innermost last.
-type Stack<S> = Authorize<ApiKey<Throttle<Meter<Cache<Mapping<Integrations<S>>>>>>>;
+/// How an endpoint's requests go through the gateway; see the
+/// [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// Every step inline; the inner service is called directly.
+    Inline,
+    /// Key, throttle and meter inline; the cache, mapping and integration
+    /// layers after them.
+    Tail,
+    /// SigV4 or an authorizer first: every step after routing through the
+    /// layers.
+    Layered,
+}
 
-/// A service wrapped by a [`Gateway`](crate::Gateway). Clone it freely: clones share every limit and cache.
-#[derive(Debug, Clone)]
+/// A service wrapped by a [`Gateway`](crate::Gateway). Clone it freely:
+/// clones share every limit and cache.
+#[derive(Clone)]
 pub struct GatewayService<S> {
-    pub(super) inner: Usage<Route<SigV4<Stack<S>>>>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) inner: S,
+}
+
+impl<S: fmt::Debug> fmt::Debug for GatewayService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A boxed response future of the layers.
+type Boxed<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
+
+/// Where the layers take over.
+#[derive(Clone, Copy)]
+enum From {
+    SigV4,
+    ApiKey,
+    Throttle,
+    Meter,
+    Cache,
+}
+
+impl<S> GatewayService<S> {
+    /// The layers from `from` on, around the inner instance that was
+    /// polled ready (a clone stays here, as tower advises), called with
+    /// `req` and boxed.
+    fn layers<ResB>(&mut self, from: From, req: Request<Body>) -> Boxed<S::Error>
+    where
+        S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        ResB: http_body::Body<Data = Bytes> + Send + 'static,
+        ResB::Error: Into<BoxError>,
+    {
+        let s = &*self.shared;
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let timing = s.usage.is_on().then(|| s.clock.clone());
+        let integrated = Integrations::new(inner, s.integrations.clone(), timing);
+        let tail = s.cache.layer(s.mapping.layer(integrated));
+        match from {
+            From::Cache => Box::pin({ tail }.call(req)),
+            From::Meter => Box::pin(s.meter.layer(tail).call(req)),
+            From::Throttle => Box::pin(s.throttle.layer(s.meter.layer(tail)).call(req)),
+            From::ApiKey => Box::pin(
+                s.keys
+                    .layer(s.throttle.layer(s.meter.layer(tail)))
+                    .call(req),
+            ),
+            From::SigV4 => Box::pin(
+                s.sigv4
+                    .layer(
+                        s.authorizers
+                            .layer(s.keys.layer(s.throttle.layer(s.meter.layer(tail)))),
+                    )
+                    .call(req),
+            ),
+        }
+    }
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for GatewayService<S>
@@ -42,42 +139,48 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, ResB>;
+    type Future = ResponseFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        Service::<Request<ReqB>>::poll_ready(&mut self.inner, cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        ResponseFuture {
-            inner: self.inner.call(req),
-        }
+        let shared = self.shared.clone();
+        let (req, pending) = shared.usage.begin(req);
+        let (req, request_id, endpoint, span) = match shared.route.route(req) {
+            Routing::Rejected {
+                response,
+                request_id,
+            } => {
+                let post = Post::new(request_id, None);
+                return ResponseFuture::new(
+                    Kind::Ready {
+                        response: Some(response),
+                    },
+                    post,
+                    pending,
+                );
+            }
+            Routing::Routed {
+                request,
+                request_id,
+                endpoint,
+                span,
+            } => (request, request_id, endpoint, span),
+        };
+        let reporting = pending.is_some();
+        let mut post = Post::new(request_id, reporting.then(|| endpoint.clone()));
+        let kind = {
+            let _entered = span.as_deref().map(tracing::Span::enter);
+            self.steps(&shared, req, &endpoint, &mut post, reporting)
+        };
+        post.span = span;
+        ResponseFuture::new(kind, post, pending)
     }
 }
 
-pin_project! {
-    /// Response future of [`GatewayService`].
-    pub struct ResponseFuture<S, ResB>
-    where
-        S: Service<Request<Body>, Response = Response<ResB>>,
-        S: Clone,
-        S: Send,
-        S: 'static,
-        S::Future: Send,
-        S::Future: 'static,
-        S::Error: Send,
-        S::Error: 'static,
-        ResB: http_body::Body<Data = Bytes>,
-        ResB: Send,
-        ResB: 'static,
-        ResB::Error: Into<BoxError>,
-    {
-        #[pin]
-        inner: crate::usage::ResponseFuture<route::ResponseFuture<sigv4::ResponseFuture<Stack<S>, Body>>>,
-    }
-}
-
-impl<S, ResB> Future for ResponseFuture<S, ResB>
+impl<S, ResB> GatewayService<S>
 where
     S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -85,9 +188,226 @@ where
     ResB: http_body::Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
-    type Output = Result<Response<Body>, S::Error>;
+    /// The steps after routing: inline as long as each decides at once.
+    fn steps(
+        &mut self,
+        s: &Shared,
+        mut req: Request<Body>,
+        endpoint: &Endpoint,
+        post: &mut Post,
+        reporting: bool,
+    ) -> Kind<S::Future, S::Error> {
+        let path = s.paths.get(endpoint.index()).copied();
+        if path == Some(Path::Layered) {
+            return Kind::Boxed {
+                future: self.layers(From::SigV4, req),
+            };
+        }
+        match s.keys.decide_now(&mut req) {
+            None => {
+                return Kind::Boxed {
+                    future: self.layers(From::ApiKey, req),
+                };
+            }
+            Some(Decision::Reject(res)) => {
+                return Kind::Ready {
+                    response: Some(*res),
+                };
+            }
+            Some(Decision::Admit(identity)) => {
+                if reporting {
+                    post.api_key_id = identity.map(|i| i.key_id_arc());
+                }
+            }
+        }
+        match s.throttle.decide_now(RequestHead::of(&req)) {
+            None => {
+                return Kind::Boxed {
+                    future: self.layers(From::Throttle, req),
+                };
+            }
+            Some(Decision::Reject(res)) => {
+                return Kind::Ready {
+                    response: Some(*res),
+                };
+            }
+            Some(Decision::Admit(stamp)) => post.stamp = stamp,
+        }
+        match s.meter.decide_now(req.extensions()) {
+            None => {
+                return Kind::Boxed {
+                    future: self.layers(From::Meter, req),
+                };
+            }
+            Some(Decision::Reject(res)) => {
+                return Kind::Ready {
+                    response: Some(*res),
+                };
+            }
+            Some(Decision::Admit(())) => {}
+        }
+        if path != Some(Path::Inline) {
+            return Kind::Boxed {
+                future: self.layers(From::Cache, req),
+            };
+        }
+        if reporting {
+            post.integration_start = Some(s.clock.unix_nanos());
+        }
+        post.clock = reporting.then(|| s.clock.clone());
+        Kind::Inner {
+            future: self.inner.call(req),
+        }
+    }
+}
+
+/// What is done to the response on its way out.
+struct Post {
+    request_id: RequestId,
+    /// The endpoint, kept when usage is reported.
+    endpoint: Option<Arc<Endpoint>>,
+    api_key_id: Option<Arc<str>>,
+    /// The throttle's `RateLimit` fields for an admitted request.
+    stamp: Option<Stamp>,
+    /// When the inner service was called (Unix nanoseconds), to report
+    /// the integration's latency, read from `clock`.
+    integration_start: Option<u64>,
+    clock: Option<Arc<dyn crate::clock::Clock>>,
+    /// The request's debug span, entered while the inner future is polled.
+    span: Option<Box<tracing::Span>>,
+}
+
+impl Post {
+    fn new(request_id: RequestId, endpoint: Option<Arc<Endpoint>>) -> Self {
+        Self {
+            request_id,
+            endpoint,
+            api_key_id: None,
+            stamp: None,
+            integration_start: None,
+            clock: None,
+            span: None,
+        }
+    }
+
+    /// Stamps the response; returns what usage reports.
+    fn finish(&mut self, res: &mut Response<Body>) -> Known {
+        if let Some(stamp) = self.stamp.take() {
+            Some(stamp).finish(res);
+        }
+        insert_request_id(res.headers_mut(), self.request_id);
+        let integration_latency = match (self.integration_start, &self.clock) {
+            (Some(start), Some(clock)) => Some(Duration::from_nanos(
+                clock.unix_nanos().saturating_sub(start),
+            )),
+            _ => None,
+        };
+        Known {
+            request_id: Some(self.request_id),
+            endpoint: self.endpoint.take(),
+            api_key_id: self.api_key_id.take(),
+            integration_latency,
+        }
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, E> {
+        // The inner service's own future.
+        Inner { #[pin] future: F },
+        // The layers from some step on.
+        Boxed { future: Boxed<E> },
+        // A gateway response.
+        Ready { response: Option<Response<Body>> },
+    }
+}
+
+pin_project! {
+    /// Response future of [`GatewayService`].
+    ///
+    /// When usage is reported, the inner future is polled inside
+    /// `catch_unwind`: a panic below becomes a 500 `DEFAULT_5XX` response
+    /// and a `panicked` event. Polled again after its output, it stays
+    /// pending.
+    pub struct ResponseFuture<F, E> {
+        #[pin]
+        kind: Kind<F, E>,
+        post: Post,
+        guard: Guard,
+        done: bool,
+    }
+}
+
+impl<F, E> ResponseFuture<F, E> {
+    fn new(kind: Kind<F, E>, post: Post, pending: Option<Pending>) -> Self {
+        Self {
+            kind,
+            post,
+            guard: Guard(pending),
+            done: false,
+        }
+    }
+}
+
+impl<F, E> fmt::Debug for ResponseFuture<F, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, E, ResB> Future for ResponseFuture<F, E>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
+        let this = self.project();
+        if *this.done {
+            return Poll::Pending;
+        }
+        let post = this.post;
+        let mut kind = this.kind;
+        let mut poll = || {
+            let _entered = post.span.as_deref().map(tracing::Span::enter);
+            match kind.as_mut().project() {
+                KindProj::Inner { future } => future.poll(cx).map(|r| r.map(|r| r.map(Body::new))),
+                KindProj::Boxed { future } => future.as_mut().poll(cx),
+                KindProj::Ready { response } => match response.take() {
+                    Some(r) => Poll::Ready(Ok(r)),
+                    None => Poll::Pending,
+                },
+            }
+        };
+        let Some(pending) = this.guard.0.take() else {
+            // Reporting is off: nothing is caught.
+            let mut res = ready!(poll())?;
+            *this.done = true;
+            post.finish(&mut res);
+            return Poll::Ready(Ok(res));
+        };
+        match catch_unwind(AssertUnwindSafe(poll)) {
+            Ok(Poll::Pending) => {
+                this.guard.0 = Some(pending);
+                Poll::Pending
+            }
+            Ok(Poll::Ready(Ok(mut res))) => {
+                *this.done = true;
+                let known = post.finish(&mut res);
+                Poll::Ready(Ok(pending.complete(res, known)))
+            }
+            Ok(Poll::Ready(Err(e))) => {
+                *this.done = true;
+                pending.failed();
+                Poll::Ready(Err(e))
+            }
+            Err(_) => {
+                *this.done = true;
+                Poll::Ready(Ok(pending.panicked()))
+            }
+        }
     }
 }

@@ -44,6 +44,16 @@ impl fmt::Debug for ApiKeyLayer {
 }
 
 impl ApiKeyLayer {
+    /// The [`ApiKey`](super::ApiKey) service's decision without waiting
+    /// (`None`: the store must be waited for; the service does that). An
+    /// admitted identity is put in the request's extensions.
+    pub(crate) fn decide_now<B>(
+        &self,
+        req: &mut http::Request<B>,
+    ) -> Option<super::service::Decision> {
+        self.shared.decide_now(req).ok()
+    }
+
     /// Requires, on every request, a key found in `store` (from the
     /// `x-api-key` header, hashed with SHA-256, on the system clock).
     pub fn new(store: Arc<dyn KeyStore>) -> Self {

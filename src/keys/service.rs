@@ -9,9 +9,9 @@ use bytes::Bytes;
 use http::{Request, Response};
 use tower::Service;
 
-use super::KeyRecord;
 use super::future::ResponseFuture;
 use super::layer::Shared;
+use super::{KeyDigest, KeyRecord};
 use crate::body::{Body, BoxError};
 use crate::context::{ApiKeyIdentity, RequestContext, RequestHead};
 use crate::gate::{self, Finish, GateFuture};
@@ -66,7 +66,7 @@ impl Finish for ApiKeyIdentity {
 
 /// Admit (with the identity, or `None` when fail-open let the request
 /// through unidentified), or reject with a ready response.
-type Decision = gate::Decision<Option<ApiKeyIdentity>>;
+pub(crate) type Decision = gate::Decision<Option<ApiKeyIdentity>>;
 
 /// A lookup's result.
 type Found = Result<Option<Arc<KeyRecord>>, StoreError>;
@@ -155,6 +155,32 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Steps 1 to 5 without waiting: the decision (an admitted identity is
+    /// in the request's extensions), or the key's digest when the store
+    /// must be waited for.
+    pub(crate) fn decide_now<B>(&self, req: &mut Request<B>) -> Result<Decision, KeyDigest> {
+        let head = RequestHead::of(req);
+        if !self.required(head) {
+            return Ok(gate::Decision::Admit(None));
+        }
+        let Some(digest) = self
+            .source
+            .extract(head)
+            .map(|value| self.hasher.digest(&value))
+        else {
+            return Ok(self.forbidden("no key in the request"));
+        };
+        match self.store.get_now(&digest) {
+            Some(found) => {
+                let decision = self.decide(found, RequestHead::of(req));
+                Ok(admit(decision, req))
+            }
+            None => Err(digest),
+        }
+    }
+}
+
 /// Puts an admitted key's identity in the request extensions, for the
 /// throttle and quota layers below, and passes the decision on.
 fn admit<ReqB>(decision: Decision, req: &mut Request<ReqB>) -> Decision {
@@ -186,33 +212,9 @@ where
     /// inner service that was polled ready goes with it, a clone staying
     /// here (tower's advice on cloning inner services).
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        let shared = &self.shared;
-        let head = RequestHead::of(&req);
-        if !shared.required(head) {
-            return ResponseFuture::new(GateFuture::now(
-                gate::Decision::Admit(None),
-                &mut self.inner,
-                req,
-            ));
-        }
-        let Some(digest) = shared
-            .source
-            .extract(head)
-            .map(|value| shared.hasher.digest(&value))
-        else {
-            return ResponseFuture::new(GateFuture::now(
-                shared.forbidden("no key in the request"),
-                &mut self.inner,
-                req,
-            ));
-        };
-        let gate = match shared.store.get_now(&digest) {
-            Some(found) => {
-                let decision = shared.decide(found, RequestHead::of(&req));
-                let decision = admit(decision, &mut req);
-                GateFuture::now(decision, &mut self.inner, req)
-            }
-            None => {
+        let gate = match self.shared.decide_now(&mut req) {
+            Ok(decision) => GateFuture::now(decision, &mut self.inner, req),
+            Err(digest) => {
                 let shared = self.shared.clone();
                 let decision: gate::Pending<ReqB, Option<ApiKeyIdentity>> = Box::pin(async move {
                     let found = shared.store.get(&digest).await;

@@ -50,6 +50,16 @@ impl fmt::Debug for MappingLayer {
 }
 
 impl MappingLayer {
+    /// Whether requests to endpoint `index` are mapped: `false` when the
+    /// layer passes them through untouched.
+    pub(crate) fn covers(&self, index: usize) -> bool {
+        match &self.shared.mappings {
+            Mappings::One(_) => true,
+            Mappings::ByEndpoint(all) => all.at(index).is_some(),
+            Mappings::Off => false,
+        }
+    }
+
     /// Applies `mapping` to every request.
     pub fn new(mapping: Arc<CompiledMapping>) -> Self {
         Self::build(

@@ -137,6 +137,15 @@ impl MeterLayer {
         self.edit(|s| s.responses = responses)
     }
 
+    /// The [`Meter`] service's decision without waiting (`None`: the
+    /// store must be waited for; nothing was counted).
+    pub(crate) fn decide_now(&self, ext: &http::Extensions) -> Option<gate::Decision<()>> {
+        match self.shared.charge(ext) {
+            None => Some(gate::Decision::Admit(())),
+            Some(charge) => self.shared.now(&charge),
+        }
+    }
+
     /// How many store failures this layer (and its clones) has seen.
     pub fn store_errors(&self) -> u64 {
         self.shared.store_errors.load(Ordering::Relaxed)

@@ -80,13 +80,20 @@ where
                 None => return Poll::Pending, // polled after completion
             },
         };
-        let mut buf = [0u8; 36];
-        if let Ok(v) = HeaderValue::from_str(this.request_id.encode(&mut buf)) {
-            response.headers_mut().insert(REQUEST_ID_HEADER, v);
-        }
+        insert_request_id(response.headers_mut(), *this.request_id);
         if let Some(routed) = this.routed.take() {
             response.extensions_mut().insert(routed);
         }
         Poll::Ready(Ok(response))
+    }
+}
+
+/// Sets `x-amzn-requestid`, its value cut from the thread's chunk (no
+/// allocation of its own).
+pub(crate) fn insert_request_id(headers: &mut http::HeaderMap, id: RequestId) {
+    let mut buf = [0u8; 36];
+    let text = id.encode(&mut buf);
+    if let Ok(v) = HeaderValue::from_maybe_shared(crate::slab::copy(&[text.as_bytes()])) {
+        headers.insert(REQUEST_ID_HEADER, v);
     }
 }

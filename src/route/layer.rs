@@ -24,6 +24,16 @@ impl RouteLayer {
         }
     }
 
+    /// Routes a request as the [`Route`] service does, for a gateway that
+    /// composes the steps itself.
+    pub(crate) fn route<B>(&self, req: http::Request<B>) -> super::service::Routing
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<crate::body::BoxError>,
+    {
+        self.shared.route(req)
+    }
+
     pub(crate) fn table(&self) -> &super::table::RouteTable {
         &self.shared.table
     }

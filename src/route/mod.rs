@@ -111,9 +111,9 @@
 //! ```
 
 pub(crate) mod config;
-mod future;
+pub(crate) mod future;
 mod layer;
-mod service;
+pub(crate) mod service;
 pub(crate) mod table;
 mod template;
 

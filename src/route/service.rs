@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::ALLOW;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
@@ -11,7 +11,7 @@ use super::config::Routes;
 use super::future::ResponseFuture;
 use super::table::{Lookup, RouteTable};
 use crate::body::{Body, BoxError};
-use crate::context::{RequestContext, RequestId, Routed};
+use crate::context::{Endpoint, RequestContext, RequestId, Routed};
 use crate::response::{GatewayResponseKind, GatewayResponses};
 
 /// What every clone of a route service shares.
@@ -68,37 +68,85 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let request_id = RequestId::new();
         let report = self.shared.report;
+        match self.shared.route(req) {
+            Routing::Rejected {
+                response,
+                request_id,
+            } => ResponseFuture::rejected(response, Routed::new(request_id, None), report),
+            Routing::Routed {
+                request,
+                request_id,
+                endpoint,
+                span,
+            } => {
+                let routed = Routed::new(request_id, report.then_some(endpoint));
+                let future = {
+                    let _entered = span.as_ref().map(|s| s.enter());
+                    self.inner.call(request)
+                };
+                ResponseFuture::inner(future, routed, report, span)
+            }
+        }
+    }
+}
+
+/// Where [`Shared::route`] sent a request.
+pub(crate) enum Routing {
+    /// To an endpoint: the request carries its [`RequestContext`], its URI
+    /// is stripped of the stage, and its body is a [`Body`].
+    Routed {
+        request: Request<Body>,
+        request_id: RequestId,
+        endpoint: Arc<Endpoint>,
+        /// The request's debug span, when a subscriber wants debug.
+        span: Option<Box<tracing::Span>>,
+    },
+    /// Nowhere: the gateway response that answers it.
+    Rejected {
+        response: Response<Body>,
+        request_id: RequestId,
+    },
+}
+
+impl Shared {
+    /// Looks the request up, strips the stage from its URI and inserts its
+    /// [`RequestContext`]; or answers 404, 405 or 400.
+    pub(crate) fn route<ReqB>(&self, req: Request<ReqB>) -> Routing
+    where
+        ReqB: http_body::Body<Data = Bytes> + Send + 'static,
+        ReqB::Error: Into<BoxError>,
+    {
+        let request_id = RequestId::new();
         let (mut parts, body) = req.into_parts();
-        let responses = &self.shared.responses;
-        let (endpoint, strip, values) =
-            match self.shared.table.lookup(&parts.method, parts.uri.path()) {
-                Lookup::Found {
-                    endpoint,
-                    strip,
-                    values,
-                } => (endpoint.clone(), strip, values),
-                Lookup::NotFound => {
-                    let res = responses.respond(GatewayResponseKind::ResourceNotFound);
-                    return ResponseFuture::rejected(res, Routed::new(request_id, None), report);
-                }
-                Lookup::MethodNotAllowed(allow) => {
-                    let mut res = responses.respond(GatewayResponseKind::MethodNotAllowed);
-                    res.headers_mut().insert(ALLOW, allow.clone());
-                    return ResponseFuture::rejected(res, Routed::new(request_id, None), report);
-                }
-                Lookup::BadParameter => {
-                    let res = responses.respond_with_message(
-                        GatewayResponseKind::BadRequestParameters,
-                        "A path parameter is not valid UTF-8 once percent-decoded",
-                    );
-                    return ResponseFuture::rejected(res, Routed::new(request_id, None), report);
-                }
-            };
+        let responses = &self.responses;
+        let rejected = |response| Routing::Rejected {
+            response,
+            request_id,
+        };
+        let (endpoint, strip, values) = match self.table.lookup(&parts.method, parts.uri.path()) {
+            Lookup::Found {
+                endpoint,
+                strip,
+                values,
+            } => (endpoint.clone(), strip, values),
+            Lookup::NotFound => {
+                return rejected(responses.respond(GatewayResponseKind::ResourceNotFound));
+            }
+            Lookup::MethodNotAllowed(allow) => {
+                let mut res = responses.respond(GatewayResponseKind::MethodNotAllowed);
+                res.headers_mut().insert(ALLOW, allow.clone());
+                return rejected(res);
+            }
+            Lookup::BadParameter => {
+                return rejected(responses.respond_with_message(
+                    GatewayResponseKind::BadRequestParameters,
+                    "A path parameter is not valid UTF-8 once percent-decoded",
+                ));
+            }
+        };
         let Some(stripped) = strip_prefix(&parts.uri, strip) else {
-            let res = responses.respond(GatewayResponseKind::BadRequestParameters);
-            return ResponseFuture::rejected(res, Routed::new(request_id, None), report);
+            return rejected(responses.respond(GatewayResponseKind::BadRequestParameters));
         };
         // Only when a subscriber wants debug: every layer's decision then
         // logs inside the request's span, with its id.
@@ -113,10 +161,9 @@ where
             Box::new(span)
         });
         let original_uri = std::mem::replace(&mut parts.uri, stripped);
-        let routed = Routed::new(request_id, report.then(|| endpoint.clone()));
         parts.extensions.insert(RequestContext {
             request_id,
-            endpoint,
+            endpoint: endpoint.clone(),
             path_values: values,
             original_uri,
         });
@@ -127,12 +174,12 @@ where
         } else {
             Body::new(body)
         };
-        let req = Request::from_parts(parts, body);
-        let future = {
-            let _entered = span.as_ref().map(|s| s.enter());
-            self.inner.call(req)
-        };
-        ResponseFuture::inner(future, routed, report, span)
+        Routing::Routed {
+            request: Request::from_parts(parts, body),
+            request_id,
+            endpoint,
+            span,
+        }
     }
 }
 
@@ -140,14 +187,11 @@ where
 fn strip_prefix(uri: &Uri, strip: usize) -> Option<Uri> {
     let path = uri.path().get(strip..)?;
     let path = if path.is_empty() { "/" } else { path };
-    let query = uri.query();
-    let mut buf = BytesMut::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
-    buf.put_slice(path.as_bytes());
-    if let Some(q) = query {
-        buf.put_u8(b'?');
-        buf.put_slice(q.as_bytes());
-    }
-    let pq = PathAndQuery::from_maybe_shared(buf.freeze()).ok()?;
+    let bytes = match uri.query() {
+        Some(q) => crate::slab::copy(&[path.as_bytes(), b"?", q.as_bytes()]),
+        None => crate::slab::copy(&[path.as_bytes()]),
+    };
+    let pq = PathAndQuery::from_maybe_shared(bytes).ok()?;
     let mut parts = http::uri::Parts::default();
     parts.scheme = uri.scheme().cloned();
     parts.authority = uri.authority().cloned();

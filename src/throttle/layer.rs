@@ -66,6 +66,16 @@ impl fmt::Debug for ThrottleLayer {
 }
 
 impl ThrottleLayer {
+    /// The [`Throttle`](super::Throttle) service's decision without
+    /// waiting (`None`: the store must be waited for): the buckets are
+    /// charged, and an admission carries the `RateLimit` fields to stamp.
+    pub(crate) fn decide_now(
+        &self,
+        head: crate::context::RequestHead<'_>,
+    ) -> Option<super::service::Decision> {
+        self.shared.decide_now(head)
+    }
+
     /// One bucket of `rate` shared by every request, in memory on the system
     /// clock. Change the key with [`key`](Self::key) and the store with
     /// [`store`](Self::store).

@@ -122,7 +122,7 @@ mod key;
 mod layer;
 mod memory;
 mod rate;
-mod service;
+pub(crate) mod service;
 mod store;
 
 use std::time::Duration;

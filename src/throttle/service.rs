@@ -120,7 +120,7 @@ const EMPTY: Limit<'static> = Limit {
 
 /// The fields of the headers on an admitted response.
 #[derive(Debug, Clone)]
-pub(super) struct Stamp {
+pub(crate) struct Stamp {
     policy: HeaderValue,
     scope: LimitScope,
     remaining: u32,
@@ -128,7 +128,7 @@ pub(super) struct Stamp {
 }
 
 impl Stamp {
-    pub(super) fn apply(&self, headers: &mut http::HeaderMap) {
+    pub(crate) fn apply(&self, headers: &mut http::HeaderMap) {
         headers::insert(
             headers,
             &self.policy,
@@ -149,7 +149,7 @@ impl Finish for Stamp {
     }
 }
 
-type Decision = gate::Decision<Option<Stamp>>;
+pub(crate) type Decision = gate::Decision<Option<Stamp>>;
 
 impl Shared {
     /// The limits that cover a request.
@@ -245,7 +245,7 @@ impl Shared {
     }
 
     /// Plans, checks and decides without waiting, if the store can.
-    fn decide_now(&self, head: RequestHead<'_>) -> Option<Decision> {
+    pub(crate) fn decide_now(&self, head: RequestHead<'_>) -> Option<Decision> {
         if let Source::Standalone { spec, key } = &self.source {
             // One limit: no plan to build.
             let custom = key.extract(head);

@@ -36,7 +36,7 @@ use super::reporter::Reporter;
 use crate::body::{Body, BoxError};
 use crate::cache::CacheStatus;
 use crate::clock::{Clock, SystemClock};
-use crate::context::{ApiKeyIdentity, Caller, Routed};
+use crate::context::{ApiKeyIdentity, Caller, Endpoint, RequestId, Routed};
 use crate::response::{ERROR_TYPE_HEADER, GatewayResponseKind, GatewayResponses};
 use crate::throttle::ClientAddr;
 
@@ -219,7 +219,7 @@ impl<S: fmt::Debug> fmt::Debug for Usage<S> {
 }
 
 /// What is known of a request before its response.
-struct Pending {
+pub(crate) struct Pending {
     shared: Arc<Shared>,
     /// Arrival, the clock's Unix nanoseconds.
     start: u64,
@@ -282,7 +282,7 @@ fn emit(shared: &Shared, event: UsageEvent) {
 /// Reports a request whose response never came (its future was dropped).
 /// Holds the pending facts while the future is pending; every other end
 /// takes them out first, so dropping a finished future reports nothing.
-struct Guard(Option<Pending>);
+pub(crate) struct Guard(pub(crate) Option<Pending>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -345,47 +345,91 @@ where
             }
             Ok(Poll::Ready(Ok(res))) => {
                 *this.done = true;
-                let mut event = pending.event(res.status().as_u16(), Outcome::Completed);
-                read_response(&mut event, res.headers(), res.extensions());
-                let (parts, body) = res.into_parts();
-                let body = Body::new(body);
-                if let Some(len) = body.in_memory_len() {
-                    // A body held whole in memory goes out in one write:
-                    // reported now, its length as sent, with no wrapper.
-                    event.response_bytes = len;
-                    event.latency = pending.elapsed();
-                    emit(&pending.shared, event);
-                    return Poll::Ready(Ok(Response::from_parts(parts, body)));
-                }
-                let body = Reporting {
-                    inner: body,
-                    pending: Some((pending, event)),
-                    sent: 0,
-                };
-                Poll::Ready(Ok(Response::from_parts(parts, Body::new(body))))
+                Poll::Ready(Ok(pending.complete(res, Known::default())))
             }
             Ok(Poll::Ready(Err(e))) => {
                 *this.done = true;
-                let mut event = pending.event(500, Outcome::Completed);
-                event.latency = pending.elapsed();
-                emit(&pending.shared, event);
+                pending.failed();
                 Poll::Ready(Err(e))
             }
             Err(_) => {
                 *this.done = true;
-                tracing::error!("a request panicked in the stack; answered 500");
-                let res = pending
-                    .shared
-                    .responses
-                    .respond(GatewayResponseKind::Default5xx);
-                let mut event = pending.event(res.status().as_u16(), Outcome::Panicked);
-                event.rejection = Some(GatewayResponseKind::Default5xx);
-                event.response_bytes = res.body().size_hint().exact().unwrap_or(0);
-                event.latency = pending.elapsed();
-                emit(&pending.shared, event);
-                Poll::Ready(Ok(res))
+                Poll::Ready(Ok(pending.panicked()))
             }
         }
+    }
+}
+
+/// What a gateway that composes the steps itself knows of a request
+/// without reading the response's extensions.
+#[derive(Default)]
+pub(crate) struct Known {
+    pub(crate) request_id: Option<RequestId>,
+    pub(crate) endpoint: Option<Arc<Endpoint>>,
+    pub(crate) api_key_id: Option<Arc<str>>,
+    pub(crate) integration_latency: Option<Duration>,
+}
+
+impl Pending {
+    /// Reports a response: now when its body is held whole in memory (it
+    /// goes out in one write), else when the body ends or is dropped.
+    pub(crate) fn complete<ResB>(self, res: Response<ResB>, known: Known) -> Response<Body>
+    where
+        ResB: http_body::Body<Data = Bytes> + Send + 'static,
+        ResB::Error: Into<BoxError>,
+    {
+        let mut event = self.event(res.status().as_u16(), Outcome::Completed);
+        read_response(&mut event, res.headers(), res.extensions());
+        if known.request_id.is_some() {
+            event.request_id = known.request_id;
+        }
+        if known.endpoint.is_some() {
+            event.endpoint = known.endpoint;
+        }
+        if known.api_key_id.is_some() {
+            event.api_key_id = known.api_key_id;
+        }
+        if event.integration_latency.is_none() {
+            event.integration_latency = known.integration_latency;
+        }
+        let (parts, body) = res.into_parts();
+        let body = Body::new(body);
+        if let Some(len) = body.in_memory_len() {
+            // A body held whole in memory goes out in one write:
+            // reported now, its length as sent, with no wrapper.
+            event.response_bytes = len;
+            event.latency = self.elapsed();
+            emit(&self.shared, event);
+            return Response::from_parts(parts, body);
+        }
+        let body = Reporting {
+            inner: body,
+            pending: Some((self, event)),
+            sent: 0,
+        };
+        Response::from_parts(parts, Body::new(body))
+    }
+
+    /// Reports an `Err` from the inner service as status 500.
+    pub(crate) fn failed(self) {
+        let mut event = self.event(500, Outcome::Completed);
+        event.latency = self.elapsed();
+        emit(&self.shared, event);
+    }
+
+    /// Reports a panic below and answers it: 500 `DEFAULT_5XX`.
+    pub(crate) fn panicked(self) -> Response<Body> {
+        tracing::error!("a request panicked in the stack; answered 500");
+        let res = self
+            .shared
+            .responses
+            .respond(GatewayResponseKind::Default5xx);
+        let mut event = self.event(res.status().as_u16(), Outcome::Panicked);
+        event.rejection = Some(GatewayResponseKind::Default5xx);
+        event.response_bytes = res.body().size_hint().exact().unwrap_or(0);
+        event.latency = self.elapsed();
+        emit(&self.shared, event);
+        res
     }
 }
 
@@ -509,34 +553,64 @@ where
                 done: false,
             };
         };
-        let start = shared.clock.unix_nanos();
-        let (parts, body) = req.into_parts();
-        let declared = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .or_else(|| body.size_hint().exact());
-        let counter = match declared {
-            Some(_) => None,
-            None => Some(Arc::new(AtomicU64::new(0))),
-        };
-        let peer = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
-        let pending = Pending {
-            shared: shared.clone(),
-            start,
-            method: parts.method.clone(),
-            request_bytes: declared.unwrap_or(0),
-            counter: counter.clone(),
-            source_ip: crate::throttle::client_ip(peer, &parts.headers, &shared.trusted),
-            // A shared-buffer clone, not a copy.
-            user_agent: parts.headers.get(USER_AGENT).cloned(),
-        };
-        let req = Request::from_parts(parts, Counted::new(body, counter));
+        let (req, pending) = begin(shared, req);
         ResponseFuture {
             future: self.inner.call(req),
             guard: Guard(Some(pending)),
             done: false,
+        }
+    }
+}
+
+/// Takes what a request's report needs before it goes on: arrival time,
+/// method, declared length (or a counter on its body), client address and
+/// user agent.
+fn begin<B: http_body::Body>(
+    shared: &Arc<Shared>,
+    req: Request<B>,
+) -> (Request<Counted<B>>, Pending) {
+    let start = shared.clock.unix_nanos();
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .or_else(|| body.size_hint().exact());
+    let counter = match declared {
+        Some(_) => None,
+        None => Some(Arc::new(AtomicU64::new(0))),
+    };
+    let peer = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
+    let pending = Pending {
+        shared: shared.clone(),
+        start,
+        method: parts.method.clone(),
+        request_bytes: declared.unwrap_or(0),
+        counter: counter.clone(),
+        source_ip: crate::throttle::client_ip(peer, &parts.headers, &shared.trusted),
+        // A shared-buffer clone, not a copy.
+        user_agent: parts.headers.get(USER_AGENT).cloned(),
+    };
+    (
+        Request::from_parts(parts, Counted::new(body, counter)),
+        pending,
+    )
+}
+
+impl UsageLayer {
+    /// Begins a request's report, as the [`Usage`] service does: `None`
+    /// when reporting is off (the body is still wrapped, uncounted).
+    pub(crate) fn begin<B: http_body::Body>(
+        &self,
+        req: Request<B>,
+    ) -> (Request<Counted<B>>, Option<Pending>) {
+        match &self.shared {
+            Some(shared) => {
+                let (req, pending) = begin(shared, req);
+                (req, Some(pending))
+            }
+            None => (req.map(|b| Counted::new(b, None)), None),
         }
     }
 }

@@ -68,7 +68,7 @@ mod aggregate;
 mod counted;
 mod event;
 mod http_sink;
-mod layer;
+pub(crate) mod layer;
 mod metrics_sink;
 mod reporter;
 
