@@ -175,6 +175,8 @@ fn eight_threads_spend_a_quota_of_ten_thousand_exactly() {
 }
 
 const CONFIG: &str = r#"
+# Admitted responses name the binding limit: a test below reads it.
+throttle_options: { headers: true }
 routes: { /pets: [GET] }
 stages:
   prod: { settings: { api_key_required: true } }

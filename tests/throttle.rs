@@ -188,6 +188,8 @@ fn eight_threads_on_one_key_admit_exactly_what_the_model_admits() {
 // --------------------------------------------------------- through a gateway
 
 const GATEWAY: &str = r#"
+# Admitted responses name the binding limit (off by default): the tests read it.
+throttle_options: { headers: true }
 throttle: { rate: 1, burst: 6 }
 routes:
   /pets: [GET, POST]
@@ -352,12 +354,15 @@ async fn retry_after_rounds_up_and_is_never_zero() {
 }
 
 #[tokio::test]
-async fn admitted_headers_can_be_switched_off() {
+async fn admitted_responses_carry_no_ratelimit_fields_by_default() {
+    // As API Gateway's: `throttle_options.headers: true` turns them on.
     let clock = ManualClock::at_unix_secs(10_000);
-    let yaml = "throttle_options: { headers: false }\nroutes: { /a: [GET] }\nstages: { prod: { settings: { throttle: { rate: 1, burst: 1 } } } }\n";
+    let yaml = "routes: { /a: [GET] }\nstages: { prod: { settings: { throttle: { rate: 1, burst: 1 } } } }\n";
     let mut svc = gateway(yaml, &clock).service(ok());
     let res = send(&mut svc, "GET", "/prod/a", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
     assert!(!res.headers().contains_key("ratelimit"));
+    assert!(!res.headers().contains_key("ratelimit-policy"));
     let res = send(&mut svc, "GET", "/prod/a", None).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(

@@ -14,7 +14,8 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use http::{Request, Response};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Request, Response};
 use tollgate::usage::{AccessLogSink, CLF, Reporter, ReporterConfig};
 use tollgate::{Body, Config, Gateway};
 
@@ -35,6 +36,14 @@ plans:
 keys:
   - { name: load, value: load-key-0123456789abcdef0, plans: [production] }
 "#;
+
+/// The full stack with `RateLimit` headers on admitted responses (the
+/// draft's recommendation; 429s carry them either way).
+pub(crate) fn full_config(ratelimit_headers: bool) -> Config {
+    let mut config = Config::from_yaml_str(FULL).unwrap();
+    config.throttle_options.headers = Some(ratelimit_headers);
+    config
+}
 
 /// No feature configured: routing only.
 pub(crate) const NO_FEATURES: &str = r#"
@@ -58,14 +67,16 @@ impl Write for Discard {
 /// The full stack's gateway, reporting to an access log (needs a Tokio
 /// runtime entered: the reporter's task runs on it).
 pub(crate) fn full() -> Gateway {
+    full_with(Config::from_yaml_str(FULL).unwrap())
+}
+
+/// `config` reporting to an access log, as [`full`].
+pub(crate) fn full_with(config: Config) -> Gateway {
     let log = AccessLogSink::template(CLF).unwrap().to_writer(Discard);
-    let mut config = ReporterConfig::default();
-    config.queue = 1 << 20;
-    let reporter = Reporter::with_config(Arc::new(log), config);
-    Gateway::builder(Config::from_yaml_str(FULL).unwrap())
-        .reporter(reporter)
-        .build()
-        .unwrap()
+    let mut reporting = ReporterConfig::default();
+    reporting.queue = 1 << 20;
+    let reporter = Reporter::with_config(Arc::new(log), reporting);
+    Gateway::builder(config).reporter(reporter).build().unwrap()
 }
 
 /// A gateway with no feature configured.
@@ -74,10 +85,19 @@ pub(crate) fn no_features() -> Gateway {
 }
 
 /// A request as a client sends it to the full stack.
+///
+/// Its header values are what hyper hands a service: slices of the
+/// connection's read buffer, so cloning one copies a pointer.
 pub(crate) fn request() -> Request<Body> {
+    let mut read = BytesMut::with_capacity(64);
+    read.extend_from_slice(KEY.as_bytes());
+    let key = read.split().freeze();
+    read.extend_from_slice(b"wrk");
+    let agent = read.split().freeze();
+    let value = |b: Bytes| HeaderValue::from_maybe_shared(b).unwrap();
     Request::get("/prod/pets/1")
-        .header("x-api-key", KEY)
-        .header("user-agent", "wrk")
+        .header("x-api-key", value(key))
+        .header("user-agent", value(agent))
         .body(Body::empty())
         .unwrap()
 }

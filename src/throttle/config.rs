@@ -16,7 +16,8 @@ use crate::store::FailMode;
 #[non_exhaustive]
 pub struct ThrottleOptions {
     /// Whether admitted responses carry `RateLimit-Policy` and `RateLimit`
-    /// (429s always do). Default true.
+    /// (429s always do). Default false, as API Gateway; see the
+    /// [module docs](crate::throttle) for why.
     #[serde(default)]
     pub headers: Option<bool>,
     /// What to do when the rate store fails. Default `open`.
@@ -194,7 +195,7 @@ impl ThrottleOptions {
         });
         ThrottleLayer::for_gateway(limits, plans, store)
             .responses(responses)
-            .headers(self.headers.unwrap_or(true))
+            .headers(self.headers.unwrap_or(false))
             .fail_mode(self.fail_mode.unwrap_or_default())
     }
 }

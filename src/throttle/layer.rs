@@ -104,7 +104,7 @@ impl ThrottleLayer {
                 source,
                 responses: GatewayResponses::default(),
                 fail_mode: FailMode::Open,
-                headers: true,
+                headers: false,
                 store_errors: Arc::new(AtomicU64::new(0)),
             }),
         }
@@ -136,7 +136,8 @@ impl ThrottleLayer {
     }
 
     /// Whether admitted responses carry `RateLimit-Policy` and `RateLimit`
-    /// (429s always do). Default true.
+    /// (429s always do). Default false, as API Gateway: see the
+    /// [module docs](super) for why.
     pub fn headers(self, on: bool) -> Self {
         self.edit(|s| s.headers = on)
     }

@@ -201,16 +201,59 @@ const MONTHS: [&str; 12] = [
 /// Latencies are whole milliseconds (truncated) here, where the JSON form
 /// keeps fractions; `requestTime` is CLF's `dd/MMM/yyyy:HH:mm:ss +0000`, in
 /// UTC; `requestTimeEpoch` is Unix milliseconds, as API Gateway's.
-fn write_var(out: &mut String, var: Var, e: &UsageEvent) {
+/// The last `requestTime` rendered, by whole second: the lines of one
+/// batch mostly share their second, so the date is formatted once.
+#[derive(Default)]
+struct TimeCache {
+    secs: Option<i64>,
+    text: String,
+}
+
+impl TimeCache {
+    fn get(&mut self, secs: i64) -> &str {
+        if self.secs != Some(secs) {
+            self.text.clear();
+            if let Ok(t) = OffsetDateTime::from_unix_timestamp(secs) {
+                let _ = write!(
+                    self.text,
+                    "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+                    t.day(),
+                    MONTHS[usize::from(u8::from(t.month())) - 1],
+                    t.year(),
+                    t.hour(),
+                    t.minute(),
+                    t.second()
+                );
+            } else {
+                self.text.push('-');
+            }
+            self.secs = Some(secs);
+        }
+        &self.text
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_int(out: &mut String, n: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+fn write_var(out: &mut String, var: Var, e: &UsageEvent, times: &mut TimeCache) {
     let dash = |out: &mut String, v: Option<&str>| out.push_str(v.unwrap_or("-"));
     match var {
         Var::RequestId => match e.request_id {
-            Some(id) => {
-                let _ = write!(out, "{id}");
-            }
+            Some(id) => out.push_str(id.encode(&mut [0; 36])),
             None => out.push('-'),
         },
         Var::SourceIp => match e.source_ip {
+            Some(std::net::IpAddr::V4(ip)) => {
+                for (i, octet) in ip.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push('.');
+                    }
+                    push_int(out, octet);
+                }
+            }
             Some(ip) => {
                 let _ = write!(out, "{ip}");
             }
@@ -222,42 +265,18 @@ fn write_var(out: &mut String, var: Var, e: &UsageEvent) {
         Var::ResourcePath => dash(out, e.resource()),
         Var::Stage => dash(out, e.stage()),
         Var::ApiId => out.push_str(&e.api),
-        Var::Status => {
-            let _ = write!(out, "{}", e.status);
-        }
-        Var::ResponseLength => {
-            let _ = write!(out, "{}", e.response_bytes);
-        }
-        Var::ResponseLatency => {
-            let _ = write!(out, "{}", e.latency.as_millis());
-        }
+        Var::Status => push_int(out, e.status),
+        Var::ResponseLength => push_int(out, e.response_bytes),
+        Var::ResponseLatency => push_int(out, e.latency.as_millis()),
         Var::IntegrationLatency => match e.integration_latency {
-            Some(l) => {
-                let _ = write!(out, "{}", l.as_millis());
-            }
+            Some(l) => push_int(out, l.as_millis()),
             None => out.push('-'),
         },
         Var::RequestTime => {
             let secs = i64::try_from(e.time_unix_nanos / 1_000_000_000).unwrap_or(0);
-            match OffsetDateTime::from_unix_timestamp(secs) {
-                Ok(t) => {
-                    let _ = write!(
-                        out,
-                        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
-                        t.day(),
-                        MONTHS[usize::from(u8::from(t.month())) - 1],
-                        t.year(),
-                        t.hour(),
-                        t.minute(),
-                        t.second()
-                    );
-                }
-                Err(_) => out.push('-'),
-            }
+            out.push_str(times.get(secs));
         }
-        Var::RequestTimeEpoch => {
-            let _ = write!(out, "{}", e.time_unix_nanos / 1_000_000);
-        }
+        Var::RequestTimeEpoch => push_int(out, e.time_unix_nanos / 1_000_000),
         Var::ErrorResponseType => dash(out, e.rejection.map(|k| k.as_str())),
         Var::PrincipalId => dash(out, e.principal.as_deref()),
     }
@@ -301,20 +320,20 @@ impl AccessLogSink {
     /// template line (the JSON form escapes everything).
     pub fn render(&self, e: &UsageEvent) -> String {
         let mut out = String::with_capacity(128);
-        self.render_into(&mut out, e);
+        self.render_into(&mut out, e, &mut TimeCache::default());
         out
     }
 
     /// Appends the line for `e` (without its newline) to `out`: a batch is
     /// rendered into one buffer, with no string per line.
-    fn render_into(&self, out: &mut String, e: &UsageEvent) {
+    fn render_into(&self, out: &mut String, e: &UsageEvent, times: &mut TimeCache) {
         match &self.format {
             Format::Json => out.push_str(&serde_json::to_string(e).unwrap_or_default()),
             Format::Template(parts) => {
                 for p in parts {
                     match p {
                         Part::Text(t) => out.push_str(t),
-                        Part::Var(v) => write_var(out, *v, e),
+                        Part::Var(v) => write_var(out, *v, e, times),
                     }
                 }
             }
@@ -334,8 +353,9 @@ impl UsageSink for AccessLogSink {
             }
             Target::Writer(w) => {
                 let mut text = String::with_capacity(batch.len() * 160);
+                let mut times = TimeCache::default();
                 for e in batch {
-                    self.render_into(&mut text, e);
+                    self.render_into(&mut text, e, &mut times);
                     text.push('\n');
                 }
                 let mut w = w.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -350,6 +370,53 @@ impl UsageSink for AccessLogSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(secs: u64, status: u16, ip: Option<std::net::IpAddr>) -> UsageEvent {
+        let mut e = UsageEvent::for_tests(secs * 1_000_000_000 + 999_999_999, status);
+        e.latency = std::time::Duration::from_micros(2_500);
+        e.response_bytes = 1234;
+        e.source_ip = ip;
+        e
+    }
+
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_renders_each_second_and_number_of_its_own() {
+        let out = Shared::default();
+        let sink = AccessLogSink::template(
+            "$context.identity.sourceIp [$context.requestTime] $context.status $context.responseLength $context.responseLatency $context.requestTimeEpoch",
+        )
+        .unwrap()
+        .to_writer(out.clone());
+        let v4 = Some("192.0.2.7".parse().unwrap());
+        let v6 = Some("2001:db8::1".parse().unwrap());
+        // 2024-03-09 16:00:00 UTC, then the same second, then the next one.
+        let batch = [
+            event(1_710_000_000, 200, v4),
+            event(1_710_000_000, 404, None),
+            event(1_710_000_001, 503, v6),
+        ];
+        sink.send(&batch).await.unwrap();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "192.0.2.7 [09/Mar/2024:16:00:00 +0000] 200 1234 2 1710000000999\n\
+             - [09/Mar/2024:16:00:00 +0000] 404 1234 2 1710000000999\n\
+             2001:db8::1 [09/Mar/2024:16:00:01 +0000] 503 1234 2 1710000001999\n"
+        );
+    }
 
     #[test]
     fn formats_parse_into_text_and_variables() {

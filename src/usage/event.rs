@@ -178,3 +178,30 @@ impl Serialize for UsageEvent {
         m.end()
     }
 }
+
+#[cfg(test)]
+impl UsageEvent {
+    /// A completed GET with `status` at `time_unix_nanos`, every other
+    /// field empty.
+    pub(crate) fn for_tests(time_unix_nanos: u64, status: u16) -> Self {
+        Self {
+            time_unix_nanos,
+            request_id: None,
+            api: "api".into(),
+            endpoint: None,
+            method: Method::GET,
+            status,
+            rejection: None,
+            latency: Duration::ZERO,
+            integration_latency: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            api_key_id: None,
+            principal: None,
+            cache: None,
+            source_ip: None,
+            user_agent: None,
+            outcome: Outcome::Completed,
+        }
+    }
+}

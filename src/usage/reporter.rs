@@ -1,8 +1,10 @@
 //! The reporter: a bounded queue between the request path and a sink.
 //!
 //! The request path only ever does a `try_send` on a std bounded channel
-//! (a few atomics, no waiting, no wake-up unless a batch just filled). One
-//! tokio task per reporter drains the channel into batches and calls the
+//! (a few atomics, no waiting, no wake-up unless a batch just filled). The
+//! queue is sharded, one channel per CPU up to 8, and a thread sends to its
+//! own, so server threads do not fight over one channel's cursor. One
+//! tokio task per reporter drains the channels into batches and calls the
 //! sink, one batch at a time, retrying a failed batch before it takes the
 //! next. So a sink is never called concurrently by one reporter, and while
 //! it is slow or failing the queue absorbs the traffic; once the queue is
@@ -55,8 +57,15 @@ pub trait UsageSink: Send + Sync + 'static {
 #[non_exhaustive]
 pub struct ReporterConfig {
     /// Events waiting at most; more are dropped and counted. Default 16,384
-    /// (the queue is allocated whole: about 4 MiB).
+    /// (the queue is allocated whole: about 4 MiB). It is split evenly
+    /// among the [`shards`](Self::shards), so a thread whose shard is full
+    /// drops even while another shard has room.
     pub queue: usize,
+    /// Channels the queue is split into; a thread sends to its own, so
+    /// server threads do not contend on one channel. Default 0: one per
+    /// CPU, up to 8. 1 gives one queue whose bound is exact for every
+    /// thread.
+    pub shards: usize,
     /// Events per batch at most. Default 512.
     pub batch_size: usize,
     /// A batch that is not full goes out this long after its first event.
@@ -79,6 +88,7 @@ impl Default for ReporterConfig {
     fn default() -> Self {
         Self {
             queue: 16_384,
+            shards: 0,
             batch_size: 512,
             flush_interval: Duration::from_secs(1),
             retry_base: Duration::from_millis(100),
@@ -98,21 +108,53 @@ struct Stats {
     retries: AtomicU64,
 }
 
+/// Events queued in one shard and not yet taken by the task, alone on its
+/// cache line so that two threads' counts do not share one.
+#[derive(Default)]
+#[repr(align(128))]
+struct Queued(AtomicUsize);
+
+/// The queue is split into shards, one per thread that records (up to
+/// [`MAX_SHARDS`]): a thread sends to its own shard, so two server
+/// threads do not contend on one channel's cursor and count.
+const MAX_SHARDS: usize = 8;
+
+/// This thread's shard number (taken in turn by threads as they first
+/// record), modulo the shard count.
+fn shard_of_thread() -> usize {
+    use std::cell::Cell;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static MINE: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+    MINE.try_with(|m| match m.get() {
+        Some(i) => i,
+        None => {
+            let i = NEXT.fetch_add(1, Ordering::Relaxed);
+            m.set(Some(i));
+            i
+        }
+    })
+    .unwrap_or(0)
+}
+
 /// What the [`Reporter`] handles share.
 struct Inner {
-    /// The channel's sending side. Dropping the last handle drops it, which
-    /// the task sees as disconnection: it delivers what is left and ends.
-    tx: SyncSender<UsageEvent>,
+    /// Each shard channel's sending side. Dropping the last handle drops
+    /// them, which the task sees as disconnection: it delivers what is left
+    /// and ends.
+    tx: Box<[SyncSender<UsageEvent>]>,
     stats: Arc<Stats>,
-    /// Events queued and not yet taken by the task.
-    queued: Arc<AtomicUsize>,
+    /// Events queued and not yet taken by the task, by shard.
+    queued: Arc<[Queued]>,
     /// Wakes the task: a batch is full, or shutdown.
     wake: Arc<Notify>,
     /// Set by [`Reporter::shutdown`]: `record` drops from then on, and the
     /// task drains and ends.
     stopping: Arc<AtomicBool>,
-    /// The queued count at which `record` wakes the task.
-    batch_size: usize,
+    /// The count queued in one shard at which `record` wakes the task: a
+    /// batch's share of it.
+    wake_at: usize,
     /// The task, taken (and awaited) by the first `shutdown`.
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -183,9 +225,17 @@ impl Reporter {
     pub fn with_config(sink: Arc<dyn UsageSink>, config: ReporterConfig) -> Self {
         // A plain bounded channel: a send is a few atomics and never wakes
         // anyone; the task is woken once per full batch, or by its timer.
-        let (tx, rx) = sync_channel(config.queue.max(1));
+        let shards = match config.shards {
+            0 => std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .clamp(1, MAX_SHARDS),
+            n => n,
+        };
+        // The queue's room, split evenly (rounded up: never less in all).
+        let room = config.queue.max(1).div_ceil(shards);
+        let (tx, rx): (Vec<_>, Vec<_>) = (0..shards).map(|_| sync_channel(room)).unzip();
         let stats = Arc::new(Stats::default());
-        let queued = Arc::new(AtomicUsize::new(0));
+        let queued: Arc<[Queued]> = (0..shards).map(|_| Queued::default()).collect();
         let wake = Arc::new(Notify::new());
         let stopping = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(run(Task {
@@ -196,15 +246,16 @@ impl Reporter {
             queued: queued.clone(),
             wake: wake.clone(),
             stopping: stopping.clone(),
+            next: std::cell::Cell::new(0),
         }));
         Self {
             inner: Arc::new(Inner {
-                tx,
+                tx: tx.into(),
                 stats,
                 queued,
                 wake,
                 stopping,
-                batch_size: config.batch_size.max(1),
+                wake_at: (config.batch_size.max(1) / shards).max(1),
                 task: Mutex::new(Some(task)),
             }),
         }
@@ -214,14 +265,20 @@ impl Reporter {
     /// reporter has shut down. Never waits.
     pub fn record(&self, event: UsageEvent) {
         let inner = &*self.inner;
-        if inner.stopping.load(Ordering::Relaxed) || inner.tx.try_send(event).is_err() {
+        let shard = shard_of_thread() % inner.tx.len();
+        if inner.stopping.load(Ordering::Relaxed) || inner.tx[shard].try_send(event).is_err() {
             inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("tollgate_usage_dropped").increment(1);
             return;
         }
         // The task may take the event before this count sees it: the count
         // dips below zero for a moment, so it wraps rather than overflows.
-        if inner.queued.fetch_add(1, Ordering::Relaxed).wrapping_add(1) == inner.batch_size {
+        if inner.queued[shard]
+            .0
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1)
+            == inner.wake_at
+        {
             inner.wake.notify_one();
         }
     }
@@ -271,33 +328,48 @@ impl Reporter {
 /// shared counters and flags.
 struct Task {
     sink: Arc<dyn UsageSink>,
-    rx: Receiver<UsageEvent>,
+    /// One receiver per shard.
+    rx: Vec<Receiver<UsageEvent>>,
     config: ReporterConfig,
     stats: Arc<Stats>,
-    queued: Arc<AtomicUsize>,
+    queued: Arc<[Queued]>,
     wake: Arc<Notify>,
     stopping: Arc<AtomicBool>,
+    /// The shard `take` starts at.
+    next: std::cell::Cell<usize>,
 }
 
 impl Task {
-    /// Moves up to `room` queued events into `batch`; `false` once the
-    /// channel is closed and empty.
+    /// Moves up to `room` queued events into `batch`, shard after shard;
+    /// `false` once every channel is closed and empty.
     fn take(&self, batch: &mut Vec<UsageEvent>, room: usize) -> bool {
-        let mut taken = 0;
-        let open = loop {
-            if taken == room {
-                break true;
-            }
-            match self.rx.try_recv() {
-                Ok(e) => {
-                    batch.push(e);
-                    taken += 1;
+        let mut left = room;
+        let mut open = false;
+        // Start one shard further each time, so a busy shard cannot keep
+        // the others waiting.
+        let n = self.rx.len();
+        let first = self.next.get() % n;
+        self.next.set(first + 1);
+        for i in (first..n).chain(0..first) {
+            let (rx, queued) = (&self.rx[i], &self.queued[i]);
+            let mut taken = 0;
+            let shard_open = loop {
+                if taken == left {
+                    break true;
                 }
-                Err(TryRecvError::Empty) => break true,
-                Err(TryRecvError::Disconnected) => break false,
-            }
-        };
-        self.queued.fetch_sub(taken, Ordering::Relaxed);
+                match rx.try_recv() {
+                    Ok(e) => {
+                        batch.push(e);
+                        taken += 1;
+                    }
+                    Err(TryRecvError::Empty) => break true,
+                    Err(TryRecvError::Disconnected) => break false,
+                }
+            };
+            queued.0.fetch_sub(taken, Ordering::Relaxed);
+            left -= taken;
+            open |= shard_open;
+        }
         open
     }
 }
@@ -376,4 +448,48 @@ async fn deliver(
     stats.failed.fetch_add(n, Ordering::Relaxed);
     metrics::counter!("tollgate_usage_failed").increment(n);
     batch.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts what it is sent.
+    #[derive(Default)]
+    struct Count(AtomicU64);
+
+    #[async_trait]
+    impl UsageSink for Count {
+        async fn send(&self, batch: &[UsageEvent]) -> Result<(), SinkError> {
+            self.0.fetch_add(batch.len() as u64, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn threads_on_their_own_shards_lose_nothing() {
+        let sink = Arc::new(Count::default());
+        let mut config = ReporterConfig::default();
+        config.shards = 4;
+        config.batch_size = 64;
+        let reporter = Reporter::with_config(sink.clone(), config);
+        assert_eq!(reporter.inner.tx.len(), 4);
+        let threads: Vec<_> = (0..6)
+            .map(|t| {
+                let reporter = reporter.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        reporter.record(UsageEvent::for_tests(t * 1000 + i, 200));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        reporter.shutdown().await;
+        assert_eq!(reporter.dropped(), 0);
+        assert_eq!(reporter.delivered(), 6000);
+        assert_eq!(sink.0.load(Ordering::SeqCst), 6000);
+    }
 }
