@@ -469,9 +469,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn threads_on_their_own_shards_lose_nothing() {
         let sink = Arc::new(Count::default());
-        let mut config = ReporterConfig::default();
-        config.shards = 4;
-        config.batch_size = 64;
+        let config = ReporterConfig {
+            shards: 4,
+            batch_size: 64,
+            ..ReporterConfig::default()
+        };
         let reporter = Reporter::with_config(sink.clone(), config);
         assert_eq!(reporter.inner.tx.len(), 4);
         let threads: Vec<_> = (0..6)
