@@ -9,7 +9,8 @@
 #[path = "common/stack.rs"]
 mod stack;
 
-use std::time::Duration;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use tower::{Service, service_fn};
@@ -68,6 +69,61 @@ fn stack(c: &mut Criterion) {
         )
     });
     g.finish();
+
+    // Two threads at once, each on its own clone (as two server workers
+    // with a connection each): what sharing buckets, counters and reference
+    // counts across cores costs. Time per request per thread, requests
+    // built outside the timing.
+    let mut g = c.benchmark_group("stack_two_threads");
+    g.bench_function("bare_inner_service", |b| {
+        b.iter_custom(|iters| two_threads(iters, || service_fn(stack::pet)))
+    });
+    let gateway = stack::full();
+    g.bench_function("full", |b| {
+        b.iter_custom(|iters| two_threads(iters, || gateway.service(service_fn(stack::pet))))
+    });
+    g.finish();
+}
+
+/// Runs `iters` requests on each of two threads, each with a service from
+/// `make`, both started together; the longer thread's time.
+fn two_threads<S>(iters: u64, make: impl Fn() -> S) -> Duration
+where
+    S: Service<http::Request<tollgate::Body>, Response = http::Response<tollgate::Body>>
+        + Send
+        + 'static,
+    S::Error: std::fmt::Debug,
+{
+    let start = Arc::new(Barrier::new(2));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let mut svc = make();
+            let start = start.clone();
+            std::thread::spawn(move || {
+                start.wait();
+                let mut spent = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(1024);
+                    left -= n;
+                    let requests: Vec<_> = (0..n).map(|_| stack::request()).collect();
+                    // Benchmark timing, not the gateway's clock.
+                    #[allow(clippy::disallowed_methods)]
+                    let t = Instant::now();
+                    for r in requests {
+                        drop(stack::ready(svc.call(r)));
+                    }
+                    spent += t.elapsed();
+                }
+                spent
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .max()
+        .unwrap_or_default()
 }
 
 criterion_group! {

@@ -43,6 +43,7 @@ use crate::integration::Integrations;
 use crate::route::future::insert_request_id;
 use crate::route::service::Routing;
 use crate::throttle::service::Stamp;
+use crate::usage::UsageLayer;
 use crate::usage::layer::{Guard, Known, Pending};
 
 /// How an endpoint's requests go through the gateway; see the
@@ -61,10 +62,40 @@ pub(crate) enum Path {
 
 /// A service wrapped by a [`Gateway`](crate::Gateway). Clone it freely:
 /// clones share every limit and cache.
-#[derive(Clone)]
+///
+/// Each clone (a server makes one per connection) also keeps its own copy
+/// of what every request's future holds on to, so that requests on
+/// different threads do not contend on one reference count.
 pub struct GatewayService<S> {
-    pub(super) shared: Arc<Shared>,
+    pub(super) local: Arc<Local>,
     pub(super) inner: S,
+}
+
+/// What one clone's requests hold: the gateway, and the usage settings in
+/// an allocation of this clone's own (a cache line of its own too: two
+/// clones' counts must not share one).
+#[repr(align(128))]
+pub(super) struct Local {
+    shared: Arc<Shared>,
+    usage: UsageLayer,
+}
+
+impl Local {
+    pub(super) fn new(shared: &Arc<Shared>) -> Arc<Self> {
+        Arc::new(Self {
+            usage: shared.usage.own_copy(),
+            shared: shared.clone(),
+        })
+    }
+}
+
+impl<S: Clone> Clone for GatewayService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            local: Local::new(&self.local.shared),
+            inner: self.inner.clone(),
+        }
+    }
 }
 
 impl<S: fmt::Debug> fmt::Debug for GatewayService<S> {
@@ -88,42 +119,39 @@ enum From {
     Cache,
 }
 
-impl<S> GatewayService<S> {
-    /// The layers from `from` on, around the inner instance that was
-    /// polled ready (a clone stays here, as tower advises), called with
-    /// `req` and boxed.
-    fn layers<ResB>(&mut self, from: From, req: Request<Body>) -> Boxed<S::Error>
-    where
-        S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        ResB: http_body::Body<Data = Bytes> + Send + 'static,
-        ResB::Error: Into<BoxError>,
-    {
-        let s = &*self.shared;
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let timing = s.usage.is_on().then(|| s.clock.clone());
-        let integrated = Integrations::new(inner, s.integrations.clone(), timing);
-        let tail = s.cache.layer(s.mapping.layer(integrated));
-        match from {
-            From::Cache => Box::pin({ tail }.call(req)),
-            From::Meter => Box::pin(s.meter.layer(tail).call(req)),
-            From::Throttle => Box::pin(s.throttle.layer(s.meter.layer(tail)).call(req)),
-            From::ApiKey => Box::pin(
-                s.keys
-                    .layer(s.throttle.layer(s.meter.layer(tail)))
-                    .call(req),
-            ),
-            From::SigV4 => Box::pin(
-                s.sigv4
-                    .layer(
-                        s.authorizers
-                            .layer(s.keys.layer(s.throttle.layer(s.meter.layer(tail)))),
-                    )
-                    .call(req),
-            ),
-        }
+/// The layers from `from` on, around the inner instance that was polled
+/// ready (a clone stays in its place, as tower advises), called with `req`
+/// and boxed.
+fn layers<S, ResB>(s: &Shared, inner: &mut S, from: From, req: Request<Body>) -> Boxed<S::Error>
+where
+    S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    let clone = inner.clone();
+    let inner = std::mem::replace(inner, clone);
+    let timing = s.usage.is_on().then(|| s.clock.clone());
+    let integrated = Integrations::new(inner, s.integrations.clone(), timing);
+    let tail = s.cache.layer(s.mapping.layer(integrated));
+    match from {
+        From::Cache => Box::pin({ tail }.call(req)),
+        From::Meter => Box::pin(s.meter.layer(tail).call(req)),
+        From::Throttle => Box::pin(s.throttle.layer(s.meter.layer(tail)).call(req)),
+        From::ApiKey => Box::pin(
+            s.keys
+                .layer(s.throttle.layer(s.meter.layer(tail)))
+                .call(req),
+        ),
+        From::SigV4 => Box::pin(
+            s.sigv4
+                .layer(
+                    s.authorizers
+                        .layer(s.keys.layer(s.throttle.layer(s.meter.layer(tail)))),
+                )
+                .call(req),
+        ),
     }
 }
 
@@ -146,21 +174,19 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let shared = self.shared.clone();
-        let (req, pending) = shared.usage.begin(req);
-        let (req, request_id, endpoint, span) = match shared.route.route(req) {
+        let local = &*self.local;
+        let s = &*local.shared;
+        let (req, pending) = local.usage.begin(req);
+        let (req, request_id, endpoint, span) = match s.route.route(req) {
             Routing::Rejected {
                 response,
                 request_id,
             } => {
                 let post = Post::new(request_id, None);
-                return ResponseFuture::new(
-                    Kind::Ready {
-                        response: Some(response),
-                    },
-                    post,
-                    pending,
-                );
+                let kind = Kind::Ready {
+                    response: Some(response),
+                };
+                return ResponseFuture::new(kind, post, pending);
             }
             Routing::Routed {
                 request,
@@ -170,17 +196,26 @@ where
             } => (request, request_id, endpoint, span),
         };
         let reporting = pending.is_some();
-        let mut post = Post::new(request_id, reporting.then(|| endpoint.clone()));
+        let index = endpoint.index();
+        let mut post = Post::new(request_id, reporting.then_some(endpoint));
         let kind = {
             let _entered = span.as_deref().map(tracing::Span::enter);
-            self.steps(&shared, req, &endpoint, &mut post, reporting)
+            steps(s, &mut self.inner, req, index, &mut post, reporting)
         };
         post.span = span;
         ResponseFuture::new(kind, post, pending)
     }
 }
 
-impl<S, ResB> GatewayService<S>
+/// The steps after routing: inline as long as each decides at once.
+fn steps<S, ResB>(
+    s: &Shared,
+    inner: &mut S,
+    mut req: Request<Body>,
+    index: usize,
+    post: &mut Post,
+    reporting: bool,
+) -> Kind<S::Future, S::Error>
 where
     S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -188,76 +223,52 @@ where
     ResB: http_body::Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
-    /// The steps after routing: inline as long as each decides at once.
-    fn steps(
-        &mut self,
-        s: &Shared,
-        mut req: Request<Body>,
-        endpoint: &Endpoint,
-        post: &mut Post,
-        reporting: bool,
-    ) -> Kind<S::Future, S::Error> {
-        let path = s.paths.get(endpoint.index()).copied();
-        if path == Some(Path::Layered) {
-            return Kind::Boxed {
-                future: self.layers(From::SigV4, req),
+    let boxed = |from, req, inner: &mut S| Kind::Boxed {
+        future: layers(s, inner, from, req),
+    };
+    let path = s.paths.get(index).copied();
+    if path == Some(Path::Layered) {
+        return boxed(From::SigV4, req, inner);
+    }
+    match s.keys.decide_now(&mut req) {
+        None => return boxed(From::ApiKey, req, inner),
+        Some(Decision::Reject(res)) => {
+            return Kind::Ready {
+                response: Some(*res),
             };
         }
-        match s.keys.decide_now(&mut req) {
-            None => {
-                return Kind::Boxed {
-                    future: self.layers(From::ApiKey, req),
-                };
-            }
-            Some(Decision::Reject(res)) => {
-                return Kind::Ready {
-                    response: Some(*res),
-                };
-            }
-            Some(Decision::Admit(identity)) => {
-                if reporting {
-                    post.api_key_id = identity.map(|i| i.key_id_arc());
-                }
+        Some(Decision::Admit(identity)) => {
+            if reporting {
+                post.api_key_id = identity.map(|i| i.key_id_arc());
             }
         }
-        match s.throttle.decide_now(RequestHead::of(&req)) {
-            None => {
-                return Kind::Boxed {
-                    future: self.layers(From::Throttle, req),
-                };
-            }
-            Some(Decision::Reject(res)) => {
-                return Kind::Ready {
-                    response: Some(*res),
-                };
-            }
-            Some(Decision::Admit(stamp)) => post.stamp = stamp,
-        }
-        match s.meter.decide_now(req.extensions()) {
-            None => {
-                return Kind::Boxed {
-                    future: self.layers(From::Meter, req),
-                };
-            }
-            Some(Decision::Reject(res)) => {
-                return Kind::Ready {
-                    response: Some(*res),
-                };
-            }
-            Some(Decision::Admit(())) => {}
-        }
-        if path != Some(Path::Inline) {
-            return Kind::Boxed {
-                future: self.layers(From::Cache, req),
+    }
+    match s.throttle.decide_now(RequestHead::of(&req)) {
+        None => return boxed(From::Throttle, req, inner),
+        Some(Decision::Reject(res)) => {
+            return Kind::Ready {
+                response: Some(*res),
             };
         }
-        if reporting {
-            post.integration_start = Some(s.clock.unix_nanos());
+        Some(Decision::Admit(stamp)) => post.stamp = stamp,
+    }
+    match s.meter.decide_now(req.extensions()) {
+        None => return boxed(From::Meter, req, inner),
+        Some(Decision::Reject(res)) => {
+            return Kind::Ready {
+                response: Some(*res),
+            };
         }
-        post.clock = reporting.then(|| s.clock.clone());
-        Kind::Inner {
-            future: self.inner.call(req),
-        }
+        Some(Decision::Admit(())) => {}
+    }
+    if path != Some(Path::Inline) {
+        return boxed(From::Cache, req, inner);
+    }
+    if reporting {
+        post.integration_start = Some(s.clock.unix_nanos());
+    }
+    Kind::Inner {
+        future: inner.call(req),
     }
 }
 
@@ -269,10 +280,9 @@ struct Post {
     api_key_id: Option<Arc<str>>,
     /// The throttle's `RateLimit` fields for an admitted request.
     stamp: Option<Stamp>,
-    /// When the inner service was called (Unix nanoseconds), to report
-    /// the integration's latency, read from `clock`.
+    /// When the inner service was called here (the gateway clock's Unix
+    /// nanoseconds): its latency to the response head is the integration's.
     integration_start: Option<u64>,
-    clock: Option<Arc<dyn crate::clock::Clock>>,
     /// The request's debug span, entered while the inner future is polled.
     span: Option<Box<tracing::Span>>,
 }
@@ -285,7 +295,6 @@ impl Post {
             api_key_id: None,
             stamp: None,
             integration_start: None,
-            clock: None,
             span: None,
         }
     }
@@ -296,17 +305,11 @@ impl Post {
             Some(stamp).finish(res);
         }
         insert_request_id(res.headers_mut(), self.request_id);
-        let integration_latency = match (self.integration_start, &self.clock) {
-            (Some(start), Some(clock)) => Some(Duration::from_nanos(
-                clock.unix_nanos().saturating_sub(start),
-            )),
-            _ => None,
-        };
         Known {
             request_id: Some(self.request_id),
             endpoint: self.endpoint.take(),
             api_key_id: self.api_key_id.take(),
-            integration_latency,
+            integration_latency: None,
         }
     }
 }
@@ -396,7 +399,10 @@ where
             }
             Ok(Poll::Ready(Ok(mut res))) => {
                 *this.done = true;
-                let known = post.finish(&mut res);
+                let mut known = post.finish(&mut res);
+                known.integration_latency = post
+                    .integration_start
+                    .map(|start| Duration::from_nanos(pending.now().saturating_sub(start)));
                 Poll::Ready(Ok(pending.complete(res, known)))
             }
             Ok(Poll::Ready(Err(e))) => {

@@ -25,7 +25,7 @@ pub(crate) struct PlanDef {
     pub(crate) quota: Option<Quota>,
 }
 
-pub(crate) type Plans = HashMap<Arc<str>, PlanDef>;
+pub(crate) type Plans = HashMap<Arc<str>, PlanDef, foldhash::fast::RandomState>;
 
 /// The plans, shared by the key, throttle and meter layers: read without a
 /// lock on every request, replaced whole when a plan changes.

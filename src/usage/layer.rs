@@ -49,7 +49,9 @@ use crate::throttle::ClientAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IntegrationLatency(pub Duration);
 
-/// The layer's settings, shared by every service it made.
+/// The layer's settings, shared by every service it made (a copy per
+/// gateway service clone: on a cache line of its own).
+#[repr(align(128))]
 struct Shared {
     /// Never empty (an empty list makes the layer [`off`](UsageLayer::off)).
     reporters: Box<[Reporter]>,
@@ -179,6 +181,13 @@ impl UsageLayer {
         self.with(|s| s.responses = responses)
     }
 
+    /// The same settings in an allocation of their own (the API name
+    /// copied too): a server thread's requests then count references on
+    /// it alone, not on one shared with other threads.
+    pub(crate) fn own_copy(&self) -> Self {
+        self.clone().with(|s| s.api = Arc::from(&*s.api))
+    }
+
     pub(crate) fn is_on(&self) -> bool {
         self.shared.is_some()
     }
@@ -259,6 +268,11 @@ impl Pending {
             user_agent: self.user_agent.clone(),
             outcome,
         }
+    }
+
+    /// The layer clock's time, Unix nanoseconds.
+    pub(crate) fn now(&self) -> u64 {
+        self.shared.clock.unix_nanos()
     }
 
     fn elapsed(&self) -> Duration {
