@@ -105,6 +105,7 @@ impl Gateway {
         GatewayService {
             local: Local::new(&self.shared),
             inner,
+            key_memo: None,
         }
     }
 

@@ -118,7 +118,7 @@ mod future;
 mod layer;
 mod manage;
 mod record;
-mod service;
+pub(crate) mod service;
 mod source;
 mod store;
 
