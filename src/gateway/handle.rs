@@ -105,7 +105,6 @@ impl Gateway {
         GatewayService {
             local: Local::new(&self.shared),
             inner,
-            key_memo: None,
         }
     }
 

@@ -40,7 +40,6 @@ use crate::body::{Body, BoxError};
 use crate::context::{Endpoint, RequestHead, RequestId};
 use crate::gate::{Decision, Finish};
 use crate::integration::Integrations;
-use crate::keys::service::KeyMemo;
 use crate::route::future::insert_request_id;
 use crate::route::service::Routing;
 use crate::throttle::service::Stamp;
@@ -70,8 +69,6 @@ pub(crate) enum Path {
 pub struct GatewayService<S> {
     pub(super) local: Arc<Local>,
     pub(super) inner: S,
-    /// This clone's (connection's) last accepted API key.
-    pub(super) key_memo: Option<KeyMemo>,
 }
 
 /// What one clone's requests hold: the gateway, and the usage settings in
@@ -97,7 +94,6 @@ impl<S: Clone> Clone for GatewayService<S> {
         Self {
             local: Local::new(&self.local.shared),
             inner: self.inner.clone(),
-            key_memo: None,
         }
     }
 }
@@ -204,27 +200,17 @@ where
         let mut post = Post::new(request_id, reporting.then_some(endpoint));
         let kind = {
             let _entered = span.as_deref().map(tracing::Span::enter);
-            let parts = Parts {
-                inner: &mut self.inner,
-                key_memo: &mut self.key_memo,
-            };
-            steps(s, parts, req, index, &mut post, reporting)
+            steps(s, &mut self.inner, req, index, &mut post, reporting)
         };
         post.span = span;
         ResponseFuture::new(kind, post, pending)
     }
 }
 
-/// A clone's own parts, lent to [`steps`].
-struct Parts<'a, S> {
-    inner: &'a mut S,
-    key_memo: &'a mut Option<KeyMemo>,
-}
-
 /// The steps after routing: inline as long as each decides at once.
 fn steps<S, ResB>(
     s: &Shared,
-    Parts { inner, key_memo }: Parts<'_, S>,
+    inner: &mut S,
     mut req: Request<Body>,
     index: usize,
     post: &mut Post,
@@ -244,7 +230,7 @@ where
     if path == Some(Path::Layered) {
         return boxed(From::SigV4, req, inner);
     }
-    match s.keys.decide_remembering(&mut req, key_memo) {
+    match s.keys.decide_now(&mut req) {
         None => return boxed(From::ApiKey, req, inner),
         Some(Decision::Reject(res)) => {
             return Kind::Ready {

@@ -46,15 +46,12 @@ impl fmt::Debug for ApiKeyLayer {
 impl ApiKeyLayer {
     /// The [`ApiKey`](super::ApiKey) service's decision without waiting
     /// (`None`: the store must be waited for; the service does that). An
-    /// admitted identity is put in the request's extensions. `memo` is one
-    /// connection's last accepted key: reused while it holds, replaced by
-    /// the key accepted now.
-    pub(crate) fn decide_remembering<B>(
+    /// admitted identity is put in the request's extensions.
+    pub(crate) fn decide_now<B>(
         &self,
         req: &mut http::Request<B>,
-        memo: &mut Option<super::service::KeyMemo>,
     ) -> Option<super::service::Decision> {
-        self.shared.decide_remembering(req, memo).ok()
+        self.shared.decide_now(req).ok()
     }
 
     /// Requires, on every request, a key found in `store` (from the

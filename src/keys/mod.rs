@@ -118,7 +118,7 @@ mod future;
 mod layer;
 mod manage;
 mod record;
-pub(crate) mod service;
+mod service;
 mod source;
 mod store;
 

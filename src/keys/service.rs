@@ -15,7 +15,6 @@ use super::{KeyDigest, KeyRecord};
 use crate::body::{Body, BoxError};
 use crate::context::{ApiKeyIdentity, RequestContext, RequestHead};
 use crate::gate::{self, Finish, GateFuture};
-use crate::plans::{PlanBook, Plans};
 use crate::response::GatewayResponseKind;
 use crate::store::{FailMode, StoreError};
 
@@ -161,16 +160,6 @@ impl Shared {
     /// in the request's extensions), or the key's digest when the store
     /// must be waited for.
     pub(crate) fn decide_now<B>(&self, req: &mut Request<B>) -> Result<Decision, KeyDigest> {
-        self.decide_remembering(req, &mut None)
-    }
-
-    /// The same, reusing `memo` (one connection's last accepted key) while
-    /// it holds, and remembering an accepted key there.
-    pub(crate) fn decide_remembering<B>(
-        &self,
-        req: &mut Request<B>,
-        memo: &mut Option<KeyMemo>,
-    ) -> Result<Decision, KeyDigest> {
         let head = RequestHead::of(req);
         if !self.required(head) {
             return Ok(gate::Decision::Admit(None));
@@ -182,102 +171,14 @@ impl Shared {
         else {
             return Ok(self.forbidden("no key in the request"));
         };
-        let generation = self.store.generation();
-        if let Some(m) = memo.as_ref()
-            && self.holds(m, generation, &digest, head)
-        {
-            if !m
-                .record
-                .usable_at_nanos(i128::from(self.clock.unix_nanos()))
-            {
-                return Ok(self.forbidden("disabled or expired key"));
+        match self.store.get_now(&digest) {
+            Some(found) => {
+                let decision = self.decide(found, RequestHead::of(req));
+                Ok(admit(decision, req))
             }
-            let identity = m.identity.clone();
-            req.extensions_mut().insert(identity.clone());
-            return Ok(gate::Decision::Admit(Some(identity)));
+            None => Err(digest),
         }
-        // The plans before the decision: a change after it makes the memo
-        // stale at once rather than wrong.
-        let plans = self.plans.as_ref().map(PlanBook::load_full);
-        let Some(found) = self.store.get_now(&digest) else {
-            return Err(digest);
-        };
-        let record = found.as_ref().ok().and_then(Option::clone);
-        let decision = admit(self.decide(found, RequestHead::of(req)), req);
-        *memo = match (&decision, generation, record) {
-            (gate::Decision::Admit(Some(identity)), Some(generation), Some(record)) => {
-                Some(KeyMemo {
-                    digest,
-                    generation,
-                    plans,
-                    stage: stage_of(RequestHead::of(req)).map(Arc::from),
-                    record,
-                    identity: own_copy(identity),
-                })
-            }
-            _ => None,
-        };
-        Ok(decision)
     }
-
-    /// Whether `memo` still answers for `digest` here: the same key (its
-    /// digest, compared in constant time), the store and the plans
-    /// unchanged since, and the same stage.
-    fn holds(
-        &self,
-        memo: &KeyMemo,
-        generation: Option<u64>,
-        digest: &KeyDigest,
-        head: RequestHead<'_>,
-    ) -> bool {
-        use subtle::ConstantTimeEq;
-        let same_plans = match (&self.plans, &memo.plans) {
-            (None, None) => true,
-            (Some(book), Some(then)) => Arc::ptr_eq(&book.load(), then),
-            _ => false,
-        };
-        generation == Some(memo.generation)
-            && bool::from(memo.digest.0.ct_eq(&digest.0))
-            && same_plans
-            && stage_of(head) == memo.stage.as_deref()
-    }
-}
-
-/// The stage a gateway routed the request to.
-fn stage_of(head: RequestHead<'_>) -> Option<&str> {
-    head.extensions
-        .get::<RequestContext>()
-        .map(|c| c.endpoint().stage())
-}
-
-/// The identity with its strings in allocations of its own: the requests
-/// of one connection then count references on them alone.
-fn own_copy(identity: &ApiKeyIdentity) -> ApiKeyIdentity {
-    let mut copy = ApiKeyIdentity::new(
-        Arc::<str>::from(identity.key_id()),
-        identity.plan().map(Arc::from),
-    )
-    .allow_cache_invalidation(identity.can_invalidate_cache());
-    if let Some(created) = identity.created() {
-        copy = copy.created_at(created);
-    }
-    copy
-}
-
-/// One connection's last accepted key, kept by a gateway service clone so
-/// that the next request with the same key skips the store's lock and the
-/// plan lookups. It holds while the store's
-/// [`generation`](super::KeyStore::generation) and the plans are unchanged
-/// and the stage is the same; enabled and expiry are checked on every
-/// request. Only the key's digest is kept, never its value.
-pub(crate) struct KeyMemo {
-    digest: KeyDigest,
-    generation: u64,
-    /// The plans it was decided with, kept so their address stays theirs.
-    plans: Option<Arc<Plans>>,
-    stage: Option<Arc<str>>,
-    record: Arc<KeyRecord>,
-    identity: ApiKeyIdentity,
 }
 
 /// Puts an admitted key's identity in the request extensions, for the

@@ -42,15 +42,6 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
         None
     }
 
-    /// A number that changes whenever any record is stored or deleted,
-    /// for a store that can give it without waiting or locking (the
-    /// in-memory one). A gateway then keeps a connection's last accepted
-    /// key while the number holds, instead of looking it up on every
-    /// request. `None` (the default): every request looks its key up.
-    fn generation(&self) -> Option<u64> {
-        None
-    }
-
     /// The digest and record of the key with id `id`. For management only
     /// (rotation needs the record, an update needs its digest).
     async fn get_by_id(&self, id: &str) -> Result<Option<(KeyDigest, Arc<KeyRecord>)>, StoreError>;
@@ -88,9 +79,6 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
 #[derive(Default)]
 pub struct InMemoryKeyStore {
     inner: RwLock<Maps>,
-    /// Bumped by every write (under the write lock): see
-    /// [`KeyStore::generation`].
-    generation: std::sync::atomic::AtomicU64,
 }
 
 /// The two indexes, kept in step: `by_id[r.id] == d` exactly when
@@ -120,13 +108,8 @@ impl InMemoryKeyStore {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The write lock; the generation moves once it is held, so a reader
-    /// that read the old number before its lookup sees the change next time.
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Maps> {
-        let guard = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        guard
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The record for a digest, without waiting (what
@@ -176,10 +159,6 @@ impl KeyStore for InMemoryKeyStore {
 
     fn get_now(&self, digest: &KeyDigest) -> Option<Result<Option<Arc<KeyRecord>>, StoreError>> {
         Some(Ok(self.lookup(digest)))
-    }
-
-    fn generation(&self) -> Option<u64> {
-        Some(self.generation.load(std::sync::atomic::Ordering::Acquire))
     }
 
     async fn get_by_id(&self, id: &str) -> Result<Option<(KeyDigest, Arc<KeyRecord>)>, StoreError> {
