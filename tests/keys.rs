@@ -182,6 +182,51 @@ async fn management_rotates_disables_attaches_and_deletes() {
 }
 
 #[tokio::test]
+async fn one_service_follows_stages_plans_and_other_keys() {
+    // The same service, request after request: each key decided afresh
+    // against the stage, the plans and the store as they are now.
+    let clock = ManualClock::at_unix_secs(1_800_000_000);
+    let gw = gateway(CONFIG, &clock);
+    let mut svc = gw.service(whoami());
+    let good = Some("good-key-0123456789abcdef");
+    let (status, good_id) = call(&mut svc, "/prod/pets", good).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(good_id.ends_with(":gold"), "{good_id}");
+    // `gold` covers prod, not test: the same key on another stage is no key.
+    assert_eq!(
+        call(&mut svc, "/test/pets", good).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(call(&mut svc, "/prod/pets", good).await.1, good_id);
+    // Another key on the same connection is itself, and a bad one is refused.
+    let (record, value) = gw
+        .key_manager()
+        .create(NewKey::named("second").plan("gold"))
+        .await
+        .unwrap();
+    assert_eq!(
+        call(&mut svc, "/prod/pets", Some(value.expose())).await.1,
+        format!("{}:gold", record.id)
+    );
+    assert_eq!(
+        call(&mut svc, "/prod/pets", Some("good-key-0123456789abcdeX"))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(call(&mut svc, "/prod/pets", good).await.1, good_id);
+    // A plan change alone (no key changed): gold moves to test.
+    let mut gold = tollgate::gateway::PlanConfig::default();
+    gold.stages = vec!["test".into()];
+    gw.plans().put("gold", gold).unwrap();
+    assert_eq!(
+        call(&mut svc, "/prod/pets", good).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(call(&mut svc, "/test/pets", good).await.1, good_id);
+}
+
+#[tokio::test]
 async fn csv_import_reads_api_gateway_columns() {
     let clock = ManualClock::at_unix_secs(1_800_000_000);
     let gw = gateway(CONFIG, &clock);

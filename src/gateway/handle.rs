@@ -103,7 +103,7 @@ impl Gateway {
     /// each method's integration (`inner` for methods without one).
     pub fn service<S>(&self, inner: S) -> GatewayService<S> {
         GatewayService {
-            local: Local::new(&self.shared),
+            shared: self.shared.clone(),
             inner,
         }
     }

@@ -43,7 +43,6 @@ use crate::integration::Integrations;
 use crate::route::future::insert_request_id;
 use crate::route::service::Routing;
 use crate::throttle::service::Stamp;
-use crate::usage::UsageLayer;
 use crate::usage::layer::{Guard, Known, Pending};
 
 /// How an endpoint's requests go through the gateway; see the
@@ -60,42 +59,13 @@ pub(crate) enum Path {
     Layered,
 }
 
-/// A service wrapped by a [`Gateway`](crate::Gateway). Clone it freely:
-/// clones share every limit and cache.
-///
-/// Each clone (a server makes one per connection) also keeps its own copy
-/// of what every request's future holds on to, so that requests on
-/// different threads do not contend on one reference count.
+/// A service wrapped by a [`Gateway`](crate::Gateway). Clone it freely
+/// (a pointer copy and a clone of the inner service): clones share every
+/// limit and cache.
+#[derive(Clone)]
 pub struct GatewayService<S> {
-    pub(super) local: Arc<Local>,
+    pub(super) shared: Arc<Shared>,
     pub(super) inner: S,
-}
-
-/// What one clone's requests hold: the gateway, and the usage settings in
-/// an allocation of this clone's own (a cache line of its own too: two
-/// clones' counts must not share one).
-#[repr(align(128))]
-pub(super) struct Local {
-    shared: Arc<Shared>,
-    usage: UsageLayer,
-}
-
-impl Local {
-    pub(super) fn new(shared: &Arc<Shared>) -> Arc<Self> {
-        Arc::new(Self {
-            usage: shared.usage.own_copy(),
-            shared: shared.clone(),
-        })
-    }
-}
-
-impl<S: Clone> Clone for GatewayService<S> {
-    fn clone(&self) -> Self {
-        Self {
-            local: Local::new(&self.local.shared),
-            inner: self.inner.clone(),
-        }
-    }
 }
 
 impl<S: fmt::Debug> fmt::Debug for GatewayService<S> {
@@ -174,9 +144,8 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let local = &*self.local;
-        let s = &*local.shared;
-        let (req, pending) = local.usage.begin(req);
+        let s = &*self.shared;
+        let (req, pending) = s.usage.begin(req);
         let (req, request_id, endpoint, span) = match s.route.route(req) {
             Routing::Rejected {
                 response,

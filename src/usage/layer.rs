@@ -49,9 +49,7 @@ use crate::throttle::ClientAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IntegrationLatency(pub Duration);
 
-/// The layer's settings, shared by every service it made (a copy per
-/// gateway service clone: on a cache line of its own).
-#[repr(align(128))]
+/// The layer's settings, shared by every service it made.
 struct Shared {
     /// Never empty (an empty list makes the layer [`off`](UsageLayer::off)).
     reporters: Box<[Reporter]>,
@@ -179,13 +177,6 @@ impl UsageLayer {
     /// Answers a panic with these responses' `DEFAULT_5XX`.
     pub fn responses(self, responses: GatewayResponses) -> Self {
         self.with(|s| s.responses = responses)
-    }
-
-    /// The same settings in an allocation of their own (the API name
-    /// copied too): a server thread's requests then count references on
-    /// it alone, not on one shared with other threads.
-    pub(crate) fn own_copy(&self) -> Self {
-        self.clone().with(|s| s.api = Arc::from(&*s.api))
     }
 
     pub(crate) fn is_on(&self) -> bool {
