@@ -90,7 +90,9 @@ fn layer_call(c: &mut Criterion) {
         Ok::<_, Infallible>(Response::new(Body::empty()))
     });
     let mut bare = inner;
-    let mut throttled = ThrottleLayer::new(RATE).layer(inner);
+    // RateLimit headers on admitted responses (off by default): the
+    // heavier case, against `quiet` without them.
+    let mut throttled = ThrottleLayer::new(RATE).headers(true).layer(inner);
     let mut quiet = ThrottleLayer::new(RATE).headers(false).layer(inner);
     let request = || Request::get("/pets").body(Body::empty()).unwrap();
     let mut g = c.benchmark_group("throttle_layer_call");
@@ -118,7 +120,7 @@ fn layer_call(c: &mut Criterion) {
         Ok::<_, Infallible>(res)
     });
     let mut bare_typed = typed;
-    let mut throttled_typed = ThrottleLayer::new(RATE).layer(typed);
+    let mut throttled_typed = ThrottleLayer::new(RATE).headers(true).layer(typed);
     g.bench_function("bare_service_with_a_header", |b| {
         b.iter_batched(
             request,

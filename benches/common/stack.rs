@@ -37,8 +37,9 @@ keys:
   - { name: load, value: load-key-0123456789abcdef0, plans: [production] }
 "#;
 
-/// The full stack with `RateLimit` headers on admitted responses (the
-/// draft's recommendation; 429s carry them either way).
+/// The full stack's config, with or without `RateLimit` headers on
+/// admitted responses (`throttle_options.headers`; off by default, as API
+/// Gateway; 429s carry them either way).
 pub(crate) fn full_config(ratelimit_headers: bool) -> Config {
     let mut config = Config::from_yaml_str(FULL).unwrap();
     config.throttle_options.headers = Some(ratelimit_headers);

@@ -36,6 +36,23 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # How a request goes through
+//!
+//! [`GatewayService`] runs the layers' own steps in their order: usage,
+//! route, SigV4, custom authorizer, API key, throttle, meter (quota), cache,
+//! mapping, integration. For an endpoint with no authorization, cache,
+//! mapping or integration of its own, and stores that answer without
+//! waiting (the in-memory ones), every step decides inside `call` and the
+//! inner service's future is polled directly: no boxed future, no layer
+//! cloned per request, one request context. From the first step that must
+//! wait (a Redis store), or for an endpoint with SigV4, an authorizer, a
+//! cache, a mapping or an integration, the layer services themselves take
+//! over in one boxed future; steps already decided are not repeated.
+//! Either way the responses, headers and usage events are the same
+//! (`tests/gateway_paths.rs` runs one script both ways). The response
+//! carries no [`ApiKeyIdentity`](crate::ApiKeyIdentity) in its extensions:
+//! the usage event gets it directly.
+//!
 //! Errors name every problem:
 //!
 //! ```

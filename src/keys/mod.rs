@@ -15,7 +15,10 @@
 //! `INVALID_API_KEY` `{"message":"Forbidden"}`: the answer tells a guesser
 //! nothing. An accepted key becomes an [`ApiKeyIdentity`](crate::ApiKeyIdentity)
 //! (key id and plan) in the request extensions, for the throttle and quota
-//! layers, and in the response extensions, for usage reporting.
+//! layers. The layer alone also puts it in the response extensions, where a
+//! [`UsageLayer`](crate::usage::UsageLayer) outside reads it; a
+//! [`Gateway`](crate::Gateway) hands it to its usage event directly, and its
+//! responses do not carry it.
 //!
 //! ```
 //! use http::{Request, StatusCode};

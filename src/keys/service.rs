@@ -35,7 +35,9 @@ use crate::store::{FailMode, StoreError};
 /// Every 403 is the same `INVALID_API_KEY` response, so a caller cannot
 /// tell a wrong key from a disabled one; the reason is logged at debug
 /// level (never the key). An admitted request carries an
-/// [`ApiKeyIdentity`] in its extensions, and so does its response.
+/// [`ApiKeyIdentity`] in its extensions, and so does its response (behind a
+/// [`Gateway`](crate::Gateway), whose usage event gets the identity
+/// directly, the response does not).
 #[derive(Clone)]
 pub struct ApiKey<S> {
     inner: S,
