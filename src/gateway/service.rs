@@ -81,7 +81,7 @@ type Boxed<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
 
 /// Where the layers take over.
 #[derive(Clone, Copy)]
-enum From {
+enum Takeover {
     SigV4,
     ApiKey,
     Throttle,
@@ -92,7 +92,7 @@ enum From {
 /// The layers from `from` on, around the inner instance that was polled
 /// ready (a clone stays in its place, as tower advises), called with `req`
 /// and boxed.
-fn layers<S, ResB>(s: &Shared, inner: &mut S, from: From, req: Request<Body>) -> Boxed<S::Error>
+fn layers<S, ResB>(s: &Shared, inner: &mut S, from: Takeover, req: Request<Body>) -> Boxed<S::Error>
 where
     S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -106,15 +106,15 @@ where
     let integrated = Integrations::new(inner, s.integrations.clone(), timing);
     let tail = s.cache.layer(s.mapping.layer(integrated));
     match from {
-        From::Cache => Box::pin({ tail }.call(req)),
-        From::Meter => Box::pin(s.meter.layer(tail).call(req)),
-        From::Throttle => Box::pin(s.throttle.layer(s.meter.layer(tail)).call(req)),
-        From::ApiKey => Box::pin(
+        Takeover::Cache => Box::pin({ tail }.call(req)),
+        Takeover::Meter => Box::pin(s.meter.layer(tail).call(req)),
+        Takeover::Throttle => Box::pin(s.throttle.layer(s.meter.layer(tail)).call(req)),
+        Takeover::ApiKey => Box::pin(
             s.keys
                 .layer(s.throttle.layer(s.meter.layer(tail)))
                 .call(req),
         ),
-        From::SigV4 => Box::pin(
+        Takeover::SigV4 => Box::pin(
             s.sigv4
                 .layer(
                     s.authorizers
@@ -197,10 +197,10 @@ where
     };
     let path = s.paths.get(index).copied();
     if path == Some(Path::Layered) {
-        return boxed(From::SigV4, req, inner);
+        return boxed(Takeover::SigV4, req, inner);
     }
     match s.keys.decide_now(&mut req) {
-        None => return boxed(From::ApiKey, req, inner),
+        None => return boxed(Takeover::ApiKey, req, inner),
         Some(Decision::Reject(res)) => {
             return Kind::Ready {
                 response: Some(*res),
@@ -213,7 +213,7 @@ where
         }
     }
     match s.throttle.decide_now(RequestHead::of(&req)) {
-        None => return boxed(From::Throttle, req, inner),
+        None => return boxed(Takeover::Throttle, req, inner),
         Some(Decision::Reject(res)) => {
             return Kind::Ready {
                 response: Some(*res),
@@ -222,7 +222,7 @@ where
         Some(Decision::Admit(stamp)) => post.stamp = stamp,
     }
     match s.meter.decide_now(req.extensions()) {
-        None => return boxed(From::Meter, req, inner),
+        None => return boxed(Takeover::Meter, req, inner),
         Some(Decision::Reject(res)) => {
             return Kind::Ready {
                 response: Some(*res),
@@ -231,7 +231,7 @@ where
         Some(Decision::Admit(())) => {}
     }
     if path != Some(Path::Inline) {
-        return boxed(From::Cache, req, inner);
+        return boxed(Takeover::Cache, req, inner);
     }
     if reporting {
         post.integration_start = Some(s.clock.unix_nanos());
