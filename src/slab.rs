@@ -1,22 +1,23 @@
-//! Short per-request byte strings (a request id header, a stripped path,
-//! a `RateLimit` value) cut from a per-thread chunk instead of allocated
-//! one by one.
+//! Short response header values (the request id, a `RateLimit` value) cut
+//! from a per-thread chunk instead of allocated one by one.
 //!
-//! Each string is a [`Bytes`] slice of an 8 KiB chunk that the thread
-//! fills in turn: cutting one costs a copy and a reference count, and a
-//! new chunk is allocated once the last one is full (about every 200
-//! request ids). A chunk is freed when the last slice of it is dropped,
-//! so a response kept for a long time keeps its chunk alive: at most
-//! 8 KiB per slice kept, which is why only short strings come from here.
+//! Each value is a [`Bytes`] slice of a 1 KiB chunk that the thread fills
+//! in turn: cutting one costs a copy and a reference count, and a new chunk
+//! is allocated once the last one is full (about every 28 request ids). A
+//! chunk is freed when the last slice of it is dropped, so a header value
+//! kept for a long time keeps its chunk alive: at most 1 KiB per value
+//! kept. That is why only short values that are rarely kept come from here;
+//! a request's URI, which handlers often keep, gets an allocation of its
+//! own.
 
 use std::cell::RefCell;
 
 use bytes::{Bytes, BytesMut};
 
 /// The chunk size.
-const CHUNK: usize = 8 * 1024;
+const CHUNK: usize = 1024;
 /// Strings longer than this get an allocation of their own.
-const MAX: usize = 256;
+const MAX: usize = 64;
 
 thread_local! {
     static CHUNK_BUF: RefCell<BytesMut> = RefCell::new(BytesMut::new());

@@ -18,8 +18,8 @@ use tollgate::keys::{InMemoryKeyStore, KeyDigest, KeyRecord, KeyStore};
 use tollgate::plans::{Count, CounterKey, CounterStore, InMemoryCounterStore};
 use tollgate::store::StoreError;
 use tollgate::throttle::{Admission, InMemoryRateStore, Limit, RateStore};
-use tollgate::usage::{Reporter, SinkError, UsageEvent, UsageSink};
-use tollgate::{Body, Config, Gateway};
+use tollgate::usage::{IntegrationLatency, Outcome, Reporter, SinkError, UsageEvent, UsageSink};
+use tollgate::{ApiKeyIdentity, Body, Config, Gateway};
 
 const CONFIG: &str = r#"
 name: paths
@@ -165,6 +165,10 @@ struct Seen {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+    /// Whether the response extensions carry what the layers leave for a
+    /// usage layer (they must not, either way).
+    identity: bool,
+    latency: bool,
 }
 
 fn seen(status: u16, headers: &HeaderMap, body: &[u8]) -> Seen {
@@ -178,6 +182,8 @@ fn seen(status: u16, headers: &HeaderMap, body: &[u8]) -> Seen {
         status,
         headers: h,
         body: String::from_utf8_lossy(body).into_owned(),
+        identity: false,
+        latency: false,
     }
 }
 
@@ -235,8 +241,12 @@ async fn run(stores: Stores) -> (Vec<Seen>, Vec<Reported>) {
             .to_str()
             .unwrap()
             .to_owned();
+        let identity = res.extensions().get::<ApiKeyIdentity>().is_some();
+        let latency = res.extensions().get::<IntegrationLatency>().is_some();
         let (status, headers, body) = support::read(res).await;
-        out.push(seen(status.as_u16(), &headers, &body));
+        let mut s = seen(status.as_u16(), &headers, &body);
+        (s.identity, s.latency) = (identity, latency);
+        out.push(s);
         ids.push(id);
     }
     gw.shutdown_reporters().await;
@@ -307,6 +317,10 @@ async fn inline_and_layered_paths_answer_and_report_alike() {
     .map(|(s, k)| (s, k.to_owned()))
     .collect();
     assert_eq!(got, want);
+    assert!(
+        inline.iter().all(|s| !s.identity && !s.latency),
+        "a gateway's responses carry no identity or latency extension"
+    );
     // Admitted responses name the binding limit (headers are on here).
     assert!(
         inline[8]
@@ -325,5 +339,87 @@ async fn inline_and_layered_paths_answer_and_report_alike() {
         let (layered, layered_events) = run(stores).await;
         assert_eq!(inline, layered, "{stores:?}: responses");
         assert_eq!(inline_events, layered_events, "{stores:?}: usage events");
+    }
+}
+
+#[derive(Debug)]
+struct Refused;
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("refused")
+    }
+}
+
+impl std::error::Error for Refused {}
+
+#[tokio::test]
+async fn a_panic_or_an_error_is_answered_and_reported_alike_with_what_the_gateway_knew() {
+    for stores in [Stores::InMemory, Stores::AllWaiting] {
+        let (gw, sink) = gateway(stores).await;
+        // /pets/1 panics in `call`, /pets/2 in its future, /pets/3 fails.
+        let inner = tower::service_fn(|req: Request<Body>| {
+            let path = req.uri().path().to_owned();
+            if path == "/pets/1" {
+                panic!("boom in call");
+            }
+            async move {
+                match path.as_str() {
+                    "/pets/2" => panic!("boom in the future"),
+                    "/pets/3" => Err(Refused),
+                    _ => Ok(http::Response::new(Body::from("ok"))),
+                }
+            }
+        });
+        let svc = gw.service(inner);
+        let mut ids = Vec::new();
+        for path in ["/prod/pets/1", "/prod/pets/2"] {
+            let req = Request::get(path)
+                .header("x-api-key", A)
+                .body(Body::empty())
+                .unwrap();
+            let res = tower::ServiceExt::oneshot(svc.clone(), req).await.unwrap();
+            assert_eq!(res.status(), 500, "{stores:?} {path}");
+            assert_eq!(
+                res.headers()["x-tollgate-error-type"],
+                "DEFAULT_5XX",
+                "{stores:?} {path}"
+            );
+            ids.push(Some(
+                res.headers()["x-amzn-requestid"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+            ));
+        }
+        let req = Request::get("/prod/pets/3")
+            .header("x-api-key", A)
+            .body(Body::empty())
+            .unwrap();
+        let err = tower::ServiceExt::oneshot(svc.clone(), req).await;
+        assert!(err.is_err(), "{stores:?}: the error passes on");
+        ids.push(None);
+        gw.shutdown_reporters().await;
+        let events = std::mem::take(&mut *sink.0.lock().unwrap());
+        assert_eq!(events.len(), 3, "{stores:?}: one event each");
+        for (e, id) in events.iter().zip(&ids) {
+            assert!(e.request_id.is_some(), "{stores:?}: {e:?}");
+            if let Some(id) = id {
+                assert_eq!(e.request_id.unwrap().to_string(), *id, "{stores:?}");
+            }
+            assert_eq!(e.resource(), Some("/pets/{id}"), "{stores:?}");
+            // Decided inline, the key is known however the request ends;
+            // decided by the layers (a store that waits), only a response
+            // brings it back.
+            assert_eq!(
+                e.api_key_id.is_some(),
+                stores == Stores::InMemory,
+                "{stores:?}: {e:?}"
+            );
+            assert_eq!(e.status, 500, "{stores:?}");
+        }
+        assert_eq!(events[0].outcome, Outcome::Panicked, "{stores:?}");
+        assert_eq!(events[1].outcome, Outcome::Panicked, "{stores:?}");
+        assert_eq!(events[2].outcome, Outcome::Completed, "{stores:?}");
     }
 }

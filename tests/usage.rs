@@ -345,8 +345,6 @@ async fn a_stalled_sink_never_holds_a_request_and_drops_only_beyond_the_queue() 
     });
     let mut config = ReporterConfig::default();
     config.queue = 100;
-    // One queue: the bound is exact whichever thread records.
-    config.shards = 1;
     config.batch_size = 1;
     let reporter = Reporter::with_config(sink.clone(), config);
     let gw = gateway(reporter.clone());

@@ -50,8 +50,11 @@
 //! over in one boxed future; steps already decided are not repeated.
 //! Either way the responses, headers and usage events are the same
 //! (`tests/gateway_paths.rs` runs one script both ways). The response
-//! carries no [`ApiKeyIdentity`](crate::ApiKeyIdentity) in its extensions:
-//! the usage event gets it directly.
+//! carries no [`ApiKeyIdentity`](crate::ApiKeyIdentity) or
+//! [`IntegrationLatency`](crate::usage::IntegrationLatency) in its
+//! extensions: the usage event gets them directly. When usage is reported,
+//! a panic in any step or in the inner service is answered 500
+//! `DEFAULT_5XX` with the request id, and reported.
 //!
 //! Errors name every problem:
 //!

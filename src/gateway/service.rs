@@ -36,14 +36,16 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::handle::Shared;
+use crate::ApiKeyIdentity;
 use crate::body::{Body, BoxError};
-use crate::context::{Endpoint, RequestHead, RequestId};
+use crate::context::{RequestHead, RequestId};
 use crate::gate::{Decision, Finish};
 use crate::integration::Integrations;
 use crate::route::future::insert_request_id;
 use crate::route::service::Routing;
 use crate::throttle::service::Stamp;
-use crate::usage::layer::{Guard, Known, Pending};
+use crate::usage::IntegrationLatency;
+use crate::usage::layer::{Guard, Pending};
 
 /// How an endpoint's requests go through the gateway; see the
 /// [module docs](self).
@@ -145,17 +147,19 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let s = &*self.shared;
-        let (req, pending) = s.usage.begin(req);
+        let (req, mut pending) = s.usage.begin(req);
         let (req, request_id, endpoint, span) = match s.route.route(req) {
             Routing::Rejected {
                 response,
                 request_id,
             } => {
-                let post = Post::new(request_id, None);
+                if let Some(p) = &mut pending {
+                    p.known.request_id = Some(request_id);
+                }
                 let kind = Kind::Ready {
                     response: Some(response),
                 };
-                return ResponseFuture::new(kind, post, pending);
+                return ResponseFuture::new(kind, Post::new(request_id), pending);
             }
             Routing::Routed {
                 request,
@@ -164,13 +168,34 @@ where
                 span,
             } => (request, request_id, endpoint, span),
         };
-        let reporting = pending.is_some();
         let index = endpoint.index();
-        let mut post = Post::new(request_id, reporting.then_some(endpoint));
-        let kind = {
-            let _entered = span.as_deref().map(tracing::Span::enter);
-            steps(s, &mut self.inner, req, index, &mut post, reporting)
+        if let Some(p) = &mut pending {
+            p.known.request_id = Some(request_id);
+            p.known.endpoint = Some(endpoint);
+        }
+        let mut post = Post::new(request_id);
+        let _entered = span.as_deref().map(tracing::Span::enter);
+        let kind = if let Some(p) = &mut pending {
+            // Reported requests are answered even when a step or the inner
+            // service's `call` panics: 500, and a `panicked` event.
+            let stepped = catch_unwind(AssertUnwindSafe(|| {
+                steps(s, &mut self.inner, req, index, &mut post, Some(p))
+            }));
+            match stepped {
+                Ok(kind) => kind,
+                Err(_) => {
+                    let mut res = pending.take().map(Pending::panicked).unwrap_or_default();
+                    insert_request_id(res.headers_mut(), request_id);
+                    Kind::Ready {
+                        response: Some(res),
+                    }
+                }
+            }
+        } else {
+            steps(s, &mut self.inner, req, index, &mut post, None)
         };
+        drop(_entered);
+        post.layered = matches!(kind, Kind::Boxed { .. });
         post.span = span;
         ResponseFuture::new(kind, post, pending)
     }
@@ -183,7 +208,7 @@ fn steps<S, ResB>(
     mut req: Request<Body>,
     index: usize,
     post: &mut Post,
-    reporting: bool,
+    mut pending: Option<&mut Pending>,
 ) -> Kind<S::Future, S::Error>
 where
     S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
@@ -207,8 +232,8 @@ where
             };
         }
         Some(Decision::Admit(identity)) => {
-            if reporting {
-                post.api_key_id = identity.map(|i| i.key_id_arc());
+            if let Some(p) = pending.as_deref_mut() {
+                p.known.api_key_id = identity.map(|i| i.key_id_arc());
             }
         }
     }
@@ -233,7 +258,7 @@ where
     if path != Some(Path::Inline) {
         return boxed(Takeover::Cache, req, inner);
     }
-    if reporting {
+    if pending.is_some() {
         post.integration_start = Some(s.clock.unix_nanos());
     }
     Kind::Inner {
@@ -244,9 +269,8 @@ where
 /// What is done to the response on its way out.
 struct Post {
     request_id: RequestId,
-    /// The endpoint, kept when usage is reported.
-    endpoint: Option<Arc<Endpoint>>,
-    api_key_id: Option<Arc<str>>,
+    /// Whether the layers answered (from some step on).
+    layered: bool,
     /// The throttle's `RateLimit` fields for an admitted request.
     stamp: Option<Stamp>,
     /// When the inner service was called here (the gateway clock's Unix
@@ -257,28 +281,30 @@ struct Post {
 }
 
 impl Post {
-    fn new(request_id: RequestId, endpoint: Option<Arc<Endpoint>>) -> Self {
+    fn new(request_id: RequestId) -> Self {
         Self {
             request_id,
-            endpoint,
-            api_key_id: None,
+            layered: false,
             stamp: None,
             integration_start: None,
             span: None,
         }
     }
 
-    /// Stamps the response; returns what usage reports.
-    fn finish(&mut self, res: &mut Response<Body>) -> Known {
+    /// Stamps the response: the throttle's fields, the request id.
+    fn finish(&mut self, res: &mut Response<Body>) {
         if let Some(stamp) = self.stamp.take() {
             Some(stamp).finish(res);
         }
         insert_request_id(res.headers_mut(), self.request_id);
-        Known {
-            request_id: Some(self.request_id),
-            endpoint: self.endpoint.take(),
-            api_key_id: self.api_key_id.take(),
-            integration_latency: None,
+    }
+
+    /// Takes off what the layers left for a usage layer (read by now),
+    /// so a response carries the same whichever way it went.
+    fn clean(&self, res: &mut Response<Body>) {
+        if self.layered {
+            res.extensions_mut().remove::<ApiKeyIdentity>();
+            res.extensions_mut().remove::<IntegrationLatency>();
         }
     }
 }
@@ -298,10 +324,11 @@ pin_project! {
 pin_project! {
     /// Response future of [`GatewayService`].
     ///
-    /// When usage is reported, the inner future is polled inside
-    /// `catch_unwind`: a panic below becomes a 500 `DEFAULT_5XX` response
-    /// and a `panicked` event. Polled again after its output, it stays
-    /// pending.
+    /// When usage is reported, the inner service's `call` and its future are
+    /// run inside `catch_unwind`: a panic below becomes a 500 `DEFAULT_5XX`
+    /// response with its `x-amzn-requestid`, and a `panicked` event with
+    /// the request id, the endpoint and (decided inline) the key. Polled
+    /// again after its output, it stays pending.
     pub struct ResponseFuture<F, E> {
         #[pin]
         kind: Kind<F, E>,
@@ -354,11 +381,12 @@ where
                 },
             }
         };
-        let Some(pending) = this.guard.0.take() else {
+        let Some(mut pending) = this.guard.0.take() else {
             // Reporting is off: nothing is caught.
             let mut res = ready!(poll())?;
             *this.done = true;
             post.finish(&mut res);
+            post.clean(&mut res);
             return Poll::Ready(Ok(res));
         };
         match catch_unwind(AssertUnwindSafe(poll)) {
@@ -368,11 +396,14 @@ where
             }
             Ok(Poll::Ready(Ok(mut res))) => {
                 *this.done = true;
-                let mut known = post.finish(&mut res);
-                known.integration_latency = post
-                    .integration_start
-                    .map(|start| Duration::from_nanos(pending.now().saturating_sub(start)));
-                Poll::Ready(Ok(pending.complete(res, known)))
+                post.finish(&mut res);
+                if let Some(start) = post.integration_start {
+                    let took = Duration::from_nanos(pending.now().saturating_sub(start));
+                    pending.known.integration_latency = Some(took);
+                }
+                let mut res = pending.complete(res);
+                post.clean(&mut res);
+                Poll::Ready(Ok(res))
             }
             Ok(Poll::Ready(Err(e))) => {
                 *this.done = true;
@@ -381,7 +412,9 @@ where
             }
             Err(_) => {
                 *this.done = true;
-                Poll::Ready(Ok(pending.panicked()))
+                let mut res = pending.panicked();
+                insert_request_id(res.headers_mut(), post.request_id);
+                Poll::Ready(Ok(res))
             }
         }
     }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use http::header::ALLOW;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
@@ -187,11 +187,15 @@ impl Shared {
 fn strip_prefix(uri: &Uri, strip: usize) -> Option<Uri> {
     let path = uri.path().get(strip..)?;
     let path = if path.is_empty() { "/" } else { path };
-    let bytes = match uri.query() {
-        Some(q) => crate::slab::copy(&[path.as_bytes(), b"?", q.as_bytes()]),
-        None => crate::slab::copy(&[path.as_bytes()]),
-    };
-    let pq = PathAndQuery::from_maybe_shared(bytes).ok()?;
+    // An allocation of its own: a handler that keeps the URI keeps no more.
+    let query = uri.query();
+    let mut buf = BytesMut::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    buf.put_slice(path.as_bytes());
+    if let Some(q) = query {
+        buf.put_u8(b'?');
+        buf.put_slice(q.as_bytes());
+    }
+    let pq = PathAndQuery::from_maybe_shared(buf.freeze()).ok()?;
     let mut parts = http::uri::Parts::default();
     parts.scheme = uri.scheme().cloned();
     parts.authority = uri.authority().cloned();

@@ -70,8 +70,11 @@ pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 pub struct UsageEvent {
     /// When the request arrived, Unix nanoseconds.
     pub time_unix_nanos: u64,
-    /// The request id (`x-amzn-requestid`). `None` when routing did not run
-    /// or did not match, and for a client that left before the response.
+    /// The request id (`x-amzn-requestid`). Behind a
+    /// [`Gateway`](crate::Gateway), always there (a 404 has one too, and so
+    /// has a client that left before the response). A
+    /// [`UsageLayer`](super::UsageLayer) alone reads it from the response:
+    /// `None` when routing did not run, and for a client that left.
     pub request_id: Option<RequestId>,
     /// The API's name (the config's `name`; a [`UsageLayer`](super::UsageLayer)
     /// alone says `tollgate` unless given

@@ -36,16 +36,18 @@ use super::reporter::Reporter;
 use crate::body::{Body, BoxError};
 use crate::cache::CacheStatus;
 use crate::clock::{Clock, SystemClock};
-use crate::context::{ApiKeyIdentity, Caller, Endpoint, RequestId, Routed};
+use crate::context::{Caller, Endpoint, RequestId, Routed};
 use crate::response::{ERROR_TYPE_HEADER, GatewayResponseKind, GatewayResponses};
 use crate::throttle::ClientAddr;
 
-/// How long the integration took to its response head, in the response
-/// extensions of a gateway that reports usage.
+/// How long the integration took to its response head, as a
+/// [`UsageLayer`] reads it from the response extensions.
 ///
 /// API Gateway's `IntegrationLatency` metric and
 /// `$context.integrationLatency`. A service of your own below the usage
-/// layer may insert it too; it is read as it is.
+/// layer may insert it; it is read as it is. A
+/// [`Gateway`](crate::Gateway) measures it itself, reports it in the usage
+/// event, and takes it off the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IntegrationLatency(pub Duration);
 
@@ -230,29 +232,34 @@ pub(crate) struct Pending {
     counter: Option<Arc<AtomicU64>>,
     source_ip: Option<std::net::IpAddr>,
     user_agent: Option<http::HeaderValue>,
+    /// What a gateway that composes the steps itself learned on the way
+    /// (request id, endpoint, key): in the event however the request ends.
+    pub(crate) known: Known,
 }
 
 impl Pending {
     /// An event with what is known now; the caller fills in what the
-    /// response tells (route, key, latency, response bytes).
-    fn event(&self, status: u16, outcome: Outcome) -> UsageEvent {
+    /// response tells (route, key, latency, response bytes). Takes the
+    /// [`Known`] facts: called once, by whichever end reports.
+    fn event(&mut self, status: u16, outcome: Outcome) -> UsageEvent {
+        let known = std::mem::take(&mut self.known);
         UsageEvent {
             time_unix_nanos: self.start,
-            request_id: None,
+            request_id: known.request_id,
             api: self.shared.api.clone(),
-            endpoint: None,
+            endpoint: known.endpoint,
             method: self.method.clone(),
             status,
             rejection: None,
             latency: Duration::ZERO,
-            integration_latency: None,
+            integration_latency: known.integration_latency,
             request_bytes: self.request_bytes
                 + self
                     .counter
                     .as_ref()
                     .map_or(0, |c| c.load(Ordering::Relaxed)),
             response_bytes: 0,
-            api_key_id: None,
+            api_key_id: known.api_key_id,
             principal: None,
             cache: None,
             source_ip: self.source_ip,
@@ -291,7 +298,7 @@ pub(crate) struct Guard(pub(crate) Option<Pending>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
+        if let Some(mut p) = self.0.take() {
             let mut event = p.event(CLIENT_CLOSED_REQUEST, Outcome::ClientDisconnected);
             event.latency = p.elapsed();
             emit(&p.shared, event);
@@ -350,7 +357,7 @@ where
             }
             Ok(Poll::Ready(Ok(res))) => {
                 *this.done = true;
-                Poll::Ready(Ok(pending.complete(res, Known::default())))
+                Poll::Ready(Ok(pending.complete(res)))
             }
             Ok(Poll::Ready(Err(e))) => {
                 *this.done = true;
@@ -378,25 +385,13 @@ pub(crate) struct Known {
 impl Pending {
     /// Reports a response: now when its body is held whole in memory (it
     /// goes out in one write), else when the body ends or is dropped.
-    pub(crate) fn complete<ResB>(self, res: Response<ResB>, known: Known) -> Response<Body>
+    pub(crate) fn complete<ResB>(mut self, res: Response<ResB>) -> Response<Body>
     where
         ResB: http_body::Body<Data = Bytes> + Send + 'static,
         ResB::Error: Into<BoxError>,
     {
         let mut event = self.event(res.status().as_u16(), Outcome::Completed);
         read_response(&mut event, res.headers(), res.extensions());
-        if known.request_id.is_some() {
-            event.request_id = known.request_id;
-        }
-        if known.endpoint.is_some() {
-            event.endpoint = known.endpoint;
-        }
-        if known.api_key_id.is_some() {
-            event.api_key_id = known.api_key_id;
-        }
-        if event.integration_latency.is_none() {
-            event.integration_latency = known.integration_latency;
-        }
         let (parts, body) = res.into_parts();
         let body = Body::new(body);
         if let Some(len) = body.in_memory_len() {
@@ -416,14 +411,14 @@ impl Pending {
     }
 
     /// Reports an `Err` from the inner service as status 500.
-    pub(crate) fn failed(self) {
+    pub(crate) fn failed(mut self) {
         let mut event = self.event(500, Outcome::Completed);
         event.latency = self.elapsed();
         emit(&self.shared, event);
     }
 
     /// Reports a panic below and answers it: 500 `DEFAULT_5XX`.
-    pub(crate) fn panicked(self) -> Response<Body> {
+    pub(crate) fn panicked(mut self) -> Response<Body> {
         tracing::error!("a request panicked in the stack; answered 500");
         let res = self
             .shared
@@ -446,19 +441,26 @@ impl Pending {
 /// kind comes from the `x-tollgate-error-type` header that every gateway
 /// response carries. A SigV4 principal wins over an authorizer's.
 fn read_response(event: &mut UsageEvent, headers: &http::HeaderMap, ext: &http::Extensions) {
+    // What is there overrides what was known; what is not keeps it.
     if let Some(r) = ext.get::<Routed>() {
         event.request_id = Some(r.request_id);
-        event.endpoint.clone_from(&r.endpoint);
+        if r.endpoint.is_some() {
+            event.endpoint.clone_from(&r.endpoint);
+        }
     }
     event.rejection = headers
         .get(&ERROR_TYPE_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let caller = Caller::of(ext);
-    event.api_key_id = caller.api_key.map(ApiKeyIdentity::key_id_arc);
+    if let Some(key) = caller.api_key {
+        event.api_key_id = Some(key.key_id_arc());
+    }
     event.principal = caller.principal().map(str::to_owned);
     event.cache = ext.get::<CacheStatus>().copied();
-    event.integration_latency = ext.get::<IntegrationLatency>().map(|l| l.0);
+    if let Some(l) = ext.get::<IntegrationLatency>() {
+        event.integration_latency = Some(l.0);
+    }
 }
 
 /// A response body that reports its request when it is done or dropped.
@@ -596,6 +598,7 @@ fn begin<B: http_body::Body>(
         source_ip: crate::throttle::client_ip(peer, &parts.headers, &shared.trusted),
         // A shared-buffer clone, not a copy.
         user_agent: parts.headers.get(USER_AGENT).cloned(),
+        known: Known::default(),
     };
     (
         Request::from_parts(parts, Counted::new(body, counter)),

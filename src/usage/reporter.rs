@@ -12,7 +12,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -58,13 +58,12 @@ pub trait UsageSink: Send + Sync + 'static {
 pub struct ReporterConfig {
     /// Events waiting at most; more are dropped and counted. Default 16,384
     /// (the queue is allocated whole: about 4 MiB). It is split evenly
-    /// among the [`shards`](Self::shards), so a thread whose shard is full
-    /// drops even while another shard has room.
+    /// among the [`shards`](Self::shards); a thread whose shard is full
+    /// tries the others before it drops, so the bound is the whole queue.
     pub queue: usize,
-    /// Channels the queue is split into; a thread sends to its own, so
-    /// server threads do not contend on one channel. Default 0: one per
-    /// CPU, up to 8. 1 gives one queue whose bound is exact for every
-    /// thread.
+    /// Channels the queue is split into; a thread sends to its own (the
+    /// others when it is full), so server threads do not contend on one
+    /// channel. Default 0: one per CPU. At most 8, and at most `queue`.
     pub shards: usize,
     /// Events per batch at most. Default 512.
     pub batch_size: usize,
@@ -226,14 +225,16 @@ impl Reporter {
         // A plain bounded channel: a send is a few atomics and never wakes
         // anyone; the task is woken once per full batch, or by its timer.
         let shards = match config.shards {
-            0 => std::thread::available_parallelism()
-                .map_or(1, usize::from)
-                .clamp(1, MAX_SHARDS),
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
-        };
-        // The queue's room, split evenly (rounded up: never less in all).
-        let room = config.queue.max(1).div_ceil(shards);
-        let (tx, rx): (Vec<_>, Vec<_>) = (0..shards).map(|_| sync_channel(room)).unzip();
+        }
+        // Never more shards than events: each shard has room for one.
+        .clamp(1, MAX_SHARDS.min(config.queue.max(1)));
+        // The queue's room, split as evenly as it goes: exactly `queue` in all.
+        let queue = config.queue.max(1);
+        let (tx, rx): (Vec<_>, Vec<_>) = (0..shards)
+            .map(|i| sync_channel(queue / shards + usize::from(i < queue % shards)))
+            .unzip();
         let stats = Arc::new(Stats::default());
         let queued: Arc<[Queued]> = (0..shards).map(|_| Queued::default()).collect();
         let wake = Arc::new(Notify::new());
@@ -265,12 +266,32 @@ impl Reporter {
     /// reporter has shut down. Never waits.
     pub fn record(&self, event: UsageEvent) {
         let inner = &*self.inner;
-        let shard = shard_of_thread() % inner.tx.len();
-        if inner.stopping.load(Ordering::Relaxed) || inner.tx[shard].try_send(event).is_err() {
+        let n = inner.tx.len();
+        let mine = shard_of_thread() % n;
+        if inner.stopping.load(Ordering::Relaxed) {
             inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("tollgate_usage_dropped").increment(1);
             return;
         }
+        // This thread's shard; when it is full, the others in turn, so one
+        // thread alone can still use the whole queue.
+        let mut event = Some(event);
+        let mut sent = None;
+        for shard in (mine..n).chain(0..mine) {
+            let Some(e) = event.take() else { break };
+            match inner.tx[shard].try_send(e) {
+                Ok(()) => {
+                    sent = Some(shard);
+                    break;
+                }
+                Err(TrySendError::Full(e) | TrySendError::Disconnected(e)) => event = Some(e),
+            }
+        }
+        let Some(shard) = sent else {
+            inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("tollgate_usage_dropped").increment(1);
+            return;
+        };
         // The task may take the event before this count sees it: the count
         // dips below zero for a moment, so it wraps rather than overflows.
         if inner.queued[shard]
@@ -374,24 +395,34 @@ impl Task {
     }
 }
 
-/// The task: wake on a full batch, a flush tick or shutdown; take what is
-/// queued in batches of at most `batch_size`; deliver full batches at once,
-/// and a partial one on a tick, at shutdown, or when the channel closes.
-/// A partial batch taken on an early wake-up stays in `batch` and is
-/// topped up next time.
+/// The task: wake when a shard holds its share of a batch, at the batch's
+/// deadline, or at shutdown; take what is queued in batches of at most
+/// `batch_size`; deliver full batches at once, and a partial one at its
+/// deadline (`flush_interval` after the wait in which its first event
+/// came), at shutdown, or when the channels close. A partial batch taken on
+/// an early wake-up stays in `batch`, keeps its deadline, and is topped up
+/// next time.
 async fn run(task: Task) {
+    use tokio::time::Instant;
     let size = task.config.batch_size.max(1);
     let mut batch: Vec<UsageEvent> = Vec::with_capacity(size.min(4096));
+    // When the batch in hand goes out, full or not.
+    let mut due: Option<Instant> = None;
     loop {
-        // Full batches go out at once; a partial one when the interval ends.
-        let woken = tokio::time::timeout(task.config.flush_interval, task.wake.notified()).await;
+        let until = due.unwrap_or_else(|| Instant::now() + task.config.flush_interval);
+        // The wake-up only says "look": the deadline decides.
+        let _ = tokio::time::timeout_at(until, task.wake.notified()).await;
         let stopping = task.stopping.load(Ordering::SeqCst);
         let open = loop {
             let room = size - batch.len();
             let open = task.take(&mut batch, room);
+            if due.is_none() && !batch.is_empty() {
+                due = Some(until);
+            }
             let full = batch.len() >= size;
-            if full || woken.is_err() || stopping || !open {
+            if full || Instant::now() >= until || stopping || !open {
                 deliver(&*task.sink, &mut batch, &task.config, &task.stats).await;
+                due = None;
             }
             if !full || !open {
                 break open;
@@ -464,6 +495,90 @@ mod tests {
             self.0.fetch_add(batch.len() as u64, Ordering::SeqCst);
             Ok(())
         }
+    }
+
+    /// Blocks its first call until released; counts what it takes and
+    /// when.
+    #[derive(Default)]
+    struct Stuck {
+        entered: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+        calls: AtomicU64,
+        got: AtomicU64,
+        at: Mutex<Vec<tokio::time::Instant>>,
+    }
+
+    #[async_trait]
+    impl UsageSink for Stuck {
+        async fn send(&self, batch: &[UsageEvent]) -> Result<(), SinkError> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                self.entered.notify_one();
+                self.release.notified().await;
+            }
+            self.got.fetch_add(batch.len() as u64, Ordering::SeqCst);
+            self.at.lock().unwrap().push(tokio::time::Instant::now());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn one_thread_can_fill_the_whole_queue_across_shards() {
+        let sink = Arc::new(Stuck::default());
+        let config = ReporterConfig {
+            queue: 64,
+            shards: 4,
+            batch_size: 1,
+            ..ReporterConfig::default()
+        };
+        let reporter = Reporter::with_config(sink.clone(), config);
+        reporter.record(UsageEvent::for_tests(0, 200));
+        // The task has the first event and is stuck in the sink with it.
+        sink.entered.notified().await;
+        for i in 1..100 {
+            reporter.record(UsageEvent::for_tests(i, 200));
+        }
+        assert_eq!(
+            reporter.dropped(),
+            100 - 1 - 64,
+            "only beyond the queue of 64"
+        );
+        sink.release.notify_one();
+        reporter.shutdown().await;
+        assert_eq!(sink.got.load(Ordering::SeqCst), 65);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_partial_batch_goes_out_at_its_deadline_however_often_the_task_wakes() {
+        let sink = Arc::new(Stuck::default());
+        // The first call does not block here: mark it done.
+        sink.calls.store(1, Ordering::SeqCst);
+        let config = ReporterConfig {
+            shards: 8,
+            batch_size: 512,
+            flush_interval: Duration::from_millis(200),
+            ..ReporterConfig::default()
+        };
+        let reporter = Reporter::with_config(sink.clone(), config);
+        let start = tokio::time::Instant::now();
+        // 64 events (a shard's share: a wake-up) every 180 ms: the task
+        // wakes often, the batch never fills.
+        for round in 0..10 {
+            for i in 0..64 {
+                reporter.record(UsageEvent::for_tests(round * 64 + i, 200));
+            }
+            tokio::time::sleep(Duration::from_millis(180)).await;
+        }
+        reporter.shutdown().await;
+        let at = sink.at.lock().unwrap().clone();
+        assert_eq!(sink.got.load(Ordering::SeqCst), 640);
+        let first = at.first().copied().unwrap() - start;
+        // Its deadline is 200 ms after the wait in which it began: well
+        // before the fourth round. (Restarting the interval at each
+        // wake-up held it for over a second.)
+        assert!(
+            first <= Duration::from_millis(700),
+            "the first batch waited {first:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
