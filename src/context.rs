@@ -229,7 +229,8 @@ impl Routed {
     }
 }
 
-/// What the route layer learned about a request. Read it with
+/// What the route layer learned about a request, and behind a gateway the
+/// API key it accepted: one request extension, allocated once. Read it with
 /// `req.extensions().get::<RequestContext>()`.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
@@ -237,6 +238,8 @@ pub struct RequestContext {
     pub(crate) endpoint: Arc<Endpoint>,
     pub(crate) path_values: crate::route::table::PathValues,
     pub(crate) original_uri: Uri,
+    /// Set by the API key layer when it admits a key.
+    pub(crate) api_key: Option<ApiKeyIdentity>,
 }
 
 impl RequestContext {
@@ -276,6 +279,23 @@ impl RequestContext {
     pub fn original_uri(&self) -> &Uri {
         &self.original_uri
     }
+
+    /// The API key the gateway accepted for this request (`None`: the
+    /// method asks for none, or the store failed open). The
+    /// [`ApiKey`](crate::keys::ApiKey) layer puts it here when the request
+    /// has a context, and in the extensions as an [`ApiKeyIdentity`] of its
+    /// own when it works alone; [`Caller::of`] reads either.
+    pub fn api_key(&self) -> Option<&ApiKeyIdentity> {
+        self.api_key.as_ref()
+    }
+}
+
+/// The accepted API key in `ext`: the request context's, or an
+/// [`ApiKeyIdentity`] extension of its own (a key layer used alone, or a
+/// response).
+pub(crate) fn api_key_of(ext: &Extensions) -> Option<&ApiKeyIdentity> {
+    ext.get::<ApiKeyIdentity>()
+        .or_else(|| ext.get::<RequestContext>()?.api_key.as_ref())
 }
 
 /// What a key extractor or key source sees of a request: its head, borrowed.
@@ -416,10 +436,11 @@ pub struct Caller<'a> {
 }
 
 impl<'a> Caller<'a> {
-    /// The caller recorded in `ext`.
+    /// The caller recorded in `ext` (the API key from the
+    /// [`RequestContext`] or an [`ApiKeyIdentity`] extension).
     pub fn of(ext: &'a Extensions) -> Self {
         Self {
-            api_key: ext.get(),
+            api_key: api_key_of(ext),
             sigv4: ext.get(),
             authorizer: ext.get(),
         }

@@ -43,9 +43,10 @@ fn whoami()
 + Send
 + 'static {
     service_fn(|req: Request<Body>| async move {
-        let who = req
-            .extensions()
-            .get::<ApiKeyIdentity>()
+        // Behind a gateway the key is in the request context; a key layer
+        // alone inserts it as its own extension: `Caller` reads either.
+        let who = tollgate::Caller::of(req.extensions())
+            .api_key
             .map(|i| format!("{}:{}", i.key_id(), i.plan().unwrap_or("-")))
             .unwrap_or_else(|| "anonymous".into());
         Ok::<_, Infallible>(Response::new(Body::from(who)))
@@ -257,6 +258,55 @@ async fn csv_import_reads_api_gateway_columns() {
             .0,
         StatusCode::FORBIDDEN
     );
+}
+
+/// Where the inner service finds the key: (in the request context, as an
+/// extension of its own).
+fn where_is_the_key()
+-> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    service_fn(|req: Request<Body>| async move {
+        let ext = req.extensions();
+        let in_context = ext
+            .get::<tollgate::RequestContext>()
+            .and_then(|c| c.api_key())
+            .map(|k| k.key_id().to_owned());
+        let alone = ext.get::<ApiKeyIdentity>().map(|k| k.key_id().to_owned());
+        Ok::<_, Infallible>(Response::new(Body::from(format!(
+            "{in_context:?} {alone:?}"
+        ))))
+    })
+}
+
+#[tokio::test]
+async fn behind_a_gateway_the_key_is_in_the_request_context_alone_an_extension() {
+    let clock = ManualClock::at_unix_secs(1_800_000_000);
+    let gw = gateway(CONFIG, &clock);
+    let mut svc = gw.service(where_is_the_key());
+    let (status, text) = call(&mut svc, "/prod/pets", Some("good-key-0123456789abcdef")).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = gw
+        .key_manager()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.name == "good")
+        .unwrap()
+        .id
+        .clone();
+    // One request extension for both: no ApiKeyIdentity of its own.
+    assert_eq!(text, format!("Some({id:?}) None"));
+
+    let (layer, store) = ApiKeyLayer::in_memory();
+    let keys = KeyManager::new(store, KeyHasher::sha256(), clock);
+    let (record, value) = keys.create(NewKey::named("alone")).await.unwrap();
+    let mut alone = layer.layer(where_is_the_key());
+    let (status, text) = call(&mut alone, "/x", Some(value.expose())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(text, format!("None Some({:?})", record.id));
 }
 
 #[tokio::test]

@@ -14,11 +14,16 @@
 //! key, or one with no plan for the stage, gets the same 403
 //! `INVALID_API_KEY` `{"message":"Forbidden"}`: the answer tells a guesser
 //! nothing. An accepted key becomes an [`ApiKeyIdentity`](crate::ApiKeyIdentity)
-//! (key id and plan) in the request extensions, for the throttle and quota
-//! layers. The layer alone also puts it in the response extensions, where a
-//! [`UsageLayer`](crate::usage::UsageLayer) outside reads it; a
-//! [`Gateway`](crate::Gateway) hands it to its usage event directly, and its
-//! responses do not carry it.
+//! (key id and plan), for the throttle and quota layers and your service:
+//! behind a [`Gateway`](crate::Gateway), in the request's
+//! [`RequestContext`](crate::RequestContext)
+//! ([`api_key`](crate::RequestContext::api_key)), so a request has one
+//! extension for both; alone, as an extension of its own.
+//! [`Caller::of`](crate::Caller::of) reads either. The layer alone also
+//! puts it in the response extensions, where a
+//! [`UsageLayer`](crate::usage::UsageLayer) outside reads it; a gateway
+//! hands it to its usage event directly, and its responses do not carry
+//! it.
 //!
 //! ```
 //! use http::{Request, StatusCode};

@@ -35,9 +35,10 @@ use crate::store::{FailMode, StoreError};
 /// Every 403 is the same `INVALID_API_KEY` response, so a caller cannot
 /// tell a wrong key from a disabled one; the reason is logged at debug
 /// level (never the key). An admitted request carries an
-/// [`ApiKeyIdentity`] in its extensions, and so does its response (behind a
-/// [`Gateway`](crate::Gateway), whose usage event gets the identity
-/// directly, the response does not).
+/// [`ApiKeyIdentity`]: in its [`RequestContext`] when it has one (behind a
+/// [`Gateway`](crate::Gateway)), else as an extension of its own, and so
+/// does its response (a gateway's does not: its usage event gets the
+/// identity directly). [`Caller::of`](crate::Caller::of) reads either.
 #[derive(Clone)]
 pub struct ApiKey<S> {
     inner: S,
@@ -187,7 +188,14 @@ impl Shared {
 /// throttle and quota layers below, and passes the decision on.
 fn admit<ReqB>(decision: Decision, req: &mut Request<ReqB>) -> Decision {
     if let gate::Decision::Admit(Some(identity)) = &decision {
-        req.extensions_mut().insert(identity.clone());
+        // Behind a gateway, in the request's one context (no extension of
+        // its own to allocate); alone, as its own extension.
+        match req.extensions_mut().get_mut::<RequestContext>() {
+            Some(ctx) => ctx.api_key = Some(identity.clone()),
+            None => {
+                req.extensions_mut().insert(identity.clone());
+            }
+        }
     }
     decision
 }

@@ -229,7 +229,7 @@ impl Shared {
     /// What a request is counted against; `None` passes it uncounted (no
     /// identity, no plan, or a plan without a quota).
     fn charge<'a>(&self, req: &'a http::Extensions) -> Option<Charge<&'a ApiKeyIdentity>> {
-        let identity = req.get::<ApiKeyIdentity>()?;
+        let identity = crate::context::api_key_of(req)?;
         let quota = match &self.quotas {
             Quotas::One(q) => *q,
             Quotas::ByPlan(book) => book.load().get(identity.plan()?)?.quota?,

@@ -166,6 +166,7 @@ impl Shared {
             endpoint: endpoint.clone(),
             path_values: values,
             original_uri,
+            api_key: None,
         });
         // A body already at its end (a GET's) is not boxed: the layers below
         // and the inner service see an empty body either way.

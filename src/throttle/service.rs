@@ -87,10 +87,7 @@ impl<'s> Planned<'s> {
             .extensions
             .get::<RequestContext>()
             .map(|c| &**c.endpoint());
-        let key_id = head
-            .extensions
-            .get::<ApiKeyIdentity>()
-            .map(ApiKeyIdentity::key_id);
+        let key_id = crate::context::api_key_of(head.extensions).map(ApiKeyIdentity::key_id);
         let mut n = 0;
         for &(which, spec) in &self.items[..self.len] {
             let key = match (which, endpoint, key_id) {
@@ -169,7 +166,7 @@ impl Shared {
                     .extensions
                     .get::<RequestContext>()
                     .map(|c| c.endpoint().index());
-                let identity = head.extensions.get::<ApiKeyIdentity>();
+                let identity = crate::context::api_key_of(head.extensions);
                 if let Some(plan) = identity.and_then(|i| i.plan()).and_then(|p| plans?.get(p)) {
                     let method = endpoint.and_then(|e| plan.methods.at(e));
                     p.push(Which::ApiKeyMethod, method);
