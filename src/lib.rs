@@ -60,7 +60,7 @@
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | `redis` | no | [`redis`]: every store on Redis, shared by many gateway processes |
+//! | `redis` | no | the `redis` module (`tollgate::redis`): every store on Redis, shared by many gateway processes |
 
 pub mod auth;
 pub mod body;

@@ -40,14 +40,20 @@
 //!
 //! [`GatewayService`] runs the layers' own steps in their order: usage,
 //! route, SigV4, custom authorizer, API key, throttle, meter (quota), cache,
-//! mapping, integration. For an endpoint with no authorization, cache,
-//! mapping or integration of its own, and stores that answer without
-//! waiting (the in-memory ones), every step decides inside `call` and the
-//! inner service's future is polled directly: no boxed future, no layer
-//! cloned per request, one request context. From the first step that must
-//! wait (a Redis store), or for an endpoint with SigV4, an authorizer, a
-//! cache, a mapping or an integration, the layer services themselves take
-//! over in one boxed future; steps already decided are not repeated.
+//! mapping, integration.
+//!
+//! - An endpoint with no authorization, cache, mapping or integration of
+//!   its own, on stores that answer without waiting (the in-memory ones):
+//!   every step decides inside `call` and the inner service's future is
+//!   polled directly. No boxed future, no layer cloned per request, one
+//!   request context.
+//! - An endpoint with a cache, a mapping or an integration: the key,
+//!   throttle and meter still decide inline; the cache, mapping and
+//!   integration layers then answer, in one boxed future.
+//! - An endpoint with SigV4 or an authorizer: every step after routing runs
+//!   through the layer services, in one boxed future.
+//! - A store that must wait (Redis): the layers take over from that step
+//!   on; steps already decided are not repeated.
 //! Either way the responses, headers and usage events are the same
 //! (`tests/gateway_paths.rs` runs one script both ways). The response
 //! carries no [`ApiKeyIdentity`](crate::ApiKeyIdentity) or

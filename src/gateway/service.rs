@@ -19,8 +19,9 @@
 //!
 //! Both ways give the same responses, headers and usage events (the test
 //! suite runs configs of both kinds). Behind a gateway the response does
-//! not carry the [`ApiKeyIdentity`](crate::ApiKeyIdentity) or the routing
-//! facts in its extensions: the usage event gets them directly.
+//! not carry [`ApiKeyIdentity`](crate::ApiKeyIdentity) or
+//! [`IntegrationLatency`] in its extensions: the usage event gets them
+//! directly.
 
 use std::fmt;
 use std::future::Future;
@@ -64,6 +65,10 @@ pub(crate) enum Path {
 /// A service wrapped by a [`Gateway`](crate::Gateway). Clone it freely
 /// (a pointer copy and a clone of the inner service): clones share every
 /// limit and cache.
+///
+/// It runs the gateway's steps itself, inline in `call` while each decides
+/// at once, and through the layer services from the first that must wait;
+/// see [how a request goes through](crate::gateway#how-a-request-goes-through).
 #[derive(Clone)]
 pub struct GatewayService<S> {
     pub(super) shared: Arc<Shared>,

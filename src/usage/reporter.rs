@@ -64,6 +64,9 @@ pub struct ReporterConfig {
     /// Channels the queue is split into; a thread sends to its own (the
     /// others when it is full), so server threads do not contend on one
     /// channel. Default 0: one per CPU. At most 8, and at most `queue`.
+    /// Events of one thread reach the sink in order; events of different
+    /// threads may interleave out of order (1 keeps the order of
+    /// recording).
     pub shards: usize,
     /// Events per batch at most. Default 512.
     pub batch_size: usize,
