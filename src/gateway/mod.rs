@@ -54,6 +54,7 @@
 //!   through the layer services, in one boxed future.
 //! - A store that must wait (Redis): the layers take over from that step
 //!   on; steps already decided are not repeated.
+//!
 //! Either way the responses, headers and usage events are the same
 //! (`tests/gateway_paths.rs` runs one script both ways). The response
 //! carries no [`ApiKeyIdentity`](crate::ApiKeyIdentity) or
