@@ -26,7 +26,7 @@
 //! fields for the most restrictive limit (fewest tokens left). They are off
 //! by default: API Gateway sends no rate-limit fields on an admitted
 //! response, so a client moving over sees what it saw, and writing them
-//! costs about 150 ns a request, a tenth of the production stack
+//! costs 90 to 150 ns a request, up to a tenth of the production stack
 //! (`cargo bench --bench stack`: `full` against
 //! `full_with_ratelimit_headers`). The 429 also carries a
 //! [`ThrottleRejection`] response extension naming the limit.
