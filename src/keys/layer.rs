@@ -46,7 +46,8 @@ impl fmt::Debug for ApiKeyLayer {
 impl ApiKeyLayer {
     /// The [`ApiKey`](super::ApiKey) service's decision without waiting
     /// (`None`: the store must be waited for; the service does that). An
-    /// admitted identity is put in the request's extensions.
+    /// admitted identity is put in the request's
+    /// [`RequestContext`](crate::RequestContext).
     pub(crate) fn decide_now<B>(
         &self,
         req: &mut http::Request<B>,

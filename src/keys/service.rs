@@ -160,8 +160,8 @@ impl Shared {
 
 impl Shared {
     /// Steps 1 to 5 without waiting: the decision (an admitted identity is
-    /// in the request's extensions), or the key's digest when the store
-    /// must be waited for.
+    /// in the request's context, or its extensions without one), or the
+    /// key's digest when the store must be waited for.
     pub(crate) fn decide_now<B>(&self, req: &mut Request<B>) -> Result<Decision, KeyDigest> {
         let head = RequestHead::of(req);
         if !self.required(head) {

@@ -1,9 +1,10 @@
 //! The reporter: a bounded queue between the request path and a sink.
 //!
 //! The request path only ever does a `try_send` on a std bounded channel
-//! (a few atomics, no waiting, no wake-up unless a batch just filled). The
-//! queue is sharded, one channel per CPU up to 8, and a thread sends to its
-//! own, so server threads do not fight over one channel's cursor. One
+//! (a few atomics, no waiting, no wake-up unless its shard just reached its
+//! share of a batch). The queue is sharded, one channel per CPU up to 8,
+//! and a thread sends to its own, so server threads do not fight over one
+//! channel's cursor. One
 //! tokio task per reporter drains the channels into batches and calls the
 //! sink, one batch at a time, retrying a failed batch before it takes the
 //! next. So a sink is never called concurrently by one reporter, and while
@@ -225,8 +226,9 @@ impl Reporter {
     /// A reporter for `sink` with `config`. A `queue` or `batch_size` of 0
     /// is taken as 1. Panics outside a tokio runtime, as [`new`](Self::new).
     pub fn with_config(sink: Arc<dyn UsageSink>, config: ReporterConfig) -> Self {
-        // A plain bounded channel: a send is a few atomics and never wakes
-        // anyone; the task is woken once per full batch, or by its timer.
+        // Plain bounded channels: a send is a few atomics and wakes no one
+        // but when its shard reaches its share of a batch; else the task
+        // wakes at the batch's deadline.
         let shards = match config.shards {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
