@@ -212,23 +212,6 @@ impl ApiKeyIdentity {
     }
 }
 
-/// Where a request went, in the response extensions of a gateway that
-/// reports usage.
-#[derive(Debug, Clone)]
-pub(crate) struct Routed {
-    pub(crate) request_id: RequestId,
-    pub(crate) endpoint: Option<Arc<Endpoint>>,
-}
-
-impl Routed {
-    pub(crate) fn new(request_id: RequestId, endpoint: Option<Arc<Endpoint>>) -> Self {
-        Self {
-            request_id,
-            endpoint,
-        }
-    }
-}
-
 /// What the route layer learned about a request, and behind a gateway the
 /// API key it accepted: one request extension, allocated once. Read it with
 /// `req.extensions().get::<RequestContext>()`.
@@ -290,12 +273,13 @@ impl RequestContext {
     }
 }
 
-/// The accepted API key in `ext`: the request context's, or an
-/// [`ApiKeyIdentity`] extension of its own (a key layer used alone, or a
-/// response).
+/// The accepted API key in `ext`: the request context's (behind a gateway),
+/// or an [`ApiKeyIdentity`] extension of its own (a key layer used alone, or
+/// a response).
 pub(crate) fn api_key_of(ext: &Extensions) -> Option<&ApiKeyIdentity> {
-    ext.get::<ApiKeyIdentity>()
-        .or_else(|| ext.get::<RequestContext>()?.api_key.as_ref())
+    ext.get::<RequestContext>()
+        .and_then(|c| c.api_key.as_ref())
+        .or_else(|| ext.get::<ApiKeyIdentity>())
 }
 
 /// What a key extractor or key source sees of a request: its head, borrowed.

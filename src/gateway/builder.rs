@@ -126,7 +126,7 @@ impl GatewayBuilder {
         let clock = &self.clock;
         let responses = &resolved.responses;
         let endpoints = &resolved.routes;
-        let route = RouteLayer::reporting(endpoints, responses.clone(), !self.reporters.is_empty());
+        let route = RouteLayer::resolved(endpoints, responses.clone());
         let plans = PlanBook::new(std::mem::take(&mut resolved.plans));
         let trusted: Arc<[IpNet]> = Arc::from(resolved.limits.trusted_proxies.clone());
         let throttle = config.throttle_options.layer(
@@ -189,27 +189,22 @@ impl GatewayBuilder {
             trusted,
             responses.clone(),
         );
-        let paths = endpoints
-            .endpoints()
-            .map(|e| {
-                let i = e.index();
-                if e.settings().authorization != auth::Authorization::None {
-                    Path::Layered
-                } else if cache.covers(i)
-                    || mapping.covers(i)
-                    || integrations.as_ref().is_some_and(|all| all.at(i).is_some())
-                {
-                    Path::Tail
-                } else {
-                    Path::Inline
-                }
-            })
-            .collect::<Vec<_>>();
-        // Indexed by endpoint index: the table is dense from 0.
-        let mut by_index = vec![Path::Layered; paths.len()];
-        for (e, p) in endpoints.endpoints().zip(paths) {
-            if let Some(slot) = by_index.get_mut(e.index()) {
-                *slot = p;
+        // How each endpoint's requests go (see `GatewayService`), by index.
+        let mut paths = vec![Path::Layered; endpoints.endpoint_count()];
+        for e in endpoints.endpoints() {
+            let i = e.index();
+            let path = if e.settings().authorization != auth::Authorization::None {
+                Path::Layered
+            } else if cache.covers(i)
+                || mapping.covers(i)
+                || integrations.as_ref().is_some_and(|all| all.at(i).is_some())
+            {
+                Path::Tail
+            } else {
+                Path::Inline
+            };
+            if let Some(slot) = paths.get_mut(i) {
+                *slot = path;
             }
         }
         let source = Arc::new(Mutex::new(self.config.clone()));
@@ -227,7 +222,7 @@ impl GatewayBuilder {
                 mapping,
                 integrations,
                 usage,
-                paths: by_index.into(),
+                paths: paths.into(),
                 aggregate: self.aggregate,
                 cache_stores,
                 key_store,

@@ -255,7 +255,7 @@ impl RouteLayer {
     /// (the whole config: an error names every problem in it).
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
         let resolved = resolve(config)?;
-        Ok(Self::reporting(&resolved.routes, resolved.responses, false))
+        Ok(Self::resolved(&resolved.routes, resolved.responses))
     }
 }
 

@@ -7,7 +7,7 @@ use http::{HeaderName, HeaderValue, Response};
 use pin_project_lite::pin_project;
 
 use crate::body::{Body, BoxError};
-use crate::context::{RequestId, Routed};
+use crate::context::RequestId;
 
 /// The header that carries the request id back to the client, as API Gateway's.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-amzn-requestid");
@@ -17,7 +17,6 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
-        routed: Option<Routed>,
         request_id: RequestId,
         // The request's debug span (when debug logs are on): every layer's
         // decision logs inside it.
@@ -36,25 +35,22 @@ pin_project! {
 impl<F> ResponseFuture<F> {
     pub(super) fn inner(
         future: F,
-        routed: Routed,
-        report: bool,
+        request_id: RequestId,
         span: Option<Box<tracing::Span>>,
     ) -> Self {
         Self {
             kind: Kind::Inner { future },
-            request_id: routed.request_id,
-            routed: report.then_some(routed),
+            request_id,
             span,
         }
     }
 
-    pub(super) fn rejected(response: Response<Body>, routed: Routed, report: bool) -> Self {
+    pub(super) fn rejected(response: Response<Body>, request_id: RequestId) -> Self {
         Self {
             kind: Kind::Rejected {
                 response: Some(response),
             },
-            request_id: routed.request_id,
-            routed: report.then_some(routed),
+            request_id,
             span: None,
         }
     }
@@ -81,9 +77,6 @@ where
             },
         };
         insert_request_id(response.headers_mut(), *this.request_id);
-        if let Some(routed) = this.routed.take() {
-            response.extensions_mut().insert(routed);
-        }
         Poll::Ready(Ok(response))
     }
 }

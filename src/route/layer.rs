@@ -16,11 +16,11 @@ pub struct RouteLayer {
 }
 
 impl RouteLayer {
-    /// With `report`, responses carry where the request went (for usage).
-    /// [`RouteLayer::new`] builds one from a whole config.
-    pub(crate) fn reporting(routes: &Routes, responses: GatewayResponses, report: bool) -> Self {
+    /// A route layer for resolved routes ([`RouteLayer::new`] builds one
+    /// from a whole config).
+    pub(crate) fn resolved(routes: &Routes, responses: GatewayResponses) -> Self {
         Self {
-            shared: Arc::new(Shared::new(routes, responses, report)),
+            shared: Arc::new(Shared::new(routes, responses)),
         }
     }
 

@@ -11,7 +11,7 @@ use super::config::Routes;
 use super::future::ResponseFuture;
 use super::table::{Lookup, RouteTable};
 use crate::body::{Body, BoxError};
-use crate::context::{Endpoint, RequestContext, RequestId, Routed};
+use crate::context::{Endpoint, RequestContext, RequestId};
 use crate::response::{GatewayResponseKind, GatewayResponses};
 
 /// What every clone of a route service shares.
@@ -19,16 +19,13 @@ use crate::response::{GatewayResponseKind, GatewayResponses};
 pub(crate) struct Shared {
     pub(crate) table: RouteTable,
     pub(crate) responses: GatewayResponses,
-    /// Whether responses carry [`Routed`] (a usage layer reads it).
-    pub(crate) report: bool,
 }
 
 impl Shared {
-    pub(crate) fn new(routes: &Routes, responses: GatewayResponses, report: bool) -> Self {
+    pub(crate) fn new(routes: &Routes, responses: GatewayResponses) -> Self {
         Self {
             table: RouteTable::new(routes),
             responses,
-            report,
         }
     }
 }
@@ -68,24 +65,22 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let report = self.shared.report;
         match self.shared.route(req) {
             Routing::Rejected {
                 response,
                 request_id,
-            } => ResponseFuture::rejected(response, Routed::new(request_id, None), report),
+            } => ResponseFuture::rejected(response, request_id),
             Routing::Routed {
                 request,
                 request_id,
-                endpoint,
+                endpoint: _,
                 span,
             } => {
-                let routed = Routed::new(request_id, report.then_some(endpoint));
                 let future = {
                     let _entered = span.as_ref().map(|s| s.enter());
                     self.inner.call(request)
                 };
-                ResponseFuture::inner(future, routed, report, span)
+                ResponseFuture::inner(future, request_id, span)
             }
         }
     }

@@ -73,14 +73,14 @@ pub struct UsageEvent {
     /// The request id (`x-amzn-requestid`). Behind a
     /// [`Gateway`](crate::Gateway), always there (a 404 has one too, and so
     /// has a client that left before the response). A
-    /// [`UsageLayer`](super::UsageLayer) alone reads it from the response:
-    /// `None` when routing did not run, and for a client that left.
+    /// [`UsageLayer`](super::UsageLayer) alone knows no request id: `None`.
     pub request_id: Option<RequestId>,
     /// The API's name (the config's `name`; a [`UsageLayer`](super::UsageLayer)
     /// alone says `tollgate` unless given
     /// [`api_name`](super::UsageLayer::api_name)).
     pub api: Arc<str>,
-    /// The stage, resource template and method, when the request was routed.
+    /// The stage, resource template and method, when a gateway routed the
+    /// request (`None` from a [`UsageLayer`](super::UsageLayer) alone).
     pub endpoint: Option<Arc<Endpoint>>,
     /// The request method.
     pub method: Method,

@@ -36,7 +36,7 @@ use super::reporter::Reporter;
 use crate::body::{Body, BoxError};
 use crate::cache::CacheStatus;
 use crate::clock::{Clock, SystemClock};
-use crate::context::{Caller, Endpoint, RequestId, Routed};
+use crate::context::{Caller, Endpoint, RequestId};
 use crate::response::{ERROR_TYPE_HEADER, GatewayResponseKind, GatewayResponses};
 use crate::throttle::ClientAddr;
 
@@ -433,8 +433,9 @@ impl Pending {
     }
 }
 
-/// What the layers below said about the request: the route, the gateway
-/// response kind, the caller, the cache, the integration's latency.
+/// What the layers below said about the request: the gateway response
+/// kind, the caller, the cache, the integration's latency (a gateway gives
+/// the request id and endpoint in [`Known`]).
 ///
 /// Each comes from a small typed value a layer put in the response
 /// extensions (a layer that decides something says so there); the
@@ -442,12 +443,6 @@ impl Pending {
 /// response carries. A SigV4 principal wins over an authorizer's.
 fn read_response(event: &mut UsageEvent, headers: &http::HeaderMap, ext: &http::Extensions) {
     // What is there overrides what was known; what is not keeps it.
-    if let Some(r) = ext.get::<Routed>() {
-        event.request_id = Some(r.request_id);
-        if r.endpoint.is_some() {
-            event.endpoint.clone_from(&r.endpoint);
-        }
-    }
     event.rejection = headers
         .get(&ERROR_TYPE_HEADER)
         .and_then(|v| v.to_str().ok())
