@@ -25,7 +25,6 @@ use tokio::net::TcpListener;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tollgate::Gateway;
-use tollgate::integration::HttpIntegration;
 use tollgate::usage::{AccessLogSink, CLF, MetricsSink, Reporter};
 
 #[tokio::main]
@@ -116,26 +115,22 @@ async fn main() {
         }
         Some(gateway) => {
             print_welcome(&gateway, &addr.to_string());
-            // Per-client limits need the peer address on each request.
-            // (and access logs, for the client address).
-            let per_client = gateway.config().throttle_options.per_client.is_some() || !opts.quiet;
-            match &opts.upstream {
-                Some(url) => {
-                    let upstream = match HttpIntegration::forward_to(url) {
-                        Ok(u) => u.responses(gateway.responses().clone()),
-                        Err(e) => {
-                            eprintln!("--upstream {url}: {e}");
-                            std::process::exit(2);
-                        }
-                    };
-                    println!("mode: proxying to {url}");
-                    let svc = gateway.service(upstream);
-                    petstore::serve(listener, svc, true, shutdown).await;
-                }
-                None => {
-                    let svc = petstore::gateway_service(&gateway, store);
-                    petstore::serve(listener, svc, per_client, shutdown).await;
-                }
+            if let Some(url) = &opts.upstream {
+                println!("mode: proxying to {url}");
+            }
+            // Every request carries its connection's peer address, whatever
+            // the logging (`serve_gateway`'s docs say who reads it).
+            let served = petstore::serve_gateway(
+                listener,
+                &gateway,
+                store,
+                opts.upstream.as_deref(),
+                shutdown,
+            )
+            .await;
+            if let Err(e) = served {
+                eprintln!("{e}");
+                std::process::exit(2);
             }
             // Ctrl-C: every queued usage event is delivered before exit.
             gateway.shutdown_reporters().await;
@@ -143,7 +138,12 @@ async fn main() {
     }
 }
 
+/// Prints the demo secrets and a curl line for every method of every stage
+/// the config declares, with what each needs (a key, a signature, the
+/// example's toy authorizer), then a 404, a 405 and the throttles to hit:
+/// all derived from the config served, so `--config` gets its own lines.
 fn print_welcome(gateway: &Gateway, addr: &str) {
+    use tollgate::auth::Authorization;
     let config = gateway.config();
     for key in &config.keys {
         if let Some(value) = &key.value {
@@ -159,39 +159,133 @@ fn print_welcome(gateway: &Gateway, addr: &str) {
             c.secret_access_key.expose()
         );
     }
-    let key = config
-        .keys
-        .iter()
-        .find_map(|k| k.value.as_ref())
-        .map_or("YOUR-KEY", |v| v.expose());
-    let k = format!("-H 'x-api-key: {key}'");
-    println!("try:");
-    println!("  curl -i http://{addr}/prod/pets                  # 403: prod asks for an API key");
-    println!("  curl -i {k} http://{addr}/prod/pets");
-    println!("  curl -i {k} 'http://{addr}/prod/pets?type=dog'");
-    if let Some(c) = config.credentials.first() {
+    // A key whose plans cover `stage`, as a curl header.
+    let key_for = |stage: &str| {
+        let covers = |k: &&tollgate::keys::KeyConfig| {
+            k.enabled
+                && k.plans.iter().any(|p| {
+                    config
+                        .plans
+                        .get(p)
+                        .is_some_and(|plan| plan.stages.iter().any(|s| s == stage))
+                })
+        };
+        let value = config
+            .keys
+            .iter()
+            .filter(|k| k.value.is_some())
+            .find(covers)
+            .and_then(|k| k.value.as_ref())
+            .map_or("YOUR-KEY", |v| v.expose());
+        format!("-H 'x-api-key: {value}' ")
+    };
+    // A path parameter gets `1`, a greedy one `a/b`.
+    let url = |stage: &str, resource: &str| {
+        let path: Vec<String> = resource
+            .split('/')
+            .map(
+                |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(p) if p.ends_with('+') => "a/b".to_owned(),
+                    Some(_) => "1".to_owned(),
+                    None => seg.to_owned(),
+                },
+            )
+            .collect();
+        format!("http://{addr}/{stage}{}", path.join("/"))
+            .trim_end_matches('/')
+            .to_owned()
+    };
+    println!("try (every method the config declares):");
+    let mut first_keyed = None;
+    let mut first_limited = None;
+    for e in gateway.endpoints() {
+        let s = e.settings();
+        let stage = e.stage();
+        let target = url(stage, e.resource());
+        let mut flags = String::new();
+        let mut notes = Vec::new();
+        if s.api_key_required {
+            flags.push_str(&key_for(stage));
+            first_keyed.get_or_insert((target.clone(), flags.clone()));
+        }
+        match s.authorization {
+            Authorization::Sigv4 => match config.credentials.first() {
+                Some(c) => flags.push_str(&format!(
+                    "--aws-sigv4 aws:amz:us-east-1:execute-api --user '{}:{}' ",
+                    c.access_key_id,
+                    c.secret_access_key.expose()
+                )),
+                None => notes.push("needs a SigV4 signature".to_owned()),
+            },
+            Authorization::Authorizer => match s.authorizer.as_deref() {
+                // The example's own toy authorizer (examples/common/petstore.rs).
+                Some("bearer") => flags.push_str("-H 'authorization: Bearer letmein' "),
+                other => notes.push(format!("authorizer {}", other.unwrap_or("?"))),
+            },
+            _ => {}
+        }
+        let method = e.method_name();
+        match method {
+            "GET" => {}
+            "POST" | "PUT" | "PATCH" => flags.push_str(&format!(
+                "-X {method} -H 'content-type: application/json' -d '{{\"type\":\"dog\",\"price\":199}}' "
+            )),
+            "ANY" => notes.push("any method".to_owned()),
+            m => flags.push_str(&format!("-X {m} ")),
+        }
+        if s.cache.enabled {
+            notes.push("cached".to_owned());
+        }
+        if s.mapping.is_some() {
+            notes.push("mapped".to_owned());
+        }
+        if let Some(rate) = &s.throttle {
+            notes.push(format!("{}/s, burst {}", rate.rate(), rate.burst()));
+            if method == "GET" && rate.burst() <= 20 && first_limited.is_none() {
+                first_limited = Some((target.clone(), flags.clone(), rate.burst()));
+            }
+        }
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!("   # {}", notes.join("; "))
+        };
+        println!("  curl -i {flags}{target}{notes}");
+    }
+    if let Some((target, _)) = &first_keyed {
+        println!("  curl -i {target}   # 403: no API key");
+    }
+    if let Some(stage) = config.stages.keys().next() {
+        println!("  curl -i http://{addr}/{stage}/no-such-resource   # 404 RESOURCE_NOT_FOUND");
+    }
+    if let Some(e) = gateway.endpoints().find(|e| e.method().is_some()) {
+        let target = url(e.stage(), e.resource());
+        println!("  curl -i -X TRACE {target}   # 405 METHOD_NOT_ALLOWED");
+    }
+    if let Some((target, flags, burst)) = first_limited {
         println!(
-            "  curl -i {k} --aws-sigv4 aws:amz:us-east-1:execute-api --user '{}:{}' -H 'content-type: application/json' -X POST http://{addr}/prod/pets -d '{{\"type\":\"bird\",\"price\":12.5}}'",
-            c.access_key_id,
-            c.secret_access_key.expose()
+            "  for i in $(seq {}); do curl -s -o /dev/null -w '%{{http_code}} ' {flags}{target}; done   # 429 after {burst} (method limit)",
+            burst + 3
         );
     }
-    println!("  curl -i {k} http://{addr}/prod/pets/1");
-    println!("  curl -i {k} http://{addr}/prod/pets/1/summary   # a response mapping template");
-    println!(
-        "  curl -i {k} -X PUT http://{addr}/prod/pets/1 -d '{{\"type\":\"dog\",\"price\":199}}'"
-    );
-    println!("  curl -i {k} -X DELETE http://{addr}/prod/pets/1");
-    println!("  curl -i http://{addr}/dev/pets                   # dev needs no key");
-    println!(
-        "  curl -i -H 'authorization: Bearer letmein' http://{addr}/dev/whoami   # a toy authorizer"
-    );
-    println!("  curl -i http://{addr}/prod/cats      # 404 RESOURCE_NOT_FOUND");
-    println!("  curl -i -X PATCH http://{addr}/prod/pets   # 405 METHOD_NOT_ALLOWED");
-    println!(
-        "  for i in $(seq 8); do curl -s -o /dev/null -w '%{{http_code}} ' http://{addr}/dev/pets; done   # 429 after 5 (stage limit)"
-    );
-    println!(
-        "  for i in $(seq 14); do curl -s -o /dev/null -w '%{{http_code}} ' {k} http://{addr}/prod/pets; done   # 429 after 10 (plan limit)"
-    );
+    // The first key with a small plan throttle, on a method that asks for a key.
+    if let Some((target, _)) = &first_keyed {
+        let small = config
+            .keys
+            .iter()
+            .filter(|k| k.value.is_some())
+            .find_map(|k| {
+                k.plans.iter().find_map(|p| {
+                    let burst = config.plans.get(p)?.throttle.as_ref()?.burst?;
+                    (burst <= 50).then_some((k, burst))
+                })
+            });
+        if let Some((k, burst)) = small {
+            let value = k.value.as_ref().map_or("", |v| v.expose());
+            println!(
+                "  for i in $(seq {}); do curl -s -o /dev/null -w '%{{http_code}} ' -H 'x-api-key: {value}' {target}; done   # 429 after {burst} (plan limit)",
+                burst + 4
+            );
+        }
+    }
 }

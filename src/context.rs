@@ -245,6 +245,18 @@ impl RequestContext {
             .and_then(|i| self.path_values.get(i, self.original_uri.path()))
     }
 
+    /// A path parameter as the client sent it, still percent-encoded
+    /// (`x%2Fy` where [`path_param`](Self::path_param) gives `x/y`): what
+    /// an HTTP integration puts in its URL, so that the upstream gets the
+    /// client's bytes. `None` when there is no such parameter.
+    pub fn raw_path_param(&self, name: &str) -> Option<&str> {
+        self.endpoint
+            .params
+            .iter()
+            .position(|p| &**p == name)
+            .and_then(|i| self.path_values.raw(i, self.original_uri.path()))
+    }
+
     /// Every decoded path parameter as `(name, value)`, in path order.
     pub fn path_params(&self) -> impl Iterator<Item = (&str, &str)> {
         self.endpoint

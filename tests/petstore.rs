@@ -40,12 +40,11 @@ impl Server {
         } else {
             let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/petstore.yaml");
             let gateway = petstore::build_gateway(std::path::Path::new(config)).unwrap();
-            tokio::spawn(petstore::serve(
-                listener,
-                petstore::gateway_service(&gateway, store),
-                true,
-                shutdown,
-            ))
+            tokio::spawn(async move {
+                petstore::serve_gateway(listener, &gateway, store, None, shutdown)
+                    .await
+                    .unwrap();
+            })
         };
         Self {
             addr,
@@ -64,15 +63,13 @@ impl Server {
         };
         let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/petstore.yaml");
         let gateway = petstore::build_gateway(std::path::Path::new(config)).unwrap();
-        let integration = tollgate::integration::HttpIntegration::forward_to(upstream)
-            .unwrap()
-            .responses(gateway.responses().clone());
-        let task = tokio::spawn(petstore::serve(
-            listener,
-            gateway.service(integration),
-            true,
-            shutdown,
-        ));
+        let upstream = upstream.to_owned();
+        let task = tokio::spawn(async move {
+            let store = petstore::PetStore::new();
+            petstore::serve_gateway(listener, &gateway, store, Some(&upstream), shutdown)
+                .await
+                .unwrap();
+        });
         Self {
             addr,
             stop: Some(stop),
@@ -681,4 +678,49 @@ async fn upstream_mode_proxies_to_another_pet_store() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     proxy.stop().await;
     bare.stop().await;
+}
+
+#[tokio::test]
+async fn the_proxy_appends_the_peer_to_x_forwarded_for_whatever_the_logging() {
+    // An upstream that answers with the X-Forwarded-For it received.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let (stop_up, up_stopped) = oneshot::channel::<()>();
+    let echo = tower::service_fn(|req: Request<hyper::body::Incoming>| async move {
+        let xff = req
+            .headers()
+            .get("x-forwarded-for")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = json!({ "xff": xff }).to_string();
+        Ok::<_, std::convert::Infallible>(http::Response::new(tollgate::Body::from(body)))
+    });
+    let upstream = tokio::spawn(petstore::serve(listener, echo, false, async move {
+        let _ = up_stopped.await;
+    }));
+    // The test's gateway has no access log (as `--quiet`): the peer is
+    // still known and appended.
+    let proxy = Server::proxy(&format!("http://{up}/prod")).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let forwarded = |prior: Option<&'static str>| {
+        let client = client.clone();
+        async move {
+            let mut req = Request::get(format!("http://{}/prod/pets/1", proxy.addr))
+                .header("x-api-key", DEMO_KEY);
+            if let Some(p) = prior {
+                req = req.header("x-forwarded-for", p);
+            }
+            let res = client
+                .request(req.body(Full::default()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<Value>(&body).unwrap()["xff"].clone()
+        }
+    };
+    assert_eq!(forwarded(Some("9.9.9.9")).await, "9.9.9.9, 127.0.0.1");
+    assert_eq!(forwarded(None).await, "127.0.0.1");
+    proxy.stop().await;
+    let _ = stop_up.send(());
+    let _ = upstream.await;
 }

@@ -492,6 +492,32 @@ pub async fn serve<S>(
     }
 }
 
+/// Serves `gateway` on `listener` until `shutdown` resolves: in front of
+/// the in-memory pet store, or, with `upstream` (`--upstream URL`), of an
+/// HTTP integration to that URL. Every request carries its connection's
+/// peer address as a [`ClientAddr`], whatever the logging: per-client
+/// limits, the access log's client and the `X-Forwarded-For` an HTTP
+/// integration appends all read it. `Err` when `upstream` is not a URL the
+/// integration can serve.
+pub async fn serve_gateway(
+    listener: TcpListener,
+    gateway: &Gateway,
+    store: Arc<PetStore>,
+    upstream: Option<&str>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    match upstream {
+        Some(url) => {
+            let integration = tollgate::integration::HttpIntegration::forward_to(url)
+                .map_err(|e| format!("--upstream {url}: {e}"))?
+                .responses(gateway.responses().clone());
+            serve(listener, gateway.service(integration), true, shutdown).await;
+        }
+        None => serve(listener, gateway_service(gateway, store), true, shutdown).await,
+    }
+    Ok(())
+}
+
 /// The pet store behind the gateway built from `config`.
 pub fn gateway_service(
     gateway: &Gateway,

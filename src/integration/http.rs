@@ -73,6 +73,19 @@ const GREEDY: &AsciiSet = &CONTROLS
     .add(b'{')
     .add(b'}');
 
+/// Appends one path segment to `url`: percent-encoded with `set`, or as it
+/// is (`None`: already encoded, as the client sent it). A `.` or `..`
+/// segment would climb out of the template's path on the upstream: it is
+/// sent escaped.
+fn push_segment(url: &mut String, segment: &str, set: Option<&'static AsciiSet>) {
+    match (segment, set) {
+        (".", _) => url.push_str("%2E"),
+        ("..", _) => url.push_str("%2E%2E"),
+        (s, Some(set)) => url.extend(utf8_percent_encode(s, set)),
+        (s, None) => url.push_str(s),
+    }
+}
+
 /// `url` as errors quote it: a user-info part (`user:password@`) before the
 /// host is replaced by `****@`, so a config error never echoes a password.
 pub(crate) fn shown(url: &str) -> std::borrow::Cow<'_, str> {
@@ -185,31 +198,38 @@ impl UrlTemplate {
                     }
                 }
                 Part::Param(n) => {
+                    let decoded = ctx.and_then(|c| c.path_param(n));
                     let value = match mapped {
                         Some(m) => m.get(n),
-                        None => ctx.and_then(|c| c.path_param(n)),
+                        None => decoded,
                     };
-                    if let Some(v) = value {
-                        let greedy = ctx.is_some_and(|c| {
-                            c.endpoint().resource().contains(&format!("{{{n}+}}"))
-                        });
-                        // A `.` or `..` segment would climb out of the
-                        // template's path on the upstream: sent escaped.
-                        let push = |url: &mut String, segment: &str, set| match segment {
-                            "." => url.push_str("%2E"),
-                            ".." => url.push_str("%2E%2E"),
-                            s => url.extend(utf8_percent_encode(s, set)),
-                        };
-                        if greedy {
+                    let Some(v) = value else { continue };
+                    let greedy =
+                        ctx.is_some_and(|c| c.endpoint().resource().contains(&format!("{{{n}+}}")));
+                    // The client's bytes when the value is the method
+                    // request's own (mapped or not): `%2F` stays `%2F`,
+                    // `%41` stays `%41`, whatever the parameter's kind.
+                    let raw = ctx
+                        .filter(|_| decoded == Some(v))
+                        .and_then(|c| c.raw_path_param(n));
+                    match raw {
+                        Some(raw) => {
+                            for (i, segment) in raw.split('/').enumerate() {
+                                if i > 0 {
+                                    url.push('/');
+                                }
+                                push_segment(&mut url, segment, None);
+                            }
+                        }
+                        None if greedy => {
                             for (i, segment) in v.split('/').enumerate() {
                                 if i > 0 {
                                     url.push('/');
                                 }
-                                push(&mut url, segment, GREEDY);
+                                push_segment(&mut url, segment, Some(GREEDY));
                             }
-                        } else {
-                            push(&mut url, v, SEGMENT);
                         }
+                        None => push_segment(&mut url, v, Some(SEGMENT)),
                     }
                 }
             }
@@ -233,6 +253,23 @@ impl UrlTemplate {
 /// connections pooled. No answer within the timeout (29 s by default, to
 /// the response head) is a 504 `INTEGRATION_TIMEOUT`; a connection that
 /// fails is a 502 `INTEGRATION_FAILURE`. Plain `http://` only.
+///
+/// What the client sent goes upstream as sent unless a mapping changes it
+/// (beyond API Gateway, whose REST APIs decode URL-encoded
+/// parameters first, a documented known issue):
+/// - a path parameter that is the method request's own is put in the URL
+///   still percent-encoded, as the client wrote it: `/g/x%2Fy/z` through
+///   `/g/{proxy+}` and `http://up/store/{proxy}` reaches `/store/x%2Fy/z`,
+///   and `%2F` never becomes a `/`. A value a mapping set is encoded: `/`
+///   as `%2F`, except in a greedy (`{name+}`) parameter. A `.` or `..`
+///   segment is sent as `%2E` or `%2E%2E`;
+/// - the query is appended as the client sent it (a query mapping keeps
+///   every parameter it does not change byte for byte);
+/// - header values pass untouched. `X-Forwarded-For` gets the connection's
+///   peer address appended, from the [`ClientAddr`] the server puts on the
+///   request; without one the hop is written `unknown` (a client's
+///   `X-Forwarded-For: 9.9.9.9` goes on as `9.9.9.9, unknown`), never
+///   passed on as if the gateway had seen it.
 #[derive(Clone)]
 pub struct HttpIntegration {
     client: Client<HttpConnector, Body>,
@@ -340,6 +377,42 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Appends the hop to `X-Forwarded-For`, as proxies do: the peer address
+/// after what the client sent (`9.9.9.9, 127.0.0.1`); every value the
+/// client sent is kept, joined in one header. Without a peer address (the
+/// server put no [`ClientAddr`] on the request) the hop is written
+/// `unknown`, so the last entry is never a value the client chose; with
+/// neither, no header is added. A client value that is not visible ASCII
+/// is dropped rather than forwarded.
+fn forwarded_for(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>) {
+    let prior: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let hop = match peer {
+        Some(ip) => ip.to_string(),
+        None if prior.is_empty() => {
+            headers.remove(&X_FORWARDED_FOR);
+            return;
+        }
+        None => "unknown".to_owned(),
+    };
+    let mut value = prior.join(", ");
+    if !value.is_empty() {
+        value.push_str(", ");
+    }
+    value.push_str(&hop);
+    match HeaderValue::from_str(&value) {
+        Ok(v) => {
+            headers.insert(X_FORWARDED_FOR.clone(), v);
+        }
+        Err(_) => {
+            headers.remove(&X_FORWARDED_FOR);
+        }
+    }
+}
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -385,19 +458,7 @@ where
                 .is_some_and(|s| s == "https");
             strip_hop_by_hop(&mut parts.headers);
             parts.headers.remove(HOST);
-            if let Some(ip) = peer {
-                let xff = match parts
-                    .headers
-                    .get(&X_FORWARDED_FOR)
-                    .and_then(|v| v.to_str().ok())
-                {
-                    Some(prior) => format!("{prior}, {ip}"),
-                    None => ip.to_string(),
-                };
-                if let Ok(v) = HeaderValue::from_str(&xff) {
-                    parts.headers.insert(X_FORWARDED_FOR.clone(), v);
-                }
-            }
+            forwarded_for(&mut parts.headers, peer);
             parts.headers.insert(
                 X_FORWARDED_PROTO.clone(),
                 HeaderValue::from_static(if https { "https" } else { "http" }),

@@ -14,10 +14,14 @@
 //! [`ParamOps::apply`] reads every source before it changes anything, so
 //! operations never see each other's results: `set` of `header.b` from
 //! `method.request.header.a` reads the `a` the client sent, even when a
-//! `rename` moves `a` away. Headers are changed in place; query parameters
-//! are decoded, changed and the query re-encoded only when an operation
-//! names one; mapped path parameters go to the integration as an
-//! [`IntegrationPath`] request extension, the request's own path untouched.
+//! `rename` moves `a` away. Headers are changed in place. The query is
+//! rebuilt only when an operation names a query parameter, and then only
+//! what the operations changed is written anew: every other parameter goes
+//! on as the client sent it (order, repeats, bare names, `+` and any
+//! percent-encoding kept), which is where tollgate goes beyond API Gateway
+//! (its REST APIs decode and re-encode). Mapped path parameters go to the
+//! integration as an [`IntegrationPath`] request extension, the request's
+//! own path untouched.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -198,34 +202,102 @@ fn decode(s: &str) -> String {
 /// The query's parameters, decoded, in order, repeats kept; a parameter
 /// without `=` has an empty value.
 pub(crate) fn parse_query(q: Option<&str>) -> Query {
-    q.unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
+    parse_pieces(q)
+        .into_iter()
+        .filter(|p| !p.is_empty_piece())
+        .map(|p| (p.name, p.value))
+        .collect()
+}
+
+/// One `&`-separated piece of a query: decoded for reading and matching,
+/// and as it was sent, so that what no operation changed is written back
+/// byte for byte (`+` stays `+`, `%2a` stays `%2a`, a bare `flag` stays
+/// bare).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Piece {
+    /// The name, decoded.
+    name: String,
+    /// The value, decoded (empty for a bare name).
+    value: String,
+    /// The name as sent; `None` once renamed, or for a new parameter.
+    raw_name: Option<String>,
+    /// What followed the name as sent (`=v`, or nothing for a bare name);
+    /// `None` for a new parameter, written `=` and its encoded value.
+    raw_rest: Option<String>,
+}
+
+impl Piece {
+    /// A new parameter, written encoded.
+    fn new(name: String, value: String) -> Self {
+        Self {
+            name,
+            value,
+            raw_name: None,
+            raw_rest: None,
+        }
+    }
+
+    /// The empty piece between two `&` (`a=1&&b=2`): kept as sent, never
+    /// a parameter.
+    fn is_empty_piece(&self) -> bool {
+        self.raw_name.as_deref() == Some("") && self.raw_rest.as_deref() == Some("")
+    }
+
+    /// Whether this piece is a parameter called `name`.
+    fn is(&self, name: &str) -> bool {
+        !self.is_empty_piece() && self.name == name
+    }
+}
+
+/// The query's pieces in order, empty ones included.
+fn parse_pieces(q: Option<&str>) -> Vec<Piece> {
+    let Some(q) = q.filter(|q| !q.is_empty()) else {
+        return Vec::new();
+    };
+    q.split('&')
         .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
+            let (raw_name, raw_rest) = match p.find('=') {
+                Some(i) => p.split_at(i),
+                None => (p, ""),
+            };
+            Piece {
+                name: decode(raw_name),
+                value: decode(raw_rest.strip_prefix('=').unwrap_or("")),
+                raw_name: Some(raw_name.to_owned()),
+                raw_rest: Some(raw_rest.to_owned()),
+            }
         })
         .collect()
 }
 
-/// Characters left as they are in a query name or value.
+/// Characters left as they are in a new query name or value.
 const QUERY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
 
-/// The query re-encoded: every byte but the unreserved ones of RFC 3986 is
-/// percent-encoded (a space is `%20`), each parameter written `name=value`.
-fn encode_query(q: &Query) -> String {
+/// The query written back: each piece as it was sent, except what an
+/// operation changed. A renamed parameter's name, and a new parameter's
+/// name and value, are percent-encoded (every byte but the unreserved ones
+/// of RFC 3986; a space is `%20`).
+fn encode_query(q: &[Piece]) -> String {
     let mut out = String::new();
-    for (k, v) in q {
-        if !out.is_empty() {
+    for (i, p) in q.iter().enumerate() {
+        if i > 0 {
             out.push('&');
         }
-        out.extend(utf8_percent_encode(k, QUERY));
-        out.push('=');
-        out.extend(utf8_percent_encode(v, QUERY));
+        match &p.raw_name {
+            Some(raw) => out.push_str(raw),
+            None => out.extend(utf8_percent_encode(&p.name, QUERY)),
+        }
+        match &p.raw_rest {
+            Some(raw) => out.push_str(raw),
+            None => {
+                out.push('=');
+                out.extend(utf8_percent_encode(&p.value, QUERY));
+            }
+        }
     }
     out
 }
@@ -242,10 +314,10 @@ pub(crate) fn source_ip<B>(req: &Request<B>, trusted: &[IpNet]) -> Option<IpAddr
 /// (no such parameter, a header that is not visible ASCII, no
 /// [`RequestContext`] for a path parameter or stage variable).
 /// `query` is the method request's query, parsed once by the caller.
-pub(crate) fn read<'a, B>(
+fn read<'a, B>(
     source: &'a Source,
     req: &'a Request<B>,
-    query: &'a Query,
+    query: &'a [Piece],
     trusted: &[IpNet],
 ) -> Option<Cow<'a, str>> {
     let ctx = req.extensions().get::<RequestContext>();
@@ -254,8 +326,8 @@ pub(crate) fn read<'a, B>(
         Source::Path(n) => ctx?.path_param(n).map(Cow::Borrowed),
         Source::Query(n) => query
             .iter()
-            .find(|(k, _)| k == n)
-            .map(|(_, v)| Cow::Borrowed(v.as_str())),
+            .find(|p| p.is(n))
+            .map(|p| Cow::Borrowed(p.value.as_str())),
         Source::Header(n) => req
             .headers()
             .get(n)
@@ -375,7 +447,7 @@ impl ParamOps {
             .chain(&self.add)
             .any(|(_, s)| matches!(s, Source::Query(_)));
         let method_query = if reads_query || self.touches_query() {
-            parse_query(req.uri().query())
+            parse_pieces(req.uri().query())
         } else {
             Vec::new()
         };
@@ -417,8 +489,9 @@ impl ParamOps {
                 }
                 (Target::Query(f), Target::Query(t)) => {
                     if let Some(q) = &mut query {
-                        for (k, _) in q.iter_mut().filter(|(k, _)| k == f) {
-                            k.clone_from(t);
+                        for p in q.iter_mut().filter(|p| p.is(f)) {
+                            p.name.clone_from(t);
+                            p.raw_name = None;
                         }
                     }
                 }
@@ -439,7 +512,7 @@ impl ParamOps {
                 }
                 Target::Query(n) => {
                     if let Some(q) = &mut query {
-                        q.retain(|(k, _)| k != n);
+                        q.retain(|p| !p.is(n));
                     }
                 }
                 Target::Path(n) => {
@@ -463,9 +536,9 @@ impl ParamOps {
             Target::Query(n) => {
                 if let Some(q) = &mut query {
                     if replace {
-                        q.retain(|(k, _)| k != n);
+                        q.retain(|p| !p.is(n));
                     }
-                    q.push((n.clone(), v));
+                    q.push(Piece::new(n.clone(), v));
                 }
             }
             Target::Path(n) => {

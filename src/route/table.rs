@@ -110,7 +110,7 @@ impl RouteTable {
         for (_, raw) in matched.params.iter() {
             match percent_decode_str(raw).decode_utf8() {
                 Ok(Cow::Borrowed(s)) => values.push(Value::span(path, s)),
-                Ok(Cow::Owned(s)) => values.push(Value::Decoded(s.into_boxed_str())),
+                Ok(Cow::Owned(s)) => values.push(Value::decoded(path, raw, s)),
                 Err(_) => return Lookup::BadParameter,
             }
         }
@@ -144,8 +144,9 @@ pub(crate) enum Value {
     /// Bytes `start .. end` of the request's path (the original one, stage
     /// prefix included), which decode to themselves.
     Span(u32, u32),
-    /// The decoded value.
-    Decoded(Box<str>),
+    /// The decoded value, and where its encoded form sits in the path
+    /// (`0, 0` when it could not be placed).
+    Decoded(u32, u32, Box<str>),
 }
 
 impl Default for Value {
@@ -162,7 +163,16 @@ impl Value {
         let end = start.wrapping_add(value.len());
         match (u32::try_from(start), u32::try_from(end)) {
             (Ok(s), Ok(e)) if path.get(start..end) == Some(value) => Self::Span(s, e),
-            _ => Self::Decoded(value.into()),
+            _ => Self::Decoded(0, 0, value.into()),
+        }
+    }
+
+    /// A value that decoding changed: `decoded`, from `raw`, a slice of
+    /// `path`.
+    fn decoded(path: &str, raw: &str, decoded: String) -> Self {
+        match Self::span(path, raw) {
+            Self::Span(s, e) => Self::Decoded(s, e, decoded.into_boxed_str()),
+            _ => Self::Decoded(0, 0, decoded.into_boxed_str()),
         }
     }
 }
@@ -186,7 +196,20 @@ impl PathValues {
         };
         match value {
             Value::Span(s, e) => path.get(*s as usize..*e as usize),
-            Value::Decoded(d) => Some(d),
+            Value::Decoded(_, _, d) => Some(d),
+        }
+    }
+
+    /// Value `i` as the client sent it (still percent-encoded), read
+    /// against `path`.
+    pub(crate) fn raw<'a>(&'a self, i: usize, path: &'a str) -> Option<&'a str> {
+        let value = if i < self.len {
+            &self.inline[i]
+        } else {
+            self.spilled.get(i - INLINE_VALUES)?
+        };
+        match value {
+            Value::Span(s, e) | Value::Decoded(s, e, _) => path.get(*s as usize..*e as usize),
         }
     }
 }
