@@ -194,8 +194,15 @@ const CASES: &[(&str, &[&str])] = &[
     (
         "routes: { /a: [GET] }\nstages: { prod: { settings: { integration: { type: http, url: \"ftp://x/{nope}\", timeout_ms: 10 } } } }\n",
         &[
-            "stages.prod.settings.integration: `ftp://x/{nope}`: an integration URL starts with http:// (https needs a TLS connector, not built in)",
+            "stages.prod.settings.integration: `ftp://x/{nope}`: an integration URL starts with http:// or https://",
             "stages.prod.settings.integration.timeout_ms: must be 50 to 300000 (got 10)",
+        ],
+    ),
+    (
+        "routes: { /a: [GET] }\nstages: { prod: { settings: { integration: { type: http, url: \"https://x/a\", tls: { ca_file: /no/such/ca.pem } } }, methods: { /a/GET: { integration: { type: http, url: \"https://x/a\", tls: { client_cert: /no/cert.pem } } } } } }\n",
+        &[
+            "stages.prod.settings.integration.tls: ca_file `/no/such/ca.pem`: I/O error: No such file or directory (os error 2)",
+            "stages.prod.methods.\"/a/GET\".integration.tls: give both client_cert and client_key, or neither",
         ],
     ),
     (

@@ -297,15 +297,18 @@ stages:
     ] {
         assert!(err.contains(expected), "`{expected}` in:\n{err}");
     }
-    let https = r#"
+    // https:// is served (tests/tls.rs); another scheme is not.
+    let ftp = r#"
 routes: { /x: [GET] }
 stages:
   prod:
-    settings: { integration: { type: http, url: "https://secure/" } }
+    settings: { integration: { type: http, url: "ftp://files/" } }
 "#;
-    let err = Config::from_yaml_str(https).unwrap_err().to_string();
+    let err = Config::from_yaml_str(ftp).unwrap_err().to_string();
     assert!(
-        err.contains("stages.prod.settings.integration: `https://secure/`"),
+        err.contains("stages.prod.settings.integration: `ftp://files/`: an integration URL starts with http:// or https://"),
         "{err}"
     );
+    let https = ftp.replace("ftp://files/", "https://secure/");
+    assert!(Config::from_yaml_str(&https).is_ok());
 }

@@ -5,13 +5,12 @@ use std::fmt;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Deserialize;
 
 use super::Integration;
 use super::http::{DEFAULT_TIMEOUT, HttpIntegration, UrlTemplate, shown};
 use super::mock::MockIntegration;
+use super::tls::{HttpClient, TlsConfig, client};
 use crate::body::Body;
 use crate::config::{Issues, PathBuf};
 use crate::response::GatewayResponses;
@@ -40,6 +39,10 @@ pub enum IntegrationConfig {
         /// Milliseconds to wait for the response head, `50 ..= 300000`. Default 29000.
         #[serde(default)]
         timeout_ms: Option<u64>,
+        /// How `https://` connections are made: a private CA, a client
+        /// certificate. Default: the bundled roots, no client certificate.
+        #[serde(default)]
+        tls: Option<TlsConfig>,
     },
     /// A fixed answer.
     Mock {
@@ -63,11 +66,13 @@ impl fmt::Debug for IntegrationConfig {
                 url,
                 base,
                 timeout_ms,
+                tls,
             } => f
                 .debug_struct("Http")
                 .field("url", &url.as_deref().map(shown))
                 .field("base", &base.as_deref().map(shown))
                 .field("timeout_ms", timeout_ms)
+                .field("tls", tls)
                 .finish(),
             Self::Mock {
                 status,
@@ -102,7 +107,15 @@ impl IntegrationConfig {
                 url,
                 base,
                 timeout_ms,
+                tls,
             } => {
+                // Read now: a file that is missing or not PEM is a config
+                // issue, not a 502 on the first request.
+                if let Some(tls) = tls
+                    && let Err(e) = tls.client_config()
+                {
+                    issues.push(&path.field("tls"), e.to_string());
+                }
                 match UrlTemplate::from_config(url.as_deref(), base.as_deref()) {
                     Ok(t) => {
                         if let Some((template, params)) = route {
@@ -163,11 +176,12 @@ impl IntegrationConfig {
     }
 
     /// The integration a checked config describes: `None` for the inner
-    /// service. HTTP integrations share the gateway's pooled `client` and
-    /// answer their failures (502, 504) with `responses`.
+    /// service. HTTP integrations share a pooled client per `tls` setting
+    /// (`clients` finds or makes it) and answer their failures (502, 504)
+    /// with `responses`.
     pub(crate) fn build(
         &self,
-        client: &Client<HttpConnector, Body>,
+        clients: &mut Clients,
         responses: &GatewayResponses,
     ) -> Option<Integration> {
         match self {
@@ -176,11 +190,13 @@ impl IntegrationConfig {
                 url,
                 base,
                 timeout_ms,
+                tls,
             } => {
-                // Checked at validation; a URL that fails here is left out.
+                // Checked at validation; a URL or TLS file that fails here
+                // (a file removed since) is left out.
+                let client = clients.get(tls.as_ref().unwrap_or(&TlsConfig::default()))?;
                 let h =
-                    HttpIntegration::from_config(client.clone(), url.as_deref(), base.as_deref())
-                        .ok()?;
+                    HttpIntegration::from_config(client, url.as_deref(), base.as_deref()).ok()?;
                 let timeout = timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
                 Some(Integration::Http(Box::new(
                     h.timeout(timeout).responses(responses.clone()),
@@ -227,15 +243,43 @@ fn url_params(
     }
 }
 
-/// Each endpoint's own integration, sharing one pooled HTTP client; `None`
+/// The pooled HTTP clients of one gateway, one per distinct `tls` setting:
+/// integrations with the same setting share connections.
+#[derive(Default)]
+pub(crate) struct Clients(BTreeMap<TlsConfig, HttpClient<Body>>);
+
+impl Clients {
+    /// The client for `tls`, made on first use; `None` when its files
+    /// cannot be used.
+    fn get(&mut self, tls: &TlsConfig) -> Option<HttpClient<Body>> {
+        if let Some(c) = self.0.get(tls) {
+            return Some(c.clone());
+        }
+        let c = if tls.is_default() {
+            super::new_client()
+        } else {
+            match client(tls) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "integration TLS setting unusable; method left out");
+                    return None;
+                }
+            }
+        };
+        self.0.insert(tls.clone(), c.clone());
+        Some(c)
+    }
+}
+
+/// Each endpoint's own integration, sharing pooled HTTP clients; `None`
 /// when every method goes to the inner service.
 pub(crate) fn per_endpoint<'a>(
     endpoints: impl IntoIterator<Item = &'a std::sync::Arc<crate::context::Endpoint>>,
     responses: &GatewayResponses,
 ) -> Option<crate::context::PerEndpoint<Integration>> {
-    let client = super::new_client();
+    let mut clients = Clients::default();
     let table = crate::context::PerEndpoint::build(endpoints, |e| {
-        e.settings().integration.build(&client, responses)
+        e.settings().integration.build(&mut clients, responses)
     });
     (!table.is_empty()).then_some(table)
 }

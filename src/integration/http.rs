@@ -11,9 +11,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use tower::Service;
 
@@ -22,6 +19,8 @@ use crate::context::RequestContext;
 use crate::mapping::IntegrationPath;
 use crate::response::{GatewayResponseKind, GatewayResponses};
 use crate::throttle::ClientAddr;
+
+use super::tls::{HttpClient, TlsConfig, TlsError, chain, client};
 
 /// API Gateway's default integration timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(29);
@@ -124,9 +123,9 @@ impl UrlTemplate {
 
     /// [`parse`](Self::parse) of `url`, quoting it as `s` in errors.
     fn parse_shown(url: &str, s: &str, append_path: bool) -> Result<Self, UrlTemplateError> {
-        if !url.starts_with("http://") {
+        if !url.starts_with("http://") && !url.starts_with("https://") {
             return Err(UrlTemplateError(format!(
-                "`{s}`: an integration URL starts with http:// (https needs a TLS connector, not built in)"
+                "`{s}`: an integration URL starts with http:// or https://"
             )));
         }
         let mut parts = Vec::new();
@@ -162,7 +161,10 @@ impl UrlTemplate {
         for part in &parts {
             match part {
                 Part::Literal(l) if in_host => {
-                    let after_scheme = l.strip_prefix("http://").unwrap_or(l);
+                    let after_scheme = l
+                        .strip_prefix("http://")
+                        .or_else(|| l.strip_prefix("https://"))
+                        .unwrap_or(l);
                     in_host = !after_scheme.contains('/');
                 }
                 Part::Param(_) if in_host => {
@@ -252,7 +254,11 @@ impl UrlTemplate {
 /// ones, `X-Forwarded-For`/`-Proto`/`-Host` added, bodies streamed both ways,
 /// connections pooled. No answer within the timeout (29 s by default, to
 /// the response head) is a 504 `INTEGRATION_TIMEOUT`; a connection that
-/// fails is a 502 `INTEGRATION_FAILURE`. Plain `http://` only.
+/// fails is a 502 `INTEGRATION_FAILURE`, and so is an `https://` server
+/// whose certificate does not verify (the reason logged at `warn`).
+/// `http://` and `https://`: rustls with the bundled Mozilla roots by
+/// default, a private CA and a client certificate with
+/// [`tls`](Self::tls); HTTP/2 when the server offers it by ALPN.
 ///
 /// What the client sent goes upstream as sent unless a mapping changes it
 /// (beyond API Gateway, whose REST APIs decode URL-encoded
@@ -272,7 +278,7 @@ impl UrlTemplate {
 ///   passed on as if the gateway had seen it.
 #[derive(Clone)]
 pub struct HttpIntegration {
-    client: Client<HttpConnector, Body>,
+    client: HttpClient<Body>,
     url: Arc<UrlTemplate>,
     timeout: Duration,
     responses: GatewayResponses,
@@ -287,11 +293,15 @@ impl fmt::Debug for HttpIntegration {
     }
 }
 
-pub(crate) fn new_client() -> Client<HttpConnector, Body> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
-    Client::builder(TokioExecutor::new()).build(connector)
+/// The shared client of integrations without a `tls` setting: `http://`
+/// and `https://` with the bundled roots.
+pub(crate) fn new_client() -> HttpClient<Body> {
+    match client(&TlsConfig::default()) {
+        Ok(c) => c,
+        // The default reads no file; only a TLS library unable to offer its
+        // own default versions could fail it.
+        Err(e) => unreachable!("the default TLS config is always valid: {e}"),
+    }
 }
 
 impl HttpIntegration {
@@ -317,7 +327,7 @@ impl HttpIntegration {
     /// An integration for a config's `url` or `base` (exactly one of them),
     /// sending through the gateway's shared `client`.
     pub(crate) fn from_config(
-        client: Client<HttpConnector, Body>,
+        client: HttpClient<Body>,
         url: Option<&str>,
         base: Option<&str>,
     ) -> Result<Self, UrlTemplateError> {
@@ -327,13 +337,25 @@ impl HttpIntegration {
         ))
     }
 
-    fn with_client(client: Client<HttpConnector, Body>, url: UrlTemplate) -> Self {
+    fn with_client(client: HttpClient<Body>, url: UrlTemplate) -> Self {
         Self {
             client,
             url: Arc::new(url),
             timeout: DEFAULT_TIMEOUT,
             responses: GatewayResponses::default(),
         }
+    }
+
+    /// With its own pool of connections made with `tls` (a private CA, a
+    /// client certificate; see [`TlsConfig`]) instead of the shared
+    /// default one.
+    ///
+    /// # Errors
+    ///
+    /// A file of `tls` that cannot be read or used.
+    pub fn tls(mut self, tls: &TlsConfig) -> Result<Self, TlsError> {
+        self.client = client(tls)?;
+        Ok(self)
     }
 
     /// With this timeout to the response head.
@@ -474,7 +496,9 @@ where
                     .responses
                     .respond(GatewayResponseKind::IntegrationTimeout)),
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, connect = e.is_connect(), "integration request failed");
+                    // The whole chain: a certificate that does not verify
+                    // is only named by the innermost error.
+                    tracing::warn!(error = %chain(&e), connect = e.is_connect(), "integration request failed");
                     Ok(this
                         .responses
                         .respond(GatewayResponseKind::IntegrationFailure))
@@ -506,7 +530,9 @@ mod tests {
                 Part::Literal("/x".into()),
             ]
         );
-        assert!(UrlTemplate::parse("https://x", false).is_err());
+        assert!(UrlTemplate::parse("https://x", false).is_ok());
+        assert!(UrlTemplate::parse("ftp://x", false).is_err());
+        assert!(UrlTemplate::parse("https://{id}/x", false).is_err());
         assert!(UrlTemplate::parse("http://x/{a", false).is_err());
         assert!(UrlTemplate::parse("http://x/{}", false).is_err());
         assert!(UrlTemplate::parse("http://x/?a=1", true).is_err());

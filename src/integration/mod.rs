@@ -9,7 +9,9 @@
 //!   connections (hyper-util), hop-by-hop headers stripped both ways,
 //!   `X-Forwarded-For`/`-Proto`/`-Host` added, bodies streamed, a timeout
 //!   (29 s by default) giving 504 `INTEGRATION_TIMEOUT`, a failed connection
-//!   502 `INTEGRATION_FAILURE`. Plain `http://` only: no TLS connector is built in.
+//!   502 `INTEGRATION_FAILURE`. `http://` and `https://` (rustls, the bundled
+//!   Mozilla roots or a `tls.ca_file`, a client certificate for backends
+//!   that ask; HTTP/2 when the server offers it by ALPN): see [`TlsConfig`].
 //! - **Mock** ([`MockIntegration`]): a fixed status, headers and body.
 //!
 //! In a config, a stage's `settings` or a method override says which:
@@ -44,9 +46,10 @@
 //! | `type` | field | unit | default | bounds |
 //! |---|---|---|---|---|
 //! | `service` (the default) | | | | the inner service given to [`Gateway::service`](crate::Gateway::service) |
-//! | `http` | `url` | | | exactly one of `url` and `base`; starts with `http://`; `{param}` only after the host, naming a path parameter of every resource it serves; `{stageVariables.NAME}` anywhere |
+//! | `http` | `url` | | | exactly one of `url` and `base`; starts with `http://` or `https://`; `{param}` only after the host, naming a path parameter of every resource it serves; `{stageVariables.NAME}` anywhere |
 //! | `http` | `base` | | | as `url`, without a query; the path after the stage and the query are appended |
 //! | `http` | `timeout_ms` | milliseconds | `29000` | 50 to 300000 |
+//! | `http` | `tls` | `{ ca_file, client_cert, client_key }`, PEM file paths | bundled roots, no client certificate | files readable and parsed when the gateway is built; `client_cert` and `client_key` together ([`TlsConfig`]) |
 //! | `mock` | `status` | | `200` | 100 to 599 |
 //! | `mock` | `headers` | name: value | `{}` | valid header names and values |
 //! | `mock` | `body` | | empty | |
@@ -61,6 +64,7 @@
 //! | no response head from the upstream within `timeout_ms` | 504 `INTEGRATION_TIMEOUT` |
 //! | the connection or the request fails (refused, reset, or no connection within 10 s when `timeout_ms` is longer) | 502 `INTEGRATION_FAILURE` |
 //! | the URL does not parse once stage variables and parameters are filled in | 502 `INTEGRATION_FAILURE` |
+//! | the server's certificate does not verify (unknown issuer, wrong host name, expired), or it refuses the client certificate | 502 `INTEGRATION_FAILURE`, the reason logged at `warn` |
 //! | the upstream answers, a 5xx included | its response, hop-by-hop headers removed |
 //!
 //! API Gateway answers a timeout with 504 `INTEGRATION_TIMEOUT` and an
@@ -71,7 +75,8 @@
 //! mistakes are refused when the config is read or built:
 //!
 //! ```text
-//! stages.prod.settings.integration: `ftp://x/{nope}`: an integration URL starts with http:// (https needs a TLS connector, not built in)
+//! stages.prod.settings.integration: `ftp://x/{nope}`: an integration URL starts with http:// or https://
+//! stages.prod.settings.integration.tls: ca_file `/etc/ca.pem`: I/O error: No such file or directory (os error 2)
 //! stages.prod.settings.integration.timeout_ms: must be 50 to 300000 (got 10)
 //! stages.prod.methods."/pets/GET".integration.url: `/pets` has no path parameter `petId`
 //! ```
@@ -80,6 +85,7 @@ mod config;
 mod dispatch;
 mod http;
 mod mock;
+mod tls;
 
 pub use self::config::IntegrationConfig;
 pub(crate) use self::config::per_endpoint;
@@ -88,3 +94,5 @@ pub use self::dispatch::{Integrations, ResponseFuture};
 pub(crate) use self::http::new_client;
 pub use self::http::{DEFAULT_TIMEOUT, HttpIntegration, UrlTemplateError};
 pub use self::mock::MockIntegration;
+pub(crate) use self::tls::{HttpClient, chain as error_chain, client as tls_client};
+pub use self::tls::{TlsConfig, TlsError};

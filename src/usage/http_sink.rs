@@ -11,17 +11,18 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+
+use crate::integration::{HttpClient, TlsConfig, error_chain, tls_client};
 
 use super::event::UsageEvent;
 use super::reporter::{SinkError, UsageSink};
 
 /// Posts each batch as JSON (`{"events": [...]}`, fields as
 /// [`UsageEvent`]'s serialization) to a URL. Anything but a 2xx within the
-/// timeout (5 s by default) is an error, so the reporter retries. Plain
-/// `http://` only.
+/// timeout (5 s by default) is an error, so the reporter retries.
+/// `http://` or `https://`: rustls with the bundled Mozilla roots, or a
+/// private CA and a client certificate with [`tls`](Self::tls), as an
+/// HTTP integration's.
 ///
 /// The collector should treat a batch as taken only when it answers 2xx:
 /// anything else, or no answer in time, makes the reporter send the same
@@ -30,13 +31,12 @@ use super::reporter::{SinkError, UsageSink};
 /// needs exactly-once can use the `requestId` of routed requests.
 ///
 /// The body is `{"events":[...]}` with each event as in
-/// [`UsageEvent`]'s `Serialize` impl, sent as `application/json`. For
-/// HTTPS, implement [`UsageSink`] over a client of your choice.
+/// [`UsageEvent`]'s `Serialize` impl, sent as `application/json`.
 #[derive(Clone)]
 pub struct HttpSink {
     /// hyper's pooled client: connections to the collector are kept alive
     /// between batches. Cloning the sink shares the pool.
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient<Full<Bytes>>,
     url: Uri,
     /// Bounds one post: connecting, sending and reading the answer.
     timeout: Duration,
@@ -52,20 +52,38 @@ impl fmt::Debug for HttpSink {
 }
 
 impl HttpSink {
-    /// Posts to `url` (`http://collector:8080/report`). An error for a URL
-    /// that does not parse or is not `http://` with a host.
+    /// Posts to `url` (`http://collector:8080/report`,
+    /// `https://collector.example/report`). An error for a URL that does
+    /// not parse or is not `http://` or `https://` with a host.
     pub fn new(url: &str) -> Result<Self, SinkError> {
         let uri: Uri = url
             .parse()
             .map_err(|e| SinkError::new(format!("`{url}`: {e}")))?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-            return Err(SinkError::new(format!("`{url}`: an http:// URL is needed")));
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+            return Err(SinkError::new(format!(
+                "`{url}`: an http:// or https:// URL is needed"
+            )));
         }
         Ok(Self {
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Self::client(&TlsConfig::default())?,
             url: uri,
             timeout: Duration::from_secs(5),
         })
+    }
+
+    fn client(tls: &TlsConfig) -> Result<HttpClient<Full<Bytes>>, SinkError> {
+        tls_client(tls).map_err(|e| SinkError::new(e.to_string()))
+    }
+
+    /// Connecting with `tls` (a private CA, a client certificate; see
+    /// [`TlsConfig`]) instead of the bundled roots.
+    ///
+    /// # Errors
+    ///
+    /// A file of `tls` that cannot be read or used.
+    pub fn tls(mut self, tls: &TlsConfig) -> Result<Self, SinkError> {
+        self.client = Self::client(tls)?;
+        Ok(self)
     }
 
     /// With this timeout per post (default 5 s). Keep it well under the
@@ -102,7 +120,10 @@ impl UsageSink for HttpSink {
         .await;
         match sent {
             Err(_) => Err(SinkError::new("usage report timed out")),
-            Ok(Err(e)) => Err(SinkError::new(format!("usage report failed: {e}"))),
+            Ok(Err(e)) => Err(SinkError::new(format!(
+                "usage report failed: {}",
+                error_chain(&e)
+            ))),
             Ok(Ok(s)) if s.is_success() => Ok(()),
             Ok(Ok(s)) => Err(SinkError::new(format!("usage report answered {s}"))),
         }
