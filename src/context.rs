@@ -352,6 +352,8 @@ pub struct MethodSettings {
     pub integration: IntegrationConfig,
     /// The compiled mapping, if any.
     pub mapping: Option<std::sync::Arc<crate::mapping::CompiledMapping>>,
+    /// The resource policy on source addresses, if any.
+    pub policy: Option<std::sync::Arc<crate::edge::ResourcePolicy>>,
 }
 
 /// One value per endpoint, indexed by [`Endpoint::index`]: the table every

@@ -148,6 +148,10 @@ kinds! {
     Unauthorized => "UNAUTHORIZED", 401, "Unauthorized";
     /// The caller is known but not allowed to call this resource.
     AccessDenied => "ACCESS_DENIED", 403, "User is not authorized to access this resource";
+    /// The method's resource `policy` refuses the client's address (the
+    /// message names the method, and ends " with an explicit deny" for a
+    /// `deny` entry; see [`ResourcePolicy`](crate::edge::ResourcePolicy)).
+    ResourcePolicyDenied => "RESOURCE_POLICY_DENIED", 403, "User: anonymous is not authorized to perform: execute-api:Invoke on resource";
     /// A throttle limit rejected the request.
     Throttled => "THROTTLED", 429, "Too Many Requests";
     /// The API key's usage plan quota is used up for this period.

@@ -182,6 +182,11 @@ impl GatewayBuilder {
         let mappings = PerEndpoint::build(endpoints.endpoints(), |e| e.settings().mapping.clone());
         let mapping = MappingLayer::for_gateway(mappings, responses.clone(), trusted.clone());
         let integrations = integration::per_endpoint(endpoints.endpoints(), responses);
+        let edge = Edge {
+            trusted: trusted.clone(),
+            api: resolved.name.clone(),
+            responses: responses.clone(),
+        };
         let usage = UsageLayer::build(
             self.reporters,
             clock.clone(),
@@ -233,6 +238,7 @@ impl GatewayBuilder {
                     source,
                 },
                 clock: self.clock,
+                edge,
             }),
         })
     }

@@ -37,6 +37,11 @@ pub struct Config {
     /// Resource path templates and the methods each accepts.
     #[serde(default)]
     pub routes: BTreeMap<String, Vec<String>>,
+    /// API-level method settings: the outermost layer, under every stage's
+    /// `settings` and its method overrides (each replaces only the fields
+    /// it names).
+    #[serde(default)]
+    pub settings: MethodSettingsConfig,
     /// Stages by name; requests are addressed as `/{stage}/{resource}`.
     #[serde(default)]
     pub stages: BTreeMap<String, StageConfig>,
@@ -99,6 +104,10 @@ pub struct MethodSettingsConfig {
     /// Parameter mappings, body templates and integration responses.
     #[serde(default)]
     pub mapping: Option<MappingConfig>,
+    /// Who may call, by source address (a resource policy on
+    /// `aws:SourceIp`). Default: anyone.
+    #[serde(default)]
+    pub policy: Option<crate::edge::PolicyConfig>,
 }
 
 /// One stage: `/{stage}/...`.

@@ -58,6 +58,16 @@ pub(super) struct Shared {
     pub(super) hasher: KeyHasher,
     pub(super) plans: PlanManager,
     pub(super) clock: Arc<dyn Clock>,
+    /// What the front door's steps (the resource policy) read.
+    pub(super) edge: Edge,
+}
+
+/// What the front door's steps read: trusted proxies, the API's name (in
+/// the policy's message) and the gateway responses.
+pub(super) struct Edge {
+    pub(super) trusted: Arc<[ipnet::IpNet]>,
+    pub(super) api: Arc<str>,
+    pub(super) responses: crate::response::GatewayResponses,
 }
 
 impl fmt::Debug for Gateway {

@@ -1,4 +1,5 @@
-//! The overlay of one stage's method settings: `settings`, then
+//! The overlay of one stage's method settings: the API's top-level
+//! `settings`, then the stage's `settings`, then
 //! `methods."*/*"`, then `methods."RESOURCE/*"`, then
 //! `methods."RESOURCE/METHOD"`, each replacing only the fields it names (API
 //! Gateway's stage settings and method overrides). Each slice merges its own
@@ -17,6 +18,8 @@ pub(super) type Layer<'a> = (&'a MethodSettingsConfig, PathBuf);
 
 /// The settings layers of one stage, keyed for lookup per endpoint.
 pub(super) struct Overlay<'a> {
+    /// The API's top-level `settings`, under everything.
+    api: Layer<'a>,
     /// The stage's `settings` (every method's default).
     stage: Layer<'a>,
     /// `methods."*/*"`.
@@ -33,6 +36,7 @@ impl<'a> Overlay<'a> {
     /// on every layer with the route it belongs to (`None` for stage-wide
     /// layers).
     pub(super) fn new(
+        api: &'a MethodSettingsConfig,
         stage: &'a StageConfig,
         path: &PathBuf,
         routes: &[RouteDef],
@@ -44,6 +48,7 @@ impl<'a> Overlay<'a> {
         let (methods, path) = (&stage.methods, &path.field("methods"));
         check(settings, &settings_path, None, issues);
         let mut out = Overlay {
+            api: (api, PathBuf::default().field("settings")),
             stage: (settings, settings_path),
             all: None,
             resource: HashMap::new(),
@@ -81,7 +86,8 @@ impl<'a> Overlay<'a> {
         Option<&'a MethodSettingsConfig>,
     ) {
         let exact = self.exact.get(&(route, method.clone()));
-        let layers = std::iter::once(&self.stage)
+        let layers = std::iter::once(&self.api)
+            .chain(std::iter::once(&self.stage))
             .chain(self.all.as_ref())
             .chain(self.resource.get(&route))
             .chain(exact)

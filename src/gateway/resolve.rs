@@ -78,11 +78,14 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         );
         return Err(ConfigError::new(ConfigErrorKind::Invalid, issues.0));
     }
+    // The API-level layer is checked once, not with each stage.
+    check_layer(&config.settings, &root.field("settings"), None, &mut issues);
     for (name, stage) in &config.stages {
         let path = root.field("stages").field(name);
         routes::check_stage(name, &stage.variables, &path, &mut issues);
         let variables = Arc::new(stage.variables.clone());
         let overlay = Overlay::new(
+            &config.settings,
             stage,
             &path,
             &route_defs,
@@ -197,6 +200,9 @@ fn check_layer(
     if let Some(i) = &s.integration {
         i.check(&path.field("integration"), route, issues);
     }
+    if let Some(p) = &s.policy {
+        p.check(&path.field("policy"), issues);
+    }
 }
 
 /// Resolves one endpoint's settings: each slice merged across `layers`
@@ -224,7 +230,7 @@ fn method_settings(
     if let Some(i) = &integration.value {
         // Stage-wide settings know their route only here.
         let p = integration.path.as_str();
-        if p.ends_with(".settings") || p.ends_with("\"*/*\"") {
+        if p == "settings" || p.ends_with(".settings") || p.ends_with("\"*/*\"") {
             i.check_route(
                 &integration.path.field("integration"),
                 &route.template,
@@ -247,6 +253,9 @@ fn method_settings(
         authorizer,
         integration: integration.value.unwrap_or_default(),
         mapping,
+        policy: Merged::of(layers, |s| s.policy.as_ref())
+            .value
+            .map(|p| Arc::new(p.resolve())),
     }
 }
 

@@ -1,9 +1,10 @@
 //! `GatewayService`: the gateway's steps composed into one service.
 //!
-//! The steps are the layers' own: usage, route, SigV4, custom authorizer,
-//! API key, throttle, meter (quota), cache, mapping, integration, in that
-//! order. Each decision is the layer's code; what this service adds is how
-//! they are strung together.
+//! The steps are the layers' own: usage, route, the resource policy,
+//! SigV4, custom authorizer, API key, throttle, meter (quota), cache,
+//! mapping, integration, in that order. Each decision is the layer's (or,
+//! for the policy, [`ResourcePolicy`](crate::edge::ResourcePolicy)'s) code;
+//! what this service adds is how they are strung together.
 //!
 //! - **Inline** (the common case): an endpoint with no authorization, no
 //!   cache, no mapping and no integration of its own, whose key, rate and
@@ -44,6 +45,7 @@ use crate::gate::{Decision, Finish};
 use crate::integration::Integrations;
 use crate::route::future::insert_request_id;
 use crate::route::service::Routing;
+use crate::throttle::ClientAddr;
 use crate::throttle::service::Stamp;
 use crate::usage::IntegrationLatency;
 use crate::usage::layer::{Guard, Pending};
@@ -174,11 +176,32 @@ where
             } => (request, request_id, endpoint, span),
         };
         let index = endpoint.index();
+        // The front door, before any credential is looked at: a resource
+        // policy's refusal.
+        let refused = endpoint.settings().policy.as_ref().and_then(|policy| {
+            let peer = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
+            let e = &s.edge;
+            policy.check(
+                &endpoint,
+                peer,
+                req.headers(),
+                &e.trusted,
+                &e.api,
+                &e.responses,
+            )
+        });
         if let Some(p) = &mut pending {
             p.known.request_id = Some(request_id);
             p.known.endpoint = Some(endpoint);
         }
         let mut post = Post::new(request_id);
+        if let Some(response) = refused {
+            post.span = span;
+            let kind = Kind::Ready {
+                response: Some(response),
+            };
+            return ResponseFuture::new(kind, post, pending);
+        }
         let _entered = span.as_deref().map(tracing::Span::enter);
         let kind = if let Some(p) = &mut pending {
             // Reported requests are answered even when a step or the inner

@@ -1,0 +1,44 @@
+//! The front door: what CloudFront and API Gateway's edge did before a
+//! request reached the API. Method settings like any other, given at API
+//! level (the config's top-level `settings`), per stage and per method
+//! through the usual overlay.
+//!
+//! - `policy` ([`PolicyConfig`], [`ResourcePolicy`]): allow and deny lists
+//!   of source addresses, API Gateway's resource policies on
+//!   `aws:SourceIp`; a refusal is 403 `RESOURCE_POLICY_DENIED` with API
+//!   Gateway's message.
+//!
+//! ```
+//! use http::{Request, StatusCode};
+//! use std::net::SocketAddr;
+//! use tollgate::throttle::ClientAddr;
+//! use tollgate::{Body, Config, Gateway};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let config = Config::from_yaml_str(r#"
+//! name: petstore
+//! routes: { /pets: [GET] }
+//! settings:                       # API level: every stage, every method
+//!   policy: { allow: ["203.0.113.0/24"], deny: ["203.0.113.7"] }
+//! stages: { prod: {} }
+//! "#).unwrap();
+//! let gateway = Gateway::new(config).unwrap();
+//! let ok = tower::service_fn(|_req: Request<Body>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("pets")))
+//! });
+//! let from = |ip: [u8; 4]| {
+//!     let mut req = Request::get("/prod/pets").body(Body::empty()).unwrap();
+//!     req.extensions_mut().insert(ClientAddr(SocketAddr::from((ip, 40000))));
+//!     req
+//! };
+//! let res = gateway.service(ok.clone()).oneshot(from([203, 0, 113, 9])).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! let res = gateway.service(ok).oneshot(from([203, 0, 113, 7])).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::FORBIDDEN);
+//! # }
+//! ```
+
+mod policy;
+
+pub use self::policy::{PolicyConfig, ResourcePolicy};
