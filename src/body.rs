@@ -229,9 +229,62 @@ pub struct LimitsConfig {
     /// Default 10000. Bodies that stream through unread are not timed.
     #[serde(default)]
     pub body_timeout_ms: Option<u64>,
+    /// The largest request body, `1B ..= 1GiB`. Default 10 MiB, API
+    /// Gateway's payload limit. A request that declares more
+    /// (`Content-Length`) gets 413 `REQUEST_TOO_LARGE` at once, its body
+    /// never read; one that streams more (chunked) has its body end in an
+    /// error at the limit, which the layers reading it whole answer 413 and
+    /// an inner service sees as [`http_body_util::LengthLimitError`] (axum
+    /// answers 413 for it).
+    #[serde(default)]
+    pub max_body: Option<crate::config::ByteSize>,
+    /// The most requests in flight at once across the gateway (and its
+    /// clones), from routing to the response head, `1 ..= 10000000`.
+    /// Past it a request gets 503 `BACKEND_UNAVAILABLE` with `Retry-After:
+    /// 1` at once, before any other step. Default: no bound.
+    #[serde(default)]
+    pub max_concurrency: Option<u64>,
+}
+
+/// API Gateway's payload limit: 10 MiB, the default `limits.max_body`.
+pub const DEFAULT_MAX_BODY: u64 = 10 << 20;
+
+/// The front door's limits, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EdgeLimits {
+    pub(crate) max_body: u64,
+    pub(crate) max_concurrency: Option<usize>,
 }
 
 impl LimitsConfig {
+    /// Checks `max_body` and `max_concurrency` and resolves them.
+    pub(crate) fn resolve_edge(
+        &self,
+        path: &crate::config::PathBuf,
+        issues: &mut crate::config::Issues,
+    ) -> EdgeLimits {
+        let max_body = match self.max_body {
+            Some(b) if (1..=1 << 30).contains(&b.0) => b.0,
+            Some(_) => {
+                issues.push(&path.field("max_body"), "must be 1 byte to 1 GiB");
+                DEFAULT_MAX_BODY
+            }
+            None => DEFAULT_MAX_BODY,
+        };
+        let max_concurrency = match self.max_concurrency {
+            Some(n @ 1..=10_000_000) => usize::try_from(n).ok(),
+            Some(_) => {
+                issues.push(&path.field("max_concurrency"), "must be 1 to 10000000");
+                None
+            }
+            None => None,
+        };
+        EdgeLimits {
+            max_body,
+            max_concurrency,
+        }
+    }
+
     /// Checks the section and resolves the body timeout.
     pub(crate) fn resolve(
         &self,

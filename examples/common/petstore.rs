@@ -448,6 +448,14 @@ impl Options {
 /// `header_timeout_ms` of the edge design.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The most bytes hyper buffers for a request line and its headers: 96
+/// KiB, a quarter of hyper's default (about 400 KiB), so a slow client
+/// holds less. It stays above hyper's 64 KiB URI limit, so an overlong URI
+/// still gets its 414; a head larger than this gets 431 and the
+/// connection closed (hyper checks between reads, so a head a read's worth
+/// over may still be taken). Bodies stream past it.
+pub const HEADER_BUF_LIMIT: usize = 96 << 10;
+
 /// Serves `svc` on `listener` until `shutdown` resolves. With
 /// `client_addr`, each request carries the connection's peer address as a
 /// [`ClientAddr`] (for per-client limits).
@@ -478,11 +486,14 @@ pub async fn serve<S>(
                 let svc = TowerToHyperService::new(svc);
                 tokio::spawn(async move {
                     // A client has HEADER_READ_TIMEOUT to send its headers
-                    // (hyper answers 408 and closes past it); bodies read
-                    // whole are bounded by the gateway's body timeout.
+                    // (hyper answers 408 and closes past it) and
+                    // HEADER_BUF_LIMIT bytes for them (431 past it); bodies
+                    // read whole are bounded by the gateway's body timeout
+                    // and `limits.max_body`.
                     let _ = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(HEADER_READ_TIMEOUT)
+                        .max_buf_size(HEADER_BUF_LIMIT)
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
                 });

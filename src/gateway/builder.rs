@@ -126,7 +126,11 @@ impl GatewayBuilder {
         let clock = &self.clock;
         let responses = &resolved.responses;
         let endpoints = &resolved.routes;
-        let route = RouteLayer::resolved(endpoints, responses.clone());
+        let route = RouteLayer::with_max_body(
+            endpoints,
+            responses.clone(),
+            usize::try_from(resolved.edge_limits.max_body).unwrap_or(usize::MAX),
+        );
         let plans = PlanBook::new(std::mem::take(&mut resolved.plans));
         let trusted: Arc<[IpNet]> = Arc::from(resolved.limits.trusted_proxies.clone());
         let throttle = config.throttle_options.layer(
@@ -186,6 +190,11 @@ impl GatewayBuilder {
             trusted: trusted.clone(),
             api: resolved.name.clone(),
             responses: responses.clone(),
+            max_body: resolved.edge_limits.max_body,
+            max_concurrency: resolved
+                .edge_limits
+                .max_concurrency
+                .map(|max| (max, Arc::default())),
         };
         let usage = UsageLayer::build(
             self.reporters,

@@ -68,6 +68,34 @@ pub(super) struct Edge {
     pub(super) trusted: Arc<[ipnet::IpNet]>,
     pub(super) api: Arc<str>,
     pub(super) responses: crate::response::GatewayResponses,
+    /// `limits.max_body`: a larger declared `Content-Length` is a 413.
+    pub(super) max_body: u64,
+    /// `limits.max_concurrency`, and the requests in flight now.
+    pub(super) max_concurrency: Option<(usize, Arc<std::sync::atomic::AtomicUsize>)>,
+}
+
+/// One request in flight, counted in [`Edge::max_concurrency`] until it is
+/// dropped (with the response future: the response head has gone out, or
+/// the client went away).
+pub(super) struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    /// Counts one more request, unless `max` are in flight already.
+    pub(super) fn enter(max: usize, count: &Arc<std::sync::atomic::AtomicUsize>) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        if before >= max {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Self(count.clone()))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl fmt::Debug for Gateway {

@@ -37,6 +37,8 @@ pub(super) struct Resolved {
     pub(super) limits: GatewayLimits,
     /// How long a body read whole may take (`limits.body_timeout_ms`).
     pub(super) body_timeout: Duration,
+    /// `limits.max_body` and `limits.max_concurrency`.
+    pub(super) edge_limits: crate::body::EdgeLimits,
     /// The usage plans.
     pub(super) plans: Plans,
     /// The routes and the endpoints of every stage.
@@ -51,6 +53,9 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         .mapping_limits
         .resolve(&root.field("mapping_limits"), &mut issues);
     let body_timeout = config.limits.resolve(&root.field("limits"), &mut issues);
+    let edge_limits = config
+        .limits
+        .resolve_edge(&root.field("limits"), &mut issues);
     mapping_limits.body_timeout = Some(body_timeout);
     let mut mappings = MappingCompiler::new(mapping_limits);
 
@@ -176,6 +181,7 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         name: Arc::from(config.name.as_deref().unwrap_or("tollgate")),
         limits,
         body_timeout,
+        edge_limits,
         plans,
         responses,
         routes,

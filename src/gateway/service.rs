@@ -33,16 +33,18 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, RETRY_AFTER};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::handle::Shared;
+use super::handle::{InFlight, Shared};
 use crate::ApiKeyIdentity;
 use crate::body::{Body, BoxError};
 use crate::context::{RequestHead, RequestId};
 use crate::gate::{Decision, Finish};
 use crate::integration::Integrations;
+use crate::response::GatewayResponseKind;
 use crate::route::future::insert_request_id;
 use crate::route::service::Routing;
 use crate::throttle::ClientAddr;
@@ -176,11 +178,34 @@ where
             } => (request, request_id, endpoint, span),
         };
         let index = endpoint.index();
-        // The front door, before any credential is looked at: a resource
-        // policy's refusal.
-        let refused = endpoint.settings().policy.as_ref().and_then(|policy| {
+        // The front door, before any credential is looked at: the
+        // concurrency bound, the payload limit, the resource policy.
+        let e = &s.edge;
+        let mut in_flight = None;
+        let refused = match &e.max_concurrency {
+            Some((max, count)) => match InFlight::enter(*max, count) {
+                Some(guard) => {
+                    in_flight = Some(guard);
+                    None
+                }
+                None => {
+                    let mut res = e.responses.respond(GatewayResponseKind::BackendUnavailable);
+                    res.headers_mut()
+                        .insert(RETRY_AFTER, http::HeaderValue::from_static("1"));
+                    Some(res)
+                }
+            },
+            None => None,
+        };
+        let refused = refused.or_else(|| {
+            let declared = req.headers().get(CONTENT_LENGTH)?.to_str().ok()?;
+            // An unparsable length is hyper's to refuse; a huge one is ours.
+            (declared.parse::<u64>().ok()? > e.max_body)
+                .then(|| e.responses.respond(GatewayResponseKind::RequestTooLarge))
+        });
+        let refused = refused.or_else(|| {
+            let policy = endpoint.settings().policy.as_ref()?;
             let peer = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
-            let e = &s.edge;
             policy.check(
                 &endpoint,
                 peer,
@@ -195,6 +220,7 @@ where
             p.known.endpoint = Some(endpoint);
         }
         let mut post = Post::new(request_id);
+        post.in_flight = in_flight;
         if let Some(response) = refused {
             post.span = span;
             let kind = Kind::Ready {
@@ -306,6 +332,8 @@ struct Post {
     integration_start: Option<u64>,
     /// The request's debug span, entered while the inner future is polled.
     span: Option<Box<tracing::Span>>,
+    /// Counted in `limits.max_concurrency` while the response is on its way.
+    in_flight: Option<InFlight>,
 }
 
 impl Post {
@@ -316,6 +344,7 @@ impl Post {
             stamp: None,
             integration_start: None,
             span: None,
+            in_flight: None,
         }
     }
 

@@ -24,6 +24,19 @@ impl RouteLayer {
         }
     }
 
+    /// The same, bounding request bodies to `max_body` bytes.
+    pub(crate) fn with_max_body(
+        routes: &Routes,
+        responses: GatewayResponses,
+        max_body: usize,
+    ) -> Self {
+        let mut shared = Shared::new(routes, responses);
+        shared.max_body = Some(max_body);
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
     /// Routes a request as the [`Route`] service does, for a gateway that
     /// composes the steps itself.
     pub(crate) fn route<B>(&self, req: http::Request<B>) -> super::service::Routing

@@ -19,6 +19,10 @@ use crate::response::{GatewayResponseKind, GatewayResponses};
 pub(crate) struct Shared {
     pub(crate) table: RouteTable,
     pub(crate) responses: GatewayResponses,
+    /// The most bytes a request body may have (`limits.max_body` behind a
+    /// gateway): a body that streams past it ends in an error
+    /// ([`http_body_util::LengthLimitError`]). `None`: no bound.
+    pub(crate) max_body: Option<usize>,
 }
 
 impl Shared {
@@ -26,6 +30,7 @@ impl Shared {
         Self {
             table: RouteTable::new(routes),
             responses,
+            max_body: None,
         }
     }
 }
@@ -168,7 +173,10 @@ impl Shared {
         let body = if http_body::Body::is_end_stream(&body) {
             Body::empty()
         } else {
-            Body::new(body)
+            match self.max_body {
+                Some(max) => Body::new(http_body_util::Limited::new(body, max)),
+                None => Body::new(body),
+            }
         };
         Routing::Routed {
             request: Request::from_parts(parts, body),
