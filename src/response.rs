@@ -225,6 +225,55 @@ pub struct ResponseOverride {
 pub struct GatewayResponses {
     /// One entry per kind, indexed by `kind as usize` (declaration order).
     inner: Arc<[Rendered]>,
+    /// Whose defaults these are.
+    profile: ResponsesProfile,
+}
+
+/// Whose defaults the gateway responses follow (`responses_profile` in the
+/// config). Overrides under `responses:` apply on top of either.
+///
+/// - `http` (the default): plain HTTP semantics where they and API Gateway
+///   differ: an unknown path is 404 `RESOURCE_NOT_FOUND`, a known path with
+///   another method 405 `METHOD_NOT_ALLOWED` with `Allow`, a failed
+///   integration 502.
+/// - `aws`: API Gateway's answers, for clients that expect its bytes
+///   ([`supported-gateway-response-types`](https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html)):
+///   an unknown path or method is 403 `MISSING_AUTHENTICATION_TOKEN`
+///   `{"message":"Missing Authentication Token"}` without `Allow` (override
+///   that kind to change it); `INTEGRATION_FAILURE` is 504. Kinds API
+///   Gateway has no counterpart for (`REQUEST_TIMEOUT`,
+///   `BACKEND_UNAVAILABLE`, `RESOURCE_POLICY_DENIED`) keep tollgate's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ResponsesProfile {
+    /// HTTP's answers where they differ from API Gateway's.
+    #[default]
+    Http,
+    /// API Gateway's answers.
+    Aws,
+}
+
+impl ResponsesProfile {
+    /// The status `kind` answers before any override.
+    pub const fn default_status(self, kind: GatewayResponseKind) -> StatusCode {
+        match (self, kind) {
+            (Self::Aws, GatewayResponseKind::IntegrationFailure) => StatusCode::GATEWAY_TIMEOUT,
+            _ => kind.default_status(),
+        }
+    }
+
+    /// The kind a request gets for what `kind` names: under `aws`, an
+    /// unknown path or method is `MISSING_AUTHENTICATION_TOKEN`.
+    pub const fn answer(self, kind: GatewayResponseKind) -> GatewayResponseKind {
+        match (self, kind) {
+            (
+                Self::Aws,
+                GatewayResponseKind::ResourceNotFound | GatewayResponseKind::MethodNotAllowed,
+            ) => GatewayResponseKind::MissingAuthenticationToken,
+            _ => kind,
+        }
+    }
 }
 
 /// One kind's response, ready to send: answering clones the header map and
@@ -263,6 +312,7 @@ impl Default for GatewayResponses {
             // No overrides cannot fail; keep the fallback total anyway.
             Err(_) => Self {
                 inner: Arc::from(Vec::new()),
+                profile: ResponsesProfile::Http,
             },
         }
     }
@@ -287,10 +337,18 @@ impl GatewayResponses {
     pub fn new(
         overrides: &BTreeMap<GatewayResponseKind, ResponseOverride>,
     ) -> Result<Self, Vec<(GatewayResponseKind, OverrideError)>> {
+        Self::with_profile(overrides, ResponsesProfile::Http)
+    }
+
+    /// The same on `profile`'s defaults.
+    pub fn with_profile(
+        overrides: &BTreeMap<GatewayResponseKind, ResponseOverride>,
+        profile: ResponsesProfile,
+    ) -> Result<Self, Vec<(GatewayResponseKind, OverrideError)>> {
         let mut errors = Vec::new();
         let mut rendered = Vec::with_capacity(GatewayResponseKind::ALL.len());
         for &kind in GatewayResponseKind::ALL {
-            let status = kind.default_status();
+            let status = profile.default_status(kind);
             let fallback = if kind == GatewayResponseKind::Default4xx
                 || kind == GatewayResponseKind::Default5xx
             {
@@ -349,6 +407,7 @@ impl GatewayResponses {
         if errors.is_empty() {
             Ok(Self {
                 inner: Arc::from(rendered),
+                profile,
             })
         } else {
             Err(errors)
@@ -361,14 +420,24 @@ impl GatewayResponses {
         self.inner.get(kind as usize)
     }
 
-    /// The status this gateway answers for `kind`.
-    pub fn status(&self, kind: GatewayResponseKind) -> StatusCode {
-        self.rendered(kind)
-            .map_or_else(|| kind.default_status(), |r| r.status)
+    /// Whose defaults these are.
+    pub fn profile(&self) -> ResponsesProfile {
+        self.profile
     }
 
-    /// The response for `kind` with its configured (or default) message.
+    /// The status this gateway answers for `kind` (what the profile
+    /// answers it with: under `aws`, `RESOURCE_NOT_FOUND` is 403).
+    pub fn status(&self, kind: GatewayResponseKind) -> StatusCode {
+        let kind = self.profile.answer(kind);
+        self.rendered(kind)
+            .map_or_else(|| self.profile.default_status(kind), |r| r.status)
+    }
+
+    /// The response for `kind` with its configured (or default) message;
+    /// the profile may answer another kind for it
+    /// ([`ResponsesProfile::answer`]).
     pub fn respond(&self, kind: GatewayResponseKind) -> Response<Body> {
+        let kind = self.profile.answer(kind);
         let res = match self.rendered(kind) {
             Some(r) => build(r.status, r.headers.clone(), r.body.clone()),
             None => fallback(kind, kind.default_message()),
@@ -380,6 +449,7 @@ impl GatewayResponses {
     /// (an expired signature's times, what is wrong with a body). A message
     /// overridden in the config takes precedence.
     pub fn respond_with_message(&self, kind: GatewayResponseKind, message: &str) -> Response<Body> {
+        let kind = self.profile.answer(kind);
         let res = match self.rendered(kind) {
             Some(r) if r.overridden_message => build(r.status, r.headers.clone(), r.body.clone()),
             Some(r) => build(r.status, r.headers.clone(), json_message(message)),
@@ -435,6 +505,7 @@ impl GatewayResponses {
     /// a header value is never quoted in a message.
     pub(crate) fn from_config(
         config: &BTreeMap<String, ResponseOverride>,
+        profile: ResponsesProfile,
         issues: &mut crate::config::Issues,
     ) -> Self {
         let root = crate::config::PathBuf::root().field("responses");
@@ -450,7 +521,7 @@ impl GatewayResponses {
                 ),
             }
         }
-        match Self::new(&overrides) {
+        match Self::with_profile(&overrides, profile) {
             Ok(r) => r,
             Err(errors) => {
                 for (kind, e) in errors {

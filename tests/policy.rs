@@ -222,6 +222,24 @@ async fn the_policy_answers_before_keys_and_authorizers() {
     );
 }
 
+#[tokio::test]
+async fn an_ipv4_mapped_entry_is_its_ipv4_block() {
+    // Found by the hostile review: such entries never matched.
+    let yaml = "routes: { /pets: [GET] }\nsettings:\n  policy: { deny: [\"::ffff:203.0.113.7\", \"::ffff:198.51.100.0/120\"] }\nstages: { prod: {} }\n";
+    let gw = Gateway::new(Config::from_yaml_str(yaml).unwrap()).unwrap();
+    for peer in ["203.0.113.7", "::ffff:203.0.113.7", "198.51.100.9"] {
+        assert_eq!(
+            from(&gw, "/prod/pets", peer, &[]).await.1,
+            "RESOURCE_POLICY_DENIED",
+            "{peer}"
+        );
+    }
+    assert_eq!(
+        from(&gw, "/prod/pets", "198.51.101.9", &[]).await.0,
+        StatusCode::OK
+    );
+}
+
 #[test]
 fn entries_that_are_not_addresses_are_config_errors() {
     let yaml = r#"

@@ -261,6 +261,26 @@ async fn an_integration_and_a_sink_built_in_code_take_the_same_settings() {
         .unwrap_err();
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
 
+    // A key pasted on one line (its line breaks lost) is refused without
+    // quoting any of it (found by the hostile review: the PEM parser's
+    // message held the whole line).
+    let (_, _, cert_pem, key_pem) = pki.leaf(&["gateway.test"]);
+    let cert = pki.write("one-line.pem", &cert_pem);
+    let key = pki.write("one-line.key", &key_pem.replace('\n', " "));
+    let err = TlsConfig::default()
+        .client_cert(cert, key)
+        .client_config()
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    let b64: String = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(!shown.contains(&b64[..16]), "{shown}");
+    let decimal = format!("{:?}", &b64.as_bytes()[..8]);
+    assert!(!shown.contains(decimal.trim_matches(['[', ']'])), "{shown}");
+    assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+
     // A key file that is not a key is refused when the client is built.
     let bad = TlsConfig::default().client_cert(pki.path("ca.pem"), pki.path("ca.pem"));
     let err = HttpIntegration::new("https://x/")

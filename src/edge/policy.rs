@@ -39,11 +39,22 @@ pub struct PolicyConfig {
 
 impl crate::config::Overlay for PolicyConfig {}
 
-/// `s` as a block: `203.0.113.0/24`, or one address (`/32`, `/128`).
+/// `s` as a block: `203.0.113.0/24`, or one address (`/32`, `/128`). An
+/// IPv4-mapped IPv6 block (`::ffff:203.0.113.0/120`) is its IPv4 block
+/// (`203.0.113.0/24`): clients are compared in that form too (found by the
+/// hostile review: such an entry never matched).
 fn block(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>()
+    let net = s
+        .parse::<IpNet>()
         .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))?;
+    Some(match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).ok()?,
+            None => net,
+        },
+        _ => net,
+    })
 }
 
 impl PolicyConfig {

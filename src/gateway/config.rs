@@ -60,6 +60,11 @@ pub struct Config {
     /// Gateway response overrides by kind (`RESOURCE_NOT_FOUND`, `DEFAULT_4XX`, ...).
     #[serde(default)]
     pub responses: BTreeMap<String, ResponseOverride>,
+    /// Whose defaults the gateway responses follow: `http` (the default)
+    /// or `aws` (API Gateway's: an unknown path or method is 403
+    /// `MISSING_AUTHENTICATION_TOKEN`, a failed integration 504).
+    #[serde(default)]
+    pub responses_profile: crate::response::ResponsesProfile,
     /// How the throttle layer behaves (headers, store failures, per-client limit).
     #[serde(default)]
     pub throttle_options: ThrottleOptions,

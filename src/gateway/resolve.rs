@@ -149,7 +149,8 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     if let Some(s) = &config.sigv4 {
         s.check(&root.field("sigv4"), &mut issues);
     }
-    let responses = GatewayResponses::from_config(&config.responses, &mut issues);
+    let responses =
+        GatewayResponses::from_config(&config.responses, config.responses_profile, &mut issues);
 
     if !issues.0.is_empty() {
         // The same problem reached through several endpoints is said once.

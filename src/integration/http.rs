@@ -239,7 +239,15 @@ impl UrlTemplate {
         if self.append_path {
             let trimmed = url.trim_end_matches('/').len();
             url.truncate(trimmed);
-            url.push_str(req.uri().path());
+            // As sent, but a `.` or `..` segment cannot climb out of the
+            // base's path either (found by the hostile review).
+            let path = req.uri().path();
+            for (i, segment) in path.split('/').enumerate() {
+                if i > 0 {
+                    url.push('/');
+                }
+                push_segment(&mut url, segment, None);
+            }
         }
         if let Some(q) = req.uri().query() {
             url.push(if url.contains('?') { '&' } else { '?' });

@@ -30,7 +30,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{Error as PemError, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
@@ -144,7 +144,10 @@ impl TlsConfig {
             (Some(cert), Some(key)) => {
                 let chain = read_certs(cert, "client_cert")?;
                 let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                    TlsError(format!("client_key `{key}`: no usable private key ({e})"))
+                    TlsError(format!(
+                        "client_key `{key}`: no usable private key ({})",
+                        pem_error(&e)
+                    ))
                 })?;
                 builder.with_client_auth_cert(chain, key_der).map_err(|e| {
                     TlsError(format!("client_cert `{cert}` and client_key `{key}`: {e}"))
@@ -157,12 +160,26 @@ impl TlsConfig {
     }
 }
 
+/// What is wrong with a PEM file, without any of its contents: the
+/// parser's own messages quote the offending line, which in a key file is
+/// the key (found by the hostile review: a key pasted on one line).
+fn pem_error(e: &PemError) -> String {
+    match e {
+        PemError::MissingSectionEnd { .. } => "a section has no END line".to_owned(),
+        PemError::IllegalSectionStart { .. } => "a BEGIN line is malformed".to_owned(),
+        PemError::Base64Decode(_) => "a section is not valid base64".to_owned(),
+        PemError::Io(e) => format!("I/O error: {e}"),
+        PemError::NoItemsFound => "no PEM section of the right kind".to_owned(),
+        _ => "not a PEM file".to_owned(),
+    }
+}
+
 /// The certificates in the PEM file at `path`, at least one.
 fn read_certs(path: &str, field: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| TlsError(format!("{field} `{path}`: {e}")))?
+        .map_err(|e| TlsError(format!("{field} `{path}`: {}", pem_error(&e))))?
         .collect();
-    let certs = certs.map_err(|e| TlsError(format!("{field} `{path}`: {e}")))?;
+    let certs = certs.map_err(|e| TlsError(format!("{field} `{path}`: {}", pem_error(&e))))?;
     if certs.is_empty() {
         return Err(TlsError(format!("{field} `{path}`: no certificate in it")));
     }

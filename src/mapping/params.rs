@@ -175,6 +175,11 @@ impl IntegrationPath {
     }
 }
 
+/// A query mapping's result does not make a URI (longer than the `http`
+/// crate takes): the request is refused rather than sent unmapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueryTooLong;
+
 /// The compiled parameter operations of one method.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ParamOps {
@@ -438,9 +443,14 @@ impl ParamOps {
     /// that order. A source with no value leaves its target alone.
     ///
     /// A value that cannot be a header value (a line break, say) is dropped
-    /// rather than failing the request. A rebuilt query that does not make
-    /// a valid URI leaves the URI as it was.
-    pub(crate) fn apply<B>(&self, req: &mut Request<B>, trusted: &[IpNet]) {
+    /// rather than failing the request (a `set` then leaves the header
+    /// absent). A rebuilt query that does not make a valid URI (too long)
+    /// is [`QueryTooLong`]: the caller refuses the request.
+    pub(crate) fn apply<B>(
+        &self,
+        req: &mut Request<B>,
+        trusted: &[IpNet],
+    ) -> Result<(), QueryTooLong> {
         let reads_query = self
             .set
             .iter()
@@ -524,13 +534,20 @@ impl ParamOps {
         }
         let mut put = |t: &Target, v: String, replace: bool| match t {
             Target::Header(n) => {
-                // A value that cannot be a header value (a newline, say) is dropped.
-                if let Ok(v) = HeaderValue::from_str(&v) {
-                    if replace {
+                // A value that cannot be a header value (a newline, say) is
+                // dropped; a `set` still removes what the client sent, so
+                // the client's own value never stands in for the mapped one.
+                match HeaderValue::from_str(&v) {
+                    Ok(v) if replace => {
                         headers.insert(n.clone(), v);
-                    } else {
+                    }
+                    Ok(v) => {
                         headers.append(n.clone(), v);
                     }
+                    Err(_) if replace => {
+                        headers.remove(n);
+                    }
+                    Err(_) => {}
                 }
             }
             Target::Query(n) => {
@@ -569,15 +586,15 @@ impl ParamOps {
                 format!("{}?{encoded}", req.uri().path())
             };
             let mut parts = req.uri().clone().into_parts();
-            if let Ok(pq) = pq.parse() {
-                parts.path_and_query = Some(pq);
-                if let Ok(uri) = Uri::from_parts(parts) {
-                    *req.uri_mut() = uri;
-                }
-            }
+            // A rewrite that makes no URI (past the longest `http` takes)
+            // refuses the request: passing it on unmapped would let the
+            // client's query stand in for the mapped one.
+            parts.path_and_query = Some(pq.parse().map_err(|_| QueryTooLong)?);
+            *req.uri_mut() = Uri::from_parts(parts).map_err(|_| QueryTooLong)?;
         }
         if let Some(p) = path {
             req.extensions_mut().insert(p);
         }
+        Ok(())
     }
 }

@@ -167,8 +167,11 @@ where
     let mut req = req;
     let facts = (!mapping.request_templates.is_empty() || !mapping.responses.is_empty())
         .then(|| facts(&req, &shared.trusted));
-    if !mapping.params.is_empty() {
-        mapping.params.apply(&mut req, &shared.trusted);
+    if !mapping.params.is_empty() && mapping.params.apply(&mut req, &shared.trusted).is_err() {
+        return Ok(responses.respond_with_message(
+            GatewayResponseKind::BadRequestParameters,
+            "The request URI is too long once its query is mapped",
+        ));
     }
     // Formatted only when something is logged.
     let id_of = req

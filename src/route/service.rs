@@ -135,7 +135,10 @@ impl Shared {
             }
             Lookup::MethodNotAllowed(allow) => {
                 let mut res = responses.respond(GatewayResponseKind::MethodNotAllowed);
-                res.headers_mut().insert(ALLOW, allow.clone());
+                // API Gateway answers a 403 with no `Allow` (the `aws` profile).
+                if responses.profile() == crate::response::ResponsesProfile::Http {
+                    res.headers_mut().insert(ALLOW, allow.clone());
+                }
                 return rejected(res);
             }
             Lookup::BadParameter => {

@@ -1,0 +1,113 @@
+//! `responses_profile`: `http` (the default) answers as HTTP does where it
+//! and API Gateway differ; `aws` answers as API Gateway does, for clients
+//! that expect its bytes.
+
+mod support;
+
+use std::convert::Infallible;
+
+use http::{Method, Request, Response, StatusCode};
+use tollgate::{Body, Config, Gateway};
+use tower::ServiceExt;
+
+fn config(profile: &str, dead: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+{profile}
+routes: {{ /pets: [GET], /dead: [GET] }}
+stages:
+  prod:
+    methods:
+      /dead/GET: {{ integration: {{ type: http, base: "http://{dead}" }} }}
+"#
+    )
+}
+
+async fn call(gw: &Gateway, method: Method, uri: &str) -> (StatusCode, http::HeaderMap, String) {
+    let ok = tower::service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from("pets")))
+    });
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .unwrap();
+    let res = gw.service(ok).oneshot(req).await.unwrap();
+    let (status, headers, body) = support::read(res).await;
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A loopback port nothing listens on.
+async fn dead() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn aws_answers_unknown_paths_and_methods_and_failed_integrations_as_api_gateway() {
+    let gw = Gateway::new(
+        Config::from_yaml_str(&config("responses_profile: aws", dead().await)).unwrap(),
+    )
+    .unwrap();
+    for (method, uri) in [
+        (Method::GET, "/prod/cats"),
+        (Method::GET, "/nostage/pets"),
+        (Method::DELETE, "/prod/pets"),
+    ] {
+        let (status, headers, body) = call(&gw, method.clone(), uri).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri}");
+        assert_eq!(body, r#"{"message":"Missing Authentication Token"}"#);
+        assert_eq!(
+            support::error_type(&headers),
+            "MISSING_AUTHENTICATION_TOKEN"
+        );
+        assert!(headers.get("allow").is_none());
+    }
+    let (status, headers, _) = call(&gw, Method::GET, "/prod/dead").await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(support::error_type(&headers), "INTEGRATION_FAILURE");
+    // What API Gateway answers alike is unchanged.
+    assert_eq!(call(&gw, Method::GET, "/prod/pets").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn http_the_default_keeps_404_405_with_allow_and_502() {
+    let gw = Gateway::new(Config::from_yaml_str(&config("", dead().await)).unwrap()).unwrap();
+    let (status, headers, body) = call(&gw, Method::GET, "/prod/cats").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#)
+    );
+    assert_eq!(support::error_type(&headers), "RESOURCE_NOT_FOUND");
+    let (status, headers, _) = call(&gw, Method::DELETE, "/prod/pets").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET");
+    assert_eq!(
+        call(&gw, Method::GET, "/prod/dead").await.0,
+        StatusCode::BAD_GATEWAY
+    );
+}
+
+#[tokio::test]
+async fn overrides_apply_on_top_of_the_aws_profile() {
+    let yaml = config(
+        "responses_profile: aws\nresponses: { MISSING_AUTHENTICATION_TOKEN: { status: 404, message: nope }, INTEGRATION_FAILURE: { status: 502 } }",
+        dead().await,
+    );
+    let gw = Gateway::new(Config::from_yaml_str(&yaml).unwrap()).unwrap();
+    let (status, _, body) = call(&gw, Method::GET, "/prod/cats").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::NOT_FOUND, r#"{"message":"nope"}"#)
+    );
+    assert_eq!(
+        call(&gw, Method::GET, "/prod/dead").await.0,
+        StatusCode::BAD_GATEWAY
+    );
+    assert!(
+        Config::from_yaml_str(
+            "routes: { /a: [GET] }\nstages: { prod: {} }\nresponses_profile: gcp\n"
+        )
+        .is_err()
+    );
+}
