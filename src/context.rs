@@ -354,6 +354,8 @@ pub struct MethodSettings {
     pub mapping: Option<std::sync::Arc<crate::mapping::CompiledMapping>>,
     /// The resource policy on source addresses, if any.
     pub policy: Option<std::sync::Arc<crate::edge::ResourcePolicy>>,
+    /// CORS, if any.
+    pub cors: Option<std::sync::Arc<crate::edge::Cors>>,
 }
 
 /// One value per endpoint, indexed by [`Endpoint::index`]: the table every

@@ -7,6 +7,13 @@
 //!   of source addresses, API Gateway's resource policies on
 //!   `aws:SourceIp`; a refusal is 403 `RESOURCE_POLICY_DENIED` with API
 //!   Gateway's message.
+//! - `cors` ([`CorsConfig`], [`Cors`]): preflights answered by the gateway
+//!   before any credential is looked at, and the CORS headers on every
+//!   response of the method, gateway errors included (tower-http's
+//!   `CorsLayer` decides them).
+//!
+//! The API-wide `limits` (`max_body`, `max_concurrency`) are checked first
+//! of all; see [`LimitsConfig`](crate::body::LimitsConfig).
 //!
 //! ```
 //! use http::{Request, StatusCode};
@@ -39,6 +46,8 @@
 //! # }
 //! ```
 
+mod cors;
 mod policy;
 
+pub use self::cors::{Cors, CorsConfig};
 pub use self::policy::{PolicyConfig, ResourcePolicy};

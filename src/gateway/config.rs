@@ -113,6 +113,10 @@ pub struct MethodSettingsConfig {
     /// `aws:SourceIp`). Default: anyone.
     #[serde(default)]
     pub policy: Option<crate::edge::PolicyConfig>,
+    /// Which browser origins may call, answered by the gateway (preflights
+    /// and the headers of every response). Default: no CORS.
+    #[serde(default)]
+    pub cors: Option<crate::edge::CorsConfig>,
 }
 
 /// One stage: `/{stage}/...`.

@@ -210,6 +210,9 @@ fn check_layer(
     if let Some(p) = &s.policy {
         p.check(&path.field("policy"), issues);
     }
+    if let Some(c) = &s.cors {
+        c.check(&path.field("cors"), issues);
+    }
 }
 
 /// Resolves one endpoint's settings: each slice merged across `layers`
@@ -263,6 +266,10 @@ fn method_settings(
         policy: Merged::of(layers, |s| s.policy.as_ref())
             .value
             .map(|p| Arc::new(p.resolve())),
+        cors: Merged::of(layers, |s| s.cors.as_ref())
+            .value
+            .and_then(|c| c.resolve(&route.methods))
+            .map(Arc::new),
     }
 }
 

@@ -33,20 +33,22 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, RETRY_AFTER};
-use http::{Request, Response};
+use http::header::{ACCESS_CONTROL_REQUEST_METHOD, CONTENT_LENGTH, ORIGIN, RETRY_AFTER};
+use http::{HeaderValue, Method, Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::handle::{InFlight, Shared};
 use crate::ApiKeyIdentity;
 use crate::body::{Body, BoxError};
-use crate::context::{RequestHead, RequestId};
+use crate::context::{Endpoint, RequestHead, RequestId};
+use crate::edge::Cors;
 use crate::gate::{Decision, Finish};
 use crate::integration::Integrations;
 use crate::response::GatewayResponseKind;
 use crate::route::future::insert_request_id;
 use crate::route::service::Routing;
+use crate::route::table::Lookup;
 use crate::throttle::ClientAddr;
 use crate::throttle::service::Stamp;
 use crate::usage::IntegrationLatency;
@@ -157,6 +159,21 @@ where
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let s = &*self.shared;
         let (req, mut pending) = s.usage.begin(req);
+        // A CORS preflight for a method with `cors` is the gateway's to
+        // answer, before any credential is looked at.
+        if req.method() == Method::OPTIONS
+            && let Some((response, endpoint)) = preflight(s, &req)
+        {
+            let request_id = RequestId::new();
+            if let Some(p) = &mut pending {
+                p.known.request_id = Some(request_id);
+                p.known.endpoint = Some(endpoint);
+            }
+            let kind = Kind::Ready {
+                response: Some(response),
+            };
+            return ResponseFuture::new(kind, Post::new(request_id), pending);
+        }
         let (req, request_id, endpoint, span) = match s.route.route(req) {
             Routing::Rejected {
                 response,
@@ -203,6 +220,12 @@ where
             (declared.parse::<u64>().ok()? > e.max_body)
                 .then(|| e.responses.respond(GatewayResponseKind::RequestTooLarge))
         });
+        // CORS headers go on whatever the method answers, refusals included.
+        let cors = endpoint
+            .settings()
+            .cors
+            .clone()
+            .map(|c| (c, req.headers().get(ORIGIN).cloned()));
         let refused = refused.or_else(|| {
             let policy = endpoint.settings().policy.as_ref()?;
             let peer = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
@@ -221,6 +244,7 @@ where
         }
         let mut post = Post::new(request_id);
         post.in_flight = in_flight;
+        post.cors = cors;
         if let Some(response) = refused {
             post.span = span;
             let kind = Kind::Ready {
@@ -253,6 +277,19 @@ where
         post.span = span;
         ResponseFuture::new(kind, post, pending)
     }
+}
+
+/// The gateway's answer to a CORS preflight (`OPTIONS` with
+/// `Access-Control-Request-Method`) for a method with `cors`, and that
+/// method's endpoint; `None` for any other request.
+fn preflight<B>(s: &Shared, req: &Request<B>) -> Option<(Response<Body>, Arc<Endpoint>)> {
+    let asked = req.headers().get(ACCESS_CONTROL_REQUEST_METHOD)?;
+    let method = Method::from_bytes(asked.as_bytes()).ok()?;
+    let Lookup::Found { endpoint, .. } = s.route.table().lookup(&method, req.uri().path()) else {
+        return None;
+    };
+    let cors = endpoint.settings().cors.as_ref()?;
+    Some((cors.preflight(req.headers()), endpoint.clone()))
 }
 
 /// The steps after routing: inline as long as each decides at once.
@@ -334,6 +371,8 @@ struct Post {
     span: Option<Box<tracing::Span>>,
     /// Counted in `limits.max_concurrency` while the response is on its way.
     in_flight: Option<InFlight>,
+    /// The method's CORS setting and the request's `Origin`.
+    cors: Option<(Arc<Cors>, Option<HeaderValue>)>,
 }
 
 impl Post {
@@ -345,15 +384,21 @@ impl Post {
             integration_start: None,
             span: None,
             in_flight: None,
+            cors: None,
         }
     }
 
-    /// Stamps the response: the throttle's fields, the request id.
+    /// Stamps the response: the throttle's fields, the request id, the
+    /// CORS headers.
     fn finish(&mut self, res: &mut Response<Body>) {
         if let Some(stamp) = self.stamp.take() {
             Some(stamp).finish(res);
         }
         insert_request_id(res.headers_mut(), self.request_id);
+        if let Some((cors, origin)) = self.cors.take() {
+            let taken = std::mem::take(res);
+            *res = cors.decorate(origin.as_ref(), taken);
+        }
     }
 
     /// Takes off what the layers left for a usage layer (read by now),
