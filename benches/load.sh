@@ -5,6 +5,8 @@
 #
 #   benches/load.sh [ROUNDS] [SECONDS] [CONNECTIONS]
 #   PROFILE=quiet benches/load.sh      # the older, lighter profile
+#   WRK_HEADER='origin: https://app.example.test' GATEWAY_FLAGS='--config my.yaml' benches/load.sh
+#                                      # one more request header, another config
 #
 # Profiles (PROFILE, default `full`):
 # - full: what production runs. The `load` key of examples/petstore.yaml (an
@@ -75,7 +77,7 @@ for port in "$BARE_PORT" "$GATEWAY_PORT"; do
 done
 
 run() { # port -> requests/sec
-    wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" -H "x-api-key: $API_KEY" "http://127.0.0.1:$1$PATH_UNDER_TEST" \
+    wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" -H "x-api-key: $API_KEY" ${WRK_HEADER:+-H "$WRK_HEADER"} "http://127.0.0.1:$1$PATH_UNDER_TEST" \
         | awk '/Requests\/sec/ { print $2 }'
 }
 

@@ -135,7 +135,12 @@ impl CorsConfig {
     /// The checked setting of a method of a resource that declares
     /// `methods` (`None` in it: `ANY`); `None` with no origin (CORS off).
     pub(crate) fn resolve(&self, methods: &[Option<Method>]) -> Option<Cors> {
-        if self.allow_origins.is_empty() {
+        let wildcard = self.allow_origins.iter().any(|o| o == "*")
+            || self.allow_headers.iter().flatten().any(|h| h == "*")
+            || self.expose_headers.iter().any(|h| h == "*");
+        // Empty: CORS off. With credentials and a `*` the config check has
+        // refused it already (and tower-http's layer would panic).
+        if self.allow_origins.is_empty() || (self.allow_credentials && wildcard) {
             return None;
         }
         let headers = |list: &[String]| -> Vec<HeaderName> {
@@ -181,11 +186,34 @@ impl CorsConfig {
         if let Some(age) = self.max_age {
             layer = layer.max_age(Duration::from_secs(age.min(MAX_AGE_LIMIT)));
         }
-        Some(Cors {
+        let mut cors = Cors {
             layer,
-            origins: (!any_origin).then(|| Arc::from(origins)),
+            origins: (!any_origin).then(|| Arc::from(origins.clone())),
             source: (self.clone(), methods.to_vec()),
-        })
+            actual: Arc::from(Vec::new()),
+        };
+        // The headers of a non-preflight answer depend only on the origin:
+        // tower-http's, computed once per allowed origin (one for any).
+        let keys: Vec<HeaderValue> = if any_origin {
+            vec![HeaderValue::from_static("null")]
+        } else {
+            origins
+        };
+        let actual: Vec<(HeaderValue, HeaderMap)> = keys
+            .into_iter()
+            .map(|origin| {
+                let mut req = Request::new(());
+                req.headers_mut().insert(ORIGIN, origin.clone());
+                let headers = cors
+                    .run(req, Some(Response::new(Body::empty())))
+                    .into_parts()
+                    .0
+                    .headers;
+                (origin, headers)
+            })
+            .collect();
+        cors.actual = Arc::from(actual);
+        Some(cors)
     }
 }
 
@@ -236,6 +264,9 @@ pub struct Cors {
     /// What it was made from (the setting and the resource's methods): two
     /// are equal when these are.
     source: (CorsConfig, Vec<Option<Method>>),
+    /// The headers of a non-preflight answer, by allowed origin (one entry
+    /// when any origin is allowed), as tower-http's layer made them.
+    actual: Arc<[(HeaderValue, HeaderMap)]>,
 }
 
 impl PartialEq for Cors {
@@ -300,22 +331,30 @@ impl Cors {
         self.run(req, None)
     }
 
-    /// `res` with the CORS headers for a request from `origin`.
+    /// `res` with the CORS headers for a request from `origin`: the ones
+    /// tower-http's layer gave that origin when the gateway was built.
     pub(crate) fn decorate(
         &self,
         origin: Option<&HeaderValue>,
-        res: Response<Body>,
+        mut res: Response<Body>,
     ) -> Response<Body> {
-        if !self.allows(origin) {
-            let mut res = res;
+        let found = match (&self.origins, origin) {
+            (_, None) => None,
+            (None, Some(_)) => self.actual.first(),
+            (Some(_), Some(o)) => self.actual.iter().find(|(k, _)| k == o),
+        };
+        let Some((_, headers)) = found else {
             self.vary(res.headers_mut());
             return res;
+        };
+        let out = res.headers_mut();
+        for (name, value) in headers {
+            if name == VARY {
+                out.append(name, value.clone());
+            } else {
+                out.insert(name, value.clone());
+            }
         }
-        let mut req = Request::new(());
-        if let Some(o) = origin {
-            req.headers_mut().insert(ORIGIN, o.clone());
-        }
-        // A GET (the default): tower-http takes any OPTIONS for a preflight.
-        self.run(req, Some(res))
+        res
     }
 }
