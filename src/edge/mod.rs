@@ -46,8 +46,10 @@
 //! # }
 //! ```
 
+mod config;
 mod cors;
 mod policy;
 
-pub use self::cors::{Cors, CorsConfig};
-pub use self::policy::{PolicyConfig, ResourcePolicy};
+pub use self::config::{CorsConfig, PolicyConfig};
+pub use self::cors::Cors;
+pub use self::policy::ResourcePolicy;

@@ -5,90 +5,13 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, Response};
 use ipnet::IpNet;
-use serde::Deserialize;
 
 use crate::body::Body;
-use crate::config::{Issues, PathBuf};
 use crate::context::Endpoint;
 use crate::response::{GatewayResponseKind, GatewayResponses};
 
-/// A method's `policy` setting: who may call it, by source address.
-///
-/// ```yaml
-/// policy:
-///   allow: ["203.0.113.0/24", "2001:db8::/32"]   # empty or absent: anyone
-///   deny: ["203.0.113.7"]                       # deny wins
-/// ```
-///
-/// Each entry is a CIDR block or a single address (IPv4 or IPv6). The
-/// client is the connection's peer ([`ClientAddr`](crate::throttle::ClientAddr)),
-/// or, when the peer is one of `throttle_options.trusted_proxies`, the
-/// address it forwarded for (`X-Forwarded-For`, walked as the throttle
-/// does). See [`ResourcePolicy`] for how it is decided.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[non_exhaustive]
-pub struct PolicyConfig {
-    /// Addresses allowed to call; empty: anyone not denied.
-    #[serde(default)]
-    pub allow: Vec<String>,
-    /// Addresses refused, whatever `allow` says.
-    #[serde(default)]
-    pub deny: Vec<String>,
-}
-
-impl crate::config::Overlay for PolicyConfig {}
-
-/// `s` as a block: `203.0.113.0/24`, or one address (`/32`, `/128`). An
-/// IPv4-mapped IPv6 block (`::ffff:203.0.113.0/120`) is its IPv4 block
-/// (`203.0.113.0/24`): clients are compared in that form too (found by the
-/// hostile review: such an entry never matched).
-fn block(s: &str) -> Option<IpNet> {
-    let net = s
-        .parse::<IpNet>()
-        .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))?;
-    Some(match net {
-        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
-            Some(v4) => IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).ok()?,
-            None => net,
-        },
-        _ => net,
-    })
-}
-
-impl PolicyConfig {
-    /// Reports each entry that is not an address or CIDR block.
-    pub(crate) fn check(&self, path: &PathBuf, issues: &mut Issues) {
-        for (field, list) in [("allow", &self.allow), ("deny", &self.deny)] {
-            for (i, entry) in list.iter().enumerate() {
-                if block(entry).is_none() {
-                    issues.push(
-                        &path.field(field).index(i),
-                        format!("`{entry}` is not an IP address or CIDR block"),
-                    );
-                }
-            }
-        }
-    }
-
-    /// The policy a checked config describes (entries that do not parse,
-    /// refused at validation, are left out).
-    pub(crate) fn resolve(&self) -> ResourcePolicy {
-        let list = |l: &[String]| {
-            l.iter()
-                .filter_map(|s| block(s))
-                .map(|n| n.trunc())
-                .collect()
-        };
-        ResourcePolicy {
-            allow: list(&self.allow),
-            deny: list(&self.deny),
-        }
-    }
-}
-
-/// A method's resolved `policy`; see [`PolicyConfig`] for the setting.
+/// A method's resolved `policy`; see [`PolicyConfig`](super::PolicyConfig)
+/// for the setting.
 ///
 /// Decided as API Gateway evaluates a resource policy whose statements
 /// carry `aws:SourceIp` conditions
@@ -115,8 +38,8 @@ impl PolicyConfig {
 /// petstore/prod/GET/pets/{petId} with an explicit deny`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResourcePolicy {
-    allow: Vec<IpNet>,
-    deny: Vec<IpNet>,
+    pub(super) allow: Vec<IpNet>,
+    pub(super) deny: Vec<IpNet>,
 }
 
 /// What the policy says of one client.
@@ -183,6 +106,8 @@ impl ResourcePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Issues, PathBuf};
+    use crate::edge::PolicyConfig;
 
     fn policy(allow: &[&str], deny: &[&str]) -> ResourcePolicy {
         let c = PolicyConfig {
