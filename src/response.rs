@@ -240,7 +240,8 @@ pub struct GatewayResponses {
 ///   ([`supported-gateway-response-types`](https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html)):
 ///   an unknown path or method is 403 `MISSING_AUTHENTICATION_TOKEN`
 ///   `{"message":"Missing Authentication Token"}` without `Allow` (override
-///   that kind to change it); `INTEGRATION_FAILURE` is 504. Kinds API
+///   that kind to change it); `INTEGRATION_FAILURE` is 504 `{"message":
+///   "Internal server error"}`. Kinds API
 ///   Gateway has no counterpart for (`REQUEST_TIMEOUT`,
 ///   `BACKEND_UNAVAILABLE`, `RESOURCE_POLICY_DENIED`) keep tollgate's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -260,6 +261,16 @@ impl ResponsesProfile {
         match (self, kind) {
             (Self::Aws, GatewayResponseKind::IntegrationFailure) => StatusCode::GATEWAY_TIMEOUT,
             _ => kind.default_status(),
+        }
+    }
+
+    /// The message `kind` answers before any override: under `aws`,
+    /// `INTEGRATION_FAILURE` says API Gateway's 5xx default, "Internal
+    /// server error" (its 502 "Bad Gateway" would contradict the 504).
+    pub const fn default_message(self, kind: GatewayResponseKind) -> &'static str {
+        match (self, kind) {
+            (Self::Aws, GatewayResponseKind::IntegrationFailure) => "Internal server error",
+            _ => kind.default_message(),
         }
     }
 
@@ -396,7 +407,7 @@ impl GatewayResponses {
             }
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             headers.insert(ERROR_TYPE_HEADER, HeaderValue::from_static(kind.as_str()));
-            let text = message.map_or(kind.default_message(), String::as_str);
+            let text = message.map_or(profile.default_message(kind), String::as_str);
             rendered.push(Rendered {
                 status,
                 overridden_message: message.is_some(),

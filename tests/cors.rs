@@ -162,12 +162,19 @@ fn unusable_cors_settings_are_config_errors() {
     let yaml = r#"
 routes: { /a: [GET] }
 settings:
-  cors: { allow_origins: ["*", "app.example"], allow_credentials: true, allow_methods: ["GE T"], max_age: 100000 }
+  cors: { allow_origins: ["*", "app.example", "https://a.test/x", "HTTPS://B.TEST", "https://c.test:443", "https://d.test:8443"], allow_credentials: true, allow_methods: ["GE T"], max_age: 100000 }
 stages: { prod: {} }
 "#;
     let err = Config::from_yaml_str(yaml).unwrap_err().to_string();
+    assert!(
+        !err.contains("allow_origins[5]"),
+        "a non-default port is an origin: {err}"
+    );
     for expected in [
         "settings.cors.allow_origins[1]: `app.example` is not an origin",
+        "settings.cors.allow_origins[2]: `https://a.test/x` is not an origin",
+        "settings.cors.allow_origins[3]: `HTTPS://B.TEST` is not an origin",
+        "settings.cors.allow_origins[4]: `https://c.test:443` is not an origin",
         "settings.cors.allow_methods[0]: `GE T` is not a method",
         "settings.cors.allow_credentials: cannot be true with a \"*\" origin or header",
         "settings.cors.max_age: must be 0 to 86400 seconds (got 100000)",

@@ -63,8 +63,9 @@ async fn aws_answers_unknown_paths_and_methods_and_failed_integrations_as_api_ga
         );
         assert!(headers.get("allow").is_none());
     }
-    let (status, headers, _) = call(&gw, Method::GET, "/prod/dead").await;
+    let (status, headers, body) = call(&gw, Method::GET, "/prod/dead").await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(body, r#"{"message":"Internal server error"}"#);
     assert_eq!(support::error_type(&headers), "INTEGRATION_FAILURE");
     // What API Gateway answers alike is unchanged.
     assert_eq!(call(&gw, Method::GET, "/prod/pets").await.0, StatusCode::OK);

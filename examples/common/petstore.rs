@@ -221,11 +221,21 @@ where
         let mut body = std::pin::pin!(body);
         let mut buf = Vec::new();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|_| {
-                (
-                    StatusCode::BAD_REQUEST,
-                    "the body could not be read".to_owned(),
-                )
+            // The gateway's `limits.max_body` ends a streamed body in a
+            // length error: that is a 413, as axum's extractors answer.
+            let frame = frame.map_err(|e| {
+                let e: tollgate::body::BoxError = e.into();
+                if e.is::<http_body_util::LengthLimitError>() {
+                    (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "the body is over the gateway's limit".to_owned(),
+                    )
+                } else {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        "the body could not be read".to_owned(),
+                    )
+                }
             })?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > MAX_BODY {

@@ -140,6 +140,37 @@ pub struct CorsConfig {
 
 impl crate::config::Overlay for CorsConfig {}
 
+/// Whether `o` is an origin as a browser serializes it (RFC 6454): `http`
+/// or `https`, a lower-case host, a port only when it is not the scheme's
+/// default, and nothing after (no path, not even `/`, no query). Anything
+/// else could never equal a browser's `Origin` (found by the new-user
+/// trial: `https://a.test/x` and `HTTPS://B.TEST` were taken).
+fn is_origin(o: &str) -> bool {
+    let Ok(uri) = o.parse::<http::Uri>() else {
+        return false;
+    };
+    let scheme = uri.scheme_str();
+    let default_port = match scheme {
+        Some("http") => 80,
+        Some("https") => 443,
+        _ => return false,
+    };
+    let Some(authority) = uri.authority() else {
+        return false;
+    };
+    let port_ok = match authority.port() {
+        None => true,
+        Some(p) => p.as_u16() != default_port,
+    };
+    // `http::Uri` reads `https://a.test` with the path `/`: what was
+    // written must be exactly scheme, `://` and authority.
+    o == format!("{}://{}", scheme.unwrap_or_default(), authority.as_str())
+        && o == o.to_ascii_lowercase()
+        && !authority.as_str().contains('@')
+        && port_ok
+        && HeaderValue::from_str(o).is_ok()
+}
+
 /// API Gateway's "Enable CORS" default for `Access-Control-Allow-Headers`.
 const DEFAULT_HEADERS: [&str; 5] = [
     "content-type",
@@ -156,12 +187,13 @@ impl CorsConfig {
     /// day.
     pub(crate) fn check(&self, path: &PathBuf, issues: &mut Issues) {
         for (i, o) in self.allow_origins.iter().enumerate() {
-            let valid = o == "*"
-                || (o.contains("://") && !o.ends_with('/') && HeaderValue::from_str(o).is_ok());
+            let valid = o == "*" || is_origin(o);
             if !valid {
                 issues.push(
                     &path.field("allow_origins").index(i),
-                    format!("`{o}` is not an origin (scheme://host[:port], no path) or \"*\""),
+                    format!(
+                        "`{o}` is not an origin (http or https://host[:port] in lower case, no default port, no path) or \"*\""
+                    ),
                 );
             }
         }
