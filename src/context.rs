@@ -356,6 +356,8 @@ pub struct MethodSettings {
     pub policy: Option<std::sync::Arc<crate::edge::ResourcePolicy>>,
     /// CORS, if any.
     pub cors: Option<std::sync::Arc<crate::edge::Cors>>,
+    /// Compression, if any.
+    pub compression: Option<std::sync::Arc<crate::edge::Compression>>,
 }
 
 /// One value per endpoint, indexed by [`Endpoint::index`]: the table every

@@ -25,6 +25,7 @@ pub(crate) trait Overlay: Clone {
 
 impl Overlay for bool {}
 impl Overlay for String {}
+impl Overlay for u64 {}
 
 /// One slice, merged across the layers of one endpoint.
 #[derive(Debug, Clone)]

@@ -324,3 +324,30 @@ impl CorsConfig {
         Some(cors)
     }
 }
+
+/// API Gateway's largest `minimumCompressionSize`: 10 MiB.
+pub(crate) const MAX_COMPRESSION_SIZE: u64 = 10 << 20;
+
+/// Checks `minimum_compression_size` (0 to 10485760 bytes, as API Gateway).
+pub(crate) fn check_compression(size: Option<u64>, path: &PathBuf, issues: &mut Issues) {
+    if let Some(n) = size
+        && n > MAX_COMPRESSION_SIZE
+    {
+        issues.push(
+            &path.field("minimum_compression_size"),
+            format!("must be 0 to {MAX_COMPRESSION_SIZE} bytes (got {n})"),
+        );
+    }
+}
+
+/// The compression a method's merged settings describe: `None` without a
+/// `minimum_compression_size` (API Gateway's default: off).
+pub(crate) fn resolve_compression(
+    size: Option<u64>,
+    br: Option<bool>,
+) -> Option<super::Compression> {
+    size.map(|minimum| super::Compression {
+        minimum: minimum.min(MAX_COMPRESSION_SIZE),
+        br: br.unwrap_or(false),
+    })
+}

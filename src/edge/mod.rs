@@ -11,6 +11,10 @@
 //!   before any credential is looked at, and the CORS headers on every
 //!   response of the method, gateway errors included (tower-http's
 //!   `CorsLayer` decides them).
+//! - `minimum_compression_size` and `compression_br` ([`Compression`]):
+//!   gzip and deflate responses by `Accept-Encoding`, as API Gateway
+//!   compresses, and compressed request bodies decoded (tower-http's
+//!   codings).
 //!
 //! The API-wide `limits` (`max_body`, `max_concurrency`) are checked first
 //! of all; see [`LimitsConfig`](crate::body::LimitsConfig).
@@ -46,10 +50,13 @@
 //! # }
 //! ```
 
+mod compression;
 mod config;
 mod cors;
 mod policy;
 
+pub use self::compression::Compression;
 pub use self::config::{CorsConfig, PolicyConfig};
+pub(crate) use self::config::{check_compression, resolve_compression};
 pub use self::cors::Cors;
 pub use self::policy::ResourcePolicy;

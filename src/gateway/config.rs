@@ -117,6 +117,15 @@ pub struct MethodSettingsConfig {
     /// and the headers of every response). Default: no CORS.
     #[serde(default)]
     pub cors: Option<crate::edge::CorsConfig>,
+    /// Responses of at least this many bytes are compressed (gzip, deflate)
+    /// when the client prefers a coding the gateway makes; compressed
+    /// request bodies are decoded. `0 ..= 10485760`; absent: off (API
+    /// Gateway's `minimumCompressionSize`).
+    #[serde(default)]
+    pub minimum_compression_size: Option<u64>,
+    /// Also `br` (beyond API Gateway). Default false.
+    #[serde(default)]
+    pub compression_br: Option<bool>,
 }
 
 /// One stage: `/{stage}/...`.

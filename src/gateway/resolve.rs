@@ -213,6 +213,7 @@ fn check_layer(
     if let Some(c) = &s.cors {
         c.check(&path.field("cors"), issues);
     }
+    crate::edge::check_compression(s.minimum_compression_size, path, issues);
 }
 
 /// Resolves one endpoint's settings: each slice merged across `layers`
@@ -270,6 +271,11 @@ fn method_settings(
             .value
             .and_then(|c| c.resolve(&route.methods))
             .map(Arc::new),
+        compression: crate::edge::resolve_compression(
+            Merged::of(layers, |s| s.minimum_compression_size.as_ref()).value,
+            Merged::of(layers, |s| s.compression_br.as_ref()).value,
+        )
+        .map(Arc::new),
     }
 }
 

@@ -42,7 +42,7 @@ use super::handle::{InFlight, Shared};
 use crate::ApiKeyIdentity;
 use crate::body::{Body, BoxError};
 use crate::context::{Endpoint, RequestHead, RequestId};
-use crate::edge::Cors;
+use crate::edge::{Compression, Cors};
 use crate::gate::{Decision, Finish};
 use crate::integration::Integrations;
 use crate::response::GatewayResponseKind;
@@ -238,6 +238,21 @@ where
                 &e.responses,
             )
         });
+        // Compression: a compressed request body decoded (another coding
+        // is a 415); the response's coding chosen now, from the request.
+        let compression = endpoint.settings().compression.clone();
+        let mut req = req;
+        let mut refused = refused;
+        let mut compress = None;
+        if let (None, Some(c)) = (&refused, &compression) {
+            compress = c.choose(req.headers()).map(|coding| (c.clone(), coding));
+            if !Compression::decode(&mut req) {
+                refused = Some(
+                    e.responses
+                        .respond(GatewayResponseKind::UnsupportedMediaType),
+                );
+            }
+        }
         if let Some(p) = &mut pending {
             p.known.request_id = Some(request_id);
             p.known.endpoint = Some(endpoint);
@@ -245,6 +260,7 @@ where
         let mut post = Post::new(request_id);
         post.in_flight = in_flight;
         post.cors = cors;
+        post.compress = compress;
         if let Some(response) = refused {
             post.span = span;
             let kind = Kind::Ready {
@@ -373,6 +389,8 @@ struct Post {
     in_flight: Option<InFlight>,
     /// The method's CORS setting and the request's `Origin`.
     cors: Option<(Arc<Cors>, Option<HeaderValue>)>,
+    /// The method's compression and the coding the client prefers.
+    compress: Option<(Arc<Compression>, &'static str)>,
 }
 
 impl Post {
@@ -385,6 +403,7 @@ impl Post {
             span: None,
             in_flight: None,
             cors: None,
+            compress: None,
         }
     }
 
@@ -395,6 +414,10 @@ impl Post {
             Some(stamp).finish(res);
         }
         insert_request_id(res.headers_mut(), self.request_id);
+        if let Some((compression, coding)) = self.compress.take() {
+            let taken = std::mem::take(res);
+            *res = compression.compress(coding, taken);
+        }
         if let Some((cors, origin)) = self.cors.take() {
             let taken = std::mem::take(res);
             *res = cors.decorate(origin.as_ref(), taken);
