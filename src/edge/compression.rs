@@ -79,21 +79,29 @@ where
     }
 }
 
-/// The codings the gateway makes, best first when q-values tie.
-fn supported(coding: &str, br: bool) -> bool {
-    matches!(coding, "gzip" | "deflate") || (br && coding == "br")
-}
-
 impl Compression {
     /// The coding to answer a request with these `Accept-Encoding` values:
     /// the most preferred one if the gateway makes it, else `None`.
     pub(crate) fn choose(&self, accept: &HeaderMap) -> Option<&'static str> {
-        let mut best: Option<(f32, String)> = None;
+        // The coding as the gateway names it, or `None` for one it does not
+        // make; `*` stands for gzip. Nothing here allocates.
+        let made = |coding: &str| -> Option<&'static str> {
+            if coding.eq_ignore_ascii_case("gzip") || coding == "*" {
+                Some("gzip")
+            } else if coding.eq_ignore_ascii_case("deflate") {
+                Some("deflate")
+            } else if self.br && coding.eq_ignore_ascii_case("br") {
+                Some("br")
+            } else {
+                None
+            }
+        };
+        let mut best: Option<(f32, Option<&'static str>)> = None;
         for value in accept.get_all(ACCEPT_ENCODING) {
             let Ok(value) = value.to_str() else { continue };
             for item in value.split(',') {
                 let mut parts = item.split(';');
-                let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+                let coding = parts.next().unwrap_or("").trim();
                 if coding.is_empty() {
                     continue;
                 }
@@ -104,31 +112,32 @@ impl Compression {
                 if q <= 0.0 {
                     continue;
                 }
+                let this = made(coding);
                 // Ties go to a coding the gateway makes, gzip first.
-                let better = match &best {
+                let better = match best {
                     None => true,
-                    Some((bq, bc)) => {
-                        q > *bq
-                            || (q == *bq
-                                && supported(&coding, self.br)
-                                && (!supported(bc, self.br) || (coding == "gzip" && bc != "gzip")))
+                    Some((bq, b)) => {
+                        q > bq
+                            || (q == bq
+                                && this.is_some()
+                                && (b.is_none() || (this == Some("gzip") && b != Some("gzip"))))
                     }
                 };
                 if better {
-                    best = Some((q, coding));
+                    best = Some((q, this));
                 }
             }
         }
-        match best?.1.as_str() {
-            "gzip" | "*" => Some("gzip"),
-            "deflate" => Some("deflate"),
-            "br" if self.br => Some("br"),
-            _ => None,
-        }
+        best?.1
     }
 
     /// `res` compressed with `coding` when big enough.
     pub(crate) fn compress(&self, coding: &'static str, res: Response<Body>) -> Response<Body> {
+        // Below the size (the common case for small answers): nothing to
+        // build. tower-http's predicate would say the same, later.
+        if !AtLeast(self.minimum).should_compress(&res) {
+            return res;
+        }
         let layer = CompressionLayer::new()
             .gzip(coding == "gzip")
             .deflate(coding == "deflate")
