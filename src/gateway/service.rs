@@ -240,11 +240,10 @@ where
         });
         // Compression: a compressed request body decoded (another coding
         // is a 415); the response's coding chosen now, from the request.
-        let compression = endpoint.settings().compression.clone();
         let mut req = req;
         let mut refused = refused;
         let mut compress = None;
-        if let (None, Some(c)) = (&refused, &compression) {
+        if let (None, Some(c)) = (&refused, &endpoint.settings().compression) {
             compress = c.choose(req.headers()).map(|coding| (c.clone(), coding));
             if !Compression::decode(&mut req) {
                 refused = Some(
