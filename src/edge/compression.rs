@@ -2,9 +2,8 @@
 //! and deflate responses by `Accept-Encoding`, compressed request bodies
 //! decoded. The codings are tower-http's.
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 
 use futures_util::FutureExt;
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH};
@@ -13,6 +12,7 @@ use tower::{Layer, Service};
 use tower_http::compression::{CompressionLayer, Predicate};
 use tower_http::decompression::RequestDecompression;
 
+use super::Give;
 use crate::body::Body;
 
 /// A method's resolved compression settings (`minimum_compression_size`,
@@ -51,31 +51,6 @@ impl Predicate for AtLeast {
                 .and_then(|v| v.to_str().ok()?.parse().ok())
         });
         size.is_none_or(|n| n >= self.0) && !response.headers().contains_key(CONTENT_ENCODING)
-    }
-}
-
-/// Hands tower-http the response the gateway has, or keeps the request it
-/// decoded.
-struct Give(Option<Response<Body>>, Arc<Mutex<Option<Request<Body>>>>);
-
-impl<B> Service<Request<B>> for Give
-where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<crate::body::BoxError>,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        if let Ok(mut slot) = self.1.lock() {
-            *slot = Some(req.map(Body::new));
-        }
-        std::future::ready(Ok(self.0.take().unwrap_or_default()))
     }
 }
 

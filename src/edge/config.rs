@@ -181,6 +181,13 @@ const DEFAULT_HEADERS: [&str; 5] = [
 ];
 
 impl CorsConfig {
+    /// Whether an origin or header list is `*` (which credentials forbid).
+    fn has_wildcard(&self) -> bool {
+        self.allow_origins.iter().any(|o| o == "*")
+            || self.allow_headers.iter().flatten().any(|h| h == "*")
+            || self.expose_headers.iter().any(|h| h == "*")
+    }
+
     /// Reports what tower-http's layer would refuse or a browser could not
     /// use: no origin, an origin or header that is not a header value, a
     /// method that is not one, a `*` with credentials, a `max_age` over a
@@ -221,9 +228,7 @@ impl CorsConfig {
                 }
             }
         }
-        let wildcard = self.allow_origins.iter().any(|o| o == "*")
-            || self.allow_headers.iter().flatten().any(|h| h == "*")
-            || self.expose_headers.iter().any(|h| h == "*");
+        let wildcard = self.has_wildcard();
         if self.allow_credentials && wildcard {
             issues.push(
                 &path.field("allow_credentials"),
@@ -243,9 +248,7 @@ impl CorsConfig {
     /// The checked setting of a method of a resource that declares
     /// `methods` (`None` in it: `ANY`); `None` with no origin (CORS off).
     pub(crate) fn resolve(&self, methods: &[Option<Method>]) -> Option<Cors> {
-        let wildcard = self.allow_origins.iter().any(|o| o == "*")
-            || self.allow_headers.iter().flatten().any(|h| h == "*")
-            || self.expose_headers.iter().any(|h| h == "*");
+        let wildcard = self.has_wildcard();
         // Empty: CORS off. With credentials and a `*` the config check has
         // refused it already (and tower-http's layer would panic).
         if self.allow_origins.is_empty() || (self.allow_credentials && wildcard) {
@@ -310,7 +313,7 @@ impl CorsConfig {
         let actual: Vec<(HeaderValue, HeaderMap)> = keys
             .into_iter()
             .map(|origin| {
-                let mut req = Request::new(());
+                let mut req = Request::new(Body::empty());
                 req.headers_mut().insert(ORIGIN, origin.clone());
                 let headers = cors
                     .run(req, Some(Response::new(Body::empty())))

@@ -2,37 +2,18 @@
 //! looked at, and the headers on every response of a method, gateway
 //! errors included. The decisions are tower-http's `CorsLayer`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
 use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY};
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use tower::{Layer, Service};
 use tower_http::cors::CorsLayer;
 
+use super::Give;
 use super::config::CorsConfig;
 use crate::body::Body;
-
-/// The inner service tower-http's `Cors` wraps here: it hands back the
-/// response the gateway already has (or an empty one, for a preflight,
-/// which never calls it).
-struct Give(Option<Response<Body>>);
-
-impl Service<Request<()>> for Give {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _req: Request<()>) -> Self::Future {
-        std::future::ready(Ok(self.0.take().unwrap_or_default()))
-    }
-}
 
 /// A method's resolved `cors` setting ([`CorsConfig`]).
 ///
@@ -77,11 +58,11 @@ impl Cors {
     /// The response tower-http's `Cors` makes of `req` around `res`: a
     /// preflight's for an `OPTIONS`, else `res` with the headers. Nothing
     /// here waits, so it is polled once.
-    pub(super) fn run(&self, req: Request<()>, res: Option<Response<Body>>) -> Response<Body> {
-        let mut svc = self.layer.layer(Give(res));
+    pub(super) fn run(&self, req: Request<Body>, res: Option<Response<Body>>) -> Response<Body> {
+        let mut svc = self.layer.layer(Give(res, Default::default()));
         let mut cx = Context::from_waker(Waker::noop());
         // Ready at once (`Give` is), and the rules were checked with the config.
-        let _ = svc.poll_ready(&mut cx);
+        let _ = Service::<Request<Body>>::poll_ready(&mut svc, &mut cx);
         match svc.call(req).now_or_never() {
             Some(Ok(res)) => res,
             _ => Response::new(Body::empty()),
@@ -113,7 +94,7 @@ impl Cors {
             self.vary(res.headers_mut());
             return res;
         }
-        let mut req = Request::new(());
+        let mut req = Request::new(Body::empty());
         *req.method_mut() = Method::OPTIONS;
         for name in [
             ORIGIN,

@@ -50,6 +50,15 @@
 //! # }
 //! ```
 
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::Service;
+
+use crate::body::Body;
+
 mod compression;
 mod config;
 mod cors;
@@ -60,3 +69,29 @@ pub use self::config::{CorsConfig, PolicyConfig};
 pub(crate) use self::config::{check_compression, resolve_compression};
 pub use self::cors::Cors;
 pub use self::policy::ResourcePolicy;
+
+/// The inner service tower-http's CORS, compression and decompression
+/// wrap here: it hands back the response the gateway already has (an empty
+/// one when it has none) and keeps the request it was called with.
+pub(crate) struct Give(Option<Response<Body>>, Arc<Mutex<Option<Request<Body>>>>);
+
+impl<B> Service<Request<B>> for Give
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::body::BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if let Ok(mut slot) = self.1.lock() {
+            *slot = Some(req.map(Body::new));
+        }
+        std::future::ready(Ok(self.0.take().unwrap_or_default()))
+    }
+}
