@@ -358,6 +358,8 @@ pub struct MethodSettings {
     pub cors: Option<std::sync::Arc<crate::edge::Cors>>,
     /// Compression, if any.
     pub compression: Option<std::sync::Arc<crate::edge::Compression>>,
+    /// The media types a mapped method treats as binary; `None` for none.
+    pub binary_media_types: Option<std::sync::Arc<crate::mapping::BinaryMediaTypes>>,
 }
 
 /// One value per endpoint, indexed by [`Endpoint::index`]: the table every

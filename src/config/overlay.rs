@@ -26,6 +26,8 @@ pub(crate) trait Overlay: Clone {
 impl Overlay for bool {}
 impl Overlay for String {}
 impl Overlay for u64 {}
+/// A list is one choice: the deepest layer that names it replaces it whole.
+impl Overlay for Vec<String> {}
 
 /// One slice, merged across the layers of one endpoint.
 #[derive(Debug, Clone)]

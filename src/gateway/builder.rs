@@ -183,7 +183,15 @@ impl GatewayBuilder {
             clock.clone(),
             responses.clone(),
         );
-        let mappings = PerEndpoint::build(endpoints.endpoints(), |e| e.settings().mapping.clone());
+        let mappings = PerEndpoint::build(endpoints.endpoints(), |e| {
+            let s = e.settings();
+            s.mapping
+                .clone()
+                .map(|mapping| crate::mapping::MethodMapping {
+                    mapping,
+                    binary: s.binary_media_types.clone(),
+                })
+        });
         let mapping = MappingLayer::for_gateway(mappings, responses.clone(), trusted.clone());
         let integrations = integration::per_endpoint(endpoints.endpoints(), responses);
         let edge = Edge {

@@ -126,6 +126,13 @@ pub struct MethodSettingsConfig {
     /// Also `br` (beyond API Gateway). Default false.
     #[serde(default)]
     pub compression_br: Option<bool>,
+    /// Media types a mapped method treats as binary (API Gateway's
+    /// `binaryMediaTypes`): `type/subtype`, `type/*` or `*/*`. Such a body
+    /// is never rendered by a template; `mapping`'s `content_handling`
+    /// base64-converts. See [`BinaryMediaTypes`](crate::mapping::BinaryMediaTypes).
+    /// Default: none.
+    #[serde(default)]
+    pub binary_media_types: Option<Vec<String>>,
 }
 
 /// One stage: `/{stage}/...`.

@@ -214,6 +214,13 @@ fn check_layer(
         c.check(&path.field("cors"), issues);
     }
     crate::edge::check_compression(s.minimum_compression_size, path, issues);
+    if let Some(Err(e)) = s
+        .binary_media_types
+        .as_ref()
+        .map(crate::mapping::BinaryMediaTypes::new)
+    {
+        issues.push(&path.field("binary_media_types"), e);
+    }
 }
 
 /// Resolves one endpoint's settings: each slice merged across `layers`
@@ -276,6 +283,11 @@ fn method_settings(
             Merged::of(layers, |s| s.compression_br.as_ref()).value,
         )
         .map(Arc::new),
+        binary_media_types: Merged::of(layers, |s| s.binary_media_types.as_ref())
+            .value
+            .and_then(|t| crate::mapping::BinaryMediaTypes::new(t).ok())
+            .filter(|t| !t.is_empty())
+            .map(Arc::new),
     }
 }
 

@@ -98,6 +98,8 @@ pub(super) struct ResponseRule {
     pub(super) headers: Vec<(HeaderName, HeaderSource)>,
     /// (content type, template name)
     pub(super) templates: Vec<(String, String)>,
+    /// `content_handling`.
+    pub(super) handling: Option<super::ContentHandling>,
 }
 
 /// A method's mapping, compiled: parameter operations, templates compiled
@@ -112,6 +114,8 @@ pub struct CompiledMapping {
     pub(super) request_templates: Vec<(String, String)>,
     /// What a request whose content type has no template gets.
     pub(super) passthrough: Passthrough,
+    /// `request.content_handling`.
+    pub(super) request_handling: Option<super::ContentHandling>,
     /// In config order: the first whose pattern matches wins.
     pub(super) responses: Vec<ResponseRule>,
     /// Every template of the mapping, rewritten by the bound and compiled,
@@ -298,6 +302,7 @@ impl CompiledMapping {
                 status,
                 headers,
                 templates,
+                handling: r.content_handling,
             });
         }
         if config
@@ -317,6 +322,7 @@ impl CompiledMapping {
             params,
             request_templates,
             passthrough: req.passthrough,
+            request_handling: req.content_handling,
             responses,
             env,
             limits,

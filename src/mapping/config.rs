@@ -54,6 +54,11 @@ pub struct RequestMappingConfig {
     /// What happens to a body whose content type has no template.
     #[serde(default)]
     pub passthrough: Passthrough,
+    /// API Gateway's integration `contentHandling`: base64 conversion of
+    /// the request body (see [`ContentHandling`](super::ContentHandling)).
+    /// Default: none beyond what `binary_media_types` requires.
+    #[serde(default)]
+    pub content_handling: Option<super::ContentHandling>,
 }
 
 /// API Gateway's `passthroughBehavior`: what a request whose content type
@@ -94,6 +99,12 @@ pub struct ResponseMappingConfig {
     /// (then `application/json`, then the first).
     #[serde(default)]
     pub templates: BTreeMap<String, String>,
+    /// API Gateway's integration response `contentHandling`: base64
+    /// conversion of the response body (see
+    /// [`ContentHandling`](super::ContentHandling)). Default: as the binary
+    /// media types and the request's `Accept` require.
+    #[serde(default)]
+    pub content_handling: Option<super::ContentHandling>,
 }
 
 /// Parameter mappings as `Debug` shows them: a literal source hidden.
@@ -138,6 +149,7 @@ impl fmt::Debug for RequestMappingConfig {
             .field("rename", &self.rename)
             .field("templates", &Templates(&self.templates))
             .field("passthrough", &self.passthrough)
+            .field("content_handling", &self.content_handling)
             .finish()
     }
 }
@@ -149,6 +161,7 @@ impl fmt::Debug for ResponseMappingConfig {
             .field("status", &self.status)
             .field("headers", &Sources(&self.headers))
             .field("templates", &Templates(&self.templates))
+            .field("content_handling", &self.content_handling)
             .finish()
     }
 }

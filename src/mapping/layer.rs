@@ -11,6 +11,7 @@ use http::{Request, Response};
 use ipnet::IpNet;
 use tower::{Layer, Service};
 
+use super::binary::BinaryMediaTypes;
 use super::compile::CompiledMapping;
 use super::run::run;
 use crate::body::{Body, BoxError};
@@ -31,9 +32,17 @@ pub(super) struct Shared {
 }
 
 enum Mappings {
-    One(Arc<CompiledMapping>),
-    ByEndpoint(PerEndpoint<Arc<CompiledMapping>>),
+    One(MethodMapping),
+    ByEndpoint(PerEndpoint<MethodMapping>),
     Off,
+}
+
+/// One method's mapping and the media types it treats as binary.
+#[derive(Clone)]
+pub(crate) struct MethodMapping {
+    pub(crate) mapping: Arc<CompiledMapping>,
+    /// `None` when no type is binary.
+    pub(crate) binary: Option<Arc<BinaryMediaTypes>>,
 }
 
 impl fmt::Debug for MappingLayer {
@@ -60,17 +69,40 @@ impl MappingLayer {
         }
     }
 
-    /// Applies `mapping` to every request.
+    /// Applies `mapping` to every request, no media type binary.
     pub fn new(mapping: Arc<CompiledMapping>) -> Self {
         Self::build(
-            Mappings::One(mapping),
+            Mappings::One(MethodMapping {
+                mapping,
+                binary: None,
+            }),
             GatewayResponses::default(),
             Arc::from([]),
         )
     }
 
+    /// The same layer treating `types` as binary (API Gateway's
+    /// `binaryMediaTypes`; see [`BinaryMediaTypes`]). A gateway takes them
+    /// from each method's `binary_media_types` setting.
+    pub fn binary_media_types(self, types: BinaryMediaTypes) -> Self {
+        let binary = (!types.is_empty()).then(|| Arc::new(types));
+        let mappings = match &self.shared.mappings {
+            Mappings::One(m) => Mappings::One(MethodMapping {
+                mapping: m.mapping.clone(),
+                binary,
+            }),
+            Mappings::ByEndpoint(m) => Mappings::ByEndpoint(m.clone()),
+            Mappings::Off => Mappings::Off,
+        };
+        Self::build(
+            mappings,
+            self.shared.responses.clone(),
+            self.shared.trusted.clone(),
+        )
+    }
+
     pub(crate) fn for_gateway(
-        by_endpoint: PerEndpoint<Arc<CompiledMapping>>,
+        by_endpoint: PerEndpoint<MethodMapping>,
         responses: GatewayResponses,
         trusted: Arc<[IpNet]>,
     ) -> Self {
@@ -193,7 +225,7 @@ where
             Mappings::One(m) => Some(m.clone()),
             Mappings::ByEndpoint(all) => all.of(req.extensions()).cloned(),
         };
-        let Some(mapping) = mapping else {
+        let Some(MethodMapping { mapping, binary }) = mapping else {
             return ResponseFuture {
                 kind: Kind::Pass {
                     future: self.inner.call(req.map(Body::new)),
@@ -205,7 +237,7 @@ where
         let shared = self.shared.clone();
         ResponseFuture {
             kind: Kind::Mapped {
-                future: Box::pin(run(mapping, shared, inner, req)),
+                future: Box::pin(run(mapping, binary, shared, inner, req)),
             },
         }
     }

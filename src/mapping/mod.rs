@@ -34,6 +34,17 @@
 //!   (`integration.response.header.NAME` or `'literal'`) and body template
 //!   (chosen by the request's `Accept`, then `application/json`, then the first).
 //!   A status nothing selects passes unchanged.
+//! - **Binary payloads** (the method setting `binary_media_types`, and
+//!   `content_handling` on `request` and on each of `responses`): a body
+//!   whose type is binary is never rendered by a template and passes as
+//!   bytes; `convert_to_text` base64-encodes a binary body (templates then
+//!   read the base64 text), `convert_to_binary` base64-decodes a text one.
+//!   Without `content_handling` a response is converted as the first media
+//!   type of the request's `Accept` asks: a binary body for a text `Accept`
+//!   is encoded, a text body for a binary `Accept` decoded. These are API
+//!   Gateway's conversion tables, for mapped methods only; see
+//!   [`BinaryMediaTypes`]. A method without a mapping passes every body byte
+//!   for byte.
 //! - **Limits** ([`MappingLimits`]): a body over `max_body` is a 413 (at once
 //!   when its declared length is over), one that has not arrived within
 //!   `body_timeout` a 408; a JSON body that does not parse is a 400
@@ -96,6 +107,7 @@
 //!             set: { integration.request.header.x-pet: method.request.path.petId }
 //!             templates: { application/json: '{"id": "{{ input.params("petId") }}"}' }
 //!             passthrough: when_no_match
+//!             content_handling: convert_to_text
 //!           responses:
 //!             - { selection_pattern: "4\\d\\d", status: 400 }
 //! mapping_limits: { max_body: 10MiB, max_output: 10MiB, fuel: 1000000, max_render_ms: 1000 }
@@ -109,7 +121,8 @@
 //! | `request.rename` | target: target | `{}` | both of one kind |
 //! | `request.templates` | content type: template | `{}` | compiled at build; no block captures, macros, `{% call %}`, recursive loops or includes |
 //! | `request.passthrough` | | `when_no_match` | or `when_no_templates`, `never` |
-//! | `responses[]` | `{ selection_pattern, status, headers, templates }` | `[]` | a pattern is a regex matched against the whole status; `status` 100 to 599; at most one response without a pattern |
+//! | `request.content_handling` | | none | `convert_to_text`, `convert_to_binary` (or `CONVERT_TO_TEXT`, `CONVERT_TO_BINARY`) |
+//! | `responses[]` | `{ selection_pattern, status, headers, templates, content_handling }` | `[]` | a pattern is a regex matched against the whole status; `status` 100 to 599; at most one response without a pattern |
 //! | `mapping_limits.max_body` | bytes | `10MiB` | more than 0 |
 //! | `mapping_limits.max_output` | bytes | `10MiB` | more than 0 |
 //! | `mapping_limits.fuel` | minijinja instructions | `1000000` | more than 0 |
@@ -124,6 +137,7 @@
 //! | a body a template reads, over `max_body` | 413 `REQUEST_TOO_LARGE` |
 //! | a body a template reads, not all there within `limits.body_timeout_ms` | 408 `REQUEST_TIMEOUT` |
 //! | a JSON body a template reads that does not parse, or holds too many values | 400 `BAD_REQUEST_BODY` |
+//! | a body `convert_to_binary` (or a binary `Accept`) decodes that is not base64 | 500 `DEFAULT_5XX` `{"message":"Internal server error"}`, logged |
 //! | a template that fails, on the request or the response side, or a backend body over `max_body` that a response template would read | 500 `DEFAULT_5XX` `{"message":"Internal server error"}`, the detail logged under the request id |
 //!
 //! Mappings use no store. API Gateway's passthrough behaviors and their 415 are
@@ -137,6 +151,7 @@
 //! mapping_limits.fuel: must be more than 0
 //! ```
 
+mod binary;
 mod bound;
 mod compile;
 mod config;
@@ -146,11 +161,13 @@ mod params;
 mod run;
 mod template;
 
+pub use binary::{BinaryMediaTypes, ContentHandling};
 pub use compile::{CompiledMapping, MappingError, MappingIssue, MappingLimits};
 pub(crate) use config::MappingCompiler;
 pub use config::{
     MappingConfig, MappingLimitsConfig, Passthrough, RequestMappingConfig, ResponseMappingConfig,
 };
+pub(crate) use layer::MethodMapping;
 pub use layer::{Mapping, MappingLayer, ResponseFuture};
 pub use params::IntegrationPath;
 pub use template::{escape_javascript, url_decode, url_encode};

@@ -27,6 +27,9 @@ use http::{HeaderValue, Request, Response};
 use ipnet::IpNet;
 use tower::Service;
 
+use super::binary::{
+    self, BinaryMediaTypes, ContentHandling, Conversion, request_conversion, response_conversion,
+};
 use super::compile::{CompiledMapping, HeaderSource, MappingLimits, media_type};
 use super::config::Passthrough;
 use super::json::{BodyJsonError, check_json_body, parse_json_body};
@@ -36,7 +39,7 @@ use super::template::{self, Input, Params, TemplateContext};
 use crate::auth::authorizer::AuthorizerContext;
 use crate::body::{Body, BodyLimits, BoxError, ReadError, read_bounded};
 use crate::context::RequestContext;
-use crate::response::GatewayResponseKind;
+use crate::response::{GatewayResponseKind, GatewayResponses};
 
 /// Everything a template needs from the method request.
 pub(super) struct RequestFacts {
@@ -151,6 +154,7 @@ where
 /// Every refusal is an `Ok` response; `Err` is only ever `inner`'s error.
 pub(super) async fn run<S, ReqB, ResB>(
     mapping: Arc<CompiledMapping>,
+    binary: Option<Arc<BinaryMediaTypes>>,
     shared: Arc<Shared>,
     mut inner: S,
     req: Request<ReqB>,
@@ -165,8 +169,10 @@ where
 {
     let responses = &shared.responses;
     let mut req = req;
-    let facts = (!mapping.request_templates.is_empty() || !mapping.responses.is_empty())
-        .then(|| facts(&req, &shared.trusted));
+    let facts = (!mapping.request_templates.is_empty()
+        || !mapping.responses.is_empty()
+        || binary.is_some())
+    .then(|| facts(&req, &shared.trusted));
     if !mapping.params.is_empty() && mapping.params.apply(&mut req, &shared.trusted).is_err() {
         return Ok(responses.respond_with_message(
             GatewayResponseKind::BadRequestParameters,
@@ -180,19 +186,43 @@ where
         .map(RequestContext::request_id);
     let id = LogId(id_of);
 
-    let req = if mapping.needs_request_body() {
-        let media = req
-            .headers()
+    let req_binary = binary.as_deref().is_some_and(|b| {
+        req.headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map_or_else(|| "application/json".to_owned(), media_type);
-        let chosen = mapping
-            .request_templates
-            .iter()
-            .find(|(t, _)| *t == media)
-            .map(|(_, name)| name.clone());
-        match chosen {
-            None => {
+            .is_some_and(|c| b.matches(c))
+    });
+    let conversion = request_conversion(req_binary, mapping.request_handling);
+    let req = match conversion {
+        // Bytes: no template reads them, whatever the passthrough rule.
+        Conversion::Binary => req.map(Body::new),
+        Conversion::Decode => {
+            let (mut parts, body) = req.into_parts();
+            let body = match read_request_body(body, &mapping.limits, responses).await {
+                Ok(b) => b,
+                Err(refused) => return Ok(refused),
+            };
+            let Some(bytes) = binary::decode(&body) else {
+                tracing::error!(request_id = %id, "request body is not base64 (content_handling: convert_to_binary)");
+                return Ok(responses.respond(GatewayResponseKind::Default5xx));
+            };
+            set_length(&mut parts.headers, bytes.len());
+            Request::from_parts(parts, Body::full(bytes))
+        }
+        Conversion::Text | Conversion::Encode
+            if mapping.needs_request_body() || conversion == Conversion::Encode =>
+        {
+            let media = req
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| "application/json".to_owned(), media_type);
+            let chosen = mapping
+                .request_templates
+                .iter()
+                .find(|(t, _)| *t == media)
+                .map(|(_, name)| name.clone());
+            if chosen.is_none() {
                 let pass = match mapping.passthrough {
                     Passthrough::WhenNoMatch => true,
                     Passthrough::WhenNoTemplates => mapping.request_templates.is_empty(),
@@ -201,76 +231,170 @@ where
                 if !pass {
                     return Ok(responses.respond(GatewayResponseKind::UnsupportedMediaType));
                 }
-                req.map(Body::new)
             }
-            Some(name) => {
-                let (mut parts, body) = req.into_parts();
-                let body = match read_body(body, &mapping.limits).await {
-                    Ok(b) => b,
-                    Err(ReadError::Failed) => {
-                        return Ok(responses.respond_with_message(
-                            GatewayResponseKind::BadRequestBody,
-                            "The request body could not be read",
-                        ));
-                    }
-                    Err(e) => return Ok(responses.respond(e.kind())),
-                };
-                // A template that selects from the body gets it parsed once,
-                // here; any other only has a JSON body checked, not built.
-                let parsed = std::sync::OnceLock::new();
-                let checked = if mapping.selecting.contains(&name) {
-                    parse_json_body(&media, &body, mapping.limits.max_output).map(|json| {
-                        let _ = parsed.set(json);
-                    })
-                } else {
-                    check_json_body(&media, &body).map_err(BodyJsonError::Syntax)
-                };
-                match checked {
-                    Ok(()) => {}
-                    Err(e) => {
-                        return Ok(responses.respond_with_message(
-                            GatewayResponseKind::BadRequestBody,
-                            &e.to_string(),
-                        ));
-                    }
-                };
-                let facts = facts.as_ref().expect("made when there are templates");
-                let input = Input {
-                    body: minijinja::Value::from(String::from_utf8_lossy(&body).into_owned()),
-                    raw: body,
-                    json: parsed,
-                    params: facts.params.clone(),
-                    limit: mapping.limits.max_output,
-                };
-                match template::render(
-                    &mapping.env,
-                    &name,
-                    input,
-                    &facts.context,
-                    &facts.stage_variables,
-                    &mapping.limits,
-                ) {
-                    Ok(out) => {
-                        parts.headers.remove(CONTENT_LENGTH);
-                        parts
-                            .headers
-                            .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
-                        Request::from_parts(parts, Body::full(out))
-                    }
-                    Err(e) => {
-                        tracing::error!(request_id = %id, template = %name, error = %e, "request mapping template failed");
-                        return Ok(responses.respond(GatewayResponseKind::Default5xx));
-                    }
+            if chosen.is_none() && conversion == Conversion::Text {
+                // Passed on, unread.
+                let res = inner.call(req.map(Body::new)).await?;
+                return Ok(respond(
+                    &mapping,
+                    binary.as_deref(),
+                    facts.as_ref(),
+                    responses,
+                    &id,
+                    res,
+                )
+                .await);
+            }
+            let (mut parts, body) = req.into_parts();
+            let body = match read_request_body(body, &mapping.limits, responses).await {
+                Ok(b) if conversion == Conversion::Encode => binary::encode(&b),
+                Ok(b) => b,
+                Err(refused) => return Ok(refused),
+            };
+            let Some(name) = chosen else {
+                // Encoded, no template: the base64 text passes.
+                set_length(&mut parts.headers, body.len());
+                let req = Request::from_parts(parts, Body::full(body));
+                let res = inner.call(req).await?;
+                return Ok(respond(
+                    &mapping,
+                    binary.as_deref(),
+                    facts.as_ref(),
+                    responses,
+                    &id,
+                    res,
+                )
+                .await);
+            };
+            // A template that selects from the body gets it parsed once,
+            // here; any other only has a JSON body checked, not built. A
+            // base64-encoded body is text, not JSON, whatever its type.
+            let parsed = std::sync::OnceLock::new();
+            let checked = if conversion == Conversion::Encode {
+                Ok(())
+            } else if mapping.selecting.contains(&name) {
+                parse_json_body(&media, &body, mapping.limits.max_output).map(|json| {
+                    let _ = parsed.set(json);
+                })
+            } else {
+                check_json_body(&media, &body).map_err(BodyJsonError::Syntax)
+            };
+            if let Err(e) = checked {
+                return Ok(responses
+                    .respond_with_message(GatewayResponseKind::BadRequestBody, &e.to_string()));
+            }
+            let facts = facts.as_ref().expect("made when there are templates");
+            let input = Input {
+                body: minijinja::Value::from(String::from_utf8_lossy(&body).into_owned()),
+                raw: body,
+                json: parsed,
+                params: facts.params.clone(),
+                limit: mapping.limits.max_output,
+            };
+            match template::render(
+                &mapping.env,
+                &name,
+                input,
+                &facts.context,
+                &facts.stage_variables,
+                &mapping.limits,
+            ) {
+                Ok(out) => {
+                    set_length(&mut parts.headers, out.len());
+                    Request::from_parts(parts, Body::full(out))
+                }
+                Err(e) => {
+                    tracing::error!(request_id = %id, template = %name, error = %e, "request mapping template failed");
+                    return Ok(responses.respond(GatewayResponseKind::Default5xx));
                 }
             }
         }
-    } else {
-        req.map(Body::new)
+        Conversion::Text | Conversion::Encode => req.map(Body::new),
     };
 
     let res = inner.call(req).await?;
-    let Some(rule) = mapping.select(res.status()) else {
-        return Ok(res.map(Body::new));
+    Ok(respond(
+        &mapping,
+        binary.as_deref(),
+        facts.as_ref(),
+        responses,
+        &id,
+        res,
+    )
+    .await)
+}
+
+/// Replaces a body's `Content-Length` with `len`.
+fn set_length(headers: &mut http::HeaderMap, len: usize) {
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+}
+
+/// Reads a request body a template or a conversion needs, within the
+/// mapping's limits; a refusal is the gateway response to send.
+async fn read_request_body<B>(
+    body: B,
+    limits: &MappingLimits,
+    responses: &GatewayResponses,
+) -> Result<Bytes, Response<Body>>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    match read_body(body, limits).await {
+        Ok(b) => Ok(b),
+        Err(ReadError::Failed) => Err(responses.respond_with_message(
+            GatewayResponseKind::BadRequestBody,
+            "The request body could not be read",
+        )),
+        Err(e) => Err(responses.respond(e.kind())),
+    }
+}
+
+/// The integration response: the rule the backend's status selects, its
+/// status and headers, the conversion the binary media types and
+/// `content_handling` call for, and its body template.
+async fn respond<ResB>(
+    mapping: &CompiledMapping,
+    binary: Option<&BinaryMediaTypes>,
+    facts: Option<&RequestFacts>,
+    responses: &GatewayResponses,
+    id: &LogId,
+    res: Response<ResB>,
+) -> Response<Body>
+where
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    let rule = mapping.select(res.status());
+    let conversion = match binary {
+        None => match rule.and_then(|r| r.handling) {
+            Some(ContentHandling::ConvertToBinary) => Conversion::Decode,
+            _ => Conversion::Text,
+        },
+        Some(types) => {
+            let is_binary = res
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| types.matches(c));
+            let accept_binary = facts
+                .and_then(|f| f.accept.as_deref())
+                .and_then(|a| a.split(',').next())
+                .is_some_and(|first| types.matches(first));
+            response_conversion(is_binary, accept_binary, rule.and_then(|r| r.handling))
+        }
+    };
+    let Some(rule) = rule else {
+        if matches!(conversion, Conversion::Text | Conversion::Binary) {
+            return res.map(Body::new);
+        }
+        let (mut parts, body) = res.into_parts();
+        return match convert(body, conversion, mapping, id).await {
+            Ok(body) => {
+                parts.headers.remove(CONTENT_LENGTH);
+                Response::from_parts(parts, Body::full(body))
+            }
+            Err(()) => responses.respond(GatewayResponseKind::Default5xx),
+        };
     };
     let (mut parts, body) = res.into_parts();
     let backend_headers = if rule.headers.is_empty() {
@@ -293,17 +417,26 @@ where
             }
         }
     }
-    if rule.templates.is_empty() {
-        return Ok(Response::from_parts(parts, Body::new(body)));
-    }
-    let facts = facts.as_ref().expect("made when there are responses");
-    let (ctype, name) = choose_response_template(&rule.templates, facts.accept.as_deref());
-    let body = match read_body(body, &mapping.limits).await {
-        Ok(b) => b,
-        Err(_) => {
-            tracing::error!(request_id = %id, "integration response body over the mapping limit or unreadable");
-            return Ok(responses.respond(GatewayResponseKind::Default5xx));
+    // Bytes are never rendered by a text template.
+    let render =
+        !rule.templates.is_empty() && matches!(conversion, Conversion::Text | Conversion::Encode);
+    if !render {
+        if matches!(conversion, Conversion::Text | Conversion::Binary) {
+            return Response::from_parts(parts, Body::new(body));
         }
+        return match convert(body, conversion, mapping, id).await {
+            Ok(body) => {
+                parts.headers.remove(CONTENT_LENGTH);
+                Response::from_parts(parts, Body::full(body))
+            }
+            Err(()) => responses.respond(GatewayResponseKind::Default5xx),
+        };
+    }
+    let facts = facts.expect("made when there are responses");
+    let (ctype, name) = choose_response_template(&rule.templates, facts.accept.as_deref());
+    let body = match convert(body, conversion, mapping, id).await {
+        Ok(b) => b,
+        Err(()) => return responses.respond(GatewayResponseKind::Default5xx),
     };
     let input = Input {
         body: minijinja::Value::from(String::from_utf8_lossy(&body).into_owned()),
@@ -325,12 +458,38 @@ where
             if let Ok(v) = HeaderValue::from_str(ctype) {
                 parts.headers.insert(CONTENT_TYPE, v);
             }
-            Ok(Response::from_parts(parts, Body::full(out)))
+            Response::from_parts(parts, Body::full(out))
         }
         Err(e) => {
             tracing::error!(request_id = %id, template = %name, error = %e, "response mapping template failed");
-            Ok(responses.respond(GatewayResponseKind::Default5xx))
+            responses.respond(GatewayResponseKind::Default5xx)
         }
+    }
+}
+
+/// Reads an integration response body within the mapping's limits and
+/// applies `conversion` (`Text` and `Binary` leave it as read). `Err` (a
+/// 500) when it is over the limit, fails, or is not base64 to decode; the
+/// reason is logged under the request id.
+async fn convert<B>(
+    body: B,
+    conversion: Conversion,
+    mapping: &CompiledMapping,
+    id: &LogId,
+) -> Result<Bytes, ()>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let Ok(body) = read_body(body, &mapping.limits).await else {
+        tracing::error!(request_id = %id, "integration response body over the mapping limit or unreadable");
+        return Err(());
+    };
+    match conversion {
+        Conversion::Encode => Ok(binary::encode(&body)),
+        Conversion::Decode => binary::decode(&body).ok_or_else(|| {
+            tracing::error!(request_id = %id, "integration response body is not base64 (content_handling: convert_to_binary)");
+        }),
+        Conversion::Text | Conversion::Binary => Ok(body),
     }
 }
 
