@@ -28,7 +28,8 @@
 //! built-in default. Which default applies goes by the kind's *built-in*
 //! status class, as API Gateway's fallback does ("Gateway response types"
 //! in its developer guide): overriding `INTEGRATION_FAILURE`'s status to 400
-//! leaves it under `DEFAULT_5XX`. `content-type` and
+//! leaves it under `DEFAULT_5XX`. `content-type` (except by a body
+//! template's own type, see [Templates](#templates)) and
 //! `x-tollgate-error-type` cannot be overridden: they are what a client
 //! and the usage layer rely on. Headers that depend on the request
 //! (`Retry-After` and the rate-limit fields on 429, `Allow` on 405) are
@@ -55,9 +56,46 @@
 //! assert_eq!(res.headers()["x-tollgate-error-type"], "RESOURCE_NOT_FOUND");
 //! ```
 //!
-//! The message is a plain string: API Gateway's gateway response templates
-//! (`$context` substitution, a body per content type) have no counterpart
-//! yet.
+//! # Templates
+//!
+//! Behind a [`Gateway`](crate::Gateway), an override's header values and
+//! body `templates` may read the request, as API Gateway's gateway responses
+//! do: simple substitution, not VTL
+//! ([`api-gateway-gatewayResponse-definition`](https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-gatewayResponse-definition.html)).
+//!
+//! ```yaml
+//! responses:
+//!   MISSING_AUTHENTICATION_TOKEN:
+//!     status: 404
+//!     headers:
+//!       access-control-allow-origin: "'*'"                 # a literal
+//!       x-request-path: method.request.path.petId          # a whole source
+//!       x-request: "id=$context.requestId"                 # a reference in text
+//!     templates:
+//!       application/json: '{"message": $context.error.messageString, "stage": "$context.stage", "a": "$stageVariables.a"}'
+//! ```
+//!
+//! - References: `$context.NAME` for `requestId`, `extendedRequestId`,
+//!   `stage`, `resourcePath`, `httpMethod`, `path` (as sent, stage
+//!   included), `protocol`, `domainName` (`Host`), `identity.sourceIp`,
+//!   `identity.userAgent`, `requestTimeEpoch` (ms), `error.message`,
+//!   `error.messageString` (the message as a JSON string, quotes included)
+//!   and `error.responseType`; `$stageVariables.NAME`;
+//!   `$method.request.header.NAME`, `.querystring.NAME` (the first value,
+//!   decoded) and `.path.NAME` (decoded). `${...}` delimits one where text
+//!   follows. An unknown `$context` name is refused when the config is read;
+//!   any other `$` is text. Values are inserted as they are, unescaped, as
+//!   API Gateway does; in a JSON body, prefer `$context.error.messageString`.
+//! - A reference without a value (a request without that header, a 404
+//!   with no stage) renders empty; a header that renders empty, or to an
+//!   invalid value, is left out.
+//! - The body template is chosen by the request's `Accept` (its media types
+//!   in order, exactly), then `application/json`, then the first; it sets
+//!   `Content-Type`. A kind without templates of its own takes
+//!   `DEFAULT_4XX`'s or `DEFAULT_5XX`'s, as with the message.
+//! - Only the gateway's own responses are rendered, never a backend's. The
+//!   request is read (method, URI, headers, client address) only when some
+//!   kind has templates or references; otherwise nothing is captured.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -70,12 +108,28 @@ use http::{HeaderMap, Response, StatusCode};
 
 use crate::body::Body;
 
+mod template;
+
+pub(crate) use template::ResponseFacts;
+use template::Template;
+
+/// Marks a gateway response whose kind has templates: its kind and message
+/// (for `$context.error.message`). An extension, so that only the
+/// gateway's own responses are rendered, never a backend's that happens to
+/// carry `x-tollgate-error-type`.
+#[derive(Clone)]
+struct GatewayMessage(GatewayResponseKind, Arc<str>);
+
 /// The header that names the kind of a gateway response.
 ///
 /// Set on every gateway response, so a client (or a test) can tell "the
 /// gateway refused" from "the backend answered 403". The usage layer reads
 /// the kind back from it (access logs' `$context.error.responseType`).
 pub const ERROR_TYPE_HEADER: HeaderName = HeaderName::from_static("x-tollgate-error-type");
+
+/// API Gateway's `x-amzn-ErrorType`, sent under `responses_profile: aws`
+/// (see [`ResponsesProfile::aws_error_type`]).
+pub const AWS_ERROR_TYPE_HEADER: HeaderName = HeaderName::from_static("x-amzn-errortype");
 
 /// Defines [`GatewayResponseKind`] from one table (variant, name, default
 /// status, default message), so the name, status and message of a kind
@@ -174,6 +228,15 @@ kinds! {
     IntegrationTimeout => "INTEGRATION_TIMEOUT", 504, "Endpoint request timed out";
     /// A store the request depends on is unreachable and the layer fails closed.
     BackendUnavailable => "BACKEND_UNAVAILABLE", 503, "Service Unavailable";
+    /// The API's configuration cannot serve the request: a body that
+    /// `content_handling` (or a binary `Accept`) must base64-decode is not
+    /// base64 (API Gateway's `API_CONFIGURATION_ERROR`).
+    ApiConfigurationError => "API_CONFIGURATION_ERROR", 500, "Internal server error";
+    /// A custom authorizer failed (an error, or out of reach) and the layer
+    /// fails closed. Under `responses_profile: http` (the default) this is
+    /// answered as `BACKEND_UNAVAILABLE` 503; under `aws` as API Gateway does,
+    /// 500 `{"message":null}`.
+    AuthorizerConfigurationError => "AUTHORIZER_CONFIGURATION_ERROR", 500, "Internal server error";
     /// Overrides for every 4xx kind without an override of its own (config only).
     Default4xx => "DEFAULT_4XX", 400, "Bad Request";
     /// Overrides for every 5xx kind without an override of its own (config only).
@@ -211,9 +274,20 @@ pub struct ResponseOverride {
     /// The message in the JSON body.
     pub message: Option<String>,
     /// Extra headers to add to the response (a kind's own replace the
-    /// `DEFAULT_4XX`/`DEFAULT_5XX` ones of the same name).
+    /// `DEFAULT_4XX`/`DEFAULT_5XX` ones of the same name). A value may be
+    /// `'literal'`, a whole source as API Gateway's `responseParameters`
+    /// write it (`method.request.header.Origin`, `context.requestId`,
+    /// `stageVariables.NAME`), or text with `$` references (see
+    /// [templates](self#templates)); plain text is itself.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Body templates by content type (API Gateway's `responseTemplates`),
+    /// with `$` references; chosen by the request's `Accept`, then
+    /// `application/json`, then the first. They replace the `{"message":
+    /// ...}` body and set `Content-Type`. A kind without its own takes
+    /// `DEFAULT_4XX`'s or `DEFAULT_5XX`'s.
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
 }
 
 /// The rendered gateway responses of one gateway: status, body and headers
@@ -227,6 +301,17 @@ pub struct GatewayResponses {
     inner: Arc<[Rendered]>,
     /// Whose defaults these are.
     profile: ResponsesProfile,
+    /// By kind, as `inner`: what is rendered per request; `None` when no
+    /// kind has a reference or a body template.
+    templated: Option<Arc<[Option<Templated>]>>,
+}
+
+/// What one kind renders per request.
+struct Templated {
+    /// Header values with references, after the static ones.
+    headers: Vec<(HeaderName, Template)>,
+    /// (content type, template); empty: the `{"message": ...}` body.
+    bodies: Vec<(String, Template)>,
 }
 
 /// Whose defaults the gateway responses follow (`responses_profile` in the
@@ -243,7 +328,11 @@ pub struct GatewayResponses {
 ///   that kind to change it); `INTEGRATION_FAILURE` is 504 `{"message":
 ///   "Internal server error"}`. Kinds API
 ///   Gateway has no counterpart for (`REQUEST_TIMEOUT`,
-///   `BACKEND_UNAVAILABLE`, `RESOURCE_POLICY_DENIED`) keep tollgate's.
+///   `BACKEND_UNAVAILABLE`, `RESOURCE_POLICY_DENIED`) keep tollgate's. A
+///   failed authorizer is 500 `AUTHORIZER_CONFIGURATION_ERROR`
+///   `{"message":null}` (under `http`, 503 `BACKEND_UNAVAILABLE`). Each
+///   refusal API Gateway names carries its `x-amzn-ErrorType`
+///   ([`ResponsesProfile::aws_error_type`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -275,15 +364,42 @@ impl ResponsesProfile {
     }
 
     /// The kind a request gets for what `kind` names: under `aws`, an
-    /// unknown path or method is `MISSING_AUTHENTICATION_TOKEN`.
+    /// unknown path or method is `MISSING_AUTHENTICATION_TOKEN`; under
+    /// `http`, a failed authorizer is `BACKEND_UNAVAILABLE`.
     pub const fn answer(self, kind: GatewayResponseKind) -> GatewayResponseKind {
         match (self, kind) {
             (
                 Self::Aws,
                 GatewayResponseKind::ResourceNotFound | GatewayResponseKind::MethodNotAllowed,
             ) => GatewayResponseKind::MissingAuthenticationToken,
+            (Self::Http, GatewayResponseKind::AuthorizerConfigurationError) => {
+                GatewayResponseKind::BackendUnavailable
+            }
             _ => kind,
         }
+    }
+
+    /// API Gateway's `x-amzn-ErrorType` for `kind`, sent under `aws`: the
+    /// exception names its clients (and the AWS SDKs) read. `None` for a
+    /// kind without one.
+    pub const fn aws_error_type(self, kind: GatewayResponseKind) -> Option<&'static str> {
+        use GatewayResponseKind as K;
+        if !matches!(self, Self::Aws) {
+            return None;
+        }
+        Some(match kind {
+            K::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            K::InvalidApiKey => "ForbiddenException",
+            K::InvalidSignature | K::ExpiredToken => "InvalidSignatureException",
+            K::UnrecognizedClient => "UnrecognizedClientException",
+            K::Unauthorized => "UnauthorizedException",
+            K::AccessDenied | K::ResourcePolicyDenied => "AccessDeniedException",
+            K::Throttled => "TooManyRequestsException",
+            K::QuotaExceeded => "LimitExceededException",
+            K::BadRequestParameters | K::BadRequestBody => "BadRequestException",
+            K::AuthorizerConfigurationError => "AuthorizerConfigurationException",
+            _ => return None,
+        })
     }
 }
 
@@ -291,6 +407,8 @@ impl ResponsesProfile {
 /// the body's reference-counted buffer.
 struct Rendered {
     status: StatusCode,
+    /// The message, for `$context.error.message`.
+    message: Arc<str>,
     /// Whether the config overrides the message (a request-specific message
     /// is then not used).
     overridden_message: bool,
@@ -314,6 +432,14 @@ pub enum OverrideError {
     /// A header value is not a valid HTTP header value.
     #[error("the value of `{0}` is not a valid header value")]
     HeaderValue(String),
+    /// A header value's or a body template's reference is wrong.
+    #[error("{message}")]
+    Template {
+        /// `headers.NAME` or `templates."TYPE"`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl Default for GatewayResponses {
@@ -324,6 +450,7 @@ impl Default for GatewayResponses {
             Err(_) => Self {
                 inner: Arc::from(Vec::new()),
                 profile: ResponsesProfile::Http,
+                templated: None,
             },
         }
     }
@@ -358,6 +485,7 @@ impl GatewayResponses {
     ) -> Result<Self, Vec<(GatewayResponseKind, OverrideError)>> {
         let mut errors = Vec::new();
         let mut rendered = Vec::with_capacity(GatewayResponseKind::ALL.len());
+        let mut templated = Vec::with_capacity(GatewayResponseKind::ALL.len());
         for &kind in GatewayResponseKind::ALL {
             let status = profile.default_status(kind);
             let fallback = if kind == GatewayResponseKind::Default4xx
@@ -388,37 +516,108 @@ impl GatewayResponses {
             let message = own
                 .and_then(|o| o.message.as_ref())
                 .or_else(|| fallback.and_then(|o| o.message.as_ref()));
-            let mut headers = HeaderMap::new();
+            // Own headers replace the fallback's of the same name.
+            let mut merged: BTreeMap<String, (&String, &String)> = BTreeMap::new();
             for o in fallback.into_iter().chain(own) {
                 for (name, value) in &o.headers {
-                    match (
-                        HeaderName::from_bytes(name.as_bytes()),
-                        HeaderValue::from_str(value),
-                    ) {
-                        (Ok(n), Ok(v)) => {
-                            headers.insert(n, v);
-                        }
-                        (Err(_), _) => errors.push((kind, OverrideError::HeaderName(name.clone()))),
-                        (_, Err(_)) => {
-                            errors.push((kind, OverrideError::HeaderValue(name.clone())))
-                        }
-                    }
+                    merged.insert(name.to_ascii_lowercase(), (name, value));
                 }
             }
+            let mut headers = HeaderMap::new();
+            let mut dynamic = Vec::new();
+            for (name, value) in merged.into_values() {
+                let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
+                    errors.push((kind, OverrideError::HeaderName(name.clone())));
+                    continue;
+                };
+                let template = match Template::header(value) {
+                    Ok(t) => t,
+                    Err(message) => {
+                        errors.push((
+                            kind,
+                            OverrideError::Template {
+                                field: format!("headers.{name}"),
+                                message,
+                            },
+                        ));
+                        continue;
+                    }
+                };
+                match template.as_static() {
+                    Some(text) => match HeaderValue::from_str(text) {
+                        Ok(v) => {
+                            headers.insert(n, v);
+                        }
+                        Err(_) => errors.push((kind, OverrideError::HeaderValue(name.clone()))),
+                    },
+                    None => dynamic.push((n, template)),
+                }
+            }
+            let sources = own
+                .filter(|o| !o.templates.is_empty())
+                .or(fallback)
+                .map(|o| &o.templates);
+            let mut bodies = Vec::new();
+            for (ctype, source) in sources.into_iter().flatten() {
+                match Template::body(source) {
+                    Ok(t) => bodies.push((
+                        ctype
+                            .split(';')
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .to_ascii_lowercase(),
+                        t,
+                    )),
+                    Err(message) => errors.push((
+                        kind,
+                        OverrideError::Template {
+                            field: format!("templates.\"{ctype}\""),
+                            message,
+                        },
+                    )),
+                }
+            }
+            templated.push(
+                (!dynamic.is_empty() || !bodies.is_empty()).then_some(Templated {
+                    headers: dynamic,
+                    bodies,
+                }),
+            );
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             headers.insert(ERROR_TYPE_HEADER, HeaderValue::from_static(kind.as_str()));
+            if let Some(t) = profile.aws_error_type(kind)
+                && !headers.contains_key(AWS_ERROR_TYPE_HEADER)
+            {
+                headers.insert(AWS_ERROR_TYPE_HEADER, HeaderValue::from_static(t));
+            }
             let text = message.map_or(profile.default_message(kind), String::as_str);
+            // API Gateway's failed authorizer says `{"message":null}`.
+            let body = if message.is_none()
+                && profile == ResponsesProfile::Aws
+                && kind == GatewayResponseKind::AuthorizerConfigurationError
+            {
+                Bytes::from_static(b"{\"message\":null}")
+            } else {
+                json_message(text)
+            };
             rendered.push(Rendered {
                 status,
+                message: Arc::from(text),
                 overridden_message: message.is_some(),
-                body: json_message(text),
+                body,
                 headers,
             });
         }
         if errors.is_empty() {
+            let templated = templated
+                .iter()
+                .any(Option::is_some)
+                .then(|| Arc::from(templated));
             Ok(Self {
                 inner: Arc::from(rendered),
                 profile,
+                templated,
             })
         } else {
             Err(errors)
@@ -449,10 +648,14 @@ impl GatewayResponses {
     /// ([`ResponsesProfile::answer`]).
     pub fn respond(&self, kind: GatewayResponseKind) -> Response<Body> {
         let kind = self.profile.answer(kind);
-        let res = match self.rendered(kind) {
+        let mut res = match self.rendered(kind) {
             Some(r) => build(r.status, r.headers.clone(), r.body.clone()),
             None => fallback(kind, kind.default_message()),
         };
+        if let Some(r) = self.rendered(kind).filter(|_| self.is_templated(kind)) {
+            res.extensions_mut()
+                .insert(GatewayMessage(kind, r.message.clone()));
+        }
         mark(res, kind)
     }
 
@@ -461,12 +664,89 @@ impl GatewayResponses {
     /// overridden in the config takes precedence.
     pub fn respond_with_message(&self, kind: GatewayResponseKind, message: &str) -> Response<Body> {
         let kind = self.profile.answer(kind);
-        let res = match self.rendered(kind) {
+        let mut res = match self.rendered(kind) {
             Some(r) if r.overridden_message => build(r.status, r.headers.clone(), r.body.clone()),
             Some(r) => build(r.status, r.headers.clone(), json_message(message)),
             None => fallback(kind, message),
         };
+        if let Some(r) = self.rendered(kind).filter(|_| self.is_templated(kind)) {
+            let text = if r.overridden_message {
+                r.message.clone()
+            } else {
+                Arc::from(message)
+            };
+            res.extensions_mut().insert(GatewayMessage(kind, text));
+        }
         mark(res, kind)
+    }
+
+    /// Whether `kind` is rendered per request.
+    fn is_templated(&self, kind: GatewayResponseKind) -> bool {
+        self.templated
+            .as_ref()
+            .is_some_and(|t| t.get(kind as usize).is_some_and(Option::is_some))
+    }
+
+    /// Whether any kind has a reference or a body template: a gateway then
+    /// captures [`ResponseFacts`] for each request.
+    pub(crate) fn has_templates(&self) -> bool {
+        self.templated.is_some()
+    }
+
+    /// Renders the templates of the gateway response `res` (one this table
+    /// answered, marked so) for the request `facts` describe: the body
+    /// template the `Accept` picks, with its `Content-Type`, and the
+    /// headers with references. Anything else is left as it is; a header
+    /// that renders empty, or to a value that is not a valid one, is left
+    /// out.
+    pub(crate) fn render_templates(&self, res: &mut Response<Body>, facts: &ResponseFacts) {
+        let Some(all) = &self.templated else { return };
+        let Some(GatewayMessage(kind, message)) = res.extensions_mut().remove::<GatewayMessage>()
+        else {
+            return;
+        };
+        let Some(Some(t)) = all.get(kind as usize) else {
+            return;
+        };
+        let error = template::ErrorFacts {
+            kind,
+            message: &message,
+        };
+        for (name, template) in &t.headers {
+            let value = template.render(facts, &error);
+            if value.is_empty() {
+                continue;
+            }
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                res.headers_mut().insert(name.clone(), v);
+            }
+        }
+        if t.bodies.is_empty() {
+            return;
+        }
+        let accept = facts.accept();
+        let by = |m: &str| t.bodies.iter().find(|(c, _)| c == m);
+        let chosen = accept
+            .into_iter()
+            .flat_map(|a| a.split(','))
+            .map(|m| {
+                m.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .find_map(|m| by(&m))
+            .or_else(|| by("application/json"))
+            .or_else(|| t.bodies.first());
+        if let Some((ctype, template)) = chosen {
+            let body = template.render(facts, &error);
+            if let Ok(v) = HeaderValue::from_str(ctype) {
+                res.headers_mut().insert(CONTENT_TYPE, v);
+            }
+            res.headers_mut().remove(http::header::CONTENT_LENGTH);
+            *res.body_mut() = Body::full(Bytes::from(body));
+        }
     }
 }
 
@@ -538,6 +818,7 @@ impl GatewayResponses {
                 for (kind, e) in errors {
                     let path = root.field(kind.as_str());
                     let path = match &e {
+                        OverrideError::Template { field, .. } => path.join(field),
                         OverrideError::Status => path.field("status"),
                         OverrideError::HeaderName(n) | OverrideError::HeaderValue(n) => {
                             path.field("headers").field(n)
@@ -560,6 +841,7 @@ mod tests {
             status,
             message: message.map(str::to_owned),
             headers: BTreeMap::new(),
+            templates: BTreeMap::new(),
         }
     }
 

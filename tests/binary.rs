@@ -154,9 +154,10 @@ async fn convert_to_binary_decodes_a_text_request_and_refuses_one_that_is_not_ba
     let req = post("/decode", "text/plain")
         .body(Body::from("not base64!"))
         .unwrap();
-    let (status, _, body, s) = call(req).await;
+    let (status, headers, body, s) = call(req).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body, r#"{"message":"Internal server error"}"#);
+    assert_eq!(support::error_type(&headers), "API_CONFIGURATION_ERROR");
     assert!(
         s.lock().unwrap().is_none(),
         "the integration was not called"
@@ -211,9 +212,10 @@ async fn a_text_response_is_decoded_for_a_binary_accept() {
         .header("accept", "image/png")
         .body(Body::from("plain words"))
         .unwrap();
-    let (status, _, body, _) = call(req).await;
+    let (status, headers, body, _) = call(req).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body, r#"{"message":"Internal server error"}"#);
+    assert_eq!(support::error_type(&headers), "API_CONFIGURATION_ERROR");
 }
 
 #[tokio::test]

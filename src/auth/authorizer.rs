@@ -78,8 +78,10 @@
 //! The table above says what a client gets. An authorizer fails when it returns
 //! an error ([`StoreError`]); failures are counted in
 //! [`AuthorizerLayer::failures`] and are not cached, allow and deny verdicts
-//! are. Where tollgate answers a failure with 503 `BACKEND_UNAVAILABLE`, API
-//! Gateway answers 500 `AUTHORIZER_FAILURE` or `AUTHORIZER_CONFIGURATION_ERROR`
+//! are. A failure, failing closed, is `AUTHORIZER_CONFIGURATION_ERROR`: under
+//! `responses_profile: http` (the default) answered 503 `BACKEND_UNAVAILABLE`,
+//! under `aws` 500 `{"message":null}` with `x-amzn-ErrorType:
+//! AuthorizerConfigurationException`, as API Gateway answers
 //! ([`supported-gateway-response-types`](https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html)). Config mistakes are refused when
 //! the config is read or built:
 //!
@@ -459,7 +461,10 @@ impl Shared {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, authorizer = name, "authorizer failed");
                 return match configured.fail_mode {
-                    FailMode::Closed => (self.refuse(GatewayResponseKind::BackendUnavailable), req),
+                    FailMode::Closed => (
+                        self.refuse(GatewayResponseKind::AuthorizerConfigurationError),
+                        req,
+                    ),
                     _ => (gate::Decision::Admit(None), req),
                 };
             }

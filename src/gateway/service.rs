@@ -41,11 +41,11 @@ use tower::{Layer, Service};
 use super::handle::{InFlight, Shared};
 use crate::ApiKeyIdentity;
 use crate::body::{Body, BoxError};
-use crate::context::{Endpoint, RequestHead, RequestId};
+use crate::context::{Endpoint, RequestContext, RequestHead, RequestId};
 use crate::edge::{Compression, Cors};
 use crate::gate::{Decision, Finish};
 use crate::integration::Integrations;
-use crate::response::GatewayResponseKind;
+use crate::response::{GatewayResponseKind, GatewayResponses, ResponseFacts};
 use crate::route::future::insert_request_id;
 use crate::route::service::Routing;
 use crate::route::table::Lookup;
@@ -174,6 +174,16 @@ where
             };
             return ResponseFuture::new(kind, Post::new(request_id), pending);
         }
+        // Gateway responses with references read the request as it came.
+        let mut facts = s.edge.responses.has_templates().then(|| {
+            let peer = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
+            let ip = crate::throttle::client_ip(peer, req.headers(), &s.edge.trusted);
+            Box::new(ResponseFacts::capture(
+                &req,
+                ip,
+                s.clock.unix_nanos() / 1_000_000,
+            ))
+        });
         let (req, request_id, endpoint, span) = match s.route.route(req) {
             Routing::Rejected {
                 response,
@@ -185,7 +195,12 @@ where
                 let kind = Kind::Ready {
                     response: Some(response),
                 };
-                return ResponseFuture::new(kind, Post::new(request_id), pending);
+                let mut post = Post::new(request_id);
+                if let Some(mut f) = facts {
+                    f.routed(request_id, None);
+                    post.templates = Some((f, s.edge.responses.clone()));
+                }
+                return ResponseFuture::new(kind, post, pending);
             }
             Routing::Routed {
                 request,
@@ -257,6 +272,10 @@ where
             p.known.endpoint = Some(endpoint);
         }
         let mut post = Post::new(request_id);
+        if let Some(mut f) = facts.take() {
+            f.routed(request_id, req.extensions().get::<RequestContext>());
+            post.templates = Some((f, e.responses.clone()));
+        }
         post.in_flight = in_flight;
         post.cors = cors;
         post.compress = compress;
@@ -390,6 +409,8 @@ struct Post {
     cors: Option<(Arc<Cors>, Option<HeaderValue>)>,
     /// The method's compression and the coding the client prefers.
     compress: Option<(Arc<Compression>, &'static str)>,
+    /// What gateway response templates read, when some have references.
+    templates: Option<(Box<ResponseFacts>, GatewayResponses)>,
 }
 
 impl Post {
@@ -403,12 +424,16 @@ impl Post {
             in_flight: None,
             cors: None,
             compress: None,
+            templates: None,
         }
     }
 
-    /// Stamps the response: the throttle's fields, the request id, the
-    /// CORS headers.
+    /// Stamps the response: a gateway response's templates rendered, the
+    /// throttle's fields, the request id, compression, the CORS headers.
     fn finish(&mut self, res: &mut Response<Body>) {
+        if let Some((facts, responses)) = self.templates.take() {
+            responses.render_templates(res, &facts);
+        }
         if let Some(stamp) = self.stamp.take() {
             Some(stamp).finish(res);
         }

@@ -170,4 +170,5 @@ pub use config::{
 pub(crate) use layer::MethodMapping;
 pub use layer::{Mapping, MappingLayer, ResponseFuture};
 pub use params::IntegrationPath;
+pub(crate) use params::first_query_value;
 pub use template::{escape_javascript, url_decode, url_encode};

@@ -214,6 +214,14 @@ pub(crate) fn parse_query(q: Option<&str>) -> Query {
         .collect()
 }
 
+/// The first value of query parameter `name`, decoded; `None` without one.
+pub(crate) fn first_query_value(q: Option<&str>, name: &str) -> Option<String> {
+    parse_query(q)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
 /// One `&`-separated piece of a query: decoded for reading and matching,
 /// and as it was sent, so that what no operation changed is written back
 /// byte for byte (`+` stays `+`, `%2a` stays `%2a`, a bare `flag` stays

@@ -204,7 +204,7 @@ where
             };
             let Some(bytes) = binary::decode(&body) else {
                 tracing::error!(request_id = %id, "request body is not base64 (content_handling: convert_to_binary)");
-                return Ok(responses.respond(GatewayResponseKind::Default5xx));
+                return Ok(responses.respond(GatewayResponseKind::ApiConfigurationError));
             };
             set_length(&mut parts.headers, bytes.len());
             Request::from_parts(parts, Body::full(bytes))
@@ -393,7 +393,7 @@ where
                 parts.headers.remove(CONTENT_LENGTH);
                 Response::from_parts(parts, Body::full(body))
             }
-            Err(()) => responses.respond(GatewayResponseKind::Default5xx),
+            Err(kind) => responses.respond(kind),
         };
     };
     let (mut parts, body) = res.into_parts();
@@ -429,14 +429,14 @@ where
                 parts.headers.remove(CONTENT_LENGTH);
                 Response::from_parts(parts, Body::full(body))
             }
-            Err(()) => responses.respond(GatewayResponseKind::Default5xx),
+            Err(kind) => responses.respond(kind),
         };
     }
     let facts = facts.expect("made when there are responses");
     let (ctype, name) = choose_response_template(&rule.templates, facts.accept.as_deref());
     let body = match convert(body, conversion, mapping, id).await {
         Ok(b) => b,
-        Err(()) => return responses.respond(GatewayResponseKind::Default5xx),
+        Err(kind) => return responses.respond(kind),
     };
     let input = Input {
         body: minijinja::Value::from(String::from_utf8_lossy(&body).into_owned()),
@@ -468,26 +468,28 @@ where
 }
 
 /// Reads an integration response body within the mapping's limits and
-/// applies `conversion` (`Text` and `Binary` leave it as read). `Err` (a
-/// 500) when it is over the limit, fails, or is not base64 to decode; the
+/// applies `conversion` (`Text` and `Binary` leave it as read). `Err` is
+/// the 500 to answer: `DEFAULT_5XX` when the body is over the limit or
+/// fails, `API_CONFIGURATION_ERROR` when it is not base64 to decode; the
 /// reason is logged under the request id.
 async fn convert<B>(
     body: B,
     conversion: Conversion,
     mapping: &CompiledMapping,
     id: &LogId,
-) -> Result<Bytes, ()>
+) -> Result<Bytes, GatewayResponseKind>
 where
     B: http_body::Body<Data = Bytes>,
 {
     let Ok(body) = read_body(body, &mapping.limits).await else {
         tracing::error!(request_id = %id, "integration response body over the mapping limit or unreadable");
-        return Err(());
+        return Err(GatewayResponseKind::Default5xx);
     };
     match conversion {
         Conversion::Encode => Ok(binary::encode(&body)),
         Conversion::Decode => binary::decode(&body).ok_or_else(|| {
             tracing::error!(request_id = %id, "integration response body is not base64 (content_handling: convert_to_binary)");
+            GatewayResponseKind::ApiConfigurationError
         }),
         Conversion::Text | Conversion::Binary => Ok(body),
     }
