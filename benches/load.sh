@@ -5,6 +5,7 @@
 #
 #   benches/load.sh [ROUNDS] [SECONDS] [CONNECTIONS]
 #   PROFILE=quiet benches/load.sh      # the older, lighter profile
+#   PROFILE=edge benches/load.sh       # full, with CORS and compression configured
 #   WRK_HEADER='origin: https://app.example.test' GATEWAY_FLAGS='--config my.yaml' benches/load.sh
 #                                      # one more request header, another config
 #
@@ -15,6 +16,10 @@
 #   is rejected), usage reporting with the access log on, written to a file.
 # - quiet: the `bench` key (a plan throttle, no quota) and `--quiet` (no
 #   access log): the profile measured before the full one existed.
+# - edge: full, on examples/petstore.yaml with API-wide `cors` (one allowed
+#   origin) and `minimum_compression_size: 1024`, every request from that
+#   origin with `Accept-Encoding: gzip` (the answer stays below the size):
+#   issue 16's budget, the front door configured costs no more than 0.95.
 #
 # Prints requests per second for each run, the median of each mode, and the
 # ratio gateway/bare (budget: at least 0.95 for the full profile). Traffic
@@ -29,10 +34,12 @@ CONNECTIONS=${3:-32}
 PATH_UNDER_TEST=${PATH_UNDER_TEST:-/prod/pets/1}
 PROFILE=${PROFILE:-full}
 case "$PROFILE" in
-    full) DEFAULT_KEY=load-key-0123456789abcdef0; QUIET= ;;
+    full|edge) DEFAULT_KEY=load-key-0123456789abcdef0; QUIET= ;;
     quiet) DEFAULT_KEY=bench-key-0123456789abcdef; QUIET=--quiet ;;
-    *) echo "PROFILE is full or quiet, not $PROFILE" >&2; exit 2 ;;
+    *) echo "PROFILE is full, quiet or edge, not $PROFILE" >&2; exit 2 ;;
 esac
+EDGE_ORIGIN=https://app.example.test
+EDGE_ARGS=()
 API_KEY=${API_KEY:-$DEFAULT_KEY}
 BARE_PORT=${BARE_PORT:-18090}
 GATEWAY_PORT=${GATEWAY_PORT:-18091}
@@ -67,6 +74,14 @@ start() { # mode port
     for _ in $(seq 1 100); do grep -q "listening on" "$log" && return 0; sleep 0.1; done
     echo "the $1 server did not start:" >&2; cat "$log" >&2; exit 1
 }
+if [ "$PROFILE" = edge ]; then
+    edge_config=$(mktemp --suffix=.yaml); logs+=("$edge_config")
+    { cat examples/petstore.yaml
+      printf '\nsettings: { cors: { allow_origins: ["%s"] }, minimum_compression_size: 1024 }\n' "$EDGE_ORIGIN"
+    } >"$edge_config"
+    GATEWAY_FLAGS="--config $edge_config ${GATEWAY_FLAGS:-}"
+    EDGE_ARGS=(-H "origin: $EDGE_ORIGIN" -H "accept-encoding: gzip")
+fi
 start bare "$BARE_PORT"
 start gateway "$GATEWAY_PORT"
 
@@ -77,7 +92,7 @@ for port in "$BARE_PORT" "$GATEWAY_PORT"; do
 done
 
 run() { # port -> requests/sec
-    wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" -H "x-api-key: $API_KEY" ${WRK_HEADER:+-H "$WRK_HEADER"} "http://127.0.0.1:$1$PATH_UNDER_TEST" \
+    wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" -H "x-api-key: $API_KEY" ${WRK_HEADER:+-H "$WRK_HEADER"} "${EDGE_ARGS[@]}" "http://127.0.0.1:$1$PATH_UNDER_TEST" \
         | awk '/Requests\/sec/ { print $2 }'
 }
 

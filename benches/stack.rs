@@ -27,6 +27,9 @@ fn stack(c: &mut Criterion) {
     let mut plain = stack::no_features().service(service_fn(stack::pet));
     let mut with_headers =
         stack::full_with(stack::full_config(true)).service(service_fn(stack::pet));
+    let mut edge = stack::full_edge().service(service_fn(stack::pet));
+    let res = stack::ready(edge.call(stack::edge_request())).unwrap();
+    assert_eq!(res.headers()["access-control-allow-origin"], stack::ORIGIN);
     // Both answer 200 before anything is measured.
     assert_eq!(
         stack::ready(full.call(stack::request())).unwrap().status(),
@@ -66,6 +69,16 @@ fn stack(c: &mut Criterion) {
         b.iter_batched(
             stack::request,
             |r| drop(stack::ready(with_headers.call(r))),
+            BatchSize::SmallInput,
+        )
+    });
+    // The same stack with CORS and compression configured API-wide, the
+    // request from an allowed origin accepting gzip, the answer below the
+    // size (issue 16's bench).
+    g.bench_function("full_edge", |b| {
+        b.iter_batched(
+            stack::edge_request,
+            |r| drop(stack::ready(edge.call(r))),
             BatchSize::SmallInput,
         )
     });

@@ -126,6 +126,9 @@ async fn gateway_refusals_carry_the_cors_headers() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(h["access-control-allow-origin"], APP);
     assert_eq!(h["access-control-expose-headers"], "x-request-cost");
+    // Only a preflight's answer varies by the preflight's request headers.
+    let vary: Vec<_> = h.get_all("vary").iter().collect();
+    assert_eq!(vary, ["origin"], "{h:?}");
 }
 
 #[tokio::test]

@@ -46,6 +46,31 @@ pub(crate) fn full_config(ratelimit_headers: bool) -> Config {
     config
 }
 
+/// The full stack with the front door's CORS and compression configured
+/// API-wide (issue 16's bench: the pet is below the size, so nothing is
+/// compressed; the `Origin` is allowed, so the CORS headers are added).
+pub(crate) fn full_edge() -> Gateway {
+    let yaml = format!(
+        "{FULL}settings: {{ cors: {{ allow_origins: [\"{ORIGIN}\"] }}, minimum_compression_size: 1024 }}\n"
+    );
+    full_with(Config::from_yaml_str(&yaml).unwrap())
+}
+
+/// The origin [`edge_request`] comes from.
+pub(crate) const ORIGIN: &str = "https://app.example.test";
+
+/// [`request`] from a browser page: with an `Origin` and `Accept-Encoding: gzip`.
+pub(crate) fn edge_request() -> Request<Body> {
+    let mut req = request();
+    req.headers_mut()
+        .insert(http::header::ORIGIN, HeaderValue::from_static(ORIGIN));
+    req.headers_mut().insert(
+        http::header::ACCEPT_ENCODING,
+        HeaderValue::from_static("gzip"),
+    );
+    req
+}
+
 /// No feature configured: routing only.
 pub(crate) const NO_FEATURES: &str = r#"
 routes: { "/pets/{petId}": [GET] }

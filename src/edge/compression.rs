@@ -107,27 +107,27 @@ impl Compression {
     }
 
     /// `res` compressed with `coding` when big enough.
-    pub(crate) fn compress(&self, coding: &'static str, res: Response<Body>) -> Response<Body> {
+    pub(crate) fn compress(&self, coding: &'static str, res: &mut Response<Body>) {
         // Below the size (the common case for small answers): nothing to
-        // build. tower-http's predicate would say the same, later.
-        if !AtLeast(self.minimum).should_compress(&res) {
-            return res;
+        // build or move. tower-http's predicate would say the same, later.
+        if !AtLeast(self.minimum).should_compress(res) {
+            return;
         }
         let layer = CompressionLayer::new()
             .gzip(coding == "gzip")
             .deflate(coding == "deflate")
             .br(coding == "br")
             .compress_when(AtLeast(self.minimum));
-        let mut svc = layer.layer(Give(Some(res), Arc::default()));
+        let mut svc = layer.layer(Give(Some(std::mem::take(res)), Arc::default()));
         let mut req = Request::new(Body::empty());
         req.headers_mut()
             .insert(ACCEPT_ENCODING, HeaderValue::from_static(coding));
         let _ =
             Service::<Request<Body>>::poll_ready(&mut svc, &mut Context::from_waker(Waker::noop()));
-        match svc.call(req).now_or_never() {
+        *res = match svc.call(req).now_or_never() {
             Some(Ok(res)) => res.map(Body::new),
             _ => Response::new(Body::empty()),
-        }
+        };
     }
 
     /// Decodes the request's body in place; `false` (the request left as

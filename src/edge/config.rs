@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::ORIGIN;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use http::header::{ORIGIN, VARY};
+use http::{HeaderName, HeaderValue, Method, Request, Response};
 use ipnet::IpNet;
 use serde::Deserialize;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
@@ -310,16 +310,24 @@ impl CorsConfig {
         } else {
             origins
         };
-        let actual: Vec<(HeaderValue, HeaderMap)> = keys
+        let actual: Vec<(HeaderValue, Vec<(HeaderName, HeaderValue)>)> = keys
             .into_iter()
             .map(|origin| {
                 let mut req = Request::new(Body::empty());
                 req.headers_mut().insert(ORIGIN, origin.clone());
-                let headers = cors
+                let made = cors
                     .run(req, Some(Response::new(Body::empty())))
                     .into_parts()
                     .0
                     .headers;
+                let mut headers: Vec<(HeaderName, HeaderValue)> = made
+                    .iter()
+                    .filter(|(name, _)| *name != VARY)
+                    .map(|(name, value)| (name.clone(), value.clone()))
+                    .collect();
+                if made.contains_key(VARY) {
+                    headers.push((VARY, HeaderValue::from_static("origin")));
+                }
                 (origin, headers)
             })
             .collect();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY};
-use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use std::task::{Context, Waker};
 use tower::{Layer, Service};
 use tower_http::cors::CorsLayer;
@@ -44,8 +44,11 @@ pub struct Cors {
     /// are equal when these are.
     pub(super) source: (CorsConfig, Vec<Option<Method>>),
     /// The headers of a non-preflight answer, by allowed origin (one entry
-    /// when any origin is allowed), as tower-http's layer made them.
-    pub(super) actual: Arc<[(HeaderValue, HeaderMap)]>,
+    /// when any origin is allowed), as tower-http's layer made them but for
+    /// `Vary`, which is `origin` alone: `Access-Control-Request-Method` and
+    /// `-Headers` come only on preflights, so only a preflight's answer
+    /// varies by them.
+    pub(super) actual: Arc<[(HeaderValue, Vec<(HeaderName, HeaderValue)>)]>,
 }
 
 impl PartialEq for Cors {
@@ -112,11 +115,7 @@ impl Cors {
 
     /// `res` with the CORS headers for a request from `origin`: the ones
     /// tower-http's layer gave that origin when the gateway was built.
-    pub(crate) fn decorate(
-        &self,
-        origin: Option<&HeaderValue>,
-        mut res: Response<Body>,
-    ) -> Response<Body> {
+    pub(crate) fn decorate(&self, origin: Option<&HeaderValue>, res: &mut Response<Body>) {
         let found = match (&self.origins, origin) {
             (_, None) => None,
             (None, Some(_)) => self.actual.first(),
@@ -124,16 +123,16 @@ impl Cors {
         };
         let Some((_, headers)) = found else {
             self.vary(res.headers_mut());
-            return res;
+            return;
         };
         let out = res.headers_mut();
-        for (name, value) in headers {
+        out.reserve(headers.len());
+        for (name, value) in headers.iter() {
             if name == VARY {
-                out.append(name, value.clone());
+                out.append(name.clone(), value.clone());
             } else {
-                out.insert(name, value.clone());
+                out.insert(name.clone(), value.clone());
             }
         }
-        res
     }
 }

@@ -439,12 +439,10 @@ impl Post {
         }
         insert_request_id(res.headers_mut(), self.request_id);
         if let Some((compression, coding)) = self.compress.take() {
-            let taken = std::mem::take(res);
-            *res = compression.compress(coding, taken);
+            compression.compress(coding, res);
         }
         if let Some((cors, origin)) = self.cors.take() {
-            let taken = std::mem::take(res);
-            *res = cors.decorate(origin.as_ref(), taken);
+            cors.decorate(origin.as_ref(), res);
         }
     }
 
