@@ -310,7 +310,7 @@ impl CorsConfig {
         } else {
             origins
         };
-        let actual: Vec<(HeaderValue, Vec<(HeaderName, HeaderValue)>)> = keys
+        let actual: Vec<(HeaderValue, super::cors::Headers)> = keys
             .into_iter()
             .map(|origin| {
                 let mut req = Request::new(Body::empty());
@@ -320,7 +320,7 @@ impl CorsConfig {
                     .into_parts()
                     .0
                     .headers;
-                let mut headers: Vec<(HeaderName, HeaderValue)> = made
+                let mut headers: super::cors::Headers = made
                     .iter()
                     .filter(|(name, _)| *name != VARY)
                     .map(|(name, value)| (name.clone(), value.clone()))

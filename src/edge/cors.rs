@@ -15,6 +15,9 @@ use super::Give;
 use super::config::CorsConfig;
 use crate::body::Body;
 
+/// The CORS headers of one answer, in order.
+pub(super) type Headers = Vec<(HeaderName, HeaderValue)>;
+
 /// A method's resolved `cors` setting ([`CorsConfig`]).
 ///
 /// - **Preflight**: an `OPTIONS` request with `Access-Control-Request-Method`
@@ -48,7 +51,7 @@ pub struct Cors {
     /// `Vary`, which is `origin` alone: `Access-Control-Request-Method` and
     /// `-Headers` come only on preflights, so only a preflight's answer
     /// varies by them.
-    pub(super) actual: Arc<[(HeaderValue, Vec<(HeaderName, HeaderValue)>)]>,
+    pub(super) actual: Arc<[(HeaderValue, Headers)]>,
 }
 
 impl PartialEq for Cors {
