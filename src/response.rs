@@ -93,6 +93,14 @@
 //!   in order, exactly), then `application/json`, then the first; it sets
 //!   `Content-Type`. A kind without templates of its own takes
 //!   `DEFAULT_4XX`'s or `DEFAULT_5XX`'s, as with the message.
+//! - A 404 whose path names a known stage has that stage (and its
+//!   variables), not a resource path.
+//! - An override cannot set `content-type` (a body template's type does),
+//!   `content-length`, `transfer-encoding`, `connection` or
+//!   `x-tollgate-error-type`, and cannot reference `authorization`,
+//!   `proxy-authorization`, `cookie`, `x-api-key` or `x-amz-security-token`:
+//!   a trusted proxy in front may have added the credential. (A key header
+//!   configured under another name is the config's to keep out.)
 //! - Only the gateway's own responses are rendered, never a backend's. The
 //!   request is read (method, URI, headers, client address) only when some
 //!   kind has templates or references; otherwise nothing is captured.
@@ -113,12 +121,36 @@ mod template;
 pub(crate) use template::ResponseFacts;
 use template::Template;
 
-/// Marks a gateway response whose kind has templates: its kind and message
-/// (for `$context.error.message`). An extension, so that only the
-/// gateway's own responses are rendered, never a backend's that happens to
-/// carry `x-tollgate-error-type`.
+/// Headers an override may not set: the gateway frames the body and names
+/// the kind itself.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "x-tollgate-error-type",
+];
+
+/// Whether `m` (lower-cased, trimmed) is `type/subtype` of token characters.
+fn is_media_type(m: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    m.split_once('/').is_some_and(|(t, s)| token(t) && token(s))
+}
+
+/// Marks every gateway response: its kind, and, when the kind has
+/// templates, its message (for `$context.error.message`). An extension, so
+/// that a backend's response is never taken for one (a header could be
+/// forged): integration responses skip what carries it, and only it is
+/// rendered.
 #[derive(Clone)]
-struct GatewayMessage(GatewayResponseKind, Arc<str>);
+pub(crate) struct GatewayAnswer {
+    kind: GatewayResponseKind,
+    message: Option<Arc<str>>,
+}
 
 /// The header that names the kind of a gateway response.
 ///
@@ -432,6 +464,13 @@ pub enum OverrideError {
     /// A header value is not a valid HTTP header value.
     #[error("the value of `{0}` is not a valid header value")]
     HeaderValue(String),
+    /// The header is the gateway's to set: `content-type` (a body
+    /// template's type sets it), `content-length`, `transfer-encoding`,
+    /// `connection`, `x-tollgate-error-type`.
+    #[error(
+        "`{0}` is set by the gateway, not by an override (a body template's content type sets `content-type`)"
+    )]
+    ReservedHeader(String),
     /// A header value's or a body template's reference is wrong.
     #[error("{message}")]
     Template {
@@ -516,30 +555,43 @@ impl GatewayResponses {
             let message = own
                 .and_then(|o| o.message.as_ref())
                 .or_else(|| fallback.and_then(|o| o.message.as_ref()));
-            // Own headers replace the fallback's of the same name.
-            let mut merged: BTreeMap<String, (&String, &String)> = BTreeMap::new();
-            for o in fallback.into_iter().chain(own) {
+            // Own headers replace the fallback's of the same name. A problem
+            // is reported once, under the kind whose override holds it
+            // (a `DEFAULT_4XX` header under `DEFAULT_4XX`, not under every
+            // 4xx kind that inherits it).
+            let mut merged: BTreeMap<String, (&String, &String, bool)> = BTreeMap::new();
+            for (o, is_own) in fallback
+                .map(|o| (o, false))
+                .into_iter()
+                .chain(own.map(|o| (o, true)))
+            {
                 for (name, value) in &o.headers {
-                    merged.insert(name.to_ascii_lowercase(), (name, value));
+                    merged.insert(name.to_ascii_lowercase(), (name, value, is_own));
                 }
             }
             let mut headers = HeaderMap::new();
             let mut dynamic = Vec::new();
-            for (name, value) in merged.into_values() {
+            for (name, value, is_own) in merged.into_values() {
+                let mut report = |e: OverrideError| {
+                    if is_own {
+                        errors.push((kind, e));
+                    }
+                };
                 let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
-                    errors.push((kind, OverrideError::HeaderName(name.clone())));
+                    report(OverrideError::HeaderName(name.clone()));
                     continue;
                 };
+                if RESERVED_HEADERS.contains(&n.as_str()) {
+                    report(OverrideError::ReservedHeader(name.clone()));
+                    continue;
+                }
                 let template = match Template::header(value) {
                     Ok(t) => t,
                     Err(message) => {
-                        errors.push((
-                            kind,
-                            OverrideError::Template {
-                                field: format!("headers.{name}"),
-                                message,
-                            },
-                        ));
+                        report(OverrideError::Template {
+                            field: format!("headers.{name}"),
+                            message,
+                        });
                         continue;
                     }
                 };
@@ -548,34 +600,45 @@ impl GatewayResponses {
                         Ok(v) => {
                             headers.insert(n, v);
                         }
-                        Err(_) => errors.push((kind, OverrideError::HeaderValue(name.clone()))),
+                        Err(_) => report(OverrideError::HeaderValue(name.clone())),
                     },
                     None => dynamic.push((n, template)),
                 }
             }
-            let sources = own
-                .filter(|o| !o.templates.is_empty())
-                .or(fallback)
-                .map(|o| &o.templates);
-            let mut bodies = Vec::new();
+            let (sources, own_templates) = match own.filter(|o| !o.templates.is_empty()) {
+                Some(o) => (Some(&o.templates), true),
+                None => (fallback.map(|o| &o.templates), false),
+            };
+            let mut bodies: Vec<(String, Template)> = Vec::new();
             for (ctype, source) in sources.into_iter().flatten() {
+                let field = format!("templates.\"{ctype}\"");
+                let mut report = |message: String| {
+                    if own_templates {
+                        errors.push((
+                            kind,
+                            OverrideError::Template {
+                                field: field.clone(),
+                                message,
+                            },
+                        ));
+                    }
+                };
+                let media = ctype.trim().to_ascii_lowercase();
+                if !is_media_type(&media) {
+                    report(format!(
+                        "`{ctype}` is not a media type (type/subtype, as `application/json`)"
+                    ));
+                    continue;
+                }
+                if bodies.iter().any(|(m, _)| *m == media) {
+                    report(format!(
+                        "`{ctype}` is given twice (media types are case-insensitive)"
+                    ));
+                    continue;
+                }
                 match Template::body(source) {
-                    Ok(t) => bodies.push((
-                        ctype
-                            .split(';')
-                            .next()
-                            .unwrap_or("")
-                            .trim()
-                            .to_ascii_lowercase(),
-                        t,
-                    )),
-                    Err(message) => errors.push((
-                        kind,
-                        OverrideError::Template {
-                            field: format!("templates.\"{ctype}\""),
-                            message,
-                        },
-                    )),
+                    Ok(t) => bodies.push((media, t)),
+                    Err(message) => report(message),
                 }
             }
             templated.push(
@@ -648,15 +711,15 @@ impl GatewayResponses {
     /// ([`ResponsesProfile::answer`]).
     pub fn respond(&self, kind: GatewayResponseKind) -> Response<Body> {
         let kind = self.profile.answer(kind);
-        let mut res = match self.rendered(kind) {
+        let res = match self.rendered(kind) {
             Some(r) => build(r.status, r.headers.clone(), r.body.clone()),
             None => fallback(kind, kind.default_message()),
         };
-        if let Some(r) = self.rendered(kind).filter(|_| self.is_templated(kind)) {
-            res.extensions_mut()
-                .insert(GatewayMessage(kind, r.message.clone()));
-        }
-        mark(res, kind)
+        let message = self
+            .rendered(kind)
+            .filter(|_| self.is_templated(kind))
+            .map(|r| r.message.clone());
+        mark(res, kind, message)
     }
 
     /// The response for `kind` with a message that depends on the request
@@ -664,20 +727,22 @@ impl GatewayResponses {
     /// overridden in the config takes precedence.
     pub fn respond_with_message(&self, kind: GatewayResponseKind, message: &str) -> Response<Body> {
         let kind = self.profile.answer(kind);
-        let mut res = match self.rendered(kind) {
+        let res = match self.rendered(kind) {
             Some(r) if r.overridden_message => build(r.status, r.headers.clone(), r.body.clone()),
             Some(r) => build(r.status, r.headers.clone(), json_message(message)),
             None => fallback(kind, message),
         };
-        if let Some(r) = self.rendered(kind).filter(|_| self.is_templated(kind)) {
-            let text = if r.overridden_message {
-                r.message.clone()
-            } else {
-                Arc::from(message)
-            };
-            res.extensions_mut().insert(GatewayMessage(kind, text));
-        }
-        mark(res, kind)
+        let text = self
+            .rendered(kind)
+            .filter(|_| self.is_templated(kind))
+            .map(|r| {
+                if r.overridden_message {
+                    r.message.clone()
+                } else {
+                    Arc::from(message)
+                }
+            });
+        mark(res, kind, text)
     }
 
     /// Whether `kind` is rendered per request.
@@ -697,11 +762,14 @@ impl GatewayResponses {
     /// answered, marked so) for the request `facts` describe: the body
     /// template the `Accept` picks, with its `Content-Type`, and the
     /// headers with references. Anything else is left as it is; a header
-    /// that renders empty, or to a value that is not a valid one, is left
-    /// out.
+    /// that renders empty, or to anything but visible ASCII and spaces, is
+    /// left out.
     pub(crate) fn render_templates(&self, res: &mut Response<Body>, facts: &ResponseFacts) {
         let Some(all) = &self.templated else { return };
-        let Some(GatewayMessage(kind, message)) = res.extensions_mut().remove::<GatewayMessage>()
+        let Some(GatewayAnswer {
+            kind,
+            message: Some(message),
+        }) = res.extensions().get::<GatewayAnswer>().cloned()
         else {
             return;
         };
@@ -714,7 +782,8 @@ impl GatewayResponses {
         };
         for (name, template) in &t.headers {
             let value = template.render(facts, &error);
-            if value.is_empty() {
+            // Visible ASCII only: a decoded query value may hold anything.
+            if value.is_empty() || !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
                 continue;
             }
             if let Ok(v) = HeaderValue::from_str(&value) {
@@ -750,15 +819,27 @@ impl GatewayResponses {
     }
 }
 
-/// Says at debug level which gateway response a request got. (Usage events
-/// read the kind back from the `x-tollgate-error-type` header.)
-fn mark(res: Response<Body>, kind: GatewayResponseKind) -> Response<Body> {
+/// Marks `res` as the gateway's answer ([`GatewayAnswer`]) and says at
+/// debug level which one a request got. (Usage events read the kind back
+/// from the `x-tollgate-error-type` header.)
+fn mark(
+    mut res: Response<Body>,
+    kind: GatewayResponseKind,
+    message: Option<Arc<str>>,
+) -> Response<Body> {
     tracing::debug!(
         kind = kind.as_str(),
         status = res.status().as_u16(),
         "gateway response"
     );
+    res.extensions_mut().insert(GatewayAnswer { kind, message });
     res
+}
+
+/// Whether `res` is a gateway response (marked by [`GatewayResponses`]),
+/// not a backend's.
+pub(crate) fn is_gateway_answer<B>(res: &Response<B>) -> bool {
+    res.extensions().get::<GatewayAnswer>().is_some()
 }
 
 /// A response with a full body, its length known up front.
@@ -803,6 +884,16 @@ impl GatewayResponses {
         let mut overrides = BTreeMap::new();
         for (name, o) in config {
             match name.parse::<GatewayResponseKind>() {
+                Ok(kind)
+                    if profile.answer(kind) != kind
+                        && kind == GatewayResponseKind::AuthorizerConfigurationError =>
+                {
+                    issues.push(
+                        &root.field(name),
+                        "under responses_profile http a failed authorizer is answered as \
+                         BACKEND_UNAVAILABLE: override that, or use responses_profile aws",
+                    );
+                }
                 Ok(kind) => {
                     overrides.insert(kind, o.clone());
                 }
@@ -820,9 +911,9 @@ impl GatewayResponses {
                     let path = match &e {
                         OverrideError::Template { field, .. } => path.join(field),
                         OverrideError::Status => path.field("status"),
-                        OverrideError::HeaderName(n) | OverrideError::HeaderValue(n) => {
-                            path.field("headers").field(n)
-                        }
+                        OverrideError::HeaderName(n)
+                        | OverrideError::HeaderValue(n)
+                        | OverrideError::ReservedHeader(n) => path.field("headers").field(n),
                     };
                     issues.push(&path, e.to_string());
                 }

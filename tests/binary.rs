@@ -283,3 +283,105 @@ fn bad_settings_are_refused_with_their_path() {
     let err = Config::from_yaml_str(yaml).unwrap_err().to_string();
     assert!(err.contains("content_handling"), "{err}");
 }
+
+#[tokio::test]
+async fn the_gateways_own_answer_is_neither_mapped_nor_converted() {
+    // An integration that fails: its 502 is the gateway's, not a backend
+    // response the mapping's rules or the conversions apply to.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let yaml = format!(
+        r#"
+routes: {{ /dead: [GET] }}
+settings: {{ binary_media_types: ["*/*"] }}
+stages:
+  prod:
+    methods:
+      /dead/GET:
+        integration: {{ type: http, base: "http://{dead}" }}
+        mapping:
+          responses:
+            - {{ selection_pattern: "5\\d\\d", status: 200, headers: {{ x-rule: "'hit'" }}, content_handling: convert_to_text }}
+"#
+    );
+    let gw = Gateway::new(Config::from_yaml_str(&yaml).unwrap()).unwrap();
+    for accept in ["image/png", "application/json"] {
+        let req = Request::get("/prod/dead")
+            .header("accept", accept)
+            .body(Body::empty())
+            .unwrap();
+        let res = gw.service(support::ok()).oneshot(req).await.unwrap();
+        let (status, headers, body) = support::read(res).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{accept}");
+        assert_eq!(support::error_type(&headers), "INTEGRATION_FAILURE");
+        assert!(headers.get("x-rule").is_none());
+        assert_eq!(body, r#"{"message":"Bad Gateway"}"#);
+    }
+}
+
+#[tokio::test]
+async fn a_converted_body_loses_the_framing_and_coding_of_the_old_one() {
+    // The backend's gzip label described its bytes, not their base64.
+    let inner = tower::service_fn(|_req: Request<Body>| async {
+        let mut res = Response::new(Body::from(PNG));
+        res.headers_mut()
+            .insert("content-type", "image/png".parse().unwrap());
+        res.headers_mut()
+            .insert("content-encoding", "gzip".parse().unwrap());
+        Ok::<_, Infallible>(res)
+    });
+    let gw = Gateway::new(Config::from_yaml_str(CONFIG).unwrap()).unwrap();
+    let req = post("/plain", "text/plain")
+        .header("accept", "text/plain")
+        .body(Body::from("x"))
+        .unwrap();
+    let res = gw.service(inner).oneshot(req).await.unwrap();
+    let (_, headers, body) = support::read(res).await;
+    assert_eq!(body, PNG_B64.as_bytes());
+    assert!(headers.get("content-encoding").is_none(), "{headers:?}");
+
+    // A chunked request converted whole reaches the integration with a
+    // length and no `Transfer-Encoding`.
+    let req = post("/encoded", "image/png")
+        .header("transfer-encoding", "chunked")
+        .body(Body::from(PNG))
+        .unwrap();
+    let seen_te: Arc<Mutex<Option<bool>>> = Arc::default();
+    let s = seen_te.clone();
+    let inner = tower::service_fn(move |req: Request<Body>| {
+        *s.lock().unwrap() = Some(req.headers().contains_key("transfer-encoding"));
+        async { Ok::<_, Infallible>(Response::new(Body::empty())) }
+    });
+    let gw = Gateway::new(Config::from_yaml_str(CONFIG).unwrap()).unwrap();
+    let _ = gw.service(inner).oneshot(req).await.unwrap();
+    assert_eq!(*seen_te.lock().unwrap(), Some(false));
+}
+
+#[tokio::test]
+async fn a_head_request_is_not_converted() {
+    let req = Request::head("/prod/plain")
+        .header("x-reply-type", "image/png")
+        .header("accept", "text/plain")
+        .body(Body::empty())
+        .unwrap();
+    let inner = tower::service_fn(|_req: Request<Body>| async {
+        let mut res = Response::new(Body::empty());
+        res.headers_mut()
+            .insert("content-type", "image/png".parse().unwrap());
+        res.headers_mut()
+            .insert("content-length", "11".parse().unwrap());
+        Ok::<_, Infallible>(res)
+    });
+    let yaml = CONFIG
+        .replace("/plain: [POST]", "/plain: [POST, HEAD]")
+        .replace("/plain/POST:", "/plain/*:");
+    let gw = Gateway::new(Config::from_yaml_str(&yaml).unwrap()).unwrap();
+    let res = gw.service(inner).oneshot(req).await.unwrap();
+    let (status, headers, body) = support::read(res).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-length"], "11");
+    assert!(body.is_empty());
+}

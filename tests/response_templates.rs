@@ -131,8 +131,8 @@ async fn default_4xx_templates_serve_kinds_without_their_own() {
         json!({"error": "THROTTLED", "message": "Too Many Requests", "stage": "prod"})
     );
 
-    // An unknown path: no stage was matched.
-    let (status, _, body) = call(from("198.51.100.1", Request::get("/prod/nowhere"))).await;
+    // An unknown stage: none to name.
+    let (status, _, body) = call(from("198.51.100.1", Request::get("/test/pets/1"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
         support::json_of(&body),
@@ -167,4 +167,96 @@ responses:
         err.contains(r#"responses.THROTTLED.templates."application/json": `${` without its `}`"#),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_refused_path_in_a_known_stage_knows_its_stage() {
+    let (status, _, body) = call(from("198.51.100.1", Request::get("/prod/nowhere/else"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(support::json_of(&body)["stage"], "prod");
+}
+
+#[tokio::test]
+async fn a_header_that_would_not_be_visible_ascii_is_left_out() {
+    // The query value decodes to `é`: not for a header.
+    let req = from(
+        "203.0.113.9",
+        Request::get("/prod/pets/1?q=%C3%A9").header("accept", "application/json"),
+    );
+    let (status, headers, _) = call(req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(headers.get("x-q").is_none(), "{headers:?}");
+    assert_eq!(headers["x-pet"], "pet-1");
+}
+
+#[tokio::test]
+async fn an_integration_failure_is_not_an_integration_response() {
+    // A mapping rule for 5xx statuses applies to the backend's answers, not
+    // to the gateway's 502 for a backend it could not reach; the 502 gets
+    // its gateway response template.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let yaml = format!(
+        r#"
+routes: {{ /dead: [GET] }}
+stages:
+  prod:
+    methods:
+      /dead/GET:
+        integration: {{ type: http, base: "http://{dead}" }}
+        mapping:
+          responses:
+            - {{ selection_pattern: "5\\d\\d", status: 200, headers: {{ x-rule: "'hit'" }}, templates: {{ application/json: "mapped" }} }}
+responses:
+  DEFAULT_5XX:
+    templates: {{ application/json: '{{"failed": "$context.error.responseType"}}' }}
+"#
+    );
+    let gw = Gateway::new(Config::from_yaml_str(&yaml).unwrap()).unwrap();
+    let req = Request::get("/prod/dead").body(Body::empty()).unwrap();
+    let res = gw.service(support::ok()).oneshot(req).await.unwrap();
+    let (status, headers, body) = support::read(res).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(headers.get("x-rule").is_none());
+    assert_eq!(
+        support::json_of(&body),
+        json!({"failed": "INTEGRATION_FAILURE"})
+    );
+}
+
+#[test]
+fn what_an_override_may_not_say_is_refused_once_with_its_path() {
+    let yaml = r#"
+routes: { /a: [GET] }
+stages: { prod: {} }
+responses:
+  DEFAULT_4XX:
+    headers:
+      content-length: "'3'"
+      x-tollgate-error-type: method.request.header.x-spoof
+      x-a: method.request.body.foo
+      x-key: method.request.header.X-Api-Key
+    templates: { json: "x", "text/plain": "a", "Text/Plain": "b" }
+  AUTHORIZER_CONFIGURATION_ERROR: { status: 500 }
+"#;
+    let issues = support::issues(yaml);
+    for expected in [
+        "responses.DEFAULT_4XX.headers.content-length: `content-length` is set by the gateway",
+        "responses.DEFAULT_4XX.headers.x-tollgate-error-type: `x-tollgate-error-type` is set by the gateway",
+        "responses.DEFAULT_4XX.headers.x-a: `method.request.body.foo` is not a method request parameter",
+        "responses.DEFAULT_4XX.headers.x-key: `method.request.header.X-Api-Key` would send the caller's credential back",
+        r#"responses.DEFAULT_4XX.templates."json": `json` is not a media type"#,
+        "is given twice",
+        "responses.AUTHORIZER_CONFIGURATION_ERROR: under responses_profile http a failed authorizer is answered as BACKEND_UNAVAILABLE",
+    ] {
+        assert!(
+            issues.iter().any(|i| i.contains(expected)),
+            "{expected}\n{issues:#?}"
+        );
+    }
+    // Each once, under DEFAULT_4XX, not again under every 4xx kind.
+    assert_eq!(issues.len(), 7, "{issues:#?}");
 }

@@ -197,7 +197,8 @@ where
                 };
                 let mut post = Post::new(request_id);
                 if let Some(mut f) = facts {
-                    f.routed(request_id, None);
+                    let stage = s.route.table().stage_of(f.path()).cloned();
+                    f.refused(request_id, stage);
                     post.templates = Some((f, s.edge.responses.clone()));
                 }
                 return ResponseFuture::new(kind, post, pending);

@@ -92,7 +92,9 @@ impl BinaryMediaTypes {
         for t in types {
             let t = t.as_ref().trim().to_ascii_lowercase();
             let Some((ty, sub)) = t.split_once('/') else {
-                return Err(format!("`{t}` is not a media type (type/subtype)"));
+                return Err(format!(
+                    "`{t}` is not a media type (type/subtype, `type/*` or `*/*`)"
+                ));
             };
             let token = |s: &str| {
                 !s.is_empty()

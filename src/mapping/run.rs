@@ -51,6 +51,8 @@ pub(super) struct RequestFacts {
     params: Arc<Params>,
     /// The client's `Accept`, which picks the response template.
     accept: Option<String>,
+    /// Whether the request is a `HEAD`.
+    head: bool,
 }
 
 /// Reads what templates see from the method request, before the parameter
@@ -107,6 +109,7 @@ pub(super) fn facts<B>(req: &Request<B>, trusted: &[IpNet]) -> RequestFacts {
             .get(ACCEPT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        head: req.method() == http::Method::HEAD,
     }
 }
 
@@ -324,9 +327,18 @@ where
     .await)
 }
 
-/// Replaces a body's `Content-Length` with `len`.
+/// Replaces a body's framing with `Content-Length: len` (a chunked
+/// request's `Transfer-Encoding` goes: the body is whole now).
 fn set_length(headers: &mut http::HeaderMap, len: usize) {
+    headers.remove(http::header::TRANSFER_ENCODING);
     headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+}
+
+/// Takes off what described the integration's bytes once they are
+/// converted: their length and their coding.
+fn converted(headers: &mut http::HeaderMap) {
+    headers.remove(CONTENT_LENGTH);
+    headers.remove(http::header::CONTENT_ENCODING);
 }
 
 /// Reads a request body a template or a conversion needs, within the
@@ -364,8 +376,17 @@ where
     ResB: http_body::Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
+    // The gateway's own answer (an integration that failed or timed out) is
+    // not an integration response: API Gateway maps neither its status nor
+    // its body, and neither is converted.
+    if crate::response::is_gateway_answer(&res) {
+        return res.map(Body::new);
+    }
     let rule = mapping.select(res.status());
+    // A HEAD answer has no body to convert.
+    let head = facts.is_some_and(|f| f.head);
     let conversion = match binary {
+        _ if head => Conversion::Text,
         None => match rule.and_then(|r| r.handling) {
             Some(ContentHandling::ConvertToBinary) => Conversion::Decode,
             _ => Conversion::Text,
@@ -390,7 +411,7 @@ where
         let (mut parts, body) = res.into_parts();
         return match convert(body, conversion, mapping, id).await {
             Ok(body) => {
-                parts.headers.remove(CONTENT_LENGTH);
+                converted(&mut parts.headers);
                 Response::from_parts(parts, Body::full(body))
             }
             Err(kind) => responses.respond(kind),
@@ -426,7 +447,7 @@ where
         }
         return match convert(body, conversion, mapping, id).await {
             Ok(body) => {
-                parts.headers.remove(CONTENT_LENGTH);
+                converted(&mut parts.headers);
                 Response::from_parts(parts, Body::full(body))
             }
             Err(kind) => responses.respond(kind),
@@ -454,7 +475,9 @@ where
         &mapping.limits,
     ) {
         Ok(out) => {
-            parts.headers.remove(CONTENT_LENGTH);
+            // The template wrote new bytes: the backend's length and
+            // coding describe its own.
+            converted(&mut parts.headers);
             if let Ok(v) = HeaderValue::from_str(ctype) {
                 parts.headers.insert(CONTENT_TYPE, v);
             }
@@ -488,7 +511,7 @@ where
     match conversion {
         Conversion::Encode => Ok(binary::encode(&body)),
         Conversion::Decode => binary::decode(&body).ok_or_else(|| {
-            tracing::error!(request_id = %id, "integration response body is not base64 (content_handling: convert_to_binary)");
+            tracing::error!(request_id = %id, "integration response body is not base64, and content_handling: convert_to_binary or a binary Accept asks for its bytes");
             GatewayResponseKind::ApiConfigurationError
         }),
         Conversion::Text | Conversion::Binary => Ok(body),

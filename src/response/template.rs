@@ -56,6 +56,17 @@ pub(super) const CONTEXT_NAMES: &[(&str, Ctx)] = &[
     ("error.responseType", Ctx::ErrorResponseType),
 ];
 
+/// Request headers a gateway response may not read: each carries a
+/// credential. (A key header configured under another name is the
+/// config's to keep out of its templates.)
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "x-amz-security-token",
+];
+
 /// One reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Var {
@@ -104,14 +115,25 @@ fn resolve(name: &str) -> Result<Option<Var>, String> {
         return param(v, "stage variable").map(|v| Some(Var::StageVariable(v)));
     }
     if let Some(h) = name.strip_prefix("method.request.header.") {
-        return param(h, "header")
-            .map(|h: Box<str>| Some(Var::Header(h.to_ascii_lowercase().into())));
+        let h = h.to_ascii_lowercase();
+        if CREDENTIAL_HEADERS.contains(&h.as_str()) {
+            return Err(format!(
+                "`{name}` would send the caller's credential back in a response (and one a \
+                 trusted proxy added to the caller)"
+            ));
+        }
+        return param(&h, "header").map(|h| Some(Var::Header(h)));
     }
     if let Some(q) = name.strip_prefix("method.request.querystring.") {
         return param(q, "query parameter").map(|q| Some(Var::Query(q)));
     }
     if let Some(p) = name.strip_prefix("method.request.path.") {
         return param(p, "path parameter").map(|p| Some(Var::Path(p)));
+    }
+    if name.starts_with("method.request.") {
+        return Err(format!(
+            "`{name}` is not a method request parameter (method.request.header|querystring|path.NAME)"
+        ));
     }
     Ok(None)
 }
@@ -222,7 +244,10 @@ impl Template {
 /// What a gateway response's references read from the request, captured
 /// when the request comes in (only when some gateway response has
 /// references). Behind a [`Gateway`](crate::Gateway) only.
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows the method and path only: the headers may hold the
+/// caller's key or credentials.
+#[derive(Clone)]
 pub(crate) struct ResponseFacts {
     request_id: Option<RequestId>,
     method: Method,
@@ -234,6 +259,19 @@ pub(crate) struct ResponseFacts {
     time_ms: u64,
     /// Set once the request is routed.
     context: Option<RequestContext>,
+    /// For a request routing refused: an endpoint of the stage its path
+    /// names, if that stage exists (for `$context.stage` and stage
+    /// variables).
+    stage: Option<std::sync::Arc<crate::context::Endpoint>>,
+}
+
+impl std::fmt::Debug for ResponseFacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFacts")
+            .field("method", &self.method)
+            .field("path", &self.uri.path())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The gateway response being rendered.
@@ -259,6 +297,7 @@ impl ResponseFacts {
             source_ip,
             time_ms: unix_ms,
             context: None,
+            stage: None,
         }
     }
 
@@ -266,6 +305,22 @@ impl ResponseFacts {
     pub(crate) fn routed(&mut self, request_id: RequestId, context: Option<&RequestContext>) {
         self.request_id = Some(request_id);
         self.context = context.cloned();
+    }
+
+    /// Adds what routing knew of a request it refused: its id, and an
+    /// endpoint of the stage its path names.
+    pub(crate) fn refused(
+        &mut self,
+        request_id: RequestId,
+        stage: Option<std::sync::Arc<crate::context::Endpoint>>,
+    ) {
+        self.request_id = Some(request_id);
+        self.stage = stage;
+    }
+
+    /// The path of the request as sent.
+    pub(crate) fn path(&self) -> &str {
+        self.uri.path()
     }
 
     /// The request's `Accept`.
@@ -284,6 +339,9 @@ impl ResponseFacts {
                 .to_owned()
         };
         let endpoint = self.context.as_ref().map(RequestContext::endpoint);
+        // The stage is known for a refused request whose path names one;
+        // its resource is not.
+        let stage = endpoint.or(self.stage.as_ref());
         match var {
             Var::Context(c) => match c {
                 Ctx::RequestId | Ctx::ExtendedRequestId => {
@@ -291,7 +349,7 @@ impl ResponseFacts {
                         let _ = write!(out, "{id}");
                     }
                 }
-                Ctx::Stage => out.push_str(endpoint.map_or("", |e| e.stage())),
+                Ctx::Stage => out.push_str(stage.map_or("", |e| e.stage())),
                 Ctx::ResourcePath => out.push_str(endpoint.map_or("", |e| e.resource())),
                 Ctx::HttpMethod => out.push_str(self.method.as_str()),
                 Ctx::Path => out.push_str(self.uri.path()),
@@ -316,7 +374,7 @@ impl ResponseFacts {
                 Ctx::ErrorResponseType => out.push_str(error.kind.as_str()),
             },
             Var::StageVariable(n) => {
-                out.push_str(endpoint.and_then(|e| e.stage_variable(n)).unwrap_or(""));
+                out.push_str(stage.and_then(|e| e.stage_variable(n)).unwrap_or(""));
             }
             Var::Header(n) => out.push_str(&header(n)),
             Var::Query(n) => {
@@ -370,8 +428,8 @@ mod tests {
         assert!(Template::body("$context.nope").is_err());
         assert!(Template::body("${context.stage").is_err());
         assert!(
-            Template::body("$method.request.path.").is_ok(),
-            "no reference: text"
+            Template::body("$method.request.path.").is_err(),
+            "a parameter without its name"
         );
     }
 

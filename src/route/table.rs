@@ -67,6 +67,18 @@ impl RouteTable {
         }
     }
 
+    /// An endpoint of the stage `path`'s first segment names, if there is
+    /// such a stage: what a request refused by routing knows of its stage.
+    pub(crate) fn stage_of(&self, path: &str) -> Option<&Arc<Endpoint>> {
+        let after_slash = path.strip_prefix('/')?;
+        let name = after_slash.split('/').next()?;
+        let stage = self.stages.iter().position(|s| **s == *name)?;
+        self.endpoints
+            .get(stage * self.routes..(stage + 1) * self.routes)?
+            .iter()
+            .find_map(|list| list.first())
+    }
+
     /// Finds the endpoint for `method` and the raw (still percent-encoded) `path`.
     pub(crate) fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
         let Some(after_slash) = path.strip_prefix('/') else {
