@@ -23,6 +23,13 @@ fn config_200() -> Config {
         yaml.push_str(&format!("  /files{i}/{{proxy+}}: [ANY]\n"));
     }
     yaml.push_str("stages:\n  prod: {}\n  dev: {}\n");
+    // Custom domains, for the lookups that read a `Host`.
+    yaml.push_str("domains:\n");
+    for i in 0..20 {
+        yaml.push_str(&format!(
+            "  api{i}.example.test: {{ base_paths: {{ \"\": {{ stage: prod }}, v1/orders: {{ stage: dev }} }} }}\n"
+        ));
+    }
     Config::from_yaml_str(&yaml).expect("valid bench config")
 }
 
@@ -54,6 +61,43 @@ fn lookup(c: &mut Criterion) {
             b.iter(|| {
                 gateway
                     .find_endpoint(black_box(&method), black_box(path))
+                    .is_some()
+            })
+        });
+    }
+    // The same resources through a custom domain (one of 20), its `Host`
+    // with a port and in mixed case: the domain's cost over the lookups
+    // above (issue 17's budget: at most 30 ns).
+    for (name, method, host, path) in [
+        (
+            "domain_static",
+            Method::GET,
+            "Api7.example.test:443",
+            "/r37",
+        ),
+        (
+            "domain_base_path_param",
+            Method::PUT,
+            "api7.example.test",
+            "/v1/orders/r37/12345",
+        ),
+        (
+            "execute_api_with_domains_static",
+            Method::GET,
+            "10.0.0.1:8080",
+            "/prod/r37",
+        ),
+    ] {
+        assert!(
+            gateway
+                .find_endpoint_on(&method, Some(host), path)
+                .is_some(),
+            "{name}"
+        );
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                gateway
+                    .find_endpoint_on(black_box(&method), black_box(Some(host)), black_box(path))
                     .is_some()
             })
         });

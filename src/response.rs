@@ -260,6 +260,11 @@ kinds! {
     IntegrationTimeout => "INTEGRATION_TIMEOUT", 504, "Endpoint request timed out";
     /// A store the request depends on is unreachable and the layer fails closed.
     BackendUnavailable => "BACKEND_UNAVAILABLE", 503, "Service Unavailable";
+    /// The request names no API: its host is a custom domain none of whose
+    /// base paths takes its path, or it uses the execute-api form of an API
+    /// that disables it (`disable_execute_api_endpoint`). API Gateway's
+    /// answer, which has no response type there (it comes before any API).
+    UnmappedRequest => "UNMAPPED_REQUEST", 403, "Forbidden";
     /// The API's configuration cannot serve the request: a body that
     /// `content_handling` (or a binary `Accept`) must base64-decode is not
     /// base64 (API Gateway's `API_CONFIGURATION_ERROR`).
@@ -421,7 +426,7 @@ impl ResponsesProfile {
         }
         Some(match kind {
             K::MissingAuthenticationToken => "MissingAuthenticationTokenException",
-            K::InvalidApiKey => "ForbiddenException",
+            K::InvalidApiKey | K::UnmappedRequest => "ForbiddenException",
             K::InvalidSignature | K::ExpiredToken => "InvalidSignatureException",
             K::UnrecognizedClient => "UnrecognizedClientException",
             K::Unauthorized => "UnauthorizedException",

@@ -81,6 +81,15 @@ pub struct Config {
     /// Bounds on what one client may hold: how long a body read whole may take.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Custom domain names by name (`api.example.test`), each with its
+    /// base path mappings; see [`route::domain`](crate::route::DomainConfig).
+    #[serde(default)]
+    pub domains: BTreeMap<String, crate::route::DomainConfig>,
+    /// Turns off the execute-api form (`/{stage}/...` on a host that is no
+    /// custom domain): such requests get 403 `UNMAPPED_REQUEST` (API
+    /// Gateway's `disableExecuteApiEndpoint`). Default false.
+    #[serde(default)]
+    pub disable_execute_api_endpoint: bool,
 }
 
 /// Settings of a method: the stage's `settings` (every method's default) or a

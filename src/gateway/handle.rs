@@ -249,7 +249,19 @@ impl Gateway {
     /// would reach: `None` where the gateway would answer 404, 405 or 400.
     /// This is the route layer's own lookup.
     pub fn find_endpoint(&self, method: &http::Method, path: &str) -> Option<&Arc<Endpoint>> {
-        match self.shared.route.table().lookup(method, path) {
+        self.find_endpoint_on(method, None, path)
+    }
+
+    /// The same for a request with `Host: host`: a custom domain's base
+    /// path mappings first (`domains`), then the execute-api form. `None`
+    /// also where the gateway would answer 403 `UNMAPPED_REQUEST`.
+    pub fn find_endpoint_on(
+        &self,
+        method: &http::Method,
+        host: Option<&str>,
+        path: &str,
+    ) -> Option<&Arc<Endpoint>> {
+        match self.shared.route.table().lookup_request(method, host, path) {
             Lookup::Found { endpoint, .. } => Some(endpoint),
             _ => None,
         }

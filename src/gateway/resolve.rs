@@ -151,6 +151,14 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     }
     let responses =
         GatewayResponses::from_config(&config.responses, config.responses_profile, &mut issues);
+    let stage_names: Vec<&str> = stages.iter().map(|s| &*s.name).collect();
+    let domains = crate::route::domain::Domains::resolve(
+        &config.domains,
+        config.name.as_deref().unwrap_or("tollgate"),
+        &stage_names,
+        &root.field("domains"),
+        &mut issues,
+    );
 
     if !issues.0.is_empty() {
         // The same problem reached through several endpoints is said once.
@@ -162,6 +170,8 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     let routes = Routes {
         routes: route_defs,
         stages,
+        domains: Arc::new(domains),
+        execute_api: !config.disable_execute_api_endpoint,
     };
     let spec = |scope, t: Option<ThrottleConfig>| {
         t.and_then(ThrottleConfig::complete)

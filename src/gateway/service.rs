@@ -197,7 +197,7 @@ where
                 };
                 let mut post = Post::new(request_id);
                 if let Some(mut f) = facts {
-                    let stage = s.route.table().stage_of(f.path()).cloned();
+                    let stage = s.route.table().stage_of(f.host(), f.path()).cloned();
                     f.refused(request_id, stage);
                     post.templates = Some((f, s.edge.responses.clone()));
                 }
@@ -320,7 +320,14 @@ where
 fn preflight<B>(s: &Shared, req: &Request<B>) -> Option<(Response<Body>, Arc<Endpoint>)> {
     let asked = req.headers().get(ACCESS_CONTROL_REQUEST_METHOD)?;
     let method = Method::from_bytes(asked.as_bytes()).ok()?;
-    let Lookup::Found { endpoint, .. } = s.route.table().lookup(&method, req.uri().path()) else {
+    let table = s.route.table();
+    let host = if table.reads_host() {
+        crate::route::service::request_host(req.headers(), req.uri())
+    } else {
+        None
+    };
+    let Lookup::Found { endpoint, .. } = table.lookup_request(&method, host, req.uri().path())
+    else {
         return None;
     };
     let cors = endpoint.settings().cors.as_ref()?;

@@ -318,6 +318,11 @@ impl ResponseFacts {
         self.stage = stage;
     }
 
+    /// The host the request names (`Host`, else the URI's authority).
+    pub(crate) fn host(&self) -> Option<&str> {
+        crate::route::service::request_host(&self.headers, &self.uri)
+    }
+
     /// The path of the request as sent.
     pub(crate) fn path(&self) -> &str {
         self.uri.path()

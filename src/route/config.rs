@@ -52,12 +52,16 @@ pub(crate) struct StageDef {
 
 /// The routes and stages of a config, resolved: what the route layer serves
 /// and what every per-endpoint table is sized from.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Routes {
     /// Every valid route, in the config's (sorted) order.
     pub(crate) routes: Vec<RouteDef>,
     /// Every stage, in the config's (sorted) order.
     pub(crate) stages: Vec<StageDef>,
+    /// Custom domains and their base path mappings.
+    pub(crate) domains: Arc<super::domain::Domains>,
+    /// Whether the execute-api form is served.
+    pub(crate) execute_api: bool,
 }
 
 impl Routes {

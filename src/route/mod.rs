@@ -9,8 +9,17 @@
 //! request extensions. Every response carries the request id in
 //! `x-amzn-requestid`.
 //!
+//! A request whose `Host` (or HTTP/2 `:authority`; port ignored, any case)
+//! is one of the config's custom `domains` is routed by that domain's base
+//! path mappings instead: the longest base path its path starts with (whole
+//! segments; `""` is API Gateway's `(none)` mapping) names the stage, and
+//! the base path is what is stripped. See [`DomainConfig`] (API Gateway's
+//! "Set up custom domain names" and "API mappings"; multi-level base paths
+//! are allowed everywhere).
+//!
 //! | request | answer |
 //! |---|---|
+//! | a custom domain none of whose base paths takes the path; the `/{stage}` form with `disable_execute_api_endpoint: true` | 403 `UNMAPPED_REQUEST` `{"message":"Forbidden"}` |
 //! | unknown stage or path | 404 `RESOURCE_NOT_FOUND` |
 //! | known path, method not declared (and no `ANY`) | 405 `METHOD_NOT_ALLOWED` with `Allow` |
 //! | path parameter not UTF-8 once decoded | 400 `BAD_REQUEST_PARAMETERS` |
@@ -111,12 +120,14 @@
 //! ```
 
 pub(crate) mod config;
+pub(crate) mod domain;
 pub(crate) mod future;
 mod layer;
 pub(crate) mod service;
 pub(crate) mod table;
 mod template;
 
+pub use self::domain::{BasePathMappingConfig, DomainConfig};
 pub use self::future::{REQUEST_ID_HEADER, ResponseFuture};
 pub use self::layer::RouteLayer;
 pub use self::service::Route;

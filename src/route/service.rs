@@ -124,7 +124,15 @@ impl Shared {
             response,
             request_id,
         };
-        let (endpoint, strip, values) = match self.table.lookup(&parts.method, parts.uri.path()) {
+        let host = if self.table.reads_host() {
+            request_host(&parts.headers, &parts.uri)
+        } else {
+            None
+        };
+        let found = self
+            .table
+            .lookup_request(&parts.method, host, parts.uri.path());
+        let (endpoint, strip, values) = match found {
             Lookup::Found {
                 endpoint,
                 strip,
@@ -132,6 +140,9 @@ impl Shared {
             } => (endpoint.clone(), strip, values),
             Lookup::NotFound => {
                 return rejected(responses.respond(GatewayResponseKind::ResourceNotFound));
+            }
+            Lookup::Unmapped => {
+                return rejected(responses.respond(GatewayResponseKind::UnmappedRequest));
             }
             Lookup::MethodNotAllowed(allow) => {
                 let mut res = responses.respond(GatewayResponseKind::MethodNotAllowed);
@@ -188,6 +199,15 @@ impl Shared {
             span,
         }
     }
+}
+
+/// The host a request names: `Host`, else the URI's authority (HTTP/2's
+/// `:authority`).
+pub(crate) fn request_host<'a>(headers: &'a http::HeaderMap, uri: &'a Uri) -> Option<&'a str> {
+    headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.host()))
 }
 
 /// The URI with the first `strip` bytes of its path removed (the stage prefix).

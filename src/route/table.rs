@@ -7,6 +7,7 @@ use http::{HeaderValue, Method};
 use percent_encoding::percent_decode_str;
 
 use super::config::Routes;
+use super::domain::{Domains, Mapped};
 use crate::context::Endpoint;
 
 /// Routes requests to endpoints. Built once from a resolved config.
@@ -21,6 +22,11 @@ pub(crate) struct RouteTable {
     /// `endpoints[stage * routes + route]`: explicit methods first, then ANY.
     endpoints: Box<[Box<[Arc<Endpoint>]>]>,
     routes: usize,
+    /// Custom domains and their base path mappings.
+    domains: Arc<Domains>,
+    /// Whether the execute-api form (`/{stage}/...` on any other host) is
+    /// served (`disable_execute_api_endpoint: false`, the default).
+    execute_api: bool,
 }
 
 /// The outcome of a lookup.
@@ -35,6 +41,9 @@ pub(crate) enum Lookup<'t> {
     },
     /// No stage or no resource matches.
     NotFound,
+    /// A custom domain no base path of which takes the path, or the
+    /// execute-api form of an API that disables it: 403 `UNMAPPED_REQUEST`.
+    Unmapped,
     /// The resource exists without this method.
     MethodNotAllowed(&'t HeaderValue),
     /// A path parameter does not decode to UTF-8.
@@ -64,15 +73,52 @@ impl RouteTable {
             allow: resolved.routes.iter().map(|r| r.allow.clone()).collect(),
             endpoints,
             routes: resolved.routes.len(),
+            domains: resolved.domains.clone(),
+            execute_api: resolved.execute_api,
         }
     }
 
-    /// An endpoint of the stage `path`'s first segment names, if there is
-    /// such a stage: what a request refused by routing knows of its stage.
-    pub(crate) fn stage_of(&self, path: &str) -> Option<&Arc<Endpoint>> {
-        let after_slash = path.strip_prefix('/')?;
-        let name = after_slash.split('/').next()?;
-        let stage = self.stages.iter().position(|s| **s == *name)?;
+    /// Whether a lookup reads the request's host (some domain is
+    /// configured).
+    pub(crate) fn reads_host(&self) -> bool {
+        !self.domains.is_empty()
+    }
+
+    /// Finds the endpoint for a request: by custom domain when `host` (the
+    /// `Host` value) is one, else in the execute-api form.
+    pub(crate) fn lookup_request(
+        &self,
+        method: &Method,
+        host: Option<&str>,
+        path: &str,
+    ) -> Lookup<'_> {
+        if !self.domains.is_empty()
+            && let Some(found) = host.and_then(|h| self.domains.find(h, path))
+        {
+            return match found {
+                Mapped::To { stage, strip } => self.lookup_at(stage, method, path, strip),
+                Mapped::Unmapped => Lookup::Unmapped,
+            };
+        }
+        if !self.execute_api {
+            return Lookup::Unmapped;
+        }
+        self.lookup(method, path)
+    }
+
+    /// An endpoint of the stage a request names (by its domain's base path
+    /// mapping, else by its path's first segment), if there is such a
+    /// stage: what a request refused by routing knows of its stage.
+    pub(crate) fn stage_of(&self, host: Option<&str>, path: &str) -> Option<&Arc<Endpoint>> {
+        let stage = match host.and_then(|h| self.domains.find(h, path)) {
+            Some(Mapped::To { stage, .. }) => stage,
+            Some(Mapped::Unmapped) => return None,
+            None => {
+                let after_slash = path.strip_prefix('/')?;
+                let name = after_slash.split('/').next()?;
+                self.stages.iter().position(|s| **s == *name)?
+            }
+        };
         self.endpoints
             .get(stage * self.routes..(stage + 1) * self.routes)?
             .iter()
@@ -89,7 +135,13 @@ impl RouteTable {
         let Some(stage) = self.stages.iter().position(|s| **s == *stage_name) else {
             return Lookup::NotFound;
         };
-        let strip = 1 + stage_len;
+        self.lookup_at(stage, method, path, 1 + stage_len)
+    }
+
+    /// Finds the endpoint of stage `stage` for `method` and the part of
+    /// `path` after its first `strip` bytes (a stage or a base path).
+    /// Parameter values are held as spans of the whole `path`.
+    fn lookup_at(&self, stage: usize, method: &Method, path: &str, strip: usize) -> Lookup<'_> {
         let rest = &path[strip..];
         let rest = if rest.is_empty() { "/" } else { rest };
         // A trailing slash is ignored (`/pets/` is `/pets`), unless the route
