@@ -1,7 +1,7 @@
 //! The Pet Store API behind tollgate.
 //!
 //! ```text
-//! cargo run --release --example petstore [-- --config PATH --listen ADDR --bare --upstream URL]
+//! cargo run --release --example petstore [-- --config PATH --listen ADDR --bare --upstream URL --check]
 //! ```
 //!
 //! Serves stages `dev` and `prod` at `/dev/...` and `/prod/...` with the
@@ -15,6 +15,8 @@
 //! metrics (API Gateway's CloudWatch names, prefixed `apigateway_`) at
 //! `http://ADDR/metrics`. Ctrl-C delivers every queued usage event, then exits.
 //! `RUST_LOG=debug` prints each layer's decision (and why) on stderr.
+//! `--check` validates the config and exits (0 valid, 1 not, each problem
+//! on stderr with its path).
 
 #[path = "common/petstore.rs"]
 mod petstore;
@@ -45,6 +47,23 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    // `--check`: the config validated, every problem with its path, and out.
+    if opts.check {
+        match petstore::build_gateway_with(&opts.config, Vec::new()) {
+            Ok(gateway) => {
+                println!(
+                    "{}: valid ({} endpoints)",
+                    opts.config.display(),
+                    gateway.endpoints().count()
+                );
+                std::process::exit(0);
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", opts.config.display());
+                std::process::exit(1);
+            }
+        }
+    }
     // Usage: one access log line per request on stdout, and Prometheus
     // metrics with --metrics-listen.
     let mut reporters = Vec::new();

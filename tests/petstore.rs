@@ -564,6 +564,22 @@ async fn bare_mode_serves_the_same_api_without_the_gateway() {
         !list.headers.contains_key("x-amzn-requestid"),
         "no gateway in front"
     );
+    assert!(!list.headers.contains_key("x-petstore-stage-variables"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_pet_store_shows_the_stage_variables_it_was_passed() {
+    let server = Server::start(false).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    for (path, expected) in [
+        ("/prod/pets/1", "backend=in-memory;tier=gold"),
+        ("/dev/pets/1", "backend=in-memory;tier=bronze"),
+    ] {
+        let r = send(&client, server.addr, Method::GET, path, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(r.headers["x-petstore-stage-variables"], expected, "{path}");
+    }
     server.stop().await;
 }
 

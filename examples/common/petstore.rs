@@ -3,7 +3,9 @@
 //!
 //! The backend is deliberately ordinary: an in-memory map behind a mutex,
 //! JSON in and out. Every call it answers carries `x-petstore-invocation: N`,
-//! N counting the calls that reached it, so a gateway cache hit is visible.
+//! N counting the calls that reached it, so a gateway cache hit is visible;
+//! behind a gateway, also `x-petstore-stage-variables: k=v;k=v` (the
+//! stage's variables, sorted), so what a stage passes is visible too.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -95,9 +97,25 @@ impl PetStore {
         B::Error: Into<tollgate::body::BoxError>,
     {
         let n = self.invocations.fetch_add(1, Ordering::Relaxed) + 1;
+        // Behind a gateway: the stage's variables, sorted, so that what a
+        // stage (or, later, a canary) passes is visible from outside.
+        let variables = req
+            .extensions()
+            .get::<tollgate::RequestContext>()
+            .map(|c| c.endpoint().stage_variables())
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(";")
+            });
         let mut res = self.route(req, stage_prefixed).await;
         res.headers_mut()
             .insert("x-petstore-invocation", HeaderValue::from(n));
+        if let Some(v) = variables.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            res.headers_mut().insert("x-petstore-stage-variables", v);
+        }
         res
     }
 
@@ -399,6 +417,7 @@ pub struct Options {
     pub metrics_listen: Option<SocketAddr>,
     pub quiet: bool,
     pub redis: Option<String>,
+    pub check: bool,
 }
 
 impl Options {
@@ -411,7 +430,9 @@ impl Options {
         \x20 --metrics-listen ADDR  serve Prometheus metrics at http://ADDR/metrics\n\
         \x20 --quiet         no access log lines on stdout\n\
         \x20 --redis URL     keep limits, quotas, keys, credentials and usage in Redis\n\
-        \x20                 (built with --features redis)";
+        \x20                 (built with --features redis)\n\
+        \x20 --check         validate the config (every problem with its path) and exit:\n\
+        \x20                 0 when it is valid, 1 when it is not";
 
     pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
         let mut opts = Self {
@@ -425,6 +446,7 @@ impl Options {
             metrics_listen: None,
             quiet: false,
             redis: None,
+            check: false,
         };
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -445,6 +467,7 @@ impl Options {
                     );
                 }
                 "--quiet" => opts.quiet = true,
+                "--check" => opts.check = true,
                 "--redis" => opts.redis = Some(args.next().ok_or("--redis needs a URL")?),
                 "-h" | "--help" => return Err(Self::USAGE.to_owned()),
                 other => return Err(format!("unknown argument `{other}`\n{}", Self::USAGE)),
