@@ -144,3 +144,56 @@ domains:
         );
     }
 }
+
+#[tokio::test]
+async fn the_request_targets_authority_wins_and_two_hosts_are_refused() {
+    // An absolute-form target names its host; `Host` is then ignored
+    // (RFC 9112 section 3.2.2), as a proxy in front reads it.
+    assert_eq!(
+        get(
+            CONFIG,
+            Some("api.example.test"),
+            "http://only.example.test/store/pets"
+        )
+        .await
+        .2,
+        "prod /pets -"
+    );
+    let gw = Gateway::new(Config::from_yaml_str(CONFIG).unwrap()).unwrap();
+    let req = Request::get("/beta/pets")
+        .header("host", "api.example.test")
+        .header("host", "only.example.test")
+        .body(Body::empty())
+        .unwrap();
+    let res = gw.service(support::ok()).oneshot(req).await.unwrap();
+    let (status, headers, _) = support::read(res).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(support::error_type(&headers), "BAD_REQUEST_PARAMETERS");
+}
+
+#[tokio::test]
+async fn an_asterisk_target_is_no_path_on_any_domain() {
+    // `OPTIONS *` with a `*` base path configured: a 404, not a panic.
+    let yaml = CONFIG.replace("store: { stage: prod }", "\"*\": { stage: prod }");
+    let gw = Gateway::new(Config::from_yaml_str(&yaml).unwrap()).unwrap();
+    for host in ["only.example.test", "api.example.test"] {
+        let req = Request::options("*")
+            .header("host", host)
+            .body(Body::empty())
+            .unwrap();
+        let res = gw.service(support::ok()).oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{host}");
+    }
+}
+
+#[test]
+fn turning_the_execute_api_form_off_without_a_domain_is_refused() {
+    let yaml = "routes: { /a: [GET] }\nstages: { prod: {} }\ndisable_execute_api_endpoint: true\n";
+    let issues = support::issues(yaml);
+    assert_eq!(
+        issues,
+        [
+            "disable_execute_api_endpoint: with no `domains`, every request would be refused: map a domain first"
+        ]
+    );
+}

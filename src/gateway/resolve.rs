@@ -160,6 +160,13 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         &mut issues,
     );
 
+    if config.disable_execute_api_endpoint && config.domains.is_empty() {
+        issues.push(
+            &root.field("disable_execute_api_endpoint"),
+            "with no `domains`, every request would be refused: map a domain first",
+        );
+    }
+
     if !issues.0.is_empty() {
         // The same problem reached through several endpoints is said once.
         let mut seen = BTreeSet::new();

@@ -19,13 +19,18 @@
 //! # let _ = gateway;
 //! ```
 //!
-//! - The host is `Host` (or an HTTP/2 `:authority`), its port ignored,
-//!   matched in any case. A host that is not a domain uses the execute-api
+//! - The host is the request target's authority (HTTP/2's `:authority`,
+//!   an absolute-form URI), else `Host` (RFC 9112 §3.2.2), its port and a
+//!   final dot ignored, matched in any case; two `Host` fields are 400
+//!   `BAD_REQUEST_PARAMETERS` (RFC 9112 §3.2). A host that is not a domain uses the execute-api
 //!   form `/{stage}/...`, unless `disable_execute_api_endpoint: true` turns
 //!   it off (403 `UNMAPPED_REQUEST` `{"message":"Forbidden"}`, API
 //!   Gateway's `disableExecuteApiEndpoint`).
-//! - A base path is whole segments: `orders` takes `/orders` and
-//!   `/orders/1`, not `/orders1`. `""` takes every path the others do not.
+//! - A base path is whole segments of API Gateway's base path characters
+//!   (letters, digits, `$-_.+!*'()`; at most 300), matched in case:
+//!   `orders` takes `/orders` and `/orders/1`, not `/orders1`. `""` takes
+//!   every path the others do not. A request target that is not a path
+//!   (`OPTIONS *`) is on no base path.
 //! - A request on a domain that no base path takes gets 403
 //!   `UNMAPPED_REQUEST` `{"message":"Forbidden"}`, as API Gateway answers.
 //! - The inner service sees the path after the base path (and the stage's
@@ -99,8 +104,8 @@ pub(crate) enum Mapped {
 const MAX_HOST: usize = 253;
 
 /// Whether `s` is a DNS name as a domain is written: labels of letters,
-/// digits and `-`, dot-separated, a `*.` first label allowed as API
-/// Gateway's wildcard is not (it is refused here).
+/// digits and `-` (not first or last), dot-separated, 1 to 63 characters
+/// each, 253 in all.
 fn is_host_name(s: &str) -> bool {
     s.len() <= MAX_HOST
         && !s.is_empty()
@@ -115,16 +120,23 @@ fn is_host_name(s: &str) -> bool {
         })
 }
 
-/// Whether `s` is a base path: `""`, or segments of the characters a
-/// resource path literal may hold, joined by single `/`s.
+/// API Gateway's longest base path.
+const MAX_BASE_PATH: usize = 300;
+
+/// Whether `s` is a base path: `""`, or segments of API Gateway's base
+/// path characters (letters, digits, `$-_.+!*'()`) joined by single `/`s,
+/// none `.` or `..`, at most 300 characters.
 fn is_base_path(s: &str) -> bool {
     s.is_empty()
-        || s.split('/').all(|seg| {
-            !seg.is_empty()
-                && seg
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b))
-        })
+        || (s.len() <= MAX_BASE_PATH
+            && s.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"$-_.+!*'()".contains(&b))
+            }))
 }
 
 impl Domains {
@@ -140,20 +152,30 @@ impl Domains {
         let mut by_host = ByHost::default();
         for (name, domain) in config {
             let at = path.field(name);
-            let host = name.to_ascii_lowercase();
-            if !is_host_name(&host) {
+            // A fully qualified name's final dot is the same name.
+            let host = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+            let mut valid = true;
+            if host.starts_with("*.") {
                 issues.push(
                     &at,
-                    format!("`{name}` is not a domain name (letters, digits, `-`, dot-separated; no port)"),
+                    format!("`{name}`: wildcard domain names are not supported; name each domain"),
                 );
-                continue;
-            }
-            if by_host.contains_key(host.as_str()) {
+                valid = false;
+            } else if !is_host_name(&host) {
+                issues.push(
+                    &at,
+                    format!(
+                        "`{name}` is not a domain name (labels of letters, digits and `-`, \
+                         dot-separated; no port)"
+                    ),
+                );
+                valid = false;
+            } else if by_host.contains_key(host.as_str()) {
                 issues.push(
                     &at,
                     format!("`{name}` is given twice (names are case-insensitive)"),
                 );
-                continue;
+                valid = false;
             }
             if domain.base_paths.is_empty() {
                 issues.push(
@@ -168,7 +190,9 @@ impl Domains {
                     issues.push(
                         &at,
                         format!(
-                            "`{base}` is not a base path (\"\", or segments joined by `/`, no leading or trailing `/`)"
+                            "`{base}` is not a base path (\"\", or segments of letters, digits and \
+                             `$-_.+!*'()` joined by `/`, no leading or trailing `/`, no `.` or `..` \
+                             segment, at most {MAX_BASE_PATH} characters)"
                         ),
                     );
                     continue;
@@ -191,7 +215,9 @@ impl Domains {
             }
             // Longest first: the first that takes a path is the longest.
             maps.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
-            by_host.insert(host.into_boxed_str(), maps);
+            if valid {
+                by_host.insert(host.into_boxed_str(), maps);
+            }
         }
         Self { by_host }
     }
@@ -202,8 +228,10 @@ impl Domains {
     }
 
     /// Where a request for `host` (a `Host` value, port and case as sent)
-    /// and `path` goes; `None` when `host` is no domain.
+    /// and `path` goes; `None` when `host` is no domain, or the path is not
+    /// in origin form (`*`).
     pub(crate) fn find(&self, host: &str, path: &str) -> Option<Mapped> {
+        let rest = path.strip_prefix('/')?;
         let name = host_name(host)?;
         let mut buf = [0u8; MAX_HOST];
         let lower = buf.get_mut(..name.len())?;
@@ -211,7 +239,6 @@ impl Domains {
         lower.make_ascii_lowercase();
         let lower = std::str::from_utf8(lower).ok()?;
         let maps = self.by_host.get(lower)?;
-        let rest = path.strip_prefix('/').unwrap_or(path);
         let found = maps.iter().find_map(|(base, stage)| {
             if base.is_empty() {
                 return Some((*stage, 0));
@@ -274,6 +301,7 @@ mod tests {
         assert_eq!(d.find("api.example.test.", "/"), to(1, 0));
         assert_eq!(d.find("other.test", "/orders"), None);
         assert_eq!(d.find("[::1]:80", "/orders"), None);
+        assert_eq!(d.find("api.example.test", "*"), None, "not origin form");
     }
 
     #[test]
@@ -291,7 +319,11 @@ mod tests {
                 "b.test": {"base_paths": {
                     "/v1": {"stage": "prod"}, "v1/": {"stage": "prod"},
                     "x": {"stage": "gamma"}, "y": {"stage": "prod", "api": "other"}}},
-                "c.test": {}
+                "c.test": {},
+                "*.d.test": {"base_paths": {"": {"stage": "prod"}}},
+                "e.test": {"base_paths": {"a/../b": {"stage": "prod"}, "a~b": {"stage": "prod"}}},
+                "f.test.": {"base_paths": {"": {"stage": "prod"}}},
+                "bad_name": {"base_paths": {"v1": {"stage": "nope"}}}
             }"#,
         );
         for expected in [
@@ -301,11 +333,19 @@ mod tests {
             "domains.\"b.test\".base_paths.x.stage: unknown stage `gamma`",
             "domains.\"b.test\".base_paths.y.api: unknown API `other`",
             "domains.\"c.test\".base_paths: at least one base path mapping is required",
+            "domains.\"*.d.test\": `*.d.test`: wildcard domain names are not supported",
+            "domains.\"e.test\".base_paths.\"a/../b\": `a/../b` is not a base path",
+            "domains.\"e.test\".base_paths.\"a~b\": `a~b` is not a base path",
+            "domains.bad_name.base_paths.v1.stage: unknown stage `nope`",
         ] {
             assert!(
                 issues.iter().any(|i| i.starts_with(expected)),
                 "{expected}\n{issues:#?}"
             );
         }
+        assert!(
+            !issues.iter().any(|i| i.contains("f.test")),
+            "a final dot is the same name: {issues:#?}"
+        );
     }
 }

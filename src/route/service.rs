@@ -125,6 +125,20 @@ impl Shared {
             request_id,
         };
         let host = if self.table.reads_host() {
+            // The host picks the API: two `Host` fields are refused, as
+            // RFC 9112 §3.2 asks, rather than one of them believed.
+            if parts
+                .headers
+                .get_all(http::header::HOST)
+                .iter()
+                .nth(1)
+                .is_some()
+            {
+                return rejected(responses.respond_with_message(
+                    GatewayResponseKind::BadRequestParameters,
+                    "A request carries one Host header",
+                ));
+            }
             request_host(&parts.headers, &parts.uri)
         } else {
             None
@@ -201,13 +215,15 @@ impl Shared {
     }
 }
 
-/// The host a request names: `Host`, else the URI's authority (HTTP/2's
-/// `:authority`).
+/// The host a request names: the URI's authority when it has one (an
+/// absolute-form request target, HTTP/2's `:authority`), which RFC 9112
+/// §3.2.2 and RFC 9113 §8.3.1 put before `Host`; else `Host`.
 pub(crate) fn request_host<'a>(headers: &'a http::HeaderMap, uri: &'a Uri) -> Option<&'a str> {
-    headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.host()))
+    uri.authority().map(|a| a.host()).or_else(|| {
+        headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+    })
 }
 
 /// The URI with the first `strip` bytes of its path removed (the stage prefix).

@@ -113,6 +113,7 @@ impl RouteTable {
         let stage = match host.and_then(|h| self.domains.find(h, path)) {
             Some(Mapped::To { stage, .. }) => stage,
             Some(Mapped::Unmapped) => return None,
+            None if !self.execute_api => return None,
             None => {
                 let after_slash = path.strip_prefix('/')?;
                 let name = after_slash.split('/').next()?;
@@ -142,7 +143,9 @@ impl RouteTable {
     /// `path` after its first `strip` bytes (a stage or a base path).
     /// Parameter values are held as spans of the whole `path`.
     fn lookup_at(&self, stage: usize, method: &Method, path: &str, strip: usize) -> Lookup<'_> {
-        let rest = &path[strip..];
+        let Some(rest) = path.get(strip..) else {
+            return Lookup::NotFound;
+        };
         let rest = if rest.is_empty() { "/" } else { rest };
         // A trailing slash is ignored (`/pets/` is `/pets`), unless the route
         // matches with it (a greedy parameter keeps it).
