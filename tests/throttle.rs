@@ -557,3 +557,41 @@ async fn a_store_that_waits_gives_the_same_answers() {
     let res = send(&mut svc, "POST", "/prod/pets", None).await;
     assert_eq!(res.headers()["ratelimit"], "\"method\";r=0;t=1");
 }
+
+/// Two gateways built from different configs may share one in-memory rate
+/// store (`GatewayBuilder::rate_store`), as they would share a Redis one:
+/// a method's bucket is that stage, method and resource's, never whichever
+/// endpoint happens to have the same index in the other gateway.
+#[tokio::test]
+async fn gateways_sharing_an_in_memory_store_keep_each_methods_bucket_apart() {
+    let clock = ManualClock::at_unix_secs(1_000);
+    let store: Arc<dyn RateStore> = Arc::new(InMemoryRateStore::new(clock.clone()));
+    let build = |resource: &str| {
+        let yaml = format!(
+            "routes: {{ {resource}: [GET] }}\nstages: {{ prod: {{ settings: {{ throttle: {{ rate: 0.001, burst: 1 }} }} }} }}\n"
+        );
+        Gateway::builder(Config::from_yaml_str(&yaml).unwrap())
+            .clock(clock.clone())
+            .rate_store(store.clone())
+            .build()
+            .unwrap()
+    };
+    // Both methods are endpoint 0 of their gateway.
+    let (a, b, a_again) = (build("/a"), build("/b"), build("/a"));
+    let mut a = a.service(ok());
+    let mut b = b.service(ok());
+    let mut a_again = a_again.service(ok());
+    let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
+    assert_eq!(status(&mut a, get("/prod/a")).await, StatusCode::OK);
+    assert_eq!(
+        status(&mut a, get("/prod/a")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // /b has its own bucket.
+    assert_eq!(status(&mut b, get("/prod/b")).await, StatusCode::OK);
+    // The same method in another gateway on the store is the same bucket.
+    assert_eq!(
+        status(&mut a_again, get("/prod/a")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
