@@ -274,6 +274,40 @@ fn print_welcome(gateway: &Gateway, addr: &str) {
     if let Some((target, _)) = &first_keyed {
         println!("  curl -i {target}   # 403: no API key");
     }
+    // Custom domains: each base path mapping, on a GET of its stage.
+    if config.disable_execute_api_endpoint {
+        println!(
+            "  (disable_execute_api_endpoint: the /{{stage}} lines above answer 403; use the domains below)"
+        );
+    }
+    for (domain, d) in &config.domains {
+        for (base, mapping) in &d.base_paths {
+            let Some(e) = gateway
+                .endpoints()
+                .find(|e| e.stage() == mapping.stage && e.method_name() == "GET")
+            else {
+                continue;
+            };
+            let resource = url(&mapping.stage, e.resource());
+            let after_stage = resource
+                .strip_prefix(&format!("http://{addr}/{}", mapping.stage))
+                .unwrap_or("");
+            let base = if base.is_empty() {
+                String::new()
+            } else {
+                format!("/{base}")
+            };
+            let key = if e.settings().api_key_required {
+                key_for(&mapping.stage)
+            } else {
+                String::new()
+            };
+            println!(
+                "  curl -i {key}-H 'host: {domain}' http://{addr}{base}{after_stage}   # domain {domain}, stage {}",
+                mapping.stage
+            );
+        }
+    }
     if let Some(stage) = config.stages.keys().next() {
         println!("  curl -i http://{addr}/{stage}/no-such-resource   # 404 RESOURCE_NOT_FOUND");
     }
