@@ -288,11 +288,7 @@ fn bad_settings_are_refused_with_their_path() {
 async fn the_gateways_own_answer_is_neither_mapped_nor_converted() {
     // An integration that fails: its 502 is the gateway's, not a backend
     // response the mapping's rules or the conversions apply to.
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = support::dead_port().await;
     let yaml = format!(
         r#"
 routes: {{ /dead: [GET] }}

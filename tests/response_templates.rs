@@ -194,11 +194,7 @@ async fn an_integration_failure_is_not_an_integration_response() {
     // A mapping rule for 5xx statuses applies to the backend's answers, not
     // to the gateway's 502 for a backend it could not reach; the 502 gets
     // its gateway response template.
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = support::dead_port().await;
     let yaml = format!(
         r#"
 routes: {{ /dead: [GET] }}

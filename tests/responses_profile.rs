@@ -37,16 +37,14 @@ async fn call(gw: &Gateway, method: Method, uri: &str) -> (StatusCode, http::Hea
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
-/// A loopback port nothing listens on.
-async fn dead() -> std::net::SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap()
-}
-
 #[tokio::test]
 async fn aws_answers_unknown_paths_and_methods_and_failed_integrations_as_api_gateway() {
     let gw = Gateway::new(
-        Config::from_yaml_str(&config("responses_profile: aws", dead().await)).unwrap(),
+        Config::from_yaml_str(&config(
+            "responses_profile: aws",
+            support::dead_port().await,
+        ))
+        .unwrap(),
     )
     .unwrap();
     for (method, uri) in [
@@ -73,7 +71,8 @@ async fn aws_answers_unknown_paths_and_methods_and_failed_integrations_as_api_ga
 
 #[tokio::test]
 async fn http_the_default_keeps_404_405_with_allow_and_502() {
-    let gw = Gateway::new(Config::from_yaml_str(&config("", dead().await)).unwrap()).unwrap();
+    let gw = Gateway::new(Config::from_yaml_str(&config("", support::dead_port().await)).unwrap())
+        .unwrap();
     let (status, headers, body) = call(&gw, Method::GET, "/prod/cats").await;
     assert_eq!(
         (status, body.as_str()),
@@ -93,7 +92,7 @@ async fn http_the_default_keeps_404_405_with_allow_and_502() {
 async fn overrides_apply_on_top_of_the_aws_profile() {
     let yaml = config(
         "responses_profile: aws\nresponses: { MISSING_AUTHENTICATION_TOKEN: { status: 404, message: nope }, INTEGRATION_FAILURE: { status: 502 } }",
-        dead().await,
+        support::dead_port().await,
     );
     let gw = Gateway::new(Config::from_yaml_str(&yaml).unwrap()).unwrap();
     let (status, _, body) = call(&gw, Method::GET, "/prod/cats").await;

@@ -51,8 +51,6 @@ pub(super) struct RequestFacts {
     params: Arc<Params>,
     /// The client's `Accept`, which picks the response template.
     accept: Option<String>,
-    /// Whether the request is a `HEAD`.
-    head: bool,
 }
 
 /// Reads what templates see from the method request, before the parameter
@@ -109,7 +107,6 @@ pub(super) fn facts<B>(req: &Request<B>, trusted: &[IpNet]) -> RequestFacts {
             .get(ACCEPT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        head: req.method() == http::Method::HEAD,
     }
 }
 
@@ -172,10 +169,21 @@ where
 {
     let responses = &shared.responses;
     let mut req = req;
-    let facts = (!mapping.request_templates.is_empty()
-        || !mapping.responses.is_empty()
-        || binary.is_some())
-    .then(|| facts(&req, &shared.trusted));
+    let facts = (!mapping.request_templates.is_empty() || !mapping.responses.is_empty())
+        .then(|| facts(&req, &shared.trusted));
+    // What the response's conversion reads from the request: whether it is
+    // a HEAD (no body to convert) and whether the first media type of its
+    // `Accept` is binary (API Gateway honours only the first).
+    let asked = Asked {
+        head: req.method() == http::Method::HEAD,
+        binary: binary.as_deref().is_some_and(|b| {
+            req.headers()
+                .get(ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|a| a.split(',').next())
+                .is_some_and(|first| b.matches(first))
+        }),
+    };
     if !mapping.params.is_empty() && mapping.params.apply(&mut req, &shared.trusted).is_err() {
         return Ok(responses.respond_with_message(
             GatewayResponseKind::BadRequestParameters,
@@ -237,78 +245,38 @@ where
             }
             if chosen.is_none() && conversion == Conversion::Text {
                 // Passed on, unread.
-                let res = inner.call(req.map(Body::new)).await?;
-                return Ok(respond(
-                    &mapping,
-                    binary.as_deref(),
-                    facts.as_ref(),
-                    responses,
-                    &id,
-                    res,
-                )
-                .await);
-            }
-            let (mut parts, body) = req.into_parts();
-            let body = match read_request_body(body, &mapping.limits, responses).await {
-                Ok(b) if conversion == Conversion::Encode => binary::encode(&b),
-                Ok(b) => b,
-                Err(refused) => return Ok(refused),
-            };
-            let Some(name) = chosen else {
-                // Encoded, no template: the base64 text passes.
-                set_length(&mut parts.headers, body.len());
-                let req = Request::from_parts(parts, Body::full(body));
-                let res = inner.call(req).await?;
-                return Ok(respond(
-                    &mapping,
-                    binary.as_deref(),
-                    facts.as_ref(),
-                    responses,
-                    &id,
-                    res,
-                )
-                .await);
-            };
-            // A template that selects from the body gets it parsed once,
-            // here; any other only has a JSON body checked, not built. A
-            // base64-encoded body is text, not JSON, whatever its type.
-            let parsed = std::sync::OnceLock::new();
-            let checked = if conversion == Conversion::Encode {
-                Ok(())
-            } else if mapping.selecting.contains(&name) {
-                parse_json_body(&media, &body, mapping.limits.max_output).map(|json| {
-                    let _ = parsed.set(json);
-                })
+                req.map(Body::new)
             } else {
-                check_json_body(&media, &body).map_err(BodyJsonError::Syntax)
-            };
-            if let Err(e) = checked {
-                return Ok(responses
-                    .respond_with_message(GatewayResponseKind::BadRequestBody, &e.to_string()));
-            }
-            let facts = facts.as_ref().expect("made when there are templates");
-            let input = Input {
-                body: minijinja::Value::from(String::from_utf8_lossy(&body).into_owned()),
-                raw: body,
-                json: parsed,
-                params: facts.params.clone(),
-                limit: mapping.limits.max_output,
-            };
-            match template::render(
-                &mapping.env,
-                &name,
-                input,
-                &facts.context,
-                &facts.stage_variables,
-                &mapping.limits,
-            ) {
-                Ok(out) => {
-                    set_length(&mut parts.headers, out.len());
-                    Request::from_parts(parts, Body::full(out))
-                }
-                Err(e) => {
-                    tracing::error!(request_id = %id, template = %name, error = %e, "request mapping template failed");
-                    return Ok(responses.respond(GatewayResponseKind::Default5xx));
+                let (mut parts, body) = req.into_parts();
+                let body = match read_request_body(body, &mapping.limits, responses).await {
+                    Ok(b) if conversion == Conversion::Encode => binary::encode(&b),
+                    Ok(b) => b,
+                    Err(refused) => return Ok(refused),
+                };
+                match chosen {
+                    // Encoded, no template: the base64 text passes.
+                    None => {
+                        set_length(&mut parts.headers, body.len());
+                        Request::from_parts(parts, Body::full(body))
+                    }
+                    Some(name) => {
+                        match render_request(
+                            &mapping,
+                            facts.as_ref(),
+                            responses,
+                            &media,
+                            &name,
+                            body,
+                            &id,
+                            conversion,
+                        ) {
+                            Ok(out) => {
+                                set_length(&mut parts.headers, out.len());
+                                Request::from_parts(parts, Body::full(out))
+                            }
+                            Err(refused) => return Ok(*refused),
+                        }
+                    }
                 }
             }
         }
@@ -319,12 +287,74 @@ where
     Ok(respond(
         &mapping,
         binary.as_deref(),
+        asked,
         facts.as_ref(),
         responses,
         &id,
         res,
     )
     .await)
+}
+
+/// What the request says about converting its response.
+#[derive(Clone, Copy)]
+struct Asked {
+    head: bool,
+    /// The first `Accept` media type is a binary one.
+    binary: bool,
+}
+
+/// Renders request template `name` over `body`: a JSON body checked (or
+/// parsed, for a template that selects from it) first; a base64-encoded
+/// body is text, not JSON, whatever its type. `Err` is the refusal: 400
+/// `BAD_REQUEST_BODY` naming what is wrong with the JSON, 500 for a template
+/// that fails (the detail logged under the request id).
+#[allow(clippy::too_many_arguments)]
+fn render_request(
+    mapping: &CompiledMapping,
+    facts: Option<&RequestFacts>,
+    responses: &GatewayResponses,
+    media: &str,
+    name: &str,
+    body: Bytes,
+    id: &LogId,
+    conversion: Conversion,
+) -> Result<Vec<u8>, Box<Response<Body>>> {
+    let parsed = std::sync::OnceLock::new();
+    let checked = if conversion == Conversion::Encode {
+        Ok(())
+    } else if mapping.selecting.contains(name) {
+        parse_json_body(media, &body, mapping.limits.max_output).map(|json| {
+            let _ = parsed.set(json);
+        })
+    } else {
+        check_json_body(media, &body).map_err(BodyJsonError::Syntax)
+    };
+    if let Err(e) = checked {
+        let refused =
+            responses.respond_with_message(GatewayResponseKind::BadRequestBody, &e.to_string());
+        return Err(Box::new(refused));
+    }
+    let facts = facts.expect("made when there are templates");
+    let input = Input {
+        body: minijinja::Value::from(String::from_utf8_lossy(&body).into_owned()),
+        raw: body,
+        json: parsed,
+        params: facts.params.clone(),
+        limit: mapping.limits.max_output,
+    };
+    template::render(
+        &mapping.env,
+        name,
+        input,
+        &facts.context,
+        &facts.stage_variables,
+        &mapping.limits,
+    )
+    .map_err(|e| {
+        tracing::error!(request_id = %id, template = %name, error = %e, "request mapping template failed");
+        Box::new(responses.respond(GatewayResponseKind::Default5xx))
+    })
 }
 
 /// Replaces a body's framing with `Content-Length: len` (a chunked
@@ -367,6 +397,7 @@ where
 async fn respond<ResB>(
     mapping: &CompiledMapping,
     binary: Option<&BinaryMediaTypes>,
+    asked: Asked,
     facts: Option<&RequestFacts>,
     responses: &GatewayResponses,
     id: &LogId,
@@ -383,10 +414,9 @@ where
         return res.map(Body::new);
     }
     let rule = mapping.select(res.status());
-    // A HEAD answer has no body to convert.
-    let head = facts.is_some_and(|f| f.head);
     let conversion = match binary {
-        _ if head => Conversion::Text,
+        // A HEAD answer has no body to convert.
+        _ if asked.head => Conversion::Text,
         None => match rule.and_then(|r| r.handling) {
             Some(ContentHandling::ConvertToBinary) => Conversion::Decode,
             _ => Conversion::Text,
@@ -397,11 +427,7 @@ where
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|c| types.matches(c));
-            let accept_binary = facts
-                .and_then(|f| f.accept.as_deref())
-                .and_then(|a| a.split(',').next())
-                .is_some_and(|first| types.matches(first));
-            response_conversion(is_binary, accept_binary, rule.and_then(|r| r.handling))
+            response_conversion(is_binary, asked.binary, rule.and_then(|r| r.handling))
         }
     };
     let Some(rule) = rule else {

@@ -155,3 +155,10 @@ impl Captured {
         String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
     }
 }
+
+/// A loopback address nothing listens on (bound, read, released): an
+/// integration pointed at it fails to connect.
+pub(crate) async fn dead_port() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
