@@ -102,6 +102,44 @@ fn lookup(c: &mut Criterion) {
             })
         });
     }
+    // The same lookups through a lifecycle built from the same config:
+    // the table's atomic load, its domain or `/{stage}` pick, then the
+    // stage gateway's own lookup (issue 17's budget: at most 30 ns over
+    // the gateway's).
+    let lifecycle = Gateway::builder(config_200()).build_lifecycle().unwrap();
+    for (name, method, host, path) in [
+        ("lifecycle_static", Method::GET, None, "/prod/r37"),
+        (
+            "lifecycle_domain_static",
+            Method::GET,
+            Some("Api7.example.test:443"),
+            "/r37",
+        ),
+        (
+            "lifecycle_domain_base_path_param",
+            Method::PUT,
+            Some("api7.example.test"),
+            "/v1/orders/r37/12345",
+        ),
+        (
+            "lifecycle_execute_api_with_domains_static",
+            Method::GET,
+            Some("10.0.0.1:8080"),
+            "/prod/r37",
+        ),
+    ] {
+        assert!(
+            lifecycle.find_endpoint_on(&method, host, path).is_some(),
+            "{name}"
+        );
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                lifecycle
+                    .find_endpoint_on(black_box(&method), black_box(host), black_box(path))
+                    .is_some()
+            })
+        });
+    }
     g.finish();
 }
 
@@ -112,6 +150,10 @@ fn stack(c: &mut Criterion) {
     let gateway = Gateway::new(config_200()).unwrap();
     let mut with_gateway = gateway.service(inner);
     let mut bare = inner;
+    let mut with_lifecycle = Gateway::builder(config_200())
+        .build_lifecycle()
+        .unwrap()
+        .service(inner);
     let request = || {
         Request::get("/prod/r37/12345?type=dog")
             .body(Body::empty())
@@ -126,6 +168,13 @@ fn stack(c: &mut Criterion) {
         b.iter_batched(
             request,
             |req| ready(with_gateway.call(req)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("lifecycle", |b| {
+        b.iter_batched(
+            request,
+            |req| ready(with_lifecycle.call(req)),
             BatchSize::SmallInput,
         )
     });

@@ -28,6 +28,13 @@ fn stack(c: &mut Criterion) {
     let mut with_headers =
         stack::full_with(stack::full_config(true)).service(service_fn(stack::pet));
     let mut edge = stack::full_edge().service(service_fn(stack::pet));
+    let mut lifecycle = stack::full_lifecycle().service(service_fn(stack::pet));
+    assert_eq!(
+        stack::ready(lifecycle.call(stack::request()))
+            .unwrap()
+            .status(),
+        200
+    );
     let res = stack::ready(edge.call(stack::edge_request())).unwrap();
     assert_eq!(res.headers()["access-control-allow-origin"], stack::ORIGIN);
     // Both answer 200 before anything is measured.
@@ -79,6 +86,15 @@ fn stack(c: &mut Criterion) {
         b.iter_batched(
             stack::edge_request,
             |r| drop(stack::ready(edge.call(r))),
+            BatchSize::SmallInput,
+        )
+    });
+    // The full stack through a lifecycle (issue 17): the table's atomic
+    // load and stage pick, on stores shared by every stage gateway.
+    g.bench_function("full_lifecycle", |b| {
+        b.iter_batched(
+            stack::request,
+            |r| drop(stack::ready(lifecycle.call(r))),
             BatchSize::SmallInput,
         )
     });

@@ -94,6 +94,7 @@ impl fmt::Debug for RequestId {
 #[derive(Debug)]
 pub struct Endpoint {
     pub(crate) index: usize,
+    pub(crate) api: Arc<str>,
     pub(crate) stage: Arc<str>,
     pub(crate) resource: Arc<str>,
     pub(crate) method: Option<Method>,
@@ -107,6 +108,12 @@ impl Endpoint {
     /// for layers that keep a table per endpoint.
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// The API's name (the config's `name`, default `tollgate`): buckets
+    /// and counters of two APIs with a stage of the same name stay apart.
+    pub fn api(&self) -> &str {
+        &self.api
     }
 
     /// The stage name (`prod`).

@@ -93,5 +93,7 @@ pub use self::context::{
     ApiKeyIdentity, Caller, Endpoint, MethodSettings, RequestContext, RequestHead, RequestId,
     UsageIdentifierKey,
 };
-pub use self::gateway::{Config, ConfigError, Gateway, GatewayBuilder, GatewayService};
+pub use self::gateway::{
+    Config, ConfigError, Gateway, GatewayBuilder, GatewayService, Lifecycle, LifecycleService,
+};
 pub use self::response::{GatewayResponseKind, GatewayResponses};

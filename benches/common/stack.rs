@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response};
 use tollgate::usage::{AccessLogSink, CLF, Reporter, ReporterConfig};
-use tollgate::{Body, Config, Gateway};
+use tollgate::{Body, Config, Gateway, Lifecycle};
 
 /// The key of the `production` plan.
 pub(crate) const KEY: &str = "load-key-0123456789abcdef0";
@@ -103,6 +103,19 @@ pub(crate) fn full_with(config: Config) -> Gateway {
     reporting.queue = 1 << 20;
     let reporter = Reporter::with_config(Arc::new(log), reporting);
     Gateway::builder(config).reporter(reporter).build().unwrap()
+}
+
+/// The full stack served through a [`Lifecycle`] (one API, its stage's
+/// gateway picked per request from the swappable table).
+pub(crate) fn full_lifecycle() -> Lifecycle {
+    let log = AccessLogSink::template(CLF).unwrap().to_writer(Discard);
+    let mut reporting = ReporterConfig::default();
+    reporting.queue = 1 << 20;
+    let reporter = Reporter::with_config(Arc::new(log), reporting);
+    Gateway::builder(Config::from_yaml_str(FULL).unwrap())
+        .reporter(reporter)
+        .build_lifecycle()
+        .unwrap()
 }
 
 /// A gateway with no feature configured.

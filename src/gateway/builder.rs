@@ -39,6 +39,11 @@ pub struct GatewayBuilder {
     pub(super) reporters: Vec<Reporter>,
     pub(super) aggregate: Option<Arc<dyn UsageCounts>>,
     pub(super) cache_tier: Option<CacheTier>,
+    /// The stages' response caches, when a lifecycle keeps them across
+    /// rebuilds (`None`: made here, one per stage).
+    pub(super) cache_stores: Option<HashMap<Arc<str>, Arc<dyn CacheStore>>>,
+    /// Builds a gateway that answers every request 403 `UNMAPPED_REQUEST`.
+    pub(super) refuse_all: bool,
 }
 
 impl fmt::Debug for GatewayBuilder {
@@ -117,6 +122,58 @@ impl GatewayBuilder {
         self
     }
 
+    /// Serves each stage from the response cache given here, by stage
+    /// name (a lifecycle keeps its caches across rebuilds).
+    pub(super) fn cache_stores(mut self, stores: HashMap<Arc<str>, Arc<dyn CacheStore>>) -> Self {
+        self.cache_stores = Some(stores);
+        self
+    }
+
+    /// Builds a [`Lifecycle`](super::Lifecycle) instead: the config's one API
+    /// (id and name: `name`, default `tollgate`) with one deployment of its
+    /// definition and its stages and domains, each stage served by a
+    /// gateway of its own, all of them on the stores, reporters and
+    /// authorizers set here. The config's `plans`, `keys`, `credentials`,
+    /// `throttle` and `*_options` are the lifecycle's, for every API.
+    ///
+    /// Errors as [`build`](Self::build) would report them for the config.
+    pub fn build_lifecycle(self) -> Result<super::Lifecycle, ConfigError> {
+        resolve(&self.config)?;
+        let clock = self.clock;
+        let config = self.config;
+        let rate_store = self
+            .rate_store
+            .unwrap_or_else(|| config.throttle_options.memory_store(clock.clone(), 0));
+        let key_store = match self.key_store {
+            Some(store) => store,
+            None => {
+                let hasher = config.api_key_options.hasher();
+                Arc::new(keys::load_keys(&config.keys, &hasher, clock.utc())?)
+            }
+        };
+        let parts = super::lifecycle::Parts {
+            base: config.clone(),
+            clock,
+            rate_store,
+            key_store,
+            counter_store: self
+                .counter_store
+                .unwrap_or_else(|| Arc::new(InMemoryCounterStore::new())),
+            credential_store: self.credential_store,
+            authorizers: self.authorizers,
+            reporters: self.reporters,
+            aggregate: self.aggregate,
+            cache_tier: self.cache_tier,
+            caches: Mutex::default(),
+        };
+        super::Lifecycle::from_parts(config, parts).map_err(|e| {
+            ConfigError::new(
+                crate::config::ConfigErrorKind::Invalid,
+                vec![crate::config::ConfigIssue::new("", e.message())],
+            )
+        })
+    }
+
     /// Validates the config and resolves every method's settings, then has
     /// each capability build its layer from its slice.
     pub fn build(self) -> Result<Gateway, ConfigError> {
@@ -176,7 +233,10 @@ impl GatewayBuilder {
             .stages
             .iter()
             .map(|(n, s)| (n.as_str(), s.cache_capacity));
-        let cache_stores = cache::stage_stores(stages, self.cache_tier.as_ref());
+        let cache_stores = match self.cache_stores {
+            Some(stores) => stores,
+            None => cache::stage_stores(stages, self.cache_tier.as_ref()),
+        };
         let cache = cache::layer(
             endpoints.endpoints(),
             &cache_stores,
@@ -256,6 +316,7 @@ impl GatewayBuilder {
                 },
                 clock: self.clock,
                 edge,
+                refuse_all: self.refuse_all,
             }),
         })
     }

@@ -60,6 +60,9 @@ pub(super) struct Shared {
     pub(super) clock: Arc<dyn Clock>,
     /// What the front door's steps (the resource policy) read.
     pub(super) edge: Edge,
+    /// Answers every request 403 `UNMAPPED_REQUEST` (a lifecycle's
+    /// gateway for what no API takes).
+    pub(super) refuse_all: bool,
 }
 
 /// What the front door's steps read: trusted proxies, the API's name (in
@@ -128,6 +131,8 @@ impl Gateway {
             reporters: Vec::new(),
             aggregate: None,
             cache_tier: None,
+            cache_stores: None,
+            refuse_all: false,
         }
     }
 
@@ -261,6 +266,9 @@ impl Gateway {
         host: Option<&str>,
         path: &str,
     ) -> Option<&Arc<Endpoint>> {
+        if self.shared.refuse_all {
+            return None;
+        }
         match self.shared.route.table().lookup_request(method, host, path) {
             Lookup::Found { endpoint, .. } => Some(endpoint),
             _ => None,

@@ -84,6 +84,7 @@
 mod builder;
 mod config;
 mod handle;
+mod lifecycle;
 mod load;
 mod overlay;
 mod resolve;
@@ -97,5 +98,9 @@ pub use self::config::{
     StageConfig, ThrottleConfig, ThrottleOptions,
 };
 pub use self::handle::Gateway;
+pub use self::lifecycle::{
+    Api, BasePathMapping, CanarySettings, Deployment, DeploymentInput, DomainName, Lifecycle,
+    LifecycleError, LifecycleErrorKind, LifecycleService, Reloaded, Stage, StageChange, Sticky,
+};
 pub use self::service::{GatewayService, ResponseFuture};
 pub use crate::config::{ConfigError, ConfigErrorKind, ConfigIssue};

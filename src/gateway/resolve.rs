@@ -85,6 +85,7 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     }
     // The API-level layer is checked once, not with each stage.
     check_layer(&config.settings, &root.field("settings"), None, &mut issues);
+    let api: Arc<str> = Arc::from(config.name.as_deref().unwrap_or("tollgate"));
     for (name, stage) in &config.stages {
         let path = root.field("stages").field(name);
         routes::check_stage(name, &stage.variables, &path, &mut issues);
@@ -113,6 +114,7 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
                     method_settings(config, &layers, exact, route, &mut mappings, &mut issues);
                 list.push(Arc::new(Endpoint {
                     index: next_endpoint,
+                    api: api.clone(),
                     stage: Arc::from(name.as_str()),
                     resource: route.template.clone(),
                     method: method.clone(),

@@ -157,161 +157,198 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let s = &*self.shared;
-        let (req, mut pending) = s.usage.begin(req);
-        // A CORS preflight for a method with `cors` is the gateway's to
-        // answer, before any credential is looked at.
-        if req.method() == Method::OPTIONS
-            && let Some((response, endpoint)) = preflight(s, &req)
-        {
-            let request_id = RequestId::new();
-            if let Some(p) = &mut pending {
-                p.known.request_id = Some(request_id);
-                p.known.endpoint = Some(endpoint);
-            }
-            let kind = Kind::Ready {
-                response: Some(response),
-            };
-            return ResponseFuture::new(kind, Post::new(request_id), pending);
+        call_on(&self.shared, &mut self.inner, req, false)
+    }
+}
+
+/// One request through the gateway `s`, around `inner` (polled ready).
+/// `canary`: the request was sent to a stage's canary (marked in its usage
+/// event). [`GatewayService`] and the lifecycle's service both call this.
+pub(super) fn call_on<S, ReqB, ResB>(
+    s: &Shared,
+    inner: &mut S,
+    req: Request<ReqB>,
+    canary: bool,
+) -> ResponseFuture<S::Future, S::Error>
+where
+    S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqB::Error: Into<BoxError>,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    let (req, mut pending) = s.usage.begin(req);
+    if canary && let Some(p) = &mut pending {
+        p.known.canary = true;
+    }
+    if s.refuse_all {
+        let request_id = RequestId::new();
+        if let Some(p) = &mut pending {
+            p.known.request_id = Some(request_id);
         }
-        // Gateway responses with references read the request as it came.
-        let mut facts = s.edge.responses.has_templates().then(|| {
-            let peer = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
-            let ip = crate::throttle::client_ip(peer, req.headers(), &s.edge.trusted);
-            Box::new(ResponseFacts::capture(
-                &req,
-                ip,
-                s.clock.unix_nanos() / 1_000_000,
-            ))
-        });
-        let (req, request_id, endpoint, span) = match s.route.route(req) {
-            Routing::Rejected {
-                response,
-                request_id,
-            } => {
-                if let Some(p) = &mut pending {
-                    p.known.request_id = Some(request_id);
-                }
-                let kind = Kind::Ready {
-                    response: Some(response),
-                };
-                let mut post = Post::new(request_id);
-                if let Some(mut f) = facts {
-                    let stage = s.route.table().stage_of(f.host(), f.path()).cloned();
-                    f.refused(request_id, stage);
-                    post.templates = Some((f, s.edge.responses.clone()));
-                }
-                return ResponseFuture::new(kind, post, pending);
-            }
-            Routing::Routed {
-                request,
-                request_id,
-                endpoint,
-                span,
-            } => (request, request_id, endpoint, span),
+        let response = s
+            .edge
+            .responses
+            .respond(GatewayResponseKind::UnmappedRequest);
+        let kind = Kind::Ready {
+            response: Some(response),
         };
-        let index = endpoint.index();
-        // The front door, before any credential is looked at: the
-        // concurrency bound, the payload limit, the resource policy.
-        let e = &s.edge;
-        let mut in_flight = None;
-        let refused = match &e.max_concurrency {
-            Some((max, count)) => match InFlight::enter(*max, count) {
-                Some(guard) => {
-                    in_flight = Some(guard);
-                    None
-                }
-                None => {
-                    let mut res = e.responses.respond(GatewayResponseKind::BackendUnavailable);
-                    res.headers_mut()
-                        .insert(RETRY_AFTER, http::HeaderValue::from_static("1"));
-                    Some(res)
-                }
-            },
-            None => None,
-        };
-        let refused = refused.or_else(|| {
-            let declared = req.headers().get(CONTENT_LENGTH)?.to_str().ok()?;
-            // An unparsable length is hyper's to refuse; a huge one is ours.
-            (declared.parse::<u64>().ok()? > e.max_body)
-                .then(|| e.responses.respond(GatewayResponseKind::RequestTooLarge))
-        });
-        // CORS headers go on whatever the method answers, refusals included.
-        let cors = endpoint
-            .settings()
-            .cors
-            .clone()
-            .map(|c| (c, req.headers().get(ORIGIN).cloned()));
-        let refused = refused.or_else(|| {
-            let policy = endpoint.settings().policy.as_ref()?;
-            let peer = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
-            policy.check(
-                &endpoint,
-                peer,
-                req.headers(),
-                &e.trusted,
-                &e.api,
-                &e.responses,
-            )
-        });
-        // Compression: a compressed request body decoded (another coding
-        // is a 415); the response's coding chosen now, from the request.
-        let mut req = req;
-        let mut refused = refused;
-        let mut compress = None;
-        if let (None, Some(c)) = (&refused, &endpoint.settings().compression) {
-            compress = c.choose(req.headers()).map(|coding| (c.clone(), coding));
-            if !Compression::decode(&mut req) {
-                refused = Some(
-                    e.responses
-                        .respond(GatewayResponseKind::UnsupportedMediaType),
-                );
-            }
-        }
+        return ResponseFuture::new(kind, Post::new(request_id), pending);
+    }
+    // A CORS preflight for a method with `cors` is the gateway's to
+    // answer, before any credential is looked at.
+    if req.method() == Method::OPTIONS
+        && let Some((response, endpoint)) = preflight(s, &req)
+    {
+        let request_id = RequestId::new();
         if let Some(p) = &mut pending {
             p.known.request_id = Some(request_id);
             p.known.endpoint = Some(endpoint);
         }
-        let mut post = Post::new(request_id);
-        if let Some(mut f) = facts.take() {
-            f.routed(request_id, req.extensions().get::<RequestContext>());
-            post.templates = Some((f, e.responses.clone()));
-        }
-        post.in_flight = in_flight;
-        post.cors = cors;
-        post.compress = compress;
-        if let Some(response) = refused {
-            post.span = span;
+        let kind = Kind::Ready {
+            response: Some(response),
+        };
+        return ResponseFuture::new(kind, Post::new(request_id), pending);
+    }
+    // Gateway responses with references read the request as it came.
+    let mut facts = s.edge.responses.has_templates().then(|| {
+        let peer = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
+        let ip = crate::throttle::client_ip(peer, req.headers(), &s.edge.trusted);
+        Box::new(ResponseFacts::capture(
+            &req,
+            ip,
+            s.clock.unix_nanos() / 1_000_000,
+        ))
+    });
+    let (req, request_id, endpoint, span) = match s.route.route(req) {
+        Routing::Rejected {
+            response,
+            request_id,
+        } => {
+            if let Some(p) = &mut pending {
+                p.known.request_id = Some(request_id);
+            }
             let kind = Kind::Ready {
                 response: Some(response),
             };
+            let mut post = Post::new(request_id);
+            if let Some(mut f) = facts {
+                let stage = s.route.table().stage_of(f.host(), f.path()).cloned();
+                f.refused(request_id, stage);
+                post.templates = Some((f, s.edge.responses.clone()));
+            }
             return ResponseFuture::new(kind, post, pending);
         }
-        let _entered = span.as_deref().map(tracing::Span::enter);
-        let kind = if let Some(p) = &mut pending {
-            // Reported requests are answered even when a step or the inner
-            // service's `call` panics: 500, and a `panicked` event.
-            let stepped = catch_unwind(AssertUnwindSafe(|| {
-                steps(s, &mut self.inner, req, index, &mut post, Some(p))
-            }));
-            match stepped {
-                Ok(kind) => kind,
-                Err(_) => {
-                    let mut res = pending.take().map(Pending::panicked).unwrap_or_default();
-                    insert_request_id(res.headers_mut(), request_id);
-                    Kind::Ready {
-                        response: Some(res),
-                    }
+        Routing::Routed {
+            request,
+            request_id,
+            endpoint,
+            span,
+        } => (request, request_id, endpoint, span),
+    };
+    let index = endpoint.index();
+    // The front door, before any credential is looked at: the
+    // concurrency bound, the payload limit, the resource policy.
+    let e = &s.edge;
+    let mut in_flight = None;
+    let refused = match &e.max_concurrency {
+        Some((max, count)) => match InFlight::enter(*max, count) {
+            Some(guard) => {
+                in_flight = Some(guard);
+                None
+            }
+            None => {
+                let mut res = e.responses.respond(GatewayResponseKind::BackendUnavailable);
+                res.headers_mut()
+                    .insert(RETRY_AFTER, http::HeaderValue::from_static("1"));
+                Some(res)
+            }
+        },
+        None => None,
+    };
+    let refused = refused.or_else(|| {
+        let declared = req.headers().get(CONTENT_LENGTH)?.to_str().ok()?;
+        // An unparsable length is hyper's to refuse; a huge one is ours.
+        (declared.parse::<u64>().ok()? > e.max_body)
+            .then(|| e.responses.respond(GatewayResponseKind::RequestTooLarge))
+    });
+    // CORS headers go on whatever the method answers, refusals included.
+    let cors = endpoint
+        .settings()
+        .cors
+        .clone()
+        .map(|c| (c, req.headers().get(ORIGIN).cloned()));
+    let refused = refused.or_else(|| {
+        let policy = endpoint.settings().policy.as_ref()?;
+        let peer = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
+        policy.check(
+            &endpoint,
+            peer,
+            req.headers(),
+            &e.trusted,
+            &e.api,
+            &e.responses,
+        )
+    });
+    // Compression: a compressed request body decoded (another coding
+    // is a 415); the response's coding chosen now, from the request.
+    let mut req = req;
+    let mut refused = refused;
+    let mut compress = None;
+    if let (None, Some(c)) = (&refused, &endpoint.settings().compression) {
+        compress = c.choose(req.headers()).map(|coding| (c.clone(), coding));
+        if !Compression::decode(&mut req) {
+            refused = Some(
+                e.responses
+                    .respond(GatewayResponseKind::UnsupportedMediaType),
+            );
+        }
+    }
+    if let Some(p) = &mut pending {
+        p.known.request_id = Some(request_id);
+        p.known.endpoint = Some(endpoint);
+    }
+    let mut post = Post::new(request_id);
+    if let Some(mut f) = facts.take() {
+        f.routed(request_id, req.extensions().get::<RequestContext>());
+        post.templates = Some((f, e.responses.clone()));
+    }
+    post.in_flight = in_flight;
+    post.cors = cors;
+    post.compress = compress;
+    if let Some(response) = refused {
+        post.span = span;
+        let kind = Kind::Ready {
+            response: Some(response),
+        };
+        return ResponseFuture::new(kind, post, pending);
+    }
+    let _entered = span.as_deref().map(tracing::Span::enter);
+    let kind = if let Some(p) = &mut pending {
+        // Reported requests are answered even when a step or the inner
+        // service's `call` panics: 500, and a `panicked` event.
+        let stepped = catch_unwind(AssertUnwindSafe(|| {
+            steps(s, inner, req, index, &mut post, Some(p))
+        }));
+        match stepped {
+            Ok(kind) => kind,
+            Err(_) => {
+                let mut res = pending.take().map(Pending::panicked).unwrap_or_default();
+                insert_request_id(res.headers_mut(), request_id);
+                Kind::Ready {
+                    response: Some(res),
                 }
             }
-        } else {
-            steps(s, &mut self.inner, req, index, &mut post, None)
-        };
-        drop(_entered);
-        post.layered = matches!(kind, Kind::Boxed { .. });
-        post.span = span;
-        ResponseFuture::new(kind, post, pending)
-    }
+        }
+    } else {
+        steps(s, inner, req, index, &mut post, None)
+    };
+    drop(_entered);
+    post.layered = matches!(kind, Kind::Boxed { .. });
+    post.span = span;
+    ResponseFuture::new(kind, post, pending)
 }
 
 /// The gateway's answer to a CORS preflight (`OPTIONS` with

@@ -106,7 +106,7 @@ const MAX_HOST: usize = 253;
 /// Whether `s` is a DNS name as a domain is written: labels of letters,
 /// digits and `-` (not first or last), dot-separated, 1 to 63 characters
 /// each, 253 in all.
-fn is_host_name(s: &str) -> bool {
+pub(crate) fn is_host_name(s: &str) -> bool {
     s.len() <= MAX_HOST
         && !s.is_empty()
         && s.split('.').all(|label| {
@@ -126,7 +126,7 @@ const MAX_BASE_PATH: usize = 300;
 /// Whether `s` is a base path: `""`, or segments of API Gateway's base
 /// path characters (letters, digits, `$-_.+!*'()`) joined by single `/`s,
 /// none `.` or `..`, at most 300 characters.
-fn is_base_path(s: &str) -> bool {
+pub(crate) fn is_base_path(s: &str) -> bool {
     s.is_empty()
         || (s.len() <= MAX_BASE_PATH
             && s.split('/').all(|seg| {

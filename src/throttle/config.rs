@@ -144,6 +144,24 @@ pub(crate) fn check_combination(
 }
 
 impl ThrottleOptions {
+    /// The in-memory store these options ask for: `max_tracked_keys`
+    /// buckets, `on_capacity`, and one fixed slot per endpoint (`0`: none,
+    /// for a store several gateways share, which keys methods by name).
+    pub(crate) fn memory_store(
+        &self,
+        clock: Arc<dyn Clock>,
+        endpoints: usize,
+    ) -> Arc<dyn RateStore> {
+        Arc::new(
+            InMemoryRateStore::with_max_keys(
+                clock,
+                self.max_tracked_keys.unwrap_or(DEFAULT_MAX_KEYS),
+            )
+            .on_capacity(self.on_capacity.unwrap_or_default())
+            .with_endpoint_slots(endpoints),
+        )
+    }
+
     /// Checks the options and returns the trusted proxies, parsed.
     pub(crate) fn check(&self, path: &PathBuf, issues: &mut Issues) -> Vec<ipnet::IpNet> {
         if let Some(t) = &self.per_client {
@@ -183,16 +201,7 @@ impl ThrottleOptions {
         endpoints: usize,
         responses: GatewayResponses,
     ) -> ThrottleLayer {
-        let store = store.unwrap_or_else(|| {
-            Arc::new(
-                InMemoryRateStore::with_max_keys(
-                    clock,
-                    self.max_tracked_keys.unwrap_or(DEFAULT_MAX_KEYS),
-                )
-                .on_capacity(self.on_capacity.unwrap_or_default())
-                .with_endpoint_slots(endpoints),
-            )
-        });
+        let store = store.unwrap_or_else(|| self.memory_store(clock, endpoints));
         ThrottleLayer::for_gateway(limits, plans, store)
             .responses(responses)
             .headers(self.headers.unwrap_or(false))

@@ -224,10 +224,12 @@ impl InMemoryRateStore {
             RateKey::Gateway => 0u8.hash(&mut h),
             // By name, not index: a store may serve several gateways (each
             // numbers its endpoints from 0), as a Redis store's keys do.
-            RateKey::Method(e) => (1u8, e.stage(), e.method_name(), e.resource()).hash(&mut h),
+            RateKey::Method(e) => {
+                (1u8, e.api(), e.stage(), e.method_name(), e.resource()).hash(&mut h)
+            }
             RateKey::ApiKey(id) => (2u8, id).hash(&mut h),
             RateKey::ApiKeyMethod(id, e) => {
-                (3u8, id, e.stage(), e.method_name(), e.resource()).hash(&mut h)
+                (3u8, id, e.api(), e.stage(), e.method_name(), e.resource()).hash(&mut h)
             }
             RateKey::Client(ip) => (4u8, ip).hash(&mut h),
             RateKey::Custom(v) => (5u8, v).hash(&mut h),
@@ -467,6 +469,7 @@ mod tests {
     fn endpoint(index: usize) -> crate::context::Endpoint {
         crate::context::Endpoint {
             index,
+            api: "tollgate".into(),
             stage: "prod".into(),
             resource: "/r".into(),
             method: None,

@@ -74,7 +74,7 @@ impl RateKey<'_> {
 }
 
 /// A stable textual name, for stores that keep keys by name (Redis):
-/// `gateway`, `method:prod:GET:/pets`, `key:ID`, `key-method:ID:prod:GET:/pets`,
+/// `gateway`, `method:API:prod:GET:/pets`, `key:ID`, `key-method:ID:API:prod:GET:/pets`,
 /// `client:IP`, `custom:VALUE`.
 impl fmt::Display for RateKey<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -82,7 +82,8 @@ impl fmt::Display for RateKey<'_> {
             Self::Gateway => f.write_str("gateway"),
             Self::Method(e) => write!(
                 f,
-                "method:{}:{}:{}",
+                "method:{}:{}:{}:{}",
+                e.api(),
                 e.stage(),
                 e.method_name(),
                 e.resource()
@@ -91,7 +92,8 @@ impl fmt::Display for RateKey<'_> {
             Self::ApiKeyMethod(id, e) => {
                 write!(
                     f,
-                    "key-method:{id}:{}:{}:{}",
+                    "key-method:{id}:{}:{}:{}:{}",
+                    e.api(),
                     e.stage(),
                     e.method_name(),
                     e.resource()

@@ -45,6 +45,7 @@ enum Var {
     RequestTimeEpoch,
     ErrorResponseType,
     PrincipalId,
+    IsCanaryRequest,
 }
 
 /// Every variable, by its API Gateway name. `extendedRequestId` is an
@@ -69,6 +70,7 @@ const VARS: &[(&str, Var)] = &[
     ("$context.requestTimeEpoch", Var::RequestTimeEpoch),
     ("$context.error.responseType", Var::ErrorResponseType),
     ("$context.authorizer.principalId", Var::PrincipalId),
+    ("$context.isCanaryRequest", Var::IsCanaryRequest),
 ];
 
 /// A parsed format: literal text and variables, in order.
@@ -102,7 +104,8 @@ enum Target {
 /// variables (`$context.requestId`, `$context.identity.sourceIp`,
 /// `$context.httpMethod`, `$context.resourcePath`, `$context.status`,
 /// `$context.responseLength`, `$context.responseLatency`,
-/// `$context.identity.apiKeyId`, `$context.requestTime`, ...; a value that is
+/// `$context.identity.apiKeyId`, `$context.requestTime`,
+/// `$context.isCanaryRequest` (`true` or `false`), ...; a value that is
 /// not known is `-`), or JSON lines; to a writer (stdout by default) or
 /// through `tracing` (target `tollgate::access`, level info).
 ///
@@ -279,6 +282,7 @@ fn write_var(out: &mut String, var: Var, e: &UsageEvent, times: &mut TimeCache) 
         Var::RequestTimeEpoch => push_int(out, e.time_unix_nanos / 1_000_000),
         Var::ErrorResponseType => dash(out, e.rejection.map(|k| k.as_str())),
         Var::PrincipalId => dash(out, e.principal.as_deref()),
+        Var::IsCanaryRequest => out.push_str(if e.canary { "true" } else { "false" }),
     }
 }
 

@@ -60,7 +60,8 @@ pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 ///  "status":200,"errorType":null,"responseLatency":1.27,
 ///  "integrationLatency":0.98,"requestLength":0,"responseLength":48,
 ///  "apiKeyId":"3f9c2a1b7d","principalId":null,"cache":"Miss",
-///  "sourceIp":"203.0.113.7","userAgent":"curl/8.5.0","outcome":"completed"}
+///  "sourceIp":"203.0.113.7","userAgent":"curl/8.5.0","outcome":"completed",
+///  "isCanaryRequest":false}
 /// ```
 ///
 /// Times are Unix milliseconds and latencies fractional milliseconds, as
@@ -115,6 +116,9 @@ pub struct UsageEvent {
     pub user_agent: Option<HeaderValue>,
     /// How the request ended.
     pub outcome: Outcome,
+    /// Whether the request was sent to its stage's canary (API Gateway's
+    /// `$context.isCanaryRequest`); see [`Lifecycle`](crate::Lifecycle).
+    pub canary: bool,
 }
 
 impl UsageEvent {
@@ -178,6 +182,7 @@ impl Serialize for UsageEvent {
             &self.user_agent.as_ref().and_then(|v| v.to_str().ok()),
         )?;
         m.serialize_entry("outcome", self.outcome.as_str())?;
+        m.serialize_entry("isCanaryRequest", &self.canary)?;
         m.end()
     }
 }
@@ -205,6 +210,7 @@ impl UsageEvent {
             source_ip: None,
             user_agent: None,
             outcome: Outcome::Completed,
+            canary: false,
         }
     }
 }

@@ -265,6 +265,7 @@ impl Pending {
             source_ip: self.source_ip,
             user_agent: self.user_agent.clone(),
             outcome,
+            canary: known.canary,
         }
     }
 
@@ -380,6 +381,8 @@ pub(crate) struct Known {
     pub(crate) endpoint: Option<Arc<Endpoint>>,
     pub(crate) api_key_id: Option<Arc<str>>,
     pub(crate) integration_latency: Option<Duration>,
+    /// Sent to a stage's canary.
+    pub(crate) canary: bool,
 }
 
 impl Pending {

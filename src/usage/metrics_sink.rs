@@ -17,8 +17,10 @@ use crate::cache::CacheStatus;
 /// whatever recorder the process installed (a Prometheus exporter, say):
 /// counters `Count`, `4XXError`, `5XXError`, `CacheHitCount`,
 /// `CacheMissCount` and histograms `Latency` and `IntegrationLatency` (in
-/// milliseconds), labelled `api`, `stage`, `resource` and `method` (`stage`
-/// and `resource` are `-` for a request no route matched).
+/// milliseconds), labelled `api`, `stage`, `resource`, `method` (`stage`
+/// and `resource` are `-` for a request no route matched) and `canary`
+/// (`true` for a request a stage's canary served, as API Gateway keeps a
+/// canary's metrics apart; see [`Lifecycle`](crate::Lifecycle)).
 ///
 /// Names are API Gateway's as they are; [`prefix`](Self::prefix) one for a
 /// system whose names may not start with a digit (`tollgate_4XXError`).
@@ -72,6 +74,7 @@ impl MetricsSink {
             Label::new("stage", e.stage().unwrap_or("-").to_owned()),
             Label::new("resource", e.resource().unwrap_or("-").to_owned()),
             Label::new("method", method_label(&e.method)),
+            Label::new("canary", if e.canary { "true" } else { "false" }),
         ];
         metrics::counter!(self.name("Count"), labels.iter()).increment(1);
         match e.status_class() {

@@ -1,0 +1,465 @@
+//! APIs, deployments, stages, canaries and custom domains, changed while
+//! the gateway serves (API Gateway's "Set up a deployment", "Set up a
+//! stage", "Canary release deployments" and "API mappings").
+//!
+//! A [`Lifecycle`] holds APIs, each with a definition (a [`Config`]'s
+//! routes, method settings, integrations, mappings and gateway responses),
+//! its deployments (immutable snapshots of the definition) and its stages
+//! (each pointing at one deployment, with variables, method settings and
+//! an optional canary). Every change is checked, then takes effect at once:
+//! [`Lifecycle::service`] reads the table of stage gateways with one
+//! atomic load per request, and a change replaces the table whole.
+//!
+//! ```
+//! use http::{Request, StatusCode};
+//! use tollgate::gateway::{CanarySettings, DeploymentInput, StageChange};
+//! use tollgate::{Body, Config, Gateway};
+//! use tower::{ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A single-API config: one API (`petstore`), one deployment, its stages.
+//! let lifecycle = Gateway::builder(Config::from_yaml_str(r#"
+//! name: petstore
+//! routes: { /pets: [GET] }
+//! stages: { prod: { variables: { color: blue } } }
+//! "#)?).build_lifecycle()?;
+//! let svc = lifecycle.service(service_fn(|req: Request<Body>| async move {
+//!     let color = req.extensions().get::<tollgate::RequestContext>()
+//!         .and_then(|c| c.endpoint().stage_variable("color")).unwrap_or("-").to_owned();
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Body::from(color)))
+//! }));
+//!
+//! // A new version, deployed as prod's canary with 100% of the traffic.
+//! let v2 = Config::from_yaml_str("routes: { /pets: [GET, POST] }")?;
+//! lifecycle.put_api("petstore", v2)?;
+//! let mut canary = CanarySettings::new("", 100.0);
+//! canary.stage_variable_overrides.insert("color".into(), "green".into());
+//! lifecycle.create_deployment("petstore", DeploymentInput::as_canary("prod", canary))?;
+//! let res = svc.clone().oneshot(Request::post("/prod/pets").body(Body::empty())?).await?;
+//! assert_eq!(res.status(), StatusCode::OK);
+//!
+//! // Promoted: the stage serves the canary's deployment and variables.
+//! lifecycle.update_stage("petstore", "prod", vec![StageChange::PromoteCanary, StageChange::RemoveCanary])?;
+//! let res = svc.oneshot(Request::get("/prod/pets").body(Body::empty())?).await?;
+//! let body = http_body_util::BodyExt::collect(res.into_body()).await?.to_bytes();
+//! assert_eq!(&body[..], b"green");
+//! # Ok(()) }
+//! ```
+//!
+//! # Routing
+//!
+//! - A request whose host (`:authority`, else `Host`; port ignored, any
+//!   case) is a custom domain goes by the longest base path that takes its
+//!   path, the prefix stripped; `""` is API Gateway's `(none)` mapping. A
+//!   known domain with no mapping for the path gets 403 `UNMAPPED_REQUEST`
+//!   `{"message":"Forbidden"}`.
+//! - Otherwise the execute-api form: `/{stage}/...` while the lifecycle
+//!   holds one API; with several, the host `{api_id}.execute-api.{any}`
+//!   picks the API first (any other host: 403 `UNMAPPED_REQUEST`). A stage
+//!   whose deployment sets `disable_execute_api_endpoint: true` is reached
+//!   only through its domains. A stage the API lacks is answered by one of
+//!   its stage gateways (404, or API Gateway's 403 with
+//!   `responses_profile: aws`).
+//!
+//! # Canaries
+//!
+//! A stage's [`CanarySettings`] send `percent_traffic` percent of its
+//! requests, picked at random per request, to the canary's deployment,
+//! with the stage variables overridden. With `sticky` a hash of the API
+//! key, a header or the client address picks the side instead, so one
+//! caller never changes side while the percentage stays. Canary requests
+//! are marked in usage events (`canary`), the access log
+//! (`$context.isCanaryRequest`) and metrics (label `canary`).
+//! `use_stage_cache: false` (the default) gives canary requests no cache;
+//! `true` shares the stage's cache when the canary serves the stage's
+//! deployment, and keeps a cache of its own otherwise (as API Gateway keeps
+//! the two deployments' entries apart).
+//!
+//! # What a change keeps
+//!
+//! Throttle buckets, quota counters, keys and response caches are shared
+//! by every stage gateway and keyed by API, stage, resource and method,
+//! never by deployment: a redeploy, a rollback or a promotion keeps every
+//! count and cached entry (API Gateway does not flush a stage's cache on a
+//! redeploy either). Usage plans and keys are the lifecycle's: the
+//! config's `plans`, `keys` and `credentials` apply to every API, a plan's
+//! `stages` naming `api/stage` (or a bare `stage` while there is one API).
+//! Not kept across a change: the count of requests in flight that
+//! `limits.max_concurrency` bounds (each stage gateway counts its own).
+//!
+//! # Departures from API Gateway
+//!
+//! API names are unique (buckets and metrics are named by them). Base paths
+//! may have several segments everywhere (API Gateway allows them only in its
+//! v2 API mappings). The state is held in memory: a restart begins again
+//! from the config.
+
+mod model;
+mod service;
+mod state;
+mod table;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+
+pub use self::model::{
+    Api, BasePathMapping, CanarySettings, Deployment, DeploymentInput, DomainName, LifecycleError,
+    LifecycleErrorKind, Stage, StageChange, Sticky,
+};
+pub use self::service::LifecycleService;
+pub use self::state::Reloaded;
+use self::state::State;
+pub(super) use self::table::Parts;
+use self::table::Table;
+use super::handle::Gateway;
+use super::{Config, PlanConfig, StageConfig};
+use crate::context::Endpoint;
+
+/// APIs with their deployments and stages, custom domains, and the service
+/// that serves them, changed while it serves. See the [module docs](self).
+///
+/// Cloning is a pointer copy; every clone changes and serves the same
+/// lifecycle. Operations are synchronous and atomic: each is checked and
+/// built whole (every stage's gateway) before it takes effect, and a
+/// refused one changes nothing.
+#[derive(Clone)]
+pub struct Lifecycle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    table: Arc<ArcSwap<Table>>,
+    parts: Parts,
+}
+
+impl std::fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state();
+        f.debug_struct("Lifecycle")
+            .field("apis", &state.apis.keys().collect::<Vec<_>>())
+            .field("domains", &state.domains.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The lifecycle clock's time, for records' dates.
+fn wall_clock(clock: &Arc<dyn crate::clock::Clock>) -> SystemTime {
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(clock.unix_nanos())
+}
+
+/// The id of a config's API: its name, characters outside an id's made `-`.
+fn id_of(name: &str) -> String {
+    name.chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+impl Lifecycle {
+    /// A lifecycle over `parts` with the single API of `config`: the API
+    /// (id and name: `config.name`, default `tollgate`), one deployment of
+    /// its definition, its stages pointing at it, its domains.
+    pub(super) fn from_parts(config: Config, parts: Parts) -> Result<Self, LifecycleError> {
+        let now = wall_clock(&parts.clock);
+        let mut state = State::default();
+        let name = config.name.clone().unwrap_or_else(|| "tollgate".to_owned());
+        let id = id_of(&name);
+        state.plans = config.plans.clone();
+        let stages = config.stages.clone();
+        let domains = config.domains.clone();
+        state.create_api(Some(id.clone()), &name, config, now)?;
+        let deployment = state.create_deployment(
+            &id,
+            model::DeploymentInput::default().description("the config's definition"),
+            now,
+        )?;
+        for (stage, stage_config) in stages {
+            state.create_stage(&id, &stage, &deployment.id, stage_config, now)?;
+        }
+        for (host, domain) in domains {
+            state.create_domain(&host)?;
+            for (base, mapping) in domain.base_paths {
+                state.create_base_path_mapping(
+                    &host,
+                    &base,
+                    BasePathMapping::new(id.clone(), mapping.stage),
+                )?;
+            }
+        }
+        let table = table::build(&state, &parts)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                table: Arc::new(ArcSwap::from_pointee(table)),
+                parts,
+            }),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies `change` to a copy of the state, builds every gateway from
+    /// it, then swaps both in; on any error nothing changes.
+    fn apply<T>(
+        &self,
+        change: impl FnOnce(&mut State, SystemTime) -> Result<T, LifecycleError>,
+    ) -> Result<T, LifecycleError> {
+        let mut state = self.state();
+        let mut next = state.clone();
+        let out = change(&mut next, wall_clock(&self.inner.parts.clock))?;
+        let table = table::build(&next, &self.inner.parts)?;
+        self.inner.table.store(Arc::new(table));
+        *state = next;
+        Ok(out)
+    }
+
+    /// Wraps `inner`: every request goes to its stage's gateway (or its
+    /// canary's), as the lifecycle stands when the request arrives.
+    pub fn service<S>(&self, inner: S) -> LifecycleService<S> {
+        LifecycleService {
+            table: self.inner.table.clone(),
+            inner,
+        }
+    }
+
+    /// The gateway serving `stage` of API `api_id` now (its base side): for
+    /// its key manager, usage records or cache flush. It is not changed by
+    /// later operations; ask again after one.
+    pub fn gateway(&self, api_id: &str, stage: &str) -> Option<Gateway> {
+        let table = self.inner.table.load();
+        table.served(api_id, stage).map(|s| s.base.clone())
+    }
+
+    /// The endpoint a request with `method`, `Host: host` and raw `path`
+    /// would reach on the base side of its stage, as the lifecycle stands
+    /// now: `None` where it would be refused (404, 405, 403
+    /// `UNMAPPED_REQUEST`). The service's own lookup.
+    pub fn find_endpoint_on(
+        &self,
+        method: &http::Method,
+        host: Option<&str>,
+        path: &str,
+    ) -> Option<Arc<Endpoint>> {
+        let table = self.inner.table.load();
+        table
+            .base_for(host, path)
+            .find_endpoint_on(method, host, path)
+            .cloned()
+    }
+
+    /// The gateway serving `stage`'s canary now, if it has one.
+    pub fn canary_gateway(&self, api_id: &str, stage: &str) -> Option<Gateway> {
+        let table = self.inner.table.load();
+        table
+            .served(api_id, stage)
+            .and_then(|s| s.canary.as_ref().map(|c| c.gateway.clone()))
+    }
+
+    /// Shuts every usage reporter down, each delivering what it has queued.
+    pub async fn shutdown_reporters(&self) {
+        for r in &self.inner.parts.reporters {
+            r.shutdown().await;
+        }
+    }
+
+    /// Every API.
+    pub fn apis(&self) -> Vec<Api> {
+        self.state().apis.values().map(|a| a.api.clone()).collect()
+    }
+
+    /// One API. Error: `NotFound`.
+    pub fn api(&self, id: &str) -> Result<Api, LifecycleError> {
+        self.state().api(id).map(|a| a.api.clone())
+    }
+
+    /// Creates an API from `definition` (its `stages`, `plans`, `keys`,
+    /// `credentials` and `domains` are dropped: they are not part of a
+    /// definition). `id`: `None` makes one up. Nothing is served until a
+    /// deployment and a stage. Errors: `Conflict` for a taken id or name,
+    /// `BadRequest` for a definition that does not validate (each problem at
+    /// its path under `definition.`).
+    pub fn create_api(
+        &self,
+        id: Option<&str>,
+        name: &str,
+        definition: Config,
+    ) -> Result<Api, LifecycleError> {
+        self.apply(|s, now| s.create_api(id.map(str::to_owned), name, definition, now))
+    }
+
+    /// Creates an API whose definition is a copy of `from`'s (API Gateway's
+    /// `cloneFrom`; deployments and stages are not copied).
+    pub fn clone_api(
+        &self,
+        from: &str,
+        id: Option<&str>,
+        name: &str,
+    ) -> Result<Api, LifecycleError> {
+        self.apply(|s, now| s.clone_api(from, id.map(str::to_owned), name, now))
+    }
+
+    /// Replaces an API's definition (API Gateway's `PutRestApi` in
+    /// `overwrite` mode). Served once deployed.
+    pub fn put_api(&self, id: &str, definition: Config) -> Result<Api, LifecycleError> {
+        self.apply(|s, _| s.put_api(id, definition))
+    }
+
+    /// Snapshots the API's definition as a new deployment. With
+    /// `input.stage`: points that stage at it (creating the stage when
+    /// missing; refused while the stage has a canary), or with
+    /// `input.canary`, makes it the stage's canary. The definition is built
+    /// for every stage it serves before anything changes: a stage it does
+    /// not build for refuses the deployment (`BadRequest`, with paths).
+    pub fn create_deployment(
+        &self,
+        api_id: &str,
+        input: DeploymentInput,
+    ) -> Result<Deployment, LifecycleError> {
+        self.apply(|s, now| s.create_deployment(api_id, input, now))
+    }
+
+    /// The API's deployments, oldest first.
+    pub fn deployments(&self, api_id: &str) -> Result<Vec<Deployment>, LifecycleError> {
+        self.state().api(api_id).map(|a| a.deployments.clone())
+    }
+
+    /// One deployment.
+    pub fn deployment(&self, api_id: &str, id: &str) -> Result<Deployment, LifecycleError> {
+        let state = self.state();
+        let api = state.api(api_id)?;
+        api.deployment(id).cloned().ok_or_else(|| {
+            LifecycleError::not_found(format!("API `{api_id}` has no deployment `{id}`"))
+        })
+    }
+
+    /// Deletes a deployment. Refused (`BadRequest`) while a stage or a
+    /// canary serves it.
+    pub fn delete_deployment(&self, api_id: &str, id: &str) -> Result<(), LifecycleError> {
+        self.apply(|s, _| s.delete_deployment(api_id, id))
+    }
+
+    /// The API's stages.
+    pub fn stages(&self, api_id: &str) -> Result<Vec<Stage>, LifecycleError> {
+        self.state()
+            .api(api_id)
+            .map(|a| a.stages.values().cloned().collect())
+    }
+
+    /// One stage.
+    pub fn stage(&self, api_id: &str, name: &str) -> Result<Stage, LifecycleError> {
+        let state = self.state();
+        state.api(api_id)?.stages.get(name).cloned().ok_or_else(|| {
+            LifecycleError::not_found(format!("API `{api_id}` has no stage `{name}`"))
+        })
+    }
+
+    /// Creates a stage on a deployment, with variables and settings.
+    pub fn create_stage(
+        &self,
+        api_id: &str,
+        name: &str,
+        deployment_id: &str,
+        config: StageConfig,
+    ) -> Result<Stage, LifecycleError> {
+        self.apply(|s, now| s.create_stage(api_id, name, deployment_id, config, now))
+    }
+
+    /// Applies `changes` to a stage, in order, all or none: a rollback
+    /// ([`StageChange::Deployment`]), new variables or settings, canary
+    /// settings, a promotion, the canary's removal.
+    pub fn update_stage(
+        &self,
+        api_id: &str,
+        name: &str,
+        changes: Vec<StageChange>,
+    ) -> Result<Stage, LifecycleError> {
+        self.apply(|s, now| s.update_stage(api_id, name, changes, now))
+    }
+
+    /// Deletes a stage. Refused while a base path mapping serves it.
+    pub fn delete_stage(&self, api_id: &str, name: &str) -> Result<(), LifecycleError> {
+        self.apply(|s, _| s.delete_stage(api_id, name))
+    }
+
+    /// Applies a single-API config again (a file reloaded): the API named
+    /// by its `name` gets its definition (deployed anew when no deployment
+    /// has it), every stage it lists points there with its settings, the
+    /// stages it does not list are deleted, and its domains and plans
+    /// replace the old. One change: it all takes effect, or (an invalid
+    /// file, a stage held by a canary) none of it. `keys`, `credentials`,
+    /// `throttle` and the `*_options` apply at the next start; a change to
+    /// them is listed in [`Reloaded::needs_restart`].
+    pub fn reload(&self, config: Config) -> Result<Reloaded, LifecycleError> {
+        let id = id_of(config.name.as_deref().unwrap_or("tollgate"));
+        let base = &self.inner.parts.base;
+        self.apply(|s, now| s.reload(&id, config, base, now))
+    }
+
+    /// The usage plans, by name.
+    pub fn plans(&self) -> std::collections::BTreeMap<String, PlanConfig> {
+        self.state().plans.clone()
+    }
+
+    /// Creates or replaces a usage plan. Each of its `stages` names an
+    /// existing stage as `api/stage` (or `stage` while there is one API);
+    /// its `methods` must exist in the deployments of the stages it names.
+    /// Keys already attached to the plan's name follow it.
+    pub fn put_plan(&self, name: &str, plan: PlanConfig) -> Result<(), LifecycleError> {
+        self.apply(|s, _| s.put_plan(name, plan))
+    }
+
+    /// Deletes a usage plan (its keys then call no stage through it).
+    pub fn delete_plan(&self, name: &str) -> Result<(), LifecycleError> {
+        self.apply(|s, _| s.delete_plan(name))
+    }
+
+    /// The custom domains.
+    pub fn domains(&self) -> Vec<DomainName> {
+        self.state().domains.values().cloned().collect()
+    }
+
+    /// Creates a custom domain name (no mapping yet: every request on it
+    /// gets 403 `UNMAPPED_REQUEST`).
+    pub fn create_domain(&self, name: &str) -> Result<DomainName, LifecycleError> {
+        self.apply(|s, _| s.create_domain(name))
+    }
+
+    /// Deletes a custom domain name and its mappings.
+    pub fn delete_domain(&self, name: &str) -> Result<(), LifecycleError> {
+        self.apply(|s, _| s.delete_domain(name))
+    }
+
+    /// Maps `base_path` of `domain` (`""` for `(none)`, `orders/v1`) to a
+    /// stage.
+    pub fn create_base_path_mapping(
+        &self,
+        domain: &str,
+        base_path: &str,
+        target: BasePathMapping,
+    ) -> Result<(), LifecycleError> {
+        self.apply(|s, _| s.create_base_path_mapping(domain, base_path, target))
+    }
+
+    /// Deletes one base path mapping.
+    pub fn delete_base_path_mapping(
+        &self,
+        domain: &str,
+        base_path: &str,
+    ) -> Result<(), LifecycleError> {
+        self.apply(|s, _| s.delete_base_path_mapping(domain, base_path))
+    }
+}

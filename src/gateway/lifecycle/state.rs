@@ -1,0 +1,674 @@
+//! The lifecycle's state and its operations: each checks its input and
+//! changes a copy, which replaces the state only once it has been served.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::model::*;
+use crate::gateway::{Config, PlanConfig, StageConfig};
+use crate::route::domain::{is_base_path, is_host_name};
+
+/// Every API with its deployments and stages, and the custom domains.
+#[derive(Debug, Clone, Default)]
+pub(super) struct State {
+    /// By id.
+    pub(super) apis: BTreeMap<String, ApiState>,
+    /// By lower-case name (a final dot dropped).
+    pub(super) domains: BTreeMap<String, DomainName>,
+    /// The usage plans, by name; each names `api/stage` pairs (or bare
+    /// stages while there is one API).
+    pub(super) plans: BTreeMap<String, PlanConfig>,
+}
+
+/// What [`Lifecycle::reload`](super::Lifecycle::reload) did.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Reloaded {
+    /// The deployment made, when the definition changed.
+    pub deployment: Option<Deployment>,
+    /// Stages created, changed or deleted, by name.
+    pub stages: Vec<String>,
+    /// Parts of the file that changed but apply only to a new lifecycle
+    /// (a restart): `keys`, `credentials`, `throttle`, `throttle_options`,
+    /// `api_key_options`.
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// One API, its deployments (oldest first) and its stages by name.
+#[derive(Debug, Clone)]
+pub(super) struct ApiState {
+    pub(super) api: Api,
+    pub(super) deployments: Vec<Deployment>,
+    pub(super) stages: BTreeMap<String, Stage>,
+}
+
+/// Ten characters of `[a-z0-9]`, as API Gateway's ids.
+pub(super) fn new_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 10];
+    // The OS generator fails only where nothing else would work either;
+    // foldhash's per-process random state then still varies the ids.
+    if getrandom::fill(&mut bytes).is_err() {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = foldhash::fast::RandomState::default().build_hasher();
+        h.write(&bytes);
+        let n = h.finish().to_le_bytes();
+        bytes[..8].copy_from_slice(&n);
+    }
+    bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect()
+}
+
+/// The definition part of a config: its stages, plans, keys, credentials
+/// and domains are state of the lifecycle, not of an API.
+pub(super) fn definition_of(mut config: Config) -> Config {
+    config.stages.clear();
+    config.plans.clear();
+    config.keys.clear();
+    config.credentials.clear();
+    config.domains.clear();
+    config
+}
+
+/// Validates a definition on its own: with one stage of default settings
+/// (a config needs a stage; a definition has none).
+fn check_definition(definition: &Config) -> Result<(), LifecycleError> {
+    let mut config = definition.clone();
+    // Reached only through domains is the router's to enforce.
+    config.disable_execute_api_endpoint = false;
+    config
+        .stages
+        .insert("definition".to_owned(), StageConfig::default());
+    config
+        .validate()
+        .map_err(|e| LifecycleError::invalid("definition", &e))
+}
+
+fn check_api_id(id: &str) -> Result<(), LifecycleError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(LifecycleError::bad_request(format!(
+            "id: `{id}` is not an API id (1 to 64 letters, digits, `-`, `_` and `.`)"
+        )))
+    }
+}
+
+/// API Gateway's rule: letters, digits, `-` and `_`, at most 128.
+fn check_stage_name(name: &str) -> Result<(), LifecycleError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(LifecycleError::bad_request(format!(
+            "stage_name: `{name}` is not a stage name (1 to 128 letters, digits, `-` and `_`)"
+        )))
+    }
+}
+
+fn check_canary(at: &str, api: &ApiState, c: &CanarySettings) -> Result<(), LifecycleError> {
+    if !(c.percent_traffic.is_finite() && (0.0..=100.0).contains(&c.percent_traffic)) {
+        return Err(LifecycleError::bad_request(format!(
+            "{at}.percent_traffic: must be between 0.0 and 100.0 (got {})",
+            c.percent_traffic
+        )));
+    }
+    if api.deployment(&c.deployment_id).is_none() {
+        return Err(LifecycleError::bad_request(format!(
+            "{at}.deployment_id: API `{}` has no deployment `{}`",
+            api.api.id, c.deployment_id
+        )));
+    }
+    Ok(())
+}
+
+impl ApiState {
+    pub(super) fn deployment(&self, id: &str) -> Option<&Deployment> {
+        self.deployments.iter().find(|d| d.id == id)
+    }
+
+    fn stage_mut(&mut self, name: &str) -> Result<&mut Stage, LifecycleError> {
+        let api = self.api.id.clone();
+        self.stages
+            .get_mut(name)
+            .ok_or_else(|| LifecycleError::not_found(format!("API `{api}` has no stage `{name}`")))
+    }
+}
+
+impl State {
+    pub(super) fn api(&self, id: &str) -> Result<&ApiState, LifecycleError> {
+        self.apis
+            .get(id)
+            .ok_or_else(|| LifecycleError::not_found(format!("no API `{id}`")))
+    }
+
+    fn api_mut(&mut self, id: &str) -> Result<&mut ApiState, LifecycleError> {
+        self.apis
+            .get_mut(id)
+            .ok_or_else(|| LifecycleError::not_found(format!("no API `{id}`")))
+    }
+
+    pub(super) fn create_api(
+        &mut self,
+        id: Option<String>,
+        name: &str,
+        definition: Config,
+        now: SystemTime,
+    ) -> Result<Api, LifecycleError> {
+        let id = id.unwrap_or_else(new_id);
+        check_api_id(&id)?;
+        if name.is_empty() {
+            return Err(LifecycleError::bad_request("name: must not be empty"));
+        }
+        if self.apis.contains_key(&id) {
+            return Err(LifecycleError::conflict(format!("an API `{id}` exists")));
+        }
+        if self.apis.values().any(|a| a.api.name == name) {
+            return Err(LifecycleError::conflict(format!(
+                "name: an API is named `{name}` (names are unique here: buckets and metrics are named by them)"
+            )));
+        }
+        let mut definition = definition_of(definition);
+        definition.name = Some(name.to_owned());
+        check_definition(&definition)?;
+        let api = Api {
+            id: id.clone(),
+            name: name.to_owned(),
+            definition: Arc::new(definition),
+            created_date: now,
+        };
+        self.apis.insert(
+            id,
+            ApiState {
+                api: api.clone(),
+                deployments: Vec::new(),
+                stages: BTreeMap::new(),
+            },
+        );
+        Ok(api)
+    }
+
+    pub(super) fn clone_api(
+        &mut self,
+        from: &str,
+        id: Option<String>,
+        name: &str,
+        now: SystemTime,
+    ) -> Result<Api, LifecycleError> {
+        let definition = Config::clone(&self.api(from)?.api.definition);
+        self.create_api(id, name, definition, now)
+    }
+
+    pub(super) fn put_api(&mut self, id: &str, definition: Config) -> Result<Api, LifecycleError> {
+        let api = self.api_mut(id)?;
+        let mut definition = definition_of(definition);
+        definition.name = Some(api.api.name.clone());
+        check_definition(&definition)?;
+        api.api.definition = Arc::new(definition);
+        Ok(api.api.clone())
+    }
+
+    pub(super) fn create_deployment(
+        &mut self,
+        api_id: &str,
+        input: DeploymentInput,
+        now: SystemTime,
+    ) -> Result<Deployment, LifecycleError> {
+        let api = self.api_mut(api_id)?;
+        let deployment = Deployment {
+            id: new_id(),
+            api_id: api_id.to_owned(),
+            description: input.description,
+            created_date: now,
+            definition: api.api.definition.clone(),
+        };
+        api.deployments.push(deployment.clone());
+        let Some(stage_name) = input.stage else {
+            if input.canary.is_some() {
+                return Err(LifecycleError::bad_request(
+                    "stage_name: a canary deployment names its stage",
+                ));
+            }
+            return Ok(deployment);
+        };
+        check_stage_name(&stage_name)?;
+        if let Some(mut canary) = input.canary {
+            canary.deployment_id = deployment.id.clone();
+            check_canary("canary_settings", api, &canary)?;
+            let stage = api.stage_mut(&stage_name)?;
+            stage.canary = Some(canary);
+            stage.last_updated_date = now;
+            return Ok(deployment);
+        }
+        match api.stages.get_mut(&stage_name) {
+            Some(stage) => {
+                if stage.canary.is_some() {
+                    return Err(canary_blocks(&stage_name));
+                }
+                stage.deployment_id = deployment.id.clone();
+                if let Some(config) = input.stage_config {
+                    stage.config = config;
+                }
+                stage.last_updated_date = now;
+            }
+            None => {
+                api.stages.insert(
+                    stage_name.clone(),
+                    Stage {
+                        name: stage_name,
+                        api_id: api_id.to_owned(),
+                        deployment_id: deployment.id.clone(),
+                        description: None,
+                        config: input.stage_config.unwrap_or_default(),
+                        canary: None,
+                        created_date: now,
+                        last_updated_date: now,
+                    },
+                );
+            }
+        }
+        Ok(deployment)
+    }
+
+    pub(super) fn delete_deployment(
+        &mut self,
+        api_id: &str,
+        id: &str,
+    ) -> Result<(), LifecycleError> {
+        let api = self.api_mut(api_id)?;
+        let Some(at) = api.deployments.iter().position(|d| d.id == id) else {
+            return Err(LifecycleError::not_found(format!(
+                "API `{api_id}` has no deployment `{id}`"
+            )));
+        };
+        let serving = api.stages.values().find(|s| {
+            s.deployment_id == id || s.canary.as_ref().is_some_and(|c| c.deployment_id == id)
+        });
+        if let Some(stage) = serving {
+            // API Gateway's own words for this refusal.
+            return Err(LifecycleError::bad_request(format!(
+                "Active stages pointing to this deployment must be moved or deleted \
+                 (stage `{}` serves deployment `{id}`)",
+                stage.name
+            )));
+        }
+        api.deployments.remove(at);
+        Ok(())
+    }
+
+    pub(super) fn create_stage(
+        &mut self,
+        api_id: &str,
+        name: &str,
+        deployment_id: &str,
+        config: StageConfig,
+        now: SystemTime,
+    ) -> Result<Stage, LifecycleError> {
+        check_stage_name(name)?;
+        let api = self.api_mut(api_id)?;
+        if api.deployment(deployment_id).is_none() {
+            return Err(LifecycleError::bad_request(format!(
+                "deployment_id: API `{api_id}` has no deployment `{deployment_id}`"
+            )));
+        }
+        if api.stages.contains_key(name) {
+            return Err(LifecycleError::conflict(format!(
+                "API `{api_id}` has a stage `{name}`"
+            )));
+        }
+        let stage = Stage {
+            name: name.to_owned(),
+            api_id: api_id.to_owned(),
+            deployment_id: deployment_id.to_owned(),
+            description: None,
+            config,
+            canary: None,
+            created_date: now,
+            last_updated_date: now,
+        };
+        api.stages.insert(name.to_owned(), stage.clone());
+        Ok(stage)
+    }
+
+    pub(super) fn update_stage(
+        &mut self,
+        api_id: &str,
+        name: &str,
+        changes: Vec<StageChange>,
+        now: SystemTime,
+    ) -> Result<Stage, LifecycleError> {
+        let api = self.api_mut(api_id)?;
+        let mut stage = api.stage_mut(name)?.clone();
+        for change in changes {
+            match change {
+                StageChange::Deployment(id) => {
+                    if api.deployment(&id).is_none() {
+                        return Err(LifecycleError::bad_request(format!(
+                            "deployment_id: API `{api_id}` has no deployment `{id}`"
+                        )));
+                    }
+                    if id != stage.deployment_id && stage.canary.is_some() {
+                        return Err(canary_blocks(name));
+                    }
+                    stage.deployment_id = id;
+                }
+                StageChange::Description(d) => stage.description = d,
+                StageChange::Variables(v) => stage.config.variables = v,
+                StageChange::Config(c) => stage.config = *c,
+                StageChange::Canary(c) => {
+                    check_canary("canary_settings", api, &c)?;
+                    stage.canary = Some(c);
+                }
+                StageChange::CanaryPercent(p) => {
+                    let c = canary_of(&mut stage)?;
+                    c.percent_traffic = p;
+                    let c = c.clone();
+                    check_canary("canary_settings", api, &c)?;
+                }
+                StageChange::CanaryOverrides(o) => {
+                    canary_of(&mut stage)?.stage_variable_overrides = o
+                }
+                StageChange::CanaryUseStageCache(u) => canary_of(&mut stage)?.use_stage_cache = u,
+                StageChange::CanarySticky(s) => canary_of(&mut stage)?.sticky = s,
+                StageChange::PromoteCanary => {
+                    let c = canary_of(&mut stage)?;
+                    c.percent_traffic = 0.0;
+                    let (deployment, overrides) =
+                        (c.deployment_id.clone(), c.stage_variable_overrides.clone());
+                    stage.deployment_id = deployment;
+                    stage.config.variables.extend(overrides);
+                }
+                StageChange::RemoveCanary => stage.canary = None,
+            }
+        }
+        stage.last_updated_date = now;
+        api.stages.insert(name.to_owned(), stage.clone());
+        Ok(stage)
+    }
+
+    pub(super) fn delete_stage(&mut self, api_id: &str, name: &str) -> Result<(), LifecycleError> {
+        self.api_mut(api_id)?.stage_mut(name)?;
+        if let Some((domain, base)) = self.mapping_to(api_id, name) {
+            return Err(LifecycleError::bad_request(format!(
+                "stage `{name}` is served by the base path mapping `{base}` of `{domain}`: \
+                 delete the mapping first"
+            )));
+        }
+        self.api_mut(api_id)?.stages.remove(name);
+        Ok(())
+    }
+
+    fn mapping_to(&self, api_id: &str, stage: &str) -> Option<(String, String)> {
+        self.domains.values().find_map(|d| {
+            d.base_path_mappings
+                .iter()
+                .find(|(_, m)| m.api_id == api_id && m.stage == stage)
+                .map(|(base, _)| (d.name.clone(), base.clone()))
+        })
+    }
+
+    pub(super) fn create_domain(&mut self, name: &str) -> Result<DomainName, LifecycleError> {
+        let key = domain_key(name);
+        if key.starts_with("*.") || !is_host_name(&key) {
+            return Err(LifecycleError::bad_request(format!(
+                "domain_name: `{name}` is not a domain name (labels of letters, digits and `-`, \
+                 dot-separated; no port; no wildcard)"
+            )));
+        }
+        if self.domains.contains_key(&key) {
+            return Err(LifecycleError::conflict(format!(
+                "domain_name: `{name}` exists (names are case-insensitive)"
+            )));
+        }
+        let domain = DomainName {
+            name: name.to_owned(),
+            base_path_mappings: BTreeMap::new(),
+        };
+        self.domains.insert(key, domain.clone());
+        Ok(domain)
+    }
+
+    pub(super) fn delete_domain(&mut self, name: &str) -> Result<(), LifecycleError> {
+        self.domains
+            .remove(&domain_key(name))
+            .map(|_| ())
+            .ok_or_else(|| LifecycleError::not_found(format!("no domain name `{name}`")))
+    }
+
+    pub(super) fn create_base_path_mapping(
+        &mut self,
+        domain: &str,
+        base_path: &str,
+        target: BasePathMapping,
+    ) -> Result<(), LifecycleError> {
+        if !is_base_path(base_path) {
+            return Err(LifecycleError::bad_request(format!(
+                "base_path: `{base_path}` is not a base path (\"\", or segments of letters, digits \
+                 and `$-_.+!*'()` joined by `/`, no leading or trailing `/`)"
+            )));
+        }
+        self.api(&target.api_id)?
+            .stages
+            .get(&target.stage)
+            .ok_or_else(|| {
+                LifecycleError::bad_request(format!(
+                    "stage: API `{}` has no stage `{}`",
+                    target.api_id, target.stage
+                ))
+            })?;
+        let d = self
+            .domains
+            .get_mut(&domain_key(domain))
+            .ok_or_else(|| LifecycleError::not_found(format!("no domain name `{domain}`")))?;
+        if d.base_path_mappings.contains_key(base_path) {
+            return Err(LifecycleError::conflict(format!(
+                "base_path: `{domain}` maps `{base_path}` already"
+            )));
+        }
+        d.base_path_mappings.insert(base_path.to_owned(), target);
+        Ok(())
+    }
+
+    pub(super) fn delete_base_path_mapping(
+        &mut self,
+        domain: &str,
+        base_path: &str,
+    ) -> Result<(), LifecycleError> {
+        let d = self
+            .domains
+            .get_mut(&domain_key(domain))
+            .ok_or_else(|| LifecycleError::not_found(format!("no domain name `{domain}`")))?;
+        d.base_path_mappings
+            .remove(base_path)
+            .map(|_| ())
+            .ok_or_else(|| {
+                LifecycleError::not_found(format!("`{domain}` maps no base path `{base_path}`"))
+            })
+    }
+}
+
+impl State {
+    /// Makes the API `api_id` what the single-API `config` says: its
+    /// definition (a new deployment when it differs from every deployment's;
+    /// an existing one when one has it already), every stage it lists
+    /// pointing there with its settings, the stages it does not list
+    /// deleted, its domains and plans replacing the lifecycle's.
+    pub(super) fn reload(
+        &mut self,
+        api_id: &str,
+        config: Config,
+        base: &Config,
+        now: SystemTime,
+    ) -> Result<Reloaded, LifecycleError> {
+        let mut out = Reloaded::default();
+        for (name, changed) in [
+            ("keys", config.keys != base.keys),
+            ("credentials", config.credentials != base.credentials),
+            ("throttle", config.throttle != base.throttle),
+            (
+                "throttle_options",
+                config.throttle_options != base.throttle_options,
+            ),
+            (
+                "api_key_options",
+                config.api_key_options != base.api_key_options,
+            ),
+        ] {
+            if changed {
+                out.needs_restart.push(name);
+            }
+        }
+        let stages = config.stages.clone();
+        let listed: Vec<String> = stages.keys().cloned().collect();
+        let domains = config.domains.clone();
+        self.plans = config.plans.clone();
+        let api = self.api_mut(api_id)?;
+        let mut definition = definition_of(config);
+        definition.name = Some(api.api.name.clone());
+        check_definition(&definition)?;
+        let existing = api
+            .deployments
+            .iter()
+            .rev()
+            .find(|d| *d.definition == definition)
+            .map(|d| d.id.clone());
+        let definition = Arc::new(definition);
+        api.api.definition = definition.clone();
+        let deployment_id = match existing {
+            Some(id) => id,
+            None => {
+                let d = Deployment {
+                    id: new_id(),
+                    api_id: api_id.to_owned(),
+                    description: Some("reloaded from the config file".to_owned()),
+                    created_date: now,
+                    definition,
+                };
+                api.deployments.push(d.clone());
+                let id = d.id.clone();
+                out.deployment = Some(d);
+                id
+            }
+        };
+        for (name, config) in stages {
+            check_stage_name(&name)?;
+            match api.stages.get_mut(&name) {
+                Some(stage) => {
+                    if stage.deployment_id == deployment_id && stage.config == config {
+                        continue;
+                    }
+                    if stage.deployment_id != deployment_id && stage.canary.is_some() {
+                        return Err(canary_blocks(&name));
+                    }
+                    stage.deployment_id = deployment_id.clone();
+                    stage.config = config;
+                    stage.last_updated_date = now;
+                }
+                None => {
+                    api.stages.insert(
+                        name.clone(),
+                        Stage {
+                            name: name.clone(),
+                            api_id: api_id.to_owned(),
+                            deployment_id: deployment_id.clone(),
+                            description: None,
+                            config,
+                            canary: None,
+                            created_date: now,
+                            last_updated_date: now,
+                        },
+                    );
+                }
+            }
+            out.stages.push(name);
+        }
+        // This API's mappings are the file's; other APIs' stay.
+        for d in self.domains.values_mut() {
+            d.base_path_mappings.retain(|_, m| m.api_id != api_id);
+        }
+        for (host, domain) in domains {
+            let key = domain_key(&host);
+            if !self.domains.contains_key(&key) {
+                self.create_domain(&host)?;
+            }
+            for (base, mapping) in domain.base_paths {
+                let target = BasePathMapping::new(api_id, mapping.stage);
+                self.create_base_path_mapping(&host, &base, target)?;
+            }
+        }
+        self.domains.retain(|_, d| !d.base_path_mappings.is_empty());
+        let api = self.api_mut(api_id)?;
+        let gone: Vec<String> = api
+            .stages
+            .keys()
+            .filter(|s| !listed.contains(s))
+            .cloned()
+            .collect();
+        for name in gone {
+            api.stages.remove(&name);
+            out.stages.push(name);
+        }
+        Ok(out)
+    }
+}
+
+impl State {
+    pub(super) fn put_plan(&mut self, name: &str, plan: PlanConfig) -> Result<(), LifecycleError> {
+        if name.is_empty() {
+            return Err(LifecycleError::bad_request("name: must not be empty"));
+        }
+        let single = self.apis.len() == 1;
+        for (i, entry) in plan.stages.iter().enumerate() {
+            let found = self.apis.values().any(|a| {
+                a.stages
+                    .keys()
+                    .any(|s| super::table::names_stage(entry, &a.api.id, s, single))
+            });
+            if !found {
+                return Err(LifecycleError::bad_request(format!(
+                    "plans.{name}.stages[{i}]: no stage `{entry}` (name one as `api/stage`)"
+                )));
+            }
+        }
+        self.plans.insert(name.to_owned(), plan);
+        Ok(())
+    }
+
+    pub(super) fn delete_plan(&mut self, name: &str) -> Result<(), LifecycleError> {
+        self.plans
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| LifecycleError::not_found(format!("no usage plan `{name}`")))
+    }
+}
+
+/// A domain's key: lower case, a final dot dropped.
+pub(super) fn domain_key(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}
+
+fn canary_of(stage: &mut Stage) -> Result<&mut CanarySettings, LifecycleError> {
+    let name = stage.name.clone();
+    stage.canary.as_mut().ok_or_else(|| {
+        LifecycleError::bad_request(format!("stage `{name}` has no canary settings"))
+    })
+}
+
+fn canary_blocks(stage: &str) -> LifecycleError {
+    LifecycleError::bad_request(format!(
+        "stage `{stage}` has canary settings: it cannot be pointed at another deployment until \
+         they are removed (promote the canary, or remove it first)"
+    ))
+}

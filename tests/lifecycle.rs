@@ -1,0 +1,914 @@
+//! The lifecycle through its Rust API: every operation and refusal,
+//! rollback, canaries (split, stickiness, promotion keeping quota), custom
+//! domains over several APIs, and hot swaps under load on real TCP.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{Request, Response, StatusCode};
+use tollgate::gateway::{
+    BasePathMapping, CanarySettings, DeploymentInput, LifecycleErrorKind, StageChange, Sticky,
+};
+use tollgate::usage::{Reporter, SinkError, UsageEvent, UsageSink};
+use tollgate::{Body, Config, Gateway, Lifecycle, RequestContext};
+use tower::{Service, ServiceExt};
+
+const V1: &str = r#"
+name: petstore
+routes: { /pets: [GET] }
+stages:
+  prod: { variables: { color: blue } }
+"#;
+
+/// An inner service answering `STAGE PATH color=COLOR`.
+fn echo() -> impl Service<
+    Request<Body>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(|req: Request<Body>| async move {
+        let ctx = req.extensions().get::<RequestContext>().unwrap();
+        let text = format!(
+            "{} {} color={}",
+            ctx.endpoint().stage(),
+            req.uri().path(),
+            ctx.endpoint().stage_variable("color").unwrap_or("-")
+        );
+        Ok::<_, Infallible>(Response::new(Body::from(text)))
+    })
+}
+
+fn lifecycle(yaml: &str) -> Lifecycle {
+    Gateway::builder(Config::from_yaml_str(yaml).unwrap())
+        .build_lifecycle()
+        .unwrap()
+}
+
+/// A definition: a config whose stage is dropped when it is given to an API.
+fn def(yaml: &str) -> Config {
+    Config::from_yaml_str(&format!("{yaml}\nstages: {{ any: {{}} }}")).unwrap()
+}
+
+async fn get(lc: &Lifecycle, host: Option<&str>, path: &str) -> (StatusCode, String) {
+    let mut req = Request::get(path);
+    if let Some(h) = host {
+        req = req.header("host", h);
+    }
+    let res = lc
+        .service(echo())
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (status, _, body) = support::read(res).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn a_single_api_config_serves_as_a_gateway_does() {
+    let lc = lifecycle(V1);
+    assert_eq!(
+        get(&lc, None, "/prod/pets").await,
+        (StatusCode::OK, "prod /pets color=blue".into())
+    );
+    assert_eq!(get(&lc, None, "/prod/cats").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get(&lc, None, "/beta/pets").await.0, StatusCode::NOT_FOUND);
+    let api = lc.api("petstore").unwrap();
+    assert_eq!(api.name, "petstore");
+    assert_eq!(lc.deployments("petstore").unwrap().len(), 1);
+    let stage = lc.stage("petstore", "prod").unwrap();
+    assert_eq!(
+        stage.deployment_id,
+        lc.deployments("petstore").unwrap()[0].id
+    );
+}
+
+#[tokio::test]
+async fn deploy_and_roll_back() {
+    let lc = lifecycle(V1);
+    let first = lc.stage("petstore", "prod").unwrap().deployment_id;
+    lc.put_api("petstore", def("routes: { /pets: [GET], /cats: [GET] }"))
+        .unwrap();
+    // Not served until deployed.
+    assert_eq!(get(&lc, None, "/prod/cats").await.0, StatusCode::NOT_FOUND);
+    let second = lc
+        .create_deployment(
+            "petstore",
+            DeploymentInput::to_stage("prod").description("cats"),
+        )
+        .unwrap();
+    assert_eq!(second.description.as_deref(), Some("cats"));
+    assert_eq!(get(&lc, None, "/prod/cats").await.0, StatusCode::OK);
+    // History, oldest first.
+    let ids: Vec<String> = lc
+        .deployments("petstore")
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids, vec![first.clone(), second.id.clone()]);
+    assert_eq!(lc.deployment("petstore", &second.id).unwrap().id, second.id);
+    // Rollback: the stage points at the first deployment again.
+    lc.update_stage(
+        "petstore",
+        "prod",
+        vec![StageChange::Deployment(first.clone())],
+    )
+    .unwrap();
+    assert_eq!(get(&lc, None, "/prod/cats").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get(&lc, None, "/prod/pets").await.0, StatusCode::OK);
+    // The unserved deployment can go; the served one cannot.
+    let err = lc.delete_deployment("petstore", &first).unwrap_err();
+    assert_eq!(err.kind(), LifecycleErrorKind::BadRequest);
+    assert!(
+        err.message()
+            .contains("Active stages pointing to this deployment must be moved or deleted"),
+        "{err}"
+    );
+    lc.delete_deployment("petstore", &second.id).unwrap();
+    assert_eq!(lc.deployments("petstore").unwrap().len(), 1);
+    let err = lc.delete_deployment("petstore", &second.id).unwrap_err();
+    assert_eq!(err.kind(), LifecycleErrorKind::NotFound);
+}
+
+fn kind<T: std::fmt::Debug>(r: Result<T, tollgate::gateway::LifecycleError>) -> LifecycleErrorKind {
+    r.unwrap_err().kind()
+}
+
+#[tokio::test]
+async fn every_refusal_changes_nothing() {
+    let lc = lifecycle(V1);
+    let dep = lc.stage("petstore", "prod").unwrap().deployment_id;
+    use LifecycleErrorKind::*;
+    // APIs.
+    assert_eq!(
+        kind(lc.create_api(Some("petstore"), "other", def("routes: { /: [GET] }"))),
+        Conflict
+    );
+    assert_eq!(
+        kind(lc.create_api(None, "petstore", def("routes: { /: [GET] }"))),
+        Conflict
+    );
+    assert_eq!(
+        kind(lc.create_api(Some("a/b"), "ab", def("routes: { /: [GET] }"))),
+        BadRequest
+    );
+    assert_eq!(
+        kind(lc.create_api(None, "", def("routes: { /: [GET] }"))),
+        BadRequest
+    );
+    assert_eq!(
+        kind(lc.put_api("nope", def("routes: { /: [GET] }"))),
+        NotFound
+    );
+    assert_eq!(kind(lc.clone_api("nope", None, "copy")), NotFound);
+    // A definition that does not validate names its path.
+    let mut bad = Config::default();
+    bad.routes.insert("pets".into(), vec!["GET".into()]);
+    let err = lc.put_api("petstore", bad).unwrap_err();
+    assert_eq!(err.kind(), BadRequest);
+    assert!(err.message().starts_with("definition.routes"), "{err}");
+    // Deployments and stages.
+    assert_eq!(
+        kind(lc.create_deployment("nope", DeploymentInput::default())),
+        NotFound
+    );
+    assert_eq!(
+        kind(lc.create_deployment(
+            "petstore",
+            DeploymentInput::as_canary("nope", CanarySettings::new("", 10.0))
+        )),
+        NotFound
+    );
+    assert_eq!(
+        kind(lc.create_deployment("petstore", DeploymentInput::to_stage("bad name"))),
+        BadRequest
+    );
+    assert_eq!(
+        kind(lc.create_stage("petstore", "beta", "nope", Default::default())),
+        BadRequest
+    );
+    assert_eq!(
+        kind(lc.create_stage("petstore", "prod", &dep, Default::default())),
+        Conflict
+    );
+    assert_eq!(kind(lc.update_stage("petstore", "nope", vec![])), NotFound);
+    assert_eq!(
+        kind(lc.update_stage("petstore", "prod", vec![StageChange::PromoteCanary])),
+        BadRequest
+    );
+    assert_eq!(
+        kind(lc.update_stage("petstore", "prod", vec![StageChange::CanaryPercent(5.0)])),
+        BadRequest
+    );
+    let err = lc
+        .update_stage(
+            "petstore",
+            "prod",
+            vec![StageChange::Canary(CanarySettings::new(dep.clone(), 120.0))],
+        )
+        .unwrap_err();
+    assert!(
+        err.message()
+            .starts_with("canary_settings.percent_traffic: must be between 0.0 and 100.0"),
+        "{err}"
+    );
+    assert_eq!(
+        kind(lc.update_stage(
+            "petstore",
+            "prod",
+            vec![StageChange::Canary(CanarySettings::new("nope", 10.0))]
+        )),
+        BadRequest
+    );
+    // A stage change that the definition does not build for: refused with
+    // the path, and prod still serves.
+    let mut config = tollgate::gateway::StageConfig::default();
+    config
+        .methods
+        .insert("/cats/GET".into(), Default::default());
+    let err = lc
+        .update_stage(
+            "petstore",
+            "prod",
+            vec![StageChange::Config(Box::new(config))],
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), BadRequest);
+    assert!(
+        err.message()
+            .contains(r#"apis.petstore.stages.prod.methods."/cats/GET": unknown route"#),
+        "{err}"
+    );
+    assert_eq!(get(&lc, None, "/prod/pets").await.0, StatusCode::OK);
+    // Domains.
+    assert_eq!(kind(lc.create_domain("bad host:80")), BadRequest);
+    assert_eq!(kind(lc.create_domain("*.example.test")), BadRequest);
+    lc.create_domain("api.example.test").unwrap();
+    assert_eq!(kind(lc.create_domain("API.example.test")), Conflict);
+    let to_prod = || BasePathMapping::new("petstore", "prod");
+    assert_eq!(
+        kind(lc.create_base_path_mapping("api.example.test", "/v1", to_prod())),
+        BadRequest
+    );
+    assert_eq!(
+        kind(lc.create_base_path_mapping("nope.example.test", "v1", to_prod())),
+        NotFound
+    );
+    assert_eq!(
+        kind(lc.create_base_path_mapping(
+            "api.example.test",
+            "v1",
+            BasePathMapping::new("petstore", "nope")
+        )),
+        BadRequest
+    );
+    lc.create_base_path_mapping("api.example.test", "v1", to_prod())
+        .unwrap();
+    assert_eq!(
+        kind(lc.create_base_path_mapping("api.example.test", "v1", to_prod())),
+        Conflict
+    );
+    // A mapped stage cannot be deleted.
+    assert_eq!(kind(lc.delete_stage("petstore", "prod")), BadRequest);
+    assert_eq!(
+        kind(lc.delete_base_path_mapping("api.example.test", "v2")),
+        NotFound
+    );
+    lc.delete_base_path_mapping("api.example.test", "v1")
+        .unwrap();
+    lc.delete_stage("petstore", "prod").unwrap();
+    assert_eq!(get(&lc, None, "/prod/pets").await.0, StatusCode::FORBIDDEN);
+    lc.delete_domain("API.EXAMPLE.TEST").unwrap();
+    assert_eq!(kind(lc.delete_domain("api.example.test")), NotFound);
+    // Everything refused left the history as it was.
+    assert_eq!(lc.deployments("petstore").unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn clone_copies_the_definition_not_the_stages() {
+    let lc = lifecycle(V1);
+    let copy = lc
+        .clone_api("petstore", Some("copy"), "petstore-copy")
+        .unwrap();
+    assert_eq!(
+        copy.definition.routes,
+        lc.api("petstore").unwrap().definition.routes
+    );
+    assert!(lc.deployments("copy").unwrap().is_empty());
+    assert!(lc.stages("copy").unwrap().is_empty());
+    assert_eq!(lc.apis().len(), 2);
+}
+
+#[tokio::test]
+async fn a_canary_is_refused_a_move_promoted_then_removed() {
+    let lc = lifecycle(V1);
+    let first = lc.stage("petstore", "prod").unwrap().deployment_id;
+    lc.put_api("petstore", def("routes: { /pets: [GET], /cats: [GET] }"))
+        .unwrap();
+    let mut canary = CanarySettings::new("", 0.0);
+    canary
+        .stage_variable_overrides
+        .insert("color".into(), "green".into());
+    let second = lc
+        .create_deployment("petstore", DeploymentInput::as_canary("prod", canary))
+        .unwrap();
+    let stage = lc.stage("petstore", "prod").unwrap();
+    assert_eq!(stage.deployment_id, first);
+    assert_eq!(stage.canary.as_ref().unwrap().deployment_id, second.id);
+    // 0%: every request on the base.
+    assert_eq!(get(&lc, None, "/prod/cats").await.0, StatusCode::NOT_FOUND);
+    // While the canary is set, the stage cannot move, by either way.
+    let err = lc
+        .update_stage(
+            "petstore",
+            "prod",
+            vec![StageChange::Deployment(second.id.clone())],
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), LifecycleErrorKind::BadRequest);
+    assert!(err.message().contains("canary settings"), "{err}");
+    assert!(
+        lc.create_deployment("petstore", DeploymentInput::to_stage("prod"))
+            .is_err()
+    );
+    // 100%: every request on the canary, with its variables.
+    lc.update_stage("petstore", "prod", vec![StageChange::CanaryPercent(100.0)])
+        .unwrap();
+    assert_eq!(
+        get(&lc, None, "/prod/cats").await,
+        (StatusCode::OK, "prod /cats color=green".into())
+    );
+    // Promotion: the canary's deployment and variables become the stage's,
+    // its percent 0, its settings kept.
+    let stage = lc
+        .update_stage("petstore", "prod", vec![StageChange::PromoteCanary])
+        .unwrap();
+    assert_eq!(stage.deployment_id, second.id);
+    assert_eq!(stage.config.variables["color"], "green");
+    let c = stage.canary.unwrap();
+    assert_eq!(c.percent_traffic, 0.0);
+    assert_eq!(
+        get(&lc, None, "/prod/cats").await,
+        (StatusCode::OK, "prod /cats color=green".into())
+    );
+    // The canary's deployment is served: not deletable; then removed.
+    assert!(lc.delete_deployment("petstore", &second.id).is_err());
+    let stage = lc
+        .update_stage("petstore", "prod", vec![StageChange::RemoveCanary])
+        .unwrap();
+    assert!(stage.canary.is_none());
+    lc.delete_deployment("petstore", &first).unwrap();
+}
+
+/// Keeps every event.
+#[derive(Default)]
+struct Collect(std::sync::Mutex<Vec<UsageEvent>>);
+
+#[async_trait]
+impl UsageSink for Collect {
+    async fn send(&self, batch: &[UsageEvent]) -> Result<(), SinkError> {
+        self.0.lock().unwrap().extend_from_slice(batch);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn thirty_percent_of_requests_see_the_canary_and_are_marked() {
+    let sink = Arc::new(Collect::default());
+    let reporter = Reporter::new(sink.clone());
+    let lc = Gateway::builder(Config::from_yaml_str(V1).unwrap())
+        .reporter(reporter)
+        .build_lifecycle()
+        .unwrap();
+    let mut canary = CanarySettings::new("", 30.0);
+    canary
+        .stage_variable_overrides
+        .insert("color".into(), "green".into());
+    lc.create_deployment("petstore", DeploymentInput::as_canary("prod", canary))
+        .unwrap();
+    let mut svc = lc.service(echo());
+    let mut green = 0;
+    for _ in 0..2000 {
+        let req = Request::get("/prod/pets").body(Body::empty()).unwrap();
+        let res = ServiceExt::<Request<Body>>::ready(&mut svc)
+            .await
+            .unwrap()
+            .call(req)
+            .await
+            .unwrap();
+        let (_, _, body) = support::read(res).await;
+        if body.ends_with(b"color=green") {
+            green += 1;
+        }
+    }
+    assert!(
+        (500..=700).contains(&green),
+        "{green} of 2000 on the canary"
+    );
+    lc.shutdown_reporters().await;
+    let events = std::mem::take(&mut *sink.0.lock().unwrap());
+    assert_eq!(events.len(), 2000);
+    let marked = events.iter().filter(|e| e.canary).count();
+    assert_eq!(
+        marked, green,
+        "every canary request, and only those, is marked"
+    );
+    let line = serde_json::to_value(events.iter().find(|e| e.canary).unwrap()).unwrap();
+    assert_eq!(line["isCanaryRequest"], true);
+}
+
+#[tokio::test]
+async fn a_sticky_caller_never_changes_side() {
+    let lc = lifecycle(V1);
+    let mut canary = CanarySettings::new("", 50.0);
+    canary
+        .stage_variable_overrides
+        .insert("color".into(), "green".into());
+    canary.sticky = Some(Sticky::Header(http::HeaderName::from_static("x-user")));
+    lc.create_deployment("petstore", DeploymentInput::as_canary("prod", canary))
+        .unwrap();
+    let mut svc = lc.service(echo());
+    let mut on_canary = 0;
+    for caller in 0..200 {
+        let mut sides = Vec::new();
+        for _ in 0..20 {
+            let req = Request::get("/prod/pets")
+                .header("x-user", format!("user-{caller}"))
+                .body(Body::empty())
+                .unwrap();
+            let res = ServiceExt::<Request<Body>>::ready(&mut svc)
+                .await
+                .unwrap()
+                .call(req)
+                .await
+                .unwrap();
+            let (_, _, body) = support::read(res).await;
+            sides.push(body.ends_with(b"color=green"));
+        }
+        assert!(
+            sides.iter().all(|s| *s == sides[0]),
+            "caller {caller} changed side: {sides:?}"
+        );
+        on_canary += usize::from(sides[0]);
+    }
+    // The percentage still holds across callers.
+    assert!(
+        (60..=140).contains(&on_canary),
+        "{on_canary} of 200 callers"
+    );
+}
+
+const QUOTA: &str = r#"
+name: petstore
+routes: { /pets: [GET] }
+settings: { api_key_required: true }
+stages: { prod: {} }
+plans:
+  basic: { stages: [prod], quota: { limit: 5, period: day } }
+keys:
+  - { name: alice, value: alice-key-0123456789abcdef, plans: [basic] }
+"#;
+
+async fn keyed(
+    svc: &mut (impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send),
+    key: &str,
+) -> StatusCode {
+    let req = Request::get("/prod/pets")
+        .header("x-api-key", key)
+        .body(Body::empty())
+        .unwrap();
+    ServiceExt::<Request<Body>>::ready(svc)
+        .await
+        .unwrap()
+        .call(req)
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn promotion_keeps_each_callers_quota_usage() {
+    let lc = lifecycle(QUOTA);
+    let mut svc = lc.service(support::ok());
+    let key = "alice-key-0123456789abcdef";
+    for _ in 0..3 {
+        assert_eq!(keyed(&mut svc, key).await, StatusCode::OK);
+    }
+    lc.create_deployment(
+        "petstore",
+        DeploymentInput::as_canary("prod", CanarySettings::new("", 100.0)),
+    )
+    .unwrap();
+    assert_eq!(keyed(&mut svc, key).await, StatusCode::OK);
+    lc.update_stage(
+        "petstore",
+        "prod",
+        vec![StageChange::PromoteCanary, StageChange::RemoveCanary],
+    )
+    .unwrap();
+    assert_eq!(keyed(&mut svc, key).await, StatusCode::OK);
+    // 5 used across base, canary and promoted stage: the sixth is refused.
+    assert_eq!(keyed(&mut svc, key).await, StatusCode::TOO_MANY_REQUESTS);
+}
+
+const SHOP: &str = r#"
+name: shop
+routes: { /pets: [GET], "/pets/{id}": [GET], /: [GET] }
+stages: { prod: {}, beta: {} }
+domains:
+  api.example.test:
+    base_paths:
+      "": { stage: prod }
+      v2/beta: { stage: beta }
+      beta: { stage: beta }
+"#;
+
+#[tokio::test]
+async fn domains_route_by_the_longest_base_path_across_apis() {
+    let lc = lifecycle(SHOP);
+    let mut orders = def("routes: { /orders: [GET] }");
+    orders.disable_execute_api_endpoint = true;
+    lc.create_api(Some("orders"), "orders", orders).unwrap();
+    lc.create_deployment("orders", DeploymentInput::to_stage("live"))
+        .unwrap();
+    lc.create_base_path_mapping(
+        "api.example.test",
+        "v2",
+        BasePathMapping::new("orders", "live"),
+    )
+    .unwrap();
+    let host = Some("api.example.test");
+    // Longest first: v2/beta beats v2, v2 beats (none); the prefix is stripped.
+    assert_eq!(
+        get(&lc, host, "/v2/beta/pets").await,
+        (StatusCode::OK, "beta /pets color=-".into())
+    );
+    assert_eq!(
+        get(&lc, host, "/v2/orders").await,
+        (StatusCode::OK, "live /orders color=-".into())
+    );
+    assert_eq!(
+        get(&lc, host, "/pets/7").await,
+        (StatusCode::OK, "prod /pets/7 color=-".into())
+    );
+    // Port and case do not matter.
+    assert_eq!(
+        get(&lc, Some("API.Example.TEST:8443"), "/beta/pets")
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // With two APIs, the execute-api host picks the API; `orders` has
+    // turned that form off.
+    assert_eq!(
+        get(&lc, Some("shop.execute-api.local"), "/prod/pets")
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, body) = get(&lc, Some("orders.execute-api.local"), "/live/orders").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body, r#"{"message":"Forbidden"}"#);
+    // A host that is no domain and names no API.
+    assert_eq!(
+        get(&lc, Some("other.test"), "/prod/pets").await.0,
+        StatusCode::FORBIDDEN
+    );
+    // A known domain with no mapping for the path.
+    lc.delete_base_path_mapping("api.example.test", "").unwrap();
+    let (status, body) = get(&lc, host, "/pets").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body, r#"{"message":"Forbidden"}"#);
+}
+
+#[tokio::test]
+async fn two_apis_keep_their_buckets_apart() {
+    let yaml = r#"
+name: a
+routes: { /pets: [GET] }
+stages: { prod: { settings: { throttle: { rate: 0.001, burst: 1 } } } }
+"#;
+    let lc = lifecycle(yaml);
+    lc.clone_api("a", Some("b"), "b").unwrap();
+    let mut stage = tollgate::gateway::StageConfig::default();
+    stage.settings.throttle = lc.stage("a", "prod").unwrap().config.settings.throttle;
+    lc.create_deployment("b", DeploymentInput::to_stage("prod").stage_config(stage))
+        .unwrap();
+    let a = Some("a.execute-api.test");
+    assert_eq!(get(&lc, a, "/prod/pets").await.0, StatusCode::OK);
+    assert_eq!(
+        get(&lc, a, "/prod/pets").await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Same stage, resource and method on another API: its own bucket.
+    let b = Some("b.execute-api.test");
+    assert_eq!(get(&lc, b, "/prod/pets").await.0, StatusCode::OK);
+}
+
+/// Serves `lc` on 127.0.0.1; the server task ends with the runtime.
+async fn serve(lc: &Lifecycle) -> std::net::SocketAddr {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = lc
+        .service(echo())
+        .map_request(|req: Request<hyper::body::Incoming>| req.map(Body::new));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let svc = TowerToHyperService::new(svc.clone());
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+const LOAD: &str = r#"
+name: petstore
+routes: { /pets: [GET] }
+settings: { api_key_required: true }
+stages: { prod: { variables: { color: blue } } }
+plans:
+  basic: { stages: [prod], quota: { limit: 2000, period: day } }
+keys:
+  - { name: alice, value: alice-key-0123456789abcdef, plans: [basic] }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_swaps_under_load_fail_nothing_and_count_exactly() {
+    let lc = lifecycle(LOAD);
+    let addr = serve(&lc).await;
+    let (ok, limited, bad) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(std::sync::Mutex::new(Vec::new())),
+    );
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (ok, limited, bad) = (ok.clone(), limited.clone(), bad.clone());
+        clients.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            // Bounded: at most 400 requests per client.
+            for _ in 0..400 {
+                let req = Request::get("/prod/pets")
+                    .header("host", "127.0.0.1")
+                    .header("x-api-key", "alice-key-0123456789abcdef")
+                    .body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .unwrap();
+                match send.send_request(req).await {
+                    Ok(res) if res.status() == StatusCode::OK => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(res) if res.status() == StatusCode::TOO_MANY_REQUESTS => {
+                        limited.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(res) => bad.lock().unwrap().push(res.status().to_string()),
+                    Err(e) => bad.lock().unwrap().push(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
+    // 20 swaps, in an order API Gateway allows: deploy, rollback, canary
+    // on, promote, canary removed, ...
+    let mut overrides = BTreeMap::new();
+    overrides.insert("color".to_owned(), "green".to_owned());
+    for round in 0..4 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let before = lc.stage("petstore", "prod").unwrap().deployment_id;
+        lc.create_deployment("petstore", DeploymentInput::to_stage("prod"))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        lc.update_stage("petstore", "prod", vec![StageChange::Deployment(before)])
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut canary = CanarySettings::new("", 40.0);
+        canary.stage_variable_overrides = overrides.clone();
+        lc.create_deployment("petstore", DeploymentInput::as_canary("prod", canary))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        lc.update_stage("petstore", "prod", vec![StageChange::PromoteCanary])
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        lc.update_stage("petstore", "prod", vec![StageChange::RemoveCanary])
+            .unwrap();
+        let _ = round;
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    let bad = bad.lock().unwrap().clone();
+    assert!(bad.is_empty(), "failed or unexpected responses: {bad:?}");
+    let (ok, limited) = (ok.load(Ordering::Relaxed), limited.load(Ordering::Relaxed));
+    assert_eq!(ok + limited, 8 * 400);
+    // The quota of 2000 admitted exactly 2000 across every swap.
+    assert_eq!(ok, 2000, "{ok} admitted, {limited} refused");
+}
+
+#[tokio::test]
+async fn a_reload_deploys_what_changed_and_refuses_what_is_invalid() {
+    let lc = lifecycle(V1);
+    let first = lc.stage("petstore", "prod").unwrap().deployment_id;
+    // The same file again: nothing deployed, nothing changed.
+    let same = lc.reload(Config::from_yaml_str(V1).unwrap()).unwrap();
+    assert!(same.deployment.is_none());
+    assert!(same.stages.is_empty());
+    // A new route, a new stage, a changed variable.
+    let v2 = r#"
+name: petstore
+routes: { /pets: [GET], /cats: [GET] }
+stages:
+  prod: { variables: { color: red } }
+  beta: {}
+"#;
+    let done = lc.reload(Config::from_yaml_str(v2).unwrap()).unwrap();
+    let made = done.deployment.expect("a new deployment");
+    assert_eq!(done.stages, vec!["beta".to_owned(), "prod".to_owned()]);
+    assert_eq!(lc.stage("petstore", "prod").unwrap().deployment_id, made.id);
+    assert_eq!(
+        get(&lc, None, "/prod/cats").await,
+        (StatusCode::OK, "prod /cats color=red".into())
+    );
+    assert_eq!(get(&lc, None, "/beta/pets").await.0, StatusCode::OK);
+    // Back to the first file: its deployment is reused, beta goes.
+    let back = lc.reload(Config::from_yaml_str(V1).unwrap()).unwrap();
+    assert!(back.deployment.is_none());
+    assert_eq!(lc.stage("petstore", "prod").unwrap().deployment_id, first);
+    assert_eq!(get(&lc, None, "/beta/pets").await.0, StatusCode::NOT_FOUND);
+    // A file that is valid alone but not here (a stage held by a canary):
+    // refused whole, the old one serving.
+    lc.create_deployment(
+        "petstore",
+        DeploymentInput::as_canary("prod", CanarySettings::new("", 0.0)),
+    )
+    .unwrap();
+    let err = lc.reload(Config::from_yaml_str(v2).unwrap()).unwrap_err();
+    assert!(err.message().contains("canary settings"), "{err}");
+    assert_eq!(get(&lc, None, "/prod/cats").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(lc.stage("petstore", "prod").unwrap().deployment_id, first);
+    // Keys changed: listed, applied at the next start.
+    lc.update_stage("petstore", "prod", vec![StageChange::RemoveCanary])
+        .unwrap();
+    let keyed = format!("{V1}keys:\n  - {{ name: bob, value: bob-key-0123456789abcdef0 }}\n");
+    let done = lc.reload(Config::from_yaml_str(&keyed).unwrap()).unwrap();
+    assert_eq!(done.needs_restart, vec!["keys"]);
+}
+
+#[tokio::test]
+async fn a_request_in_flight_finishes_on_the_deployment_it_started_on() {
+    let lc = lifecycle(V1);
+    let slow = tower::service_fn(|req: Request<Body>| async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let ctx = req.extensions().get::<RequestContext>().unwrap();
+        let color = ctx
+            .endpoint()
+            .stage_variable("color")
+            .unwrap_or("-")
+            .to_owned();
+        Ok::<_, Infallible>(Response::new(Body::from(color)))
+    });
+    let svc = lc.service(slow);
+    let started = tokio::spawn(
+        svc.clone()
+            .oneshot(Request::get("/prod/pets").body(Body::empty()).unwrap()),
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut red = BTreeMap::new();
+    red.insert("color".to_owned(), "red".to_owned());
+    lc.update_stage("petstore", "prod", vec![StageChange::Variables(red)])
+        .unwrap();
+    let (_, _, body) = support::read(started.await.unwrap().unwrap()).await;
+    assert_eq!(&body[..], b"blue");
+    let res = svc
+        .oneshot(Request::get("/prod/pets").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (_, _, body) = support::read(res).await;
+    assert_eq!(&body[..], b"red");
+}
+
+const CACHED: &str = r#"
+name: petstore
+routes: { /pets: [GET] }
+stages:
+  prod: { settings: { cache: { enabled: true, ttl: 300 } } }
+"#;
+
+/// An inner service that counts its calls and answers with the count.
+fn counting(
+    calls: Arc<AtomicUsize>,
+) -> impl Service<
+    Request<Body>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(move |_req: Request<Body>| {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        async move { Ok::<_, Infallible>(Response::new(Body::from(n.to_string()))) }
+    })
+}
+
+#[tokio::test]
+async fn cache_entries_survive_a_redeploy_and_canaries_cache_as_api_gateway_does() {
+    let lc = lifecycle(CACHED);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = lc.service(counting(calls.clone()));
+    let body = async |svc: &tollgate::LifecycleService<_>| {
+        let res = svc
+            .clone()
+            .oneshot(Request::get("/prod/pets").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        String::from_utf8(support::read(res).await.2.to_vec()).unwrap()
+    };
+    assert_eq!(body(&svc).await, "1");
+    assert_eq!(body(&svc).await, "1");
+    // A redeploy keeps the stage's cache.
+    lc.create_deployment("petstore", DeploymentInput::to_stage("prod"))
+        .unwrap();
+    assert_eq!(body(&svc).await, "1");
+    let base = lc.stage("petstore", "prod").unwrap().deployment_id;
+    // A canary without the stage cache: no cache at all.
+    lc.update_stage(
+        "petstore",
+        "prod",
+        vec![StageChange::Canary(CanarySettings::new(
+            base.clone(),
+            100.0,
+        ))],
+    )
+    .unwrap();
+    assert_eq!(body(&svc).await, "2");
+    assert_eq!(body(&svc).await, "3");
+    // With the stage cache, on the stage's own deployment: the same entries.
+    lc.update_stage(
+        "petstore",
+        "prod",
+        vec![StageChange::CanaryUseStageCache(true)],
+    )
+    .unwrap();
+    assert_eq!(body(&svc).await, "1");
+    // On another deployment: entries of its own.
+    let other = lc
+        .create_deployment("petstore", DeploymentInput::default())
+        .unwrap();
+    let mut canary = CanarySettings::new(other.id, 100.0);
+    canary.use_stage_cache = true;
+    lc.update_stage("petstore", "prod", vec![StageChange::Canary(canary)])
+        .unwrap();
+    assert_eq!(body(&svc).await, "4");
+    assert_eq!(body(&svc).await, "4");
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn plans_are_state_changed_while_serving() {
+    let lc = lifecycle(QUOTA);
+    let mut svc = lc.service(support::ok());
+    let key = "alice-key-0123456789abcdef";
+    assert_eq!(keyed(&mut svc, key).await, StatusCode::OK);
+    let mut plan = lc.plans()["basic"].clone();
+    plan.stages = vec!["nope".into()];
+    let err = lc.put_plan("basic", plan.clone()).unwrap_err();
+    assert!(
+        err.message()
+            .starts_with("plans.basic.stages[0]: no stage `nope`"),
+        "{err}"
+    );
+    // The plan no longer names prod: alice's key calls prod through no plan.
+    plan.stages = vec!["petstore/prod".into()];
+    plan.quota = Some(tollgate::gateway::QuotaConfig::new(
+        1,
+        tollgate::plans::Period::Day,
+    ));
+    lc.put_plan("basic", plan).unwrap();
+    assert_eq!(keyed(&mut svc, key).await, StatusCode::TOO_MANY_REQUESTS);
+    lc.delete_plan("basic").unwrap();
+    assert_eq!(kind(lc.delete_plan("basic")), LifecycleErrorKind::NotFound);
+    assert_eq!(keyed(&mut svc, key).await, StatusCode::FORBIDDEN);
+}
