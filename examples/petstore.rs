@@ -1,7 +1,7 @@
 //! The Pet Store API behind tollgate.
 //!
 //! ```text
-//! cargo run --release --example petstore [-- --config PATH --listen ADDR --bare --upstream URL --check]
+//! cargo run --release --example petstore [-- --config PATH --listen ADDR --bare --upstream URL --check --watch]
 //! ```
 //!
 //! Serves stages `dev` and `prod` at `/dev/...` and `/prod/...` with the
@@ -16,7 +16,11 @@
 //! `http://ADDR/metrics`. Ctrl-C delivers every queued usage event, then exits.
 //! `RUST_LOG=debug` prints each layer's decision (and why) on stderr.
 //! `--check` validates the config and exits (0 valid, 1 not, each problem
-//! on stderr with its path).
+//! on stderr with its path). `--watch` serves the config through a
+//! [`Lifecycle`](tollgate::Lifecycle) and re-reads it when it changes (and on
+//! SIGHUP): a changed definition becomes a new deployment, served within
+//! a second; an invalid file is reported with its paths and the previous
+//! config keeps serving.
 
 #[path = "common/petstore.rs"]
 mod petstore;
@@ -49,7 +53,10 @@ async fn main() {
     };
     // `--check`: the config validated, every problem with its path, and out.
     if opts.check {
-        match petstore::build_gateway_with(&opts.config, Vec::new()) {
+        // A lifecycle reads the stage canaries' files too.
+        let checked = petstore::build_lifecycle_with(&opts.config, Vec::new())
+            .and_then(|_| petstore::gateway_without_canaries(&opts.config));
+        match checked {
             Ok(gateway) => {
                 println!(
                     "{}: valid ({} endpoints)",
@@ -84,6 +91,17 @@ async fn main() {
             let sink = MetricsSink::new().prefix("apigateway_");
             reporters.push(Reporter::new(Arc::new(sink)));
         }
+    }
+    // A config with a stage canary is served through a lifecycle too.
+    let has_canary = tollgate::Config::from_path(&opts.config)
+        .is_ok_and(|c| c.stages.values().any(|s| s.canary.is_some()));
+    if (opts.watch || has_canary) && !opts.bare {
+        if opts.redis.is_some() {
+            eprintln!("--watch serves the in-memory stores; it does not combine with --redis yet");
+            std::process::exit(2);
+        }
+        watch_and_serve(&opts, reporters).await;
+        return;
     }
     let gateway = if opts.bare {
         None
@@ -155,6 +173,54 @@ async fn main() {
             gateway.shutdown_reporters().await;
         }
     }
+}
+
+/// `--watch`, or a config with a stage canary: the config served through a
+/// lifecycle; with `--watch`, the file re-read on change and on SIGHUP.
+async fn watch_and_serve(opts: &petstore::Options, reporters: Vec<Reporter>) {
+    let path = &opts.config;
+    // The welcome lines read the config as a gateway holds it.
+    let (gateway, lifecycle) = match petstore::gateway_without_canaries(path)
+        .and_then(|g| Ok((g, petstore::build_lifecycle_with(path, reporters)?)))
+    {
+        Ok(built) => built,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            std::process::exit(1);
+        }
+    };
+    let listener = match TcpListener::bind(opts.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", opts.listen);
+            std::process::exit(1);
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(opts.listen);
+    println!("listening on http://{addr}");
+    print_welcome(&gateway, &addr.to_string());
+    if opts.watch {
+        println!("watching {} (and SIGHUP) for changes", path.display());
+        tokio::spawn(petstore::watch(path.clone(), lifecycle.clone()));
+    }
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let served = petstore::serve_lifecycle(
+        listener,
+        &lifecycle,
+        gateway.responses().clone(),
+        PetStore::new(),
+        opts.upstream.as_deref(),
+        shutdown,
+    )
+    .await;
+    if let Err(e) = served {
+        eprintln!("{e}");
+        std::process::exit(2);
+    }
+    // Ctrl-C: every queued usage event is delivered before exit.
+    lifecycle.shutdown_reporters().await;
 }
 
 /// Prints the demo secrets and a curl line for every method of every stage

@@ -757,20 +757,39 @@ stages:
     assert!(back.deployment.is_none());
     assert_eq!(lc.stage("petstore", "prod").unwrap().deployment_id, first);
     assert_eq!(get(&lc, None, "/beta/pets").await.0, StatusCode::NOT_FOUND);
-    // A file that is valid alone but not here (a stage held by a canary):
-    // refused whole, the old one serving.
+    // A file that is valid alone but not here (a base path another API
+    // maps): refused whole, the old one serving.
+    lc.create_api(Some("orders"), "orders", def("routes: { /orders: [GET] }"))
+        .unwrap();
+    lc.create_deployment("orders", DeploymentInput::to_stage("live"))
+        .unwrap();
+    lc.create_domain("api.example.test").unwrap();
+    lc.create_base_path_mapping(
+        "api.example.test",
+        "",
+        BasePathMapping::new("orders", "live"),
+    )
+    .unwrap();
+    let clash = format!(
+        "{v2}domains: {{ api.example.test: {{ base_paths: {{ \"\": {{ stage: prod }} }} }} }}\n"
+    );
+    let err = lc
+        .reload(Config::from_yaml_str(&clash).unwrap())
+        .unwrap_err();
+    assert_eq!(err.kind(), LifecycleErrorKind::Conflict, "{err}");
+    let host = Some("petstore.execute-api.test");
+    assert_eq!(get(&lc, host, "/prod/cats").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(lc.stage("petstore", "prod").unwrap().deployment_id, first);
+    // The file is the stage's whole truth: a canary set through the API
+    // that the file does not have is removed by a reload.
     lc.create_deployment(
         "petstore",
         DeploymentInput::as_canary("prod", CanarySettings::new("", 0.0)),
     )
     .unwrap();
-    let err = lc.reload(Config::from_yaml_str(v2).unwrap()).unwrap_err();
-    assert!(err.message().contains("canary settings"), "{err}");
-    assert_eq!(get(&lc, None, "/prod/cats").await.0, StatusCode::NOT_FOUND);
-    assert_eq!(lc.stage("petstore", "prod").unwrap().deployment_id, first);
+    lc.reload(Config::from_yaml_str(V1).unwrap()).unwrap();
+    assert!(lc.stage("petstore", "prod").unwrap().canary.is_none());
     // Keys changed: listed, applied at the next start.
-    lc.update_stage("petstore", "prod", vec![StageChange::RemoveCanary])
-        .unwrap();
     let keyed = format!("{V1}keys:\n  - {{ name: bob, value: bob-key-0123456789abcdef0 }}\n");
     let done = lc.reload(Config::from_yaml_str(&keyed).unwrap()).unwrap();
     assert_eq!(done.needs_restart, vec!["keys"]);
@@ -911,4 +930,74 @@ async fn plans_are_state_changed_while_serving() {
     lc.delete_plan("basic").unwrap();
     assert_eq!(kind(lc.delete_plan("basic")), LifecycleErrorKind::NotFound);
     assert_eq!(keyed(&mut svc, key).await, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_stage_canary_in_a_file_deploys_the_other_file() {
+    let dir = std::env::temp_dir().join(format!("tollgate-canary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("v2.yaml"),
+        "routes: { /pets: [GET], /cats: [GET] }\nstages: { any: {} }\n",
+    )
+    .unwrap();
+    let main = dir.join("main.yaml");
+    let with_canary = |percent: &str| {
+        format!(
+            "name: petstore\nroutes: {{ /pets: [GET] }}\nstages:\n  prod:\n    variables: {{ color: blue }}\n    \
+             canary: {{ config: v2.yaml, percent_traffic: {percent}, stage_variable_overrides: {{ color: green }} }}\n"
+        )
+    };
+    std::fs::write(&main, with_canary("100")).unwrap();
+    // A gateway alone refuses a canary, naming where.
+    let err = Gateway::new(Config::from_path(&main).unwrap()).unwrap_err();
+    assert_eq!(err.kind(), tollgate::gateway::ConfigErrorKind::Unsupported);
+    assert_eq!(err.issues()[0].path(), "stages.prod.canary");
+    // A lifecycle serves it: v2's /cats, with the overrides.
+    let lc = Gateway::builder(Config::from_path(&main).unwrap())
+        .build_lifecycle()
+        .unwrap();
+    assert_eq!(lc.deployments("petstore").unwrap().len(), 2);
+    assert_eq!(
+        get(&lc, None, "/prod/cats").await,
+        (StatusCode::OK, "prod /cats color=green".into())
+    );
+    // The same file again changes nothing.
+    let again = lc.reload(Config::from_path(&main).unwrap()).unwrap();
+    assert!(again.deployment.is_none() && again.stages.is_empty());
+    assert_eq!(lc.deployments("petstore").unwrap().len(), 2);
+    // A canary file that is not there: refused, with its path.
+    std::fs::write(&main, with_canary("100").replace("v2.yaml", "v3.yaml")).unwrap();
+    let err = lc.reload(Config::from_path(&main).unwrap()).unwrap_err();
+    assert!(
+        err.message().starts_with("stages.prod.canary.config"),
+        "{err}"
+    );
+    assert_eq!(get(&lc, None, "/prod/cats").await.0, StatusCode::OK);
+    // The section removed: the canary goes.
+    std::fs::write(
+        &main,
+        "name: petstore\nroutes: { /pets: [GET] }\nstages:\n  prod: { variables: { color: blue } }\n",
+    )
+    .unwrap();
+    lc.reload(Config::from_path(&main).unwrap()).unwrap();
+    assert!(lc.stage("petstore", "prod").unwrap().canary.is_none());
+    assert_eq!(get(&lc, None, "/prod/cats").await.0, StatusCode::NOT_FOUND);
+    // A bad section is a config error with its path.
+    let issues = support::issues(
+        "routes: { /pets: [GET] }\nstages:\n  prod:\n    canary: { percent_traffic: 101, sticky: cookie }\n",
+    );
+    assert!(
+        issues.contains(
+            &"stages.prod.canary.percent_traffic: must be between 0 and 100 (got 101)".to_owned()
+        ),
+        "{issues:?}"
+    );
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.starts_with("stages.prod.canary.sticky: `cookie`")),
+        "{issues:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

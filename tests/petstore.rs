@@ -804,3 +804,122 @@ async fn a_streamed_body_over_the_gateways_limit_is_413_from_the_pet_store() {
     let _ = stop.send(());
     let _ = task.await;
 }
+
+/// The example binary built beside this test (`cargo test` builds the
+/// examples with the tests; run alone, this test builds it).
+fn petstore_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let bin = dir
+        .join("examples")
+        .join(format!("petstore{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--example", "petstore"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the petstore example failed");
+    }
+    bin
+}
+
+/// A config for the watch test with prod's variable `color`, or a broken one.
+fn watched(color: &str) -> String {
+    format!(
+        "name: petstore\nroutes: {{ /pets: [GET] }}\nstages:\n  prod: {{ variables: {{ color: {color} }} }}\n"
+    )
+}
+
+/// GET /prod/pets on `addr`: its `x-petstore-stage-variables`.
+async fn variables_at(addr: &str) -> String {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let res = client
+        .get(format!("http://{addr}/prod/pets").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.headers()["x-petstore-stage-variables"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn watch_serves_a_valid_edit_and_ignores_an_invalid_one() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+    use tokio::time::Instant;
+    let dir = std::env::temp_dir().join(format!("tollgate-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("petstore.yaml");
+    std::fs::write(&file, watched("blue")).unwrap();
+    let mut child = Command::new(petstore_binary())
+        .args(["--listen", "127.0.0.1:0", "--quiet", "--watch", "--config"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ends the process (by its own PID) however the test ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _guard = Kill(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the example printed its address")
+            .unwrap();
+        if let Some(a) = line.strip_prefix("listening on http://") {
+            break a.to_owned();
+        }
+    };
+    // Drain stdout so the example never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    let (errors, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = errors.send(line);
+        }
+    });
+    assert_eq!(variables_at(&addr).await, "color=blue");
+    // A valid edit is served within 2 s.
+    std::fs::write(&file, watched("red")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if variables_at(&addr).await == "color=red" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edit was not served within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // An invalid edit is reported with its path; the last valid one serves.
+    let invalid = "name: petstore\nroutes: { /pets: [GET] }\nstages:\n  prod:\n    \
+                   variables: { color: green }\n    methods: { /nope/GET: {} }\n";
+    std::fs::write(&file, invalid).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut reported = String::new();
+    while !reported.contains("/nope/GET") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(line) => reported.push_str(&line),
+            Err(_) => panic!("no error reported; stderr so far: {reported}"),
+        }
+    }
+    assert!(reported.contains("not reloaded"), "{reported}");
+    assert_eq!(variables_at(&addr).await, "color=red");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -339,6 +339,96 @@ pub fn build_gateway_with(
     authorizers(builder).build()
 }
 
+/// The config at `path` as a gateway, its stage canaries left out: what
+/// the welcome lines and `--check`'s count read when a lifecycle serves.
+pub fn gateway_without_canaries(path: &std::path::Path) -> Result<Gateway, tollgate::ConfigError> {
+    let mut config = tollgate::Config::from_path(path)?;
+    for stage in config.stages.values_mut() {
+        stage.canary = None;
+    }
+    authorizers(Gateway::builder(config)).build()
+}
+
+/// The example's lifecycle (`--watch`): the config at `path` as one API
+/// whose stages can be redeployed while it serves, reporting to
+/// `reporters`.
+pub fn build_lifecycle_with(
+    path: &std::path::Path,
+    reporters: Vec<tollgate::usage::Reporter>,
+) -> Result<tollgate::Lifecycle, tollgate::ConfigError> {
+    let config = tollgate::Config::from_path(path)?;
+    let mut builder = Gateway::builder(config);
+    for r in reporters {
+        builder = builder.reporter(r);
+    }
+    authorizers(builder).build_lifecycle()
+}
+
+/// Watches the config at `path` for `--watch`: every 250 ms (and at once
+/// on SIGHUP) its bytes are compared with the last read; a change is parsed
+/// and applied with [`Lifecycle::reload`](tollgate::Lifecycle::reload) (a
+/// changed definition becomes a new deployment). An invalid file is
+/// reported on stderr, every problem with its path, and the previous config
+/// keeps serving. Runs until the process ends.
+pub async fn watch(path: PathBuf, lifecycle: tollgate::Lifecycle) {
+    let mut last = std::fs::read(&path).ok();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let forced = match hangup.as_mut() {
+            Some(h) => tokio::select! {
+                _ = tick.tick() => false,
+                _ = h.recv() => true,
+            },
+            None => {
+                tick.tick().await;
+                false
+            }
+        };
+        #[cfg(not(unix))]
+        let forced = {
+            tick.tick().await;
+            false
+        };
+        let now = std::fs::read(&path).ok();
+        if !forced && now == last {
+            continue;
+        }
+        last = now;
+        let shown = path.display();
+        match tollgate::Config::from_path(&path) {
+            Err(e) => eprintln!(
+                "{shown}: not reloaded, the previous config keeps serving:
+{e}"
+            ),
+            Ok(config) => match lifecycle.reload(config) {
+                Err(e) => eprintln!(
+                    "{shown}: not reloaded, the previous config keeps serving:
+{e}"
+                ),
+                Ok(done) => {
+                    match &done.deployment {
+                        Some(d) => println!("{shown}: reloaded, deployment {}", d.id),
+                        None => println!("{shown}: reloaded, definition unchanged"),
+                    }
+                    if !done.stages.is_empty() {
+                        println!("  stages changed: {}", done.stages.join(", "));
+                    }
+                    if !done.needs_restart.is_empty() {
+                        println!(
+                            "  changed, applied at the next start: {}",
+                            done.needs_restart.join(", ")
+                        );
+                    }
+                }
+            },
+        }
+    }
+}
+
 /// The gateway with every store in Redis (`--redis URL`, feature `redis`):
 /// limits, quotas, keys (cached, served from the cache while Redis is away),
 /// credentials and usage counts, shared by every process on that Redis.
@@ -418,6 +508,7 @@ pub struct Options {
     pub quiet: bool,
     pub redis: Option<String>,
     pub check: bool,
+    pub watch: bool,
 }
 
 impl Options {
@@ -432,7 +523,10 @@ impl Options {
         \x20 --redis URL     keep limits, quotas, keys, credentials and usage in Redis\n\
         \x20                 (built with --features redis)\n\
         \x20 --check         validate the config (every problem with its path) and exit:\n\
-        \x20                 0 when it is valid, 1 when it is not";
+        \x20                 0 when it is valid, 1 when it is not\n\
+        \x20 --watch         re-read the config when it changes (and on SIGHUP): a changed\n\
+        \x20                 definition becomes a new deployment; an invalid file is\n\
+        \x20                 reported and the previous config keeps serving";
 
     pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
         let mut opts = Self {
@@ -447,6 +541,7 @@ impl Options {
             quiet: false,
             redis: None,
             check: false,
+            watch: false,
         };
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -468,6 +563,7 @@ impl Options {
                 }
                 "--quiet" => opts.quiet = true,
                 "--check" => opts.check = true,
+                "--watch" => opts.watch = true,
                 "--redis" => opts.redis = Some(args.next().ok_or("--redis needs a URL")?),
                 "-h" | "--help" => return Err(Self::USAGE.to_owned()),
                 other => return Err(format!("unknown argument `{other}`\n{}", Self::USAGE)),
@@ -558,6 +654,34 @@ pub async fn serve_gateway(
             serve(listener, gateway.service(integration), true, shutdown).await;
         }
         None => serve(listener, gateway_service(gateway, store), true, shutdown).await,
+    }
+    Ok(())
+}
+
+/// Serves `lifecycle` (`--watch`) on `listener` until `shutdown`, as
+/// [`serve_gateway`] serves a gateway.
+pub async fn serve_lifecycle(
+    listener: TcpListener,
+    lifecycle: &tollgate::Lifecycle,
+    responses: tollgate::GatewayResponses,
+    store: Arc<PetStore>,
+    upstream: Option<&str>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    match upstream {
+        Some(url) => {
+            let integration = tollgate::integration::HttpIntegration::forward_to(url)
+                .map_err(|e| format!("--upstream {url}: {e}"))?
+                .responses(responses);
+            serve(listener, lifecycle.service(integration), true, shutdown).await;
+        }
+        None => {
+            let inner = tower::service_fn(move |req: Request<Body>| {
+                let store = store.clone();
+                async move { Ok::<_, Infallible>(store.handle(req, false).await) }
+            });
+            serve(listener, lifecycle.service(inner), true, shutdown).await;
+        }
     }
     Ok(())
 }

@@ -178,6 +178,28 @@ impl GatewayBuilder {
     /// each capability build its layer from its slice.
     pub fn build(self) -> Result<Gateway, ConfigError> {
         let mut resolved = resolve(&self.config)?;
+        let canaries: Vec<crate::config::ConfigIssue> = self
+            .config
+            .stages
+            .iter()
+            .filter(|(_, s)| s.canary.is_some())
+            .map(|(name, _)| {
+                let mut path = String::from("stages");
+                crate::config::push_field(&mut path, name);
+                path.push_str(".canary");
+                crate::config::ConfigIssue::new(
+                    path,
+                    "a canary is served by a lifecycle (`GatewayBuilder::build_lifecycle`; \
+                     the petstore serves one when its config has a canary, or with `--watch`)",
+                )
+            })
+            .collect();
+        if !canaries.is_empty() {
+            return Err(ConfigError::new(
+                crate::config::ConfigErrorKind::Unsupported,
+                canaries,
+            ));
+        }
         SystemClock::warm_up();
         let config = &self.config;
         let clock = &self.clock;

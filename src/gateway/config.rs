@@ -160,6 +160,50 @@ pub struct StageConfig {
     /// Overrides keyed `RESOURCE/METHOD` (`/pets/GET`), `RESOURCE/*` or `*/*`.
     #[serde(default)]
     pub methods: BTreeMap<String, MethodSettingsConfig>,
+    /// A canary release on this stage (API Gateway's `canarySettings`),
+    /// served by a [`Lifecycle`](crate::Lifecycle) only: a
+    /// [`Gateway`](crate::Gateway) built from a config with one refuses it.
+    #[serde(default)]
+    pub canary: Option<CanaryConfig>,
+}
+
+/// A stage's canary in a config file: another file's definition (or the
+/// stage's own) deployed as the canary, with a share of the traffic.
+///
+/// ```yaml
+/// stages:
+///   prod:
+///     canary:
+///       config: petstore-v2.yaml        # relative to this file
+///       percent_traffic: 10
+///       stage_variable_overrides: { color: green }
+///       use_stage_cache: false
+///       sticky: api_key                 # or client_ip, or header.NAME
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct CanaryConfig {
+    /// A tollgate config whose definition (routes, settings, integrations,
+    /// mappings, responses; its stages ignored) the canary serves; a
+    /// relative path is read from the directory of the file that names it.
+    /// Absent: the canary serves the stage's own deployment (a canary of
+    /// stage variables only).
+    #[serde(default)]
+    pub config: Option<String>,
+    /// The share of the stage's requests sent to the canary, `0 ..= 100`
+    /// percent. Default 0.
+    #[serde(default)]
+    pub percent_traffic: f64,
+    /// Stage variables the canary sees instead of the stage's.
+    #[serde(default)]
+    pub stage_variable_overrides: BTreeMap<String, String>,
+    /// Whether canary requests use the stage cache. Default false.
+    #[serde(default)]
+    pub use_stage_cache: bool,
+    /// Keeps each caller on one side: `api_key`, `client_ip` or
+    /// `header.NAME`. Default: a random side per request, as API Gateway.
+    #[serde(default)]
+    pub sticky: Option<String>,
 }
 
 #[cfg(test)]

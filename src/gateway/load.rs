@@ -79,14 +79,25 @@ impl Config {
                 )],
             )
         })?;
-        if path
+        let mut config = if path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"))
         {
             Self::from_json_str(&text)
         } else {
             Self::from_yaml_str(&text)
+        }?;
+        // A canary's file is named relative to this one.
+        if let Some(dir) = path.parent() {
+            for stage in config.stages.values_mut() {
+                if let Some(file) = stage.canary.as_mut().and_then(|c| c.config.as_mut())
+                    && Path::new(file.as_str()).is_relative()
+                {
+                    *file = dir.join(&*file).to_string_lossy().into_owned();
+                }
+            }
         }
+        Ok(config)
     }
 
     /// Checks every rule, reporting every problem with its path. A config read

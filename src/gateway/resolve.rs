@@ -89,6 +89,9 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     for (name, stage) in &config.stages {
         let path = root.field("stages").field(name);
         routes::check_stage(name, &stage.variables, &path, &mut issues);
+        if let Some(c) = &stage.canary {
+            super::lifecycle::file::check(c, &path.field("canary"), &mut issues);
+        }
         let variables = Arc::new(stage.variables.clone());
         let overlay = Overlay::new(
             &config.settings,

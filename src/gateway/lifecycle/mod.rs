@@ -94,6 +94,7 @@
 //! v2 API mappings). The state is held in memory: a restart begins again
 //! from the config.
 
+pub(crate) mod file;
 mod model;
 mod service;
 mod state;
@@ -182,8 +183,22 @@ impl Lifecycle {
             model::DeploymentInput::default().description("the config's definition"),
             now,
         )?;
-        for (stage, stage_config) in stages {
-            state.create_stage(&id, &stage, &deployment.id, stage_config, now)?;
+        for (stage, mut stage_config) in stages {
+            let canary = stage_config.canary.take();
+            state.create_stage(&id, &stage, &deployment.id, stage_config.clone(), now)?;
+            if canary.is_some() {
+                // Kept in the stage's config as the file has it, so a
+                // reload of the same file sees no change.
+                stage_config.canary = canary.clone();
+                if let Some(s) = state
+                    .apis
+                    .get_mut(&id)
+                    .and_then(|a| a.stages.get_mut(&stage))
+                {
+                    s.config = stage_config;
+                }
+                state.file_canary(&id, &stage, canary.as_ref(), now)?;
+            }
         }
         for (host, domain) in domains {
             state.create_domain(&host)?;

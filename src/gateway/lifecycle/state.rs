@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::model::*;
-use crate::gateway::{Config, PlanConfig, StageConfig};
+use crate::gateway::{CanaryConfig, Config, PlanConfig, StageConfig};
 use crate::route::domain::{is_base_path, is_host_name};
 
 /// Every API with its deployments and stages, and the custom domains.
@@ -44,7 +44,7 @@ pub(super) struct ApiState {
 }
 
 /// Ten characters of `[a-z0-9]`, as API Gateway's ids.
-pub(super) fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = [0u8; 10];
     // The OS generator fails only where nothing else would work either;
@@ -64,7 +64,7 @@ pub(super) fn new_id() -> String {
 
 /// The definition part of a config: its stages, plans, keys, credentials
 /// and domains are state of the lifecycle, not of an API.
-pub(super) fn definition_of(mut config: Config) -> Config {
+pub(crate) fn definition_of(mut config: Config) -> Config {
     config.stages.clear();
     config.plans.clear();
     config.keys.clear();
@@ -75,7 +75,7 @@ pub(super) fn definition_of(mut config: Config) -> Config {
 
 /// Validates a definition on its own: with one stage of default settings
 /// (a config needs a stage; a definition has none).
-fn check_definition(definition: &Config) -> Result<(), LifecycleError> {
+pub(crate) fn check_definition(definition: &Config) -> Result<(), LifecycleError> {
     let mut config = definition.clone();
     // Reached only through domains is the router's to enforce.
     config.disable_execute_api_endpoint = false;
@@ -226,6 +226,9 @@ impl State {
         input: DeploymentInput,
         now: SystemTime,
     ) -> Result<Deployment, LifecycleError> {
+        if let Some(c) = &input.stage_config {
+            no_file_canary(c)?;
+        }
         let api = self.api_mut(api_id)?;
         let deployment = Deployment {
             id: new_id(),
@@ -317,6 +320,7 @@ impl State {
         now: SystemTime,
     ) -> Result<Stage, LifecycleError> {
         check_stage_name(name)?;
+        no_file_canary(&config)?;
         let api = self.api_mut(api_id)?;
         if api.deployment(deployment_id).is_none() {
             return Err(LifecycleError::bad_request(format!(
@@ -366,7 +370,10 @@ impl State {
                 }
                 StageChange::Description(d) => stage.description = d,
                 StageChange::Variables(v) => stage.config.variables = v,
-                StageChange::Config(c) => stage.config = *c,
+                StageChange::Config(c) => {
+                    no_file_canary(&c)?;
+                    stage.config = *c;
+                }
                 StageChange::Canary(c) => {
                     check_canary("canary_settings", api, &c)?;
                     stage.canary = Some(c);
@@ -532,6 +539,10 @@ impl State {
         }
         let stages = config.stages.clone();
         let listed: Vec<String> = stages.keys().cloned().collect();
+        let canaries: Vec<(String, Option<CanaryConfig>)> = stages
+            .iter()
+            .map(|(n, s)| (n.clone(), s.canary.clone()))
+            .collect();
         let domains = config.domains.clone();
         self.plans = config.plans.clone();
         let api = self.api_mut(api_id)?;
@@ -568,9 +579,6 @@ impl State {
                 Some(stage) => {
                     if stage.deployment_id == deployment_id && stage.config == config {
                         continue;
-                    }
-                    if stage.deployment_id != deployment_id && stage.canary.is_some() {
-                        return Err(canary_blocks(&name));
                     }
                     stage.deployment_id = deployment_id.clone();
                     stage.config = config;
@@ -620,6 +628,10 @@ impl State {
             api.stages.remove(&name);
             out.stages.push(name);
         }
+        // Each listed stage's canary is the file's (none: removed).
+        for (name, c) in canaries {
+            self.file_canary(api_id, &name, c.as_ref(), now)?;
+        }
         Ok(out)
     }
 }
@@ -664,6 +676,18 @@ fn canary_of(stage: &mut Stage) -> Result<&mut CanarySettings, LifecycleError> {
     stage.canary.as_mut().ok_or_else(|| {
         LifecycleError::bad_request(format!("stage `{name}` has no canary settings"))
     })
+}
+
+/// A stage config given through the Rust API sets its canary with
+/// [`StageChange::Canary`], not a file's `canary` section.
+fn no_file_canary(config: &StageConfig) -> Result<(), LifecycleError> {
+    match config.canary {
+        Some(_) => Err(LifecycleError::bad_request(
+            "config.canary: a file's section; set a canary with canary settings \
+             (`StageChange::Canary`, `DeploymentInput::as_canary`)",
+        )),
+        None => Ok(()),
+    }
 }
 
 fn canary_blocks(stage: &str) -> LifecycleError {

@@ -292,6 +292,9 @@ impl Parts {
         let base = &self.base;
         let single = state.apis.len() == 1;
         let mut config = definition.clone();
+        let mut stage_config = stage_config;
+        // The table serves the canary; the stage's gateway is one side.
+        stage_config.canary = None;
         config.stages = BTreeMap::from([(stage.to_owned(), stage_config)]);
         // The table keeps the execute-api form from a stage whose
         // deployment turns it off; the stage's own gateway routes it.
