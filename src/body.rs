@@ -220,7 +220,7 @@ impl http_body::Body for Body {
 }
 
 /// Bounds on what one client may make the gateway hold.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct LimitsConfig {
     /// Milliseconds a request body that the gateway reads whole (to hash it

@@ -68,6 +68,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod context;
+pub mod deployments;
 pub mod edge;
 mod gate;
 pub mod gateway;

@@ -303,7 +303,7 @@ pub struct UnknownKind;
 ///
 /// Every field is optional; what is left out falls back to `DEFAULT_4XX` or
 /// `DEFAULT_5XX`, then to the kind's built-in default.
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct ResponseOverride {
     /// The status code to answer with (100 to 599).
@@ -370,7 +370,7 @@ struct Templated {
 ///   `{"message":null}` (under `http`, 503 `BACKEND_UNAVAILABLE`). Each
 ///   refusal API Gateway names carries its `x-amzn-ErrorType`
 ///   ([`ResponsesProfile::aws_error_type`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ResponsesProfile {

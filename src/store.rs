@@ -33,7 +33,9 @@ use std::fmt;
 /// stores (API keys) default to `Closed`, since admitting an unchecked
 /// caller is rarely acceptable. In config files it is written `open` or
 /// `closed`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum FailMode {

@@ -97,6 +97,7 @@ async fn deploy_and_roll_back() {
     let lc = lifecycle(V1);
     let first = lc.stage("petstore", "prod").unwrap().deployment_id;
     lc.put_api("petstore", def("routes: { /pets: [GET], /cats: [GET] }"))
+        .await
         .unwrap();
     // Not served until deployed.
     assert_eq!(get(&lc, None, "/prod/cats").await.0, StatusCode::NOT_FOUND);
@@ -105,6 +106,7 @@ async fn deploy_and_roll_back() {
             "petstore",
             DeploymentInput::to_stage("prod").description("cats"),
         )
+        .await
         .unwrap();
     assert_eq!(second.description.as_deref(), Some("cats"));
     assert_eq!(get(&lc, None, "/prod/cats").await.0, StatusCode::OK);
@@ -123,20 +125,24 @@ async fn deploy_and_roll_back() {
         "prod",
         vec![StageChange::Deployment(first.clone())],
     )
+    .await
     .unwrap();
     assert_eq!(get(&lc, None, "/prod/cats").await.0, StatusCode::NOT_FOUND);
     assert_eq!(get(&lc, None, "/prod/pets").await.0, StatusCode::OK);
     // The unserved deployment can go; the served one cannot.
-    let err = lc.delete_deployment("petstore", &first).unwrap_err();
+    let err = lc.delete_deployment("petstore", &first).await.unwrap_err();
     assert_eq!(err.kind(), LifecycleErrorKind::BadRequest);
     assert!(
         err.message()
             .contains("Active stages pointing to this deployment must be moved or deleted"),
         "{err}"
     );
-    lc.delete_deployment("petstore", &second.id).unwrap();
+    lc.delete_deployment("petstore", &second.id).await.unwrap();
     assert_eq!(lc.deployments("petstore").unwrap().len(), 1);
-    let err = lc.delete_deployment("petstore", &second.id).unwrap_err();
+    let err = lc
+        .delete_deployment("petstore", &second.id)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), LifecycleErrorKind::NotFound);
 }
 
@@ -151,63 +157,96 @@ async fn every_refusal_changes_nothing() {
     use LifecycleErrorKind::*;
     // APIs.
     assert_eq!(
-        kind(lc.create_api(Some("petstore"), "other", def("routes: { /: [GET] }"))),
+        kind(
+            lc.create_api(Some("petstore"), "other", def("routes: { /: [GET] }"))
+                .await
+        ),
         Conflict
     );
     assert_eq!(
-        kind(lc.create_api(None, "petstore", def("routes: { /: [GET] }"))),
+        kind(
+            lc.create_api(None, "petstore", def("routes: { /: [GET] }"))
+                .await
+        ),
         Conflict
     );
     assert_eq!(
-        kind(lc.create_api(Some("a/b"), "ab", def("routes: { /: [GET] }"))),
+        kind(
+            lc.create_api(Some("a/b"), "ab", def("routes: { /: [GET] }"))
+                .await
+        ),
         BadRequest
     );
     assert_eq!(
-        kind(lc.create_api(None, "", def("routes: { /: [GET] }"))),
+        kind(lc.create_api(None, "", def("routes: { /: [GET] }")).await),
         BadRequest
     );
     assert_eq!(
-        kind(lc.put_api("nope", def("routes: { /: [GET] }"))),
+        kind(lc.put_api("nope", def("routes: { /: [GET] }")).await),
         NotFound
     );
-    assert_eq!(kind(lc.clone_api("nope", None, "copy")), NotFound);
+    assert_eq!(kind(lc.clone_api("nope", None, "copy").await), NotFound);
     // A definition that does not validate names its path.
     let mut bad = Config::default();
     bad.routes.insert("pets".into(), vec!["GET".into()]);
-    let err = lc.put_api("petstore", bad).unwrap_err();
+    let err = lc.put_api("petstore", bad).await.unwrap_err();
     assert_eq!(err.kind(), BadRequest);
     assert!(err.message().starts_with("definition.routes"), "{err}");
     // Deployments and stages.
     assert_eq!(
-        kind(lc.create_deployment("nope", DeploymentInput::default())),
+        kind(
+            lc.create_deployment("nope", DeploymentInput::default())
+                .await
+        ),
         NotFound
     );
     assert_eq!(
-        kind(lc.create_deployment(
-            "petstore",
-            DeploymentInput::as_canary("nope", CanarySettings::new("", 10.0))
-        )),
+        kind(
+            lc.create_deployment(
+                "petstore",
+                DeploymentInput::as_canary("nope", CanarySettings::new("", 10.0))
+            )
+            .await
+        ),
         NotFound
     );
     assert_eq!(
-        kind(lc.create_deployment("petstore", DeploymentInput::to_stage("bad name"))),
+        kind(
+            lc.create_deployment("petstore", DeploymentInput::to_stage("bad name"))
+                .await
+        ),
         BadRequest
     );
     assert_eq!(
-        kind(lc.create_stage("petstore", "beta", "nope", Default::default())),
+        kind(
+            lc.create_stage("petstore", "beta", "nope", Default::default())
+                .await
+        ),
         BadRequest
     );
     assert_eq!(
-        kind(lc.create_stage("petstore", "prod", &dep, Default::default())),
+        kind(
+            lc.create_stage("petstore", "prod", &dep, Default::default())
+                .await
+        ),
         Conflict
     );
-    assert_eq!(kind(lc.update_stage("petstore", "nope", vec![])), NotFound);
     assert_eq!(
-        kind(lc.update_stage("petstore", "prod", vec![StageChange::PromoteCanary])),
+        kind(lc.update_stage("petstore", "nope", vec![]).await),
+        NotFound
+    );
+    assert_eq!(
+        kind(
+            lc.update_stage("petstore", "prod", vec![StageChange::PromoteCanary])
+                .await
+        ),
         BadRequest
     );
     assert_eq!(
-        kind(lc.update_stage("petstore", "prod", vec![StageChange::CanaryPercent(5.0)])),
+        kind(
+            lc.update_stage("petstore", "prod", vec![StageChange::CanaryPercent(5.0)])
+                .await
+        ),
         BadRequest
     );
     let err = lc
@@ -216,6 +255,7 @@ async fn every_refusal_changes_nothing() {
             "prod",
             vec![StageChange::Canary(CanarySettings::new(dep.clone(), 120.0))],
         )
+        .await
         .unwrap_err();
     assert!(
         err.message()
@@ -223,11 +263,14 @@ async fn every_refusal_changes_nothing() {
         "{err}"
     );
     assert_eq!(
-        kind(lc.update_stage(
-            "petstore",
-            "prod",
-            vec![StageChange::Canary(CanarySettings::new("nope", 10.0))]
-        )),
+        kind(
+            lc.update_stage(
+                "petstore",
+                "prod",
+                vec![StageChange::Canary(CanarySettings::new("nope", 10.0))]
+            )
+            .await
+        ),
         BadRequest
     );
     // A stage change that the definition does not build for: refused with
@@ -242,6 +285,7 @@ async fn every_refusal_changes_nothing() {
             "prod",
             vec![StageChange::Config(Box::new(config))],
         )
+        .await
         .unwrap_err();
     assert_eq!(err.kind(), BadRequest);
     assert!(
@@ -251,45 +295,59 @@ async fn every_refusal_changes_nothing() {
     );
     assert_eq!(get(&lc, None, "/prod/pets").await.0, StatusCode::OK);
     // Domains.
-    assert_eq!(kind(lc.create_domain("bad host:80")), BadRequest);
-    assert_eq!(kind(lc.create_domain("*.example.test")), BadRequest);
-    lc.create_domain("api.example.test").unwrap();
-    assert_eq!(kind(lc.create_domain("API.example.test")), Conflict);
+    assert_eq!(kind(lc.create_domain("bad host:80").await), BadRequest);
+    assert_eq!(kind(lc.create_domain("*.example.test").await), BadRequest);
+    lc.create_domain("api.example.test").await.unwrap();
+    assert_eq!(kind(lc.create_domain("API.example.test").await), Conflict);
     let to_prod = || BasePathMapping::new("petstore", "prod");
     assert_eq!(
-        kind(lc.create_base_path_mapping("api.example.test", "/v1", to_prod())),
+        kind(
+            lc.create_base_path_mapping("api.example.test", "/v1", to_prod())
+                .await
+        ),
         BadRequest
     );
     assert_eq!(
-        kind(lc.create_base_path_mapping("nope.example.test", "v1", to_prod())),
+        kind(
+            lc.create_base_path_mapping("nope.example.test", "v1", to_prod())
+                .await
+        ),
         NotFound
     );
     assert_eq!(
-        kind(lc.create_base_path_mapping(
-            "api.example.test",
-            "v1",
-            BasePathMapping::new("petstore", "nope")
-        )),
+        kind(
+            lc.create_base_path_mapping(
+                "api.example.test",
+                "v1",
+                BasePathMapping::new("petstore", "nope")
+            )
+            .await
+        ),
         BadRequest
     );
     lc.create_base_path_mapping("api.example.test", "v1", to_prod())
+        .await
         .unwrap();
     assert_eq!(
-        kind(lc.create_base_path_mapping("api.example.test", "v1", to_prod())),
+        kind(
+            lc.create_base_path_mapping("api.example.test", "v1", to_prod())
+                .await
+        ),
         Conflict
     );
     // A mapped stage cannot be deleted.
-    assert_eq!(kind(lc.delete_stage("petstore", "prod")), BadRequest);
+    assert_eq!(kind(lc.delete_stage("petstore", "prod").await), BadRequest);
     assert_eq!(
-        kind(lc.delete_base_path_mapping("api.example.test", "v2")),
+        kind(lc.delete_base_path_mapping("api.example.test", "v2").await),
         NotFound
     );
     lc.delete_base_path_mapping("api.example.test", "v1")
+        .await
         .unwrap();
-    lc.delete_stage("petstore", "prod").unwrap();
+    lc.delete_stage("petstore", "prod").await.unwrap();
     assert_eq!(get(&lc, None, "/prod/pets").await.0, StatusCode::FORBIDDEN);
-    lc.delete_domain("API.EXAMPLE.TEST").unwrap();
-    assert_eq!(kind(lc.delete_domain("api.example.test")), NotFound);
+    lc.delete_domain("API.EXAMPLE.TEST").await.unwrap();
+    assert_eq!(kind(lc.delete_domain("api.example.test").await), NotFound);
     // Everything refused left the history as it was.
     assert_eq!(lc.deployments("petstore").unwrap().len(), 1);
 }
@@ -299,6 +357,7 @@ async fn clone_copies_the_definition_not_the_stages() {
     let lc = lifecycle(V1);
     let copy = lc
         .clone_api("petstore", Some("copy"), "petstore-copy")
+        .await
         .unwrap();
     assert_eq!(
         copy.definition.routes,
@@ -314,6 +373,7 @@ async fn a_canary_is_refused_a_move_promoted_then_removed() {
     let lc = lifecycle(V1);
     let first = lc.stage("petstore", "prod").unwrap().deployment_id;
     lc.put_api("petstore", def("routes: { /pets: [GET], /cats: [GET] }"))
+        .await
         .unwrap();
     let mut canary = CanarySettings::new("", 0.0);
     canary
@@ -321,6 +381,7 @@ async fn a_canary_is_refused_a_move_promoted_then_removed() {
         .insert("color".into(), "green".into());
     let second = lc
         .create_deployment("petstore", DeploymentInput::as_canary("prod", canary))
+        .await
         .unwrap();
     let stage = lc.stage("petstore", "prod").unwrap();
     assert_eq!(stage.deployment_id, first);
@@ -334,15 +395,18 @@ async fn a_canary_is_refused_a_move_promoted_then_removed() {
             "prod",
             vec![StageChange::Deployment(second.id.clone())],
         )
+        .await
         .unwrap_err();
     assert_eq!(err.kind(), LifecycleErrorKind::BadRequest);
     assert!(err.message().contains("canary settings"), "{err}");
     assert!(
         lc.create_deployment("petstore", DeploymentInput::to_stage("prod"))
+            .await
             .is_err()
     );
     // 100%: every request on the canary, with its variables.
     lc.update_stage("petstore", "prod", vec![StageChange::CanaryPercent(100.0)])
+        .await
         .unwrap();
     assert_eq!(
         get(&lc, None, "/prod/cats").await,
@@ -352,6 +416,7 @@ async fn a_canary_is_refused_a_move_promoted_then_removed() {
     // its percent 0, its settings kept.
     let stage = lc
         .update_stage("petstore", "prod", vec![StageChange::PromoteCanary])
+        .await
         .unwrap();
     assert_eq!(stage.deployment_id, second.id);
     assert_eq!(stage.config.variables["color"], "green");
@@ -362,12 +427,13 @@ async fn a_canary_is_refused_a_move_promoted_then_removed() {
         (StatusCode::OK, "prod /cats color=green".into())
     );
     // The canary's deployment is served: not deletable; then removed.
-    assert!(lc.delete_deployment("petstore", &second.id).is_err());
+    assert!(lc.delete_deployment("petstore", &second.id).await.is_err());
     let stage = lc
         .update_stage("petstore", "prod", vec![StageChange::RemoveCanary])
+        .await
         .unwrap();
     assert!(stage.canary.is_none());
-    lc.delete_deployment("petstore", &first).unwrap();
+    lc.delete_deployment("petstore", &first).await.unwrap();
 }
 
 /// Keeps every event.
@@ -395,6 +461,7 @@ async fn thirty_percent_of_requests_see_the_canary_and_are_marked() {
         .stage_variable_overrides
         .insert("color".into(), "green".into());
     lc.create_deployment("petstore", DeploymentInput::as_canary("prod", canary))
+        .await
         .unwrap();
     let mut svc = lc.service(echo());
     let mut green = 0;
@@ -436,6 +503,7 @@ async fn a_sticky_caller_never_changes_side() {
         .insert("color".into(), "green".into());
     canary.sticky = Some(Sticky::Header(http::HeaderName::from_static("x-user")));
     lc.create_deployment("petstore", DeploymentInput::as_canary("prod", canary))
+        .await
         .unwrap();
     let mut svc = lc.service(echo());
     let mut on_canary = 0;
@@ -508,6 +576,7 @@ async fn promotion_keeps_each_callers_quota_usage() {
         "petstore",
         DeploymentInput::as_canary("prod", CanarySettings::new("", 100.0)),
     )
+    .await
     .unwrap();
     assert_eq!(keyed(&mut svc, key).await, StatusCode::OK);
     lc.update_stage(
@@ -515,6 +584,7 @@ async fn promotion_keeps_each_callers_quota_usage() {
         "prod",
         vec![StageChange::PromoteCanary, StageChange::RemoveCanary],
     )
+    .await
     .unwrap();
     assert_eq!(keyed(&mut svc, key).await, StatusCode::OK);
     // 5 used across base, canary and promoted stage: the sixth is refused.
@@ -538,14 +608,18 @@ async fn domains_route_by_the_longest_base_path_across_apis() {
     let lc = lifecycle(SHOP);
     let mut orders = def("routes: { /orders: [GET] }");
     orders.disable_execute_api_endpoint = true;
-    lc.create_api(Some("orders"), "orders", orders).unwrap();
+    lc.create_api(Some("orders"), "orders", orders)
+        .await
+        .unwrap();
     lc.create_deployment("orders", DeploymentInput::to_stage("live"))
+        .await
         .unwrap();
     lc.create_base_path_mapping(
         "api.example.test",
         "v2",
         BasePathMapping::new("orders", "live"),
     )
+    .await
     .unwrap();
     let host = Some("api.example.test");
     // Longest first: v2/beta beats v2, v2 beats (none); the prefix is stripped.
@@ -585,7 +659,9 @@ async fn domains_route_by_the_longest_base_path_across_apis() {
         StatusCode::FORBIDDEN
     );
     // A known domain with no mapping for the path.
-    lc.delete_base_path_mapping("api.example.test", "").unwrap();
+    lc.delete_base_path_mapping("api.example.test", "")
+        .await
+        .unwrap();
     let (status, body) = get(&lc, host, "/pets").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body, r#"{"message":"Forbidden"}"#);
@@ -599,10 +675,11 @@ routes: { /pets: [GET] }
 stages: { prod: { settings: { throttle: { rate: 0.001, burst: 1 } } } }
 "#;
     let lc = lifecycle(yaml);
-    lc.clone_api("a", Some("b"), "b").unwrap();
+    lc.clone_api("a", Some("b"), "b").await.unwrap();
     let mut stage = tollgate::gateway::StageConfig::default();
     stage.settings.throttle = lc.stage("a", "prod").unwrap().config.settings.throttle;
     lc.create_deployment("b", DeploymentInput::to_stage("prod").stage_config(stage))
+        .await
         .unwrap();
     let a = Some("a.execute-api.test");
     assert_eq!(get(&lc, a, "/prod/pets").await.0, StatusCode::OK);
@@ -699,20 +776,25 @@ async fn twenty_swaps_under_load_fail_nothing_and_count_exactly() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let before = lc.stage("petstore", "prod").unwrap().deployment_id;
         lc.create_deployment("petstore", DeploymentInput::to_stage("prod"))
+            .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         lc.update_stage("petstore", "prod", vec![StageChange::Deployment(before)])
+            .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         let mut canary = CanarySettings::new("", 40.0);
         canary.stage_variable_overrides = overrides.clone();
         lc.create_deployment("petstore", DeploymentInput::as_canary("prod", canary))
+            .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         lc.update_stage("petstore", "prod", vec![StageChange::PromoteCanary])
+            .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         lc.update_stage("petstore", "prod", vec![StageChange::RemoveCanary])
+            .await
             .unwrap();
         let _ = round;
     }
@@ -732,7 +814,7 @@ async fn a_reload_deploys_what_changed_and_refuses_what_is_invalid() {
     let lc = lifecycle(V1);
     let first = lc.stage("petstore", "prod").unwrap().deployment_id;
     // The same file again: nothing deployed, nothing changed.
-    let same = lc.reload(Config::from_yaml_str(V1).unwrap()).unwrap();
+    let same = lc.reload(Config::from_yaml_str(V1).unwrap()).await.unwrap();
     assert!(same.deployment.is_none());
     assert!(same.stages.is_empty());
     // A new route, a new stage, a changed variable.
@@ -743,7 +825,7 @@ stages:
   prod: { variables: { color: red } }
   beta: {}
 "#;
-    let done = lc.reload(Config::from_yaml_str(v2).unwrap()).unwrap();
+    let done = lc.reload(Config::from_yaml_str(v2).unwrap()).await.unwrap();
     let made = done.deployment.expect("a new deployment");
     assert_eq!(done.stages, vec!["beta".to_owned(), "prod".to_owned()]);
     assert_eq!(lc.stage("petstore", "prod").unwrap().deployment_id, made.id);
@@ -753,28 +835,32 @@ stages:
     );
     assert_eq!(get(&lc, None, "/beta/pets").await.0, StatusCode::OK);
     // Back to the first file: its deployment is reused, beta goes.
-    let back = lc.reload(Config::from_yaml_str(V1).unwrap()).unwrap();
+    let back = lc.reload(Config::from_yaml_str(V1).unwrap()).await.unwrap();
     assert!(back.deployment.is_none());
     assert_eq!(lc.stage("petstore", "prod").unwrap().deployment_id, first);
     assert_eq!(get(&lc, None, "/beta/pets").await.0, StatusCode::NOT_FOUND);
     // A file that is valid alone but not here (a base path another API
     // maps): refused whole, the old one serving.
     lc.create_api(Some("orders"), "orders", def("routes: { /orders: [GET] }"))
+        .await
         .unwrap();
     lc.create_deployment("orders", DeploymentInput::to_stage("live"))
+        .await
         .unwrap();
-    lc.create_domain("api.example.test").unwrap();
+    lc.create_domain("api.example.test").await.unwrap();
     lc.create_base_path_mapping(
         "api.example.test",
         "",
         BasePathMapping::new("orders", "live"),
     )
+    .await
     .unwrap();
     let clash = format!(
         "{v2}domains: {{ api.example.test: {{ base_paths: {{ \"\": {{ stage: prod }} }} }} }}\n"
     );
     let err = lc
         .reload(Config::from_yaml_str(&clash).unwrap())
+        .await
         .unwrap_err();
     assert_eq!(err.kind(), LifecycleErrorKind::Conflict, "{err}");
     let host = Some("petstore.execute-api.test");
@@ -786,12 +872,16 @@ stages:
         "petstore",
         DeploymentInput::as_canary("prod", CanarySettings::new("", 0.0)),
     )
+    .await
     .unwrap();
-    lc.reload(Config::from_yaml_str(V1).unwrap()).unwrap();
+    lc.reload(Config::from_yaml_str(V1).unwrap()).await.unwrap();
     assert!(lc.stage("petstore", "prod").unwrap().canary.is_none());
     // Keys changed: listed, applied at the next start.
     let keyed = format!("{V1}keys:\n  - {{ name: bob, value: bob-key-0123456789abcdef0 }}\n");
-    let done = lc.reload(Config::from_yaml_str(&keyed).unwrap()).unwrap();
+    let done = lc
+        .reload(Config::from_yaml_str(&keyed).unwrap())
+        .await
+        .unwrap();
     assert_eq!(done.needs_restart, vec!["keys"]);
 }
 
@@ -817,6 +907,7 @@ async fn a_request_in_flight_finishes_on_the_deployment_it_started_on() {
     let mut red = BTreeMap::new();
     red.insert("color".to_owned(), "red".to_owned());
     lc.update_stage("petstore", "prod", vec![StageChange::Variables(red)])
+        .await
         .unwrap();
     let (_, _, body) = support::read(started.await.unwrap().unwrap()).await;
     assert_eq!(&body[..], b"blue");
@@ -869,6 +960,7 @@ async fn cache_entries_survive_a_redeploy_and_canaries_cache_as_api_gateway_does
     assert_eq!(body(&svc).await, "1");
     // A redeploy keeps the stage's cache.
     lc.create_deployment("petstore", DeploymentInput::to_stage("prod"))
+        .await
         .unwrap();
     assert_eq!(body(&svc).await, "1");
     let base = lc.stage("petstore", "prod").unwrap().deployment_id;
@@ -881,6 +973,7 @@ async fn cache_entries_survive_a_redeploy_and_canaries_cache_as_api_gateway_does
             100.0,
         ))],
     )
+    .await
     .unwrap();
     assert_eq!(body(&svc).await, "2");
     assert_eq!(body(&svc).await, "3");
@@ -890,15 +983,18 @@ async fn cache_entries_survive_a_redeploy_and_canaries_cache_as_api_gateway_does
         "prod",
         vec![StageChange::CanaryUseStageCache(true)],
     )
+    .await
     .unwrap();
     assert_eq!(body(&svc).await, "1");
     // On another deployment: entries of its own.
     let other = lc
         .create_deployment("petstore", DeploymentInput::default())
+        .await
         .unwrap();
     let mut canary = CanarySettings::new(other.id, 100.0);
     canary.use_stage_cache = true;
     lc.update_stage("petstore", "prod", vec![StageChange::Canary(canary)])
+        .await
         .unwrap();
     assert_eq!(body(&svc).await, "4");
     assert_eq!(body(&svc).await, "4");
@@ -913,7 +1009,7 @@ async fn plans_are_state_changed_while_serving() {
     assert_eq!(keyed(&mut svc, key).await, StatusCode::OK);
     let mut plan = lc.plans()["basic"].clone();
     plan.stages = vec!["nope".into()];
-    let err = lc.put_plan("basic", plan.clone()).unwrap_err();
+    let err = lc.put_plan("basic", plan.clone()).await.unwrap_err();
     assert!(
         err.message()
             .starts_with("plans.basic.stages[0]: no stage `nope`"),
@@ -925,10 +1021,13 @@ async fn plans_are_state_changed_while_serving() {
         1,
         tollgate::plans::Period::Day,
     ));
-    lc.put_plan("basic", plan).unwrap();
+    lc.put_plan("basic", plan).await.unwrap();
     assert_eq!(keyed(&mut svc, key).await, StatusCode::TOO_MANY_REQUESTS);
-    lc.delete_plan("basic").unwrap();
-    assert_eq!(kind(lc.delete_plan("basic")), LifecycleErrorKind::NotFound);
+    lc.delete_plan("basic").await.unwrap();
+    assert_eq!(
+        kind(lc.delete_plan("basic").await),
+        LifecycleErrorKind::NotFound
+    );
     assert_eq!(keyed(&mut svc, key).await, StatusCode::FORBIDDEN);
 }
 
@@ -963,12 +1062,15 @@ async fn a_stage_canary_in_a_file_deploys_the_other_file() {
         (StatusCode::OK, "prod /cats color=green".into())
     );
     // The same file again changes nothing.
-    let again = lc.reload(Config::from_path(&main).unwrap()).unwrap();
+    let again = lc.reload(Config::from_path(&main).unwrap()).await.unwrap();
     assert!(again.deployment.is_none() && again.stages.is_empty());
     assert_eq!(lc.deployments("petstore").unwrap().len(), 2);
     // A canary file that is not there: refused, with its path.
     std::fs::write(&main, with_canary("100").replace("v2.yaml", "v3.yaml")).unwrap();
-    let err = lc.reload(Config::from_path(&main).unwrap()).unwrap_err();
+    let err = lc
+        .reload(Config::from_path(&main).unwrap())
+        .await
+        .unwrap_err();
     assert!(
         err.message().starts_with("stages.prod.canary.config"),
         "{err}"
@@ -980,7 +1082,7 @@ async fn a_stage_canary_in_a_file_deploys_the_other_file() {
         "name: petstore\nroutes: { /pets: [GET] }\nstages:\n  prod: { variables: { color: blue } }\n",
     )
     .unwrap();
-    lc.reload(Config::from_path(&main).unwrap()).unwrap();
+    lc.reload(Config::from_path(&main).unwrap()).await.unwrap();
     assert!(lc.stage("petstore", "prod").unwrap().canary.is_none());
     assert_eq!(get(&lc, None, "/prod/cats").await.0, StatusCode::NOT_FOUND);
     // A bad section is a config error with its path.
@@ -999,5 +1101,142 @@ async fn a_stage_canary_in_a_file_deploys_the_other_file() {
             .any(|i| i.starts_with("stages.prod.canary.sticky: `cookie`")),
         "{issues:?}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every kind of setting a definition may hold.
+const MIXED: &str = r#"
+name: mixed
+routes: { /pets: [GET, POST], "/pets/{id}": [GET], "/files/{proxy+}": [ANY] }
+settings:
+  cors: { allow_origins: ["https://app.example.test"], allow_headers: [x-api-key], max_age: 600 }
+  minimum_compression_size: 1024
+  binary_media_types: [image/png]
+  policy: { allow: ["203.0.113.0/24"], deny: ["203.0.113.7"] }
+stages:
+  prod:
+    variables: { upstream: "127.0.0.1:9" }
+    cache_capacity: 1MiB
+    settings: { throttle: { rate: 10, burst: 5 }, cache: { enabled: true, ttl: 60, key: [querystring.type] } }
+    methods:
+      /pets/POST:
+        mapping:
+          request: { content_handling: CONVERT_TO_TEXT, templates: { application/json: '{"a": {{ input.body }}}' } }
+      "/files/{proxy+}/ANY": { integration: { type: http, url: "http://{stageVariables.upstream}/{proxy}" } }
+      "/pets/{id}/GET": { integration: { type: mock, status: 200 }, authorization: authorizer, authorizer: bearer }
+authorizers:
+  bearer: { identity_sources: [header.Authorization], ttl: 60 }
+responses:
+  DEFAULT_4XX:
+    status: 418
+    headers: { x-static: "'fixed'" }
+    templates: { application/json: '{"error": "$context.error.responseType"}' }
+responses_profile: aws
+limits: { max_body: 1MiB }
+"#;
+
+#[test]
+fn a_definition_round_trips_through_json() {
+    // What a deployment store writes: every field but keys, credentials and
+    // the key options, which no definition holds.
+    let dir = std::env::temp_dir().join(format!("tollgate-roundtrip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mixed = dir.join("mixed.yaml");
+    std::fs::write(&mixed, MIXED).unwrap();
+    let petstore = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for path in [
+        petstore.join("petstore.yaml"),
+        petstore.join("petstore.json"),
+        mixed,
+    ] {
+        let file = path.display();
+        let mut config = Config::from_path(&path).unwrap();
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(!json.contains("\"keys\""), "{file}");
+        let back = Config::from_json_str(&json).unwrap_or_else(|e| panic!("{file}: {e}"));
+        config.keys.clear();
+        config.credentials.clear();
+        config.api_key_options = back.api_key_options.clone();
+        assert_eq!(back, config, "{file}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Polls `check` every 20 ms until it holds, for at most `within`.
+async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_directory_keeps_history_across_a_restart_and_feeds_other_processes() {
+    use tollgate::gateway::DirDeploymentStore;
+    let dir = std::env::temp_dir().join(format!("tollgate-deployments-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = || Arc::new(DirDeploymentStore::new(&dir).unwrap());
+    let first = lifecycle(V1);
+    first.attach(store()).await.unwrap();
+    assert_eq!(first.version().await, 1);
+    first
+        .put_api("petstore", def("routes: { /pets: [GET], /cats: [GET] }"))
+        .await
+        .unwrap();
+    let v2 = first
+        .create_deployment("petstore", DeploymentInput::to_stage("prod"))
+        .await
+        .unwrap();
+    assert_eq!(first.version().await, 3);
+    // Another lifecycle on the same directory serves what is stored, not
+    // its own config: the history survives a restart.
+    let second = lifecycle(V1);
+    second.attach(store()).await.unwrap();
+    assert_eq!(second.deployments("petstore").unwrap().len(), 2);
+    assert_eq!(second.stage("petstore", "prod").unwrap().deployment_id, v2.id);
+    assert_eq!(get(&second, None, "/prod/cats").await.0, StatusCode::OK);
+    // A change in one is served by the other within a second.
+    let before = first.stage("petstore", "prod").unwrap().deployment_id;
+    let rolled = second.deployments("petstore").unwrap()[0].id.clone();
+    second
+        .update_stage("petstore", "prod", vec![StageChange::Deployment(rolled.clone())])
+        .await
+        .unwrap();
+    assert_ne!(before, rolled);
+    let seen = eventually(Duration::from_secs(1), async || {
+        first.stage("petstore", "prod").unwrap().deployment_id == rolled
+    })
+    .await;
+    assert!(seen, "the other lifecycle did not serve the rollback within 1 s");
+    assert_eq!(get(&first, None, "/prod/cats").await.0, StatusCode::NOT_FOUND);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_change_made_against_an_older_state_is_refused() {
+    use tollgate::gateway::{DeploymentStore, DirDeploymentStore};
+    let dir = std::env::temp_dir().join(format!("tollgate-conflict-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(DirDeploymentStore::new(&dir).unwrap());
+    let lc = lifecycle(V1);
+    lc.attach(store.clone()).await.unwrap();
+    // Another writer stores version 2 before this lifecycle's feed sees it.
+    let (version, document) = store.load().await.unwrap().unwrap();
+    assert!(store.save(version, &document).await.unwrap());
+    assert!(!store.save(version, &document).await.unwrap(), "a stale save is refused");
+    let err = lc
+        .create_deployment("petstore", DeploymentInput::to_stage("prod"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), LifecycleErrorKind::Conflict);
+    assert_eq!(lc.version().await, 2, "the newer stored state is served");
+    lc.create_deployment("petstore", DeploymentInput::to_stage("prod"))
+        .await
+        .unwrap();
+    assert_eq!(store.version().await.unwrap(), 3);
     let _ = std::fs::remove_dir_all(&dir);
 }

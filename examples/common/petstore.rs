@@ -404,7 +404,7 @@ pub async fn watch(path: PathBuf, lifecycle: tollgate::Lifecycle) {
                 "{shown}: not reloaded, the previous config keeps serving:
 {e}"
             ),
-            Ok(config) => match lifecycle.reload(config) {
+            Ok(config) => match lifecycle.reload(config).await {
                 Err(e) => eprintln!(
                     "{shown}: not reloaded, the previous config keeps serving:
 {e}"

@@ -15,7 +15,7 @@ use crate::store::FailMode;
 
 /// A custom authorizer: where its identity comes from and how long its
 /// verdicts are cached.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct AuthorizerConfig {
     /// `header.NAME`, `querystring.NAME` or `stageVariables.NAME`; every one
@@ -31,7 +31,7 @@ pub struct AuthorizerConfig {
 }
 
 /// How callers of a method are authorized.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Authorization {

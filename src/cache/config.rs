@@ -17,7 +17,7 @@ use crate::context::{Endpoint, PerEndpoint};
 use crate::response::GatewayResponses;
 
 /// Response cache settings of a stage or method.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct CacheConfig {
     /// Whether responses are cached. Default false.

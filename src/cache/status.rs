@@ -139,7 +139,9 @@ impl CachePolicy {
 
 /// What a `Cache-Control: max-age=0` from a caller who may not invalidate
 /// gets: API Gateway's `unauthorizedCacheControlHeaderStrategy`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
+)]
 #[non_exhaustive]
 pub enum UnauthorizedStrategy {
     /// Refused: 403 `ACCESS_DENIED`.

@@ -23,7 +23,8 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 /// assert_eq!(ByteSize::parse("64mb"), None);
 /// assert_eq!(ByteSize::parse("99999999999GiB"), None); // overflows
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
 pub struct ByteSize(pub u64);
 
 impl ByteSize {

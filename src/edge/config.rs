@@ -30,7 +30,7 @@ use crate::config::{Issues, PathBuf};
 /// or, when the peer is one of `throttle_options.trusted_proxies`, the
 /// address it forwarded for (`X-Forwarded-For`, walked as the throttle
 /// does). See [`ResourcePolicy`] for how it is decided.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PolicyConfig {
@@ -109,7 +109,7 @@ const MAX_AGE_LIMIT: u64 = 86_400;
 /// ```
 ///
 /// What the gateway does with it is [`Cors`]'s docs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct CorsConfig {

@@ -24,7 +24,7 @@ pub use crate::secret::Secret;
 pub use crate::throttle::{ThrottleConfig, ThrottleOptions};
 
 /// A whole gateway configuration.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct Config {
     /// The API's name, used in metrics and logs. Default `tollgate`.
@@ -48,11 +48,13 @@ pub struct Config {
     /// Usage plans by name.
     #[serde(default)]
     pub plans: BTreeMap<String, PlanConfig>,
-    /// API keys loaded into the in-memory key store.
-    #[serde(default)]
+    /// API keys loaded into the in-memory key store. Never serialized
+    /// (a lifecycle's stored definitions hold no keys).
+    #[serde(default, skip_serializing)]
     pub keys: Vec<KeyConfig>,
-    /// SigV4 credentials loaded into the in-memory credential store.
-    #[serde(default)]
+    /// SigV4 credentials loaded into the in-memory credential store. Never
+    /// serialized.
+    #[serde(default, skip_serializing)]
     pub credentials: Vec<CredentialConfig>,
     /// SigV4 verification settings; required when a method uses `authorization: sigv4`.
     #[serde(default)]
@@ -68,8 +70,9 @@ pub struct Config {
     /// How the throttle layer behaves (headers, store failures, per-client limit).
     #[serde(default)]
     pub throttle_options: ThrottleOptions,
-    /// Where API keys are read from and how they are hashed.
-    #[serde(default)]
+    /// Where API keys are read from and how they are hashed. Never
+    /// serialized (it may hold the pepper).
+    #[serde(default, skip_serializing)]
     pub api_key_options: ApiKeyOptions,
     /// Custom authorizers by name; implementations are registered with
     /// `GatewayBuilder::authorizer`.
@@ -94,7 +97,7 @@ pub struct Config {
 
 /// Settings of a method: the stage's `settings` (every method's default) or a
 /// `RESOURCE/METHOD` override, which replaces only the fields it names.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct MethodSettingsConfig {
     /// This method's own bucket (each method of a stage gets one).
@@ -145,7 +148,7 @@ pub struct MethodSettingsConfig {
 }
 
 /// One stage: `/{stage}/...`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct StageConfig {
     /// Stage variables, available to mappings and the inner service.
@@ -180,7 +183,7 @@ pub struct StageConfig {
 ///       use_stage_cache: false
 ///       sticky: api_key                 # or client_ip, or header.NAME
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct CanaryConfig {
     /// A tollgate config whose definition (routes, settings, integrations,

@@ -99,8 +99,9 @@ pub use self::config::{
 };
 pub use self::handle::Gateway;
 pub use self::lifecycle::{
-    Api, BasePathMapping, CanarySettings, Deployment, DeploymentInput, DomainName, Lifecycle,
-    LifecycleError, LifecycleErrorKind, LifecycleService, Reloaded, Stage, StageChange, Sticky,
+    Api, BasePathMapping, CanarySettings, Deployment, DeploymentInput, DeploymentStore,
+    DirDeploymentStore, DomainName, Lifecycle, LifecycleError, LifecycleErrorKind,
+    LifecycleService, Reloaded, Stage, StageChange, Sticky,
 };
 pub use self::service::{GatewayService, ResponseFuture};
 pub use crate::config::{ConfigError, ConfigErrorKind, ConfigIssue};

@@ -19,7 +19,7 @@ use crate::response::GatewayResponses;
 ///
 /// `Debug` shows a URL without the password of its user-info, and a mock's
 /// header names and body length, not their values.
-#[derive(Clone, Default, PartialEq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum IntegrationConfig {

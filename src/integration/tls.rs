@@ -63,7 +63,7 @@ use serde::Deserialize;
 /// TLS 1.2 and 1.3, rustls on `ring`.
 ///
 /// `Debug` shows the paths, never a key.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TlsConfig {

@@ -34,7 +34,7 @@ use super::compile::media_type;
 ///
 /// Written `convert_to_text` / `convert_to_binary`, or as API Gateway spells
 /// them (`CONVERT_TO_TEXT`, `CONVERT_TO_BINARY`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ContentHandling {

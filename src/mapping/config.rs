@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 /// How one method's requests and responses are transformed between the
 /// client and the integration.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct MappingConfig {
     /// The integration request: parameters and body templates.
@@ -24,7 +24,7 @@ pub struct MappingConfig {
 ///
 /// `Debug` shows a `'literal'` source as `'****'` and a template as its
 /// length: either may hold a credential for the backend.
-#[derive(Clone, Default, PartialEq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct RequestMappingConfig {
     /// `TARGET: SOURCE`: the target takes the source's value, replacing any.
@@ -63,7 +63,7 @@ pub struct RequestMappingConfig {
 
 /// API Gateway's `passthroughBehavior`: what a request whose content type
 /// has no template gets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Passthrough {
@@ -81,7 +81,7 @@ pub enum Passthrough {
 ///
 /// `Debug` hides `'literal'` header values and templates, as
 /// [`RequestMappingConfig`]'s does.
-#[derive(Clone, Default, PartialEq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct ResponseMappingConfig {
     /// A regular expression the backend status (`"404"`) must match whole;
@@ -167,7 +167,7 @@ impl fmt::Debug for ResponseMappingConfig {
 }
 
 /// Bounds on mapping templates, for every method.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct MappingLimitsConfig {
     /// The largest body a template reads. Default 10 MiB.

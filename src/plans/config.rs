@@ -13,7 +13,7 @@ use crate::route::config::{MethodKey, RouteDef, RouteIndex, Routes, parse_method
 use crate::throttle::{LimitScope, Spec, ThrottleConfig};
 
 /// A usage plan: which stages its keys may call, how fast and how much.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct PlanConfig {
     /// Free text.
@@ -34,7 +34,7 @@ pub struct PlanConfig {
 }
 
 /// A plan's settings for one method.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct PlanMethodConfig {
     /// One bucket per key for this method.
@@ -54,7 +54,7 @@ impl QuotaConfig {
 }
 
 /// A quota: at most `limit` requests per key per `period`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct QuotaConfig {
     /// Requests per period, at least 1.

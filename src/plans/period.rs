@@ -20,7 +20,7 @@ use serde::Deserialize;
 use time::{Date, Duration, Month, OffsetDateTime, Time};
 
 /// A quota period, calendar-aligned in UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Period {

@@ -95,6 +95,7 @@ pub(crate) struct Scripts {
     pub(crate) add: Script,
     pub(crate) put_key: Script,
     pub(crate) delete_key: Script,
+    pub(crate) save_deployments: Script,
 }
 
 impl Scripts {
@@ -105,17 +106,19 @@ impl Scripts {
             add: Script::new(super::counter::ADD),
             put_key: Script::new(super::keys::PUT_KEY),
             delete_key: Script::new(super::keys::DELETE_KEY),
+            save_deployments: Script::new(super::deployments::SAVE),
         }
     }
 
     /// Every script, for loading at connect.
-    fn all(&self) -> [&Script; 5] {
+    fn all(&self) -> [&Script; 6] {
         [
             &self.gcra,
             &self.quota,
             &self.add,
             &self.put_key,
             &self.delete_key,
+            &self.save_deployments,
         ]
     }
 }

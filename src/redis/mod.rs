@@ -42,6 +42,10 @@
 //!   in front. The [`KeyManager`](crate::keys::KeyManager) works against them.
 //! - [`RedisUsageSink`]: per key per day and per minute counts, `HINCRBY` in
 //!   one pipeline per batch.
+//! - [`RedisDeploymentStore`]: a [`Lifecycle`](crate::Lifecycle)'s APIs,
+//!   deployments, stages, domains and plans, changed by compare and set and
+//!   polled by every process, so a deployment made in one is served by all
+//!   within a second.
 //! - [`RedisCacheStore`]: cached responses, a second tier behind each
 //!   process's in-memory cache ([`TieredCacheStore`](crate::cache::TieredCacheStore);
 //!   in a gateway, [`GatewayBuilder::cache_tier`](crate::GatewayBuilder::cache_tier)).
@@ -62,6 +66,8 @@
 //! | `{NS:usage}:day:YYYY-MM-DD` | hash: key id → requests | 90 days |
 //! | `{NS:usage}:minute:UNIX_MINUTE_START` | hash: key id → requests | 2 days |
 //! | `{NS:cache:STAGE}:SHA256_OF_CACHE_KEY` | string: a cached response (binary) | its TTL + 2 h |
+//! | `{NS:lifecycle}:version` | string: the lifecycle's version | none |
+//! | `{NS:lifecycle}:document` | string: the lifecycle's state, JSON (definitions, no secrets) | none |
 //!
 //! The braces are Redis Cluster hash tags: the keys one call touches share a
 //! slot (the connection itself is to one server; the tags keep the schema
@@ -86,6 +92,7 @@
 mod cache;
 mod connection;
 mod counter;
+mod deployments;
 mod keys;
 mod rate;
 mod usage;
@@ -93,6 +100,7 @@ mod usage;
 pub use cache::RedisCacheStore;
 pub use connection::{RedisConnection, RedisOptions};
 pub use counter::RedisCounterStore;
+pub use deployments::RedisDeploymentStore;
 pub use keys::{RedisCredentialStore, RedisKeyStore};
 pub use rate::{GCRA_SCRIPT, RedisRateStore};
 pub use usage::RedisUsageSink;

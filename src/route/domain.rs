@@ -58,7 +58,7 @@ use crate::config::{Issues, PathBuf};
 /// twice in another case, no base path, a base path with a leading or
 /// trailing `/` or an empty segment, an unknown stage, an `api` that is not
 /// the config's `name`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct DomainConfig {
     /// Base path (`""`, `orders`, `orders/v1`; no leading or trailing `/`)
@@ -68,7 +68,7 @@ pub struct DomainConfig {
 }
 
 /// One base path mapping: `(api, stage)`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct BasePathMappingConfig {
     /// The API, by the config's `name` (default `tollgate`); optional while

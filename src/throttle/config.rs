@@ -12,7 +12,7 @@ use crate::response::GatewayResponses;
 use crate::store::FailMode;
 
 /// Options of the throttle layer.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct ThrottleOptions {
     /// Whether admitted responses carry `RateLimit-Policy` and `RateLimit`
@@ -44,7 +44,7 @@ pub struct ThrottleOptions {
 ///
 /// In a method override either field may be left out to keep the stage's
 /// value; everywhere else both are required.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct ThrottleConfig {
     /// Requests per second, `0 ..= 1e9`, fractions allowed (`0.5` is one request every two seconds).

@@ -74,7 +74,7 @@ pub struct InMemoryRateStore {
 
 /// What the in-memory rate store does with a new key when it already tracks
 /// as many keys as it may (`throttle_options.on_capacity`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum OnCapacity {

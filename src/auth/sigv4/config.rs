@@ -48,7 +48,7 @@ pub struct CredentialConfig {
 }
 
 /// SigV4 verification settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct SigV4Config {
     /// The region in the credential scope (`us-east-1`).

@@ -31,15 +31,15 @@
 //!
 //! // A new version, deployed as prod's canary with 100% of the traffic.
 //! let v2 = Config::from_yaml_str("routes: { /pets: [GET, POST] }")?;
-//! lifecycle.put_api("petstore", v2)?;
+//! lifecycle.put_api("petstore", v2).await?;
 //! let mut canary = CanarySettings::new("", 100.0);
 //! canary.stage_variable_overrides.insert("color".into(), "green".into());
-//! lifecycle.create_deployment("petstore", DeploymentInput::as_canary("prod", canary))?;
+//! lifecycle.create_deployment("petstore", DeploymentInput::as_canary("prod", canary)).await?;
 //! let res = svc.clone().oneshot(Request::post("/prod/pets").body(Body::empty())?).await?;
 //! assert_eq!(res.status(), StatusCode::OK);
 //!
 //! // Promoted: the stage serves the canary's deployment and variables.
-//! lifecycle.update_stage("petstore", "prod", vec![StageChange::PromoteCanary, StageChange::RemoveCanary])?;
+//! lifecycle.update_stage("petstore", "prod", vec![StageChange::PromoteCanary, StageChange::RemoveCanary]).await?;
 //! let res = svc.oneshot(Request::get("/prod/pets").body(Body::empty())?).await?;
 //! let body = http_body_util::BodyExt::collect(res.into_body()).await?.to_bytes();
 //! assert_eq!(&body[..], b"green");
@@ -94,13 +94,14 @@
 //! v2 API mappings). The state is held in memory: a restart begins again
 //! from the config.
 
+mod document;
 pub(crate) mod file;
 mod model;
 mod service;
 mod state;
 mod table;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -112,6 +113,7 @@ pub use self::model::{
 pub use self::service::LifecycleService;
 pub use self::state::Reloaded;
 use self::state::State;
+pub use crate::deployments::{DeploymentStore, DirDeploymentStore};
 pub(super) use self::table::Parts;
 use self::table::Table;
 use super::handle::Gateway;
@@ -131,7 +133,10 @@ pub struct Lifecycle {
 }
 
 struct Inner {
-    state: Mutex<State>,
+    /// Held while a change is made: one change at a time.
+    writer: tokio::sync::Mutex<Writer>,
+    /// The state as served, read by the getters.
+    published: ArcSwap<State>,
     table: Arc<ArcSwap<Table>>,
     parts: Parts,
 }
@@ -143,6 +148,44 @@ impl std::fmt::Debug for Lifecycle {
             .field("apis", &state.apis.keys().collect::<Vec<_>>())
             .field("domains", &state.domains.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
+    }
+}
+
+/// A change being made, and where it goes.
+struct Writer {
+    store: Option<Arc<dyn DeploymentStore>>,
+    /// The stored version the served state is.
+    version: u64,
+}
+
+/// The change feed: every `every`, the store's version; a newer one is
+/// loaded and served. Ends when the lifecycle is dropped.
+async fn feed(
+    inner: std::sync::Weak<Inner>,
+    store: Arc<dyn DeploymentStore>,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let lifecycle = Lifecycle { inner };
+        let stored = match store.version().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "deployment store: no version");
+                continue;
+            }
+        };
+        let mut writer = lifecycle.inner.writer.lock().await;
+        if stored > writer.version
+            && let Err(e) = lifecycle.adopt(&mut writer).await
+        {
+            tracing::warn!(error = %e, "the stored lifecycle does not build here; the served one stays");
+        }
     }
 }
 
@@ -213,33 +256,115 @@ impl Lifecycle {
         let table = table::build(&state, &parts)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(state),
+                writer: tokio::sync::Mutex::new(Writer {
+                    store: None,
+                    version: 0,
+                }),
+                published: ArcSwap::from_pointee(state),
                 table: Arc::new(ArcSwap::from_pointee(table)),
                 parts,
             }),
         })
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> Arc<State> {
+        self.inner.published.load_full()
     }
 
     /// Applies `change` to a copy of the state, builds every gateway from
-    /// it, then swaps both in; on any error nothing changes.
-    fn apply<T>(
+    /// it, stores it (with a store attached), then swaps both in; on any
+    /// error nothing changes.
+    async fn apply<T>(
         &self,
         change: impl FnOnce(&mut State, SystemTime) -> Result<T, LifecycleError>,
     ) -> Result<T, LifecycleError> {
-        let mut state = self.state();
-        let mut next = state.clone();
+        let mut writer = self.inner.writer.lock().await;
+        let mut next = State::clone(&self.inner.published.load());
         let out = change(&mut next, wall_clock(&self.inner.parts.clock))?;
         let table = table::build(&next, &self.inner.parts)?;
+        if let Some(store) = writer.store.clone() {
+            let document = document::to_document(&next)?;
+            match store.save(writer.version, &document).await {
+                Ok(true) => writer.version += 1,
+                Ok(false) => {
+                    // Another process changed it first: serve theirs,
+                    // refuse this (it was made against an older state).
+                    if let Err(e) = self.adopt(&mut writer).await {
+                        tracing::warn!(error = %e, "the stored lifecycle does not build here");
+                    }
+                    return Err(LifecycleError::conflict(
+                        "the lifecycle was changed elsewhere meanwhile (the newer state now \
+                         serves here): make the change again",
+                    ));
+                }
+                Err(e) => return Err(LifecycleError::unavailable(&e)),
+            }
+        }
         self.inner.table.store(Arc::new(table));
-        *state = next;
+        self.inner.published.store(Arc::new(next));
         Ok(out)
+    }
+
+    /// Serves the store's state when it is newer than the one served.
+    async fn adopt(&self, writer: &mut Writer) -> Result<bool, LifecycleError> {
+        let Some(store) = writer.store.clone() else {
+            return Ok(false);
+        };
+        let loaded = store
+            .load()
+            .await
+            .map_err(|e| LifecycleError::unavailable(&e))?;
+        let Some((version, document)) = loaded else {
+            return Ok(false);
+        };
+        if version <= writer.version {
+            return Ok(false);
+        }
+        let state = document::from_document(&document)?;
+        let table = table::build(&state, &self.inner.parts)?;
+        self.inner.table.store(Arc::new(table));
+        self.inner.published.store(Arc::new(state));
+        writer.version = version;
+        Ok(true)
+    }
+
+    /// Keeps the lifecycle in `store` from now on: the stored state, when
+    /// there is one, replaces this one (history survives a restart, and
+    /// every process on the store serves the same); otherwise this one is
+    /// stored. With the store's poll interval, changes made elsewhere are
+    /// served here within it (a task on the current Tokio runtime, which
+    /// ends when every clone of this lifecycle is dropped).
+    ///
+    /// Errors: the store's (`Unavailable`), or a stored state that does not
+    /// build here (`BadRequest`, with its paths; an authorizer not
+    /// registered in this process, say).
+    pub async fn attach(&self, store: Arc<dyn DeploymentStore>) -> Result<(), LifecycleError> {
+        let mut writer = self.inner.writer.lock().await;
+        writer.store = Some(store.clone());
+        writer.version = 0;
+        if !self.adopt(&mut writer).await? {
+            let document = document::to_document(&self.inner.published.load())?;
+            if store
+                .save(0, &document)
+                .await
+                .map_err(|e| LifecycleError::unavailable(&e))?
+            {
+                writer.version = 1;
+            } else {
+                // Another process stored one meanwhile: serve it.
+                self.adopt(&mut writer).await?;
+            }
+        }
+        drop(writer);
+        if let Some(every) = store.poll_interval() {
+            tokio::spawn(feed(Arc::downgrade(&self.inner), store, every));
+        }
+        Ok(())
+    }
+
+    /// The stored version served now (0 without a store).
+    pub async fn version(&self) -> u64 {
+        self.inner.writer.lock().await.version
     }
 
     /// Wraps `inner`: every request goes to its stage's gateway (or its
@@ -307,30 +432,32 @@ impl Lifecycle {
     /// deployment and a stage. Errors: `Conflict` for a taken id or name,
     /// `BadRequest` for a definition that does not validate (each problem at
     /// its path under `definition.`).
-    pub fn create_api(
+    pub async fn create_api(
         &self,
         id: Option<&str>,
         name: &str,
         definition: Config,
     ) -> Result<Api, LifecycleError> {
         self.apply(|s, now| s.create_api(id.map(str::to_owned), name, definition, now))
+            .await
     }
 
     /// Creates an API whose definition is a copy of `from`'s (API Gateway's
     /// `cloneFrom`; deployments and stages are not copied).
-    pub fn clone_api(
+    pub async fn clone_api(
         &self,
         from: &str,
         id: Option<&str>,
         name: &str,
     ) -> Result<Api, LifecycleError> {
         self.apply(|s, now| s.clone_api(from, id.map(str::to_owned), name, now))
+            .await
     }
 
     /// Replaces an API's definition (API Gateway's `PutRestApi` in
     /// `overwrite` mode). Served once deployed.
-    pub fn put_api(&self, id: &str, definition: Config) -> Result<Api, LifecycleError> {
-        self.apply(|s, _| s.put_api(id, definition))
+    pub async fn put_api(&self, id: &str, definition: Config) -> Result<Api, LifecycleError> {
+        self.apply(|s, _| s.put_api(id, definition)).await
     }
 
     /// Snapshots the API's definition as a new deployment. With
@@ -339,12 +466,13 @@ impl Lifecycle {
     /// `input.canary`, makes it the stage's canary. The definition is built
     /// for every stage it serves before anything changes: a stage it does
     /// not build for refuses the deployment (`BadRequest`, with paths).
-    pub fn create_deployment(
+    pub async fn create_deployment(
         &self,
         api_id: &str,
         input: DeploymentInput,
     ) -> Result<Deployment, LifecycleError> {
         self.apply(|s, now| s.create_deployment(api_id, input, now))
+            .await
     }
 
     /// The API's deployments, oldest first.
@@ -363,8 +491,8 @@ impl Lifecycle {
 
     /// Deletes a deployment. Refused (`BadRequest`) while a stage or a
     /// canary serves it.
-    pub fn delete_deployment(&self, api_id: &str, id: &str) -> Result<(), LifecycleError> {
-        self.apply(|s, _| s.delete_deployment(api_id, id))
+    pub async fn delete_deployment(&self, api_id: &str, id: &str) -> Result<(), LifecycleError> {
+        self.apply(|s, _| s.delete_deployment(api_id, id)).await
     }
 
     /// The API's stages.
@@ -383,7 +511,7 @@ impl Lifecycle {
     }
 
     /// Creates a stage on a deployment, with variables and settings.
-    pub fn create_stage(
+    pub async fn create_stage(
         &self,
         api_id: &str,
         name: &str,
@@ -391,23 +519,25 @@ impl Lifecycle {
         config: StageConfig,
     ) -> Result<Stage, LifecycleError> {
         self.apply(|s, now| s.create_stage(api_id, name, deployment_id, config, now))
+            .await
     }
 
     /// Applies `changes` to a stage, in order, all or none: a rollback
     /// ([`StageChange::Deployment`]), new variables or settings, canary
     /// settings, a promotion, the canary's removal.
-    pub fn update_stage(
+    pub async fn update_stage(
         &self,
         api_id: &str,
         name: &str,
         changes: Vec<StageChange>,
     ) -> Result<Stage, LifecycleError> {
         self.apply(|s, now| s.update_stage(api_id, name, changes, now))
+            .await
     }
 
     /// Deletes a stage. Refused while a base path mapping serves it.
-    pub fn delete_stage(&self, api_id: &str, name: &str) -> Result<(), LifecycleError> {
-        self.apply(|s, _| s.delete_stage(api_id, name))
+    pub async fn delete_stage(&self, api_id: &str, name: &str) -> Result<(), LifecycleError> {
+        self.apply(|s, _| s.delete_stage(api_id, name)).await
     }
 
     /// Applies a single-API config again (a file reloaded): the API named
@@ -418,10 +548,10 @@ impl Lifecycle {
     /// file, a stage held by a canary) none of it. `keys`, `credentials`,
     /// `throttle` and the `*_options` apply at the next start; a change to
     /// them is listed in [`Reloaded::needs_restart`].
-    pub fn reload(&self, config: Config) -> Result<Reloaded, LifecycleError> {
+    pub async fn reload(&self, config: Config) -> Result<Reloaded, LifecycleError> {
         let id = id_of(config.name.as_deref().unwrap_or("tollgate"));
         let base = &self.inner.parts.base;
-        self.apply(|s, now| s.reload(&id, config, base, now))
+        self.apply(|s, now| s.reload(&id, config, base, now)).await
     }
 
     /// The usage plans, by name.
@@ -433,13 +563,13 @@ impl Lifecycle {
     /// existing stage as `api/stage` (or `stage` while there is one API);
     /// its `methods` must exist in the deployments of the stages it names.
     /// Keys already attached to the plan's name follow it.
-    pub fn put_plan(&self, name: &str, plan: PlanConfig) -> Result<(), LifecycleError> {
-        self.apply(|s, _| s.put_plan(name, plan))
+    pub async fn put_plan(&self, name: &str, plan: PlanConfig) -> Result<(), LifecycleError> {
+        self.apply(|s, _| s.put_plan(name, plan)).await
     }
 
     /// Deletes a usage plan (its keys then call no stage through it).
-    pub fn delete_plan(&self, name: &str) -> Result<(), LifecycleError> {
-        self.apply(|s, _| s.delete_plan(name))
+    pub async fn delete_plan(&self, name: &str) -> Result<(), LifecycleError> {
+        self.apply(|s, _| s.delete_plan(name)).await
     }
 
     /// The custom domains.
@@ -449,32 +579,34 @@ impl Lifecycle {
 
     /// Creates a custom domain name (no mapping yet: every request on it
     /// gets 403 `UNMAPPED_REQUEST`).
-    pub fn create_domain(&self, name: &str) -> Result<DomainName, LifecycleError> {
-        self.apply(|s, _| s.create_domain(name))
+    pub async fn create_domain(&self, name: &str) -> Result<DomainName, LifecycleError> {
+        self.apply(|s, _| s.create_domain(name)).await
     }
 
     /// Deletes a custom domain name and its mappings.
-    pub fn delete_domain(&self, name: &str) -> Result<(), LifecycleError> {
-        self.apply(|s, _| s.delete_domain(name))
+    pub async fn delete_domain(&self, name: &str) -> Result<(), LifecycleError> {
+        self.apply(|s, _| s.delete_domain(name)).await
     }
 
     /// Maps `base_path` of `domain` (`""` for `(none)`, `orders/v1`) to a
     /// stage.
-    pub fn create_base_path_mapping(
+    pub async fn create_base_path_mapping(
         &self,
         domain: &str,
         base_path: &str,
         target: BasePathMapping,
     ) -> Result<(), LifecycleError> {
         self.apply(|s, _| s.create_base_path_mapping(domain, base_path, target))
+            .await
     }
 
     /// Deletes one base path mapping.
-    pub fn delete_base_path_mapping(
+    pub async fn delete_base_path_mapping(
         &self,
         domain: &str,
         base_path: &str,
     ) -> Result<(), LifecycleError> {
         self.apply(|s, _| s.delete_base_path_mapping(domain, base_path))
+            .await
     }
 }

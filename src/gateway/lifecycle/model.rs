@@ -249,8 +249,12 @@ pub enum LifecycleErrorKind {
     /// An invalid request: a field out of bounds, a definition that does
     /// not validate, a deployment still served (`BadRequestException`, 400).
     BadRequest,
-    /// A name or id already taken (`ConflictException`, 409).
+    /// A name or id already taken, or a change made against a state
+    /// another process has changed since (`ConflictException`, 409).
     Conflict,
+    /// The deployment store failed; nothing changed
+    /// (`ServiceUnavailableException`, 503).
+    Unavailable,
 }
 
 /// A refused lifecycle operation: nothing changed. The message names the
@@ -279,6 +283,13 @@ impl LifecycleError {
 
     pub(crate) fn conflict(message: impl Into<String>) -> Self {
         Self::new(LifecycleErrorKind::Conflict, message)
+    }
+
+    pub(crate) fn unavailable(e: &crate::store::StoreError) -> Self {
+        Self::new(
+            LifecycleErrorKind::Unavailable,
+            format!("deployment store: {e}"),
+        )
     }
 
     /// A definition that does not validate, its paths prefixed with `at`.
