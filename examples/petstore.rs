@@ -96,10 +96,6 @@ async fn main() {
     let has_canary = tollgate::Config::from_path(&opts.config)
         .is_ok_and(|c| c.stages.values().any(|s| s.canary.is_some()));
     if (opts.watch || has_canary) && !opts.bare {
-        if opts.redis.is_some() {
-            eprintln!("--watch serves the in-memory stores; it does not combine with --redis yet");
-            std::process::exit(2);
-        }
         watch_and_serve(&opts, reporters).await;
         return;
     }
@@ -180,9 +176,17 @@ async fn main() {
 async fn watch_and_serve(opts: &petstore::Options, reporters: Vec<Reporter>) {
     let path = &opts.config;
     // The welcome lines read the config as a gateway holds it.
-    let (gateway, lifecycle) = match petstore::gateway_without_canaries(path)
-        .and_then(|g| Ok((g, petstore::build_lifecycle_with(path, reporters)?)))
-    {
+    let built = match &opts.redis {
+        None => petstore::build_lifecycle_with(path, reporters).map_err(|e| e.to_string()),
+        #[cfg(feature = "redis")]
+        Some(url) => petstore::build_redis_lifecycle(path, url, reporters).await,
+        #[cfg(not(feature = "redis"))]
+        Some(_) => Err("--redis needs the `redis` feature: cargo run --release --features redis --example petstore -- --redis URL".to_owned()),
+    };
+    let built = petstore::gateway_without_canaries(path)
+        .map_err(|e| e.to_string())
+        .and_then(|g| Ok((g, built?)));
+    let (gateway, lifecycle) = match built {
         Ok(built) => built,
         Err(e) => {
             eprintln!("{}: {e}", path.display());
@@ -198,6 +202,9 @@ async fn watch_and_serve(opts: &petstore::Options, reporters: Vec<Reporter>) {
     };
     let addr = listener.local_addr().unwrap_or(opts.listen);
     println!("listening on http://{addr}");
+    if let Some(url) = &opts.redis {
+        println!("stores: redis at {url} (deployments too)");
+    }
     print_welcome(&gateway, &addr.to_string());
     if opts.watch {
         println!("watching {} (and SIGHUP) for changes", path.display());

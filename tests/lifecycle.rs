@@ -1197,13 +1197,20 @@ async fn a_directory_keeps_history_across_a_restart_and_feeds_other_processes() 
     let second = lifecycle(V1);
     second.attach(store()).await.unwrap();
     assert_eq!(second.deployments("petstore").unwrap().len(), 2);
-    assert_eq!(second.stage("petstore", "prod").unwrap().deployment_id, v2.id);
+    assert_eq!(
+        second.stage("petstore", "prod").unwrap().deployment_id,
+        v2.id
+    );
     assert_eq!(get(&second, None, "/prod/cats").await.0, StatusCode::OK);
     // A change in one is served by the other within a second.
     let before = first.stage("petstore", "prod").unwrap().deployment_id;
     let rolled = second.deployments("petstore").unwrap()[0].id.clone();
     second
-        .update_stage("petstore", "prod", vec![StageChange::Deployment(rolled.clone())])
+        .update_stage(
+            "petstore",
+            "prod",
+            vec![StageChange::Deployment(rolled.clone())],
+        )
         .await
         .unwrap();
     assert_ne!(before, rolled);
@@ -1211,8 +1218,14 @@ async fn a_directory_keeps_history_across_a_restart_and_feeds_other_processes() 
         first.stage("petstore", "prod").unwrap().deployment_id == rolled
     })
     .await;
-    assert!(seen, "the other lifecycle did not serve the rollback within 1 s");
-    assert_eq!(get(&first, None, "/prod/cats").await.0, StatusCode::NOT_FOUND);
+    assert!(
+        seen,
+        "the other lifecycle did not serve the rollback within 1 s"
+    );
+    assert_eq!(
+        get(&first, None, "/prod/cats").await.0,
+        StatusCode::NOT_FOUND
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1227,7 +1240,10 @@ async fn a_change_made_against_an_older_state_is_refused() {
     // Another writer stores version 2 before this lifecycle's feed sees it.
     let (version, document) = store.load().await.unwrap().unwrap();
     assert!(store.save(version, &document).await.unwrap());
-    assert!(!store.save(version, &document).await.unwrap(), "a stale save is refused");
+    assert!(
+        !store.save(version, &document).await.unwrap(),
+        "a stale save is refused"
+    );
     let err = lc
         .create_deployment("petstore", DeploymentInput::to_stage("prod"))
         .await

@@ -3,6 +3,7 @@
 
 #[path = "../examples/common/petstore.rs"]
 mod petstore;
+mod support;
 
 use std::net::SocketAddr;
 
@@ -805,26 +806,6 @@ async fn a_streamed_body_over_the_gateways_limit_is_413_from_the_pet_store() {
     let _ = task.await;
 }
 
-/// The example binary built beside this test (`cargo test` builds the
-/// examples with the tests; run alone, this test builds it).
-fn petstore_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let bin = dir
-        .join("examples")
-        .join(format!("petstore{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--example", "petstore"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the petstore example failed");
-    }
-    bin
-}
-
 /// A config for the watch test with prod's variable `color`, or a broken one.
 fn watched(color: &str) -> String {
     format!(
@@ -856,7 +837,7 @@ async fn watch_serves_a_valid_edit_and_ignores_an_invalid_one() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("petstore.yaml");
     std::fs::write(&file, watched("blue")).unwrap();
-    let mut child = Command::new(petstore_binary())
+    let mut child = Command::new(support::petstore_binary(&[]))
         .args(["--listen", "127.0.0.1:0", "--quiet", "--watch", "--config"])
         .arg(&file)
         .stdout(Stdio::piped())

@@ -436,8 +436,54 @@ pub async fn watch(path: PathBuf, lifecycle: tollgate::Lifecycle) {
 pub async fn build_redis_gateway(
     path: &std::path::Path,
     url: &str,
-    mut reporters: Vec<tollgate::usage::Reporter>,
+    reporters: Vec<tollgate::usage::Reporter>,
 ) -> Result<Gateway, String> {
+    let (builder, _) = redis_builder(path, url, reporters).await?;
+    let gateway = builder.build().map_err(|e| e.to_string())?;
+    // The config's keys go into Redis (the same digests every process loads).
+    gateway
+        .load_config_keys()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(gateway)
+}
+
+/// The same stores for a lifecycle (`--redis URL --watch`), its APIs,
+/// deployments, stages and plans in Redis too: a deployment made in one
+/// process (a reload of its file) is served by every process on that Redis
+/// within a second; a process that starts serves what Redis holds.
+#[cfg(feature = "redis")]
+pub async fn build_redis_lifecycle(
+    path: &std::path::Path,
+    url: &str,
+    reporters: Vec<tollgate::usage::Reporter>,
+) -> Result<tollgate::Lifecycle, String> {
+    let (builder, redis) = redis_builder(path, url, reporters).await?;
+    let lifecycle = builder.build_lifecycle().map_err(|e| e.to_string())?;
+    lifecycle
+        .attach(Arc::new(tollgate::redis::RedisDeploymentStore::new(redis)))
+        .await
+        .map_err(|e| e.to_string())?;
+    lifecycle
+        .load_config_keys()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(lifecycle)
+}
+
+/// A builder on the config at `path` with every store in Redis at `url`.
+#[cfg(feature = "redis")]
+async fn redis_builder(
+    path: &std::path::Path,
+    url: &str,
+    mut reporters: Vec<tollgate::usage::Reporter>,
+) -> Result<
+    (
+        tollgate::gateway::GatewayBuilder,
+        tollgate::redis::RedisConnection,
+    ),
+    String,
+> {
     use tollgate::auth::sigv4::{CachingCredentialStore, Credential};
     use tollgate::clock::SystemClock;
     use tollgate::keys::CachingKeyStore;
@@ -479,13 +525,7 @@ pub async fn build_redis_gateway(
     for r in reporters {
         builder = builder.reporter(r);
     }
-    let gateway = authorizers(builder).build().map_err(|e| e.to_string())?;
-    // The config's keys go into Redis (the same digests every process loads).
-    gateway
-        .load_config_keys()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(gateway)
+    Ok((authorizers(builder), redis))
 }
 
 fn authorizers(builder: tollgate::gateway::GatewayBuilder) -> tollgate::gateway::GatewayBuilder {

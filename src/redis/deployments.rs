@@ -105,7 +105,12 @@ impl DeploymentStore for RedisDeploymentStore {
         let mut conn = self.redis.conn();
         let v: Option<u64> = self
             .redis
-            .run(async move { ::redis::cmd("GET").arg(version).query_async(&mut conn).await })
+            .run(async move {
+                ::redis::cmd("GET")
+                    .arg(version)
+                    .query_async(&mut conn)
+                    .await
+            })
             .await?;
         Ok(v.unwrap_or(0))
     }

@@ -162,3 +162,27 @@ pub(crate) async fn dead_port() -> std::net::SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     l.local_addr().unwrap()
 }
+
+/// The petstore example's binary, built beside this test (`cargo test`
+/// builds the examples with the tests, with the same features); when it
+/// is missing (a test run alone), built here with `features`.
+pub(crate) fn petstore_binary(features: &[&str]) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let bin = dir
+        .join("examples")
+        .join(format!("petstore{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        build
+            .args(["build", "--example", "petstore"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !features.is_empty() {
+            build.args(["--features", &features.join(",")]);
+        }
+        let status = build.status().unwrap();
+        assert!(status.success(), "building the petstore example failed");
+    }
+    bin
+}

@@ -214,4 +214,3 @@ pub(super) fn from_document(text: &str) -> Result<State, LifecycleError> {
     }
     Ok(state)
 }
-

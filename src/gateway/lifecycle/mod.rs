@@ -113,12 +113,12 @@ pub use self::model::{
 pub use self::service::LifecycleService;
 pub use self::state::Reloaded;
 use self::state::State;
-pub use crate::deployments::{DeploymentStore, DirDeploymentStore};
 pub(super) use self::table::Parts;
 use self::table::Table;
 use super::handle::Gateway;
 use super::{Config, PlanConfig, StageConfig};
 use crate::context::Endpoint;
+pub use crate::deployments::{DeploymentStore, DirDeploymentStore};
 
 /// APIs with their deployments and stages, custom domains, and the service
 /// that serves them, changed while it serves. See the [module docs](self).
@@ -358,6 +358,28 @@ impl Lifecycle {
         drop(writer);
         if let Some(every) = store.poll_interval() {
             tokio::spawn(feed(Arc::downgrade(&self.inner), store, every));
+        }
+        Ok(())
+    }
+
+    /// Loads the config's `keys` into the key store, for a store given to
+    /// [`GatewayBuilder::key_store`](crate::GatewayBuilder::key_store) (the
+    /// default store has them). A key already there (same digest) is left as
+    /// it is, as [`Gateway::load_config_keys`] does.
+    pub async fn load_config_keys(&self) -> Result<(), crate::store::StoreError> {
+        let Some(gateway) = self.inner.table.load().first() else {
+            return Ok(());
+        };
+        let parts = &self.inner.parts;
+        let manager = gateway.key_manager();
+        let hasher = parts.base.api_key_options.hasher();
+        let now = parts.clock.utc();
+        for k in &parts.base.keys {
+            let (digest, _) = crate::keys::prepare(k.into(), &hasher, now)?;
+            if parts.key_store.get(&digest).await?.is_some() {
+                continue;
+            }
+            manager.import(k.into()).await?;
         }
         Ok(())
     }

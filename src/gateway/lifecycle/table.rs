@@ -171,6 +171,11 @@ impl Table {
         }
     }
 
+    /// The first stage's gateway, if any stage is served.
+    pub(super) fn first(&self) -> Option<Gateway> {
+        self.served.first().map(|s| s.base.clone())
+    }
+
     /// The gateway serving `stage` of `api_id` (the base side).
     pub(super) fn served(&self, api_id: &str, stage: &str) -> Option<&Served> {
         self.served
