@@ -54,15 +54,23 @@ async fn main() {
     // `--check`: the config validated, every problem with its path, and out.
     if opts.check {
         // A lifecycle reads the stage canaries' files too.
-        let checked = petstore::build_lifecycle_with(&opts.config, Vec::new())
-            .and_then(|_| petstore::gateway_without_canaries(&opts.config));
+        let checked = petstore::build_lifecycle_with(&opts.config, Vec::new());
         match checked {
-            Ok(gateway) => {
-                println!(
-                    "{}: valid ({} endpoints)",
-                    opts.config.display(),
-                    gateway.endpoints().count()
-                );
+            Ok(lifecycle) => {
+                let endpoints: usize = lifecycle
+                    .apis()
+                    .iter()
+                    .flat_map(|a| {
+                        lifecycle
+                            .stages(&a.id)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(move |s| (a.id.clone(), s.name))
+                    })
+                    .filter_map(|(a, s)| lifecycle.gateway(&a, &s))
+                    .map(|g| g.endpoints().count())
+                    .sum();
+                println!("{}: valid ({endpoints} endpoints)", opts.config.display());
                 std::process::exit(0);
             }
             Err(e) => {
@@ -93,8 +101,11 @@ async fn main() {
         }
     }
     // A config with a stage canary is served through a lifecycle too.
-    let has_canary = tollgate::Config::from_path(&opts.config)
-        .is_ok_and(|c| c.stages.values().any(|s| s.canary.is_some()));
+    let has_canary = tollgate::Config::from_path(&opts.config).is_ok_and(|c| {
+        !c.apis.is_empty()
+            || c.deployments.is_some()
+            || c.stages.values().any(|s| s.canary.is_some())
+    });
     if (opts.watch || has_canary) && !opts.bare {
         watch_and_serve(&opts, reporters).await;
         return;
@@ -183,12 +194,22 @@ async fn watch_and_serve(opts: &petstore::Options, reporters: Vec<Reporter>) {
         #[cfg(not(feature = "redis"))]
         Some(_) => Err("--redis needs the `redis` feature: cargo run --release --features redis --example petstore -- --redis URL".to_owned()),
     };
-    let built = petstore::gateway_without_canaries(path)
-        .map_err(|e| e.to_string())
-        .and_then(|g| Ok((g, built?)));
-    let (gateway, lifecycle) = match built {
-        Ok(built) => built,
-        Err(e) => {
+    // `deployments: { store: { dir: PATH } }`: the history kept there.
+    let built = match built {
+        Ok(l) => petstore::attach_configured_store(path, &l, opts.redis.is_some())
+            .await
+            .map(|()| l),
+        Err(e) => Err(e),
+    };
+    // A single-API config's welcome lines read it as a gateway holds it.
+    let config = tollgate::Config::from_path(path);
+    let welcome = match &config {
+        Ok(c) if !c.apis.is_empty() => None,
+        _ => Some(petstore::gateway_without_canaries(path).map_err(|e| e.to_string())),
+    };
+    let (gateway, lifecycle) = match (welcome.transpose(), built) {
+        (Ok(g), Ok(l)) => (g, l),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("{}: {e}", path.display());
             std::process::exit(1);
         }
@@ -205,7 +226,10 @@ async fn watch_and_serve(opts: &petstore::Options, reporters: Vec<Reporter>) {
     if let Some(url) = &opts.redis {
         println!("stores: redis at {url} (deployments too)");
     }
-    print_welcome(&gateway, &addr.to_string());
+    match &gateway {
+        Some(gateway) => print_welcome(gateway, &addr.to_string()),
+        None => print_apis(&lifecycle, &addr.to_string()),
+    }
     if opts.watch {
         println!("watching {} (and SIGHUP) for changes", path.display());
         tokio::spawn(petstore::watch(path.clone(), lifecycle.clone()));
@@ -213,10 +237,14 @@ async fn watch_and_serve(opts: &petstore::Options, reporters: Vec<Reporter>) {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
+    let responses = gateway
+        .as_ref()
+        .map(|g| g.responses().clone())
+        .unwrap_or_default();
     let served = petstore::serve_lifecycle(
         listener,
         &lifecycle,
-        gateway.responses().clone(),
+        responses,
         PetStore::new(),
         opts.upstream.as_deref(),
         shutdown,
@@ -228,6 +256,26 @@ async fn watch_and_serve(opts: &petstore::Options, reporters: Vec<Reporter>) {
     }
     // Ctrl-C: every queued usage event is delivered before exit.
     lifecycle.shutdown_reporters().await;
+}
+
+/// A multi-API config's welcome: a curl line per GET of each API's stages,
+/// on the execute-api host that picks the API.
+fn print_apis(lifecycle: &tollgate::Lifecycle, addr: &str) {
+    println!("try (a GET of each stage of each API):");
+    for api in lifecycle.apis() {
+        for stage in lifecycle.stages(&api.id).unwrap_or_default() {
+            let Some(gateway) = lifecycle.gateway(&api.id, &stage.name) else {
+                continue;
+            };
+            if let Some(e) = gateway.endpoints().find(|e| e.method_name() == "GET") {
+                let path = e.resource().replace(['{', '}'], "");
+                println!(
+                    "  curl -i -H 'host: {}.execute-api.localhost' http://{addr}/{}{path}   # API {}",
+                    api.id, stage.name, api.name
+                );
+            }
+        }
+    }
 }
 
 /// Prints the demo secrets and a curl line for every method of every stage

@@ -815,7 +815,7 @@ async fn a_reload_deploys_what_changed_and_refuses_what_is_invalid() {
     let first = lc.stage("petstore", "prod").unwrap().deployment_id;
     // The same file again: nothing deployed, nothing changed.
     let same = lc.reload(Config::from_yaml_str(V1).unwrap()).await.unwrap();
-    assert!(same.deployment.is_none());
+    assert!(same.deployments.is_empty());
     assert!(same.stages.is_empty());
     // A new route, a new stage, a changed variable.
     let v2 = r#"
@@ -826,7 +826,7 @@ stages:
   beta: {}
 "#;
     let done = lc.reload(Config::from_yaml_str(v2).unwrap()).await.unwrap();
-    let made = done.deployment.expect("a new deployment");
+    let made = done.deployments[0].clone();
     assert_eq!(done.stages, vec!["beta".to_owned(), "prod".to_owned()]);
     assert_eq!(lc.stage("petstore", "prod").unwrap().deployment_id, made.id);
     assert_eq!(
@@ -836,7 +836,7 @@ stages:
     assert_eq!(get(&lc, None, "/beta/pets").await.0, StatusCode::OK);
     // Back to the first file: its deployment is reused, beta goes.
     let back = lc.reload(Config::from_yaml_str(V1).unwrap()).await.unwrap();
-    assert!(back.deployment.is_none());
+    assert!(back.deployments.is_empty());
     assert_eq!(lc.stage("petstore", "prod").unwrap().deployment_id, first);
     assert_eq!(get(&lc, None, "/beta/pets").await.0, StatusCode::NOT_FOUND);
     // A file that is valid alone but not here (a base path another API
@@ -1063,7 +1063,7 @@ async fn a_stage_canary_in_a_file_deploys_the_other_file() {
     );
     // The same file again changes nothing.
     let again = lc.reload(Config::from_path(&main).unwrap()).await.unwrap();
-    assert!(again.deployment.is_none() && again.stages.is_empty());
+    assert!(again.deployments.is_empty() && again.stages.is_empty());
     assert_eq!(lc.deployments("petstore").unwrap().len(), 2);
     // A canary file that is not there: refused, with its path.
     std::fs::write(&main, with_canary("100").replace("v2.yaml", "v3.yaml")).unwrap();
@@ -1255,4 +1255,118 @@ async fn a_change_made_against_an_older_state_is_refused() {
         .unwrap();
     assert_eq!(store.version().await.unwrap(), 3);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_multi_api_config_serves_each_api_and_reloads_what_changed() {
+    let dir = std::env::temp_dir().join(format!("tollgate-apis-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("petstore.yaml"),
+        "name: petstore\nroutes: { /pets: [GET] }\nstages: { prod: { variables: { color: blue } } }\n",
+    )
+    .unwrap();
+    let orders = |routes: &str| {
+        format!(
+            "name: orders\nroutes: {{ {routes} }}\nsettings: {{ api_key_required: true }}\nstages: {{ live: {{}} }}\n"
+        )
+    };
+    std::fs::write(dir.join("orders.yaml"), orders("/orders: [GET]")).unwrap();
+    let top = dir.join("apis.yaml");
+    std::fs::write(
+        &top,
+        r#"
+apis:
+  petstore: { config: petstore.yaml }
+  orders: { config: orders.yaml }
+domains:
+  api.example.test:
+    base_paths:
+      "": { api: petstore, stage: prod }
+      orders: { api: orders, stage: live }
+plans:
+  basic: { stages: [orders/live], quota: { limit: 2, period: day } }
+keys:
+  - { name: alice, value: alice-key-0123456789abcdef, plans: [basic] }
+"#,
+    )
+    .unwrap();
+    let config = Config::from_path(&top).unwrap();
+    let err = Gateway::new(config.clone()).unwrap_err();
+    assert_eq!(err.issues()[0].path(), "apis");
+    let lc = Gateway::builder(config).build_lifecycle().unwrap();
+    let host = Some("api.example.test");
+    assert_eq!(
+        get(&lc, host, "/pets").await,
+        (StatusCode::OK, "prod /pets color=blue".into())
+    );
+    // The plan names `orders/live`: alice's quota of 2 there.
+    let mut svc = lc.service(echo());
+    let mut orders_get = async || {
+        let req = Request::get("/orders/orders")
+            .header("host", "api.example.test")
+            .header("x-api-key", "alice-key-0123456789abcdef")
+            .body(Body::empty())
+            .unwrap();
+        ServiceExt::<Request<Body>>::ready(&mut svc)
+            .await
+            .unwrap()
+            .call(req)
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(orders_get().await, StatusCode::OK);
+    assert_eq!(orders_get().await, StatusCode::OK);
+    assert_eq!(orders_get().await, StatusCode::TOO_MANY_REQUESTS);
+    // One API's file changes: that API alone gets a deployment.
+    std::fs::write(
+        dir.join("orders.yaml"),
+        orders("/orders: [GET], /refunds: [GET]"),
+    )
+    .unwrap();
+    let done = lc.reload(Config::from_path(&top).unwrap()).await.unwrap();
+    assert_eq!(done.deployments.len(), 1);
+    assert_eq!(done.deployments[0].api_id, "orders");
+    assert_eq!(lc.deployments("petstore").unwrap().len(), 1);
+    assert_eq!(lc.deployments("orders").unwrap().len(), 2);
+    // An API file that does not validate: refused with its path.
+    std::fs::write(dir.join("orders.yaml"), "routes: { /orders: [GET] }\n").unwrap();
+    let err = lc
+        .reload(Config::from_path(&top).unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.message().starts_with("apis.orders.config"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_multi_api_config_names_its_problems() {
+    let issues = support::issues(
+        r#"
+apis:
+  petstore: { config: petstore.yaml }
+  orders: { openapi: orders.json }
+  "bad id": { config: x.yaml }
+routes: { /pets: [GET] }
+domains:
+  api.example.test: { base_paths: { "": { stage: prod }, v2: { api: nope, stage: prod } } }
+plans:
+  basic: { stages: [prod, petstore/prod] }
+"#,
+    );
+    for expected in [
+        "routes: a config with `apis` has its routes in each API's file",
+        "apis.orders.openapi: OpenAPI import is not supported by this version: give a tollgate config",
+        r#"apis."bad id": not an API id (1 to 64 letters, digits, `-`, `_` and `.`)"#,
+        r#"domains."api.example.test".base_paths."".api: name the API (the config has several)"#,
+        r#"domains."api.example.test".base_paths.v2.api: unknown API `nope`"#,
+        "plans.basic.stages[0]: `prod` is not `api/stage` of one of `apis`",
+    ] {
+        assert!(
+            issues.contains(&expected.to_owned()),
+            "{expected}\n{issues:#?}"
+        );
+    }
+    assert_eq!(issues.len(), 6, "{issues:#?}");
 }

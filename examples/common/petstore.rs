@@ -364,6 +364,31 @@ pub fn build_lifecycle_with(
     authorizers(builder).build_lifecycle()
 }
 
+/// Attaches the store a config's `deployments` names: a directory; Redis
+/// only with `--redis` (`on_redis`: attached already).
+pub async fn attach_configured_store(
+    path: &std::path::Path,
+    lifecycle: &tollgate::Lifecycle,
+    on_redis: bool,
+) -> Result<(), String> {
+    use tollgate::gateway::DeploymentStoreConfig;
+    let config = tollgate::Config::from_path(path).map_err(|e| e.to_string())?;
+    match config.deployments.map(|d| d.store) {
+        Some(DeploymentStoreConfig::Dir(dir)) => {
+            let store = tollgate::deployments::DirDeploymentStore::new(&dir)
+                .map_err(|e| format!("deployments.store.dir: {e}"))?;
+            lifecycle
+                .attach(Arc::new(store))
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Some(DeploymentStoreConfig::Redis) if !on_redis => {
+            Err("deployments.store: redis needs --redis URL".to_owned())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Watches the config at `path` for `--watch`: every 250 ms (and at once
 /// on SIGHUP) its bytes are compared with the last read; a change is parsed
 /// and applied with [`Lifecycle::reload`](tollgate::Lifecycle::reload) (a
@@ -410,9 +435,11 @@ pub async fn watch(path: PathBuf, lifecycle: tollgate::Lifecycle) {
 {e}"
                 ),
                 Ok(done) => {
-                    match &done.deployment {
-                        Some(d) => println!("{shown}: reloaded, deployment {}", d.id),
-                        None => println!("{shown}: reloaded, definition unchanged"),
+                    if done.deployments.is_empty() {
+                        println!("{shown}: reloaded, definitions unchanged");
+                    }
+                    for d in &done.deployments {
+                        println!("{shown}: reloaded, API {} deployment {}", d.api_id, d.id);
                     }
                     if !done.stages.is_empty() {
                         println!("  stages changed: {}", done.stages.join(", "));
@@ -459,11 +486,19 @@ pub async fn build_redis_lifecycle(
     reporters: Vec<tollgate::usage::Reporter>,
 ) -> Result<tollgate::Lifecycle, String> {
     let (builder, redis) = redis_builder(path, url, reporters).await?;
+    let in_dir = tollgate::Config::from_path(path).is_ok_and(|c| {
+        matches!(
+            c.deployments.map(|d| d.store),
+            Some(tollgate::gateway::DeploymentStoreConfig::Dir(_))
+        )
+    });
     let lifecycle = builder.build_lifecycle().map_err(|e| e.to_string())?;
-    lifecycle
-        .attach(Arc::new(tollgate::redis::RedisDeploymentStore::new(redis)))
-        .await
-        .map_err(|e| e.to_string())?;
+    if !in_dir {
+        lifecycle
+            .attach(Arc::new(tollgate::redis::RedisDeploymentStore::new(redis)))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     lifecycle
         .load_config_keys()
         .await

@@ -138,7 +138,7 @@ impl GatewayBuilder {
     ///
     /// Errors as [`build`](Self::build) would report them for the config.
     pub fn build_lifecycle(self) -> Result<super::Lifecycle, ConfigError> {
-        resolve(&self.config)?;
+        self.config.validate()?;
         let clock = self.clock;
         let config = self.config;
         let rate_store = self
@@ -177,6 +177,16 @@ impl GatewayBuilder {
     /// Validates the config and resolves every method's settings, then has
     /// each capability build its layer from its slice.
     pub fn build(self) -> Result<Gateway, ConfigError> {
+        if !self.config.apis.is_empty() {
+            return Err(ConfigError::new(
+                crate::config::ConfigErrorKind::Unsupported,
+                vec![crate::config::ConfigIssue::new(
+                    "apis",
+                    "a config of several APIs is served by a lifecycle \
+                     (`GatewayBuilder::build_lifecycle`)",
+                )],
+            ));
+        }
         let mut resolved = resolve(&self.config)?;
         let canaries: Vec<crate::config::ConfigIssue> = self
             .config

@@ -93,6 +93,56 @@ pub struct Config {
     /// Gateway's `disableExecuteApiEndpoint`). Default false.
     #[serde(default)]
     pub disable_execute_api_endpoint: bool,
+    /// Several APIs, by id, each from a file of its own (the multi-API
+    /// shape; see [`Lifecycle`](crate::Lifecycle)). With `apis`, this file
+    /// holds no `routes` or `stages`; its `domains` name each mapping's
+    /// `api`, its `plans` name stages `api/stage`. A
+    /// [`Gateway`](crate::Gateway) refuses it; a lifecycle serves it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub apis: BTreeMap<String, ApiSourceConfig>,
+    /// Where a lifecycle keeps its deployments (`store: memory`, `redis`
+    /// or `{ dir: PATH }`). Read by the application, which attaches the
+    /// store ([`Lifecycle::attach`](crate::Lifecycle::attach)); the
+    /// petstore does. Default: memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployments: Option<DeploymentsConfig>,
+}
+
+/// Where one API of a multi-API config comes from.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[non_exhaustive]
+pub struct ApiSourceConfig {
+    /// A tollgate config file (routes, stages, settings; relative to the
+    /// file that names it).
+    #[serde(default)]
+    pub config: Option<String>,
+    /// An OpenAPI export. Not read by this version: refused with its path.
+    #[serde(default)]
+    pub openapi: Option<String>,
+}
+
+/// `deployments:` in a config.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[non_exhaustive]
+pub struct DeploymentsConfig {
+    /// The store. Default `memory`.
+    #[serde(default)]
+    pub store: DeploymentStoreConfig,
+}
+
+/// Which [`DeploymentStore`](crate::deployments::DeploymentStore) keeps a
+/// lifecycle's state.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeploymentStoreConfig {
+    /// In memory: history lasts as long as the process.
+    #[default]
+    Memory,
+    /// Redis (feature `redis`): shared by every process on it.
+    Redis,
+    /// A directory (relative to the config file): survives a restart.
+    Dir(String),
 }
 
 /// Settings of a method: the stage's `settings` (every method's default) or a

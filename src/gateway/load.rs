@@ -87,14 +87,30 @@ impl Config {
         } else {
             Self::from_yaml_str(&text)
         }?;
-        // A canary's file is named relative to this one.
+        // Files a config names are relative to it.
         if let Some(dir) = path.parent() {
-            for stage in config.stages.values_mut() {
-                if let Some(file) = stage.canary.as_mut().and_then(|c| c.config.as_mut())
-                    && Path::new(file.as_str()).is_relative()
-                {
+            let rebase = |file: &mut String| {
+                if Path::new(file.as_str()).is_relative() {
                     *file = dir.join(&*file).to_string_lossy().into_owned();
                 }
+            };
+            for stage in config.stages.values_mut() {
+                if let Some(file) = stage.canary.as_mut().and_then(|c| c.config.as_mut()) {
+                    rebase(file);
+                }
+            }
+            for api in config.apis.values_mut() {
+                if let Some(file) = api.config.as_mut() {
+                    rebase(file);
+                }
+                if let Some(file) = api.openapi.as_mut() {
+                    rebase(file);
+                }
+            }
+            if let Some(super::config::DeploymentStoreConfig::Dir(d)) =
+                config.deployments.as_mut().map(|d| &mut d.store)
+            {
+                rebase(d);
             }
         }
         Ok(config)
@@ -103,6 +119,9 @@ impl Config {
     /// Checks every rule, reporting every problem with its path. A config read
     /// with `from_*` has been validated already; call this on one built in code.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.apis.is_empty() {
+            return super::lifecycle::file::check_many(self);
+        }
         resolve(self).map(|_| ())
     }
 }

@@ -92,10 +92,11 @@ mod service;
 
 pub use self::builder::GatewayBuilder;
 pub use self::config::{
-    ApiKeyOptions, ApiKeySource, Authorization, AuthorizerConfig, ByteSize, CacheConfig,
-    CanaryConfig, Config, CredentialConfig, IntegrationConfig, KeyConfig, LimitsConfig,
-    MappingLimitsConfig, MethodSettingsConfig, PlanConfig, PlanMethodConfig, QuotaConfig, Secret,
-    SigV4Config, StageConfig, ThrottleConfig, ThrottleOptions,
+    ApiKeyOptions, ApiKeySource, ApiSourceConfig, Authorization, AuthorizerConfig, ByteSize,
+    CacheConfig, CanaryConfig, Config, CredentialConfig, DeploymentStoreConfig, DeploymentsConfig,
+    IntegrationConfig, KeyConfig, LimitsConfig, MappingLimitsConfig, MethodSettingsConfig,
+    PlanConfig, PlanMethodConfig, QuotaConfig, Secret, SigV4Config, StageConfig, ThrottleConfig,
+    ThrottleOptions,
 };
 pub use self::handle::Gateway;
 pub use self::lifecycle::{

@@ -46,6 +46,91 @@ pub(crate) fn check(c: &CanaryConfig, path: &PathBuf, issues: &mut Issues) {
     }
 }
 
+/// Checks a multi-API config (`apis`): what can be checked before its
+/// files are read.
+pub(crate) fn check_many(config: &Config) -> Result<(), crate::config::ConfigError> {
+    let mut issues = Issues(Vec::new());
+    let root = PathBuf::root();
+    if !config.routes.is_empty() {
+        issues.push(
+            &root.field("routes"),
+            "a config with `apis` has its routes in each API's file",
+        );
+    }
+    if !config.stages.is_empty() {
+        issues.push(
+            &root.field("stages"),
+            "a config with `apis` has its stages in each API's file",
+        );
+    }
+    for (id, api) in &config.apis {
+        let at = root.field("apis").field(id);
+        let ok_id = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !ok_id {
+            issues.push(
+                &at,
+                "not an API id (1 to 64 letters, digits, `-`, `_` and `.`)",
+            );
+        }
+        match (&api.config, &api.openapi) {
+            (Some(_), None) => {}
+            (None, Some(_)) => issues.push(
+                &at.field("openapi"),
+                "OpenAPI import is not supported by this version: give a tollgate config",
+            ),
+            _ => issues.push(&at, "give exactly one of `config` and `openapi`"),
+        }
+    }
+    for (host, domain) in &config.domains {
+        for (base, mapping) in &domain.base_paths {
+            let at = root
+                .field("domains")
+                .field(host)
+                .field("base_paths")
+                .field(base)
+                .field("api");
+            match &mapping.api {
+                None => issues.push(&at, "name the API (the config has several)"),
+                Some(a) if !config.apis.contains_key(a) => {
+                    issues.push(&at, format!("unknown API `{a}`"));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    for (name, plan) in &config.plans {
+        for (i, stage) in plan.stages.iter().enumerate() {
+            let known = stage
+                .split_once('/')
+                .is_some_and(|(a, s)| config.apis.contains_key(a) && !s.is_empty());
+            if !known {
+                issues.push(
+                    &root.field("plans").field(name).field("stages").index(i),
+                    format!("`{stage}` is not `api/stage` of one of `apis`"),
+                );
+            }
+        }
+    }
+    if let Some(t) = &config.throttle {
+        t.check_complete(&root.field("throttle"), &mut issues);
+    }
+    config
+        .api_key_options
+        .check(&root.field("api_key_options"), &mut issues);
+    if issues.0.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::config::ConfigError::new(
+            crate::config::ConfigErrorKind::Invalid,
+            issues.0,
+        ))
+    }
+}
+
 impl State {
     /// Sets stage `stage` of `api_id`'s canary from its file section: the
     /// named file's definition deployed (a deployment that has it already

@@ -189,6 +189,24 @@ async fn feed(
     }
 }
 
+/// Each API file of a multi-API config, read and validated.
+fn api_files(config: &Config) -> Result<Vec<(String, Config)>, LifecycleError> {
+    config
+        .apis
+        .iter()
+        .map(|(id, source)| {
+            let Some(path) = source.config.as_deref() else {
+                return Err(LifecycleError::bad_request(format!(
+                    "apis.{id}: give `config`"
+                )));
+            };
+            let file = Config::from_path(path)
+                .map_err(|e| LifecycleError::invalid(&format!("apis.{id}.config ({path})"), &e))?;
+            Ok((id.clone(), file))
+        })
+        .collect()
+}
+
 /// The lifecycle clock's time, for records' dates.
 fn wall_clock(clock: &Arc<dyn crate::clock::Clock>) -> SystemTime {
     SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(clock.unix_nanos())
@@ -215,6 +233,11 @@ impl Lifecycle {
     pub(super) fn from_parts(config: Config, parts: Parts) -> Result<Self, LifecycleError> {
         let now = wall_clock(&parts.clock);
         let mut state = State::default();
+        if !config.apis.is_empty() {
+            let files = api_files(&config)?;
+            state.reload_many(files, &config, &config, now)?;
+            return Self::serving(state, parts);
+        }
         let name = config.name.clone().unwrap_or_else(|| "tollgate".to_owned());
         let id = id_of(&name);
         state.plans = config.plans.clone();
@@ -253,6 +276,10 @@ impl Lifecycle {
                 )?;
             }
         }
+        Self::serving(state, parts)
+    }
+
+    fn serving(state: State, parts: Parts) -> Result<Self, LifecycleError> {
         let table = table::build(&state, &parts)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -571,8 +598,14 @@ impl Lifecycle {
     /// `throttle` and the `*_options` apply at the next start; a change to
     /// them is listed in [`Reloaded::needs_restart`].
     pub async fn reload(&self, config: Config) -> Result<Reloaded, LifecycleError> {
-        let id = id_of(config.name.as_deref().unwrap_or("tollgate"));
         let base = &self.inner.parts.base;
+        if !config.apis.is_empty() {
+            let files = api_files(&config)?;
+            return self
+                .apply(|s, now| s.reload_many(files, &config, base, now))
+                .await;
+        }
+        let id = id_of(config.name.as_deref().unwrap_or("tollgate"));
         self.apply(|s, now| s.reload(&id, config, base, now)).await
     }
 

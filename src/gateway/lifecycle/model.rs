@@ -308,6 +308,17 @@ impl LifecycleError {
         Self::bad_request(lines.join("\n"))
     }
 
+    /// The same error, each line's path under `prefix` (`apis.orders`).
+    pub(crate) fn at(mut self, prefix: &str) -> Self {
+        self.message = self
+            .message
+            .lines()
+            .map(|l| format!("{prefix}.{l}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        self
+    }
+
     /// The class of error.
     pub fn kind(&self) -> LifecycleErrorKind {
         self.kind

@@ -25,8 +25,8 @@ pub(super) struct State {
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct Reloaded {
-    /// The deployment made, when the definition changed.
-    pub deployment: Option<Deployment>,
+    /// The deployments made (one per API whose definition changed).
+    pub deployments: Vec<Deployment>,
     /// Stages created, changed or deleted, by name.
     pub stages: Vec<String>,
     /// Parts of the file that changed but apply only to a new lifecycle
@@ -510,8 +510,8 @@ impl State {
     /// Makes the API `api_id` what the single-API `config` says: its
     /// definition (a new deployment when it differs from every deployment's;
     /// an existing one when one has it already), every stage it lists
-    /// pointing there with its settings, the stages it does not list
-    /// deleted, its domains and plans replacing the lifecycle's.
+    /// pointing there with its settings and canary, the stages it does not
+    /// list deleted, its domains and plans replacing the lifecycle's.
     pub(super) fn reload(
         &mut self,
         api_id: &str,
@@ -519,32 +519,90 @@ impl State {
         base: &Config,
         now: SystemTime,
     ) -> Result<Reloaded, LifecycleError> {
-        let mut out = Reloaded::default();
-        for (name, changed) in [
-            ("keys", config.keys != base.keys),
-            ("credentials", config.credentials != base.credentials),
-            ("throttle", config.throttle != base.throttle),
-            (
-                "throttle_options",
-                config.throttle_options != base.throttle_options,
-            ),
-            (
-                "api_key_options",
-                config.api_key_options != base.api_key_options,
-            ),
-        ] {
-            if changed {
-                out.needs_restart.push(name);
+        let mut out = Reloaded {
+            needs_restart: needs_restart(&config, base),
+            ..Reloaded::default()
+        };
+        self.plans = config.plans.clone();
+        let domains = config.domains.clone();
+        self.reload_api(api_id, config, now, &mut out)?;
+        // This API's mappings are the file's; other APIs' stay.
+        for d in self.domains.values_mut() {
+            d.base_path_mappings.retain(|_, m| m.api_id != api_id);
+        }
+        self.add_domains(&domains, Some(api_id))?;
+        Ok(out)
+    }
+
+    /// The same for a multi-API config: each of `apis` (id, its file's
+    /// config) reloaded (created when new), then `top`'s domains and plans
+    /// replacing the lifecycle's. APIs the file no longer lists stay.
+    pub(super) fn reload_many(
+        &mut self,
+        apis: Vec<(String, Config)>,
+        top: &Config,
+        base: &Config,
+        now: SystemTime,
+    ) -> Result<Reloaded, LifecycleError> {
+        let mut out = Reloaded {
+            needs_restart: needs_restart(top, base),
+            ..Reloaded::default()
+        };
+        self.plans = top.plans.clone();
+        for (id, config) in apis {
+            if !self.apis.contains_key(&id) {
+                let name = config.name.clone().unwrap_or_else(|| id.clone());
+                self.create_api(Some(id.clone()), &name, config.clone(), now)
+                    .map_err(|e| e.at(&format!("apis.{id}")))?;
+            }
+            self.reload_api(&id, config, now, &mut out)
+                .map_err(|e| e.at(&format!("apis.{id}")))?;
+        }
+        for d in self.domains.values_mut() {
+            d.base_path_mappings.clear();
+        }
+        self.add_domains(&top.domains, None)?;
+        Ok(out)
+    }
+
+    /// Adds `domains`' mappings; `api`: the API of mappings that name none.
+    fn add_domains(
+        &mut self,
+        domains: &BTreeMap<String, crate::route::DomainConfig>,
+        api: Option<&str>,
+    ) -> Result<(), LifecycleError> {
+        for (host, domain) in domains {
+            if !self.domains.contains_key(&domain_key(host)) {
+                self.create_domain(host)?;
+            }
+            for (base, mapping) in &domain.base_paths {
+                let Some(api_id) = mapping.api.as_deref().or(api) else {
+                    return Err(LifecycleError::bad_request(format!(
+                        "domains.{host}.base_paths.{base}.api: name the API"
+                    )));
+                };
+                let target = BasePathMapping::new(api_id, mapping.stage.clone());
+                self.create_base_path_mapping(host, base, target)?;
             }
         }
+        self.domains.retain(|_, d| !d.base_path_mappings.is_empty());
+        Ok(())
+    }
+
+    /// One API's definition, stages and canaries from its file.
+    fn reload_api(
+        &mut self,
+        api_id: &str,
+        config: Config,
+        now: SystemTime,
+        out: &mut Reloaded,
+    ) -> Result<(), LifecycleError> {
         let stages = config.stages.clone();
         let listed: Vec<String> = stages.keys().cloned().collect();
         let canaries: Vec<(String, Option<CanaryConfig>)> = stages
             .iter()
             .map(|(n, s)| (n.clone(), s.canary.clone()))
             .collect();
-        let domains = config.domains.clone();
-        self.plans = config.plans.clone();
         let api = self.api_mut(api_id)?;
         let mut definition = definition_of(config);
         definition.name = Some(api.api.name.clone());
@@ -569,7 +627,7 @@ impl State {
                 };
                 api.deployments.push(d.clone());
                 let id = d.id.clone();
-                out.deployment = Some(d);
+                out.deployments.push(d);
                 id
             }
         };
@@ -602,22 +660,6 @@ impl State {
             }
             out.stages.push(name);
         }
-        // This API's mappings are the file's; other APIs' stay.
-        for d in self.domains.values_mut() {
-            d.base_path_mappings.retain(|_, m| m.api_id != api_id);
-        }
-        for (host, domain) in domains {
-            let key = domain_key(&host);
-            if !self.domains.contains_key(&key) {
-                self.create_domain(&host)?;
-            }
-            for (base, mapping) in domain.base_paths {
-                let target = BasePathMapping::new(api_id, mapping.stage);
-                self.create_base_path_mapping(&host, &base, target)?;
-            }
-        }
-        self.domains.retain(|_, d| !d.base_path_mappings.is_empty());
-        let api = self.api_mut(api_id)?;
         let gone: Vec<String> = api
             .stages
             .keys()
@@ -625,15 +667,37 @@ impl State {
             .cloned()
             .collect();
         for name in gone {
-            api.stages.remove(&name);
+            if let Some(api) = self.apis.get_mut(api_id) {
+                api.stages.remove(&name);
+            }
             out.stages.push(name);
         }
         // Each listed stage's canary is the file's (none: removed).
         for (name, c) in canaries {
             self.file_canary(api_id, &name, c.as_ref(), now)?;
         }
-        Ok(out)
+        Ok(())
     }
+}
+
+/// The gateway-wide parts of `config` that differ from `base`'s.
+fn needs_restart(config: &Config, base: &Config) -> Vec<&'static str> {
+    [
+        ("keys", config.keys != base.keys),
+        ("credentials", config.credentials != base.credentials),
+        ("throttle", config.throttle != base.throttle),
+        (
+            "throttle_options",
+            config.throttle_options != base.throttle_options,
+        ),
+        (
+            "api_key_options",
+            config.api_key_options != base.api_key_options,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect()
 }
 
 impl State {
