@@ -6,7 +6,9 @@
 //! usage plans, SigV4 and custom authorizers, throttling, response caching,
 //! request/response mapping, HTTP integrations and usage reporting. Each
 //! capability is a tower layer that also works alone; with the `redis`
-//! feature, many processes share one set of limits, quotas and keys.
+//! feature, many processes share one set of limits, quotas and keys. A
+//! [`Lifecycle`] serves several APIs, their deployments, stages and canaries,
+//! changed while it serves.
 //!
 //! ```
 //! use http::{Request, StatusCode};
@@ -44,6 +46,7 @@
 //! |---|---|---|
 //! | [`route`] | [`RouteLayer`](route::RouteLayer): stages, resources, 404/405, request id | available |
 //! | [`gateway`] | [`Gateway`]: config, validation, settings resolution | available |
+//! | [`gateway`], [`deployments`] | [`Lifecycle`]: APIs, deployments, stages, canaries, domains and plans changed while serving; stores | available |
 //! | [`throttle`] | [`ThrottleLayer`](throttle::ThrottleLayer): token buckets per gateway, method, client, key | available |
 //! | [`keys`] | [`ApiKeyLayer`](keys::ApiKeyLayer): hashed API keys, stores, cache, management | available |
 //! | [`plans`] | [`MeterLayer`](plans::MeterLayer): quotas, usage records, plans at run time | available |

@@ -156,6 +156,8 @@ struct Writer {
     store: Option<Arc<dyn DeploymentStore>>,
     /// The stored version the served state is.
     version: u64,
+    /// A stored version that does not build here (reported once).
+    failed: u64,
 }
 
 /// The change feed: every `every`, the store's version; a newer one is
@@ -286,6 +288,7 @@ impl Lifecycle {
                 writer: tokio::sync::Mutex::new(Writer {
                     store: None,
                     version: 0,
+                    failed: 0,
                 }),
                 published: ArcSwap::from_pointee(state),
                 table: Arc::new(ArcSwap::from_pointee(table)),
@@ -327,7 +330,9 @@ impl Lifecycle {
                 Err(e) => return Err(LifecycleError::unavailable(&e)),
             }
         }
-        self.inner.table.store(Arc::new(table));
+        let table = Arc::new(table);
+        self.inner.table.store(table.clone());
+        self.inner.parts.prune_caches(&table);
         self.inner.published.store(Arc::new(next));
         Ok(out)
     }
@@ -347,9 +352,22 @@ impl Lifecycle {
         if version <= writer.version {
             return Ok(false);
         }
-        let state = document::from_document(&document)?;
-        let table = table::build(&state, &self.inner.parts)?;
-        self.inner.table.store(Arc::new(table));
+        if version == writer.failed {
+            // Reported already; the served state stays.
+            return Ok(false);
+        }
+        let built = document::from_document(&document)
+            .and_then(|state| Ok((table::build(&state, &self.inner.parts)?, state)));
+        let (table, state) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                writer.failed = version;
+                return Err(e);
+            }
+        };
+        let table = Arc::new(table);
+        self.inner.table.store(table.clone());
+        self.inner.parts.prune_caches(&table);
         self.inner.published.store(Arc::new(state));
         writer.version = version;
         Ok(true)
@@ -369,6 +387,7 @@ impl Lifecycle {
         let mut writer = self.inner.writer.lock().await;
         writer.store = Some(store.clone());
         writer.version = 0;
+        writer.failed = 0;
         if !self.adopt(&mut writer).await? {
             let document = document::to_document(&self.inner.published.load())?;
             if store

@@ -57,6 +57,8 @@ pub(super) struct Table {
     domains: Domains,
     /// Answers what no API takes: 403 `UNMAPPED_REQUEST`.
     unmapped: Gateway,
+    /// The response caches this table's gateways use.
+    caches: Vec<CacheKey>,
 }
 
 /// Where a request goes, before a canary is picked.
@@ -260,8 +262,10 @@ impl Parts {
         stage: &str,
         apart: Option<&str>,
         capacity: Option<crate::config::ByteSize>,
+        used: &mut Vec<CacheKey>,
     ) -> HashMap<Arc<str>, Arc<dyn CacheStore>> {
         let key = (api.to_owned(), stage.to_owned(), apart.map(str::to_owned));
+        used.push(key.clone());
         let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
         let store = caches
             .entry(key)
@@ -377,6 +381,7 @@ pub(super) fn names_stage(entry: &str, api_id: &str, stage: &str, single: bool) 
 pub(super) fn build(state: &State, parts: &Parts) -> Result<Table, LifecycleError> {
     let mut served = Vec::new();
     let mut apis = HashMap::default();
+    let mut used_caches = Vec::new();
     for (api_id, api) in &state.apis {
         let mut routes = ApiRoutes {
             stages: HashMap::default(),
@@ -390,7 +395,13 @@ pub(super) fn build(state: &State, parts: &Parts) -> Result<Table, LifecycleErro
                     stage.deployment_id
                 ))
             })?;
-            let caches = parts.caches(api_id, name, None, stage.config.cache_capacity);
+            let caches = parts.caches(
+                api_id,
+                name,
+                None,
+                stage.config.cache_capacity,
+                &mut used_caches,
+            );
             let base = parts
                 .gateway(
                     state,
@@ -423,6 +434,7 @@ pub(super) fn build(state: &State, parts: &Parts) -> Result<Table, LifecycleErro
                             name,
                             Some(&c.deployment_id),
                             stage.config.cache_capacity,
+                            &mut used_caches,
                         )
                     };
                     let gateway = parts
@@ -524,5 +536,15 @@ pub(super) fn build(state: &State, parts: &Parts) -> Result<Table, LifecycleErro
         single,
         domains,
         unmapped,
+        caches: used_caches,
     })
+}
+
+impl Parts {
+    /// Drops the response caches `table` no longer uses (a stage deleted,
+    /// a canary's own cache once it is gone): called once `table` serves.
+    pub(super) fn prune_caches(&self, table: &Table) {
+        let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+        caches.retain(|key, _| table.caches.contains(key));
+    }
 }
