@@ -42,7 +42,9 @@ cleanup() {
     [ -n "$swapper" ] && kill "$swapper" 2>/dev/null || true
     [ -n "$server" ] && kill "$server" 2>/dev/null || true
     wait 2>/dev/null || true
-    echo "log: $(wc -l <"$work/log") lines, reloads: $(grep -c 'reloaded' "$work/log" || true), refused: $(grep -c 'not reloaded' "$work/err" || true)" >&2
+    echo "log: $(wc -l <"$work/log") lines, reloads: $(grep -c ': reloaded' "$work/log" || true), refused: $(grep -c 'not reloaded' "$work/err" || true)" >&2
+    # A refused reload says why (each problem with its path).
+    grep -A3 'not reloaded' "$work/err" | head -12 >&2 || true
     rm -rf "$work"
 }
 trap cleanup EXIT

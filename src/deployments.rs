@@ -122,9 +122,15 @@ impl DeploymentStore for DirDeploymentStore {
         if self.read_version()? != expected {
             return Ok(false);
         }
+        let Some(next) = expected.checked_add(1) else {
+            return Err(StoreError::new(
+                StoreErrorKind::Conflict,
+                "the version is at its largest",
+            ));
+        };
         // The document first: a reader that sees the new version finds it.
         self.replace("lifecycle.json", document.as_bytes())?;
-        self.replace("lifecycle.version", (expected + 1).to_string().as_bytes())?;
+        self.replace("lifecycle.version", next.to_string().as_bytes())?;
         Ok(true)
     }
 

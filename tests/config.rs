@@ -666,3 +666,13 @@ fn an_unknown_field_is_not_quoted_past_its_equals_sign() {
         "{err}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_config_path_that_is_no_regular_file_is_refused_not_read_without_end() {
+    let err = Config::from_path("/dev/zero").unwrap_err();
+    assert_eq!(err.kind(), tollgate::config::ConfigErrorKind::Io);
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let err = Config::from_path(std::env::temp_dir()).unwrap_err();
+    assert_eq!(err.kind(), tollgate::config::ConfigErrorKind::Io);
+}

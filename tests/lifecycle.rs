@@ -1330,6 +1330,23 @@ keys:
     assert_eq!(done.deployments[0].api_id, "orders");
     assert_eq!(lc.deployments("petstore").unwrap().len(), 1);
     assert_eq!(lc.deployments("orders").unwrap().len(), 2);
+    // What is every API's belongs in the top file.
+    std::fs::write(
+        dir.join("orders.yaml"),
+        format!(
+            "{}keys:\n  - {{ name: k, value: k-key-0123456789abcdef0123 }}\n",
+            orders("/orders: [GET]")
+        ),
+    )
+    .unwrap();
+    let err = lc
+        .reload(Config::from_path(&top).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("`keys` belongs in the top file"),
+        "{err}"
+    );
     // An API file that does not validate: refused with its path.
     std::fs::write(dir.join("orders.yaml"), "routes: { /orders: [GET] }\n").unwrap();
     let err = lc
@@ -1358,7 +1375,7 @@ plans:
     for expected in [
         "routes: a config with `apis` has its routes in each API's file",
         "apis.orders.openapi: OpenAPI import is not supported by this version: give a tollgate config",
-        r#"apis."bad id": not an API id (1 to 64 letters, digits, `-`, `_` and `.`)"#,
+        r#"apis."bad id": not an API id (1 to 64 lower-case letters, digits, `-` and `_`)"#,
         r#"domains."api.example.test".base_paths."".api: name the API (the config has several)"#,
         r#"domains."api.example.test".base_paths.v2.api: unknown API `nope`"#,
         "plans.basic.stages[0]: `prod` is not `api/stage` of one of `apis`",
@@ -1369,4 +1386,113 @@ plans:
         );
     }
     assert_eq!(issues.len(), 6, "{issues:#?}");
+}
+
+#[tokio::test]
+async fn ids_are_lower_case_and_hosts_match_them_in_any_case() {
+    let lc = lifecycle(V1);
+    let any = || def("routes: { /orders: [GET] }");
+    assert_eq!(
+        kind(lc.create_api(Some("Orders"), "o1", any()).await),
+        LifecycleErrorKind::BadRequest
+    );
+    assert_eq!(
+        kind(lc.create_api(Some("a.b"), "o2", any()).await),
+        LifecycleErrorKind::BadRequest
+    );
+    assert_eq!(
+        kind(lc.create_api(None, "bad\nname", any()).await),
+        LifecycleErrorKind::BadRequest
+    );
+    lc.create_api(Some("orders"), "orders", any())
+        .await
+        .unwrap();
+    lc.create_deployment("orders", DeploymentInput::to_stage("live"))
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&lc, Some("ORDERS.Execute-Api.test:443"), "/live/orders")
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // A config's name becomes a lower-case id.
+    let named = lifecycle("name: Pet Store\nroutes: { /pets: [GET] }\nstages: { prod: {} }\n");
+    assert_eq!(named.apis()[0].id, "pet-store");
+    assert_eq!(named.apis()[0].name, "Pet Store");
+}
+
+#[tokio::test]
+async fn a_second_api_keeps_the_plans_on_the_first_ones_stages() {
+    let lc = lifecycle(QUOTA);
+    let host = Some("petstore.execute-api.test");
+    let mut svc = lc.service(support::ok());
+    let key = "alice-key-0123456789abcdef";
+    assert_eq!(keyed(&mut svc, key).await, StatusCode::OK);
+    lc.create_api(Some("other"), "other", def("routes: { /x: [GET] }"))
+        .await
+        .unwrap();
+    assert_eq!(lc.plans()["basic"].stages, vec!["petstore/prod".to_owned()]);
+    let req = Request::get("/prod/pets")
+        .header("host", host.unwrap())
+        .header("x-api-key", key)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        lc.service(support::ok())
+            .oneshot(req)
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    // A stage a plan names cannot be deleted.
+    let err = lc.delete_stage("petstore", "prod").await.unwrap_err();
+    assert!(err.message().contains("usage plan `basic`"), "{err}");
+}
+
+#[tokio::test]
+async fn a_refused_attach_leaves_the_lifecycle_as_it_was() {
+    use tollgate::gateway::DirDeploymentStore;
+    let dir = std::env::temp_dir().join(format!("tollgate-broken-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("lifecycle.version"), "2").unwrap();
+    std::fs::write(dir.join("lifecycle.json"), "{broken").unwrap();
+    let lc = lifecycle(V1);
+    let err = lc
+        .attach(Arc::new(DirDeploymentStore::new(&dir).unwrap()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), LifecycleErrorKind::BadRequest, "{err}");
+    assert_eq!(lc.version().await, 0);
+    // Changes still go, in memory.
+    lc.create_deployment("petstore", DeploymentInput::to_stage("prod"))
+        .await
+        .unwrap();
+    // A version at its largest: a change is refused, nothing panics or wraps.
+    std::fs::write(dir.join("lifecycle.version"), u64::MAX.to_string()).unwrap();
+    let (_, document) = {
+        let ok = lifecycle(V1);
+        let fresh = std::env::temp_dir().join(format!("tollgate-fresh-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&fresh);
+        ok.attach(Arc::new(DirDeploymentStore::new(&fresh).unwrap()))
+            .await
+            .unwrap();
+        let doc = std::fs::read_to_string(fresh.join("lifecycle.json")).unwrap();
+        let _ = std::fs::remove_dir_all(&fresh);
+        ((), doc)
+    };
+    std::fs::write(dir.join("lifecycle.json"), document).unwrap();
+    let full = lifecycle(V1);
+    full.attach(Arc::new(DirDeploymentStore::new(&dir).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(full.version().await, u64::MAX);
+    let err = full
+        .create_deployment("petstore", DeploymentInput::to_stage("prod"))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("largest"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -396,7 +396,8 @@ pub async fn attach_configured_store(
 /// reported on stderr, every problem with its path, and the previous config
 /// keeps serving. Runs until the process ends.
 pub async fn watch(path: PathBuf, lifecycle: tollgate::Lifecycle) {
-    let mut last = std::fs::read(&path).ok();
+    let mut files = watched_files(&path);
+    let mut last = snapshot(&files);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     #[cfg(unix)]
@@ -418,7 +419,7 @@ pub async fn watch(path: PathBuf, lifecycle: tollgate::Lifecycle) {
             tick.tick().await;
             false
         };
-        let now = std::fs::read(&path).ok();
+        let now = snapshot(&files);
         if !forced && now == last {
             continue;
         }
@@ -429,7 +430,11 @@ pub async fn watch(path: PathBuf, lifecycle: tollgate::Lifecycle) {
                 "{shown}: not reloaded, the previous config keeps serving:
 {e}"
             ),
-            Ok(config) => match lifecycle.reload(config).await {
+            Ok(config) => match lifecycle.reload(config).await.inspect(|_| {
+                // The files the config names now are watched from now on.
+                files = watched_files(&path);
+                last = snapshot(&files);
+            }) {
                 Err(e) => eprintln!(
                     "{shown}: not reloaded, the previous config keeps serving:
 {e}"
@@ -454,6 +459,45 @@ pub async fn watch(path: PathBuf, lifecycle: tollgate::Lifecycle) {
             },
         }
     }
+}
+
+/// The config at `path` and the files it names (stage canaries' configs,
+/// each API's config): what `--watch` compares.
+fn watched_files(path: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = vec![path.to_path_buf()];
+    if let Ok(config) = tollgate::Config::from_path(path) {
+        files.extend(
+            config
+                .stages
+                .values()
+                .filter_map(|s| s.canary.as_ref()?.config.clone())
+                .map(PathBuf::from),
+        );
+        files.extend(
+            config
+                .apis
+                .values()
+                .filter_map(|a| a.config.clone())
+                .map(PathBuf::from),
+        );
+    }
+    files
+}
+
+/// What the watched files hold now: a regular file's bytes (at most 16 MiB,
+/// the config limit; a larger or special file reads as its length alone,
+/// for the parser to refuse), `None` for one that cannot be read.
+fn snapshot(files: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
+    files
+        .iter()
+        .map(|f| {
+            let meta = std::fs::metadata(f).ok()?;
+            if !meta.is_file() || meta.len() > 16 << 20 {
+                return Some(meta.len().to_le_bytes().to_vec());
+            }
+            std::fs::read(f).ok()
+        })
+        .collect()
 }
 
 /// The gateway with every store in Redis (`--redis URL`, feature `redis`):

@@ -60,12 +60,25 @@ impl Config {
     /// Reads a config file: JSON when the name ends in `.json`, YAML otherwise.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| {
+        let io = |e: std::io::Error| {
             ConfigError::new(
                 ConfigErrorKind::Io,
                 vec![ConfigIssue::new("", format!("{}: {e}", path.display()))],
             )
-        })?;
+        };
+        // A regular file, read up to the size limit: a FIFO or a device
+        // (`/dev/zero`) is refused, not read without end.
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        if !file.metadata().map_err(io)?.is_file() {
+            return Err(io(std::io::Error::other("not a regular file")));
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(&mut file, MAX_CONFIG_BYTES as u64 + 1),
+            &mut bytes,
+        )
+        .map_err(io)?;
+        check_size(bytes.len())?;
         let text = String::from_utf8(bytes).map_err(|e| {
             ConfigError::new(
                 ConfigErrorKind::Syntax,

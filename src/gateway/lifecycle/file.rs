@@ -65,15 +65,10 @@ pub(crate) fn check_many(config: &Config) -> Result<(), crate::config::ConfigErr
     }
     for (id, api) in &config.apis {
         let at = root.field("apis").field(id);
-        let ok_id = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !ok_id {
+        if !super::state::is_api_id(id) {
             issues.push(
                 &at,
-                "not an API id (1 to 64 letters, digits, `-`, `_` and `.`)",
+                format!("not an API id ({})", super::state::API_ID_RULE),
             );
         }
         match (&api.config, &api.openapi) {

@@ -204,6 +204,22 @@ fn api_files(config: &Config) -> Result<Vec<(String, Config)>, LifecycleError> {
             };
             let file = Config::from_path(path)
                 .map_err(|e| LifecycleError::invalid(&format!("apis.{id}.config ({path})"), &e))?;
+            // What is the lifecycle's, not one API's, belongs in the top file.
+            for (field, given) in [
+                ("keys", !file.keys.is_empty()),
+                ("plans", !file.plans.is_empty()),
+                ("credentials", !file.credentials.is_empty()),
+                ("domains", !file.domains.is_empty()),
+                ("apis", !file.apis.is_empty()),
+                ("deployments", file.deployments.is_some()),
+            ] {
+                if given {
+                    return Err(LifecycleError::bad_request(format!(
+                        "apis.{id}.config ({path}): `{field}` belongs in the top file, \
+                         for every API"
+                    )));
+                }
+            }
             Ok((id.clone(), file))
         })
         .collect()
@@ -214,12 +230,14 @@ fn wall_clock(clock: &Arc<dyn crate::clock::Clock>) -> SystemTime {
     SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(clock.unix_nanos())
 }
 
-/// The id of a config's API: its name, characters outside an id's made `-`.
+/// The id of a single-API config's API: its name in lower case, other
+/// characters than an id's made `-` (`Pet Store` is `pet-store`).
 fn id_of(name: &str) -> String {
     name.chars()
         .take(64)
         .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
                 c
             } else {
                 '-'
@@ -314,8 +332,13 @@ impl Lifecycle {
         let table = table::build(&next, &self.inner.parts)?;
         if let Some(store) = writer.store.clone() {
             let document = document::to_document(&next)?;
+            let Some(following) = writer.version.checked_add(1) else {
+                return Err(LifecycleError::bad_request(
+                    "the store's version is at its largest: move the lifecycle to a new store",
+                ));
+            };
             match store.save(writer.version, &document).await {
-                Ok(true) => writer.version += 1,
+                Ok(true) => writer.version = following,
                 Ok(false) => {
                     // Another process changed it first: serve theirs,
                     // refuse this (it was made against an older state).
@@ -385,22 +408,29 @@ impl Lifecycle {
     /// registered in this process, say).
     pub async fn attach(&self, store: Arc<dyn DeploymentStore>) -> Result<(), LifecycleError> {
         let mut writer = self.inner.writer.lock().await;
-        writer.store = Some(store.clone());
-        writer.version = 0;
-        writer.failed = 0;
-        if !self.adopt(&mut writer).await? {
+        // Tried on a writer of its own: a refused attach changes nothing.
+        let mut trial = Writer {
+            store: Some(store.clone()),
+            version: 0,
+            failed: 0,
+        };
+        if !self.adopt(&mut trial).await? {
             let document = document::to_document(&self.inner.published.load())?;
             if store
                 .save(0, &document)
                 .await
                 .map_err(|e| LifecycleError::unavailable(&e))?
             {
-                writer.version = 1;
-            } else {
-                // Another process stored one meanwhile: serve it.
-                self.adopt(&mut writer).await?;
+                trial.version = 1;
+            } else if !self.adopt(&mut trial).await? {
+                // Another process stored one meanwhile, which is not
+                // readable as newer: nothing to serve from it.
+                return Err(LifecycleError::conflict(
+                    "the store holds a state this lifecycle cannot read as newer; attach again",
+                ));
             }
         }
+        *writer = trial;
         drop(writer);
         if let Some(every) = store.poll_interval() {
             tokio::spawn(feed(Arc::downgrade(&self.inner), store, every));
@@ -608,14 +638,19 @@ impl Lifecycle {
         self.apply(|s, _| s.delete_stage(api_id, name)).await
     }
 
-    /// Applies a single-API config again (a file reloaded): the API named
-    /// by its `name` gets its definition (deployed anew when no deployment
-    /// has it), every stage it lists points there with its settings, the
-    /// stages it does not list are deleted, and its domains and plans
-    /// replace the old. One change: it all takes effect, or (an invalid
-    /// file, a stage held by a canary) none of it. `keys`, `credentials`,
-    /// `throttle` and the `*_options` apply at the next start; a change to
-    /// them is listed in [`Reloaded::needs_restart`].
+    /// Applies a config again (a file reloaded). Single-API: the API its
+    /// `name` names (its id: the name in lower case, other characters `-`)
+    /// gets its definition (deployed anew when no deployment has it), every
+    /// stage it lists points there with its settings and canary (a canary
+    /// set through the API that the file lacks is removed: the file is the
+    /// stage's truth), the stages it does not list are deleted, its domains
+    /// (domains left without a mapping go) and plans replace the old.
+    /// Multi-API (`apis`): each listed API so, then the top file's domains
+    /// and plans. One change: it all takes effect, or (an invalid file, a
+    /// plan naming a stage that is gone, a base path another API maps) none
+    /// of it. `keys`, `credentials`, `throttle` and the `*_options` apply at
+    /// the next start; a change to them is listed in
+    /// [`Reloaded::needs_restart`].
     pub async fn reload(&self, config: Config) -> Result<Reloaded, LifecycleError> {
         let base = &self.inner.parts.base;
         if !config.apis.is_empty() {
@@ -624,7 +659,14 @@ impl Lifecycle {
                 .apply(|s, now| s.reload_many(files, &config, base, now))
                 .await;
         }
-        let id = id_of(config.name.as_deref().unwrap_or("tollgate"));
+        let name = config.name.as_deref().unwrap_or("tollgate");
+        let id = id_of(name);
+        if self.state().api(&id).is_err() {
+            return Err(LifecycleError::not_found(format!(
+                "name: no API `{id}` (from the name `{name}`): a reload keeps the API's name; \
+                 create a new API to rename it"
+            )));
+        }
         self.apply(|s, now| s.reload(&id, config, base, now)).await
     }
 

@@ -87,17 +87,25 @@ pub(crate) fn check_definition(definition: &Config) -> Result<(), LifecycleError
         .map_err(|e| LifecycleError::invalid("definition", &e))
 }
 
-fn check_api_id(id: &str) -> Result<(), LifecycleError> {
-    let ok = !id.is_empty()
+/// What an API id is made of, for messages.
+pub(crate) const API_ID_RULE: &str = "1 to 64 lower-case letters, digits, `-` and `_`";
+
+/// Whether `id` is an API id: it is the first label of an
+/// `{api_id}.execute-api` host, matched in any case, so lower case only.
+pub(crate) fn is_api_id(id: &str) -> bool {
+    !id.is_empty()
         && id.len() <= 64
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if ok {
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn check_api_id(id: &str) -> Result<(), LifecycleError> {
+    if is_api_id(id) {
         Ok(())
     } else {
         Err(LifecycleError::bad_request(format!(
-            "id: `{id}` is not an API id (1 to 64 letters, digits, `-`, `_` and `.`)"
+            "id: `{id}` is not an API id ({API_ID_RULE})"
         )))
     }
 }
@@ -169,8 +177,10 @@ impl State {
     ) -> Result<Api, LifecycleError> {
         let id = id.unwrap_or_else(new_id);
         check_api_id(&id)?;
-        if name.is_empty() {
-            return Err(LifecycleError::bad_request("name: must not be empty"));
+        if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+            return Err(LifecycleError::bad_request(
+                "name: 1 to 128 characters, none a control character",
+            ));
         }
         if self.apis.contains_key(&id) {
             return Err(LifecycleError::conflict(format!("an API `{id}` exists")));
@@ -183,6 +193,19 @@ impl State {
         let mut definition = definition_of(definition);
         definition.name = Some(name.to_owned());
         check_definition(&definition)?;
+        // Plans name bare stages only while there is one API: a second
+        // one makes them `api/stage` of the first.
+        if self.apis.len() == 1
+            && let Some(only) = self.apis.keys().next().cloned()
+        {
+            for plan in self.plans.values_mut() {
+                for stage in &mut plan.stages {
+                    if !stage.contains('/') {
+                        *stage = format!("{only}/{stage}");
+                    }
+                }
+            }
+        }
         let api = Api {
             id: id.clone(),
             name: name.to_owned(),
@@ -407,6 +430,17 @@ impl State {
 
     pub(super) fn delete_stage(&mut self, api_id: &str, name: &str) -> Result<(), LifecycleError> {
         self.api_mut(api_id)?.stage_mut(name)?;
+        let single = self.apis.len() == 1;
+        let planned = self.plans.iter().find(|(_, p)| {
+            p.stages
+                .iter()
+                .any(|s| super::table::names_stage(s, api_id, name, single))
+        });
+        if let Some((plan, _)) = planned {
+            return Err(LifecycleError::bad_request(format!(
+                "stage `{name}` is in the usage plan `{plan}`: take it out of the plan first"
+            )));
+        }
         if let Some((domain, base)) = self.mapping_to(api_id, name) {
             return Err(LifecycleError::bad_request(format!(
                 "stage `{name}` is served by the base path mapping `{base}` of `{domain}`: \
@@ -523,7 +557,15 @@ impl State {
             needs_restart: needs_restart(&config, base),
             ..Reloaded::default()
         };
+        // The file's plans name its stages bare: this API's.
         self.plans = config.plans.clone();
+        for plan in self.plans.values_mut() {
+            for stage in &mut plan.stages {
+                if !stage.contains('/') {
+                    *stage = format!("{api_id}/{stage}");
+                }
+            }
+        }
         let domains = config.domains.clone();
         self.reload_api(api_id, config, now, &mut out)?;
         // This API's mappings are the file's; other APIs' stay.
@@ -531,6 +573,7 @@ impl State {
             d.base_path_mappings.retain(|_, m| m.api_id != api_id);
         }
         self.add_domains(&domains, Some(api_id))?;
+        self.check_plans()?;
         Ok(out)
     }
 
@@ -562,6 +605,7 @@ impl State {
             d.base_path_mappings.clear();
         }
         self.add_domains(&top.domains, None)?;
+        self.check_plans()?;
         Ok(out)
     }
 
@@ -705,6 +749,20 @@ impl State {
         if name.is_empty() {
             return Err(LifecycleError::bad_request("name: must not be empty"));
         }
+        self.check_plan(name, &plan)?;
+        self.plans.insert(name.to_owned(), plan);
+        Ok(())
+    }
+
+    /// Every plan names stages that exist (after a reload).
+    fn check_plans(&self) -> Result<(), LifecycleError> {
+        for (name, plan) in &self.plans {
+            self.check_plan(name, plan)?;
+        }
+        Ok(())
+    }
+
+    fn check_plan(&self, name: &str, plan: &PlanConfig) -> Result<(), LifecycleError> {
         let single = self.apis.len() == 1;
         for (i, entry) in plan.stages.iter().enumerate() {
             let found = self.apis.values().any(|a| {
@@ -718,7 +776,6 @@ impl State {
                 )));
             }
         }
-        self.plans.insert(name.to_owned(), plan);
         Ok(())
     }
 

@@ -134,13 +134,20 @@ impl Table {
         }
         let routes = match &self.single {
             Some(one) => one,
-            None => match host
-                .and_then(execute_api_id)
-                .and_then(|id| self.apis.get(id))
-            {
-                Some(r) => r,
-                None => return Target::Unmapped,
-            },
+            None => {
+                // Ids are lower case; a host is matched in any case.
+                let mut buf = [0u8; 64];
+                let id = host.and_then(execute_api_id).and_then(|id| {
+                    let lower = buf.get_mut(..id.len())?;
+                    lower.copy_from_slice(id.as_bytes());
+                    lower.make_ascii_lowercase();
+                    std::str::from_utf8(lower).ok()
+                });
+                match id.and_then(|id| self.apis.get(id)) {
+                    Some(r) => r,
+                    None => return Target::Unmapped,
+                }
+            }
         };
         let first = path
             .strip_prefix('/')
