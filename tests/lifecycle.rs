@@ -1425,7 +1425,7 @@ async fn ids_are_lower_case_and_hosts_match_them_in_any_case() {
 #[tokio::test]
 async fn a_second_api_keeps_the_plans_on_the_first_ones_stages() {
     let lc = lifecycle(QUOTA);
-    let host = Some("petstore.execute-api.test");
+    let host = "petstore.execute-api.test";
     let mut svc = lc.service(support::ok());
     let key = "alice-key-0123456789abcdef";
     assert_eq!(keyed(&mut svc, key).await, StatusCode::OK);
@@ -1434,7 +1434,7 @@ async fn a_second_api_keeps_the_plans_on_the_first_ones_stages() {
         .unwrap();
     assert_eq!(lc.plans()["basic"].stages, vec!["petstore/prod".to_owned()]);
     let req = Request::get("/prod/pets")
-        .header("host", host.unwrap())
+        .header("host", host)
         .header("x-api-key", key)
         .body(Body::empty())
         .unwrap();
