@@ -1,6 +1,8 @@
 //! Where a lifecycle's state is kept between runs and shared between
-//! processes: [`DeploymentStore`], and [`DirDeploymentStore`] in a
-//! directory (with feature `redis`, `tollgate::redis::RedisDeploymentStore`).
+//! processes: [`DeploymentStore`], with [`InMemoryDeploymentStore`] (shared
+//! within one process), [`DirDeploymentStore`] in a directory (kept across
+//! restarts) and, with feature `redis`, `tollgate::redis::RedisDeploymentStore`
+//! (shared by every process on one Redis).
 //!
 //! A store keeps one versioned JSON document; the
 //! [`Lifecycle`](crate::Lifecycle) writes and reads it
@@ -57,6 +59,57 @@ pub trait DeploymentStore: Send + Sync + 'static {
     /// is the only writer.
     fn poll_interval(&self) -> Option<Duration> {
         None
+    }
+}
+
+/// A [`DeploymentStore`] in memory: what several lifecycles of one process
+/// share (each polls it every 50 ms). A lifecycle with no store attached
+/// keeps its state in memory already; this store is for sharing it.
+#[derive(Debug, Default)]
+pub struct InMemoryDeploymentStore {
+    stored: std::sync::Mutex<Option<(u64, String)>>,
+}
+
+impl InMemoryDeploymentStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(u64, String)>> {
+        self.stored
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl DeploymentStore for InMemoryDeploymentStore {
+    async fn load(&self) -> Result<Option<(u64, String)>, StoreError> {
+        Ok(self.lock().clone())
+    }
+
+    async fn save(&self, expected: u64, document: &str) -> Result<bool, StoreError> {
+        let mut stored = self.lock();
+        if stored.as_ref().map_or(0, |(v, _)| *v) != expected {
+            return Ok(false);
+        }
+        let Some(next) = expected.checked_add(1) else {
+            return Err(StoreError::new(
+                StoreErrorKind::Conflict,
+                "the version is at its largest",
+            ));
+        };
+        *stored = Some((next, document.to_owned()));
+        Ok(true)
+    }
+
+    async fn version(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().as_ref().map_or(0, |(v, _)| *v))
+    }
+
+    fn poll_interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(50))
     }
 }
 

@@ -1496,3 +1496,26 @@ async fn a_refused_attach_leaves_the_lifecycle_as_it_was() {
     assert!(err.message().contains("largest"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn lifecycles_sharing_a_memory_store_serve_each_others_changes() {
+    use tollgate::gateway::InMemoryDeploymentStore;
+    let store = Arc::new(InMemoryDeploymentStore::new());
+    let (one, two) = (lifecycle(V1), lifecycle(V1));
+    one.attach(store.clone()).await.unwrap();
+    two.attach(store.clone()).await.unwrap();
+    assert_eq!((one.version().await, two.version().await), (1, 1));
+    let mut red = BTreeMap::new();
+    red.insert("color".to_owned(), "red".to_owned());
+    one.update_stage("petstore", "prod", vec![StageChange::Variables(red)])
+        .await
+        .unwrap();
+    let seen = eventually(Duration::from_secs(1), async || {
+        get(&two, None, "/prod/pets").await.1 == "prod /pets color=red"
+    })
+    .await;
+    assert!(
+        seen,
+        "the other lifecycle did not serve the change within 1 s"
+    );
+}

@@ -101,8 +101,8 @@ pub use self::config::{
 pub use self::handle::Gateway;
 pub use self::lifecycle::{
     Api, BasePathMapping, CanarySettings, Deployment, DeploymentInput, DeploymentStore,
-    DirDeploymentStore, DomainName, Lifecycle, LifecycleError, LifecycleErrorKind,
-    LifecycleService, Reloaded, Stage, StageChange, Sticky,
+    DirDeploymentStore, DomainName, InMemoryDeploymentStore, Lifecycle, LifecycleError,
+    LifecycleErrorKind, LifecycleService, Reloaded, Stage, StageChange, Sticky,
 };
 pub use self::service::{GatewayService, ResponseFuture};
 pub use crate::config::{ConfigError, ConfigErrorKind, ConfigIssue};

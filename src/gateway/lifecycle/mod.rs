@@ -80,8 +80,9 @@
 //! Throttle buckets, quota counters, keys and response caches are shared
 //! by every stage gateway and keyed by API, stage, resource and method,
 //! never by deployment: a redeploy, a rollback or a promotion keeps every
-//! count and cached entry (API Gateway does not flush a stage's cache on a
-//! redeploy either). Usage plans and keys are the lifecycle's: the
+//! count and cached entry (API Gateway's guide, "Enable API caching",
+//! makes flushing a stage cache an action of its own, not part of a
+//! deployment; [`Gateway::flush_cache`] on [`Lifecycle::gateway`] is it here). Usage plans and keys are the lifecycle's: the
 //! config's `plans`, `keys` and `credentials` apply to every API, a plan's
 //! `stages` naming `api/stage` (or a bare `stage` while there is one API).
 //! Not kept across a change: the count of requests in flight that
@@ -91,8 +92,9 @@
 //!
 //! API names are unique (buckets and metrics are named by them). Base paths
 //! may have several segments everywhere (API Gateway allows them only in its
-//! v2 API mappings). The state is held in memory: a restart begins again
-//! from the config.
+//! v2 API mappings). The state is held in memory unless a
+//! [`DeploymentStore`] is attached ([`Lifecycle::attach`]): a directory
+//! keeps history across a restart, Redis shares it between processes.
 
 mod document;
 pub(crate) mod file;
@@ -118,15 +120,15 @@ use self::table::Table;
 use super::handle::Gateway;
 use super::{Config, PlanConfig, StageConfig};
 use crate::context::Endpoint;
-pub use crate::deployments::{DeploymentStore, DirDeploymentStore};
+pub use crate::deployments::{DeploymentStore, DirDeploymentStore, InMemoryDeploymentStore};
 
 /// APIs with their deployments and stages, custom domains, and the service
 /// that serves them, changed while it serves. See the [module docs](self).
 ///
 /// Cloning is a pointer copy; every clone changes and serves the same
-/// lifecycle. Operations are synchronous and atomic: each is checked and
-/// built whole (every stage's gateway) before it takes effect, and a
-/// refused one changes nothing.
+/// lifecycle. Operations are async (a store may be written) and atomic,
+/// one at a time: each is checked and built whole (every stage's gateway)
+/// and stored before it takes effect, and a refused one changes nothing.
 #[derive(Clone)]
 pub struct Lifecycle {
     inner: Arc<Inner>,
