@@ -230,10 +230,35 @@ async fn watch_and_serve(opts: &petstore::Options, reporters: Vec<Reporter>) {
         Some(gateway) => print_welcome(gateway, &addr.to_string()),
         None => print_apis(&lifecycle, &addr.to_string()),
     }
+    // What is served: a stored state (`deployments`, `--redis`) wins over
+    // the file at start.
+    for api in lifecycle.apis() {
+        let deployments = lifecycle.deployments(&api.id).map_or(0, |d| d.len());
+        let stages: Vec<String> = lifecycle
+            .stages(&api.id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| {
+                let canary = s
+                    .canary
+                    .map(|c| format!(" (canary {} at {}%)", c.deployment_id, c.percent_traffic))
+                    .unwrap_or_default();
+                format!("{} -> {}{canary}", s.name, s.deployment_id)
+            })
+            .collect();
+        println!(
+            "API {} ({}): {deployments} deployment(s); stages {}",
+            api.id,
+            api.name,
+            stages.join(", ")
+        );
+    }
     if opts.watch {
         println!("watching {} (and SIGHUP) for changes", path.display());
-        tokio::spawn(petstore::watch(path.clone(), lifecycle.clone()));
+    } else {
+        println!("SIGHUP reloads {}", path.display());
     }
+    tokio::spawn(petstore::watch(path.clone(), lifecycle.clone(), opts.watch));
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

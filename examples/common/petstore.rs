@@ -395,7 +395,10 @@ pub async fn attach_configured_store(
 /// changed definition becomes a new deployment). An invalid file is
 /// reported on stderr, every problem with its path, and the previous config
 /// keeps serving. Runs until the process ends.
-pub async fn watch(path: PathBuf, lifecycle: tollgate::Lifecycle) {
+///
+/// Without `poll` (a lifecycle served without `--watch`), only SIGHUP
+/// reloads.
+pub async fn watch(path: PathBuf, lifecycle: tollgate::Lifecycle, poll: bool) {
     let mut files = watched_files(&path);
     let mut last = snapshot(&files);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -419,6 +422,9 @@ pub async fn watch(path: PathBuf, lifecycle: tollgate::Lifecycle) {
             tick.tick().await;
             false
         };
+        if !forced && !poll {
+            continue;
+        }
         let now = snapshot(&files);
         if !forced && now == last {
             continue;

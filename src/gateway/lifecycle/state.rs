@@ -27,7 +27,8 @@ pub(super) struct State {
 pub struct Reloaded {
     /// The deployments made (one per API whose definition changed).
     pub deployments: Vec<Deployment>,
-    /// Stages created, changed or deleted, by name.
+    /// Stages created, changed or deleted: by name (`api/stage` in a
+    /// multi-API reload).
     pub stages: Vec<String>,
     /// Parts of the file that changed but apply only to a new lifecycle
     /// (a restart): `keys`, `credentials`, `throttle`, `throttle_options`,
@@ -567,7 +568,7 @@ impl State {
             }
         }
         let domains = config.domains.clone();
-        self.reload_api(api_id, config, now, &mut out)?;
+        self.reload_api(api_id, config, now, false, &mut out)?;
         // This API's mappings are the file's; other APIs' stay.
         for d in self.domains.values_mut() {
             d.base_path_mappings.retain(|_, m| m.api_id != api_id);
@@ -598,7 +599,7 @@ impl State {
                 self.create_api(Some(id.clone()), &name, config.clone(), now)
                     .map_err(|e| e.at(&format!("apis.{id}")))?;
             }
-            self.reload_api(&id, config, now, &mut out)
+            self.reload_api(&id, config, now, true, &mut out)
                 .map_err(|e| e.at(&format!("apis.{id}")))?;
         }
         for d in self.domains.values_mut() {
@@ -626,21 +627,32 @@ impl State {
                     )));
                 };
                 let target = BasePathMapping::new(api_id, mapping.stage.clone());
-                self.create_base_path_mapping(host, base, target)?;
+                let at = format!("domains.{host}.base_paths.{base:?}");
+                self.create_base_path_mapping(host, base, target)
+                    .map_err(|e| e.at(&at))?;
             }
         }
         self.domains.retain(|_, d| !d.base_path_mappings.is_empty());
         Ok(())
     }
 
-    /// One API's definition, stages and canaries from its file.
+    /// One API's definition, stages and canaries from its file; the stages
+    /// changed go to `out` as `api/stage` when `qualified`.
     fn reload_api(
         &mut self,
         api_id: &str,
         config: Config,
         now: SystemTime,
+        qualified: bool,
         out: &mut Reloaded,
     ) -> Result<(), LifecycleError> {
+        let named = |stage: &str| {
+            if qualified {
+                format!("{api_id}/{stage}")
+            } else {
+                stage.to_owned()
+            }
+        };
         let stages = config.stages.clone();
         let listed: Vec<String> = stages.keys().cloned().collect();
         let canaries: Vec<(String, Option<CanaryConfig>)> = stages
@@ -702,7 +714,7 @@ impl State {
                     );
                 }
             }
-            out.stages.push(name);
+            out.stages.push(named(&name));
         }
         let gone: Vec<String> = api
             .stages
@@ -714,7 +726,7 @@ impl State {
             if let Some(api) = self.apis.get_mut(api_id) {
                 api.stages.remove(&name);
             }
-            out.stages.push(name);
+            out.stages.push(named(&name));
         }
         // Each listed stage's canary is the file's (none: removed).
         for (name, c) in canaries {
