@@ -30,7 +30,8 @@
 //! }));
 //!
 //! // A new version, deployed as prod's canary with 100% of the traffic.
-//! let v2 = Config::from_yaml_str("routes: { /pets: [GET, POST] }")?;
+//! // (A definition is any config; its stages are the lifecycle's, dropped here.)
+//! let v2 = Config::from_yaml_str("routes: { /pets: [GET, POST] }\nstages: { prod: {} }")?;
 //! lifecycle.put_api("petstore", v2).await?;
 //! let mut canary = CanarySettings::new("", 100.0);
 //! canary.stage_variable_overrides.insert("color".into(), "green".into());
@@ -41,7 +42,7 @@
 //! // Promoted: the stage serves the canary's deployment and variables.
 //! lifecycle.update_stage("petstore", "prod", vec![StageChange::PromoteCanary, StageChange::RemoveCanary]).await?;
 //! let res = svc.oneshot(Request::get("/prod/pets").body(Body::empty())?).await?;
-//! let body = http_body_util::BodyExt::collect(res.into_body()).await?.to_bytes();
+//! let body = http_body_util::BodyExt::collect(res.into_body()).await.map_err(|e| e.to_string())?.to_bytes();
 //! assert_eq!(&body[..], b"green");
 //! # Ok(()) }
 //! ```
