@@ -84,7 +84,7 @@
 mod builder;
 mod config;
 mod handle;
-mod lifecycle;
+pub mod lifecycle;
 mod load;
 mod overlay;
 mod resolve;

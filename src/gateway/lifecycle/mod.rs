@@ -124,7 +124,7 @@ use crate::context::Endpoint;
 pub use crate::deployments::{DeploymentStore, DirDeploymentStore, InMemoryDeploymentStore};
 
 /// APIs with their deployments and stages, custom domains, and the service
-/// that serves them, changed while it serves. See the [module docs](self).
+/// that serves them, changed while it serves. See the [module docs](crate::gateway::lifecycle).
 ///
 /// Cloning is a pointer copy; every clone changes and serves the same
 /// lifecycle. Operations are async (a store may be written) and atomic,
