@@ -37,6 +37,10 @@ BIN=target/release/examples/petstore
 work=$(mktemp -d)
 config="$work/petstore.yaml"
 cp examples/petstore.yaml "$config"
+# The two definitions swapped between: the config, and the config with one
+# more route. Each is moved into place whole (a rename), never edited.
+cp examples/petstore.yaml "$work/a.yaml"
+sed 's|^routes:$|routes:\n  /swapped: [GET]|' examples/petstore.yaml >"$work/b.yaml"
 server=""; swapper=""
 cleanup() {
     [ -n "$swapper" ] && kill "$swapper" 2>/dev/null || true
@@ -61,11 +65,8 @@ code=$(curl -s -o /dev/null -w "%{http_code}" -H "x-api-key: $API_KEY" "http://1
 swap_for() { # seconds
     local end=$((SECONDS + $1)) i=0
     while [ "$SECONDS" -lt "$end" ]; do
-        if [ $((i % 2)) -eq 0 ]; then
-            sed -i 's|^routes:$|routes:\n  /swapped: [GET]|' "$config"
-        else
-            sed -i '/^  \/swapped: \[GET\]$/d' "$config"
-        fi
+        if [ $((i % 2)) -eq 0 ]; then next="$work/b.yaml"; else next="$work/a.yaml"; fi
+        cp "$next" "$work/next.yaml" && mv "$work/next.yaml" "$config"
         kill -HUP "$server"
         i=$((i + 1))
         sleep 0.1
