@@ -82,6 +82,15 @@ async fn a_single_api_config_serves_as_a_gateway_does() {
     );
     assert_eq!(get(&lc, None, "/prod/cats").await.0, StatusCode::NOT_FOUND);
     assert_eq!(get(&lc, None, "/beta/pets").await.0, StatusCode::NOT_FOUND);
+    // As a tower layer too.
+    let layered = tower::ServiceBuilder::new()
+        .layer(lc.clone())
+        .service(echo());
+    let res = layered
+        .oneshot(Request::get("/prod/pets").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
     let api = lc.api("petstore").unwrap();
     assert_eq!(api.name, "petstore");
     assert_eq!(lc.deployments("petstore").unwrap().len(), 1);

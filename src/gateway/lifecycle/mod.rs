@@ -729,3 +729,11 @@ impl Lifecycle {
             .await
     }
 }
+
+impl<S> tower::Layer<S> for Lifecycle {
+    type Service = LifecycleService<S>;
+
+    fn layer(&self, inner: S) -> LifecycleService<S> {
+        self.service(inner)
+    }
+}
