@@ -1528,3 +1528,30 @@ async fn lifecycles_sharing_a_memory_store_serve_each_others_changes() {
         "the other lifecycle did not serve the change within 1 s"
     );
 }
+
+#[test]
+fn a_multi_api_config_whose_file_does_not_build_names_the_path() {
+    let dir = std::env::temp_dir().join(format!("tollgate-badapi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("a.yaml"),
+        "name: a\nroutes: { /x: [GET] }\nstages: { prod: {} }\n",
+    )
+    .unwrap();
+    let top = dir.join("top.yaml");
+    std::fs::write(
+        &top,
+        "apis: { a: { config: a.yaml } }\ndomains: { d.example.test: { base_paths: { v1: { api: a, stage: nope } } } }\n",
+    )
+    .unwrap();
+    let err = Gateway::builder(Config::from_path(&top).unwrap())
+        .build_lifecycle()
+        .unwrap_err();
+    assert_eq!(
+        err.issues()[0].path(),
+        r#"domains."d.example.test".base_paths.v1.stage"#,
+        "{err}"
+    );
+    assert_eq!(err.issues()[0].message(), "API `a` has no stage `nope`");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -167,10 +167,18 @@ impl GatewayBuilder {
             caches: Mutex::default(),
         };
         super::Lifecycle::from_parts(config, parts).map_err(|e| {
-            ConfigError::new(
-                crate::config::ConfigErrorKind::Invalid,
-                vec![crate::config::ConfigIssue::new("", e.message())],
-            )
+            // Each line of a lifecycle error is `path: message`.
+            let issues = e
+                .message()
+                .lines()
+                .map(|line| match line.split_once(": ") {
+                    Some((path, message)) if !path.contains(' ') => {
+                        crate::config::ConfigIssue::new(path, message)
+                    }
+                    _ => crate::config::ConfigIssue::new("", line),
+                })
+                .collect();
+            ConfigError::new(crate::config::ConfigErrorKind::Invalid, issues)
         })
     }
 

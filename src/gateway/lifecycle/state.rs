@@ -621,15 +621,20 @@ impl State {
                 self.create_domain(host)?;
             }
             for (base, mapping) in &domain.base_paths {
+                let at = crate::config::PathBuf::root()
+                    .field("domains")
+                    .field(host)
+                    .field("base_paths")
+                    .field(base);
                 let Some(api_id) = mapping.api.as_deref().or(api) else {
                     return Err(LifecycleError::bad_request(format!(
-                        "domains.{host}.base_paths.{base}.api: name the API"
+                        "{}.api: name the API",
+                        at.as_str()
                     )));
                 };
                 let target = BasePathMapping::new(api_id, mapping.stage.clone());
-                let at = format!("domains.{host}.base_paths.{base:?}");
                 self.create_base_path_mapping(host, base, target)
-                    .map_err(|e| e.at(&at))?;
+                    .map_err(|e| e.at(at.as_str()))?;
             }
         }
         self.domains.retain(|_, d| !d.base_path_mappings.is_empty());
