@@ -7,6 +7,8 @@
 //! [`Gateway::new`] then resolves the settings of every method of every stage
 //! once (stage `settings`, then `*/*`, then `RESOURCE/*`, then
 //! `RESOURCE/METHOD`, each replacing only the fields it names), so a request does one table lookup.
+//! A gateway's config is fixed once built; [`lifecycle`] serves several APIs
+//! whose deployments, stages and canaries change while it serves.
 //!
 //! ```
 //! use http::{Request, StatusCode};
