@@ -10,14 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::Request;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tollgate::clock::{Clock, SystemClock};
-use tollgate::{Body, Config, Gateway};
-use tower::ServiceExt;
+use tollgate::{Config, Gateway};
 
 const CONFIG: &str = r#"
 routes: { /signed: [POST] }
@@ -39,28 +35,6 @@ fn rss() -> u64 {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     pages * 4096
-}
-
-async fn serve(gw: Gateway) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let svc = gw
-        .service(support::ok())
-        .map_request(|req: Request<hyper::body::Incoming>| req.map(Body::new));
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let svc = TowerToHyperService::new(svc.clone());
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
 }
 
 /// Opens a connection, sends the head of a signed POST announcing
@@ -117,7 +91,7 @@ async fn trickling_clients_are_answered_in_time_and_hold_little_memory() {
         .clock(SystemClock)
         .build()
         .unwrap();
-    let addr = serve(gw).await;
+    let addr = support::serve_tcp(gw.service(support::ok())).await;
     // One request first, so that lazily built state is in the baseline.
     assert_eq!(trickle(addr, "AKIDBOGUS", 1).await, 403);
     let baseline = rss();

@@ -701,31 +701,6 @@ stages: { prod: { settings: { throttle: { rate: 0.001, burst: 1 } } } }
     assert_eq!(get(&lc, b, "/prod/pets").await.0, StatusCode::OK);
 }
 
-/// Serves `lc` on 127.0.0.1; the server task ends with the runtime.
-async fn serve(lc: &Lifecycle) -> std::net::SocketAddr {
-    use hyper_util::rt::TokioIo;
-    use hyper_util::service::TowerToHyperService;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let svc = lc
-        .service(echo())
-        .map_request(|req: Request<hyper::body::Incoming>| req.map(Body::new));
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let svc = TowerToHyperService::new(svc.clone());
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 const LOAD: &str = r#"
 name: petstore
 routes: { /pets: [GET] }
@@ -740,7 +715,7 @@ keys:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_swaps_under_load_fail_nothing_and_count_exactly() {
     let lc = lifecycle(LOAD);
-    let addr = serve(&lc).await;
+    let addr = support::serve_tcp(lc.service(echo())).await;
     let (ok, limited, bad) = (
         Arc::new(AtomicUsize::new(0)),
         Arc::new(AtomicUsize::new(0)),
@@ -1042,8 +1017,7 @@ async fn plans_are_state_changed_while_serving() {
 
 #[tokio::test]
 async fn a_stage_canary_in_a_file_deploys_the_other_file() {
-    let dir = std::env::temp_dir().join(format!("tollgate-canary-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::ScratchDir::new("canary");
     std::fs::write(
         dir.join("v2.yaml"),
         "routes: { /pets: [GET], /cats: [GET] }\nstages: { any: {} }\n",
@@ -1110,7 +1084,6 @@ async fn a_stage_canary_in_a_file_deploys_the_other_file() {
             .any(|i| i.starts_with("stages.prod.canary.sticky: `cookie`")),
         "{issues:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Every kind of setting a definition may hold.
@@ -1148,8 +1121,7 @@ limits: { max_body: 1MiB }
 fn a_definition_round_trips_through_json() {
     // What a deployment store writes: every field but keys, credentials and
     // the key options, which no definition holds.
-    let dir = std::env::temp_dir().join(format!("tollgate-roundtrip-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::ScratchDir::new("roundtrip");
     let mixed = dir.join("mixed.yaml");
     std::fs::write(&mixed, MIXED).unwrap();
     let petstore = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
@@ -1168,7 +1140,6 @@ fn a_definition_round_trips_through_json() {
         config.api_key_options = back.api_key_options.clone();
         assert_eq!(back, config, "{file}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Polls `check` every 20 ms until it holds, for at most `within`.
@@ -1186,8 +1157,7 @@ async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> b
 #[tokio::test]
 async fn a_directory_keeps_history_across_a_restart_and_feeds_other_processes() {
     use tollgate::gateway::DirDeploymentStore;
-    let dir = std::env::temp_dir().join(format!("tollgate-deployments-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = support::ScratchDir::new("deployments");
     let store = || Arc::new(DirDeploymentStore::new(&dir).unwrap());
     let first = lifecycle(V1);
     first.attach(store()).await.unwrap();
@@ -1235,14 +1205,12 @@ async fn a_directory_keeps_history_across_a_restart_and_feeds_other_processes() 
         get(&first, None, "/prod/cats").await.0,
         StatusCode::NOT_FOUND
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_change_made_against_an_older_state_is_refused() {
     use tollgate::gateway::{DeploymentStore, DirDeploymentStore};
-    let dir = std::env::temp_dir().join(format!("tollgate-conflict-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = support::ScratchDir::new("conflict");
     let store = Arc::new(DirDeploymentStore::new(&dir).unwrap());
     let lc = lifecycle(V1);
     lc.attach(store.clone()).await.unwrap();
@@ -1263,13 +1231,11 @@ async fn a_change_made_against_an_older_state_is_refused() {
         .await
         .unwrap();
     assert_eq!(store.version().await.unwrap(), 3);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_multi_api_config_serves_each_api_and_reloads_what_changed() {
-    let dir = std::env::temp_dir().join(format!("tollgate-apis-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::ScratchDir::new("apis");
     std::fs::write(
         dir.join("petstore.yaml"),
         "name: petstore\nroutes: { /pets: [GET] }\nstages: { prod: { variables: { color: blue } } }\n",
@@ -1363,7 +1329,6 @@ keys:
         .await
         .unwrap_err();
     assert!(err.message().starts_with("apis.orders.config"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -1463,9 +1428,7 @@ async fn a_second_api_keeps_the_plans_on_the_first_ones_stages() {
 #[tokio::test]
 async fn a_refused_attach_leaves_the_lifecycle_as_it_was() {
     use tollgate::gateway::DirDeploymentStore;
-    let dir = std::env::temp_dir().join(format!("tollgate-broken-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::ScratchDir::new("broken");
     std::fs::write(dir.join("lifecycle.version"), "2").unwrap();
     std::fs::write(dir.join("lifecycle.json"), "{broken").unwrap();
     let lc = lifecycle(V1);
@@ -1481,16 +1444,12 @@ async fn a_refused_attach_leaves_the_lifecycle_as_it_was() {
         .unwrap();
     // A version at its largest: a change is refused, nothing panics or wraps.
     std::fs::write(dir.join("lifecycle.version"), u64::MAX.to_string()).unwrap();
+    // A valid document beside it (what a lifecycle stores).
+    let memory = Arc::new(tollgate::gateway::InMemoryDeploymentStore::new());
+    lifecycle(V1).attach(memory.clone()).await.unwrap();
     let (_, document) = {
-        let ok = lifecycle(V1);
-        let fresh = std::env::temp_dir().join(format!("tollgate-fresh-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&fresh);
-        ok.attach(Arc::new(DirDeploymentStore::new(&fresh).unwrap()))
-            .await
-            .unwrap();
-        let doc = std::fs::read_to_string(fresh.join("lifecycle.json")).unwrap();
-        let _ = std::fs::remove_dir_all(&fresh);
-        ((), doc)
+        use tollgate::gateway::DeploymentStore;
+        memory.load().await.unwrap().unwrap()
     };
     std::fs::write(dir.join("lifecycle.json"), document).unwrap();
     let full = lifecycle(V1);
@@ -1503,7 +1462,6 @@ async fn a_refused_attach_leaves_the_lifecycle_as_it_was() {
         .await
         .unwrap_err();
     assert!(err.message().contains("largest"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -1531,8 +1489,7 @@ async fn lifecycles_sharing_a_memory_store_serve_each_others_changes() {
 
 #[test]
 fn a_multi_api_config_whose_file_does_not_build_names_the_path() {
-    let dir = std::env::temp_dir().join(format!("tollgate-badapi-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::ScratchDir::new("badapi");
     std::fs::write(
         dir.join("a.yaml"),
         "name: a\nroutes: { /x: [GET] }\nstages: { prod: {} }\n",
@@ -1553,5 +1510,4 @@ fn a_multi_api_config_whose_file_does_not_build_names_the_path() {
         "{err}"
     );
     assert_eq!(err.issues()[0].message(), "API `a` has no stage `nope`");
-    let _ = std::fs::remove_dir_all(&dir);
 }

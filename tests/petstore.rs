@@ -813,74 +813,20 @@ fn watched(color: &str) -> String {
     )
 }
 
-/// GET /prod/pets on `addr`: its `x-petstore-stage-variables`.
-async fn variables_at(addr: &str) -> String {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let res = client
-        .get(format!("http://{addr}/prod/pets").parse().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    res.headers()["x-petstore-stage-variables"]
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn watch_serves_a_valid_edit_and_ignores_an_invalid_one() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     use std::time::Duration;
     use tokio::time::Instant;
-    let dir = std::env::temp_dir().join(format!("tollgate-watch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::ScratchDir::new("watch");
     let file = dir.join("petstore.yaml");
     std::fs::write(&file, watched("blue")).unwrap();
-    let mut child = Command::new(support::petstore_binary(&[]))
-        .args(["--listen", "127.0.0.1:0", "--quiet", "--watch", "--config"])
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Ends the process (by its own PID) however the test ends.
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let _guard = Kill(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the example printed its address")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("listening on http://") {
-            break a.to_owned();
-        }
-    };
-    // Drain stdout so the example never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
-    let (errors, seen) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = errors.send(line);
-        }
-    });
-    assert_eq!(variables_at(&addr).await, "color=blue");
+    let args = ["--quiet", "--watch", "--config"].map(std::ffi::OsStr::new);
+    let petstore = support::Petstore::start(&[], &[&args[..], &[file.as_os_str()]].concat());
+    assert_eq!(petstore.stage_variables().await, "color=blue");
     // A valid edit is served within 2 s.
     std::fs::write(&file, watched("red")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        if variables_at(&addr).await == "color=red" {
-            break;
-        }
+    while petstore.stage_variables().await != "color=red" {
         assert!(
             Instant::now() < deadline,
             "the edit was not served within 2 s"
@@ -895,12 +841,11 @@ async fn watch_serves_a_valid_edit_and_ignores_an_invalid_one() {
     let mut reported = String::new();
     while !reported.contains("/nope/GET") {
         let left = deadline.saturating_duration_since(Instant::now());
-        match seen.recv_timeout(left) {
+        match petstore.stderr.recv_timeout(left) {
             Ok(line) => reported.push_str(&line),
             Err(_) => panic!("no error reported; stderr so far: {reported}"),
         }
     }
     assert!(reported.contains("not reloaded"), "{reported}");
-    assert_eq!(variables_at(&addr).await, "color=red");
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(petstore.stage_variables().await, "color=red");
 }

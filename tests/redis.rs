@@ -575,73 +575,16 @@ stages:
 }
 
 /// A petstore process on `file` and Redis at `url`, its lifecycle in Redis
-/// (`--redis URL --watch`): its address, and the child (killed on drop).
-fn petstore_on_redis(file: &std::path::Path, url: &str) -> (String, Petstore) {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    let mut child = Command::new(support::petstore_binary(&["redis"]))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--quiet",
-            "--watch",
-            "--redis",
-            url,
-            "--config",
-        ])
-        .arg(file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let child = Petstore(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the example printed its address")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("listening on http://") {
-            break a.to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (addr, child)
-}
-
-/// A child process, ended by its own PID when dropped.
-struct Petstore(std::process::Child);
-
-impl Drop for Petstore {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `x-petstore-stage-variables` of GET /prod/pets on `addr`.
-async fn stage_variables(addr: &str) -> String {
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
-    let client =
-        Client::builder(TokioExecutor::new()).build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let res = client
-        .get(format!("http://{addr}/prod/pets").parse().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    res.headers()["x-petstore-stage-variables"]
-        .to_str()
-        .unwrap()
-        .to_owned()
+/// (`--redis URL --watch`).
+fn petstore_on_redis(file: &std::path::Path, url: &str) -> support::Petstore {
+    let args = ["--quiet", "--watch", "--redis", url, "--config"].map(std::ffi::OsStr::new);
+    support::Petstore::start(&["redis"], &[&args[..], &[file.as_os_str()]].concat())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_made_in_one_process_is_served_by_another_within_a_second() {
     let server = Server::start();
-    let dir = std::env::temp_dir().join(format!("tollgate-two-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::ScratchDir::new("two");
     let config = |color: &str| {
         format!(
             "name: petstore\nroutes: {{ /pets: [GET] }}\nstages:\n  prod: {{ variables: {{ color: {color} }} }}\n"
@@ -650,14 +593,14 @@ async fn a_deployment_made_in_one_process_is_served_by_another_within_a_second()
     let (a_file, b_file) = (dir.join("a.yaml"), dir.join("b.yaml"));
     std::fs::write(&a_file, config("blue")).unwrap();
     std::fs::write(&b_file, config("blue")).unwrap();
-    let (a, _a) = petstore_on_redis(&a_file, &server.url());
-    let (b, _b) = petstore_on_redis(&b_file, &server.url());
-    assert_eq!(stage_variables(&a).await, "color=blue");
-    assert_eq!(stage_variables(&b).await, "color=blue");
+    let a = petstore_on_redis(&a_file, &server.url());
+    let b = petstore_on_redis(&b_file, &server.url());
+    assert_eq!(a.stage_variables().await, "color=blue");
+    assert_eq!(b.stage_variables().await, "color=blue");
     // A's file changes: A deploys (into Redis); B serves it within 1 s of A.
     std::fs::write(&a_file, config("red")).unwrap();
     let start = tokio::time::Instant::now();
-    while stage_variables(&a).await != "color=red" {
+    while a.stage_variables().await != "color=red" {
         assert!(
             start.elapsed() < Duration::from_secs(3),
             "A did not reload its file"
@@ -665,12 +608,11 @@ async fn a_deployment_made_in_one_process_is_served_by_another_within_a_second()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let served = tokio::time::Instant::now();
-    while stage_variables(&b).await != "color=red" {
+    while b.stage_variables().await != "color=red" {
         assert!(
             served.elapsed() < Duration::from_secs(1),
             "B did not serve A's deployment within 1 s"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

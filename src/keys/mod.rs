@@ -137,6 +137,7 @@ pub use self::future::ResponseFuture;
 pub use self::layer::ApiKeyLayer;
 pub(crate) use self::manage::prepare;
 pub use self::manage::{KeyManager, NewKey};
+pub(crate) use self::record::new_id;
 pub use self::record::{KeyDigest, KeyHasher, KeyRecord, generate_key, is_valid_key};
 pub use self::service::ApiKey;
 pub use self::source::{API_KEY_HEADER, KeySource};

@@ -190,7 +190,8 @@ pub fn generate_key() -> Option<Secret> {
     random_string(40, ALPHANUMERIC).map(Secret::new)
 }
 
-/// A new key id: 10 lower-case hex digits, not a secret. 40 random bits
+/// A new key id (and a lifecycle's API and deployment ids): 10 lower-case
+/// hex digits, not a secret. 40 random bits
 /// (from a v4 UUID): a collision is unlikely below about a million keys,
 /// and ids are what logs, usage records and Redis key names carry.
 pub(crate) fn new_id() -> String {

@@ -172,7 +172,17 @@ pub(crate) fn petstore_binary(features: &[&str]) -> std::path::PathBuf {
     let bin = dir
         .join("examples")
         .join(format!("petstore{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
+    // A binary built without `redis` says so at once when asked for Redis
+    // (one that has it fails to reach port 1 as fast): then it is rebuilt.
+    let lacks_redis = || {
+        let probe = std::process::Command::new(&bin)
+            .args(["--redis", "redis://127.0.0.1:1", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .output();
+        probe
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stderr).contains("needs the `redis` feature"))
+    };
+    if !bin.exists() || (features.contains(&"redis") && lacks_redis()) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = std::process::Command::new(cargo);
         build
@@ -185,4 +195,146 @@ pub(crate) fn petstore_binary(features: &[&str]) -> std::path::PathBuf {
         assert!(status.success(), "building the petstore example failed");
     }
     bin
+}
+
+/// A directory of a test's own under the system's temp dir, empty when
+/// made, removed when dropped (a failing test leaves nothing behind).
+pub(crate) struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    /// `tollgate-NAME-PID`, emptied first.
+    pub(crate) fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tollgate-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl std::ops::Deref for ScratchDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for ScratchDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A petstore example process (killed by its own PID and reaped when
+/// dropped), its address, and its stderr lines as they come.
+pub(crate) struct Petstore {
+    child: std::process::Child,
+    /// Where it listens (`127.0.0.1:PORT`).
+    pub(crate) addr: String,
+    /// Its stderr, a line at a time.
+    pub(crate) stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Petstore {
+    /// Starts the example (built with `features` if it must be built) with
+    /// `args` and `--listen 127.0.0.1:0`, and waits for its address.
+    pub(crate) fn start(features: &[&str], args: &[&std::ffi::OsStr]) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(petstore_binary(features))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (errors, seen) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("petstore: {line}");
+                let _ = errors.send(line);
+            }
+        });
+        let mut this = Self {
+            child,
+            addr: String::new(),
+            stderr: seen,
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        this.addr = loop {
+            let line = lines
+                .next()
+                .expect("the example printed its address (its stderr is above)")
+                .unwrap();
+            if let Some(a) = line.strip_prefix("listening on http://") {
+                break a.to_owned();
+            }
+        };
+        // Drain stdout so the example never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        this
+    }
+
+    /// `GET /prod/pets` with no key: its `x-petstore-stage-variables`.
+    pub(crate) async fn stage_variables(&self) -> String {
+        use hyper_util::client::legacy::Client;
+        use hyper_util::rt::TokioExecutor;
+        let client =
+            Client::builder(TokioExecutor::new()).build_http::<http_body_util::Empty<Bytes>>();
+        let res = client
+            .get(format!("http://{}/prod/pets", self.addr).parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.headers()["x-petstore-stage-variables"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+impl Drop for Petstore {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Serves `svc` over HTTP/1.1 on a free port of 127.0.0.1, each
+/// connection on a task of its own; the server task ends with the runtime.
+pub(crate) async fn serve_tcp<S>(svc: S) -> std::net::SocketAddr
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = svc.map_request(|req: Request<hyper::body::Incoming>| req.map(Body::new));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let svc = TowerToHyperService::new(svc.clone());
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
 }

@@ -17,8 +17,8 @@ use crate::gateway::{Config, StageConfig};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Api {
-    /// The id (`[a-z0-9]`, 1 to 64 characters); made up (10 characters, as
-    /// API Gateway's) when not given.
+    /// The id (lower-case letters, digits, `-` and `_`, 1 to 64 characters);
+    /// made up (10 lower-case hex digits) when not given.
     pub id: String,
     /// The name, unique among the lifecycle's APIs (usage events, metrics
     /// and throttle buckets are named by it).
@@ -35,7 +35,7 @@ pub struct Api {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Deployment {
-    /// The id (10 characters of `[a-z0-9]`).
+    /// The id (10 lower-case hex digits).
     pub id: String,
     /// The API it belongs to.
     pub api_id: String,

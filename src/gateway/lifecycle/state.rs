@@ -44,24 +44,10 @@ pub(super) struct ApiState {
     pub(super) stages: BTreeMap<String, Stage>,
 }
 
-/// Ten characters of `[a-z0-9]`, as API Gateway's ids.
-pub(crate) fn new_id() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = [0u8; 10];
-    // The OS generator fails only where nothing else would work either;
-    // foldhash's per-process random state then still varies the ids.
-    if getrandom::fill(&mut bytes).is_err() {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = foldhash::fast::RandomState::default().build_hasher();
-        h.write(&bytes);
-        let n = h.finish().to_le_bytes();
-        bytes[..8].copy_from_slice(&n);
-    }
-    bytes
-        .iter()
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
-        .collect()
-}
+/// A new API or deployment id: 10 lower-case hex digits, made as key ids
+/// are (API Gateway's are 10 characters of `[a-z0-9]`, of which these are
+/// a part).
+pub(crate) use crate::keys::new_id;
 
 /// The definition part of a config: its stages, plans, keys, credentials
 /// and domains are state of the lifecycle, not of an API.

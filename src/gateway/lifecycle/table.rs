@@ -106,7 +106,12 @@ impl Table {
     /// The gateway for a request, and whether it is a canary's: a custom
     /// domain's mapping first, then the execute-api form.
     pub(super) fn pick<B>(&self, req: &Request<B>) -> (&Gateway, bool) {
-        let host = request_host(req.headers(), req.uri());
+        // One API and no domain: the host decides nothing, so it is not read.
+        let host = if self.domains.is_empty() && self.single.is_some() {
+            None
+        } else {
+            request_host(req.headers(), req.uri())
+        };
         match self.target(host, req.uri().path()) {
             Target::Stage(i) => self.side(i, req),
             Target::Fallback(i) => (&self.served[i].base, false),
