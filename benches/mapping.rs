@@ -3,6 +3,10 @@
 //! - a typical pet request template (`input.json`, `input.path`, context,
 //!   stage variables) through `MappingLayer`, against the bare inner service;
 //! - parameter mapping of 5 headers;
+//! - the pet store's summary response template (examples/petstore.yaml) in
+//!   minijinja and the same template in VTL, through `MappingLayer` (the
+//!   budget: VTL at or below minijinja), and the pet template in both;
+//! - compiling a 200-line VTL template;
 //! - `HttpIntegration` to an upstream on 127.0.0.1 against the same request
 //!   sent with a hyper-util client directly (both read the whole response).
 
@@ -88,6 +92,99 @@ fn mapping(c: &mut Criterion) {
     g.finish();
 }
 
+/// One pet, as the pet store's backend answers `/pets/{petId}/summary`.
+const PET: &str = r#"{"id": 1, "type": "dog", "price": 249.99}"#;
+
+/// The pet store's summary template (examples/petstore.yaml), minijinja.
+const SUMMARY_JINJA: &str = r#"{"pet": "{{ input.path('$.type') }} #{{ input.path('$.id') }}", "price": "${{ input.path('$.price') }}", "stage": "{{ context.stage }}"}"#;
+/// The same template in VTL.
+const SUMMARY_VTL: &str = r#"{"pet": "$input.path('$.type') #$input.path('$.id')", "price": "$$input.path('$.price')", "stage": "$context.stage"}"#;
+/// The pet request template of `mapping`, in VTL.
+const PETS_VTL: &str = r#"{"first": $input.json('$.pets[0]'), "types": $input.json('$.pets[*].type'), "count": $input.path('$.pets').size(), "method": "$context.httpMethod", "q": "$input.params('type')"}"#;
+
+fn templates(c: &mut Criterion) {
+    let backend = service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from(PET))
+                .unwrap(),
+        )
+    });
+    let response = |language: &str, template: &str| {
+        layer(serde_json::json!({
+            "language": language,
+            "responses": [{ "templates": { "application/json": template } }]
+        }))
+        .layer(backend)
+    };
+    let mut jinja = response("jinja", SUMMARY_JINJA);
+    let mut vtl = response("vtl", SUMMARY_VTL);
+    let get = || Request::get("/pets/1/summary").body(Body::empty()).unwrap();
+    let body = |res: Response<Body>| ready(res.into_body().collect()).unwrap().to_bytes();
+    let (j, v) = (
+        body(ready(jinja.call(get())).unwrap()),
+        body(ready(vtl.call(get())).unwrap()),
+    );
+    assert_eq!(j, v, "both templates write the same summary");
+
+    let inner = service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    });
+    let request = |language: &str, template: &str| {
+        layer(serde_json::json!({
+            "language": language,
+            "request": { "templates": { "application/json": template } }
+        }))
+        .layer(inner)
+    };
+    let mut pets_jinja = request(
+        "jinja",
+        "{\"first\": {{ input.json('$.pets[0]') }}, \"types\": {{ input.json('$.pets[*].type') }}, \"count\": {{ input.path('$.pets') | length }}, \"method\": \"{{ context.http_method }}\", \"q\": \"{{ input.params('type') }}\"}",
+    );
+    let mut pets_vtl = request("vtl", PETS_VTL);
+    let post = || {
+        Request::post("/pets?type=dog")
+            .header("content-type", "application/json")
+            .body(Body::from(PETS))
+            .unwrap()
+    };
+
+    let mut g = c.benchmark_group("templates");
+    g.bench_function("summary_jinja", |b| {
+        b.iter_batched(
+            get,
+            |r| body(ready(jinja.call(r)).unwrap()),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("summary_vtl", |b| {
+        b.iter_batched(
+            get,
+            |r| body(ready(vtl.call(r)).unwrap()),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("pet_request_jinja", |b| {
+        b.iter_batched(post, |r| ready(pets_jinja.call(r)), BatchSize::SmallInput)
+    });
+    g.bench_function("pet_request_vtl", |b| {
+        b.iter_batched(post, |r| ready(pets_vtl.call(r)), BatchSize::SmallInput)
+    });
+    // A 200-line template: the photos example's shape, repeated.
+    let mut big = String::from("#set($root = $input.path('$'))\n");
+    for i in 0..20 {
+        big.push_str(&format!(
+            "#foreach($e in $root.photos.photo)\n  {{\n    \"id{i}\": \"$e.id\",\n    \"farm\": $e.farm,\n    \"title\": \"$util.escapeJavaScript($e.title)\",\n#if($e.ispublic == 1)\n    \"public\": true\n#{{else}}\n    \"public\": false\n#end\n  }}#if($foreach.hasNext),#end\n#end\n"
+        ));
+    }
+    assert!(big.lines().count() >= 200, "{} lines", big.lines().count());
+    g.bench_function("compile_vtl_200_lines", |b| {
+        b.iter(|| tollgate::vtl::Template::compile(&big).unwrap())
+    });
+    g.finish();
+}
+
 /// An upstream on a free loopback port answering a small JSON body.
 async fn upstream() -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -154,6 +251,6 @@ fn proxy(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = mapping, proxy
+    targets = mapping, templates, proxy
 }
 criterion_main!(benches);

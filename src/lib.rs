@@ -91,6 +91,7 @@ pub mod store;
 pub mod throttle;
 mod ttl_cache;
 pub mod usage;
+pub mod vtl;
 
 pub use self::body::Body;
 pub use self::context::{

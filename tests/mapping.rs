@@ -556,3 +556,131 @@ stages:
         r#"{"q": "1", "body": null, "name": null}"#
     );
 }
+
+const VTL: &str = r##"
+template_language: vtl
+routes:
+  /pets/{petId}: [POST]
+  /jinja: [POST]
+stages:
+  prod:
+    variables: { tier: gold }
+    methods:
+      /pets/{petId}/POST:
+        mapping:
+          request:
+            templates:
+              application/json: |-
+                #set($root = $input.path('$'))
+                {"id": "$input.params('petId')", "names": [#foreach($p in $root.pets)"$p.name"#if($foreach.hasNext),#end#end], "request": "$context.requestId", "tier": "$stageVariables.tier", "resource": "$context.resourcePath", "path": "$context.path"}
+          responses:
+            - templates:
+                application/json: |-
+                  #set($echo = $util.parseJson($input.path('$.body')))
+                  {"seen": $echo.names.size(), "request": "$context.requestId", "tier": "$stageVariables['tier']"}
+      /jinja/POST:
+        mapping:
+          language: jinja
+          request:
+            templates:
+              application/json: '{"stage": "{{ context.stage }}"}'
+"##;
+
+#[tokio::test]
+async fn vtl_templates_map_requests_and_integration_responses() {
+    let gw = gateway(VTL);
+    let req = Request::post("/prod/pets/7")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            r#"{"pets": [{"name": "Rex"}, {"name": "Tom"}]}"#,
+        ))
+        .unwrap();
+    let (status, headers, body) = send(&gw, req).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = headers["x-amzn-requestid"].to_str().unwrap();
+    // The integration response template read what the backend echoed of
+    // the request template's output.
+    assert_eq!(
+        json_of(&body),
+        json!({"seen": 2, "request": id, "tier": "gold"}),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // A mapping that says `language: jinja` keeps minijinja under a VTL default.
+    let req = Request::post("/prod/jinja")
+        .header("content-type", "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (status, _, body) = send(&gw, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_of(&body)["body"], r#"{"stage": "prod"}"#);
+}
+
+#[tokio::test]
+async fn vtl_request_template_sees_the_request_as_sent() {
+    let gw = gateway(VTL);
+    let req = Request::post("/prod/pets/7?x=1")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"pets": []}"#))
+        .unwrap();
+    let (_, headers, _) = send(&gw, req).await;
+    let id = headers["x-amzn-requestid"].to_str().unwrap().to_owned();
+    // Through a mapping without a response template: the echo shows the
+    // request template's output.
+    let yaml = VTL.replace(
+        "          responses:\n            - templates:\n                application/json: |-\n                  #set($echo = $util.parseJson($input.path('$.body')))\n                  {\"seen\": $echo.names.size(), \"request\": \"$context.requestId\", \"tier\": \"$stageVariables['tier']\"}\n",
+        "",
+    );
+    assert_ne!(yaml, VTL);
+    let gw = gateway(&yaml);
+    let req = Request::post("/prod/pets/7?x=1")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"pets": []}"#))
+        .unwrap();
+    let (status, headers, body) = send(&gw, req).await;
+    assert_eq!(status, StatusCode::OK);
+    let sent: Value = serde_json::from_str(json_of(&body)["body"].as_str().unwrap()).unwrap();
+    let id2 = headers["x-amzn-requestid"].to_str().unwrap();
+    assert_ne!(id, id2);
+    assert_eq!(
+        sent,
+        json!({"id": "7", "names": [], "request": id2, "tier": "gold", "resource": "/pets/{petId}", "path": "/prod/pets/7"})
+    );
+}
+
+#[tokio::test]
+async fn vtl_failures_are_500_and_syntax_errors_are_config_errors() {
+    // A runtime failure (substring out of range) is API Gateway's 500
+    // "Internal server error", nothing of the template in it.
+    let yaml = r##"
+template_language: vtl
+routes: { /x: [POST] }
+stages:
+  prod:
+    methods:
+      /x/POST:
+        mapping:
+          request:
+            templates:
+              application/json: "#set($s = 'ab')$s.substring(9)"
+"##;
+    let gw = gateway(yaml);
+    let req = Request::post("/prod/x")
+        .header("content-type", "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (status, _, body) = send(&gw, req).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(String::from_utf8_lossy(&body).contains("Internal server error"));
+    assert!(!String::from_utf8_lossy(&body).contains("substring"));
+    // A syntax error names the template's config path, line and column.
+    let yaml = yaml.replace("$s.substring(9)", "\\n  #if($s)");
+    let err = Config::from_yaml_str(&yaml)
+        .and_then(Gateway::new)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(r##"stages.prod.methods."/x/POST".mapping.request.templates."application/json": VTL: line 2, column 3: `#if` without `#end`"##),
+        "{err}"
+    );
+}

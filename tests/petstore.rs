@@ -660,6 +660,47 @@ async fn the_summary_is_mapped_by_a_response_template() {
 }
 
 #[tokio::test]
+async fn the_legacy_method_is_mapped_by_vtl_templates_both_ways() {
+    // examples/petstore.yaml: `PUT /pets/{petId}/legacy` has a VTL request
+    // template (legacy shape in, the pet store's out) and a VTL response
+    // template reading `$context.requestId` and `$stageVariables.tier`.
+    let server = Server::start(false).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let r = send(
+        &client,
+        server.addr,
+        Method::PUT,
+        "/prod/pets/2/legacy",
+        Some(json!({ "animal": { "species": "it's a \"cat\"", "cost": 99.5 } })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    let id = r.headers["x-amzn-requestid"].to_str().unwrap().to_owned();
+    assert_eq!(
+        r.json,
+        json!({ "animal": { "id": 2, "species": "it's a \"cat\"", "cost": 99.5 }, "requestId": id, "tier": "gold" })
+    );
+    // The backend stored what the request template made of it.
+    let r = send(&client, server.addr, Method::GET, "/prod/pets/2", None).await;
+    assert_eq!(
+        r.json,
+        json!({ "id": 2, "type": "it's a \"cat\"", "price": 99.5 })
+    );
+    // A body the template cannot map well makes JSON the backend refuses:
+    // its 400 is not selected by the 2xx response, so it passes unchanged.
+    let r = send(
+        &client,
+        server.addr,
+        Method::PUT,
+        "/prod/pets/2/legacy",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn upstream_mode_proxies_to_another_pet_store() {
     let bare = Server::start(true).await;
     let proxy = Server::proxy(&format!("http://{}/prod", bare.addr)).await;

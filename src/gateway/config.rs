@@ -81,6 +81,11 @@ pub struct Config {
     /// Bounds on mapping templates.
     #[serde(default)]
     pub mapping_limits: MappingLimitsConfig,
+    /// The language of mapping templates that do not name theirs
+    /// (`language` on a mapping): `jinja` (the default) or `vtl`, API
+    /// Gateway's (see [`vtl`](crate::vtl)).
+    #[serde(default)]
+    pub template_language: crate::mapping::TemplateLanguage,
     /// Bounds on what one client may hold: how long a body read whole may take.
     #[serde(default)]
     pub limits: LimitsConfig,

@@ -57,7 +57,7 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         .limits
         .resolve_edge(&root.field("limits"), &mut issues);
     mapping_limits.body_timeout = Some(body_timeout);
-    let mut mappings = MappingCompiler::new(mapping_limits);
+    let mut mappings = MappingCompiler::new(mapping_limits, config.template_language);
 
     if let Some(t) = &config.throttle {
         t.check_complete(&root.field("throttle"), &mut issues);

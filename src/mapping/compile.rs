@@ -42,6 +42,9 @@ pub struct MappingLimits {
     /// not what each costs. Past it the render is a 500. Default 1 s
     /// (`mapping_limits.max_render_ms`).
     pub max_render: std::time::Duration,
+    /// How deep VTL macro calls and `#define` blocks may nest. Default 32
+    /// (`mapping_limits.max_depth`). VTL's steps are `fuel`.
+    pub max_depth: usize,
 }
 
 impl Default for MappingLimits {
@@ -52,7 +55,15 @@ impl Default for MappingLimits {
             fuel: 1_000_000,
             body_timeout: Some(crate::body::DEFAULT_BODY_TIMEOUT),
             max_render: std::time::Duration::from_secs(1),
+            max_depth: 32,
         }
+    }
+}
+
+impl MappingLimits {
+    /// The bounds of one VTL render.
+    pub(super) fn vtl(&self) -> crate::vtl::Limits {
+        crate::vtl::Limits::new(self.fuel, self.max_output, self.max_depth, self.max_render)
     }
 }
 
@@ -125,6 +136,11 @@ pub struct CompiledMapping {
     /// The templates that select from the body as JSON: only for these is
     /// the body parsed (once, before rendering).
     pub(super) selecting: std::collections::HashSet<String>,
+    /// The VTL templates by name, for a mapping in `vtl` (its templates
+    /// are then not in `env`).
+    pub(super) vtl: std::collections::HashMap<String, crate::vtl::Template>,
+    /// The `$context` names the VTL templates read (`None`: all of them).
+    pub(super) vtl_context: Option<Vec<String>>,
 }
 
 impl fmt::Debug for CompiledMapping {
@@ -140,6 +156,22 @@ impl PartialEq for CompiledMapping {
     fn eq(&self, other: &Self) -> bool {
         self.config == other.config && self.limits == other.limits
     }
+}
+
+/// The union of the `$context` names `templates` read; `None` when one
+/// reads `$context` whole.
+fn vtl_context_names(
+    templates: &std::collections::HashMap<String, crate::vtl::Template>,
+) -> Option<Vec<String>> {
+    let mut all = Vec::new();
+    for t in templates.values() {
+        for n in t.context_names()? {
+            if !all.contains(&n) {
+                all.push(n);
+            }
+        }
+    }
+    Some(all)
 }
 
 /// A media type without parameters, lower-cased.
@@ -168,7 +200,8 @@ impl CompiledMapping {
         limits: MappingLimits,
     ) -> Result<Self, MappingError> {
         let mut issues = Vec::new();
-        let mapping = Self::compile(config, limits, &mut |path, message| {
+        let language = config.language.unwrap_or_default();
+        let mapping = Self::compile(config, limits, language, &mut |path, message| {
             issues.push(MappingIssue { path, message });
         });
         if issues.is_empty() {
@@ -189,8 +222,10 @@ impl CompiledMapping {
     pub(crate) fn compile(
         config: &MappingConfig,
         limits: MappingLimits,
+        language: super::TemplateLanguage,
         issue: &mut dyn FnMut(String, String),
     ) -> Self {
+        let mut vtl = std::collections::HashMap::new();
         let mut env = template::environment(limits.fuel);
         bound::register(&mut env, limits.max_output);
         let req = &config.request;
@@ -201,6 +236,18 @@ impl CompiledMapping {
         let mut selecting = std::collections::HashSet::new();
         let mut add_template =
             |path: String, source: &str, issue: &mut dyn FnMut(String, String)| {
+                if language == super::TemplateLanguage::Vtl {
+                    match crate::vtl::Template::compile(source) {
+                        Ok(t) => {
+                            if t.selects_body() {
+                                selecting.insert(path.clone());
+                            }
+                            vtl.insert(path.clone(), t);
+                        }
+                        Err(e) => issue(path.clone(), format!("VTL: {e}")),
+                    }
+                    return path;
+                }
                 let bounded = match bound::rewrite(source) {
                     Ok(Rewritten {
                         source,
@@ -327,6 +374,8 @@ impl CompiledMapping {
             env,
             limits,
             selecting,
+            vtl_context: vtl_context_names(&vtl),
+            vtl,
         }
     }
 

@@ -10,6 +10,13 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct MappingConfig {
+    /// The language of this mapping's body templates: `jinja` (minijinja,
+    /// tollgate's) or `vtl` (API Gateway's Velocity, see
+    /// [`vtl`](crate::vtl)). Default: the config's `template_language`,
+    /// itself `jinja` by default. Gateway response templates are neither:
+    /// API Gateway runs them by simple substitution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<TemplateLanguage>,
     /// The integration request: parameters and body templates.
     #[serde(default)]
     pub request: RequestMappingConfig,
@@ -59,6 +66,20 @@ pub struct RequestMappingConfig {
     /// Default: none beyond what `binary_media_types` requires.
     #[serde(default)]
     pub content_handling: Option<super::ContentHandling>,
+}
+
+/// What language a mapping's body templates are written in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TemplateLanguage {
+    /// minijinja, with `input`, `context`, `stage_variables` and `util`
+    /// (tollgate's own; the default).
+    #[default]
+    Jinja,
+    /// Velocity, as API Gateway runs it, with `$input`, `$context`,
+    /// `$stageVariables` and `$util` (what API Gateway exports carry).
+    Vtl,
 }
 
 /// API Gateway's `passthroughBehavior`: what a request whose content type
@@ -182,6 +203,10 @@ pub struct MappingLimitsConfig {
     /// Milliseconds one render may run, `1 ..= 60000`. Default 1000.
     #[serde(default)]
     pub max_render_ms: Option<u64>,
+    /// How deep VTL macro calls and `#define` blocks may nest, `1 ..= 256`.
+    /// Default 32.
+    #[serde(default)]
+    pub max_depth: Option<usize>,
 }
 
 impl MappingLimitsConfig {
@@ -219,6 +244,11 @@ impl MappingLimitsConfig {
             Some(_) => issues.push(&path.field("max_render_ms"), "must be 1 to 60000"),
             None => {}
         }
+        match self.max_depth {
+            Some(d @ 1..=256) => limits.max_depth = d,
+            Some(_) => issues.push(&path.field("max_depth"), "must be 1 to 256"),
+            None => {}
+        }
         limits
     }
 }
@@ -231,6 +261,8 @@ impl crate::config::Overlay for MappingConfig {}
 #[derive(Debug)]
 pub(crate) struct MappingCompiler {
     limits: super::MappingLimits,
+    /// The config's `template_language`.
+    language: TemplateLanguage,
     /// By the path of the settings block that holds the mapping; `None` for
     /// one that did not compile.
     done: std::collections::HashMap<String, Option<std::sync::Arc<super::CompiledMapping>>>,
@@ -238,9 +270,10 @@ pub(crate) struct MappingCompiler {
 
 impl MappingCompiler {
     /// A compiler that applies `limits` to every mapping.
-    pub(crate) fn new(limits: super::MappingLimits) -> Self {
+    pub(crate) fn new(limits: super::MappingLimits, language: TemplateLanguage) -> Self {
         Self {
             limits,
+            language,
             done: std::collections::HashMap::new(),
         }
     }
@@ -259,10 +292,12 @@ impl MappingCompiler {
         }
         let base = merged.path.field("mapping");
         let mut broken = false;
-        let mapping = super::CompiledMapping::compile(config, self.limits, &mut |p, msg| {
-            broken = true;
-            issues.push(&base.join(&p), msg);
-        });
+        let language = config.language.unwrap_or(self.language);
+        let mapping =
+            super::CompiledMapping::compile(config, self.limits, language, &mut |p, msg| {
+                broken = true;
+                issues.push(&base.join(&p), msg);
+            });
         let done = (!broken).then(|| std::sync::Arc::new(mapping));
         self.done.insert(key, done.clone());
         done

@@ -16,8 +16,10 @@
 //!   without a value leaves its target alone. Mapped path parameters reach the
 //!   integration as [`IntegrationPath`].
 //! - **Body templates** (`request.templates`, by content type; a request
-//!   without `Content-Type` counts as `application/json`) are
-//!   [minijinja](https://docs.rs/minijinja) templates. They see
+//!   without `Content-Type` counts as `application/json`) are VTL, API
+//!   Gateway's, when the mapping says `language: vtl` (or the config
+//!   `template_language: vtl`; see [`vtl`](crate::vtl)), and otherwise
+//!   [minijinja](https://docs.rs/minijinja) templates. minijinja ones see
 //!   `input.body`, `input.json('$.path')` (the selection as a JSON string),
 //!   `input.path('$.path')` (the selection as a value), `input.params()` and
 //!   `input.params('name')` (path, then query, then header), `context.request_id`,
@@ -166,7 +168,9 @@ pub use compile::{CompiledMapping, MappingError, MappingIssue, MappingLimits};
 pub(crate) use config::MappingCompiler;
 pub use config::{
     MappingConfig, MappingLimitsConfig, Passthrough, RequestMappingConfig, ResponseMappingConfig,
+    TemplateLanguage,
 };
+pub(crate) use json::parse_json_for_template;
 pub(crate) use layer::MethodMapping;
 pub use layer::{Mapping, MappingLayer, ResponseFuture};
 pub use params::IntegrationPath;

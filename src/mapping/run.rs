@@ -51,6 +51,8 @@ pub(super) struct RequestFacts {
     params: Arc<Params>,
     /// The client's `Accept`, which picks the response template.
     accept: Option<String>,
+    /// VTL's `$context`, made when the mapping has VTL templates.
+    vtl_context: Option<serde_json::Value>,
 }
 
 /// Reads what templates see from the method request, before the parameter
@@ -58,7 +60,11 @@ pub(super) struct RequestFacts {
 /// describe the request the client sent. Each parameter keeps its first
 /// value; a header value that is not visible ASCII is left out. Made only
 /// when the mapping has a template or an integration response.
-pub(super) fn facts<B>(req: &Request<B>, trusted: &[IpNet]) -> RequestFacts {
+pub(super) fn facts<B>(
+    req: &Request<B>,
+    trusted: &[IpNet],
+    vtl: Option<&Option<Vec<String>>>,
+) -> RequestFacts {
     let ctx = req.extensions().get::<RequestContext>();
     let value = |c| {
         context_value(c, req, trusted)
@@ -79,6 +85,7 @@ pub(super) fn facts<B>(req: &Request<B>, trusted: &[IpNet]) -> RequestFacts {
             .map(|a| a.context.clone())
             .unwrap_or_default(),
     };
+    let vtl_context = vtl.map(|names| vtl_context(req, &context, names.as_deref()));
     let mut params = Params::default();
     if let Some(ctx) = ctx {
         for (n, v) in ctx.path_params() {
@@ -107,7 +114,182 @@ pub(super) fn facts<B>(req: &Request<B>, trusted: &[IpNet]) -> RequestFacts {
             .get(ACCEPT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        vtl_context,
     }
+}
+
+/// VTL's `$context` for a request: the variables of API Gateway's
+/// mapping-template reference that tollgate knows, the rest empty (a
+/// template that reads one gets `""`, as it would get null there).
+///
+/// - `requestId` and `extendedRequestId`: the gateway's request id;
+/// - `apiId`: the API's id (the config's `name` for a single-API config);
+/// - `path`: the path as the client sent it, stage included;
+///   `resourcePath`: the resource template; `resourceId`: the resource
+///   template too (API Gateway's ids do not exist here);
+/// - `requestTime` (CLF, UTC) and `requestTimeEpoch` (milliseconds), from
+///   the system clock;
+/// - `domainName` (the `Host` header, port dropped) and `domainPrefix`
+///   (its first label); `protocol` (`HTTP/1.1`, `HTTP/2.0`);
+/// - `identity`: `sourceIp` (behind trusted proxies, from
+///   `X-Forwarded-For`), `userAgent`, `apiKeyId`, and `apiKey` (the key the
+///   request was admitted with, read from its `x-api-key` header; empty for
+///   a method that requires none, as API Gateway's is null);
+/// - `authorizer`: `principalId` and every key of the authorizer's
+///   context, as strings;
+/// - `requestOverride` and `responseOverride`: empty maps a template may
+///   write into (tollgate does not apply overrides yet).
+///
+/// Only the names in `wanted` are made (`None`: every one).
+fn vtl_context<B>(
+    req: &Request<B>,
+    t: &TemplateContext,
+    wanted: Option<&[String]>,
+) -> serde_json::Value {
+    use serde_json::{Value as J, json};
+    let ctx = req.extensions().get::<RequestContext>();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let domain = || {
+        let host = header("host");
+        // The port dropped; an IPv6 literal keeps its brackets.
+        match host.find(']') {
+            Some(end) if host.starts_with('[') => host[..=end].to_owned(),
+            _ => host.split(':').next().unwrap_or("").to_owned(),
+        }
+    };
+    let now_ms = || crate::clock::Clock::unix_nanos(&crate::clock::SystemClock) / 1_000_000;
+    let value = |name: &str| -> J {
+        match name {
+            "accountId" => json!(""),
+            "apiId" => json!(ctx.map_or("", |c| c.endpoint().api())),
+            "authorizer" => {
+                let mut a = serde_json::Map::new();
+                a.insert("principalId".into(), json!(t.principal_id));
+                for (k, v) in &t.authorizer {
+                    a.insert(k.clone(), json!(v));
+                }
+                J::Object(a)
+            }
+            "domainName" => json!(domain()),
+            "domainPrefix" => json!(domain().split('.').next().unwrap_or("")),
+            "extendedRequestId" | "requestId" => json!(t.request_id),
+            "httpMethod" => json!(t.http_method),
+            "identity" => json!({
+                "accountId": "",
+                "apiKey": if t.api_key_id.is_empty() { String::new() } else { header("x-api-key") },
+                "apiKeyId": t.api_key_id,
+                "caller": "",
+                "sourceIp": t.source_ip,
+                "user": "",
+                "userAgent": header("user-agent"),
+                "userArn": "",
+            }),
+            "path" => json!(ctx.map_or_else(|| req.uri().path(), |c| c.original_uri().path())),
+            "protocol" => json!(match req.version() {
+                http::Version::HTTP_10 => "HTTP/1.0",
+                http::Version::HTTP_2 => "HTTP/2.0",
+                http::Version::HTTP_3 => "HTTP/3.0",
+                _ => "HTTP/1.1",
+            }),
+            "requestOverride" => json!({"header": {}, "path": {}, "querystring": {}}),
+            "requestTime" => {
+                let mut time = String::new();
+                crate::usage::clf_time(i64::try_from(now_ms() / 1000).unwrap_or(0), &mut time);
+                json!(time)
+            }
+            "requestTimeEpoch" => json!(now_ms()),
+            "resourceId" | "resourcePath" => json!(t.resource_path),
+            "responseOverride" => json!({"header": {}}),
+            "stage" => json!(t.stage),
+            _ => J::Null,
+        }
+    };
+    const ALL: &[&str] = &[
+        "accountId",
+        "apiId",
+        "authorizer",
+        "domainName",
+        "domainPrefix",
+        "extendedRequestId",
+        "httpMethod",
+        "identity",
+        "path",
+        "protocol",
+        "requestId",
+        "requestOverride",
+        "requestTime",
+        "requestTimeEpoch",
+        "resourceId",
+        "resourcePath",
+        "responseOverride",
+        "stage",
+    ];
+    let mut m = serde_json::Map::new();
+    match wanted {
+        Some(names) => {
+            for n in names {
+                let v = value(n);
+                if !v.is_null() {
+                    m.insert(n.clone(), v);
+                }
+            }
+        }
+        None => {
+            for n in ALL {
+                m.insert((*n).to_owned(), value(n));
+            }
+        }
+    }
+    J::Object(m)
+}
+
+/// Renders template `name`: VTL when the mapping is in VTL, else minijinja.
+fn render_any(
+    mapping: &CompiledMapping,
+    facts: &RequestFacts,
+    name: &str,
+    body: Bytes,
+    parsed: std::sync::OnceLock<Option<serde_json::Value>>,
+) -> Result<Vec<u8>, String> {
+    if let Some(t) = mapping.vtl.get(name) {
+        let empty = serde_json::Value::Null;
+        let vars = crate::vtl::Variables {
+            body: &body,
+            params: crate::vtl::Params {
+                path: &facts.params.path,
+                querystring: &facts.params.querystring,
+                header: &facts.params.header,
+            },
+            context: facts.vtl_context.as_ref().unwrap_or(&empty),
+            stage_variables: &facts.stage_variables,
+        };
+        return t
+            .render(&vars, &mapping.limits.vtl())
+            .map(String::into_bytes)
+            .map_err(|e| e.to_string());
+    }
+    let input = Input {
+        body: minijinja::Value::from(String::from_utf8_lossy(&body).into_owned()),
+        raw: body,
+        json: parsed,
+        params: facts.params.clone(),
+        limit: mapping.limits.max_output,
+    };
+    template::render(
+        &mapping.env,
+        name,
+        input,
+        &facts.context,
+        &facts.stage_variables,
+        &mapping.limits,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// A request id for logs, formatted only when logged.
@@ -169,8 +351,11 @@ where
 {
     let responses = &shared.responses;
     let mut req = req;
-    let facts = (!mapping.request_templates.is_empty() || !mapping.responses.is_empty())
-        .then(|| facts(&req, &shared.trusted));
+    let facts =
+        (!mapping.request_templates.is_empty() || !mapping.responses.is_empty()).then(|| {
+            let vtl = (!mapping.vtl.is_empty()).then_some(&mapping.vtl_context);
+            facts(&req, &shared.trusted, vtl)
+        });
     // What the response's conversion reads from the request: whether it is
     // a HEAD (no body to convert) and whether the first media type of its
     // `Accept` is binary (API Gateway honours only the first).
@@ -336,22 +521,7 @@ fn render_request(
         return Err(Box::new(refused));
     }
     let facts = facts.expect("made when there are templates");
-    let input = Input {
-        body: minijinja::Value::from(String::from_utf8_lossy(&body).into_owned()),
-        raw: body,
-        json: parsed,
-        params: facts.params.clone(),
-        limit: mapping.limits.max_output,
-    };
-    template::render(
-        &mapping.env,
-        name,
-        input,
-        &facts.context,
-        &facts.stage_variables,
-        &mapping.limits,
-    )
-    .map_err(|e| {
+    render_any(mapping, facts, name, body, parsed).map_err(|e| {
         tracing::error!(request_id = %id, template = %name, error = %e, "request mapping template failed");
         Box::new(responses.respond(GatewayResponseKind::Default5xx))
     })
@@ -485,21 +655,7 @@ where
         Ok(b) => b,
         Err(kind) => return responses.respond(kind),
     };
-    let input = Input {
-        body: minijinja::Value::from(String::from_utf8_lossy(&body).into_owned()),
-        raw: body,
-        json: std::sync::OnceLock::new(),
-        params: facts.params.clone(),
-        limit: mapping.limits.max_output,
-    };
-    match template::render(
-        &mapping.env,
-        name,
-        input,
-        &facts.context,
-        &facts.stage_variables,
-        &mapping.limits,
-    ) {
+    match render_any(mapping, facts, name, body, std::sync::OnceLock::new()) {
         Ok(out) => {
             // The template wrote new bytes: the backend's length and
             // coding describe its own.

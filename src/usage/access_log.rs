@@ -216,23 +216,29 @@ impl TimeCache {
     fn get(&mut self, secs: i64) -> &str {
         if self.secs != Some(secs) {
             self.text.clear();
-            if let Ok(t) = OffsetDateTime::from_unix_timestamp(secs) {
-                let _ = write!(
-                    self.text,
-                    "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
-                    t.day(),
-                    MONTHS[usize::from(u8::from(t.month())) - 1],
-                    t.year(),
-                    t.hour(),
-                    t.minute(),
-                    t.second()
-                );
-            } else {
-                self.text.push('-');
-            }
+            clf_time(secs, &mut self.text);
             self.secs = Some(secs);
         }
         &self.text
+    }
+}
+
+/// Writes Unix second `secs` as CLF's `dd/MMM/yyyy:HH:mm:ss +0000` (UTC),
+/// API Gateway's `$context.requestTime`; `-` when out of range.
+pub(crate) fn clf_time(secs: i64, out: &mut String) {
+    if let Ok(t) = OffsetDateTime::from_unix_timestamp(secs) {
+        let _ = write!(
+            out,
+            "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+            t.day(),
+            MONTHS[usize::from(u8::from(t.month())) - 1],
+            t.year(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+    } else {
+        out.push('-');
     }
 }
 

@@ -64,6 +64,7 @@
 //! ```
 
 mod access_log;
+pub(crate) use access_log::clf_time;
 mod aggregate;
 mod counted;
 mod event;
