@@ -1163,3 +1163,84 @@ fn the_random_templates_reach_the_evaluator() {
 fn property_pieces() -> &'static [&'static str] {
     property::PIECES
 }
+
+#[test]
+fn hostile_templates_fail_cleanly() {
+    // Found by a hostile review; each used to overflow the stack, hang or
+    // allocate past the limits.
+    let limits = Limits::new(1_000_000, 1 << 20, 32, Duration::from_millis(500));
+    let req = Req::body("{}");
+    // A long operator chain nests to the left: refused when compiled.
+    let chain = format!("#set($a = 1{})$a", "+1".repeat(30_000));
+    assert!(
+        Template::compile(&chain)
+            .unwrap_err()
+            .message
+            .contains("nested deeper")
+    );
+    assert_eq!(
+        req.render(&format!("#set($a = 1{})$a", "+1".repeat(40))),
+        "41"
+    );
+    // Recursion through blocks nested inside recursive macros and blocks.
+    let ifs = "#if(true)".repeat(10);
+    let ends = "#end".repeat(10);
+    for t in [
+        format!("#define($b){ifs}$b{ends}#end$b"),
+        format!("#macro(m $n){ifs}#set($k = $n + 1)#m($k){ends}#end#m(0)"),
+    ] {
+        let e = req.render_with(&t, &limits).unwrap_err();
+        assert!(e.contains("nested"), "{e}");
+    }
+    // `==` over two lists that double 40 times (shared, so small in memory).
+    let doubled = "#set($a = [])#set($b = [])".to_owned()
+        + &"#set($a = [$a, $a])#set($b = [$b, $b])".repeat(40)
+        + "#if($a == $b)same#end";
+    assert!(
+        req.render_with(&doubled, &limits)
+            .unwrap_err()
+            .contains("too large to compare")
+    );
+    // A mixed comparison prints both sides: bounded too.
+    let wide = "#set($a = [1..1000])".to_owned()
+        + &"#set($n = [])#foreach($i in [1..1000])#set($x = $n.add($a))#end#set($a = $n)".repeat(2)
+        + "#if($a == 'x')#end";
+    assert!(req.render_with(&wide, &limits).is_err());
+    // `$0` repeated in a replacement copies the whole match each time.
+    let big = "#set($s = 'abcdefgh')".to_owned()
+        + &"#set($s = \"$s$s\")".repeat(13)
+        + "#set($r = '$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0$0')$s.replaceAll('.+', $r)";
+    assert!(
+        req.render_with(&big, &limits)
+            .unwrap_err()
+            .contains("replaceAll")
+    );
+    // Quadratic JSONPath filters are counted against the visit budget.
+    let body: &'static str = Box::leak(
+        format!(
+            "{{\"a\": [{}]}}",
+            (0..3000)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+        .into_boxed_str(),
+    );
+    let e = Req::body(body)
+        .render_with("$input.json('$[?($.a subsetof $.a)]')", &limits)
+        .unwrap_err();
+    assert!(e.contains("too many nodes"), "{e}");
+    // A long `||` chain in a filter is refused.
+    let path = format!("$input.json('$[?(@.a{})]')", "||@.a".repeat(100));
+    assert!(Template::compile(&path).is_err());
+    // Java's edges.
+    assert_eq!(r("#set($s = 'abc')$s.split('')"), "[a, b, c]");
+    assert_eq!(
+        r("#set($a = -9223372036854775807 - 1)#set($b = $a % -1)$b"),
+        "0"
+    );
+    assert_eq!(
+        r("#set($a = 9223372036854775808)$a"),
+        "9.223372036854776E18"
+    );
+}

@@ -203,7 +203,7 @@ pub struct MappingLimitsConfig {
     /// Milliseconds one render may run, `1 ..= 60000`. Default 1000.
     #[serde(default)]
     pub max_render_ms: Option<u64>,
-    /// How deep VTL macro calls and `#define` blocks may nest, `1 ..= 256`.
+    /// How deep VTL macro calls and `#define` blocks may nest, `1 ..= 64`.
     /// Default 32.
     #[serde(default)]
     pub max_depth: Option<usize>,
@@ -245,8 +245,8 @@ impl MappingLimitsConfig {
             None => {}
         }
         match self.max_depth {
-            Some(d @ 1..=256) => limits.max_depth = d,
-            Some(_) => issues.push(&path.field("max_depth"), "must be 1 to 256"),
+            Some(d @ 1..=64) => limits.max_depth = d,
+            Some(_) => issues.push(&path.field("max_depth"), "must be 1 to 64"),
             None => {}
         }
         limits

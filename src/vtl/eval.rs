@@ -23,6 +23,11 @@ enum Flow {
 
 type Res<T> = Result<T, RenderError>;
 
+/// How deep node lists may nest while rendering (each `#if`, `#foreach`,
+/// macro body, block and interpolated string is one level): bounds the
+/// evaluator's recursion whatever `max_depth` and the template's nesting.
+const MAX_NEST: usize = 96;
+
 /// One render's state.
 pub(super) struct Eval<'a> {
     t: &'a Template,
@@ -41,6 +46,8 @@ pub(super) struct Eval<'a> {
     items: usize,
     foreach: Option<Rc<LoopState>>,
     depth: usize,
+    /// Nesting of node lists being rendered (blocks, bodies, strings).
+    nest: usize,
     regexes: HashMap<String, Rc<regex::Regex>>,
 }
 
@@ -73,6 +80,7 @@ impl<'a> Eval<'a> {
             items: 0,
             foreach: None,
             depth: 0,
+            nest: 0,
             regexes: HashMap::new(),
         }
     }
@@ -186,7 +194,7 @@ impl<'a> Eval<'a> {
             });
         }
         let mut s = String::new();
-        if !bounded_java(v, &mut s, self.limits.max_output) {
+        if !v.java_bounded(&mut s, self.limits.max_output) {
             return Err(self.fail(at, "a value's text grew past mapping_limits.max_output"));
         }
         self.spend(at, s.len())?;
@@ -215,14 +223,52 @@ impl<'a> Eval<'a> {
         r
     }
 
-    fn nodes(&mut self, nodes: &[Node]) -> Res<Flow> {
-        for n in nodes {
-            let flow = self.node(n)?;
-            if flow != Flow::Normal {
-                return Ok(flow);
+    /// `==` (`java`: Java's `equals`), its work spent as steps; a
+    /// comparison that would take more than a million values fails.
+    fn equal(&mut self, at: usize, a: &Value, b: &Value, java: bool) -> Res<bool> {
+        const BUDGET: usize = 1_000_000;
+        let mut budget = BUDGET;
+        let r = if java {
+            a.java_equals(b, &mut budget)
+        } else {
+            a.velocity_eq(b, &mut budget)
+        };
+        self.spend(at, BUDGET - budget)?;
+        r.ok_or_else(|| self.fail(at, "a comparison of values too large to compare"))
+    }
+
+    /// The position of the first item `equals` to `x`.
+    fn position(&mut self, at: usize, items: &[Value], x: &Value) -> Res<Option<usize>> {
+        for (i, v) in items.iter().enumerate() {
+            if self.equal(at, v, x, true)? {
+                return Ok(Some(i));
             }
         }
-        Ok(Flow::Normal)
+        Ok(None)
+    }
+
+    fn nodes(&mut self, nodes: &[Node]) -> Res<Flow> {
+        // Blocks inside macros inside blocks: however they nest, the
+        // evaluator's own recursion stays within MAX_NEST.
+        if self.nest >= MAX_NEST {
+            return Err(self.fail(
+                0,
+                "blocks, macros and strings nested too deeply while rendering",
+            ));
+        }
+        self.nest += 1;
+        let mut r = Ok(Flow::Normal);
+        for n in nodes {
+            match self.node(n) {
+                Ok(Flow::Normal) => {}
+                other => {
+                    r = other;
+                    break;
+                }
+            }
+        }
+        self.nest -= 1;
+        r
     }
 
     fn node(&mut self, n: &Node) -> Res<Flow> {
@@ -820,7 +866,7 @@ impl<'a> Eval<'a> {
                         let s = self.stringify(at, v)?;
                         Value::string(s)
                     }
-                    ("equals", [o]) => Value::Bool(v.java_equals(o)),
+                    ("equals", [o]) => Value::Bool(self.equal(at, v, o, true)?),
                     ("intValue" | "longValue", []) => match v.number() {
                         Some(n) => Value::Int(n.as_f64() as i64),
                         None => Value::Null,
@@ -955,20 +1001,28 @@ impl<'a> Eval<'a> {
                 };
                 let r = self.regex(at, &re, false)?;
                 let rep = java_replacement(&rep);
-                let out = if name == "replaceAll" {
-                    let matches = r.find_iter(s).count();
-                    if s.len() + matches.saturating_mul(rep.len())
-                        > self.limits.max_output.saturating_mul(2)
-                    {
+                // Expanded match by match: `$0` repeated in the replacement
+                // copies the whole match each time, so the size is checked
+                // as it grows.
+                let limit = self.limits.max_output;
+                let mut out = String::new();
+                let mut last = 0;
+                for caps in r.captures_iter(s) {
+                    let Some(m) = caps.get(0) else { continue };
+                    out.push_str(&s[last..m.start()]);
+                    caps.expand(&rep, &mut out);
+                    last = m.end();
+                    if out.len() > limit {
                         return Err(self.fail(
                             at,
-                            "replaceAll: the result is larger than mapping_limits.max_output",
+                            format!("{name}: the result is larger than mapping_limits.max_output"),
                         ));
                     }
-                    r.replace_all(s, rep.as_str()).into_owned()
-                } else {
-                    r.replace(s, rep.as_str()).into_owned()
-                };
+                    if name == "replaceFirst" {
+                        break;
+                    }
+                }
+                out.push_str(&s[last..]);
                 self.new_str(at, out)?
             }
             ("matches", [re]) => {
@@ -992,7 +1046,7 @@ impl<'a> Eval<'a> {
                 // of width > 0, and (limit 0) every trailing empty string.
                 if parts.len() > 1
                     && parts.first() == Some(&"")
-                    && r.find(s).is_some_and(|m| m.start() == 0 && m.end() > 0)
+                    && r.find(s).is_some_and(|m| m.start() == 0)
                 {
                     parts.remove(0);
                 }
@@ -1053,17 +1107,12 @@ impl<'a> Eval<'a> {
                 None => return Err(self.fail(at, format!("get({i}) of a list of {len}"))),
             },
             ("contains", [x]) => {
-                self.spend(at, len)?;
-                Value::Bool(l.borrow().iter().any(|v| v.java_equals(x)))
+                let items = l.borrow().clone();
+                Value::Bool(self.position(at, &items, x)?.is_some())
             }
             ("indexOf", [x]) => {
-                self.spend(at, len)?;
-                Value::Int(
-                    l.borrow()
-                        .iter()
-                        .position(|v| v.java_equals(x))
-                        .map_or(-1, |i| i as i64),
-                )
+                let items = l.borrow().clone();
+                Value::Int(self.position(at, &items, x)?.map_or(-1, |i| i as i64))
             }
             ("add", [x]) => {
                 self.grow(at, 1)?;
@@ -1096,7 +1145,8 @@ impl<'a> Eval<'a> {
                 None => return Err(self.fail(at, format!("remove({i}) from a list of {len}"))),
             },
             ("remove", [x]) => {
-                let pos = l.borrow().iter().position(|v| v.java_equals(x));
+                let items = l.borrow().clone();
+                let pos = self.position(at, &items, x)?;
                 match pos {
                     Some(p) => {
                         l.borrow_mut().remove(p);
@@ -1120,7 +1170,9 @@ impl<'a> Eval<'a> {
                 let s = self.stringify(at, &Value::List(l.clone(), super::value::Style::Java))?;
                 Value::string(s)
             }
-            ("equals", [o]) => Value::Bool(Value::List(l.clone(), Style::Java).java_equals(o)),
+            ("equals", [o]) => {
+                Value::Bool(self.equal(at, &Value::List(l.clone(), Style::Java), o, true)?)
+            }
             _ => Value::Null,
         })
     }
@@ -1160,8 +1212,8 @@ impl<'a> Eval<'a> {
                 None => Value::Bool(false),
             },
             ("containsValue", [x]) => {
-                self.spend(at, len)?;
-                Value::Bool(m.borrow().values().any(|v| v.java_equals(x)))
+                let values: Vec<Value> = m.borrow().values().cloned().collect();
+                Value::Bool(self.position(at, &values, x)?.is_some())
             }
             ("put", [k, v]) => match key(self, k)? {
                 Some(k) => {
@@ -1213,7 +1265,9 @@ impl<'a> Eval<'a> {
                 let s = self.stringify(at, &Value::Map(m.clone(), Style::Java))?;
                 Value::string(s)
             }
-            ("equals", [o]) => Value::Bool(Value::Map(m.clone(), Style::Java).java_equals(o)),
+            ("equals", [o]) => {
+                Value::Bool(self.equal(at, &Value::Map(m.clone(), Style::Java), o, true)?)
+            }
             _ => Value::Null,
         })
     }
@@ -1310,8 +1364,8 @@ impl<'a> Eval<'a> {
             }
         };
         Ok(match op {
-            BinOp::Eq => Value::Bool(x.velocity_eq(&y)),
-            BinOp::Ne => Value::Bool(!x.velocity_eq(&y)),
+            BinOp::Eq => Value::Bool(self.equal(at, &x, &y, false)?),
+            BinOp::Ne => Value::Bool(!self.equal(at, &x, &y, false)?),
             BinOp::Lt => Value::Bool(order(&x, &y) == Some(Ordering::Less)),
             BinOp::Le => Value::Bool(matches!(
                 order(&x, &y),
@@ -1352,6 +1406,8 @@ fn arithmetic(op: BinOp, a: Num, b: Num) -> Value {
                 BinOp::Mul => a.checked_mul(b),
                 BinOp::Div if b == 0 => return Value::Null,
                 BinOp::Rem if b == 0 => return Value::Null,
+                // Java: MIN % -1 is 0 (only the division overflows).
+                BinOp::Rem if b == -1 => Some(0),
                 BinOp::Div => a.checked_div(b),
                 BinOp::Rem => a.checked_rem(b),
                 _ => return Value::Null,
@@ -1431,103 +1487,6 @@ fn java_replacement(rep: &str) -> String {
         }
     }
     out
-}
-
-/// Java's `toString` of `v` into `out`, stopping (false) past `limit`
-/// bytes: a list holding itself twice would otherwise print for ever.
-fn bounded_java(v: &Value, out: &mut String, limit: usize) -> bool {
-    fn go(v: &Value, out: &mut String, limit: usize, depth: usize) -> bool {
-        if out.len() > limit || depth > 64 {
-            return false;
-        }
-        match v {
-            Value::List(items, Style::Java) => {
-                out.push('[');
-                for (i, x) in items.borrow().iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    // Java's AbstractCollection.toString.
-                    if matches!(x, Value::List(inner, _) if Rc::ptr_eq(inner, items)) {
-                        out.push_str("(this Collection)");
-                    } else if !go(x, out, limit, depth + 1) {
-                        return false;
-                    }
-                }
-                out.push(']');
-            }
-            Value::Map(m, Style::Java) => {
-                out.push('{');
-                for (i, (k, x)) in m.borrow().iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    out.push_str(k);
-                    out.push('=');
-                    // Java's AbstractMap.toString.
-                    if matches!(x, Value::Map(inner, _) if Rc::ptr_eq(inner, m)) {
-                        out.push_str("(this Map)");
-                    } else if !go(x, out, limit, depth + 1) {
-                        return false;
-                    }
-                }
-                out.push('}');
-            }
-            Value::List(..) | Value::Map(..) => {
-                if !bounded_value_json(v, out, limit, depth) {
-                    return false;
-                }
-            }
-            Value::Entry(e) => {
-                if !go(&e.0, out, limit, depth + 1) {
-                    return false;
-                }
-                out.push('=');
-                if !go(&e.1, out, limit, depth + 1) {
-                    return false;
-                }
-            }
-            other => out.push_str(&other.to_java_string()),
-        }
-        out.len() <= limit
-    }
-    go(v, out, limit, 0)
-}
-
-fn bounded_value_json(v: &Value, out: &mut String, limit: usize, depth: usize) -> bool {
-    if out.len() > limit || depth > 64 {
-        return false;
-    }
-    match v {
-        Value::List(items, _) => {
-            out.push('[');
-            for (i, x) in items.borrow().iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                if !bounded_value_json(x, out, limit, depth + 1) {
-                    return false;
-                }
-            }
-            out.push(']');
-        }
-        Value::Map(m, _) => {
-            out.push('{');
-            for (i, (k, x)) in m.borrow().iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                super::value::json_string(k, out);
-                out.push(':');
-                if !bounded_value_json(x, out, limit, depth + 1) {
-                    return false;
-                }
-            }
-            out.push('}');
-        }
-        other => other.json(out, depth),
-    }
-    out.len() <= limit
 }
 
 /// A JSON document as compact text (json-smart's), false past `limit`.

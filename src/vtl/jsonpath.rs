@@ -267,6 +267,15 @@ impl Filter {
             Filter::Compare(l, op, r) => {
                 let l = l.eval(item, root, visits)?;
                 let r = r.eval(item, root, visits)?;
+                // List operators compare every pair: that work counts.
+                if matches!(op, Op::In | Op::Nin | Op::SubsetOf | Op::AnyOf | Op::NoneOf) {
+                    let len = |v: &Operandv<'_>| match v {
+                        Operandv::Value(v) => v.as_array().map_or(1, Vec::len),
+                        _ => 1,
+                    };
+                    *visits = visits.saturating_add(len(&l).saturating_mul(len(&r)));
+                    count(visits)?;
+                }
                 compare(&l, *op, &r)
             }
         })
@@ -293,6 +302,9 @@ impl Operand {
                         None => return Ok(Operandv::Missing),
                     }
                 } else {
+                    // Copied for each item the filter tests: that work counts.
+                    *visits = visits.saturating_add(found.len());
+                    count(visits)?;
                     Cow::Owned(J::Array(found.into_iter().cloned().collect()))
                 };
                 if matches!(self, Operand::Length { .. }) {
@@ -597,11 +609,28 @@ impl Lexer<'_> {
         Ok(sel)
     }
 
+    /// One more `&&` or `||` in a chain (they nest to the left).
+    fn chained(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > 32 {
+            return self.err("a filter nested or chained too deeply");
+        }
+        Ok(())
+    }
+
     fn or(&mut self) -> Result<Filter, String> {
+        let depth = self.depth;
+        let r = self.or_chain();
+        self.depth = depth;
+        r
+    }
+
+    fn or_chain(&mut self) -> Result<Filter, String> {
         let mut left = self.and()?;
         loop {
             self.ws();
             if self.eat("||") {
+                self.chained()?;
                 let right = self.and()?;
                 left = Filter::Or(Box::new(left), Box::new(right));
             } else {
@@ -611,10 +640,18 @@ impl Lexer<'_> {
     }
 
     fn and(&mut self) -> Result<Filter, String> {
+        let depth = self.depth;
+        let r = self.and_chain();
+        self.depth = depth;
+        r
+    }
+
+    fn and_chain(&mut self) -> Result<Filter, String> {
         let mut left = self.atom()?;
         loop {
             self.ws();
             if self.eat("&&") {
+                self.chained()?;
                 let right = self.atom()?;
                 left = Filter::And(Box::new(left), Box::new(right));
             } else {

@@ -832,11 +832,30 @@ impl<'s> Parser<'s> {
         }
     }
 
+    /// One more operator in a chain: `a + b + c` nests to the left, so
+    /// each counts as a level of nesting (released by [`Parser::release`]).
+    fn chained(&mut self, at: usize, n: &mut usize) -> Result<(), SyntaxError> {
+        *n += 1;
+        self.deeper(at)
+    }
+
+    fn release(&mut self, n: usize) {
+        self.depth -= n;
+    }
+
     fn or(&mut self) -> Result<Expr, SyntaxError> {
+        let mut n = 0;
+        let r = self.or_chain(&mut n);
+        self.release(n);
+        r
+    }
+
+    fn or_chain(&mut self, n: &mut usize) -> Result<Expr, SyntaxError> {
         let mut left = self.and()?;
         loop {
             let at = self.i;
             if self.sym("||") || self.word("or") {
+                self.chained(at, n)?;
                 let right = self.and()?;
                 left = Expr::Binary(BinOp::Or, Box::new(left), Box::new(right), at);
             } else {
@@ -846,10 +865,18 @@ impl<'s> Parser<'s> {
     }
 
     fn and(&mut self) -> Result<Expr, SyntaxError> {
+        let mut n = 0;
+        let r = self.and_chain(&mut n);
+        self.release(n);
+        r
+    }
+
+    fn and_chain(&mut self, n: &mut usize) -> Result<Expr, SyntaxError> {
         let mut left = self.equality()?;
         loop {
             let at = self.i;
             if self.sym("&&") || self.word("and") {
+                self.chained(at, n)?;
                 let right = self.equality()?;
                 left = Expr::Binary(BinOp::And, Box::new(left), Box::new(right), at);
             } else {
@@ -859,6 +886,13 @@ impl<'s> Parser<'s> {
     }
 
     fn equality(&mut self) -> Result<Expr, SyntaxError> {
+        let mut n = 0;
+        let r = self.equality_chain(&mut n);
+        self.release(n);
+        r
+    }
+
+    fn equality_chain(&mut self, n: &mut usize) -> Result<Expr, SyntaxError> {
         let mut left = self.relational()?;
         loop {
             let at = self.i;
@@ -869,12 +903,20 @@ impl<'s> Parser<'s> {
             } else {
                 return Ok(left);
             };
+            self.chained(at, n)?;
             let right = self.relational()?;
             left = Expr::Binary(op, Box::new(left), Box::new(right), at);
         }
     }
 
     fn relational(&mut self) -> Result<Expr, SyntaxError> {
+        let mut n = 0;
+        let r = self.relational_chain(&mut n);
+        self.release(n);
+        r
+    }
+
+    fn relational_chain(&mut self, n: &mut usize) -> Result<Expr, SyntaxError> {
         let mut left = self.additive()?;
         loop {
             let at = self.i;
@@ -889,12 +931,20 @@ impl<'s> Parser<'s> {
             } else {
                 return Ok(left);
             };
+            self.chained(at, n)?;
             let right = self.additive()?;
             left = Expr::Binary(op, Box::new(left), Box::new(right), at);
         }
     }
 
     fn additive(&mut self) -> Result<Expr, SyntaxError> {
+        let mut n = 0;
+        let r = self.additive_chain(&mut n);
+        self.release(n);
+        r
+    }
+
+    fn additive_chain(&mut self, n: &mut usize) -> Result<Expr, SyntaxError> {
         let mut left = self.multiplicative()?;
         loop {
             let at = self.i;
@@ -905,12 +955,20 @@ impl<'s> Parser<'s> {
             } else {
                 return Ok(left);
             };
+            self.chained(at, n)?;
             let right = self.multiplicative()?;
             left = Expr::Binary(op, Box::new(left), Box::new(right), at);
         }
     }
 
     fn multiplicative(&mut self) -> Result<Expr, SyntaxError> {
+        let mut n = 0;
+        let r = self.multiplicative_chain(&mut n);
+        self.release(n);
+        r
+    }
+
+    fn multiplicative_chain(&mut self, n: &mut usize) -> Result<Expr, SyntaxError> {
         let mut left = self.unary()?;
         loop {
             let at = self.i;
@@ -923,6 +981,7 @@ impl<'s> Parser<'s> {
             } else {
                 return Ok(left);
             };
+            self.chained(at, n)?;
             let right = self.unary()?;
             left = Expr::Binary(op, Box::new(left), Box::new(right), at);
         }
@@ -1111,9 +1170,14 @@ impl<'s> Parser<'s> {
                 .map(|d| Expr::Lit(Lit::Double(d)))
                 .map_err(|_| self.error_at(at, format!("`{s}` is not a number")))
         } else {
-            s.parse()
-                .map(|i| Expr::Lit(Lit::Int(i)))
-                .map_err(|_| self.error_at(at, format!("`{s}` is too large for an integer")))
+            // Past 64 bits a literal is a double.
+            match s.parse() {
+                Ok(i) => Ok(Expr::Lit(Lit::Int(i))),
+                Err(_) => s
+                    .parse()
+                    .map(|d| Expr::Lit(Lit::Double(d)))
+                    .map_err(|_| self.error_at(at, format!("`{s}` is not a number"))),
+            }
         }
     }
 }

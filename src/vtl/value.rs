@@ -100,112 +100,24 @@ impl Value {
     }
 
     /// The value as Java's `toString` would write it (`null` inside a
-    /// collection is `null`).
+    /// collection is `null`), cut at 16 MiB.
     pub(crate) fn to_java_string(&self) -> String {
         let mut s = String::new();
-        self.java(&mut s, 0);
-        s
-    }
-
-    fn java(&self, out: &mut String, depth: usize) {
-        // A list that holds itself prints as Java prints it.
-        if depth > 64 {
-            out.push_str("(this Collection)");
-            return;
-        }
         match self {
-            Value::Null => out.push_str("null"),
-            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Value::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
-            Value::Double(d) => java_double(*d, out),
-            Value::Str(s) => out.push_str(s),
-            Value::List(items, Style::Java) => {
-                out.push('[');
-                for (i, v) in items.borrow().iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    v.java(out, depth + 1);
-                }
-                out.push(']');
-            }
-            Value::Map(m, Style::Java) => {
-                out.push('{');
-                for (i, (k, v)) in m.borrow().iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    out.push_str(k);
-                    out.push('=');
-                    v.java(out, depth + 1);
-                }
-                out.push('}');
-            }
-            Value::List(_, Style::Json) | Value::Map(_, Style::Json) => self.json(out, depth),
-            Value::Entry(e) => {
-                e.0.java(out, depth + 1);
-                out.push('=');
-                e.1.java(out, depth + 1);
-            }
-            Value::Builtin(b) => out.push_str(match b {
+            Value::Null => s.push_str("null"),
+            Value::Int(_) | Value::Double(_) | Value::Bool(_) => scalar(self, &mut s),
+            Value::Str(v) => s.push_str(v),
+            Value::Builtin(b) => s.push_str(match b {
                 Builtin::Input => "$input",
                 Builtin::Util => "$util",
                 Builtin::Foreach(_) => "$foreach",
                 Builtin::Block(_) => "#define",
             }),
-        }
-    }
-
-    /// Writes the value as compact JSON text (json-smart's `toJSONString`:
-    /// `/` is escaped, as json-smart does).
-    pub(crate) fn json(&self, out: &mut String, depth: usize) {
-        if depth > 64 {
-            out.push_str("null");
-            return;
-        }
-        match self {
-            Value::Null | Value::Builtin(_) => out.push_str("null"),
-            Value::Bool(_) | Value::Int(_) => self.java(out, depth),
-            Value::Double(d) => {
-                if d.is_finite() {
-                    java_double(*d, out)
-                } else {
-                    out.push_str("null")
-                }
-            }
-            Value::Str(s) => json_string(s, out),
-            Value::List(items, _) => {
-                out.push('[');
-                for (i, v) in items.borrow().iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    v.json(out, depth + 1);
-                }
-                out.push(']');
-            }
-            Value::Map(m, _) => {
-                out.push('{');
-                for (i, (k, v)) in m.borrow().iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    json_string(k, out);
-                    out.push(':');
-                    v.json(out, depth + 1);
-                }
-                out.push('}');
-            }
-            Value::Entry(e) => {
-                out.push('{');
-                json_string(&e.0.to_java_string(), out);
-                out.push(':');
-                e.1.json(out, depth + 1);
-                out.push('}');
+            _ => {
+                self.java_bounded(&mut s, 16 << 20);
             }
         }
+        s
     }
 
     /// A JSON document as a value: objects in their order, integers that
@@ -239,16 +151,19 @@ impl Value {
 
     /// Velocity's `==` as API Gateway runs it: numbers compare by value
     /// whatever their class; null equals null and `""` (API Gateway's
-    /// departure); values of different classes compare by their `toString`.
-    pub(crate) fn velocity_eq(&self, other: &Value) -> bool {
-        self.eq_at(other, 0)
+    /// departure); values of different classes compare by their
+    /// `toString`. `budget` is the work allowed (values visited, bytes
+    /// written): `None` when it runs out.
+    pub(crate) fn velocity_eq(&self, other: &Value, budget: &mut usize) -> Option<bool> {
+        self.eq_at(other, 0, budget)
     }
 
-    fn eq_at(&self, other: &Value, depth: usize) -> bool {
+    fn eq_at(&self, other: &Value, depth: usize, budget: &mut usize) -> Option<bool> {
+        *budget = budget.checked_sub(1)?;
         if depth > 64 {
-            return false;
+            return Some(false);
         }
-        match (self, other) {
+        Some(match (self, other) {
             (Value::Null, Value::Null) => true,
             (Value::Null, Value::Str(s)) | (Value::Str(s), Value::Null) => s.is_empty(),
             (Value::Null, _) | (_, Value::Null) => false,
@@ -259,45 +174,137 @@ impl Value {
             (Value::Bool(a), Value::Bool(b)) => a == b,
             (Value::Str(a), Value::Str(b)) => a == b,
             (Value::List(a, _), Value::List(b, _)) => {
-                Rc::ptr_eq(a, b) || {
-                    let (a, b) = (a.borrow(), b.borrow());
-                    a.len() == b.len()
-                        && a.iter()
-                            .zip(b.iter())
-                            .all(|(x, y)| x.java_eq_at(y, depth + 1))
+                if Rc::ptr_eq(a, b) {
+                    return Some(true);
                 }
+                let (a, b) = (a.borrow(), b.borrow());
+                if a.len() != b.len() {
+                    return Some(false);
+                }
+                for (x, y) in a.iter().zip(b.iter()) {
+                    if !x.java_eq_at(y, depth + 1, budget)? {
+                        return Some(false);
+                    }
+                }
+                true
             }
             (Value::Map(a, _), Value::Map(b, _)) => {
-                Rc::ptr_eq(a, b) || {
-                    let (a, b) = (a.borrow(), b.borrow());
-                    a.len() == b.len()
-                        && a.iter()
-                            .all(|(k, v)| b.get(k).is_some_and(|w| v.java_eq_at(w, depth + 1)))
+                if Rc::ptr_eq(a, b) {
+                    return Some(true);
                 }
+                let (a, b) = (a.borrow(), b.borrow());
+                if a.len() != b.len() {
+                    return Some(false);
+                }
+                for (k, v) in a.iter() {
+                    match b.get(k) {
+                        Some(w) if v.java_eq_at(w, depth + 1, budget)? => {}
+                        _ => return Some(false),
+                    }
+                }
+                true
             }
             (a, b) => {
                 let (mut x, mut y) = (String::new(), String::new());
-                a.java(&mut x, 60);
-                b.java(&mut y, 60);
+                if !a.java_bounded(&mut x, *budget) || !b.java_bounded(&mut y, *budget) {
+                    return None;
+                }
+                *budget = budget.checked_sub(x.len() + y.len())?;
                 x == y
             }
-        }
+        })
     }
 
-    /// Java's `equals` (an `Integer` never equals a `Double`, null only null).
-    pub(crate) fn java_equals(&self, other: &Value) -> bool {
-        self.java_eq_at(other, 0)
+    /// Java's `equals` (an `Integer` never equals a `Double`, null only
+    /// null), within `budget` as [`Value::velocity_eq`].
+    pub(crate) fn java_equals(&self, other: &Value, budget: &mut usize) -> Option<bool> {
+        self.java_eq_at(other, 0, budget)
     }
 
-    fn java_eq_at(&self, other: &Value, depth: usize) -> bool {
+    fn java_eq_at(&self, other: &Value, depth: usize, budget: &mut usize) -> Option<bool> {
         match (self, other) {
-            (Value::Null, b) => b.is_null(),
-            (_, Value::Null) => false,
-            (Value::Int(_), Value::Double(_)) | (Value::Double(_), Value::Int(_)) => false,
-            (Value::Str(_), b) if !matches!(b, Value::Str(_)) => false,
-            (a, Value::Str(_)) if !matches!(a, Value::Str(_)) => false,
-            (a, b) => a.eq_at(b, depth),
+            (Value::Null, b) => Some(b.is_null()),
+            (_, Value::Null) => Some(false),
+            (Value::Int(_), Value::Double(_)) | (Value::Double(_), Value::Int(_)) => Some(false),
+            (Value::Str(_), b) if !matches!(b, Value::Str(_)) => Some(false),
+            (a, Value::Str(_)) if !matches!(a, Value::Str(_)) => Some(false),
+            (a, b) => a.eq_at(b, depth, budget),
         }
+    }
+
+    /// Java's `toString` into `out`, false (stopped) past `limit` bytes or
+    /// 64 levels: a list holding itself twice would print for ever. A
+    /// collection holding itself directly prints as Java prints it.
+    pub(crate) fn java_bounded(&self, out: &mut String, limit: usize) -> bool {
+        self.bounded_at(out, limit, 0, false)
+    }
+
+    fn bounded_at(&self, out: &mut String, limit: usize, depth: usize, json: bool) -> bool {
+        if out.len() > limit || depth > 64 {
+            return false;
+        }
+        match self {
+            Value::List(items, style) => {
+                let json = json || *style == Style::Json;
+                out.push('[');
+                for (i, x) in items.borrow().iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(if json { "," } else { ", " });
+                    }
+                    if !json && matches!(x, Value::List(inner, _) if Rc::ptr_eq(inner, items)) {
+                        out.push_str("(this Collection)");
+                    } else if !x.bounded_at(out, limit, depth + 1, json) {
+                        return false;
+                    }
+                }
+                out.push(']');
+            }
+            Value::Map(m, style) => {
+                let json = json || *style == Style::Json;
+                out.push('{');
+                for (i, (k, x)) in m.borrow().iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(if json { "," } else { ", " });
+                    }
+                    if json {
+                        json_string(k, out);
+                        out.push(':');
+                    } else {
+                        out.push_str(k);
+                        out.push('=');
+                    }
+                    if !json && matches!(x, Value::Map(inner, _) if Rc::ptr_eq(inner, m)) {
+                        out.push_str("(this Map)");
+                    } else if !x.bounded_at(out, limit, depth + 1, json) {
+                        return false;
+                    }
+                }
+                out.push('}');
+            }
+            Value::Entry(e) => {
+                if json {
+                    out.push('{');
+                    json_string(&e.0.to_java_string(), out);
+                    out.push(':');
+                } else if !e.0.bounded_at(out, limit, depth + 1, false) {
+                    return false;
+                } else {
+                    out.push('=');
+                }
+                if !e.1.bounded_at(out, limit, depth + 1, json) {
+                    return false;
+                }
+                if json {
+                    out.push('}');
+                }
+            }
+            Value::Str(s) if json => json_string(s, out),
+            Value::Null if json => out.push_str("null"),
+            Value::Double(d) if json && !d.is_finite() => out.push_str("null"),
+            Value::Builtin(_) if json => out.push_str("null"),
+            other => out.push_str(&other.to_java_string()),
+        }
+        out.len() <= limit
     }
 }
 
