@@ -684,3 +684,67 @@ stages:
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn vtl_overrides_change_the_integration_request_and_the_method_response() {
+    // apigateway-override-request-response-parameters.md: a request
+    // template's `$context.requestOverride.*` replace the integration
+    // request's parameters; a response template's
+    // `$context.responseOverride.status` and `.header.*` the method
+    // response's (the tutorial's "error" check).
+    let yaml = r##"
+template_language: vtl
+routes:
+  /pets/{petId}: [POST]
+stages:
+  prod:
+    methods:
+      /pets/{petId}/POST:
+        mapping:
+          request:
+            templates:
+              application/json: |-
+                #set($root = $input.path('$'))
+                ## Velocity 1.7 reads `$root.a-` as one name: braces end it.
+                #set($context.requestOverride.header.x-combined = "${root.a}-$root.b")
+                #set($context.requestOverride.querystring.kind = $root.a)
+                $context.requestOverride.path.put('petId', 'override')
+                {}
+          responses:
+            - templates:
+                application/json: |-
+                  #set($inputRoot = $input.path('$'))
+                  $input.json("$")
+                  #if($inputRoot.toString().contains("error"))
+                  #set($context.responseOverride.status = 400)
+                  #set($context.responseOverride.header.x-why = "error in body")
+                  #end
+"##;
+    let gw = gateway(yaml);
+    let req = Request::post("/prod/pets/7?kind=dog&keep=1")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"a": "cat", "b": "error"}"#))
+        .unwrap();
+    let (status, headers, body) = send(&gw, req).await;
+    // The echo's body mentions "error" (the header value): the response
+    // template overrides the status and adds a header.
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(headers["x-why"], "error in body");
+    let echoed: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(echoed["headers"]["x-combined"], "cat-error");
+    assert_eq!(echoed["uri"], "/pets/7?keep=1&kind=cat");
+    assert_eq!(echoed["path"], json!({"petId": "override"}));
+    // Without "error" in what comes back, the status stays.
+    let req = Request::post("/prod/pets/7")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"a": "cat", "b": "fine"}"#))
+        .unwrap();
+    let (status, headers, _) = send(&gw, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.get("x-why").is_none());
+}

@@ -1236,6 +1236,14 @@ fn hostile_templates_fail_cleanly() {
     // Java's edges.
     assert_eq!(r("#set($s = 'abc')$s.split('')"), "[a, b, c]");
     assert_eq!(
+        r("#set($s = 'abcabc')$s.lastIndexOf('b') $s.lastIndexOf('b', 3) $s.lastIndexOf('b', 0)"),
+        "4 1 -1"
+    );
+    assert_eq!(
+        r("#set($s = 'ab-cd')$s.replaceAll('(?<x>\\w+)-(\\w+)', '$2 ${x}')"),
+        "cd ab"
+    );
+    assert_eq!(
         r("#set($a = -9223372036854775807 - 1)#set($b = $a % -1)$b"),
         "0"
     );

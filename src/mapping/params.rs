@@ -606,3 +606,62 @@ impl ParamOps {
         Ok(())
     }
 }
+
+/// Applies a VTL request template's overrides
+/// (`$context.requestOverride.header|querystring|path.NAME`) to the
+/// integration request, after the template and the parameter mapping: each
+/// replaces what the request had under that name. A header value that
+/// cannot be one is dropped; a query that makes no URI is [`QueryTooLong`].
+pub(crate) fn apply_overrides(
+    parts: &mut http::request::Parts,
+    o: &crate::vtl::Overrides,
+) -> Result<(), QueryTooLong> {
+    for (name, value) in &o.request_header {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            parts.headers.insert(n, v);
+        }
+    }
+    if !o.request_querystring.is_empty() {
+        let mut q = parse_pieces(parts.uri.query());
+        for (name, value) in &o.request_querystring {
+            q.retain(|p| !p.is(name));
+            q.push(Piece::new(name.clone(), value.clone()));
+        }
+        let encoded = encode_query(&q);
+        let pq = if encoded.is_empty() {
+            parts.uri.path().to_owned()
+        } else {
+            format!("{}?{encoded}", parts.uri.path())
+        };
+        let mut uri = parts.uri.clone().into_parts();
+        uri.path_and_query = Some(pq.parse().map_err(|_| QueryTooLong)?);
+        parts.uri = Uri::from_parts(uri).map_err(|_| QueryTooLong)?;
+    }
+    if !o.request_path.is_empty() {
+        let mut path = parts
+            .extensions
+            .remove::<IntegrationPath>()
+            .unwrap_or_else(|| {
+                IntegrationPath(
+                    parts
+                        .extensions
+                        .get::<RequestContext>()
+                        .map(|c| {
+                            c.path_params()
+                                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                )
+            });
+        for (name, value) in &o.request_path {
+            path.0.retain(|(k, _)| k != name);
+            path.0.push((name.clone(), value.clone()));
+        }
+        parts.extensions.insert(path);
+    }
+    Ok(())
+}

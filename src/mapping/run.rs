@@ -137,8 +137,8 @@ pub(super) fn facts<B>(
 ///   a method that requires none, as API Gateway's is null);
 /// - `authorizer`: `principalId` and every key of the authorizer's
 ///   context, as strings;
-/// - `requestOverride` and `responseOverride`: empty maps a template may
-///   write into (tollgate does not apply overrides yet).
+/// - `requestOverride` and `responseOverride`: empty maps a template
+///   writes into; what it set is applied once it is done.
 ///
 /// Only the names in `wanted` are made (`None`: every one).
 fn vtl_context<B>(
@@ -249,6 +249,9 @@ fn vtl_context<B>(
     J::Object(m)
 }
 
+/// A template's output, and a VTL template's overrides.
+type Rendered = (Vec<u8>, Option<crate::vtl::Overrides>);
+
 /// Renders template `name`: VTL when the mapping is in VTL, else minijinja.
 fn render_any(
     mapping: &CompiledMapping,
@@ -256,7 +259,7 @@ fn render_any(
     name: &str,
     body: Bytes,
     parsed: std::sync::OnceLock<Option<serde_json::Value>>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Rendered, String> {
     if let Some(t) = mapping.vtl.get(name) {
         let empty = serde_json::Value::Null;
         let vars = crate::vtl::Variables {
@@ -270,8 +273,8 @@ fn render_any(
             stage_variables: &facts.stage_variables,
         };
         return t
-            .render(&vars, &mapping.limits.vtl())
-            .map(String::into_bytes)
+            .render_with_overrides(&vars, &mapping.limits.vtl())
+            .map(|r| (r.body.into_bytes(), Some(r.overrides)))
             .map_err(|e| e.to_string());
     }
     let input = Input {
@@ -289,6 +292,7 @@ fn render_any(
         &facts.stage_variables,
         &mapping.limits,
     )
+    .map(|out| (out, None))
     .map_err(|e| e.to_string())
 }
 
@@ -455,8 +459,16 @@ where
                             &id,
                             conversion,
                         ) {
-                            Ok(out) => {
+                            Ok((out, overrides)) => {
                                 set_length(&mut parts.headers, out.len());
+                                if let Some(o) = overrides.filter(|o| !o.is_empty())
+                                    && super::params::apply_overrides(&mut parts, &o).is_err()
+                                {
+                                    return Ok(responses.respond_with_message(
+                                        GatewayResponseKind::BadRequestParameters,
+                                        "The request URI is too long once its query is mapped",
+                                    ));
+                                }
                                 Request::from_parts(parts, Body::full(out))
                             }
                             Err(refused) => return Ok(*refused),
@@ -504,7 +516,7 @@ fn render_request(
     body: Bytes,
     id: &LogId,
     conversion: Conversion,
-) -> Result<Vec<u8>, Box<Response<Body>>> {
+) -> Result<Rendered, Box<Response<Body>>> {
     let parsed = std::sync::OnceLock::new();
     let checked = if conversion == Conversion::Encode {
         Ok(())
@@ -656,12 +668,29 @@ where
         Err(kind) => return responses.respond(kind),
     };
     match render_any(mapping, facts, name, body, std::sync::OnceLock::new()) {
-        Ok(out) => {
+        Ok((out, overrides)) => {
             // The template wrote new bytes: the backend's length and
             // coding describe its own.
             converted(&mut parts.headers);
             if let Ok(v) = HeaderValue::from_str(ctype) {
                 parts.headers.insert(CONTENT_TYPE, v);
+            }
+            // A VTL template's `$context.responseOverride`, applied last.
+            if let Some(o) = overrides {
+                for (name, value) in &o.response_header {
+                    if let (Ok(n), Ok(v)) = (
+                        http::HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(value),
+                    ) {
+                        parts.headers.insert(n, v);
+                    }
+                }
+                if let Some(status) = o
+                    .response_status
+                    .and_then(|s| http::StatusCode::from_u16(s).ok())
+                {
+                    parts.status = status;
+                }
             }
             Response::from_parts(parts, Body::full(out))
         }

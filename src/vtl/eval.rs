@@ -85,10 +85,51 @@ impl<'a> Eval<'a> {
         }
     }
 
-    pub(super) fn run(mut self) -> Res<String> {
+    pub(super) fn run(mut self) -> Res<(String, super::Overrides)> {
         let t = self.t;
         self.nodes(&t.parsed.nodes)?;
-        Ok(std::mem::take(&mut self.out))
+        let overrides = self.overrides();
+        Ok((std::mem::take(&mut self.out), overrides))
+    }
+
+    /// What the template set under `$context.requestOverride` and
+    /// `$context.responseOverride` (only a `#set` or a `put` into
+    /// `$context` makes it a value of its own; otherwise nothing was set).
+    fn overrides(&self) -> super::Overrides {
+        let mut o = super::Overrides::default();
+        let Some(Value::Map(context, _)) = self.scope.get("context") else {
+            return o;
+        };
+        let context = context.borrow();
+        let entries = |v: Option<&Value>, name: &str| -> Vec<(String, String)> {
+            let Some(Value::Map(m, _)) = v else {
+                return Vec::new();
+            };
+            let Some(Value::Map(inner, _)) = m.borrow().get(name).cloned() else {
+                return Vec::new();
+            };
+            let inner = inner.borrow();
+            inner
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.to_string(), v.to_java_string()))
+                .collect()
+        };
+        let request = context.get("requestOverride");
+        o.request_header = entries(request, "header");
+        o.request_querystring = entries(request, "querystring");
+        o.request_path = entries(request, "path");
+        let response = context.get("responseOverride");
+        o.response_header = entries(response, "header");
+        if let Some(Value::Map(m, _)) = response {
+            o.response_status = match m.borrow().get("status") {
+                Some(Value::Int(i)) => u16::try_from(*i).ok(),
+                Some(Value::Str(s)) => s.trim().parse().ok(),
+                _ => None,
+            }
+            .filter(|s| (100..=599).contains(s));
+        }
+        o
     }
 
     fn fail(&self, at: usize, message: impl Into<String>) -> RenderError {
@@ -943,7 +984,17 @@ impl<'a> Eval<'a> {
                     let start = char_offset(from);
                     s[start..].find(&*o).map(|b| start + b)
                 } else {
-                    s.rfind(&*o)
+                    // Java: the last occurrence starting at or before `from`.
+                    let end = match rest.first().and_then(int) {
+                        Some(f) if f < 0 => return Ok(Value::Int(-1)),
+                        Some(f) => (char_offset(f.min(chars())) + o.len()).min(s.len()),
+                        None => s.len(),
+                    };
+                    let end = (0..=end)
+                        .rev()
+                        .find(|i| s.is_char_boundary(*i))
+                        .unwrap_or(0);
+                    s[..end].rfind(&*o)
                 };
                 Value::Int(found.map_or(-1, |b| s[..b].chars().count() as i64))
             }
@@ -1469,6 +1520,10 @@ fn java_replacement(rep: &str) -> String {
                 Some(o) => out.push(o),
                 None => {}
             },
+            '$' if chars.peek() == Some(&'{') => {
+                // `${name}`: a named group, the same in both syntaxes.
+                out.push('$');
+            }
             '$' => {
                 let mut digits = String::new();
                 while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {

@@ -94,6 +94,12 @@
 //!   did ([`MAX_FOREACH`], API Gateway's limit);
 //! - a template is at most 300 KB ([`MAX_TEMPLATE_BYTES`]).
 //!
+//! What a template sets under `$context.requestOverride` and
+//! `$context.responseOverride` comes back from
+//! [`Template::render_with_overrides`] as [`Overrides`]; behind a gateway a
+//! request template's apply to the integration request and a response
+//! template's to the method response.
+//!
 //! JSONPath is Jayway's dialect, as API Gateway's (see the `jsonpath`
 //! module docs): a definite path (`$.a.b`, `$.a[0]`) selects one value, any
 //! other (`[*]`, `..`, filters) a list, even of one.
@@ -239,6 +245,42 @@ impl Limits {
     }
 }
 
+/// What a render wrote, and the overrides it set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Rendered {
+    /// The output.
+    pub body: String,
+    /// `$context.requestOverride.*` and `$context.responseOverride.*`.
+    pub overrides: Overrides,
+}
+
+/// The overrides a template set, each value as Java's `toString` writes it
+/// (a null value is no override). In a request template the
+/// `requestOverride` ones apply to the integration request; in a response
+/// template the `responseOverride` ones to the method response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Overrides {
+    /// `$context.requestOverride.header.NAME`.
+    pub request_header: Vec<(String, String)>,
+    /// `$context.requestOverride.querystring.NAME`.
+    pub request_querystring: Vec<(String, String)>,
+    /// `$context.requestOverride.path.NAME`.
+    pub request_path: Vec<(String, String)>,
+    /// `$context.responseOverride.header.NAME`.
+    pub response_header: Vec<(String, String)>,
+    /// `$context.responseOverride.status`, when it is a status (100 to 599).
+    pub response_status: Option<u16>,
+}
+
+impl Overrides {
+    /// Whether the template set none.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
 /// A render that failed: a limit passed, or a runtime error. The message
 /// is for logs (it may quote the template), never for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -295,7 +337,24 @@ impl Template {
 
     /// Renders the template over `vars`, within `limits`.
     pub fn render(&self, vars: &Variables<'_>, limits: &Limits) -> Result<String, RenderError> {
-        eval::Eval::new(self, vars, limits).run()
+        eval::Eval::new(self, vars, limits)
+            .run()
+            .map(|(body, _)| body)
+    }
+
+    /// Renders the template and reads what it set in
+    /// `$context.requestOverride` and `$context.responseOverride` (API
+    /// Gateway's mapping template overrides,
+    /// apigateway-override-request-response-parameters.md): the caller
+    /// applies them once the template is done.
+    pub fn render_with_overrides(
+        &self,
+        vars: &Variables<'_>,
+        limits: &Limits,
+    ) -> Result<Rendered, RenderError> {
+        eval::Eval::new(self, vars, limits)
+            .run()
+            .map(|(body, overrides)| Rendered { body, overrides })
     }
 
     /// The `$context` variables the template reads, by their first name
