@@ -1252,3 +1252,30 @@ fn hostile_templates_fail_cleanly() {
         "9.223372036854776E18"
     );
 }
+
+#[test]
+fn debug_output_shows_no_body_no_context_and_no_header_values() {
+    let mut req = Req::body(r#"{"password": "hunter2"}"#);
+    req.header
+        .insert("x-api-key".into(), "secret-key-value".into());
+    req.context = json!({"identity": {"apiKey": "secret-key-value"}});
+    let vars = Variables {
+        body: req.body.as_bytes(),
+        params: Params {
+            path: &req.path,
+            querystring: &req.query,
+            header: &req.header,
+        },
+        context: &req.context,
+        stage_variables: &req.stage,
+    };
+    let shown = format!("{vars:?}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("secret-key-value"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("x-api-key"),
+        "header names are shown: {shown}"
+    );
+}

@@ -159,7 +159,10 @@ impl fmt::Debug for Template {
 }
 
 /// What a template sees of the request.
-#[derive(Debug, Clone, Copy)]
+///
+/// `Debug` shows sizes only: the body and `$context.identity.apiKey` may
+/// hold credentials.
+#[derive(Clone, Copy)]
 pub struct Variables<'a> {
     /// The payload: `$input.body`, and what `$input.json` and
     /// `$input.path` select from.
@@ -173,8 +176,20 @@ pub struct Variables<'a> {
     pub stage_variables: &'a BTreeMap<String, String>,
 }
 
+impl fmt::Debug for Variables<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Variables")
+            .field("body_bytes", &self.body.len())
+            .field("params", &self.params)
+            .field("stage_variables", &self.stage_variables.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The method request's parameters, each name with its first value.
-#[derive(Debug, Clone, Copy)]
+///
+/// `Debug` shows the names only (a header may carry a credential).
+#[derive(Clone, Copy)]
 pub struct Params<'a> {
     /// Path parameters.
     pub path: &'a BTreeMap<String, String>,
@@ -182,6 +197,16 @@ pub struct Params<'a> {
     pub querystring: &'a BTreeMap<String, String>,
     /// Headers (names as the request sent them, looked up in any case).
     pub header: &'a BTreeMap<String, String>,
+}
+
+impl fmt::Debug for Params<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Params")
+            .field("path", &self.path.keys().collect::<Vec<_>>())
+            .field("querystring", &self.querystring.keys().collect::<Vec<_>>())
+            .field("header", &self.header.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Params<'_> {
