@@ -601,6 +601,12 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "Jayway filter",
     ),
     (
+        "$input.json('$.items') #foreach($k in $input.path('$').keySet())$k #end",
+        "{\"zeta\": 1, \"alpha\": {}, \"items\": [{\"sku\": \"A1\", \"qty\": 2}]}",
+        "[{\"sku\":\"A1\",\"qty\":2}] zeta alpha items ",
+        "AWS-rec: maps print in document order",
+    ),
+    (
         "$input.json('$..name')",
         "{\"a\": {\"name\": 1}, \"b\": [{\"name\": 2}]}",
         "[1,2]",

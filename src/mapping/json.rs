@@ -155,12 +155,16 @@ pub(super) fn check_json_body(media: &str, body: &Bytes) -> Result<(), serde_jso
     count_values(body).map(|_| ())
 }
 
-/// `body` parsed for a VTL template's `$input`, within
-/// [`parse_bounded`]'s cap on values (four times `limit`); `Err` says why
-/// it is not JSON.
+/// JSON text parsed for a VTL template (`$input`'s body, a
+/// `$util.parseJson` argument), within [`parse_bounded`]'s cap on values
+/// (four times `limit`); `Err` says why it is not JSON, naming no source
+/// (the caller does).
 pub(crate) fn parse_json_for_template(
     body: &[u8],
     limit: usize,
 ) -> Result<serde_json::Value, String> {
-    parse_bounded(body, limit).map_err(|e| e.to_string())
+    parse_bounded(body, limit).map_err(|e| match e {
+        BodyJsonError::Syntax(e) => e.to_string(),
+        BodyJsonError::TooManyValues => "more values than a mapping template may hold".to_owned(),
+    })
 }

@@ -236,7 +236,7 @@ impl<'a> Eval<'a> {
         }
         let mut s = String::new();
         if !v.java_bounded(&mut s, self.limits.max_output) {
-            return Err(self.fail(at, "a value's text grew past mapping_limits.max_output"));
+            return Err(self.fail(at, "a value too large (mapping_limits.max_output) or nested too deeply (64 levels) to print"));
         }
         self.spend(at, s.len())?;
         Ok(s)

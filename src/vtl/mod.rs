@@ -85,7 +85,11 @@
 //! - `$input.body` of an empty body is `{}`, and so are `$input.json('$')`
 //!   and `$input.path('$')`;
 //! - a body that is not JSON and does not start with `{` or `[` reads as
-//!   one JSON string (`$input.json('$')` of `a=b` is `"a=b"`);
+//!   one JSON string (`$input.json('$')` of `a=b` is `"a=b"`; behind a
+//!   gateway a body with a JSON content type must be JSON, else 400 before
+//!   any template);
+//! - JSON objects keep their document order (`keySet()`, printing,
+//!   `$input.json`);
 //! - `$input.json` of a path that selects nothing is `""`;
 //! - a map selected by `$input.path` or made by `$util.parseJson` prints as
 //!   Java's maps do (`{a=1, b=x}`), a list as JSON (`[1,"x"]`);
