@@ -903,10 +903,7 @@ fn the_documented_mapping_examples() {
     );
 }
 
-#[test]
-fn the_news_article_example() {
-    // example-news-article.md: original data, output template, transformed data.
-    let original = r#"{
+const NEWS: &str = r#"{
   "count": 1,
   "items": [
     {
@@ -932,7 +929,48 @@ fn the_news_article_example() {
   ],
   "version": 1
 }"#;
-    let template = r#"#set($inputRoot = $input.path('$'))
+
+fn as_json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn the_news_article_example() {
+    // example-news-article.md: the original data, the input mapping
+    // template (which maps the data to itself) and the output mapping
+    // template with its documented transformed data.
+    let input_template = r#"#set($inputRoot = $input.path('$'))
+{
+  "count": $inputRoot.count,
+  "items": [
+#foreach($elem in $inputRoot.items)
+    {
+      "last_updated_date": "$elem.last_updated_date",
+      "expire_date": "$elem.expire_date",
+      "author_first_name": "$elem.author_first_name",
+      "description": "$elem.description",
+      "creation_date": "$elem.creation_date",
+      "title": "$elem.title",
+      "allow_comment": "$elem.allow_comment",
+      "author": {
+        "last_name": "$elem.author.last_name",
+        "email": "$elem.author.email",
+        "first_name": "$elem.author.first_name"
+      },
+      "body": "$elem.body",
+      "publish_date": "$elem.publish_date",
+      "version": "$elem.version",
+      "author_last_name": "$elem.author_last_name",
+      "parent_id": $elem.parent_id,
+      "article_url": "$elem.article_url"
+    }#if($foreach.hasNext),#end
+
+#end
+  ],
+  "version": $inputRoot.version
+}"#;
+    assert_eq!(as_json(&rb(NEWS, input_template)), as_json(NEWS));
+    let output_template = r#"#set($inputRoot = $input.path('$'))
 {
   "count": $inputRoot.count,
   "items": [
@@ -941,24 +979,82 @@ fn the_news_article_example() {
       "creation_date": "$elem.creation_date",
       "title": "$elem.title",
       "author": "$elem.author.first_name $elem.author.last_name",
+      "body": "$elem.body",
+      "publish_date": "$elem.publish_date",
       "article_url": "$elem.article_url"
     }#if($foreach.hasNext),#end
 
 #end
-  ]
+  ],
+  "version": $inputRoot.version
 }"#;
-    let out = rb(original, template);
-    let got: serde_json::Value =
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(
-        got,
+        as_json(&rb(NEWS, output_template)),
         json!({"count": 1, "items": [{
             "creation_date": "2015-04-20",
             "title": "Sample Title",
             "author": "John Doe",
+            "body": "Sample Body",
+            "publish_date": "2015-04-25",
             "article_url": "http://www.example.com/articles/3456789012"
-        }]}),
+        }], "version": 1}),
         "example-news-article.md, transformed data"
+    );
+}
+
+#[test]
+fn the_models_and_getting_started_examples() {
+    // models-mappings.md: the produce department's data and the template
+    // that turns its bins into choices (the documented result).
+    let produce = r#"{"department": "produce", "categories": ["fruit", "vegetables"], "bins": [
+        {"category": "fruit", "type": "apples", "price": 1.99, "unit": "pound", "quantity": 232},
+        {"category": "fruit", "type": "bananas", "price": 0.19, "unit": "each", "quantity": 112},
+        {"category": "vegetables", "type": "carrots", "price": 1.29, "unit": "bag", "quantity": 57}]}"#;
+    let template = "#set($inputRoot = $input.path('$'))\n{\n  \"choices\": [\n#foreach($elem in $inputRoot.bins)\n    {\n      \"kind\": \"$elem.type\",\n      \"suggestedPrice\": \"$elem.price per $elem.unit\",\n      \"available\": $elem.quantity\n    }#if($foreach.hasNext),#end\n            \n#end\n  ]\n}";
+    assert_eq!(
+        as_json(&rb(produce, template)),
+        json!({"choices": [
+            {"kind": "apples", "suggestedPrice": "1.99 per pound", "available": 232},
+            {"kind": "bananas", "suggestedPrice": "0.19 per each", "available": 112},
+            {"kind": "carrots", "suggestedPrice": "1.29 per bag", "available": 57}
+        ]})
+    );
+    // api-gateway-create-api-step-by-step.md: the pet store's three
+    // integration response templates and the console's test results.
+    let pets = r#"[{"id": 1, "type": "dog", "price": 249.99}, {"id": 2, "type": "cat", "price": 124.99}, {"id": 3, "type": "fish", "price": 0.99}]"#;
+    let listings = "#set($inputRoot = $input.path('$'))\n{\n  \"listings\" : [\n#foreach($elem in $inputRoot)\n    \"Item number $elem.id is a $elem.type. The asking price is $elem.price.\"#if($foreach.hasNext),#end\n        \n#end\n  ]\n}";
+    assert_eq!(
+        as_json(&rb(pets, listings)),
+        json!({"listings": [
+            "Item number 1 is a dog. The asking price is 249.99.",
+            "Item number 2 is a cat. The asking price is 124.99.",
+            "Item number 3 is a fish. The asking price is 0.99."
+        ]})
+    );
+    let flatten = "#set($inputRoot = $input.path('$'))\n[\n#foreach($elem in $inputRoot)\n  {\n    \"description\" : \"Item $elem.id is a $elem.type.\",\n    \"askingPrice\" : $elem.price\n  }#if($foreach.hasNext),#end\n\n#end\n]";
+    let out = rb(pets, flatten);
+    assert_eq!(
+        as_json(&out),
+        json!([
+            {"description": "Item 1 is a dog.", "askingPrice": 249.99},
+            {"description": "Item 2 is a cat.", "askingPrice": 124.99},
+            {"description": "Item 3 is a fish.", "askingPrice": 0.99}
+        ])
+    );
+    // Velocity 1.x's whitespace, as the console's output shows it: the
+    // `#end` closing the `#if` takes its newline, so each `},` is followed
+    // by the blank line's own newline only, and the `#set` line is gone.
+    assert!(out.starts_with("[\n  {\n"), "{out:?}");
+    assert!(out.contains("  },\n  {\n"), "{out:?}");
+    assert!(out.ends_with("  }\n]"), "{out:?}");
+    let classes = "#set($inputRoot = $input.path('$'))\n[\n#foreach($elem in $inputRoot)\n  {\n    \"number\": $elem.id,\n    \"class\": \"$elem.type\",\n    \"salesPrice\": $elem.price \n  }#if($foreach.hasNext),#end\n\n#end\n]";
+    assert_eq!(
+        as_json(&rb(pets, classes)),
+        json!([
+            {"number": 1, "class": "dog", "salesPrice": 249.99},
+            {"number": 2, "class": "cat", "salesPrice": 124.99},
+            {"number": 3, "class": "fish", "salesPrice": 0.99}
+        ])
     );
 }
 
