@@ -79,6 +79,7 @@ mod hex;
 pub mod integration;
 pub mod keys;
 pub mod mapping;
+pub mod openapi;
 pub mod plans;
 mod redacted;
 #[cfg(feature = "redis")]

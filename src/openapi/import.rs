@@ -1,0 +1,746 @@
+//! Reading an OpenAPI document into a config.
+
+use std::fmt;
+
+use serde_json::{Map, Value, json};
+
+use crate::Config;
+
+/// How an import meets an existing API (API Gateway's `mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImportMode {
+    /// The document's routes and methods replace the API's (the default).
+    #[default]
+    Overwrite,
+    /// The document's routes and methods are added; a method both declare
+    /// takes the document's settings.
+    Merge,
+}
+
+/// What the document's base path becomes (api-gateway-import-api-basePath.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BasePath {
+    /// Dropped: `/e` is served as `/e` (API Gateway's default).
+    #[default]
+    Ignore,
+    /// Put in front of every path: `/a/b/c` and `/e` make `/a/b/c/e`.
+    Prepend,
+    /// Its first segment is the stage, the rest put in front of every
+    /// path: `/a/b/c` and `/e` make stage `a` and `/b/c/e`.
+    Split,
+}
+
+/// Import options. [`Default`]: overwrite, warnings allowed, base path
+/// ignored, stage `prod`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImportOptions {
+    /// Overwrite or merge (only [`import_into`] has something to merge into).
+    pub mode: ImportMode,
+    /// Refuse the document when there is any warning.
+    pub fail_on_warnings: bool,
+    /// What the base path becomes.
+    pub basepath: BasePath,
+    /// The stage the methods are served on (under [`BasePath::Split`], the
+    /// base path's first segment instead, when there is one).
+    pub stage: String,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            mode: ImportMode::Overwrite,
+            fail_on_warnings: false,
+            basepath: BasePath::Ignore,
+            stage: "prod".to_owned(),
+        }
+    }
+}
+
+/// Something in the document that is not honoured: where (a JSON path,
+/// `paths./pets.get.x-amazon-apigateway-integration.type`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportWarning {
+    /// Where in the document.
+    pub path: String,
+    /// What is not honoured, and what happens instead.
+    pub message: String,
+}
+
+impl fmt::Display for ImportWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A config read from a document, and what it could not honour.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Imported {
+    /// The API as a config (routes, the stage's methods, API-wide
+    /// settings).
+    pub config: Config,
+    /// What was not honoured.
+    pub warnings: Vec<ImportWarning>,
+}
+
+/// An import that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// Neither JSON nor YAML, or not an OpenAPI 3.0 or Swagger 2.0 document.
+    #[error("not an OpenAPI document: {0}")]
+    Document(String),
+    /// `fail_on_warnings` and there were warnings.
+    #[error("{} warning(s) and fail_on_warnings: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Warnings(Vec<ImportWarning>),
+    /// The config the document makes is invalid (a template that does not
+    /// compile, say): every problem with its config path.
+    #[error("the imported API is not a valid config: {0}")]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// The largest document read, in bytes.
+const MAX_DOCUMENT_BYTES: usize = 16 << 20;
+
+/// Imports `document` (OpenAPI 3.0.x or Swagger 2.0, JSON or YAML) as a
+/// new API: see the [module docs](super) for what is read.
+pub fn import(document: &str, options: &ImportOptions) -> Result<Imported, ImportError> {
+    let (config, warnings) = convert(document, options)?;
+    let config = Config::from_json_str(&config.to_string())?;
+    Ok(Imported { config, warnings })
+}
+
+/// Imports `document` into `existing` (keys, plans, stage variables and
+/// everything else the document does not describe stay): under
+/// [`ImportMode::Overwrite`] its routes and the stage's methods are the
+/// document's; under [`ImportMode::Merge`] they are added, a method both
+/// declare taking the document's settings.
+pub fn import_into(
+    existing: &Config,
+    document: &str,
+    options: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    let Imported {
+        config: new,
+        warnings,
+    } = import(document, options)?;
+    let mut config = existing.clone();
+    let stage = new.stages.keys().next().cloned().unwrap_or_default();
+    let methods = new
+        .stages
+        .get(&stage)
+        .map(|s| s.methods.clone())
+        .unwrap_or_default();
+    match options.mode {
+        ImportMode::Overwrite => {
+            config.routes = new.routes;
+            let target = config.stages.entry(stage).or_default();
+            target.methods = methods;
+            config.settings = new.settings;
+        }
+        ImportMode::Merge => {
+            for (path, list) in new.routes {
+                let have = config.routes.entry(path).or_default();
+                for m in list {
+                    if !have.contains(&m) {
+                        have.push(m);
+                    }
+                }
+            }
+            let target = config.stages.entry(stage).or_default();
+            target.methods.extend(methods);
+            if new.settings.binary_media_types.is_some() {
+                config.settings.binary_media_types = new.settings.binary_media_types;
+            }
+            if new.settings.minimum_compression_size.is_some() {
+                config.settings.minimum_compression_size = new.settings.minimum_compression_size;
+            }
+        }
+    }
+    config.authorizers.extend(new.authorizers);
+    Ok(Imported { config, warnings })
+}
+
+/// The methods OpenAPI names, and the config's spelling.
+const METHODS: &[(&str, &str)] = &[
+    ("get", "GET"),
+    ("put", "PUT"),
+    ("post", "POST"),
+    ("delete", "DELETE"),
+    ("options", "OPTIONS"),
+    ("head", "HEAD"),
+    ("patch", "PATCH"),
+    ("x-amazon-apigateway-any-method", "ANY"),
+];
+
+/// Collects warnings with their paths.
+struct Warnings(Vec<ImportWarning>);
+
+impl Warnings {
+    fn push(&mut self, path: &str, message: impl Into<String>) {
+        self.0.push(ImportWarning {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+}
+
+fn parse(document: &str) -> Result<Value, ImportError> {
+    if document.len() > MAX_DOCUMENT_BYTES {
+        return Err(ImportError::Document(format!(
+            "{} bytes, more than {MAX_DOCUMENT_BYTES}",
+            document.len()
+        )));
+    }
+    let trimmed = document.trim_start();
+    if trimmed.starts_with('{') {
+        return serde_json::from_str(document)
+            .map_err(|e| ImportError::Document(format!("JSON: {e}")));
+    }
+    serde_saphyr::from_str::<Value>(document)
+        .map_err(|e| ImportError::Document(format!("YAML: {e}")))
+}
+
+/// The document's base path: Swagger's `basePath`; OpenAPI 3's `basePath`
+/// server variable, else the path of `servers[0].url`.
+fn base_path(doc: &Value) -> String {
+    let path = if let Some(b) = doc.get("basePath").and_then(Value::as_str) {
+        b.to_owned()
+    } else {
+        let server = doc.get("servers").and_then(|s| s.get(0));
+        let variable = server
+            .and_then(|s| s.pointer("/variables/basePath/default"))
+            .and_then(Value::as_str);
+        match variable {
+            Some(v) => v.to_owned(),
+            None => {
+                let url = server
+                    .and_then(|s| s.get("url"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                // `https://host/a/b` or `/a/b`: the path part.
+                let rest = url.split_once("://").map_or(url, |(_, r)| r);
+                let path = if url.contains("://") {
+                    rest.find('/').map_or("", |i| &rest[i..])
+                } else {
+                    rest
+                };
+                path.replace("{basePath}", "")
+            }
+        }
+    };
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+/// Escapes a name for a warning path (`paths."/pets/{petId}".get`).
+fn seg(name: &str) -> String {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        name.to_owned()
+    } else {
+        format!("{name:?}")
+    }
+}
+
+fn convert(
+    document: &str,
+    options: &ImportOptions,
+) -> Result<(Value, Vec<ImportWarning>), ImportError> {
+    let doc = parse(document)?;
+    let Some(root) = doc.as_object() else {
+        return Err(ImportError::Document(
+            "the document is not an object".into(),
+        ));
+    };
+    let v3 = root
+        .get("openapi")
+        .and_then(Value::as_str)
+        .is_some_and(|v| v.starts_with("3.0"));
+    let v2 = root.get("swagger").and_then(Value::as_str) == Some("2.0");
+    if !v3 && !v2 {
+        return Err(ImportError::Document(
+            "neither `openapi: 3.0.x` nor `swagger: \"2.0\"`".into(),
+        ));
+    }
+    let mut w = Warnings(Vec::new());
+    let base = base_path(&doc);
+    let (stage, prefix) = match options.basepath {
+        BasePath::Ignore => (options.stage.clone(), String::new()),
+        BasePath::Prepend => (options.stage.clone(), base.clone()),
+        BasePath::Split => {
+            let mut parts = base.trim_start_matches('/').splitn(2, '/');
+            match parts.next().filter(|s| !s.is_empty()) {
+                Some(first) => (
+                    first.to_owned(),
+                    parts.next().map_or(String::new(), |r| format!("/{r}")),
+                ),
+                None => (options.stage.clone(), String::new()),
+            }
+        }
+    };
+
+    // Security schemes by name.
+    let schemes = root
+        .get("securityDefinitions")
+        .or_else(|| doc.pointer("/components/securitySchemes"))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let schemes_path = if v2 {
+        "securityDefinitions"
+    } else {
+        "components.securitySchemes"
+    };
+    let mut authorizers = Map::new();
+    for (name, scheme) in &schemes {
+        if let Some(a) = scheme.get("x-amazon-apigateway-authorizer") {
+            let sources = a
+                .get("identitySource")
+                .and_then(Value::as_str)
+                .unwrap_or("method.request.header.Authorization");
+            let identity: Vec<String> = sources
+                .split(',')
+                .filter_map(|s| {
+                    let s = s.trim();
+                    s.strip_prefix("method.request.")
+                        .map(str::to_owned)
+                        .or_else(|| {
+                            w.push(
+                                &format!("{schemes_path}.{}.x-amazon-apigateway-authorizer.identitySource", seg(name)),
+                                format!("`{s}` is not a method request parameter; left out"),
+                            );
+                            None
+                        })
+                })
+                .collect();
+            let mut auth = json!({ "identity_sources": identity });
+            if let Some(ttl) = a
+                .get("authorizerResultTtlInSeconds")
+                .and_then(Value::as_u64)
+            {
+                auth["ttl"] = json!(ttl);
+            }
+            authorizers.insert(name.clone(), auth);
+        }
+    }
+    let default_security = root.get("security").cloned();
+
+    let mut routes = Map::new();
+    let mut methods = Map::new();
+    let paths = root
+        .get("paths")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for (path, item) in &paths {
+        let ppath = format!("paths.{}", seg(path));
+        let Some(item) = item.as_object() else {
+            w.push(&ppath, "not a path item; left out");
+            continue;
+        };
+        if !path.starts_with('/') {
+            w.push(&ppath, "a path must start with `/`; left out");
+            continue;
+        }
+        let route = format!(
+            "{prefix}{}",
+            if path == "/" && !prefix.is_empty() {
+                ""
+            } else {
+                path
+            }
+        );
+        let route = if route.is_empty() {
+            "/".to_owned()
+        } else {
+            route
+        };
+        let mut declared = Vec::new();
+        for (key, op) in item {
+            let Some((_, method)) = METHODS.iter().find(|(k, _)| k == key) else {
+                if key.starts_with("x-amazon-apigateway") {
+                    w.push(
+                        &format!("{ppath}.{}", seg(key)),
+                        "not supported on a path item; ignored",
+                    );
+                }
+                continue;
+            };
+            let opath = format!("{ppath}.{}", seg(key));
+            declared.push(json!(method));
+            let settings = operation(
+                op,
+                method,
+                &opath,
+                &schemes,
+                default_security.as_ref(),
+                &mut w,
+            );
+            if settings.as_object().is_some_and(|m| !m.is_empty()) {
+                methods.insert(format!("{route}/{method}"), settings);
+            }
+        }
+        if !declared.is_empty() {
+            routes.insert(route, Value::Array(declared));
+        }
+    }
+
+    let mut settings = Map::new();
+    for (key, value) in root {
+        let kpath = seg(key);
+        match key.as_str() {
+            "x-amazon-apigateway-binary-media-types" => match value.as_array() {
+                Some(list) => {
+                    let types: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+                    settings.insert("binary_media_types".into(), json!(types));
+                }
+                None => w.push(&kpath, "not a list of media types; ignored"),
+            },
+            "x-amazon-apigateway-minimum-compression-size" => match value.as_u64() {
+                Some(n) => {
+                    settings.insert("minimum_compression_size".into(), json!(n));
+                }
+                None => w.push(&kpath, "not a number of bytes; ignored"),
+            },
+            "x-amazon-apigateway-api-key-source" if value.as_str() != Some("HEADER") => {
+                w.push(
+                    &kpath,
+                    "only HEADER (the x-api-key header) is supported; keys are read from the header",
+                );
+            }
+            "x-amazon-apigateway-api-key-source" => {}
+            "x-amazon-apigateway-cors" => w.push(
+                &kpath,
+                "belongs to HTTP APIs; a REST API import ignores it, as API Gateway does (configure `cors` instead)",
+            ),
+            k if k.starts_with("x-amazon-apigateway") => {
+                w.push(&kpath, "not supported yet; ignored");
+            }
+            _ => {}
+        }
+    }
+
+    let name = doc
+        .pointer("/info/title")
+        .and_then(Value::as_str)
+        .unwrap_or("imported");
+    let mut config = json!({
+        "name": name,
+        "routes": routes,
+        "stages": { stage: { "methods": methods } },
+    });
+    if !settings.is_empty() {
+        config["settings"] = Value::Object(settings);
+    }
+    if !authorizers.is_empty() {
+        config["authorizers"] = Value::Object(authorizers);
+    }
+    if options.fail_on_warnings && !w.0.is_empty() {
+        return Err(ImportError::Warnings(w.0));
+    }
+    Ok((config, w.0))
+}
+
+/// One operation's method settings.
+fn operation(
+    op: &Value,
+    method: &str,
+    opath: &str,
+    schemes: &Map<String, Value>,
+    default_security: Option<&Value>,
+    w: &mut Warnings,
+) -> Value {
+    let mut s = Map::new();
+    let Some(op) = op.as_object() else {
+        w.push(opath, "not an operation object; left out");
+        return Value::Object(s);
+    };
+    // Security: the operation's, else the document's.
+    let security = op.get("security").or(default_security);
+    if let Some(reqs) = security.and_then(Value::as_array) {
+        for req in reqs {
+            for name in req
+                .as_object()
+                .map(|m| m.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+            {
+                let Some(scheme) = schemes.get(&name) else {
+                    w.push(
+                        &format!("{opath}.security"),
+                        format!("`{name}` is no security scheme; ignored"),
+                    );
+                    continue;
+                };
+                if scheme.get("x-amazon-apigateway-authorizer").is_some() {
+                    s.insert("authorization".into(), json!("authorizer"));
+                    s.insert("authorizer".into(), json!(name));
+                } else if scheme
+                    .get("x-amazon-apigateway-authtype")
+                    .and_then(Value::as_str)
+                    == Some("awsSigv4")
+                {
+                    s.insert("authorization".into(), json!("sigv4"));
+                } else if scheme.get("type").and_then(Value::as_str) == Some("apiKey") {
+                    s.insert("api_key_required".into(), json!(true));
+                } else {
+                    w.push(
+                        &format!("{opath}.security"),
+                        format!("`{name}` is a scheme tollgate does not enforce; ignored"),
+                    );
+                }
+            }
+        }
+    }
+    for key in op.keys() {
+        match key.as_str() {
+            "x-amazon-apigateway-integration" | "x-amazon-apigateway-auth" => {}
+            "x-amazon-apigateway-request-validator" => w.push(
+                &format!("{opath}.{}", seg(key)),
+                "request validators are not enforced yet; the request is not validated",
+            ),
+            k if k.starts_with("x-amazon-apigateway") => w.push(
+                &format!("{opath}.{}", seg(key)),
+                "not supported yet; ignored",
+            ),
+            _ => {}
+        }
+    }
+    if let Some(auth) = op.get("x-amazon-apigateway-auth") {
+        match auth
+            .get("type")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            Some("AWS_IAM") => {
+                s.insert("authorization".into(), json!("sigv4"));
+            }
+            Some("NONE") | None => {}
+            Some(other) => w.push(
+                &format!("{opath}.x-amazon-apigateway-auth.type"),
+                format!("`{other}` is not supported; ignored"),
+            ),
+        }
+    }
+    let ipath = format!("{opath}.x-amazon-apigateway-integration");
+    match op.get("x-amazon-apigateway-integration") {
+        Some(i) => integration(i, &ipath, method, &mut s, w),
+        None => w.push(
+            opath,
+            "no x-amazon-apigateway-integration: the method is served by the wrapped service",
+        ),
+    }
+    Value::Object(s)
+}
+
+/// `${stageVariables.x}` as the config writes it (`{stageVariables.x}`).
+fn uri_template(uri: &str) -> String {
+    uri.replace("${stageVariables.", "{stageVariables.")
+}
+
+fn integration(i: &Value, ipath: &str, method: &str, s: &mut Map<String, Value>, w: &mut Warnings) {
+    let Some(i) = i.as_object() else {
+        w.push(
+            ipath,
+            "not an object; the method is served by the wrapped service",
+        );
+        return;
+    };
+    if i.contains_key("$ref") {
+        w.push(
+            ipath,
+            "`$ref` integrations belong to HTTP APIs; the method is served by the wrapped service",
+        );
+        return;
+    }
+    let kind = i
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    for key in [
+        "connectionType",
+        "connectionId",
+        "credentials",
+        "tlsConfig",
+        "cacheNamespace",
+    ] {
+        if let Some(v) = i.get(key) {
+            if key == "connectionType" && v.as_str() == Some("INTERNET") {
+                continue;
+            }
+            w.push(&format!("{ipath}.{key}"), "not supported; ignored");
+        }
+    }
+    if i.contains_key("cacheKeyParameters") {
+        w.push(
+            &format!("{ipath}.cacheKeyParameters"),
+            "cache keys come from the method's `cache.key` setting; ignored",
+        );
+    }
+    let mut mapping = Map::new();
+    mapping.insert("language".into(), json!("vtl"));
+    let mut request = Map::new();
+    if let Some(params) = i.get("requestParameters").and_then(Value::as_object) {
+        let set: Map<String, Value> = params
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), json!(v.as_str()?))))
+            .collect();
+        if !set.is_empty() {
+            request.insert("set".into(), Value::Object(set));
+        }
+    }
+    let templates = i.get("requestTemplates").and_then(Value::as_object);
+    match kind.as_str() {
+        "http" | "http_proxy" => {
+            let Some(uri) = i.get("uri").and_then(Value::as_str) else {
+                w.push(
+                    &format!("{ipath}.uri"),
+                    "missing; the method is served by the wrapped service",
+                );
+                return;
+            };
+            let mut integ = json!({ "type": "http", "url": uri_template(uri) });
+            if let Some(t) = i.get("timeoutInMillis").and_then(Value::as_u64) {
+                integ["timeout_ms"] = json!(t);
+            }
+            s.insert("integration".into(), integ);
+            if let Some(m) = i.get("httpMethod").and_then(Value::as_str)
+                && !m.eq_ignore_ascii_case("ANY")
+                && !m.eq_ignore_ascii_case(method)
+            {
+                w.push(
+                    &format!("{ipath}.httpMethod"),
+                    format!(
+                        "the integration is called with the method request's method, not `{m}`"
+                    ),
+                );
+            }
+            if kind == "http" {
+                if let Some(t) = templates {
+                    request.insert("templates".into(), Value::Object(t.clone()));
+                }
+            } else if templates.is_some() || i.contains_key("responses") {
+                // API Gateway's proxy integrations take no mapping.
+                w.push(
+                    ipath,
+                    "http_proxy takes no templates or integration responses; ignored",
+                );
+            }
+        }
+        "mock" => {
+            // API Gateway's mock answers with the status its request
+            // template names; the integration responses make the rest.
+            let status = templates
+                .and_then(|t| t.get("application/json").or_else(|| t.values().next()))
+                .and_then(Value::as_str)
+                .and_then(mock_status)
+                .unwrap_or(200);
+            s.insert(
+                "integration".into(),
+                json!({ "type": "mock", "status": status }),
+            );
+        }
+        "aws" | "aws_proxy" => {
+            w.push(
+                &format!("{ipath}.type"),
+                format!("`{kind}` integrations (Lambda, AWS services) are not supported yet; the method is served by the wrapped service"),
+            );
+            return;
+        }
+        other => {
+            w.push(
+                &format!("{ipath}.type"),
+                format!("unknown type `{other}`; the method is served by the wrapped service"),
+            );
+            return;
+        }
+    }
+    if let Some(p) = i.get("passthroughBehavior").and_then(Value::as_str) {
+        request.insert("passthrough".into(), json!(p.to_ascii_lowercase()));
+    }
+    if let Some(c) = i.get("contentHandling").and_then(Value::as_str) {
+        request.insert("content_handling".into(), json!(c));
+    }
+    let mut responses = Vec::new();
+    if kind != "http_proxy"
+        && let Some(rs) = i.get("responses").and_then(Value::as_object)
+    {
+        // API Gateway tries the patterns, the default last.
+        let mut entries: Vec<(&String, &Value)> = rs.iter().collect();
+        entries.sort_by_key(|(k, _)| *k == "default");
+        for (pattern, r) in entries {
+            let rpath = format!("{ipath}.responses.{}", seg(pattern));
+            let mut out = Map::new();
+            if pattern != "default" {
+                out.insert("selection_pattern".into(), json!(pattern));
+            }
+            if let Some(code) = r.get("statusCode") {
+                let code = code
+                    .as_u64()
+                    .or_else(|| code.as_str().and_then(|c| c.parse().ok()));
+                match code {
+                    Some(c) => {
+                        out.insert("status".into(), json!(c));
+                    }
+                    None => w.push(
+                        &format!("{rpath}.statusCode"),
+                        "not a status; the backend's is kept",
+                    ),
+                }
+            }
+            if let Some(params) = r.get("responseParameters").and_then(Value::as_object) {
+                let mut headers = Map::new();
+                for (k, v) in params {
+                    match (k.strip_prefix("method.response.header."), v.as_str()) {
+                        (Some(name), Some(source)) => {
+                            headers.insert(name.to_owned(), json!(source));
+                        }
+                        _ => w.push(
+                            &format!("{rpath}.responseParameters.{}", seg(k)),
+                            "only method.response.header.NAME targets are supported; ignored",
+                        ),
+                    }
+                }
+                if !headers.is_empty() {
+                    out.insert("headers".into(), Value::Object(headers));
+                }
+            }
+            if let Some(t) = r.get("responseTemplates").and_then(Value::as_object) {
+                out.insert("templates".into(), Value::Object(t.clone()));
+            }
+            if let Some(c) = r.get("contentHandling").and_then(Value::as_str) {
+                out.insert("content_handling".into(), json!(c));
+            }
+            responses.push(Value::Object(out));
+        }
+    }
+    if !request.is_empty() {
+        mapping.insert("request".into(), Value::Object(request));
+    }
+    if !responses.is_empty() {
+        mapping.insert("responses".into(), Value::Array(responses));
+    }
+    if mapping.len() > 1 {
+        s.insert("mapping".into(), Value::Object(mapping));
+    }
+}
+
+/// The status a mock's request template names (`{"statusCode": 200}`).
+fn mock_status(template: &str) -> Option<u16> {
+    let at = template.find("statusCode")?;
+    let rest = &template[at + "statusCode".len()..];
+    let rest = rest.trim_start_matches(|c: char| c == '"' || c == ':' || c.is_whitespace());
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|s| (100..=599).contains(s))
+}

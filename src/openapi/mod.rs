@@ -1,0 +1,73 @@
+//! OpenAPI import: an API Gateway export (OpenAPI 3.0 or Swagger 2.0, JSON
+//! or YAML, with its `x-amazon-apigateway-*` extensions) read into a
+//! [`Config`](crate::Config), as API Gateway's import does it
+//! (api-gateway-import-api.md).
+//!
+//! ```
+//! use tollgate::openapi::{import, ImportOptions};
+//!
+//! let export = r#"
+//! openapi: 3.0.1
+//! info: { title: petstore, version: "1" }
+//! paths:
+//!   /pets/{petId}:
+//!     get:
+//!       security: [{ api_key: [] }]
+//!       x-amazon-apigateway-integration:
+//!         type: http
+//!         httpMethod: GET
+//!         uri: "http://${stageVariables.host}/pets/{petId}"
+//!         requestParameters: { integration.request.path.petId: method.request.path.petId }
+//!         responses:
+//!           default:
+//!             statusCode: "200"
+//!             responseTemplates:
+//!               application/json: '{"pet": $input.json(''$'')}'
+//! components:
+//!   securitySchemes:
+//!     api_key: { type: apiKey, name: x-api-key, in: header }
+//! "#;
+//! let imported = import(export, &ImportOptions::default()).unwrap();
+//! assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+//! let config = imported.config;
+//! assert_eq!(config.routes["/pets/{petId}"], ["GET"]);
+//! let method = &config.stages["prod"].methods["/pets/{petId}/GET"];
+//! assert_eq!(method.api_key_required, Some(true));
+//! ```
+//!
+//! What is read (each `x-amazon-apigateway-integration` field as API
+//! Gateway's extension reference defines it):
+//! - `paths` and their methods (`get` ... `patch`, and
+//!   `x-amazon-apigateway-any-method` as `ANY`), under the base path as
+//!   [`BasePath`] says;
+//! - `type: http` and `http_proxy` as an HTTP integration to `uri` (its
+//!   `{param}`s and `${stageVariables.NAME}`s kept), `timeoutInMillis`,
+//!   `requestParameters`, `requestTemplates` (VTL), `passthroughBehavior`,
+//!   `contentHandling`, `responses` (the key is the selection pattern,
+//!   `default` none; `statusCode`, `responseParameters`,
+//!   `responseTemplates`, `contentHandling`); `http_proxy` takes no
+//!   templates, as in API Gateway;
+//! - `type: mock`: a mock integration whose status is the request
+//!   template's `statusCode` (200 when it names none), its integration
+//!   responses as above;
+//! - `security` (the operation's, else the document's): an `apiKey`
+//!   scheme makes the method require a key; one with
+//!   `x-amazon-apigateway-authtype: awsSigv4` SigV4; one with
+//!   `x-amazon-apigateway-authorizer` a custom authorizer of that name
+//!   (its `identitySource` read, its implementation registered with
+//!   `GatewayBuilder::authorizer`);
+//! - `x-amazon-apigateway-binary-media-types` and
+//!   `x-amazon-apigateway-minimum-compression-size`, API-wide.
+//!
+//! Everything else API Gateway would honour and tollgate does not yet
+//! (`aws` and `aws_proxy` integrations, VPC links, request validators,
+//! gateway responses, resource policies, `x-amazon-apigateway-cors`, which
+//! belongs to HTTP APIs) is an [`ImportWarning`] with its JSON path, never
+//! a silent drop; `fail_on_warnings` makes any warning an error. The
+//! method then keeps serving through the service the gateway wraps.
+
+mod import;
+
+pub use import::{
+    BasePath, ImportError, ImportMode, ImportOptions, ImportWarning, Imported, import, import_into,
+};

@@ -1,0 +1,394 @@
+//! OpenAPI import: API Gateway exports read into a config and served.
+//! Each behaviour is checked through a gateway, not only in the parsed
+//! config.
+
+mod support;
+
+use std::convert::Infallible;
+
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use support::{json_of, send, serve_tcp};
+use tollgate::openapi::{BasePath, ImportError, ImportMode, ImportOptions, import, import_into};
+use tollgate::{Body, Config, Gateway};
+use tower::service_fn;
+
+/// An upstream that answers with what it was asked: method, path and
+/// query, some headers, the body.
+async fn upstream() -> std::net::SocketAddr {
+    serve_tcp(service_fn(|req: Request<Body>| async move {
+        let (parts, body) = req.into_parts();
+        let uri = parts.uri.to_string();
+        let method = parts.method.to_string();
+        let header = |n: &str| {
+            parts
+                .headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let (trace, ctype) = (header("x-trace"), header("content-type"));
+        let body = body.collect().await.unwrap().to_bytes();
+        let v = json!({
+            "method": method, "uri": uri, "trace": trace, "content_type": ctype,
+            "body": String::from_utf8_lossy(&body),
+        });
+        Ok::<_, Infallible>(
+            Response::builder()
+                .header("content-type", "application/json")
+                .header("x-up", "1")
+                .body(Body::from(v.to_string()))
+                .unwrap(),
+        )
+    }))
+    .await
+}
+
+/// The inner service: what a method without an integration reaches.
+fn inner()
+-> impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from("inner")))
+    })
+}
+
+fn options() -> ImportOptions {
+    ImportOptions::default()
+}
+
+/// The pet store as API Gateway exports it (OpenAPI 3 with extensions): an
+/// http integration with VTL templates and parameters, an http_proxy
+/// through a stage variable, a mock, a key-protected method.
+fn export(host: &str) -> String {
+    format!(
+        r##"
+openapi: 3.0.1
+info: {{ title: PetStore, version: "2026-12-01T00:00:00Z" }}
+servers:
+  - url: "https://abc123.execute-api.us-east-1.amazonaws.com/{{basePath}}"
+    variables: {{ basePath: {{ default: "/v1" }} }}
+paths:
+  /pets:
+    post:
+      security: [{{ api_key: [] }}]
+      x-amazon-apigateway-integration:
+        type: http
+        httpMethod: POST
+        uri: "http://{host}/store/pets"
+        passthroughBehavior: when_no_templates
+        requestParameters:
+          integration.request.header.x-trace: "method.request.header.x-request-trace"
+        requestTemplates:
+          application/json: |
+            #set($pet = $input.path('$'))
+            {{"kind": "$pet.type", "cost": $pet.price}}
+        responses:
+          "4\\d{{2}}":
+            statusCode: "400"
+            responseTemplates:
+              application/json: '{{"error": "rejected"}}'
+          default:
+            statusCode: "201"
+            responseParameters:
+              method.response.header.x-from: "integration.response.header.x-up"
+              method.response.header.x-static: "'yes'"
+            responseTemplates:
+              application/json: |
+                #set($echo = $util.parseJson($input.path('$.body')))
+                {{"created": "$echo.kind", "seenPath": "$input.path('$.uri')"}}
+  /pets/{{petId}}:
+    get:
+      x-amazon-apigateway-integration:
+        type: http_proxy
+        httpMethod: GET
+        uri: "http://${{stageVariables.upstream}}/store/pets/{{petId}}"
+        requestParameters:
+          integration.request.path.petId: method.request.path.petId
+  /ping:
+    get:
+      x-amazon-apigateway-integration:
+        type: mock
+        requestTemplates:
+          application/json: '{{"statusCode": 202}}'
+        responses:
+          default:
+            statusCode: "202"
+            responseTemplates:
+              application/json: '{{"pong": "$context.stage"}}'
+  /plain:
+    x-amazon-apigateway-any-method: {{}}
+components:
+  securitySchemes:
+    api_key: {{ type: apiKey, name: x-api-key, in: header }}
+x-amazon-apigateway-binary-media-types: ["image/png"]
+"##
+    )
+}
+
+/// The document imported into a config that has the stage's variable, a
+/// plan and a key (what an export does not carry), as a gateway.
+fn gateway(document: &str, host: &str) -> Gateway {
+    let existing = Config::from_yaml_str(&format!(
+        "routes:\n  /placeholder: [GET]\nstages:\n  prod:\n    variables: {{ upstream: \"{host}\" }}\nplans:\n  p: {{ stages: [prod] }}\nkeys:\n  - {{ name: k, value: key-0123456789abcdef0123, plans: [p] }}\n"
+    ))
+    .unwrap();
+    let imported = import_into(&existing, document, &options()).unwrap();
+    Gateway::new(imported.config).unwrap()
+}
+
+#[tokio::test]
+async fn an_export_imports_and_serves_what_it_says() {
+    let up = upstream().await;
+    let host = up.to_string();
+    let imported = import(&export(&host), &options()).unwrap();
+    // The any-method path has no integration: one warning, with its path.
+    let paths: Vec<&str> = imported.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(paths, ["paths.\"/plain\".x-amazon-apigateway-any-method"]);
+    assert_eq!(imported.config.routes["/plain"], ["ANY"]);
+    let gw = gateway(&export(&host), &host);
+
+    // http: key required, a request parameter, a VTL request template, the
+    // default integration response with headers and a VTL template.
+    let post = |key: Option<&str>, body: &str| {
+        let mut r = Request::post("/prod/pets")
+            .header("content-type", "application/json")
+            .header("x-request-trace", "t-1");
+        if let Some(k) = key {
+            r = r.header("x-api-key", k);
+        }
+        r.body(Body::from(body.to_owned())).unwrap()
+    };
+    let (status, _, _) = send(gw.service(inner()), post(None, "{}")).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the api_key scheme requires a key"
+    );
+    let (status, headers, body) = send(
+        gw.service(inner()),
+        post(
+            Some("key-0123456789abcdef0123"),
+            r#"{"type": "dog", "price": 249.99}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(headers["x-from"], "1");
+    assert_eq!(headers["x-static"], "yes");
+    assert_eq!(
+        json_of(&body),
+        json!({"created": "dog", "seenPath": "/store/pets"})
+    );
+
+    // http_proxy through a stage variable: the upstream's answer as it is.
+    let (status, headers, body) = send(
+        gw.service(inner()),
+        Request::get("/prod/pets/7?x=1")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-up"], "1");
+    assert_eq!(json_of(&body)["uri"], "/store/pets/7?x=1");
+
+    // mock: the request template's status, the response template's body.
+    let (status, _, body) = send(
+        gw.service(inner()),
+        Request::get("/prod/ping").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(json_of(&body), json!({"pong": "prod"}));
+
+    // No integration: the wrapped service answers, for any method.
+    let (status, _, body) = send(
+        gw.service(inner()),
+        Request::delete("/prod/plain").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"inner"[..]));
+}
+
+#[tokio::test]
+async fn a_selection_pattern_picks_the_integration_response() {
+    let up = serve_tcp(service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(
+            Response::builder()
+                .status(404)
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+    }))
+    .await;
+    let gw = gateway(&export(&up.to_string()), &up.to_string());
+    let (status, _, body) = send(
+        gw.service(inner()),
+        Request::post("/prod/pets")
+            .header("content-type", "application/json")
+            .header("x-api-key", "key-0123456789abcdef0123")
+            .body(Body::from(r#"{"type": "cat", "price": 1}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(&body), json!({"error": "rejected"}));
+}
+
+#[test]
+fn base_path_modes() {
+    // api-gateway-import-api-basePath.md: basePath /a/b/c and path /e.
+    let doc = r#"{"swagger": "2.0", "info": {"title": "t", "version": "1"}, "basePath": "/a/b/c",
+        "paths": {"/e": {"get": {"x-amazon-apigateway-integration": {"type": "mock"}}}}}"#;
+    let routes = |mode| {
+        let mut o = options();
+        o.basepath = mode;
+        let c = import(doc, &o).unwrap().config;
+        (
+            c.routes.keys().cloned().collect::<Vec<_>>(),
+            c.stages.keys().cloned().collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        routes(BasePath::Ignore),
+        (vec!["/e".to_owned()], vec!["prod".to_owned()])
+    );
+    assert_eq!(
+        routes(BasePath::Prepend),
+        (vec!["/a/b/c/e".to_owned()], vec!["prod".to_owned()])
+    );
+    assert_eq!(
+        routes(BasePath::Split),
+        (vec!["/b/c/e".to_owned()], vec!["a".to_owned()])
+    );
+}
+
+#[test]
+fn what_is_not_honoured_is_a_warning_with_its_path_and_fail_on_warnings_refuses() {
+    let doc = r#"{"openapi": "3.0.1", "info": {"title": "t", "version": "1"},
+      "x-amazon-apigateway-cors": {"allowOrigins": ["*"]},
+      "x-amazon-apigateway-policy": {},
+      "paths": {"/fn": {"post": {
+        "x-amazon-apigateway-request-validator": "all",
+        "x-amazon-apigateway-integration": {"type": "aws_proxy", "httpMethod": "POST",
+          "uri": "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/f/invocations"}}}}}"#;
+    let imported = import(doc, &options()).unwrap();
+    let paths: Vec<&str> = imported.warnings.iter().map(|w| w.path.as_str()).collect();
+    for expected in [
+        "x-amazon-apigateway-cors",
+        "x-amazon-apigateway-policy",
+        "paths.\"/fn\".post.x-amazon-apigateway-request-validator",
+        "paths.\"/fn\".post.x-amazon-apigateway-integration.type",
+    ] {
+        assert!(paths.contains(&expected), "{expected} in {paths:?}");
+    }
+    assert!(
+        imported
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("HTTP APIs"))
+    );
+    // The method is still routed, served by the wrapped service.
+    assert_eq!(imported.config.routes["/fn"], ["POST"]);
+    let mut o = options();
+    o.fail_on_warnings = true;
+    match import(doc, &o) {
+        Err(ImportError::Warnings(w)) => assert_eq!(w.len(), imported.warnings.len()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn merge_adds_and_overwrite_replaces() {
+    let existing = Config::from_yaml_str(
+        "routes:\n  /old: [GET]\n  /pets: [GET]\nstages:\n  prod:\n    variables: { tier: gold }\n    methods:\n      /old/GET: { api_key_required: true }\n",
+    )
+    .unwrap();
+    let doc = r#"{"swagger": "2.0", "info": {"title": "t", "version": "1"},
+        "paths": {"/pets": {"post": {"x-amazon-apigateway-integration": {"type": "mock"}}}}}"#;
+    let mut o = options();
+    o.mode = ImportMode::Merge;
+    let merged = import_into(&existing, doc, &o).unwrap().config;
+    assert_eq!(merged.routes["/pets"], ["GET", "POST"]);
+    assert!(merged.routes.contains_key("/old"));
+    assert!(merged.stages["prod"].methods.contains_key("/old/GET"));
+    assert_eq!(merged.stages["prod"].variables["tier"], "gold");
+    o.mode = ImportMode::Overwrite;
+    let replaced = import_into(&existing, doc, &o).unwrap().config;
+    assert_eq!(replaced.routes.keys().collect::<Vec<_>>(), ["/pets"]);
+    assert_eq!(replaced.routes["/pets"], ["POST"]);
+    assert!(!replaced.stages["prod"].methods.contains_key("/old/GET"));
+    assert_eq!(
+        replaced.stages["prod"].variables["tier"], "gold",
+        "stage variables stay"
+    );
+}
+
+#[test]
+fn a_template_that_does_not_compile_is_a_config_error_with_its_path() {
+    let doc = r##"{"swagger": "2.0", "info": {"title": "t", "version": "1"},
+        "paths": {"/x": {"post": {"x-amazon-apigateway-integration": {"type": "http",
+          "uri": "http://127.0.0.1:9/x", "requestTemplates": {"application/json": "#if($x)"}}}}}}"##;
+    let err = import(doc, &options())
+        .and_then(|i| Gateway::new(i.config).map_err(ImportError::from))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("VTL: line 1, column 1: `#if` without `#end`"),
+        "{err}"
+    );
+    assert!(err.contains("/x/POST"), "{err}");
+}
+
+#[test]
+fn hostile_documents_never_panic() {
+    for doc in [
+        "",
+        "null",
+        "[]",
+        "{}",
+        "{\"openapi\": \"3.0.0\"}",
+        "{\"openapi\": \"3.0.0\", \"paths\": []}",
+        "{\"swagger\": \"2.0\", \"paths\": {\"/a\": {\"get\": []}}}",
+        "{\"swagger\": \"2.0\", \"paths\": {\"a\": {}}, \"securityDefinitions\": 3}",
+        "{\"swagger\": \"2.0\", \"paths\": {\"/a\": {\"get\": {\"security\": [{\"nope\": []}], \"x-amazon-apigateway-integration\": {\"type\": \"http\"}}}}}",
+        "{\"swagger\": \"2.0\", \"basePath\": 7, \"paths\": {\"/a\": {\"get\": {\"x-amazon-apigateway-integration\": {\"type\": \"mock\", \"responses\": {\"default\": {\"statusCode\": {}}}}}}}}",
+        "openapi: 3.0.0\npaths:\n  /a:\n    get:\n      x-amazon-apigateway-integration: { type: http, uri: 'http://[::1' }\n",
+        "{{{{",
+        "swagger: '2.0'\npaths: { /a: { get: { x-amazon-apigateway-integration: { type: mock, requestTemplates: { a: 5 } } } } }\n",
+    ] {
+        // An error or a config, never a panic.
+        if let Ok(i) = import(doc, &options()) {
+            let _ = Gateway::new(i.config);
+        }
+    }
+    let deep = format!(
+        "{{\"swagger\": \"2.0\", \"paths\": {}1{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    assert!(import(&deep, &options()).is_err());
+}
+
+#[test]
+fn warnings_print_their_paths() {
+    let doc = r#"{"swagger": "2.0", "info": {"title": "t", "version": "1"}, "paths": {"/a": {"get": {}}}}"#;
+    let w = import(doc, &options()).unwrap().warnings;
+    assert_eq!(
+        w.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [
+            "paths.\"/a\".get: no x-amazon-apigateway-integration: the method is served by the wrapped service"
+        ]
+    );
+    let _: Value = json!(null);
+}
