@@ -7,6 +7,7 @@
 //!   minijinja and the same template in VTL, through `MappingLayer` (the
 //!   budget: VTL at or below minijinja), and the pet template in both;
 //! - compiling a 200-line VTL template;
+//! - importing examples/petstore-openapi.yaml into examples/petstore.yaml;
 //! - `HttpIntegration` to an upstream on 127.0.0.1 against the same request
 //!   sent with a hyper-util client directly (both read the whole response).
 
@@ -181,6 +182,16 @@ fn templates(c: &mut Criterion) {
     assert!(big.lines().count() >= 200, "{} lines", big.lines().count());
     g.bench_function("compile_vtl_200_lines", |b| {
         b.iter(|| tollgate::vtl::Template::compile(&big).unwrap())
+    });
+    g.finish();
+
+    let root = env!("CARGO_MANIFEST_DIR");
+    let existing = tollgate::Config::from_path(format!("{root}/examples/petstore.yaml")).unwrap();
+    let export = std::fs::read_to_string(format!("{root}/examples/petstore-openapi.yaml")).unwrap();
+    let options = tollgate::openapi::ImportOptions::default();
+    let mut g = c.benchmark_group("openapi");
+    g.bench_function("import_petstore", |b| {
+        b.iter(|| tollgate::openapi::import_into(&existing, &export, &options).unwrap())
     });
     g.finish();
 }

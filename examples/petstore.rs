@@ -1,7 +1,7 @@
 //! The Pet Store API behind tollgate.
 //!
 //! ```text
-//! cargo run --release --example petstore [-- --config PATH --listen ADDR --bare --upstream URL --check --watch]
+//! cargo run --release --example petstore [-- --config PATH --listen ADDR --bare --upstream URL --check --watch --openapi FILE --stage NAME]
 //! ```
 //!
 //! Serves stages `dev` and `prod` at `/dev/...` and `/prod/...` with the
@@ -51,6 +51,39 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    // `--openapi FILE`: an export imported into the config; with `--check`,
+    // validated (every warning and error with its path) and out.
+    if let Some(openapi) = &opts.openapi {
+        if opts.watch || opts.redis.is_some() || opts.bare {
+            eprintln!("--openapi serves from memory: not with --watch, --redis or --bare");
+            std::process::exit(2);
+        }
+        if opts.check {
+            match petstore::build_openapi_gateway(
+                &opts.config,
+                openapi,
+                opts.stage.as_deref(),
+                Vec::new(),
+            ) {
+                Ok((gateway, warnings)) => {
+                    for w in &warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    let n = gateway.endpoints().count();
+                    println!(
+                        "{}: valid ({n} endpoints, {} warnings)",
+                        openapi.display(),
+                        warnings.len()
+                    );
+                    std::process::exit(0);
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
     // `--check`: the config validated, every problem with its path, and out.
     if opts.check {
         // A lifecycle reads the stage canaries' files too.
@@ -106,7 +139,7 @@ async fn main() {
             || c.deployments.is_some()
             || c.stages.values().any(|s| s.canary.is_some())
     });
-    if (opts.watch || has_canary) && !opts.bare {
+    if (opts.watch || has_canary) && !opts.bare && opts.openapi.is_none() {
         watch_and_serve(&opts, reporters).await;
         return;
     }
@@ -114,6 +147,16 @@ async fn main() {
         None
     } else {
         let built = match &opts.redis {
+            None if opts.openapi.is_some() => {
+                let openapi = opts.openapi.as_deref().unwrap_or(std::path::Path::new(""));
+                petstore::build_openapi_gateway(&opts.config, openapi, opts.stage.as_deref(), reporters)
+                    .map(|(g, warnings)| {
+                        for w in &warnings {
+                            eprintln!("warning: {w}");
+                        }
+                        g
+                    })
+            }
             None => petstore::build_gateway_with(&opts.config, reporters).map_err(|e| e.to_string()),
             #[cfg(feature = "redis")]
             Some(url) => {

@@ -345,6 +345,36 @@ pub fn build_gateway_with(
     authorizers(builder).build()
 }
 
+/// The config at `config` with the API Gateway export at `openapi`
+/// imported into it (its routes and the stage's methods replaced; keys,
+/// plans and stage variables kept), as a gateway reporting to
+/// `reporters`, and what the import did not honour.
+pub fn build_openapi_gateway(
+    config: &std::path::Path,
+    openapi: &std::path::Path,
+    stage: Option<&str>,
+    reporters: Vec<tollgate::usage::Reporter>,
+) -> Result<(Gateway, Vec<tollgate::openapi::ImportWarning>), String> {
+    let existing =
+        tollgate::Config::from_path(config).map_err(|e| format!("{}: {e}", config.display()))?;
+    let document =
+        std::fs::read_to_string(openapi).map_err(|e| format!("{}: {e}", openapi.display()))?;
+    let mut options = tollgate::openapi::ImportOptions::default();
+    if let Some(s) = stage {
+        options.stage = s.to_owned();
+    }
+    let imported = tollgate::openapi::import_into(&existing, &document, &options)
+        .map_err(|e| format!("{}: {e}", openapi.display()))?;
+    let mut builder = Gateway::builder(imported.config);
+    for r in reporters {
+        builder = builder.reporter(r);
+    }
+    let gateway = authorizers(builder)
+        .build()
+        .map_err(|e| format!("{}: {e}", openapi.display()))?;
+    Ok((gateway, imported.warnings))
+}
+
 /// The config at `path` as a gateway, its stage canaries left out: what
 /// the welcome lines and `--check`'s count read when a lifecycle serves.
 pub fn gateway_without_canaries(path: &std::path::Path) -> Result<Gateway, tollgate::ConfigError> {
@@ -640,6 +670,10 @@ pub struct Options {
     pub redis: Option<String>,
     pub check: bool,
     pub watch: bool,
+    /// `--openapi FILE`: an API Gateway export imported into the config.
+    pub openapi: Option<PathBuf>,
+    /// `--stage NAME`: the stage an imported API's methods go on.
+    pub stage: Option<String>,
 }
 
 impl Options {
@@ -657,7 +691,12 @@ impl Options {
         \x20                 0 when it is valid, 1 when it is not\n\
         \x20 --watch         re-read the config when it changes (and on SIGHUP): a changed\n\
         \x20                 definition becomes a new deployment; an invalid file is\n\
-        \x20                 reported and the previous config keeps serving";
+        \x20                 reported and the previous config keeps serving\n\
+        \x20 --openapi FILE  import an API Gateway export (OpenAPI 3.0 or Swagger 2.0)\n\
+        \x20                 into the config (its routes and methods replace the\n\
+        \x20                 config's; keys, plans and stage variables stay); every\n\
+        \x20                 part not honoured is printed with its path\n\
+        \x20 --stage NAME    the stage the imported methods go on (default prod)";
 
     pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
         let mut opts = Self {
@@ -673,6 +712,8 @@ impl Options {
             redis: None,
             check: false,
             watch: false,
+            openapi: None,
+            stage: None,
         };
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -696,6 +737,10 @@ impl Options {
                 "--check" => opts.check = true,
                 "--watch" => opts.watch = true,
                 "--redis" => opts.redis = Some(args.next().ok_or("--redis needs a URL")?),
+                "--openapi" => {
+                    opts.openapi = Some(args.next().ok_or("--openapi needs a file")?.into());
+                }
+                "--stage" => opts.stage = Some(args.next().ok_or("--stage needs a name")?),
                 "-h" | "--help" => return Err(Self::USAGE.to_owned()),
                 other => return Err(format!("unknown argument `{other}`\n{}", Self::USAGE)),
             }

@@ -125,7 +125,7 @@ pub fn import_into(
 ) -> Result<Imported, ImportError> {
     let Imported {
         config: new,
-        warnings,
+        mut warnings,
     } = import(document, options)?;
     let mut config = existing.clone();
     let stage = new.stages.keys().next().cloned().unwrap_or_default();
@@ -137,6 +137,29 @@ pub fn import_into(
     match options.mode {
         ImportMode::Overwrite => {
             config.routes = new.routes;
+            // Other stages' method settings for methods the document does
+            // not have go with them.
+            for (name, s) in &mut config.stages {
+                if *name == stage {
+                    continue;
+                }
+                s.methods.retain(|key, _| {
+                    let kept = key.rsplit_once('/').is_some_and(|(route, method)| {
+                        config
+                            .routes
+                            .get(route)
+                            .is_some_and(|m| m.iter().any(|x| x == method))
+                    });
+                    if !kept {
+                        warnings.push(ImportWarning {
+                            path: format!("(config) stages.{name}.methods.{}", seg(key)),
+                            message: "the document has no such method; its settings are dropped"
+                                .into(),
+                        });
+                    }
+                    kept
+                });
+            }
             let target = config.stages.entry(stage).or_default();
             target.methods = methods;
             config.settings = new.settings;
@@ -501,6 +524,10 @@ fn operation(
             }
         }
     }
+    // What the document says, said whole: a stage's own settings in the
+    // config do not add a key or an authorization the method lacks.
+    s.entry("api_key_required").or_insert(json!(false));
+    s.entry("authorization").or_insert(json!("none"));
     for key in op.keys() {
         match key.as_str() {
             "x-amazon-apigateway-integration" | "x-amazon-apigateway-auth" => {}
@@ -533,12 +560,9 @@ fn operation(
         }
     }
     let ipath = format!("{opath}.x-amazon-apigateway-integration");
-    match op.get("x-amazon-apigateway-integration") {
-        Some(i) => integration(i, &ipath, method, &mut s, w),
-        None => w.push(
-            opath,
-            "no x-amazon-apigateway-integration: the method is served by the wrapped service",
-        ),
+    // A method without an integration is served by the wrapped service.
+    if let Some(i) = op.get("x-amazon-apigateway-integration") {
+        integration(i, &ipath, method, &mut s, w);
     }
     Value::Object(s)
 }

@@ -59,6 +59,9 @@
 //! - `x-amazon-apigateway-binary-media-types` and
 //!   `x-amazon-apigateway-minimum-compression-size`, API-wide.
 //!
+//! A method without `x-amazon-apigateway-integration` is served by the
+//! service the gateway wraps (tollgate's `integration: service`).
+//!
 //! Everything else API Gateway would honour and tollgate does not yet
 //! (`aws` and `aws_proxy` integrations, VPC links, request validators,
 //! gateway responses, resource policies, `x-amazon-apigateway-cors`, which
