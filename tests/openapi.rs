@@ -266,10 +266,20 @@ fn base_path_modes() {
         routes(BasePath::Prepend),
         (vec!["/a/b/c/e".to_owned()], vec!["prod".to_owned()])
     );
+    // Split drops the first segment (a stage's name); the stage is the
+    // options'.
     assert_eq!(
         routes(BasePath::Split),
-        (vec!["/b/c/e".to_owned()], vec!["a".to_owned()])
+        (vec!["/b/c/e".to_owned()], vec!["prod".to_owned()])
     );
+    // OpenAPI 3: a server URL's other variables take their defaults.
+    let doc3 = r#"{"openapi": "3.0.1", "info": {"title": "t", "version": "1"},
+        "servers": [{"url": "https://h/{stage}/x?q=1", "variables": {"stage": {"default": "v1"}}}],
+        "paths": {"/e": {"get": {"x-amazon-apigateway-integration": {"type": "mock"}}}}}"#;
+    let mut o = options();
+    o.basepath = BasePath::Prepend;
+    let c = import(doc3, &o).unwrap().config;
+    assert_eq!(c.routes.keys().collect::<Vec<_>>(), ["/v1/x/e"]);
 }
 
 #[test]
@@ -447,4 +457,61 @@ async fn the_petstore_export_serves_its_mocks() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["access-control-allow-origin"], "*");
     assert_eq!(headers["access-control-allow-methods"], "GET,POST,OPTIONS");
+}
+
+#[test]
+fn review_findings() {
+    // A malformed `security` would leave methods open: refused.
+    for security in [r#"{"k": []}"#, "5", "[5]", r#"[{"k": 5}]"#] {
+        let doc = format!(
+            r#"{{"swagger": "2.0", "info": {{"title": "t", "version": "1"}}, "security": {security},
+            "securityDefinitions": {{"k": {{"type": "apiKey", "name": "x-api-key", "in": "header"}}}},
+            "paths": {{"/a": {{"get": {{}}}}}}}}"#
+        );
+        assert!(
+            matches!(import(&doc, &options()), Err(ImportError::Document(_))),
+            "{security}"
+        );
+    }
+    // Overwrite keeps the API-wide settings the document does not describe.
+    let existing = Config::from_yaml_str(
+        "settings: { api_key_required: true, throttle: { rate: 5, burst: 10 } }\nroutes:\n  /x: [GET]\nstages:\n  prod: {}\n",
+    )
+    .unwrap();
+    let doc = r#"{"swagger": "2.0", "info": {"title": "t", "version": "1"}, "paths": {"/a": {"get": {}}}}"#;
+    let c = import_into(&existing, doc, &options()).unwrap().config;
+    assert_eq!(c.settings.api_key_required, Some(true));
+    assert!(c.settings.throttle.is_some());
+    // A mock whose template computes its status: a warning, 200.
+    let doc = r##"{"swagger": "2.0", "info": {"title": "t", "version": "1"}, "paths": {"/m": {"get": {
+        "x-amazon-apigateway-integration": {"type": "mock", "requestTemplates": {"application/json": "#set($x = 503){\"statusCode\": $x}"}}}}}}"##;
+    let i = import(doc, &options()).unwrap();
+    assert!(
+        i.warnings
+            .iter()
+            .any(|w| w.path.ends_with("requestTemplates") && w.message.contains("not run"))
+    );
+    // A source tollgate does not map is a warning for that parameter, not a
+    // refused document; a stage variable identity source is kept.
+    let doc = r#"{"swagger": "2.0", "info": {"title": "t", "version": "1"},
+      "securityDefinitions": {"auth": {"type": "apiKey", "name": "Authorization", "in": "header",
+        "x-amazon-apigateway-authorizer": {"type": "request", "identitySource": "method.request.header.Authorization, stageVariables.realm"}}},
+      "paths": {"/a": {"post": {"security": [{"auth": []}], "x-amazon-apigateway-integration": {"type": "http", "uri": "http://127.0.0.1:9/a",
+        "requestParameters": {"integration.request.header.x-a": "method.request.body.name", "integration.request.header.x-b": "method.request.header.b"}}}}}}"#;
+    let i = import(doc, &options()).unwrap();
+    assert_eq!(
+        i.warnings
+            .iter()
+            .map(|w| w.path.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "paths.\"/a\".post.x-amazon-apigateway-integration.requestParameters.\"integration.request.header.x-a\""
+        ]
+    );
+    let auth = &i.config.authorizers["auth"];
+    assert_eq!(
+        format!("{auth:?}").matches("stageVariables.realm").count(),
+        1,
+        "{auth:?}"
+    );
 }

@@ -27,8 +27,9 @@ pub enum BasePath {
     Ignore,
     /// Put in front of every path: `/a/b/c` and `/e` make `/a/b/c/e`.
     Prepend,
-    /// Its first segment is the stage, the rest put in front of every
-    /// path: `/a/b/c` and `/e` make stage `a` and `/b/c/e`.
+    /// Its first segment dropped (it names a stage, which
+    /// [`ImportOptions::stage`] gives), the rest put in front of every
+    /// path: `/a/b/c` and `/e` make `/b/c/e`.
     Split,
 }
 
@@ -43,8 +44,7 @@ pub struct ImportOptions {
     pub fail_on_warnings: bool,
     /// What the base path becomes.
     pub basepath: BasePath,
-    /// The stage the methods are served on (under [`BasePath::Split`], the
-    /// base path's first segment instead, when there is one).
+    /// The stage the methods are served on.
     pub stage: String,
 }
 
@@ -162,7 +162,12 @@ pub fn import_into(
             }
             let target = config.stages.entry(stage).or_default();
             target.methods = methods;
-            config.settings = new.settings;
+            if new.settings.binary_media_types.is_some() {
+                config.settings.binary_media_types = new.settings.binary_media_types;
+            }
+            if new.settings.minimum_compression_size.is_some() {
+                config.settings.minimum_compression_size = new.settings.minimum_compression_size;
+            }
         }
         ImportMode::Merge => {
             for (path, list) in new.routes {
@@ -230,30 +235,48 @@ fn parse(document: &str) -> Result<Value, ImportError> {
 /// The document's base path: Swagger's `basePath`; OpenAPI 3's `basePath`
 /// server variable, else the path of `servers[0].url`.
 fn base_path(doc: &Value) -> String {
+    let servers: &[Value] = doc
+        .get("servers")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice);
     let path = if let Some(b) = doc.get("basePath").and_then(Value::as_str) {
         b.to_owned()
+    } else if let Some(v) = servers.iter().find_map(|s| {
+        s.pointer("/variables/basePath/default")
+            .and_then(Value::as_str)
+    }) {
+        // The first `basePath` server variable, whichever server has it.
+        v.to_owned()
     } else {
-        let server = doc.get("servers").and_then(|s| s.get(0));
-        let variable = server
-            .and_then(|s| s.pointer("/variables/basePath/default"))
-            .and_then(Value::as_str);
-        match variable {
-            Some(v) => v.to_owned(),
-            None => {
-                let url = server
-                    .and_then(|s| s.get("url"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                // `https://host/a/b` or `/a/b`: the path part.
-                let rest = url.split_once("://").map_or(url, |(_, r)| r);
-                let path = if url.contains("://") {
-                    rest.find('/').map_or("", |i| &rest[i..])
-                } else {
-                    rest
-                };
-                path.replace("{basePath}", "")
-            }
+        let server = servers.first();
+        let url = server
+            .and_then(|s| s.get("url"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let url = url.split(['?', '#']).next().unwrap_or("");
+        // `https://host/a/b` or `/a/b`: the path part, each `{variable}`
+        // replaced by its default (none: dropped).
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let path = if url.contains("://") {
+            rest.find('/').map_or("", |i| &rest[i..])
+        } else {
+            rest
+        };
+        let mut out = String::new();
+        let mut pieces = path.split('{');
+        out.push_str(pieces.next().unwrap_or(""));
+        for piece in pieces {
+            let (name, after) = piece.split_once('}').unwrap_or((piece, ""));
+            let default = server
+                .and_then(|s| s.get("variables"))
+                .and_then(|v| v.get(name))
+                .and_then(|v| v.get("default"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            out.push_str(default);
+            out.push_str(after);
         }
+        out
     };
     let trimmed = path.trim_matches('/');
     if trimmed.is_empty() {
@@ -300,15 +323,15 @@ fn convert(
     let (stage, prefix) = match options.basepath {
         BasePath::Ignore => (options.stage.clone(), String::new()),
         BasePath::Prepend => (options.stage.clone(), base.clone()),
+        // The first segment is dropped (it names a stage, which the
+        // options give), the rest prepended.
         BasePath::Split => {
             let mut parts = base.trim_start_matches('/').splitn(2, '/');
-            match parts.next().filter(|s| !s.is_empty()) {
-                Some(first) => (
-                    first.to_owned(),
-                    parts.next().map_or(String::new(), |r| format!("/{r}")),
-                ),
-                None => (options.stage.clone(), String::new()),
-            }
+            parts.next();
+            (
+                options.stage.clone(),
+                parts.next().map_or(String::new(), |r| format!("/{r}")),
+            )
         }
     };
 
@@ -327,16 +350,44 @@ fn convert(
     let mut authorizers = Map::new();
     for (name, scheme) in &schemes {
         if let Some(a) = scheme.get("x-amazon-apigateway-authorizer") {
-            let sources = a
-                .get("identitySource")
+            let apath = format!(
+                "{schemes_path}.{}.x-amazon-apigateway-authorizer",
+                seg(name)
+            );
+            let kind = a
+                .get("type")
                 .and_then(Value::as_str)
-                .unwrap_or("method.request.header.Authorization");
+                .unwrap_or("token")
+                .to_ascii_lowercase();
+            if kind != "token" && kind != "request" {
+                w.push(
+                    &format!("{apath}.type"),
+                    format!("`{kind}` authorizers are not supported; the scheme is read as a custom authorizer of that name"),
+                );
+            }
+            if a.get("identityValidationExpression").is_some() {
+                w.push(
+                    &format!("{apath}.identityValidationExpression"),
+                    "not supported; the authorizer sees every token",
+                );
+            }
+            let sources = match a.get("identitySource") {
+                None => "method.request.header.Authorization",
+                Some(v) => v.as_str().unwrap_or_else(|| {
+                    w.push(
+                        &format!("{apath}.identitySource"),
+                        "not a string; the Authorization header is used",
+                    );
+                    "method.request.header.Authorization"
+                }),
+            };
             let identity: Vec<String> = sources
                 .split(',')
                 .filter_map(|s| {
                     let s = s.trim();
                     s.strip_prefix("method.request.")
                         .map(str::to_owned)
+                        .or_else(|| s.starts_with("stageVariables.").then(|| s.to_owned()))
                         .or_else(|| {
                             w.push(
                                 &format!("{schemes_path}.{}.x-amazon-apigateway-authorizer.identitySource", seg(name)),
@@ -347,16 +398,53 @@ fn convert(
                 })
                 .collect();
             let mut auth = json!({ "identity_sources": identity });
-            if let Some(ttl) = a
-                .get("authorizerResultTtlInSeconds")
-                .and_then(Value::as_u64)
-            {
-                auth["ttl"] = json!(ttl);
+            match a.get("authorizerResultTtlInSeconds").map(Value::as_u64) {
+                Some(Some(ttl)) => auth["ttl"] = json!(ttl),
+                Some(None) => w.push(
+                    &format!("{apath}.authorizerResultTtlInSeconds"),
+                    "not a number of seconds; the default (300) is used",
+                ),
+                None => {}
             }
             authorizers.insert(name.clone(), auth);
         }
     }
     let default_security = root.get("security").cloned();
+    // A security requirement that is not a list of objects of lists would
+    // leave a method open: refused, not warned about.
+    let bad_security = |v: &Value| {
+        !v.as_array().is_some_and(|reqs| {
+            reqs.iter().all(|r| {
+                r.as_object()
+                    .is_some_and(|m| m.values().all(Value::is_array))
+            })
+        })
+    };
+    if let Some(v) = &default_security
+        && bad_security(v)
+    {
+        return Err(ImportError::Document(
+            "security: not a list of security requirements".into(),
+        ));
+    }
+    for (path, item) in root
+        .get("paths")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        for (key, op) in item.as_object().into_iter().flatten() {
+            if let Some(v) = op.get("security")
+                && bad_security(v)
+            {
+                return Err(ImportError::Document(format!(
+                    "paths.{}.{}.security: not a list of security requirements",
+                    seg(path),
+                    seg(key)
+                )));
+            }
+        }
+    }
 
     let mut routes = Map::new();
     let mut methods = Map::new();
@@ -400,6 +488,10 @@ fn convert(
                 continue;
             };
             let opath = format!("{ppath}.{}", seg(key));
+            if !op.is_object() {
+                w.push(&opath, "not an operation object; left out");
+                continue;
+            }
             declared.push(json!(method));
             let settings = operation(
                 op,
@@ -615,16 +707,54 @@ fn integration(i: &Value, ipath: &str, method: &str, s: &mut Map<String, Value>,
     let mut mapping = Map::new();
     mapping.insert("language".into(), json!("vtl"));
     let mut request = Map::new();
-    if let Some(params) = i.get("requestParameters").and_then(Value::as_object) {
-        let set: Map<String, Value> = params
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), json!(v.as_str()?))))
-            .collect();
-        if !set.is_empty() {
-            request.insert("set".into(), Value::Object(set));
+    match i.get("requestParameters") {
+        None => {}
+        Some(Value::Object(params)) => {
+            let mut set = Map::new();
+            for (k, v) in params {
+                let ppath = format!("{ipath}.requestParameters.{}", seg(k));
+                match v.as_str() {
+                    Some(source) if supported_source(source) => {
+                        set.insert(k.clone(), json!(source));
+                    }
+                    Some(source) => w.push(
+                        &ppath,
+                        format!(
+                            "the source `{source}` is not supported; this parameter is not mapped"
+                        ),
+                    ),
+                    None => w.push(&ppath, "not a string; this parameter is not mapped"),
+                }
+            }
+            if !set.is_empty() {
+                request.insert("set".into(), Value::Object(set));
+            }
         }
+        Some(_) => w.push(
+            &format!("{ipath}.requestParameters"),
+            "not an object; ignored",
+        ),
     }
-    let templates = i.get("requestTemplates").and_then(Value::as_object);
+    let templates = match i.get("requestTemplates") {
+        None => None,
+        Some(Value::Object(t)) => {
+            let strings = t.values().all(Value::is_string);
+            if !strings {
+                w.push(
+                    &format!("{ipath}.requestTemplates"),
+                    "a template that is not a string; ignored",
+                );
+            }
+            strings.then_some(t)
+        }
+        Some(_) => {
+            w.push(
+                &format!("{ipath}.requestTemplates"),
+                "not an object; ignored",
+            );
+            None
+        }
+    };
     match kind.as_str() {
         "http" | "http_proxy" => {
             let Some(uri) = i.get("uri").and_then(Value::as_str) else {
@@ -635,8 +765,13 @@ fn integration(i: &Value, ipath: &str, method: &str, s: &mut Map<String, Value>,
                 return;
             };
             let mut integ = json!({ "type": "http", "url": uri_template(uri) });
-            if let Some(t) = i.get("timeoutInMillis").and_then(Value::as_u64) {
-                integ["timeout_ms"] = json!(t);
+            match i.get("timeoutInMillis").map(Value::as_u64) {
+                Some(Some(t)) => integ["timeout_ms"] = json!(t),
+                Some(None) => w.push(
+                    &format!("{ipath}.timeoutInMillis"),
+                    "not a whole number of milliseconds; the default (29000) is used",
+                ),
+                None => {}
             }
             s.insert("integration".into(), integ);
             if let Some(m) = i.get("httpMethod").and_then(Value::as_str)
@@ -665,11 +800,24 @@ fn integration(i: &Value, ipath: &str, method: &str, s: &mut Map<String, Value>,
         "mock" => {
             // API Gateway's mock answers with the status its request
             // template names; the integration responses make the rest.
-            let status = templates
+            // tollgate's mock has one status: a template that computes it
+            // is not run.
+            let template = templates
                 .and_then(|t| t.get("application/json").or_else(|| t.values().next()))
-                .and_then(Value::as_str)
-                .and_then(mock_status)
-                .unwrap_or(200);
+                .and_then(Value::as_str);
+            let status = match template {
+                None => 200,
+                Some(t) => match mock_status(t) {
+                    Some(s) if !t.contains(['#', '$']) => s,
+                    _ => {
+                        w.push(
+                            &format!("{ipath}.requestTemplates"),
+                            "the mock's status is read from a literal `{\"statusCode\": N}` only (100 to 599): this template is not run, the status is 200",
+                        );
+                        200
+                    }
+                },
+            };
             s.insert(
                 "integration".into(),
                 json!({ "type": "mock", "status": status }),
@@ -690,21 +838,38 @@ fn integration(i: &Value, ipath: &str, method: &str, s: &mut Map<String, Value>,
             return;
         }
     }
-    if let Some(p) = i.get("passthroughBehavior").and_then(Value::as_str) {
-        request.insert("passthrough".into(), json!(p.to_ascii_lowercase()));
-    }
-    if let Some(c) = i.get("contentHandling").and_then(Value::as_str) {
-        request.insert("content_handling".into(), json!(c));
+    for (key, field) in [
+        ("passthroughBehavior", "passthrough"),
+        ("contentHandling", "content_handling"),
+    ] {
+        match i.get(key) {
+            None => {}
+            Some(Value::String(v)) if key == "passthroughBehavior" => {
+                request.insert(field.into(), json!(v.to_ascii_lowercase()));
+            }
+            Some(Value::String(v)) => {
+                request.insert(field.into(), json!(v));
+            }
+            Some(_) => w.push(&format!("{ipath}.{key}"), "not a string; ignored"),
+        }
     }
     let mut responses = Vec::new();
     if kind != "http_proxy"
-        && let Some(rs) = i.get("responses").and_then(Value::as_object)
+        && let Some(rs) = i.get("responses")
+        && let Some(rs) = rs.as_object().or_else(|| {
+            w.push(&format!("{ipath}.responses"), "not an object; ignored");
+            None
+        })
     {
         // API Gateway tries the patterns, the default last.
         let mut entries: Vec<(&String, &Value)> = rs.iter().collect();
         entries.sort_by_key(|(k, _)| *k == "default");
         for (pattern, r) in entries {
             let rpath = format!("{ipath}.responses.{}", seg(pattern));
+            if !r.is_object() {
+                w.push(&rpath, "not an object; ignored");
+                continue;
+            }
             let mut out = Map::new();
             if pattern != "default" {
                 out.insert("selection_pattern".into(), json!(pattern));
@@ -726,12 +891,21 @@ fn integration(i: &Value, ipath: &str, method: &str, s: &mut Map<String, Value>,
             if let Some(params) = r.get("responseParameters").and_then(Value::as_object) {
                 let mut headers = Map::new();
                 for (k, v) in params {
+                    let ppath = format!("{rpath}.responseParameters.{}", seg(k));
                     match (k.strip_prefix("method.response.header."), v.as_str()) {
-                        (Some(name), Some(source)) => {
+                        (Some(name), Some(source))
+                            if source.starts_with('\'')
+                                || source.starts_with("integration.response.header.") =>
+                        {
                             headers.insert(name.to_owned(), json!(source));
                         }
-                        _ => w.push(
-                            &format!("{rpath}.responseParameters.{}", seg(k)),
+                        (Some(_), Some(source)) => w.push(
+                            &ppath,
+                            format!("the source `{source}` is not supported (integration.response.header.NAME or a 'literal'); ignored"),
+                        ),
+                        (Some(_), None) => w.push(&ppath, "not a string; ignored"),
+                        (None, _) => w.push(
+                            &ppath,
                             "only method.response.header.NAME targets are supported; ignored",
                         ),
                     }
@@ -758,6 +932,30 @@ fn integration(i: &Value, ipath: &str, method: &str, s: &mut Map<String, Value>,
     if mapping.len() > 1 {
         s.insert("mapping".into(), Value::Object(mapping));
     }
+}
+
+/// Whether tollgate's parameter mapping takes `source` (the rest is a
+/// warning, not a config error that would refuse the whole document).
+fn supported_source(source: &str) -> bool {
+    source.starts_with('\'')
+        || [
+            "method.request.path.",
+            "method.request.querystring.",
+            "method.request.header.",
+            "stageVariables.",
+        ]
+        .iter()
+        .any(|p| source.strip_prefix(p).is_some_and(|n| !n.is_empty()))
+        || matches!(
+            source,
+            "context.requestId"
+                | "context.stage"
+                | "context.resourcePath"
+                | "context.httpMethod"
+                | "context.identity.sourceIp"
+                | "context.identity.apiKeyId"
+                | "context.authorizer.principalId"
+        )
 }
 
 /// The status a mock's request template names (`{"statusCode": 200}`).
