@@ -162,12 +162,6 @@ pub fn import_into(
             }
             let target = config.stages.entry(stage).or_default();
             target.methods = methods;
-            if new.settings.binary_media_types.is_some() {
-                config.settings.binary_media_types = new.settings.binary_media_types;
-            }
-            if new.settings.minimum_compression_size.is_some() {
-                config.settings.minimum_compression_size = new.settings.minimum_compression_size;
-            }
         }
         ImportMode::Merge => {
             for (path, list) in new.routes {
@@ -180,15 +174,19 @@ pub fn import_into(
             }
             let target = config.stages.entry(stage).or_default();
             target.methods.extend(methods);
-            if new.settings.binary_media_types.is_some() {
-                config.settings.binary_media_types = new.settings.binary_media_types;
-            }
-            if new.settings.minimum_compression_size.is_some() {
-                config.settings.minimum_compression_size = new.settings.minimum_compression_size;
-            }
         }
     }
+    // The API-wide settings the document describes; the rest stay.
+    if new.settings.binary_media_types.is_some() {
+        config.settings.binary_media_types = new.settings.binary_media_types;
+    }
+    if new.settings.minimum_compression_size.is_some() {
+        config.settings.minimum_compression_size = new.settings.minimum_compression_size;
+    }
     config.authorizers.extend(new.authorizers);
+    if options.fail_on_warnings && !warnings.is_empty() {
+        return Err(ImportError::Warnings(warnings));
+    }
     Ok(Imported { config, warnings })
 }
 
@@ -228,7 +226,12 @@ fn parse(document: &str) -> Result<Value, ImportError> {
         return serde_json::from_str(document)
             .map_err(|e| ImportError::Document(format!("JSON: {e}")));
     }
-    serde_saphyr::from_str::<Value>(document)
+    // No snippet of the document in the message: it may quote a template's
+    // literal (a backend credential).
+    let options = serde_saphyr::options! {
+        with_snippet: false,
+    };
+    serde_saphyr::from_str_with_options::<Value>(document, options)
         .map_err(|e| ImportError::Document(format!("YAML: {e}")))
 }
 
