@@ -115,9 +115,11 @@ pub fn import(document: &str, options: &ImportOptions) -> Result<Imported, Impor
 
 /// Imports `document` into `existing` (keys, plans, stage variables and
 /// everything else the document does not describe stay): under
-/// [`ImportMode::Overwrite`] its routes and the stage's methods are the
-/// document's; under [`ImportMode::Merge`] they are added, a method both
-/// declare taking the document's settings.
+/// [`ImportMode::Overwrite`] its routes and every stage's methods are the
+/// document's (a method's settings it does not describe are dropped, each
+/// a warning); under [`ImportMode::Merge`] they are added, a method both
+/// declare taking the document's settings. [`ImportOptions::stage`] is
+/// made when the config has no such stage.
 pub fn import_into(
     existing: &Config,
     document: &str,
@@ -134,34 +136,24 @@ pub fn import_into(
         .get(&stage)
         .map(|s| s.methods.clone())
         .unwrap_or_default();
+    // An API Gateway API's integrations belong to the API, not to a stage:
+    // every stage of the config serves the document's methods, and the
+    // options' stage is made when the config lacks it.
+    config.stages.entry(stage).or_default();
     match options.mode {
         ImportMode::Overwrite => {
             config.routes = new.routes;
-            // Other stages' method settings for methods the document does
-            // not have go with them.
             for (name, s) in &mut config.stages {
-                if *name == stage {
-                    continue;
-                }
-                s.methods.retain(|key, _| {
-                    let kept = key.rsplit_once('/').is_some_and(|(route, method)| {
-                        config
-                            .routes
-                            .get(route)
-                            .is_some_and(|m| m.iter().any(|x| x == method))
-                    });
-                    if !kept {
+                for key in s.methods.keys() {
+                    if !methods.contains_key(key) {
                         warnings.push(ImportWarning {
                             path: format!("(config) stages.{name}.methods.{}", seg(key)),
-                            message: "the document has no such method; its settings are dropped"
-                                .into(),
+                            message: "the document does not describe this method's settings; they are dropped".into(),
                         });
                     }
-                    kept
-                });
+                }
+                s.methods = methods.clone();
             }
-            let target = config.stages.entry(stage).or_default();
-            target.methods = methods;
         }
         ImportMode::Merge => {
             for (path, list) in new.routes {
@@ -172,8 +164,9 @@ pub fn import_into(
                     }
                 }
             }
-            let target = config.stages.entry(stage).or_default();
-            target.methods.extend(methods);
+            for s in config.stages.values_mut() {
+                s.methods.extend(methods.clone());
+            }
         }
     }
     // The API-wide settings the document describes; the rest stay.
@@ -496,9 +489,11 @@ fn convert(
                 continue;
             }
             declared.push(json!(method));
+            let params = uri_params(&route);
             let settings = operation(
                 op,
                 method,
+                &params,
                 &opath,
                 &schemes,
                 default_security.as_ref(),
@@ -573,6 +568,7 @@ fn convert(
 fn operation(
     op: &Value,
     method: &str,
+    route_params: &[&str],
     opath: &str,
     schemes: &Map<String, Value>,
     default_security: Option<&Value>,
@@ -657,7 +653,7 @@ fn operation(
     let ipath = format!("{opath}.x-amazon-apigateway-integration");
     // A method without an integration is served by the wrapped service.
     if let Some(i) = op.get("x-amazon-apigateway-integration") {
-        integration(i, &ipath, method, &mut s, w);
+        integration(i, &ipath, method, route_params, &mut s, w);
     }
     Value::Object(s)
 }
@@ -667,7 +663,14 @@ fn uri_template(uri: &str) -> String {
     uri.replace("${stageVariables.", "{stageVariables.")
 }
 
-fn integration(i: &Value, ipath: &str, method: &str, s: &mut Map<String, Value>, w: &mut Warnings) {
+fn integration(
+    i: &Value,
+    ipath: &str,
+    method: &str,
+    route_params: &[&str],
+    s: &mut Map<String, Value>,
+    w: &mut Warnings,
+) {
     let Some(i) = i.as_object() else {
         w.push(
             ipath,
@@ -767,6 +770,23 @@ fn integration(i: &Value, ipath: &str, method: &str, s: &mut Map<String, Value>,
                 );
                 return;
             };
+            // A `{name}` in the uri must be a path parameter of the route:
+            // tollgate fills the URL from the route's parameters (mapped or
+            // not); one fed from elsewhere cannot be.
+            let missing: Vec<&str> = uri_params(uri)
+                .into_iter()
+                .filter(|p| !route_params.contains(p))
+                .collect();
+            if !missing.is_empty() {
+                w.push(
+                    &format!("{ipath}.uri"),
+                    format!(
+                        "`{{{}}}` is not a path parameter of this route (tollgate fills the URL from the route's); the method is served by the wrapped service",
+                        missing.join("}`, `{")
+                    ),
+                );
+                return;
+            }
             let mut integ = json!({ "type": "http", "url": uri_template(uri) });
             match i.get("timeoutInMillis").map(Value::as_u64) {
                 Some(Some(t)) => integ["timeout_ms"] = json!(t),
@@ -792,8 +812,9 @@ fn integration(i: &Value, ipath: &str, method: &str, s: &mut Map<String, Value>,
                 if let Some(t) = templates {
                     request.insert("templates".into(), Value::Object(t.clone()));
                 }
-            } else if templates.is_some() || i.contains_key("responses") {
-                // API Gateway's proxy integrations take no mapping.
+            } else if templates.is_some() || proxy_responses_map(i.get("responses")) {
+                // API Gateway's proxy integrations take no mapping (its
+                // exports still write a bare `default` status: no warning).
                 w.push(
                     ipath,
                     "http_proxy takes no templates or integration responses; ignored",
@@ -935,6 +956,33 @@ fn integration(i: &Value, ipath: &str, method: &str, s: &mut Map<String, Value>,
     if mapping.len() > 1 {
         s.insert("mapping".into(), Value::Object(mapping));
     }
+}
+
+/// The `{name}` parameters of a path or URI (`{name+}` as `name`),
+/// stage variables left out.
+fn uri_params(uri: &str) -> Vec<&str> {
+    uri.split('{')
+        .skip(1)
+        .filter_map(|piece| piece.split_once('}').map(|(name, _)| name))
+        .filter(|name| !name.starts_with("stageVariables."))
+        .map(|name| name.trim_end_matches('+'))
+        .collect()
+}
+
+/// Whether an `http_proxy`'s `responses` say more than API Gateway's
+/// exports write for one (a `default` with a `statusCode`).
+fn proxy_responses_map(responses: Option<&Value>) -> bool {
+    let Some(responses) = responses else {
+        return false;
+    };
+    let Some(map) = responses.as_object() else {
+        return true;
+    };
+    map.iter().any(|(k, r)| {
+        k != "default"
+            || r.as_object()
+                .is_none_or(|o| o.keys().any(|f| f != "statusCode"))
+    })
 }
 
 /// Whether tollgate's parameter mapping takes `source` (the rest is a

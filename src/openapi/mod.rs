@@ -60,7 +60,9 @@
 //!   `x-amazon-apigateway-minimum-compression-size`, API-wide.
 //!
 //! A method without `x-amazon-apigateway-integration` is served by the
-//! service the gateway wraps (tollgate's `integration: service`).
+//! service the gateway wraps (tollgate's `integration: service`). As in
+//! API Gateway, integrations belong to the API: [`import_into`] gives every
+//! stage of the config the document's methods.
 //!
 //! Everything else API Gateway would honour and tollgate does not yet
 //! (`aws` and `aws_proxy` integrations, VPC links, request validators,
