@@ -23,7 +23,7 @@ use serde_json::json;
 use tollgate::vtl::{Limits, Params, Template, Variables};
 
 struct Req {
-    body: &'static str,
+    body: String,
     path: BTreeMap<String, String>,
     query: BTreeMap<String, String>,
     header: BTreeMap<String, String>,
@@ -32,9 +32,9 @@ struct Req {
 }
 
 impl Req {
-    fn body(body: &'static str) -> Self {
+    fn body(body: impl Into<String>) -> Self {
         Self {
-            body,
+            body: body.into(),
             path: BTreeMap::new(),
             query: BTreeMap::new(),
             header: BTreeMap::new(),
@@ -78,7 +78,7 @@ fn r(template: &str) -> String {
     Req::body("").render(template)
 }
 
-fn rb(body: &'static str, template: &str) -> String {
+fn rb(body: &str, template: &str) -> String {
     Req::body(body).render(template)
 }
 
@@ -649,7 +649,7 @@ const CASES: &[(&str, &str, &str, &str)] = &[
 fn the_table() {
     let mut failures = Vec::new();
     for (template, body, expected, source) in CASES {
-        let got = Req::body(body).render_with(template, &Limits::default());
+        let got = Req::body(*body).render_with(template, &Limits::default());
         if got.as_deref() != Ok(*expected) {
             failures.push(format!("{template:?} over {body:?} ({source}):\n  expected {expected:?}\n  got      {got:?}"));
         }
@@ -1243,7 +1243,7 @@ fn the_random_templates_reach_the_evaluator() {
     use proptest::strategy::{Strategy, ValueTree};
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
-    let strategy = proptest::collection::vec(proptest::sample::select(property_pieces()), 0..40);
+    let strategy = proptest::collection::vec(proptest::sample::select(property::PIECES), 0..40);
     let (mut compiled, mut rendered) = (0, 0);
     let limits = Limits::new(20_000, 8192, 6, Duration::from_secs(2));
     let req = Req::body(r#"{"a": [1, 2, {"b": "x"}], "c": "d"}"#);
@@ -1260,10 +1260,6 @@ fn the_random_templates_reach_the_evaluator() {
         compiled >= 300 && rendered >= 200,
         "compiled {compiled}, rendered {rendered} of 2000"
     );
-}
-
-fn property_pieces() -> &'static [&'static str] {
-    property::PIECES
 }
 
 #[test]
@@ -1318,15 +1314,12 @@ fn hostile_templates_fail_cleanly() {
             .contains("replaceAll")
     );
     // Quadratic JSONPath filters are counted against the visit budget.
-    let body: &'static str = Box::leak(
-        format!(
-            "{{\"a\": [{}]}}",
-            (0..3000)
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        )
-        .into_boxed_str(),
+    let body = format!(
+        "{{\"a\": [{}]}}",
+        (0..3000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     );
     let e = Req::body(body)
         .render_with("$input.json('$[?($.a subsetof $.a)]')", &limits)

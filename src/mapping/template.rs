@@ -57,16 +57,12 @@ impl Params {
     /// `input.params('name')`: the path, then the query string, then the
     /// headers (any case), as `$input.params(x)` searches them.
     fn lookup(&self, name: &str) -> Option<&str> {
-        self.path
-            .get(name)
-            .or_else(|| self.querystring.get(name))
-            .or_else(|| {
-                self.header
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v)
-            })
-            .map(String::as_str)
+        crate::vtl::Params {
+            path: &self.path,
+            querystring: &self.querystring,
+            header: &self.header,
+        }
+        .lookup(name)
     }
 }
 

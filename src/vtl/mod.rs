@@ -213,10 +213,11 @@ impl fmt::Debug for Params<'_> {
     }
 }
 
-impl Params<'_> {
+impl<'a> Params<'a> {
     /// `$input.params(name)`: the path, then the query string, then the
-    /// headers (any case), as API Gateway searches them.
-    fn lookup(&self, name: &str) -> Option<&str> {
+    /// headers (any case), as API Gateway searches them (minijinja's
+    /// `input.params('name')` too).
+    pub(crate) fn lookup(&self, name: &str) -> Option<&'a str> {
         self.path
             .get(name)
             .or_else(|| self.querystring.get(name))
