@@ -367,6 +367,8 @@ pub struct MethodSettings {
     pub compression: Option<std::sync::Arc<crate::edge::Compression>>,
     /// The media types a mapped method treats as binary; `None` for none.
     pub binary_media_types: Option<std::sync::Arc<crate::mapping::BinaryMediaTypes>>,
+    /// The request validation, if the method's validator checks anything.
+    pub validation: Option<std::sync::Arc<crate::validate::MethodValidation>>,
 }
 
 /// One value per endpoint, indexed by [`Endpoint::index`]: the table every

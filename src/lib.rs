@@ -92,6 +92,7 @@ pub mod store;
 pub mod throttle;
 mod ttl_cache;
 pub mod usage;
+pub mod validate;
 pub mod vtl;
 
 pub use self::body::Body;

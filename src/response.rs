@@ -79,8 +79,10 @@
 //!   `stage`, `resourcePath`, `httpMethod`, `path` (as sent, stage
 //!   included), `protocol`, `domainName` (`Host`), `identity.sourceIp`,
 //!   `identity.userAgent`, `requestTimeEpoch` (ms), `error.message`,
-//!   `error.messageString` (the message as a JSON string, quotes included)
-//!   and `error.responseType`; `$stageVariables.NAME`;
+//!   `error.messageString` (the message as a JSON string, quotes included),
+//!   `error.responseType` and `error.validationErrorString` (what a request
+//!   validator found, on its 400s; see [`validate`](crate::validate));
+//!   `$stageVariables.NAME`;
 //!   `$method.request.header.NAME`, `.querystring.NAME` (the first value,
 //!   decoded) and `.path.NAME` (decoded). `${...}` delimits one where text
 //!   follows. An unknown `$context` name is refused when the config is read;
@@ -140,6 +142,13 @@ fn is_media_type(m: &str) -> bool {
     };
     m.split_once('/').is_some_and(|(t, s)| token(t) && token(s))
 }
+
+/// What a request validator found, on its 400 response: the detail
+/// `$context.error.validationErrorString` renders in a gateway response
+/// template (API Gateway's variable; [`validate`](crate::validate) says
+/// what it holds).
+#[derive(Debug, Clone)]
+pub struct ValidationErrorString(pub Arc<str>);
 
 /// Marks every gateway response: its kind, and, when the kind has
 /// templates, its message (for `$context.error.message`). An extension, so
@@ -781,9 +790,14 @@ impl GatewayResponses {
         let Some(Some(t)) = all.get(kind as usize) else {
             return;
         };
+        let validation = res
+            .extensions()
+            .get::<ValidationErrorString>()
+            .map(|v| v.0.clone());
         let error = template::ErrorFacts {
             kind,
             message: &message,
+            validation: validation.as_deref().unwrap_or(""),
         };
         for (name, template) in &t.headers {
             let value = template.render(facts, &error);

@@ -412,8 +412,6 @@ fn the_petstore_export_imports_with_its_documented_warnings() {
     assert_eq!(
         paths,
         [
-            "paths.\"/pets\".post.x-amazon-apigateway-request-validator",
-            "x-amazon-apigateway-request-validators",
             "(config) stages.dev.methods.\"/whoami/GET\"",
             "(config) stages.prod.methods.\"/pets/{petId}/legacy/PUT\"",
             "(config) stages.prod.methods.\"/pets/{petId}/summary/GET\"",
@@ -557,4 +555,241 @@ async fn trial_findings() {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(json_of(&body), json!({"stage": stage}));
     }
+}
+
+/// A request through a gateway built from `config`: status, error type,
+/// message.
+async fn ask(config: &Config, req: Request<Body>) -> (StatusCode, String, String) {
+    let gw = Gateway::new(config.clone()).unwrap();
+    let (status, headers, body) = send(gw.service(inner()), req).await;
+    let message = if status == StatusCode::OK {
+        String::from_utf8_lossy(&body).into_owned()
+    } else {
+        json_of(&body)["message"].as_str().unwrap_or("").to_owned()
+    };
+    (status, support::error_type(&headers), message)
+}
+
+#[tokio::test]
+async fn openapi3_validators_models_and_parameters_are_enforced() {
+    let doc = r##"
+openapi: 3.0.1
+info: { title: v, version: "1" }
+x-amazon-apigateway-request-validators:
+  all: { validateRequestBody: true, validateRequestParameters: true }
+  params: { validateRequestParameters: true }
+x-amazon-apigateway-request-validator: all
+paths:
+  /pets:
+    parameters:
+      - { name: x-client, in: header, required: true, schema: { type: string } }
+    get:
+      x-amazon-apigateway-request-validator: params
+      parameters:
+        - $ref: "#/components/parameters/Type"
+        - { name: page, in: query, required: false, schema: { type: integer } }
+    post:
+      requestBody:
+        content:
+          application/json: { schema: { $ref: "#/components/schemas/Pet" } }
+          text/plain: { schema: { type: string, maxLength: 3 } }
+components:
+  parameters:
+    Type: { name: type, in: query, required: true, schema: { type: string } }
+  schemas:
+    Tag: { type: string, maxLength: 5 }
+    Pet:
+      type: object
+      required: [name]
+      properties:
+        name: { type: string }
+        tags: { type: array, items: { $ref: "#/components/schemas/Tag" } }
+"##;
+    let imported = import(doc, &options()).unwrap();
+    assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+    let config = imported.config;
+    assert_eq!(config.settings.request_validator.as_deref(), Some("all"));
+    assert_eq!(
+        config.models.len(),
+        3,
+        "Tag, Pet and the inline text/plain schema"
+    );
+    let get = |uri: &str, client: bool| {
+        let mut r = Request::get(uri);
+        if client {
+            r = r.header("x-client", "c");
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let post = |ctype: &str, body: &str| {
+        Request::post("/prod/pets")
+            .header("x-client", "c")
+            .header("content-type", ctype)
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    assert_eq!(
+        ask(&config, get("/prod/pets", false)).await,
+        (
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST_PARAMETERS".into(),
+            "Missing required request parameters: [x-client, type]".into()
+        )
+    );
+    assert_eq!(
+        ask(&config, get("/prod/pets?type=dog", true)).await.0,
+        StatusCode::OK
+    );
+    // POST takes the API's default validator, `all`: the path item's header,
+    // then the body's model by media type.
+    let no_client = Request::post("/prod/pets").body(Body::from("{}")).unwrap();
+    assert_eq!(
+        ask(&config, no_client).await.2,
+        "Missing required request parameters: [x-client]"
+    );
+    for (ctype, body, want) in [
+        (
+            "application/json",
+            r#"{"name":"Rex","tags":["ok"]}"#,
+            StatusCode::OK,
+        ),
+        (
+            "application/json",
+            r#"{"name":"Rex","tags":["toolong"]}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "application/json",
+            r#"{"tags":[]}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        ("text/plain", r#""abc""#, StatusCode::OK),
+        ("text/plain", r#""abcd""#, StatusCode::BAD_REQUEST),
+        // No model for the type: not validated.
+        ("application/xml", "<pet/>", StatusCode::OK),
+    ] {
+        let (status, kind, message) = ask(&config, post(ctype, body)).await;
+        assert_eq!(status, want, "{ctype} {body}");
+        if want == StatusCode::BAD_REQUEST {
+            assert_eq!(
+                (kind.as_str(), message.as_str()),
+                ("BAD_REQUEST_BODY", "Invalid request body")
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn swagger2_body_parameters_and_definitions_are_enforced() {
+    let doc = r##"{
+      "swagger": "2.0", "info": {"title": "s", "version": "1"},
+      "consumes": ["application/json"],
+      "x-amazon-apigateway-request-validators": {"body": {"validateRequestBody": true}},
+      "paths": {"/pets": {"post": {
+        "x-amazon-apigateway-request-validator": "body",
+        "parameters": [
+          {"name": "pet", "in": "body", "schema": {"$ref": "#/definitions/Pet"}},
+          {"name": "q", "in": "query", "required": true, "type": "string"}
+        ]}}},
+      "definitions": {"Pet": {"type": "object", "required": ["name"],
+        "properties": {"name": {"type": "string", "enum": ["Rex", "Tom"]}}}}
+    }"##;
+    let imported = import(doc, &options()).unwrap();
+    assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+    let config = imported.config;
+    let post = |body: &str| {
+        Request::post("/prod/pets")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    // The validator checks bodies only: the required `q` is not checked.
+    assert_eq!(
+        ask(&config, post(r#"{"name":"Rex"}"#)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        ask(&config, post(r#"{"name":"Max"}"#)).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        ask(&config, post("not json")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[test]
+fn validation_the_import_cannot_honour_is_a_warning_with_its_path() {
+    let doc = r##"{
+      "openapi": "3.0.1", "info": {"title": "w", "version": "1"},
+      "x-amazon-apigateway-request-validators": {"all": {"validateRequestBody": true, "validateRequestParameters": "yes"}},
+      "x-amazon-apigateway-request-validator": "missing",
+      "paths": {"/a/{id}": {"post": {
+        "x-amazon-apigateway-request-validator": "nope",
+        "parameters": [
+          {"name": "c", "in": "cookie", "required": true},
+          {"name": "other", "in": "path", "required": true},
+          {"$ref": "#/components/parameters/Gone"}
+        ],
+        "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Broken"}}}}
+      }}},
+      "components": {"schemas": {
+        "Broken": {"type": 12},
+        "bad-name": {"type": "object"}
+      }}
+    }"##;
+    let imported = import(doc, &options()).unwrap();
+    let got: Vec<String> = imported
+        .warnings
+        .iter()
+        .map(|w| format!("{}: {}", w.path, w.message))
+        .collect();
+    let text = got.join("\n");
+    for want in [
+        "x-amazon-apigateway-request-validators.all.validateRequestParameters: not true or false",
+        "components.schemas.bad-name: a model name is letters and digits only",
+        "paths.\"/a/{id}\".post.x-amazon-apigateway-request-validator: names no validator",
+        "paths.\"/a/{id}\".post.parameters[0]: cookie parameters are not validated",
+        "paths.\"/a/{id}\".post.parameters[1]: the path has no `{other}`",
+        "paths.\"/a/{id}\".post.parameters[2]: a `$ref` that does not resolve",
+        "models.Broken: not a valid draft 4 schema",
+        "request model for \"application/json\": names no model",
+        "x-amazon-apigateway-request-validator: names no validator",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    // What remains is a valid config; under fail_on_warnings it is refused.
+    assert!(imported.config.models.is_empty());
+    let mut o = options();
+    o.fail_on_warnings = true;
+    assert!(matches!(import(doc, &o), Err(ImportError::Warnings(_))));
+}
+
+#[tokio::test]
+async fn the_petstore_export_validates_new_pets() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let existing = Config::from_path(format!("{root}/examples/petstore.yaml")).unwrap();
+    let doc = std::fs::read_to_string(format!("{root}/examples/petstore-openapi.yaml")).unwrap();
+    let config = import_into(&existing, &doc, &options()).unwrap().config;
+    let post = |body: &str| {
+        Request::post("/prod/pets")
+            .header("x-api-key", "demo-key-0123456789abcdef")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let gw = Gateway::builder(config)
+        .authorizer(
+            "bearer",
+            |_req: tollgate::auth::authorizer::AuthorizerRequest| async {
+                Ok(tollgate::auth::authorizer::Verdict::allow("x"))
+            },
+        )
+        .build()
+        .unwrap();
+    let (status, headers, _) = send(gw.service(inner()), post(r#"{"type":"cow","price":1}"#)).await;
+    assert_eq!(
+        (status, support::error_type(&headers).as_str()),
+        (StatusCode::BAD_REQUEST, "BAD_REQUEST_BODY")
+    );
+    let (status, _, body) = send(gw.service(inner()), post(r#"{"type":"cat","price":1}"#)).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"inner"[..]));
 }

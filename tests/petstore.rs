@@ -288,27 +288,25 @@ async fn bad_input_over_tcp_gets_clear_answers() {
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let a = server.addr;
 
-    // The backend rejects a bad body with a message.
-    let mut req = Request::post(format!("http://{a}/prod/pets"))
-        .header("x-api-key", DEMO_KEY)
-        .header("content-type", "application/json");
-    for (n, v) in sigv4_headers(a, "POST", "/prod/pets", b"{not json") {
-        req = req.header(n, v);
+    // A body that is not a NewPet (examples/petstore.yaml's model): the
+    // gateway's request validator answers 400 before the backend is called.
+    for body in [&b"{not json"[..], &b"{\"type\": \"cow\", \"price\": 1}"[..]] {
+        let mut req = Request::post(format!("http://{a}/prod/pets"))
+            .header("x-api-key", DEMO_KEY)
+            .header("content-type", "application/json");
+        for (n, v) in sigv4_headers(a, "POST", "/prod/pets", body) {
+            req = req.header(n, v);
+        }
+        let req = req.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+        let res = client.request(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let headers = res.headers().clone();
+        let body: Value =
+            serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(headers["x-tollgate-error-type"], "BAD_REQUEST_BODY");
+        assert_eq!(body["message"], "Invalid request body");
+        assert!(!headers.contains_key("x-petstore-invocation"));
     }
-    let req = req
-        .body(Full::new(Bytes::from_static(b"{not json")))
-        .unwrap();
-    let res = client.request(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    let body: Value =
-        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("invalid pet JSON"),
-        "{body}"
-    );
 
     // The gateway answers for routes and methods it does not know; the backend is not called.
     let missing = send(&client, a, Method::GET, "/prod/cats", None).await;

@@ -28,6 +28,8 @@ impl Overlay for String {}
 impl Overlay for u64 {}
 /// A list is one choice: the deepest layer that names it replaces it whole.
 impl Overlay for Vec<String> {}
+/// A map is one choice too (`request_parameters`, `request_models`).
+impl<V: Clone> Overlay for std::collections::BTreeMap<String, V> {}
 
 /// One slice, merged across the layers of one endpoint.
 #[derive(Debug, Clone)]

@@ -293,6 +293,12 @@ impl GatewayBuilder {
                 })
         });
         let mapping = MappingLayer::for_gateway(mappings, responses.clone(), trusted.clone());
+        let validation = crate::validate::ValidationLayer::for_gateway(
+            PerEndpoint::build(endpoints.endpoints(), |e| e.settings().validation.clone()),
+            responses.clone(),
+            resolved.validation_limits.0,
+            resolved.validation_limits.1,
+        );
         let integrations = integration::per_endpoint(endpoints.endpoints(), responses);
         let edge = Edge {
             trusted: trusted.clone(),
@@ -318,6 +324,7 @@ impl GatewayBuilder {
             let path = if e.settings().authorization != auth::Authorization::None {
                 Path::Layered
             } else if cache.covers(i)
+                || validation.covers(i)
                 || mapping.covers(i)
                 || integrations.as_ref().is_some_and(|all| all.at(i).is_some())
             {
@@ -342,6 +349,7 @@ impl GatewayBuilder {
                 meter,
                 cache,
                 mapping,
+                validation,
                 integrations,
                 usage,
                 paths: paths.into(),

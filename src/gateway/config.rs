@@ -78,6 +78,16 @@ pub struct Config {
     /// `GatewayBuilder::authorizer`.
     #[serde(default)]
     pub authorizers: BTreeMap<String, AuthorizerConfig>,
+    /// Models by name (letters and digits): JSON Schema draft 4 documents
+    /// that request validators check bodies against (API Gateway's models).
+    /// See [`Models`](crate::validate::Models).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, serde_json::Value>,
+    /// Request validators by name: what each checks (API Gateway's
+    /// `x-amazon-apigateway-request-validators`); a method names one with
+    /// `request_validator`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub validators: BTreeMap<String, crate::validate::RequestValidatorConfig>,
     /// Bounds on mapping templates.
     #[serde(default)]
     pub mapping_limits: MappingLimitsConfig,
@@ -200,6 +210,20 @@ pub struct MethodSettingsConfig {
     /// Default: none.
     #[serde(default)]
     pub binary_media_types: Option<Vec<String>>,
+    /// The request validator (a name in `validators`; API Gateway's
+    /// `requestValidatorId`). In the API-level `settings`, the API's
+    /// default. Default: none, nothing validated. See
+    /// [`validate`](crate::validate).
+    #[serde(default)]
+    pub request_validator: Option<String>,
+    /// The method's request parameters, `method.request.path|querystring|header.NAME`
+    /// to whether it is required (API Gateway's `requestParameters`).
+    #[serde(default)]
+    pub request_parameters: Option<BTreeMap<String, bool>>,
+    /// The model (a name in `models`) of each request media type, or of
+    /// `$default` (API Gateway's `requestModels`).
+    #[serde(default)]
+    pub request_models: Option<BTreeMap<String, String>>,
 }
 
 /// One stage: `/{stage}/...`.

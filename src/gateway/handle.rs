@@ -47,6 +47,7 @@ pub(super) struct Shared {
     pub(super) meter: MeterLayer,
     pub(super) cache: CacheLayer,
     pub(super) mapping: MappingLayer,
+    pub(super) validation: crate::validate::ValidationLayer,
     pub(super) integrations: Option<PerEndpoint<Integration>>,
     pub(super) usage: UsageLayer,
     /// How each endpoint's requests go, by endpoint index.

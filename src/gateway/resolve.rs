@@ -37,6 +37,9 @@ pub(super) struct Resolved {
     pub(super) limits: GatewayLimits,
     /// How long a body read whole may take (`limits.body_timeout_ms`).
     pub(super) body_timeout: Duration,
+    /// How a validated body is read: its size and time, and the most its
+    /// parsed values may take.
+    pub(super) validation_limits: (crate::body::BodyLimits, usize),
     /// `limits.max_body` and `limits.max_concurrency`.
     pub(super) edge_limits: crate::body::EdgeLimits,
     /// The usage plans.
@@ -57,7 +60,18 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         .limits
         .resolve_edge(&root.field("limits"), &mut issues);
     mapping_limits.body_timeout = Some(body_timeout);
+    // A validated body is read within the mapping limits.
+    let validation_limits = (
+        crate::body::BodyLimits {
+            max: mapping_limits.max_body,
+            timeout: Some(body_timeout),
+        },
+        mapping_limits.max_output.saturating_mul(4),
+    );
     let mut mappings = MappingCompiler::new(mapping_limits, config.template_language);
+    let models =
+        crate::validate::compile_models(&config.models, &root.field("models"), &mut issues);
+    crate::validate::check_validators(&config.validators, &root.field("validators"), &mut issues);
 
     if let Some(t) = &config.throttle {
         t.check_complete(&root.field("throttle"), &mut issues);
@@ -113,8 +127,14 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
             let mut list = Vec::with_capacity(route.methods.len());
             for method in &route.methods {
                 let (layers, exact) = overlay.layers(ri, method);
-                let settings =
-                    method_settings(config, &layers, exact, route, &mut mappings, &mut issues);
+                let settings = method_settings(
+                    config,
+                    &layers,
+                    exact,
+                    route,
+                    (&mut mappings, &models),
+                    &mut issues,
+                );
                 list.push(Arc::new(Endpoint {
                     index: next_endpoint,
                     api: api.clone(),
@@ -204,6 +224,7 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         name: Arc::from(config.name.as_deref().unwrap_or("tollgate")),
         limits,
         body_timeout,
+        validation_limits,
         edge_limits,
         plans,
         responses,
@@ -253,7 +274,7 @@ fn method_settings(
     layers: &[(&MethodSettingsConfig, &PathBuf)],
     exact: Option<&MethodSettingsConfig>,
     route: &RouteDef,
-    mappings: &mut MappingCompiler,
+    (mappings, models): (&mut MappingCompiler, &crate::validate::Models),
     issues: &mut Issues,
 ) -> MethodSettings {
     let throttle =
@@ -279,6 +300,17 @@ fn method_settings(
             );
         }
     }
+    let validation = crate::validate::resolve_method(
+        &crate::validate::MethodSources {
+            validator: &Merged::of(layers, |s| s.request_validator.as_ref()),
+            parameters: &Merged::of(layers, |s| s.request_parameters.as_ref()),
+            models: &Merged::of(layers, |s| s.request_models.as_ref()),
+        },
+        &config.validators,
+        models,
+        &route.params,
+        issues,
+    );
     let cache_by_method = exact.and_then(|s| s.cache.as_ref()).and_then(|c| c.enabled);
     MethodSettings {
         throttle,
@@ -310,6 +342,7 @@ fn method_settings(
             .and_then(|t| crate::mapping::BinaryMediaTypes::new(t).ok())
             .filter(|t| !t.is_empty())
             .map(Arc::new),
+        validation,
     }
 }
 

@@ -117,7 +117,9 @@ where
     let inner = std::mem::replace(inner, clone);
     let timing = s.usage.is_on().then(|| s.clock.clone());
     let integrated = Integrations::new(inner, s.integrations.clone(), timing);
-    let tail = s.cache.layer(s.mapping.layer(integrated));
+    let tail = s
+        .validation
+        .layer(s.cache.layer(s.mapping.layer(integrated)));
     match from {
         Takeover::Cache => Box::pin({ tail }.call(req)),
         Takeover::Meter => Box::pin(s.meter.layer(tail).call(req)),

@@ -175,7 +175,7 @@ fn vtl_context_names(
 }
 
 /// A media type without parameters, lower-cased.
-pub(super) fn media_type(v: &str) -> String {
+pub(crate) fn media_type(v: &str) -> String {
     v.split(';')
         .next()
         .unwrap_or("")

@@ -36,7 +36,7 @@ pub(super) fn parse_json_body(
 
 /// Why a JSON body cannot be mapped.
 #[derive(Debug)]
-pub(super) enum BodyJsonError {
+pub(crate) enum BodyJsonError {
     /// It does not parse.
     Syntax(serde_json::Error),
     /// It holds more values than a render may hold parsed.
@@ -57,7 +57,7 @@ impl fmt::Display for BodyJsonError {
 /// Parses a JSON body whose values, parsed, fit in 4 times `limit`
 /// (`max_output`): each takes about 48 bytes, so the values are counted
 /// first, without building them.
-pub(super) fn parse_bounded(body: &[u8], limit: usize) -> Result<serde_json::Value, BodyJsonError> {
+pub(crate) fn parse_bounded(body: &[u8], limit: usize) -> Result<serde_json::Value, BodyJsonError> {
     // Every value takes at least a byte of text: a body this short cannot
     // hold too many, and is parsed once.
     if body.len().saturating_mul(48) > limit.saturating_mul(4) {

@@ -157,13 +157,14 @@ mod binary;
 mod bound;
 mod compile;
 mod config;
-mod json;
+pub(crate) mod json;
 mod layer;
 mod params;
 mod run;
 mod template;
 
 pub use binary::{BinaryMediaTypes, ContentHandling};
+pub(crate) use compile::media_type as media_type_of;
 pub use compile::{CompiledMapping, MappingError, MappingIssue, MappingLimits};
 pub(crate) use config::MappingCompiler;
 pub use config::{

@@ -177,6 +177,11 @@ pub fn import_into(
         config.settings.minimum_compression_size = new.settings.minimum_compression_size;
     }
     config.authorizers.extend(new.authorizers);
+    config.models.extend(new.models);
+    config.validators.extend(new.validators);
+    if new.settings.request_validator.is_some() {
+        config.settings.request_validator = new.settings.request_validator;
+    }
     if options.fail_on_warnings && !warnings.is_empty() {
         return Err(ImportError::Warnings(warnings));
     }
@@ -442,6 +447,11 @@ fn convert(
         }
     }
 
+    let mut models = document_models(&doc, v2, &mut w);
+    let validators = match root.get("x-amazon-apigateway-request-validators") {
+        Some(v) => request_validators(v, "x-amazon-apigateway-request-validators", &mut w),
+        None => Map::new(),
+    };
     let mut routes = Map::new();
     let mut methods = Map::new();
     let paths = root
@@ -490,13 +500,29 @@ fn convert(
             }
             declared.push(json!(method));
             let params = uri_params(&route);
-            let settings = operation(
+            let mut settings = operation(
                 op,
                 method,
                 &params,
                 &opath,
                 &schemes,
                 default_security.as_ref(),
+                &mut w,
+            );
+            let shape = RequestShape {
+                doc: &doc,
+                v2,
+                validators: &validators,
+                path_params: item.get("parameters"),
+                route_params: &params,
+            };
+            request_shape(
+                op,
+                &shape,
+                &format!("{method}{route}"),
+                &opath,
+                &mut settings,
+                &mut models,
                 &mut w,
             );
             if settings.as_object().is_some_and(|m| !m.is_empty()) {
@@ -532,6 +558,17 @@ fn convert(
                 );
             }
             "x-amazon-apigateway-api-key-source" => {}
+            "x-amazon-apigateway-request-validators" => {}
+            "x-amazon-apigateway-request-validator" => match value.as_str() {
+                Some(name) if validators.contains_key(name) => {
+                    settings.insert("request_validator".into(), json!(name));
+                }
+                Some(_) => w.push(
+                    &kpath,
+                    "names no validator of x-amazon-apigateway-request-validators; ignored",
+                ),
+                None => w.push(&kpath, "not a validator name; ignored"),
+            },
             "x-amazon-apigateway-cors" => w.push(
                 &kpath,
                 "belongs to HTTP APIs; a REST API import ignores it, as API Gateway does (configure `cors` instead)",
@@ -557,6 +594,14 @@ fn convert(
     }
     if !authorizers.is_empty() {
         config["authorizers"] = Value::Object(authorizers);
+    }
+    keep_compiling_models(&mut models, &mut w);
+    drop_missing_models(&mut config, &models, &mut w);
+    if !models.is_empty() {
+        config["models"] = Value::Object(models);
+    }
+    if !validators.is_empty() {
+        config["validators"] = Value::Object(validators);
     }
     if options.fail_on_warnings && !w.0.is_empty() {
         return Err(ImportError::Warnings(w.0));
@@ -622,10 +667,15 @@ fn operation(
     for key in op.keys() {
         match key.as_str() {
             "x-amazon-apigateway-integration" | "x-amazon-apigateway-auth" => {}
-            "x-amazon-apigateway-request-validator" => w.push(
-                &format!("{opath}.{}", seg(key)),
-                "request validators are not enforced yet; the request is not validated",
-            ),
+            "x-amazon-apigateway-request-validator" => match op[key].as_str() {
+                Some(name) => {
+                    s.insert("request_validator".into(), json!(name));
+                }
+                None => w.push(
+                    &format!("{opath}.{}", seg(key)),
+                    "not a validator name; ignored",
+                ),
+            },
             k if k.starts_with("x-amazon-apigateway") => w.push(
                 &format!("{opath}.{}", seg(key)),
                 "not supported yet; ignored",
@@ -1016,4 +1066,304 @@ fn mock_status(template: &str) -> Option<u16> {
     let rest = rest.trim_start_matches(|c: char| c == '"' || c == ':' || c.is_whitespace());
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok().filter(|s| (100..=599).contains(s))
+}
+
+/// The document's models: Swagger 2.0's `definitions` or OpenAPI 3's
+/// `components.schemas`, each a JSON Schema (API Gateway reads them as
+/// draft 4). A name that is not letters and digits is left out, with a
+/// warning (API Gateway's rule).
+fn document_models(doc: &Value, v2: bool, w: &mut Warnings) -> Map<String, Value> {
+    let (pointer, path) = if v2 {
+        ("/definitions", "definitions")
+    } else {
+        ("/components/schemas", "components.schemas")
+    };
+    let mut out = Map::new();
+    for (name, schema) in doc
+        .pointer(pointer)
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            w.push(
+                &format!("{path}.{}", seg(name)),
+                "a model name is letters and digits only (API Gateway's rule); left out",
+            );
+            continue;
+        }
+        out.insert(name.clone(), schema.clone());
+    }
+    out
+}
+
+/// Drops, with a warning each, the models that do not compile, until the
+/// rest do (a model may fail only because one it refers to was dropped).
+fn keep_compiling_models(models: &mut Map<String, Value>, w: &mut Warnings) {
+    for _ in 0..=models.len() {
+        let source: std::collections::BTreeMap<String, Value> =
+            models.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let Err(errors) = crate::validate::Models::compile(&source) else {
+            return;
+        };
+        let mut dropped = false;
+        for e in errors {
+            if e.model.is_empty() {
+                w.push("models", format!("{}; every model is left out", e.message));
+                models.clear();
+                return;
+            }
+            if models.remove(&e.model).is_some() {
+                dropped = true;
+                w.push(
+                    &format!("models.{}", seg(&e.model)),
+                    format!(
+                        "{}; left out, and no body is validated against it",
+                        e.message
+                    ),
+                );
+            }
+        }
+        if !dropped {
+            return;
+        }
+    }
+}
+
+/// `x-amazon-apigateway-request-validators`: each validator's two flags.
+fn request_validators(value: &Value, path: &str, w: &mut Warnings) -> Map<String, Value> {
+    let mut out = Map::new();
+    let Some(all) = value.as_object() else {
+        w.push(path, "not a map of validators; ignored");
+        return out;
+    };
+    for (name, v) in all {
+        let vpath = format!("{path}.{}", seg(name));
+        let flag = |key: &str, w: &mut Warnings| match v.get(key) {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                w.push(
+                    &format!("{vpath}.{key}"),
+                    "not true or false; read as false",
+                );
+                false
+            }
+        };
+        let body = flag("validateRequestBody", w);
+        let params = flag("validateRequestParameters", w);
+        out.insert(
+            name.clone(),
+            json!({ "validate_request_body": body, "validate_request_parameters": params }),
+        );
+    }
+    out
+}
+
+/// A method's `request_models` entry whose model is not among the
+/// document's (left out, or never declared) is dropped with a warning:
+/// bodies of that type are then not validated.
+fn drop_missing_models(config: &mut Value, models: &Map<String, Value>, w: &mut Warnings) {
+    let Some(stages) = config.get_mut("stages").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for stage in stages.values_mut() {
+        let Some(methods) = stage.get_mut("methods").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (key, m) in methods.iter_mut() {
+            let Some(by_type) = m.get_mut("request_models").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            by_type.retain(|media, model| {
+                let keep = model.as_str().is_some_and(|n| models.contains_key(n));
+                if !keep {
+                    w.push(
+                        &format!("(method {}) request model for {}", seg(key), seg(media)),
+                        "names no model the document declares (or one left out); its bodies are not validated",
+                    );
+                }
+                keep
+            });
+        }
+    }
+}
+
+/// What a method's request looks like, for its validator.
+struct RequestShape<'a> {
+    doc: &'a Value,
+    v2: bool,
+    /// The document's validators.
+    validators: &'a Map<String, Value>,
+    /// The path item's own `parameters` (shared by its operations).
+    path_params: Option<&'a Value>,
+    route_params: &'a [&'a str],
+}
+
+/// A `$ref` within the document, followed (at most 8 deep).
+fn follow<'a>(doc: &'a Value, mut v: &'a Value) -> Option<&'a Value> {
+    for _ in 0..8 {
+        match v.get("$ref").and_then(Value::as_str) {
+            Some(r) => v = doc.pointer(r.strip_prefix('#')?)?,
+            None => return Some(v),
+        }
+    }
+    None
+}
+
+/// The model name a schema refers to (`#/definitions/Pet`,
+/// `#/components/schemas/Pet`), or a new model for an inline schema.
+fn model_for(schema: &Value, inline_name: &str, models: &mut Map<String, Value>) -> String {
+    let named = schema.get("$ref").and_then(Value::as_str).and_then(|r| {
+        r.strip_prefix("#/definitions/")
+            .or_else(|| r.strip_prefix("#/components/schemas/"))
+    });
+    if let Some(name) = named
+        && schema.as_object().is_some_and(|m| m.len() == 1)
+    {
+        return name.to_owned();
+    }
+    let mut name: String = inline_name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    name.push_str("Body");
+    while models.contains_key(&name) {
+        name.push('X');
+    }
+    models.insert(name.clone(), schema.clone());
+    name
+}
+
+/// An operation's `parameters` (with its path item's) and its body's
+/// models, as `request_parameters` and `request_models`.
+fn request_shape(
+    op: &Value,
+    shape: &RequestShape<'_>,
+    inline_name: &str,
+    opath: &str,
+    settings: &mut Value,
+    models: &mut Map<String, Value>,
+    w: &mut Warnings,
+) {
+    // A validator the document does not declare: API Gateway refuses such
+    // an import; here the reference is dropped with a warning.
+    if let Some(s) = settings.as_object_mut()
+        && let Some(name) = s.get("request_validator").and_then(Value::as_str)
+        && !shape.validators.contains_key(name)
+    {
+        s.remove("request_validator");
+        w.push(
+            &format!("{opath}.x-amazon-apigateway-request-validator"),
+            "names no validator of x-amazon-apigateway-request-validators; ignored",
+        );
+    }
+    let mut params = Map::new();
+    let mut body_models = Map::new();
+    let lists = [
+        (
+            shape.path_params,
+            opath.rsplit_once('.').map_or(opath, |p| p.0).to_owned(),
+        ),
+        (op.get("parameters"), opath.to_owned()),
+    ];
+    for (list, base) in lists {
+        let Some(list) = list else { continue };
+        let Some(list) = list.as_array() else {
+            w.push(
+                &format!("{base}.parameters"),
+                "not a list of parameters; ignored",
+            );
+            continue;
+        };
+        for (i, p) in list.iter().enumerate() {
+            let ppath = format!("{base}.parameters[{i}]");
+            let Some(p) = follow(shape.doc, p) else {
+                w.push(
+                    &ppath,
+                    "a `$ref` that does not resolve in the document; ignored",
+                );
+                continue;
+            };
+            let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+            let required = p.get("required").and_then(Value::as_bool).unwrap_or(false);
+            let location = match p.get("in").and_then(Value::as_str) {
+                Some("path") => "path",
+                Some("query") => "querystring",
+                Some("header") => "header",
+                Some("body") if shape.v2 => {
+                    if let Some(schema) = p.get("schema") {
+                        let model = model_for(schema, inline_name, models);
+                        let types = op
+                            .get("consumes")
+                            .or_else(|| shape.doc.get("consumes"))
+                            .and_then(Value::as_array)
+                            .map(|l| {
+                                l.iter()
+                                    .filter_map(Value::as_str)
+                                    .map(str::to_owned)
+                                    .collect()
+                            })
+                            .unwrap_or_else(|| vec!["application/json".to_owned()]);
+                        for t in types {
+                            body_models.insert(t, json!(model));
+                        }
+                    }
+                    continue;
+                }
+                Some("formData") if shape.v2 => {
+                    w.push(&ppath, "form parameters are not validated; ignored");
+                    continue;
+                }
+                Some("cookie") => {
+                    w.push(&ppath, "cookie parameters are not validated; ignored");
+                    continue;
+                }
+                _ => {
+                    w.push(&ppath, "no `in` of path, query or header; ignored");
+                    continue;
+                }
+            };
+            if name.is_empty() {
+                w.push(&ppath, "a parameter without a name; ignored");
+                continue;
+            }
+            if location == "path" && !shape.route_params.contains(&name) {
+                w.push(&ppath, format!("the path has no `{{{name}}}`; ignored"));
+                continue;
+            }
+            if location == "header" && http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                w.push(&ppath, "not a valid header name; ignored");
+                continue;
+            }
+            params.insert(format!("method.request.{location}.{name}"), json!(required));
+        }
+    }
+    if !shape.v2
+        && let Some(body) = op.get("requestBody")
+    {
+        let bpath = format!("{opath}.requestBody");
+        match follow(shape.doc, body)
+            .and_then(|b| b.get("content"))
+            .and_then(Value::as_object)
+        {
+            Some(content) => {
+                for (media, m) in content {
+                    if let Some(schema) = m.get("schema") {
+                        body_models
+                            .insert(media.clone(), json!(model_for(schema, inline_name, models)));
+                    }
+                }
+            }
+            None => w.push(&bpath, "no `content` to read models from; ignored"),
+        }
+    }
+    if let Some(s) = settings.as_object_mut() {
+        if !params.is_empty() {
+            s.insert("request_parameters".into(), Value::Object(params));
+        }
+        if !body_models.is_empty() {
+            s.insert("request_models".into(), Value::Object(body_models));
+        }
+    }
 }

@@ -57,7 +57,20 @@
 //!   (its `identitySource` read, its implementation registered with
 //!   `GatewayBuilder::authorizer`);
 //! - `x-amazon-apigateway-binary-media-types` and
-//!   `x-amazon-apigateway-minimum-compression-size`, API-wide.
+//!   `x-amazon-apigateway-minimum-compression-size`, API-wide;
+//! - request validation ([`validate`](crate::validate)):
+//!   `x-amazon-apigateway-request-validators` as `validators`, the
+//!   document's `x-amazon-apigateway-request-validator` as the API's
+//!   default and each operation's as its own; `definitions` (Swagger 2.0)
+//!   or `components.schemas` (OpenAPI 3) as `models`, `$ref`s between them
+//!   kept; the operation's and its path item's `parameters` (path, query,
+//!   header; `$ref`s followed) as `request_parameters`; the body's schema
+//!   per media type (Swagger 2.0's `in: body` for each `consumes` type,
+//!   OpenAPI 3's `requestBody.content`) as `request_models`, an inline
+//!   schema becoming a model named after the method and path. A model that
+//!   does not compile (and the methods' references to it), a validator the
+//!   document does not declare, and cookie or form parameters are
+//!   warnings, left out.
 //!
 //! A method without `x-amazon-apigateway-integration` is served by the
 //! service the gateway wraps (tollgate's `integration: service`). As in
@@ -65,7 +78,7 @@
 //! stage of the config the document's methods.
 //!
 //! Everything else API Gateway would honour and tollgate does not yet
-//! (`aws` and `aws_proxy` integrations, VPC links, request validators,
+//! (`aws` and `aws_proxy` integrations, VPC links,
 //! gateway responses, resource policies, `x-amazon-apigateway-cors`, which
 //! belongs to HTTP APIs) is an [`ImportWarning`] with its JSON path, never
 //! a silent drop; `fail_on_warnings` makes any warning an error. The

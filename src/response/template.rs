@@ -36,6 +36,7 @@ pub(super) enum Ctx {
     ErrorMessage,
     ErrorMessageString,
     ErrorResponseType,
+    ErrorValidationErrorString,
 }
 
 /// Every `$context` name, as written.
@@ -54,6 +55,10 @@ pub(super) const CONTEXT_NAMES: &[(&str, Ctx)] = &[
     ("error.message", Ctx::ErrorMessage),
     ("error.messageString", Ctx::ErrorMessageString),
     ("error.responseType", Ctx::ErrorResponseType),
+    (
+        "error.validationErrorString",
+        Ctx::ErrorValidationErrorString,
+    ),
 ];
 
 /// Request headers a gateway response may not read: each carries a
@@ -278,6 +283,8 @@ impl std::fmt::Debug for ResponseFacts {
 pub(super) struct ErrorFacts<'a> {
     pub(super) kind: GatewayResponseKind,
     pub(super) message: &'a str,
+    /// What a request validator found (`$context.error.validationErrorString`).
+    pub(super) validation: &'a str,
 }
 
 impl ResponseFacts {
@@ -377,6 +384,7 @@ impl ResponseFacts {
                     out.push_str(&serde_json::to_string(error.message).unwrap_or_default());
                 }
                 Ctx::ErrorResponseType => out.push_str(error.kind.as_str()),
+                Ctx::ErrorValidationErrorString => out.push_str(error.validation),
             },
             Var::StageVariable(n) => {
                 out.push_str(stage.and_then(|e| e.stage_variable(n)).unwrap_or(""));
