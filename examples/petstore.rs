@@ -1,7 +1,7 @@
 //! The Pet Store API behind tollgate.
 //!
 //! ```text
-//! cargo run --release --example petstore [-- --config PATH --listen ADDR --bare --upstream URL --check --watch --openapi FILE --stage NAME]
+//! cargo run --release --example petstore [-- --config PATH --listen ADDR --bare --upstream URL --check --watch --openapi FILE --stage NAME --export oas30|swagger --yaml]
 //! ```
 //!
 //! Serves stages `dev` and `prod` at `/dev/...` and `/prod/...` with the
@@ -51,6 +51,37 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    // `--export oas30|swagger`: the stage (of the config, or of the import)
+    // as OpenAPI, and out.
+    if let Some(export_type) = opts.export {
+        let stage = opts.stage.as_deref().unwrap_or("prod");
+        let config =
+            petstore::load_config(&opts.config, opts.openapi.as_deref(), opts.stage.as_deref())
+                .unwrap_or_else(|e| {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                });
+        let mut options = tollgate::openapi::ExportOptions::default();
+        options.export_type = export_type;
+        options.host = opts.listen.to_string();
+        match tollgate::openapi::export(&config, stage, &options) {
+            Ok(exported) => {
+                for w in &exported.warnings {
+                    eprintln!("not exported: {w}");
+                }
+                if opts.yaml {
+                    print!("{}", exported.to_yaml());
+                } else {
+                    println!("{}", exported.to_json());
+                }
+                std::process::exit(0);
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+    }
     // `--openapi FILE`: an export imported into the config; with `--check`,
     // validated (every warning and error with its path) and out.
     if let Some(openapi) = &opts.openapi {

@@ -10,7 +10,11 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::json;
 use support::{json_of, send, serve_tcp};
-use tollgate::openapi::{BasePath, ImportError, ImportMode, ImportOptions, import, import_into};
+use tollgate::openapi::export as export_stage;
+use tollgate::openapi::{
+    BasePath, ExportOptions, ExportType, ImportError, ImportMode, ImportOptions, import,
+    import_into,
+};
 use tollgate::{Body, Config, Gateway};
 use tower::service_fn;
 
@@ -792,4 +796,183 @@ async fn the_petstore_export_validates_new_pets() {
     );
     let (status, _, body) = send(gw.service(inner()), post(r#"{"type":"cat","price":1}"#)).await;
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"inner"[..]));
+}
+
+/// A config with what an export carries: keys, a validator and models,
+/// required parameters, an HTTP integration with a path parameter and a
+/// VTL mapping, an http_proxy, a mock.
+fn exportable(host: &str) -> String {
+    format!(
+        r##"
+name: roundtrip
+routes:
+  /pets: [GET, POST]
+  /pets/{{petId}}: [GET]
+  /raw/{{id}}: [GET]
+  /ping: [GET]
+models:
+  Tag: {{ type: string, maxLength: 5 }}
+  NewPet:
+    type: object
+    required: [name]
+    properties: {{ name: {{ type: string }}, tag: {{ $ref: "#/definitions/Tag" }} }}
+validators:
+  all: {{ validate_request_body: true, validate_request_parameters: true }}
+settings: {{ request_validator: all }}
+stages:
+  prod:
+    settings: {{ api_key_required: true }}
+    methods:
+      /pets/GET:
+        request_parameters: {{ method.request.querystring.type: true }}
+        integration: {{ type: http, url: "http://{host}/store/pets" }}
+      /pets/POST:
+        request_models: {{ application/json: NewPet }}
+        integration: {{ type: http, url: "http://{host}/store/pets" }}
+      /pets/{{petId}}/GET:
+        integration: {{ type: http, url: "http://{host}/store/pets/{{petId}}" }}
+        mapping:
+          language: vtl
+          request: {{ set: {{ integration.request.header.x-trace: "'rt'" }} }}
+          responses:
+            - templates: {{ application/json: '{{"wrapped": $input.json(''$'')}}' }}
+      /raw/{{id}}/GET:
+        api_key_required: false
+        integration: {{ type: http, url: "http://{host}/raw/{{id}}", timeout_ms: 5000 }}
+      /ping/GET:
+        api_key_required: false
+        integration: {{ type: mock, status: 202, body: '{{"pong": true}}' }}
+plans:
+  basic: {{ stages: [prod] }}
+keys:
+  - {{ name: k, value: key-rt-0123456789abcdef, plans: [basic] }}
+"##
+    )
+}
+
+#[tokio::test]
+async fn import_of_export_serves_the_same_routes_and_responses() {
+    let up = upstream().await;
+    let original = Config::from_yaml_str(&exportable(&up.to_string())).unwrap();
+    for export_type in [ExportType::Oas30, ExportType::Swagger] {
+        let mut o = ExportOptions::default();
+        o.export_type = export_type;
+        let exported = export_stage(&original, "prod", &o).unwrap();
+        assert!(exported.warnings.is_empty(), "{:?}", exported.warnings);
+        // JSON and YAML say the same.
+        let yaml = exported.to_yaml();
+        let again = import_into(&original, &yaml, &options()).unwrap();
+        assert!(
+            again.warnings.is_empty(),
+            "{export_type:?}: {:?}",
+            again.warnings
+        );
+        let rebuilt = import_into(&original, &exported.to_json(), &options())
+            .unwrap()
+            .config;
+        assert_eq!(rebuilt.routes, original.routes, "{export_type:?}");
+        assert_eq!(rebuilt.models.len(), 2);
+        let key = "key-rt-0123456789abcdef";
+        let requests: Vec<(&str, &str, Option<&str>, &str)> = vec![
+            ("GET", "/prod/pets?type=dog", Some(key), ""),
+            ("GET", "/prod/pets", Some(key), ""),
+            ("GET", "/prod/pets?type=dog", None, ""),
+            (
+                "POST",
+                "/prod/pets",
+                Some(key),
+                r#"{"name":"Rex","tag":"ok"}"#,
+            ),
+            (
+                "POST",
+                "/prod/pets",
+                Some(key),
+                r#"{"name":"Rex","tag":"too long"}"#,
+            ),
+            ("GET", "/prod/pets/7", Some(key), ""),
+            ("GET", "/prod/raw/a%2Fb", None, ""),
+            ("GET", "/prod/ping", None, ""),
+            ("GET", "/prod/nothing", None, ""),
+        ];
+        for (method, uri, key, body) in requests {
+            let req = || {
+                let mut r = Request::builder().method(method).uri(uri);
+                if let Some(k) = key {
+                    r = r.header("x-api-key", k);
+                }
+                r.body(Body::from(body.to_owned())).unwrap()
+            };
+            let a = send(
+                Gateway::new(original.clone()).unwrap().service(inner()),
+                req(),
+            )
+            .await;
+            let b = send(
+                Gateway::new(rebuilt.clone()).unwrap().service(inner()),
+                req(),
+            )
+            .await;
+            assert_eq!(a.0, b.0, "{export_type:?} {method} {uri}");
+            assert_eq!(a.2, b.2, "{export_type:?} {method} {uri}");
+        }
+    }
+}
+
+#[test]
+fn an_export_describes_the_stage_in_api_gateways_shape() {
+    let original = Config::from_yaml_str(&exportable("127.0.0.1:9")).unwrap();
+    let mut o = ExportOptions::default();
+    o.version = "2026-12-01T00:00:00Z".into();
+    let doc = export_stage(&original, "prod", &o).unwrap().document;
+    assert_eq!(doc["openapi"], "3.0.1");
+    assert_eq!(doc["info"]["version"], "2026-12-01T00:00:00Z");
+    assert_eq!(
+        doc["servers"][0]["variables"]["basePath"]["default"],
+        "/prod"
+    );
+    let get = &doc["paths"]["/pets"]["get"];
+    assert_eq!(get["security"], json!([{ "api_key": [] }]));
+    assert_eq!(
+        get["parameters"][0],
+        json!({"name": "type", "in": "query", "required": true, "schema": {"type": "string"}})
+    );
+    assert_eq!(
+        doc["paths"]["/pets"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/NewPet"
+    );
+    // A model's reference in this version's form.
+    assert_eq!(
+        doc["components"]["schemas"]["NewPet"]["properties"]["tag"]["$ref"],
+        "#/components/schemas/Tag"
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["api_key"]["in"],
+        "header"
+    );
+    assert_eq!(doc["x-amazon-apigateway-request-validator"], "all");
+    assert_eq!(
+        doc["paths"]["/ping"]["get"]["x-amazon-apigateway-integration"]["type"],
+        "mock"
+    );
+    assert_eq!(
+        doc["paths"]["/raw/{id}"]["get"]["x-amazon-apigateway-integration"]["type"],
+        "http_proxy"
+    );
+    // Without extensions: no x-amazon-apigateway-* anywhere.
+    o.extensions = false;
+    o.export_type = ExportType::Swagger;
+    let plain = export_stage(&original, "prod", &o).unwrap().document;
+    assert!(!plain.to_string().contains("x-amazon-apigateway"));
+    assert_eq!(plain["basePath"], "/prod");
+    assert_eq!(
+        plain["definitions"]["NewPet"]["properties"]["tag"]["$ref"],
+        "#/definitions/Tag"
+    );
+    // An unknown stage is an error naming it.
+    assert!(
+        export_stage(&original, "beta", &o)
+            .unwrap_err()
+            .to_string()
+            .contains("beta")
+    );
 }

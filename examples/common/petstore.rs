@@ -345,6 +345,29 @@ pub fn build_gateway_with(
     authorizers(builder).build()
 }
 
+/// The config at `config`, with the export at `openapi` imported into it
+/// when given (as [`build_openapi_gateway`] does).
+pub fn load_config(
+    config: &std::path::Path,
+    openapi: Option<&std::path::Path>,
+    stage: Option<&str>,
+) -> Result<tollgate::Config, String> {
+    let existing =
+        tollgate::Config::from_path(config).map_err(|e| format!("{}: {e}", config.display()))?;
+    let Some(openapi) = openapi else {
+        return Ok(existing);
+    };
+    let document =
+        std::fs::read_to_string(openapi).map_err(|e| format!("{}: {e}", openapi.display()))?;
+    let mut options = tollgate::openapi::ImportOptions::default();
+    if let Some(s) = stage {
+        options.stage = s.to_owned();
+    }
+    tollgate::openapi::import_into(&existing, &document, &options)
+        .map(|i| i.config)
+        .map_err(|e| format!("{}: {e}", openapi.display()))
+}
+
 /// The config at `config` with the API Gateway export at `openapi`
 /// imported into it (its routes and the stage's methods replaced; keys,
 /// plans and stage variables kept), as a gateway reporting to
@@ -674,10 +697,15 @@ pub struct Options {
     pub openapi: Option<PathBuf>,
     /// `--stage NAME`: the stage an imported API's methods go on.
     pub stage: Option<String>,
+    /// `--export oas30|swagger`: print the stage as OpenAPI and exit.
+    pub export: Option<tollgate::openapi::ExportType>,
+    /// `--yaml`: `--export` writes YAML.
+    pub yaml: bool,
 }
 
 impl Options {
-    pub const USAGE: &'static str = "usage: petstore [--config PATH] [--listen ADDR] [--bare] [--upstream URL]\n\
+    pub const USAGE: &'static str =
+        "usage: petstore [--config PATH] [--listen ADDR] [--bare] [--upstream URL]\n\
         \x20 --config PATH   gateway config (default examples/petstore.yaml)\n\
         \x20 --listen ADDR   address to listen on (default 127.0.0.1:8080)\n\
         \x20 --bare          serve the pet store with no gateway in front (for benchmarks)\n\
@@ -696,7 +724,15 @@ impl Options {
         \x20                 into the config (its routes and methods replace the\n\
         \x20                 config's; keys, plans and stage variables stay); every\n\
         \x20                 part not honoured is printed with its path\n\
-        \x20 --stage NAME    the stage the imported methods go on (default prod)";
+        \x20 --stage NAME    the stage the imported methods go on (default prod), and
+\
+        \x20                 the stage --export writes
+\
+        \x20 --export TYPE   print the stage as OpenAPI (`oas30` or `swagger`) with API
+\
+        \x20                 Gateway's extensions, JSON (YAML with --yaml), and exit
+\
+        \x20 --yaml          --export writes YAML";
 
     pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
         let mut opts = Self {
@@ -714,6 +750,8 @@ impl Options {
             watch: false,
             openapi: None,
             stage: None,
+            export: None,
+            yaml: false,
         };
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -741,6 +779,14 @@ impl Options {
                     opts.openapi = Some(args.next().ok_or("--openapi needs a file")?.into());
                 }
                 "--stage" => opts.stage = Some(args.next().ok_or("--stage needs a name")?),
+                "--export" => {
+                    opts.export = Some(match args.next().as_deref() {
+                        Some("oas30") => tollgate::openapi::ExportType::Oas30,
+                        Some("swagger") => tollgate::openapi::ExportType::Swagger,
+                        _ => return Err("--export needs `oas30` or `swagger`".to_owned()),
+                    });
+                }
+                "--yaml" => opts.yaml = true,
                 "-h" | "--help" => return Err(Self::USAGE.to_owned()),
                 other => return Err(format!("unknown argument `{other}`\n{}", Self::USAGE)),
             }

@@ -106,5 +106,6 @@ pub use self::lifecycle::{
     DirDeploymentStore, DomainName, InMemoryDeploymentStore, Lifecycle, LifecycleError,
     LifecycleErrorKind, LifecycleService, Reloaded, Stage, StageChange, Sticky,
 };
+pub(crate) use self::resolve::{StageMethod, stage_methods as resolve_stage_methods};
 pub use self::service::{GatewayService, ResponseFuture};
 pub use crate::config::{ConfigError, ConfigErrorKind, ConfigIssue};

@@ -372,3 +372,66 @@ impl PlanSource for Mutex<Config> {
         self.lock().unwrap_or_else(|e| e.into_inner()).plans.clone()
     }
 }
+
+/// One method of one stage with its settings merged across the layers
+/// (what an OpenAPI export describes).
+pub(crate) struct StageMethod {
+    /// The resource path template (`/pets/{petId}`).
+    pub(crate) resource: Arc<str>,
+    /// Its path parameters, in order.
+    pub(crate) params: Arc<[Box<str>]>,
+    /// The method; `None` is `ANY`.
+    pub(crate) method: Option<http::Method>,
+    /// The fields an export reads, merged as a request sees them.
+    pub(crate) settings: MethodSettingsConfig,
+}
+
+/// Every method of `stage` in `config` (checked whole first), in route
+/// order.
+pub(crate) fn stage_methods(config: &Config, stage: &str) -> Result<Vec<StageMethod>, ConfigError> {
+    resolve(config)?;
+    let mut issues = Issues::default();
+    let root = PathBuf::root();
+    let Some(stage_config) = config.stages.get(stage) else {
+        issues.push(
+            &root.field("stages"),
+            format!("no stage is named `{}`", stage.escape_debug()),
+        );
+        return Err(ConfigError::new(ConfigErrorKind::Invalid, issues.0));
+    };
+    let route_defs = routes::resolve_routes(&config.routes, &root.field("routes"), &mut issues);
+    let route_index = routes::index(&route_defs);
+    let overlay = Overlay::new(
+        &config.settings,
+        stage_config,
+        &root.field("stages").field(stage),
+        &route_defs,
+        &route_index,
+        &mut issues,
+        |_, _, _, _| {},
+    );
+    let mut out = Vec::new();
+    for (ri, route) in route_defs.iter().enumerate() {
+        for method in &route.methods {
+            let (layers, _) = overlay.layers(ri, method);
+            let s = MethodSettingsConfig {
+                api_key_required: Merged::of(&layers, |l| l.api_key_required.as_ref()).value,
+                authorization: Merged::of(&layers, |l| l.authorization.as_ref()).value,
+                authorizer: Merged::of(&layers, |l| l.authorizer.as_ref()).value,
+                integration: Merged::of(&layers, |l| l.integration.as_ref()).value,
+                mapping: Merged::of(&layers, |l| l.mapping.as_ref()).value,
+                request_validator: Merged::of(&layers, |l| l.request_validator.as_ref()).value,
+                request_parameters: Merged::of(&layers, |l| l.request_parameters.as_ref()).value,
+                request_models: Merged::of(&layers, |l| l.request_models.as_ref()).value,
+                ..MethodSettingsConfig::default()
+            };
+            out.push(StageMethod {
+                resource: route.template.clone(),
+                params: route.params.clone(),
+                method: method.clone(),
+                settings: s,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,4 +1,4 @@
-//! OpenAPI import: an API Gateway export (OpenAPI 3.0 or Swagger 2.0, JSON
+//! OpenAPI import and export: an API Gateway export (OpenAPI 3.0 or Swagger 2.0, JSON
 //! or YAML, with its `x-amazon-apigateway-*` extensions) read into a
 //! [`Config`](crate::Config), as API Gateway's import does it
 //! (api-gateway-import-api.md).
@@ -84,8 +84,35 @@
 //! a silent drop; `fail_on_warnings` makes any warning an error. The
 //! method then keeps serving through the service the gateway wraps.
 
+//! # Export
+//!
+//! [`export`] writes one stage of a config as OpenAPI 3.0.1 or Swagger 2.0
+//! ([`ExportOptions`]), with or without API Gateway's extensions; the
+//! README's "OpenAPI import" section lists what is written and what is a
+//! [`ExportWarning`]. Imported back with [`import_into`], an export serves
+//! the same routes with the same responses (`tests/openapi.rs`).
+//!
+//! ```
+//! use tollgate::Config;
+//! use tollgate::openapi::{export, ExportOptions, ExportType};
+//!
+//! let config = Config::from_yaml_str(r#"
+//! routes: { /ping: [GET] }
+//! stages:
+//!   prod: { methods: { /ping/GET: { integration: { type: mock, status: 200, body: '{"pong": true}' } } } }
+//! "#).unwrap();
+//! let mut options = ExportOptions::default();
+//! options.export_type = ExportType::Swagger;
+//! let exported = export(&config, "prod", &options).unwrap();
+//! assert_eq!(exported.document["basePath"], "/prod");
+//! assert_eq!(exported.document["paths"]["/ping"]["get"]["x-amazon-apigateway-integration"]["type"], "mock");
+//! assert!(exported.to_yaml().starts_with("swagger:"));
+//! ```
+
+mod export;
 mod import;
 
+pub use export::{ExportOptions, ExportType, ExportWarning, Exported, export};
 pub use import::{
     BasePath, ImportError, ImportMode, ImportOptions, ImportWarning, Imported, import, import_into,
 };
