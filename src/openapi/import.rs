@@ -178,6 +178,9 @@ pub fn import_into(
     }
     config.authorizers.extend(new.authorizers);
     config.models.extend(new.models);
+    if config.sigv4.is_none() {
+        config.sigv4 = new.sigv4;
+    }
     config.validators.extend(new.validators);
     if new.settings.request_validator.is_some() {
         config.settings.request_validator = new.settings.request_validator;
@@ -534,6 +537,7 @@ fn convert(
         }
     }
 
+    shared_cache_namespaces(&paths, &mut w);
     let mut settings = Map::new();
     for (key, value) in root {
         let kpath = seg(key);
@@ -594,6 +598,21 @@ fn convert(
     }
     if !authorizers.is_empty() {
         config["authorizers"] = Value::Object(authorizers);
+    }
+    // SigV4 needs a credential scope: the region of the document's
+    // execute-api host, else us-east-1 (a warning).
+    let sigv4 = methods
+        .values()
+        .any(|m| m.get("authorization").and_then(Value::as_str) == Some("sigv4"));
+    if sigv4 {
+        let region = document_region(&doc).unwrap_or_else(|| {
+            w.push(
+                "(sigv4)",
+                "the document names no execute-api host to take the region from; `sigv4.region` is us-east-1 (set it in the config)",
+            );
+            "us-east-1".to_owned()
+        });
+        config["sigv4"] = json!({ "region": region });
     }
     keep_compiling_models(&mut models, &mut w);
     drop_missing_models(&mut config, &models, &mut w);
@@ -740,13 +759,7 @@ fn integration(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_ascii_lowercase();
-    for key in [
-        "connectionType",
-        "connectionId",
-        "credentials",
-        "tlsConfig",
-        "cacheNamespace",
-    ] {
+    for key in ["connectionType", "connectionId", "credentials", "tlsConfig"] {
         if let Some(v) = i.get(key) {
             if key == "connectionType" && v.as_str() == Some("INTERNET") {
                 continue;
@@ -754,11 +767,39 @@ fn integration(
             w.push(&format!("{ipath}.{key}"), "not supported; ignored");
         }
     }
-    if i.contains_key("cacheKeyParameters") {
-        w.push(
-            &format!("{ipath}.cacheKeyParameters"),
-            "cache keys come from the method's `cache.key` setting; ignored",
-        );
+    // Cache key parameters become the method's `cache.key` (caching itself
+    // is the stage's to enable, as in API Gateway).
+    if let Some(v) = i.get("cacheKeyParameters") {
+        let kpath = format!("{ipath}.cacheKeyParameters");
+        let mut keys = Vec::new();
+        for (n, p) in v.as_array().into_iter().flatten().enumerate() {
+            let key = p
+                .as_str()
+                .and_then(|p| p.strip_prefix("method.request."))
+                .and_then(|rest| {
+                    let (loc, name) = rest.split_once('.')?;
+                    let ok = match loc {
+                        "path" => route_params.contains(&name),
+                        "querystring" => !name.is_empty(),
+                        "header" => http::HeaderName::from_bytes(name.as_bytes()).is_ok(),
+                        _ => false,
+                    };
+                    ok.then(|| format!("{loc}.{name}"))
+                });
+            match key {
+                Some(k) => keys.push(k),
+                None => w.push(
+                    &format!("{kpath}[{n}]"),
+                    "not a path parameter of the route, a query parameter or a header of the method request; ignored",
+                ),
+            }
+        }
+        if !v.is_array() {
+            w.push(&kpath, "not a list of parameters; ignored");
+        }
+        if !keys.is_empty() {
+            s.insert("cache".into(), json!({ "key": keys }));
+        }
     }
     let mut mapping = Map::new();
     mapping.insert("language".into(), json!("vtl"));
@@ -820,6 +861,30 @@ fn integration(
                 );
                 return;
             };
+            // A `{name}` the request parameters fill from a path parameter
+            // of the route (`integration.request.path.id:
+            // method.request.path.petId`, as API Gateway's own pet store
+            // sample writes it) is that parameter.
+            let renamed;
+            let mut uri = uri;
+            if let Some(params) = i.get("requestParameters").and_then(Value::as_object) {
+                let mut u = uri.to_owned();
+                for (target, source) in params {
+                    let (Some(x), Some(y)) = (
+                        target.strip_prefix("integration.request.path."),
+                        source
+                            .as_str()
+                            .and_then(|s| s.strip_prefix("method.request.path.")),
+                    ) else {
+                        continue;
+                    };
+                    if x != y && route_params.contains(&y) && !route_params.contains(&x) {
+                        u = u.replace(&format!("{{{x}}}"), &format!("{{{y}}}"));
+                    }
+                }
+                renamed = u;
+                uri = &renamed;
+            }
             // A `{name}` in the uri must be a path parameter of the route:
             // tollgate fills the URL from the route's parameters (mapped or
             // not); one fed from elsewhere cannot be.
@@ -1366,4 +1431,60 @@ fn request_shape(
             s.insert("request_models".into(), Value::Object(body_models));
         }
     }
+}
+
+/// `cacheNamespace` groups methods that share cache entries in API
+/// Gateway. Each tollgate method keeps a cache of its own, which is what a
+/// namespace no other method names means; a namespace several methods
+/// share is a warning at each of them.
+fn shared_cache_namespaces(paths: &Map<String, Value>, w: &mut Warnings) {
+    let mut by_namespace: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (path, item) in paths {
+        for (key, op) in item.as_object().into_iter().flatten() {
+            if let Some(ns) = op
+                .pointer("/x-amazon-apigateway-integration/cacheNamespace")
+                .and_then(Value::as_str)
+            {
+                by_namespace.entry(ns).or_default().push(format!(
+                    "paths.{}.{}.x-amazon-apigateway-integration.cacheNamespace",
+                    seg(path),
+                    seg(key)
+                ));
+            }
+        }
+    }
+    for paths in by_namespace.into_values().filter(|p| p.len() > 1) {
+        for p in paths {
+            w.push(
+                &p,
+                "shared with other methods; each method's cache is its own here",
+            );
+        }
+    }
+}
+
+/// The region of the document's `https://ID.execute-api.REGION.amazonaws.com`
+/// host (`servers` or `host`), if it names one.
+fn document_region(doc: &Value) -> Option<String> {
+    let hosts = doc
+        .get("servers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.get("url").and_then(Value::as_str))
+        .chain(doc.get("host").and_then(Value::as_str));
+    for h in hosts {
+        let host = h.split_once("://").map_or(h, |(_, r)| r);
+        let host = host.split(['/', ':']).next().unwrap_or("");
+        if let Some(rest) = host.split_once(".execute-api.").map(|(_, r)| r)
+            && let Some(region) = rest.strip_suffix(".amazonaws.com")
+            && !region.is_empty()
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Some(region.to_owned());
+        }
+    }
+    None
 }

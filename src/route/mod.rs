@@ -85,7 +85,7 @@
 //!
 //! | field | default | bounds |
 //! |---|---|---|
-//! | `routes` | required | at least one; a path starts with `/` and has no trailing `/` or `//`; a segment is a literal (letters, digits, `-._~!$&'()*+,;=:@`), `{name}`, or `{name+}` as the last segment; parameter names are letters, digits and `_`, each once per path; two templates that match the same paths (`/a/{x}`, `/a/{y}`) conflict |
+//! | `routes` | required | at least one; a path starts with `/` and has no trailing `/` or `//`; a segment is a literal (letters, digits, `-._~!$&'()*+,;=:@`), `{name}`, or `{name+}` as the last segment; parameter names are letters, digits, `_` and `-`, each once per path; two templates that match the same paths (`/a/{x}`, `/a/{y}`) conflict |
 //! | `routes.PATH` | required | at least one of `GET POST PUT DELETE PATCH HEAD OPTIONS ANY`, each once |
 //! | `stages` | required | at least one; a name is 1 to 128 letters, digits, `-` or `_`; stages times route methods (the endpoints) at most 100,000 |
 //! | `stages.S.variables` | `{}` | names are letters, digits and `_`; values at most 512 characters, none a control character |

@@ -9,8 +9,12 @@ pub(crate) struct Template {
     pub(crate) matchit: String,
 }
 
+/// Letters, digits, `_` and `-` (API Gateway's own samples name a
+/// parameter `{stream-name}`).
 fn is_param_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Characters allowed in a literal segment: RFC 3986 `pchar` less `%`
@@ -53,7 +57,7 @@ pub(crate) fn parse(path: &str) -> Result<Template, Vec<String>> {
             };
             if !is_param_name(name) {
                 errors.push(format!(
-                    "`{seg}` is not a valid parameter (use `{{name}}` or `{{name+}}` with letters, digits and `_`)"
+                    "`{seg}` is not a valid parameter (use `{{name}}` or `{{name+}}` with letters, digits, `_` and `-`)"
                 ));
                 continue;
             }
