@@ -8,7 +8,7 @@ use std::convert::Infallible;
 
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::json;
+use serde_json::{Value, json};
 use support::{json_of, send, serve_tcp};
 use tollgate::openapi::export as export_stage;
 use tollgate::openapi::{
@@ -1083,5 +1083,116 @@ async fn the_developer_guides_http_apis_serve_what_they_say() {
         let v = json_of(&body);
         assert_eq!(v["uri"], upstream_uri, "{name}");
         assert_eq!(v["method"], "GET", "{name}");
+    }
+}
+
+/// Arbitrary JSON built from OpenAPI's and API Gateway's own words, so that
+/// the importer's paths are reached rather than refused at the top.
+fn openapi_like() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    const KEYS: &[&str] = &[
+        "/a",
+        "/a/{id}",
+        "/{proxy+}",
+        "get",
+        "post",
+        "x-amazon-apigateway-any-method",
+        "x-amazon-apigateway-integration",
+        "type",
+        "http",
+        "http_proxy",
+        "mock",
+        "uri",
+        "httpMethod",
+        "requestParameters",
+        "requestTemplates",
+        "responses",
+        "default",
+        "statusCode",
+        "responseParameters",
+        "responseTemplates",
+        "parameters",
+        "name",
+        "in",
+        "required",
+        "$ref",
+        "schema",
+        "requestBody",
+        "content",
+        "application/json",
+        "security",
+        "api_key",
+        "x-amazon-apigateway-request-validator",
+        "properties",
+        "cacheKeyParameters",
+        "cacheNamespace",
+        "passthroughBehavior",
+        "contentHandling",
+        "timeoutInMillis",
+        "items",
+        "definitions",
+        "Pet",
+    ];
+    const STRINGS: &[&str] = &[
+        "http://127.0.0.1:9/{id}",
+        "mock",
+        "http",
+        "method.request.path.id",
+        "integration.request.path.id",
+        "#/components/schemas/Pet",
+        "#/definitions/Pet",
+        "query",
+        "header",
+        "path",
+        "body",
+        "{\"statusCode\": 200}",
+        "$input.json('$')",
+        "all",
+        "",
+        "'literal'",
+        "x-y",
+        "200",
+        "4\\d\\d",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        proptest::sample::select(STRINGS).prop_map(|s| json!(s)),
+    ];
+    leaf.prop_recursive(5, 64, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map(proptest::sample::select(KEYS), inner, 0..5).prop_map(
+                |m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+            ),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 1024, ..Default::default() })]
+
+    /// Whatever the document, the importer answers (a config or an error),
+    /// the config builds or is refused, and its export is written: never a
+    /// panic.
+    #[test]
+    fn arbitrary_documents_never_panic_the_importer(
+        paths in openapi_like(),
+        components in openapi_like(),
+        v2 in proptest::prelude::any::<bool>(),
+    ) {
+        let doc = if v2 {
+            json!({ "swagger": "2.0", "info": { "title": "p", "version": "1" }, "paths": paths, "definitions": components })
+        } else {
+            json!({ "openapi": "3.0.1", "info": { "title": "p", "version": "1" }, "paths": paths, "components": { "schemas": components } })
+        };
+        for text in [doc.to_string(), serde_json::to_string_pretty(&doc).unwrap()] {
+            if let Ok(imported) = import(&text, &options()) {
+                if Gateway::new(imported.config.clone()).is_ok() {
+                    let _ = export_stage(&imported.config, "prod", &ExportOptions::default());
+                }
+            }
+        }
     }
 }

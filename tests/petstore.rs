@@ -888,3 +888,81 @@ async fn watch_serves_a_valid_edit_and_ignores_an_invalid_one() {
     assert!(reported.contains("not reloaded"), "{reported}");
     assert_eq!(petstore.stage_variables().await, "color=red");
 }
+
+/// A body with the per-request values (request ids) taken out.
+fn stable(body: &[u8]) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.retain(|k, _| !k.to_ascii_lowercase().contains("requestid"));
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
+    strip(&mut v);
+    v
+}
+
+#[tokio::test]
+async fn import_of_the_petstores_export_serves_the_same_responses() {
+    use tollgate::openapi::{ExportOptions, ExportType, ImportOptions, export, import_into};
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/petstore.yaml");
+    let original = tollgate::Config::from_path(path).unwrap();
+    for export_type in [ExportType::Oas30, ExportType::Swagger] {
+        let mut o = ExportOptions::default();
+        o.export_type = export_type;
+        let exported = export(&original, "prod", &o).unwrap();
+        assert!(exported.warnings.is_empty(), "{:?}", exported.warnings);
+        let rebuilt = import_into(&original, &exported.to_json(), &ImportOptions::default())
+            .unwrap()
+            .config;
+        let build = |c: &tollgate::Config| {
+            petstore::authorizers(tollgate::Gateway::builder(c.clone()))
+                .build()
+                .unwrap()
+        };
+        let (a, b) = (build(&original), build(&rebuilt));
+        let (sa, sb) = (petstore::PetStore::new(), petstore::PetStore::new());
+        let mut svc_a = petstore::gateway_service(&a, sa);
+        let mut svc_b = petstore::gateway_service(&b, sb);
+        let legacy = r#"{"animal": {"species": "cat", "cost": 99.5}}"#;
+        let requests: &[(Method, &str, bool, &str)] = &[
+            (Method::GET, "/prod/pets", true, ""),
+            (Method::GET, "/prod/pets?type=dog", true, ""),
+            (Method::GET, "/prod/pets/1", true, ""),
+            (Method::GET, "/prod/pets/99", true, ""),
+            (Method::GET, "/prod/pets/2/summary", true, ""),
+            (Method::PUT, "/prod/pets/1/legacy", true, legacy),
+            (Method::GET, "/prod/pets/1", true, ""),
+            (Method::DELETE, "/prod/pets/3", true, ""),
+            (Method::GET, "/prod/pets", false, ""),
+            (Method::GET, "/prod/cats", true, ""),
+        ];
+        for (method, uri, key, body) in requests {
+            let req = || {
+                let mut r = Request::builder()
+                    .method(method.clone())
+                    .uri(*uri)
+                    .header("content-type", "application/json");
+                if *key {
+                    r = r.header("x-api-key", DEMO_KEY);
+                }
+                r.body(tollgate::Body::from(body.to_string())).unwrap()
+            };
+            let ra = support::call(&mut svc_a, req()).await;
+            let rb = support::call(&mut svc_b, req()).await;
+            let (status_a, _, body_a) = support::read(ra).await;
+            let (status_b, _, body_b) = support::read(rb).await;
+            assert_eq!(status_a, status_b, "{export_type:?} {method} {uri}");
+            assert_eq!(
+                stable(&body_a),
+                stable(&body_b),
+                "{export_type:?} {method} {uri}"
+            );
+        }
+    }
+}

@@ -672,7 +672,9 @@ async fn redis_builder(
     Ok((authorizers(builder), redis))
 }
 
-fn authorizers(builder: tollgate::gateway::GatewayBuilder) -> tollgate::gateway::GatewayBuilder {
+pub fn authorizers(
+    builder: tollgate::gateway::GatewayBuilder,
+) -> tollgate::gateway::GatewayBuilder {
     builder.authorizer("bearer", |req: AuthorizerRequest| async move {
         Ok(match req.identity("header.Authorization") {
             Some("Bearer letmein") => Verdict::allow("demo-user").with_context("tier", "bronze"),

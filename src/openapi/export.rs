@@ -264,8 +264,23 @@ pub fn export(
             if let Some(v) = &s.request_validator {
                 op.insert("x-amazon-apigateway-request-validator".into(), json!(v));
             }
-            if let Some(i) = integration(m, method_name, &key, &mut warn) {
+            let mut lossy = false;
+            if let Some(i) = integration(m, method_name, &mut lossy) {
                 op.insert("x-amazon-apigateway-integration".into(), i);
+            }
+            // What API Gateway's extension cannot say (a mapping on the
+            // wrapped service, minijinja templates, `remove`, `rename`, a
+            // mock body VTL would misread) travels whole in tollgate's own.
+            if lossy && let Some(mapping) = &s.mapping {
+                op.insert(
+                    "x-tollgate-mapping".into(),
+                    serde_json::to_value(mapping).unwrap_or(Value::Null),
+                );
+            } else if lossy {
+                warn(
+                    &key,
+                    "the mock's body holds `$` or `#`, which a VTL template would read as code; left out",
+                );
             }
         }
         let op_key = match m.method.as_ref() {
@@ -422,22 +437,15 @@ fn aws_uri(url: &str) -> String {
 }
 
 /// The method's `x-amazon-apigateway-integration`, if it has one.
-fn integration(
-    m: &StageMethod,
-    method: &str,
-    key: &str,
-    warn: &mut dyn FnMut(&str, &str),
-) -> Option<Value> {
+/// `lossy` is set when the method's mapping (or mock body) says more than
+/// the extension can.
+fn integration(m: &StageMethod, method: &str, lossy: &mut bool) -> Option<Value> {
     let s = &m.settings;
     let mapping = s.mapping.as_ref();
-    let mut out = match s.integration.as_ref()? {
+    let service = IntegrationConfig::Service;
+    let mut out = match s.integration.as_ref().unwrap_or(&service) {
         IntegrationConfig::Service => {
-            if mapping.is_some() {
-                warn(
-                    key,
-                    "a mapping on the wrapped service has no API Gateway integration; left out",
-                );
-            }
+            *lossy |= mapping.is_some();
             return None;
         }
         IntegrationConfig::Http {
@@ -505,10 +513,7 @@ fn integration(
             }
             if !body.is_empty() {
                 if body.contains(['$', '#']) {
-                    warn(
-                        key,
-                        "the mock's body holds `$` or `#`, which a VTL template would read as code; left out",
-                    );
+                    *lossy = true;
                 } else {
                     response["responseTemplates"] = json!({ "application/json": body });
                 }
@@ -522,18 +527,13 @@ fn integration(
         }
     };
     if let Some(mapping) = mapping {
-        add_mapping(&mut out, mapping, key, warn);
+        add_mapping(&mut out, mapping, lossy);
     }
     Some(out)
 }
 
 /// A mapping's parameters, templates and integration responses.
-fn add_mapping(
-    out: &mut Value,
-    mapping: &MappingConfig,
-    key: &str,
-    warn: &mut dyn FnMut(&str, &str),
-) {
+fn add_mapping(out: &mut Value, mapping: &MappingConfig, lossy: &mut bool) {
     let vtl = mapping.language == Some(TemplateLanguage::Vtl);
     let r = &mapping.request;
     let mut params = out
@@ -545,10 +545,7 @@ fn add_mapping(
         params.insert(target.clone(), json!(source));
     }
     if !r.remove.is_empty() || !r.rename.is_empty() {
-        warn(
-            key,
-            "`remove` and `rename` have no API Gateway form; left out",
-        );
+        *lossy = true;
     }
     if !params.is_empty() {
         out["requestParameters"] = Value::Object(params);
@@ -557,7 +554,7 @@ fn add_mapping(
         if vtl {
             out["requestTemplates"] = json!(r.templates);
         } else {
-            warn(key, "minijinja request templates are not VTL; left out");
+            *lossy = true;
         }
     }
     out["passthroughBehavior"] = json!(match r.passthrough {
@@ -587,7 +584,7 @@ fn add_mapping(
             if vtl {
                 o.insert("responseTemplates".into(), json!(resp.templates));
             } else {
-                warn(key, "minijinja response templates are not VTL; left out");
+                *lossy = true;
             }
         }
         let k = resp

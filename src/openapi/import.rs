@@ -724,6 +724,19 @@ fn operation(
     if let Some(i) = op.get("x-amazon-apigateway-integration") {
         integration(i, &ipath, method, route_params, &mut s, w);
     }
+    // tollgate's own export carries a mapping API Gateway's extension
+    // cannot say whole (one on the wrapped service, minijinja templates):
+    // it replaces what the integration gave.
+    if let Some(m) = op.get("x-tollgate-mapping") {
+        if serde_json::from_value::<crate::mapping::MappingConfig>(m.clone()).is_ok() {
+            s.insert("mapping".into(), m.clone());
+        } else {
+            w.push(
+                &format!("{opath}.x-tollgate-mapping"),
+                "not a tollgate mapping; ignored",
+            );
+        }
+    }
     Value::Object(s)
 }
 

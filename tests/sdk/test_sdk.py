@@ -82,6 +82,12 @@ class GeneratedClient(unittest.TestCase):
                     check=True, capture_output=True, text=True, timeout=60,
                 ).stdout
                 cls.exports[(kind, fmt)] = json.loads(out) if fmt == "json" else yaml.safe_load(out)
+        # The example's own config (SigV4, a VTL and a minijinja mapping).
+        for kind in ("oas30", "swagger"):
+            out = subprocess.run(
+                [BIN, "--export", kind], check=True, capture_output=True, text=True, timeout=60,
+            ).stdout
+            cls.exports[(kind, "config")] = json.loads(out)
         spec = os.path.join(cls.tmp.name, "export.json")
         with open(spec, "w") as f:
             json.dump(cls.exports[("oas30", "json")], f)
@@ -107,7 +113,8 @@ class GeneratedClient(unittest.TestCase):
         for (kind, fmt), doc in self.exports.items():
             with self.subTest(kind=kind, fmt=fmt):
                 validate(doc)
-                self.assertEqual(doc, self.exports[(kind, "json")])
+                if fmt == "yaml":
+                    self.assertEqual(doc, self.exports[(kind, "json")])
 
     def client(self, key=KEY):
         headers = {"x-api-key": key} if key else {}
