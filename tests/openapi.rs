@@ -1188,10 +1188,10 @@ proptest::proptest! {
             json!({ "openapi": "3.0.1", "info": { "title": "p", "version": "1" }, "paths": paths, "components": { "schemas": components } })
         };
         for text in [doc.to_string(), serde_json::to_string_pretty(&doc).unwrap()] {
-            if let Ok(imported) = import(&text, &options()) {
-                if Gateway::new(imported.config.clone()).is_ok() {
-                    let _ = export_stage(&imported.config, "prod", &ExportOptions::default());
-                }
+            if let Ok(imported) = import(&text, &options())
+                && Gateway::new(imported.config.clone()).is_ok()
+            {
+                let _ = export_stage(&imported.config, "prod", &ExportOptions::default());
             }
         }
     }
