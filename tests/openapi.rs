@@ -1196,3 +1196,135 @@ proptest::proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn gateway_responses_are_imported_and_exported() {
+    let doc = r#"{
+      "openapi": "3.0.1", "info": {"title": "g", "version": "1"},
+      "paths": {"/a": {"get": {"security": [{"api_key": []}]}}},
+      "components": {"securitySchemes": {"api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}}},
+      "x-amazon-apigateway-gateway-responses": {
+        "DEFAULT_4XX": {
+          "responseParameters": {"gatewayresponse.header.Access-Control-Allow-Origin": "'domain.com'"},
+          "responseTemplates": {"application/json": "{\"message\": \"test 4xx\"}"}
+        },
+        "INVALID_API_KEY": {
+          "statusCode": "429",
+          "responseTemplates": {"application/json": "{\"message\": \"test forbidden\"}"}
+        },
+        "WAF_FILTERED": {"statusCode": "403"}
+      }
+    }"#;
+    let imported = import(doc, &options()).unwrap();
+    let paths: Vec<&str> = imported.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["x-amazon-apigateway-gateway-responses.WAF_FILTERED"]
+    );
+    let config = imported.config;
+    let serve = |c: &Config, req: Request<Body>| {
+        let gw = Gateway::new(c.clone()).unwrap();
+        send(gw.service(inner()), req)
+    };
+    // The example of x-amazon-apigateway-gateway-responses' page, served.
+    let (status, headers, body) = serve(
+        &config,
+        Request::get("/prod/a").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(json_of(&body), json!({"message": "test forbidden"}));
+    assert_eq!(headers["access-control-allow-origin"], "domain.com");
+    let (status, headers, body) = serve(
+        &config,
+        Request::get("/prod/b").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(json_of(&body), json!({"message": "test 4xx"}));
+    assert_eq!(headers["access-control-allow-origin"], "domain.com");
+    // Exported and imported again: the same answers.
+    let exported = export_stage(&config, "prod", &ExportOptions::default()).unwrap();
+    let again = import(&exported.to_json(), &options()).unwrap().config;
+    assert_eq!(again.responses, config.responses);
+}
+
+#[tokio::test]
+async fn a_resource_policy_on_source_addresses_is_enforced() {
+    use std::net::{IpAddr, SocketAddr};
+    use tollgate::throttle::ClientAddr;
+    let with_policy = |policy: Value| {
+        json!({
+            "openapi": "3.0.1", "info": {"title": "p", "version": "1"},
+            "paths": {"/a": {"get": {}}},
+            "x-amazon-apigateway-policy": policy,
+        })
+        .to_string()
+    };
+    let from = |ip: &str| {
+        let mut r = Request::get("/prod/a").body(Body::empty()).unwrap();
+        let ip: IpAddr = ip.parse().unwrap();
+        r.extensions_mut()
+            .insert(ClientAddr(SocketAddr::new(ip, 40000)));
+        r
+    };
+    let all = |effect: &str, condition: Option<Value>| {
+        let mut st = json!({"Effect": effect, "Principal": "*", "Action": "execute-api:Invoke", "Resource": ["execute-api:/*"]});
+        if let Some(c) = condition {
+            st["Condition"] = c;
+        }
+        st
+    };
+    // openapi-extensions-policy.md's example: everyone but 192.0.2.0/24.
+    let example = json!({"Version": "2012-10-17", "Statement": [
+        all("Allow", None),
+        all("Deny", Some(json!({"IpAddress": {"aws:SourceIp": "192.0.2.0/24"}}))),
+    ]});
+    // Only 198.51.100.0/24 (a NotIpAddress deny).
+    let only = json!({"Statement": [
+        all("Allow", None),
+        all("Deny", Some(json!({"NotIpAddress": {"aws:SourceIp": ["198.51.100.0/24"]}}))),
+    ]});
+    for (policy, inside, outside) in [
+        (example, "198.51.100.7", "192.0.2.9"),
+        (only, "198.51.100.7", "203.0.113.1"),
+    ] {
+        let imported = import(&with_policy(policy), &options()).unwrap();
+        assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+        let config = imported.config;
+        for c in [config.clone(), {
+            // Exported and imported again: the same policy.
+            let e = export_stage(&config, "prod", &ExportOptions::default()).unwrap();
+            import(&e.to_json(), &options()).unwrap().config
+        }] {
+            let gw = Gateway::new(c).unwrap();
+            assert_eq!(
+                send(gw.service(inner()), from(inside)).await.0,
+                StatusCode::OK
+            );
+            let (status, headers, _) = send(gw.service(inner()), from(outside)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            assert_eq!(support::error_type(&headers), "RESOURCE_POLICY_DENIED");
+        }
+    }
+    // A deny that cannot be read (one principal) refuses the document; an
+    // allow that cannot be read is a warning, and nobody else is allowed.
+    let odd = json!({"Statement": [
+        all("Allow", None),
+        {"Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "execute-api:Invoke", "Resource": "execute-api:/*"},
+    ]});
+    assert!(matches!(
+        import(&with_policy(odd), &options()),
+        Err(ImportError::Document(_))
+    ));
+    let narrow = json!({"Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "execute-api:Invoke", "Resource": "execute-api:/GET/a"},
+    ]});
+    let imported = import(&with_policy(narrow), &options()).unwrap();
+    assert_eq!(imported.warnings.len(), 2, "{:?}", imported.warnings);
+    let gw = Gateway::new(imported.config).unwrap();
+    assert_eq!(
+        send(gw.service(inner()), from("198.51.100.7")).await.0,
+        StatusCode::FORBIDDEN
+    );
+}

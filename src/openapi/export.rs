@@ -374,6 +374,63 @@ pub fn export(
             doc["x-amazon-apigateway-minimum-compression-size"] = json!(n);
         }
         doc["x-amazon-apigateway-api-key-source"] = json!("HEADER");
+        if let Some(p) = &api.policy {
+            let statement = |effect: &str, ips: Option<&Vec<String>>| {
+                let mut st = json!({
+                    "Effect": effect,
+                    "Principal": "*",
+                    "Action": "execute-api:Invoke",
+                    "Resource": ["execute-api:/*"],
+                });
+                if let Some(ips) = ips {
+                    st["Condition"] = json!({ "IpAddress": { "aws:SourceIp": ips } });
+                }
+                st
+            };
+            let mut statements = vec![statement(
+                "Allow",
+                (!p.allow.is_empty()).then_some(&p.allow),
+            )];
+            if !p.deny.is_empty() {
+                statements.push(statement("Deny", Some(&p.deny)));
+            }
+            doc["x-amazon-apigateway-policy"] =
+                json!({ "Version": "2012-10-17", "Statement": statements });
+        }
+        if !config.responses.is_empty() {
+            let all: Map<String, Value> = config
+                .responses
+                .iter()
+                .map(|(kind, r)| {
+                    let mut o = Map::new();
+                    if let Some(n) = r.status {
+                        o.insert("statusCode".into(), json!(n.to_string()));
+                    }
+                    if !r.headers.is_empty() {
+                        let p: Map<String, Value> = r
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (format!("gatewayresponse.header.{k}"), json!(v)))
+                            .collect();
+                        o.insert("responseParameters".into(), Value::Object(p));
+                    }
+                    let mut templates = r.templates.clone();
+                    if let Some(m) = &r.message
+                        && templates.is_empty()
+                    {
+                        templates.insert(
+                            "application/json".into(),
+                            serde_json::to_string(&json!({ "message": m })).unwrap_or_default(),
+                        );
+                    }
+                    if !templates.is_empty() {
+                        o.insert("responseTemplates".into(), json!(templates));
+                    }
+                    (kind.clone(), Value::Object(o))
+                })
+                .collect();
+            doc["x-amazon-apigateway-gateway-responses"] = Value::Object(all);
+        }
     }
     Ok(Exported {
         document: doc,

@@ -182,6 +182,7 @@ pub fn import_into(
         config.sigv4 = new.sigv4;
     }
     config.validators.extend(new.validators);
+    config.responses.extend(new.responses);
     if new.settings.request_validator.is_some() {
         config.settings.request_validator = new.settings.request_validator;
     }
@@ -539,6 +540,7 @@ fn convert(
 
     shared_cache_namespaces(&paths, &mut w);
     let mut settings = Map::new();
+    let mut responses = Map::new();
     for (key, value) in root {
         let kpath = seg(key);
         match key.as_str() {
@@ -563,6 +565,16 @@ fn convert(
             }
             "x-amazon-apigateway-api-key-source" => {}
             "x-amazon-apigateway-request-validators" => {}
+            "x-amazon-apigateway-policy" => match resource_policy(value, &kpath, &mut w) {
+                Ok(Some(policy)) => {
+                    settings.insert("policy".into(), policy);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(e),
+            },
+            "x-amazon-apigateway-gateway-responses" => {
+                gateway_responses(value, &kpath, &mut responses, &mut w);
+            }
             "x-amazon-apigateway-request-validator" => match value.as_str() {
                 Some(name) if validators.contains_key(name) => {
                     settings.insert("request_validator".into(), json!(name));
@@ -621,6 +633,9 @@ fn convert(
     }
     if !validators.is_empty() {
         config["validators"] = Value::Object(validators);
+    }
+    if !responses.is_empty() {
+        config["responses"] = Value::Object(responses);
     }
     if options.fail_on_warnings && !w.0.is_empty() {
         return Err(ImportError::Warnings(w.0));
@@ -1500,4 +1515,190 @@ fn document_region(doc: &Value) -> Option<String> {
         }
     }
     None
+}
+
+/// `x-amazon-apigateway-gateway-responses`: each response type's status,
+/// `gatewayresponse.header.*` parameters and templates, as the config's
+/// `responses`. A type tollgate does not answer is a warning.
+fn gateway_responses(value: &Value, path: &str, out: &mut Map<String, Value>, w: &mut Warnings) {
+    let Some(all) = value.as_object() else {
+        w.push(path, "not a map of gateway responses; ignored");
+        return;
+    };
+    for (kind, r) in all {
+        let rpath = format!("{path}.{}", seg(kind));
+        if kind.parse::<crate::GatewayResponseKind>().is_err() {
+            w.push(&rpath, "a response type tollgate does not answer; ignored");
+            continue;
+        }
+        let Some(r) = r.as_object() else {
+            w.push(&rpath, "not a gateway response; ignored");
+            continue;
+        };
+        let mut o = Map::new();
+        match r.get("statusCode") {
+            None => {}
+            Some(v) => match v
+                .as_str()
+                .and_then(|s| s.parse::<u16>().ok())
+                .or_else(|| v.as_u64().and_then(|n| u16::try_from(n).ok()))
+                .filter(|n| (100..=599).contains(n))
+            {
+                Some(n) => {
+                    o.insert("status".into(), json!(n));
+                }
+                None => w.push(
+                    &format!("{rpath}.statusCode"),
+                    "not a status (100 to 599); the default is kept",
+                ),
+            },
+        }
+        let mut headers = Map::new();
+        for (k, v) in r
+            .get("responseParameters")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            match (k.strip_prefix("gatewayresponse.header."), v.as_str()) {
+                (Some(name), Some(v)) if http::HeaderName::from_bytes(name.as_bytes()).is_ok() => {
+                    headers.insert(name.to_owned(), json!(v));
+                }
+                _ => w.push(
+                    &format!("{rpath}.responseParameters.{}", seg(k)),
+                    "not a `gatewayresponse.header.NAME` with a string source; ignored",
+                ),
+            }
+        }
+        if !headers.is_empty() {
+            o.insert("headers".into(), Value::Object(headers));
+        }
+        if let Some(t) = r.get("responseTemplates") {
+            match t.as_object().filter(|m| m.values().all(Value::is_string)) {
+                Some(m) => {
+                    o.insert("templates".into(), Value::Object(m.clone()));
+                }
+                None => w.push(
+                    &format!("{rpath}.responseTemplates"),
+                    "not a map of templates; ignored",
+                ),
+            }
+        }
+        out.insert(kind.clone(), Value::Object(o));
+    }
+}
+
+/// `x-amazon-apigateway-policy`, a resource policy, as the API-wide
+/// `policy` on source addresses (openapi-extensions-policy.md,
+/// apigateway-resource-policies-examples.md). Read: statements for every
+/// principal (`*`) on `execute-api:Invoke` over the whole API
+/// (`execute-api:/*`, or an ARN ending `/*`), unconditional or with an
+/// `IpAddress` / `NotIpAddress` condition on `aws:SourceIp`. As in IAM, an
+/// explicit deny wins and, without any allow, everything is denied. An
+/// allow statement that cannot be read is left out with a warning (that
+/// only narrows who may call); a deny that cannot be read refuses the
+/// document, since leaving it out would open the API.
+fn resource_policy(
+    value: &Value,
+    path: &str,
+    w: &mut Warnings,
+) -> Result<Option<Value>, ImportError> {
+    let refuse = |m: String| Err(ImportError::Document(format!("{path}: {m}")));
+    let statements = match value.get("Statement") {
+        Some(Value::Array(l)) => l.clone(),
+        Some(o @ Value::Object(_)) => vec![o.clone()],
+        _ => return refuse("no `Statement` to read".into()),
+    };
+    let strings = |v: Option<&Value>| -> Option<Vec<String>> {
+        match v? {
+            Value::String(s) => Some(vec![s.clone()]),
+            Value::Array(l) => l.iter().map(|x| x.as_str().map(str::to_owned)).collect(),
+            _ => None,
+        }
+    };
+    let (mut allow_all, mut allow_ips, mut deny_ips, mut only_ips) =
+        (false, Vec::new(), Vec::new(), Vec::new());
+    for (i, st) in statements.iter().enumerate() {
+        let spath = format!("{path}.Statement[{i}]");
+        let effect = st.get("Effect").and_then(Value::as_str).unwrap_or("");
+        let everyone = match st.get("Principal") {
+            Some(Value::String(p)) => p == "*",
+            Some(Value::Object(m)) => m.get("AWS").and_then(Value::as_str) == Some("*"),
+            _ => false,
+        };
+        let invoke = strings(st.get("Action")).is_some_and(|a| {
+            a.iter()
+                .any(|a| a == "execute-api:Invoke" || a == "execute-api:*" || a == "*")
+        });
+        let whole = strings(st.get("Resource")).is_some_and(|r| {
+            r.iter().any(|r| {
+                r == "*"
+                    || r == "execute-api:/*"
+                    || (r.starts_with("arn:") && r.ends_with("/*") && r.matches('/').count() == 1)
+            })
+        });
+        // The condition: none, or one IpAddress / NotIpAddress on aws:SourceIp.
+        let condition = match st.get("Condition") {
+            None => Some(None),
+            Some(Value::Object(c)) if c.len() == 1 => c.iter().next().and_then(|(op, v)| {
+                let m = v.as_object().filter(|m| m.len() == 1)?;
+                let (key, ips) = m.iter().next()?;
+                if !key.eq_ignore_ascii_case("aws:SourceIp") {
+                    return None;
+                }
+                let ips = strings(Some(ips))?;
+                let ok = ips.iter().all(|ip| {
+                    ip.parse::<ipnet::IpNet>().is_ok() || ip.parse::<std::net::IpAddr>().is_ok()
+                });
+                match op.as_str() {
+                    "IpAddress" if ok => Some(Some((true, ips))),
+                    "NotIpAddress" if ok => Some(Some((false, ips))),
+                    _ => None,
+                }
+            }),
+            Some(_) => None,
+        };
+        let readable = everyone && invoke && whole && condition.is_some();
+        match (effect, readable, condition.flatten()) {
+            ("Allow", true, None) => allow_all = true,
+            ("Allow", true, Some((true, ips))) => allow_ips.extend(ips),
+            ("Deny", true, None) => deny_ips.extend(["0.0.0.0/0".to_owned(), "::/0".to_owned()]),
+            ("Deny", true, Some((true, ips))) => deny_ips.extend(ips),
+            ("Deny", true, Some((false, ips))) => only_ips.push(ips),
+            ("Allow", _, _) => w.push(
+                &spath,
+                "an allow tollgate cannot read (only every principal, execute-api:Invoke on the whole API, an aws:SourceIp IpAddress condition); left out, so fewer callers are allowed",
+            ),
+            _ => {
+                return refuse(format!(
+                    "Statement[{i}] is a deny tollgate cannot read (only every principal, execute-api:Invoke on the whole API, an aws:SourceIp condition); leaving it out would open the API"
+                ));
+            }
+        }
+    }
+    // A NotIpAddress deny allows only its addresses.
+    if only_ips.len() > 1 {
+        return refuse("several NotIpAddress denies: their intersection is not read".into());
+    }
+    let allow = if !allow_all && allow_ips.is_empty() {
+        // No allow at all: IAM's implicit deny.
+        deny_ips.extend(["0.0.0.0/0".to_owned(), "::/0".to_owned()]);
+        w.push(
+            path,
+            "no statement allows anyone: every request is refused, as API Gateway's implicit deny",
+        );
+        Vec::new()
+    } else if let Some(only) = only_ips.pop() {
+        if !allow_all {
+            return refuse(
+                "an IpAddress allow together with a NotIpAddress deny is not read".into(),
+            );
+        }
+        only
+    } else if allow_all {
+        Vec::new()
+    } else {
+        allow_ips
+    };
+    Ok(Some(json!({ "allow": allow, "deny": deny_ips })))
 }

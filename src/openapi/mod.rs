@@ -70,7 +70,12 @@
 //!   schema becoming a model named after the method and path. A model that
 //!   does not compile (and the methods' references to it), a validator the
 //!   document does not declare, and cookie or form parameters are
-//!   warnings, left out.
+//!   warnings, left out;
+//! - `x-amazon-apigateway-gateway-responses` as `responses`;
+//! - `x-amazon-apigateway-policy` as the API-wide `policy` on source
+//!   addresses (a deny statement that cannot be read refuses the document);
+//! - `x-tollgate-mapping`, tollgate's own export of a mapping API Gateway's
+//!   extension cannot say whole.
 //!
 //! A method without `x-amazon-apigateway-integration` is served by the
 //! service the gateway wraps (tollgate's `integration: service`). As in
@@ -78,8 +83,8 @@
 //! stage of the config the document's methods.
 //!
 //! Everything else API Gateway would honour and tollgate does not yet
-//! (`aws` and `aws_proxy` integrations, VPC links,
-//! gateway responses, resource policies, `x-amazon-apigateway-cors`, which
+//! (`aws` and `aws_proxy` integrations, VPC links, resource policy
+//! statements beyond source addresses, `x-amazon-apigateway-cors`, which
 //! belongs to HTTP APIs) is an [`ImportWarning`] with its JSON path, never
 //! a silent drop; `fail_on_warnings` makes any warning an error. The
 //! method then keeps serving through the service the gateway wraps.
