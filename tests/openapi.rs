@@ -290,7 +290,6 @@ fn base_path_modes() {
 fn what_is_not_honoured_is_a_warning_with_its_path_and_fail_on_warnings_refuses() {
     let doc = r#"{"openapi": "3.0.1", "info": {"title": "t", "version": "1"},
       "x-amazon-apigateway-cors": {"allowOrigins": ["*"]},
-      "x-amazon-apigateway-policy": {},
       "paths": {"/fn": {"post": {
         "x-amazon-apigateway-request-validator": "all",
         "x-amazon-apigateway-integration": {"type": "aws_proxy", "httpMethod": "POST",
@@ -299,7 +298,6 @@ fn what_is_not_honoured_is_a_warning_with_its_path_and_fail_on_warnings_refuses(
     let paths: Vec<&str> = imported.warnings.iter().map(|w| w.path.as_str()).collect();
     for expected in [
         "x-amazon-apigateway-cors",
-        "x-amazon-apigateway-policy",
         "paths.\"/fn\".post.x-amazon-apigateway-request-validator",
         "paths.\"/fn\".post.x-amazon-apigateway-integration.type",
     ] {
