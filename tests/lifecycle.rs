@@ -1511,3 +1511,51 @@ fn a_multi_api_config_whose_file_does_not_build_names_the_path() {
     );
     assert_eq!(err.issues()[0].message(), "API `a` has no stage `nope`");
 }
+
+#[tokio::test]
+async fn a_deployed_stage_exports_what_it_serves() {
+    use tollgate::openapi::{ExportOptions, ExportType};
+    let lc = lifecycle(V1);
+    let first = lc.stage("petstore", "prod").unwrap().deployment_id;
+    lc.put_api("petstore", def("routes: { /pets: [GET], /cats: [GET] }"))
+        .await
+        .unwrap();
+    // The stage serves the first deployment: the export says so, not the
+    // API's current definition.
+    let exported = lc
+        .export("petstore", "prod", &ExportOptions::default())
+        .unwrap();
+    let doc = exported.document;
+    assert!(doc["paths"].get("/cats").is_none(), "{doc}");
+    assert!(doc["paths"].get("/pets").is_some());
+    // info.version: the deployment's creation time, as API Gateway's.
+    let created =
+        time::OffsetDateTime::from(lc.deployment("petstore", &first).unwrap().created_date);
+    let want = created
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .unwrap();
+    assert_eq!(doc["info"]["version"], want);
+    assert_eq!(
+        doc["servers"][0]["variables"]["basePath"]["default"],
+        "/prod"
+    );
+    // Deployed: the export has /cats; a named version wins.
+    lc.create_deployment("petstore", DeploymentInput::to_stage("prod"))
+        .await
+        .unwrap();
+    let mut o = ExportOptions::default();
+    o.export_type = ExportType::Swagger;
+    o.version = Some("v2".into());
+    let doc = lc.export("petstore", "prod", &o).unwrap().document;
+    assert!(doc["paths"].get("/cats").is_some());
+    assert_eq!(
+        (doc["info"]["version"].as_str(), doc["basePath"].as_str()),
+        (Some("v2"), Some("/prod"))
+    );
+    assert_eq!(
+        lc.export("petstore", "nope", &o).unwrap_err().kind(),
+        tollgate::gateway::LifecycleErrorKind::NotFound
+    );
+}

@@ -920,7 +920,7 @@ async fn import_of_export_serves_the_same_routes_and_responses() {
 fn an_export_describes_the_stage_in_api_gateways_shape() {
     let original = Config::from_yaml_str(&exportable("127.0.0.1:9")).unwrap();
     let mut o = ExportOptions::default();
-    o.version = "2026-12-01T00:00:00Z".into();
+    o.version = Some("2026-12-01T00:00:00Z".into());
     let doc = export_stage(&original, "prod", &o).unwrap().document;
     assert_eq!(doc["openapi"], "3.0.1");
     assert_eq!(doc["info"]["version"], "2026-12-01T00:00:00Z");

@@ -31,10 +31,11 @@ pub struct ExportOptions {
     /// Gateway's `extensions=integrations` / `apigateway`). Default true.
     pub extensions: bool,
     /// `info.version`. API Gateway fills it with a timestamp
-    /// (`2017-04-20T04:08:08Z` in its exports); a
-    /// [`Lifecycle`](crate::Lifecycle) export passes the deployment's
-    /// creation time. Default: `"1"`.
-    pub version: String,
+    /// (`2017-04-20T04:08:08Z` in its exports);
+    /// [`Lifecycle::export`](crate::Lifecycle::export) writes the stage's
+    /// deployment's creation time when this is `None`. Default `None`
+    /// (`"1"` for a config exported alone).
+    pub version: Option<String>,
     /// The host in `servers` / `host`. Default `localhost:8080` (the
     /// petstore's address).
     pub host: String,
@@ -47,7 +48,7 @@ impl Default for ExportOptions {
         Self {
             export_type: ExportType::Oas30,
             extensions: true,
-            version: "1".to_owned(),
+            version: None,
             host: "localhost:8080".to_owned(),
             scheme: "http".to_owned(),
         }
@@ -321,7 +322,7 @@ pub fn export(
         }
         json!({
             "openapi": "3.0.1",
-            "info": { "title": config.name.as_deref().unwrap_or("tollgate"), "version": options.version },
+            "info": { "title": config.name.as_deref().unwrap_or("tollgate"), "version": options.version.as_deref().unwrap_or("1") },
             "servers": [{
                 "url": format!("{}://{}/{{basePath}}", options.scheme, options.host),
                 "variables": { "basePath": { "default": base_path } },
@@ -332,7 +333,7 @@ pub fn export(
     } else {
         let mut doc = json!({
             "swagger": "2.0",
-            "info": { "title": config.name.as_deref().unwrap_or("tollgate"), "version": options.version },
+            "info": { "title": config.name.as_deref().unwrap_or("tollgate"), "version": options.version.as_deref().unwrap_or("1") },
             "host": options.host,
             "basePath": base_path,
             "schemes": [options.scheme],

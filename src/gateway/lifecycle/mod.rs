@@ -596,6 +596,35 @@ impl Lifecycle {
         self.apply(|s, _| s.delete_deployment(api_id, id)).await
     }
 
+    /// Exports a deployed stage as OpenAPI, as API Gateway's `GetExport`
+    /// does: the stage's deployment's definition with the stage's own
+    /// settings; `info.version` is the deployment's creation time
+    /// (`2026-12-01T08:00:00Z`) unless `options` names one. See
+    /// [`openapi::export`](crate::openapi::export).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown API or stage.
+    pub fn export(
+        &self,
+        api_id: &str,
+        stage: &str,
+        options: &crate::openapi::ExportOptions,
+    ) -> Result<crate::openapi::Exported, LifecycleError> {
+        let s = self.stage(api_id, stage)?;
+        let deployment = self.deployment(api_id, &s.deployment_id)?;
+        let mut config = (*deployment.definition).clone();
+        config.stages = std::iter::once((s.name.clone(), s.config.clone())).collect();
+        let mut options = options.clone();
+        if options.version.is_none() {
+            let created = time::OffsetDateTime::from(deployment.created_date);
+            let format =
+                time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+            options.version = created.format(&format).ok();
+        }
+        crate::openapi::export(&config, stage, &options)
+            .map_err(|e| LifecycleError::invalid("", &e))
+    }
+
     /// The API's stages.
     pub fn stages(&self, api_id: &str) -> Result<Vec<Stage>, LifecycleError> {
         self.state()
