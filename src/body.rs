@@ -103,6 +103,14 @@ impl Body {
         }
     }
 
+    /// The bytes of a body held whole in memory (`None` for a streaming one).
+    pub(crate) fn in_memory(&self) -> Option<&[u8]> {
+        match &self.kind {
+            Kind::Full(b) => Some(b.as_deref().unwrap_or(&[])),
+            Kind::Boxed(_) => None,
+        }
+    }
+
     /// A body held in memory; `Bytes` clones share the buffer. Its size hint
     /// is exact, and an empty buffer is the same as [`Body::empty`].
     pub fn full(bytes: impl Into<Bytes>) -> Self {

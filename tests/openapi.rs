@@ -1326,3 +1326,55 @@ async fn a_resource_policy_on_source_addresses_is_enforced() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn a_mock_whose_template_computes_the_status_answers_with_it() {
+    // API Gateway's mock answers with the status its request template
+    // writes; the integration responses then select on it.
+    let doc = r##"
+openapi: 3.0.1
+info: { title: m, version: "1" }
+paths:
+  /check:
+    get:
+      x-amazon-apigateway-integration:
+        type: mock
+        requestTemplates:
+          application/json: |
+            #if($input.params('ok') == 'yes')
+            {"statusCode": 200}
+            #else
+            {"statusCode": 404}
+            #end
+        responses:
+          "4\\d\\d":
+            statusCode: "404"
+            responseTemplates: { application/json: '{"found": false}' }
+          default:
+            statusCode: "200"
+            responseTemplates: { application/json: '{"found": true}' }
+"##;
+    let imported = import(doc, &options()).unwrap();
+    assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+    let gw = Gateway::new(imported.config).unwrap();
+    for (uri, status, body) in [
+        ("/prod/check?ok=yes", StatusCode::OK, json!({"found": true})),
+        (
+            "/prod/check?ok=no",
+            StatusCode::NOT_FOUND,
+            json!({"found": false}),
+        ),
+        (
+            "/prod/check",
+            StatusCode::NOT_FOUND,
+            json!({"found": false}),
+        ),
+    ] {
+        let (s, _, b) = send(
+            gw.service(inner()),
+            Request::get(uri).body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!((s, json_of(&b)), (status, body), "{uri}");
+    }
+}

@@ -55,6 +55,14 @@ pub enum IntegrationConfig {
         /// The body. Default empty.
         #[serde(default)]
         body: String,
+        /// Take the status from the request body's `statusCode`, as API
+        /// Gateway's mock takes it from what the request mapping template
+        /// wrote (`{"statusCode": 200}`, or one a `#if` chose); `status`
+        /// when the body has none (not a JSON object with an integer
+        /// `statusCode` of 100 to 599). Set by the OpenAPI import for a
+        /// template that computes the status. Default false.
+        #[serde(default)]
+        status_from_template: bool,
     },
 }
 
@@ -78,9 +86,11 @@ impl fmt::Debug for IntegrationConfig {
                 status,
                 headers,
                 body,
+                status_from_template,
             } => f
                 .debug_struct("Mock")
                 .field("status", status)
+                .field("status_from_template", status_from_template)
                 .field("headers", &headers.keys().collect::<Vec<_>>())
                 .field("body_len", &body.len())
                 .finish(),
@@ -206,11 +216,14 @@ impl IntegrationConfig {
                 status,
                 headers,
                 body,
+                status_from_template,
             } => {
                 let status = status
                     .and_then(|s| StatusCode::from_u16(s).ok())
                     .unwrap_or(StatusCode::OK);
-                let mut mock = MockIntegration::new(status).body(body.clone());
+                let mut mock = MockIntegration::new(status)
+                    .body(body.clone())
+                    .status_from_body(*status_from_template);
                 for (n, v) in headers {
                     if let (Ok(n), Ok(v)) = (
                         HeaderName::from_bytes(n.as_bytes()),

@@ -143,7 +143,7 @@ where
                 future: self.inner.call(req),
             },
             Some(Integration::Mock(m)) => Kind::Ready {
-                response: Some(m.respond()),
+                response: Some(m.respond_to(req.body().in_memory())),
             },
             Some(Integration::Http(h)) => Kind::Boxed {
                 future: h.clone().call(req),

@@ -19,6 +19,8 @@ pub struct MockIntegration {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
+    /// Read the status from the request body's `statusCode`.
+    status_from_body: bool,
 }
 
 impl fmt::Debug for MockIntegration {
@@ -37,7 +39,18 @@ impl MockIntegration {
             status,
             headers: HeaderMap::new(),
             body: Bytes::new(),
+            status_from_body: false,
         }
+    }
+
+    /// Whether the status is the request body's `statusCode` (API
+    /// Gateway's mock: what the request mapping template wrote), the
+    /// mock's own status when the body has none. Read from a body the
+    /// gateway holds in memory (a rendered template), through a
+    /// [`Gateway`](crate::Gateway)'s integration dispatch.
+    pub fn status_from_body(mut self, yes: bool) -> Self {
+        self.status_from_body = yes;
+        self
     }
 
     /// With this header.
@@ -53,8 +66,17 @@ impl MockIntegration {
     }
 
     pub(crate) fn respond(&self) -> Response<Body> {
+        self.respond_to(None)
+    }
+
+    /// The answer to a request whose body (held in memory) is `request`.
+    pub(crate) fn respond_to(&self, request: Option<&[u8]>) -> Response<Body> {
+        let status = request
+            .filter(|_| self.status_from_body)
+            .and_then(status_code)
+            .unwrap_or(self.status);
         let mut res = Response::new(Body::full(self.body.clone()));
-        *res.status_mut() = self.status;
+        *res.status_mut() = status;
         *res.headers_mut() = self.headers.clone();
         res
     }
@@ -72,4 +94,19 @@ impl<B> Service<Request<B>> for MockIntegration {
     fn call(&mut self, _: Request<B>) -> Self::Future {
         ready(Ok(self.respond()))
     }
+}
+
+/// The `statusCode` of a JSON object body: an integer of 100 to 599.
+fn status_code(body: &[u8]) -> Option<StatusCode> {
+    #[derive(serde::Deserialize)]
+    struct Code {
+        #[serde(rename = "statusCode")]
+        status_code: serde_json::Value,
+    }
+    let code: Code = serde_json::from_slice(body).ok()?;
+    let n = code.status_code.as_u64()?;
+    u16::try_from(n)
+        .ok()
+        .filter(|n| (100..=599).contains(n))
+        .and_then(|n| StatusCode::from_u16(n).ok())
 }

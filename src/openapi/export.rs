@@ -554,6 +554,7 @@ fn integration(m: &StageMethod, method: &str, lossy: &mut bool) -> Option<Value>
             status,
             headers,
             body,
+            ..
         } => {
             let status = status.unwrap_or(200);
             let mut response = json!({ "statusCode": status.to_string() });

@@ -966,29 +966,37 @@ fn integration(
         }
         "mock" => {
             // API Gateway's mock answers with the status its request
-            // template names; the integration responses make the rest.
-            // tollgate's mock has one status: a template that computes it
-            // is not run.
+            // template names; the integration responses make the rest. A
+            // literal `{"statusCode": N}` is the mock's status; a template
+            // that computes it is run and the mock reads the status from
+            // what it wrote.
             let template = templates
                 .and_then(|t| t.get("application/json").or_else(|| t.values().next()))
                 .and_then(Value::as_str);
-            let status = match template {
-                None => 200,
-                Some(t) => match mock_status(t) {
-                    Some(s) if !t.contains(['#', '$']) => s,
-                    _ => {
-                        w.push(
-                            &format!("{ipath}.requestTemplates"),
-                            "the mock's status is read from a literal `{\"statusCode\": N}` only (100 to 599): this template is not run, the status is 200",
-                        );
-                        200
+            let literal = template.and_then(|t| mock_status(t).filter(|_| !t.contains(['#', '$'])));
+            match (template, literal) {
+                (None, _) => {
+                    s.insert(
+                        "integration".into(),
+                        json!({ "type": "mock", "status": 200 }),
+                    );
+                }
+                (Some(_), Some(status)) => {
+                    s.insert(
+                        "integration".into(),
+                        json!({ "type": "mock", "status": status }),
+                    );
+                }
+                (Some(_), None) => {
+                    s.insert(
+                        "integration".into(),
+                        json!({ "type": "mock", "status": 200, "status_from_template": true }),
+                    );
+                    if let Some(t) = templates {
+                        request.insert("templates".into(), Value::Object(t.clone()));
                     }
-                },
-            };
-            s.insert(
-                "integration".into(),
-                json!({ "type": "mock", "status": status }),
-            );
+                }
+            }
         }
         "aws" | "aws_proxy" => {
             w.push(
