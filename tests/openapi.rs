@@ -1378,3 +1378,62 @@ paths:
         assert_eq!((s, json_of(&b)), (status, body), "{uri}");
     }
 }
+
+#[tokio::test]
+async fn an_authorizer_api_key_source_meters_the_key_the_authorizer_returns() {
+    use tollgate::auth::authorizer::{AuthorizerRequest, Verdict};
+    let doc = r#"{
+      "openapi": "3.0.1", "info": {"title": "k", "version": "1"},
+      "x-amazon-apigateway-api-key-source": "AUTHORIZER",
+      "paths": {"/me": {"get": {"security": [{"api_key": [], "tokens": []}]}}},
+      "components": {"securitySchemes": {
+        "api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"},
+        "tokens": {"type": "apiKey", "name": "token", "in": "query",
+          "x-amazon-apigateway-authtype": "custom",
+          "x-amazon-apigateway-authorizer": {"type": "request", "identitySource": "method.request.querystring.token"}}
+      }}
+    }"#;
+    let existing = Config::from_yaml_str(
+        r#"
+routes: { /old: [GET] }
+stages: { prod: {} }
+plans: { small: { stages: [prod], quota: { limit: 5, period: day } } }
+keys:
+  - { name: tenant-a, value: tenant-a-key-0123456789abc, plans: [small] }
+"#,
+    )
+    .unwrap();
+    let imported = import_into(&existing, doc, &options()).unwrap();
+    assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+    let config = imported.config;
+    let exported = export_stage(&config, "prod", &ExportOptions::default()).unwrap();
+    assert_eq!(
+        exported.document["x-amazon-apigateway-api-key-source"],
+        "AUTHORIZER"
+    );
+    let gw = Gateway::builder(config)
+        .authorizer("tokens", |req: AuthorizerRequest| async move {
+            Ok(match req.identity("querystring.token") {
+                Some("t-a") => Verdict::allow("tenant-a").with_usage_identifier_key(
+                    tollgate::secret::Secret::new("tenant-a-key-0123456789abc"),
+                ),
+                _ => Verdict::allow("stranger"),
+            })
+        })
+        .build()
+        .unwrap();
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+    // The key comes from the authorizer, not from a header.
+    assert_eq!(
+        send(gw.service(inner()), get("/prod/me?token=t-a")).await.0,
+        StatusCode::OK
+    );
+    let with_header = Request::get("/prod/me?token=t-b")
+        .header("x-api-key", "tenant-a-key-0123456789abc")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        send(gw.service(inner()), with_header).await.0,
+        StatusCode::FORBIDDEN
+    );
+}

@@ -374,7 +374,13 @@ pub fn export(
         if let Some(n) = api.minimum_compression_size {
             doc["x-amazon-apigateway-minimum-compression-size"] = json!(n);
         }
-        doc["x-amazon-apigateway-api-key-source"] = json!("HEADER");
+        doc["x-amazon-apigateway-api-key-source"] = json!(if config.api_key_options.source
+            == Some(crate::keys::ApiKeySource::Authorizer)
+        {
+            "AUTHORIZER"
+        } else {
+            "HEADER"
+        });
         if let Some(p) = &api.policy {
             let statement = |effect: &str, ips: Option<&Vec<String>>| {
                 let mut st = json!({

@@ -183,6 +183,9 @@ pub fn import_into(
     }
     config.validators.extend(new.validators);
     config.responses.extend(new.responses);
+    if new.api_key_options.source.is_some() {
+        config.api_key_options.source = new.api_key_options.source;
+    }
     if new.settings.request_validator.is_some() {
         config.settings.request_validator = new.settings.request_validator;
     }
@@ -541,6 +544,7 @@ fn convert(
     shared_cache_namespaces(&paths, &mut w);
     let mut settings = Map::new();
     let mut responses = Map::new();
+    let mut key_source = None;
     for (key, value) in root {
         let kpath = seg(key);
         match key.as_str() {
@@ -557,13 +561,15 @@ fn convert(
                 }
                 None => w.push(&kpath, "not a number of bytes; ignored"),
             },
-            "x-amazon-apigateway-api-key-source" if value.as_str() != Some("HEADER") => {
-                w.push(
+            "x-amazon-apigateway-api-key-source" => match value.as_str() {
+                Some("HEADER") => {}
+                // The key a custom authorizer returns (`usageIdentifierKey`).
+                Some("AUTHORIZER") => key_source = Some("authorizer"),
+                _ => w.push(
                     &kpath,
-                    "only HEADER (the x-api-key header) is supported; keys are read from the header",
-                );
-            }
-            "x-amazon-apigateway-api-key-source" => {}
+                    "neither HEADER nor AUTHORIZER; keys are read from the x-api-key header",
+                ),
+            },
             "x-amazon-apigateway-request-validators" => {}
             "x-amazon-apigateway-policy" => match resource_policy(value, &kpath, &mut w) {
                 Ok(Some(policy)) => {
@@ -636,6 +642,9 @@ fn convert(
     }
     if !responses.is_empty() {
         config["responses"] = Value::Object(responses);
+    }
+    if let Some(source) = key_source {
+        config["api_key_options"] = json!({ "source": source });
     }
     if options.fail_on_warnings && !w.0.is_empty() {
         return Err(ImportError::Warnings(w.0));
