@@ -1437,3 +1437,33 @@ keys:
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn an_integration_http_method_is_the_upstreams() {
+    let up = upstream().await;
+    let doc = format!(
+        r#"{{"openapi": "3.0.1", "info": {{"title": "m", "version": "1"}},
+        "paths": {{"/search": {{"post": {{"x-amazon-apigateway-integration": {{
+          "type": "http_proxy", "httpMethod": "GET", "uri": "http://{up}/find"}}}}}}}}}}"#
+    );
+    let imported = import(&doc, &options()).unwrap();
+    assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+    let config = imported.config;
+    for c in [config.clone(), {
+        let e = export_stage(&config, "prod", &ExportOptions::default()).unwrap();
+        assert_eq!(
+            e.document["paths"]["/search"]["post"]["x-amazon-apigateway-integration"]["httpMethod"],
+            "GET"
+        );
+        import(&e.to_json(), &options()).unwrap().config
+    }] {
+        let gw = Gateway::new(c).unwrap();
+        let (status, _, body) = send(
+            gw.service(inner()),
+            Request::post("/prod/search").body(Body::from("q")).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json_of(&body)["method"], "GET");
+    }
+}

@@ -43,6 +43,10 @@ pub enum IntegrationConfig {
         /// certificate. Default: the bundled roots, no client certificate.
         #[serde(default)]
         tls: Option<TlsConfig>,
+        /// The method the upstream is called with (API Gateway's
+        /// integration `httpMethod`). Default: the request's own (`ANY`).
+        #[serde(default)]
+        method: Option<String>,
     },
     /// A fixed answer.
     Mock {
@@ -75,8 +79,10 @@ impl fmt::Debug for IntegrationConfig {
                 base,
                 timeout_ms,
                 tls,
+                method,
             } => f
                 .debug_struct("Http")
+                .field("method", method)
                 .field("url", &url.as_deref().map(shown))
                 .field("base", &base.as_deref().map(shown))
                 .field("timeout_ms", timeout_ms)
@@ -118,7 +124,17 @@ impl IntegrationConfig {
                 base,
                 timeout_ms,
                 tls,
+                method,
             } => {
+                if let Some(m) = method
+                    && (m.eq_ignore_ascii_case("ANY")
+                        || http::Method::from_bytes(m.as_bytes()).is_err())
+                {
+                    issues.push(
+                        &path.field("method"),
+                        format!("`{}` is not a method", m.escape_debug()),
+                    );
+                }
                 // Read now: a file that is missing or not PEM is a config
                 // issue, not a 502 on the first request.
                 if let Some(tls) = tls
@@ -201,12 +217,19 @@ impl IntegrationConfig {
                 base,
                 timeout_ms,
                 tls,
+                method,
             } => {
                 // Checked at validation; a URL or TLS file that fails here
                 // (a file removed since) is left out.
                 let client = clients.get(tls.as_ref().unwrap_or(&TlsConfig::default()))?;
-                let h =
+                let mut h =
                     HttpIntegration::from_config(client, url.as_deref(), base.as_deref()).ok()?;
+                if let Some(m) = method
+                    .as_deref()
+                    .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok())
+                {
+                    h = h.method(m);
+                }
                 let timeout = timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
                 Some(Integration::Http(Box::new(
                     h.timeout(timeout).responses(responses.clone()),

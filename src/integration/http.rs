@@ -290,6 +290,8 @@ pub struct HttpIntegration {
     url: Arc<UrlTemplate>,
     timeout: Duration,
     responses: GatewayResponses,
+    /// The upstream's method; `None`: the request's.
+    method: Option<http::Method>,
 }
 
 impl fmt::Debug for HttpIntegration {
@@ -351,7 +353,15 @@ impl HttpIntegration {
             url: Arc::new(url),
             timeout: DEFAULT_TIMEOUT,
             responses: GatewayResponses::default(),
+            method: None,
         }
+    }
+
+    /// Calls the upstream with `method` whatever the request's (API
+    /// Gateway's integration `httpMethod`).
+    pub fn method(mut self, method: http::Method) -> Self {
+        self.method = Some(method);
+        self
     }
 
     /// With its own pool of connections made with `tls` (a private CA, a
@@ -498,6 +508,9 @@ where
             }
             parts.uri = uri;
             parts.version = http::Version::HTTP_11;
+            if let Some(m) = &this.method {
+                parts.method = m.clone();
+            }
             let upstream = Request::from_parts(parts, Body::new(body));
             match tokio::time::timeout(this.timeout, this.client.request(upstream)).await {
                 Err(_) => Ok(this

@@ -516,6 +516,7 @@ fn integration(m: &StageMethod, method: &str, lossy: &mut bool) -> Option<Value>
             url,
             base,
             timeout_ms,
+            method: upstream_method,
             ..
         } => {
             let uri = match (url, base) {
@@ -529,7 +530,7 @@ fn integration(m: &StageMethod, method: &str, lossy: &mut bool) -> Option<Value>
             };
             let mut i = json!({
                 "type": if mapping.is_some() { "http" } else { "http_proxy" },
-                "httpMethod": method,
+                "httpMethod": upstream_method.as_deref().unwrap_or(method),
                 "uri": uri,
                 "passthroughBehavior": "when_no_match",
             });

@@ -949,16 +949,21 @@ fn integration(
                 None => {}
             }
             s.insert("integration".into(), integ);
+            // The upstream's method, when it is not the request's.
             if let Some(m) = i.get("httpMethod").and_then(Value::as_str)
                 && !m.eq_ignore_ascii_case("ANY")
                 && !m.eq_ignore_ascii_case(method)
             {
-                w.push(
-                    &format!("{ipath}.httpMethod"),
-                    format!(
-                        "the integration is called with the method request's method, not `{m}`"
-                    ),
-                );
+                if http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).is_ok() {
+                    if let Some(integ) = s.get_mut("integration") {
+                        integ["method"] = json!(m.to_ascii_uppercase());
+                    }
+                } else {
+                    w.push(
+                        &format!("{ipath}.httpMethod"),
+                        "not a method; the request's is used",
+                    );
+                }
             }
             if kind == "http" {
                 if let Some(t) = templates {
