@@ -484,15 +484,20 @@ fn review_findings() {
     let c = import_into(&existing, doc, &options()).unwrap().config;
     assert_eq!(c.settings.api_key_required, Some(true));
     assert!(c.settings.throttle.is_some());
-    // A mock whose template computes its status: a warning, 200.
+    // A mock whose template computes its status: run, and the mock reads
+    // the status from it (a_mock_whose_template_computes_the_status_answers_with_it).
     let doc = r##"{"swagger": "2.0", "info": {"title": "t", "version": "1"}, "paths": {"/m": {"get": {
         "x-amazon-apigateway-integration": {"type": "mock", "requestTemplates": {"application/json": "#set($x = 503){\"statusCode\": $x}"}}}}}}"##;
     let i = import(doc, &options()).unwrap();
-    assert!(
-        i.warnings
-            .iter()
-            .any(|w| w.path.ends_with("requestTemplates") && w.message.contains("not run"))
-    );
+    assert!(i.warnings.is_empty(), "{:?}", i.warnings);
+    let m = &i.config.stages["prod"].methods["/m/GET"];
+    assert!(matches!(
+        m.integration,
+        Some(tollgate::gateway::IntegrationConfig::Mock {
+            status_from_template: true,
+            ..
+        })
+    ));
     // A source tollgate does not map is a warning for that parameter, not a
     // refused document; a stage variable identity source is kept.
     let doc = r#"{"swagger": "2.0", "info": {"title": "t", "version": "1"},
