@@ -572,8 +572,14 @@ async fn the_pet_store_shows_the_stage_variables_it_was_passed() {
     let server = Server::start(false).await;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     for (path, expected) in [
-        ("/prod/pets/1", "backend=in-memory;tier=gold"),
-        ("/dev/pets/1", "backend=in-memory;tier=bronze"),
+        (
+            "/prod/pets/1",
+            "backend=in-memory;tier=gold;upstream=127.0.0.1:9090",
+        ),
+        (
+            "/dev/pets/1",
+            "backend=in-memory;tier=bronze;upstream=127.0.0.1:9090",
+        ),
     ] {
         let r = send(&client, server.addr, Method::GET, path, None).await;
         assert_eq!(r.status, StatusCode::OK, "{path}");

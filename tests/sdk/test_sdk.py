@@ -59,16 +59,18 @@ class GeneratedClient(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory()
         cls.procs = []
         bare, gw = free_port(), free_port()
-        # The example's /pets/{petId} integration is a bare pet store on 9090:
-        # pointed at a free port here.
-        with open(os.path.join(ROOT, "examples", "petstore-openapi.yaml")) as f:
-            doc = f.read().replace("127.0.0.1:9090", f"127.0.0.1:{bare}")
-        cls.openapi = os.path.join(cls.tmp.name, "petstore-openapi.yaml")
-        with open(cls.openapi, "w") as f:
-            f.write(doc)
+        # The example's HTTP integrations go to the stage variable `upstream`,
+        # a bare pet store on 9090 in examples/petstore.yaml: a free port here.
+        with open(os.path.join(ROOT, "examples", "petstore.yaml")) as f:
+            config = f.read().replace('upstream: "127.0.0.1:9090"', f'upstream: "127.0.0.1:{bare}"')
+        cls.config = os.path.join(cls.tmp.name, "petstore.yaml")
+        with open(cls.config, "w") as f:
+            f.write(config)
+        cls.openapi = os.path.join(ROOT, "examples", "petstore-openapi.yaml")
+        gateway = ["--config", cls.config, "--openapi", cls.openapi]
         for args in (
             ["--bare", "--listen", f"127.0.0.1:{bare}"],
-            ["--quiet", "--openapi", cls.openapi, "--listen", f"127.0.0.1:{gw}"],
+            ["--quiet", *gateway, "--listen", f"127.0.0.1:{gw}"],
         ):
             log = open(os.path.join(cls.tmp.name, f"log{len(cls.procs)}"), "w")
             cls.procs.append(start(args, log))
@@ -78,7 +80,7 @@ class GeneratedClient(unittest.TestCase):
             for fmt in ("json", "yaml"):
                 extra = ["--yaml"] if fmt == "yaml" else []
                 out = subprocess.run(
-                    [BIN, "--openapi", cls.openapi, "--listen", f"127.0.0.1:{gw}", "--export", kind, *extra],
+                    [BIN, *gateway, "--listen", f"127.0.0.1:{gw}", "--export", kind, *extra],
                     check=True, capture_output=True, text=True, timeout=60,
                 ).stdout
                 cls.exports[(kind, fmt)] = json.loads(out) if fmt == "json" else yaml.safe_load(out)
@@ -148,6 +150,14 @@ class GeneratedClient(unittest.TestCase):
         body = json.loads(read.content)
         self.assertEqual((body["id"], body["kind"], body["tier"]), (2, "cat", "gold"))
         self.assertTrue(body["requestId"])
+
+    def test_an_http_proxy_through_a_stage_variable(self):
+        # /store/{proxy+} goes whole to the stage's `upstream` (the bare store).
+        import httpx
+        res = httpx.get(f"{self.base}/store/pets/3", headers={"x-api-key": KEY})
+        self.assertEqual(res.status_code, 200, res.text)
+        self.assertEqual(res.json()["type"], "fish")
+        self.assertEqual(httpx.get(f"{self.base}/store/pets/3").status_code, 403)
 
     def test_the_gateway_still_refuses_what_it_refuses(self):
         get_pets = importlib.import_module("client.api.default.get_pets")
