@@ -675,12 +675,34 @@ async fn redis_builder(
 pub fn authorizers(
     builder: tollgate::gateway::GatewayBuilder,
 ) -> tollgate::gateway::GatewayBuilder {
-    builder.authorizer("bearer", |req: AuthorizerRequest| async move {
-        Ok(match req.identity("header.Authorization") {
-            Some("Bearer letmein") => Verdict::allow("demo-user").with_context("tier", "bronze"),
-            _ => Verdict::deny("anonymous"),
+    builder
+        .authorizer("bearer", |req: AuthorizerRequest| async move {
+            Ok(match req.identity("header.Authorization") {
+                Some("Bearer letmein") => {
+                    Verdict::allow("demo-user").with_context("tier", "bronze")
+                }
+                _ => Verdict::deny("anonymous"),
+            })
         })
-    })
+        // A Lambda proxy function in process (`integration: { type: lambda,
+        // function: echo }`): it answers with the event it received.
+        .lambda("echo", echo)
+}
+
+/// The `echo` Lambda function: API Gateway's event back, as JSON.
+pub async fn echo(
+    event: aws_lambda_events::apigw::ApiGatewayProxyRequest,
+) -> Result<aws_lambda_events::apigw::ApiGatewayProxyResponse, serde_json::Error> {
+    let mut res = aws_lambda_events::apigw::ApiGatewayProxyResponse::default();
+    res.status_code = 200;
+    res.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    res.body = Some(aws_lambda_events::encodings::Body::Text(
+        serde_json::to_string(&event)?,
+    ));
+    Ok(res)
 }
 
 /// Command-line options of the example.

@@ -36,6 +36,8 @@ pub struct GatewayBuilder {
     pub(super) counter_store: Option<Arc<dyn CounterStore>>,
     pub(super) credential_store: Option<Arc<dyn CredentialStore>>,
     pub(super) authorizers: HashMap<String, Arc<dyn Authorizer>>,
+    /// Lambda functions by name (`integration: { type: lambda }`).
+    pub(super) lambdas: HashMap<String, crate::integration::LambdaFunction>,
     pub(super) reporters: Vec<Reporter>,
     pub(super) aggregate: Option<Arc<dyn UsageCounts>>,
     pub(super) cache_tier: Option<CacheTier>,
@@ -116,6 +118,28 @@ impl GatewayBuilder {
         self
     }
 
+    /// Registers the Lambda function `name` that methods with
+    /// `integration: { type: lambda, function: NAME }` call in process:
+    /// any `Fn(ApiGatewayProxyRequest) -> impl Future<Output =
+    /// Result<ApiGatewayProxyResponse, E>>` (the `aws_lambda_events` types a
+    /// handler written for API Gateway already takes). See
+    /// [`integration`](crate::integration#lambda-proxy-integrations).
+    pub fn lambda<F, Fut, E>(mut self, name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(aws_lambda_events::apigw::ApiGatewayProxyRequest) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<
+                Output = Result<aws_lambda_events::apigw::ApiGatewayProxyResponse, E>,
+            > + Send
+            + 'static,
+        E: Into<crate::body::BoxError>,
+    {
+        self.lambdas.insert(
+            name.into(),
+            crate::integration::LambdaFunction::new(handler),
+        );
+        self
+    }
+
     /// Keeps quota counters in `store` instead of in memory.
     pub fn counter_store(mut self, store: Arc<dyn CounterStore>) -> Self {
         self.counter_store = Some(store);
@@ -161,6 +185,7 @@ impl GatewayBuilder {
                 .unwrap_or_else(|| Arc::new(InMemoryCounterStore::new())),
             credential_store: self.credential_store,
             authorizers: self.authorizers,
+            lambdas: self.lambdas,
             reporters: self.reporters,
             aggregate: self.aggregate,
             cache_tier: self.cache_tier,
@@ -299,7 +324,48 @@ impl GatewayBuilder {
             resolved.validation_limits.0,
             resolved.validation_limits.1,
         );
-        let integrations = integration::per_endpoint(endpoints.endpoints(), responses);
+        // Every function a method names must be registered.
+        let missing: Vec<crate::config::ConfigIssue> = endpoints
+            .endpoints()
+            .filter_map(|e| match &e.settings().integration {
+                integration::IntegrationConfig::Lambda { function }
+                    if !self.lambdas.contains_key(function) =>
+                {
+                    Some(crate::config::ConfigIssue::new(
+                        format!(
+                            "stages.{}.methods.\"{}/{}\".integration.function",
+                            e.stage(),
+                            e.resource(),
+                            e.method().map_or("ANY", |m| m.as_str())
+                        ),
+                        format!(
+                            "no Lambda function `{}` is registered (GatewayBuilder::lambda)",
+                            function.escape_debug()
+                        ),
+                    ))
+                }
+                _ => None,
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(crate::config::ConfigError::new(
+                crate::config::ConfigErrorKind::Invalid,
+                missing,
+            ));
+        }
+        let integrations = integration::per_endpoint(
+            endpoints.endpoints(),
+            responses,
+            &integration::Lambdas {
+                functions: &self.lambdas,
+                trusted: trusted.clone(),
+                limits: crate::body::BodyLimits {
+                    max: usize::try_from(resolved.edge_limits.max_body).unwrap_or(usize::MAX),
+                    timeout: Some(resolved.body_timeout),
+                },
+                api: resolved.name.clone(),
+            },
+        );
         let edge = Edge {
             trusted: trusted.clone(),
             api: resolved.name.clone(),

@@ -129,6 +129,7 @@ impl Gateway {
             counter_store: None,
             credential_store: None,
             authorizers: HashMap::new(),
+            lambdas: HashMap::new(),
             reporters: Vec::new(),
             aggregate: None,
             cache_tier: None,

@@ -288,6 +288,18 @@ fn method_settings(
     );
     let mapping = mappings.compile(&Merged::of(layers, |s| s.mapping.as_ref()), issues);
     let integration = Merged::of(layers, |s| s.integration.as_ref());
+    // A Lambda proxy integration takes the request and answers whole, as
+    // API Gateway's AWS_PROXY does: no mapping around it.
+    if let Some(crate::integration::IntegrationConfig::Lambda { .. }) = &integration.value
+        && Merged::of(layers, |s| s.mapping.as_ref())
+            .value
+            .is_some_and(|m| m != crate::mapping::MappingConfig::default())
+    {
+        issues.push(
+            &integration.path.field("integration"),
+            "a Lambda proxy integration takes no `mapping` (the function sees the request whole)",
+        );
+    }
     if let Some(i) = &integration.value {
         // Stage-wide settings know their route only here.
         let p = integration.path.as_str();

@@ -68,6 +68,14 @@ pub enum IntegrationConfig {
         #[serde(default)]
         status_from_template: bool,
     },
+    /// A Lambda proxy integration in process: the handler registered with
+    /// [`GatewayBuilder::lambda`](crate::gateway::GatewayBuilder::lambda)
+    /// under `function` gets API Gateway's event (payload format 1.0) and
+    /// its answer is the response; see [`LambdaFunction`](super::LambdaFunction).
+    Lambda {
+        /// The registered function's name.
+        function: String,
+    },
 }
 
 impl fmt::Debug for IntegrationConfig {
@@ -99,6 +107,10 @@ impl fmt::Debug for IntegrationConfig {
                 .field("status_from_template", status_from_template)
                 .field("headers", &headers.keys().collect::<Vec<_>>())
                 .field("body_len", &body.len())
+                .finish(),
+            Self::Lambda { function } => f
+                .debug_struct("Lambda")
+                .field("function", function)
                 .finish(),
         }
     }
@@ -181,6 +193,17 @@ impl IntegrationConfig {
                     }
                 }
             }
+            IntegrationConfig::Lambda { function } => {
+                if function.is_empty()
+                    || function.len() > 170
+                    || function.chars().any(char::is_control)
+                {
+                    issues.push(
+                        &path.field("function"),
+                        "a function name is 1 to 170 characters, none a control character",
+                    );
+                }
+            }
         }
     }
 
@@ -211,7 +234,9 @@ impl IntegrationConfig {
         responses: &GatewayResponses,
     ) -> Option<Integration> {
         match self {
-            IntegrationConfig::Service => None,
+            // Lambda integrations are built with their registered functions
+            // (`per_endpoint`).
+            IntegrationConfig::Service | IntegrationConfig::Lambda { .. } => None,
             IntegrationConfig::Http {
                 url,
                 base,
@@ -312,10 +337,34 @@ impl Clients {
 pub(crate) fn per_endpoint<'a>(
     endpoints: impl IntoIterator<Item = &'a std::sync::Arc<crate::context::Endpoint>>,
     responses: &GatewayResponses,
+    lambdas: &Lambdas<'_>,
 ) -> Option<crate::context::PerEndpoint<Integration>> {
     let mut clients = Clients::default();
     let table = crate::context::PerEndpoint::build(endpoints, |e| {
+        if let IntegrationConfig::Lambda { function } = &e.settings().integration {
+            let f = lambdas.functions.get(function)?;
+            return Some(Integration::Lambda(Box::new(
+                super::lambda::LambdaIntegration {
+                    name: std::sync::Arc::from(function.as_str()),
+                    function: f.clone(),
+                    binary: e.settings().binary_media_types.clone(),
+                    trusted: lambdas.trusted.clone(),
+                    responses: responses.clone(),
+                    limits: lambdas.limits,
+                    api: lambdas.api.clone(),
+                },
+            )));
+        }
         e.settings().integration.build(&mut clients, responses)
     });
     (!table.is_empty()).then_some(table)
+}
+
+/// What Lambda integrations are built from: the registered functions and
+/// the gateway's settings every event reads.
+pub(crate) struct Lambdas<'a> {
+    pub(crate) functions: &'a std::collections::HashMap<String, super::LambdaFunction>,
+    pub(crate) trusted: std::sync::Arc<[ipnet::IpNet]>,
+    pub(crate) limits: crate::body::BodyLimits,
+    pub(crate) api: std::sync::Arc<str>,
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 pub(crate) enum Integration {
     Http(Box<HttpIntegration>),
     Mock(MockIntegration),
+    Lambda(Box<super::lambda::LambdaIntegration>),
 }
 
 /// Sends each request to its method's integration; methods without one (the
@@ -148,6 +149,12 @@ where
             Some(Integration::Http(h)) => Kind::Boxed {
                 future: h.clone().call(req),
             },
+            Some(Integration::Lambda(l)) => {
+                let l = (**l).clone();
+                Kind::Boxed {
+                    future: Box::pin(async move { Ok(l.call(req).await) }),
+                }
+            }
         };
         let timing = self.clock.as_ref().map(|c| (c.clone(), c.unix_nanos()));
         ResponseFuture { kind, timing }

@@ -84,15 +84,18 @@
 mod config;
 mod dispatch;
 mod http;
+mod lambda;
 mod mock;
 mod tls;
 
 pub use self::config::IntegrationConfig;
+pub(crate) use self::config::Lambdas;
 pub(crate) use self::config::per_endpoint;
 pub(crate) use self::dispatch::Integration;
 pub use self::dispatch::{Integrations, ResponseFuture};
 pub(crate) use self::http::new_client;
 pub use self::http::{DEFAULT_TIMEOUT, HttpIntegration, UrlTemplateError};
+pub use self::lambda::{LambdaFunction, LambdaResult};
 pub use self::mock::MockIntegration;
 pub(crate) use self::tls::{HttpClient, chain as error_chain, client as tls_client};
 pub use self::tls::{TlsConfig, TlsError};

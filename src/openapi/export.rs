@@ -512,6 +512,17 @@ fn integration(m: &StageMethod, method: &str, lossy: &mut bool) -> Option<Value>
             *lossy |= mapping.is_some();
             return None;
         }
+        // API Gateway's Lambda proxy: an aws_proxy to the function's ARN
+        // (its region and account are not known here: placeholders the
+        // import reads the name back from).
+        IntegrationConfig::Lambda { function } => {
+            return Some(json!({
+                "type": "aws_proxy",
+                "httpMethod": "POST",
+                "uri": format!("arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:000000000000:function:{function}/invocations"),
+                "passthroughBehavior": "when_no_match",
+            }));
+        }
         IntegrationConfig::Http {
             url,
             base,

@@ -1,0 +1,278 @@
+//! Lambda proxy integrations in process: a handler registered by name gets
+//! API Gateway's event (payload format 1.0) and answers as a Lambda
+//! function answers API Gateway
+//! (set-up-lambda-proxy-integrations.md).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::{
+    ApiGatewayProxyRequest, ApiGatewayProxyRequestContext, ApiGatewayProxyResponse,
+};
+use aws_lambda_events::encodings::Body as LambdaBody;
+use aws_lambda_events::query_map::QueryMap;
+use base64::Engine;
+use futures_util::FutureExt;
+use http::header::{CONTENT_TYPE, HOST, USER_AGENT};
+use http::{HeaderMap, Request, Response, StatusCode};
+use ipnet::IpNet;
+
+use crate::auth::authorizer::AuthorizerContext;
+use crate::body::{Body, BodyLimits, BoxError, read_bounded};
+use crate::context::RequestContext;
+use crate::mapping::{BinaryMediaTypes, ContextValue, context_value};
+use crate::response::{GatewayResponseKind, GatewayResponses};
+
+/// What a handler's future resolves to.
+pub type LambdaResult = Result<ApiGatewayProxyResponse, BoxError>;
+
+type HandlerFuture = Pin<Box<dyn Future<Output = LambdaResult> + Send>>;
+
+/// A function registered with
+/// [`GatewayBuilder::lambda`](crate::gateway::GatewayBuilder::lambda): any
+/// `Fn(ApiGatewayProxyRequest) -> impl Future<Output = Result<ApiGatewayProxyResponse, E>>`,
+/// the signature of a Rust handler written for API Gateway (without the
+/// runtime's context).
+#[derive(Clone)]
+pub struct LambdaFunction {
+    call: Arc<dyn Fn(ApiGatewayProxyRequest) -> HandlerFuture + Send + Sync>,
+}
+
+impl fmt::Debug for LambdaFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LambdaFunction").finish_non_exhaustive()
+    }
+}
+
+impl LambdaFunction {
+    /// Wraps `handler`.
+    pub fn new<F, Fut, E>(handler: F) -> Self
+    where
+        F: Fn(ApiGatewayProxyRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ApiGatewayProxyResponse, E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        Self {
+            call: Arc::new(move |event| {
+                let fut = handler(event);
+                Box::pin(async move { fut.await.map_err(Into::into) })
+            }),
+        }
+    }
+}
+
+/// The bounds of a Lambda integration: API Gateway's payload limit for the
+/// body read whole (10 MiB), and how the event is filled.
+#[derive(Clone)]
+pub(crate) struct LambdaIntegration {
+    pub(crate) name: Arc<str>,
+    pub(crate) function: LambdaFunction,
+    pub(crate) binary: Option<Arc<BinaryMediaTypes>>,
+    pub(crate) trusted: Arc<[IpNet]>,
+    pub(crate) responses: GatewayResponses,
+    pub(crate) limits: BodyLimits,
+    pub(crate) api: Arc<str>,
+}
+
+impl fmt::Debug for LambdaIntegration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LambdaIntegration")
+            .field("function", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LambdaIntegration {
+    /// Calls the function with the request's event and maps its answer.
+    /// A handler error, a panic, or an answer API Gateway would not take
+    /// (a status outside 100 to 599, a header that is not one, a body
+    /// marked base64 that is not) is 502 `{"message": "Internal server
+    /// error"}`, the detail logged.
+    pub(crate) async fn call(self, req: Request<Body>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let bytes = match read_bounded(body, self.limits).await {
+            Ok(b) => b,
+            Err(e) => return self.responses.respond(e.kind()),
+        };
+        let req = Request::from_parts(parts, ());
+        let event = event(&req, &bytes, &self);
+        let outcome = AssertUnwindSafe((self.function.call)(event))
+            .catch_unwind()
+            .await;
+        let answer = match outcome {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                tracing::warn!(function = %self.name, error = %e, "Lambda function failed");
+                return self.bad_gateway();
+            }
+            Err(_) => {
+                tracing::error!(function = %self.name, "Lambda function panicked");
+                return self.bad_gateway();
+            }
+        };
+        match response(answer) {
+            Ok(res) => res,
+            Err(why) => {
+                tracing::warn!(function = %self.name, why, "malformed Lambda proxy response");
+                self.bad_gateway()
+            }
+        }
+    }
+
+    fn bad_gateway(&self) -> Response<Body> {
+        let mut res = self.responses.respond_with_message(
+            GatewayResponseKind::IntegrationFailure,
+            "Internal server error",
+        );
+        *res.status_mut() = StatusCode::BAD_GATEWAY;
+        res
+    }
+}
+
+/// API Gateway's event for `req`, whose body is `body`.
+fn event(req: &Request<()>, body: &[u8], l: &LambdaIntegration) -> ApiGatewayProxyRequest {
+    let ctx = req.extensions().get::<RequestContext>();
+    let value = |c| context_value(c, req, &l.trusted).map(|v| v.into_owned());
+    // `headers` keeps each name's last value, `multiValueHeaders` every one.
+    let mut headers = HeaderMap::new();
+    for (name, v) in req.headers() {
+        headers.insert(name.clone(), v.clone());
+    }
+    let mut query: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in crate::mapping::parse_query(req.uri().query()) {
+        query.entry(k).or_default().push(v);
+    }
+    let single: HashMap<String, String> = query
+        .iter()
+        .filter_map(|(k, v)| v.last().map(|last| (k.clone(), last.clone())))
+        .collect();
+    let binary = l.binary.as_ref().is_some_and(|b| {
+        req.headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| b.matches(t))
+    });
+    let body = (!body.is_empty()).then(|| {
+        if binary {
+            base64::engine::general_purpose::STANDARD.encode(body)
+        } else {
+            String::from_utf8_lossy(body).into_owned()
+        }
+    });
+    let mut rc = ApiGatewayProxyRequestContext::default();
+    rc.resource_path = ctx.map(|c| c.endpoint().resource().to_owned());
+    rc.resource_id = rc.resource_path.clone();
+    rc.path = Some(
+        ctx.map(|c| c.original_uri().path().to_owned())
+            .unwrap_or_else(|| req.uri().path().to_owned()),
+    );
+    rc.http_method = req.method().clone();
+    rc.stage = value(ContextValue::Stage);
+    rc.request_id = value(ContextValue::RequestId);
+    rc.apiid = Some(l.api.to_string());
+    rc.protocol = Some(format!("{:?}", req.version()));
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(|h| h.rsplit_once(':').map_or(h, |(h, _)| h).to_owned());
+    rc.domain_prefix = host
+        .as_deref()
+        .map(|h| h.split('.').next().unwrap_or(h).to_owned());
+    rc.domain_name = host;
+    let now = crate::clock::Clock::unix_nanos(&crate::clock::SystemClock) / 1_000_000;
+    rc.request_time_epoch = i64::try_from(now).unwrap_or(i64::MAX);
+    let mut time = String::new();
+    crate::usage::clf_time(i64::try_from(now / 1000).unwrap_or(0), &mut time);
+    rc.request_time = Some(time);
+    rc.identity.source_ip = value(ContextValue::SourceIp);
+    rc.identity.user_agent = req
+        .headers()
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    rc.identity.api_key_id = value(ContextValue::ApiKeyId);
+    rc.identity.api_key = rc.identity.api_key_id.as_ref().and_then(|_| {
+        req.headers()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    if let Some(principal) = value(ContextValue::PrincipalId) {
+        rc.authorizer
+            .fields
+            .insert("principalId".into(), principal.into());
+    }
+    if let Some(a) = req.extensions().get::<AuthorizerContext>() {
+        for (k, v) in &a.context {
+            rc.authorizer.fields.insert(k.clone(), v.clone().into());
+        }
+    }
+    let mut event = ApiGatewayProxyRequest::default();
+    event.resource = rc.resource_path.clone();
+    event.path = Some(req.uri().path().to_owned());
+    event.http_method = req.method().clone();
+    event.headers = headers;
+    event.multi_value_headers = req.headers().clone();
+    event.query_string_parameters = QueryMap::from(single);
+    event.multi_value_query_string_parameters = QueryMap::from(query);
+    event.path_parameters = ctx
+        .map(|c| {
+            c.path_params()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    event.stage_variables = ctx
+        .map(|c| {
+            c.endpoint()
+                .stage_variables()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    event.request_context = rc;
+    event.body = body;
+    event.is_base64_encoded = binary;
+    event
+}
+
+/// The HTTP response for a function's answer, as API Gateway maps it:
+/// `multiValueHeaders`, then each of `headers` whose name they lack; a
+/// base64 body decoded.
+fn response(answer: ApiGatewayProxyResponse) -> Result<Response<Body>, &'static str> {
+    let status = u16::try_from(answer.status_code)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .filter(|s| (100..=599).contains(&s.as_u16()))
+        .ok_or("statusCode is not an HTTP status")?;
+    let mut headers = answer.multi_value_headers;
+    for (name, v) in &answer.headers {
+        if !headers.contains_key(name) {
+            headers.insert(name.clone(), v.clone());
+        }
+    }
+    let body = match answer.body {
+        None | Some(LambdaBody::Empty) => bytes::Bytes::new(),
+        Some(LambdaBody::Binary(b)) => bytes::Bytes::from(b),
+        Some(LambdaBody::Text(t)) if answer.is_base64_encoded => {
+            base64::engine::general_purpose::STANDARD
+                .decode(t.as_bytes())
+                .map(bytes::Bytes::from)
+                .map_err(|_| "isBase64Encoded with a body that is not base64")?
+        }
+        Some(LambdaBody::Text(t)) => bytes::Bytes::from(t),
+        Some(_) => return Err("a body of an unknown kind"),
+    };
+    headers.remove(http::header::CONTENT_LENGTH);
+    headers.remove(http::header::TRANSFER_ENCODING);
+    let mut res = Response::new(Body::full(body));
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    Ok(res)
+}

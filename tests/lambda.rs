@@ -1,0 +1,262 @@
+//! Lambda proxy integrations in process (issue 21): API Gateway's event
+//! (payload format 1.0) to a registered function, its answer back as API
+//! Gateway maps it, and every way a function can fail.
+
+mod support;
+
+use std::convert::Infallible;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use aws_lambda_events::encodings::Body as LambdaBody;
+use base64::Engine;
+use http::{Request, Response, StatusCode};
+use serde_json::{Value, json};
+use support::{json_of, send};
+use tollgate::auth::authorizer::{AuthorizerRequest, Verdict};
+use tollgate::{Body, Config, Gateway};
+use tower::service_fn;
+
+const CONFIG: &str = r#"
+name: lambdas
+routes:
+  /echo/{id}: [GET, POST]
+  /bin: [POST]
+  /who: [GET]
+  /bad/{kind}: [GET]
+  /gone: [GET]
+stages:
+  prod:
+    variables: { color: blue }
+    methods:
+      /echo/{id}/*: { integration: { type: lambda, function: echo }, api_key_required: true }
+      /bin/POST: { integration: { type: lambda, function: echo }, binary_media_types: [image/png] }
+      /who/GET: { integration: { type: lambda, function: echo }, authorization: authorizer, authorizer: tokens }
+      /bad/{kind}/GET: { integration: { type: lambda, function: bad } }
+authorizers:
+  tokens: { identity_sources: [header.Authorization] }
+plans:
+  basic: { stages: [prod] }
+keys:
+  - { name: k1, value: key-l-0123456789abcdef, plans: [basic] }
+"#;
+
+/// The event back as JSON, as the petstore's `echo`.
+async fn echo(event: ApiGatewayProxyRequest) -> Result<ApiGatewayProxyResponse, serde_json::Error> {
+    let mut res = ApiGatewayProxyResponse::default();
+    res.status_code = 200;
+    res.body = Some(LambdaBody::Text(serde_json::to_string(&event)?));
+    Ok(res)
+}
+
+/// Each way a function's answer can be wrong, by `{kind}`.
+async fn bad(event: ApiGatewayProxyRequest) -> Result<ApiGatewayProxyResponse, std::io::Error> {
+    let mut res = ApiGatewayProxyResponse::default();
+    res.status_code = 200;
+    match event.path_parameters.get("kind").map(String::as_str) {
+        Some("status") => res.status_code = 1000,
+        Some("base64") => {
+            res.is_base64_encoded = true;
+            res.body = Some(LambdaBody::Text("not base64!".into()));
+        }
+        Some("error") => return Err(std::io::Error::other("the function's own failure")),
+        Some("panic") => panic!("a function that panics"),
+        Some("headers") => {
+            // multiValueHeaders win; headers fill what they lack.
+            res.multi_value_headers.append("x-m", "1".parse().unwrap());
+            res.multi_value_headers.append("x-m", "2".parse().unwrap());
+            res.headers.insert("x-m", "3".parse().unwrap());
+            res.headers.insert("x-s", "4".parse().unwrap());
+            res.status_code = 201;
+            res.is_base64_encoded = true;
+            res.body = Some(LambdaBody::Text(
+                base64::engine::general_purpose::STANDARD.encode(b"\x00\x01bin"),
+            ));
+        }
+        _ => {}
+    }
+    Ok(res)
+}
+
+fn gateway() -> Gateway {
+    Gateway::builder(Config::from_yaml_str(CONFIG).unwrap())
+        .lambda("echo", echo)
+        .lambda("bad", bad)
+        .authorizer("tokens", |req: AuthorizerRequest| async move {
+            Ok(match req.identity("header.Authorization") {
+                Some("Bearer a") => Verdict::allow("alice").with_context("tier", "gold"),
+                _ => Verdict::deny("nobody"),
+            })
+        })
+        .build()
+        .unwrap()
+}
+
+fn inner()
+-> impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from("inner")))
+    })
+}
+
+#[tokio::test]
+async fn the_event_carries_every_field_api_gateway_sets() {
+    let gw = gateway();
+    let req = Request::post("/prod/echo/7?q=1&q=2&one=x")
+        .header("x-api-key", "key-l-0123456789abcdef")
+        .header("x-multi", "a")
+        .header("x-multi", "b")
+        .header("user-agent", "tester/1")
+        .header("host", "api.example.test:8443")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"hello": "world"}"#))
+        .unwrap();
+    let (status, _, body) = send(gw.service(inner()), req).await;
+    assert_eq!(status, StatusCode::OK);
+    let e = json_of(&body);
+    assert_eq!(e["resource"], "/echo/{id}");
+    assert_eq!(e["path"], "/echo/7");
+    assert_eq!(e["httpMethod"], "POST");
+    assert_eq!(e["headers"]["x-multi"], "b", "headers keep the last value");
+    assert_eq!(e["multiValueHeaders"]["x-multi"], json!(["a", "b"]));
+    assert_eq!(e["queryStringParameters"]["q"], "2");
+    assert_eq!(e["multiValueQueryStringParameters"]["q"], json!(["1", "2"]));
+    assert_eq!(e["queryStringParameters"]["one"], "x");
+    assert_eq!(e["pathParameters"], json!({"id": "7"}));
+    assert_eq!(e["stageVariables"], json!({"color": "blue"}));
+    assert_eq!(e["body"], r#"{"hello": "world"}"#);
+    assert_eq!(e["isBase64Encoded"], false);
+    let rc = &e["requestContext"];
+    assert_eq!(rc["stage"], "prod");
+    assert_eq!(rc["resourcePath"], "/echo/{id}");
+    assert_eq!(rc["path"], "/prod/echo/7");
+    assert_eq!(rc["httpMethod"], "POST");
+    assert_eq!(rc["apiId"], "lambdas");
+    assert_eq!(rc["domainName"], "api.example.test");
+    assert_eq!(rc["domainPrefix"], "api");
+    assert_eq!(rc["requestId"].as_str().unwrap().len(), 36);
+    assert!(rc["requestTimeEpoch"].as_i64().unwrap() > 1_700_000_000_000);
+    assert!(rc["requestTime"].as_str().unwrap().ends_with("+0000"));
+    assert_eq!(rc["identity"]["userAgent"], "tester/1");
+    assert_eq!(rc["identity"]["apiKey"], "key-l-0123456789abcdef");
+    let key_id = rc["identity"]["apiKeyId"].as_str().unwrap();
+    assert!(
+        !key_id.is_empty() && !key_id.contains("0123456789"),
+        "the key's id, not its value: {key_id}"
+    );
+}
+
+#[tokio::test]
+async fn the_authorizers_principal_and_context_reach_the_event() {
+    let gw = gateway();
+    let req = Request::get("/prod/who")
+        .header("authorization", "Bearer a")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = send(gw.service(inner()), req).await;
+    assert_eq!(status, StatusCode::OK);
+    let e = json_of(&body);
+    assert_eq!(e["requestContext"]["authorizer"]["principalId"], "alice");
+    assert_eq!(e["requestContext"]["authorizer"]["tier"], "gold");
+    assert_eq!(
+        e["body"],
+        Value::Null,
+        "no body is null, as API Gateway sends it"
+    );
+}
+
+#[tokio::test]
+async fn a_binary_media_type_is_base64_and_text_is_not() {
+    let gw = gateway();
+    let png = b"\x89PNG\r\n\x1a\n\x00\xff";
+    let req = Request::post("/prod/bin")
+        .header("content-type", "image/png")
+        .body(Body::from(&png[..]))
+        .unwrap();
+    let (_, _, body) = send(gw.service(inner()), req).await;
+    let e = json_of(&body);
+    assert_eq!(e["isBase64Encoded"], true);
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(e["body"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(decoded, png);
+    let req = Request::post("/prod/bin")
+        .header("content-type", "text/plain")
+        .body(Body::from("plain"))
+        .unwrap();
+    let e = json_of(&send(gw.service(inner()), req).await.2);
+    assert_eq!(
+        (e["isBase64Encoded"].clone(), e["body"].clone()),
+        (json!(false), json!("plain"))
+    );
+}
+
+#[tokio::test]
+async fn the_answer_is_mapped_as_api_gateway_maps_it_and_faults_are_502() {
+    let gw = gateway();
+    let get = |kind: &str| {
+        Request::get(format!("/prod/bad/{kind}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, headers, body) = send(gw.service(inner()), get("headers")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let m: Vec<_> = headers.get_all("x-m").iter().collect();
+    assert_eq!(m, ["1", "2"]);
+    assert_eq!(headers["x-s"], "4");
+    assert_eq!(&body[..], b"\x00\x01bin", "a base64 body is decoded");
+    for kind in ["status", "base64", "error", "panic"] {
+        let (status, headers, body) = send(gw.service(inner()), get(kind)).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{kind}");
+        assert_eq!(
+            json_of(&body),
+            json!({"message": "Internal server error"}),
+            "{kind}"
+        );
+        assert_eq!(
+            support::error_type(&headers),
+            "INTEGRATION_FAILURE",
+            "{kind}"
+        );
+    }
+    // The gateway still serves after a panic.
+    assert_eq!(
+        send(gw.service(inner()), get("headers")).await.0,
+        StatusCode::CREATED
+    );
+}
+
+#[test]
+fn an_unregistered_function_or_a_mapping_is_a_config_error() {
+    let err = Gateway::builder(Config::from_yaml_str(CONFIG).unwrap())
+        .authorizer("tokens", |_req: AuthorizerRequest| async {
+            Ok(Verdict::allow("x"))
+        })
+        .lambda("bad", bad)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no Lambda function `echo` is registered"),
+        "{err}"
+    );
+    let err = Config::from_yaml_str(
+        r#"
+routes: { /a: [GET] }
+stages:
+  prod:
+    methods:
+      /a/GET:
+        integration: { type: lambda, function: f }
+        mapping: { request: { set: { integration.request.header.x: "'y'" } } }
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("a Lambda proxy integration takes no `mapping`"),
+        "{err}"
+    );
+}
