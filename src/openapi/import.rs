@@ -1215,6 +1215,24 @@ fn document_models(doc: &Value, v2: bool, w: &mut Warnings) -> Map<String, Value
 /// Drops, with a warning each, the models that do not compile, until the
 /// rest do (a model may fail only because one it refers to was dropped).
 fn keep_compiling_models(models: &mut Map<String, Value>, w: &mut Warnings) {
+    // Past the most an API may have, the rest are left out (one warning),
+    // rather than all of them.
+    let max = crate::validate::MAX_MODELS;
+    if models.len() > max {
+        let extra: Vec<String> = models.keys().skip(max).cloned().collect();
+        w.push(
+            "models",
+            format!(
+                "{} models; at most {max}: the {} from `{}` on are left out",
+                models.len(),
+                extra.len(),
+                extra.first().map(String::as_str).unwrap_or("")
+            ),
+        );
+        for k in extra {
+            models.remove(&k);
+        }
+    }
     for _ in 0..=models.len() {
         let source: std::collections::BTreeMap<String, Value> =
             models.iter().map(|(k, v)| (k.clone(), v.clone())).collect();

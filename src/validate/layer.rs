@@ -18,9 +18,6 @@ use crate::body::{
 use crate::context::PerEndpoint;
 use crate::response::{GatewayResponseKind, GatewayResponses, ValidationErrorString};
 
-/// The most problems `$context.error.validationErrorString` lists.
-pub const MAX_REPORTED_ERRORS: usize = 10;
-
 /// Validates requests before they go on; see the [module docs](crate::validate).
 #[derive(Clone)]
 #[must_use]
@@ -310,11 +307,13 @@ where
             .await
             .map(|r| r.map(Body::new));
     };
-    // API Gateway validates an empty body as `{}`.
-    let parsed = if bytes.iter().all(u8::is_ascii_whitespace) {
+    // API Gateway validates an empty body as `{}`; a UTF-8 byte order
+    // mark is not part of the document (Jackson skips it too).
+    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let parsed = if text.iter().all(u8::is_ascii_whitespace) {
         Ok(serde_json::Value::Object(serde_json::Map::new()))
     } else {
-        crate::mapping::json::parse_bounded(&bytes, shared.value_limit)
+        crate::mapping::json::parse_bounded(text, shared.value_limit)
     };
     let detail = match &parsed {
         Err(crate::mapping::json::BodyJsonError::Syntax(e)) => Some(format!(
@@ -325,10 +324,7 @@ where
         Err(crate::mapping::json::BodyJsonError::TooManyValues) => {
             Some("[The body holds more values than may be validated]".to_owned())
         }
-        Ok(value) => {
-            let errors = model.errors(value, MAX_REPORTED_ERRORS);
-            (!errors.is_empty()).then(|| format!("[{}]", errors.join(", ")))
-        }
+        Ok(value) => model.first_error(value).map(|e| format!("[{e}]")),
     };
     if let Some(detail) = detail {
         tracing::debug!(

@@ -17,9 +17,10 @@
 //! - a body that fails its model, or is not JSON: 400 `BAD_REQUEST_BODY`
 //!   `Invalid request body`. What failed is in
 //!   `$context.error.validationErrorString` for a gateway response
-//!   template, and in the debug log: `[/path: keyword (schema path), ...]`,
-//!   at most [`MAX_REPORTED_ERRORS`] problems, quoting no value of the
-//!   body (API Gateway's own string is worded differently).
+//!   template, and in the debug log: `[/path: keyword (schema path)]`,
+//!   the first problem, quoting no value of the body and escaping the
+//!   property names of its path (API Gateway's own string is worded
+//!   differently). Only the first problem is built, whatever the body.
 //!
 //! Where it sits: after the resource policy, the authorizer and the API
 //! key, as in API Gateway. The usage plan's throttle and quota come before
@@ -80,12 +81,12 @@ mod model;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use self::layer::{MAX_REPORTED_ERRORS, ResponseFuture, Validation, ValidationLayer};
+pub use self::layer::{ResponseFuture, Validation, ValidationLayer};
 pub use self::method::{
     MethodValidation, ParameterLocation, RequestValidatorConfig, RequiredParameter,
 };
 pub use self::model::{
-    MAX_MODEL_DEPTH, MAX_MODELS, Model, ModelError, Models, PATTERN_BACKTRACK_LIMIT,
+    MAX_BRANCHING, MAX_MODEL_DEPTH, MAX_MODELS, Model, ModelError, Models, PATTERN_BACKTRACK_LIMIT,
     UNENFORCED_KEYWORDS,
 };
 

@@ -17,7 +17,18 @@ pub const MAX_MODELS: usize = 1000;
 /// How long a `pattern` may backtrack on one string before the match is
 /// given up, in backtracking steps: a catastrophic pattern fails the value
 /// (400) instead of holding the request thread.
-pub const PATTERN_BACKTRACK_LIMIT: usize = 100_000;
+pub const PATTERN_BACKTRACK_LIMIT: usize = 10_000;
+
+/// The most checks one value of a body may take against a model without
+/// descending into it: each `$ref`, `allOf`, `anyOf`, `oneOf`, `not` and
+/// schema `dependencies` branch counts, `$ref`s followed. A model over it
+/// (`anyOf: [{$ref: B}, {$ref: B}]` chained 20 deep is a million) is
+/// refused when compiled.
+pub const MAX_BRANCHING: u64 = 10_000;
+
+/// The longest piece of a body (a property name) a validation error
+/// string quotes, in characters.
+const MAX_QUOTED: usize = 64;
 
 /// The URI each model is registered under, so that models refer to each
 /// other whatever form their `$ref` takes in the source.
@@ -49,9 +60,13 @@ pub const UNENFORCED_KEYWORDS: &[&str] = &["minItems", "maxItems", "exclusiveMin
 /// What is compiled differs from the source in API Gateway's documented
 /// gaps ([`UNENFORCED_KEYWORDS`]), in `format`, which is not checked (API
 /// Gateway documents no format checks, and a body it accepts must not be
-/// refused here), and in `pattern`, which runs on the `fancy-regex` engine
-/// (Java's look-around works) with at most [`PATTERN_BACKTRACK_LIMIT`]
-/// backtracking steps.
+/// refused here), in `pattern`, which runs on the `fancy-regex` engine
+/// (Java's look-around works; a pattern without look-around or
+/// back-references runs in linear time) with at most
+/// [`PATTERN_BACKTRACK_LIMIT`] backtracking steps per value, and in `id`,
+/// `$id` and `$schema`, which are dropped (every model is draft 4, and no
+/// schema can take another's name). A model whose branches multiply past
+/// [`MAX_BRANCHING`] checks of one value is refused.
 ///
 /// ```
 /// use std::collections::BTreeMap;
@@ -141,22 +156,28 @@ impl Model {
         self.validator.is_valid(instance)
     }
 
-    /// What is wrong with `instance`, at most `max` problems, each as
-    /// `INSTANCE_PATH: KEYWORD (SCHEMA_PATH)`: where in the body, which
-    /// keyword failed and where in the model. No value from the body is
-    /// quoted (it may be a secret). Empty when it is valid.
-    pub fn errors(&self, instance: &Value, max: usize) -> Vec<String> {
-        self.validator
-            .iter_errors(instance)
-            .take(max)
-            .map(|e| {
-                let at = e.instance_path().as_str();
-                let at = if at.is_empty() { "/" } else { at };
-                let schema = e.schema_path().as_str().to_owned();
-                let keyword = schema.rsplit('/').next().unwrap_or("").to_owned();
-                format!("{at}: {keyword} ({schema})")
-            })
-            .collect()
+    /// What is wrong with `instance`: its first problem, as
+    /// `INSTANCE_PATH: KEYWORD (SCHEMA_PATH)` (where in the body, which
+    /// keyword failed, where in the model); `None` when it is valid. No
+    /// value from the body is quoted; the property names of the path are
+    /// cut to 64 characters and escaped (`"`, `\`, control characters) so
+    /// that the string sits inside a JSON string and on one log line. Only
+    /// the first problem is built: collecting every one of a large invalid
+    /// body would take memory in proportion to its errors.
+    pub fn first_error(&self, instance: &Value) -> Option<String> {
+        if self.validator.is_valid(instance) {
+            return None;
+        }
+        let e = self.validator.validate(instance).err()?;
+        let at = e.instance_path().as_str();
+        let at = if at.is_empty() {
+            "/".to_owned()
+        } else {
+            quoted(at)
+        };
+        let schema = quoted(e.schema_path().as_str());
+        let keyword = schema.rsplit('/').next().unwrap_or("").to_owned();
+        Some(format!("{at}: {keyword} ({schema})"))
     }
 }
 
@@ -202,6 +223,18 @@ impl Models {
                 }),
             }
         }
+        // A model whose branches multiply out (refs followed) is refused.
+        for (name, cost) in branching(&prepared) {
+            if cost > MAX_BRANCHING {
+                errors.push(ModelError {
+                    model: (*name).to_owned(),
+                    message: format!(
+                        "its `$ref`s and `allOf`/`anyOf`/`oneOf` branches check one value more than {MAX_BRANCHING} times"
+                    ),
+                });
+            }
+        }
+        prepared.retain(|name, _| !errors.iter().any(|e| e.model == *name));
         let registry = prepared
             .iter()
             .try_fold(
@@ -278,6 +311,34 @@ impl Models {
     }
 }
 
+/// `s` cut to [`MAX_QUOTED`] characters per `/` segment, with `"`, `\` and
+/// control characters escaped as JSON escapes them.
+fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(1024));
+    for (i, seg) in s.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        for (n, c) in seg.chars().enumerate() {
+            if n == MAX_QUOTED {
+                out.push('…');
+                break;
+            }
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        if out.len() > 1024 {
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
 fn display_path(p: &str) -> &str {
     if p.is_empty() { "/" } else { p }
 }
@@ -349,6 +410,12 @@ fn walk(
     for k in UNENFORCED_KEYWORDS {
         obj.remove(*k);
     }
+    // Draft 4 only, and no schema renames itself: an `id` would change
+    // what `$ref`s resolve to (one could take another model's name), and
+    // a nested `$schema` would switch drafts.
+    for k in ["id", "$id", "$schema"] {
+        obj.remove(k);
+    }
     if let Some(Value::String(r)) = obj.get_mut("$ref") {
         if let Some(to) = rewrite(r) {
             *r = to;
@@ -393,4 +460,75 @@ fn walk_map(
         walk(v, depth + 1, rewrite)?;
     }
     Ok(())
+}
+
+/// How many checks each model makes of one value without descending into
+/// it: 1, plus each same-level applicator's (`allOf`, `anyOf`, `oneOf`,
+/// `not`, schema `dependencies`), `$ref`s to models and local definitions
+/// followed. A loop counts once (the validator stops it). Saturates at
+/// `MAX_BRANCHING + 1`.
+fn branching<'a>(prepared: &'a BTreeMap<&'a str, Value>) -> Vec<(&'a str, u64)> {
+    fn cost(
+        s: &Value,
+        root: &Value,
+        models: &BTreeMap<&str, Value>,
+        stack: &mut Vec<*const Value>,
+        budget: &mut u64,
+    ) -> u64 {
+        const CAP: u64 = MAX_BRANCHING + 1;
+        // The whole walk is bounded too: a model with many branches that
+        // share one target is still walked at most CAP * 16 steps.
+        if *budget == 0 {
+            return CAP;
+        }
+        *budget -= 1;
+        let Some(obj) = s.as_object() else { return 1 };
+        let ptr = s as *const Value;
+        if stack.contains(&ptr) {
+            return 1;
+        }
+        stack.push(ptr);
+        let mut total: u64 = 1;
+        if let Some(Value::String(r)) = obj.get("$ref") {
+            let target = if let Some(name) = r.strip_prefix(MODEL_URI) {
+                models.get(name).map(|m| (m, m))
+            } else {
+                r.strip_prefix('#')
+                    .and_then(|p| root.pointer(p))
+                    .map(|t| (t, root))
+            };
+            if let Some((t, r2)) = target {
+                total = total.saturating_add(cost(t, r2, models, stack, budget));
+            }
+        }
+        for key in ["allOf", "anyOf", "oneOf"] {
+            for b in obj.get(key).and_then(Value::as_array).into_iter().flatten() {
+                total = total.saturating_add(cost(b, root, models, stack, budget));
+            }
+        }
+        if let Some(n) = obj.get("not") {
+            total = total.saturating_add(cost(n, root, models, stack, budget));
+        }
+        for d in obj
+            .get("dependencies")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|v| v.is_object())
+        {
+            total = total.saturating_add(cost(d, root, models, stack, budget));
+        }
+        stack.pop();
+        total.min(CAP)
+    }
+    prepared
+        .iter()
+        .map(|(name, schema)| {
+            let mut budget = (MAX_BRANCHING + 1) * 16;
+            (
+                *name,
+                cost(schema, schema, prepared, &mut Vec::new(), &mut budget),
+            )
+        })
+        .collect()
 }
