@@ -415,6 +415,7 @@ fn the_petstore_export_imports_with_its_documented_warnings() {
         paths,
         [
             "(config) stages.dev.methods.\"/whoami/GET\"",
+            "(config) stages.prod.methods.\"/echo/*\"",
             "(config) stages.prod.methods.\"/pets/{petId}/legacy/PUT\"",
             "(config) stages.prod.methods.\"/pets/{petId}/summary/GET\"",
         ]

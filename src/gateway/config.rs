@@ -131,7 +131,9 @@ pub struct ApiSourceConfig {
     /// file that names it).
     #[serde(default)]
     pub config: Option<String>,
-    /// An OpenAPI export. Not read by this version: refused with its path.
+    /// An OpenAPI export (3.0 or Swagger 2.0, JSON or YAML, relative to the
+    /// file that names it), imported as [`openapi::import`](crate::openapi::import)
+    /// does (its methods on stage `prod`, each warning logged).
     #[serde(default)]
     pub openapi: Option<String>,
 }

@@ -160,7 +160,11 @@ fn event(req: &Request<()>, body: &[u8], l: &LambdaIntegration) -> ApiGatewayPro
         if binary {
             base64::engine::general_purpose::STANDARD.encode(body)
         } else {
-            String::from_utf8_lossy(body).into_owned()
+            // Valid UTF-8 (nearly every text body) is copied as it is.
+            std::str::from_utf8(body).map_or_else(
+                |_| String::from_utf8_lossy(body).into_owned(),
+                str::to_owned,
+            )
         }
     });
     let mut rc = ApiGatewayProxyRequestContext::default();

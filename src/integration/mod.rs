@@ -13,6 +13,10 @@
 //!   Mozilla roots or a `tls.ca_file`, a client certificate for backends
 //!   that ask; HTTP/2 when the server offers it by ALPN): see [`TlsConfig`].
 //! - **Mock** ([`MockIntegration`]): a fixed status, headers and body.
+//! - **Lambda** ([`LambdaFunction`]): a function registered with
+//!   [`GatewayBuilder::lambda`](crate::gateway::GatewayBuilder::lambda),
+//!   called in process as API Gateway calls a Lambda proxy integration; see
+//!   [below](#lambda-proxy-integrations).
 //!
 //! In a config, a stage's `settings` or a method override says which:
 //!
@@ -53,6 +57,9 @@
 //! | `mock` | `status` | | `200` | 100 to 599 |
 //! | `mock` | `headers` | name: value | `{}` | valid header names and values |
 //! | `mock` | `body` | | empty | |
+//! | `mock` | `status_from_template` | | `false` | true: the status is the `statusCode` of the body a request template wrote |
+//! | `http` | `method` | | the request's | a method (API Gateway's integration `httpMethod`) |
+//! | `lambda` | `function` | | | a name registered with `GatewayBuilder::lambda` (checked when the gateway is built); no `mapping` on the method |
 //!
 //! API Gateway's integration timeout is 50 ms to 29 s ([`limits`](https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html)); tollgate
 //! takes the same default and allows up to 300 s.
@@ -79,6 +86,73 @@
 //! stages.prod.settings.integration.tls: ca_file `/etc/ca.pem`: I/O error: No such file or directory (os error 2)
 //! stages.prod.settings.integration.timeout_ms: must be 50 to 300000 (got 10)
 //! stages.prod.methods."/pets/GET".integration.url: `/pets` has no path parameter `petId`
+//! ```
+//!
+//! # Lambda proxy integrations
+//!
+//! `integration: { type: lambda, function: NAME }` calls the function
+//! registered under NAME, in process, as API Gateway calls a Lambda proxy
+//! integration (set-up-lambda-proxy-integrations.md, payload format 1.0):
+//!
+//! - The event is [`ApiGatewayProxyRequest`](aws_lambda_events::apigw::ApiGatewayProxyRequest),
+//!   AWS's own type: `resource`, `path` (the stage stripped), `httpMethod`,
+//!   `headers` (each name's last value) and `multiValueHeaders`,
+//!   `queryStringParameters` (last value) and
+//!   `multiValueQueryStringParameters`, `pathParameters`,
+//!   `stageVariables`, and `requestContext` with `requestId`, `stage`,
+//!   `resourcePath`, `path` (as sent), `httpMethod`, `apiId` (the API's
+//!   name), `domainName`, `domainPrefix`, `protocol`, `requestTime` and
+//!   `requestTimeEpoch`, `identity` (`sourceIp` past trusted proxies,
+//!   `userAgent`, `apiKey` and `apiKeyId` when a key was required) and
+//!   `authorizer` (`principalId` and the authorizer's context). The body
+//!   is read whole (within `limits.max_body` and `limits.body_timeout_ms`):
+//!   base64 with `isBase64Encoded: true` when its `Content-Type` is one of
+//!   the method's `binary_media_types`, text otherwise.
+//! - The function's [`ApiGatewayProxyResponse`](aws_lambda_events::apigw::ApiGatewayProxyResponse)
+//!   is the response: `statusCode`, `multiValueHeaders` and then each of
+//!   `headers` they lack, the body (base64-decoded when
+//!   `isBase64Encoded`).
+//! - A function that fails, panics, or answers what API Gateway would not
+//!   take (a status outside 100 to 599, a body marked base64 that is not)
+//!   is 502 `{"message": "Internal server error"}` (`INTEGRATION_FAILURE`,
+//!   the detail logged), as API Gateway answers a malformed Lambda
+//!   response.
+//!
+//! A handler written for API Gateway with the `aws_lambda_events` types
+//! (`async fn(ApiGatewayProxyRequest) -> Result<ApiGatewayProxyResponse, E>`)
+//! is registered as it is; one written against `lambda_runtime`'s
+//! `LambdaEvent<ApiGatewayProxyRequest>` is called with `event.payload`.
+//!
+//! ```
+//! use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+//! use aws_lambda_events::encodings::Body as LambdaBody;
+//! use http::{Request, StatusCode};
+//! use http_body_util::BodyExt;
+//! use tollgate::{Body, Config, Gateway};
+//! use tower::{ServiceExt, service_fn};
+//!
+//! async fn hello(event: ApiGatewayProxyRequest) -> Result<ApiGatewayProxyResponse, std::convert::Infallible> {
+//!     let name = event.query_string_parameters.first("name").unwrap_or("world").to_owned();
+//!     let mut res = ApiGatewayProxyResponse::default();
+//!     res.status_code = 200;
+//!     res.body = Some(LambdaBody::Text(format!("hello {name}")));
+//!     Ok(res)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let config = Config::from_yaml_str(r#"
+//! routes: { /hello: [GET] }
+//! stages:
+//!   prod: { methods: { /hello/GET: { integration: { type: lambda, function: hello } } } }
+//! "#).unwrap();
+//! let gateway = Gateway::builder(config).lambda("hello", hello).build().unwrap();
+//! let svc = gateway.service(service_fn(|_req: Request<Body>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+//! }));
+//! let res = svc.oneshot(Request::get("/prod/hello?name=tollgate").body(Body::empty()).unwrap()).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "hello tollgate");
+//! # }
 //! ```
 
 mod config;

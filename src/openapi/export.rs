@@ -539,8 +539,13 @@ fn integration(m: &StageMethod, method: &str, lossy: &mut bool) -> Option<Value>
                 }
                 (None, None) => return None,
             };
+            // `http` when something rewrites the body or the answer (a
+            // template, an integration response); parameters alone ride
+            // on an `http_proxy`, as API Gateway's proxy resources do.
+            let rewrites =
+                mapping.is_some_and(|m| !m.request.templates.is_empty() || !m.responses.is_empty());
             let mut i = json!({
-                "type": if mapping.is_some() { "http" } else { "http_proxy" },
+                "type": if rewrites { "http" } else { "http_proxy" },
                 "httpMethod": upstream_method.as_deref().unwrap_or(method),
                 "uri": uri,
                 "passthroughBehavior": "when_no_match",

@@ -177,6 +177,16 @@ pub fn import_into(
         config.settings.minimum_compression_size = new.settings.minimum_compression_size;
     }
     config.authorizers.extend(new.authorizers);
+    // Overwrite replaces the API's definition whole, as API Gateway's
+    // `mode=overwrite` does: its name, models, validators and gateway
+    // responses are the document's; merge adds them.
+    if options.mode == ImportMode::Overwrite {
+        config.name = new.name.clone();
+        config.models = std::collections::BTreeMap::new();
+        config.validators = std::collections::BTreeMap::new();
+        config.responses = std::collections::BTreeMap::new();
+        config.settings.request_validator = None;
+    }
     config.models.extend(new.models);
     if config.sigv4.is_none() {
         config.sigv4 = new.sigv4;

@@ -86,8 +86,8 @@ pub use self::method::{
     MethodValidation, ParameterLocation, RequestValidatorConfig, RequiredParameter,
 };
 pub use self::model::{
-    MAX_BRANCHING, MAX_MODEL_DEPTH, MAX_MODELS, Model, ModelError, Models, PATTERN_BACKTRACK_LIMIT,
-    UNENFORCED_KEYWORDS,
+    MAX_BRANCHING, MAX_MODEL_DEPTH, MAX_MODELS, Model, ModelError, ModelErrors, Models,
+    PATTERN_BACKTRACK_LIMIT, UNENFORCED_KEYWORDS,
 };
 
 use crate::config::{Issues, Merged, PathBuf};

@@ -140,6 +140,40 @@ pub struct ModelError {
     pub message: String,
 }
 
+/// Every problem [`Models::compile`] found, one per model (or for the set),
+/// in the order the models are named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelErrors(pub Vec<ModelError>);
+
+impl fmt::Display for ModelErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ModelErrors {}
+
+impl std::ops::Deref for ModelErrors {
+    type Target = [ModelError];
+    fn deref(&self) -> &[ModelError] {
+        &self.0
+    }
+}
+
+impl IntoIterator for ModelErrors {
+    type Item = ModelError;
+    type IntoIter = std::vec::IntoIter<ModelError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
 impl Model {
     /// The model's name.
     pub fn name(&self) -> &str {
@@ -194,14 +228,14 @@ impl Models {
     /// [`MAX_MODELS`] models, a model that is not an object, nests deeper
     /// than [`MAX_MODEL_DEPTH`], refers outside the API's models, or is
     /// not a valid draft 4 schema: one [`ModelError`] per problem.
-    pub fn compile(source: &BTreeMap<String, Value>) -> Result<Self, Vec<ModelError>> {
+    pub fn compile(source: &BTreeMap<String, Value>) -> Result<Self, ModelErrors> {
         let mut errors = Vec::new();
         if source.len() > MAX_MODELS {
             errors.push(ModelError {
                 model: String::new(),
                 message: format!("{} models; at most {MAX_MODELS}", source.len()),
             });
-            return Err(errors);
+            return Err(ModelErrors(errors));
         }
         let mut prepared = BTreeMap::new();
         for (name, schema) in source {
@@ -251,7 +285,7 @@ impl Models {
                     model: String::new(),
                     message: format!("the models do not resolve: {}", kind_of(&e.to_string())),
                 });
-                return Err(errors);
+                return Err(ModelErrors(errors));
             }
         };
         let mut by_name = BTreeMap::new();
@@ -291,7 +325,7 @@ impl Models {
         if errors.is_empty() {
             Ok(Self { by_name })
         } else {
-            Err(errors)
+            Err(ModelErrors(errors))
         }
     }
 

@@ -72,11 +72,7 @@ pub(crate) fn check_many(config: &Config) -> Result<(), crate::config::ConfigErr
             );
         }
         match (&api.config, &api.openapi) {
-            (Some(_), None) => {}
-            (None, Some(_)) => issues.push(
-                &at.field("openapi"),
-                "OpenAPI import is not supported by this version: give a tollgate config",
-            ),
+            (Some(_), None) | (None, Some(_)) => {}
             _ => issues.push(&at, "give exactly one of `config` and `openapi`"),
         }
     }

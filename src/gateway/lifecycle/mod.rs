@@ -200,13 +200,37 @@ fn api_files(config: &Config) -> Result<Vec<(String, Config)>, LifecycleError> {
         .apis
         .iter()
         .map(|(id, source)| {
-            let Some(path) = source.config.as_deref() else {
-                return Err(LifecycleError::bad_request(format!(
-                    "apis.{id}: give `config`"
-                )));
+            let (path, file) = match (source.config.as_deref(), source.openapi.as_deref()) {
+                (Some(path), None) => (
+                    path,
+                    Config::from_path(path).map_err(|e| {
+                        LifecycleError::invalid(&format!("apis.{id}.config ({path})"), &e)
+                    })?,
+                ),
+                // An API Gateway export: imported (stage `prod`), each
+                // warning logged with its path.
+                (None, Some(path)) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        LifecycleError::bad_request(format!("apis.{id}.openapi ({path}): {e}"))
+                    })?;
+                    let imported =
+                        crate::openapi::import(&text, &crate::openapi::ImportOptions::default())
+                            .map_err(|e| {
+                                LifecycleError::bad_request(format!(
+                                    "apis.{id}.openapi ({path}): {e}"
+                                ))
+                            })?;
+                    for w in &imported.warnings {
+                        tracing::warn!(api = %id, file = %path, warning = %w, "OpenAPI import");
+                    }
+                    (path, imported.config)
+                }
+                _ => {
+                    return Err(LifecycleError::bad_request(format!(
+                        "apis.{id}: give exactly one of `config` and `openapi`"
+                    )));
+                }
             };
-            let file = Config::from_path(path)
-                .map_err(|e| LifecycleError::invalid(&format!("apis.{id}.config ({path})"), &e))?;
             // What is the lifecycle's, not one API's, belongs in the top file.
             for (field, given) in [
                 ("keys", !file.keys.is_empty()),
