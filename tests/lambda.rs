@@ -260,3 +260,52 @@ stages:
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_openapi_aws_proxy_naming_a_registered_function_calls_it() {
+    use tollgate::openapi::{ExportOptions, ImportOptions, export, import};
+    // set-up-lambda-proxy-integrations.md's document (tests/vectors/agw-openapi).
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/agw-openapi/lambda-proxy-oas30.json"
+    ))
+    .unwrap();
+    // Not registered: a warning naming the function, the wrapped service answers.
+    let imported = import(&doc, &ImportOptions::default()).unwrap();
+    assert!(
+        imported.warnings.iter().any(|w| w
+            .message
+            .contains("`SimpleLambda4ProxyResource` is not registered")),
+        "{:?}",
+        imported.warnings
+    );
+    let mut options = ImportOptions::default();
+    options
+        .functions
+        .insert("SimpleLambda4ProxyResource".to_owned());
+    let imported = import(&doc, &options).unwrap();
+    assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+    let config = imported.config;
+    for c in [config.clone(), {
+        // Exported (as aws_proxy to the function's ARN) and imported again.
+        let e = export(&config, "prod", &ExportOptions::default()).unwrap();
+        import(&e.to_json(), &options).unwrap().config
+    }] {
+        let gw = Gateway::builder(c)
+            .lambda("SimpleLambda4ProxyResource", echo)
+            .build()
+            .unwrap();
+        let (status, _, body) = send(
+            gw.service(inner()),
+            Request::get("/prod/hello/world?x=1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let e = json_of(&body);
+        assert_eq!(e["resource"], "/{proxy+}");
+        assert_eq!(e["pathParameters"], json!({"proxy": "hello/world"}));
+        assert_eq!(e["queryStringParameters"]["x"], "1");
+    }
+}

@@ -360,6 +360,8 @@ pub fn load_config(
     let document =
         std::fs::read_to_string(openapi).map_err(|e| format!("{}: {e}", openapi.display()))?;
     let mut options = tollgate::openapi::ImportOptions::default();
+    // The functions `authorizers` registers: an aws_proxy naming one calls it.
+    options.functions.insert("echo".to_owned());
     if let Some(s) = stage {
         options.stage = s.to_owned();
     }
@@ -383,6 +385,8 @@ pub fn build_openapi_gateway(
     let document =
         std::fs::read_to_string(openapi).map_err(|e| format!("{}: {e}", openapi.display()))?;
     let mut options = tollgate::openapi::ImportOptions::default();
+    // The functions `authorizers` registers: an aws_proxy naming one calls it.
+    options.functions.insert("echo".to_owned());
     if let Some(s) = stage {
         options.stage = s.to_owned();
     }

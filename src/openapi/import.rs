@@ -40,6 +40,11 @@ pub enum BasePath {
 pub struct ImportOptions {
     /// Overwrite or merge (only [`import_into`] has something to merge into).
     pub mode: ImportMode,
+    /// The Lambda functions registered with
+    /// [`GatewayBuilder::lambda`](crate::gateway::GatewayBuilder::lambda),
+    /// by name: an `aws_proxy` integration whose ARN names one becomes
+    /// `integration: { type: lambda, function: NAME }`. Default none.
+    pub functions: std::collections::BTreeSet<String>,
     /// Refuse the document when there is any warning.
     pub fail_on_warnings: bool,
     /// What the base path becomes.
@@ -52,6 +57,7 @@ impl Default for ImportOptions {
     fn default() -> Self {
         Self {
             mode: ImportMode::Overwrite,
+            functions: std::collections::BTreeSet::new(),
             fail_on_warnings: false,
             basepath: BasePath::Ignore,
             stage: "prod".to_owned(),
@@ -522,7 +528,10 @@ fn convert(
                 method,
                 &params,
                 &opath,
-                &schemes,
+                &Known {
+                    schemes: &schemes,
+                    functions: &options.functions,
+                },
                 default_security.as_ref(),
                 &mut w,
             );
@@ -668,10 +677,11 @@ fn operation(
     method: &str,
     route_params: &[&str],
     opath: &str,
-    schemes: &Map<String, Value>,
+    known: &Known<'_>,
     default_security: Option<&Value>,
     w: &mut Warnings,
 ) -> Value {
+    let schemes = known.schemes;
     let mut s = Map::new();
     let Some(op) = op.as_object() else {
         w.push(opath, "not an operation object; left out");
@@ -756,7 +766,7 @@ fn operation(
     let ipath = format!("{opath}.x-amazon-apigateway-integration");
     // A method without an integration is served by the wrapped service.
     if let Some(i) = op.get("x-amazon-apigateway-integration") {
-        integration(i, &ipath, method, route_params, &mut s, w);
+        integration(i, &ipath, method, route_params, known.functions, &mut s, w);
     }
     // tollgate's own export carries a mapping API Gateway's extension
     // cannot say whole (one on the wrapped service, minijinja templates):
@@ -784,6 +794,7 @@ fn integration(
     ipath: &str,
     method: &str,
     route_params: &[&str],
+    functions: &std::collections::BTreeSet<String>,
     s: &mut Map<String, Value>,
     w: &mut Warnings,
 ) {
@@ -1022,11 +1033,26 @@ fn integration(
                 }
             }
         }
-        "aws" | "aws_proxy" => {
-            w.push(
-                &format!("{ipath}.type"),
-                format!("`{kind}` integrations (Lambda, AWS services) are not supported yet; the method is served by the wrapped service"),
+        // A Lambda proxy to a function registered with the builder (named
+        // in `ImportOptions::functions`): called in process.
+        "aws_proxy" if lambda_function(i.get("uri")).is_some_and(|f| functions.contains(f)) => {
+            let f = lambda_function(i.get("uri")).unwrap_or_default();
+            s.insert(
+                "integration".into(),
+                json!({ "type": "lambda", "function": f }),
             );
+            return;
+        }
+        "aws" | "aws_proxy" => {
+            let why = match lambda_function(i.get("uri")) {
+                Some(f) if kind == "aws_proxy" => format!(
+                    "the Lambda function `{f}` is not registered (ImportOptions::functions, GatewayBuilder::lambda), and remote functions are not called yet; the method is served by the wrapped service"
+                ),
+                _ => format!(
+                    "`{kind}` integrations (remote Lambda, AWS services) are not supported yet; the method is served by the wrapped service"
+                ),
+            };
+            w.push(&format!("{ipath}.type"), why);
             return;
         }
         other => {
@@ -1751,4 +1777,19 @@ fn resource_policy(
         allow_ips
     };
     Ok(Some(json!({ "allow": allow, "deny": deny_ips })))
+}
+
+/// What every operation's import reads besides the operation.
+struct Known<'a> {
+    schemes: &'a Map<String, Value>,
+    functions: &'a std::collections::BTreeSet<String>,
+}
+
+/// The function a Lambda ARN in an integration `uri` names:
+/// `arn:aws:apigateway:REGION:lambda:path/2015-03-31/functions/arn:aws:lambda:REGION:ACCOUNT:function:NAME[:ALIAS]/invocations`.
+fn lambda_function(uri: Option<&Value>) -> Option<&str> {
+    let uri = uri?.as_str()?;
+    let rest = uri.split_once(":function:")?.1;
+    let name = rest.split([':', '/']).next()?;
+    (!name.is_empty()).then_some(name)
 }

@@ -75,7 +75,10 @@
 //! - `x-amazon-apigateway-policy` as the API-wide `policy` on source
 //!   addresses (a deny statement that cannot be read refuses the document);
 //! - `x-tollgate-mapping`, tollgate's own export of a mapping API Gateway's
-//!   extension cannot say whole.
+//!   extension cannot say whole;
+//! - `type: aws_proxy` to a Lambda function named in
+//!   [`ImportOptions::functions`] (registered with the builder) as a Lambda
+//!   proxy integration in process.
 //!
 //! A method without `x-amazon-apigateway-integration` is served by the
 //! service the gateway wraps (tollgate's `integration: service`). As in
@@ -83,7 +86,8 @@
 //! stage of the config the document's methods.
 //!
 //! Everything else API Gateway would honour and tollgate does not yet
-//! (`aws` and `aws_proxy` integrations, VPC links, resource policy
+//! (`aws` integrations, `aws_proxy` to a function not registered, VPC
+//! links, resource policy
 //! statements beyond source addresses, `x-amazon-apigateway-cors`, which
 //! belongs to HTTP APIs) is an [`ImportWarning`] with its JSON path, never
 //! a silent drop; `fail_on_warnings` makes any warning an error. The
