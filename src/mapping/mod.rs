@@ -175,5 +175,7 @@ pub(crate) use json::parse_json_for_template;
 pub(crate) use layer::MethodMapping;
 pub use layer::{Mapping, MappingLayer, ResponseFuture};
 pub use params::IntegrationPath;
-pub(crate) use params::{ContextValue, context_value, first_query_value, parse_query};
+pub(crate) use params::{
+    ContextValue, context_value, decode as decode_query_piece, first_query_value, parse_query,
+};
 pub use template::{escape_javascript, url_decode, url_encode};

@@ -199,7 +199,7 @@ type Query = Vec<(String, String)>;
 
 /// A query name or value decoded as a form would be: `+` is a space, then
 /// percent escapes; invalid UTF-8 becomes U+FFFD.
-fn decode(s: &str) -> String {
+pub(crate) fn decode(s: &str) -> String {
     let plus = s.replace('+', " ");
     percent_decode_str(&plus).decode_utf8_lossy().into_owned()
 }

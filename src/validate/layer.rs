@@ -33,6 +33,7 @@ struct Shared {
     value_limit: usize,
 }
 
+#[derive(Clone)]
 enum Validations {
     One(Arc<MethodValidation>),
     ByEndpoint(PerEndpoint<Arc<MethodValidation>>),
@@ -124,16 +125,6 @@ impl ValidationLayer {
                 limits,
                 value_limit,
             }),
-        }
-    }
-}
-
-impl Clone for Validations {
-    fn clone(&self) -> Self {
-        match self {
-            Self::One(v) => Self::One(v.clone()),
-            Self::ByEndpoint(v) => Self::ByEndpoint(v.clone()),
-            Self::Off => Self::Off,
         }
     }
 }

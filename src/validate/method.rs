@@ -305,14 +305,10 @@ impl MethodValidation {
 /// names and values read as a form's (`+` a space, then percent escapes),
 /// decoding only what holds an escape.
 fn query_blank(q: Option<&str>, name: &str) -> bool {
+    // The mapping's decoding, skipped for a piece with nothing to decode.
     fn decoded(s: &str) -> std::borrow::Cow<'_, str> {
         if s.contains(['%', '+']) {
-            let plus = s.replace('+', " ");
-            std::borrow::Cow::Owned(
-                percent_encoding::percent_decode_str(&plus)
-                    .decode_utf8_lossy()
-                    .into_owned(),
-            )
+            std::borrow::Cow::Owned(crate::mapping::decode_query_piece(s))
         } else {
             std::borrow::Cow::Borrowed(s)
         }
