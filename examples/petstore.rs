@@ -85,8 +85,11 @@ async fn main() {
     // `--openapi FILE`: an export imported into the config; with `--check`,
     // validated (every warning and error with its path) and out.
     if let Some(openapi) = &opts.openapi {
-        if opts.watch || opts.redis.is_some() || opts.bare {
-            eprintln!("--openapi serves from memory: not with --watch, --redis or --bare");
+        if opts.watch || opts.redis.is_some() || opts.bare || opts.admin_listen.is_some() {
+            eprintln!(
+                "--openapi serves from memory: not with --watch, --redis, --bare or --admin-listen \
+                 (with --admin-listen, import it with `aws apigateway put-rest-api`)"
+            );
             std::process::exit(2);
         }
         if opts.check {
@@ -170,7 +173,10 @@ async fn main() {
             || c.deployments.is_some()
             || c.stages.values().any(|s| s.canary.is_some())
     });
-    if (opts.watch || has_canary) && !opts.bare && opts.openapi.is_none() {
+    if (opts.watch || has_canary || opts.admin_listen.is_some())
+        && !opts.bare
+        && opts.openapi.is_none()
+    {
         watch_and_serve(&opts, reporters).await;
         return;
     }
@@ -296,7 +302,38 @@ async fn watch_and_serve(opts: &petstore::Options, reporters: Vec<Reporter>) {
         }
     };
     let addr = listener.local_addr().unwrap_or(opts.listen);
+    // `--admin-listen`: the management API on its own listener.
+    let admin = match opts.admin_listen {
+        Some(a) => match TcpListener::bind(a).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("cannot listen on {a}: {e}");
+                std::process::exit(1);
+            }
+        },
+        None => None,
+    };
     println!("listening on http://{addr}");
+    if let Some(admin) = admin {
+        let at = admin.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        let management = lifecycle.management();
+        let config = lifecycle.config();
+        tokio::spawn(async move {
+            let never = std::future::pending::<()>();
+            petstore::serve(admin, management, false, never).await;
+        });
+        println!("management on http://{at}");
+        if let Some(c) = config.management.as_ref().and_then(|m| m.credentials.first()) {
+            // The demo credentials are printed on purpose: this is a local demo.
+            println!(
+                "  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws apigateway get-rest-apis \
+                 --endpoint-url http://{at} --region {}",
+                c.access_key_id,
+                c.secret_access_key.expose(),
+                config.management.as_ref().map_or("us-east-1", |m| m.region.as_str()),
+            );
+        }
+    }
     if let Some(url) = &opts.redis {
         println!("stores: redis at {url} (deployments too)");
     }

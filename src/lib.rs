@@ -78,6 +78,7 @@ pub mod gateway;
 mod hex;
 pub mod integration;
 pub mod keys;
+pub mod management;
 pub mod mapping;
 pub mod openapi;
 pub mod plans;

@@ -95,6 +95,11 @@ impl StoreError {
         Self::new(StoreErrorKind::Timeout, message)
     }
 
+    /// What went wrong, without the kind (never a secret).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// What sort of error this is.
     pub fn kind(&self) -> StoreErrorKind {
         self.kind

@@ -729,6 +729,8 @@ pub struct Options {
     pub export: Option<tollgate::openapi::ExportType>,
     /// `--yaml`: `--export` writes YAML.
     pub yaml: bool,
+    /// `--admin-listen ADDR`: serve the management API there.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl Options {
@@ -740,6 +742,8 @@ impl Options {
         \x20 --upstream URL  proxy to this base URL (the path after the stage appended,\n\
         \x20                 the query kept) instead of the in-memory store\n\
         \x20 --metrics-listen ADDR  serve Prometheus metrics at http://ADDR/metrics\n\
+        \x20 --admin-listen ADDR  serve API Gateway's management API (aws CLI, boto3 with\n\
+        \x20                 --endpoint-url http://ADDR), signed with `management.credentials`\n\
         \x20 --quiet         no access log lines on stdout\n\
         \x20 --redis URL     keep limits, quotas, keys, credentials and usage in Redis\n\
         \x20                 (built with --features redis)\n\
@@ -780,6 +784,7 @@ impl Options {
             stage: None,
             export: None,
             yaml: false,
+            admin_listen: None,
         };
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -798,6 +803,11 @@ impl Options {
                         v.parse()
                             .map_err(|e| format!("--metrics-listen {v}: {e}"))?,
                     );
+                }
+                "--admin-listen" => {
+                    let v = args.next().ok_or("--admin-listen needs an address")?;
+                    opts.admin_listen =
+                        Some(v.parse().map_err(|e| format!("--admin-listen {v}: {e}"))?);
                 }
                 "--quiet" => opts.quiet = true,
                 "--check" => opts.check = true,

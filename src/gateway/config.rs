@@ -42,6 +42,13 @@ pub struct Config {
     /// it names).
     #[serde(default)]
     pub settings: MethodSettingsConfig,
+    /// API-level method settings keyed `RESOURCE/METHOD` (`/pets/GET`) or
+    /// `RESOURCE/*`: over `settings`, under every stage's settings. Part
+    /// of the definition, so a deployment snapshots them (where an
+    /// imported document's integrations go through the management API);
+    /// a stage's `methods` override them field by field.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub methods: BTreeMap<String, MethodSettingsConfig>,
     /// Stages by name; requests are addressed as `/{stage}/{resource}`.
     #[serde(default)]
     pub stages: BTreeMap<String, StageConfig>,
@@ -121,6 +128,10 @@ pub struct Config {
     /// petstore does. Default: memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployments: Option<DeploymentsConfig>,
+    /// The management API's settings (its credentials never serialized):
+    /// see [`ManagementConfig`](crate::management::ManagementConfig).
+    #[serde(default, skip_serializing)]
+    pub management: Option<crate::management::ManagementConfig>,
 }
 
 /// Where one API of a multi-API config comes from.

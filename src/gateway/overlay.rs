@@ -1,11 +1,14 @@
 //! The overlay of one stage's method settings: the API's top-level
-//! `settings`, then the stage's `settings`, then
+//! `settings`, then the API's `methods."RESOURCE/*"` and
+//! `methods."RESOURCE/METHOD"` (part of the definition, so a deployment
+//! snapshots them: an imported document's integrations), then the stage's
+//! `settings`, then
 //! `methods."*/*"`, then `methods."RESOURCE/*"`, then
 //! `methods."RESOURCE/METHOD"`, each replacing only the fields it names (API
 //! Gateway's stage settings and method overrides). Each slice merges its own
 //! part of the layers with [`Merged::of`](crate::config::Merged::of).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use http::Method;
 
@@ -20,6 +23,10 @@ pub(super) type Layer<'a> = (&'a MethodSettingsConfig, PathBuf);
 pub(super) struct Overlay<'a> {
     /// The API's top-level `settings`, under everything.
     api: Layer<'a>,
+    /// The API's `methods."RESOURCE/*"` by route index.
+    api_resource: HashMap<usize, Layer<'a>>,
+    /// The API's `methods."RESOURCE/METHOD"` by route index and method.
+    api_exact: HashMap<(usize, Option<Method>), Layer<'a>>,
     /// The stage's `settings` (every method's default).
     stage: Layer<'a>,
     /// `methods."*/*"`.
@@ -37,6 +44,7 @@ impl<'a> Overlay<'a> {
     /// layers).
     pub(super) fn new(
         api: &'a MethodSettingsConfig,
+        api_methods: &'a BTreeMap<String, MethodSettingsConfig>,
         stage: &'a StageConfig,
         path: &PathBuf,
         routes: &[RouteDef],
@@ -47,8 +55,25 @@ impl<'a> Overlay<'a> {
         let (settings, settings_path) = (&stage.settings, path.field("settings"));
         let (methods, path) = (&stage.methods, &path.field("methods"));
         check(settings, &settings_path, None, issues);
+        let mut api_resource = HashMap::new();
+        let mut api_exact = HashMap::new();
+        // Checked once for the API by `check_api_methods`, not per stage.
+        for (key, s) in api_methods {
+            let opath = PathBuf::default().field("methods").field(key);
+            match parse_method_key(key, routes, route_index, true) {
+                Ok(MethodKey::Resource(ri)) => {
+                    api_resource.insert(ri, (s, opath));
+                }
+                Ok(MethodKey::Exact(ri, m)) => {
+                    api_exact.insert((ri, m), (s, opath));
+                }
+                Ok(MethodKey::All) | Err(_) => {}
+            }
+        }
         let mut out = Overlay {
             api: (api, PathBuf::default().field("settings")),
+            api_resource,
+            api_exact,
             stage: (settings, settings_path),
             all: None,
             resource: HashMap::new(),
@@ -87,6 +112,8 @@ impl<'a> Overlay<'a> {
     ) {
         let exact = self.exact.get(&(route, method.clone()));
         let layers = std::iter::once(&self.api)
+            .chain(self.api_resource.get(&route))
+            .chain(self.api_exact.get(&(route, method.clone())))
             .chain(std::iter::once(&self.stage))
             .chain(self.all.as_ref())
             .chain(self.resource.get(&route))
@@ -94,5 +121,31 @@ impl<'a> Overlay<'a> {
             .map(|(s, p)| (*s, p))
             .collect();
         (layers, exact.map(|l| l.0))
+    }
+}
+
+/// Checks the API's `methods` once: each key names a route and method
+/// (`RESOURCE/METHOD` or `RESOURCE/*`; API-wide settings go in
+/// `settings`), each layer's fields checked with `check`.
+pub(super) fn check_api_methods(
+    methods: &BTreeMap<String, MethodSettingsConfig>,
+    routes: &[RouteDef],
+    route_index: &RouteIndex<'_>,
+    issues: &mut Issues,
+    mut check: impl FnMut(&MethodSettingsConfig, &PathBuf, Option<&RouteDef>, &mut Issues),
+) {
+    let path = PathBuf::root().field("methods");
+    for (key, s) in methods {
+        let opath = path.field(key);
+        match parse_method_key(key, routes, route_index, true) {
+            Ok(MethodKey::All) => issues.push(
+                &opath,
+                "API-wide settings go in `settings`; `methods` names a resource",
+            ),
+            Ok(MethodKey::Resource(ri) | MethodKey::Exact(ri, _)) => {
+                check(s, &opath, Some(&routes[ri]), issues);
+            }
+            Err(msg) => issues.push(&opath, msg),
+        }
     }
 }

@@ -99,6 +99,13 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     }
     // The API-level layer is checked once, not with each stage.
     check_layer(&config.settings, &root.field("settings"), None, &mut issues);
+    super::overlay::check_api_methods(
+        &config.methods,
+        &route_defs,
+        &route_index,
+        &mut issues,
+        check_layer,
+    );
     let api: Arc<str> = Arc::from(config.name.as_deref().unwrap_or("tollgate"));
     for (name, stage) in &config.stages {
         let path = root.field("stages").field(name);
@@ -109,6 +116,7 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         let variables = Arc::new(stage.variables.clone());
         let overlay = Overlay::new(
             &config.settings,
+            &config.methods,
             stage,
             &path,
             &route_defs,
@@ -173,6 +181,9 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     crate::auth::check_authorizers(&config.authorizers, &mut issues);
     if let Some(s) = &config.sigv4 {
         s.check(&root.field("sigv4"), &mut issues);
+    }
+    if let Some(m) = &config.management {
+        m.check(&root.field("management"), &mut issues);
     }
     let responses =
         GatewayResponses::from_config(&config.responses, config.responses_profile, &mut issues);
@@ -415,6 +426,7 @@ pub(crate) fn stage_methods(config: &Config, stage: &str) -> Result<Vec<StageMet
     let route_index = routes::index(&route_defs);
     let overlay = Overlay::new(
         &config.settings,
+        &config.methods,
         stage_config,
         &root.field("stages").field(stage),
         &route_defs,

@@ -323,6 +323,24 @@ impl KeyManager {
         self.update(id, |r| r.enabled = false).await
     }
 
+    /// Renames a key (names need not be unique). Refused (`Conflict`) for
+    /// an empty name or an unknown id.
+    pub async fn rename(&self, id: &str, name: &str) -> Result<KeyRecord, StoreError> {
+        if name.is_empty() {
+            return Err(conflict("a key needs a name"));
+        }
+        self.update(id, |r| r.name = name.to_owned()).await
+    }
+
+    /// Replaces a key's description (`None` removes it).
+    pub async fn describe(
+        &self,
+        id: &str,
+        description: Option<String>,
+    ) -> Result<KeyRecord, StoreError> {
+        self.update(id, |r| r.description = description).await
+    }
+
     /// Enables a key.
     pub async fn enable(&self, id: &str) -> Result<KeyRecord, StoreError> {
         self.update(id, |r| r.enabled = true).await

@@ -84,7 +84,15 @@ fn five_minutes() -> u64 {
 /// Checks the `credentials` section: ids well formed and unique, secrets
 /// and principals not empty. No message quotes a secret.
 pub(crate) fn check_credentials(credentials: &[CredentialConfig], issues: &mut Issues) {
-    let root = PathBuf::root().field("credentials");
+    check_credentials_at(&PathBuf::root().field("credentials"), credentials, issues);
+}
+
+/// [`check_credentials`] for a list at `root` (`management.credentials`).
+pub(crate) fn check_credentials_at(
+    root: &PathBuf,
+    credentials: &[CredentialConfig],
+    issues: &mut Issues,
+) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, c) in credentials.iter().enumerate() {
         let path = root.index(i);
@@ -101,7 +109,7 @@ pub(crate) fn check_credentials(credentials: &[CredentialConfig], issues: &mut I
         } else if let Some(j) = seen.insert(id, i) {
             issues.push(
                 &path.field("access_key_id"),
-                format!("`{id}` is also the id of credentials[{j}]"),
+                format!("`{id}` is also the id of {}", root.index(j).as_str()),
             );
         }
         if c.secret_access_key.expose().is_empty() {

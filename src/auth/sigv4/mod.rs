@@ -129,7 +129,7 @@ pub use self::canonical::CanonicalOptions;
 #[doc(hidden)]
 pub use self::canonical::{CanonicalError, canonical_query, canonical_request, canonical_uri};
 pub use self::config::{CredentialConfig, SigV4Config};
-pub(crate) use self::config::{check_credentials, layer};
+pub(crate) use self::config::{check_credentials, check_credentials_at, layer};
 pub use self::credentials::{
     CachingCredentialStore, Credential, CredentialStore, InMemoryCredentialStore,
 };

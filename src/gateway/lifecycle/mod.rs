@@ -239,6 +239,7 @@ fn api_files(config: &Config) -> Result<Vec<(String, Config)>, LifecycleError> {
                 ("domains", !file.domains.is_empty()),
                 ("apis", !file.apis.is_empty()),
                 ("deployments", file.deployments.is_some()),
+                ("management", file.management.is_some()),
             ] {
                 if given {
                     return Err(LifecycleError::bad_request(format!(
@@ -534,6 +535,53 @@ impl Lifecycle {
             .and_then(|s| s.canary.as_ref().map(|c| c.gateway.clone()))
     }
 
+    /// Manages the lifecycle's API keys (one key store serves every API),
+    /// checking plan attachments against the lifecycle's usage plans as
+    /// they stand now. Ask again after a plan changes.
+    pub fn key_manager(&self) -> crate::keys::KeyManager {
+        match self.inner.table.load().first() {
+            Some(gateway) => gateway.key_manager(),
+            None => {
+                let parts = &self.inner.parts;
+                crate::keys::KeyManager::new(
+                    parts.key_store.clone(),
+                    parts.base.api_key_options.hasher(),
+                    parts.clock.clone(),
+                )
+            }
+        }
+    }
+
+    /// Usage records of the lifecycle's plans (GetUsage, UpdateUsage), as
+    /// the plans stand now; `None` until a stage is served.
+    pub fn usage(&self) -> Option<crate::plans::UsageRecords> {
+        self.inner.table.load().first().map(|g| g.usage())
+    }
+
+    /// The configuration the lifecycle was built from (its gateway-wide
+    /// settings: `management`, `credentials`, `keys`, `plans` at start).
+    pub fn config(&self) -> &Config {
+        &self.inner.parts.base
+    }
+
+    /// The management API over this lifecycle (API Gateway's REST API, for
+    /// the aws CLI and boto3), its callers checked against the config's
+    /// `management` section. See [`management`](crate::management).
+    pub fn management(&self) -> crate::management::Management {
+        crate::management::Management::new(self.clone())
+    }
+
+    /// The Lambda functions registered with the builder, by name (for an
+    /// OpenAPI import's `aws_proxy` integrations).
+    pub fn lambda_names(&self) -> std::collections::BTreeSet<String> {
+        self.inner.parts.lambdas.keys().cloned().collect()
+    }
+
+    /// The lifecycle's clock.
+    pub fn clock(&self) -> &Arc<dyn crate::clock::Clock> {
+        &self.inner.parts.clock
+    }
+
     /// Shuts every usage reporter down, each delivering what it has queued.
     pub async fn shutdown_reporters(&self) {
         for r in &self.inner.parts.reporters {
@@ -583,6 +631,14 @@ impl Lifecycle {
     /// `overwrite` mode). Served once deployed.
     pub async fn put_api(&self, id: &str, definition: Config) -> Result<Api, LifecycleError> {
         self.apply(|s, _| s.put_api(id, definition)).await
+    }
+
+    /// Deletes an API with its deployments and stages (API Gateway's
+    /// `DeleteRestApi`). Refused (`BadRequest`) while a usage plan names one
+    /// of its stages or a base path mapping serves it; `NotFound` for an
+    /// unknown id.
+    pub async fn delete_api(&self, id: &str) -> Result<(), LifecycleError> {
+        self.apply(|s, _| s.delete_api(id)).await
     }
 
     /// Snapshots the API's definition as a new deployment. With

@@ -236,6 +236,14 @@ pub enum StageChange {
     PromoteCanary,
     /// Removes the canary settings.
     RemoveCanary,
+    /// Points the stage at its canary's deployment, the canary kept (API
+    /// Gateway's patch `copy` from `/canarySettings/deploymentId` to
+    /// `/deploymentId`, half of a promotion).
+    DeploymentFromCanary,
+    /// Adds the canary's variable overrides to the stage's variables (API
+    /// Gateway's patch `copy` from `/canarySettings/stageVariableOverrides`
+    /// to `/variables`, the other half).
+    VariablesFromCanary,
 }
 
 /// Why a lifecycle operation was refused, as API Gateway's management API

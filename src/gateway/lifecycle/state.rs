@@ -57,6 +57,7 @@ pub(crate) fn definition_of(mut config: Config) -> Config {
     config.keys.clear();
     config.credentials.clear();
     config.domains.clear();
+    config.management = None;
     config
 }
 
@@ -295,6 +296,36 @@ impl State {
         Ok(deployment)
     }
 
+    pub(super) fn delete_api(&mut self, id: &str) -> Result<(), LifecycleError> {
+        self.api(id)?;
+        let single = self.apis.len() == 1;
+        let planned = self.plans.iter().find(|(_, p)| {
+            p.stages.iter().any(|entry| match entry.split_once('/') {
+                Some((a, _)) => a == id,
+                None => single,
+            })
+        });
+        if let Some((plan, _)) = planned {
+            return Err(LifecycleError::bad_request(format!(
+                "the usage plan `{plan}` names a stage of API `{id}`: take it out of the plan first"
+            )));
+        }
+        let mapped = self.domains.values().find_map(|d| {
+            d.base_path_mappings
+                .iter()
+                .find(|(_, m)| m.api_id == id)
+                .map(|(base, _)| (d.name.clone(), base.clone()))
+        });
+        if let Some((domain, base)) = mapped {
+            return Err(LifecycleError::bad_request(format!(
+                "API `{id}` is served by the base path mapping `{base}` of `{domain}`: \
+                 delete the mapping first"
+            )));
+        }
+        self.apis.remove(id);
+        Ok(())
+    }
+
     pub(super) fn delete_deployment(
         &mut self,
         api_id: &str,
@@ -408,6 +439,13 @@ impl State {
                     stage.config.variables.extend(overrides);
                 }
                 StageChange::RemoveCanary => stage.canary = None,
+                StageChange::DeploymentFromCanary => {
+                    stage.deployment_id = canary_of(&mut stage)?.deployment_id.clone();
+                }
+                StageChange::VariablesFromCanary => {
+                    let overrides = canary_of(&mut stage)?.stage_variable_overrides.clone();
+                    stage.config.variables.extend(overrides);
+                }
             }
         }
         stage.last_updated_date = now;
