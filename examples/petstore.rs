@@ -315,7 +315,9 @@ async fn watch_and_serve(opts: &petstore::Options, reporters: Vec<Reporter>) {
     };
     println!("listening on http://{addr}");
     if let Some(admin) = admin {
-        let at = admin.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        let at = admin
+            .local_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
         let management = lifecycle.management();
         let config = lifecycle.config();
         tokio::spawn(async move {
@@ -323,14 +325,21 @@ async fn watch_and_serve(opts: &petstore::Options, reporters: Vec<Reporter>) {
             petstore::serve(admin, management, false, never).await;
         });
         println!("management on http://{at}");
-        if let Some(c) = config.management.as_ref().and_then(|m| m.credentials.first()) {
+        if let Some(c) = config
+            .management
+            .as_ref()
+            .and_then(|m| m.credentials.first())
+        {
             // The demo credentials are printed on purpose: this is a local demo.
             println!(
                 "  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws apigateway get-rest-apis \
                  --endpoint-url http://{at} --region {}",
                 c.access_key_id,
                 c.secret_access_key.expose(),
-                config.management.as_ref().map_or("us-east-1", |m| m.region.as_str()),
+                config
+                    .management
+                    .as_ref()
+                    .map_or("us-east-1", |m| m.region.as_str()),
             );
         }
     }

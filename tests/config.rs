@@ -676,3 +676,61 @@ fn a_config_path_that_is_no_regular_file_is_refused_not_read_without_end() {
     let err = Config::from_path(std::env::temp_dir()).unwrap_err();
     assert_eq!(err.kind(), tollgate::config::ConfigErrorKind::Io);
 }
+
+#[test]
+fn api_level_methods_sit_between_settings_and_the_stages() {
+    let config = Config::from_yaml_str(
+        r#"
+routes:
+  /pets: [GET, POST]
+  /pets/{id}: [GET]
+settings: { api_key_required: false }
+methods:
+  /pets/GET: { api_key_required: true, throttle: { rate: 5, burst: 5 } }
+  /pets/*: { authorization: none }
+stages:
+  prod:
+    methods: { /pets/GET: { api_key_required: false } }
+  dev: {}
+"#,
+    )
+    .unwrap();
+    let gateway = Gateway::new(config).unwrap();
+    let get = |stage: &str, resource: &str, method: &str| {
+        gateway
+            .endpoint(stage, resource, method)
+            .unwrap()
+            .settings()
+            .clone()
+    };
+    // The API's method layer applies on every stage...
+    assert!(get("dev", "/pets", "GET").api_key_required);
+    assert!(get("dev", "/pets", "GET").throttle.is_some());
+    assert!(!get("dev", "/pets", "POST").api_key_required);
+    // ...and a stage's own override wins over it, field by field.
+    assert!(!get("prod", "/pets", "GET").api_key_required);
+    assert!(get("prod", "/pets", "GET").throttle.is_some());
+    assert!(!get("dev", "/pets/{id}", "GET").api_key_required);
+}
+
+#[test]
+fn api_level_methods_name_a_resource() {
+    let yaml = "routes: { /pets: [GET] }\nmethods:\n  \"*/*\": { api_key_required: true }\n  /cats/GET: { api_key_required: true }\n  /pets/GET: { throttle: { rate: -1, burst: 1 } }\nstages: { prod: {}, dev: {} }\n";
+    let found = issues(yaml);
+    assert!(
+        found
+            .iter()
+            .any(|i| i.starts_with("methods.\"*/*\": API-wide settings go in `settings`")),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|i| i.starts_with("methods.\"/cats/GET\"")),
+        "{found:#?}"
+    );
+    // Reported once, not once per stage.
+    let rate: Vec<_> = found
+        .iter()
+        .filter(|i| i.contains("throttle.rate"))
+        .collect();
+    assert_eq!(rate.len(), 1, "{found:#?}");
+}

@@ -38,13 +38,16 @@ pub(super) struct Overlay<'a> {
 }
 
 impl<'a> Overlay<'a> {
-    /// Parses the keys of a stage's `methods` (the stage is at `path`) against the routes,
+    /// Parses the keys of the API's `methods` and a stage's `methods` (the
+    /// stage is at `path`) against the routes,
     /// reporting the ones that name no route or method, and calls `check`
     /// on every layer with the route it belongs to (`None` for stage-wide
     /// layers).
     pub(super) fn new(
-        api: &'a MethodSettingsConfig,
-        api_methods: &'a BTreeMap<String, MethodSettingsConfig>,
+        (api, api_methods): (
+            &'a MethodSettingsConfig,
+            &'a BTreeMap<String, MethodSettingsConfig>,
+        ),
         stage: &'a StageConfig,
         path: &PathBuf,
         routes: &[RouteDef],

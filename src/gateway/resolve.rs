@@ -115,8 +115,7 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         }
         let variables = Arc::new(stage.variables.clone());
         let overlay = Overlay::new(
-            &config.settings,
-            &config.methods,
+            (&config.settings, &config.methods),
             stage,
             &path,
             &route_defs,
@@ -425,8 +424,7 @@ pub(crate) fn stage_methods(config: &Config, stage: &str) -> Result<Vec<StageMet
     let route_defs = routes::resolve_routes(&config.routes, &root.field("routes"), &mut issues);
     let route_index = routes::index(&route_defs);
     let overlay = Overlay::new(
-        &config.settings,
-        &config.methods,
+        (&config.settings, &config.methods),
         stage_config,
         &root.field("stages").field(stage),
         &route_defs,

@@ -56,8 +56,9 @@ pub const DEFAULT_MAX_BODY: usize = 10 << 20;
 impl ManagementConfig {
     /// The body limit in bytes.
     pub(crate) fn max_body(&self) -> usize {
-        self.max_body
-            .map_or(DEFAULT_MAX_BODY, |b| usize::try_from(b.0).unwrap_or(usize::MAX))
+        self.max_body.map_or(DEFAULT_MAX_BODY, |b| {
+            usize::try_from(b.0).unwrap_or(usize::MAX)
+        })
     }
 
     /// Checks the section: a region, well-formed unique credentials, a body

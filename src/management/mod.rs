@@ -150,7 +150,10 @@ impl Management {
         let config = lifecycle.config().management.clone().unwrap_or_default();
         let store = InMemoryCredentialStore::new();
         for c in &config.credentials {
-            let principal = c.principal.clone().unwrap_or_else(|| c.access_key_id.clone());
+            let principal = c
+                .principal
+                .clone()
+                .unwrap_or_else(|| c.access_key_id.clone());
             store.insert(Credential::new(
                 c.access_key_id.clone(),
                 c.secret_access_key.clone(),
@@ -211,7 +214,9 @@ where
             )
             .into_response();
         }
-        Err(_) => return ApiError::bad_request("The request body could not be read").into_response(),
+        Err(_) => {
+            return ApiError::bad_request("The request body could not be read").into_response();
+        }
     };
     let identity = match inner
         .verifier
@@ -232,7 +237,13 @@ where
         return ApiError::not_found("Invalid request path").into_response();
     };
     let mut query = HashMap::new();
-    for pair in parts.uri.query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+    for pair in parts
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if let (Some(k), Some(v)) = (decode(k), decode(v)) {
             query.insert(k, v);

@@ -8,10 +8,10 @@ use http::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use time::Date;
 
+use super::Inner;
 use super::error::ApiError;
 use super::patch::{self, PatchOp};
 use super::wire;
-use super::Inner;
 use crate::Body;
 use crate::gateway::{BasePathMapping, CanarySettings, DeploymentInput, StageConfig};
 use crate::keys::{KeyRecord, NewKey};
@@ -40,7 +40,9 @@ impl Call<'_> {
         if v.is_object() {
             Ok(v)
         } else {
-            Err(ApiError::bad_request("The request body must be a JSON object"))
+            Err(ApiError::bad_request(
+                "The request body must be a JSON object",
+            ))
         }
     }
 
@@ -49,7 +51,8 @@ impl Call<'_> {
     }
 
     fn flag(&self, name: &str) -> bool {
-        self.query(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        self.query(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 
     fn text(&self) -> Result<&str, ApiError> {
@@ -137,7 +140,9 @@ pub(crate) async fn dispatch(inner: &Inner, call: &Call<'_>) -> Result<Response<
                 .collect();
             Ok(ok(StatusCode::OK, &page(call, items, "item")?))
         }
-        (["restapis", id, "deployments"], &Method::POST) => create_deployment(inner, call, id).await,
+        (["restapis", id, "deployments"], &Method::POST) => {
+            create_deployment(inner, call, id).await
+        }
         (["restapis", id, "deployments", d], &Method::GET) => Ok(ok(
             StatusCode::OK,
             &wire::deployment(&inner.lifecycle.deployment(id, d)?),
@@ -151,15 +156,19 @@ pub(crate) async fn dispatch(inner: &Inner, call: &Call<'_>) -> Result<Response<
                 .lifecycle
                 .stages(id)?
                 .iter()
-                .filter(|s| call.query("deploymentId").is_none_or(|d| s.deployment_id == d))
+                .filter(|s| {
+                    call.query("deploymentId")
+                        .is_none_or(|d| s.deployment_id == d)
+                })
                 .map(wire::stage)
                 .collect();
             Ok(ok(StatusCode::OK, &json!({ "item": items })))
         }
         (["restapis", id, "stages"], &Method::POST) => create_stage(inner, call, id).await,
-        (["restapis", id, "stages", s], &Method::GET) => {
-            Ok(ok(StatusCode::OK, &wire::stage(&inner.lifecycle.stage(id, s)?)))
-        }
+        (["restapis", id, "stages", s], &Method::GET) => Ok(ok(
+            StatusCode::OK,
+            &wire::stage(&inner.lifecycle.stage(id, s)?),
+        )),
         (["restapis", id, "stages", s], &Method::PATCH) => {
             let stage = inner.lifecycle.stage(id, s)?;
             let ops = patch::read_ops(&call.json()?)?;
@@ -185,7 +194,9 @@ pub(crate) async fn dispatch(inner: &Inner, call: &Call<'_>) -> Result<Response<
             inner.lifecycle.stage(id, s)?;
             Ok(accepted())
         }
-        (["restapis", id, "stages", s, "exports", kind], &Method::GET) => export(inner, call, id, s, kind),
+        (["restapis", id, "stages", s, "exports", kind], &Method::GET) => {
+            export(inner, call, id, s, kind)
+        }
         (["apikeys"], &Method::GET) => get_api_keys(inner, call).await,
         (["apikeys"], &Method::POST) if call.query("mode") == Some("import") => {
             import_api_keys(inner, call).await
@@ -231,19 +242,28 @@ pub(crate) async fn dispatch(inner: &Inner, call: &Call<'_>) -> Result<Response<
             }
             inner.lifecycle.put_plan(&name, plan.clone()).await?;
             let only = inner.only_api();
-            Ok(ok(StatusCode::CREATED, &wire::usage_plan(&name, &plan, only.as_deref())))
+            Ok(ok(
+                StatusCode::CREATED,
+                &wire::usage_plan(&name, &plan, only.as_deref()),
+            ))
         }
         (["usageplans", p], &Method::GET) => {
             let plan = find_plan(inner, p)?;
             let only = inner.only_api();
-            Ok(ok(StatusCode::OK, &wire::usage_plan(p, &plan, only.as_deref())))
+            Ok(ok(
+                StatusCode::OK,
+                &wire::usage_plan(p, &plan, only.as_deref()),
+            ))
         }
         (["usageplans", p], &Method::PATCH) => {
             let mut plan = find_plan(inner, p)?;
             patch::update_plan(&mut plan, &patch::read_ops(&call.json()?)?)?;
             inner.lifecycle.put_plan(p, plan.clone()).await?;
             let only = inner.only_api();
-            Ok(ok(StatusCode::OK, &wire::usage_plan(p, &plan, only.as_deref())))
+            Ok(ok(
+                StatusCode::OK,
+                &wire::usage_plan(p, &plan, only.as_deref()),
+            ))
         }
         (["usageplans", p], &Method::DELETE) => {
             find_plan(inner, p)?;
@@ -293,7 +313,9 @@ pub(crate) async fn dispatch(inner: &Inner, call: &Call<'_>) -> Result<Response<
             Ok(accepted())
         }
         (["usageplans", p, "usage"], &Method::GET) => get_usage(inner, call, p).await,
-        (["usageplans", p, "keys", k, "usage"], &Method::PATCH) => update_usage(inner, call, p, k).await,
+        (["usageplans", p, "keys", k, "usage"], &Method::PATCH) => {
+            update_usage(inner, call, p, k).await
+        }
         (["domainnames"], &Method::GET) => {
             let items = inner.lifecycle.domains().iter().map(wire::domain).collect();
             Ok(ok(StatusCode::OK, &page(call, items, "item")?))
@@ -307,7 +329,9 @@ pub(crate) async fn dispatch(inner: &Inner, call: &Call<'_>) -> Result<Response<
             let domain = inner.lifecycle.create_domain(name).await?;
             Ok(ok(StatusCode::CREATED, &wire::domain(&domain)))
         }
-        (["domainnames", d], &Method::GET) => Ok(ok(StatusCode::OK, &wire::domain(&find_domain(inner, d)?))),
+        (["domainnames", d], &Method::GET) => {
+            Ok(ok(StatusCode::OK, &wire::domain(&find_domain(inner, d)?)))
+        }
         (["domainnames", d], &Method::DELETE) => {
             find_domain(inner, d)?;
             inner.lifecycle.delete_domain(d).await?;
@@ -345,15 +369,17 @@ pub(crate) async fn dispatch(inner: &Inner, call: &Call<'_>) -> Result<Response<
                 .lifecycle
                 .create_base_path_mapping(d, &base, target.clone())
                 .await?;
-            Ok(ok(StatusCode::CREATED, &wire::base_path_mapping(&base, &target)))
+            Ok(ok(
+                StatusCode::CREATED,
+                &wire::base_path_mapping(&base, &target),
+            ))
         }
         (["domainnames", d, "basepathmappings", b], &Method::GET) => {
             let base = base_path(b);
             let domain = find_domain(inner, d)?;
-            let m = domain
-                .base_path_mappings
-                .get(&base)
-                .ok_or_else(|| ApiError::not_found("Invalid base path mapping identifier specified"))?;
+            let m = domain.base_path_mappings.get(&base).ok_or_else(|| {
+                ApiError::not_found("Invalid base path mapping identifier specified")
+            })?;
             Ok(ok(StatusCode::OK, &wire::base_path_mapping(&base, m)))
         }
         (["domainnames", d, "basepathmappings", b], &Method::DELETE) => {
@@ -386,7 +412,11 @@ fn known_path(segs: &[&str]) -> bool {
 
 /// A base path as stored: `(none)` and empty are the empty mapping.
 fn base_path(b: &str) -> String {
-    if b == "(none)" { String::new() } else { b.to_owned() }
+    if b == "(none)" {
+        String::new()
+    } else {
+        b.to_owned()
+    }
 }
 
 fn find_domain(inner: &Inner, name: &str) -> Result<crate::gateway::DomainName, ApiError> {
@@ -430,16 +460,12 @@ async fn plan_key(inner: &Inner, plan: &str, id: &str) -> Result<KeyRecord, ApiE
 /// The import options a call's query gives (`failonwarnings`, `mode`,
 /// `basepath`).
 fn import_options(inner: &Inner, call: &Call<'_>) -> Result<ImportOptions, ApiError> {
-    let mut options = ImportOptions::default();
-    options.fail_on_warnings = call.flag("failonwarnings");
-    options.functions = inner.lifecycle.lambda_names();
-    options.mode = match call.query("mode") {
+    let mode = match call.query("mode") {
         None | Some("merge") => ImportMode::Merge,
-        Some("overwrite") => ImportMode::Overwrite,
-        Some("import") => ImportMode::Overwrite,
+        Some("overwrite" | "import") => ImportMode::Overwrite,
         Some(other) => return Err(ApiError::bad_request(format!("Invalid mode `{other}`"))),
     };
-    options.basepath = match call.query("basepath").or_else(|| call.query("basePath")) {
+    let basepath = match call.query("basepath").or_else(|| call.query("basePath")) {
         None | Some("ignore") => BasePath::Ignore,
         Some("prepend") => BasePath::Prepend,
         Some("split") => BasePath::Split,
@@ -448,6 +474,13 @@ fn import_options(inner: &Inner, call: &Call<'_>) -> Result<ImportOptions, ApiEr
                 "Invalid basepath `{other}`: ignore, prepend or split"
             )));
         }
+    };
+    let options = ImportOptions {
+        mode,
+        basepath,
+        fail_on_warnings: call.flag("failonwarnings"),
+        functions: inner.lifecycle.lambda_names(),
+        ..ImportOptions::default()
     };
     Ok(options)
 }
@@ -485,19 +518,24 @@ async fn import_rest_api(inner: &Inner, call: &Call<'_>) -> Result<Response<Body
         .unwrap_or_else(|| "imported".to_owned());
     let mut definition = imported.config;
     definition.methods = imported_methods(&definition);
-    let api = inner
-        .lifecycle
-        .create_api(None, &name, definition)
-        .await?;
+    let api = inner.lifecycle.create_api(None, &name, definition).await?;
     let mut out = wire::rest_api(&api);
     if !imported.warnings.is_empty() {
-        out["warnings"] = json!(imported.warnings.iter().map(ToString::to_string).collect::<Vec<_>>());
+        out["warnings"] = json!(
+            imported
+                .warnings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        );
     }
     Ok(ok(StatusCode::CREATED, &out))
 }
 
 /// The per-method settings of an imported config (its one stage's).
-fn imported_methods(config: &crate::Config) -> BTreeMap<String, crate::gateway::MethodSettingsConfig> {
+fn imported_methods(
+    config: &crate::Config,
+) -> BTreeMap<String, crate::gateway::MethodSettingsConfig> {
     config
         .stages
         .values()
@@ -506,7 +544,11 @@ fn imported_methods(config: &crate::Config) -> BTreeMap<String, crate::gateway::
         .unwrap_or_default()
 }
 
-async fn put_rest_api(inner: &Inner, call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
+async fn put_rest_api(
+    inner: &Inner,
+    call: &Call<'_>,
+    id: &str,
+) -> Result<Response<Body>, ApiError> {
     let api = inner.lifecycle.api(id)?;
     let options = import_options(inner, call)?;
     let imported = crate::openapi::import_into(&api.definition, call.text()?, &options)
@@ -522,7 +564,13 @@ async fn put_rest_api(inner: &Inner, call: &Call<'_>, id: &str) -> Result<Respon
     let api = inner.lifecycle.put_api(id, definition).await?;
     let mut out = wire::rest_api(&api);
     if !imported.warnings.is_empty() {
-        out["warnings"] = json!(imported.warnings.iter().map(ToString::to_string).collect::<Vec<_>>());
+        out["warnings"] = json!(
+            imported
+                .warnings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        );
     }
     Ok(ok(StatusCode::OK, &out))
 }
@@ -563,12 +611,18 @@ fn canary_settings(v: &Value) -> Result<CanarySettings, ApiError> {
     Ok(c)
 }
 
-async fn create_deployment(inner: &Inner, call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
+async fn create_deployment(
+    inner: &Inner,
+    call: &Call<'_>,
+    id: &str,
+) -> Result<Response<Body>, ApiError> {
     let body = call.json()?;
     let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
-    let mut input = DeploymentInput::default();
-    input.description = text("description");
-    input.stage = text("stageName");
+    let mut input = DeploymentInput {
+        description: text("description"),
+        stage: text("stageName"),
+        ..DeploymentInput::default()
+    };
     if let Some(c) = body.get("canarySettings") {
         if input.stage.is_none() {
             return Err(ApiError::bad_request(
@@ -595,13 +649,21 @@ async fn create_deployment(inner: &Inner, call: &Call<'_>, id: &str) -> Result<R
     {
         inner
             .lifecycle
-            .update_stage(id, &stage, vec![crate::gateway::StageChange::Description(Some(d))])
+            .update_stage(
+                id,
+                &stage,
+                vec![crate::gateway::StageChange::Description(Some(d))],
+            )
             .await?;
     }
     Ok(ok(StatusCode::CREATED, &wire::deployment(&deployment)))
 }
 
-async fn create_stage(inner: &Inner, call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
+async fn create_stage(
+    inner: &Inner,
+    call: &Call<'_>,
+    id: &str,
+) -> Result<Response<Body>, ApiError> {
     let body = call.json()?;
     let name = body
         .get("stageName")
@@ -611,8 +673,10 @@ async fn create_stage(inner: &Inner, call: &Call<'_>, id: &str) -> Result<Respon
         .get("deploymentId")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::bad_request("deploymentId: required"))?;
-    let mut config = StageConfig::default();
-    config.variables = string_map(body.get("variables"), "variables")?;
+    let config = StageConfig {
+        variables: string_map(body.get("variables"), "variables")?,
+        ..StageConfig::default()
+    };
     let mut stage = inner
         .lifecycle
         .create_stage(id, name, deployment, config)
@@ -634,9 +698,14 @@ async fn create_stage(inner: &Inner, call: &Call<'_>, id: &str) -> Result<Respon
     Ok(ok(StatusCode::CREATED, &wire::stage(&stage)))
 }
 
-fn export(inner: &Inner, call: &Call<'_>, id: &str, stage: &str, kind: &str) -> Result<Response<Body>, ApiError> {
-    let mut options = ExportOptions::default();
-    options.export_type = match kind {
+fn export(
+    inner: &Inner,
+    call: &Call<'_>,
+    id: &str,
+    stage: &str,
+    kind: &str,
+) -> Result<Response<Body>, ApiError> {
+    let export_type = match kind {
         "oas30" => ExportType::Oas30,
         "swagger" => ExportType::Swagger,
         other => {
@@ -645,13 +714,17 @@ fn export(inner: &Inner, call: &Call<'_>, id: &str, stage: &str, kind: &str) -> 
             )));
         }
     };
-    options.extensions = call
-        .query("extensions")
-        .is_some_and(|e| e.split(',').any(|x| matches!(x, "integrations" | "apigateway" | "authorizers")));
+    let extensions = call.query("extensions").is_some_and(|e| {
+        e.split(',')
+            .any(|x| matches!(x, "integrations" | "apigateway" | "authorizers"))
+    });
+    let options = ExportOptions {
+        export_type,
+        extensions,
+        ..ExportOptions::default()
+    };
     let exported = inner.lifecycle.export(id, stage, &options)?;
-    let yaml = call
-        .accept
-        .is_some_and(|a| a.contains("yaml"));
+    let yaml = call.accept.is_some_and(|a| a.contains("yaml"));
     let (body, content_type) = if yaml {
         (exported.to_yaml(), "application/yaml")
     } else {
@@ -664,9 +737,9 @@ fn export(inner: &Inner, call: &Call<'_>, id: &str, stage: &str, kind: &str) -> 
         http::HeaderValue::from_static(content_type),
     );
     let ext = if yaml { "yaml" } else { "json" };
-    if let Ok(v) = http::HeaderValue::from_str(&format!(
-        "attachment; filename=\"{kind}_{stage}.{ext}\"",
-    )) {
+    if let Ok(v) =
+        http::HeaderValue::from_str(&format!("attachment; filename=\"{kind}_{stage}.{ext}\"",))
+    {
         headers.insert(http::header::CONTENT_DISPOSITION, v);
     }
     Ok(res)
@@ -690,7 +763,11 @@ async fn create_api_key(inner: &Inner, call: &Call<'_>) -> Result<Response<Body>
     let mut key = NewKey::named(text("name").unwrap_or_default());
     key.description = text("description");
     // API Gateway's default: a new key is disabled unless `enabled`.
-    key.enabled = Some(body.get("enabled").and_then(Value::as_bool).unwrap_or(false));
+    key.enabled = Some(
+        body.get("enabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    );
     key.tags = string_map(body.get("tags"), "tags")?;
     if let Some(v) = text("value") {
         key.value = Some(Secret::new(v));
@@ -699,19 +776,33 @@ async fn create_api_key(inner: &Inner, call: &Call<'_>) -> Result<Response<Body>
         return Err(ApiError::bad_request("name: required"));
     }
     let (record, value) = inner.lifecycle.key_manager().create(key).await?;
-    Ok(ok(StatusCode::CREATED, &wire::api_key(&record, Some(value.expose()))))
+    Ok(ok(
+        StatusCode::CREATED,
+        &wire::api_key(&record, Some(value.expose())),
+    ))
 }
 
 async fn import_api_keys(inner: &Inner, call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     if call.query("format") != Some("csv") {
         return Err(ApiError::bad_request("format: csv"));
     }
-    let records = inner.lifecycle.key_manager().import_csv(call.text()?).await?;
+    let records = inner
+        .lifecycle
+        .key_manager()
+        .import_csv(call.text()?)
+        .await?;
     let ids: Vec<&str> = records.iter().map(|r| &*r.id).collect();
-    Ok(ok(StatusCode::CREATED, &json!({ "ids": ids, "warnings": [] })))
+    Ok(ok(
+        StatusCode::CREATED,
+        &json!({ "ids": ids, "warnings": [] }),
+    ))
 }
 
-async fn update_api_key(inner: &Inner, call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
+async fn update_api_key(
+    inner: &Inner,
+    call: &Call<'_>,
+    id: &str,
+) -> Result<Response<Body>, ApiError> {
     find_key(inner, id).await?;
     let ops: Vec<PatchOp> = patch::read_ops(&call.json()?)?;
     let keys = inner.lifecycle.key_manager();

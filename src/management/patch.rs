@@ -8,8 +8,14 @@ use serde_json::Value;
 use super::error::ApiError;
 use crate::cache::CacheConfig;
 use crate::gateway::{MethodSettingsConfig, PlanConfig, Stage, StageChange};
-use crate::plans::PlanMethodConfig;
 use crate::throttle::ThrottleConfig;
+
+/// A throttle a patch makes where none was: API Gateway's account-level
+/// defaults (10,000 requests per second, a burst of 5,000), the field the
+/// patch names then set.
+fn account_default() -> ThrottleConfig {
+    ThrottleConfig::new(10_000.0, 5_000)
+}
 
 /// One patch operation.
 #[derive(Debug, Clone, Default)]
@@ -130,7 +136,9 @@ pub(crate) fn stage_changes(stage: &Stage, ops: &[PatchOp]) -> Result<Vec<StageC
             }
             ("replace", ["canarySettings", "percentTraffic"]) => {
                 let p = parse_f64(op)?;
-                if stage.canary.is_none() && !out.iter().any(|c| matches!(c, StageChange::Canary(_))) {
+                if stage.canary.is_none()
+                    && !out.iter().any(|c| matches!(c, StageChange::Canary(_)))
+                {
                     out.push(StageChange::Canary(crate::gateway::CanarySettings::new(
                         stage.deployment_id.clone(),
                         p,
@@ -140,9 +148,10 @@ pub(crate) fn stage_changes(stage: &Stage, ops: &[PatchOp]) -> Result<Vec<StageC
                 }
             }
             ("replace", ["canarySettings", "deploymentId"]) => {
-                let mut c = stage.canary.clone().unwrap_or_else(|| {
-                    crate::gateway::CanarySettings::new(String::new(), 0.0)
-                });
+                let mut c = stage
+                    .canary
+                    .clone()
+                    .unwrap_or_else(|| crate::gateway::CanarySettings::new(String::new(), 0.0));
                 c.deployment_id = value_of(op)?.to_owned();
                 c.stage_variable_overrides = overrides.clone();
                 out.push(StageChange::Canary(c));
@@ -180,11 +189,11 @@ pub(crate) fn stage_changes(stage: &Stage, ops: &[PatchOp]) -> Result<Vec<StageC
                 let layer = method_layer(&mut config, resource, method);
                 match (*group, *field, op.op.as_str()) {
                     ("throttling", "rateLimit", "replace") => {
-                        layer.throttle.get_or_insert_with(ThrottleConfig::default).rate =
+                        layer.throttle.get_or_insert_with(account_default).rate =
                             Some(parse_f64(op)?);
                     }
                     ("throttling", "burstLimit", "replace") => {
-                        layer.throttle.get_or_insert_with(ThrottleConfig::default).burst =
+                        layer.throttle.get_or_insert_with(account_default).burst =
                             Some(parse_u32(op)?);
                     }
                     ("caching", "enabled", "replace") => {
@@ -241,10 +250,10 @@ pub(crate) fn update_plan(plan: &mut PlanConfig, ops: &[PatchOp]) -> Result<(), 
                 ));
             }
             ("replace", ["throttle", "rateLimit"]) => {
-                plan.throttle.get_or_insert_with(ThrottleConfig::default).rate = Some(parse_f64(op)?);
+                plan.throttle.get_or_insert_with(account_default).rate = Some(parse_f64(op)?);
             }
             ("replace", ["throttle", "burstLimit"]) => {
-                plan.throttle.get_or_insert_with(ThrottleConfig::default).burst = Some(parse_u32(op)?);
+                plan.throttle.get_or_insert_with(account_default).burst = Some(parse_u32(op)?);
             }
             ("remove", ["throttle"]) => plan.throttle = None,
             ("replace", ["quota", "limit"]) => {
@@ -263,14 +272,18 @@ pub(crate) fn update_plan(plan: &mut PlanConfig, ops: &[PatchOp]) -> Result<(), 
                 let period = super::wire::parse_period(value_of(op)?)?;
                 plan.quota
                     .as_mut()
-                    .ok_or_else(|| ApiError::bad_request("the plan has no quota: set /quota/limit first"))?
+                    .ok_or_else(|| {
+                        ApiError::bad_request("the plan has no quota: set /quota/limit first")
+                    })?
                     .period = period;
             }
             ("replace", ["quota", "offset"]) => {
                 let offset = u64::from(parse_u32(op)?);
                 plan.quota
                     .as_mut()
-                    .ok_or_else(|| ApiError::bad_request("the plan has no quota: set /quota/limit first"))?
+                    .ok_or_else(|| {
+                        ApiError::bad_request("the plan has no quota: set /quota/limit first")
+                    })?
                     .offset = offset;
             }
             ("remove", ["quota"]) => plan.quota = None,
@@ -292,8 +305,8 @@ pub(crate) fn update_plan(plan: &mut PlanConfig, ops: &[PatchOp]) -> Result<(), 
                 let method = rest[rest.len() - 2];
                 let resource = unescape(&rest[..rest.len() - 2].join("/"));
                 let key = format!("{resource}/{method}");
-                let m = plan.methods.entry(key).or_insert_with(PlanMethodConfig::default);
-                let t = m.throttle.get_or_insert_with(ThrottleConfig::default);
+                let m = plan.methods.entry(key).or_default();
+                let t = m.throttle.get_or_insert_with(account_default);
                 match field {
                     "rateLimit" => t.rate = Some(parse_f64(op)?),
                     "burstLimit" => t.burst = Some(parse_u32(op)?),

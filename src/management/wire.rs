@@ -45,7 +45,12 @@ pub(crate) fn rest_api(api: &Api) -> Value {
         "disableExecuteApiEndpoint": d.disable_execute_api_endpoint,
         "rootResourceId": resource_id("/"),
     });
-    if let Some(types) = d.settings.binary_media_types.as_ref().filter(|t| !t.is_empty()) {
+    if let Some(types) = d
+        .settings
+        .binary_media_types
+        .as_ref()
+        .filter(|t| !t.is_empty())
+    {
         out["binaryMediaTypes"] = json!(types);
     }
     if let Some(size) = d.settings.minimum_compression_size {
@@ -65,7 +70,10 @@ pub(crate) fn resources(api: &Api) -> Vec<Value> {
             at.push_str(part);
             paths.entry(at.clone()).or_default();
         }
-        paths.entry(route.clone()).or_default().extend(methods.clone());
+        paths
+            .entry(route.clone())
+            .or_default()
+            .extend(methods.clone());
     }
     paths
         .iter()
@@ -107,7 +115,10 @@ pub(crate) fn deployment(d: &Deployment) -> Value {
 pub(crate) fn escape_method_key(key: &str) -> String {
     match key.rsplit_once('/') {
         Some((resource, method)) if resource != "*" => {
-            format!("{}/{method}", resource.replace('~', "~0").replace('/', "~1"))
+            format!(
+                "{}/{method}",
+                resource.replace('~', "~0").replace('/', "~1")
+            )
         }
         _ => key.to_owned(),
     }
@@ -322,11 +333,13 @@ pub(crate) fn read_plan(body: &Value) -> Result<(String, PlanConfig), ApiError> 
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::bad_request("name: a usage plan needs a name"))?
         .to_owned();
-    let mut plan = PlanConfig::default();
-    plan.description = body
-        .get("description")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let mut plan = PlanConfig {
+        description: body
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        ..PlanConfig::default()
+    };
     if let Some(t) = body.get("throttle") {
         plan.throttle = Some(read_throttle(t, "throttle")?);
     }
@@ -352,8 +365,9 @@ pub(crate) fn read_plan(body: &Value) -> Result<(String, PlanConfig), ApiError> 
         plan.stages.push(format!("{api}/{stage}"));
         if let Some(Value::Object(methods)) = s.get("throttle") {
             for (key, t) in methods {
-                let mut m = PlanMethodConfig::default();
-                m.throttle = Some(read_throttle(t, &format!("apiStages[{i}].throttle.{key}"))?);
+                let m = PlanMethodConfig {
+                    throttle: Some(read_throttle(t, &format!("apiStages[{i}].throttle.{key}"))?),
+                };
                 plan.methods.insert(key.clone(), m);
             }
         }

@@ -67,6 +67,11 @@ pub(crate) fn check_definition(definition: &Config) -> Result<(), LifecycleError
     let mut config = definition.clone();
     // Reached only through domains is the router's to enforce.
     config.disable_execute_api_endpoint = false;
+    // An API may start empty (API Gateway's CreateRestApi makes only the
+    // root resource); it cannot be deployed until it has a method.
+    if config.routes.is_empty() {
+        config.routes.insert("/".to_owned(), vec!["GET".to_owned()]);
+    }
     config
         .stages
         .insert("definition".to_owned(), StageConfig::default());
@@ -241,6 +246,12 @@ impl State {
             no_file_canary(c)?;
         }
         let api = self.api_mut(api_id)?;
+        if api.api.definition.routes.is_empty() {
+            // API Gateway's own words.
+            return Err(LifecycleError::bad_request(
+                "The REST API doesn't contain any methods",
+            ));
+        }
         let deployment = Deployment {
             id: new_id(),
             api_id: api_id.to_owned(),

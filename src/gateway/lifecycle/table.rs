@@ -525,14 +525,16 @@ pub(super) fn build(state: &State, parts: &Parts) -> Result<Table, LifecycleErro
     );
     // The gateway for what no API takes, with the first API's gateway
     // responses and name; it routes nothing.
-    let unmapped = match state.apis.values().next() {
+    let mut unmapped = match state.apis.values().next() {
         Some(a) => Config::clone(&a.api.definition),
-        None => {
-            let mut c = Config::default();
-            c.routes.insert("/".to_owned(), vec!["GET".to_owned()]);
-            c
-        }
+        None => Config::default(),
     };
+    if unmapped.routes.is_empty() {
+        // An API not yet given a method (or none at all).
+        unmapped
+            .routes
+            .insert("/".to_owned(), vec!["GET".to_owned()]);
+    }
     let mut unmapped = parts.builder(unmapped);
     unmapped.config.disable_execute_api_endpoint = false;
     unmapped.config.stages = BTreeMap::from([("unmapped".to_owned(), StageConfig::default())]);

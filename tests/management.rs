@@ -1,0 +1,1071 @@
+//! The management API through `oneshot`, every call signed by AWS's own
+//! signer (`aws-sigv4`, service `apigateway`): each operation, each patch
+//! path, and the error shapes botocore reads (`x-amzn-errortype`,
+//! `{"message"}`). tests/management/test_management.py drives the same API
+//! with boto3 and the aws CLI over TCP.
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tollgate::clock::ManualClock;
+use tollgate::management::Management;
+use tollgate::{Body, Config, Gateway, Lifecycle};
+use tower::ServiceExt;
+
+const AKID: &str = "AKIDADMIN";
+const SECRET: &str = "admin-secret-example";
+const NOW: u64 = 1_800_000_000;
+
+const CONFIG: &str = r#"
+name: petstore
+routes:
+  /pets: [GET, POST]
+  /pets/{id}: [GET]
+stages:
+  prod:
+    variables: { color: blue }
+    settings: { api_key_required: true }
+  dev: {}
+plans:
+  basic: { stages: [prod], quota: { limit: 5, period: day } }
+management:
+  region: eu-west-1
+  credentials:
+    - { access_key_id: AKIDADMIN, secret_access_key: admin-secret-example, principal: ops }
+"#;
+
+struct Harness {
+    lifecycle: Lifecycle,
+    management: Management,
+    clock: ManualClock,
+}
+
+fn harness(config: &str) -> Harness {
+    let clock = ManualClock::new();
+    clock.set(SystemTime::UNIX_EPOCH + Duration::from_secs(NOW));
+    let lifecycle = Gateway::builder(Config::from_yaml_str(config).unwrap())
+        .clock(clock.clone())
+        .build_lifecycle()
+        .unwrap();
+    let management = lifecycle.management();
+    Harness {
+        lifecycle,
+        management,
+        clock,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    error_type: Option<String>,
+    body: Value,
+    raw: Vec<u8>,
+}
+
+impl Harness {
+    /// A call signed as botocore signs it, with `secret` for `akid`.
+    async fn signed_as(
+        &self,
+        akid: &str,
+        secret: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_nanos(self.clock_nanos());
+        let identity = Credentials::new(akid, secret, None, None, "test").into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("eu-west-1")
+            .name("apigateway")
+            .time(at)
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        let url = format!("http://admin.local{path}");
+        let mut all: Vec<(&str, &str)> = vec![("host", "admin.local")];
+        all.extend_from_slice(headers);
+        let signable = SignableRequest::new(
+            method,
+            url.as_str(),
+            all.iter().copied(),
+            SignableBody::Bytes(body),
+        )
+        .unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        let mut req = Request::builder().method(method).uri(path);
+        for (n, v) in &all {
+            req = req.header(*n, *v);
+        }
+        let mut req = req.body(Body::from(body.to_vec())).unwrap();
+        instructions.apply_to_request_http1x(&mut req);
+        self.send(req).await
+    }
+
+    fn clock_nanos(&self) -> u64 {
+        tollgate::clock::Clock::unix_nanos(&self.clock)
+    }
+
+    async fn send(&self, req: Request<Body>) -> Answer {
+        let res = self.management.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let error_type = res
+            .headers()
+            .get("x-amzn-errortype")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let raw = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        Answer {
+            status,
+            error_type,
+            body,
+            raw,
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Value) -> Answer {
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        self.signed_as(AKID, SECRET, method, path, &bytes, &[])
+            .await
+    }
+
+    async fn ok(&self, method: &str, path: &str, body: Value) -> Value {
+        let a = self.call(method, path, body).await;
+        assert!(
+            a.status.is_success(),
+            "{method} {path}: {} {:?} {}",
+            a.status,
+            a.error_type,
+            a.body
+        );
+        a.body
+    }
+
+    async fn patch(&self, path: &str, ops: Value) -> Answer {
+        self.call("PATCH", path, json!({ "patchOperations": ops }))
+            .await
+    }
+}
+
+fn assert_error(a: &Answer, status: u16, kind: &str) {
+    assert_eq!(a.status.as_u16(), status, "{:?} {}", a.error_type, a.body);
+    assert_eq!(a.error_type.as_deref(), Some(kind), "{}", a.body);
+    assert!(
+        a.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        a.body
+    );
+}
+
+// -- security ---------------------------------------------------------------
+
+#[tokio::test]
+async fn unsigned_calls_get_missing_authentication_token() {
+    let h = harness(CONFIG);
+    let a = h
+        .send(
+            Request::get("/restapis")
+                .header("host", "admin.local")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_error(&a, 403, "MissingAuthenticationTokenException");
+    assert_eq!(a.body["message"], "Missing Authentication Token");
+}
+
+#[tokio::test]
+async fn a_wrong_secret_an_unknown_key_and_a_wrong_region_are_refused() {
+    let h = harness(CONFIG);
+    let a = h
+        .signed_as(AKID, "not-the-secret", "GET", "/restapis", b"", &[])
+        .await;
+    assert_error(&a, 403, "InvalidSignatureException");
+    let a = h
+        .signed_as("AKIDNOBODY", SECRET, "GET", "/restapis", b"", &[])
+        .await;
+    assert_error(&a, 403, "UnrecognizedClientException");
+    // Malformed: incomplete.
+    let a = h
+        .send(
+            Request::get("/restapis")
+                .header("host", "admin.local")
+                .header("authorization", "AWS4-HMAC-SHA256 SignedHeaders=host")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_error(&a, 403, "IncompleteSignatureException");
+}
+
+#[tokio::test]
+async fn without_a_management_section_every_call_is_refused() {
+    let h = harness(
+        "name: petstore\nroutes: { /pets: [GET] }\nstages: { prod: {} }\nmanagement: { region: eu-west-1 }\n",
+    );
+    let a = h.call("GET", "/restapis", Value::Null).await;
+    assert_error(&a, 403, "UnrecognizedClientException");
+    let h = harness("name: petstore\nroutes: { /pets: [GET] }\nstages: { prod: {} }\n");
+    let a = h.call("GET", "/restapis", Value::Null).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_stale_signature_is_refused() {
+    let h = harness(CONFIG);
+    // Signed now, arriving 20 minutes later.
+    let at = h.clock_nanos();
+    let signed_clock = ManualClock::new();
+    signed_clock.set(SystemTime::UNIX_EPOCH + Duration::from_nanos(at));
+    let h_late = Harness {
+        lifecycle: h.lifecycle.clone(),
+        management: h.management.clone(),
+        clock: signed_clock,
+    };
+    h.clock.advance(Duration::from_secs(20 * 60));
+    let a = h_late.call("GET", "/restapis", Value::Null).await;
+    assert_error(&a, 403, "InvalidSignatureException");
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_debug() {
+    let h = harness(CONFIG);
+    let shown = format!("{:?} {:?}", h.management, h.lifecycle.config().management);
+    assert!(!shown.contains(SECRET), "{shown}");
+}
+
+#[test]
+fn management_credentials_are_checked_with_their_paths() {
+    let err = Config::from_yaml_str(
+        "routes: { /a: [GET] }\nstages: { prod: {} }\nmanagement:\n  region: EU\n  credentials:\n    - { access_key_id: lower, secret_access_key: '' }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("management.region"), "{err}");
+    assert!(
+        err.contains("management.credentials[0].access_key_id"),
+        "{err}"
+    );
+    assert!(
+        err.contains("management.credentials[0].secret_access_key"),
+        "{err}"
+    );
+}
+
+// -- APIs -------------------------------------------------------------------
+
+#[tokio::test]
+async fn rest_apis_are_created_listed_read_and_deleted() {
+    let h = harness(CONFIG);
+    let list = h.ok("GET", "/restapis", Value::Null).await;
+    assert_eq!(list["item"][0]["id"], "petstore");
+    assert_eq!(list["item"][0]["createdDate"], NOW);
+    let created = h.call("POST", "/restapis", json!({"name": "orders"})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let got = h.ok("GET", &format!("/restapis/{id}"), Value::Null).await;
+    assert_eq!(got["name"], "orders");
+    // Empty until a definition comes: not deployable, as API Gateway says.
+    let a = h
+        .call(
+            "POST",
+            &format!("/restapis/{id}/deployments"),
+            json!({"stageName": "x"}),
+        )
+        .await;
+    assert_error(&a, 400, "BadRequestException");
+    assert_eq!(
+        a.body["message"],
+        "The REST API doesn't contain any methods"
+    );
+    let dup = h.call("POST", "/restapis", json!({"name": "orders"})).await;
+    assert_error(&dup, 409, "ConflictException");
+    let clone = h
+        .ok(
+            "POST",
+            "/restapis",
+            json!({"name": "copy", "cloneFrom": "petstore"}),
+        )
+        .await;
+    let resources = h
+        .ok(
+            "GET",
+            &format!("/restapis/{}/resources", clone["id"].as_str().unwrap()),
+            Value::Null,
+        )
+        .await;
+    assert!(
+        resources["item"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["path"] == "/pets/{id}")
+    );
+    let del = h
+        .call("DELETE", &format!("/restapis/{id}"), Value::Null)
+        .await;
+    assert_eq!(del.status, StatusCode::ACCEPTED);
+    let gone = h.call("GET", &format!("/restapis/{id}"), Value::Null).await;
+    assert_error(&gone, 404, "NotFoundException");
+    // An API a plan names is not deleted.
+    let planned = h.call("DELETE", "/restapis/petstore", Value::Null).await;
+    assert_error(&planned, 400, "BadRequestException");
+}
+
+const OPENAPI: &str = r#"{"openapi": "3.0.1", "info": {"title": "hello", "version": "1"},
+ "paths": {"/hello": {"get": {"responses": {"200": {"description": "ok"}},
+   "x-amazon-apigateway-integration": {"type": "mock",
+     "requestTemplates": {"application/json": "{\"statusCode\": 200}"},
+     "responses": {"default": {"statusCode": "200",
+        "responseTemplates": {"application/json": "{\"v\": VERSION}"}}}}}}}}"#;
+
+async fn hello(h: &Harness, api: &str) -> (StatusCode, String) {
+    let svc = h
+        .lifecycle
+        .service(tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("inner")))
+        }));
+    let res = svc
+        .oneshot(
+            Request::get("/live/hello")
+                .header("host", format!("{api}.execute-api.localhost"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn an_imported_api_deploys_and_rolls_back_with_its_integrations() {
+    let h = harness(CONFIG);
+    let v1 = OPENAPI.replace("VERSION", "1");
+    let a = h
+        .signed_as(
+            AKID,
+            SECRET,
+            "POST",
+            "/restapis?mode=import",
+            v1.as_bytes(),
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let api = a.body["id"].as_str().unwrap().to_owned();
+    let d1 = h
+        .ok(
+            "POST",
+            &format!("/restapis/{api}/deployments"),
+            json!({"stageName": "live"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(hello(&h, &api).await.1, r#"{"v": 1}"#);
+    let v2 = OPENAPI.replace("VERSION", "2");
+    let put = h
+        .signed_as(
+            AKID,
+            SECRET,
+            "PUT",
+            &format!("/restapis/{api}?mode=overwrite"),
+            v2.as_bytes(),
+            &[],
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    // Not served until deployed.
+    assert_eq!(hello(&h, &api).await.1, r#"{"v": 1}"#);
+    h.ok(
+        "POST",
+        &format!("/restapis/{api}/deployments"),
+        json!({"stageName": "live", "stageDescription": "the live one"}),
+    )
+    .await;
+    assert_eq!(hello(&h, &api).await.1, r#"{"v": 2}"#);
+    let stage = h
+        .ok("GET", &format!("/restapis/{api}/stages/live"), Value::Null)
+        .await;
+    assert_eq!(stage["description"], "the live one");
+    h.patch(
+        &format!("/restapis/{api}/stages/live"),
+        json!([{"op": "replace", "path": "/deploymentId", "value": d1}]),
+    )
+    .await;
+    assert_eq!(hello(&h, &api).await.1, r#"{"v": 1}"#);
+    // Merge mode keeps what the document does not name.
+    let other = r#"{"openapi": "3.0.1", "info": {"title": "hello", "version": "1"},
+      "paths": {"/other": {"get": {"responses": {"200": {"description": "ok"}}}}}}"#;
+    let merged = h
+        .signed_as(
+            AKID,
+            SECRET,
+            "PUT",
+            &format!("/restapis/{api}?mode=merge"),
+            other.as_bytes(),
+            &[],
+        )
+        .await;
+    assert_eq!(merged.status, StatusCode::OK, "{}", merged.body);
+    let resources = h
+        .ok("GET", &format!("/restapis/{api}/resources"), Value::Null)
+        .await;
+    let paths: Vec<&str> = resources["item"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/", "/hello", "/other"]);
+    let bad = h
+        .signed_as(
+            AKID,
+            SECRET,
+            "PUT",
+            &format!("/restapis/{api}"),
+            b"not openapi",
+            &[],
+        )
+        .await;
+    assert_error(&bad, 400, "BadRequestException");
+}
+
+#[tokio::test]
+async fn get_export_answers_json_or_yaml_as_accept_asks() {
+    let h = harness(CONFIG);
+    let a = h
+        .signed_as(
+            AKID,
+            SECRET,
+            "GET",
+            "/restapis/petstore/stages/prod/exports/oas30?extensions=integrations",
+            b"",
+            &[("accept", "application/yaml")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let text = String::from_utf8(a.raw).unwrap();
+    assert!(text.starts_with("openapi: \"3.0.1\""), "{text}");
+    let a = h
+        .call(
+            "GET",
+            "/restapis/petstore/stages/prod/exports/swagger",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.body["swagger"], "2.0");
+    let a = h
+        .call(
+            "GET",
+            "/restapis/petstore/stages/prod/exports/raml",
+            Value::Null,
+        )
+        .await;
+    assert_error(&a, 400, "BadRequestException");
+}
+
+// -- deployments and stages -------------------------------------------------
+
+#[tokio::test]
+async fn a_served_deployment_is_not_deleted() {
+    let h = harness(CONFIG);
+    let list = h
+        .ok("GET", "/restapis/petstore/deployments", Value::Null)
+        .await;
+    let served = list["item"][0]["id"].as_str().unwrap();
+    let a = h
+        .call(
+            "DELETE",
+            &format!("/restapis/petstore/deployments/{served}"),
+            Value::Null,
+        )
+        .await;
+    assert_error(&a, 400, "BadRequestException");
+    assert!(
+        a.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Active stages pointing to this deployment must be moved or deleted")
+    );
+}
+
+#[tokio::test]
+async fn update_stage_takes_each_patch_path() {
+    let h = harness(CONFIG);
+    let path = "/restapis/petstore/stages/prod";
+    let d2 = h
+        .ok(
+            "POST",
+            "/restapis/petstore/deployments",
+            json!({"description": "v2"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a = h
+        .patch(
+            path,
+            json!([
+                {"op": "replace", "path": "/description", "value": "gold"},
+                {"op": "replace", "path": "/variables/size", "value": "xl"},
+                {"op": "remove", "path": "/variables/color"},
+                {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": "100"},
+                {"op": "replace", "path": "/~1pets~1{id}/GET/throttling/burstLimit", "value": "9"},
+                {"op": "replace", "path": "/~1pets/GET/caching/enabled", "value": "true"},
+                {"op": "replace", "path": "/~1pets/GET/caching/ttlInSeconds", "value": "30"},
+            ]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let s = &a.body;
+    assert_eq!(s["description"], "gold");
+    assert_eq!(s["variables"], json!({"size": "xl"}));
+    assert_eq!(s["methodSettings"]["*/*"]["throttlingRateLimit"], 100.0);
+    assert_eq!(
+        s["methodSettings"]["~1pets~1{id}/GET"]["throttlingBurstLimit"],
+        9
+    );
+    assert_eq!(s["methodSettings"]["~1pets/GET"]["cacheTtlInSeconds"], 30);
+    assert_eq!(s["cacheClusterEnabled"], true);
+    // The change is served: the stage's gateway sees the variable.
+    let e = h
+        .lifecycle
+        .gateway("petstore", "prod")
+        .unwrap()
+        .endpoint("prod", "/pets", "GET")
+        .unwrap()
+        .clone();
+    assert_eq!(e.stage_variable("size"), Some("xl"));
+    let a = h
+        .patch(
+            path,
+            json!([{"op": "replace", "path": "/cacheClusterEnabled", "value": "false"}]),
+        )
+        .await;
+    assert_eq!(a.body["cacheClusterEnabled"], false);
+
+    // A canary, built path by path, then promoted by copy.
+    let a = h
+        .patch(
+            path,
+            json!([
+                {"op": "replace", "path": "/canarySettings/deploymentId", "value": d2},
+                {"op": "replace", "path": "/canarySettings/percentTraffic", "value": "25"},
+                {"op": "replace", "path": "/canarySettings/stageVariableOverrides/size", "value": "s"},
+                {"op": "replace", "path": "/canarySettings/useStageCache", "value": "true"},
+            ]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(
+        a.body["canarySettings"],
+        json!({"deploymentId": d2, "percentTraffic": 25.0, "stageVariableOverrides": {"size": "s"}, "useStageCache": true})
+    );
+    // Moving the base while a canary is set is refused, as AWS refuses it.
+    let a = h
+        .patch(
+            path,
+            json!([{"op": "replace", "path": "/deploymentId", "value": d2}]),
+        )
+        .await;
+    assert_error(&a, 400, "BadRequestException");
+    let a = h
+        .patch(
+            path,
+            json!([
+                {"op": "replace", "path": "/canarySettings/percentTraffic", "value": "0.0"},
+                {"op": "copy", "from": "/canarySettings/stageVariableOverrides", "path": "/variables"},
+                {"op": "copy", "from": "/canarySettings/deploymentId", "path": "/deploymentId"},
+            ]),
+        )
+        .await;
+    assert_eq!(a.body["deploymentId"], d2.as_str());
+    assert_eq!(a.body["variables"]["size"], "s");
+    let a = h
+        .patch(
+            path,
+            json!([
+                {"op": "remove", "path": "/canarySettings/stageVariableOverrides/size"},
+                {"op": "remove", "path": "/canarySettings"},
+            ]),
+        )
+        .await;
+    assert!(a.body.get("canarySettings").is_none(), "{}", a.body);
+
+    // Anything else is refused whole, nothing applied.
+    let a = h
+        .patch(
+            path,
+            json!([
+                {"op": "replace", "path": "/description", "value": "changed"},
+                {"op": "replace", "path": "/tracingEnabled", "value": "true"},
+            ]),
+        )
+        .await;
+    assert_error(&a, 400, "BadRequestException");
+    let s = h.ok("GET", path, Value::Null).await;
+    assert_eq!(s["description"], "gold");
+    let a = h
+        .patch(
+            path,
+            json!([{"op": "replace", "path": "/~1pets/GET/throttling/rateLimit", "value": "fast"}]),
+        )
+        .await;
+    assert_error(&a, 400, "BadRequestException");
+}
+
+#[tokio::test]
+async fn stages_are_created_listed_flushed_and_deleted() {
+    let h = harness(CONFIG);
+    let d = h
+        .ok("GET", "/restapis/petstore/deployments", Value::Null)
+        .await["item"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a = h
+        .call(
+            "POST",
+            "/restapis/petstore/stages",
+            json!({"stageName": "beta", "deploymentId": d, "variables": {"k": "v"}, "description": "b"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.body["variables"]["k"], "v");
+    assert_eq!(a.body["description"], "b");
+    let list = h.ok("GET", "/restapis/petstore/stages", Value::Null).await;
+    let names: Vec<&str> = list["item"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stageName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["beta", "dev", "prod"]);
+    let flush = h
+        .call(
+            "DELETE",
+            "/restapis/petstore/stages/beta/cache/data",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(flush.status, StatusCode::ACCEPTED);
+    let del = h
+        .call("DELETE", "/restapis/petstore/stages/beta", Value::Null)
+        .await;
+    assert_eq!(del.status, StatusCode::ACCEPTED);
+    let gone = h
+        .call("GET", "/restapis/petstore/stages/beta", Value::Null)
+        .await;
+    assert_error(&gone, 404, "NotFoundException");
+    // A stage a plan names stays.
+    let a = h
+        .call("DELETE", "/restapis/petstore/stages/prod", Value::Null)
+        .await;
+    assert_error(&a, 400, "BadRequestException");
+}
+
+// -- keys, plans, usage -----------------------------------------------------
+
+#[tokio::test]
+async fn api_keys_show_their_value_once() {
+    let h = harness(CONFIG);
+    let created = h
+        .call(
+            "POST",
+            "/apikeys",
+            json!({"name": "alice", "description": "first", "enabled": true, "tags": {"team": "a"}}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let value = created.body["value"].as_str().unwrap().to_owned();
+    assert_eq!(value.len(), 40);
+    let got = h
+        .ok(
+            "GET",
+            &format!("/apikeys/{id}?includeValue=true"),
+            Value::Null,
+        )
+        .await;
+    assert!(got.get("value").is_none(), "{got}");
+    assert_eq!(got["tags"]["team"], "a");
+    let list = h
+        .ok("GET", "/apikeys?includeValues=true&name=ali", Value::Null)
+        .await;
+    assert_eq!(list["item"].as_array().unwrap().len(), 1);
+    assert!(!list.to_string().contains(&value));
+    // AWS's default: a key created without `enabled` is disabled.
+    let off = h.ok("POST", "/apikeys", json!({"name": "bob"})).await;
+    assert_eq!(off["enabled"], false);
+    let a = h
+        .patch(
+            &format!("/apikeys/{id}"),
+            json!([
+                {"op": "replace", "path": "/name", "value": "alice2"},
+                {"op": "replace", "path": "/description", "value": "renamed"},
+                {"op": "replace", "path": "/enabled", "value": "false"},
+            ]),
+        )
+        .await;
+    assert_eq!(a.body["name"], "alice2");
+    assert_eq!(a.body["description"], "renamed");
+    assert_eq!(a.body["enabled"], false);
+    let a = h
+        .patch(
+            &format!("/apikeys/{id}"),
+            json!([{"op": "replace", "path": "/value", "value": "x"}]),
+        )
+        .await;
+    assert_error(&a, 400, "BadRequestException");
+    let short = h
+        .call("POST", "/apikeys", json!({"name": "c", "value": "short"}))
+        .await;
+    assert_error(&short, 400, "BadRequestException");
+    assert!(!short.body.to_string().contains("short\""));
+    let del = h
+        .call("DELETE", &format!("/apikeys/{id}"), Value::Null)
+        .await;
+    assert_eq!(del.status, StatusCode::ACCEPTED);
+    let gone = h.call("GET", &format!("/apikeys/{id}"), Value::Null).await;
+    assert_error(&gone, 404, "NotFoundException");
+    let csv = h
+        .signed_as(
+            AKID,
+            SECRET,
+            "POST",
+            "/apikeys?mode=import&format=csv",
+            b"Name,key,Enabled\ncarol,carol-key-0123456789abcdef,true\n",
+            &[],
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::CREATED, "{}", csv.body);
+    assert_eq!(csv.body["ids"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn usage_plans_take_their_patch_paths_and_keys() {
+    let h = harness(CONFIG);
+    let plan = h
+        .call(
+            "POST",
+            "/usageplans",
+            json!({"name": "gold", "description": "g",
+                   "apiStages": [{"apiId": "petstore", "stage": "dev",
+                                  "throttle": {"/pets/GET": {"rateLimit": 5.0, "burstLimit": 2}}}],
+                   "throttle": {"rateLimit": 10.0, "burstLimit": 20},
+                   "quota": {"limit": 100, "period": "WEEK", "offset": 1}}),
+        )
+        .await;
+    assert_eq!(plan.status, StatusCode::CREATED, "{}", plan.body);
+    assert_eq!(plan.body["id"], "gold");
+    assert_eq!(
+        plan.body["apiStages"][0]["throttle"]["/pets/GET"],
+        json!({"burstLimit": 2, "rateLimit": 5.0})
+    );
+    assert_eq!(
+        plan.body["quota"],
+        json!({"limit": 100, "offset": 1, "period": "WEEK"})
+    );
+    let dup = h.call("POST", "/usageplans", json!({"name": "gold"})).await;
+    assert_error(&dup, 409, "ConflictException");
+    let a = h
+        .patch(
+            "/usageplans/gold",
+            json!([
+                {"op": "replace", "path": "/description", "value": "G"},
+                {"op": "replace", "path": "/throttle/rateLimit", "value": "11"},
+                {"op": "replace", "path": "/quota/limit", "value": "200"},
+                {"op": "replace", "path": "/quota/period", "value": "MONTH"},
+                {"op": "add", "path": "/apiStages", "value": "petstore:prod"},
+                {"op": "replace", "path": "/apiStages/petstore:dev/throttle/~1pets~1{id}/GET/rateLimit", "value": "3"},
+                {"op": "remove", "path": "/apiStages/petstore:dev/throttle/~1pets/GET"},
+            ]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["description"], "G");
+    assert_eq!(a.body["throttle"]["rateLimit"], 11.0);
+    assert_eq!(a.body["quota"]["period"], "MONTH");
+    assert_eq!(a.body["apiStages"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        a.body["apiStages"][0]["throttle"],
+        json!({"/pets/{id}/GET": {"burstLimit": 5000, "rateLimit": 3.0}})
+    );
+    let a = h
+        .patch(
+            "/usageplans/gold",
+            json!([{"op": "replace", "path": "/name", "value": "x"}]),
+        )
+        .await;
+    assert_error(&a, 400, "BadRequestException");
+    let a = h
+        .patch(
+            "/usageplans/gold",
+            json!([{"op": "add", "path": "/apiStages", "value": "nope:prod"}]),
+        )
+        .await;
+    assert_error(&a, 400, "BadRequestException");
+    let a = h
+        .patch(
+            "/usageplans/gold",
+            json!([{"op": "remove", "path": "/apiStages", "value": "petstore:prod"},
+                   {"op": "remove", "path": "/quota"}, {"op": "remove", "path": "/throttle"}]),
+        )
+        .await;
+    assert!(a.body.get("quota").is_none() && a.body.get("throttle").is_none());
+
+    // Keys in plans.
+    let key = h
+        .ok("POST", "/apikeys", json!({"name": "k", "enabled": true}))
+        .await;
+    let kid = key["id"].as_str().unwrap();
+    let bad = h
+        .call(
+            "POST",
+            "/usageplans/gold/keys",
+            json!({"keyId": kid, "keyType": "OTHER"}),
+        )
+        .await;
+    assert_error(&bad, 400, "BadRequestException");
+    let pk = h
+        .call(
+            "POST",
+            "/usageplans/basic/keys",
+            json!({"keyId": kid, "keyType": "API_KEY"}),
+        )
+        .await;
+    assert_eq!(pk.status, StatusCode::CREATED);
+    assert_eq!(pk.body, json!({"id": kid, "type": "API_KEY", "name": "k"}));
+    let again = h
+        .call(
+            "POST",
+            "/usageplans/basic/keys",
+            json!({"keyId": kid, "keyType": "API_KEY"}),
+        )
+        .await;
+    assert_error(&again, 409, "ConflictException");
+    let one = h
+        .ok("GET", &format!("/usageplans/basic/keys/{kid}"), Value::Null)
+        .await;
+    assert_eq!(one["name"], "k");
+    let not_in = h
+        .call("GET", &format!("/usageplans/gold/keys/{kid}"), Value::Null)
+        .await;
+    assert_error(&not_in, 404, "NotFoundException");
+    let of_key = h
+        .ok("GET", &format!("/usageplans?keyId={kid}"), Value::Null)
+        .await;
+    assert_eq!(of_key["item"].as_array().unwrap().len(), 1);
+    assert_eq!(of_key["item"][0]["id"], "basic");
+    let del = h
+        .call(
+            "DELETE",
+            &format!("/usageplans/basic/keys/{kid}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(del.status, StatusCode::ACCEPTED);
+    let keys = h.ok("GET", "/usageplans/basic/keys", Value::Null).await;
+    assert_eq!(keys["item"], json!([]));
+    let del = h.call("DELETE", "/usageplans/gold", Value::Null).await;
+    assert_eq!(del.status, StatusCode::ACCEPTED);
+    let gone = h.call("GET", "/usageplans/gold", Value::Null).await;
+    assert_error(&gone, 404, "NotFoundException");
+}
+
+#[tokio::test]
+async fn get_usage_reads_the_quota_and_update_usage_grants() {
+    let h = harness(CONFIG);
+    let key = h
+        .ok("POST", "/apikeys", json!({"name": "k", "enabled": true}))
+        .await;
+    let kid = key["id"].as_str().unwrap().to_owned();
+    let value = key["value"].as_str().unwrap().to_owned();
+    h.ok(
+        "POST",
+        "/usageplans/basic/keys",
+        json!({"keyId": kid, "keyType": "API_KEY"}),
+    )
+    .await;
+    let svc = h
+        .lifecycle
+        .service(tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
+        }));
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let res = svc
+            .clone()
+            .oneshot(
+                Request::get("/prod/pets")
+                    .header("x-api-key", &value)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+    let today = "2027-01-15"; // NOW is 2027-01-15T08:00:00Z.
+    let usage = h
+        .ok(
+            "GET",
+            &format!("/usageplans/basic/usage?keyId={kid}&startDate={today}&endDate={today}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(usage["usagePlanId"], "basic");
+    assert_eq!(usage["values"][&kid], json!([[5, 0]]));
+    let granted = h
+        .patch(
+            &format!("/usageplans/basic/keys/{kid}/usage"),
+            json!([{"op": "replace", "path": "/remaining", "value": "2"}]),
+        )
+        .await;
+    assert_eq!(granted.status, StatusCode::OK, "{}", granted.body);
+    assert_eq!(granted.body["values"][&kid][0][1], 2);
+    let bad = h
+        .call(
+            "GET",
+            "/usageplans/basic/usage?startDate=yesterday&endDate=2027-01-15",
+            Value::Null,
+        )
+        .await;
+    assert_error(&bad, 400, "BadRequestException");
+}
+
+// -- domains ----------------------------------------------------------------
+
+#[tokio::test]
+async fn domains_and_base_path_mappings() {
+    let h = harness(CONFIG);
+    let d = h
+        .call(
+            "POST",
+            "/domainnames",
+            json!({"domainName": "api.example.com"}),
+        )
+        .await;
+    assert_eq!(d.status, StatusCode::CREATED);
+    assert_eq!(d.body["domainName"], "api.example.com");
+    let m = h
+        .call(
+            "POST",
+            "/domainnames/api.example.com/basepathmappings",
+            json!({"restApiId": "petstore", "stage": "prod"}),
+        )
+        .await;
+    assert_eq!(m.status, StatusCode::CREATED, "{}", m.body);
+    assert_eq!(m.body["basePath"], "(none)");
+    h.ok(
+        "POST",
+        "/domainnames/api.example.com/basepathmappings",
+        json!({"restApiId": "petstore", "stage": "dev", "basePath": "v2"}),
+    )
+    .await;
+    let one = h
+        .ok(
+            "GET",
+            "/domainnames/api.example.com/basepathmappings/%28none%29",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(one["stage"], "prod");
+    let list = h
+        .ok(
+            "GET",
+            "/domainnames/api.example.com/basepathmappings",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(list["item"].as_array().unwrap().len(), 2);
+    assert!(
+        h.lifecycle
+            .find_endpoint_on(&http::Method::GET, Some("api.example.com"), "/v2/pets")
+            .is_some()
+    );
+    let del = h
+        .call(
+            "DELETE",
+            "/domainnames/api.example.com/basepathmappings/v2",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(del.status, StatusCode::ACCEPTED);
+    let gone = h
+        .call(
+            "GET",
+            "/domainnames/api.example.com/basepathmappings/v2",
+            Value::Null,
+        )
+        .await;
+    assert_error(&gone, 404, "NotFoundException");
+    let dup = h
+        .call(
+            "POST",
+            "/domainnames",
+            json!({"domainName": "API.example.com"}),
+        )
+        .await;
+    assert_error(&dup, 409, "ConflictException");
+    let del = h
+        .call("DELETE", "/domainnames/api.example.com", Value::Null)
+        .await;
+    assert_eq!(del.status, StatusCode::ACCEPTED);
+    let list = h.ok("GET", "/domainnames", Value::Null).await;
+    assert_eq!(list["item"], json!([]));
+}
+
+// -- request errors ---------------------------------------------------------
+
+#[tokio::test]
+async fn bad_requests_get_api_gateway_errors() {
+    let h = harness(CONFIG);
+    let a = h.call("GET", "/nowhere", Value::Null).await;
+    assert_error(&a, 404, "NotFoundException");
+    let a = h.call("PUT", "/apikeys", Value::Null).await;
+    assert_error(&a, 405, "BadRequestException");
+    let a = h
+        .signed_as(AKID, SECRET, "POST", "/restapis", b"{not json", &[])
+        .await;
+    assert_error(&a, 400, "BadRequestException");
+    let a = h
+        .signed_as(AKID, SECRET, "POST", "/restapis", b"[1]", &[])
+        .await;
+    assert_error(&a, 400, "BadRequestException");
+    let a = h.call("GET", "/restapis?limit=0", Value::Null).await;
+    assert_error(&a, 400, "BadRequestException");
+    let a = h.call("GET", "/restapis?position=x", Value::Null).await;
+    assert_error(&a, 400, "BadRequestException");
+    // A path segment that is not UTF-8 once decoded.
+    let a = h.call("GET", "/restapis/%FF", Value::Null).await;
+    assert_error(&a, 404, "NotFoundException");
+    // Over the body limit: refused before the signature is checked.
+    let big = vec![b'x'; tollgate::management::DEFAULT_MAX_BODY + 1];
+    let a = h
+        .send(
+            Request::post("/restapis")
+                .header("content-length", big.len())
+                .body(Body::from(big))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
