@@ -1069,3 +1069,91 @@ async fn bad_requests_get_api_gateway_errors() {
         .await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+// -- the data-plane usage endpoint -----------------------------------------
+
+#[tokio::test]
+async fn a_key_holder_reads_their_own_usage() {
+    let h = harness(&format!("{CONFIG}usage_endpoint: /_usage\n"));
+    let key = h
+        .ok("POST", "/apikeys", json!({"name": "k", "enabled": true}))
+        .await;
+    let kid = key["id"].as_str().unwrap().to_owned();
+    let value = key["value"].as_str().unwrap().to_owned();
+    h.ok(
+        "POST",
+        "/usageplans/basic/keys",
+        json!({"keyId": kid, "keyType": "API_KEY"}),
+    )
+    .await;
+    let svc = h
+        .lifecycle
+        .service(tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
+        }));
+    let get = |path: &str, key: Option<&str>| {
+        let mut r = Request::get(path);
+        if let Some(k) = key {
+            r = r.header("x-api-key", k);
+        }
+        svc.clone().oneshot(r.body(Body::empty()).unwrap())
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            get("/prod/pets", Some(&value)).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+    let res = get("/_usage", Some(&value)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        body,
+        json!({"keyId": kid, "name": "k", "plans": [{"id": "basic",
+               "quota": {"limit": 5, "period": "DAY", "used": 2, "remaining": 3}}]})
+    );
+    assert!(!body.to_string().contains(&value));
+    // The endpoint itself is not counted against the quota.
+    let again = get("/_usage", Some(&value)).await.unwrap();
+    let again: Value =
+        serde_json::from_slice(&again.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(again["plans"][0]["quota"]["used"], 2);
+    // No key, a wrong one, a disabled one: the data plane's 403.
+    for key in [None, Some("wrong-key-0123456789abcdef")] {
+        let res = get("/_usage", key).await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(res.headers()["x-tollgate-error-type"], "INVALID_API_KEY");
+    }
+    h.patch(
+        &format!("/apikeys/{kid}"),
+        json!([{"op": "replace", "path": "/enabled", "value": "false"}]),
+    )
+    .await;
+    assert_eq!(
+        get("/_usage", Some(&value)).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    // Without `usage_endpoint` the path is nobody's.
+    let plain = harness(CONFIG);
+    let svc = plain
+        .lifecycle
+        .service(tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
+        }));
+    let res = svc
+        .oneshot(Request::get("/_usage").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_ne!(res.status(), StatusCode::OK);
+}
+
+#[test]
+fn usage_endpoint_is_a_path() {
+    for bad in ["_usage", "/", "/a?b", "/a b"] {
+        let yaml = format!("routes: {{ /a: [GET] }}\nstages: {{ prod: {{}} }}\nusage_endpoint: \"{bad}\"\n");
+        let err = Config::from_yaml_str(&yaml).unwrap_err().to_string();
+        assert!(err.contains("usage_endpoint: a path"), "{bad}: {err}");
+    }
+}

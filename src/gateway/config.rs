@@ -128,6 +128,12 @@ pub struct Config {
     /// petstore does. Default: memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployments: Option<DeploymentsConfig>,
+    /// A data-plane path (`/_usage`) where a key holder reads their own
+    /// plans, quota used and remaining, and throttles with their own API
+    /// key: see [`plans`](crate::plans#the-usage-endpoint). Matched exactly,
+    /// `GET` only, before any stage. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_endpoint: Option<String>,
     /// The management API's settings (its credentials never serialized):
     /// see [`ManagementConfig`](crate::management::ManagementConfig).
     #[serde(default, skip_serializing)]

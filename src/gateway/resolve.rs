@@ -181,6 +181,9 @@ pub(super) fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     if let Some(s) = &config.sigv4 {
         s.check(&root.field("sigv4"), &mut issues);
     }
+    if let Some(at) = &config.usage_endpoint {
+        crate::plans::check_usage_endpoint(at, &root.field("usage_endpoint"), &mut issues);
+    }
     if let Some(m) = &config.management {
         m.check(&root.field("management"), &mut issues);
     }

@@ -199,6 +199,39 @@ where
         };
         return ResponseFuture::new(kind, Post::new(request_id), pending);
     }
+    // `usage_endpoint`: the caller's own plans, by its API key.
+    if let Some(at) = s.config.usage_endpoint.as_deref()
+        && req.method() == Method::GET
+        && req.uri().path() == at
+    {
+        let request_id = RequestId::new();
+        if let Some(p) = &mut pending {
+            p.known.request_id = Some(request_id);
+        }
+        let header = s.config.api_key_options.header.as_deref().unwrap_or("x-api-key");
+        let value = req
+            .headers()
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let own = crate::plans::OwnUsage {
+            keys: s.key_store.clone(),
+            hasher: s.hasher.clone(),
+            plans: s.plans.clone(),
+            records: crate::plans::UsageRecords::new(
+                s.counter_store.clone(),
+                s.key_store.clone(),
+                s.plans.book.clone(),
+                s.clock.clone(),
+            ),
+            clock: s.clock.clone(),
+            responses: s.edge.responses.clone(),
+        };
+        let kind = Kind::Boxed {
+            future: Box::pin(async move { Ok(own.answer(value).await) }),
+        };
+        return ResponseFuture::new(kind, Post::new(request_id), pending);
+    }
     // A CORS preflight for a method with `cors` is the gateway's to
     // answer, before any credential is looked at.
     if req.method() == Method::OPTIONS

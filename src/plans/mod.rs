@@ -86,6 +86,23 @@
 //! quotas are best effort, and answer 429 `QUOTA_EXCEEDED`
 //! ([`api-gateway-api-usage-plans`](https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-api-usage-plans.html), [`supported-gateway-response-types`](https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html)).
 //!
+//! # The usage endpoint
+//!
+//! With `usage_endpoint: /_usage` at the config's root, a `GET` of that
+//! exact path (before any stage) answers the caller's own plans with the
+//! API key it sends: each plan's throttle, and quota with `used` and
+//! `remaining` in the current period (in a lifecycle of several APIs: on an
+//! `{api_id}.execute-api` host or a mapped domain). No key, or an unknown, disabled or
+//! expired one: 403 `INVALID_API_KEY`; a failing store: 503
+//! `BACKEND_UNAVAILABLE`. The answer is `Cache-Control: no-store`. Beyond
+//! API Gateway, whose usage only the account reads (GetUsage).
+//!
+//! ```text
+//! $ curl -H 'x-api-key: demo-key-0123456789abcdef' http://127.0.0.1:8080/_usage
+//! {"keyId":"3f9c2a1b7d","name":"demo","plans":[{"id":"basic",
+//!  "throttle":{"rateLimit":5.0,"burstLimit":10},"quota":{"limit":50,"period":"DAY","used":3,"remaining":47}}]}
+//! ```
+//!
 //! Config mistakes are refused when the config is read or built, and by
 //! [`PlanManager`] for a change, each at its path:
 //!
@@ -100,6 +117,7 @@ mod config;
 mod counter;
 mod meter;
 mod period;
+mod own_usage;
 mod usage;
 
 pub use self::book::PlanManager;
@@ -110,6 +128,25 @@ pub use self::counter::{Count, CounterKey, CounterKind, CounterStore, InMemoryCo
 pub use self::meter::{Meter, MeterLayer, QuotaRejection, ResponseFuture};
 pub use self::period::{Period, Window};
 pub use self::usage::{PlanUsage, UsageRecords};
+pub(crate) use self::own_usage::OwnUsage;
+
+/// Checks `usage_endpoint`: an absolute path of 2 to 256 visible ASCII
+/// characters, no query or fragment.
+pub(crate) fn check_usage_endpoint(
+    at: &str,
+    path: &crate::config::PathBuf,
+    issues: &mut crate::config::Issues,
+) {
+    let ok = at.starts_with('/')
+        && (2..=256).contains(&at.len())
+        && at.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#');
+    if !ok {
+        issues.push(
+            path,
+            "a path: `/` then 1 to 255 visible ASCII characters, no `?` or `#` (`/_usage`)",
+        );
+    }
+}
 
 /// A quota: at most `limit` requests per key per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

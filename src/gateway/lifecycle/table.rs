@@ -324,6 +324,7 @@ impl Parts {
         config.throttle = base.throttle;
         config.throttle_options = base.throttle_options.clone();
         config.api_key_options = base.api_key_options.clone();
+        config.usage_endpoint = base.usage_endpoint.clone();
         config.credentials = base.credentials.clone();
         config.keys = Vec::new();
         config.plans = state
