@@ -167,6 +167,13 @@ async fn main() {
             reporters.push(Reporter::new(Arc::new(sink)));
         }
     }
+    // `--admin-listen`: the usage page's figures, from every request.
+    let board = opts
+        .admin_listen
+        .map(|_| tollgate::management::UsageBoard::new());
+    if let Some(b) = &board {
+        reporters.push(Reporter::new(Arc::new(b.clone())));
+    }
     // A config with a stage canary is served through a lifecycle too.
     let has_canary = tollgate::Config::from_path(&opts.config).is_ok_and(|c| {
         !c.apis.is_empty()
@@ -177,7 +184,7 @@ async fn main() {
         && !opts.bare
         && opts.openapi.is_none()
     {
-        watch_and_serve(&opts, reporters).await;
+        watch_and_serve(&opts, reporters, board).await;
         return;
     }
     let gateway = if opts.bare {
@@ -264,7 +271,11 @@ async fn main() {
 
 /// `--watch`, or a config with a stage canary: the config served through a
 /// lifecycle; with `--watch`, the file re-read on change and on SIGHUP.
-async fn watch_and_serve(opts: &petstore::Options, reporters: Vec<Reporter>) {
+async fn watch_and_serve(
+    opts: &petstore::Options,
+    reporters: Vec<Reporter>,
+    board: Option<tollgate::management::UsageBoard>,
+) {
     let path = &opts.config;
     // The welcome lines read the config as a gateway holds it.
     let built = match &opts.redis {
@@ -318,13 +329,17 @@ async fn watch_and_serve(opts: &petstore::Options, reporters: Vec<Reporter>) {
         let at = admin
             .local_addr()
             .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-        let management = lifecycle.management();
+        let mut management = lifecycle.management();
+        if let Some(b) = board {
+            management = management.usage_board(b);
+        }
         let config = lifecycle.config();
         tokio::spawn(async move {
             let never = std::future::pending::<()>();
             petstore::serve(admin, management, false, never).await;
         });
         println!("management on http://{at}");
+        println!("  usage page: http://{at}/ (log in with a management access key id and secret)");
         if let Some(c) = config
             .management
             .as_ref()

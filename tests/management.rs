@@ -1152,8 +1152,140 @@ async fn a_key_holder_reads_their_own_usage() {
 #[test]
 fn usage_endpoint_is_a_path() {
     for bad in ["_usage", "/", "/a?b", "/a b"] {
-        let yaml = format!("routes: {{ /a: [GET] }}\nstages: {{ prod: {{}} }}\nusage_endpoint: \"{bad}\"\n");
+        let yaml = format!(
+            "routes: {{ /a: [GET] }}\nstages: {{ prod: {{}} }}\nusage_endpoint: \"{bad}\"\n"
+        );
         let err = Config::from_yaml_str(&yaml).unwrap_err().to_string();
         assert!(err.contains("usage_endpoint: a path"), "{bad}: {err}");
     }
+}
+
+// -- the usage page ---------------------------------------------------------
+
+/// The text of the `data-figure="name"` cell in the row that starts with
+/// `row` (`data-api="petstore" data-stage="prod"`, `data-key="ID"`).
+fn cell(html: &str, row: &str, name: &str) -> String {
+    let at = html.find(row).unwrap_or_else(|| panic!("no row {row}"));
+    let end = html[at..].find("</tr>").unwrap() + at;
+    let tag = format!("data-figure=\"{name}\">");
+    let start = html[at..end]
+        .find(&tag)
+        .unwrap_or_else(|| panic!("no {name}"))
+        + at
+        + tag.len();
+    let stop = html[start..].find("</td>").unwrap() + start;
+    html[start..stop].to_owned()
+}
+
+#[tokio::test]
+async fn the_usage_page_shows_known_traffic_behind_a_basic_login() {
+    use tollgate::management::UsageBoard;
+    use tollgate::usage::Reporter;
+    let board = UsageBoard::new();
+    let clock = ManualClock::new();
+    clock.set(SystemTime::UNIX_EPOCH + Duration::from_secs(NOW));
+    let config = format!(
+        "{CONFIG}keys:\n  - {{ name: \"<b>eve</b>\", value: eve-key-0123456789abcdef, plans: [basic] }}\n"
+    );
+    let lifecycle = Gateway::builder(Config::from_yaml_str(&config).unwrap())
+        .clock(clock.clone())
+        .reporter(Reporter::new(std::sync::Arc::new(board.clone())))
+        .build_lifecycle()
+        .unwrap();
+    let h = Harness {
+        management: lifecycle.management().usage_board(board.clone()),
+        lifecycle,
+        clock,
+    };
+    let svc = h
+        .lifecycle
+        .service(tower::service_fn(|req: Request<Body>| async move {
+            let status = if req.uri().path().ends_with("/boom") {
+                502
+            } else {
+                200
+            };
+            let mut res = http::Response::new(Body::from("ok"));
+            *res.status_mut() = StatusCode::from_u16(status).unwrap();
+            Ok::<_, std::convert::Infallible>(res)
+        }));
+    let send = |path: &str, key: Option<&str>| {
+        let mut r = Request::get(path);
+        if let Some(k) = key {
+            r = r.header("x-api-key", k);
+        }
+        svc.clone().oneshot(r.body(Body::empty()).unwrap())
+    };
+    let key = "eve-key-0123456789abcdef";
+    // prod: 5 admitted with the key, then 2 over the quota of 5; 1 without a key.
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(
+            send("/prod/pets", Some(key))
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
+    assert_eq!(send("/prod/pets", None).await.unwrap().status(), 403);
+    // dev: 3 fine, 1 the integration fails.
+    for _ in 0..3 {
+        send("/dev/pets", None).await.unwrap();
+    }
+    assert_eq!(send("/dev/pets/boom", None).await.unwrap().status(), 502);
+    h.lifecycle.shutdown_reporters().await;
+
+    let page = |auth: Option<String>| {
+        let mut r = Request::get("/");
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        h.send(r.body(Body::empty()).unwrap())
+    };
+    use base64::Engine as _;
+    let basic = |user: &str, pass: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    };
+    let none = page(None).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    let wrong = page(Some(basic(AKID, "guess"))).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let unknown = page(Some(basic("AKIDNOBODY", SECRET))).await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    let a = page(Some(basic(AKID, SECRET))).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let html = String::from_utf8(a.raw).unwrap();
+    assert!(!html.contains("<script"), "no script");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external fetch"
+    );
+    let prod = r#"data-api="petstore" data-stage="prod""#;
+    assert_eq!(cell(&html, prod, "requests"), "8");
+    assert_eq!(cell(&html, prod, "4xx"), "3");
+    assert_eq!(cell(&html, prod, "429"), "QUOTA_EXCEEDED 2");
+    assert_eq!(cell(&html, prod, "5xx"), "0");
+    let dev = r#"data-api="petstore" data-stage="dev""#;
+    assert_eq!(cell(&html, dev, "requests"), "4");
+    assert_eq!(cell(&html, dev, "5xx"), "1");
+    assert_eq!(cell(&html, dev, "cache-hit-ratio"), "–");
+    assert!(cell(&html, dev, "p50").parse::<f64>().is_ok());
+    // The key: escaped name, its plan, 5 used of 5, seen at the clock's time.
+    let id = h.lifecycle.key_manager().list().await.unwrap()[0]
+        .id
+        .to_string();
+    let row = format!(r#"data-key="{id}""#);
+    assert!(html.contains("&lt;b&gt;eve&lt;/b&gt;"));
+    assert!(!html.contains("<b>eve"));
+    assert_eq!(cell(&html, &row, "plan"), "basic");
+    assert_eq!(cell(&html, &row, "quota-used"), "5 of 5");
+    assert_eq!(cell(&html, &row, "quota-remaining"), "0");
+    assert_eq!(cell(&html, &row, "key-requests"), "7");
+    assert_eq!(cell(&html, &row, "last-seen"), "2027-01-15 08:00:00 UTC");
+    assert!(!html.contains(SECRET) && !html.contains(key));
 }

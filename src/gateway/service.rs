@@ -208,7 +208,12 @@ where
         if let Some(p) = &mut pending {
             p.known.request_id = Some(request_id);
         }
-        let header = s.config.api_key_options.header.as_deref().unwrap_or("x-api-key");
+        let header = s
+            .config
+            .api_key_options
+            .header
+            .as_deref()
+            .unwrap_or("x-api-key");
         let value = req
             .headers()
             .get(header)

@@ -78,13 +78,31 @@
 //! - **The cache cluster** is in process: `cacheClusterEnabled` is whether
 //!   any method caches; setting it to `false` turns the stage's caching
 //!   off.
-//! - **Audit.** Every change is logged (target `tollgate::audit`, level
-//!   info): who (principal and access key id), what (method, path,
-//!   status), when. No body is logged, so no key value or secret.
+//!
+//! # The usage page
+//!
+//! `GET /` answers an HTML page (no script, no external fetch) with, per
+//! API and stage, requests, 4xx, 5xx, 429s by limit, the cache hit ratio
+//! and p50/p99 latency (from a [`UsageBoard`] given to
+//! [`Management::usage_board`], counting this process since it started),
+//! and per key its plans, quota used and remaining, requests and when it
+//! was last seen. A browser cannot sign SigV4, so the page takes HTTP Basic
+//! authentication with a management credential: the access key id as the
+//! user name, the secret access key as the password (compared in constant
+//! time); anything else gets 401 with the Basic challenge. Serve the
+//! listener over TLS, or on loopback only, since Basic sends the secret.
+//!
+//! # Audit
+//!
+//! Every change is logged (target `tollgate::audit`, level info): who
+//! (principal and access key id), what (method, path, status), when. No
+//! body is logged, so no key value or secret.
 
+mod board;
 mod config;
 mod error;
 mod ops;
+mod page;
 mod patch;
 mod wire;
 
@@ -99,6 +117,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 
+pub use self::board::{KeySeen, StageFigures, UsageBoard};
 pub use self::config::{DEFAULT_MAX_BODY, ManagementConfig};
 use self::error::ApiError;
 use crate::Body;
@@ -130,6 +149,10 @@ impl std::fmt::Debug for Management {
 pub(crate) struct Inner {
     pub(crate) lifecycle: Lifecycle,
     verifier: Verifier,
+    /// The callers, for the usage page's Basic login.
+    pub(crate) credentials: Arc<dyn CredentialStore>,
+    /// The usage page's traffic figures, when attached.
+    pub(crate) board: std::sync::OnceLock<UsageBoard>,
     max_body: usize,
 }
 
@@ -172,14 +195,41 @@ impl Management {
         store: Arc<dyn CredentialStore>,
     ) -> Self {
         let settings = VerifierSettings::new(config.region.clone(), "apigateway");
-        let verifier = Verifier::new(settings, store, lifecycle.clock().clone());
+        let verifier = Verifier::new(settings, store.clone(), lifecycle.clock().clone());
         Self {
             inner: Arc::new(Inner {
                 lifecycle,
                 verifier,
+                credentials: store,
+                board: std::sync::OnceLock::new(),
                 max_body: config.max_body(),
             }),
         }
+    }
+
+    /// Shows `board`'s traffic figures on the usage page. Register the same
+    /// board as a usage sink of the lifecycle (`Reporter::new`) so it sees
+    /// the requests. The first board given stays.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tollgate::management::UsageBoard;
+    /// use tollgate::usage::Reporter;
+    /// use tollgate::{Config, Gateway};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let board = UsageBoard::new();
+    /// let lifecycle = Gateway::builder(Config::from_yaml_str(
+    ///     "routes: { /pets: [GET] }\nstages: { prod: {} }\n",
+    /// )?)
+    /// .reporter(Reporter::new(Arc::new(board.clone())))
+    /// .build_lifecycle()?;
+    /// let management = lifecycle.management().usage_board(board);
+    /// # let _ = management; Ok(()) }
+    /// ```
+    pub fn usage_board(self, board: UsageBoard) -> Self {
+        let _ = self.inner.board.set(board);
+        self
     }
 }
 
@@ -200,6 +250,13 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
 {
     let (parts, body) = req.into_parts();
+    // The usage page: a browser's Basic login, not SigV4.
+    if parts.method == http::Method::GET && parts.uri.path() == "/" {
+        return match page::login(&inner, &parts.headers).await {
+            Some(principal) => page::render(&inner, &principal).await,
+            None => page::challenge(),
+        };
+    }
     let limits = crate::body::BodyLimits {
         max: inner.max_body,
         timeout: Some(BODY_TIMEOUT),

@@ -116,8 +116,8 @@ mod book;
 mod config;
 mod counter;
 mod meter;
-mod period;
 mod own_usage;
+mod period;
 mod usage;
 
 pub use self::book::PlanManager;
@@ -126,9 +126,9 @@ pub use self::config::{PlanConfig, PlanMethodConfig, QuotaConfig};
 pub(crate) use self::config::{check_plans, resolve_plans};
 pub use self::counter::{Count, CounterKey, CounterKind, CounterStore, InMemoryCounterStore};
 pub use self::meter::{Meter, MeterLayer, QuotaRejection, ResponseFuture};
+pub(crate) use self::own_usage::OwnUsage;
 pub use self::period::{Period, Window};
 pub use self::usage::{PlanUsage, UsageRecords};
-pub(crate) use self::own_usage::OwnUsage;
 
 /// Checks `usage_endpoint`: an absolute path of 2 to 256 visible ASCII
 /// characters, no query or fragment.
@@ -139,7 +139,9 @@ pub(crate) fn check_usage_endpoint(
 ) {
     let ok = at.starts_with('/')
         && (2..=256).contains(&at.len())
-        && at.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#');
+        && at
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#');
     if !ok {
         issues.push(
             path,

@@ -63,7 +63,8 @@ impl OwnUsage {
             }
             plans.push(out);
         }
-        let body = json!({ "keyId": &*record.id, "name": record.name, "plans": Value::Array(plans) });
+        let body =
+            json!({ "keyId": &*record.id, "name": record.name, "plans": Value::Array(plans) });
         let mut res = Response::new(Body::from(body.to_string()));
         let headers = res.headers_mut();
         headers.insert(
