@@ -1289,3 +1289,62 @@ async fn the_usage_page_shows_known_traffic_behind_a_basic_login() {
     assert_eq!(cell(&html, &row, "last-seen"), "2027-01-15 08:00:00 UTC");
     assert!(!html.contains(SECRET) && !html.contains(key));
 }
+
+#[tokio::test]
+async fn every_change_is_a_notice_to_the_usage_sinks_without_secrets() {
+    use tollgate::management::UsageBoard;
+    use tollgate::usage::{Notice, Reporter};
+    let board = UsageBoard::new();
+    let clock = ManualClock::new();
+    clock.set(SystemTime::UNIX_EPOCH + Duration::from_secs(NOW));
+    let lifecycle = Gateway::builder(Config::from_yaml_str(CONFIG).unwrap())
+        .clock(clock.clone())
+        .reporter(Reporter::new(std::sync::Arc::new(board.clone())))
+        .build_lifecycle()
+        .unwrap();
+    let h = Harness {
+        management: lifecycle.management().usage_board(board.clone()),
+        lifecycle,
+        clock,
+    };
+    let key = h
+        .ok("POST", "/apikeys", json!({"name": "k", "enabled": true}))
+        .await;
+    h.patch(
+        "/restapis/petstore/stages/prod",
+        json!([{"op": "replace", "path": "/variables/color", "value": "red"}]),
+    )
+    .await;
+    // Refused changes are recorded too; reads are not.
+    h.call("DELETE", "/restapis/nope", Value::Null).await;
+    h.ok("GET", "/restapis", Value::Null).await;
+    h.lifecycle.shutdown_reporters().await;
+    let changes: Vec<(String, String, String, u16)> = board
+        .notices()
+        .into_iter()
+        .map(|n| match n {
+            Notice::Change(c) => {
+                assert_eq!(c.time_unix_nanos, NOW * 1_000_000_000);
+                assert_eq!(c.access_key_id, AKID);
+                (c.principal, c.method, c.path, c.status)
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("ops".into(), "POST".into(), "/apikeys".into(), 201),
+            (
+                "ops".into(),
+                "PATCH".into(),
+                "/restapis/petstore/stages/prod".into(),
+                200
+            ),
+            ("ops".into(), "DELETE".into(), "/restapis/nope".into(), 404),
+        ]
+    );
+    let shown = format!("{:?}", board.notices());
+    assert!(!shown.contains(key["value"].as_str().unwrap()));
+    assert!(!shown.contains(SECRET));
+}

@@ -279,7 +279,8 @@ impl GatewayBuilder {
             .unwrap_or_else(|| Arc::new(InMemoryCounterStore::new()));
         let meter = MeterLayer::for_gateway(plans.clone(), counter_store.clone())
             .clock(clock.clone())
-            .responses(responses.clone());
+            .responses(responses.clone())
+            .alerts_to(self.reporters.clone());
         let sigv4 = sigv4::layer(
             config.sigv4.as_ref(),
             &config.credentials,

@@ -463,7 +463,11 @@ where
                 response: Some(*res),
             };
         }
-        Some(Decision::Admit(())) => {}
+        Some(Decision::Admit(shadow)) => {
+            if let (Some(s), Some(p)) = (shadow, pending.as_deref_mut()) {
+                p.known.shadow_rejection = Some(s.0);
+            }
+        }
     }
     if path != Some(Path::Inline) {
         return boxed(Takeover::Cache, req, inner);

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::cache::CacheStatus;
-use crate::usage::{SinkError, UsageEvent, UsageSink};
+use crate::usage::{Notice, SinkError, UsageEvent, UsageSink};
 
 /// Latency buckets: four per doubling from 1 µs, the last open-ended
 /// (about 134 s and over). A percentile is its bucket's upper bound, so
@@ -49,6 +49,9 @@ pub struct StageFigures {
     /// 429 answers by the limit that refused them (`THROTTLED`,
     /// `QUOTA_EXCEEDED`; `OTHER` for a 429 from the integration).
     pub too_many: BTreeMap<String, u64>,
+    /// Requests a limit in `mode: shadow` would have refused, by the
+    /// rejection it would have made; each was admitted.
+    pub shadow: BTreeMap<String, u64>,
     /// Requests served from the cache (fresh or stale).
     pub cache_hits: u64,
     /// Requests a cache missed.
@@ -92,10 +95,14 @@ pub struct KeySeen {
     pub last_seen_unix_nanos: u64,
 }
 
+/// Notices kept for the page, the latest last.
+const KEPT_NOTICES: usize = 50;
+
 #[derive(Default)]
 struct State {
     stages: HashMap<(Arc<str>, Arc<str>), StageFigures>,
     keys: HashMap<Arc<str>, KeySeen>,
+    notices: std::collections::VecDeque<Notice>,
 }
 
 /// A [`UsageSink`] keeping the usage page's figures in memory, in this
@@ -147,6 +154,9 @@ impl UsageBoard {
                 500.. => f.server_errors += 1,
                 _ => {}
             }
+            if let Some(k) = e.shadow_rejection {
+                *f.shadow.entry(k.as_str().to_owned()).or_default() += 1;
+            }
             match e.cache {
                 Some(CacheStatus::Hit | CacheStatus::Stale) => f.cache_hits += 1,
                 Some(CacheStatus::Miss) => f.cache_misses += 1,
@@ -178,6 +188,12 @@ impl UsageBoard {
     pub fn key(&self, id: &str) -> Option<KeySeen> {
         self.lock().keys.get(id).copied()
     }
+
+    /// The latest notices (changes, quota alerts), at most 50, oldest
+    /// first.
+    pub fn notices(&self) -> Vec<Notice> {
+        self.lock().notices.iter().cloned().collect()
+    }
 }
 
 #[async_trait]
@@ -185,6 +201,17 @@ impl UsageSink for UsageBoard {
     async fn send(&self, batch: &[UsageEvent]) -> Result<(), SinkError> {
         for e in batch {
             self.record(e);
+        }
+        Ok(())
+    }
+
+    async fn notify(&self, notices: &[Notice]) -> Result<(), SinkError> {
+        let mut s = self.lock();
+        for n in notices {
+            if s.notices.len() == KEPT_NOTICES {
+                s.notices.pop_front();
+            }
+            s.notices.push_back(n.clone());
         }
         Ok(())
     }

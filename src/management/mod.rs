@@ -94,9 +94,13 @@
 //!
 //! # Audit
 //!
-//! Every change is logged (target `tollgate::audit`, level info): who
-//! (principal and access key id), what (method, path, status), when. No
-//! body is logged, so no key value or secret.
+//! Every change (every call but a `GET`, refused ones too) is one
+//! [`ChangeRecord`](crate::usage::ChangeRecord) notice to the usage sinks
+//! of the lifecycle ([`UsageSink::notify`](crate::usage::UsageSink::notify);
+//! the [`UsageBoard`] shows the latest on the usage page), and one log line
+//! (target `tollgate::audit`, level info): who (principal and access key
+//! id), what (method, path, status), when. No body goes either way, so no
+//! key value or secret.
 
 mod board;
 mod config;
@@ -217,7 +221,9 @@ impl Management {
     /// use tollgate::usage::Reporter;
     /// use tollgate::{Config, Gateway};
     ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // The reporter spawns its task, so it starts inside a Tokio runtime.
     /// let board = UsageBoard::new();
     /// let lifecycle = Gateway::builder(Config::from_yaml_str(
     ///     "routes: { /pets: [GET] }\nstages: { prod: {} }\n",
@@ -321,6 +327,17 @@ where
         Err(e) => e.into_response(),
     };
     if parts.method != http::Method::GET {
+        let now = crate::clock::Clock::unix_nanos(&**inner.lifecycle.clock());
+        inner.lifecycle.notify(&crate::usage::Notice::Change(
+            crate::usage::ChangeRecord::new(
+                now,
+                identity.principal.clone(),
+                identity.access_key_id.clone(),
+                parts.method.as_str(),
+                parts.uri.path(),
+                res.status().as_u16(),
+            ),
+        ));
         tracing::info!(
             target: "tollgate::audit",
             principal = %identity.principal,
@@ -328,7 +345,7 @@ where
             method = %parts.method,
             path = %parts.uri.path(),
             status = res.status().as_u16(),
-            time_unix_nanos = crate::clock::Clock::unix_nanos(&**inner.lifecycle.clock()),
+            time_unix_nanos = now,
             "management change",
         );
     }

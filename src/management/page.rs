@@ -113,6 +113,16 @@ fn stage_row(
             .join(", ")
     };
     figure(out, "429", &limits);
+    let shadow = if f.shadow.is_empty() {
+        "0".to_owned()
+    } else {
+        f.shadow
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    figure(out, "shadow", &shadow);
     let ratio = f
         .cache_hit_ratio()
         .map_or("–".to_owned(), |r| format!("{:.0}%", r * 100.0));
@@ -158,7 +168,7 @@ pub(crate) async fn render(inner: &Inner, principal: &str) -> Response<Body> {
     out.push_str(
         "<table id=\"stages\"><caption>APIs and stages</caption><tr><th>API</th><th>Stage</th>\
          <th>Deployment</th><th>Requests</th><th>4xx</th><th>5xx</th><th>429 by limit</th>\
-         <th>Cache hit ratio</th><th>p50 ms</th><th>p99 ms</th></tr>\n",
+         <th>Shadow limits (admitted)</th><th>Cache hit ratio</th><th>p50 ms</th><th>p99 ms</th></tr>\n",
     );
     for api in lifecycle.apis() {
         for stage in lifecycle.stages(&api.id).unwrap_or_default() {
@@ -237,7 +247,41 @@ pub(crate) async fn render(inner: &Inner, principal: &str) -> Response<Body> {
         figure(&mut out, "last-seen", &last);
         out.push_str("</tr>\n");
     }
-    out.push_str("</table>\n</body></html>\n");
+    out.push_str("</table>\n");
+    if let Some(b) = board {
+        out.push_str(
+            "<table id=\"notices\"><caption>Changes and quota alerts (latest last)</caption>\
+             <tr><th>When</th><th>What</th><th>Detail</th></tr>\n",
+        );
+        for n in b.notices() {
+            let (what, detail) = match &n {
+                crate::usage::Notice::Change(c) => (
+                    "change",
+                    format!(
+                        "{} {} by {} ({}): {}",
+                        c.method, c.path, c.principal, c.access_key_id, c.status
+                    ),
+                ),
+                crate::usage::Notice::QuotaAlert(a) => (
+                    "quota alert",
+                    format!(
+                        "key {} reached {}% of plan {} ({} of {})",
+                        a.key_id, a.threshold_percent, a.plan, a.used, a.limit
+                    ),
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "<tr data-notice=\"{}\"><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(what),
+                esc(&utc(n.time_unix_nanos())),
+                esc(what),
+                esc(&detail)
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str("</body></html>\n");
     let mut res = Response::new(Body::from(out));
     let headers = res.headers_mut();
     headers.insert(

@@ -31,6 +31,12 @@ pub struct PlanConfig {
     /// Per-method throttles inside the plan, keyed `RESOURCE/METHOD`.
     #[serde(default)]
     pub methods: BTreeMap<String, PlanMethodConfig>,
+    /// Quota alert thresholds in percent of the limit (`[50, 80, 100]`):
+    /// each fires once per key and period, as a
+    /// [`QuotaAlert`](crate::usage::QuotaAlert) notice to the usage sinks.
+    /// Needs a `quota`. Default none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<u8>,
 }
 
 /// A plan's settings for one method.
@@ -49,6 +55,7 @@ impl QuotaConfig {
             limit,
             period,
             offset: 0,
+            mode: crate::throttle::LimitMode::Enforce,
         }
     }
 }
@@ -64,6 +71,13 @@ pub struct QuotaConfig {
     /// Requests subtracted from the limit in the first period, below `limit`. Default 0.
     #[serde(default)]
     pub offset: u64,
+    /// `enforce` (the default) or `shadow`: counted and reported as a
+    /// would-be rejection, but admitted.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::throttle::LimitMode::is_enforce"
+    )]
+    pub mode: crate::throttle::LimitMode,
 }
 
 /// Checks the `plans` section against the routes and stages it names. Every
@@ -107,6 +121,14 @@ pub(crate) fn check_plans(
                     format!("must be < limit ({})", q.limit),
                 );
             }
+        }
+        for (i, p) in plan.alerts.iter().enumerate() {
+            if !(1..=100).contains(p) {
+                issues.push(&path.field("alerts").index(i), "a percentage, 1 to 100");
+            }
+        }
+        if !plan.alerts.is_empty() && plan.quota.is_none() {
+            issues.push(&path.field("alerts"), "alerts need a `quota`");
         }
         for (key, m) in &plan.methods {
             let mpath = path.field("methods").field(key);
@@ -162,7 +184,7 @@ pub(crate) fn resolve_plans(
                     .and_then(ThrottleConfig::complete)
                     .map(|r| Spec::new(LimitScope::ApiKey, r)),
                 methods: PerEndpoint::from_values(methods),
-                quota: plan.quota.map(Quota::from),
+                quota: plan.quota.map(|q| Quota::from(q).with_alerts(&plan.alerts)),
             };
             (Arc::from(name.as_str()), def)
         })

@@ -34,6 +34,7 @@ use crate::gate::{self, GateFuture};
 use crate::response::{GatewayResponseKind, GatewayResponses};
 use crate::store::{FailMode, StoreError};
 use crate::throttle::headers::{RATELIMIT, RATELIMIT_POLICY};
+use crate::usage::ShadowRejection;
 
 /// Daily usage counters are kept this long after their day, for usage records.
 const RETENTION_SECS: i64 = 90 * 86_400;
@@ -57,6 +58,10 @@ struct Shared {
     /// Store failures seen, shared with every clone (and kept when a
     /// builder method copies the settings).
     store_errors: Arc<AtomicU64>,
+    /// Requests a shadow quota would have refused, shared likewise.
+    shadow_rejections: Arc<AtomicU64>,
+    /// Where quota alerts go (the gateway's reporters).
+    notices: Arc<[crate::usage::Reporter]>,
 }
 
 /// Where a request's quota comes from.
@@ -111,6 +116,8 @@ impl MeterLayer {
                 responses: GatewayResponses::default(),
                 fail_mode: FailMode::Open,
                 store_errors: Arc::new(AtomicU64::new(0)),
+                shadow_rejections: Arc::new(AtomicU64::new(0)),
+                notices: Arc::new([]),
             }),
         }
     }
@@ -137,11 +144,18 @@ impl MeterLayer {
         self.edit(|s| s.responses = responses)
     }
 
+    /// Sends each plan's quota alerts (`alerts` thresholds) to these
+    /// reporters' sinks as [`QuotaAlert`](crate::usage::QuotaAlert)
+    /// notices. Default: none.
+    pub fn alerts_to(self, reporters: Vec<crate::usage::Reporter>) -> Self {
+        self.edit(|s| s.notices = reporters.into())
+    }
+
     /// The [`Meter`] service's decision without waiting (`None`: the
     /// store must be waited for; nothing was counted).
-    pub(crate) fn decide_now(&self, ext: &http::Extensions) -> Option<gate::Decision<()>> {
+    pub(crate) fn decide_now(&self, ext: &http::Extensions) -> Option<Decision> {
         match self.shared.charge(ext) {
-            None => Some(gate::Decision::Admit(())),
+            None => Some(gate::Decision::Admit(None)),
             Some(charge) => self.shared.now(&charge),
         }
     }
@@ -149,6 +163,12 @@ impl MeterLayer {
     /// How many store failures this layer (and its clones) has seen.
     pub fn store_errors(&self) -> u64 {
         self.shared.store_errors.load(Ordering::Relaxed)
+    }
+
+    /// How many requests a quota in `mode: shadow` would have refused
+    /// (each admitted, its usage event marked `QUOTA_EXCEEDED`).
+    pub fn shadow_rejections(&self) -> u64 {
+        self.shared.shadow_rejections.load(Ordering::Relaxed)
     }
 }
 
@@ -180,10 +200,10 @@ impl<S: fmt::Debug> fmt::Debug for Meter<S> {
 
 crate::gate::response_future! {
     /// Response future of [`Meter`].
-    ()
+    Option<ShadowRejection>
 }
 
-type Decision = gate::Decision<()>;
+pub(crate) type Decision = gate::Decision<Option<ShadowRejection>>;
 
 /// What one request is counted against (borrowing the request's identity,
 /// or owning a copy on the path that waits for the store).
@@ -252,7 +272,22 @@ impl Shared {
         counted: Result<super::Count, StoreError>,
     ) -> Decision {
         match counted {
-            Ok(c) if c.admitted => gate::Decision::Admit(()),
+            Ok(c) if c.admitted => {
+                if charge.quota.alerts != 0 {
+                    self.alert(charge, c.used);
+                }
+                gate::Decision::Admit(None)
+            }
+            Ok(_) if charge.quota.shadow => {
+                self.shadow_rejections.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    layer = "meter",
+                    decision = "shadow",
+                    key_id = charge.identity.key_id(),
+                    "quota exceeded (shadow: admitted)"
+                );
+                gate::Decision::Admit(Some(ShadowRejection(GatewayResponseKind::QuotaExceeded)))
+            }
             Ok(_) => gate::Decision::Reject(Box::new(self.over_quota(charge))),
             Err(e) => {
                 self.store_errors.fetch_add(1, Ordering::Relaxed);
@@ -262,8 +297,33 @@ impl Shared {
                         self.responses
                             .respond(GatewayResponseKind::BackendUnavailable),
                     )),
-                    _ => gate::Decision::Admit(()),
+                    _ => gate::Decision::Admit(None),
                 }
+            }
+        }
+    }
+
+    /// Notifies the thresholds `used` reaches. A count is reached by one
+    /// request only (counters are atomic), so each fires once per key,
+    /// plan and period; a grant (UpdateUsage) that lowers the count may
+    /// let one fire again.
+    fn alert<I: std::ops::Deref<Target = ApiKeyIdentity>>(&self, charge: &Charge<I>, used: i64) {
+        if self.notices.is_empty() {
+            return;
+        }
+        let limit = charge.limit();
+        for p in charge.quota.alerts_at(used, limit) {
+            let alert = crate::usage::QuotaAlert {
+                time_unix_nanos: self.clock.unix_nanos(),
+                key_id: Arc::from(charge.identity.key_id()),
+                plan: Arc::from(charge.identity.plan().unwrap_or("")),
+                threshold_percent: p,
+                used,
+                limit,
+                period_start: charge.window.start,
+            };
+            for r in self.notices.iter() {
+                r.notify(crate::usage::Notice::QuotaAlert(alert.clone()));
             }
         }
     }
@@ -359,7 +419,7 @@ where
         // Decide without waiting when the store can, borrowing the identity;
         // otherwise take an owned copy into a future that waits.
         let waiting = match self.shared.charge(req.extensions()) {
-            None => Err(gate::Decision::Admit(())),
+            None => Err(gate::Decision::Admit(None)),
             Some(charge) => match self.shared.now(&charge) {
                 Some(decision) => Err(decision),
                 None => {
@@ -384,7 +444,7 @@ where
             Err(decision) => GateFuture::now(decision, &mut self.inner, req),
             Ok(charge) => {
                 let shared = self.shared.clone();
-                let decision: gate::Pending<ReqB, ()> =
+                let decision: gate::Pending<ReqB, Option<ShadowRejection>> =
                     Box::pin(async move { (shared.later(&charge).await, req) });
                 GateFuture::wait(decision, &mut self.inner)
             }

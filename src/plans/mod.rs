@@ -160,6 +160,12 @@ pub struct Quota {
     pub period: Period,
     /// Requests subtracted from the limit in the key's first period.
     pub offset: u64,
+    /// Alert thresholds: bit `p` set for `p` percent of the limit (1 to
+    /// 100). Default none.
+    pub alerts: u128,
+    /// Evaluated and counted but not enforced: a request over it is
+    /// admitted and reported as a would-be `QUOTA_EXCEEDED`.
+    pub shadow: bool,
 }
 
 impl Quota {
@@ -169,7 +175,32 @@ impl Quota {
             limit,
             period,
             offset: 0,
+            alerts: 0,
+            shadow: false,
         }
+    }
+
+    /// With alerts at these percentages of the limit (1 to 100; others
+    /// are ignored).
+    pub fn with_alerts(mut self, percents: &[u8]) -> Self {
+        for &p in percents {
+            if (1..=100).contains(&p) {
+                self.alerts |= 1u128 << p;
+            }
+        }
+        self
+    }
+
+    /// The thresholds `used` reaches exactly, in percent, when the limit is
+    /// `limit`: the count at which a threshold `p` fires is the smallest
+    /// at or over `p` percent of the limit (at least 1).
+    pub(crate) fn alerts_at(&self, used: i64, limit: i64) -> impl Iterator<Item = u8> + '_ {
+        (1u8..=100)
+            .filter(move |p| self.alerts & (1u128 << p) != 0)
+            .filter(move |p| {
+                let at = ((i128::from(limit) * i128::from(*p) + 99) / 100).max(1);
+                i128::from(used) == at
+            })
     }
 
     /// With an offset for the first period.
@@ -198,6 +229,8 @@ impl From<QuotaConfig> for Quota {
             limit: q.limit,
             period: q.period,
             offset: q.offset,
+            alerts: 0,
+            shadow: q.mode == crate::throttle::LimitMode::Shadow,
         }
     }
 }

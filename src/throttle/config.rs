@@ -53,6 +53,9 @@ pub struct ThrottleConfig {
     /// Bucket size: how many requests may arrive at once.
     #[serde(default)]
     pub burst: Option<u32>,
+    /// `enforce` (the default) or `shadow`: see [`LimitMode`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<LimitMode>,
 }
 
 impl ThrottleConfig {
@@ -61,7 +64,31 @@ impl ThrottleConfig {
         Self {
             rate: Some(rate),
             burst: Some(burst),
+            mode: None,
         }
+    }
+}
+
+/// Whether a limit refuses what is over it (`enforce`, the default) or
+/// only reports it (`shadow`): a shadow limit is evaluated and counted as
+/// if enforced, and a request over it is admitted, its usage event marked
+/// with the would-be rejection (`shadowRejection`). For trying a limit
+/// before enforcing it; beyond API Gateway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitMode {
+    /// Over the limit: refused (429).
+    #[default]
+    Enforce,
+    /// Over the limit: admitted and reported.
+    Shadow,
+}
+
+impl LimitMode {
+    /// Whether this is [`Enforce`](Self::Enforce) (for serde's
+    /// `skip_serializing_if`).
+    pub fn is_enforce(&self) -> bool {
+        *self == Self::Enforce
     }
 }
 
@@ -96,6 +123,7 @@ impl crate::config::Overlay for ThrottleConfig {
     fn overlay(&mut self, over: &Self) {
         self.rate = over.rate.or(self.rate);
         self.burst = over.burst.or(self.burst);
+        self.mode = over.mode.or(self.mode);
     }
 }
 
@@ -103,7 +131,11 @@ impl ThrottleConfig {
     /// The limit, when both fields are given (validation has made sure of it
     /// wherever a limit must stand alone).
     pub(crate) fn complete(self) -> Option<Rate> {
-        Some(Rate::new(self.rate?, self.burst?))
+        let rate = Rate::new(self.rate?, self.burst?);
+        Some(match self.mode {
+            Some(LimitMode::Shadow) => rate.shadow(),
+            _ => rate,
+        })
     }
 }
 
@@ -112,7 +144,7 @@ impl ThrottleConfig {
 pub(crate) fn resolve_method(merged: &Merged<ThrottleConfig>, issues: &mut Issues) -> Option<Rate> {
     let (rate, burst) = merged.value.map_or((None, None), |t| (t.rate, t.burst));
     check_combination(rate, burst, &merged.path.field("throttle"), issues);
-    Some(Rate::new(rate?, burst?))
+    merged.value.and_then(ThrottleConfig::complete)
 }
 
 /// Checks a rate and burst together, as they end up after the overlay.

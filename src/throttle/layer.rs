@@ -29,6 +29,8 @@ pub(super) struct Shared {
     pub(super) fail_mode: FailMode,
     pub(super) headers: bool,
     pub(super) store_errors: Arc<AtomicU64>,
+    /// Requests a limit in shadow mode would have refused.
+    pub(super) shadow_rejections: Arc<AtomicU64>,
 }
 
 /// Where a request's limits come from.
@@ -106,6 +108,7 @@ impl ThrottleLayer {
                 fail_mode: FailMode::Open,
                 headers: false,
                 store_errors: Arc::new(AtomicU64::new(0)),
+                shadow_rejections: Arc::new(AtomicU64::new(0)),
             }),
         }
     }
@@ -145,6 +148,12 @@ impl ThrottleLayer {
     /// The gateway responses to answer 429 and 503 with.
     pub fn responses(self, responses: GatewayResponses) -> Self {
         self.edit(|s| s.responses = responses)
+    }
+
+    /// How many requests a limit in `mode: shadow` would have refused
+    /// (each admitted, its usage event marked `THROTTLED`).
+    pub fn shadow_rejections(&self) -> u64 {
+        self.shared.shadow_rejections.load(Ordering::Relaxed)
     }
 
     /// How many store failures this layer (and its clones) has seen.

@@ -80,6 +80,7 @@
 //! |---|---|---|---|
 //! | `rate` | requests per second | required | `0` to `1e9`, fractions allowed, not NaN |
 //! | `burst` | requests | required | an integer, `0` to `u32::MAX`; `rate: 0, burst: 0` blocks every request; rate 0 with a burst, or a rate with burst 0, is refused |
+//! | `mode` | | `enforce` | `enforce` or `shadow` ([`LimitMode`]): a shadow limit is evaluated as if enforced, but a request over it is admitted, counted in [`ThrottleLayer::shadow_rejections`] and its usage event marked `shadowRejection: THROTTLED`; the enforced limits still decide (the request is charged to them without the shadow one) |
 //! | `throttle_options.headers` | | `false` | `RateLimit-Policy` and `RateLimit` on admitted responses (429s always carry them) |
 //! | `throttle_options.fail_mode` | | `open` | `open` or `closed`: what a rate store failure does |
 //! | `throttle_options.max_tracked_keys` | buckets | `1000000` | at least 1; what the in-memory store keeps |
@@ -135,7 +136,7 @@ use std::time::Duration;
 pub use self::client::ClientAddr;
 pub(crate) use self::client::client_ip;
 pub(crate) use self::config::resolve_method;
-pub use self::config::{ThrottleConfig, ThrottleOptions};
+pub use self::config::{LimitMode, ThrottleConfig, ThrottleOptions};
 pub use self::future::ResponseFuture;
 pub(crate) use self::headers::Spec;
 pub use self::key::KeyExtractor;

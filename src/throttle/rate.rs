@@ -20,6 +20,8 @@ pub struct Rate {
     burst: u32,
     /// Nanoseconds between tokens, rounded; 0 when nothing is ever admitted.
     interval: u64,
+    /// Reported, not enforced (`mode: shadow`).
+    shadow: bool,
 }
 
 impl Rate {
@@ -39,7 +41,20 @@ impl Rate {
             rate,
             burst,
             interval,
+            shadow: false,
         }
+    }
+
+    /// The same limit in `mode: shadow`: evaluated and reported, never
+    /// refusing (see [`LimitMode`](super::LimitMode)).
+    pub const fn shadow(mut self) -> Self {
+        self.shadow = true;
+        self
+    }
+
+    /// Whether the limit is in `mode: shadow`.
+    pub const fn is_shadow(&self) -> bool {
+        self.shadow
     }
 
     /// Requests per second.

@@ -115,17 +115,25 @@ const EMPTY: Limit<'static> = Limit {
     rate: Rate::new(0.0, 0),
 };
 
-/// The fields of the headers on an admitted response.
+/// What an admitted response gets: the RateLimit fields (with headers
+/// on), and the mark of a shadow limit that would have refused it.
 #[derive(Debug, Clone)]
 pub(crate) struct Stamp {
     policy: HeaderValue,
     scope: LimitScope,
     remaining: u32,
     reset: Duration,
+    /// Whether the RateLimit fields go on the response.
+    headers: bool,
+    /// A shadow limit would have refused the request.
+    shadow: bool,
 }
 
 impl Stamp {
     pub(crate) fn apply(&self, headers: &mut http::HeaderMap) {
+        if !self.headers {
+            return;
+        }
         headers::insert(
             headers,
             &self.policy,
@@ -138,6 +146,11 @@ impl Stamp {
 
 impl Finish for Stamp {
     fn finish(self, res: &mut Response<Body>) {
+        if self.shadow {
+            res.extensions_mut().insert(crate::usage::ShadowRejection(
+                GatewayResponseKind::Throttled,
+            ));
+        }
         // An inner layer that already described a limit (the quota's 429)
         // spoke more precisely: keep its fields.
         if !res.headers().contains_key(headers::RATELIMIT_POLICY) {
@@ -221,6 +234,8 @@ impl Shared {
                 scope,
                 remaining: outcome.remaining,
                 reset: outcome.reset,
+                headers: true,
+                shadow: false,
             }));
         }
         let wait = outcome.retry_after.unwrap_or(outcome.reset);
@@ -251,6 +266,9 @@ impl Shared {
                 rate: spec.rate,
             }];
             let result = self.store.check_now(&limit)?;
+            if self.refused_by_shadow(&limit, &result) {
+                return Some(self.shadowed(Decision::Admit(None)));
+            }
             return Some(self.decide_for(LimitScope::Custom, spec, result));
         }
         let book = match &self.source {
@@ -264,7 +282,74 @@ impl Shared {
         let mut limits = [EMPTY; MAX_LIMITS];
         let n = planned.limits(head, &mut limits);
         let result = self.store.check_now(&limits[..n])?;
+        if self.refused_by_shadow(&limits[..n], &result) {
+            // Counted as a would-be rejection; the enforced limits decide,
+            // charged without the shadow ones.
+            let (enforced, m) = without_shadow(&limits[..n]);
+            if m == 0 {
+                return Some(self.shadowed(Decision::Admit(None)));
+            }
+            let result = self.store.check_now(&enforced[..m])?;
+            return Some(self.shadowed(self.decide_enforced(&planned, &enforced[..m], result)));
+        }
         Some(self.decide(&planned, result))
+    }
+
+    /// Whether the store refused the request on a limit in shadow mode.
+    fn refused_by_shadow(
+        &self,
+        limits: &[Limit<'_>],
+        result: &Result<Admission, StoreError>,
+    ) -> bool {
+        match result {
+            Ok(a) if !a.admitted => limits.get(a.binding).is_some_and(|l| l.rate.is_shadow()),
+            _ => false,
+        }
+    }
+
+    /// The decision on the enforced limits: the binding one is found by
+    /// its place among them.
+    fn decide_enforced(
+        &self,
+        planned: &Planned<'_>,
+        enforced: &[Limit<'_>],
+        result: Result<Admission, StoreError>,
+    ) -> Decision {
+        let Some(binding) = result.as_ref().ok().and_then(|a| enforced.get(a.binding)) else {
+            return self.decide_for(LimitScope::Gateway, &NO_SPEC, result);
+        };
+        let found = planned.items[..planned.len].iter().find(|(which, spec)| {
+            scope_of(*which) == binding.key.scope() && !spec.rate.is_shadow()
+        });
+        match found {
+            Some(&(which, spec)) => self.decide_for(scope_of(which), spec, result),
+            None => self.decide_for(LimitScope::Gateway, &NO_SPEC, result),
+        }
+    }
+
+    /// An admitted decision marked as one a shadow limit would have
+    /// refused (a refusal by an enforced limit stays a refusal).
+    fn shadowed(&self, decision: Decision) -> Decision {
+        self.shadow_rejections.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            layer = "throttle",
+            decision = "shadow",
+            "rate limit reached (shadow: admitted)"
+        );
+        match decision {
+            Decision::Admit(stamp) => Decision::Admit(Some(match stamp {
+                Some(s) => Stamp { shadow: true, ..s },
+                None => Stamp {
+                    policy: NO_SPEC.policy.clone(),
+                    scope: LimitScope::Gateway,
+                    remaining: 0,
+                    reset: Duration::ZERO,
+                    headers: false,
+                    shadow: true,
+                },
+            })),
+            reject => reject,
+        }
     }
 
     /// The same, waiting for the store.
@@ -277,8 +362,27 @@ impl Shared {
         let mut limits = [EMPTY; MAX_LIMITS];
         let n = planned.limits(head, &mut limits);
         let result = self.store.check(&limits[..n]).await;
+        if self.refused_by_shadow(&limits[..n], &result) {
+            let (enforced, m) = without_shadow(&limits[..n]);
+            if m == 0 {
+                return self.shadowed(Decision::Admit(None));
+            }
+            let result = self.store.check(&enforced[..m]).await;
+            return self.shadowed(self.decide_enforced(&planned, &enforced[..m], result));
+        }
         self.decide(&planned, result)
     }
+}
+
+/// The limits not in shadow mode, in their order.
+fn without_shadow<'a>(limits: &[Limit<'a>]) -> ([Limit<'a>; MAX_LIMITS], usize) {
+    let mut out = [EMPTY; MAX_LIMITS];
+    let mut n = 0;
+    for l in limits.iter().filter(|l| !l.rate.is_shadow()) {
+        out[n] = *l;
+        n += 1;
+    }
+    (out, n)
 }
 
 fn scope_of(which: Which) -> LimitScope {

@@ -119,6 +119,21 @@ pub struct UsageEvent {
     /// Whether the request was sent to its stage's canary (API Gateway's
     /// `$context.isCanaryRequest`); see [`Lifecycle`](crate::Lifecycle).
     pub canary: bool,
+    /// The rejection a limit in `mode: shadow` would have made
+    /// (`THROTTLED`, `QUOTA_EXCEEDED`): the request was admitted anyway.
+    pub shadow_rejection: Option<GatewayResponseKind>,
+}
+
+/// Response extension of a request a shadow limit would have refused: the
+/// rejection it would have made. The usage event carries it as
+/// [`UsageEvent::shadow_rejection`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShadowRejection(pub GatewayResponseKind);
+
+impl crate::gate::Finish for ShadowRejection {
+    fn finish(self, res: &mut http::Response<crate::Body>) {
+        res.extensions_mut().insert(self);
+    }
 }
 
 impl UsageEvent {
@@ -183,6 +198,10 @@ impl Serialize for UsageEvent {
         )?;
         m.serialize_entry("outcome", self.outcome.as_str())?;
         m.serialize_entry("isCanaryRequest", &self.canary)?;
+        m.serialize_entry(
+            "shadowRejection",
+            &self.shadow_rejection.map(GatewayResponseKind::as_str),
+        )?;
         m.end()
     }
 }
@@ -200,6 +219,7 @@ impl UsageEvent {
             method: Method::GET,
             status,
             rejection: None,
+            shadow_rejection: None,
             latency: Duration::ZERO,
             integration_latency: None,
             request_bytes: 0,

@@ -266,6 +266,7 @@ impl Pending {
             user_agent: self.user_agent.clone(),
             outcome,
             canary: known.canary,
+            shadow_rejection: known.shadow_rejection,
         }
     }
 
@@ -383,6 +384,8 @@ pub(crate) struct Known {
     pub(crate) integration_latency: Option<Duration>,
     /// Sent to a stage's canary.
     pub(crate) canary: bool,
+    /// What a shadow limit would have answered.
+    pub(crate) shadow_rejection: Option<GatewayResponseKind>,
 }
 
 impl Pending {
@@ -456,6 +459,9 @@ fn read_response(event: &mut UsageEvent, headers: &http::HeaderMap, ext: &http::
     }
     event.principal = caller.principal().map(str::to_owned);
     event.cache = ext.get::<CacheStatus>().copied();
+    if let Some(s) = ext.get::<super::ShadowRejection>() {
+        event.shadow_rejection = Some(s.0);
+    }
     if let Some(l) = ext.get::<IntegrationLatency>() {
         event.integration_latency = Some(l.0);
     }

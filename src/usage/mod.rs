@@ -22,6 +22,15 @@
 //! JSON lines, to a writer or `tracing`), [`HttpSink`] (JSON batches posted
 //! to a collector).
 //!
+//! Besides events, a reporter hands its sink [`Notice`]s through
+//! [`UsageSink::notify`] (a provided method: sinks that do not care ignore
+//! them): a [`ChangeRecord`] for every change made through the management
+//! API (who, what, when; never a body) and a [`QuotaAlert`] when a key's
+//! use reaches one of its plan's `alerts` thresholds. Notices queue apart
+//! from events (at most 4,096; more are dropped and counted in
+//! [`Reporter::dropped_notices`]) and are delivered, retried like batches,
+//! whenever the reporter's task wakes, and at shutdown.
+//!
 //! # Costs and failure modes
 //!
 //! - The request path pays a clock read, a few header reads and one
@@ -71,6 +80,7 @@ mod event;
 mod http_sink;
 pub(crate) mod layer;
 mod metrics_sink;
+mod notice;
 mod reporter;
 
 pub use self::counted::Counted;
@@ -78,8 +88,9 @@ pub use access_log::{AccessLogSink, CLF, UnknownVariable};
 pub use aggregate::{AggregatingSink, EndpointCounts, UsageCounts};
 #[cfg(feature = "redis")]
 pub(crate) use event::day_of;
-pub use event::{CLIENT_CLOSED_REQUEST, Outcome, UsageEvent};
+pub use event::{CLIENT_CLOSED_REQUEST, Outcome, ShadowRejection, UsageEvent};
 pub use http_sink::HttpSink;
 pub use layer::{IntegrationLatency, ResponseFuture, Usage, UsageLayer};
 pub use metrics_sink::MetricsSink;
+pub use notice::{ChangeRecord, Notice, QuotaAlert};
 pub use reporter::{Reporter, ReporterConfig, SinkError, UsageSink};

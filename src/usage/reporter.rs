@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::event::UsageEvent;
+use super::notice::Notice;
 
 /// Why a sink could not take a batch: a message for the log (the reporter
 /// logs it at `warn` on each retry and at `error` when it gives up).
@@ -51,7 +52,21 @@ pub trait UsageSink: Send + Sync + 'static {
     /// before failing sees that part again: counts kept by the sink may be
     /// higher than the requests when it fails midway (at least once).
     async fn send(&self, batch: &[UsageEvent]) -> Result<(), SinkError>;
+
+    /// Takes notices (changes made through the management API, quota
+    /// alerts), a few at a time, in the order they came. The default takes
+    /// and ignores them. An error: the reporter retries as it retries a
+    /// batch of events.
+    async fn notify(&self, notices: &[Notice]) -> Result<(), SinkError> {
+        let _ = notices;
+        Ok(())
+    }
 }
+
+/// Notices waiting at most; more are dropped and counted in
+/// [`Reporter::dropped_notices`]. They are rare (a change, an alert), so
+/// this is slack for a sink that is down.
+const MAX_NOTICES: usize = 4096;
 
 /// How a [`Reporter`] batches and retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +175,10 @@ struct Inner {
     wake_at: usize,
     /// The task, taken (and awaited) by the first `shutdown`.
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Notices waiting for the task, at most [`MAX_NOTICES`].
+    notices: Arc<Mutex<Vec<Notice>>>,
+    /// Notices dropped: the queue was full, or the reporter had shut down.
+    dropped_notices: AtomicU64,
 }
 
 /// Takes usage events on the request path without waiting, and hands them
@@ -244,7 +263,9 @@ impl Reporter {
         let queued: Arc<[Queued]> = (0..shards).map(|_| Queued::default()).collect();
         let wake = Arc::new(Notify::new());
         let stopping = Arc::new(AtomicBool::new(false));
+        let notices = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn(run(Task {
+            notices: notices.clone(),
             sink,
             rx,
             config,
@@ -263,6 +284,8 @@ impl Reporter {
                 stopping,
                 wake_at: (config.batch_size.max(1) / shards).max(1),
                 task: Mutex::new(Some(task)),
+                notices,
+                dropped_notices: AtomicU64::new(0),
             }),
         }
     }
@@ -307,6 +330,32 @@ impl Reporter {
         {
             inner.wake.notify_one();
         }
+    }
+
+    /// Queues a notice for the sink's [`notify`](UsageSink::notify) and
+    /// wakes the task; drops and counts it when [`MAX_NOTICES`] wait
+    /// already or the reporter has shut down. Never waits on the sink.
+    pub fn notify(&self, notice: Notice) {
+        let inner = &*self.inner;
+        if inner.stopping.load(Ordering::Relaxed) {
+            inner.dropped_notices.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        {
+            let mut queue = inner.notices.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.len() >= MAX_NOTICES {
+                drop(queue);
+                inner.dropped_notices.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            queue.push(notice);
+        }
+        inner.wake.notify_one();
+    }
+
+    /// Notices dropped because their queue was full (or closed).
+    pub fn dropped_notices(&self) -> u64 {
+        self.inner.dropped_notices.load(Ordering::Relaxed)
     }
 
     /// Events dropped because the queue was full (or closed).
@@ -354,6 +403,8 @@ impl Reporter {
 /// shared counters and flags.
 struct Task {
     sink: Arc<dyn UsageSink>,
+    /// Notices waiting, shared with the reporters.
+    notices: Arc<Mutex<Vec<Notice>>>,
     /// One receiver per shard.
     rx: Vec<Receiver<UsageEvent>>,
     config: ReporterConfig,
@@ -418,6 +469,7 @@ async fn run(task: Task) {
         // The wake-up only says "look": the deadline decides.
         let _ = tokio::time::timeout_at(until, task.wake.notified()).await;
         let stopping = task.stopping.load(Ordering::SeqCst);
+        deliver_notices(&task.notices, &*task.sink, &task.config).await;
         let open = loop {
             let room = size - batch.len();
             let open = task.take(&mut batch, room);
@@ -435,15 +487,45 @@ async fn run(task: Task) {
         };
         if !open {
             // Every `Reporter` was dropped: what was queued is delivered; done.
+            deliver_notices(&task.notices, &*task.sink, &task.config).await;
             return;
         }
         if stopping {
+            deliver_notices(&task.notices, &*task.sink, &task.config).await;
             // Events that raced the stop flag are taken too.
             while task.take(&mut batch, size) && !batch.is_empty() {
                 deliver(&*task.sink, &mut batch, &task.config, &task.stats).await;
             }
             deliver(&*task.sink, &mut batch, &task.config, &task.stats).await;
             return;
+        }
+    }
+}
+
+/// Hands the waiting notices to the sink, retried as a batch of events is;
+/// given up after the attempts (logged, not counted as events).
+async fn deliver_notices(
+    queue: &Mutex<Vec<Notice>>,
+    sink: &dyn UsageSink,
+    config: &ReporterConfig,
+) {
+    let notices = std::mem::take(&mut *queue.lock().unwrap_or_else(PoisonError::into_inner));
+    if notices.is_empty() {
+        return;
+    }
+    let mut wait = config.retry_base;
+    let attempts = config.max_attempts.max(1);
+    for attempt in 1..=attempts {
+        match sink.notify(&notices).await {
+            Ok(()) => return,
+            Err(e) if attempt < attempts => {
+                tracing::warn!(error = %e, attempt, notices = notices.len(), "usage sink refused notices; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(config.retry_cap);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, notices = notices.len(), "usage sink refused notices; given up");
+            }
         }
     }
 }

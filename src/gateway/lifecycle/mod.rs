@@ -582,6 +582,15 @@ impl Lifecycle {
         &self.inner.parts.clock
     }
 
+    /// Hands `notice` to every usage reporter of the lifecycle, for its
+    /// sink's [`notify`](crate::usage::UsageSink::notify) (the management
+    /// API's change records go this way). Never waits.
+    pub fn notify(&self, notice: &crate::usage::Notice) {
+        for r in &self.inner.parts.reporters {
+            r.notify(notice.clone());
+        }
+    }
+
     /// Shuts every usage reporter down, each delivering what it has queued.
     pub async fn shutdown_reporters(&self) {
         for r in &self.inner.parts.reporters {
