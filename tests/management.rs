@@ -1348,3 +1348,320 @@ async fn every_change_is_a_notice_to_the_usage_sinks_without_secrets() {
     assert!(!shown.contains(key["value"].as_str().unwrap()));
     assert!(!shown.contains(SECRET));
 }
+
+// -- UpdateRestApi, resources, methods, integrations, gateway responses -----
+
+#[tokio::test]
+async fn update_rest_api_renames_and_describes() {
+    let h = harness(CONFIG);
+    let renamed = h
+        .patch(
+            "/restapis/petstore",
+            json!([
+                {"op": "replace", "path": "/name", "value": "shop"},
+                {"op": "replace", "path": "/description", "value": "Pets for sale"},
+            ]),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    assert_eq!(renamed.body["name"], "shop");
+    assert_eq!(renamed.body["description"], "Pets for sale");
+    let got = h.ok("GET", "/restapis/petstore", Value::Null).await;
+    assert_eq!(got["name"], "shop");
+    assert_eq!(got["description"], "Pets for sale");
+    // The served deployment keeps the name it was made with...
+    let export = h
+        .ok(
+            "GET",
+            "/restapis/petstore/stages/prod/exports/oas30",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(export["info"]["title"], "petstore");
+    // ...the next one takes the new name and the description
+    // (`info.description`)...
+    h.ok(
+        "POST",
+        "/restapis/petstore/deployments",
+        json!({"stageName": "dev"}),
+    )
+    .await;
+    let export = h
+        .ok(
+            "GET",
+            "/restapis/petstore/stages/dev/exports/oas30",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(export["info"]["title"], "shop");
+    assert_eq!(export["info"]["description"], "Pets for sale");
+    // ...and while a stage serves the old name, no other API may take it.
+    let taken = h
+        .call("POST", "/restapis", json!({"name": "petstore"}))
+        .await;
+    assert_error(&taken, 409, "ConflictException");
+    h.ok("POST", "/restapis", json!({"name": "orders"})).await;
+    let clash = h
+        .patch(
+            "/restapis/petstore",
+            json!([{"op": "replace", "path": "/name", "value": "orders"}]),
+        )
+        .await;
+    assert_error(&clash, 409, "ConflictException");
+    let removed = h
+        .patch(
+            "/restapis/petstore",
+            json!([{"op": "remove", "path": "/description"}]),
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::OK);
+    assert!(
+        removed.body.get("description").is_none(),
+        "{}",
+        removed.body
+    );
+    let bad = h
+        .patch(
+            "/restapis/petstore",
+            json!([{"op": "replace", "path": "/policy", "value": "x"}]),
+        )
+        .await;
+    assert_error(&bad, 400, "BadRequestException");
+    let empty = h
+        .patch(
+            "/restapis/petstore",
+            json!([{"op": "replace", "path": "/name", "value": ""}]),
+        )
+        .await;
+    assert_error(&empty, 400, "BadRequestException");
+}
+
+/// The id of the resource at `path`.
+async fn resource_id(h: &Harness, api: &str, path: &str) -> String {
+    let list = h
+        .ok("GET", &format!("/restapis/{api}/resources"), Value::Null)
+        .await;
+    list["item"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["path"] == path)
+        .unwrap_or_else(|| panic!("no resource {path}: {list}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn resources_methods_and_integrations_are_read() {
+    let h = harness(CONFIG);
+    let a = h
+        .signed_as(
+            AKID,
+            SECRET,
+            "POST",
+            "/restapis?mode=import",
+            OPENAPI.replace("VERSION", "7").as_bytes(),
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let api = a.body["id"].as_str().unwrap().to_owned();
+    let r = resource_id(&h, &api, "/hello").await;
+    let resource = h
+        .ok(
+            "GET",
+            &format!("/restapis/{api}/resources/{r}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(resource["path"], "/hello");
+    assert_eq!(resource["resourceMethods"]["GET"]["httpMethod"], "GET");
+    let method = h
+        .ok(
+            "GET",
+            &format!("/restapis/{api}/resources/{r}/methods/GET"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(method["httpMethod"], "GET");
+    assert_eq!(method["authorizationType"], "NONE");
+    assert_eq!(method["apiKeyRequired"], false);
+    assert_eq!(method["methodIntegration"]["type"], "MOCK");
+    let integration = h
+        .ok(
+            "GET",
+            &format!("/restapis/{api}/resources/{r}/methods/GET/integration"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(integration["type"], "MOCK");
+    assert_eq!(integration["passthroughBehavior"], "WHEN_NO_MATCH");
+    assert_eq!(
+        integration["integrationResponses"]["200"]["responseTemplates"]["application/json"],
+        r#"{"v": 7}"#
+    );
+    assert_eq!(
+        integration["requestTemplates"]["application/json"],
+        r#"{"statusCode": 200}"#
+    );
+    // A method the resource does not have, a resource the API does not.
+    let post = h
+        .call(
+            "GET",
+            &format!("/restapis/{api}/resources/{r}/methods/POST"),
+            Value::Null,
+        )
+        .await;
+    assert_error(&post, 404, "NotFoundException");
+    let nowhere = h
+        .call(
+            "GET",
+            &format!("/restapis/{api}/resources/0000000000"),
+            Value::Null,
+        )
+        .await;
+    assert_error(&nowhere, 404, "NotFoundException");
+    // The wrapped service answers the petstore's methods: a method, no
+    // integration.
+    let pets = resource_id(&h, "petstore", "/pets").await;
+    let m = h
+        .ok(
+            "GET",
+            &format!("/restapis/petstore/resources/{pets}/methods/POST"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(m["httpMethod"], "POST");
+    assert!(m.get("methodIntegration").is_none(), "{m}");
+    let none = h
+        .call(
+            "GET",
+            &format!("/restapis/petstore/resources/{pets}/methods/POST/integration"),
+            Value::Null,
+        )
+        .await;
+    assert_error(&none, 404, "NotFoundException");
+}
+
+async fn unknown_path_on_dev(h: &Harness) -> http::Response<Body> {
+    let svc = h
+        .lifecycle
+        .service(tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("inner")))
+        }));
+    svc.oneshot(
+        Request::get("/dev/nowhere")
+            .header("host", "petstore.execute-api.localhost")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn gateway_responses_are_read_put_deployed_and_deleted() {
+    let h = harness(CONFIG);
+    let all = h
+        .ok("GET", "/restapis/petstore/gatewayresponses", Value::Null)
+        .await;
+    let throttled = all["item"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["responseType"] == "THROTTLED")
+        .cloned()
+        .unwrap();
+    assert_eq!(throttled["statusCode"], "429");
+    assert_eq!(throttled["defaultResponse"], true);
+    assert_eq!(
+        unknown_path_on_dev(&h).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let put = h
+        .call(
+            "PUT",
+            "/restapis/petstore/gatewayresponses/RESOURCE_NOT_FOUND",
+            json!({
+                "statusCode": "410",
+                "responseParameters": {"gatewayresponse.header.x-gone": "'for good'"},
+                "responseTemplates": {"application/json": "{\"gone\": true}"},
+            }),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::CREATED, "{}", put.body);
+    assert_eq!(put.body["defaultResponse"], false);
+    let got = h
+        .ok(
+            "GET",
+            "/restapis/petstore/gatewayresponses/RESOURCE_NOT_FOUND",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(got["statusCode"], "410");
+    assert_eq!(
+        got["responseParameters"]["gatewayresponse.header.x-gone"],
+        "'for good'"
+    );
+    // A definition change: served once deployed.
+    assert_eq!(
+        unknown_path_on_dev(&h).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    h.ok(
+        "POST",
+        "/restapis/petstore/deployments",
+        json!({"stageName": "dev"}),
+    )
+    .await;
+    let res = unknown_path_on_dev(&h).await;
+    assert_eq!(res.status(), StatusCode::GONE);
+    assert_eq!(res.headers()["x-gone"], "for good");
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], br#"{"gone": true}"#);
+
+    let del = h
+        .call(
+            "DELETE",
+            "/restapis/petstore/gatewayresponses/RESOURCE_NOT_FOUND",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(del.status, StatusCode::ACCEPTED);
+    let back = h
+        .ok(
+            "GET",
+            "/restapis/petstore/gatewayresponses/RESOURCE_NOT_FOUND",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(back["defaultResponse"], true);
+    assert_eq!(back["statusCode"], "404");
+
+    let unknown = h
+        .call(
+            "GET",
+            "/restapis/petstore/gatewayresponses/WAF_FILTERED",
+            Value::Null,
+        )
+        .await;
+    assert_error(&unknown, 404, "NotFoundException");
+    let bad = h
+        .call(
+            "PUT",
+            "/restapis/petstore/gatewayresponses/THROTTLED",
+            json!({"statusCode": "99"}),
+        )
+        .await;
+    assert_error(&bad, 400, "BadRequestException");
+    let bad_param = h
+        .call(
+            "PUT",
+            "/restapis/petstore/gatewayresponses/THROTTLED",
+            json!({"responseParameters": {"method.response.header.x": "'y'"}}),
+        )
+        .await;
+    assert_error(&bad_param, 400, "BadRequestException");
+}

@@ -1473,3 +1473,23 @@ async fn an_integration_http_method_is_the_upstreams() {
         assert_eq!(json_of(&body)["method"], "GET");
     }
 }
+
+#[test]
+fn info_description_is_the_api_description_both_ways() {
+    let doc = r#"{"openapi": "3.0.1", "info": {"title": "t", "version": "1", "description": "Pets, mostly"},
+        "paths": {"/e": {"get": {"x-amazon-apigateway-integration": {"type": "mock"}}}}}"#;
+    let config = import(doc, &options()).unwrap().config;
+    assert_eq!(config.description.as_deref(), Some("Pets, mostly"));
+    let stage = config.stages.keys().next().unwrap().clone();
+    let out = export_stage(&config, &stage, &ExportOptions::default()).unwrap();
+    assert_eq!(out.document["info"]["description"], "Pets, mostly");
+    // From YAML too; absent, the export has none.
+    let config = Config::from_yaml_str(
+        "description: From YAML\nroutes: { /a: [GET] }\nstages: { prod: {} }\n",
+    )
+    .unwrap();
+    assert_eq!(config.description.as_deref(), Some("From YAML"));
+    let bare = Config::from_yaml_str("routes: { /a: [GET] }\nstages: { prod: {} }\n").unwrap();
+    let out = export_stage(&bare, "prod", &ExportOptions::default()).unwrap();
+    assert!(out.document["info"].get("description").is_none());
+}

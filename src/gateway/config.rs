@@ -30,6 +30,12 @@ pub struct Config {
     /// The API's name, used in metrics and logs. Default `tollgate`.
     #[serde(default)]
     pub name: Option<String>,
+    /// Free text about the API (API Gateway's `RestApi.description`): shown
+    /// by the management API's GetRestApi, set by UpdateRestApi's
+    /// `/description`, read from and exported as OpenAPI's
+    /// `info.description`. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// The gateway-wide limit: one bucket shared by every request (API
     /// Gateway's account-level throttle). Absent: no gateway-wide limit.
     #[serde(default)]

@@ -36,12 +36,13 @@
 //!
 //! | group | operations |
 //! |---|---|
-//! | APIs | CreateRestApi (`cloneFrom`), ImportRestApi, PutRestApi (`mode` merge or overwrite, `failonwarnings`, `basepath`), GetRestApi(s), DeleteRestApi, GetResources |
+//! | APIs | CreateRestApi (`cloneFrom`), ImportRestApi, PutRestApi (`mode` merge or overwrite, `failonwarnings`, `basepath`), GetRestApi(s), UpdateRestApi (`/name`, `/description`), DeleteRestApi, GetResource(s), GetMethod, GetIntegration |
 //! | deployments | CreateDeployment (`stageName`, `stageDescription`, `description`, `variables`, `canarySettings`), GetDeployment(s), DeleteDeployment |
 //! | stages | CreateStage, GetStage(s), UpdateStage, DeleteStage, FlushStageCache, FlushStageAuthorizersCache |
 //! | export | GetExport (`oas30`, `swagger`; `Accept: application/yaml` for YAML; `extensions=integrations`, `apigateway` or `authorizers` for the `x-amazon-apigateway-*` extensions) |
 //! | keys | CreateApiKey, GetApiKey(s) (`nameQuery`), UpdateApiKey (`/name`, `/description`, `/enabled`), DeleteApiKey, ImportApiKeys (CSV) |
 //! | plans | CreateUsagePlan, GetUsagePlan(s) (`keyId`), UpdateUsagePlan, DeleteUsagePlan, CreateUsagePlanKey, GetUsagePlanKey(s), DeleteUsagePlanKey, GetUsage, UpdateUsage (`replace /remaining`) |
+//! | gateway responses | GetGatewayResponse(s), PutGatewayResponse, DeleteGatewayResponse: the API's `responses` (served from its next deployment); a type tollgate does not answer (`WAF_FILTERED`, ...) is `NotFoundException` |
 //! | domains | CreateDomainName, GetDomainName(s), DeleteDomainName, CreateBasePathMapping, GetBasePathMapping(s), DeleteBasePathMapping |
 //!
 //! UpdateStage takes API Gateway's patch paths: `/deploymentId` (a
@@ -75,6 +76,14 @@
 //!   validators, ...) become the definition's API-level `methods`: a
 //!   deployment snapshots them with the routes, so a rollback serves the
 //!   old integrations too. A stage's own `methods` still override them.
+//! - **Renaming an API** (UpdateRestApi `/name`) names its next
+//!   deployment; a stage keeps serving its deployment under the old name
+//!   (buckets and metrics are named by it), and no other API may take a
+//!   name a deployment still has.
+//! - **Methods the wrapped service answers** have no integration:
+//!   GetMethod shows no `methodIntegration` and GetIntegration answers
+//!   `NotFoundException`. Integrations read back are the OpenAPI export's
+//!   `x-amazon-apigateway-integration` in the model's shape.
 //! - **The cache cluster** is in process: `cacheClusterEnabled` is whether
 //!   any method caches; setting it to `false` turns the stage's caching
 //!   off.

@@ -127,9 +127,82 @@ pub(crate) async fn dispatch(inner: &Inner, call: &Call<'_>) -> Result<Response<
             inner.lifecycle.delete_api(id).await?;
             Ok(accepted())
         }
+        (["restapis", id], &Method::PATCH) => update_rest_api(inner, call, id).await,
         (["restapis", id, "resources"], &Method::GET) => {
             let items = wire::resources(&inner.lifecycle.api(id)?);
             Ok(ok(StatusCode::OK, &page(call, items, "item")?))
+        }
+        (["restapis", id, "resources", r], &Method::GET) => {
+            let resource = find_resource(inner, id, r)?;
+            Ok(ok(StatusCode::OK, &resource))
+        }
+        (["restapis", id, "resources", r, "methods", verb], &Method::GET) => {
+            let (path, settings, integration) = find_method(inner, id, r, verb)?;
+            let out = wire::method(
+                &path,
+                &verb.to_ascii_uppercase(),
+                &settings,
+                integration.as_ref(),
+            );
+            Ok(ok(StatusCode::OK, &out))
+        }
+        (
+            [
+                "restapis",
+                id,
+                "resources",
+                r,
+                "methods",
+                verb,
+                "integration",
+            ],
+            &Method::GET,
+        ) => {
+            let (path, _, integration) = find_method(inner, id, r, verb)?;
+            let integration = integration.ok_or_else(|| {
+                ApiError::not_found(
+                    "Invalid Integration identifier specified (the wrapped service answers this method)",
+                )
+            })?;
+            Ok(ok(StatusCode::OK, &wire::integration(&path, &integration)))
+        }
+        (["restapis", id, "gatewayresponses"], &Method::GET) => {
+            let api = inner.lifecycle.api(id)?;
+            let d = &api.definition;
+            let items = crate::GatewayResponseKind::ALL
+                .iter()
+                .map(|k| {
+                    wire::gateway_response(*k, d.responses.get(k.as_str()), d.responses_profile)
+                })
+                .collect();
+            Ok(ok(StatusCode::OK, &page(call, items, "item")?))
+        }
+        (["restapis", id, "gatewayresponses", t], &Method::GET) => {
+            let api = inner.lifecycle.api(id)?;
+            let kind = response_kind(t)?;
+            let d = &api.definition;
+            let out =
+                wire::gateway_response(kind, d.responses.get(kind.as_str()), d.responses_profile);
+            Ok(ok(StatusCode::OK, &out))
+        }
+        (["restapis", id, "gatewayresponses", t], &Method::PUT) => {
+            let kind = response_kind(t)?;
+            let r = wire::read_gateway_response(&call.json()?)?;
+            let mut definition = crate::Config::clone(&inner.lifecycle.api(id)?.definition);
+            definition.responses.insert(kind.as_str().to_owned(), r);
+            let api = inner.lifecycle.put_api(id, definition).await?;
+            let d = &api.definition;
+            let out =
+                wire::gateway_response(kind, d.responses.get(kind.as_str()), d.responses_profile);
+            Ok(ok(StatusCode::CREATED, &out))
+        }
+        (["restapis", id, "gatewayresponses", t], &Method::DELETE) => {
+            let kind = response_kind(t)?;
+            let mut definition = crate::Config::clone(&inner.lifecycle.api(id)?.definition);
+            if definition.responses.remove(kind.as_str()).is_some() {
+                inner.lifecycle.put_api(id, definition).await?;
+            }
+            Ok(accepted())
         }
         (["restapis", id, "deployments"], &Method::GET) => {
             let items = inner
@@ -402,6 +475,86 @@ pub(crate) async fn dispatch(inner: &Inner, call: &Call<'_>) -> Result<Response<
     }
 }
 
+/// A response type tollgate answers; API Gateway's others (`WAF_FILTERED`,
+/// `AUTHORIZER_FAILURE`, ...) are `NotFoundException`.
+fn response_kind(t: &str) -> Result<crate::GatewayResponseKind, ApiError> {
+    t.parse().map_err(|_| {
+        ApiError::not_found(format!(
+            "Invalid gateway response type `{t}`: tollgate answers {}",
+            crate::GatewayResponseKind::ALL
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
+/// `Resource` by its id.
+fn find_resource(inner: &Inner, api: &str, id: &str) -> Result<Value, ApiError> {
+    wire::resources(&inner.lifecycle.api(api)?)
+        .into_iter()
+        .find(|r| r["id"] == id)
+        .ok_or_else(|| ApiError::not_found("Invalid Resource identifier specified"))
+}
+
+/// A method of a resource: its path, merged settings and integration.
+fn find_method(
+    inner: &Inner,
+    api: &str,
+    resource: &str,
+    verb: &str,
+) -> Result<(String, crate::gateway::MethodSettingsConfig, Option<Value>), ApiError> {
+    let definition = inner.lifecycle.api(api)?.definition;
+    let r = find_resource(inner, api, resource)?;
+    let path = r["path"].as_str().unwrap_or("/").to_owned();
+    let verb = verb.to_ascii_uppercase();
+    let listed = r
+        .get("resourceMethods")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.contains_key(&verb));
+    let found = listed
+        .then(|| crate::openapi::definition_method(&definition, &path, &verb))
+        .flatten()
+        .ok_or_else(|| ApiError::not_found("Invalid Method identifier specified"))?;
+    Ok((path, found.0, found.1))
+}
+
+async fn update_rest_api(
+    inner: &Inner,
+    call: &Call<'_>,
+    id: &str,
+) -> Result<Response<Body>, ApiError> {
+    let api = inner.lifecycle.api(id)?;
+    let ops = patch::read_ops(&call.json()?)?;
+    let mut name = None;
+    let mut description = api.definition.description.clone();
+    // Every operation is read before anything changes.
+    for op in &ops {
+        match (op.op.as_str(), op.path.as_str()) {
+            ("replace", "/name") => name = Some(op.value.clone().unwrap_or_default()),
+            ("replace", "/description") => description = op.value.clone(),
+            ("remove", "/description") => description = None,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid patch path '{}' for operation '{}'",
+                    op.path, op.op
+                )));
+            }
+        }
+    }
+    let mut api = api;
+    if let Some(name) = name {
+        api = inner.lifecycle.rename_api(id, &name).await?;
+    }
+    if description != api.definition.description {
+        let mut definition = crate::Config::clone(&api.definition);
+        definition.description = description;
+        api = inner.lifecycle.put_api(id, definition).await?;
+    }
+    Ok(ok(StatusCode::OK, &wire::rest_api(&api)))
+}
+
 /// Whether some operation serves this path (for 405 against 404).
 fn known_path(segs: &[&str]) -> bool {
     matches!(
@@ -575,20 +728,6 @@ async fn put_rest_api(
     Ok(ok(StatusCode::OK, &out))
 }
 
-fn string_map(v: Option<&Value>, at: &str) -> Result<BTreeMap<String, String>, ApiError> {
-    match v {
-        None | Some(Value::Null) => Ok(BTreeMap::new()),
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| match v.as_str() {
-                Some(s) => Ok((k.clone(), s.to_owned())),
-                None => Err(ApiError::bad_request(format!("{at}.{k}: a string"))),
-            })
-            .collect(),
-        Some(_) => Err(ApiError::bad_request(format!("{at}: a map of strings"))),
-    }
-}
-
 fn canary_settings(v: &Value) -> Result<CanarySettings, ApiError> {
     let percent = match v.get("percentTraffic") {
         None => 0.0,
@@ -600,7 +739,7 @@ fn canary_settings(v: &Value) -> Result<CanarySettings, ApiError> {
         v.get("deploymentId").and_then(Value::as_str).unwrap_or(""),
         percent,
     );
-    c.stage_variable_overrides = string_map(
+    c.stage_variable_overrides = wire::string_map(
         v.get("stageVariableOverrides"),
         "canarySettings.stageVariableOverrides",
     )?;
@@ -638,7 +777,7 @@ async fn create_deployment(
             .map(|s| s.config)
             .unwrap_or_default();
         config.canary = None;
-        let variables = string_map(body.get("variables"), "variables")?;
+        let variables = wire::string_map(body.get("variables"), "variables")?;
         config.variables.extend(variables);
         input.stage_config = Some(config);
     }
@@ -674,7 +813,7 @@ async fn create_stage(
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::bad_request("deploymentId: required"))?;
     let config = StageConfig {
-        variables: string_map(body.get("variables"), "variables")?,
+        variables: wire::string_map(body.get("variables"), "variables")?,
         ..StageConfig::default()
     };
     let mut stage = inner
@@ -768,7 +907,7 @@ async fn create_api_key(inner: &Inner, call: &Call<'_>) -> Result<Response<Body>
             .and_then(Value::as_bool)
             .unwrap_or(false),
     );
-    key.tags = string_map(body.get("tags"), "tags")?;
+    key.tags = wire::string_map(body.get("tags"), "tags")?;
     if let Some(v) = text("value") {
         key.value = Some(Secret::new(v));
     }

@@ -45,6 +45,9 @@ pub(crate) fn rest_api(api: &Api) -> Value {
         "disableExecuteApiEndpoint": d.disable_execute_api_endpoint,
         "rootResourceId": resource_id("/"),
     });
+    if let Some(description) = &d.description {
+        out["description"] = json!(description);
+    }
     if let Some(types) = d
         .settings
         .binary_media_types
@@ -411,4 +414,190 @@ pub(crate) fn base_path_name(base: &str) -> &str {
 /// `BasePathMapping`.
 pub(crate) fn base_path_mapping(base: &str, m: &BasePathMapping) -> Value {
     json!({ "basePath": base_path_name(base), "restApiId": m.api_id, "stage": m.stage })
+}
+
+/// `Integration`, from a method's `x-amazon-apigateway-integration` (the
+/// extension's fields are the shape's; `type` and `passthroughBehavior` in
+/// upper case; `responses`, keyed by selection pattern, become
+/// `integrationResponses`, keyed by status).
+pub(crate) fn integration(resource_path: &str, ext: &Value) -> Value {
+    let mut out = Map::new();
+    for (k, v) in ext.as_object().into_iter().flatten() {
+        match k.as_str() {
+            "type" | "passthroughBehavior" => {
+                out.insert(
+                    k.clone(),
+                    json!(v.as_str().unwrap_or_default().to_ascii_uppercase()),
+                );
+            }
+            "responses" => {
+                let mut responses = Map::new();
+                for (pattern, r) in v.as_object().into_iter().flatten() {
+                    let mut r = r.as_object().cloned().unwrap_or_default();
+                    let status = r
+                        .get("statusCode")
+                        .and_then(Value::as_str)
+                        .unwrap_or("200")
+                        .to_owned();
+                    if pattern != "default" {
+                        r.insert("selectionPattern".into(), json!(pattern));
+                    }
+                    responses.insert(status, Value::Object(r));
+                }
+                out.insert("integrationResponses".into(), Value::Object(responses));
+            }
+            "httpMethod" | "uri" | "requestParameters" | "requestTemplates" | "timeoutInMillis"
+            | "contentHandling" | "credentials" => {
+                out.insert(k.clone(), v.clone());
+            }
+            _ => {}
+        }
+    }
+    out.insert("cacheNamespace".into(), json!(resource_id(resource_path)));
+    out.insert("cacheKeyParameters".into(), json!([]));
+    Value::Object(out)
+}
+
+/// `Method`: how a request reaches `verb` on `resource_path` (its
+/// authorization, key requirement, parameters, validator, integration).
+pub(crate) fn method(
+    resource_path: &str,
+    verb: &str,
+    settings: &MethodSettingsConfig,
+    integration: Option<&Value>,
+) -> Value {
+    use crate::auth::Authorization;
+    let authorization = match settings.authorization {
+        Some(Authorization::Sigv4) => "AWS_IAM",
+        Some(Authorization::Authorizer) => "CUSTOM",
+        _ => "NONE",
+    };
+    let mut out = json!({
+        "httpMethod": verb,
+        "authorizationType": authorization,
+        "apiKeyRequired": settings.api_key_required.unwrap_or(false),
+    });
+    if let (Some(Authorization::Authorizer), Some(a)) =
+        (settings.authorization, &settings.authorizer)
+    {
+        out["authorizerId"] = json!(a);
+    }
+    if let Some(v) = &settings.request_validator {
+        out["requestValidatorId"] = json!(v);
+    }
+    if let Some(p) = settings
+        .request_parameters
+        .as_ref()
+        .filter(|p| !p.is_empty())
+    {
+        out["requestParameters"] = json!(p);
+    }
+    if let Some(m) = settings.request_models.as_ref().filter(|m| !m.is_empty()) {
+        out["requestModels"] = json!(m);
+    }
+    if let Some(i) = integration {
+        out["methodIntegration"] = self::integration(resource_path, i);
+    }
+    out
+}
+
+/// `GatewayResponse` for `kind`: its override in `responses` (keyed by
+/// the kind's name), else its default (`defaultResponse: true`). Header
+/// overrides are `gatewayresponse.header.NAME` parameters; a message
+/// override without templates shows as the JSON template it answers with.
+pub(crate) fn gateway_response(
+    kind: crate::GatewayResponseKind,
+    r: Option<&crate::response::ResponseOverride>,
+    profile: crate::response::ResponsesProfile,
+) -> Value {
+    let status = r
+        .and_then(|r| r.status)
+        .unwrap_or_else(|| profile.default_status(kind).as_u16());
+    let mut out = json!({
+        "responseType": kind.as_str(),
+        "statusCode": status.to_string(),
+        "defaultResponse": r.is_none(),
+    });
+    let Some(r) = r else {
+        out["responseParameters"] = json!({});
+        out["responseTemplates"] =
+            json!({ "application/json": "{\"message\":$context.error.messageString}" });
+        return out;
+    };
+    let params: Map<String, Value> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (format!("gatewayresponse.header.{k}"), json!(v)))
+        .collect();
+    out["responseParameters"] = Value::Object(params);
+    let mut templates = r.templates.clone();
+    if let Some(m) = &r.message
+        && templates.is_empty()
+    {
+        templates.insert(
+            "application/json".into(),
+            serde_json::to_string(&json!({ "message": m })).unwrap_or_default(),
+        );
+    }
+    out["responseTemplates"] = json!(templates);
+    out
+}
+
+/// PutGatewayResponse's body as an override: `statusCode` (a string or a
+/// number, 100 to 599), `responseParameters` (`gatewayresponse.header.NAME`
+/// to a source), `responseTemplates` (content type to template).
+pub(crate) fn read_gateway_response(
+    body: &Value,
+) -> Result<crate::response::ResponseOverride, ApiError> {
+    let mut r = crate::response::ResponseOverride::default();
+    match body.get("statusCode") {
+        None | Some(Value::Null) => {}
+        Some(v) => {
+            let n = v
+                .as_str()
+                .and_then(|s| s.parse::<u16>().ok())
+                .or_else(|| v.as_u64().and_then(|n| u16::try_from(n).ok()))
+                .filter(|n| (100..=599).contains(n))
+                .ok_or_else(|| ApiError::bad_request("statusCode: a status from 100 to 599"))?;
+            r.status = Some(n);
+        }
+    }
+    for (k, v) in body
+        .get("responseParameters")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        match (k.strip_prefix("gatewayresponse.header."), v.as_str()) {
+            (Some(name), Some(v)) if http::HeaderName::from_bytes(name.as_bytes()).is_ok() => {
+                r.headers.insert(name.to_owned(), v.to_owned());
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid mapping expression specified: {k}: a \
+                     `gatewayresponse.header.NAME` with a string source"
+                )));
+            }
+        }
+    }
+    r.templates = string_map(body.get("responseTemplates"), "responseTemplates")?;
+    Ok(r)
+}
+
+/// A JSON map of strings (`at` names it in the error).
+pub(crate) fn string_map(
+    v: Option<&Value>,
+    at: &str,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v.as_str() {
+                Some(s) => Ok((k.clone(), s.to_owned())),
+                None => Err(ApiError::bad_request(format!("{at}.{k}: a string"))),
+            })
+            .collect(),
+        Some(_) => Err(ApiError::bad_request(format!("{at}: a map of strings"))),
+    }
 }

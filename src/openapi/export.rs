@@ -312,6 +312,13 @@ pub fn export(
     }
 
     let base_path = format!("/{stage}");
+    let mut info = json!({
+        "title": config.name.as_deref().unwrap_or("tollgate"),
+        "version": options.version.as_deref().unwrap_or("1"),
+    });
+    if let Some(d) = &config.description {
+        info["description"] = json!(d);
+    }
     let mut doc = if v3 {
         let mut components = Map::new();
         if !models.is_empty() {
@@ -322,7 +329,7 @@ pub fn export(
         }
         json!({
             "openapi": "3.0.1",
-            "info": { "title": config.name.as_deref().unwrap_or("tollgate"), "version": options.version.as_deref().unwrap_or("1") },
+            "info": info,
             "servers": [{
                 "url": format!("{}://{}/{{basePath}}", options.scheme, options.host),
                 "variables": { "basePath": { "default": base_path } },
@@ -333,7 +340,7 @@ pub fn export(
     } else {
         let mut doc = json!({
             "swagger": "2.0",
-            "info": { "title": config.name.as_deref().unwrap_or("tollgate"), "version": options.version.as_deref().unwrap_or("1") },
+            "info": info,
             "host": options.host,
             "basePath": base_path,
             "schemes": [options.scheme],
@@ -676,4 +683,28 @@ fn add_mapping(out: &mut Value, mapping: &MappingConfig, lossy: &mut bool) {
         responses.insert(k, Value::Object(o));
     }
     out["responses"] = Value::Object(responses);
+}
+
+/// One method of an API definition, for the management API's GetMethod and
+/// GetIntegration: its settings merged as a request sees them, and its
+/// `x-amazon-apigateway-integration` (`None` for a method the wrapped
+/// service answers). `verb` is upper case, `ANY` for every method. `None`
+/// when the definition has no such method.
+pub(crate) fn definition_method(
+    definition: &Config,
+    resource: &str,
+    verb: &str,
+) -> Option<(crate::gateway::MethodSettingsConfig, Option<Value>)> {
+    let mut config = definition.clone();
+    config.stages.insert(
+        "definition".to_owned(),
+        crate::gateway::StageConfig::default(),
+    );
+    let methods = resolve_stage_methods(&config, "definition").ok()?;
+    let m = methods.into_iter().find(|m| {
+        &*m.resource == resource && m.method.as_ref().map_or("ANY", http::Method::as_str) == verb
+    })?;
+    let mut lossy = false;
+    let integration = integration(&m, verb, &mut lossy);
+    Some((m.settings, integration))
 }

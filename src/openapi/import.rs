@@ -630,6 +630,9 @@ fn convert(
         "routes": routes,
         "stages": { stage: { "methods": methods } },
     });
+    if let Some(d) = doc.pointer("/info/description").and_then(Value::as_str) {
+        config["description"] = json!(d);
+    }
     if !settings.is_empty() {
         config["settings"] = Value::Object(settings);
     }

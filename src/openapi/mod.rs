@@ -121,6 +121,7 @@
 mod export;
 mod import;
 
+pub(crate) use export::definition_method;
 pub use export::{ExportOptions, ExportType, ExportWarning, Exported, export};
 pub use import::{
     BasePath, ImportError, ImportMode, ImportOptions, ImportWarning, Imported, import, import_into,

@@ -171,6 +171,49 @@ class Management(unittest.TestCase):
         every = self.client.get_resources(restApiId="petstore", limit=500)["items"]
         self.assertEqual([r["id"] for r in first["items"] + rest["items"]], [r["id"] for r in every])
 
+    def test_update_rest_api_methods_and_gateway_responses(self):
+        c = self.client
+        api = c.import_rest_api(body=mock_api("responses-api", 3))["id"]
+        updated = c.update_rest_api(
+            restApiId=api,
+            patchOperations=[
+                {"op": "replace", "path": "/name", "value": "responses-api-2"},
+                {"op": "replace", "path": "/description", "value": "answers"},
+            ],
+        )
+        self.assertEqual((updated["name"], updated["description"]), ("responses-api-2", "answers"))
+        hello = [r for r in c.get_resources(restApiId=api)["items"] if r["path"] == "/hello"][0]
+        self.assertEqual(c.get_resource(restApiId=api, resourceId=hello["id"])["path"], "/hello")
+        method = c.get_method(restApiId=api, resourceId=hello["id"], httpMethod="GET")
+        self.assertEqual(method["authorizationType"], "NONE")
+        self.assertEqual(method["methodIntegration"]["type"], "MOCK")
+        integration = c.get_integration(restApiId=api, resourceId=hello["id"], httpMethod="GET")
+        self.assertEqual(
+            integration["integrationResponses"]["200"]["responseTemplates"]["application/json"],
+            '{"version": 3}',
+        )
+        kinds = {r["responseType"]: r for r in c.get_gateway_responses(restApiId=api, limit=500)["items"]}
+        self.assertTrue(kinds["THROTTLED"]["defaultResponse"])
+        put = c.put_gateway_response(
+            restApiId=api,
+            responseType="RESOURCE_NOT_FOUND",
+            statusCode="410",
+            responseParameters={"gatewayresponse.header.x-why": "'no such path'"},
+            responseTemplates={"application/json": '{"missing": true}'},
+        )
+        self.assertFalse(put["defaultResponse"])
+        c.create_deployment(restApiId=api, stageName="live")
+        self.assertEqual(self.hello(api), {"version": 3})
+        status, body = self.data("/live/nowhere", f"{api}.execute-api.localhost")
+        self.assertEqual((status, json.loads(body)), (410, {"missing": True}))
+        c.delete_gateway_response(restApiId=api, responseType="RESOURCE_NOT_FOUND")
+        back = c.get_gateway_response(restApiId=api, responseType="RESOURCE_NOT_FOUND")
+        self.assertTrue(back["defaultResponse"])
+        self.assertEqual(
+            self.code(lambda: c.get_gateway_response(restApiId=api, responseType="WAF_FILTERED")),
+            "NotFoundException",
+        )
+
     # -- import, put, deploy, roll back, canary ---------------------------
 
     def test_import_deploy_rollback_and_canary(self):

@@ -642,6 +642,17 @@ impl Lifecycle {
         self.apply(|s, _| s.put_api(id, definition)).await
     }
 
+    /// Renames an API (API Gateway's UpdateRestApi `/name`). The new name
+    /// shows at once in [`Lifecycle::api`] and goes into the next
+    /// deployment; stages keep serving their deployment under the name it
+    /// was made with (buckets, metrics and usage events are named by it)
+    /// until they move to a newer one. Errors: `NotFound`; `BadRequest` for
+    /// a name that is empty, longer than 128 characters or holds a control
+    /// character; `Conflict` when another API, or any deployment, has it.
+    pub async fn rename_api(&self, id: &str, name: &str) -> Result<Api, LifecycleError> {
+        self.apply(|s, _| s.rename_api(id, name)).await
+    }
+
     /// Deletes an API with its deployments and stages (API Gateway's
     /// `DeleteRestApi`). Refused (`BadRequest`) while a usage plan names one
     /// of its stages or a base path mapping serves it; `NotFound` for an

@@ -104,6 +104,15 @@ fn check_api_id(id: &str) -> Result<(), LifecycleError> {
 }
 
 /// API Gateway's rule: letters, digits, `-` and `_`, at most 128.
+fn check_api_name(name: &str) -> Result<(), LifecycleError> {
+    if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+        return Err(LifecycleError::bad_request(
+            "name: 1 to 128 characters, none a control character",
+        ));
+    }
+    Ok(())
+}
+
 fn check_stage_name(name: &str) -> Result<(), LifecycleError> {
     let ok = !name.is_empty()
         && name.len() <= 128
@@ -170,17 +179,14 @@ impl State {
     ) -> Result<Api, LifecycleError> {
         let id = id.unwrap_or_else(new_id);
         check_api_id(&id)?;
-        if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
-            return Err(LifecycleError::bad_request(
-                "name: 1 to 128 characters, none a control character",
-            ));
-        }
+        check_api_name(name)?;
         if self.apis.contains_key(&id) {
             return Err(LifecycleError::conflict(format!("an API `{id}` exists")));
         }
-        if self.apis.values().any(|a| a.api.name == name) {
+        if self.name_taken(name, None) {
             return Err(LifecycleError::conflict(format!(
-                "name: an API is named `{name}` (names are unique here: buckets and metrics are named by them)"
+                "name: an API or one of its deployments is named `{name}` (names are unique \
+                 here: buckets and metrics are named by them)"
             )));
         }
         let mut definition = definition_of(definition);
@@ -305,6 +311,40 @@ impl State {
             }
         }
         Ok(deployment)
+    }
+
+    /// Whether an API other than `except` is named `name`, or serves a
+    /// deployment made under that name.
+    fn name_taken(&self, name: &str, except: Option<&str>) -> bool {
+        self.apis.values().any(|a| {
+            Some(a.api.id.as_str()) != except
+                && (a.api.name == name
+                    || a.deployments
+                        .iter()
+                        .any(|d| d.definition.name.as_deref() == Some(name)))
+        })
+    }
+
+    pub(super) fn rename_api(&mut self, id: &str, name: &str) -> Result<Api, LifecycleError> {
+        check_api_name(name)?;
+        if self.api(id)?.api.name == name {
+            return Ok(self.api(id)?.api.clone());
+        }
+        // A served deployment keeps the name it was deployed with (its
+        // buckets and metrics are named by it): no other API may take a
+        // name still in use there.
+        if self.name_taken(name, Some(id)) {
+            return Err(LifecycleError::conflict(format!(
+                "name: an API or one of its deployments is named `{name}` (names are unique \
+                 here: buckets and metrics are named by them)"
+            )));
+        }
+        let api = self.api_mut(id)?;
+        let mut definition = Config::clone(&api.api.definition);
+        definition.name = Some(name.to_owned());
+        api.api.name = name.to_owned();
+        api.api.definition = Arc::new(definition);
+        Ok(api.api.clone())
     }
 
     pub(super) fn delete_api(&mut self, id: &str) -> Result<(), LifecycleError> {
