@@ -6,6 +6,10 @@
 #   benches/load.sh [ROUNDS] [SECONDS] [CONNECTIONS]
 #   PROFILE=quiet benches/load.sh      # the older, lighter profile
 #   PROFILE=edge benches/load.sh       # full, with CORS and compression configured
+#   MANAGEMENT_CALLS=10 benches/load.sh
+#                                      # the gateway also serves --admin-listen, and
+#                                      # benches/management_calls.py makes 10 signed
+#                                      # management calls a second for the whole run
 #   WRK_HEADER='origin: https://app.example.test' GATEWAY_FLAGS='--config my.yaml' benches/load.sh
 #                                      # one more request header, another config
 #
@@ -20,6 +24,11 @@
 #   origin) and `minimum_compression_size: 1024`, every request from that
 #   origin with `Accept-Encoding: gzip` (the answer stays below the size):
 #   issue 16's budget, the front door configured costs no more than 0.95.
+#
+# MANAGEMENT_CALLS=N (default 0, off): issue 20's budget, a management call
+# does not slow the data plane. The script runs through bare and gateway
+# rounds alike (its CPU is the same for both); the gateway's admin listener
+# answers it. Needs boto3 (pip install boto3).
 #
 # Prints requests per second for each run, the median of each mode, and the
 # ratio gateway/bare (budget: at least 0.95 for the full profile). Traffic
@@ -43,6 +52,13 @@ EDGE_ARGS=()
 API_KEY=${API_KEY:-$DEFAULT_KEY}
 BARE_PORT=${BARE_PORT:-18090}
 GATEWAY_PORT=${GATEWAY_PORT:-18091}
+ADMIN_PORT=${ADMIN_PORT:-18092}
+MANAGEMENT_CALLS=${MANAGEMENT_CALLS:-0}
+ADMIN_ARGS=()
+if [ "$MANAGEMENT_CALLS" != 0 ]; then
+    python3 -c 'import boto3' 2>/dev/null || { echo "MANAGEMENT_CALLS needs boto3: pip install boto3" >&2; exit 2; }
+    ADMIN_ARGS=(--admin-listen "127.0.0.1:$ADMIN_PORT")
+fi
 
 cd "$(dirname "$0")/.."
 
@@ -69,7 +85,7 @@ start() { # mode port
     if [ "$1" = bare ]; then "$BIN" --bare --listen "127.0.0.1:$2" >"$log" 2>&1 &
     # The access log goes to the log file, as a production server's would;
     # the quiet profile turns it off. GATEWAY_FLAGS adds flags.
-    else "$BIN" $QUIET ${GATEWAY_FLAGS:-} --listen "127.0.0.1:$2" >"$log" 2>&1 & fi
+    else "$BIN" $QUIET ${GATEWAY_FLAGS:-} "${ADMIN_ARGS[@]}" --listen "127.0.0.1:$2" >"$log" 2>&1 & fi
     pids+=($!)
     for _ in $(seq 1 100); do grep -q "listening on" "$log" && return 0; sleep 0.1; done
     echo "the $1 server did not start:" >&2; cat "$log" >&2; exit 1
@@ -96,8 +112,17 @@ run() { # port -> requests/sec
         | awk '/Requests\/sec/ { print $2 }'
 }
 
+if [ "$MANAGEMENT_CALLS" != 0 ]; then
+    # Bounded: it stops by itself a little after the last round would end.
+    budget=$(( ROUNDS * 2 * (SECONDS_PER_RUN + 2) + 10 ))
+    python3 benches/management_calls.py "http://127.0.0.1:$ADMIN_PORT" "$MANAGEMENT_CALLS" "$budget" &
+    pids=("$!" "${pids[@]}")
+    sleep 1
+fi
+
 bare=(); gw=()
-echo "profile $PROFILE: GET $PATH_UNDER_TEST, wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, $ROUNDS rounds (A B A B)"
+with=""; [ "$MANAGEMENT_CALLS" = 0 ] || with=", $MANAGEMENT_CALLS management calls/s"
+echo "profile $PROFILE$with: GET $PATH_UNDER_TEST, wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, $ROUNDS rounds (A B A B)"
 for r in $(seq 1 "$ROUNDS"); do
     b=$(run "$BARE_PORT"); bare+=("$b"); echo "round $r bare     $b req/s"
     g=$(run "$GATEWAY_PORT"); gw+=("$g"); echo "round $r gateway  $g req/s"
