@@ -50,7 +50,7 @@ fn us_east_1() -> String {
     "us-east-1".to_owned()
 }
 
-/// The default of [`ManagementConfig::max_body`]: 10 MiB.
+/// The default of the config's `management.max_body`: 10 MiB.
 pub const DEFAULT_MAX_BODY: usize = 10 << 20;
 
 impl ManagementConfig {

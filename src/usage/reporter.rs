@@ -333,7 +333,7 @@ impl Reporter {
     }
 
     /// Queues a notice for the sink's [`notify`](UsageSink::notify) and
-    /// wakes the task; drops and counts it when [`MAX_NOTICES`] wait
+    /// wakes the task; drops and counts it when 4,096 wait
     /// already or the reporter has shut down. Never waits on the sink.
     pub fn notify(&self, notice: Notice) {
         let inner = &*self.inner;
