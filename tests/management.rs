@@ -1120,6 +1120,26 @@ async fn a_key_holder_reads_their_own_usage() {
     let again: Value =
         serde_json::from_slice(&again.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(again["plans"][0]["quota"]["used"], 2);
+    // A grant (UpdateUsage) raises what remains; `used` stays what was
+    // admitted, as GetUsage says.
+    h.patch(
+        &format!("/usageplans/basic/keys/{kid}/usage"),
+        json!([{"op": "replace", "path": "/remaining", "value": "40"}]),
+    )
+    .await;
+    let granted = get("/_usage", Some(&value)).await.unwrap();
+    let granted: Value =
+        serde_json::from_slice(&granted.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(granted["plans"][0]["quota"]["used"], 2);
+    assert_eq!(granted["plans"][0]["quota"]["remaining"], 40);
+    let usage = h
+        .ok(
+            "GET",
+            "/usageplans/basic/usage?startDate=2027-01-15&endDate=2027-01-15",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(usage["values"][&kid], json!([[2, 40]]));
     // No key, a wrong one, a disabled one: the data plane's 403.
     for key in [None, Some("wrong-key-0123456789abcdef")] {
         let res = get("/_usage", key).await.unwrap();
@@ -1288,6 +1308,28 @@ async fn the_usage_page_shows_known_traffic_behind_a_basic_login() {
     assert_eq!(cell(&html, &row, "key-requests"), "7");
     assert_eq!(cell(&html, &row, "last-seen"), "2027-01-15 08:00:00 UTC");
     assert!(!html.contains(SECRET) && !html.contains(key));
+
+    // Renamed, the API's stages still show what they served under the
+    // deployment's name; a grant raises what remains, not what was used
+    // (as GetUsage counts it).
+    let renamed = h
+        .patch(
+            "/restapis/petstore",
+            json!([{"op": "replace", "path": "/name", "value": "shop"}]),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    let granted = h
+        .patch(
+            &format!("/usageplans/basic/keys/{id}/usage"),
+            json!([{"op": "replace", "path": "/remaining", "value": "10"}]),
+        )
+        .await;
+    assert_eq!(granted.status, StatusCode::OK, "{}", granted.body);
+    let html = String::from_utf8(page(Some(basic(AKID, SECRET))).await.raw).unwrap();
+    assert_eq!(cell(&html, prod, "requests"), "8");
+    assert_eq!(cell(&html, &row, "quota-used"), "5 of 5");
+    assert_eq!(cell(&html, &row, "quota-remaining"), "10");
 }
 
 #[tokio::test]
@@ -1664,4 +1706,91 @@ async fn gateway_responses_are_read_put_deployed_and_deleted() {
         )
         .await;
     assert_error(&bad_param, 400, "BadRequestException");
+}
+
+#[tokio::test]
+async fn answers_carry_api_gateway_details() {
+    let h = harness(
+        r#"
+name: petstore
+routes: { /pets: [GET] }
+stages:
+  prod:
+    methods:
+      /pets/GET: { cache: { ttl: 60, unauthorized: FAIL_WITH_403 } }
+responses:
+  THROTTLED:
+    headers: { cache-control: no-store, x-origin: method.request.header.Origin, x-quoted: "'as is'" }
+management:
+  credentials:
+    - { access_key_id: AKIDADMIN, secret_access_key: admin-secret-example }
+  region: eu-west-1
+"#,
+    );
+    // A request id on every answer, refusals included, as botocore reads it.
+    let a = h
+        .send(Request::get("/restapis").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let res = h
+        .management
+        .clone()
+        .oneshot(Request::get("/restapis").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let id = res.headers()["x-amzn-requestid"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 36, "{id}");
+    // The cache settings as configured.
+    let stage = h
+        .ok("GET", "/restapis/petstore/stages/prod", Value::Null)
+        .await;
+    let m = &stage["methodSettings"]["~1pets/GET"];
+    assert_eq!(m["cachingEnabled"], true);
+    assert_eq!(m["cacheTtlInSeconds"], 60);
+    assert_eq!(
+        m["unauthorizedCacheControlHeaderStrategy"], "FAIL_WITH_403",
+        "{stage}"
+    );
+    // Plain header text is a literal: quoted as API Gateway writes one.
+    let r = h
+        .ok(
+            "GET",
+            "/restapis/petstore/gatewayresponses/THROTTLED",
+            Value::Null,
+        )
+        .await;
+    let p = &r["responseParameters"];
+    assert_eq!(p["gatewayresponse.header.cache-control"], "'no-store'");
+    assert_eq!(
+        p["gatewayresponse.header.x-origin"],
+        "method.request.header.Origin"
+    );
+    assert_eq!(p["gatewayresponse.header.x-quoted"], "'as is'");
+    // Unknown identifiers in API Gateway's words.
+    for (path, message) in [
+        ("/restapis/nope", "Invalid API identifier specified"),
+        (
+            "/restapis/nope/stages/prod",
+            "Invalid API identifier specified",
+        ),
+        (
+            "/restapis/petstore/stages/nope",
+            "Invalid stage identifier specified",
+        ),
+        (
+            "/restapis/petstore/deployments/nope",
+            "Invalid Deployment identifier specified",
+        ),
+    ] {
+        let a = h.call("GET", path, Value::Null).await;
+        assert_error(&a, 404, "NotFoundException");
+        assert_eq!(a.body["message"], message, "{path}");
+    }
+    let a = h
+        .call("DELETE", "/restapis/petstore/stages/nope", Value::Null)
+        .await;
+    assert_eq!(a.body["message"], "Invalid stage identifier specified");
 }

@@ -84,6 +84,13 @@
 //!   GetMethod shows no `methodIntegration` and GetIntegration answers
 //!   `NotFoundException`. Integrations read back are the OpenAPI export's
 //!   `x-amazon-apigateway-integration` in the model's shape.
+//! - **Gateway response types** are tollgate's: GetGatewayResponses lists
+//!   every kind tollgate answers, its own included (`METHOD_NOT_ALLOWED`,
+//!   `BACKEND_UNAVAILABLE`, `REQUEST_TIMEOUT`, ...), and API Gateway's
+//!   `AUTHORIZER_FAILURE` and `WAF_FILTERED`, which it never answers, are
+//!   `NotFoundException`. A config header given as plain text shows as
+//!   the quoted literal it is (`'no-store'`).
+//! - **Every answer** carries `x-amzn-RequestId`, as API Gateway's do.
 //! - **The cache cluster** is in process: `cacheClusterEnabled` is whether
 //!   any method caches; setting it to `false` turns the stage's caching
 //!   off.
@@ -375,6 +382,13 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let inner = self.inner.clone();
-        Box::pin(async move { Ok(handle(inner, req).await) })
+        Box::pin(async move {
+            let mut res = handle(inner, req).await;
+            // As API Gateway's: botocore reads it into `ResponseMetadata`.
+            if let Ok(id) = http::HeaderValue::from_str(&crate::RequestId::new().to_string()) {
+                res.headers_mut().insert("x-amzn-requestid", id);
+            }
+            Ok(res)
+        })
     }
 }

@@ -109,6 +109,7 @@ fn page(call: &Call<'_>, items: Vec<Value>, field: &str) -> Result<Value, ApiErr
 pub(crate) async fn dispatch(inner: &Inner, call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let segs: Vec<&str> = call.segments.iter().map(String::as_str).collect();
     let m = call.method;
+    check_identifiers(inner, &segs)?;
     match (segs.as_slice(), m) {
         (["restapis"], &Method::GET) => {
             let items = inner.lifecycle.apis().iter().map(wire::rest_api).collect();
@@ -472,6 +473,26 @@ pub(crate) async fn dispatch(inner: &Inner, call: &Call<'_>) -> Result<Response<
             format!("{m} is not an operation on this resource"),
         )),
         _ => Err(ApiError::not_found("Invalid request path")),
+    }
+}
+
+/// An unknown API, stage or deployment in the path answers API Gateway's
+/// `NotFoundException` message for it, whatever the operation.
+fn check_identifiers(inner: &Inner, segs: &[&str]) -> Result<(), ApiError> {
+    let ["restapis", id, rest @ ..] = segs else {
+        return Ok(());
+    };
+    if inner.lifecycle.api(id).is_err() {
+        return Err(ApiError::not_found("Invalid API identifier specified"));
+    }
+    match rest {
+        ["stages", s, ..] if inner.lifecycle.stage(id, s).is_err() => {
+            Err(ApiError::not_found("Invalid stage identifier specified"))
+        }
+        ["deployments", d, ..] if inner.lifecycle.deployment(id, d).is_err() => Err(
+            ApiError::not_found("Invalid Deployment identifier specified"),
+        ),
+        _ => Ok(()),
     }
 }
 

@@ -172,8 +172,15 @@ pub(crate) async fn render(inner: &Inner, principal: &str) -> Response<Body> {
     );
     for api in lifecycle.apis() {
         for stage in lifecycle.stages(&api.id).unwrap_or_default() {
+            // Requests are counted under the name the stage's deployment
+            // was made with (an API renamed since keeps it until the next).
+            let served_as = lifecycle
+                .deployment(&api.id, &stage.deployment_id)
+                .ok()
+                .and_then(|d| d.definition.name.clone())
+                .unwrap_or_else(|| api.name.clone());
             let f = figures
-                .get(&(api.name.clone(), stage.name.clone()))
+                .get(&(served_as, stage.name.clone()))
                 .cloned()
                 .unwrap_or_default();
             stage_row(
@@ -211,14 +218,22 @@ pub(crate) async fn render(inner: &Inner, principal: &str) -> Response<Body> {
             let Some(q) = plans.get(*p).and_then(|p| p.quota) else {
                 continue;
             };
-            let left = match &records {
-                Some(r) => r.remaining(&k.id, p).await.ok(),
+            let counted = match &records {
+                Some(r) => match (r.used(&k.id, p).await, r.remaining(&k.id, p).await) {
+                    (Ok(u), Ok(left)) => Some((u, left)),
+                    _ => None,
+                },
                 None => None,
             };
-            let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
-            match left {
-                Some(left) => {
-                    used.push(format!("{} of {limit}", (limit - left).max(0)));
+            let limit = q.limit;
+            let shadow = if q.mode == crate::throttle::LimitMode::Shadow {
+                " (shadow)"
+            } else {
+                ""
+            };
+            match counted {
+                Some((u, left)) => {
+                    used.push(format!("{u} of {limit}{shadow}"));
                     remaining.push(left.to_string());
                 }
                 None => {

@@ -150,6 +150,9 @@ fn method_setting(s: &MethodSettingsConfig) -> Option<Value> {
     }
     if let Some(c) = &s.cache {
         out["cachingEnabled"] = json!(c.enabled.unwrap_or(true));
+        out["requireAuthorizationForCacheControl"] = json!(c.require_authorization.unwrap_or(true));
+        out["unauthorizedCacheControlHeaderStrategy"] =
+            serde_json::to_value(c.unauthorized.unwrap_or_default()).unwrap_or(Value::Null);
         if let Some(ttl) = c.ttl {
             out["cacheTtlInSeconds"] = json!(ttl);
         }
@@ -527,7 +530,7 @@ pub(crate) fn gateway_response(
     let params: Map<String, Value> = r
         .headers
         .iter()
-        .map(|(k, v)| (format!("gatewayresponse.header.{k}"), json!(v)))
+        .map(|(k, v)| (format!("gatewayresponse.header.{k}"), json!(parameter(v))))
         .collect();
     out["responseParameters"] = Value::Object(params);
     let mut templates = r.templates.clone();
@@ -541,6 +544,23 @@ pub(crate) fn gateway_response(
     }
     out["responseTemplates"] = json!(templates);
     out
+}
+
+/// A header value of a config override as API Gateway writes a
+/// `responseParameters` source: plain text (the config's own shorthand for
+/// a literal) in single quotes; a quoted literal, a source
+/// (`method.request.header.Origin`, `context.requestId`,
+/// `stageVariables.NAME`) or text with `$` references as written.
+fn parameter(v: &str) -> String {
+    let quoted = v.len() >= 2 && v.starts_with('\'') && v.ends_with('\'');
+    let source = ["method.request.", "context.", "stageVariables."]
+        .iter()
+        .any(|p| v.starts_with(p));
+    if quoted || source || v.contains('$') {
+        v.to_owned()
+    } else {
+        format!("'{v}'")
+    }
 }
 
 /// PutGatewayResponse's body as an override: `statusCode` (a string or a

@@ -90,8 +90,10 @@
 //!
 //! With `usage_endpoint: /_usage` at the config's root, a `GET` of that
 //! exact path (before any stage) answers the caller's own plans with the
-//! API key it sends: each plan's throttle, and quota with `used` and
-//! `remaining` in the current period (in a lifecycle of several APIs: on an
+//! API key it sends: each plan's throttle, and quota with `used` (requests
+//! admitted in the current period, as GetUsage counts them) and
+//! `remaining` (what is left, UpdateUsage grants included), a limit in
+//! `mode: shadow` marked `"mode":"shadow"` (in a lifecycle of several APIs: on an
 //! `{api_id}.execute-api` host or a mapped domain). No key, or an unknown, disabled or
 //! expired one: 403 `INVALID_API_KEY`; a failing store: 503
 //! `BACKEND_UNAVAILABLE`. The answer is `Cache-Control: no-store`. Beyond

@@ -44,22 +44,32 @@ impl OwnUsage {
             let mut out = json!({ "id": &**name });
             if let Some(t) = &plan.throttle {
                 out["throttle"] = json!({ "rateLimit": t.rate, "burstLimit": t.burst });
+                if t.mode == Some(crate::throttle::LimitMode::Shadow) {
+                    out["throttle"]["mode"] = json!("shadow");
+                }
             }
             if let Some(q) = &plan.quota {
-                let remaining = match self.records.remaining(&record.id, name).await {
-                    Ok(r) => r,
+                let counted = match self.records.remaining(&record.id, name).await {
+                    Ok(r) => self.records.used(&record.id, name).await.map(|u| (u, r)),
+                    Err(e) => Err(e),
+                };
+                let (used, remaining) = match counted {
+                    Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(error = %e, "usage endpoint: the counter store failed");
                         return refuse(GatewayResponseKind::BackendUnavailable);
                     }
                 };
-                let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
                 out["quota"] = json!({
                     "limit": q.limit,
                     "period": q.period.as_str().to_ascii_uppercase(),
-                    "used": (limit - remaining).max(0),
+                    "used": used,
                     "remaining": remaining,
                 });
+                if q.mode == crate::throttle::LimitMode::Shadow {
+                    // Not enforced: `remaining` 0 refuses nothing.
+                    out["quota"]["mode"] = json!("shadow");
+                }
             }
             plans.push(out);
         }

@@ -261,6 +261,30 @@ impl UsageRecords {
         Ok((quota.limit_in(window, created) - self.counters.get(&key).await?).max(0))
     }
 
+    /// Requests admitted for the key in `plan`'s current period, whatever
+    /// was granted since (GetUsage's `used`, summed over the period's days
+    /// so far; days past the 90 kept count 0). For a `minute` or `hour`
+    /// period the quota counter is read, so there a grant (UpdateUsage)
+    /// lowers it.
+    pub async fn used(&self, key_id: &str, plan: &str) -> Result<i64, StoreError> {
+        let (quota, window, key) = self.current(key_id, plan)?;
+        if matches!(quota.period, Period::Minute | Period::Hour) {
+            return Ok(self.counters.get(&key).await?.max(0));
+        }
+        let now = i64::try_from(self.clock.unix_nanos() / 1_000_000_000).unwrap_or(i64::MAX);
+        let date = |t: i64| time::OffsetDateTime::from_unix_timestamp(t).map(|t| t.date());
+        let (Ok(today), Ok(first)) = (date(now), date(window.start.max(now - 90 * 86_400))) else {
+            return Ok(0);
+        };
+        let mut used = 0i64;
+        let mut d = first;
+        while d <= today {
+            used = used.saturating_add(self.day_count(key_id, plan, d).await?);
+            d += Duration::DAY;
+        }
+        Ok(used)
+    }
+
     /// Gives a key `extra` more requests in the current period (UpdateUsage);
     /// returns what is left. A negative `extra` takes requests away. The
     /// grant lasts until the period ends: the next period starts from the
