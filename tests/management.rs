@@ -941,6 +941,38 @@ async fn get_usage_reads_the_quota_and_update_usage_grants() {
         .await;
     assert_eq!(granted.status, StatusCode::OK, "{}", granted.body);
     assert_eq!(granted.body["values"][&kid][0][1], 2);
+    // Hostile sizes: refused past API Gateway's 32-bit integer; the
+    // largest it takes, over a huge limit, leaves every reading sound.
+    let huge = h
+        .patch(
+            &format!("/usageplans/basic/keys/{kid}/usage"),
+            json!([{"op": "replace", "path": "/remaining", "value": "9223372036854775807"}]),
+        )
+        .await;
+    assert_error(&huge, 400, "BadRequestException");
+    let limit = h
+        .patch(
+            "/usageplans/basic",
+            json!([{"op": "replace", "path": "/quota/limit", "value": "4294967295"}]),
+        )
+        .await;
+    assert_eq!(limit.status, StatusCode::OK, "{}", limit.body);
+    let most = h
+        .patch(
+            &format!("/usageplans/basic/keys/{kid}/usage"),
+            json!([{"op": "replace", "path": "/remaining", "value": "2147483647"}]),
+        )
+        .await;
+    assert_eq!(most.status, StatusCode::OK, "{}", most.body);
+    assert_eq!(most.body["values"][&kid][0][1], 2147483647);
+    let usage = h
+        .ok(
+            "GET",
+            &format!("/usageplans/basic/usage?keyId={kid}&startDate={today}&endDate={today}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(usage["values"][&kid], json!([[5, 2147483647]]));
     let bad = h
         .call(
             "GET",
@@ -1057,15 +1089,20 @@ async fn bad_requests_get_api_gateway_errors() {
     // A path segment that is not UTF-8 once decoded.
     let a = h.call("GET", "/restapis/%FF", Value::Null).await;
     assert_error(&a, 404, "NotFoundException");
-    // Over the body limit: refused before the signature is checked.
+    // Over the body limit: unsigned, refused on its headers; signed, 413
+    // before the body's hash is compared.
     let big = vec![b'x'; tollgate::management::DEFAULT_MAX_BODY + 1];
     let a = h
         .send(
             Request::post("/restapis")
                 .header("content-length", big.len())
-                .body(Body::from(big))
+                .body(Body::from(big.clone()))
                 .unwrap(),
         )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = h
+        .signed_as(AKID, SECRET, "POST", "/restapis", &big, &[])
         .await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
@@ -1793,4 +1830,151 @@ management:
         .call("DELETE", "/restapis/petstore/stages/nope", Value::Null)
         .await;
     assert_eq!(a.body["message"], "Invalid stage identifier specified");
+}
+
+#[tokio::test]
+async fn an_unsigned_call_is_refused_before_its_body_is_read() {
+    let h = harness(CONFIG);
+    // A body that never comes: reading it would wait for the 10 s body
+    // timeout (and, with a real client, hold up to 10 MiB meanwhile).
+    for auth in [
+        None,
+        Some(
+            "AWS4-HMAC-SHA256 Credential=AKIDNOBODY/20270115/eu-west-1/apigateway/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
+        ),
+    ] {
+        let never = http_body_util::StreamBody::new(futures_util::stream::pending::<
+            Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>,
+        >());
+        let mut req = Request::post("/restapis")
+            .header("host", "admin.local")
+            .header("content-length", "10485000")
+            .header("x-amz-date", "20270115T080000Z");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let res = tokio::time::timeout(
+            Duration::from_secs(2),
+            h.management.clone().oneshot(req.body(never).unwrap()),
+        )
+        .await
+        .expect("answered without reading the body")
+        .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{auth:?}");
+    }
+}
+
+#[tokio::test]
+async fn hostile_changes_are_refused_whole_and_harmless() {
+    let h = harness(CONFIG);
+    let svc = h
+        .lifecycle
+        .service(tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
+        }));
+    let dev = || {
+        svc.clone().oneshot(
+            Request::get("/dev/pets")
+                .header("host", "127.0.0.1:8080")
+                .body(Body::empty())
+                .unwrap(),
+        )
+    };
+    assert_eq!(dev().await.unwrap().status(), StatusCode::OK);
+    // A second API with nothing deployed does not take the first's
+    // path-form traffic.
+    h.ok("POST", "/restapis", json!({"name": "scratch"})).await;
+    assert_eq!(dev().await.unwrap().status(), StatusCode::OK);
+    // An address is not a domain name.
+    for name in ["127.0.0.1", "::1", "10.0.0.300"] {
+        let a = h
+            .call("POST", "/domainnames", json!({"domainName": name}))
+            .await;
+        assert_error(&a, 400, "BadRequestException");
+    }
+    assert_eq!(dev().await.unwrap().status(), StatusCode::OK);
+    // A patch with one bad operation changes nothing.
+    let key = h
+        .ok("POST", "/apikeys", json!({"name": "k", "enabled": true}))
+        .await;
+    let kid = key["id"].as_str().unwrap().to_owned();
+    let half = h
+        .patch(
+            &format!("/apikeys/{kid}"),
+            json!([
+                {"op": "replace", "path": "/name", "value": "renamed"},
+                {"op": "replace", "path": "/enabled", "value": "yes"},
+            ]),
+        )
+        .await;
+    assert_error(&half, 400, "BadRequestException");
+    let got = h.ok("GET", &format!("/apikeys/{kid}"), Value::Null).await;
+    assert_eq!(got["name"], "k");
+    // Control characters stay out of key names, whichever way they come.
+    let a = h
+        .call("POST", "/apikeys", json!({"name": "a\u{1b}[31mred"}))
+        .await;
+    assert_error(&a, 400, "BadRequestException");
+    let a = h
+        .patch(
+            &format!("/apikeys/{kid}"),
+            json!([{"op": "replace", "path": "/name", "value": "a\u{0}b"}]),
+        )
+        .await;
+    assert_error(&a, 400, "BadRequestException");
+    let csv = "name,key,enabled\nbad\u{7}name,abcdefghijklmnopqrstuvwxyz123456,true\n";
+    let a = h
+        .signed_as(
+            AKID,
+            SECRET,
+            "POST",
+            "/apikeys?mode=import&format=csv",
+            csv.as_bytes(),
+            &[],
+        )
+        .await;
+    assert_error(&a, 400, "BadRequestException");
+    let keys = h.ok("GET", "/apikeys", Value::Null).await;
+    assert_eq!(keys["item"].as_array().unwrap().len(), 1, "{keys}");
+}
+
+#[tokio::test]
+async fn the_usage_page_takes_any_case_and_forbids_framing() {
+    use base64::Engine as _;
+    let h = harness(CONFIG);
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{AKID}:{SECRET}"));
+    for scheme in ["Basic", "BASIC", "basic"] {
+        let res = h
+            .management
+            .clone()
+            .oneshot(
+                Request::get("/")
+                    .header("authorization", format!("{scheme} {token}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{scheme}");
+        let csp = res.headers()["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(res.headers()["x-frame-options"], "DENY");
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    }
+    // A password that is a prefix of the secret, or longer, is refused.
+    for pass in [&SECRET[..5], &format!("{SECRET}x")] {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{AKID}:{pass}"));
+        let res = h
+            .management
+            .clone()
+            .oneshot(
+                Request::get("/")
+                    .header("authorization", format!("Basic {token}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
 }

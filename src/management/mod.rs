@@ -110,7 +110,8 @@
 //!
 //! # Audit
 //!
-//! Every change (every call but a `GET`, refused ones too) is one
+//! Every change (every signed call but a `GET`, refused ones too; a call
+//! refused on its signature changes nothing and is not recorded) is one
 //! [`ChangeRecord`](crate::usage::ChangeRecord) notice to the usage sinks
 //! of the lifecycle ([`UsageSink::notify`](crate::usage::UsageSink::notify);
 //! the [`UsageBoard`] shows the latest on the usage page), and one log line
@@ -279,6 +280,16 @@ where
             None => page::challenge(),
         };
     }
+    // Refused on its headers (unsigned, malformed, unknown access key,
+    // stale) before a byte of the body is read: no credential, no memory.
+    let prepared = match inner
+        .verifier
+        .prepare(parts.method.as_str(), &parts.uri, &parts.headers)
+        .await
+    {
+        Ok(p) => p,
+        Err(refusal) => return ApiError::from_refusal(&refusal).into_response(),
+    };
     let limits = crate::body::BodyLimits {
         max: inner.max_body,
         timeout: Some(BODY_TIMEOUT),
@@ -297,11 +308,13 @@ where
             return ApiError::bad_request("The request body could not be read").into_response();
         }
     };
-    let identity = match inner
-        .verifier
-        .verify(parts.method.as_str(), &parts.uri, &parts.headers, &body)
-        .await
-    {
+    let identity = match inner.verifier.finish(
+        prepared,
+        parts.method.as_str(),
+        &parts.uri,
+        &parts.headers,
+        &body,
+    ) {
         Ok(id) => id,
         Err(refusal) => return ApiError::from_refusal(&refusal).into_response(),
     };

@@ -932,9 +932,7 @@ async fn create_api_key(inner: &Inner, call: &Call<'_>) -> Result<Response<Body>
     if let Some(v) = text("value") {
         key.value = Some(Secret::new(v));
     }
-    if key.name.is_empty() {
-        return Err(ApiError::bad_request("name: required"));
-    }
+    check_key_name(&key.name)?;
     let (record, value) = inner.lifecycle.key_manager().create(key).await?;
     Ok(ok(
         StatusCode::CREATED,
@@ -946,11 +944,18 @@ async fn import_api_keys(inner: &Inner, call: &Call<'_>) -> Result<Response<Body
     if call.query("format") != Some("csv") {
         return Err(ApiError::bad_request("format: csv"));
     }
-    let records = inner
-        .lifecycle
-        .key_manager()
-        .import_csv(call.text()?)
-        .await?;
+    let text = call.text()?;
+    // Rows end at line breaks; any other control character (in a name, a
+    // description) is refused before a key is made.
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r'))
+    {
+        return Err(ApiError::bad_request(
+            "the CSV holds a control character: names and descriptions may not",
+        ));
+    }
+    let records = inner.lifecycle.key_manager().import_csv(text).await?;
     let ids: Vec<&str> = records.iter().map(|r| &*r.id).collect();
     Ok(ok(
         StatusCode::CREATED,
@@ -965,22 +970,21 @@ async fn update_api_key(
 ) -> Result<Response<Body>, ApiError> {
     find_key(inner, id).await?;
     let ops: Vec<PatchOp> = patch::read_ops(&call.json()?)?;
-    let keys = inner.lifecycle.key_manager();
+    // Every operation is read (and a name checked) before any applies.
+    let mut name = None;
+    let mut description = None;
+    let mut enabled = None;
     for op in &ops {
         match (op.op.as_str(), op.path.as_str()) {
             ("replace", "/name") => {
-                keys.rename(id, op.value.as_deref().unwrap_or("")).await?;
+                let n = op.value.clone().unwrap_or_default();
+                check_key_name(&n)?;
+                name = Some(n);
             }
-            ("replace", "/description") => {
-                keys.describe(id, op.value.clone()).await?;
-            }
+            ("replace", "/description") => description = Some(op.value.clone()),
             ("replace", "/enabled") => match op.value.as_deref() {
-                Some("true") => {
-                    keys.enable(id).await?;
-                }
-                Some("false") => {
-                    keys.disable(id).await?;
-                }
+                Some("true") => enabled = Some(true),
+                Some("false") => enabled = Some(false),
                 _ => return Err(ApiError::bad_request("/enabled: true or false")),
             },
             _ => {
@@ -991,8 +995,35 @@ async fn update_api_key(
             }
         }
     }
+    let keys = inner.lifecycle.key_manager();
+    if let Some(n) = name {
+        keys.rename(id, &n).await?;
+    }
+    if let Some(d) = description {
+        keys.describe(id, d).await?;
+    }
+    match enabled {
+        Some(true) => {
+            keys.enable(id).await?;
+        }
+        Some(false) => {
+            keys.disable(id).await?;
+        }
+        None => {}
+    }
     let record = find_key(inner, id).await?;
     Ok(ok(StatusCode::OK, &wire::api_key(&record, None)))
+}
+
+/// An API key's name: 1 to 1024 characters, none a control character
+/// (it is shown on the usage page and in logs).
+fn check_key_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.chars().count() > 1024 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "name: 1 to 1024 characters, none a control character",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_date(v: Option<&str>, at: &str) -> Result<Date, ApiError> {
@@ -1036,18 +1067,22 @@ async fn update_usage(
         .lifecycle
         .usage()
         .ok_or_else(|| ApiError::bad_request("no stage is served yet: there is no usage"))?;
+    // Every operation is read before any applies; the last `/remaining`
+    // is what remains.
+    let mut want = None;
     for op in patch::read_ops(&call.json()?)? {
         match (op.op.as_str(), op.path.as_str()) {
             // `replace /remaining N`: N requests left in the current period.
             ("replace", "/remaining") => {
-                let want: i64 = op
-                    .value
-                    .as_deref()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|v| *v >= 0)
-                    .ok_or_else(|| ApiError::bad_request("/remaining: a non-negative integer"))?;
-                let now = records.remaining(key, plan).await?;
-                records.grant(key, plan, want - now).await?;
+                want = Some(
+                    op.value
+                        .as_deref()
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .filter(|v| (0..=i64::from(i32::MAX)).contains(v))
+                        .ok_or_else(|| {
+                            ApiError::bad_request("/remaining: an integer from 0 to 2147483647")
+                        })?,
+                );
             }
             _ => {
                 return Err(ApiError::bad_request(format!(
@@ -1056,6 +1091,10 @@ async fn update_usage(
                 )));
             }
         }
+    }
+    if let Some(want) = want {
+        let now = records.remaining(key, plan).await?;
+        records.grant(key, plan, want.saturating_sub(now)).await?;
     }
     let today = inner.lifecycle.clock().utc().date();
     let usage = records.get_usage(plan, today, today, Some(key)).await?;

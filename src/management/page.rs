@@ -45,20 +45,23 @@ fn utc(nanos: u64) -> String {
 /// the principal when it does. The secret is compared in constant time.
 pub(crate) async fn login(inner: &Inner, headers: &HeaderMap) -> Option<String> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))?;
+    // The scheme is case-insensitive (RFC 9110 section 11.1).
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     let credential = inner.credentials.get(id).await.ok()??;
-    let same = credential
-        .secret
-        .expose()
-        .as_bytes()
-        .ct_eq(secret.as_bytes());
+    // Digests of equal length compared in constant time: neither the
+    // secret's bytes nor its length show in the time taken.
+    use sha2::Digest;
+    let want = sha2::Sha256::digest(credential.secret.expose().as_bytes());
+    let got = sha2::Sha256::digest(secret.as_bytes());
+    let same = want.as_slice().ct_eq(got.as_slice());
     bool::from(same).then(|| credential.principal.clone())
 }
 
@@ -309,7 +312,15 @@ pub(crate) async fn render(inner: &Inner, principal: &str) -> Response<Body> {
     );
     headers.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    res.headers_mut()
+        .insert("x-frame-options", HeaderValue::from_static("DENY"));
+    res.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
     );
     res
 }

@@ -292,7 +292,9 @@ impl InMemoryCounterStore {
 
     /// Unconditional add, synchronously.
     pub fn add_to(&self, k: &CounterKey<'_>, delta: i64, expires: i64) -> i64 {
-        self.with(k, expires, |c| c.fetch_add(delta, Ordering::AcqRel) + delta)
+        self.with(k, expires, |c| {
+            c.fetch_add(delta, Ordering::AcqRel).wrapping_add(delta)
+        })
     }
 
     /// A counter's value, synchronously.

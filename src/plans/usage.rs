@@ -169,7 +169,10 @@ impl UsageRecords {
                     Period::Minute | Period::Hour => quota.limit_in(window, Some(created)),
                     _ => {
                         let spent = self.spent_through(&id, plan, window, day).await?;
-                        (quota.limit_in(window, Some(created)) - spent).max(0)
+                        quota
+                            .limit_in(window, Some(created))
+                            .saturating_sub(spent)
+                            .max(0)
                     }
                 };
                 days.push([used, remaining]);
@@ -224,9 +227,9 @@ impl UsageRecords {
         let earliest = day_start(day) - 90 * 86_400;
         let from = window.start.max(earliest);
         let mut d = time::OffsetDateTime::from_unix_timestamp(from).map_or(day, |t| t.date());
-        let mut spent = 0;
+        let mut spent: i64 = 0;
         while d <= day {
-            spent += self.day_count(key_id, plan, d).await?;
+            spent = spent.saturating_add(self.day_count(key_id, plan, d).await?);
             d += Duration::DAY;
         }
         Ok(spent)
@@ -258,7 +261,11 @@ impl UsageRecords {
             .get_by_id(key_id)
             .await?
             .map(|(_, r)| r.created.unix_timestamp());
-        Ok((quota.limit_in(window, created) - self.counters.get(&key).await?).max(0))
+        let counted = self.counters.get(&key).await?;
+        Ok(quota
+            .limit_in(window, created)
+            .saturating_sub(counted)
+            .max(0))
     }
 
     /// Requests admitted for the key in `plan`'s current period, whatever
@@ -291,7 +298,8 @@ impl UsageRecords {
     /// plain limit.
     pub async fn grant(&self, key_id: &str, plan: &str, extra: i64) -> Result<i64, StoreError> {
         let (_, window, key) = self.current(key_id, plan)?;
-        self.counters.add(&key, -extra, window.end).await?;
+        let delta = extra.checked_neg().unwrap_or(i64::MAX);
+        self.counters.add(&key, delta, window.end).await?;
         self.remaining(key_id, plan).await
     }
 

@@ -148,10 +148,21 @@ impl ParseError {
 pub fn parse_authorization(value: &str) -> Result<SignatureParams, ParseError> {
     let value = value.trim();
     let Some(rest) = value.strip_prefix(ALGORITHM) else {
-        let algo = value.split_whitespace().next().unwrap_or("");
-        return Err(ParseError::malformed(format!(
-            "Unsupported Authorization Type: {algo}"
-        )));
+        // The scheme is named only when it is one (a short word followed
+        // by credentials): a bare token may be a secret sent to the wrong
+        // place, and is never echoed.
+        let mut words = value.split_whitespace();
+        let algo = words.next().unwrap_or("");
+        let scheme = words.next().is_some()
+            && algo.len() <= 32
+            && algo
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        return Err(ParseError::malformed(if scheme {
+            format!("Unsupported Authorization Type: {algo}")
+        } else {
+            "Unsupported Authorization Type".to_owned()
+        }));
     };
     if !rest.starts_with(|c: char| c.is_ascii_whitespace()) {
         return Err(ParseError::malformed("Authorization header is malformed"));
@@ -163,10 +174,10 @@ pub fn parse_authorization(value: &str) -> Result<SignatureParams, ParseError> {
             continue;
         }
         let Some((name, val)) = part.split_once('=') else {
-            return Err(ParseError::malformed(format!(
-                "Authorization header requires each component to be of the form name=value: `{}`",
-                printable(part)
-            )));
+            // Not echoed: it may hold anything the client put there.
+            return Err(ParseError::malformed(
+                "Authorization header requires each component to be of the form name=value",
+            ));
         };
         let slot = match name.trim() {
             "Credential" => &mut credential,
@@ -412,6 +423,13 @@ mod tests {
                 .to_string()
                 .contains("Unsupported Authorization Type: Bearer")
         );
+        // A bare token is not echoed: it may be a secret.
+        let e = parse_authorization("sk-live-SECRET123456").unwrap_err();
+        assert_eq!(e.to_string(), "Unsupported Authorization Type");
+        let e =
+            parse_authorization("AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, hunter2")
+                .unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -538,10 +538,17 @@ impl State {
 
     pub(super) fn create_domain(&mut self, name: &str) -> Result<DomainName, LifecycleError> {
         let key = domain_key(name);
-        if key.starts_with("*.") || !is_host_name(&key) {
+        // An address is not a domain name: mapping one would capture every
+        // request sent to the server by address.
+        let address = key.parse::<std::net::IpAddr>().is_ok()
+            || key
+                .rsplit('.')
+                .next()
+                .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+        if key.starts_with("*.") || !is_host_name(&key) || address {
             return Err(LifecycleError::bad_request(format!(
                 "domain_name: `{name}` is not a domain name (labels of letters, digits and `-`, \
-                 dot-separated; no port; no wildcard)"
+                 dot-separated, the last not all digits; no port; no wildcard; no address)"
             )));
         }
         if self.domains.contains_key(&key) {

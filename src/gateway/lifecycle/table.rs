@@ -52,8 +52,12 @@ pub(super) struct Table {
     served: Vec<Served>,
     /// By API id: its stages (indexes into `served`).
     apis: HashMap<Box<str>, ApiRoutes, foldhash::fast::RandomState>,
-    /// The one API's routes, when there is one (the `/{stage}` form).
+    /// The routes of the one API with stages, when only one has any: the
+    /// `/{stage}` form on a host that names no API (an API just created,
+    /// with nothing deployed yet, does not take the others' traffic).
     single: Option<ApiRoutes>,
+    /// Whether there are several APIs (the host is then read).
+    several: bool,
     /// Custom domains; "stages" are indexes into `served`.
     domains: Domains,
     /// Answers what no API takes: 403 `UNMAPPED_REQUEST`.
@@ -108,7 +112,7 @@ impl Table {
     /// domain's mapping first, then the execute-api form.
     pub(super) fn pick<B>(&self, req: &Request<B>) -> (&Gateway, bool) {
         // One API and no domain: the host decides nothing, so it is not read.
-        let host = if self.domains.is_empty() && self.single.is_some() {
+        let host = if self.domains.is_empty() && !self.several {
             None
         } else {
             request_host(req.headers(), req.uri())
@@ -138,22 +142,25 @@ impl Table {
                 None => {}
             }
         }
-        let routes = match &self.single {
-            Some(one) => one,
-            None => {
-                // Ids are lower case; a host is matched in any case.
-                let mut buf = [0u8; 64];
-                let id = host.and_then(execute_api_id).and_then(|id| {
-                    let lower = buf.get_mut(..id.len())?;
-                    lower.copy_from_slice(id.as_bytes());
-                    lower.make_ascii_lowercase();
-                    std::str::from_utf8(lower).ok()
-                });
-                match id.and_then(|id| self.apis.get(id)) {
-                    Some(r) => r,
-                    None => return Target::Unmapped,
-                }
-            }
+        // An `{api_id}.execute-api` host picks its API first; any other
+        // host reaches the one API with stages, when only one has any.
+        let named = if self.several {
+            // Ids are lower case; a host is matched in any case.
+            let mut buf = [0u8; 64];
+            let id = host.and_then(execute_api_id).and_then(|id| {
+                let lower = buf.get_mut(..id.len())?;
+                lower.copy_from_slice(id.as_bytes());
+                lower.make_ascii_lowercase();
+                std::str::from_utf8(lower).ok()
+            });
+            id.and_then(|id| self.apis.get(id))
+        } else {
+            None
+        };
+        let routes = match (named, &self.single) {
+            (Some(r), _) => r,
+            (None, Some(one)) => one,
+            (None, None) => return Target::Unmapped,
         };
         let first = path
             .strip_prefix('/')
@@ -544,13 +551,21 @@ pub(super) fn build(state: &State, parts: &Parts) -> Result<Table, LifecycleErro
     let unmapped = unmapped
         .build()
         .map_err(|e| LifecycleError::invalid("unmapped", &e))?;
-    let single = (state.apis.len() == 1)
-        .then(|| apis.values().next().cloned())
-        .flatten();
+    let mut staged = apis.values().filter(|r| !r.stages.is_empty());
+    let single = match (staged.next(), staged.next()) {
+        (Some(one), None) => Some(one.clone()),
+        _ => None,
+    };
+    let single = single.or_else(|| {
+        (state.apis.len() == 1)
+            .then(|| apis.values().next().cloned())
+            .flatten()
+    });
     Ok(Table {
         served,
         apis,
         single,
+        several: state.apis.len() > 1,
         domains,
         unmapped,
         caches: used_caches,
