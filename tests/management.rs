@@ -1936,6 +1936,11 @@ async fn hostile_changes_are_refused_whole_and_harmless() {
     assert_error(&a, 400, "BadRequestException");
     let keys = h.ok("GET", "/apikeys", Value::Null).await;
     assert_eq!(keys["item"].as_array().unwrap().len(), 1, "{keys}");
+    // A plan's name is its id, a path segment: no `..`, no `/`.
+    for name in ["..", ".", "a/b"] {
+        let a = h.call("POST", "/usageplans", json!({"name": name})).await;
+        assert_error(&a, 400, "BadRequestException");
+    }
 }
 
 #[tokio::test]

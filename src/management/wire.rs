@@ -339,6 +339,17 @@ pub(crate) fn read_plan(body: &Value) -> Result<(String, PlanConfig), ApiError> 
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::bad_request("name: a usage plan needs a name"))?
         .to_owned();
+    // The name is the plan's id, a path segment of its operations.
+    if name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.chars().count() > 1024
+        || name.chars().any(char::is_control)
+    {
+        return Err(ApiError::bad_request(
+            "name: up to 1024 characters, no `/` or control character, not `.` or `..`              (it is the plan's id)",
+        ));
+    }
     let mut plan = PlanConfig {
         description: body
             .get("description")

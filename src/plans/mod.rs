@@ -96,7 +96,10 @@
 //! `mode: shadow` marked `"mode":"shadow"` (in a lifecycle of several APIs: on an
 //! `{api_id}.execute-api` host or a mapped domain). No key, or an unknown, disabled or
 //! expired one: 403 `INVALID_API_KEY`; a failing store: 503
-//! `BACKEND_UNAVAILABLE`. The answer is `Cache-Control: no-store`. Beyond
+//! `BACKEND_UNAVAILABLE`. The answer is `Cache-Control: no-store`. It is
+//! no API's method, so no throttle or quota applies to it: each call reads
+//! the key store and the counter store once per plan (put a front-door
+//! limit before it if that matters with Redis). Beyond
 //! API Gateway, whose usage only the account reads (GetUsage).
 //!
 //! ```text
