@@ -336,6 +336,45 @@ pub struct ResponseOverride {
     pub templates: BTreeMap<String, String>,
 }
 
+impl ResponseOverride {
+    /// The body templates as API Gateway's `responseTemplates` say them:
+    /// the override's own, or, when it has none but a message, the JSON
+    /// body that message answers with (`application/json`).
+    pub(crate) fn aws_templates(&self) -> BTreeMap<String, String> {
+        let mut templates = self.templates.clone();
+        if let Some(m) = &self.message
+            && templates.is_empty()
+        {
+            templates.insert(
+                "application/json".into(),
+                serde_json::to_string(&serde_json::json!({ "message": m })).unwrap_or_default(),
+            );
+        }
+        templates
+    }
+}
+
+/// A gateway response's `statusCode` as API Gateway's documents write it
+/// (a string, or a number): `None` unless a status from 100 to 599.
+pub(crate) fn aws_status(v: &serde_json::Value) -> Option<u16> {
+    v.as_str()
+        .and_then(|s| s.parse::<u16>().ok())
+        .or_else(|| v.as_u64().and_then(|n| u16::try_from(n).ok()))
+        .filter(|n| (100..=599).contains(n))
+}
+
+/// One `responseParameters` entry of a gateway response: the header name
+/// of a `gatewayresponse.header.NAME` key with a string source, else
+/// `None`.
+pub(crate) fn aws_header_parameter<'a>(
+    key: &'a str,
+    value: &'a serde_json::Value,
+) -> Option<(&'a str, &'a str)> {
+    let name = key.strip_prefix("gatewayresponse.header.")?;
+    HeaderName::from_bytes(name.as_bytes()).ok()?;
+    Some((name, value.as_str()?))
+}
+
 /// The rendered gateway responses of one gateway: status, body and headers
 /// for each kind, overrides applied. Cheap to clone.
 ///

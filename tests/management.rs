@@ -158,6 +158,11 @@ impl Harness {
     }
 }
 
+/// The service a lifecycle wraps: answers 200 "wrapped" to anything.
+async fn wrapped(_req: Request<Body>) -> Result<http::Response<Body>, std::convert::Infallible> {
+    Ok(http::Response::new(Body::from("wrapped")))
+}
+
 fn assert_error(a: &Answer, status: u16, kind: &str) {
     assert_eq!(a.status.as_u16(), status, "{:?} {}", a.error_type, a.body);
     assert_eq!(a.error_type.as_deref(), Some(kind), "{}", a.body);
@@ -331,11 +336,7 @@ const OPENAPI: &str = r#"{"openapi": "3.0.1", "info": {"title": "hello", "versio
         "responseTemplates": {"application/json": "{\"v\": VERSION}"}}}}}}}}"#;
 
 async fn hello(h: &Harness, api: &str) -> (StatusCode, String) {
-    let svc = h
-        .lifecycle
-        .service(tower::service_fn(|_req: Request<Body>| async {
-            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("inner")))
-        }));
+    let svc = h.lifecycle.service(tower::service_fn(wrapped));
     let res = svc
         .oneshot(
             Request::get("/live/hello")
@@ -903,11 +904,7 @@ async fn get_usage_reads_the_quota_and_update_usage_grants() {
         json!({"keyId": kid, "keyType": "API_KEY"}),
     )
     .await;
-    let svc = h
-        .lifecycle
-        .service(tower::service_fn(|_req: Request<Body>| async {
-            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
-        }));
+    let svc = h.lifecycle.service(tower::service_fn(wrapped));
     let mut statuses = Vec::new();
     for _ in 0..6 {
         let res = svc
@@ -1123,11 +1120,7 @@ async fn a_key_holder_reads_their_own_usage() {
         json!({"keyId": kid, "keyType": "API_KEY"}),
     )
     .await;
-    let svc = h
-        .lifecycle
-        .service(tower::service_fn(|_req: Request<Body>| async {
-            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
-        }));
+    let svc = h.lifecycle.service(tower::service_fn(wrapped));
     let get = |path: &str, key: Option<&str>| {
         let mut r = Request::get(path);
         if let Some(k) = key {
@@ -1194,11 +1187,7 @@ async fn a_key_holder_reads_their_own_usage() {
     );
     // Without `usage_endpoint` the path is nobody's.
     let plain = harness(CONFIG);
-    let svc = plain
-        .lifecycle
-        .service(tower::service_fn(|_req: Request<Body>| async {
-            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
-        }));
+    let svc = plain.lifecycle.service(tower::service_fn(wrapped));
     let res = svc
         .oneshot(Request::get("/_usage").body(Body::empty()).unwrap())
         .await
@@ -1624,11 +1613,7 @@ async fn resources_methods_and_integrations_are_read() {
 }
 
 async fn unknown_path_on_dev(h: &Harness) -> http::Response<Body> {
-    let svc = h
-        .lifecycle
-        .service(tower::service_fn(|_req: Request<Body>| async {
-            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("inner")))
-        }));
+    let svc = h.lifecycle.service(tower::service_fn(wrapped));
     svc.oneshot(
         Request::get("/dev/nowhere")
             .header("host", "petstore.execute-api.localhost")
@@ -1867,11 +1852,7 @@ async fn an_unsigned_call_is_refused_before_its_body_is_read() {
 #[tokio::test]
 async fn hostile_changes_are_refused_whole_and_harmless() {
     let h = harness(CONFIG);
-    let svc = h
-        .lifecycle
-        .service(tower::service_fn(|_req: Request<Body>| async {
-            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
-        }));
+    let svc = h.lifecycle.service(tower::service_fn(wrapped));
     let dev = || {
         svc.clone().oneshot(
             Request::get("/dev/pets")

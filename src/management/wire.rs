@@ -544,16 +544,7 @@ pub(crate) fn gateway_response(
         .map(|(k, v)| (format!("gatewayresponse.header.{k}"), json!(parameter(v))))
         .collect();
     out["responseParameters"] = Value::Object(params);
-    let mut templates = r.templates.clone();
-    if let Some(m) = &r.message
-        && templates.is_empty()
-    {
-        templates.insert(
-            "application/json".into(),
-            serde_json::to_string(&json!({ "message": m })).unwrap_or_default(),
-        );
-    }
-    out["responseTemplates"] = json!(templates);
+    out["responseTemplates"] = json!(r.aws_templates());
     out
 }
 
@@ -584,11 +575,7 @@ pub(crate) fn read_gateway_response(
     match body.get("statusCode") {
         None | Some(Value::Null) => {}
         Some(v) => {
-            let n = v
-                .as_str()
-                .and_then(|s| s.parse::<u16>().ok())
-                .or_else(|| v.as_u64().and_then(|n| u16::try_from(n).ok()))
-                .filter(|n| (100..=599).contains(n))
+            let n = crate::response::aws_status(v)
                 .ok_or_else(|| ApiError::bad_request("statusCode: a status from 100 to 599"))?;
             r.status = Some(n);
         }
@@ -599,17 +586,13 @@ pub(crate) fn read_gateway_response(
         .into_iter()
         .flatten()
     {
-        match (k.strip_prefix("gatewayresponse.header."), v.as_str()) {
-            (Some(name), Some(v)) if http::HeaderName::from_bytes(name.as_bytes()).is_ok() => {
-                r.headers.insert(name.to_owned(), v.to_owned());
-            }
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid mapping expression specified: {k}: a \
-                     `gatewayresponse.header.NAME` with a string source"
-                )));
-            }
-        }
+        let (name, v) = crate::response::aws_header_parameter(k, v).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Invalid mapping expression specified: {k}: a \
+                 `gatewayresponse.header.NAME` with a string source"
+            ))
+        })?;
+        r.headers.insert(name.to_owned(), v.to_owned());
     }
     r.templates = string_map(body.get("responseTemplates"), "responseTemplates")?;
     Ok(r)

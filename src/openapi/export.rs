@@ -428,15 +428,7 @@ pub fn export(
                             .collect();
                         o.insert("responseParameters".into(), Value::Object(p));
                     }
-                    let mut templates = r.templates.clone();
-                    if let Some(m) = &r.message
-                        && templates.is_empty()
-                    {
-                        templates.insert(
-                            "application/json".into(),
-                            serde_json::to_string(&json!({ "message": m })).unwrap_or_default(),
-                        );
-                    }
+                    let templates = r.aws_templates();
                     if !templates.is_empty() {
                         o.insert("responseTemplates".into(), json!(templates));
                     }

@@ -1617,12 +1617,7 @@ fn gateway_responses(value: &Value, path: &str, out: &mut Map<String, Value>, w:
         let mut o = Map::new();
         match r.get("statusCode") {
             None => {}
-            Some(v) => match v
-                .as_str()
-                .and_then(|s| s.parse::<u16>().ok())
-                .or_else(|| v.as_u64().and_then(|n| u16::try_from(n).ok()))
-                .filter(|n| (100..=599).contains(n))
-            {
+            Some(v) => match crate::response::aws_status(v) {
                 Some(n) => {
                     o.insert("status".into(), json!(n));
                 }
@@ -1639,11 +1634,11 @@ fn gateway_responses(value: &Value, path: &str, out: &mut Map<String, Value>, w:
             .into_iter()
             .flatten()
         {
-            match (k.strip_prefix("gatewayresponse.header."), v.as_str()) {
-                (Some(name), Some(v)) if http::HeaderName::from_bytes(name.as_bytes()).is_ok() => {
+            match crate::response::aws_header_parameter(k, v) {
+                Some((name, v)) => {
                     headers.insert(name.to_owned(), json!(v));
                 }
-                _ => w.push(
+                None => w.push(
                     &format!("{rpath}.responseParameters.{}", seg(k)),
                     "not a `gatewayresponse.header.NAME` with a string source; ignored",
                 ),
