@@ -270,12 +270,27 @@ async fn an_openapi_aws_proxy_naming_a_registered_function_calls_it() {
         "/tests/vectors/agw-openapi/lambda-proxy-oas30.json"
     ))
     .unwrap();
-    // Not registered: a warning naming the function, the wrapped service answers.
+    // Not registered: the function is invoked remotely, by its ARN.
     let imported = import(&doc, &ImportOptions::default()).unwrap();
+    assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+    let remote = serde_json::to_value(&imported.config).unwrap();
+    let remote = remote.to_string();
     assert!(
-        imported.warnings.iter().any(|w| w
-            .message
-            .contains("`SimpleLambda4ProxyResource` is not registered")),
+        remote.contains(r#""arn":"arn:aws:lambda:us-east-1:123456789012:function:SimpleLambda4ProxyResource""#),
+        "{remote}"
+    );
+    // A URI whose function a stage variable names cannot be invoked: a
+    // warning, the wrapped service answers.
+    let staged = doc.replace(
+        "function:SimpleLambda4ProxyResource/",
+        "function:${stageVariables.fn}/",
+    );
+    let imported = import(&staged, &ImportOptions::default()).unwrap();
+    assert!(
+        imported
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("neither registered")),
         "{:?}",
         imported.warnings
     );

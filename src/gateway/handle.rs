@@ -130,6 +130,7 @@ impl Gateway {
             credential_store: None,
             authorizers: HashMap::new(),
             lambdas: HashMap::new(),
+            aws_credentials: None,
             reporters: Vec::new(),
             aggregate: None,
             cache_tier: None,

@@ -68,13 +68,31 @@ pub enum IntegrationConfig {
         #[serde(default)]
         status_from_template: bool,
     },
-    /// A Lambda proxy integration in process: the handler registered with
+    /// A Lambda proxy integration: API Gateway's event (payload format
+    /// 1.0) goes to the handler registered with
     /// [`GatewayBuilder::lambda`](crate::gateway::GatewayBuilder::lambda)
-    /// under `function` gets API Gateway's event (payload format 1.0) and
-    /// its answer is the response; see [`LambdaFunction`](super::LambdaFunction).
+    /// under `function`, in process, or to the remote function `arn`
+    /// through Lambda's `Invoke` API; its answer is the response. See
+    /// [`LambdaFunction`](super::LambdaFunction) and
+    /// [remote functions](super#remote-lambda-functions).
     Lambda {
-        /// The registered function's name.
-        function: String,
+        /// A registered function's name. Give this or `arn`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        function: Option<String>,
+        /// A remote function's ARN,
+        /// `arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`. Give
+        /// this or `function`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        arn: Option<String>,
+        /// Where Lambda's `Invoke` API is, for `arn` (a local emulator, a
+        /// VPC endpoint): `http://` or `https://` and a host, no path.
+        /// Default `https://lambda.REGION.amazonaws.com`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint_url: Option<String>,
+        /// Milliseconds to wait for a remote function's whole answer,
+        /// `50 ..= 300000`. Default 29000, API Gateway's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
     },
 }
 
@@ -108,9 +126,17 @@ impl fmt::Debug for IntegrationConfig {
                 .field("headers", &headers.keys().collect::<Vec<_>>())
                 .field("body_len", &body.len())
                 .finish(),
-            Self::Lambda { function } => f
+            Self::Lambda {
+                function,
+                arn,
+                endpoint_url,
+                timeout_ms,
+            } => f
                 .debug_struct("Lambda")
                 .field("function", function)
+                .field("arn", arn)
+                .field("endpoint_url", &endpoint_url.as_deref().map(shown))
+                .field("timeout_ms", timeout_ms)
                 .finish(),
         }
     }
@@ -193,14 +219,53 @@ impl IntegrationConfig {
                     }
                 }
             }
-            IntegrationConfig::Lambda { function } => {
-                if function.is_empty()
-                    || function.len() > 170
-                    || function.chars().any(char::is_control)
+            IntegrationConfig::Lambda {
+                function,
+                arn,
+                endpoint_url,
+                timeout_ms,
+            } => {
+                match (function, arn) {
+                    (Some(_), Some(_)) | (None, None) => {
+                        issues.push(path, "give exactly one of `function` and `arn`");
+                    }
+                    (Some(function), None) => {
+                        if function.is_empty()
+                            || function.len() > 170
+                            || function.chars().any(char::is_control)
+                        {
+                            issues.push(
+                                &path.field("function"),
+                                "a function name is 1 to 170 characters, none a control character",
+                            );
+                        }
+                        if endpoint_url.is_some() || timeout_ms.is_some() {
+                            issues.push(
+                                path,
+                                "`endpoint_url` and `timeout_ms` are for a remote function (`arn`)",
+                            );
+                        }
+                    }
+                    (None, Some(arn)) => {
+                        if let Err(e) = super::invoke::FunctionArn::parse(arn) {
+                            issues.push(&path.field("arn"), e);
+                        }
+                    }
+                }
+                if let Some(e) = endpoint_url
+                    && !endpoint_ok(e)
                 {
                     issues.push(
-                        &path.field("function"),
-                        "a function name is 1 to 170 characters, none a control character",
+                        &path.field("endpoint_url"),
+                        "an endpoint is http:// or https:// and a host, with no path, query or user",
+                    );
+                }
+                if let Some(t) = timeout_ms
+                    && !(50..=300_000).contains(t)
+                {
+                    issues.push(
+                        &path.field("timeout_ms"),
+                        format!("must be 50 to 300000 (got {t})"),
                     );
                 }
             }
@@ -286,6 +351,18 @@ impl IntegrationConfig {
     }
 }
 
+/// Whether `url` is a scheme and an authority only (a trailing `/` allowed).
+fn endpoint_ok(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    matches!(uri.scheme_str(), Some("http" | "https"))
+        && uri.host().is_some_and(|h| !h.is_empty())
+        && uri.authority().is_some_and(|a| !a.as_str().contains('@'))
+        && matches!(uri.path(), "" | "/")
+        && uri.query().is_none()
+}
+
 /// Reports each parameter `url` names that the route does not have.
 fn url_params(
     url: &UrlTemplate,
@@ -341,12 +418,37 @@ pub(crate) fn per_endpoint<'a>(
 ) -> Option<crate::context::PerEndpoint<Integration>> {
     let mut clients = Clients::default();
     let table = crate::context::PerEndpoint::build(endpoints, |e| {
-        if let IntegrationConfig::Lambda { function } = &e.settings().integration {
-            let f = lambdas.functions.get(function)?;
+        if let IntegrationConfig::Lambda {
+            function,
+            arn,
+            endpoint_url,
+            timeout_ms,
+        } = &e.settings().integration
+        {
+            let (name, f) = match (function, arn) {
+                (Some(function), _) => (function, lambdas.functions.get(function)?.clone()),
+                (None, Some(arn)) => {
+                    let client = clients.get(&TlsConfig::default())?;
+                    let timeout = timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
+                    let invoker = super::invoke::Invoker::new(
+                        client,
+                        arn,
+                        endpoint_url.as_deref(),
+                        lambdas.credentials.clone(),
+                        timeout,
+                    )
+                    .ok()?;
+                    (
+                        arn,
+                        super::LambdaFunction::new(move |event| invoker.clone().invoke(event)),
+                    )
+                }
+                (None, None) => return None,
+            };
             return Some(Integration::Lambda(Box::new(
                 super::lambda::LambdaIntegration {
-                    name: std::sync::Arc::from(function.as_str()),
-                    function: f.clone(),
+                    name: std::sync::Arc::from(name.as_str()),
+                    function: f,
                     binary: e.settings().binary_media_types.clone(),
                     trusted: lambdas.trusted.clone(),
                     responses: responses.clone(),
@@ -367,4 +469,7 @@ pub(crate) struct Lambdas<'a> {
     pub(crate) trusted: std::sync::Arc<[ipnet::IpNet]>,
     pub(crate) limits: crate::body::BodyLimits,
     pub(crate) api: std::sync::Arc<str>,
+    /// What remote functions sign with: the builder's, else the
+    /// environment's.
+    pub(crate) credentials: Option<std::sync::Arc<super::AwsCredentials>>,
 }

@@ -21,6 +21,7 @@ use http::header::{CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, Request, Response, StatusCode};
 use ipnet::IpNet;
 
+use super::invoke::InvokeError;
 use crate::auth::authorizer::AuthorizerContext;
 use crate::body::{Body, BodyLimits, BoxError, read_bounded};
 use crate::context::RequestContext;
@@ -107,7 +108,17 @@ impl LambdaIntegration {
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => {
                 tracing::warn!(function = %self.name, error = %e, "Lambda function failed");
-                return self.bad_gateway();
+                return match e.downcast_ref::<InvokeError>() {
+                    Some(InvokeError::Timeout) => self
+                        .responses
+                        .respond(GatewayResponseKind::IntegrationTimeout),
+                    Some(InvokeError::Throttled | InvokeError::Failed(_)) => {
+                        let mut res = self.bad_gateway();
+                        *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                        res
+                    }
+                    Some(InvokeError::Function(_)) | None => self.bad_gateway(),
+                };
             }
             Err(_) => {
                 tracing::error!(function = %self.name, "Lambda function panicked");

@@ -59,7 +59,10 @@
 //! | `mock` | `body` | | empty | |
 //! | `mock` | `status_from_template` | | `false` | true: the status is the `statusCode` of the body a request template wrote |
 //! | `http` | `method` | | the request's | a method (API Gateway's integration `httpMethod`) |
-//! | `lambda` | `function` | | | a name registered with `GatewayBuilder::lambda` (checked when the gateway is built); no `mapping` on the method |
+//! | `lambda` | `function` | | | a name registered with `GatewayBuilder::lambda` (checked when the gateway is built); no `mapping` on the method; exactly one of `function` and `arn` |
+//! | `lambda` | `arn` | | | `arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`, a remote function ([below](#remote-lambda-functions)) |
+//! | `lambda` | `endpoint_url` | | `https://lambda.REGION.amazonaws.com` | with `arn`: `http://` or `https://` and a host, no path |
+//! | `lambda` | `timeout_ms` | milliseconds | `29000` | with `arn`: 50 to 300000, the whole answer |
 //!
 //! API Gateway's integration timeout is 50 ms to 29 s ([`limits`](https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html)); tollgate
 //! takes the same default and allows up to 300 s.
@@ -155,9 +158,52 @@
 //! # }
 //! ```
 
+//! # Remote Lambda functions
+//!
+//! `integration: { type: lambda, arn: arn:aws:lambda:REGION:ACCOUNT:function:NAME }`
+//! sends the same event to Lambda's [`Invoke`](https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html)
+//! API (`POST /2015-03-31/functions/ARN/invocations`,
+//! `X-Amz-Invocation-Type: RequestResponse`), signed with SigV4 for
+//! service `lambda` in the ARN's region by AWS's own signer (`aws-sigv4`),
+//! with the credentials given to
+//! [`GatewayBuilder::aws_credentials`](crate::gateway::GatewayBuilder::aws_credentials)
+//! or else those in `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+//! `AWS_SESSION_TOKEN` when the gateway is built (no profile files,
+//! instance roles or web identity: the SDK chain's first link only). The
+//! payload is read as a proxy response, as for an in-process function.
+//! `endpoint_url` points the calls elsewhere (a local emulator, a VPC
+//! endpoint, a test server). Failures are answered as API Gateway answers
+//! its clients:
+//!
+//! | the call | answer |
+//! |---|---|
+//! | 200 with `X-Amz-Function-Error` (the function threw), or a payload that is not a proxy response | 502 `{"message": "Internal server error"}` |
+//! | 429 `TooManyRequestsException` (the function is throttled) | 500 `{"message": "Internal server error"}`, as API Gateway maps Lambda's 429 |
+//! | another status (no such function, a refused signature, Lambda's own faults), a failed connection, no credentials | 500 `{"message": "Internal server error"}` |
+//! | no whole answer within `timeout_ms` | 504 `{"message": "Endpoint request timed out"}` |
+//!
+//! The reason is logged at `warn`; no message carries a credential. The
+//! answers are the `INTEGRATION_FAILURE` and `INTEGRATION_TIMEOUT` gateway
+//! responses, so `responses` can change their bodies. An OpenAPI
+//! `aws_proxy` integration whose URI names a function ARN imports as a
+//! remote function unless the function is registered in process
+//! ([`ImportOptions::functions`](crate::openapi::ImportOptions::functions)).
+//!
+//! ```yaml
+//! stages:
+//!   prod:
+//!     methods:
+//!       /orders/POST:
+//!         integration:
+//!           type: lambda
+//!           arn: arn:aws:lambda:eu-west-1:123456789012:function:orders
+//!           timeout_ms: 10000
+//! ```
+
 mod config;
 mod dispatch;
 mod http;
+mod invoke;
 mod lambda;
 mod mock;
 mod tls;
@@ -169,6 +215,8 @@ pub(crate) use self::dispatch::Integration;
 pub use self::dispatch::{Integrations, ResponseFuture};
 pub(crate) use self::http::new_client;
 pub use self::http::{DEFAULT_TIMEOUT, HttpIntegration, UrlTemplateError};
+pub use self::invoke::AwsCredentials;
+pub(crate) use self::invoke::function_region;
 pub use self::lambda::{LambdaFunction, LambdaResult};
 pub use self::mock::MockIntegration;
 pub(crate) use self::tls::{HttpClient, chain as error_chain, client as tls_client};

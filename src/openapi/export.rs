@@ -514,13 +514,33 @@ fn integration(m: &StageMethod, method: &str, lossy: &mut bool) -> Option<Value>
         // API Gateway's Lambda proxy: an aws_proxy to the function's ARN
         // (its region and account are not known here: placeholders the
         // import reads the name back from).
-        IntegrationConfig::Lambda { function } => {
-            return Some(json!({
+        IntegrationConfig::Lambda {
+            function,
+            arn,
+            timeout_ms,
+            ..
+        } => {
+            let (region, arn) = match (function, arn) {
+                (Some(f), _) => (
+                    "us-east-1".to_owned(),
+                    format!("arn:aws:lambda:us-east-1:000000000000:function:{f}"),
+                ),
+                (None, Some(a)) => (
+                    crate::integration::function_region(a).unwrap_or_else(|| "us-east-1".into()),
+                    a.clone(),
+                ),
+                (None, None) => return None,
+            };
+            let mut i = json!({
                 "type": "aws_proxy",
                 "httpMethod": "POST",
-                "uri": format!("arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:000000000000:function:{function}/invocations"),
+                "uri": format!("arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations"),
                 "passthroughBehavior": "when_no_match",
-            }));
+            });
+            if let Some(t) = timeout_ms {
+                i["timeoutInMillis"] = json!(t);
+            }
+            return Some(i);
         }
         IntegrationConfig::Http {
             url,

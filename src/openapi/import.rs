@@ -43,7 +43,9 @@ pub struct ImportOptions {
     /// The Lambda functions registered with
     /// [`GatewayBuilder::lambda`](crate::gateway::GatewayBuilder::lambda),
     /// by name: an `aws_proxy` integration whose ARN names one becomes
-    /// `integration: { type: lambda, function: NAME }`. Default none.
+    /// `integration: { type: lambda, function: NAME }`; one naming any other
+    /// function becomes `integration: { type: lambda, arn: ARN }`, invoked
+    /// remotely. Default none.
     pub functions: std::collections::BTreeSet<String>,
     /// Refuse the document when there is any warning.
     pub fail_on_warnings: bool,
@@ -1046,13 +1048,23 @@ fn integration(
             );
             return;
         }
+        // A Lambda proxy to any other function: invoked remotely.
+        "aws_proxy" if lambda_arn(i.get("uri")).is_some() => {
+            let arn = lambda_arn(i.get("uri")).unwrap_or_default();
+            let mut l = json!({ "type": "lambda", "arn": arn });
+            if let Some(t) = i.get("timeoutInMillis").and_then(Value::as_u64) {
+                l["timeout_ms"] = json!(t);
+            }
+            s.insert("integration".into(), l);
+            return;
+        }
         "aws" | "aws_proxy" => {
             let why = match lambda_function(i.get("uri")) {
                 Some(f) if kind == "aws_proxy" => format!(
-                    "the Lambda function `{f}` is not registered (ImportOptions::functions, GatewayBuilder::lambda), and remote functions are not called yet; the method is served by the wrapped service"
+                    "the Lambda function `{f}` is neither registered (ImportOptions::functions, GatewayBuilder::lambda) nor named by a full function ARN; the method is served by the wrapped service"
                 ),
                 _ => format!(
-                    "`{kind}` integrations (remote Lambda, AWS services) are not supported yet; the method is served by the wrapped service"
+                    "`{kind}` integrations (non-proxy Lambda, AWS services) are not supported yet; the method is served by the wrapped service"
                 ),
             };
             w.push(&format!("{ipath}.type"), why);
@@ -1785,6 +1797,18 @@ struct Known<'a> {
 
 /// The function a Lambda ARN in an integration `uri` names:
 /// `arn:aws:apigateway:REGION:lambda:path/2015-03-31/functions/arn:aws:lambda:REGION:ACCOUNT:function:NAME[:ALIAS]/invocations`.
+/// The function ARN of a Lambda integration's `uri`
+/// (`arn:aws:apigateway:REGION:lambda:path/2015-03-31/functions/ARN/invocations`),
+/// when it is a whole ARN tollgate can invoke (no stage variable in it).
+fn lambda_arn(uri: Option<&Value>) -> Option<&str> {
+    let uri = uri?.as_str()?;
+    let arn = uri
+        .split_once(":lambda:path/2015-03-31/functions/")?
+        .1
+        .strip_suffix("/invocations")?;
+    crate::integration::function_region(arn).map(|_| arn)
+}
+
 fn lambda_function(uri: Option<&Value>) -> Option<&str> {
     let uri = uri?.as_str()?;
     let rest = uri.split_once(":function:")?.1;

@@ -78,7 +78,9 @@
 //!   extension cannot say whole;
 //! - `type: aws_proxy` to a Lambda function named in
 //!   [`ImportOptions::functions`] (registered with the builder) as a Lambda
-//!   proxy integration in process.
+//!   proxy integration in process; to any other function ARN as a remote
+//!   Lambda integration (`integration: { type: lambda, arn }`, with the
+//!   extension's `timeoutInMillis`).
 //!
 //! A method without `x-amazon-apigateway-integration` is served by the
 //! service the gateway wraps (tollgate's `integration: service`). As in
@@ -86,8 +88,8 @@
 //! stage of the config the document's methods.
 //!
 //! Everything else API Gateway would honour and tollgate does not yet
-//! (`aws` integrations, `aws_proxy` to a function not registered, VPC
-//! links, resource policy
+//! (`aws` integrations, `aws_proxy` whose function a stage variable names,
+//! VPC links, resource policy
 //! statements beyond source addresses, `x-amazon-apigateway-cors`, which
 //! belongs to HTTP APIs) is an [`ImportWarning`] with its JSON path, never
 //! a silent drop; `fail_on_warnings` makes any warning an error. The

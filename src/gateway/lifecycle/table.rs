@@ -37,6 +37,7 @@ pub(in crate::gateway) struct Parts {
     pub(in crate::gateway) credential_store: Option<Arc<dyn CredentialStore>>,
     pub(in crate::gateway) authorizers: HashMap<String, Arc<dyn Authorizer>>,
     pub(in crate::gateway) lambdas: HashMap<String, crate::integration::LambdaFunction>,
+    pub(in crate::gateway) aws_credentials: Option<Arc<crate::integration::AwsCredentials>>,
     pub(in crate::gateway) reporters: Vec<Reporter>,
     pub(in crate::gateway) aggregate: Option<Arc<dyn UsageCounts>>,
     pub(in crate::gateway) cache_tier: Option<CacheTier>,
@@ -383,6 +384,7 @@ impl Parts {
         b.credential_store = self.credential_store.clone();
         b.authorizers = self.authorizers.clone();
         b.lambdas = self.lambdas.clone();
+        b.aws_credentials = self.aws_credentials.clone();
         b.reporters = self.reporters.clone();
         b.aggregate = self.aggregate.clone();
         b
