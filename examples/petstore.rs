@@ -13,7 +13,9 @@
 //! Each request is logged on stdout in API Gateway's CLF-like access log
 //! format (`--quiet` to stop it); `--metrics-listen ADDR` serves Prometheus
 //! metrics (API Gateway's CloudWatch names, prefixed `apigateway_`) at
-//! `http://ADDR/metrics`. Ctrl-C delivers every queued usage event, then exits.
+//! `http://ADDR/metrics`; `--emf PATH` appends the same metrics as CloudWatch
+//! Embedded Metric Format lines (namespace `petstore`) to PATH, `-` for
+//! stdout. Ctrl-C delivers every queued usage event, then exits.
 //! `RUST_LOG=debug` prints each layer's decision (and why) on stderr.
 //! `--check` validates the config and exits (0 valid, 1 not, each problem
 //! on stderr with its path). `--watch` serves the config through a
@@ -31,7 +33,7 @@ use tokio::net::TcpListener;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tollgate::Gateway;
-use tollgate::usage::{AccessLogSink, CLF, MetricsSink, Reporter};
+use tollgate::usage::{AccessLogSink, CLF, EmfSink, MetricsSink, Reporter};
 
 #[tokio::main]
 async fn main() {
@@ -146,8 +148,8 @@ async fn main() {
             }
         }
     }
-    // Usage: one access log line per request on stdout, and Prometheus
-    // metrics with --metrics-listen.
+    // Usage: one access log line per request on stdout, Prometheus metrics
+    // with --metrics-listen, EMF lines with --emf.
     let mut reporters = Vec::new();
     if !opts.bare {
         if !opts.quiet {
@@ -165,6 +167,19 @@ async fn main() {
             // Prometheus names may not start with a digit: `apigateway_4XXError`.
             let sink = MetricsSink::new().prefix("apigateway_");
             reporters.push(Reporter::new(Arc::new(sink)));
+        }
+        // CloudWatch Embedded Metric Format, for the CloudWatch agent or a
+        // container's log pipeline.
+        if let Some(path) = &opts.emf {
+            let sink = if path.as_os_str() == "-" {
+                EmfSink::stdout()
+            } else {
+                EmfSink::file(path).unwrap_or_else(|e| {
+                    eprintln!("--emf {}: {e}", path.display());
+                    std::process::exit(1);
+                })
+            };
+            reporters.push(Reporter::new(Arc::new(sink.namespace("petstore"))));
         }
     }
     // `--admin-listen`: the usage page's figures, from every request.

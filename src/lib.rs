@@ -90,6 +90,7 @@ pub mod route;
 pub mod secret;
 mod slab;
 pub mod store;
+pub mod threescale;
 pub mod throttle;
 mod ttl_cache;
 pub mod usage;

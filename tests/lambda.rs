@@ -276,7 +276,9 @@ async fn an_openapi_aws_proxy_naming_a_registered_function_calls_it() {
     let remote = serde_json::to_value(&imported.config).unwrap();
     let remote = remote.to_string();
     assert!(
-        remote.contains(r#""arn":"arn:aws:lambda:us-east-1:123456789012:function:SimpleLambda4ProxyResource""#),
+        remote.contains(
+            r#""arn":"arn:aws:lambda:us-east-1:123456789012:function:SimpleLambda4ProxyResource""#
+        ),
         "{remote}"
     );
     // A URI whose function a stage variable names cannot be invoked: a

@@ -39,12 +39,9 @@ sigv4: { region: eu-west-1, service: lambda }
 /// ARN: `echo` answers the event it got (and who signed), `throws` fails as
 /// a function that raised, `throttled` as Lambda at its concurrency limit,
 /// `slow` too late, `garbled` with a payload that is not a proxy response.
-fn functions() -> impl tower::Service<
-    Request<Body>,
-    Response = Response<Body>,
-    Error = Infallible,
-    Future: Send,
-> + Clone
+fn functions()
+-> impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
++ Clone
 + Send
 + 'static {
     service_fn(|req: Request<Body>| async move {
@@ -62,7 +59,13 @@ fn functions() -> impl tower::Service<
         let path = req.uri().path().to_owned();
         let body = req.into_body().collect().await.unwrap().to_bytes();
         let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let name = path.rsplit("%3A").next().unwrap_or("").split('/').next().unwrap_or("");
+        let name = path
+            .rsplit("%3A")
+            .next()
+            .unwrap_or("")
+            .split('/')
+            .next()
+            .unwrap_or("");
         let json = |status: u16, v: Value| {
             Response::builder()
                 .status(status)
@@ -136,12 +139,9 @@ fn gateway(endpoint: &str, secret: &str) -> Gateway {
         .unwrap()
 }
 
-fn inner() -> impl tower::Service<
-    Request<Body>,
-    Response = Response<Body>,
-    Error = Infallible,
-    Future: Send,
-> + Clone
+fn inner()
+-> impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
++ Clone
 + Send
 + 'static {
     service_fn(|_req: Request<Body>| async {
@@ -167,8 +167,16 @@ async fn a_signed_invocation_carries_the_event_and_its_answer_is_the_response() 
         post("/prod/echo?q=1&q=2", r#"{"pet":"dog"}"#),
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(headers["x-signer"], "invoker", "the verifier saw our signature");
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(
+        headers["x-signer"], "invoker",
+        "the verifier saw our signature"
+    );
     assert_eq!(headers["x-invocation"], "RequestResponse");
     let answer = json_of(&body);
     assert_eq!(
@@ -232,24 +240,44 @@ fn config_mistakes_are_refused() {
         "{{ type: lambda, function: f, arn: \"{}\" }}",
         arn("f")
     ));
-    assert!(both.iter().any(|i| i.contains("exactly one of `function` and `arn`")), "{both:?}");
+    assert!(
+        both.iter()
+            .any(|i| i.contains("exactly one of `function` and `arn`")),
+        "{both:?}"
+    );
     let neither = issues("{ type: lambda }");
-    assert!(neither.iter().any(|i| i.contains("exactly one")), "{neither:?}");
+    assert!(
+        neither.iter().any(|i| i.contains("exactly one")),
+        "{neither:?}"
+    );
     let bad_arn = issues("{ type: lambda, arn: \"arn:aws:lambda:eu-west-1:12:function:f\" }");
-    assert!(bad_arn.iter().any(|i| i.contains(".arn: a function ARN is")), "{bad_arn:?}");
+    assert!(
+        bad_arn
+            .iter()
+            .any(|i| i.contains(".arn: a function ARN is")),
+        "{bad_arn:?}"
+    );
     let bad_endpoint = issues(&format!(
         "{{ type: lambda, arn: \"{}\", endpoint_url: \"ftp://x/y\" }}",
         arn("f")
     ));
-    assert!(bad_endpoint.iter().any(|i| i.contains(".endpoint_url:")), "{bad_endpoint:?}");
+    assert!(
+        bad_endpoint.iter().any(|i| i.contains(".endpoint_url:")),
+        "{bad_endpoint:?}"
+    );
     let timeout = issues(&format!(
         "{{ type: lambda, arn: \"{}\", timeout_ms: 10 }}",
         arn("f")
     ));
-    assert!(timeout.iter().any(|i| i.contains("must be 50 to 300000")), "{timeout:?}");
+    assert!(
+        timeout.iter().any(|i| i.contains("must be 50 to 300000")),
+        "{timeout:?}"
+    );
     let local_with_endpoint = issues("{ type: lambda, function: f, endpoint_url: \"http://x\" }");
     assert!(
-        local_with_endpoint.iter().any(|i| i.contains("are for a remote function")),
+        local_with_endpoint
+            .iter()
+            .any(|i| i.contains("are for a remote function")),
         "{local_with_endpoint:?}"
     );
 }
@@ -279,7 +307,11 @@ fn credentials_come_from_the_environment() {
     let exe = std::env::current_exe().unwrap();
     for (secret, ok) in [(SECRET, true), ("wrong", false)] {
         let out = std::process::Command::new(&exe)
-            .args(["--exact", "credentials_come_from_the_environment", "--nocapture"])
+            .args([
+                "--exact",
+                "credentials_come_from_the_environment",
+                "--nocapture",
+            ])
             .env("TOLLGATE_LAMBDA_ENV_CHILD", "1")
             .env("AWS_ACCESS_KEY_ID", AKID)
             .env("AWS_SECRET_ACCESS_KEY", secret)

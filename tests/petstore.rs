@@ -972,3 +972,24 @@ async fn import_of_the_petstores_export_serves_the_same_responses() {
         }
     }
 }
+
+#[test]
+fn the_emf_flag_takes_a_path_or_a_dash() {
+    let parse = |args: &[&str]| petstore::Options::parse(args.iter().map(|a| (*a).to_owned()));
+    let o = parse(&["--emf", "/tmp/metrics.emf"]).unwrap();
+    assert_eq!(
+        o.emf.as_deref(),
+        Some(std::path::Path::new("/tmp/metrics.emf"))
+    );
+    assert_eq!(
+        parse(&["--emf", "-"]).unwrap().emf.as_deref(),
+        Some(std::path::Path::new("-"))
+    );
+    assert!(parse(&[]).unwrap().emf.is_none());
+    assert!(
+        parse(&["--emf"])
+            .unwrap_err()
+            .contains("--emf needs a path")
+    );
+    assert!(petstore::Options::USAGE.contains("--emf PATH"));
+}

@@ -21,8 +21,8 @@ use tollgate::auth::authorizer::{AuthorizerRequest, Verdict};
 use tollgate::cache::CacheStatus;
 use tollgate::throttle::ClientAddr;
 use tollgate::usage::{
-    AccessLogSink, AggregatingSink, HttpSink, MetricsSink, Outcome, Reporter, ReporterConfig,
-    SinkError, UsageEvent, UsageSink,
+    AccessLogSink, AggregatingSink, EmfSink, HttpSink, MetricsSink, Outcome, Reporter,
+    ReporterConfig, SinkError, UsageEvent, UsageSink,
 };
 use tollgate::{Body, Config, Gateway, GatewayResponseKind};
 use tower::{Service, ServiceExt, service_fn};
@@ -714,4 +714,155 @@ async fn a_reporter_dropped_everywhere_delivers_what_it_held_and_ends() {
     }
     assert_eq!(Arc::strong_count(&sink), 1, "the task ended");
     assert_eq!(sink.take().len(), 3, "after delivering what it held");
+}
+
+/// A writer the test reads back.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_emf_sink_writes_lines_whose_counts_add_up_to_the_requests_sent() {
+    let out = Shared::default();
+    let sink = Arc::new(
+        EmfSink::stdout()
+            .namespace("petstore")
+            .to_writer(out.clone()),
+    );
+    // Batches of 128, so the 230 requests make several flushes, and one
+    // dimension set gets more than 100 latencies in a batch.
+    let mut config = ReporterConfig::default();
+    config.batch_size = 128;
+    config.flush_interval = Duration::from_secs(3600);
+    let reporter = Reporter::with_config(sink, config);
+    let gw = gateway(reporter.clone());
+    let key = ("x-api-key", "key-0123456789abcdefghij");
+    // 180 to a cached method (1 miss, 179 hits), 30 to no route (404),
+    // 20 answered 503 by the backend.
+    let plan = [
+        ("/prod/pets", Some(key), 180),
+        ("/prod/nope", None, 30),
+        ("/prod/sick", None, 20),
+    ];
+    for (path, header, n) in plan {
+        for _ in 0..n {
+            let mut req = get(path);
+            if let Some((name, value)) = header {
+                req = req.header(name, value);
+            }
+            run(&gw, req.body(Body::empty()).unwrap()).await;
+        }
+    }
+    reporter.shutdown().await;
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+
+    let mut totals: BTreeMap<(String, String, String, String), [u64; 7]> = BTreeMap::new();
+    let mut lines = 0;
+    for line in text.lines() {
+        lines += 1;
+        let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        let root = doc.as_object().unwrap();
+        let aws = &doc["_aws"];
+        assert!(aws["Timestamp"].as_u64().is_some(), "{line}");
+        let directives = aws["CloudWatchMetrics"].as_array().unwrap();
+        assert_eq!(directives.len(), 1, "{line}");
+        let d = &directives[0];
+        assert_eq!(d["Namespace"], "petstore");
+        // Every dimension and metric a directive names is a member of the
+        // line, and every metric member is named by the directive.
+        for set in d["Dimensions"].as_array().unwrap() {
+            for name in set.as_array().unwrap() {
+                let v = &root[name.as_str().unwrap()];
+                assert!(v.is_string(), "dimension {name} in {line}");
+            }
+        }
+        let metrics = d["Metrics"].as_array().unwrap();
+        assert!(!metrics.is_empty(), "{line}");
+        for m in metrics {
+            let name = m["Name"].as_str().unwrap();
+            assert!(root.contains_key(name), "metric {name} missing in {line}");
+            let unit = m["Unit"].as_str().unwrap();
+            match name {
+                "Latency" | "IntegrationLatency" => {
+                    assert_eq!(unit, "Milliseconds");
+                    assert!(root[name].as_array().unwrap().len() <= 100, "{line}");
+                }
+                _ => assert_eq!(unit, "Count"),
+            }
+        }
+        let named: Vec<&str> = metrics
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        let dims = ["ApiName", "Stage", "Resource", "Method"];
+        for member in root.keys() {
+            assert!(
+                member == "_aws"
+                    || dims.contains(&member.as_str())
+                    || named.contains(&member.as_str()),
+                "{member} not named in {line}"
+            );
+        }
+        let key = (
+            root["ApiName"].as_str().unwrap().to_owned(),
+            root["Stage"].as_str().unwrap().to_owned(),
+            root["Resource"].as_str().unwrap().to_owned(),
+            root["Method"].as_str().unwrap().to_owned(),
+        );
+        let t = totals.entry(key).or_default();
+        for (i, name) in [
+            "Count",
+            "4XXError",
+            "5XXError",
+            "CacheHitCount",
+            "CacheMissCount",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            t[i] += root.get(name).map_or(0, |v| v.as_u64().unwrap());
+        }
+        t[5] += root
+            .get("Latency")
+            .map_or(0, |v| v.as_array().unwrap().len() as u64);
+        t[6] += root
+            .get("IntegrationLatency")
+            .map_or(0, |v| v.as_array().unwrap().len() as u64);
+    }
+    // More lines than dimension sets: several flushes, and a batch with
+    // more than 100 latencies for /pets split.
+    assert!(lines > 3, "{text}");
+    let at = |stage: &str, resource: &str| {
+        let k = (
+            "zoo".to_owned(),
+            stage.to_owned(),
+            resource.to_owned(),
+            "GET".to_owned(),
+        );
+        totals
+            .get(&k)
+            .copied()
+            .unwrap_or_else(|| panic!("no {resource}: {totals:?}"))
+    };
+    let pets = at("prod", "/pets");
+    assert_eq!(pets[..5], [180, 0, 0, 179, 1]);
+    assert_eq!(pets[5], 180, "one latency per request");
+    assert_eq!(pets[6], 1, "only the miss reached the integration");
+    let nope = at("-", "-");
+    assert_eq!(nope[..3], [30, 30, 0]);
+    assert_eq!(nope[5], 30);
+    let sick = at("prod", "/sick");
+    assert_eq!(sick[..3], [20, 0, 20]);
+    assert_eq!(sick[6], 20);
+    let sum: u64 = totals.values().map(|t| t[0]).sum();
+    assert_eq!(sum, 230, "every request counted once");
 }

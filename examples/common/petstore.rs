@@ -717,6 +717,9 @@ pub struct Options {
     pub bare: bool,
     pub upstream: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
+    /// `--emf PATH`: CloudWatch Embedded Metric Format lines appended to
+    /// PATH (`-` for stdout).
+    pub emf: Option<PathBuf>,
     pub quiet: bool,
     pub redis: Option<String>,
     pub check: bool,
@@ -734,14 +737,15 @@ pub struct Options {
 }
 
 impl Options {
-    pub const USAGE: &'static str =
-        "usage: petstore [--config PATH] [--listen ADDR] [--bare] [--upstream URL]\n\
+    pub const USAGE: &'static str = "usage: petstore [--config PATH] [--listen ADDR] [--bare] [--upstream URL]\n\
         \x20 --config PATH   gateway config (default examples/petstore.yaml)\n\
         \x20 --listen ADDR   address to listen on (default 127.0.0.1:8080)\n\
         \x20 --bare          serve the pet store with no gateway in front (for benchmarks)\n\
         \x20 --upstream URL  proxy to this base URL (the path after the stage appended,\n\
         \x20                 the query kept) instead of the in-memory store\n\
         \x20 --metrics-listen ADDR  serve Prometheus metrics at http://ADDR/metrics\n\
+        \x20 --emf PATH      append CloudWatch Embedded Metric Format lines (API Gateway's\n\
+        \x20                 metrics per stage, resource and method) to PATH; `-` is stdout\n\
         \x20 --admin-listen ADDR  serve API Gateway's management API (aws CLI, boto3 with\n\
         \x20                 --endpoint-url http://ADDR), signed with `management.credentials`\n\
         \x20 --quiet         no access log lines on stdout\n\
@@ -756,14 +760,10 @@ impl Options {
         \x20                 into the config (its routes and methods replace the\n\
         \x20                 config's; keys, plans and stage variables stay); every\n\
         \x20                 part not honoured is printed with its path\n\
-        \x20 --stage NAME    the stage the imported methods go on (default prod), and
-\
-        \x20                 the stage --export writes
-\
-        \x20 --export TYPE   print the stage as OpenAPI (`oas30` or `swagger`) with API
-\
-        \x20                 Gateway's extensions, JSON (YAML with --yaml), and exit
-\
+        \x20 --stage NAME    the stage the imported methods go on (default prod), and\n\
+        \x20                 the stage --export writes\n\
+        \x20 --export TYPE   print the stage as OpenAPI (`oas30` or `swagger`) with API\n\
+        \x20                 Gateway's extensions, JSON (YAML with --yaml), and exit\n\
         \x20 --yaml          --export writes YAML";
 
     pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
@@ -776,6 +776,7 @@ impl Options {
             bare: false,
             upstream: None,
             metrics_listen: None,
+            emf: None,
             quiet: false,
             redis: None,
             check: false,
@@ -809,6 +810,7 @@ impl Options {
                     opts.admin_listen =
                         Some(v.parse().map_err(|e| format!("--admin-listen {v}: {e}"))?);
                 }
+                "--emf" => opts.emf = Some(args.next().ok_or("--emf needs a path")?.into()),
                 "--quiet" => opts.quiet = true,
                 "--check" => opts.check = true,
                 "--watch" => opts.watch = true,

@@ -147,6 +147,24 @@ pub struct Verdict {
     pub context: BTreeMap<String, String>,
     /// The API key to meter the caller with (API Gateway's `usageIdentifierKey`).
     pub usage_identifier_key: Option<Secret>,
+    /// How a deny is answered: `None` is 403 `ACCESS_DENIED`, as API
+    /// Gateway answers an authorizer's `Deny`. See [`Verdict::refuse`].
+    pub refusal: Option<Refusal>,
+}
+
+/// A deny answered with another gateway response than `ACCESS_DENIED`:
+/// an authorizer that knows the key is unknown, or that the caller is over
+/// a limit kept elsewhere (3scale's, say), answers as API Gateway's own key
+/// and limit checks do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Refusal {
+    /// The gateway response (its status, headers and template apply).
+    pub kind: GatewayResponseKind,
+    /// The message instead of the kind's default, unless the config
+    /// overrides the kind's message. At most 256 characters are used;
+    /// control characters are dropped.
+    pub message: Option<String>,
 }
 
 impl fmt::Debug for Verdict {
@@ -156,6 +174,7 @@ impl fmt::Debug for Verdict {
             .field("principal_id", &self.principal_id)
             .field("context", &self.context)
             .field("usage_identifier_key", &self.usage_identifier_key)
+            .field("refusal", &self.refusal)
             .finish()
     }
 }
@@ -168,6 +187,7 @@ impl Verdict {
             principal_id: principal_id.into(),
             context: BTreeMap::new(),
             usage_identifier_key: None,
+            refusal: None,
         }
     }
 
@@ -176,6 +196,20 @@ impl Verdict {
         Self {
             allow: false,
             ..Self::allow(principal_id)
+        }
+    }
+
+    /// Deny `principal_id`, answered with the gateway response `kind`
+    /// (`INVALID_API_KEY`, `QUOTA_EXCEEDED`, ...) and, if given, `message`
+    /// instead of its default one.
+    pub fn refuse(
+        principal_id: impl Into<String>,
+        kind: GatewayResponseKind,
+        message: Option<String>,
+    ) -> Self {
+        Self {
+            refusal: Some(Refusal { kind, message }),
+            ..Self::deny(principal_id)
         }
     }
 
@@ -233,6 +267,24 @@ impl Verdict {
 pub trait Authorizer: Send + Sync + 'static {
     /// The verdict for `request`. An error follows the authorizer's fail mode.
     async fn authorize(&self, request: AuthorizerRequest) -> Result<Verdict, StoreError>;
+
+    /// Told of each request that an allowing verdict from the cache let
+    /// through, without a call to [`authorize`](Self::authorize) (also a
+    /// request that waited on another's call for the same identity). The
+    /// default does nothing; an authorizer that meters calls, as 3scale's
+    /// `authrep` does, counts them here so caching loses no count. Called
+    /// on the request path: it must not block.
+    fn cached(&self, request: &AuthorizerRequest, verdict: &Verdict) {
+        let _ = (request, verdict);
+    }
+
+    /// Delivers whatever the authorizer holds back (counts of
+    /// [`cached`](Self::cached) requests not yet reported);
+    /// [`Gateway::shutdown_reporters`](crate::Gateway::shutdown_reporters)
+    /// calls it. The default does nothing.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -262,6 +314,9 @@ pub(crate) struct Configured {
     pub(crate) sources: Vec<String>,
     pub(crate) cache: Option<TtlCache<String, Arc<Verdict>>>,
     pub(crate) fail_mode: FailMode,
+    /// Verdicts are cached per identity and method (3scale's depend on the
+    /// method's metric), not per identity alone.
+    pub(crate) per_method: bool,
 }
 
 impl Configured {
@@ -279,6 +334,7 @@ impl Configured {
             sources,
             cache,
             fail_mode,
+            per_method: false,
         }
     }
 }
@@ -323,6 +379,16 @@ impl AuthorizerLayer {
     /// How many authorizer calls failed.
     pub fn failures(&self) -> u64 {
         self.shared.failures.load(Ordering::Relaxed)
+    }
+
+    /// Calls every authorizer's [`Authorizer::flush`]; a failure is logged
+    /// (`tollgate::auth`, warn) and the others still run.
+    pub async fn flush(&self) {
+        for (name, c) in &self.shared.authorizers {
+            if let Err(e) = c.authorizer.flush().await {
+                tracing::warn!(error = %e, authorizer = &**name, "authorizer flush failed");
+            }
+        }
     }
 }
 
@@ -400,6 +466,28 @@ impl Shared {
         gate::Decision::Reject(Box::new(self.responses.respond(kind)))
     }
 
+    /// An authorizer's own refusal: its kind, its message cleaned and
+    /// bounded.
+    fn refuse_as(&self, refusal: &Refusal) -> Decision {
+        let Some(message) = &refusal.message else {
+            return self.refuse(refusal.kind);
+        };
+        tracing::debug!(
+            layer = "authorizer",
+            decision = "reject",
+            kind = refusal.kind.as_str(),
+            "authorizer refused"
+        );
+        let clean: String = message
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(256)
+            .collect();
+        gate::Decision::Reject(Box::new(
+            self.responses.respond_with_message(refusal.kind, &clean),
+        ))
+    }
+
     async fn decide(&self, name: &str, mut req: Request<Body>) -> (Decision, Request<Body>) {
         let Some(configured) = self.authorizers.get(name) else {
             // Validation and the builder make sure every named authorizer exists.
@@ -441,17 +529,31 @@ impl Shared {
                     key.push_str(v);
                     key.push('\u{0}');
                 }
+                if configured.per_method {
+                    key.push_str(&request.resource);
+                    key.push('\u{0}');
+                    key.push_str(&request.method);
+                }
+                let called = std::sync::atomic::AtomicBool::new(false);
                 let call = async {
+                    called.store(true, Ordering::Relaxed);
                     configured
                         .authorizer
                         .authorize(request.clone())
                         .await
                         .map(|v| Some(Arc::new(v)))
                 };
-                cache
+                let verdict = cache
                     .get_or_fetch(key, call)
                     .await
-                    .and_then(|v| v.ok_or_else(|| StoreError::unavailable("no verdict")))
+                    .and_then(|v| v.ok_or_else(|| StoreError::unavailable("no verdict")));
+                if let Ok(v) = &verdict
+                    && v.allow
+                    && !called.load(Ordering::Relaxed)
+                {
+                    configured.authorizer.cached(&request, v);
+                }
+                verdict
             }
             None => configured.authorizer.authorize(request).await.map(Arc::new),
         };
@@ -470,7 +572,10 @@ impl Shared {
             }
         };
         if !verdict.allow {
-            return (self.refuse(GatewayResponseKind::AccessDenied), req);
+            return match &verdict.refusal {
+                None => (self.refuse(GatewayResponseKind::AccessDenied), req),
+                Some(r) => (self.refuse_as(r), req),
+            };
         }
         let context = AuthorizerContext {
             principal_id: verdict.principal_id.clone(),

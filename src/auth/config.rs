@@ -12,6 +12,7 @@ use crate::config::{ConfigError, ConfigErrorKind, ConfigIssue, Issues, Merged, P
 use crate::response::GatewayResponses;
 
 use crate::store::FailMode;
+use crate::threescale::{ThreeScaleAuthorizer, ThreeScaleConfig};
 
 /// A custom authorizer: where its identity comes from and how long its
 /// verdicts are cached.
@@ -20,6 +21,7 @@ use crate::store::FailMode;
 pub struct AuthorizerConfig {
     /// `header.NAME`, `querystring.NAME` or `stageVariables.NAME`; every one
     /// must be present, or the request gets 401 without a call.
+    #[serde(default)]
     pub identity_sources: Vec<String>,
     /// Seconds a verdict is cached per identity, `0 ..= 3600`; 0 turns
     /// caching off. Default 300.
@@ -28,6 +30,11 @@ pub struct AuthorizerConfig {
     /// What an authorizer error does. Default `closed` (503).
     #[serde(default)]
     pub fail_mode: Option<FailMode>,
+    /// A `threescale` authorizer: 3scale decides, no implementation is
+    /// registered ([`threescale`](crate::threescale)). Its
+    /// `identity_sources` may then be left out.
+    #[serde(default, skip_serializing)]
+    pub threescale: Option<ThreeScaleConfig>,
 }
 
 /// How callers of a method are authorized.
@@ -58,7 +65,10 @@ pub(crate) fn check_authorizers(
     let root = PathBuf::root().field("authorizers");
     for (name, a) in authorizers {
         let path = root.field(name);
-        if a.identity_sources.is_empty() {
+        if let Some(t) = &a.threescale {
+            t.check(&path.field("threescale"), &a.identity_sources, issues);
+        }
+        if a.identity_sources.is_empty() && a.threescale.is_none() {
             issues.push(
                 &path.field("identity_sources"),
                 "at least one identity source is required",
@@ -140,6 +150,29 @@ pub(crate) fn layer(
     let mut configured = HashMap::new();
     let mut missing = Vec::new();
     for (name, a) in config {
+        let ttl = Duration::from_secs(u64::from(a.ttl.unwrap_or(DEFAULT_TTL)));
+        let fail_mode = a.fail_mode.unwrap_or(FailMode::Closed);
+        if let Some(t) = &a.threescale {
+            let at = PathBuf::root().field("authorizers").field(name);
+            if implementations.contains_key(name) {
+                missing.push(ConfigIssue::new(
+                    at.as_str(),
+                    "has a `threescale` section; no implementation may be registered for it",
+                ));
+                continue;
+            }
+            match ThreeScaleAuthorizer::new(t, &a.identity_sources) {
+                Ok(imp) => {
+                    let sources = imp.sources().to_vec();
+                    let mut c =
+                        Configured::new(Arc::new(imp), sources, ttl, fail_mode, clock.clone());
+                    c.per_method = true;
+                    configured.insert(Arc::<str>::from(name.as_str()), c);
+                }
+                Err(e) => missing.push(ConfigIssue::new(at.field("threescale").as_str(), e)),
+            }
+            continue;
+        }
         let Some(imp) = implementations.get(name) else {
             missing.push(ConfigIssue::new(
                 PathBuf::root().field("authorizers").field(name).as_str(),
@@ -150,8 +183,8 @@ pub(crate) fn layer(
         let c = Configured::new(
             imp.clone(),
             a.identity_sources.clone(),
-            Duration::from_secs(u64::from(a.ttl.unwrap_or(DEFAULT_TTL))),
-            a.fail_mode.unwrap_or(FailMode::Closed),
+            ttl,
+            fail_mode,
             clock.clone(),
         );
         configured.insert(Arc::<str>::from(name.as_str()), c);

@@ -345,21 +345,18 @@ impl GatewayBuilder {
                 integration::IntegrationConfig::Lambda {
                     function: Some(function),
                     ..
-                } if !self.lambdas.contains_key(function) =>
-                {
-                    Some(crate::config::ConfigIssue::new(
-                        format!(
-                            "stages.{}.methods.\"{}/{}\".integration.function",
-                            e.stage(),
-                            e.resource(),
-                            e.method().map_or("ANY", |m| m.as_str())
-                        ),
-                        format!(
-                            "no Lambda function `{}` is registered (GatewayBuilder::lambda)",
-                            function.escape_debug()
-                        ),
-                    ))
-                }
+                } if !self.lambdas.contains_key(function) => Some(crate::config::ConfigIssue::new(
+                    format!(
+                        "stages.{}.methods.\"{}/{}\".integration.function",
+                        e.stage(),
+                        e.resource(),
+                        e.method().map_or("ANY", |m| m.as_str())
+                    ),
+                    format!(
+                        "no Lambda function `{}` is registered (GatewayBuilder::lambda)",
+                        function.escape_debug()
+                    ),
+                )),
                 _ => None,
             })
             .collect();

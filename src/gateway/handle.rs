@@ -207,7 +207,11 @@ impl Gateway {
 
     /// Shuts every usage reporter down: each delivers what it has queued
     /// before this returns (see [`Reporter::shutdown`](crate::usage::Reporter::shutdown)). Call it on the way out.
+    /// Authorizers deliver what they hold back first
+    /// ([`Authorizer::flush`](crate::auth::authorizer::Authorizer::flush):
+    /// a `threescale` authorizer's counts of cached calls).
     pub async fn shutdown_reporters(&self) {
+        self.shared.authorizers.flush().await;
         for r in self.shared.usage.reporters() {
             r.shutdown().await;
         }
@@ -216,6 +220,11 @@ impl Gateway {
     /// Creates, replaces and deletes usage plans while the gateway serves.
     pub fn plans(&self) -> &PlanManager {
         &self.shared.plans
+    }
+
+    /// The authorizer layer the gateway applies (for its failure count).
+    pub fn authorizers(&self) -> &AuthorizerLayer {
+        &self.shared.authorizers
     }
 
     /// The API key layer the gateway applies (for its store error count).

@@ -352,7 +352,7 @@ impl IntegrationConfig {
 }
 
 /// Whether `url` is a scheme and an authority only (a trailing `/` allowed).
-fn endpoint_ok(url: &str) -> bool {
+pub(crate) fn endpoint_ok(url: &str) -> bool {
     let Ok(uri) = url.parse::<http::Uri>() else {
         return false;
     };

@@ -102,8 +102,7 @@ pub(crate) struct FunctionArn {
 impl FunctionArn {
     /// Parses `arn`; the message says what is wrong.
     pub(crate) fn parse(arn: &str) -> Result<Self, &'static str> {
-        const SHAPE: &str =
-            "a function ARN is arn:aws:lambda:REGION:ACCOUNT:function:NAME, with an optional :QUALIFIER";
+        const SHAPE: &str = "a function ARN is arn:aws:lambda:REGION:ACCOUNT:function:NAME, with an optional :QUALIFIER";
         let parts: Vec<&str> = arn.split(':').collect();
         let [
             "arn",
@@ -292,10 +291,7 @@ impl Invoker {
         let identity = aws_credential_types::Credentials::new(
             creds.access_key_id.clone(),
             creds.secret_access_key.expose().to_owned(),
-            creds
-                .session_token
-                .as_ref()
-                .map(|t| t.expose().to_owned()),
+            creds.session_token.as_ref().map(|t| t.expose().to_owned()),
             None,
             "tollgate",
         )
@@ -343,7 +339,9 @@ mod tests {
         let ok = FunctionArn::parse("arn:aws:lambda:eu-west-1:123456789012:function:echo").unwrap();
         assert_eq!(ok.region, "eu-west-1");
         assert_eq!(ok.account, "123456789012");
-        assert!(FunctionArn::parse("arn:aws:lambda:us-east-1:123456789012:function:echo:live").is_ok());
+        assert!(
+            FunctionArn::parse("arn:aws:lambda:us-east-1:123456789012:function:echo:live").is_ok()
+        );
         for bad in [
             "",
             "echo",
@@ -364,6 +362,9 @@ mod tests {
             .session_token(Secret::new("token-value"));
         let shown = format!("{c:?}");
         assert!(shown.contains("AKIDEXAMPLE"), "{shown}");
-        assert!(!shown.contains("wJalr") && !shown.contains("token-value"), "{shown}");
+        assert!(
+            !shown.contains("wJalr") && !shown.contains("token-value"),
+            "{shown}"
+        );
     }
 }

@@ -210,10 +210,12 @@ mod tls;
 
 pub use self::config::IntegrationConfig;
 pub(crate) use self::config::Lambdas;
+pub(crate) use self::config::endpoint_ok;
 pub(crate) use self::config::per_endpoint;
 pub(crate) use self::dispatch::Integration;
 pub use self::dispatch::{Integrations, ResponseFuture};
 pub(crate) use self::http::new_client;
+pub(crate) use self::http::shown as shown_url;
 pub use self::http::{DEFAULT_TIMEOUT, HttpIntegration, UrlTemplateError};
 pub use self::invoke::AwsCredentials;
 pub(crate) use self::invoke::function_region;

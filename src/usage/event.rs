@@ -206,8 +206,16 @@ impl Serialize for UsageEvent {
     }
 }
 
-#[cfg(test)]
 impl UsageEvent {
+    /// A completed `GET` to `api` answered `status`, at time zero, every
+    /// other field empty (no route, no key, no latency): for testing a
+    /// sink of your own. The gateway fills every field it knows.
+    pub fn new(api: impl Into<Arc<str>>, status: u16) -> Self {
+        let mut e = Self::for_tests(0, status);
+        e.api = api.into();
+        e
+    }
+
     /// A completed GET with `status` at `time_unix_nanos`, every other
     /// field empty.
     pub(crate) fn for_tests(time_unix_nanos: u64, status: u16) -> Self {

@@ -112,7 +112,7 @@ impl UsageSink for MetricsSink {
 
 /// The request's method as a label: one of the nine standard methods, or
 /// `OTHER`, so the label's values are bounded whatever clients send.
-fn method_label(method: &http::Method) -> &'static str {
+pub(super) fn method_label(method: &http::Method) -> &'static str {
     const KNOWN: [&str; 9] = [
         "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
     ];

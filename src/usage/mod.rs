@@ -20,7 +20,8 @@
 //! memory, queryable), [`MetricsSink`] (API Gateway's CloudWatch metrics
 //! through the `metrics` crate), [`AccessLogSink`] (a `$context` format or
 //! JSON lines, to a writer or `tracing`), [`HttpSink`] (JSON batches posted
-//! to a collector).
+//! to a collector), [`EmfSink`] (CloudWatch Embedded Metric Format lines,
+//! API Gateway's metrics per API, stage, resource and method).
 //!
 //! Besides events, a reporter hands its sink [`Notice`]s through
 //! [`UsageSink::notify`] (a provided method: sinks that do not care ignore
@@ -76,6 +77,7 @@ mod access_log;
 pub(crate) use access_log::clf_time;
 mod aggregate;
 mod counted;
+mod emf_sink;
 mod event;
 mod http_sink;
 pub(crate) mod layer;
@@ -86,6 +88,7 @@ mod reporter;
 pub use self::counted::Counted;
 pub use access_log::{AccessLogSink, CLF, UnknownVariable};
 pub use aggregate::{AggregatingSink, EndpointCounts, UsageCounts};
+pub use emf_sink::EmfSink;
 #[cfg(feature = "redis")]
 pub(crate) use event::day_of;
 pub use event::{CLIENT_CLOSED_REQUEST, Outcome, ShadowRejection, UsageEvent};

@@ -1,0 +1,210 @@
+//! The `threescale` authorizer: `authrep` for a verdict, batched `report`s
+//! for the calls its cached verdicts let through.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::client::{Answer, Client, Who};
+use super::config::{Credentials, ThreeScaleConfig};
+use crate::auth::authorizer::{Authorizer, AuthorizerRequest, Verdict};
+use crate::response::GatewayResponseKind;
+use crate::store::StoreError;
+
+/// Asks 3scale whether a caller may call, with the method's metric.
+///
+/// Built from an authorizer's `threescale` section by
+/// [`GatewayBuilder::build`](crate::GatewayBuilder::build) (see the
+/// [module docs](super)); nothing is registered for it. A verdict comes
+/// from one `authrep` call, which also reports the call's hit. The
+/// gateway caches verdicts per key and method for the authorizer's `ttl`;
+/// each call a cached allow lets through is counted here and reported
+/// with the next batch (`report`, one per `report_interval_ms`, and at
+/// [`Gateway::shutdown_reporters`](crate::Gateway::shutdown_reporters)).
+/// A report 3scale does not take keeps its counts for the next one, so
+/// while the process lives no call goes unreported.
+pub struct ThreeScaleAuthorizer {
+    inner: Arc<Inner>,
+    credentials: Credentials,
+    sources: Vec<String>,
+    config: ThreeScaleConfig,
+    interval: Duration,
+    flusher: AtomicBool,
+}
+
+/// What the background flush shares with the authorizer.
+struct Inner {
+    client: Client,
+    /// Calls let through by cached verdicts, not yet reported, per
+    /// application and metric.
+    pending: Mutex<HashMap<(Who, String), u64>>,
+    /// Serializes reports, so a shutdown's flush waits for a running one.
+    reporting: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for ThreeScaleAuthorizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreeScaleAuthorizer")
+            .field("client", &self.inner.client)
+            .field("credentials", &self.credentials)
+            .field("sources", &self.sources)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ThreeScaleAuthorizer {
+    /// From a checked `threescale` section and the authorizer's identity
+    /// sources (empty: APIcast's defaults).
+    pub(crate) fn new(config: &ThreeScaleConfig, sources: &[String]) -> Result<Self, String> {
+        let client = Client::new(
+            &config.url,
+            &config.service_id,
+            config.service_token.clone(),
+            Duration::from_millis(config.timeout_ms.unwrap_or(5000)),
+        )?;
+        let sources = if sources.is_empty() {
+            config.default_sources()
+        } else {
+            sources.to_vec()
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                pending: Mutex::new(HashMap::new()),
+                reporting: tokio::sync::Mutex::new(()),
+            }),
+            credentials: config.credentials,
+            sources,
+            config: config.clone(),
+            interval: Duration::from_millis(config.report_interval_ms.unwrap_or(1000)),
+            flusher: AtomicBool::new(false),
+        })
+    }
+
+    /// The identity sources read (the configured ones, or the defaults).
+    pub(crate) fn sources(&self) -> &[String] {
+        &self.sources
+    }
+
+    /// The caller's 3scale identity from the request's identity sources.
+    fn who(&self, request: &AuthorizerRequest) -> Option<Who> {
+        let first = request.identity(self.sources.first()?)?.to_owned();
+        Some(match self.credentials {
+            Credentials::UserKey => Who::UserKey(first),
+            Credentials::AppId => Who::App {
+                id: first,
+                key: self
+                    .sources
+                    .get(1)
+                    .and_then(|s| request.identity(s))
+                    .map(str::to_owned),
+            },
+        })
+    }
+
+    /// Starts the task that reports pending counts every interval, once,
+    /// on the runtime of the first call that needs it. It ends when the
+    /// authorizer is dropped.
+    fn start_flusher(&self) {
+        if self.flusher.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Not on a runtime: the counts wait for `flush`.
+            self.flusher.store(false, Ordering::Release);
+            return;
+        };
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let interval = self.interval;
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(e) = inner.report().await {
+                    tracing::warn!(error = %e, "3scale report failed; its counts wait for the next");
+                }
+            }
+        });
+    }
+}
+
+impl Inner {
+    /// Reports what is pending; on failure the counts go back, added to
+    /// any that came in meanwhile.
+    async fn report(&self) -> Result<(), StoreError> {
+        let _one = self.reporting.lock().await;
+        let hits = std::mem::take(&mut *self.lock());
+        if hits.is_empty() {
+            return Ok(());
+        }
+        let sent = self.client.report(&hits).await;
+        if sent.is_err() {
+            let mut pending = self.lock();
+            for (k, n) in hits {
+                let c = pending.entry(k).or_insert(0);
+                *c = c.saturating_add(n);
+            }
+        }
+        sent
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Who, String), u64>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl Authorizer for ThreeScaleAuthorizer {
+    async fn authorize(&self, request: AuthorizerRequest) -> Result<Verdict, StoreError> {
+        let Some(who) = self.who(&request) else {
+            // The layer checks every identity source is present first.
+            return Ok(Verdict::refuse(
+                "",
+                GatewayResponseKind::InvalidApiKey,
+                None,
+            ));
+        };
+        let metric = self.config.metric_of(&request.resource, &request.method);
+        let principal = who.principal();
+        Ok(match self.inner.client.authrep(&who, metric).await? {
+            Answer::Authorized => {
+                Verdict::allow(principal).with_context("threescale_metric", metric)
+            }
+            Answer::Unknown | Answer::Refused => {
+                Verdict::refuse(principal, GatewayResponseKind::InvalidApiKey, None)
+            }
+            Answer::LimitsExceeded(reason) => {
+                Verdict::refuse(principal, GatewayResponseKind::QuotaExceeded, Some(reason))
+            }
+        })
+    }
+
+    fn cached(&self, request: &AuthorizerRequest, _verdict: &Verdict) {
+        let Some(who) = self.who(request) else {
+            return;
+        };
+        let metric = self
+            .config
+            .metric_of(&request.resource, &request.method)
+            .to_owned();
+        {
+            let mut pending = self.inner.lock();
+            let c = pending.entry((who, metric)).or_insert(0);
+            *c = c.saturating_add(1);
+        }
+        self.start_flusher();
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.report().await
+    }
+}
