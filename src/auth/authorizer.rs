@@ -14,11 +14,15 @@
 //! |---|---|
 //! | an identity source missing or empty | 401 `UNAUTHORIZED`, the authorizer is not called |
 //! | deny | 403 `ACCESS_DENIED` |
+//! | deny with a [`Refusal`] ([`Verdict::refuse`]) | the refusal's gateway response and message |
 //! | allow | the request goes on with an [`AuthorizerContext`] in its extensions |
 //! | the authorizer fails | `fail_mode`: `closed` (default) 503, `open` admits without a context |
 //!
 //! Verdicts are cached per authorizer and identity-source values for `ttl`
-//! seconds (default 300, at most 3600, 0 off).
+//! seconds (default 300, at most 3600, 0 off); each request a cached allow
+//! lets through is told to [`Authorizer::cached`]. An authorizer with a
+//! `threescale` section is 3scale's, built by the gateway
+//! ([`threescale`](crate::threescale)).
 //!
 //! ```
 //! use http::{Request, StatusCode};

@@ -26,7 +26,8 @@ use crate::store::StoreError;
 /// with the next batch (`report`, one per `report_interval_ms`, and at
 /// [`Gateway::shutdown_reporters`](crate::Gateway::shutdown_reporters)).
 /// A report 3scale does not take keeps its counts for the next one, so
-/// while the process lives no call goes unreported.
+/// while the process lives no call goes unreported; an authorizer dropped
+/// with counts (its deployment replaced) reports them from a last task.
 pub struct ThreeScaleAuthorizer {
     inner: Arc<Inner>,
     credentials: Credentials,
@@ -130,6 +131,33 @@ impl ThreeScaleAuthorizer {
                 if let Err(e) = inner.report().await {
                     tracing::warn!(error = %e, "3scale report failed; its counts wait for the next");
                 }
+            }
+        });
+    }
+}
+
+/// A dropped authorizer (its gateway replaced by a new deployment, say)
+/// still reports what it holds: a task on the current runtime tries up to
+/// five times, a second apart.
+impl Drop for ThreeScaleAuthorizer {
+    fn drop(&mut self) {
+        if self.inner.lock().is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                "3scale counts dropped with their authorizer: no runtime to report them"
+            );
+            return;
+        };
+        let inner = self.inner.clone();
+        runtime.spawn(async move {
+            for _ in 0..5 {
+                match inner.report().await {
+                    Ok(()) => return,
+                    Err(e) => tracing::warn!(error = %e, "3scale report failed; trying again"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
     }

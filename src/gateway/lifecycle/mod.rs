@@ -591,8 +591,14 @@ impl Lifecycle {
         }
     }
 
-    /// Shuts every usage reporter down, each delivering what it has queued.
+    /// Shuts every usage reporter down, each delivering what it has queued,
+    /// after the authorizers of the gateways serving now deliver what they
+    /// hold back ([`Authorizer::flush`](crate::auth::authorizer::Authorizer::flush)).
     pub async fn shutdown_reporters(&self) {
+        let gateways: Vec<Gateway> = self.inner.table.load().gateways().cloned().collect();
+        for g in gateways {
+            g.authorizers().flush().await;
+        }
         for r in &self.inner.parts.reporters {
             r.shutdown().await;
         }

@@ -195,6 +195,13 @@ impl Table {
     }
 
     /// The first stage's gateway, if any stage is served.
+    /// Every gateway serving now, base and canary sides.
+    pub(super) fn gateways(&self) -> impl Iterator<Item = &Gateway> {
+        self.served
+            .iter()
+            .flat_map(|s| std::iter::once(&s.base).chain(s.canary.as_ref().map(|c| &c.gateway)))
+    }
+
     pub(super) fn first(&self) -> Option<Gateway> {
         self.served.first().map(|s| s.base.clone())
     }
