@@ -99,8 +99,7 @@ impl LambdaIntegration {
             Ok(b) => b,
             Err(e) => return self.responses.respond(e.kind()),
         };
-        let req = Request::from_parts(parts, ());
-        let event = event(&req, &bytes, &self);
+        let event = event(&mut Request::from_parts(parts, ()), &bytes, &self);
         let outcome = AssertUnwindSafe((self.function.call)(event))
             .catch_unwind()
             .await;
@@ -145,13 +144,18 @@ impl LambdaIntegration {
 }
 
 /// API Gateway's event for `req`, whose body is `body`.
-fn event(req: &Request<()>, body: &[u8], l: &LambdaIntegration) -> ApiGatewayProxyRequest {
+fn event(req: &mut Request<()>, body: &[u8], l: &LambdaIntegration) -> ApiGatewayProxyRequest {
+    let mut event = ApiGatewayProxyRequest::default();
+    event.request_context = context(req, l);
     let ctx = req.extensions().get::<RequestContext>();
-    let value = |c| context_value(c, req, &l.trusted).map(|v| v.into_owned());
-    // `headers` keeps each name's last value, `multiValueHeaders` every one.
-    let mut headers = HeaderMap::new();
-    for (name, v) in req.headers() {
-        headers.insert(name.clone(), v.clone());
+    // `headers` keeps each name's last value (a copy of the request's,
+    // fixed up where a name repeats), `multiValueHeaders` every one (the
+    // request's own, moved in last).
+    let mut headers = req.headers().clone();
+    if headers.len() != headers.keys_len() {
+        for (name, last) in last_values(req.headers()) {
+            headers.insert(name, last);
+        }
     }
     let mut query: HashMap<String, Vec<String>> = HashMap::new();
     for (k, v) in crate::mapping::parse_query(req.uri().query()) {
@@ -178,6 +182,50 @@ fn event(req: &Request<()>, body: &[u8], l: &LambdaIntegration) -> ApiGatewayPro
             )
         }
     });
+    event.resource = event.request_context.resource_path.clone();
+    event.path = Some(req.uri().path().to_owned());
+    event.http_method = req.method().clone();
+    event.headers = headers;
+    event.query_string_parameters = QueryMap::from(single);
+    event.multi_value_query_string_parameters = QueryMap::from(query);
+    event.path_parameters = ctx
+        .map(|c| {
+            c.path_params()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    event.stage_variables = ctx
+        .map(|c| {
+            c.endpoint()
+                .stage_variables()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    event.body = body;
+    event.is_base64_encoded = binary;
+    event.multi_value_headers = std::mem::take(req.headers_mut());
+    event
+}
+
+/// Each repeated header's last value.
+fn last_values(headers: &HeaderMap) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    headers
+        .keys()
+        .filter_map(|name| {
+            let mut all = headers.get_all(name).iter();
+            let last = all.next_back()?;
+            all.next().is_some().then(|| (name.clone(), last.clone()))
+        })
+        .collect()
+}
+
+/// The event's `requestContext`.
+fn context(req: &Request<()>, l: &LambdaIntegration) -> ApiGatewayProxyRequestContext {
+    let ctx = req.extensions().get::<RequestContext>();
+    let value = |c| context_value(c, req, &l.trusted).map(|v| v.into_owned());
     let mut rc = ApiGatewayProxyRequestContext::default();
     rc.resource_path = ctx.map(|c| c.endpoint().resource().to_owned());
     rc.resource_id = rc.resource_path.clone();
@@ -189,7 +237,16 @@ fn event(req: &Request<()>, body: &[u8], l: &LambdaIntegration) -> ApiGatewayPro
     rc.stage = value(ContextValue::Stage);
     rc.request_id = value(ContextValue::RequestId);
     rc.apiid = Some(l.api.to_string());
-    rc.protocol = Some(format!("{:?}", req.version()));
+    rc.protocol = Some(
+        match req.version() {
+            http::Version::HTTP_09 => "HTTP/0.9",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2.0",
+            http::Version::HTTP_3 => "HTTP/3.0",
+            _ => "HTTP/1.1",
+        }
+        .to_owned(),
+    );
     let host = req
         .headers()
         .get(HOST)
@@ -201,9 +258,7 @@ fn event(req: &Request<()>, body: &[u8], l: &LambdaIntegration) -> ApiGatewayPro
     rc.domain_name = host;
     let now = crate::clock::Clock::unix_nanos(&crate::clock::SystemClock) / 1_000_000;
     rc.request_time_epoch = i64::try_from(now).unwrap_or(i64::MAX);
-    let mut time = String::new();
-    crate::usage::clf_time(i64::try_from(now / 1000).unwrap_or(0), &mut time);
-    rc.request_time = Some(time);
+    rc.request_time = Some(request_time(now / 1000));
     rc.identity.source_ip = value(ContextValue::SourceIp);
     rc.identity.user_agent = req
         .headers()
@@ -227,34 +282,25 @@ fn event(req: &Request<()>, body: &[u8], l: &LambdaIntegration) -> ApiGatewayPro
             rc.authorizer.fields.insert(k.clone(), v.clone().into());
         }
     }
-    let mut event = ApiGatewayProxyRequest::default();
-    event.resource = rc.resource_path.clone();
-    event.path = Some(req.uri().path().to_owned());
-    event.http_method = req.method().clone();
-    event.headers = headers;
-    event.multi_value_headers = req.headers().clone();
-    event.query_string_parameters = QueryMap::from(single);
-    event.multi_value_query_string_parameters = QueryMap::from(query);
-    event.path_parameters = ctx
-        .map(|c| {
-            c.path_params()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    event.stage_variables = ctx
-        .map(|c| {
-            c.endpoint()
-                .stage_variables()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    event.request_context = rc;
-    event.body = body;
-    event.is_base64_encoded = binary;
-    event
+    rc
+}
+
+/// `requestTime` for Unix second `secs`, in the access log's CLF form;
+/// formatted once a second per thread.
+fn request_time(secs: u64) -> String {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            last.1.clear();
+            crate::usage::clf_time(i64::try_from(secs).unwrap_or(0), &mut last.1);
+            last.0 = secs;
+        }
+        last.1.clone()
+    })
 }
 
 /// The HTTP response for a function's answer, as API Gateway maps it:
