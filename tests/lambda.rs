@@ -326,3 +326,216 @@ async fn an_openapi_aws_proxy_naming_a_registered_function_calls_it() {
         assert_eq!(e["queryStringParameters"]["x"], "1");
     }
 }
+
+/// A non-proxy (custom) Lambda integration: the request template makes the
+/// payload, the answer goes through the integration responses, an error is
+/// selected by its `errorMessage` (handle-errors-in-lambda-integration.md).
+const CUSTOM: &str = r#"
+routes:
+  /pets/{id}: [GET]
+  /plain: [POST]
+  /bare: [POST]
+  /typed: [POST]
+stages:
+  prod:
+    methods:
+      /pets/{id}/GET:
+        integration: { type: lambda, function: pets, proxy: false }
+        mapping:
+          request:
+            templates: { application/json: '{"id": "{{ input.params("id") }}", "q": "{{ input.params("q") }}"}' }
+          responses:
+            - selection_pattern: "Not found: .*"
+              status: 404
+              templates: { application/json: '{"missing": {{ input.json("$.errorMessage") }}}' }
+            - selection_pattern: "Invalid.*"
+              status: 400
+            - templates: { application/json: '{"pet": {{ input.json("$") }}}' }
+      /plain/POST:
+        integration: { type: lambda, function: pets, proxy: false }
+        mapping:
+          responses:
+            - selection_pattern: "Not found: .*"
+              status: 404
+      /bare/POST: { integration: { type: lambda, function: pets, proxy: false } }
+      /typed/POST: { integration: { type: lambda, function: typed, proxy: false } }
+"#;
+
+async fn pets(input: Value) -> Result<Value, std::io::Error> {
+    match input["id"].as_str() {
+        Some("boom") => panic!("the function fell over"),
+        Some("7") => Ok(json!({ "id": 7, "name": "Rex", "q": input["q"] })),
+        Some("bad") => Err(std::io::Error::other("Invalid id: bad")),
+        Some("odd") => Err(std::io::Error::other("something else")),
+        Some(other) => Err(std::io::Error::other(format!("Not found: {other}"))),
+        None => Ok(json!({ "echo": input })),
+    }
+}
+
+#[tokio::test]
+async fn a_custom_integration_maps_the_payload_and_selects_on_the_error_message() {
+    let gw = Gateway::builder(Config::from_yaml_str(CUSTOM).unwrap())
+        .lambda_json("pets", pets)
+        .lambda("typed", echo)
+        .build()
+        .unwrap();
+    let call = |method: &str, path: &str, body: &str| {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let svc = gw.service(inner());
+        async move {
+            let (status, _, body) = send(svc, req).await;
+            (status, json_of(&body))
+        }
+    };
+    // Success: the template's payload in, the default response's template out.
+    let (status, body) = call("GET", "/prod/pets/7?q=x", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({ "pet": { "id": 7, "name": "Rex", "q": "x" } }));
+    // A thrown error: matched whole against each pattern.
+    let (status, body) = call("GET", "/prod/pets/9", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body, json!({ "missing": "Not found: 9" }));
+    let (status, body) = call("GET", "/prod/pets/bad", "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["errorMessage"], "Invalid id: bad");
+    // No pattern matches: the default response (status 200), the error as its input.
+    let (status, body) = call("GET", "/prod/pets/odd", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["pet"]["errorMessage"], "something else");
+    // A panic is a failed integration.
+    let (status, body) = call("GET", "/prod/pets/boom", "").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(body, json!({ "message": "Internal server error" }));
+
+    // No template: the body passes through as the payload, the answer as is.
+    let (status, body) = call("POST", "/prod/plain", r#"{"a": 1}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({ "echo": { "a": 1 } }));
+    // An error no integration response takes (no default): 502.
+    let (status, _) = call("POST", "/prod/plain", r#"{"id": "odd"}"#).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    let (status, _) = call("POST", "/prod/plain", r#"{"id": "3"}"#).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // No integration responses at all: an error is 502, a body that is
+    // not JSON is the function's error, an empty one is `{}`.
+    assert_eq!(
+        call("POST", "/prod/bare", r#"{"id": "3"}"#).await.0,
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(
+        call("POST", "/prod/bare", "not json").await.0,
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(
+        call("POST", "/prod/bare", "").await,
+        (StatusCode::OK, json!({ "echo": {} }))
+    );
+    // A proxy handler behind a custom integration: the payload read as an
+    // event, its answer written as JSON.
+    let (status, body) = call(
+        "POST",
+        "/prod/typed",
+        r#"{"httpMethod": "PUT", "body": "hi"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["statusCode"], 200);
+    let event: Value = serde_json::from_str(body["body"].as_str().unwrap()).unwrap();
+    assert_eq!(event["httpMethod"], "PUT");
+    assert_eq!(event["body"], "hi");
+}
+
+#[test]
+fn a_custom_integration_takes_a_mapping_and_a_proxy_one_does_not() {
+    assert!(Config::from_yaml_str(CUSTOM).is_ok());
+    let proxy = CUSTOM.replace(
+        "function: pets, proxy: false }\n        mapping",
+        "function: pets }\n        mapping",
+    );
+    let err = Config::from_yaml_str(&proxy).unwrap_err().to_string();
+    assert!(
+        err.contains("a Lambda proxy integration takes no `mapping`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_openapi_aws_integration_to_a_function_is_a_custom_lambda_integration() {
+    use tollgate::openapi::{ExportOptions, ImportOptions, export, import};
+    let doc = json!({
+        "openapi": "3.0.1",
+        "info": { "title": "pets", "version": "1" },
+        "paths": {
+            "/pets/{id}": { "get": {
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "200": { "description": "ok" }, "404": { "description": "missing" } },
+                "x-amazon-apigateway-integration": {
+                    "type": "aws",
+                    "httpMethod": "POST",
+                    "uri": "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:pets/invocations",
+                    "passthroughBehavior": "when_no_templates",
+                    "requestTemplates": { "application/json": "{\"id\": \"$input.params('id')\"}" },
+                    "responses": {
+                        "Not found: .*": {
+                            "statusCode": "404",
+                            "responseTemplates": { "application/json": "{\"missing\": \"$input.path('$.errorMessage')\"}" }
+                        },
+                        "default": { "statusCode": "200" }
+                    }
+                }
+            } },
+            "/s3": { "get": {
+                "responses": { "200": { "description": "ok" } },
+                "x-amazon-apigateway-integration": {
+                    "type": "aws", "httpMethod": "GET",
+                    "uri": "arn:aws:apigateway:us-east-1:s3:path/bucket/key",
+                    "responses": { "default": { "statusCode": "200" } }
+                }
+            } }
+        }
+    })
+    .to_string();
+    let mut options = ImportOptions::default();
+    options.functions.insert("pets".to_owned());
+    let imported = import(&doc, &options).unwrap();
+    // Only the S3 integration is left to the wrapped service, and said so.
+    assert_eq!(imported.warnings.len(), 1, "{:?}", imported.warnings);
+    assert!(
+        imported.warnings[0].message.contains("other than Lambda"),
+        "{:?}",
+        imported.warnings
+    );
+    let config = imported.config;
+    let exported = export(&config, "prod", &ExportOptions::default())
+        .unwrap()
+        .to_json();
+    let e: Value = serde_json::from_str(&exported).unwrap();
+    let i = &e["paths"]["/pets/{id}"]["get"]["x-amazon-apigateway-integration"];
+    assert_eq!(i["type"], "aws", "{i}");
+    assert!(i["requestTemplates"]["application/json"].is_string(), "{i}");
+    assert_eq!(i["responses"]["Not found: .*"]["statusCode"], "404", "{i}");
+    for c in [config.clone(), import(&exported, &options).unwrap().config] {
+        let gw = Gateway::builder(c)
+            .lambda_json("pets", pets)
+            .build()
+            .unwrap();
+        let get = |path: &str| {
+            let req = Request::get(path)
+                .header("content-type", "application/json")
+                .body(Body::empty())
+                .unwrap();
+            send(gw.service(inner()), req)
+        };
+        let (status, _, body) = get("/prod/pets/7").await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(json_of(&body)["name"], "Rex");
+        let (status, _, body) = get("/prod/pets/12").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(json_of(&body), json!({ "missing": "Not found: 12" }));
+    }
+}

@@ -326,3 +326,40 @@ fn credentials_come_from_the_environment() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_remote_custom_integration_sends_the_mapped_payload_and_selects_on_the_error() {
+    let endpoint = invoke_api().await;
+    let config = format!(
+        r#"
+routes: {{ /echo: [POST], /throws: [POST] }}
+stages:
+  prod:
+    settings:
+      mapping:
+        request: {{ templates: {{ application/json: '{{"wrapped": {{{{ input.json("$") }}}}}}' }} }}
+        responses:
+          - {{ selection_pattern: "bo+m", status: 418, templates: {{ application/json: '{{"why": {{{{ input.json("$.errorMessage") }}}}}}' }} }}
+          - {{ templates: {{ application/json: '{{{{ input.json("$.body") }}}}' }} }}
+    methods:
+      /echo/POST: {{ integration: {{ type: lambda, arn: "{}", endpoint_url: "{endpoint}", proxy: false }} }}
+      /throws/POST: {{ integration: {{ type: lambda, arn: "{}", endpoint_url: "{endpoint}", proxy: false }} }}
+"#,
+        arn("echo"),
+        arn("throws")
+    );
+    let gw = Gateway::builder(Config::from_yaml_str(&config).unwrap())
+        .aws_credentials(AwsCredentials::new(AKID, Secret::new(SECRET)))
+        .build()
+        .unwrap();
+    // The fake `echo` answers `{"body": "{\"path\":..., \"event\": PAYLOAD}"}`:
+    // the payload it got is what the request template made.
+    let (status, _, body) = send(gw.service(inner()), post("/prod/echo", r#"{"pet":"dog"}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let answer: Value = serde_json::from_str(json_of(&body).as_str().unwrap()).unwrap();
+    assert_eq!(answer["event"], json!({ "wrapped": { "pet": "dog" } }));
+    // X-Amz-Function-Error: the error document selects by its message.
+    let (status, _, body) = send(gw.service(inner()), post("/prod/throws", "{}")).await;
+    assert_eq!(status.as_u16(), 418);
+    assert_eq!(json_of(&body), json!({ "why": "boom" }));
+}

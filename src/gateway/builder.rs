@@ -141,6 +141,26 @@ impl GatewayBuilder {
         self
     }
 
+    /// Registers a Lambda function of any JSON under `name`, as a function
+    /// behind a non-proxy integration (`integration: { type: lambda,
+    /// function: NAME, proxy: false }`) is: it gets the payload the
+    /// method's request mapping made and answers the result; an error is
+    /// the function throwing, its `Display` the `errorMessage` that
+    /// integration responses select on. See
+    /// [`LambdaFunction::json`](crate::integration::LambdaFunction::json).
+    pub fn lambda_json<F, Fut, E>(mut self, name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(serde_json::Value) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<serde_json::Value, E>> + Send + 'static,
+        E: Into<crate::body::BoxError>,
+    {
+        self.lambdas.insert(
+            name.into(),
+            crate::integration::LambdaFunction::json(handler),
+        );
+        self
+    }
+
     /// The AWS credentials remote Lambda integrations (`integration: {
     /// type: lambda, arn }`) sign their `Invoke` calls with. Default: read
     /// from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and

@@ -303,7 +303,8 @@ fn method_settings(
     let integration = Merged::of(layers, |s| s.integration.as_ref());
     // A Lambda proxy integration takes the request and answers whole, as
     // API Gateway's AWS_PROXY does: no mapping around it.
-    if let Some(crate::integration::IntegrationConfig::Lambda { .. }) = &integration.value
+    if let Some(crate::integration::IntegrationConfig::Lambda { proxy: true, .. }) =
+        &integration.value
         && Merged::of(layers, |s| s.mapping.as_ref())
             .value
             .is_some_and(|m| m != crate::mapping::MappingConfig::default())

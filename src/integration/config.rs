@@ -93,7 +93,26 @@ pub enum IntegrationConfig {
         /// `50 ..= 300000`. Default 29000, API Gateway's.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_ms: Option<u64>,
+        /// `true` (the default): a proxy integration (API Gateway's
+        /// `AWS_PROXY`), the function gets the event and answers the
+        /// response. `false`: a custom integration (`AWS`), the function
+        /// gets the body the method's request mapping made (`{}` when
+        /// empty) and its answer goes through the integration responses,
+        /// selected by the `errorMessage` when it throws. See
+        /// [non-proxy functions](super#non-proxy-lambda-functions).
+        #[serde(default = "proxy_default", skip_serializing_if = "is_proxy")]
+        proxy: bool,
     },
+}
+
+/// A Lambda integration is a proxy unless it says otherwise.
+fn proxy_default() -> bool {
+    true
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
+fn is_proxy(proxy: &bool) -> bool {
+    *proxy
 }
 
 impl fmt::Debug for IntegrationConfig {
@@ -131,12 +150,14 @@ impl fmt::Debug for IntegrationConfig {
                 arn,
                 endpoint_url,
                 timeout_ms,
+                proxy,
             } => f
                 .debug_struct("Lambda")
                 .field("function", function)
                 .field("arn", arn)
                 .field("endpoint_url", &endpoint_url.as_deref().map(shown))
                 .field("timeout_ms", timeout_ms)
+                .field("proxy", proxy)
                 .finish(),
         }
     }
@@ -224,6 +245,7 @@ impl IntegrationConfig {
                 arn,
                 endpoint_url,
                 timeout_ms,
+                ..
             } => {
                 match (function, arn) {
                     (Some(_), Some(_)) | (None, None) => {
@@ -423,6 +445,7 @@ pub(crate) fn per_endpoint<'a>(
             arn,
             endpoint_url,
             timeout_ms,
+            proxy,
         } = &e.settings().integration
         {
             let (name, f) = match (function, arn) {
@@ -440,7 +463,9 @@ pub(crate) fn per_endpoint<'a>(
                     .ok()?;
                     (
                         arn,
-                        super::LambdaFunction::new(move |event| invoker.clone().invoke(event)),
+                        super::LambdaFunction::payload(move |payload| {
+                            invoker.clone().invoke(payload)
+                        }),
                     )
                 }
                 (None, None) => return None,
@@ -454,6 +479,8 @@ pub(crate) fn per_endpoint<'a>(
                     responses: responses.clone(),
                     limits: lambdas.limits,
                     api: lambdas.api.clone(),
+                    proxy: *proxy,
+                    mapping: e.settings().mapping.clone(),
                 },
             )));
         }

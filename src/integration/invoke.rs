@@ -16,18 +16,22 @@
 //! | any other status (no such function, access denied, Lambda's own faults) | 500 `Internal server error` |
 //! | refused or reset connection, a certificate that does not verify | 500 `Internal server error` |
 //! | no complete answer within `timeout_ms` | 504 `Endpoint request timed out` |
+//!
+//! Behind a non-proxy integration (`proxy: false`) the payload is the
+//! mapped body, the answer is not read as a proxy response, and a function
+//! error's document goes to the integration responses.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::BodyExt;
 
+use super::lambda::FunctionError;
 use super::tls::HttpClient;
 use crate::body::{Body, BoxError};
 use crate::secret::Secret;
@@ -215,13 +219,11 @@ impl Invoker {
         })
     }
 
-    /// Invokes the function with `event` and reads its answer.
-    pub(crate) async fn invoke(
-        self,
-        event: ApiGatewayProxyRequest,
-    ) -> Result<ApiGatewayProxyResponse, BoxError> {
-        let payload = serde_json::to_vec(&event)?;
-        let req = self.signed(payload)?;
+    /// Invokes the function with `payload` and reads its answer: the
+    /// result payload, a [`FunctionError`] with the error document when
+    /// the function threw, an [`InvokeError`] when there was no answer.
+    pub(crate) async fn invoke(self, payload: Bytes) -> Result<Bytes, BoxError> {
+        let req = self.signed(payload.to_vec())?;
         let call = async {
             let res = self
                 .client
@@ -262,9 +264,10 @@ impl Invoker {
             .into());
         }
         if parts.headers.contains_key("x-amz-function-error") {
-            return Err(InvokeError::Function(error_type("x-amz-function-error")).into());
+            tracing::debug!(kind = %error_type("x-amz-function-error"), "Lambda function error");
+            return Err(FunctionError { document: bytes }.into());
         }
-        parse_payload(&bytes)
+        Ok(bytes)
     }
 
     /// The signed `Invoke` request carrying `payload`.
@@ -321,13 +324,6 @@ impl Invoker {
         instructions.apply_to_request_http1x(&mut req);
         Ok(req.map(|()| Body::full(Bytes::from(payload))))
     }
-}
-
-/// A proxy response from a payload; anything else is a malformed answer.
-fn parse_payload(bytes: &[u8]) -> Result<ApiGatewayProxyResponse, BoxError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        InvokeError::Function(format!("a payload that is not a proxy response: {e}")).into()
-    })
 }
 
 #[cfg(test)]

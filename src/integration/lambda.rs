@@ -16,6 +16,7 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::encodings::Body as LambdaBody;
 use aws_lambda_events::query_map::QueryMap;
 use base64::Engine;
+use bytes::Bytes;
 use futures_util::FutureExt;
 use http::header::{CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -33,15 +34,69 @@ pub type LambdaResult = Result<ApiGatewayProxyResponse, BoxError>;
 
 type HandlerFuture = Pin<Box<dyn Future<Output = LambdaResult> + Send>>;
 
+type PayloadFuture = Pin<Box<dyn Future<Output = Result<Bytes, BoxError>> + Send>>;
+
 /// A function registered with
 /// [`GatewayBuilder::lambda`](crate::gateway::GatewayBuilder::lambda): any
 /// `Fn(ApiGatewayProxyRequest) -> impl Future<Output = Result<ApiGatewayProxyResponse, E>>`,
 /// the signature of a Rust handler written for API Gateway (without the
-/// runtime's context).
+/// runtime's context); or, with
+/// [`GatewayBuilder::lambda_json`](crate::gateway::GatewayBuilder::lambda_json),
+/// a function of any JSON, as a Lambda function behind a non-proxy
+/// integration is.
+///
+/// Either serves either kind of integration: behind a proxy integration a
+/// JSON function gets the event as JSON and must answer a proxy response;
+/// behind a non-proxy one a proxy handler gets the mapped body read as an
+/// event (missing fields empty) and its answer is written as JSON.
 #[derive(Clone)]
 pub struct LambdaFunction {
-    call: Arc<dyn Fn(ApiGatewayProxyRequest) -> HandlerFuture + Send + Sync>,
+    call: Call,
 }
+
+#[derive(Clone)]
+enum Call {
+    /// API Gateway's proxy event and response, typed.
+    Proxy(Arc<dyn Fn(ApiGatewayProxyRequest) -> HandlerFuture + Send + Sync>),
+    /// A payload in, a payload out, as Lambda's `Invoke` API carries them;
+    /// a [`FunctionError`] when the function threw.
+    Payload(Arc<dyn Fn(Bytes) -> PayloadFuture + Send + Sync>),
+}
+
+/// A function that threw: Lambda's error document
+/// (`{"errorMessage": ..., "errorType": ...}`), as the `Invoke` API
+/// returns it with `X-Amz-Function-Error`.
+#[derive(Debug)]
+pub(crate) struct FunctionError {
+    pub(crate) document: Bytes,
+}
+
+impl FunctionError {
+    /// The document for an error of a function in process.
+    pub(crate) fn of(e: &BoxError) -> Self {
+        let doc = serde_json::json!({ "errorMessage": e.to_string(), "errorType": "Error" });
+        Self {
+            document: Bytes::from(doc.to_string()),
+        }
+    }
+
+    /// Its `errorMessage`, as API Gateway matches selection patterns
+    /// against it: empty when there is none (a `null` message).
+    pub(crate) fn message(&self) -> String {
+        serde_json::from_slice::<serde_json::Value>(&self.document)
+            .ok()
+            .and_then(|v| v.get("errorMessage")?.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Display for FunctionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the function failed: {}", self.message())
+    }
+}
+
+impl std::error::Error for FunctionError {}
 
 impl fmt::Debug for LambdaFunction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -58,10 +113,80 @@ impl LambdaFunction {
         E: Into<BoxError>,
     {
         Self {
-            call: Arc::new(move |event| {
+            call: Call::Proxy(Arc::new(move |event| {
                 let fut = handler(event);
                 Box::pin(async move { fut.await.map_err(Into::into) })
-            }),
+            })),
+        }
+    }
+
+    /// Wraps a function of any JSON: `handler` gets the payload (the
+    /// mapped body, `{}` when it is empty) and answers the result; an
+    /// error is the function throwing (its `errorMessage` is the error's
+    /// `Display`, its `errorType` `Error`). A payload that is not JSON
+    /// throws `Could not parse the payload into JSON` without a call.
+    pub fn json<F, Fut, E>(handler: F) -> Self
+    where
+        F: Fn(serde_json::Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<serde_json::Value, E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        let handler = Arc::new(handler);
+        Self::payload(move |payload: Bytes| {
+            let handler = handler.clone();
+            async move {
+                let input: serde_json::Value = serde_json::from_slice(&payload).map_err(|_| {
+                    let e: BoxError = "Could not parse the payload into JSON".into();
+                    FunctionError::of(&e)
+                })?;
+                match handler(input).await {
+                    Ok(v) => Ok(Bytes::from(serde_json::to_vec(&v)?)),
+                    Err(e) => Err(FunctionError::of(&e.into()).into()),
+                }
+            }
+        })
+    }
+
+    /// A payload function (a remote one): Lambda's `Invoke` as a function.
+    pub(crate) fn payload<F, Fut>(call: F) -> Self
+    where
+        F: Fn(Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes, BoxError>> + Send + 'static,
+    {
+        Self {
+            call: Call::Payload(Arc::new(move |payload| Box::pin(call(payload)))),
+        }
+    }
+
+    /// Calls it with a proxy event; a proxy response back.
+    async fn call_event(&self, event: ApiGatewayProxyRequest) -> LambdaResult {
+        match &self.call {
+            Call::Proxy(f) => f(event).await,
+            Call::Payload(f) => {
+                let out = f(Bytes::from(serde_json::to_vec(&event)?)).await?;
+                serde_json::from_slice(&out).map_err(|e| {
+                    InvokeError::Function(format!("a payload that is not a proxy response: {e}"))
+                        .into()
+                })
+            }
+        }
+    }
+
+    /// Calls it with a payload; a payload back, or a [`FunctionError`].
+    async fn call_payload(&self, payload: Bytes) -> Result<Bytes, BoxError> {
+        match &self.call {
+            Call::Payload(f) => f(payload).await,
+            Call::Proxy(f) => {
+                let event = payload_event(&payload).ok_or_else(|| {
+                    let e: BoxError = "Could not parse the payload into an event".into();
+                    FunctionError::of(&e)
+                })?;
+                match f(event).await {
+                    Ok(answer) => Ok(Bytes::from(serde_json::to_vec(&answer)?)),
+                    Err(e) if e.is::<InvokeError>() => Err(e),
+                    Err(e) => Err(FunctionError::of(&e).into()),
+                }
+            }
         }
     }
 }
@@ -77,6 +202,25 @@ pub(crate) struct LambdaIntegration {
     pub(crate) responses: GatewayResponses,
     pub(crate) limits: BodyLimits,
     pub(crate) api: Arc<str>,
+    /// A proxy integration (`AWS_PROXY`), or a custom one (`AWS`: the
+    /// mapped body is the payload, integration responses select on the
+    /// error message).
+    pub(crate) proxy: bool,
+    /// The method's mapping: a custom integration's error that none of
+    /// its integration responses takes is 502, API Gateway's invalid
+    /// configuration.
+    pub(crate) mapping: Option<Arc<crate::mapping::CompiledMapping>>,
+}
+
+/// What a non-proxy Lambda integration selects its integration response
+/// by: the function's `errorMessage`, empty when it did not throw (API
+/// Gateway matches a null message as empty: `.*` matches a success too).
+/// In the response's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IntegrationSelection {
+    pub(crate) text: String,
+    /// The function threw.
+    pub(crate) error: bool,
 }
 
 impl fmt::Debug for LambdaIntegration {
@@ -99,26 +243,16 @@ impl LambdaIntegration {
             Ok(b) => b,
             Err(e) => return self.responses.respond(e.kind()),
         };
+        if !self.proxy {
+            return self.call_custom(bytes).await;
+        }
         let event = event(&mut Request::from_parts(parts, ()), &bytes, &self);
-        let outcome = AssertUnwindSafe((self.function.call)(event))
+        let outcome = AssertUnwindSafe(self.function.call_event(event))
             .catch_unwind()
             .await;
         let answer = match outcome {
             Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => {
-                tracing::warn!(function = %self.name, error = %e, "Lambda function failed");
-                return match e.downcast_ref::<InvokeError>() {
-                    Some(InvokeError::Timeout) => self
-                        .responses
-                        .respond(GatewayResponseKind::IntegrationTimeout),
-                    Some(InvokeError::Throttled | InvokeError::Failed(_)) => {
-                        let mut res = self.bad_gateway();
-                        *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                        res
-                    }
-                    Some(InvokeError::Function(_)) | None => self.bad_gateway(),
-                };
-            }
+            Ok(Err(e)) => return self.failed(&e),
             Err(_) => {
                 tracing::error!(function = %self.name, "Lambda function panicked");
                 return self.bad_gateway();
@@ -130,6 +264,68 @@ impl LambdaIntegration {
                 tracing::warn!(function = %self.name, why, "malformed Lambda proxy response");
                 self.bad_gateway()
             }
+        }
+    }
+
+    /// A non-proxy call: the payload is the (mapped) body; the answer, or
+    /// the function's error document, is the integration response, with
+    /// what selects its mapping.
+    async fn call_custom(&self, body: Bytes) -> Response<Body> {
+        let payload = if body.is_empty() {
+            Bytes::from_static(b"{}")
+        } else {
+            body
+        };
+        let outcome = AssertUnwindSafe(self.function.call_payload(payload))
+            .catch_unwind()
+            .await;
+        let (document, selection) = match outcome {
+            Ok(Ok(out)) => (
+                out,
+                IntegrationSelection {
+                    text: String::new(),
+                    error: false,
+                },
+            ),
+            Ok(Err(e)) => match e.downcast::<FunctionError>() {
+                Ok(thrown) => {
+                    let text = thrown.message();
+                    let taken = self.mapping.as_ref().is_some_and(|m| m.takes_error(&text));
+                    if !taken {
+                        tracing::warn!(function = %self.name, error = %thrown, "Lambda function failed; no integration response takes its error");
+                        return self.bad_gateway();
+                    }
+                    (thrown.document, IntegrationSelection { text, error: true })
+                }
+                Err(e) => return self.failed(&e),
+            },
+            Err(_) => {
+                tracing::error!(function = %self.name, "Lambda function panicked");
+                return self.bad_gateway();
+            }
+        };
+        let mut res = Response::new(Body::full(document));
+        res.headers_mut().insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        res.extensions_mut().insert(selection);
+        res
+    }
+
+    /// The gateway's answer to an invocation that gave no answer.
+    fn failed(&self, e: &BoxError) -> Response<Body> {
+        tracing::warn!(function = %self.name, error = %e, "Lambda function failed");
+        match e.downcast_ref::<InvokeError>() {
+            Some(InvokeError::Timeout) => self
+                .responses
+                .respond(GatewayResponseKind::IntegrationTimeout),
+            Some(InvokeError::Throttled | InvokeError::Failed(_)) => {
+                let mut res = self.bad_gateway();
+                *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                res
+            }
+            Some(InvokeError::Function(_)) | None => self.bad_gateway(),
         }
     }
 
@@ -283,6 +479,21 @@ fn context(req: &Request<()>, l: &LambdaIntegration) -> ApiGatewayProxyRequestCo
         }
     }
     rc
+}
+
+/// A payload read as a proxy event: its members over an empty event's,
+/// so a payload with only some of them is one. `None` for a payload that
+/// is not a JSON object, or whose members do not fit.
+fn payload_event(payload: &[u8]) -> Option<ApiGatewayProxyRequest> {
+    let serde_json::Value::Object(given) = serde_json::from_slice(payload).ok()? else {
+        return None;
+    };
+    let mut event = serde_json::to_value(ApiGatewayProxyRequest::default()).ok()?;
+    let serde_json::Value::Object(fields) = &mut event else {
+        return None;
+    };
+    fields.extend(given);
+    serde_json::from_value(event).ok()
 }
 
 /// `requestTime` for Unix second `secs`, in the access log's CLF form;

@@ -59,10 +59,11 @@
 //! | `mock` | `body` | | empty | |
 //! | `mock` | `status_from_template` | | `false` | true: the status is the `statusCode` of the body a request template wrote |
 //! | `http` | `method` | | the request's | a method (API Gateway's integration `httpMethod`) |
-//! | `lambda` | `function` | | | a name registered with `GatewayBuilder::lambda` (checked when the gateway is built); no `mapping` on the method; exactly one of `function` and `arn` |
+//! | `lambda` | `function` | | | a name registered with `GatewayBuilder::lambda` or `lambda_json` (checked when the gateway is built); exactly one of `function` and `arn` |
 //! | `lambda` | `arn` | | | `arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`, a remote function ([below](#remote-lambda-functions)) |
 //! | `lambda` | `endpoint_url` | | `https://lambda.REGION.amazonaws.com` | with `arn`: `http://` or `https://` and a host, no path |
 //! | `lambda` | `timeout_ms` | milliseconds | `29000` | with `arn`: 50 to 300000, the whole answer |
+//! | `lambda` | `proxy` | | `true` | `true`: the event in, the response out, no `mapping` on the method; `false`: a custom integration ([below](#non-proxy-lambda-functions)) |
 //!
 //! API Gateway's integration timeout is 50 ms to 29 s ([`limits`](https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html)); tollgate
 //! takes the same default and allows up to 300 s.
@@ -199,6 +200,52 @@
 //!           arn: arn:aws:lambda:eu-west-1:123456789012:function:orders
 //!           timeout_ms: 10000
 //! ```
+//!
+//! # Non-proxy Lambda functions
+//!
+//! `proxy: false` makes a Lambda integration API Gateway's custom one
+//! (`AWS`, handle-errors-in-lambda-integration.md): the function gets
+//! the body the method's request mapping made (its `templates`, or the
+//! request's body as it came under `passthrough`; `{}` when it is empty)
+//! and its answer is an integration response, mapped by the method's
+//! `mapping.responses` like an HTTP backend's, with the same template
+//! languages:
+//!
+//! - a function that returns: its result, `200`, `application/json`; the
+//!   response without `selection_pattern` takes it (the default), or one
+//!   whose pattern matches the empty string (`.*`), as API Gateway matches
+//!   a success's null error message;
+//! - a function that throws: Lambda's error document
+//!   (`{"errorMessage": ..., "errorType": ...}`), its `errorMessage` matched
+//!   whole against each `selection_pattern` in order, else the default;
+//!   with neither, 502 `{"message": "Internal server error"}` (API
+//!   Gateway's invalid configuration);
+//! - no answer (a panic, a timeout, throttling, a failed call): as for a
+//!   proxy integration.
+//!
+//! In process, register the function with
+//! [`GatewayBuilder::lambda_json`](crate::gateway::GatewayBuilder::lambda_json)
+//! (any JSON in, any JSON out, an error's `Display` as its
+//! `errorMessage`); a proxy handler registered with `lambda` serves too,
+//! the payload read as an event. Remotely, `arn` as above: the payload is
+//! sent as it is, and `X-Amz-Function-Error` marks the answer as the error
+//! document. An OpenAPI `aws` integration whose URI names a Lambda
+//! function imports as one, its templates and responses with it, and
+//! exports back as `aws`.
+//!
+//! ```yaml
+//! stages:
+//!   prod:
+//!     methods:
+//!       /pets/{id}/GET:
+//!         integration: { type: lambda, function: pets, proxy: false }
+//!         mapping:
+//!           request:
+//!             templates: { application/json: '{"id": "{{ input.params("id") }}"}' }
+//!           responses:
+//!             - { selection_pattern: "Not found: .*", status: 404 }
+//!             - { status: 200 }
+//! ```
 
 mod config;
 mod dispatch;
@@ -219,6 +266,7 @@ pub(crate) use self::http::shown as shown_url;
 pub use self::http::{DEFAULT_TIMEOUT, HttpIntegration, UrlTemplateError};
 pub use self::invoke::AwsCredentials;
 pub(crate) use self::invoke::function_region;
+pub(crate) use self::lambda::IntegrationSelection;
 pub use self::lambda::{LambdaFunction, LambdaResult};
 pub use self::mock::MockIntegration;
 pub(crate) use self::tls::{HttpClient, chain as error_chain, client as tls_client};

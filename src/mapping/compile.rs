@@ -391,11 +391,22 @@ impl CompiledMapping {
         !self.request_templates.is_empty() || self.passthrough == Passthrough::Never
     }
 
-    /// The integration response for a backend status: the first whose
-    /// pattern matches, else the default. `None` when neither exists: the
-    /// response passes unchanged.
-    pub(super) fn select(&self, status: StatusCode) -> Option<&ResponseRule> {
-        let code = status.as_str();
+    /// Whether an integration response takes a non-proxy Lambda
+    /// function's error with this `errorMessage`.
+    pub(crate) fn takes_error(&self, message: &str) -> bool {
+        self.select(StatusCode::OK, Some(message)).is_some()
+    }
+
+    /// The integration response for a backend status (or, for a non-proxy
+    /// Lambda integration, the function's `errorMessage`, `selection`):
+    /// the first whose pattern matches, else the default. `None` when
+    /// neither exists: the response passes unchanged.
+    pub(super) fn select(
+        &self,
+        status: StatusCode,
+        selection: Option<&str>,
+    ) -> Option<&ResponseRule> {
+        let code = selection.unwrap_or(status.as_str());
         self.responses
             .iter()
             .find(|r| r.pattern.as_ref().is_some_and(|p| p.is_match(code)))

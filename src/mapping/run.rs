@@ -595,7 +595,11 @@ where
     if crate::response::is_gateway_answer(&res) {
         return res.map(Body::new);
     }
-    let rule = mapping.select(res.status());
+    let selection = res
+        .extensions()
+        .get::<crate::integration::IntegrationSelection>()
+        .cloned();
+    let rule = mapping.select(res.status(), selection.as_ref().map(|s| s.text.as_str()));
     let conversion = match binary {
         // A HEAD answer has no body to convert.
         _ if asked.head => Conversion::Text,

@@ -518,6 +518,7 @@ fn integration(m: &StageMethod, method: &str, lossy: &mut bool) -> Option<Value>
             function,
             arn,
             timeout_ms,
+            proxy,
             ..
         } => {
             let (region, arn) = match (function, arn) {
@@ -532,7 +533,7 @@ fn integration(m: &StageMethod, method: &str, lossy: &mut bool) -> Option<Value>
                 (None, None) => return None,
             };
             let mut i = json!({
-                "type": "aws_proxy",
+                "type": if *proxy { "aws_proxy" } else { "aws" },
                 "httpMethod": "POST",
                 "uri": format!("arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations"),
                 "passthroughBehavior": "when_no_match",
@@ -540,7 +541,14 @@ fn integration(m: &StageMethod, method: &str, lossy: &mut bool) -> Option<Value>
             if let Some(t) = timeout_ms {
                 i["timeoutInMillis"] = json!(t);
             }
-            return Some(i);
+            if *proxy {
+                return Some(i);
+            }
+            // A custom integration: its mapping follows, as an http one's.
+            if mapping.is_none() {
+                i["responses"] = json!({ "default": { "statusCode": "200" } });
+            }
+            i
         }
         IntegrationConfig::Http {
             url,

@@ -1058,13 +1058,42 @@ fn integration(
             s.insert("integration".into(), l);
             return;
         }
+        // A non-proxy Lambda integration: the request template makes the
+        // payload, the integration responses map the answer (selected by
+        // the error message when the function throws).
+        "aws"
+            if lambda_function(i.get("uri")).is_some_and(|f| functions.contains(f))
+                || lambda_arn(i.get("uri")).is_some() =>
+        {
+            let l = match lambda_function(i.get("uri")).filter(|f| functions.contains(*f)) {
+                Some(f) => json!({ "type": "lambda", "function": f, "proxy": false }),
+                None => {
+                    let mut l = json!({
+                        "type": "lambda",
+                        "arn": lambda_arn(i.get("uri")).unwrap_or_default(),
+                        "proxy": false,
+                    });
+                    if let Some(t) = i.get("timeoutInMillis").and_then(Value::as_u64) {
+                        l["timeout_ms"] = json!(t);
+                    }
+                    l
+                }
+            };
+            s.insert("integration".into(), l);
+            if let Some(t) = templates {
+                request.insert("templates".into(), Value::Object(t.clone()));
+            }
+        }
         "aws" | "aws_proxy" => {
             let why = match lambda_function(i.get("uri")) {
                 Some(f) if kind == "aws_proxy" => format!(
                     "the Lambda function `{f}` is neither registered (ImportOptions::functions, GatewayBuilder::lambda) nor named by a full function ARN; the method is served by the wrapped service"
                 ),
-                _ => format!(
-                    "`{kind}` integrations (non-proxy Lambda, AWS services) are not supported yet; the method is served by the wrapped service"
+                Some(f) => format!(
+                    "the Lambda function `{f}` is neither registered (ImportOptions::functions, GatewayBuilder::lambda_json) nor named by a full function ARN; the method is served by the wrapped service"
+                ),
+                None => format!(
+                    "`{kind}` integrations to AWS services other than Lambda are not supported; the method is served by the wrapped service"
                 ),
             };
             w.push(&format!("{ipath}.type"), why);
