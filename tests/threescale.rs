@@ -620,3 +620,29 @@ async fn a_dropped_gateway_still_reports_what_its_cache_let_through() {
     drop(gw);
     wait_for_hits(&fake, 7).await;
 }
+
+#[tokio::test]
+async fn calls_admitted_while_three_scale_is_down_are_reported_when_it_is_back() {
+    let fake = Arc::new(Fake::default());
+    let url = serve(fake.clone()).await;
+    for ttl in ["ttl: 0", "ttl: 300"] {
+        *fake.hits.lock().unwrap() = BTreeMap::new();
+        let gw = gateway(&url, &format!("{ttl}\n    fail_mode: open"));
+        fake.mode.store(1, Ordering::SeqCst);
+        for _ in 0..4 {
+            assert_eq!(
+                call(&gw, "GET", "/prod/pets", &[("x-user-key", "good-key")])
+                    .await
+                    .0,
+                StatusCode::OK,
+                "{ttl}"
+            );
+        }
+        // Still down: the report fails and keeps its counts.
+        gw.shutdown_reporters().await;
+        assert!(fake.hits().is_empty(), "{ttl}: {:?}", fake.hits());
+        fake.mode.store(0, Ordering::SeqCst);
+        gw.shutdown_reporters().await;
+        assert_eq!(fake.hits()[&("good-key".into(), "hits".into())], 4, "{ttl}");
+    }
+}

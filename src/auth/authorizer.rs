@@ -282,6 +282,15 @@ pub trait Authorizer: Send + Sync + 'static {
         let _ = (request, verdict);
     }
 
+    /// Told of each request `fail_mode: open` let through after a call to
+    /// [`authorize`](Self::authorize) failed. The default does nothing; a
+    /// metering authorizer counts it here, as [`cached`](Self::cached)
+    /// does, so calls admitted while its backend is down are reported when
+    /// it is back.
+    fn failed_open(&self, request: &AuthorizerRequest) {
+        let _ = request;
+    }
+
     /// Delivers whatever the authorizer holds back (counts of
     /// [`cached`](Self::cached) requests not yet reported);
     /// [`Gateway::shutdown_reporters`](crate::Gateway::shutdown_reporters)
@@ -526,6 +535,9 @@ impl Shared {
                 .unwrap_or_default(),
             identity,
         };
+        // The request, kept when a failure may still admit it (an authorizer
+        // that meters calls is told of those too).
+        let mut kept = None;
         let verdict = match &configured.cache {
             Some(cache) => {
                 let mut key = String::new();
@@ -557,6 +569,16 @@ impl Shared {
                 {
                     configured.authorizer.cached(&request, v);
                 }
+                kept = Some(request);
+                verdict
+            }
+            None if configured.fail_mode == FailMode::Open => {
+                let verdict = configured
+                    .authorizer
+                    .authorize(request.clone())
+                    .await
+                    .map(Arc::new);
+                kept = Some(request);
                 verdict
             }
             None => configured.authorizer.authorize(request).await.map(Arc::new),
@@ -571,7 +593,12 @@ impl Shared {
                         self.refuse(GatewayResponseKind::AuthorizerConfigurationError),
                         req,
                     ),
-                    _ => (gate::Decision::Admit(None), req),
+                    _ => {
+                        if let Some(request) = &kept {
+                            configured.authorizer.failed_open(request);
+                        }
+                        (gate::Decision::Admit(None), req)
+                    }
                 };
             }
         };

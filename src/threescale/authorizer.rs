@@ -217,6 +217,23 @@ impl Authorizer for ThreeScaleAuthorizer {
     }
 
     fn cached(&self, request: &AuthorizerRequest, _verdict: &Verdict) {
+        self.count(request);
+    }
+
+    /// Admitted while 3scale was unreachable: reported when it is back
+    /// (3scale drops the hits of a key it does not know).
+    fn failed_open(&self, request: &AuthorizerRequest) {
+        self.count(request);
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.report().await
+    }
+}
+
+impl ThreeScaleAuthorizer {
+    /// Counts one call for the next report.
+    fn count(&self, request: &AuthorizerRequest) {
         let Some(who) = self.who(request) else {
             return;
         };
@@ -230,9 +247,5 @@ impl Authorizer for ThreeScaleAuthorizer {
             *c = c.saturating_add(1);
         }
         self.start_flusher();
-    }
-
-    async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.report().await
     }
 }

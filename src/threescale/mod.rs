@@ -19,7 +19,7 @@
 //! | 403 or 404 (unknown key or application) | 403 `INVALID_API_KEY`, `{"message":"Forbidden"}` |
 //! | 409 naming a usage limit | 429 `QUOTA_EXCEEDED` with 3scale's reason as the message (`{"message":"usage limits are exceeded"}`) |
 //! | another 409 (application not active, wrong `app_key`) | 403 `INVALID_API_KEY` (3scale's reason may quote the key: not passed on) |
-//! | no answer in `timeout_ms`, a connection error, a 5xx, a 400 or 422 | the authorizer's `fail_mode`: `closed` (default) 503, `open` admits |
+//! | no answer in `timeout_ms`, a connection error, a 5xx, a 400 or 422 | the authorizer's `fail_mode`: `closed` (default) 503; `open` admits, and counts the call for the next batched report (3scale drops the hits of keys it does not know) |
 //! | (a credential missing from the request) | 401 `UNAUTHORIZED`, no call |
 //!
 //! Allowed and refused verdicts are cached for the authorizer's `ttl`
