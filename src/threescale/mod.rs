@@ -88,6 +88,14 @@
 //! service token never appear in logs, errors or `Debug` output. Config
 //! mistakes are reported with their paths:
 //!
+//! Like API keys and SigV4 credentials, the section is never serialized
+//! (its token is a secret), so a definition a
+//! [`Lifecycle`](crate::Lifecycle) writes to a deployment store holds the
+//! authorizer without it: a deployment read back from a store refuses to
+//! build ("no implementation is registered") rather than serve without
+//! 3scale. Keep `threescale` authorizers in configs that are read, not
+//! stored.
+//!
 //! ```text
 //! authorizers.threescale.threescale.url: 3scale's URL is http:// or https:// and a host, with no path, query or user
 //! authorizers.threescale.threescale.credentials: `user_key` takes one identity source
