@@ -1,7 +1,7 @@
 //! The Pet Store API behind tollgate.
 //!
 //! ```text
-//! cargo run --release --example petstore [-- --config PATH --listen ADDR --bare --upstream URL --check --watch --openapi FILE --stage NAME --export oas30|swagger --yaml]
+//! cargo run --release --example petstore [-- --config PATH --listen ADDR --bare --upstream URL --quiet --metrics-listen ADDR --emf PATH --admin-listen ADDR --redis URL --check --watch --openapi FILE --stage NAME --export oas30|swagger --yaml]
 //! ```
 //!
 //! Serves stages `dev` and `prod` at `/dev/...` and `/prod/...` with the

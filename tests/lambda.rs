@@ -427,9 +427,11 @@ async fn a_custom_integration_maps_the_payload_and_selects_on_the_error_message(
         call("POST", "/prod/bare", r#"{"id": "3"}"#).await.0,
         StatusCode::BAD_GATEWAY
     );
+    // A body that is not JSON is no payload: refused as Lambda's Invoke
+    // refuses it, 500.
     assert_eq!(
         call("POST", "/prod/bare", "not json").await.0,
-        StatusCode::BAD_GATEWAY
+        StatusCode::INTERNAL_SERVER_ERROR
     );
     assert_eq!(
         call("POST", "/prod/bare", "").await,

@@ -37,6 +37,10 @@ struct Fake {
     mode: AtomicU32,
     /// The query of each authrep.
     queries: Mutex<Vec<Vec<(String, String)>>>,
+    /// When set, every authrep gets this status and body instead.
+    authrep_answer: Mutex<Option<(u16, String)>>,
+    /// Milliseconds each report waits before it is answered.
+    report_delay_ms: AtomicU32,
 }
 
 impl Fake {
@@ -61,6 +65,9 @@ impl Fake {
             ("GET", "/transactions/authrep.xml") => {
                 self.authreps.fetch_add(1, Ordering::SeqCst);
                 self.queries.lock().unwrap().push(form.to_vec());
+                if let Some(answer) = self.authrep_answer.lock().unwrap().clone() {
+                    return answer;
+                }
                 let usage: Vec<(String, u64)> = form
                     .iter()
                     .filter_map(|(k, v)| {
@@ -166,6 +173,10 @@ async fn serve(fake: Arc<Fake>) -> String {
                             }
                             2 => tokio::time::sleep(Duration::from_secs(5)).await,
                             _ => {}
+                        }
+                        if parts.method == Method::POST {
+                            let ms = fake.report_delay_ms.load(Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(ms.into())).await;
                         }
                         let (status, text) = fake.answer(&parts.method, parts.uri.path(), &form);
                         let mut res = Response::new(Full::new(Bytes::from(text)));
@@ -644,5 +655,117 @@ async fn calls_admitted_while_three_scale_is_down_are_reported_when_it_is_back()
         fake.mode.store(0, Ordering::SeqCst);
         gw.shutdown_reporters().await;
         assert_eq!(fake.hits()[&("good-key".into(), "hits".into())], 4, "{ttl}");
+    }
+}
+
+#[tokio::test]
+async fn answers_that_are_not_three_scales_verdict_follow_the_fail_mode_uncached() {
+    let fake = Arc::new(Fake::default());
+    let url = serve(fake.clone()).await;
+    let gw = gateway(&url, "ttl: 300");
+    let key = [("x-user-key", "good-key")];
+    let deep = "<a>".repeat(4000);
+    let odd: [(u16, &str); 7] = [
+        (200, "<html><body>ok</body></html>"),
+        (404, "<html><body>Not Found</body></html>"),
+        (
+            403,
+            r#"<error code="service_token_invalid">service token "x" is invalid</error>"#,
+        ),
+        (
+            404,
+            r#"<error code="service_id_invalid">service id not found</error>"#,
+        ),
+        (409, ""),
+        // Nested deep enough to exhaust a worker's stack in a recursive
+        // parser: refused before parsing.
+        (409, &deep),
+        (
+            200,
+            "<!DOCTYPE status [<!ENTITY a \"aaaa\">]><status><authorized>&a;</authorized></status>",
+        ),
+    ];
+    for (status, body) in odd {
+        *fake.authrep_answer.lock().unwrap() = Some((status, body.to_owned()));
+        let (got, _) = call(&gw, "GET", "/prod/pets", &key).await;
+        assert_eq!(
+            got,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{status} {}",
+            &body[..body.len().min(60)]
+        );
+    }
+    assert_eq!(gw.authorizers().failures(), odd.len() as u64);
+    // None of them was cached: 3scale back, the key is allowed.
+    *fake.authrep_answer.lock().unwrap() = None;
+    assert_eq!(call(&gw, "GET", "/prod/pets", &key).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_reason_reaches_the_client_without_control_or_formatting_characters() {
+    let fake = Arc::new(Fake::default());
+    let url = serve(fake.clone()).await;
+    let gw = gateway(&url, "ttl: 0");
+    let reason = "usage limits are exceeded\u{202E}\u{2028}\t\"}x";
+    *fake.authrep_answer.lock().unwrap() = Some((
+        409,
+        format!("<status><authorized>false</authorized><reason>{reason}</reason></status>"),
+    ));
+    let (status, body) = call(&gw, "GET", "/prod/pets", &[("x-user-key", "k")]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        body,
+        serde_json::json!({ "message": "usage limits are exceeded\"}x" })
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_dropped_while_a_report_is_in_flight_still_delivers_its_counts() {
+    let fake = Arc::new(Fake::default());
+    let url = serve(fake.clone()).await;
+    let yaml = format!(
+        r#"
+routes: {{ /pets: [GET] }}
+stages: {{ prod: {{ settings: {{ authorization: authorizer, authorizer: three }} }} }}
+authorizers:
+  three:
+    threescale: {{ url: "{url}", service_id: "{SERVICE}", service_token: {TOKEN}, report_interval_ms: 100 }}
+"#
+    );
+    let gw = Gateway::builder(Config::from_yaml_str(&yaml).unwrap())
+        .build()
+        .unwrap();
+    // The first report is slow and then refused.
+    fake.report_delay_ms.store(300, Ordering::SeqCst);
+    fake.fail_reports.store(1, Ordering::SeqCst);
+    for _ in 0..6 {
+        let (status, _) = call(&gw, "GET", "/prod/pets?user_key=good-key", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // Wait for that report to be in flight, then drop the gateway.
+    for tries in 0.. {
+        if fake.reports.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        assert!(tries < 250, "no report started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(gw);
+    fake.report_delay_ms.store(0, Ordering::SeqCst);
+    // One hit by authrep, five by the report the drop's task sends.
+    wait_for_hits(&fake, 6).await;
+}
+
+#[test]
+fn the_sink_refuses_what_the_authorizer_refuses() {
+    for bad in [
+        serde_json::json!({ "url": "http://127.0.0.1:1", "service_id": SERVICE, "service_token": TOKEN, "timeout_ms": 0 }),
+        serde_json::json!({ "url": "http://127.0.0.1:1", "service_id": SERVICE, "service_token": TOKEN, "metric": "not a metric]&x=1" }),
+        serde_json::json!({ "url": "http://127.0.0.1:1", "service_id": "", "service_token": TOKEN }),
+    ] {
+        let config: ThreeScaleConfig = serde_json::from_value(bad.clone()).unwrap();
+        let err = ThreeScaleSink::new(config).unwrap_err().to_string();
+        assert!(!err.contains(TOKEN), "{err}");
+        assert!(!err.is_empty(), "{bad}");
     }
 }

@@ -866,3 +866,59 @@ async fn the_emf_sink_writes_lines_whose_counts_add_up_to_the_requests_sent() {
     let sum: u64 = totals.values().map(|t| t[0]).sum();
     assert_eq!(sum, 230, "every request counted once");
 }
+
+/// Fails its first write after `budget` bytes, as a full disk does.
+#[derive(Clone)]
+struct Torn(Arc<Mutex<(Vec<u8>, Option<usize>)>>);
+
+impl std::io::Write for Torn {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let mut s = self.0.lock().unwrap();
+        match s.1 {
+            Some(0) => {
+                s.1 = None;
+                Err(std::io::Error::other("disk full"))
+            }
+            Some(left) => {
+                let n = left.min(b.len());
+                s.0.extend_from_slice(&b[..n]);
+                s.1 = Some(left - n);
+                Ok(n)
+            }
+            None => {
+                s.0.extend_from_slice(b);
+                Ok(b.len())
+            }
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_emf_batch_retried_after_a_torn_write_keeps_every_line_whole() {
+    let out = Torn(Arc::new(Mutex::new((Vec::new(), Some(30)))));
+    let sink = EmfSink::stdout().to_writer(out.clone());
+    let batch: Vec<UsageEvent> = (0..3).map(|_| UsageEvent::new("api", 200)).collect();
+    assert!(sink.send(&batch).await.is_err(), "the write fails part way");
+    sink.send(&batch).await.unwrap();
+    let text = String::from_utf8(out.0.lock().unwrap().0.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(lines[0]).is_err(),
+        "the torn fragment"
+    );
+    let whole: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(whole["Count"], 3);
+    let sets = &whole["_aws"]["CloudWatchMetrics"][0]["Dimensions"];
+    assert_eq!(
+        sets,
+        &serde_json::json!([
+            ["ApiName"],
+            ["ApiName", "Stage"],
+            ["ApiName", "Stage", "Resource", "Method"]
+        ])
+    );
+}

@@ -167,7 +167,7 @@ pub struct Refusal {
     pub kind: GatewayResponseKind,
     /// The message instead of the kind's default, unless the config
     /// overrides the kind's message. At most 256 characters are used;
-    /// control characters are dropped.
+    /// control, formatting and separator characters are dropped.
     pub message: Option<String>,
 }
 
@@ -491,9 +491,15 @@ impl Shared {
             kind = refusal.kind.as_str(),
             "authorizer refused"
         );
+        // No control, formatting or separator characters (a direction
+        // override, a line separator): the message is shown to a client.
         let clean: String = message
             .chars()
-            .filter(|c| !c.is_control())
+            .filter(|c| {
+                !c.is_control()
+                    && !matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+                        | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+            })
             .take(256)
             .collect();
         gate::Decision::Reject(Box::new(

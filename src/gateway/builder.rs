@@ -373,7 +373,7 @@ impl GatewayBuilder {
                         e.method().map_or("ANY", |m| m.as_str())
                     ),
                     format!(
-                        "no Lambda function `{}` is registered (GatewayBuilder::lambda)",
+                        "no Lambda function `{}` is registered (GatewayBuilder::lambda, or lambda_json for a function of any JSON)",
                         function.escape_debug()
                     ),
                 )),

@@ -90,9 +90,12 @@ impl FunctionError {
     }
 }
 
+/// For logs: the message's first 200 characters, escaped (it is the
+/// function's text, and may echo a caller's).
 impl fmt::Display for FunctionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the function failed: {}", self.message())
+        let message: String = self.message().chars().take(200).collect();
+        write!(f, "the function failed: {message:?}")
     }
 }
 
@@ -123,8 +126,10 @@ impl LambdaFunction {
     /// Wraps a function of any JSON: `handler` gets the payload (the
     /// mapped body, `{}` when it is empty) and answers the result; an
     /// error is the function throwing (its `errorMessage` is the error's
-    /// `Display`, its `errorType` `Error`). A payload that is not JSON
-    /// throws `Could not parse the payload into JSON` without a call.
+    /// `Display`, its `errorType` `Error`; through a template it may reach
+    /// the client, so return errors meant for callers). A payload that is
+    /// not JSON is refused without a call, as Lambda's `Invoke` refuses it
+    /// (`InvalidRequestContentException`): 500 `Internal server error`.
     pub fn json<F, Fut, E>(handler: F) -> Self
     where
         F: Fn(serde_json::Value) -> Fut + Send + Sync + 'static,
@@ -135,10 +140,8 @@ impl LambdaFunction {
         Self::payload(move |payload: Bytes| {
             let handler = handler.clone();
             async move {
-                let input: serde_json::Value = serde_json::from_slice(&payload).map_err(|_| {
-                    let e: BoxError = "Could not parse the payload into JSON".into();
-                    FunctionError::of(&e)
-                })?;
+                let input: serde_json::Value = serde_json::from_slice(&payload)
+                    .map_err(|_| InvokeError::Failed("the payload is not JSON".into()))?;
                 match handler(input).await {
                     Ok(v) => Ok(Bytes::from(serde_json::to_vec(&v)?)),
                     Err(e) => Err(FunctionError::of(&e.into()).into()),
@@ -178,8 +181,7 @@ impl LambdaFunction {
             Call::Payload(f) => f(payload).await,
             Call::Proxy(f) => {
                 let event = payload_event(&payload).ok_or_else(|| {
-                    let e: BoxError = "Could not parse the payload into an event".into();
-                    FunctionError::of(&e)
+                    InvokeError::Failed("the payload is not a JSON object".into())
                 })?;
                 match f(event).await {
                     Ok(answer) => Ok(Bytes::from(serde_json::to_vec(&answer)?)),

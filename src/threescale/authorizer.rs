@@ -34,7 +34,6 @@ pub struct ThreeScaleAuthorizer {
     sources: Vec<String>,
     config: ThreeScaleConfig,
     interval: Duration,
-    flusher: AtomicBool,
 }
 
 /// What the background flush shares with the authorizer.
@@ -45,6 +44,9 @@ struct Inner {
     pending: Mutex<HashMap<(Who, String), u64>>,
     /// Serializes reports, so a shutdown's flush waits for a running one.
     reporting: tokio::sync::Mutex<()>,
+    /// Whether the periodic report task runs (cleared when it ends, so a
+    /// runtime shut down under it gets a new one on the next count).
+    flusher: AtomicBool,
 }
 
 impl fmt::Debug for ThreeScaleAuthorizer {
@@ -78,12 +80,12 @@ impl ThreeScaleAuthorizer {
                 client,
                 pending: Mutex::new(HashMap::new()),
                 reporting: tokio::sync::Mutex::new(()),
+                flusher: AtomicBool::new(false),
             }),
             credentials: config.credentials,
             sources,
             config: config.clone(),
             interval: Duration::from_millis(config.report_interval_ms.unwrap_or(1000)),
-            flusher: AtomicBool::new(false),
         })
     }
 
@@ -112,17 +114,28 @@ impl ThreeScaleAuthorizer {
     /// on the runtime of the first call that needs it. It ends when the
     /// authorizer is dropped.
     fn start_flusher(&self) {
-        if self.flusher.swap(true, Ordering::AcqRel) {
+        if self.inner.flusher.swap(true, Ordering::AcqRel) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             // Not on a runtime: the counts wait for `flush`.
-            self.flusher.store(false, Ordering::Release);
+            self.inner.flusher.store(false, Ordering::Release);
             return;
         };
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let interval = self.interval;
         runtime.spawn(async move {
+            // However the task ends (its runtime shut down too), the next
+            // count starts another.
+            struct Running(Weak<Inner>);
+            impl Drop for Running {
+                fn drop(&mut self) {
+                    if let Some(inner) = self.0.upgrade() {
+                        inner.flusher.store(false, Ordering::Release);
+                    }
+                }
+            }
+            let _running = Running(weak.clone());
             loop {
                 tokio::time::sleep(interval).await;
                 let Some(inner) = weak.upgrade() else {
@@ -137,50 +150,77 @@ impl ThreeScaleAuthorizer {
 }
 
 /// A dropped authorizer (its gateway replaced by a new deployment, say)
-/// still reports what it holds: a task on the current runtime tries up to
-/// five times, a second apart.
+/// still reports what it holds, a report in flight included: a task on the
+/// current runtime waits for that report, then tries up to ten times, a
+/// second apart, and logs (`error`) the hits it gives up on.
 impl Drop for ThreeScaleAuthorizer {
     fn drop(&mut self) {
-        if self.inner.lock().is_empty() {
-            return;
-        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(
-                "3scale counts dropped with their authorizer: no runtime to report them"
-            );
+            let lost = self.inner.held();
+            if lost > 0 {
+                tracing::error!(
+                    lost,
+                    "3scale hits dropped with their authorizer: no runtime to report them"
+                );
+            }
             return;
         };
         let inner = self.inner.clone();
         runtime.spawn(async move {
-            for _ in 0..5 {
+            for _ in 0..10 {
+                // `report` waits for one in flight; its counts, if it
+                // failed, are back in the map by then.
                 match inner.report().await {
-                    Ok(()) => return,
+                    Ok(()) if inner.held() == 0 => return,
+                    Ok(()) => {}
                     Err(e) => tracing::warn!(error = %e, "3scale report failed; trying again"),
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+            tracing::error!(
+                lost = inner.held(),
+                "3scale hits given up: 3scale did not take them"
+            );
         });
     }
 }
 
+/// Counts per report call at most (3scale's reports are form posts; this
+/// keeps one well under its body limit).
+const MAX_TRANSACTIONS: usize = 500;
+
 impl Inner {
     /// Reports what is pending; on failure the counts go back, added to
     /// any that came in meanwhile.
+    ///
+    /// Delivery is at least once: a report 3scale took but whose answer
+    /// was lost (a timeout) is sent again. At most [`MAX_TRANSACTIONS`]
+    /// counts go in one call; more make several.
     async fn report(&self) -> Result<(), StoreError> {
         let _one = self.reporting.lock().await;
         let hits = std::mem::take(&mut *self.lock());
-        if hits.is_empty() {
-            return Ok(());
-        }
-        let sent = self.client.report(&hits).await;
-        if sent.is_err() {
-            let mut pending = self.lock();
-            for (k, n) in hits {
-                let c = pending.entry(k).or_insert(0);
-                *c = c.saturating_add(n);
+        let mut result = Ok(());
+        let mut batch = HashMap::new();
+        let mut rest = hits.into_iter().peekable();
+        while rest.peek().is_some() {
+            batch.clear();
+            batch.extend(rest.by_ref().take(MAX_TRANSACTIONS));
+            if let Err(e) = self.client.report(&batch).await {
+                // This batch and the ones not tried go back.
+                let mut pending = self.lock();
+                for (k, n) in batch.drain().chain(rest.by_ref()) {
+                    let c = pending.entry(k).or_insert(0);
+                    *c = c.saturating_add(n);
+                }
+                result = Err(e);
             }
         }
-        sent
+        result
+    }
+
+    /// Hits not yet reported.
+    fn held(&self) -> u64 {
+        self.lock().values().fold(0u64, |a, n| a.saturating_add(*n))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Who, String), u64>> {
@@ -234,7 +274,9 @@ impl Authorizer for ThreeScaleAuthorizer {
 impl ThreeScaleAuthorizer {
     /// Counts one call for the next report.
     fn count(&self, request: &AuthorizerRequest) {
-        let Some(who) = self.who(request) else {
+        // A report names the application, not its key: counts are kept by
+        // app id alone (and hold no key).
+        let Some(who) = self.who(request).map(Who::without_key) else {
             return;
         };
         let metric = self

@@ -75,6 +75,14 @@ impl Who {
         }
     }
 
+    /// The same identity without an `app_key`: what a report names.
+    pub(crate) fn without_key(self) -> Self {
+        match self {
+            Self::App { id, .. } => Self::App { id, key: None },
+            user => user,
+        }
+    }
+
     /// The identifying parameters under `prefix` (`` or
     /// `transactions[0]`), appended to a form; a report names the
     /// application without its key.
@@ -157,6 +165,22 @@ impl Client {
             ));
         }
         let http = tls_client(&TlsConfig::default()).map_err(|e| e.to_string())?;
+        // The service token and callers' keys ride in authrep's query: in
+        // clear text over http:// to anything but this host.
+        if let Ok(uri) = url.parse::<Uri>()
+            && uri.scheme_str() == Some("http")
+            && !uri.host().is_some_and(|h| {
+                h == "localhost"
+                    || h.trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            })
+        {
+            tracing::warn!(
+                url = %crate::integration::shown_url(url),
+                "3scale over http://: the service token and callers' keys cross the network in clear text"
+            );
+        }
         Ok(Self {
             http,
             base: url.trim_end_matches('/').to_owned(),
@@ -209,22 +233,31 @@ impl Client {
             .map_err(|e| StoreError::unavailable(e.to_string()))?;
         let (status, body) = self.exchange(req).await?;
         let text = String::from_utf8_lossy(&body);
-        match status.as_u16() {
-            200 => match element(&text, "authorized").as_deref() {
-                Some("true") => Ok(Answer::Authorized),
-                // A 200 that does not authorize is not in the reference;
-                // read it as its reason says.
-                _ => Ok(refused(element(&text, "reason"))),
+        let doc = Document::read(&text);
+        // Only 3scale's own documents decide: a status document for 200
+        // and 409, an error about the caller for 403 and 404. Anything
+        // else (a proxy's page, an error about the service or its token)
+        // is 3scale not answering: the fail mode, never cached.
+        let answer = match (status.as_u16(), &doc) {
+            (200 | 409, Some(Document::Status { authorized, reason })) => match authorized {
+                true if status == StatusCode::OK => Some(Answer::Authorized),
+                true => None,
+                false => Some(refused(reason.clone())),
             },
-            403 | 404 => Ok(Answer::Unknown),
-            409 => Ok(refused(element(&text, "reason"))),
-            s => Err(StoreError::unavailable(format!(
-                "3scale answered {s}{}",
-                error_code(&text)
-                    .map(|c| format!(" ({c})"))
-                    .unwrap_or_default()
-            ))),
-        }
+            (403 | 404, Some(Document::Error { code }))
+                if CALLER_ERRORS.contains(&code.as_str()) =>
+            {
+                Some(Answer::Unknown)
+            }
+            _ => None,
+        };
+        answer.ok_or_else(|| {
+            let code = match doc {
+                Some(Document::Error { code }) => format!(" ({code})"),
+                _ => String::new(),
+            };
+            StoreError::unavailable(format!("3scale answered {}{code}", status.as_u16()))
+        })
     }
 
     /// `report`: `hits` per application and metric, one transaction per
@@ -264,11 +297,13 @@ impl Client {
         if status.is_success() {
             Ok(())
         } else {
+            let code = match Document::read(&String::from_utf8_lossy(&body)) {
+                Some(Document::Error { code }) => format!(" ({code})"),
+                _ => String::new(),
+            };
             Err(StoreError::unavailable(format!(
-                "3scale answered {status} to a report{}",
-                error_code(&String::from_utf8_lossy(&body))
-                    .map(|c| format!(" ({c})"))
-                    .unwrap_or_default()
+                "3scale answered {} to a report{code}",
+                status.as_u16()
             )))
         }
     }
@@ -282,26 +317,97 @@ fn refused(reason: Option<String>) -> Answer {
     }
 }
 
-/// The text of the first element named `name` in an XML document.
-fn element(xml: &str, name: &str) -> Option<String> {
-    let doc = roxmltree::Document::parse(xml).ok()?;
-    doc.descendants()
-        .find(|n| n.has_tag_name(name))
-        .and_then(|n| n.text())
-        .map(|t| t.trim().to_owned())
+/// The `<error code>`s of a 403 or 404 that are about the caller's
+/// credentials (3scale's error codes); any other (a service token or id
+/// 3scale refuses, a metric it does not know) is the gateway's own setup
+/// failing, and follows the fail mode.
+const CALLER_ERRORS: [&str; 6] = [
+    "user_key_invalid",
+    "user_key_missing",
+    "application_not_found",
+    "application_key_invalid",
+    "application_id_missing",
+    "application_not_active",
+];
+
+/// Nesting an answer may have: 3scale's documents are three or four
+/// levels deep. Deeper ones are refused before they are parsed (a
+/// recursive parser could exhaust the stack on them).
+const MAX_DEPTH: usize = 16;
+
+/// A 3scale answer, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Document {
+    /// `<status><authorized>..</authorized><reason>..</reason>..`
+    Status {
+        authorized: bool,
+        reason: Option<String>,
+    },
+    /// `<error code="..">..</error>`: the code only (the text may quote a
+    /// key), when it is an identifier.
+    Error { code: String },
 }
 
-/// The `code` of an `<error code="...">` answer: a fixed identifier
-/// (`user_key_invalid`), never the message (which may quote a key).
-fn error_code(xml: &str) -> Option<String> {
-    let doc = roxmltree::Document::parse(xml).ok()?;
-    let code = doc
-        .descendants()
-        .find(|n| n.has_tag_name("error"))?
-        .attribute("code")?;
-    code.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        .then(|| code.chars().take(64).collect())
+impl Document {
+    /// `xml` as one of 3scale's documents; `None` for anything else (not
+    /// XML, too deep, another root).
+    fn read(xml: &str) -> Option<Self> {
+        if depth(xml) > MAX_DEPTH {
+            return None;
+        }
+        let doc = roxmltree::Document::parse(xml).ok()?;
+        let root = doc.root_element();
+        let child = |name: &str| {
+            root.children()
+                .find(|n| n.has_tag_name(name))
+                .map(|n| n.text().unwrap_or("").trim().to_owned())
+        };
+        if root.has_tag_name("status") {
+            let authorized = match child("authorized")?.as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return None,
+            };
+            Some(Self::Status {
+                authorized,
+                reason: child("reason"),
+            })
+        } else if root.has_tag_name("error") {
+            let code = root.attribute("code")?;
+            (!code.is_empty()
+                && code.len() <= 64
+                && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            .then(|| Self::Error {
+                code: code.to_owned(),
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// How deeply `xml`'s elements nest, counted without parsing: each `<x`
+/// opens a level, each `</` and `/>` closes one (declarations, comments and
+/// processing instructions open none). An overestimate at worst, which only
+/// refuses.
+fn depth(xml: &str) -> usize {
+    let bytes = xml.as_bytes();
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'<' => match bytes.get(i + 1) {
+                Some(b'/') => depth = depth.saturating_sub(1),
+                Some(b'?' | b'!') | None => {}
+                Some(_) => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+            },
+            b'>' if i > 0 && bytes[i - 1] == b'/' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 #[cfg(test)]
@@ -311,18 +417,54 @@ mod tests {
     #[test]
     fn answers_are_read_as_the_reference_writes_them() {
         let ok = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><status><authorized>true</authorized><plan>Basic</plan></status>";
-        assert_eq!(element(ok, "authorized").as_deref(), Some("true"));
-        let over = "<status><authorized>false</authorized><reason>usage limits are exceeded</reason></status>";
         assert_eq!(
-            refused(element(over, "reason")),
+            Document::read(ok),
+            Some(Document::Status {
+                authorized: true,
+                reason: None
+            })
+        );
+        let over = "<status><authorized>false</authorized><reason>usage limits are exceeded</reason></status>";
+        let Some(Document::Status { reason, .. }) = Document::read(over) else {
+            panic!("{over}")
+        };
+        assert_eq!(
+            refused(reason),
             Answer::LimitsExceeded("usage limits are exceeded".into())
         );
         let inactive = "<status><authorized>false</authorized><reason>application is not active</reason></status>";
-        assert_eq!(refused(element(inactive, "reason")), Answer::Refused);
+        let Some(Document::Status { reason, .. }) = Document::read(inactive) else {
+            panic!("{inactive}")
+        };
+        assert_eq!(refused(reason), Answer::Refused);
         let err = "<error code=\"user_key_invalid\">user key \"s3cr3t\" is invalid</error>";
-        assert_eq!(error_code(err).as_deref(), Some("user_key_invalid"));
-        assert_eq!(error_code("<error code=\"a b\">x</error>"), None);
-        assert_eq!(element("<not xml", "authorized"), None);
+        assert_eq!(
+            Document::read(err),
+            Some(Document::Error {
+                code: "user_key_invalid".into()
+            })
+        );
+        assert_eq!(Document::read("<error code=\"a b\">x</error>"), None);
+        assert_eq!(Document::read("<not xml"), None);
+        assert_eq!(Document::read("<html><body>404</body></html>"), None);
+        assert_eq!(
+            Document::read("<status><authorized>maybe</authorized></status>"),
+            None
+        );
+    }
+
+    #[test]
+    fn deep_answers_are_refused_before_parsing() {
+        assert_eq!(depth("<a><b/><c>x</c></a>"), 2);
+        assert_eq!(depth("<?xml version=\"1.0\"?><!-- c --><a/>"), 1);
+        // Deep enough to exhaust a worker's stack in a recursive parser.
+        let deep = "<a>".repeat(100_000);
+        assert_eq!(Document::read(&deep), None);
+        let deep_status = format!(
+            "<status><authorized>true</authorized>{}</status>",
+            "<x>".repeat(20)
+        );
+        assert_eq!(Document::read(&deep_status), None);
     }
 
     #[test]

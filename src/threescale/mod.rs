@@ -16,10 +16,10 @@
 //! | 3scale answers `authrep` | the caller gets |
 //! |---|---|
 //! | 200, authorized | the call goes on; its hit is reported by that `authrep` |
-//! | 403 or 404 (unknown key or application) | 403 `INVALID_API_KEY`, `{"message":"Forbidden"}` |
+//! | 403 or 404 with an error about the caller (`user_key_invalid`, `application_not_found`, `application_key_invalid`, ...) | 403 `INVALID_API_KEY`, `{"message":"Forbidden"}` |
 //! | 409 naming a usage limit | 429 `QUOTA_EXCEEDED` with 3scale's reason as the message (`{"message":"usage limits are exceeded"}`) |
 //! | another 409 (application not active, wrong `app_key`) | 403 `INVALID_API_KEY` (3scale's reason may quote the key: not passed on) |
-//! | no answer in `timeout_ms`, a connection error, a 5xx, a 400 or 422 | the authorizer's `fail_mode`: `closed` (default) 503; `open` admits, and counts the call for the next batched report (3scale drops the hits of keys it does not know) |
+//! | no answer in `timeout_ms`, a connection error, a 5xx, a 400 or 422, an error about the service itself (`service_token_invalid`, `service_id_invalid`), or anything that is not one of 3scale's documents (a proxy's page, XML nested deeper than 16 levels) | the authorizer's `fail_mode`: `closed` (default) 503; `open` admits, and counts the call for the next batched report (3scale drops the hits of keys it does not know) |
 //! | (a credential missing from the request) | 401 `UNAUTHORIZED`, no call |
 //!
 //! Allowed and refused verdicts are cached for the authorizer's `ttl`
@@ -29,7 +29,14 @@
 //! batch (`report`) every `report_interval_ms` and when
 //! [`Gateway::shutdown_reporters`](crate::Gateway::shutdown_reporters)
 //! runs, so N calls become N hits in far fewer than N calls to 3scale. A
-//! report that fails keeps its counts for the next. The cost of the cache
+//! report that fails keeps its counts for the next; a gateway dropped (a
+//! new deployment) sends what it holds, a report in flight included, and
+//! logs at `error` any hits it gives up on after ten tries. Delivery is at
+//! least once: a report 3scale took whose answer was lost is sent again.
+//! Counts are kept per application (`user_key`, or `app_id` without its
+//! key) and metric, at most 500 per report call. Over `http://` to another
+//! host than this one the service token and keys travel in clear text: a
+//! warning is logged when the authorizer is built. The cost of the cache
 //! is that 3scale's limits are seen up to `ttl` late: a key over its limit
 //! is let through until its cached allow expires.
 //!

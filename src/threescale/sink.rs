@@ -65,13 +65,14 @@ impl ThreeScaleSink {
     ///
     /// # Errors
     ///
-    /// A URL that is not `http://` or `https://` and a host, or no service
-    /// id or token.
+    /// What the authorizer's section refuses: a URL that is not `http://`
+    /// or `https://` and a host, no service id or token, a metric that is
+    /// not a system name, a timeout out of bounds.
     pub fn new(config: ThreeScaleConfig) -> Result<Self, SinkError> {
-        if config.service_id.is_empty() || config.service_token.expose().is_empty() {
-            return Err(SinkError::new(
-                "3scale needs a service id and a service token",
-            ));
+        let mut issues = crate::config::Issues::default();
+        config.check(&crate::config::PathBuf::root(), &[], &mut issues);
+        if let Some(first) = issues.0.first() {
+            return Err(SinkError::new(first.to_string()));
         }
         let client = Client::new(
             &config.url,

@@ -50,13 +50,22 @@ use crate::cache::CacheStatus;
 /// bound on an array of values).
 const MAX_VALUES: usize = 100;
 
-/// The dimension set every line is keyed by: API Gateway's per-method
-/// dimensions.
+/// The dimensions every line carries: API Gateway's per-method ones.
 const DIMENSIONS: [&str; 4] = ["ApiName", "Stage", "Resource", "Method"];
 
+/// The sets each metric is published under, as API Gateway publishes its
+/// own: per API, per API and stage, per method.
+const DIMENSION_SETS: [&[&str]; 3] = [
+    &["ApiName"],
+    &["ApiName", "Stage"],
+    &["ApiName", "Stage", "Resource", "Method"],
+];
+
 /// A [`UsageSink`] writing CloudWatch Embedded Metric Format: per reporter
-/// batch (a flush), one JSON line per dimension set
-/// (`ApiName`, `Stage`, `Resource`, `Method`) with API Gateway's metrics:
+/// batch (a flush), one JSON line per API, stage, resource and method
+/// (members `ApiName`, `Stage`, `Resource`, `Method`), each metric
+/// published under three dimension sets as API Gateway's are (`ApiName`;
+/// `ApiName`, `Stage`; all four), with API Gateway's metrics:
 ///
 /// | metric | unit | value |
 /// |---|---|---|
@@ -66,7 +75,8 @@ const DIMENSIONS: [&str; 4] = ["ApiName", "Stage", "Resource", "Method"];
 /// | `Latency` | `Milliseconds` | each request's time in the gateway, as a list |
 /// | `IntegrationLatency` | `Milliseconds` | each integration's time (requests that reached one), as a list |
 ///
-/// `Stage` and `Resource` are `-` for a request no route matched (API
+/// `Stage` and `Resource` are `-` for a request no method matched (a 404
+/// or 405; API
 /// Gateway counts those at the API level); `Method` is the request's method
 /// when it is one of HTTP's nine and `OTHER` otherwise, so series stay
 /// bounded. `Timestamp` is the newest event's time in the line, in
@@ -82,7 +92,14 @@ const DIMENSIONS: [&str; 4] = ["ApiName", "Stage", "Resource", "Method"];
 /// delivers).
 pub struct EmfSink {
     namespace: String,
-    out: Mutex<Box<dyn Write + Send>>,
+    out: Mutex<Out>,
+}
+
+/// The writer, and whether its last write failed part way (the next one
+/// then starts on a new line, so a torn line stays alone).
+struct Out {
+    writer: Box<dyn Write + Send>,
+    torn: bool,
 }
 
 impl fmt::Debug for EmfSink {
@@ -98,7 +115,10 @@ impl EmfSink {
     pub fn stdout() -> Self {
         Self {
             namespace: "tollgate".to_owned(),
-            out: Mutex::new(Box::new(std::io::stdout())),
+            out: Mutex::new(Out {
+                writer: Box::new(std::io::stdout()),
+                torn: false,
+            }),
         }
     }
 
@@ -117,7 +137,10 @@ impl EmfSink {
 
     /// Writes to `writer` instead.
     pub fn to_writer(mut self, writer: impl Write + Send + 'static) -> Self {
-        self.out = Mutex::new(Box::new(writer));
+        self.out = Mutex::new(Out {
+            writer: Box::new(writer),
+            torn: false,
+        });
         self
     }
 
@@ -196,7 +219,7 @@ impl EmfSink {
                         "Timestamp": g.time_ms,
                         "CloudWatchMetrics": [{
                             "Namespace": self.namespace,
-                            "Dimensions": [DIMENSIONS],
+                            "Dimensions": DIMENSION_SETS,
                             "Metrics": metrics,
                         }],
                     }),
@@ -235,12 +258,22 @@ impl UsageSink for EmfSink {
             return Ok(());
         }
         let text = self.render(batch);
-        let mut w = self
+        let mut out = self
             .out
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        w.write_all(text.as_bytes())
-            .and_then(|()| w.flush())
-            .map_err(|e| SinkError::new(format!("EMF write failed: {e}")))
+        let Out { writer, torn } = &mut *out;
+        let written = (if *torn {
+            writer.write_all(b"\n")
+        } else {
+            Ok(())
+        })
+        .and_then(|()| writer.write_all(text.as_bytes()))
+        .and_then(|()| writer.flush());
+        // A failed write may have left part of a line: the retry starts a
+        // new one. (Lines written whole before the failure are written
+        // again by the retry: at least once, as EMF delivers.)
+        *torn = written.is_err();
+        written.map_err(|e| SinkError::new(format!("EMF write failed: {e}")))
     }
 }
