@@ -276,6 +276,20 @@ async fn call(
     (status, json)
 }
 
+/// Sends `n` requests, each of which must be answered `expected`.
+async fn calls(
+    gw: &Gateway,
+    n: usize,
+    (method, path): (&str, &str),
+    headers: &[(&str, &str)],
+    expected: StatusCode,
+) {
+    for i in 0..n {
+        let (status, body) = call(gw, method, path, headers).await;
+        assert_eq!(status, expected, "{method} {path} #{i}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn each_verdict_is_answered_as_documented() {
     let fake = Arc::new(Fake::default());
@@ -398,24 +412,17 @@ async fn cached_verdicts_still_report_every_hit() {
     let url = serve(fake.clone()).await;
     let gw = gateway(&url, "ttl: 300");
     let key = [("x-user-key", "good-key")];
-    for _ in 0..50 {
-        assert_eq!(call(&gw, "GET", "/prod/pets", &key).await.0, StatusCode::OK);
-    }
-    for _ in 0..20 {
-        assert_eq!(
-            call(&gw, "POST", "/prod/pets", &key).await.0,
-            StatusCode::OK
-        );
-    }
+    calls(&gw, 50, ("GET", "/prod/pets"), &key, StatusCode::OK).await;
+    calls(&gw, 20, ("POST", "/prod/pets"), &key, StatusCode::OK).await;
     // A cached refusal is not a hit.
-    for _ in 0..5 {
-        assert_eq!(
-            call(&gw, "GET", "/prod/pets", &[("x-user-key", "limited-key")])
-                .await
-                .0,
-            StatusCode::TOO_MANY_REQUESTS
-        );
-    }
+    calls(
+        &gw,
+        5,
+        ("GET", "/prod/pets"),
+        &[("x-user-key", "limited-key")],
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
     // One authrep per key and method; the rest waits for a report.
     assert_eq!(fake.authreps.load(Ordering::SeqCst), 3);
     gw.shutdown_reporters().await;
@@ -454,14 +461,14 @@ authorizers:
         .build()
         .unwrap();
     // APIcast's default location: the `user_key` query parameter.
-    for _ in 0..5 {
-        assert_eq!(
-            call(&yaml_gw, "GET", "/prod/pets?user_key=good-key", &[])
-                .await
-                .0,
-            StatusCode::OK
-        );
-    }
+    calls(
+        &yaml_gw,
+        5,
+        ("GET", "/prod/pets?user_key=good-key"),
+        &[],
+        StatusCode::OK,
+    )
+    .await;
     wait_for_hits(&fake, 5).await;
 }
 
@@ -565,24 +572,17 @@ keys: [{ name: k, value: key-0123456789abcdefghij, plans: [p] }]
     // The first report fails: the reporter sends the batch again.
     fake.fail_reports.store(1, Ordering::SeqCst);
     let key = [("x-api-key", "key-0123456789abcdefghij")];
-    for _ in 0..40 {
-        assert_eq!(call(&gw, "GET", "/prod/pets", &key).await.0, StatusCode::OK);
-    }
-    for _ in 0..8 {
-        assert_eq!(
-            call(&gw, "POST", "/prod/pets", &key).await.0,
-            StatusCode::OK
-        );
-    }
+    calls(&gw, 40, ("GET", "/prod/pets"), &key, StatusCode::OK).await;
+    calls(&gw, 8, ("POST", "/prod/pets"), &key, StatusCode::OK).await;
     // Rejected by the gateway: not reported.
-    for _ in 0..5 {
-        assert_eq!(
-            call(&gw, "GET", "/prod/pets", &[("x-api-key", "nope")])
-                .await
-                .0,
-            StatusCode::FORBIDDEN
-        );
-    }
+    calls(
+        &gw,
+        5,
+        ("GET", "/prod/pets"),
+        &[("x-api-key", "nope")],
+        StatusCode::FORBIDDEN,
+    )
+    .await;
     gw.shutdown_reporters().await;
     let hits = fake.hits();
     let apps: Vec<&String> = hits.keys().map(|(a, _)| a).collect();
@@ -620,14 +620,14 @@ async fn a_dropped_gateway_still_reports_what_its_cache_let_through() {
     let url = serve(fake.clone()).await;
     // Reports once an hour: only the drop can send these in time.
     let gw = gateway(&url, "ttl: 300");
-    for _ in 0..7 {
-        assert_eq!(
-            call(&gw, "GET", "/prod/pets", &[("x-user-key", "good-key")])
-                .await
-                .0,
-            StatusCode::OK
-        );
-    }
+    calls(
+        &gw,
+        7,
+        ("GET", "/prod/pets"),
+        &[("x-user-key", "good-key")],
+        StatusCode::OK,
+    )
+    .await;
     drop(gw);
     wait_for_hits(&fake, 7).await;
 }
@@ -640,15 +640,14 @@ async fn calls_admitted_while_three_scale_is_down_are_reported_when_it_is_back()
         *fake.hits.lock().unwrap() = BTreeMap::new();
         let gw = gateway(&url, &format!("{ttl}\n    fail_mode: open"));
         fake.mode.store(1, Ordering::SeqCst);
-        for _ in 0..4 {
-            assert_eq!(
-                call(&gw, "GET", "/prod/pets", &[("x-user-key", "good-key")])
-                    .await
-                    .0,
-                StatusCode::OK,
-                "{ttl}"
-            );
-        }
+        calls(
+            &gw,
+            4,
+            ("GET", "/prod/pets"),
+            &[("x-user-key", "good-key")],
+            StatusCode::OK,
+        )
+        .await;
         // Still down: the report fails and keeps its counts.
         gw.shutdown_reporters().await;
         assert!(fake.hits().is_empty(), "{ttl}: {:?}", fake.hits());
@@ -738,10 +737,14 @@ authorizers:
     // The first report is slow and then refused.
     fake.report_delay_ms.store(300, Ordering::SeqCst);
     fake.fail_reports.store(1, Ordering::SeqCst);
-    for _ in 0..6 {
-        let (status, _) = call(&gw, "GET", "/prod/pets?user_key=good-key", &[]).await;
-        assert_eq!(status, StatusCode::OK);
-    }
+    calls(
+        &gw,
+        6,
+        ("GET", "/prod/pets?user_key=good-key"),
+        &[],
+        StatusCode::OK,
+    )
+    .await;
     // Wait for that report to be in flight, then drop the gateway.
     for tries in 0.. {
         if fake.reports.load(Ordering::SeqCst) > 0 {

@@ -118,6 +118,10 @@ impl ThreeScaleConfig {
     /// The metric of `resource` `method`: the most specific `metrics` key
     /// (`RESOURCE/METHOD`, `RESOURCE/*`, `*/*`), else `metric`, else `hits`.
     pub(crate) fn metric_of(&self, resource: &str, method: &str) -> &str {
+        let default = self.metric.as_deref().unwrap_or("hits");
+        if self.metrics.is_empty() {
+            return default;
+        }
         let exact = format!("{resource}/{method}");
         let any = format!("{resource}/*");
         for key in [exact.as_str(), any.as_str(), "*/*"] {
@@ -125,7 +129,7 @@ impl ThreeScaleConfig {
                 return m;
             }
         }
-        self.metric.as_deref().unwrap_or("hits")
+        default
     }
 
     /// Checks the section at `path`; `sources` are the authorizer's
