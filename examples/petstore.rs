@@ -1,7 +1,7 @@
 //! The Pet Store API behind tollgate.
 //!
 //! ```text
-//! cargo run --release --example petstore [-- --config PATH --listen ADDR --bare --upstream URL --quiet --metrics-listen ADDR --emf PATH --admin-listen ADDR --redis URL --check --watch --openapi FILE --stage NAME --export oas30|swagger --yaml]
+//! cargo run --release --example petstore [-- --config PATH --listen ADDR --bare --upstream URL --quiet --metrics-listen ADDR --emf PATH --admin-listen ADDR --redis URL --redis-cluster URL,URL,... --check --watch --openapi FILE --stage NAME --export oas30|swagger --yaml]
 //! ```
 //!
 //! Serves stages `dev` and `prod` at `/dev/...` and `/prod/...` with the
@@ -15,7 +15,8 @@
 //! metrics (API Gateway's CloudWatch names, prefixed `apigateway_`) at
 //! `http://ADDR/metrics`; `--emf PATH` appends the same metrics as CloudWatch
 //! Embedded Metric Format lines (namespace `petstore`) to PATH, `-` for
-//! stdout. Ctrl-C delivers every queued usage event, then exits.
+//! stdout. SIGINT (Ctrl-C) or SIGTERM stops accepting, answers the requests
+//! in flight (for up to 10 s), delivers every usage event, then exits.
 //! `RUST_LOG=debug` prints each layer's decision (and why) on stderr.
 //! `--check` validates the config and exits (0 valid, 1 not, each problem
 //! on stderr with its path). `--watch` serves the config through a
@@ -241,9 +242,9 @@ async fn main() {
     };
     let addr = listener.local_addr().unwrap_or(opts.listen);
     let store = PetStore::new();
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    // SIGINT or SIGTERM: stop accepting, answer what is in flight, then
+    // deliver every usage event (access log lines included) before exit.
+    let shutdown = petstore::shutdown_signal();
     // The first line once ready, as DESIGN.md says; then the extras.
     println!("listening on http://{addr}");
     if !opts.bare {
@@ -278,7 +279,7 @@ async fn main() {
                 eprintln!("{e}");
                 std::process::exit(2);
             }
-            // Ctrl-C: every queued usage event is delivered before exit.
+            // SIGINT or SIGTERM: every usage event is delivered before exit.
             gateway.shutdown_reporters().await;
         }
     }
@@ -409,9 +410,9 @@ async fn watch_and_serve(
         println!("SIGHUP reloads {}", path.display());
     }
     tokio::spawn(petstore::watch(path.clone(), lifecycle.clone(), opts.watch));
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    // SIGINT or SIGTERM: stop accepting, answer what is in flight, then
+    // deliver every usage event (access log lines included) before exit.
+    let shutdown = petstore::shutdown_signal();
     let responses = gateway
         .as_ref()
         .map(|g| g.responses().clone())
@@ -429,7 +430,7 @@ async fn watch_and_serve(
         eprintln!("{e}");
         std::process::exit(2);
     }
-    // Ctrl-C: every queued usage event is delivered before exit.
+    // SIGINT or SIGTERM: every usage event is delivered before exit.
     lifecycle.shutdown_reporters().await;
 }
 

@@ -1,7 +1,11 @@
 //! The Redis backends against a real redis-server (started here on a free
 //! loopback port, `--save ''`, no AOF, stopped at the end): the same
 //! behavioural suites as the in-memory stores, exact limits and quotas across
-//! three gateways, clock skew, and Redis going away and coming back.
+//! three gateways, clock skew, and Redis going away and coming back. Then
+//! the same stores on a Redis Cluster of three masters started here
+//! (`redis-server --cluster-enabled yes` three times, `redis-cli --cluster
+//! create`): the suites, a quota shared exactly, state spread over every
+//! master, an atomic multi-limit check, and a master killed under load.
 #![cfg(feature = "redis")]
 
 mod support;
@@ -14,20 +18,21 @@ use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use support::redis::Server;
+use support::redis::{Cluster, Server};
 use time::OffsetDateTime;
 use tollgate::auth::sigv4::{Credential, CredentialStore, InMemoryCredentialStore};
 use tollgate::clock::{ManualClock, SystemClock};
+use tollgate::deployments::DeploymentStore;
 use tollgate::gateway::Secret;
 use tollgate::keys::{CachingKeyStore, InMemoryKeyStore, KeyDigest, KeyRecord, KeyStore};
 use tollgate::plans::{CounterKey, CounterKind, CounterStore, InMemoryCounterStore};
 use tollgate::redis::{
-    RedisConnection, RedisCounterStore, RedisCredentialStore, RedisKeyStore, RedisOptions,
-    RedisRateStore, RedisUsageSink,
+    RedisCacheStore, RedisConnection, RedisCounterStore, RedisCredentialStore,
+    RedisDeploymentStore, RedisKeyStore, RedisOptions, RedisRateStore, RedisUsageSink,
 };
 use tollgate::store::StoreErrorKind;
 use tollgate::throttle::{InMemoryRateStore, Limit, Rate, RateKey, RateStore};
-use tollgate::usage::{Reporter, UsageCounts};
+use tollgate::usage::{Reporter, UsageCounts, UsageSink};
 use tollgate::{Body, Config, Gateway};
 use tower::{ServiceExt, service_fn};
 
@@ -615,4 +620,393 @@ async fn a_deployment_made_in_one_process_is_served_by_another_within_a_second()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+// ---- a Redis Cluster of three masters ----
+
+async fn connect_cluster(cluster: &Cluster, namespace: &str) -> RedisConnection {
+    let mut options = RedisOptions::namespace(namespace);
+    options.timeout = Duration::from_millis(300);
+    let urls = cluster.urls();
+    let redis = RedisConnection::connect_cluster(urls.iter().map(String::as_str), options)
+        .await
+        .unwrap();
+    assert!(redis.is_cluster());
+    redis
+}
+
+const CLUSTER_QUOTA: &str = r#"
+routes:
+  /metered: [GET]
+stages:
+  prod:
+    settings: { api_key_required: true }
+plans:
+  p:
+    stages: [prod]
+    throttle: { rate: 1000000, burst: 1000000 }
+    quota: { limit: 300, period: day }
+keys:
+  - { name: k, value: cluster-key-0123456789abcd, plans: [p] }
+"#;
+
+async fn cluster_gateway(cluster: &Cluster) -> Gateway {
+    let redis = connect_cluster(cluster, "q").await;
+    Gateway::builder(Config::from_yaml_str(CLUSTER_QUOTA).unwrap())
+        .rate_store(Arc::new(RedisRateStore::new(redis.clone())))
+        .counter_store(Arc::new(RedisCounterStore::new(redis.clone())))
+        .key_store(Arc::new(RedisKeyStore::new(redis)))
+        .build()
+        .unwrap()
+}
+
+async fn cluster_hit(gw: &Gateway) -> StatusCode {
+    let req = Request::get("/prod/metered")
+        .header("x-api-key", "cluster-key-0123456789abcd")
+        .body(Body::empty())
+        .unwrap();
+    let res = tokio::time::timeout(
+        Duration::from_secs(5),
+        gw.service(support::ok()).oneshot(req),
+    )
+    .await
+    .expect("no request hangs")
+    .unwrap();
+    let status = res.status();
+    res.into_body().collect().await.unwrap();
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_share_a_quota_exactly_on_a_cluster() {
+    let cluster = Cluster::start(3);
+    let (a, b) = (
+        cluster_gateway(&cluster).await,
+        cluster_gateway(&cluster).await,
+    );
+    a.load_config_keys().await.unwrap();
+    b.load_config_keys().await.unwrap();
+    // 600 requests at once over both (24 tasks): exactly the quota of 300.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..24)
+        .map(|t| {
+            let gw = if t % 2 == 0 { a.clone() } else { b.clone() };
+            let (sent, ok) = (sent.clone(), ok.clone());
+            tokio::spawn(async move {
+                while sent.fetch_add(1, Ordering::SeqCst) < 600 {
+                    match cluster_hit(&gw).await {
+                        StatusCode::OK => {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                        }
+                        StatusCode::TOO_MANY_REQUESTS => {}
+                        other => panic!("{other}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(ok.load(Ordering::SeqCst), 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_keys_state_lands_on_every_master() {
+    let cluster = Cluster::start(3);
+    let redis = connect_cluster(&cluster, "spread").await;
+    let rates = RedisRateStore::new(redis.clone());
+    let counters = RedisCounterStore::new(redis.clone());
+    let key_rate = Rate::new(10.0, 10);
+    let gateway_rate = Rate::new(100_000.0, 100_000);
+    for i in 0..40 {
+        let id = format!("key{i:02}");
+        // A key's bucket with the gateway-wide one (a share of it), and its quota.
+        let limits = [
+            Limit {
+                key: RateKey::ApiKey(&id),
+                rate: key_rate,
+            },
+            Limit {
+                key: RateKey::Gateway,
+                rate: gateway_rate,
+            },
+        ];
+        assert!(rates.check(&limits).await.unwrap().admitted);
+        let counter = CounterKey {
+            key_id: &id,
+            plan: "plan",
+            kind: CounterKind::Quota,
+            start: 1_800_000_000,
+        };
+        assert!(
+            counters
+                .increment(&counter, 10, 1_900_000_000)
+                .await
+                .unwrap()
+                .admitted
+        );
+    }
+    let held: Vec<u64> = (0..3).map(|i| cluster.keys_on(i)).collect();
+    // 40 quota counters + 40 key buckets + up to 16 gateway shares.
+    assert!(held.iter().sum::<u64>() >= 80, "{held:?}");
+    for (i, n) in held.iter().enumerate() {
+        assert!(*n >= 10, "master {i} holds {n} keys of {held:?}");
+    }
+    assert_eq!(redis.errors(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_limit_check_stays_atomic_on_a_cluster() {
+    let cluster = Cluster::start(3);
+    let redis = connect_cluster(&cluster, "atomic").await;
+    let store = Arc::new(RedisRateStore::new(redis.clone()));
+    let routes = "routes:\n  /pets: [GET]\nstages:\n  prod: {}\n";
+    let gw = Gateway::builder(Config::from_yaml_str(routes).unwrap())
+        .build()
+        .unwrap();
+    let endpoint = gw.endpoints().next().unwrap().clone();
+    // The key's limit: 3, refilled once an hour. Its per-method one: 1,000.
+    let tight = Rate::new(1.0 / 3600.0, 3);
+    let wide = Rate::new(1.0 / 3600.0, 1000);
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, admitted, endpoint) = (store.clone(), admitted.clone(), endpoint.clone());
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    let limits = [
+                        Limit {
+                            key: RateKey::ApiKeyMethod("k1", &endpoint),
+                            rate: wide,
+                        },
+                        Limit {
+                            key: RateKey::ApiKey("k1"),
+                            rate: tight,
+                        },
+                    ];
+                    if store.check(&limits).await.unwrap().admitted {
+                        admitted.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(admitted.load(Ordering::SeqCst), 3);
+    // The 77 refused checks charged nothing: the wide bucket gave 3 of 1,000.
+    let alone = store
+        .check(&[Limit {
+            key: RateKey::ApiKeyMethod("k1", &endpoint),
+            rate: wide,
+        }])
+        .await
+        .unwrap();
+    assert!(alone.admitted);
+    assert_eq!(alone.remaining, 1000 - 3 - 1);
+}
+
+const CLUSTER_OPEN: &str = r#"
+routes:
+  /metered: [GET]
+stages:
+  prod:
+    settings: { api_key_required: true }
+plans:
+  p:
+    stages: [prod]
+    throttle: { rate: 1000000, burst: 1000000 }
+    quota: { limit: 1000000, period: day }
+keys:
+  - { name: k, value: cluster-key-0123456789abcd, plans: [p] }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_under_load_fails_open_then_recovers() {
+    let mut cluster = Cluster::start(3);
+    let redis = connect_cluster(&cluster, "killed").await;
+    // Keys in memory: the throttle and the quota are on the cluster, and
+    // both fail open (their default).
+    let gw = Gateway::builder(Config::from_yaml_str(CLUSTER_OPEN).unwrap())
+        .rate_store(Arc::new(RedisRateStore::new(redis.clone())))
+        .counter_store(Arc::new(RedisCounterStore::new(redis.clone())))
+        .build()
+        .unwrap();
+    assert_eq!(cluster_hit(&gw).await, StatusCode::OK);
+    assert_eq!(redis.errors(), 0);
+    // Kill the master of the key's quota counter (its slot's third).
+    let id = gw.key_manager().list().await.unwrap()[0].id.clone();
+    let key = format!("{{killed:quota:{id}}}");
+    let slot = cluster.cli(0, &["cluster", "keyslot", &key]);
+    let slot: usize = slot.trim().parse().unwrap();
+    let victim = slot * 3 / 16_384;
+    cluster.kill(victim);
+    // Under load, every request is answered 200 (fail open), none waits
+    // past the timeout by much, and the failures are counted.
+    for _ in 0..50 {
+        let status = tokio::time::timeout(Duration::from_millis(1500), cluster_hit(&gw))
+            .await
+            .expect("no request waits past the store timeout");
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert!(redis.errors() + redis.fast_failures() > 0);
+    cluster.restart(victim);
+    cluster.wait_ok();
+    // Recovery by itself: calls succeed again, with no new error.
+    let mut recovered = false;
+    for _ in 0..100 {
+        let (errors, fast) = (redis.errors(), redis.fast_failures());
+        if cluster_hit(&gw).await == StatusCode::OK
+            && redis.errors() == errors
+            && redis.fast_failures() == fast
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the cluster connection recovers by itself");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_store_behaves_as_its_in_memory_twin_on_a_cluster() {
+    let cluster = Cluster::start(3);
+    let redis = connect_cluster(&cluster, "suite").await;
+    // Two callers in one check (`b` and `a`) sit in different shares here:
+    // the refusal gives back what the first share charged.
+    rate_suite(&RedisRateStore::new(redis.clone())).await;
+    counter_suite(&RedisCounterStore::new(redis.clone())).await;
+    key_suite(&RedisKeyStore::new(redis.clone())).await;
+    cache_suite(&RedisCacheStore::new(redis.clone(), "prod")).await;
+    // Credentials.
+    let creds = RedisCredentialStore::new(redis.clone());
+    creds
+        .put(&Credential::new(
+            "AKIDCLUSTER",
+            Secret::new("s3cr3t"),
+            "carol",
+        ))
+        .await
+        .unwrap();
+    let got = creds.get("AKIDCLUSTER").await.unwrap().unwrap();
+    assert_eq!(got.secret.expose(), "s3cr3t");
+    // Usage counts: one pipeline per batch.
+    let sink = RedisUsageSink::new(redis.clone());
+    let mut event = tollgate::usage::UsageEvent::new("api", 200);
+    event.api_key_id = Some("k1".into());
+    event.time_unix_nanos = 1_800_000_000_000_000_000;
+    sink.send(&[event.clone(), event]).await.unwrap();
+    let day = OffsetDateTime::from_unix_timestamp(1_800_000_000)
+        .unwrap()
+        .date();
+    assert_eq!(sink.key_day("k1", day).await.unwrap(), 2);
+    // The lifecycle's document: compare and set, then one MGET.
+    let deployments = RedisDeploymentStore::new(redis.clone());
+    assert!(deployments.save(0, "{\"v\":1}").await.unwrap());
+    assert!(!deployments.save(0, "{\"v\":2}").await.unwrap());
+    assert_eq!(
+        deployments.load().await.unwrap(),
+        Some((1, "{\"v\":1}".to_owned()))
+    );
+    assert_eq!(deployments.version().await.unwrap(), 1);
+    assert_eq!(redis.errors(), 0);
+}
+
+// ---- cache coherence across processes ----
+
+const COHERENT: &str = r#"
+routes:
+  /pets: [GET]
+stages:
+  prod:
+    settings: { api_key_required: true, cache: { enabled: true, ttl: 300 } }
+plans:
+  p: { stages: [prod] }
+keys:
+  - { name: admin, value: admin-key-0123456789abcdef, plans: [p], can_invalidate_cache: true }
+"#;
+
+/// A gateway (a "process": its own connection, so its own subscriber) with
+/// a memory cache in front of the shared Redis tier.
+async fn coherent_gateway(url: &str) -> Gateway {
+    use tollgate::cache::CacheStore;
+    let mut options = RedisOptions::namespace("coherent");
+    options.timeout = Duration::from_millis(500);
+    let redis = RedisConnection::connect(url, options).await.unwrap();
+    Gateway::builder(Config::from_yaml_str(COHERENT).unwrap())
+        .cache_tier(move |stage| {
+            Arc::new(RedisCacheStore::new(redis.clone(), stage)) as Arc<dyn CacheStore>
+        })
+        .build()
+        .unwrap()
+}
+
+/// GET /prod/pets through `gw` (optionally `max-age=0`): `x-cache` and body.
+async fn pets(gw: &Gateway, calls: &Arc<AtomicUsize>, refresh: bool) -> (String, String) {
+    let calls = calls.clone();
+    let inner = service_fn(move |_req: Request<Body>| {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        async move { Ok::<_, Infallible>(Response::new(Body::from(format!("call {n}")))) }
+    });
+    let mut req = Request::get("/prod/pets").header("x-api-key", "admin-key-0123456789abcdef");
+    if refresh {
+        req = req.header("cache-control", "max-age=0");
+    }
+    let res = gw
+        .service(inner)
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let cache = res.headers()["x-cache"].to_str().unwrap().to_owned();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (cache, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// Asks `gw` every 50 ms, for at most 1 s, until it answers `want`.
+async fn within_a_second(gw: &Gateway, calls: &Arc<AtomicUsize>, want: &str) -> bool {
+    for _ in 0..20 {
+        if pets(gw, calls, false).await.1 == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_or_a_flush_on_one_process_reaches_the_others_within_a_second() {
+    let server = Server::start();
+    let a = coherent_gateway(&server.url()).await;
+    let b = coherent_gateway(&server.url()).await;
+    // Both subscribe as they are built; give the subscriptions a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    assert_eq!(
+        pets(&a, &calls, false).await,
+        ("Miss".into(), "call 1".into())
+    );
+    // B takes A's entry from Redis into its memory, then serves it from there.
+    for _ in 0..3 {
+        assert_eq!(
+            pets(&b, &calls, false).await,
+            ("Hit".into(), "call 1".into())
+        );
+    }
+    // An authorized max-age=0 on A: A refreshes; B drops its copy and
+    // serves the new entry (from Redis) within a second, not in 300 s.
+    assert_eq!(pets(&a, &calls, true).await.1, "call 2");
+    assert!(
+        within_a_second(&b, &calls, "call 2").await,
+        "B still serves its old copy"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // A flush on A: B misses within a second (and asks the backend).
+    assert!(a.flush_cache("prod").await.unwrap());
+    assert!(
+        within_a_second(&b, &calls, "call 3").await,
+        "B kept its copy"
+    );
 }

@@ -640,9 +640,17 @@ async fn redis_builder(
         RedisRateStore, RedisUsageSink,
     };
     let config = tollgate::Config::from_path(path).map_err(|e| e.to_string())?;
-    let redis = RedisConnection::connect(url, RedisOptions::namespace("petstore"))
-        .await
-        .map_err(|e| format!("--redis {url}: {e}"))?;
+    // `--redis-cluster A,B,C` arrives as `cluster:A,B,C`.
+    let redis = match url.strip_prefix("cluster:") {
+        Some(nodes) => {
+            RedisConnection::connect_cluster(nodes.split(','), RedisOptions::namespace("petstore"))
+                .await
+                .map_err(|e| format!("--redis-cluster {nodes}: {e}"))?
+        }
+        None => RedisConnection::connect(url, RedisOptions::namespace("petstore"))
+            .await
+            .map_err(|e| format!("--redis {url}: {e}"))?,
+    };
     let credentials = RedisCredentialStore::new(redis.clone());
     for c in &config.credentials {
         let principal = c
@@ -721,6 +729,7 @@ pub struct Options {
     /// PATH (`-` for stdout).
     pub emf: Option<PathBuf>,
     pub quiet: bool,
+    /// `--redis URL`, or `--redis-cluster A,B,C` as `cluster:A,B,C`.
     pub redis: Option<String>,
     pub check: bool,
     pub watch: bool,
@@ -751,6 +760,8 @@ impl Options {
         \x20 --quiet         no access log lines on stdout\n\
         \x20 --redis URL     keep limits, quotas, keys, credentials and usage in Redis\n\
         \x20                 (built with --features redis)\n\
+        \x20 --redis-cluster URL,URL,...  the same on a Redis Cluster, found from these\n\
+        \x20                 nodes (limits and quotas spread over its masters)\n\
         \x20 --check         validate the config (every problem with its path) and exit:\n\
         \x20                 0 when it is valid, 1 when it is not\n\
         \x20 --watch         re-read the config when it changes (and on SIGHUP): a changed\n\
@@ -815,6 +826,10 @@ impl Options {
                 "--check" => opts.check = true,
                 "--watch" => opts.watch = true,
                 "--redis" => opts.redis = Some(args.next().ok_or("--redis needs a URL")?),
+                "--redis-cluster" => {
+                    let nodes = args.next().ok_or("--redis-cluster needs URL,URL,...")?;
+                    opts.redis = Some(format!("cluster:{nodes}"));
+                }
                 "--openapi" => {
                     opts.openapi = Some(args.next().ok_or("--openapi needs a file")?.into());
                 }
@@ -847,9 +862,41 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// over may still be taken). Bodies stream past it.
 pub const HEADER_BUF_LIMIT: usize = 96 << 10;
 
+/// How long a shut-down server waits for the requests in flight to be
+/// answered before it gives up on them.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM (what `kill`, systemd
+/// and container runtimes send): the pet store's signal to stop.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminated = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminated => {}
+    }
+}
+
 /// Serves `svc` on `listener` until `shutdown` resolves. With
 /// `client_addr`, each request carries the connection's peer address as a
 /// [`ClientAddr`] (for per-client limits).
+///
+/// On `shutdown` it stops accepting, lets every request in flight finish
+/// (each open connection closes once its current response is written, an
+/// idle one at once) and returns when they have, or after
+/// [`DRAIN_TIMEOUT`]. So when it returns, every response a client received
+/// has been recorded for usage, and the caller can flush the reporters.
 pub async fn serve<S>(
     listener: TcpListener,
     svc: S,
@@ -863,6 +910,7 @@ pub async fn serve<S>(
     S::Future: Send + 'static,
 {
     tokio::pin!(shutdown);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -875,23 +923,26 @@ pub async fn serve<S>(
                     req
                 });
                 let svc = TowerToHyperService::new(svc);
+                // A client has HEADER_READ_TIMEOUT to send its headers
+                // (hyper answers 408 and closes past it) and
+                // HEADER_BUF_LIMIT bytes for them (431 past it); bodies
+                // read whole are bounded by the gateway's body timeout
+                // and `limits.max_body`.
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_buf_size(HEADER_BUF_LIMIT)
+                    .serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    // A client has HEADER_READ_TIMEOUT to send its headers
-                    // (hyper answers 408 and closes past it) and
-                    // HEADER_BUF_LIMIT bytes for them (431 past it); bodies
-                    // read whole are bounded by the gateway's body timeout
-                    // and `limits.max_body`.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(HEADER_READ_TIMEOUT)
-                        .max_buf_size(HEADER_BUF_LIMIT)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let _ = conn.await;
                 });
             }
             () = &mut shutdown => break,
         }
     }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
 }
 
 /// Serves `gateway` on `listener` until `shutdown` resolves: in front of

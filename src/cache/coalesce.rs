@@ -303,6 +303,14 @@ impl Lookup {
                                 keep.unwrap_or(Duration::ZERO),
                             ));
                             let stored = match keep {
+                                // A refresh replaces the entry: invalidated
+                                // first, so that a shared tier tells the
+                                // other processes to drop their copies.
+                                Some(_) if refresh => {
+                                    let dropped = store.invalidate(&key).await;
+                                    let put = store.put(key.clone(), entry.clone()).await;
+                                    put.and(dropped)
+                                }
                                 Some(_) => store.put(key.clone(), entry.clone()).await,
                                 None if refresh => store.invalidate(&key).await,
                                 None => Ok(()),

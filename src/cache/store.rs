@@ -10,7 +10,7 @@
 //! memory in front of it.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -187,6 +187,30 @@ pub trait CacheStore: fmt::Debug + Send + Sync + 'static {
 
     /// Removes every entry.
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Removes every entry whose key `matches` says yes to: how an
+    /// invalidation made by another process, which names the entry only
+    /// by its key's SHA-256, reaches this one. The default flushes (it
+    /// never leaves a matching entry behind); [`MokaCacheStore`] scans its
+    /// keys.
+    async fn invalidate_matching(
+        &self,
+        matches: &(dyn for<'k> Fn(&'k CacheKey) -> bool + Send + Sync),
+    ) -> Result<(), StoreError> {
+        let _ = matches;
+        self.flush().await
+    }
+
+    /// For a tier shared by several processes: `local` is one process's
+    /// own tier in front of this one, for scope (stage) the tier was made
+    /// for. [`TieredCacheStore::new`] calls it. A shared tier that hears of
+    /// invalidations and flushes made by other processes applies them to
+    /// `local` ([`RedisCacheStore`](crate::redis::RedisCacheStore) does,
+    /// by Redis pub/sub). The default does nothing: no other process
+    /// writes to this tier.
+    fn follow(&self, local: Weak<dyn CacheStore>) {
+        let _ = local;
+    }
 }
 
 /// The in-process store: a moka cache bounded in bytes (each entry weighs its
@@ -282,6 +306,21 @@ impl CacheStore for MokaCacheStore {
         self.cache.invalidate_all();
         Ok(())
     }
+
+    /// Scans every key: an invalidation from another process is rare
+    /// (an authorized `Cache-Control: max-age=0`), a scan of a stage's
+    /// entries cheap beside a flush of them.
+    async fn invalidate_matching(
+        &self,
+        matches: &(dyn for<'k> Fn(&'k CacheKey) -> bool + Send + Sync),
+    ) -> Result<(), StoreError> {
+        for (key, _) in self.cache.iter() {
+            if matches(&key) {
+                self.cache.invalidate(&*key);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Two stores in tiers: lookups try `first` (this process's memory), then
@@ -290,8 +329,9 @@ impl CacheStore for MokaCacheStore {
 /// tier is logged and treated as a miss; the first tier decides the result.
 ///
 /// An invalidation (or flush) reaches this process's memory and the shared
-/// tier; other processes keep their in-memory copy until it expires, so keep
-/// TTLs short where several processes must agree at once.
+/// tier, and through the shared tier (when it follows, as
+/// [`RedisCacheStore`](crate::redis::RedisCacheStore) does by pub/sub) the
+/// memory of every other process on it: see [`CacheStore::follow`].
 #[derive(Clone)]
 pub struct TieredCacheStore {
     /// Fast and private: its failures are the store's failures.
@@ -309,8 +349,10 @@ impl fmt::Debug for TieredCacheStore {
 }
 
 impl TieredCacheStore {
-    /// `first` in front of `second`.
+    /// `first` in front of `second`; `second` is asked to
+    /// [`follow`](CacheStore::follow) `first`.
     pub fn new(first: Arc<dyn CacheStore>, second: Arc<dyn CacheStore>) -> Self {
+        second.follow(Arc::downgrade(&first));
         Self { first, second }
     }
 }

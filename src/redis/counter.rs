@@ -85,12 +85,24 @@ impl RedisCounterStore {
     }
 
     /// The Redis key of a counter; plan names and key ids go in as they
-    /// are.
+    /// are. On one server `{NS:quota}:KIND:PLAN:KEY_ID:START`, every
+    /// counter in one slot; on a cluster `{NS:quota:KEY_ID}:KIND:PLAN:START`,
+    /// so each API key's counters go to the master of its own slot (a
+    /// call touches one counter, so nothing needs them together).
     pub fn key(&self, key: &CounterKey<'_>) -> String {
         let kind = match key.kind {
             CounterKind::Quota => "quota",
             CounterKind::Day => "day",
         };
+        if self.redis.is_cluster() {
+            return format!(
+                "{{{}:quota:{}}}:{kind}:{}:{}",
+                self.redis.namespace(),
+                key.key_id,
+                key.plan,
+                key.start
+            );
+        }
         format!(
             "{{{}:quota}}:{kind}:{}:{}:{}",
             self.redis.namespace(),

@@ -1,8 +1,10 @@
 //! Redis backends (feature `redis`): many gateway processes share one set of
-//! limits, quota counters, API keys, credentials and usage counts.
+//! limits, quota counters, API keys, credentials and usage counts, on one
+//! Redis server or a Redis Cluster.
 //!
 //! One [`RedisConnection`] per Redis URL (a multiplexed, self-reconnecting
-//! `ConnectionManager`) is shared by every store built on it. Each call is
+//! `ConnectionManager`), or per cluster ([`RedisConnection::connect_cluster`],
+//! redis-rs's `cluster-async` client), is shared by every store built on it. Each call is
 //! bounded by a timeout (50 ms by default); a call that fails or times out is
 //! a [`StoreError`](crate::store::StoreError) of kind `Unavailable` (or
 //! `Timeout`), counted in [`RedisConnection::errors`], and the layer above
@@ -57,8 +59,8 @@
 //!
 //! | key | type | TTL |
 //! |---|---|---|
-//! | `{NS}:rate:SCOPE` | string: the bucket's TAT, µs | until the bucket is full + 1 s |
-//! | `{NS:quota}:KIND:PLAN:KEY_ID:START` | string: a counter | the period's end |
+//! | `{NS}:rate:SCOPE`; on a cluster `{NS:rN}:rate:SCOPE` (see [`RedisRateStore`]) | string: the bucket's TAT, µs | until the bucket is full + 1 s |
+//! | `{NS:quota}:KIND:PLAN:KEY_ID:START`; on a cluster `{NS:quota:KEY_ID}:KIND:PLAN:START` | string: a counter | the period's end |
 //! | `{NS:keys}:digest:HEX` | string: a key record, JSON | none |
 //! | `{NS:keys}:id:ID` | string: the digest hex | none |
 //! | `{NS:keys}:all` | set of key ids | none |
@@ -70,10 +72,16 @@
 //! | `{NS:lifecycle}:document` | string: the lifecycle's state, JSON (definitions, no secrets) | none |
 //!
 //! The braces are Redis Cluster hash tags: the keys one call touches share a
-//! slot (the connection itself is to one server; the tags keep the schema
-//! ready for a cluster). Every rate key of a namespace is in one slot (a check touches the
-//! gateway-wide bucket as well as the key's); run several namespaces to
-//! spread limits over a cluster.
+//! slot. On one server every rate key of a namespace is in one slot and
+//! every limit is exact. On a cluster the throttle's buckets are spread
+//! over [`RedisOptions::rate_shards`] tags by caller (shared limits split
+//! into shares; [`RedisRateStore`] says what stays exact), and quota
+//! counters by API key id; keys, credentials, usage counts and the
+//! lifecycle keep one slot per namespace, cached responses one per stage.
+//!
+//! Cache invalidations and flushes are also published on the channel
+//! `NS:cache:invalidations`, so every process's memory tier in front of a
+//! [`RedisCacheStore`] follows them (see its docs).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -94,6 +102,7 @@ mod connection;
 mod counter;
 mod deployments;
 mod keys;
+mod pubsub;
 mod rate;
 mod usage;
 

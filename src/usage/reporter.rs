@@ -126,11 +126,37 @@ struct Stats {
     retries: AtomicU64,
 }
 
-/// Events queued in one shard and not yet taken by the task, alone on its
-/// cache line so that two threads' counts do not share one.
+/// One shard's counts, alone on their cache line so that two threads'
+/// counts do not share one.
 #[derive(Default)]
 #[repr(align(128))]
-struct Queued(AtomicUsize);
+struct Queued {
+    /// Events queued and not yet taken by the task.
+    count: AtomicUsize,
+    /// `record` calls of this shard's threads under way: [`Reporter::shutdown`]
+    /// waits for them to end before the task's last drain, so no event can
+    /// be sent after it.
+    recording: AtomicUsize,
+}
+
+/// Holds a shard's `recording` count up while a `record` runs.
+struct Recording<'a>(&'a AtomicUsize);
+
+impl<'a> Recording<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        // SeqCst, with the `stopping` load that follows and `shutdown`'s
+        // store and loads: either this call sees `stopping`, or `shutdown`
+        // sees this count and waits.
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Recording<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// The queue is split into shards, one per thread that records (up to
 /// [`MAX_SHARDS`]): a thread sends to its own shard, so two server
@@ -167,9 +193,11 @@ struct Inner {
     queued: Arc<[Queued]>,
     /// Wakes the task: a batch is full, or shutdown.
     wake: Arc<Notify>,
-    /// Set by [`Reporter::shutdown`]: `record` drops from then on, and the
+    /// Set by [`Reporter::shutdown`]: `record` drops from then on.
+    stopping: AtomicBool,
+    /// Set by [`Reporter::shutdown`] once no `record` is under way: the
     /// task drains and ends.
-    stopping: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
     /// The count queued in one shard at which `record` wakes the task: a
     /// batch's share of it.
     wake_at: usize,
@@ -262,7 +290,7 @@ impl Reporter {
         let stats = Arc::new(Stats::default());
         let queued: Arc<[Queued]> = (0..shards).map(|_| Queued::default()).collect();
         let wake = Arc::new(Notify::new());
-        let stopping = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(AtomicBool::new(false));
         let notices = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn(run(Task {
             notices: notices.clone(),
@@ -272,7 +300,7 @@ impl Reporter {
             stats: stats.clone(),
             queued: queued.clone(),
             wake: wake.clone(),
-            stopping: stopping.clone(),
+            closed: closed.clone(),
             next: std::cell::Cell::new(0),
         }));
         Self {
@@ -281,7 +309,8 @@ impl Reporter {
                 stats,
                 queued,
                 wake,
-                stopping,
+                stopping: AtomicBool::new(false),
+                closed,
                 wake_at: (config.batch_size.max(1) / shards).max(1),
                 task: Mutex::new(Some(task)),
                 notices,
@@ -296,7 +325,8 @@ impl Reporter {
         let inner = &*self.inner;
         let n = inner.tx.len();
         let mine = shard_of_thread() % n;
-        if inner.stopping.load(Ordering::Relaxed) {
+        let _recording = Recording::enter(&inner.queued[mine].recording);
+        if inner.stopping.load(Ordering::SeqCst) {
             inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("tollgate_usage_dropped").increment(1);
             return;
@@ -323,7 +353,7 @@ impl Reporter {
         // The task may take the event before this count sees it: the count
         // dips below zero for a moment, so it wraps rather than overflows.
         if inner.queued[shard]
-            .0
+            .count
             .fetch_add(1, Ordering::Relaxed)
             .wrapping_add(1)
             == inner.wake_at
@@ -381,11 +411,24 @@ impl Reporter {
 
     /// Stops taking events, delivers everything queued, and returns once the
     /// sink has it (or every attempt failed). Later calls return at once.
-    /// Events recorded after it starts are dropped and counted, except one
-    /// that races the start itself (a request finishing in that instant),
-    /// which may be lost uncounted.
+    ///
+    /// No event is lost uncounted: every [`record`](Self::record) is either
+    /// delivered (or counted [`failed`](Self::failed) after its attempts)
+    /// or counted [`dropped`](Self::dropped). A `record` that races the
+    /// start of shutdown is one or the other: shutdown first waits for the
+    /// `record` calls under way (each a few atomics, never a wait) and only
+    /// then lets the task take what is queued for the last time; a `record`
+    /// that starts later sees the reporter stopping and counts its event
+    /// dropped.
     pub async fn shutdown(&self) {
-        self.inner.stopping.store(true, Ordering::SeqCst);
+        let inner = &*self.inner;
+        inner.stopping.store(true, Ordering::SeqCst);
+        for shard in inner.queued.iter() {
+            while shard.recording.load(Ordering::SeqCst) != 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        inner.closed.store(true, Ordering::SeqCst);
         self.inner.wake.notify_one();
         let task = self
             .inner
@@ -411,7 +454,8 @@ struct Task {
     stats: Arc<Stats>,
     queued: Arc<[Queued]>,
     wake: Arc<Notify>,
-    stopping: Arc<AtomicBool>,
+    /// [`Inner::closed`]: no `record` can queue anything any more.
+    closed: Arc<AtomicBool>,
     /// The shard `take` starts at.
     next: std::cell::Cell<usize>,
 }
@@ -443,7 +487,7 @@ impl Task {
                     Err(TryRecvError::Disconnected) => break false,
                 }
             };
-            queued.0.fetch_sub(taken, Ordering::Relaxed);
+            queued.count.fetch_sub(taken, Ordering::Relaxed);
             left -= taken;
             open |= shard_open;
         }
@@ -468,7 +512,7 @@ async fn run(task: Task) {
         let until = due.unwrap_or_else(|| Instant::now() + task.config.flush_interval);
         // The wake-up only says "look": the deadline decides.
         let _ = tokio::time::timeout_at(until, task.wake.notified()).await;
-        let stopping = task.stopping.load(Ordering::SeqCst);
+        let stopping = task.closed.load(Ordering::SeqCst);
         deliver_notices(&task.notices, &*task.sink, &task.config).await;
         let open = loop {
             let room = size - batch.len();
@@ -492,7 +536,8 @@ async fn run(task: Task) {
         }
         if stopping {
             deliver_notices(&task.notices, &*task.sink, &task.config).await;
-            // Events that raced the stop flag are taken too.
+            // `closed` came after every `record` under way ended: what is
+            // in the channels now is all there will ever be.
             while task.take(&mut batch, size) && !batch.is_empty() {
                 deliver(&*task.sink, &mut batch, &task.config, &task.stats).await;
             }
@@ -695,5 +740,57 @@ mod tests {
         assert_eq!(reporter.dropped(), 0);
         assert_eq!(reporter.delivered(), 6000);
         assert_eq!(sink.0.load(Ordering::SeqCst), 6000);
+    }
+
+    /// The shutdown race: threads record without pause while `shutdown`
+    /// runs. Every event is delivered or counted dropped, in every round:
+    /// before the `recording` counts, an event sent between the task's last
+    /// drain and its end was lost with the channel, counted nowhere.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_recorded_while_shutdown_runs_is_delivered_or_counted() {
+        for round in 0..2000u64 {
+            let sink = Arc::new(Count::default());
+            let config = ReporterConfig {
+                shards: 4,
+                batch_size: 8,
+                ..ReporterConfig::default()
+            };
+            let reporter = Reporter::with_config(sink.clone(), config);
+            let go = Arc::new(std::sync::Barrier::new(5));
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let (reporter, go) = (reporter.clone(), go.clone());
+                    std::thread::spawn(move || {
+                        go.wait();
+                        // Until the reporter refuses (plus a margin), then stop.
+                        let mut sent = 0u64;
+                        let mut after = 0;
+                        while after < 50 {
+                            reporter.record(UsageEvent::for_tests(t * 1_000_000 + sent, 200));
+                            sent += 1;
+                            if reporter.inner.stopping.load(Ordering::Relaxed) {
+                                after += 1;
+                            }
+                        }
+                        sent
+                    })
+                })
+                .collect();
+            go.wait();
+            // Let some events through first, at a different point each round.
+            for _ in 0..(round % 7) {
+                tokio::task::yield_now().await;
+            }
+            reporter.shutdown().await;
+            let sent: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+            assert_eq!(
+                reporter.delivered() + reporter.dropped(),
+                sent,
+                "round {round}: delivered {} + dropped {} of {sent}",
+                reporter.delivered(),
+                reporter.dropped()
+            );
+            assert_eq!(sink.0.load(Ordering::SeqCst), reporter.delivered());
+        }
     }
 }
