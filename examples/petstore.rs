@@ -244,6 +244,7 @@ async fn main() {
     let store = PetStore::new();
     // SIGINT or SIGTERM: stop accepting, answer what is in flight, then
     // deliver every usage event (access log lines included) before exit.
+    // Installed before the ready line, so a signal right after it is ours.
     let shutdown = petstore::shutdown_signal();
     // The first line once ready, as DESIGN.md says; then the extras.
     println!("listening on http://{addr}");
@@ -252,7 +253,7 @@ async fn main() {
             println!("metrics on http://{m}/metrics");
         }
         if let Some(url) = &opts.redis {
-            println!("stores: redis at {url}");
+            println!("stores: redis at {}", petstore::redacted(url));
         }
     }
     match gateway {
@@ -340,6 +341,10 @@ async fn watch_and_serve(
         },
         None => None,
     };
+    // SIGINT or SIGTERM: stop accepting, answer what is in flight, then
+    // deliver every usage event (access log lines included) before exit.
+    // Installed before the ready line, so a signal right after it is ours.
+    let shutdown = petstore::shutdown_signal();
     println!("listening on http://{addr}");
     if let Some(admin) = admin {
         let at = admin
@@ -375,7 +380,10 @@ async fn watch_and_serve(
         }
     }
     if let Some(url) = &opts.redis {
-        println!("stores: redis at {url} (deployments too)");
+        println!(
+            "stores: redis at {} (deployments too)",
+            petstore::redacted(url)
+        );
     }
     match &gateway {
         Some(gateway) => print_welcome(gateway, &addr.to_string()),
@@ -410,9 +418,6 @@ async fn watch_and_serve(
         println!("SIGHUP reloads {}", path.display());
     }
     tokio::spawn(petstore::watch(path.clone(), lifecycle.clone(), opts.watch));
-    // SIGINT or SIGTERM: stop accepting, answer what is in flight, then
-    // deliver every usage event (access log lines included) before exit.
-    let shutdown = petstore::shutdown_signal();
     let responses = gateway
         .as_ref()
         .map(|g| g.responses().clone())

@@ -234,3 +234,119 @@ async fn gateway_invalidation_follows_the_key_permission_and_each_strategy() {
     );
     assert_eq!(backend.calls(), 7);
 }
+
+/// A shared tier that follows: it keeps the memory tier it is given, so
+/// the test can deliver "another process's" invalidation at a chosen time.
+#[derive(Debug, Default)]
+struct Shared {
+    entry: std::sync::Mutex<Option<Arc<tollgate::cache::CachedResponse>>>,
+    follower: std::sync::Mutex<Option<std::sync::Weak<dyn tollgate::cache::CacheStore>>>,
+}
+
+#[async_trait::async_trait]
+impl tollgate::cache::CacheStore for Shared {
+    async fn get(
+        &self,
+        _key: &tollgate::cache::CacheKey,
+    ) -> Result<Option<Arc<tollgate::cache::CachedResponse>>, tollgate::store::StoreError> {
+        Ok(self.entry.lock().unwrap().clone())
+    }
+    async fn put(
+        &self,
+        _key: tollgate::cache::CacheKey,
+        entry: Arc<tollgate::cache::CachedResponse>,
+    ) -> Result<(), tollgate::store::StoreError> {
+        *self.entry.lock().unwrap() = Some(entry);
+        Ok(())
+    }
+    async fn invalidate(
+        &self,
+        _key: &tollgate::cache::CacheKey,
+    ) -> Result<(), tollgate::store::StoreError> {
+        *self.entry.lock().unwrap() = None;
+        Ok(())
+    }
+    async fn flush(&self) -> Result<(), tollgate::store::StoreError> {
+        *self.entry.lock().unwrap() = None;
+        Ok(())
+    }
+    fn follow(&self, local: std::sync::Weak<dyn tollgate::cache::CacheStore>) {
+        *self.follower.lock().unwrap() = Some(local);
+    }
+}
+
+/// A memory tier whose `put` lands late (a task descheduled under load).
+#[derive(Debug, Default)]
+struct SlowPut(MokaCacheStore);
+
+#[async_trait::async_trait]
+impl tollgate::cache::CacheStore for SlowPut {
+    async fn get(
+        &self,
+        key: &tollgate::cache::CacheKey,
+    ) -> Result<Option<Arc<tollgate::cache::CachedResponse>>, tollgate::store::StoreError> {
+        self.0.get(key).await
+    }
+    async fn put(
+        &self,
+        key: tollgate::cache::CacheKey,
+        entry: Arc<tollgate::cache::CachedResponse>,
+    ) -> Result<(), tollgate::store::StoreError> {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        self.0.put(key, entry).await
+    }
+    async fn invalidate(
+        &self,
+        key: &tollgate::cache::CacheKey,
+    ) -> Result<(), tollgate::store::StoreError> {
+        self.0.invalidate(key).await
+    }
+    async fn flush(&self) -> Result<(), tollgate::store::StoreError> {
+        self.0.flush().await
+    }
+    async fn invalidate_matching(
+        &self,
+        matches: &(dyn for<'k> Fn(&'k tollgate::cache::CacheKey) -> bool + Send + Sync),
+    ) -> Result<(), tollgate::store::StoreError> {
+        self.0.invalidate_matching(matches).await
+    }
+}
+
+#[tokio::test]
+async fn an_invalidation_racing_a_copy_from_the_shared_tier_leaves_no_old_entry() {
+    use tollgate::cache::{CacheKey, CacheStore, CachedResponse, TieredCacheStore};
+    let shared = Arc::new(Shared::default());
+    let tiered = TieredCacheStore::new(Arc::new(SlowPut::default()), shared.clone());
+    let key = CacheKey::from_parts([&b"GET"[..], b"/pets"]);
+    let old = Arc::new(CachedResponse::new(
+        StatusCode::OK,
+        http::HeaderMap::new(),
+        Bytes::from_static(b"old"),
+        1,
+        std::time::Duration::from_secs(300),
+    ));
+    shared.put(key.clone(), old).await.unwrap();
+    // The lookup reads "old" from the shared tier and is putting it in
+    // memory (slowly) when another process's invalidation arrives.
+    let lookup = tokio::spawn({
+        let (tiered, key) = (tiered.clone(), key.clone());
+        async move { tiered.get(&key).await.unwrap() }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    shared.invalidate(&key).await.unwrap();
+    let follower = shared.follower.lock().unwrap().clone().unwrap();
+    let memory = follower.upgrade().expect("the memory tier lives");
+    memory
+        .invalidate_matching(&|k: &CacheKey| *k == key)
+        .await
+        .unwrap();
+    // The lookup answers with what it read, but leaves nothing behind.
+    assert_eq!(
+        lookup.await.unwrap().unwrap().body(),
+        &Bytes::from_static(b"old")
+    );
+    assert!(
+        tiered.get(&key).await.unwrap().is_none(),
+        "the old entry came back after the invalidation"
+    );
+}

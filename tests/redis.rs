@@ -929,13 +929,16 @@ keys:
   - { name: admin, value: admin-key-0123456789abcdef, plans: [p], can_invalidate_cache: true }
 "#;
 
-/// A gateway (a "process": its own connection, so its own subscriber) with
-/// a memory cache in front of the shared Redis tier.
-async fn coherent_gateway(url: &str) -> Gateway {
-    use tollgate::cache::CacheStore;
+/// A connection of its own (a "process": its own subscriber).
+async fn coherent_connection(url: &str) -> RedisConnection {
     let mut options = RedisOptions::namespace("coherent");
     options.timeout = Duration::from_millis(500);
-    let redis = RedisConnection::connect(url, options).await.unwrap();
+    RedisConnection::connect(url, options).await.unwrap()
+}
+
+/// A gateway with a memory cache in front of the shared Redis tier.
+fn coherent_gateway(redis: RedisConnection) -> Gateway {
+    use tollgate::cache::CacheStore;
     Gateway::builder(Config::from_yaml_str(COHERENT).unwrap())
         .cache_tier(move |stage| {
             Arc::new(RedisCacheStore::new(redis.clone(), stage)) as Arc<dyn CacheStore>
@@ -979,8 +982,12 @@ async fn within_a_second(gw: &Gateway, calls: &Arc<AtomicUsize>, want: &str) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidation_or_a_flush_on_one_process_reaches_the_others_within_a_second() {
     let server = Server::start();
-    let a = coherent_gateway(&server.url()).await;
-    let b = coherent_gateway(&server.url()).await;
+    let here = coherent_connection(&server.url()).await;
+    let a = coherent_gateway(here.clone());
+    let b = coherent_gateway(coherent_connection(&server.url()).await);
+    // C shares A's connection (one process, two gateways): A's messages
+    // reach C's memory as well.
+    let c = coherent_gateway(here);
     // Both subscribe as they are built; give the subscriptions a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let calls = Arc::new(AtomicUsize::new(0));

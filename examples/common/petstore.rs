@@ -645,11 +645,11 @@ async fn redis_builder(
         Some(nodes) => {
             RedisConnection::connect_cluster(nodes.split(','), RedisOptions::namespace("petstore"))
                 .await
-                .map_err(|e| format!("--redis-cluster {nodes}: {e}"))?
+                .map_err(|e| format!("--redis-cluster {}: {e}", redacted(nodes)))?
         }
         None => RedisConnection::connect(url, RedisOptions::namespace("petstore"))
             .await
-            .map_err(|e| format!("--redis {url}: {e}"))?,
+            .map_err(|e| format!("--redis {}: {e}", redacted(url)))?,
     };
     let credentials = RedisCredentialStore::new(redis.clone());
     for c in &config.credentials {
@@ -868,24 +868,55 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM (what `kill`, systemd
 /// and container runtimes send): the pet store's signal to stop.
-pub async fn shutdown_signal() {
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: call it before saying the server is ready, so that a
+/// signal sent right after that finds them (instead of the default action,
+/// which ends the process with nothing flushed).
+pub fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    #[cfg(unix)]
-    let terminated = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).ok();
+        let mut terminate = signal(SignalKind::terminate()).ok();
+        async move {
+            tokio::select! {
+                () = wait_for(interrupt.as_mut()) => {}
+                () = wait_for(terminate.as_mut()) => {}
             }
-            None => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let terminated = std::future::pending::<()>();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminated => {}
     }
+    #[cfg(not(unix))]
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The next delivery of `signal`; never, when it could not be installed.
+#[cfg(unix)]
+async fn wait_for(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// `url` (or a comma-separated list of them) with any user and password
+/// replaced by `***`, for messages: a Redis URL may carry its password.
+pub fn redacted(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}***{}", &url[..scheme + 3], &url[at..])
+            }
+            _ => url.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Serves `svc` on `listener` until `shutdown` resolves. With

@@ -51,17 +51,22 @@ fn management(config: &Config) -> Management {
         .management()
 }
 
+fn config() -> &'static Config {
+    static CONFIG_LOADED: OnceLock<Config> = OnceLock::new();
+    CONFIG_LOADED.get_or_init(|| Config::from_yaml_str(CONFIG).expect("the config loads"))
+}
+
 fn main() {
-    let config = Config::from_yaml_str(CONFIG).expect("the config loads");
-    let identity = aws_credential_types::Credentials::new(
-        "AKIDFUZZ",
-        "fuzz-secret-0123456789",
-        None,
-        None,
-        "fuzz",
-    )
-    .into();
+    let _ = config();
     afl::fuzz!(|data: &[u8]| {
+        let identity = aws_credential_types::Credentials::new(
+            "AKIDFUZZ",
+            "fuzz-secret-0123456789",
+            None,
+            None,
+            "fuzz",
+        )
+        .into();
         let mut parts = data.splitn(3, |b| *b == b'\n');
         let method = parts.next().unwrap_or(b"GET");
         let target = parts.next().unwrap_or(b"/");
@@ -108,10 +113,15 @@ fn main() {
             return;
         };
         signed.into_parts().0.apply_to_request_http1x(&mut req);
-        let management = management(&config);
+        let management = management(config());
         runtime().block_on(async {
-            if let Ok(res) = management.oneshot(req).await {
-                let _ = res.into_body().collect().await;
+            let Ok(res) = management.oneshot(req).await;
+            let status = res.status();
+            let body = res.into_body().collect().await;
+            // To check a seed gets past the signature: `TOLLGATE_FUZZ_SHOW=1 target/release/management < FILE`.
+            if std::env::var_os("TOLLGATE_FUZZ_SHOW").is_some() {
+                let body = body.map(|b| b.to_bytes()).unwrap_or_default();
+                eprintln!("{status} {}", String::from_utf8_lossy(&body));
             }
         });
     });

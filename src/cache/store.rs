@@ -10,6 +10,7 @@
 //! memory in front of it.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -331,15 +332,64 @@ impl CacheStore for MokaCacheStore {
 /// An invalidation (or flush) reaches this process's memory and the shared
 /// tier, and through the shared tier (when it follows, as
 /// [`RedisCacheStore`](crate::redis::RedisCacheStore) does by pub/sub) the
-/// memory of every other process on it: see [`CacheStore::follow`].
+/// memory of every other process on it: see [`CacheStore::follow`]. A copy
+/// taken from the second tier while such an invalidation arrives is taken
+/// out of the first again, so a lookup racing an invalidation cannot
+/// leave the old entry behind. Each invalidation from elsewhere costs the
+/// first tier a scan of its keys (a SHA-256 each: the message names the
+/// key only by its digest).
 #[derive(Clone)]
 pub struct TieredCacheStore {
     /// Fast and private: its failures are the store's failures.
-    first: Arc<dyn CacheStore>,
+    first: Arc<Followed>,
     /// Shared: a failed lookup is logged and read as a miss, a failed write
     /// logged; a failed invalidation or flush is reported, after the first
     /// tier has done its part.
     second: Arc<dyn CacheStore>,
+}
+
+/// The first tier as the second tier's followers reach it: each
+/// invalidation or flush they bring counts in `changed` first, so that a
+/// copy from the second tier read before it and put after it is taken out
+/// again (see [`TieredCacheStore`]'s `get`).
+struct Followed {
+    inner: Arc<dyn CacheStore>,
+    changed: AtomicU64,
+}
+
+impl fmt::Debug for Followed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+#[async_trait]
+impl CacheStore for Followed {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Arc<CachedResponse>>, StoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn put(&self, key: CacheKey, entry: Arc<CachedResponse>) -> Result<(), StoreError> {
+        self.inner.put(key, entry).await
+    }
+
+    async fn invalidate(&self, key: &CacheKey) -> Result<(), StoreError> {
+        self.changed.fetch_add(1, Ordering::SeqCst);
+        self.inner.invalidate(key).await
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.changed.fetch_add(1, Ordering::SeqCst);
+        self.inner.flush().await
+    }
+
+    async fn invalidate_matching(
+        &self,
+        matches: &(dyn for<'k> Fn(&'k CacheKey) -> bool + Send + Sync),
+    ) -> Result<(), StoreError> {
+        self.changed.fetch_add(1, Ordering::SeqCst);
+        self.inner.invalidate_matching(matches).await
+    }
 }
 
 impl fmt::Debug for TieredCacheStore {
@@ -352,7 +402,12 @@ impl TieredCacheStore {
     /// `first` in front of `second`; `second` is asked to
     /// [`follow`](CacheStore::follow) `first`.
     pub fn new(first: Arc<dyn CacheStore>, second: Arc<dyn CacheStore>) -> Self {
-        second.follow(Arc::downgrade(&first));
+        let first = Arc::new(Followed {
+            inner: first,
+            changed: AtomicU64::new(0),
+        });
+        let followed: Arc<dyn CacheStore> = first.clone();
+        second.follow(Arc::downgrade(&followed));
         Self { first, second }
     }
 }
@@ -363,9 +418,17 @@ impl CacheStore for TieredCacheStore {
         if let Some(hit) = self.first.get(key).await? {
             return Ok(Some(hit));
         }
+        let seen = self.first.changed.load(Ordering::SeqCst);
         match self.second.get(key).await {
             Ok(Some(entry)) => {
                 self.first.put(key.clone(), entry.clone()).await?;
+                // An invalidation that came in meanwhile may concern what
+                // was read: the copy comes out again. (Put, then check:
+                // either this check sees the count, or the invalidation
+                // runs after the put and takes the copy itself.)
+                if self.first.changed.load(Ordering::SeqCst) != seen {
+                    self.first.inner.invalidate(key).await?;
+                }
                 Ok(Some(entry))
             }
             Ok(None) => Ok(None),
@@ -385,13 +448,13 @@ impl CacheStore for TieredCacheStore {
 
     async fn invalidate(&self, key: &CacheKey) -> Result<(), StoreError> {
         let second = self.second.invalidate(key).await;
-        self.first.invalidate(key).await?;
+        self.first.inner.invalidate(key).await?;
         second
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
         let second = self.second.flush().await;
-        self.first.flush().await?;
+        self.first.inner.flush().await?;
         second
     }
 }

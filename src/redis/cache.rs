@@ -57,6 +57,9 @@ pub struct RedisCacheStore {
     prefix: Arc<str>,
     /// The scope (stage), as invalidation messages name it.
     scope: Arc<str>,
+    /// This store's id in its messages: the memory tier in front of it
+    /// does not apply them (it has already).
+    id: [u8; 16],
     /// How long past its freshness an entry is kept.
     retain: Duration,
 }
@@ -143,6 +146,7 @@ impl RedisCacheStore {
             redis,
             prefix: Arc::from(prefix),
             scope: Arc::from(scope),
+            id: super::pubsub::store_id(),
             retain: Duration::from_secs(7200),
         }
     }
@@ -172,15 +176,21 @@ impl RedisCacheStore {
         out
     }
 
-    /// Tells the other processes (see the type's docs).
-    async fn publish(&self, digest: Option<&[u8; 32]>) -> Result<(), StoreError> {
+    /// Tells the other memory tiers (see the type's docs). A failure is
+    /// logged, not returned: the entry is gone from Redis already, and a
+    /// Redis user whose ACL has no `PUBLISH` still invalidates there.
+    async fn publish(&self, digest: Option<&[u8; 32]>) {
         let invalidations = self.redis.invalidations();
-        let message = invalidations.message(&self.scope, digest);
+        let message = invalidations.message(&self.id, &self.scope, digest);
         let channel = invalidations.channel().to_owned();
         let mut conn = self.redis.conn();
-        self.redis
+        if let Err(e) = self
+            .redis
             .run(async move { conn.publish::<_, _, ()>(channel, message).await })
             .await
+        {
+            tracing::warn!(error = %e, "cache invalidation not published: other processes keep their copies until they expire");
+        }
     }
 }
 
@@ -217,11 +227,14 @@ impl CacheStore for RedisCacheStore {
         self.redis
             .run(async move { conn.del::<_, ()>(k).await })
             .await?;
-        self.publish(Some(&digest)).await
+        self.publish(Some(&digest)).await;
+        Ok(())
     }
 
     fn follow(&self, local: Weak<dyn CacheStore>) {
-        self.redis.invalidations().follow(self.scope.clone(), local);
+        self.redis
+            .invalidations()
+            .follow(self.scope.clone(), local, self.id);
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
@@ -255,7 +268,8 @@ impl CacheStore for RedisCacheStore {
                     .await?;
             }
             if next == 0 {
-                return self.publish(None).await;
+                self.publish(None).await;
+                return Ok(());
             }
             cursor = next;
         }

@@ -48,7 +48,8 @@ use crate::store::{StoreError, StoreErrorKind};
 pub struct RedisOptions {
     /// Prefix of every key (and its hash tag). Default `tollgate`. Gateways
     /// that must share limits, keys and counts use the same namespace;
-    /// separate environments on one Redis use different ones.
+    /// separate environments on one Redis use different ones. It may not
+    /// hold `{` or `}` (it is put inside hash tags): `connect` refuses it.
     pub namespace: String,
     /// The most one call may take, reconnection included. Default 50 ms.
     /// It is added to a request's latency whenever Redis stalls (until the
@@ -72,7 +73,8 @@ pub struct RedisOptions {
     /// space, so over every master of any even split; each shared limit,
     /// gateway-wide or per method, is enforced as 16 shares of a
     /// sixteenth). Set 1 on a cluster to keep shared limits exact at the
-    /// price of one master doing every check; at most 1,024.
+    /// price of one master doing every check; at most 256 (more is taken
+    /// as 256).
     pub rate_shards: usize,
 }
 
@@ -92,7 +94,7 @@ impl Default for RedisOptions {
 const CLUSTER_RATE_SHARDS: usize = 16;
 
 /// The most shares [`RedisOptions::rate_shards`] may ask for.
-const MAX_RATE_SHARDS: usize = 1024;
+const MAX_RATE_SHARDS: usize = 256;
 
 /// Redis Cluster's hash slots.
 pub(crate) const SLOTS: usize = 16_384;
@@ -143,14 +145,28 @@ fn shard_tags(namespace: &str, shards: usize) -> Box<[Arc<str>]> {
         .map(|k| {
             let (lo, hi) = (k * SLOTS / shards, (k + 1) * SLOTS / shards);
             // Each try lands in the range with probability `1 / shards`:
-            // a few thousand tries at most, once per connection.
-            (0u64..)
+            // a few thousand tries at most, once per connection (the
+            // namespace holds no brace, so the tags' slots are CRC16's
+            // spread; the bound only guards that).
+            (0u64..1_000_000)
                 .map(|n| format!("{namespace}:r{n}"))
                 .find(|tag| (lo..hi).contains(&slot_of(tag.as_bytes())))
                 .map(Arc::from)
                 .unwrap_or_else(|| Arc::from(namespace))
         })
         .collect()
+}
+
+/// A namespace goes inside hash tags: a brace in it would end the tag
+/// early (every share in one slot) or start another.
+fn check_namespace(namespace: &str) -> Result<(), StoreError> {
+    if namespace.contains(['{', '}']) {
+        return Err(StoreError::new(
+            StoreErrorKind::Protocol,
+            "redis: a namespace may not hold `{` or `}`",
+        ));
+    }
+    Ok(())
 }
 
 /// The connection of one call: one server's, or a cluster's (which sends
@@ -324,12 +340,14 @@ impl RedisConnection {
     /// Connects to `url` (`redis://127.0.0.1:6379`) and loads the scripts.
     ///
     /// Fails (rather than returning a connection that fails later) when
-    /// the URL does not parse ([`StoreErrorKind::Protocol`]), or when
+    /// the URL does not parse or the namespace holds a brace
+    /// ([`StoreErrorKind::Protocol`]), or when
     /// Redis cannot be reached or the scripts cannot be loaded within
     /// `connect_timeout` (`Unavailable` or `Timeout`). Once made, the
     /// connection survives Redis going away and coming back. The URL
     /// (which may hold a password) is never put in an error.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
+        check_namespace(&options.namespace)?;
         let client = Client::open(url).map_err(|e| {
             StoreError::new(
                 StoreErrorKind::Protocol,
@@ -364,14 +382,15 @@ impl RedisConnection {
     /// counts and the lifecycle (each read rarely or batched), and cached
     /// responses per stage.
     ///
-    /// Errors as [`connect`](Self::connect); an empty `urls` is a
-    /// `Protocol` error. A slot whose master is down fails its calls
+    /// Errors as [`connect`](Self::connect); an empty `urls`, or a
+    /// namespace with a brace, is a `Protocol` error. A slot whose master is down fails its calls
     /// (`Unavailable`, then the circuit) until the master returns or a
     /// replica takes over; the connection finds the new topology by itself.
     pub async fn connect_cluster<'a>(
         urls: impl IntoIterator<Item = &'a str>,
         options: RedisOptions,
     ) -> Result<Self, StoreError> {
+        check_namespace(&options.namespace)?;
         let urls: Vec<&str> = urls.into_iter().collect();
         let nodes: Box<[String]> = urls.iter().map(|u| (*u).to_owned()).collect();
         if urls.is_empty() {
@@ -408,6 +427,7 @@ impl RedisConnection {
         default_shards: usize,
         urls: Box<[String]>,
     ) -> Result<Self, StoreError> {
+        check_namespace(&options.namespace)?;
         let shards = match options.rate_shards {
             0 => default_shards,
             n => n.min(MAX_RATE_SHARDS),
@@ -585,5 +605,14 @@ mod tests {
         let n = per_master(&tags);
         assert!(n.iter().all(|n| (5..=6).contains(n)), "{n:?}");
         assert_eq!(&*shard_tags("tollgate", 1)[0], "tollgate");
+    }
+
+    #[test]
+    fn a_namespace_with_a_brace_is_refused() {
+        for ns in ["{tenant}", "a}b", "x{"] {
+            let err = check_namespace(ns).unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Protocol, "{ns}");
+        }
+        assert!(check_namespace("shop-prod:eu").is_ok());
     }
 }

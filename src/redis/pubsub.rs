@@ -9,15 +9,17 @@
 //!
 //! A message names the stage (the tier's scope) and, for an invalidation,
 //! the SHA-256 of the cache key, never the key (which may hold header
-//! values): `kind` (`k` or `f`), the sender (8 bytes, so a process skips
-//! its own), the scope's length (2 bytes) and the scope, then the digest
-//! (32 bytes) for `k`.
+//! values): `kind` (`k` or `f`), the sending store's id (16 bytes: the
+//! memory tier in front of the store that sent it has done its part, every
+//! other one applies it, in this process or another), the scope's length
+//! (2 bytes) and the scope, then the digest (32 bytes) for `k`.
 //!
 //! Pub/sub is at most once: a message published while a subscriber is
 //! disconnected is lost. So a subscriber flushes its followers' memory
-//! every time it (re)subscribes, and a process never serves, for longer
-//! than it takes to notice a dropped connection, an entry another process
-//! invalidated.
+//! every time it (re)subscribes, and pings the server every 2 s (an answer
+//! within the connect timeout, or it reconnects), so a connection that
+//! died silently (a NAT's idle timeout) is noticed within seconds, not
+//! never.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -37,6 +39,26 @@ const FLUSH: u8 = b'f';
 struct Follower {
     scope: Arc<str>,
     local: Weak<dyn CacheStore>,
+    /// The id of the store it is in front of: that store's own messages
+    /// are not applied to it (it has applied them already).
+    id: [u8; 16],
+}
+
+/// A store's id for its messages: random, or, where the system has no
+/// randomness to give, the process id, a counter and the time, which are
+/// still unique among the processes on one Redis.
+pub(crate) fn store_id() -> [u8; 16] {
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut id = [0; 16];
+    if getrandom::fill(&mut id).is_err() {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let now = crate::clock::Clock::unix_nanos(&crate::clock::SystemClock);
+        id[..4].copy_from_slice(&std::process::id().to_be_bytes());
+        id[4..8].copy_from_slice(&(n as u32).to_be_bytes());
+        id[8..].copy_from_slice(&now.to_be_bytes());
+    }
+    id
 }
 
 /// One connection's subscription and the memory tiers it serves.
@@ -46,8 +68,6 @@ pub(crate) struct Invalidations {
     /// Where to subscribe: any node will do, tried in turn.
     urls: Box<[String]>,
     connect_timeout: Duration,
-    /// This connection's own id: its messages are skipped when they come back.
-    sender: [u8; 8],
     followers: Mutex<Vec<Follower>>,
     /// Whether the subscriber task runs.
     running: AtomicBool,
@@ -55,14 +75,10 @@ pub(crate) struct Invalidations {
 
 impl Invalidations {
     pub(crate) fn new(namespace: &str, urls: Box<[String]>, connect_timeout: Duration) -> Self {
-        let mut sender = [0; 8];
-        // A clash only costs a scan of the memory tier, never a wrong entry.
-        let _ = getrandom::fill(&mut sender);
         Self {
             channel: format!("{namespace}:cache:invalidations"),
             urls,
             connect_timeout,
-            sender,
             followers: Mutex::new(Vec::new()),
             running: AtomicBool::new(false),
         }
@@ -73,13 +89,18 @@ impl Invalidations {
         &self.channel
     }
 
-    /// The message for an invalidation of the entry whose key has SHA-256
-    /// `digest` (`None`: a flush) in `scope`.
-    pub(crate) fn message(&self, scope: &str, digest: Option<&[u8; 32]>) -> Vec<u8> {
+    /// The message of store `sender` for an invalidation of the entry
+    /// whose key has SHA-256 `digest` (`None`: a flush) in `scope`.
+    pub(crate) fn message(
+        &self,
+        sender: &[u8; 16],
+        scope: &str,
+        digest: Option<&[u8; 32]>,
+    ) -> Vec<u8> {
         let scope = &scope.as_bytes()[..scope.len().min(usize::from(u16::MAX))];
-        let mut out = Vec::with_capacity(1 + 8 + 2 + scope.len() + 32);
+        let mut out = Vec::with_capacity(1 + 16 + 2 + scope.len() + 32);
         out.push(if digest.is_some() { KEY } else { FLUSH });
-        out.extend_from_slice(&self.sender);
+        out.extend_from_slice(sender);
         out.extend_from_slice(&u16::try_from(scope.len()).unwrap_or(u16::MAX).to_be_bytes());
         out.extend_from_slice(scope);
         if let Some(d) = digest {
@@ -88,14 +109,19 @@ impl Invalidations {
         out
     }
 
-    /// Adds a memory tier for `scope`, and starts the subscriber when it is
-    /// not running (on the current tokio runtime; outside one, nothing is
-    /// followed and a warning says so).
-    pub(crate) fn follow(self: &Arc<Self>, scope: Arc<str>, local: Weak<dyn CacheStore>) {
+    /// Adds a memory tier for `scope`, in front of the store `id`, and
+    /// starts the subscriber when it is not running (on the current tokio
+    /// runtime; outside one, nothing is followed and a warning says so).
+    pub(crate) fn follow(
+        self: &Arc<Self>,
+        scope: Arc<str>,
+        local: Weak<dyn CacheStore>,
+        id: [u8; 16],
+    ) {
         self.followers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(Follower { scope, local });
+            .push(Follower { scope, local, id });
         if self.running.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -112,9 +138,9 @@ impl Invalidations {
         }
     }
 
-    /// The live memory tiers of `scope` (all of them for `None`); drops
-    /// the dead ones. Empty when none is left at all.
-    fn locals(&self, scope: Option<&[u8]>) -> Vec<Arc<dyn CacheStore>> {
+    /// The live memory tiers of `scope` (all of them for `None`), but the
+    /// one in front of store `sender`; drops the dead ones.
+    fn locals(&self, scope: Option<&[u8]>, sender: Option<&[u8; 16]>) -> Vec<Arc<dyn CacheStore>> {
         let mut followers = self
             .followers
             .lock()
@@ -123,6 +149,7 @@ impl Invalidations {
         followers
             .iter()
             .filter(|f| scope.is_none_or(|s| f.scope.as_bytes() == s))
+            .filter(|f| sender != Some(&f.id))
             .filter_map(|f| f.local.upgrade())
             .collect()
     }
@@ -136,18 +163,16 @@ impl Invalidations {
         !followers.is_empty()
     }
 
-    /// Applies one message to the memory tiers it names. A message that
-    /// does not parse, or that this connection sent, is ignored.
+    /// Applies one message to the memory tiers it names, but the one in
+    /// front of the store that sent it. A message that does not parse is
+    /// ignored.
     async fn apply(&self, message: &[u8]) {
         let Some((&kind, rest)) = message.split_first() else {
             return;
         };
-        let Some((sender, rest)) = rest.split_first_chunk::<8>() else {
+        let Some((sender, rest)) = rest.split_first_chunk::<16>() else {
             return;
         };
-        if *sender == self.sender {
-            return;
-        }
         let Some((len, rest)) = rest.split_first_chunk::<2>() else {
             return;
         };
@@ -158,7 +183,7 @@ impl Invalidations {
         let (scope, rest) = rest.split_at(len);
         match kind {
             FLUSH if rest.is_empty() => {
-                for local in self.locals(Some(scope)) {
+                for local in self.locals(Some(scope), Some(sender)) {
                     if let Err(e) = local.flush().await {
                         tracing::warn!(error = %e, "cache flush from another process failed here");
                     }
@@ -171,7 +196,7 @@ impl Invalidations {
                 let matches = move |k: &crate::cache::CacheKey| {
                     Sha256::digest(k.as_bytes()).as_slice() == digest
                 };
-                for local in self.locals(Some(scope)) {
+                for local in self.locals(Some(scope), Some(sender)) {
                     if let Err(e) = local.invalidate_matching(&matches).await {
                         tracing::warn!(error = %e, "cache invalidation from another process failed here");
                     }
@@ -182,13 +207,18 @@ impl Invalidations {
     }
 }
 
+/// How often the subscriber pings its server.
+const PING_EVERY: Duration = Duration::from_secs(2);
+
 /// The subscriber: subscribe to the channel on a node, apply each message,
-/// and when the connection ends, subscribe again (the next node, after
-/// 200 ms). Every subscription first flushes the memory tiers it serves,
-/// since messages sent while it was away are lost. Ends once no memory
-/// tier is left to serve (checked every second).
+/// and when the connection ends or a ping goes unanswered, subscribe again
+/// (the next node, after a wait that doubles from 200 ms to 5 s while it
+/// keeps failing). Every subscription first flushes the memory tiers it
+/// serves, since messages sent while it was away are lost. Ends once no
+/// memory tier is left to serve.
 async fn subscribe(this: Arc<Invalidations>) {
     let mut node = 0;
+    let mut wait = Duration::from_millis(200);
     loop {
         if !this.any_alive() || this.urls.is_empty() {
             this.running.store(false, Ordering::Release);
@@ -200,30 +230,59 @@ async fn subscribe(this: Arc<Invalidations>) {
         }
         let url = &this.urls[node % this.urls.len()];
         node += 1;
-        if let Ok(client) = Client::open(url.as_str())
-            && let Ok(Ok(mut pubsub)) =
-                tokio::time::timeout(this.connect_timeout, client.get_async_pubsub()).await
-            && pubsub.subscribe(&this.channel).await.is_ok()
-        {
-            for local in this.locals(None) {
-                let _ = local.flush().await;
+        match listen(&this, url).await {
+            Ok(()) => wait = Duration::from_millis(200),
+            Err(why) => {
+                tracing::warn!(
+                    reason = why,
+                    retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "cache invalidations: cannot subscribe; other processes' invalidations wait"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+                continue;
             }
-            let mut messages = pubsub.on_message();
-            loop {
-                tokio::select! {
-                    message = messages.next() => match message {
-                        Some(m) => this.apply(m.get_payload_bytes()).await,
-                        None => break,
-                    },
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {
-                        if !this.any_alive() {
-                            break;
-                        }
-                    }
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// One subscription on `url`, until it fails or no follower is left:
+/// `Ok` when it was made (and later ended), `Err` naming why it was not.
+async fn listen(this: &Invalidations, url: &str) -> Result<(), &'static str> {
+    let client = Client::open(url).map_err(|_| "bad URL")?;
+    let limit = this.connect_timeout;
+    let mut pubsub = tokio::time::timeout(limit, client.get_async_pubsub())
+        .await
+        .map_err(|_| "connecting timed out")?
+        .map_err(|_| "cannot connect")?;
+    tokio::time::timeout(limit, pubsub.subscribe(&this.channel))
+        .await
+        .map_err(|_| "SUBSCRIBE timed out")?
+        .map_err(|_| "SUBSCRIBE refused (an ACL without pub/sub?)")?;
+    for local in this.locals(None, None) {
+        let _ = local.flush().await;
+    }
+    let (mut sink, mut messages) = pubsub.split();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            message = messages.next() => match message {
+                Some(m) => this.apply(m.get_payload_bytes()).await,
+                None => return Ok(()),
+            },
+            _ = ping.tick() => {
+                if !this.any_alive() {
+                    return Ok(());
+                }
+                let answered = tokio::time::timeout(this.connect_timeout, sink.ping::<String>()).await;
+                if !matches!(answered, Ok(Ok(_))) {
+                    return Ok(());
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -253,28 +312,33 @@ mod tests {
             store.put(k2.clone(), entry.clone()).await.unwrap();
         }
         let here = Invalidations::new("ns", Box::new([]), Duration::from_secs(1));
-        let there = Invalidations::new("ns", Box::new([]), Duration::from_secs(1));
-        for (scope, store) in [("prod", &prod), ("dev", &dev)] {
+        let (prod_id, dev_id, elsewhere) = (store_id(), store_id(), store_id());
+        assert_ne!(prod_id, dev_id);
+        for (scope, store, id) in [("prod", &prod, prod_id), ("dev", &dev, dev_id)] {
             here.followers.lock().unwrap().push(Follower {
                 scope: Arc::from(scope),
                 local: Arc::downgrade(store),
+                id,
             });
         }
         let digest: [u8; 32] = Sha256::digest(k1.as_bytes()).into();
-        // Its own message is skipped.
-        here.apply(&here.message("prod", Some(&digest))).await;
+        // The tier in front of the sending store is skipped.
+        here.apply(&here.message(&prod_id, "prod", Some(&digest)))
+            .await;
         assert!(prod.get(&k1).await.unwrap().is_some());
-        // Another's: k1 of prod goes; k2, and dev, stay.
-        here.apply(&there.message("prod", Some(&digest))).await;
+        // Another store's (on this connection or elsewhere): k1 of prod
+        // goes; k2, and dev, stay.
+        here.apply(&here.message(&elsewhere, "prod", Some(&digest)))
+            .await;
         assert!(prod.get(&k1).await.unwrap().is_none());
         assert!(prod.get(&k2).await.unwrap().is_some());
         assert!(dev.get(&k1).await.unwrap().is_some());
         // A flush of dev.
-        here.apply(&there.message("dev", None)).await;
+        here.apply(&here.message(&elsewhere, "dev", None)).await;
         assert!(dev.get(&k2).await.unwrap().is_none());
         assert!(prod.get(&k2).await.unwrap().is_some());
         // Garbage does nothing, at every length.
-        let m = there.message("prod", Some(&[7; 32]));
+        let m = here.message(&elsewhere, "prod", Some(&[7; 32]));
         for cut in 0..m.len() {
             here.apply(&m[..cut]).await;
         }

@@ -202,7 +202,10 @@ struct Inner {
     /// batch's share of it.
     wake_at: usize,
     /// The task, taken (and awaited) by the first `shutdown`.
-    task: Mutex<Option<JoinHandle<()>>>,
+    ///
+    /// An async mutex, held while the task is awaited: a second
+    /// `shutdown` called meanwhile waits for the same delivery.
+    task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     /// Notices waiting for the task, at most [`MAX_NOTICES`].
     notices: Arc<Mutex<Vec<Notice>>>,
     /// Notices dropped: the queue was full, or the reporter had shut down.
@@ -312,7 +315,7 @@ impl Reporter {
                 stopping: AtomicBool::new(false),
                 closed,
                 wake_at: (config.batch_size.max(1) / shards).max(1),
-                task: Mutex::new(Some(task)),
+                task: tokio::sync::Mutex::new(Some(task)),
                 notices,
                 dropped_notices: AtomicU64::new(0),
             }),
@@ -410,7 +413,8 @@ impl Reporter {
     }
 
     /// Stops taking events, delivers everything queued, and returns once the
-    /// sink has it (or every attempt failed). Later calls return at once.
+    /// sink has it (or every attempt failed). A call made while another runs
+    /// returns when that one does; later calls return at once.
     ///
     /// No event is lost uncounted: every [`record`](Self::record) is either
     /// delivered (or counted [`failed`](Self::failed) after its attempts)
@@ -430,14 +434,9 @@ impl Reporter {
         }
         inner.closed.store(true, Ordering::SeqCst);
         self.inner.wake.notify_one();
-        let task = self
-            .inner
-            .task
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(task) = task {
-            let _ = task.await;
+        let mut task = self.inner.task.lock().await;
+        if let Some(running) = task.take() {
+            let _ = running.await;
         }
     }
 }
@@ -792,5 +791,30 @@ mod tests {
             );
             assert_eq!(sink.0.load(Ordering::SeqCst), reporter.delivered());
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_shutdown_returns_only_once_everything_is_delivered() {
+        let sink = Arc::new(Stuck::default());
+        let reporter = Reporter::new(sink.clone());
+        for i in 0..10 {
+            reporter.record(UsageEvent::for_tests(i, 200));
+        }
+        let first = tokio::spawn({
+            let reporter = reporter.clone();
+            async move { reporter.shutdown().await }
+        });
+        // The task is stuck in the sink with the batch.
+        sink.entered.notified().await;
+        let second = tokio::spawn({
+            let reporter = reporter.clone();
+            async move { reporter.shutdown().await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!second.is_finished(), "the second returned before delivery");
+        sink.release.notify_one();
+        second.await.unwrap();
+        assert_eq!(sink.got.load(Ordering::SeqCst), 10);
+        first.await.unwrap();
     }
 }
