@@ -678,6 +678,13 @@ async fn redis_builder(
             SystemClock,
         )))
         .usage_records_from(usage);
+    // Cached responses: each stage's memory cache in front of a Redis tier
+    // every petstore on this Redis shares (invalidations reach them all).
+    let tier = redis.clone();
+    builder = builder.cache_tier(move |stage| {
+        Arc::new(tollgate::redis::RedisCacheStore::new(tier.clone(), stage))
+            as Arc<dyn tollgate::cache::CacheStore>
+    });
     for r in reporters {
         builder = builder.reporter(r);
     }
