@@ -242,8 +242,13 @@ async fn shared_gateway(server: &Server, clock: ManualClock) -> (Gateway, RedisC
 }
 
 async fn hit(gw: &Gateway, path: &str) -> StatusCode {
+    hit_with(gw, path, "shared-key-0123456789abcd").await
+}
+
+/// GET `path` through `gw` with API key `key`, bounded at 5 s: the status.
+async fn hit_with(gw: &Gateway, path: &str, key: &str) -> StatusCode {
     let req = Request::get(path)
-        .header("x-api-key", "shared-key-0123456789abcd")
+        .header("x-api-key", key)
         .body(Body::empty())
         .unwrap();
     let res = tokio::time::timeout(
@@ -661,20 +666,7 @@ async fn cluster_gateway(cluster: &Cluster) -> Gateway {
 }
 
 async fn cluster_hit(gw: &Gateway) -> StatusCode {
-    let req = Request::get("/prod/metered")
-        .header("x-api-key", "cluster-key-0123456789abcd")
-        .body(Body::empty())
-        .unwrap();
-    let res = tokio::time::timeout(
-        Duration::from_secs(5),
-        gw.service(support::ok()).oneshot(req),
-    )
-    .await
-    .expect("no request hangs")
-    .unwrap();
-    let status = res.status();
-    res.into_body().collect().await.unwrap();
-    status
+    hit_with(gw, "/prod/metered", "cluster-key-0123456789abcd").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

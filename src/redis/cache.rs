@@ -170,9 +170,7 @@ impl RedisCacheStore {
     fn key_of(&self, digest: &[u8; 32]) -> String {
         let mut out = String::with_capacity(self.prefix.len() + 64);
         out.push_str(&self.prefix);
-        for b in digest {
-            out.push_str(&format!("{b:02x}"));
-        }
+        out.push_str(&crate::hex::encode(digest));
         out
     }
 

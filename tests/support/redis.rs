@@ -6,6 +6,20 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// `child` once it accepts connections on `port` (of 127.0.0.1): 200 tries
+/// 10 ms apart, then it is killed and the test fails.
+fn accepting(mut child: Child, port: u16) -> Child {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("redis-server did not start on port {port}");
+}
+
 /// A running redis-server, killed (and reaped) on drop.
 pub(crate) struct Server {
     child: Child,
@@ -28,7 +42,7 @@ impl Server {
     /// connections: 200 tries 10 ms apart, then it is killed and the test
     /// fails.
     pub(crate) fn on(port: u16) -> Self {
-        let mut child = Command::new("redis-server")
+        let child = Command::new("redis-server")
             .args([
                 "--port",
                 &port.to_string(),
@@ -43,15 +57,10 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (.ci/run installs it with apt-get)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self { child, port };
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        Self {
+            child: accepting(child, port),
+            port,
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server did not start on port {port}");
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -140,7 +149,7 @@ impl Cluster {
         let port = self.ports[i];
         let dir = self.dir.join(port.to_string());
         std::fs::create_dir_all(&dir).unwrap();
-        let mut child = Command::new("redis-server")
+        let child = Command::new("redis-server")
             .args([
                 "--port",
                 &port.to_string(),
@@ -162,15 +171,7 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (.ci/run installs it with apt-get)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return child;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server (cluster node) did not start on port {port}");
+        accepting(child, port)
     }
 
     /// `redis-cli -p PORT ARGS...`'s output.
