@@ -23,6 +23,7 @@ routes:
   /bin: [POST]
   /who: [GET]
   /bad/{kind}: [GET]
+  /eager: [GET]
   /gone: [GET]
 stages:
   prod:
@@ -32,6 +33,7 @@ stages:
       /bin/POST: { integration: { type: lambda, function: echo }, binary_media_types: [image/png] }
       /who/GET: { integration: { type: lambda, function: echo }, authorization: authorizer, authorizer: tokens }
       /bad/{kind}/GET: { integration: { type: lambda, function: bad } }
+      /eager/GET: { integration: { type: lambda, function: eager } }
 authorizers:
   tokens: { identity_sources: [header.Authorization] }
 plans:
@@ -81,6 +83,13 @@ fn gateway() -> Gateway {
     Gateway::builder(Config::from_yaml_str(CONFIG).unwrap())
         .lambda("echo", echo)
         .lambda("bad", bad)
+        // A handler that panics when called, before it has a future.
+        .lambda(
+            "eager",
+            |_event: ApiGatewayProxyRequest| -> std::future::Ready<
+                Result<ApiGatewayProxyResponse, std::io::Error>,
+            > { panic!("a function that panics at once") },
+        )
         .authorizer("tokens", |req: AuthorizerRequest| async move {
             Ok(match req.identity("header.Authorization") {
                 Some("Bearer a") => Verdict::allow("alice").with_context("tier", "gold"),
@@ -146,6 +155,34 @@ async fn the_event_carries_every_field_api_gateway_sets() {
         !key_id.is_empty() && !key_id.contains("0123456789"),
         "the key's id, not its value: {key_id}"
     );
+}
+
+#[tokio::test]
+async fn a_query_without_repeats_fills_both_query_maps_decoded() {
+    let gw = gateway();
+    let req = Request::get("/prod/echo/1?a=1&b=x+y%21&flag&&c=")
+        .header("x-api-key", "key-l-0123456789abcdef")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = send(gw.service(inner()), req).await;
+    assert_eq!(status, StatusCode::OK);
+    let e = json_of(&body);
+    assert_eq!(
+        e["queryStringParameters"],
+        json!({"a": "1", "b": "x y!", "flag": "", "c": ""})
+    );
+    assert_eq!(
+        e["multiValueQueryStringParameters"],
+        json!({"a": ["1"], "b": ["x y!"], "flag": [""], "c": [""]})
+    );
+    // No query: both empty (aws_lambda_events writes an empty map as `{}`).
+    let req = Request::get("/prod/echo/1")
+        .header("x-api-key", "key-l-0123456789abcdef")
+        .body(Body::empty())
+        .unwrap();
+    let e = json_of(&send(gw.service(inner()), req).await.2);
+    assert_eq!(e["queryStringParameters"], json!({}));
+    assert_eq!(e["multiValueQueryStringParameters"], json!({}));
 }
 
 #[tokio::test]
@@ -221,6 +258,10 @@ async fn the_answer_is_mapped_as_api_gateway_maps_it_and_faults_are_502() {
             "{kind}"
         );
     }
+    let eager = Request::get("/prod/eager").body(Body::empty()).unwrap();
+    let (status, _, body) = send(gw.service(inner()), eager).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "a panic at the call");
+    assert_eq!(json_of(&body), json!({"message": "Internal server error"}));
     // The gateway still serves after a panic.
     assert_eq!(
         send(gw.service(inner()), get("headers")).await.0,

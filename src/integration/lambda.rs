@@ -161,15 +161,23 @@ impl LambdaFunction {
         }
     }
 
-    /// Calls it with a proxy event; a proxy response back.
-    async fn call_event(&self, event: ApiGatewayProxyRequest) -> LambdaResult {
+    /// Calls it with a proxy event; a proxy response back. A typed
+    /// handler's own future is returned as it is, so the event moves once
+    /// more (into it), not through a future of this call too.
+    fn call_event(&self, event: ApiGatewayProxyRequest) -> HandlerFuture {
         match &self.call {
-            Call::Proxy(f) => f(event).await,
+            Call::Proxy(f) => f(event),
             Call::Payload(f) => {
-                let out = f(Bytes::from(serde_json::to_vec(&event)?)).await?;
-                serde_json::from_slice(&out).map_err(|e| {
-                    InvokeError::Function(format!("a payload that is not a proxy response: {e}"))
+                let payload = serde_json::to_vec(&event);
+                let f = f.clone();
+                Box::pin(async move {
+                    let out = f(Bytes::from(payload?)).await?;
+                    serde_json::from_slice(&out).map_err(|e| {
+                        InvokeError::Function(format!(
+                            "a payload that is not a proxy response: {e}"
+                        ))
                         .into()
+                    })
                 })
             }
         }
@@ -249,9 +257,12 @@ impl LambdaIntegration {
             return self.call_custom(bytes).await;
         }
         let event = event(&mut Request::from_parts(parts, ()), &bytes, &self);
-        let outcome = AssertUnwindSafe(self.function.call_event(event))
-            .catch_unwind()
-            .await;
+        // A handler may panic when called (before its future), or in it.
+        let called = std::panic::catch_unwind(AssertUnwindSafe(|| self.function.call_event(event)));
+        let outcome = match called {
+            Ok(answer) => AssertUnwindSafe(answer).catch_unwind().await,
+            Err(panic) => Err(panic),
+        };
         let answer = match outcome {
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => return self.failed(&e),
@@ -356,13 +367,23 @@ fn event(req: &mut Request<()>, body: &[u8], l: &LambdaIntegration) -> ApiGatewa
         }
     }
     let mut query: HashMap<String, Vec<String>> = HashMap::new();
-    for (k, v) in crate::mapping::parse_query(req.uri().query()) {
-        query.entry(k).or_default().push(v);
-    }
-    let single: HashMap<String, String> = query
-        .iter()
-        .filter_map(|(k, v)| v.last().map(|last| (k.clone(), last.clone())))
-        .collect();
+    let mut repeated = false;
+    crate::mapping::for_each_query_param(req.uri().query(), |k, v| {
+        let values = query.entry(k).or_default();
+        repeated |= !values.is_empty();
+        values.push(v);
+    });
+    // `QueryMap` holds a list per name behind an `Arc`: when no name
+    // repeats (nearly always), the single-value map is the multi-value one,
+    // shared; else each name's last value.
+    let last: Option<HashMap<String, Vec<String>>> = repeated.then(|| {
+        query
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), vec![v.last()?.clone()])))
+            .collect()
+    });
+    let multi = QueryMap::from(query);
+    let single = last.map_or_else(|| multi.clone(), QueryMap::from);
     let binary = l.binary.as_ref().is_some_and(|b| {
         req.headers()
             .get(CONTENT_TYPE)
@@ -384,8 +405,8 @@ fn event(req: &mut Request<()>, body: &[u8], l: &LambdaIntegration) -> ApiGatewa
     event.path = Some(req.uri().path().to_owned());
     event.http_method = req.method().clone();
     event.headers = headers;
-    event.query_string_parameters = QueryMap::from(single);
-    event.multi_value_query_string_parameters = QueryMap::from(query);
+    event.query_string_parameters = single;
+    event.multi_value_query_string_parameters = multi;
     event.path_parameters = ctx
         .map(|c| {
             c.path_params()
@@ -434,7 +455,7 @@ fn context(req: &Request<()>, l: &LambdaIntegration) -> ApiGatewayProxyRequestCo
     rc.http_method = req.method().clone();
     rc.stage = value(ContextValue::Stage);
     rc.request_id = value(ContextValue::RequestId);
-    rc.apiid = Some(l.api.to_string());
+    rc.apiid = Some(String::from(&*l.api));
     rc.protocol = Some(
         match req.version() {
             http::Version::HTTP_09 => "HTTP/0.9",

@@ -176,6 +176,7 @@ pub(crate) use layer::MethodMapping;
 pub use layer::{Mapping, MappingLayer, ResponseFuture};
 pub use params::IntegrationPath;
 pub(crate) use params::{
-    ContextValue, context_value, decode as decode_query_piece, first_query_value, parse_query,
+    ContextValue, context_value, decode as decode_query_piece, first_query_value,
+    for_each_query_param,
 };
 pub use template::{escape_javascript, url_decode, url_encode};

@@ -200,6 +200,10 @@ type Query = Vec<(String, String)>;
 /// A query name or value decoded as a form would be: `+` is a space, then
 /// percent escapes; invalid UTF-8 becomes U+FFFD.
 pub(crate) fn decode(s: &str) -> String {
+    // Most names and values have neither: one copy, no scan of escapes.
+    if !s.bytes().any(|b| b == b'+' || b == b'%') {
+        return s.to_owned();
+    }
     let plus = s.replace('+', " ");
     percent_decode_str(&plus).decode_utf8_lossy().into_owned()
 }
@@ -207,11 +211,20 @@ pub(crate) fn decode(s: &str) -> String {
 /// The query's parameters, decoded, in order, repeats kept; a parameter
 /// without `=` has an empty value.
 pub(crate) fn parse_query(q: Option<&str>) -> Query {
-    parse_pieces(q)
-        .into_iter()
-        .filter(|p| !p.is_empty_piece())
-        .map(|p| (p.name, p.value))
-        .collect()
+    let mut out = Vec::new();
+    for_each_query_param(q, |k, v| out.push((k, v)));
+    out
+}
+
+/// Hands each of the query's parameters to `f`, decoded, in order, as
+/// [`parse_query`] lists them: what `parse_pieces` reads, without keeping
+/// the pieces as sent.
+pub(crate) fn for_each_query_param(q: Option<&str>, mut f: impl FnMut(String, String)) {
+    let Some(q) = q else { return };
+    for p in q.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = p.split_once('=').unwrap_or((p, ""));
+        f(decode(name), decode(value));
+    }
 }
 
 /// The first value of query parameter `name`, decoded; `None` without one.
@@ -362,7 +375,10 @@ pub(crate) fn context_value<'a, B>(
     let ext = req.extensions();
     let ctx = ext.get::<RequestContext>();
     match c {
-        ContextValue::RequestId => ctx.map(|c| Cow::Owned(c.request_id().to_string())),
+        ContextValue::RequestId => ctx.map(|c| {
+            let mut buf = [0; 36];
+            Cow::Owned(c.request_id().encode(&mut buf).to_owned())
+        }),
         ContextValue::Stage => ctx.map(|c| Cow::Borrowed(c.endpoint().stage())),
         ContextValue::ResourcePath => ctx.map(|c| Cow::Borrowed(c.endpoint().resource())),
         ContextValue::HttpMethod => Some(Cow::Borrowed(req.method().as_str())),
@@ -664,4 +680,57 @@ pub(crate) fn apply_overrides(
         parts.extensions.insert(path);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What `decode` was before its fast path: every string through the
+    /// `+` and escape pass.
+    fn decode_slowly(s: &str) -> String {
+        percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn parse_query_decodes_names_and_values_and_skips_empty_pieces() {
+        assert_eq!(
+            parse_query(Some("a=1&&b=x+y%2Fz&flag&=v&c=%ZZ&d=%C3%A9&e=%FF")),
+            [
+                ("a", "1"),
+                ("b", "x y/z"),
+                ("flag", ""),
+                ("", "v"),
+                ("c", "%ZZ"),
+                ("d", "é"),
+                ("e", "\u{fffd}"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        assert!(parse_query(None).is_empty());
+        assert!(parse_query(Some("")).is_empty());
+        assert!(parse_query(Some("&&")).is_empty());
+    }
+
+    proptest! {
+        /// The parameters are the pieces' parameters: the mapping's
+        /// rewrite and the Lambda event read one query alike.
+        #[test]
+        fn parse_query_reads_what_the_pieces_hold(q in "[a=&+%2Fé0-9 ]{0,24}") {
+            let pieces: Vec<(String, String)> = parse_pieces(Some(&q))
+                .into_iter()
+                .filter(|p| !p.is_empty_piece())
+                .map(|p| (p.name, p.value))
+                .collect();
+            prop_assert_eq!(parse_query(Some(&q)), pieces);
+        }
+
+        #[test]
+        fn decode_with_or_without_escapes_is_the_full_pass(s in "[a+%2Fé0-9 ]{0,16}") {
+            prop_assert_eq!(decode(&s), decode_slowly(&s));
+        }
+    }
 }
